@@ -1,0 +1,1 @@
+"""Computation for the CNN dashboard: data, models, training, evaluation. No UI here."""
