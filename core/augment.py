@@ -1,0 +1,122 @@
+"""Augmentation settings and the one function that turns them into Keras layers.
+
+Training and the dashboard's augmentation lab both call `build_augmentation`, so the lab
+shows exactly what training applies. Layers take float images in [0, 255], `(B, H, W, 3)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+from keras import layers, ops
+
+
+@dataclass
+class AugmentConfig:
+    """What random changes each training image gets; all zeros/False means none."""
+
+    flip: bool = False  # mirror left-right with probability 1/2
+    rotation: float = 0.0  # up to +- this many degrees
+    zoom: float = 0.0  # zoom in or out by up to this fraction of the size
+    translation: float = 0.0  # shift by up to this fraction of the size (reflected border)
+    contrast: float = 0.0  # scale contrast by a factor in [1 - c, 1 + c]
+    brightness: float = 0.0  # add up to +- this fraction of 255
+    crop_pad: int = 0  # pad by this many pixels (zeros), then crop back at random
+    cutout: int = 0  # blank one random square of this side (pixels)
+
+    def is_identity(self) -> bool:
+        return self == AugmentConfig()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@keras.saving.register_keras_serializable(package="cnn_dashboard")
+class RandomCutout(layers.Layer):
+    """Sets one random `size x size` square per image to zero (DeVries & Taylor, 2017)."""
+
+    def __init__(self, size: int, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.seed = size, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training or self.size <= 0:
+            return images
+        shape = ops.shape(images)
+        b, h, w = shape[0], shape[1], shape[2]
+        cy = keras.random.randint((b, 1, 1), 0, h, seed=self.generator)
+        cx = keras.random.randint((b, 1, 1), 0, w, seed=self.generator)
+        rows = ops.reshape(ops.arange(h), (1, -1, 1))
+        cols = ops.reshape(ops.arange(w), (1, 1, -1))
+        half = self.size // 2
+        inside = (ops.abs(rows - cy) <= half) & (ops.abs(cols - cx) <= half)
+        if self.size % 2 == 0:  # an even square has one more row/column on one side
+            inside = inside & (rows - cy < half) & (cols - cx < half)
+        keep = ops.cast(ops.logical_not(inside), images.dtype)
+        return images * ops.expand_dims(keep, -1)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "seed": self.seed}
+
+
+def build_augmentation(
+    config: AugmentConfig, image_size: int = 32, seed: int | None = None
+) -> keras.Sequential:
+    """Builds the augmentation pipeline that training applies to every batch.
+
+    Args:
+        config: the settings.
+        image_size: side of the square images, to turn pixel settings into fractions.
+        seed: with a seed, a fresh pipeline gives the same variants for the same input.
+
+    Returns:
+        A `keras.Sequential` mapping float `(B, S, S, 3)` in [0, 255] to the same shape;
+        call it with `training=True`. With an identity config it has no layers.
+    """
+    c, s = config, seed
+    steps = []
+    if c.flip:
+        steps.append(layers.RandomFlip("horizontal", seed=s))
+    if c.crop_pad:
+        # An integer shift of up to crop_pad pixels with zero fill is pad-then-crop.
+        f = c.crop_pad / image_size
+        steps.append(
+            layers.RandomTranslation(f, f, fill_mode="constant", interpolation="nearest", seed=s)
+        )
+    if c.translation:
+        steps.append(layers.RandomTranslation(c.translation, c.translation, seed=s))
+    if c.rotation:
+        steps.append(layers.RandomRotation(c.rotation / 360.0, fill_mode="reflect", seed=s))
+    if c.zoom:
+        steps.append(layers.RandomZoom(c.zoom, c.zoom, seed=s))
+    if c.contrast:
+        steps.append(layers.RandomContrast(c.contrast, seed=s))
+    if c.brightness:
+        steps.append(layers.RandomBrightness(c.brightness, value_range=(0, 255), seed=s))
+    if c.cutout:
+        steps.append(RandomCutout(c.cutout, seed=s))
+    return keras.Sequential(steps, name="augmentation")
+
+
+def augment_images(images, config: AugmentConfig, variants: int, seed: int = 0):
+    """Returns `variants` augmented copies of each image, as the lab shows them.
+
+    Args:
+        images: uint8 `(N, S, S, 3)`.
+        config: the settings.
+        variants: copies per image.
+        seed: same seed, same copies.
+
+    Returns:
+        uint8 `(N, variants, S, S, 3)`.
+    """
+    import numpy as np
+
+    n, size = images.shape[0], images.shape[1]
+    pipeline = build_augmentation(config, size, seed=seed)
+    batch = np.repeat(images.astype("float32"), variants, axis=0)
+    out = ops.convert_to_numpy(pipeline(batch, training=True)) if pipeline.layers else batch
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    return out.reshape(n, variants, size, size, 3)

@@ -1,0 +1,435 @@
+"""Dataset sources, stratified splits and the decoded-array cache.
+
+Every source ends as the same `Dataset`: uint8 images `(N, H, W, 3)`, integer labels,
+class names in label order, a description of where it came from, and its splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataError, ImageError
+from core.fileio import atomic_write_bytes
+
+CIFAR10_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_DOWNLOAD_MB = 163
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Dataset:
+    """Images and labels of one source, split into train, val and (when given) test.
+
+    Attributes:
+        class_names: names in label order; label `i` is `class_names[i]`.
+        source: human-readable description of where the data came from.
+        splits: `{"train": (x, y), "val": (x, y), "test": (x, y)}`, where `x` is uint8
+            `(N, H, W, 3)` and `y` is int32 `(N,)`. "test" is absent when the source has
+            no test split; "val" is absent when `val_fraction` was 0.
+        skipped: `(path, reason)` for every file that could not be read.
+    """
+
+    class_names: list[str]
+    source: str
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.splits["train"][0].shape[1])
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(x, y)` of a split, or raises `DataError` naming the ones there are."""
+        if name not in self.splits:
+            raise DataError(f"This dataset has no '{name}' split; it has {', '.join(self.splits)}.")
+        return self.splits[name]
+
+    def summary(self) -> dict:
+        """Returns a JSON-ready description: source, classes, split sizes, skipped count."""
+        return {
+            "source": self.source,
+            "class_names": self.class_names,
+            "image_size": self.image_size,
+            "split_sizes": {k: int(len(v[1])) for k, v in self.splits.items()},
+            "skipped_files": len(self.skipped),
+        }
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Splits indices so that every class keeps its share in both parts.
+
+    Args:
+        y: int labels, shape `(N,)`.
+        fraction: share of each class that goes to the second part, in `[0, 1)`.
+        seed: the split is a pure function of `(y, fraction, seed)`.
+
+    Returns:
+        `(keep, held_out)`: sorted int64 index arrays that partition `range(N)`.
+    """
+    if not 0 <= fraction < 1:
+        raise DataError(f"The validation fraction must be in [0, 1); got {fraction}.")
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        rng.shuffle(idx)
+        held.append(idx[: int(round(len(idx) * fraction))])
+    held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.int64)
+    keep = np.setdiff1d(np.arange(len(y)), held_out)
+    return keep, held_out
+
+
+def load_dataset(
+    spec: str | os.PathLike,
+    *,
+    image_size: int = 32,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+) -> Dataset:
+    """Loads a dataset from any supported source and splits off a validation set.
+
+    Args:
+        spec: `"cifar10"` (Keras's downloader), a folder of class subfolders (optionally
+            inside `train/` and `test/`), a `cifar-10-python.tar.gz` archive, or an
+            extracted `cifar-10-batches-py` folder.
+        image_size: side of the square images returned; other sizes are resized.
+        val_fraction: stratified share of the training images held out for validation.
+        seed: fixes the validation split.
+        cache_dir: where decoded folders are cached; default `default_cache_dir()`.
+
+    Returns:
+        A `Dataset`.
+
+    Raises:
+        DataError: the source is missing, empty, malformed or has fewer than 2 classes.
+    """
+    train, test, class_names, source, skipped = _read_source(spec, image_size, cache_dir)
+    x, y = train
+    keep, held = stratified_split(y, val_fraction, seed)
+    splits = {"train": (x[keep], y[keep])}
+    if len(held):
+        splits["val"] = (x[held], y[held])
+    if test is not None:
+        splits["test"] = test
+    return Dataset(class_names, source, splits, skipped)
+
+
+def _read_source(spec, image_size, cache_dir):
+    if str(spec).lower() in ("cifar10", "cifar-10"):
+        path = download_cifar10()
+        train, test = read_cifar_archive(path, image_size)
+        return train, test, list(CIFAR10_CLASSES), "CIFAR-10 (Keras download)", []
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"The path {path} does not exist.")
+    if path.is_file() or _is_cifar_batches_dir(path):
+        train, test = read_cifar_archive(path, image_size)
+        return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {path}", []
+    if not path.is_dir():
+        raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
+    folder = load_image_folder(path, image_size, cache_dir)
+    return folder.train, folder.test, folder.class_names, f"image folder {path}", folder.skipped
+
+
+def download_cifar10(cache_dir: str | None = None) -> Path:
+    """Downloads CIFAR-10 through Keras (progress bar, checksum, cached under KERAS_HOME).
+
+    Returns:
+        Path of the verified `cifar-10-python.tar.gz`.
+
+    Raises:
+        DataError: the download failed or the checksum does not match.
+    """
+    import keras
+
+    try:
+        path = keras.utils.get_file(
+            fname=CIFAR10_ARCHIVE,
+            origin=CIFAR10_URL,
+            file_hash=CIFAR10_SHA256,
+            cache_dir=cache_dir,
+        )
+    except Exception as err:  # network, HTTP and checksum errors all mean the same here
+        raise DataError(
+            f"CIFAR-10 could not be downloaded from {CIFAR10_URL} ({err}). Without "
+            "internet, point the dataset at a local cifar-10-python.tar.gz or image folder."
+        ) from err
+    return Path(path)
+
+
+# --- CIFAR python archive -------------------------------------------------------------
+
+
+def _is_cifar_batches_dir(path: Path) -> bool:
+    return (path / "data_batch_1").is_file() or (
+        path / "cifar-10-batches-py" / "data_batch_1"
+    ).is_file()
+
+
+def read_cifar_archive(path: str | os.PathLike, image_size: int = 32):
+    """Reads the CIFAR-10 python format from a `.tar.gz` or an extracted folder.
+
+    Args:
+        path: `cifar-10-python.tar.gz`, or a folder holding `data_batch_1..5` and
+            `test_batch` (directly or in `cifar-10-batches-py/`).
+        image_size: returned side length; 32 keeps the original pixels.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`, uint8 `(N, S, S, 3)` and int32 `(N,)`.
+
+    Raises:
+        DataError: the archive is corrupt or lacks a batch.
+    """
+    path = Path(path)
+    try:
+        batches = _cifar_batches(path)
+        names = [f"data_batch_{i}" for i in range(1, 6)]
+        train = _concat([_decode_batch(batches[n]) for n in names])
+        test = _decode_batch(batches["test_batch"])
+    except KeyError as err:
+        raise DataError(f"The CIFAR-10 archive {path} has no batch {err}.") from err
+    except (OSError, EOFError, tarfile.TarError, pickle.UnpicklingError, ValueError) as err:
+        raise DataError(
+            f"The CIFAR-10 archive {path} is corrupt or not a CIFAR-10 python archive ({err})."
+        ) from err
+    return _resized(train, image_size), _resized(test, image_size)
+
+
+def _cifar_batches(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        base = path / "cifar-10-batches-py" if not (path / "data_batch_1").exists() else path
+        return {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()}
+    with tarfile.open(path, "r:*") as tar:
+        # Members are read into memory by name, never extracted: no path can escape.
+        return {
+            Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()
+        }
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """CIFAR batches hold only dicts, lists, bytes and numpy arrays; nothing else loads."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how protocol-2 pickles spell byte strings
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"forbidden object {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _decode_batch(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    batch = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    y = np.asarray(batch["labels"], dtype=np.int32)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels")
+    return np.ascontiguousarray(x), y
+
+
+def _concat(parts):
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _resized(split, image_size):
+    x, y = split
+    if x.shape[1] == image_size:
+        return x, y
+    import tensorflow as tf
+
+    x = tf.image.resize(x, (image_size, image_size), antialias=True).numpy()
+    return np.clip(np.round(x), 0, 255).astype(np.uint8), y
+
+
+# --- image folders --------------------------------------------------------------------
+
+
+@dataclass
+class FolderData:
+    """What `load_image_folder` returns."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
+    class_names: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def default_cache_dir() -> Path:
+    """Returns `$CNN_CACHE_DIR`, or `~/.cache/cnn-dashboard`."""
+    return Path(os.environ.get("CNN_CACHE_DIR", Path.home() / ".cache" / "cnn-dashboard"))
+
+
+def load_image_folder(root: str | os.PathLike, image_size: int = 32, cache_dir=None) -> FolderData:
+    """Decodes a folder of class subfolders, optionally split into `train/` and `test/`.
+
+    Decoded arrays are cached under `cache_dir`, keyed by every file's path, size and
+    modification time, so a second load is a memory map away and a changed folder is
+    decoded again.
+
+    Args:
+        root: `root/<class>/*.jpg` or `root/train/<class>/*` (+ `root/test/<class>/*`).
+        image_size: every image is resized to `(image_size, image_size)`.
+        cache_dir: cache folder; default `default_cache_dir()`.
+
+    Returns:
+        A `FolderData` with uint8 images and int32 labels.
+
+    Raises:
+        DataError: no class folders, a single class, an empty class, or no readable image.
+    """
+    root = Path(root)
+    train_root = root / "train" if (root / "train").is_dir() else root
+    class_names, train_files = _list_classes(train_root)
+    test_files = None
+    if train_root != root and (root / "test").is_dir():
+        test_names, test_files = _list_classes(root / "test")
+        if test_names != class_names:
+            raise DataError(
+                f"The test folder's classes ({', '.join(test_names)}) differ from the "
+                f"training folder's ({', '.join(class_names)})."
+            )
+    listing = [(p, lbl, 0) for p, lbl in train_files]
+    listing += [(p, lbl, 1) for p, lbl in test_files or []]
+    key = _listing_key(listing, image_size)
+    cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
+    x, y, part, skipped = _cached_decode(cache, listing, image_size)
+    train = (x[part == 0], y[part == 0])
+    test = (x[part == 1], y[part == 1]) if test_files else None
+    _check_classes(train[1], class_names, train_root)
+    return FolderData(train, test, class_names, skipped)
+
+
+def _list_classes(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    classes = sorted(
+        d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith(".")
+    )
+    if not classes:
+        raise DataError(
+            f"{folder} has no class folders. Put each class's images in a subfolder named "
+            "after the class, e.g. cats/001.jpg and dogs/002.jpg."
+        )
+    if len(classes) < 2:
+        raise DataError(
+            f"{folder} has a single class folder ({classes[0]}); a classifier needs at "
+            "least two classes."
+        )
+    files = []
+    for label, name in enumerate(classes):
+        found = sorted(
+            Path(e.path)
+            for e in os.scandir(folder / name)
+            if e.is_file() and not e.name.startswith(".")
+        )
+        if not found:
+            raise DataError(f"The class folder {folder / name} is empty.")
+        files.extend((p, label) for p in found)
+    return classes, files
+
+
+def _listing_key(listing, image_size) -> str:
+    digest = hashlib.sha256(f"v1|{image_size}".encode())
+    for path, label, part in listing:
+        st = path.stat()
+        digest.update(f"{path}|{label}|{part}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _cached_decode(cache: Path, listing, image_size):
+    files = {n: cache / f"{n}.npy" for n in ("x", "y", "part")}
+    if all(f.exists() for f in files.values()) and (cache / "skipped.txt").exists():
+        arrays = [np.load(f) for f in files.values()]
+        skipped = [
+            tuple(line.split("\t", 1))
+            for line in (cache / "skipped.txt").read_text().splitlines()
+            if line
+        ]
+        return (*arrays, skipped)
+    x, y, part, skipped = _decode_files(listing, image_size)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for name, arr in (("x", x), ("y", y), ("part", part)):
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            atomic_write_bytes(files[name], buf.getvalue())
+        atomic_write_bytes(
+            cache / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped).encode()
+        )
+    except OSError:
+        pass  # a cache we cannot write only costs time on the next load
+    return x, y, part, skipped
+
+
+def _decode_files(listing, image_size):
+    from core.images import decode_image
+
+    def decode(item):
+        path = item[0]
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            return None, f"not an image file type ({path.suffix or 'no extension'})"
+        try:
+            return decode_image(path.read_bytes(), image_size), None
+        except ImageError as err:
+            return None, str(err)
+        except OSError as err:
+            return None, f"could not be read ({err.strerror or err})"
+
+    x = np.empty((len(listing), image_size, image_size, 3), np.uint8)
+    y = np.empty(len(listing), np.int32)
+    part = np.empty(len(listing), np.int8)
+    skipped, n = [], 0
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        decoded = pool.map(decode, listing, chunksize=256)
+        for (path, label, p), (img, reason) in zip(listing, decoded, strict=True):
+            if img is None:
+                skipped.append((str(path), reason))
+                continue
+            x[n], y[n], part[n] = img, label, p
+            n += 1
+    return x[:n], y[:n], part[:n], skipped
+
+
+def _check_classes(y, class_names, folder):
+    counts = np.bincount(y, minlength=len(class_names))
+    empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
+    if len(y) == 0:
+        raise DataError(f"No readable image was found in {folder}.")
+    if empty:
+        raise DataError(f"No readable image in the class folder(s) {', '.join(empty)} of {folder}.")

@@ -1,0 +1,274 @@
+"""Metrics as plain numpy, predictions with optional flip TTA, and the evaluation CLI.
+
+python -m core.evaluate runs/<run> --data cifar10 --split test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import CnnError, RunError
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts predictions per (true, predicted) class.
+
+    Args:
+        y_true: int labels `(N,)`.
+        y_pred: int predictions `(N,)`.
+        num_classes: side of the matrix.
+
+    Returns:
+        int64 `(num_classes, num_classes)`; row = true class, column = predicted class.
+    """
+    flat = np.asarray(y_true, np.int64) * num_classes + np.asarray(y_pred, np.int64)
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix.
+
+    A class that is never predicted has precision 0 (not NaN), and likewise recall and
+    F1 for a class with no examples, as scikit-learn's `zero_division=0` does.
+
+    Returns:
+        `{"precision", "recall", "f1"}` float64 `(C,)` and `"support"` int64 `(C,)`.
+    """
+    tp = np.diag(cm).astype(np.float64)
+    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def averages(metrics: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Macro (plain mean) and weighted (by support) averages of precision, recall, F1."""
+    weights = metrics["support"] / max(1, metrics["support"].sum())
+    return {
+        kind: {
+            k: float(np.mean(metrics[k]) if kind == "macro" else np.sum(metrics[k] * weights))
+            for k in ("precision", "recall", "f1")
+        }
+        for kind in ("macro", "weighted")
+    }
+
+
+def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the `k` highest probabilities."""
+    k = min(k, probs.shape[1])
+    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
+
+
+def log_loss(probs: np.ndarray, y_true: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean categorical cross-entropy of the true classes (probabilities clipped to eps)."""
+    p = np.clip(probs[np.arange(len(y_true)), y_true], eps, 1.0)
+    return float(-np.mean(np.log(p)))
+
+
+def mistakes(probs: np.ndarray, y_true: np.ndarray) -> dict[str, np.ndarray]:
+    """Misclassified examples, most confident first.
+
+    Returns:
+        `{"index", "true", "pred", "confidence"}`, each `(M,)`; confidence is the
+        probability given to the (wrong) predicted class.
+    """
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y_true)
+    conf = probs[wrong, pred[wrong]]
+    order = np.argsort(-conf, kind="stable")
+    return {
+        "index": wrong[order],
+        "true": np.asarray(y_true)[wrong[order]],
+        "pred": pred[wrong[order]],
+        "confidence": conf[order],
+    }
+
+
+def least_confident_correct(probs: np.ndarray, y_true: np.ndarray, n: int = 20) -> np.ndarray:
+    """Indices of correct predictions with the lowest top probability, lowest first."""
+    pred = probs.argmax(axis=1)
+    right = np.flatnonzero(pred == y_true)
+    return right[np.argsort(probs[right, pred[right]], kind="stable")[:n]]
+
+
+def predict_probs(model, images: np.ndarray, batch_size: int = 256, tta: bool = False):
+    """Class probabilities for uint8 images, optionally averaged with their mirror images.
+
+    Args:
+        model: a model from `core.model` (takes raw uint8-valued images).
+        images: uint8 `(N, S, S, 3)`.
+        batch_size: images per forward pass.
+        tta: also predict on left-right flipped images and average.
+
+    Returns:
+        float32 `(N, num_classes)`.
+    """
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start : start + batch_size], np.float32)
+        p = np.asarray(model(batch, training=False))
+        if tta:
+            p = (p + np.asarray(model(batch[:, :, ::-1], training=False))) / 2
+        out.append(p)
+    if not out:
+        return np.zeros((0, model.output_shape[-1]), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+@dataclass
+class Report:
+    """Everything the Evaluate page and the CLI show for one model on one split."""
+
+    class_names: list[str]
+    accuracy: float
+    loss: float
+    top3_accuracy: float
+    confusion: np.ndarray
+    per_class: dict[str, np.ndarray]
+    averages: dict[str, dict[str, float]]
+    probs: np.ndarray
+    y_true: np.ndarray
+
+    def to_dict(self) -> dict:
+        """JSON-ready metrics (without the per-image probabilities)."""
+        d = asdict(self)
+        d.pop("probs"), d.pop("y_true")
+        d["confusion"] = self.confusion.tolist()
+        d["per_class"] = {
+            name: {k: float(v[i]) for k, v in self.per_class.items()}
+            for i, name in enumerate(self.class_names)
+        }
+        d["count"] = int(len(self.y_true))
+        return d
+
+    def per_class_rows(self) -> list[dict]:
+        return [
+            {"class": name, **{k: float(v[i]) for k, v in self.per_class.items()}}
+            for i, name in enumerate(self.class_names)
+        ]
+
+
+def report_from_probs(probs: np.ndarray, y_true: np.ndarray, class_names: list[str]) -> Report:
+    """Builds a `Report` from predicted probabilities `(N, C)` and int labels `(N,)`."""
+    y_true = np.asarray(y_true, np.int64)
+    cm = confusion_matrix(y_true, probs.argmax(axis=1), len(class_names))
+    per_class = per_class_metrics(cm)
+    return Report(
+        class_names=list(class_names),
+        accuracy=float(np.trace(cm) / max(1, cm.sum())),
+        loss=log_loss(probs, y_true) if len(y_true) else float("nan"),
+        top3_accuracy=top_k_accuracy(probs, y_true, 3) if len(y_true) else float("nan"),
+        confusion=cm,
+        per_class=per_class,
+        averages=averages(per_class),
+        probs=probs,
+        y_true=y_true,
+    )
+
+
+def evaluate(model, images, labels, class_names, batch_size=256, tta=False) -> Report:
+    """Predicts and scores one split. See `predict_probs` and `report_from_probs`."""
+    return report_from_probs(predict_probs(model, images, batch_size, tta), labels, class_names)
+
+
+def resolve_model_path(target: str | Path) -> Path:
+    """Returns the `.keras` file of a run directory or a model path.
+
+    Raises:
+        RunError: there is no model there.
+    """
+    target = Path(target)
+    path = target / "model.keras" if target.is_dir() else target
+    if not path.is_file():
+        raise RunError(f"No model at {target}: give a run directory or a .keras file.")
+    return path
+
+
+def format_report(report: Report) -> str:
+    """Returns the metrics as a fixed-width text table for the terminal."""
+    lines = [
+        f"accuracy {report.accuracy:.4f}   loss {report.loss:.4f}   "
+        f"top-3 {report.top3_accuracy:.4f}   ({len(report.y_true)} images)",
+        "",
+        f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+    ]
+    for row in report.per_class_rows():
+        lines.append(
+            f"{row['class'][:13]:<14}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+            f"{row['f1']:>10.4f}{int(row['support']):>9d}"
+        )
+    for kind, avg in report.averages.items():
+        lines.append(
+            f"{kind + ' avg':<14}{avg['precision']:>10.4f}{avg['recall']:>10.4f}{avg['f1']:>10.4f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from core.data import load_dataset
+    from core.fileio import read_json
+    from core.model import load_model
+
+    p = argparse.ArgumentParser(
+        prog="python -m core.evaluate",
+        description="Evaluate a trained model (a run directory or a .keras file).",
+    )
+    p.add_argument("target", help="run directory or .keras model file")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset (cifar10, image folder, CIFAR archive); default: the run's",
+    )
+    p.add_argument("--split", default="val", choices=("train", "val", "test"))
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="default: the run's, so 'val' is the run's own validation split",
+    )
+    p.add_argument("--seed", type=int, default=None, help="split seed; default: the run's")
+    p.add_argument("--tta", action="store_true", help="average with mirrored images")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    args = p.parse_args(argv)
+    try:
+        path = resolve_model_path(args.target)
+        card = read_json(path.parent / "model_card.json", {}) or {}
+        train_cfg = card.get("train_config") or read_json(path.parent / "config.json", {}) or {}
+        data = args.data or train_cfg.get("data")
+        if not data:
+            raise RunError("Say which data to evaluate on with --data.")
+        dataset = load_dataset(
+            data,
+            image_size=int(card.get("input_size") or 32),
+            val_fraction=args.val_fraction
+            if args.val_fraction is not None
+            else train_cfg.get("val_fraction", 0.1),
+            seed=args.seed if args.seed is not None else train_cfg.get("seed", 0),
+        )
+        x, y = dataset.split(args.split)
+        model = load_model(path)
+        report = evaluate(model, x, y, dataset.class_names, args.batch_size, args.tta)
+    except CnnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"{path} on {dataset.source}, split '{args.split}'" + (" with flip TTA" if args.tta else "")
+    )
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

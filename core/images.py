@@ -1,0 +1,503 @@
+"""Turn untrusted uploaded bytes into a small RGB array the CNN can read.
+
+Every caller (the Classify page, the Filters page and the image-folder
+dataset loader) goes through `decode_image`, so all of them refuse the same
+files with the same sentences.
+
+Policy:
+
+* Only the bytes are trusted, never a file name: a `photo.png` that is really
+  a JPEG is decoded as the JPEG it is, while a `photo.png` that is really a
+  PDF, an SVG or a TIFF is refused with a message naming what it really is.
+* Only JPEG, PNG, WebP, BMP and GIF reach Pillow. Anything else is named
+  from its magic bytes and refused before any parser runs, which keeps the
+  attack surface to five well-fuzzed decoders.
+* Sizes are checked in layers, each before the expensive step it guards:
+  the byte count before parsing, the pixel count declared in the header
+  before Pillow opens the file, and Pillow's own reading of the size before
+  any pixel is decoded. Pillow's decompression-bomb warning is turned into
+  an error as a last line of defence.
+* Truncated files are refused (`ImageFile.LOAD_TRUNCATED_IMAGES` stays
+  False) rather than padded with grey, which would silently feed the model
+  a half-blank picture.
+* Every failure is an `ImageError` whose text is a sentence for the user.
+"""
+
+import contextlib
+import io
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from core.errors import ImageError
+
+# Streamlit's `server.maxUploadSize = 10` (in .streamlit/config.toml) uses the
+# same binary megabytes, so the page and this module refuse the same files.
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# 40 megapixels holds any phone photo (a 48 MP sensor bins to 12 MP by
+# default) while capping one decode at ~160 MB of RGBA, well below Pillow's
+# own 89 MP warning threshold, so the explicit check always fires first.
+MAX_PIXELS = 40_000_000
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+
+_SUPPORTED = "Supported formats: JPEG, PNG, WebP, BMP, GIF."
+_DISPLAY_NAMES = {"WEBP": "WebP"}
+# Transparent pixels become white: most datasets photograph objects on
+# light backgrounds, and black would read as a dark object edge.
+_BACKGROUND = (255, 255, 255)
+_MIB = 1024 * 1024
+_SNIFF_BYTES = 4096
+
+# (magic bytes, name, is an image format). Checked in order, first match wins.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG", True),
+    (b"\x89PNG\r\n\x1a\n", "PNG", True),
+    (b"GIF87a", "GIF", True),
+    (b"GIF89a", "GIF", True),
+    (b"BM", "BMP", True),
+    (b"II*\x00", "TIFF", True),
+    (b"MM\x00*", "TIFF", True),
+    (b"II+\x00", "TIFF", True),
+    (b"MM\x00+", "TIFF", True),
+    (b"\x00\x00\x01\x00", "ICO", True),
+    (b"8BPS", "Photoshop (PSD)", True),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000", True),
+    (b"\xff\x4f\xff\x51", "JPEG 2000", True),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL", True),
+    (b"\xff\x0a", "JPEG XL", True),
+    (b"icns", "ICNS", True),
+    (b"qoif", "QOI", True),
+    (b"DDS ", "DDS", True),
+    (b"%PDF-", "a PDF document", False),
+    (b"%!PS", "a PostScript document", False),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)", False),
+    (b"PK\x05\x06", "a ZIP archive (or an Office document)", False),
+    (b"\x1f\x8b", "a gzip-compressed file", False),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", False),
+    (b"Rar!\x1a\x07", "a RAR archive", False),
+    (b"MZ", "a Windows program", False),
+    (b"\x7fELF", "a Linux program", False),
+    (b"ID3", "an MP3 audio file", False),
+    (b"OggS", "an Ogg audio or video file", False),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
+
+
+def open_image(data, *, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, filename=None):
+    """Decodes untrusted bytes into a fully loaded 8-bit RGB image.
+
+    EXIF orientation is applied, only the first frame of an animation is
+    kept, transparency is composited onto white, and high-bit-depth pixels
+    are scaled into 0..255 (see `to_model_input` for the rules).
+
+    Args:
+        data: The file's contents (`bytes`, `bytearray` or `memoryview`).
+            The format is read from these bytes; nothing else is trusted.
+        max_bytes: Largest accepted `len(data)`.
+        max_pixels: Largest accepted width * height, checked before any
+            pixel is decoded.
+        filename: Optional name used only to prefix error messages.
+
+    Returns:
+        A loaded `PIL.Image.Image` in mode "RGB".
+
+    Raises:
+        ImageError: For every file that cannot be used: empty, too large,
+            not an allowed format, damaged, truncated or a pixel bomb.
+    """
+    try:
+        return _open_image(data, max_bytes, max_pixels)
+    except ImageError as err:
+        if filename:
+            raise ImageError(f"{filename}: {err}") from err
+        raise
+
+
+def to_model_input(image, size=32):
+    """Resizes an image to the model's square input as a uint8 array.
+
+    The whole image is squashed to `size` x `size` without cropping, like
+    Keras' `image_dataset_from_directory` default. When neither side grows,
+    the BOX filter averages every source pixel into its output pixel: it is
+    exact area averaging with no ringing, which matters at 32 px where a
+    Lanczos halo would be a sizeable part of the picture. When a side grows
+    (tiny or very thin images), BICUBIC interpolates smoothly instead of
+    BOX's blocky nearest-neighbour look; Pillow widens every filter's support
+    when shrinking, so the shrinking axis is still antialiased.
+
+    Non-RGB images are first converted like `open_image` does: alpha is
+    composited onto white; "I;16" is scaled by 1/257 (65535 -> 255); "I"
+    data already in 0..255 is kept, data in 0..65535 is scaled as 16-bit,
+    anything else is stretched linearly from its min..max to 0..255; "F"
+    data in 0..1 is scaled by 255, data in 0..255 is kept, anything else is
+    stretched; non-finite floats become the lowest finite value.
+
+    Args:
+        image: A `PIL.Image.Image` of any mode and size.
+        size: Side of the output square, a positive int.
+
+    Returns:
+        A writable `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
+
+    Raises:
+        ImageError: If Pillow cannot decode or convert the image.
+        TypeError: If `image` is not a PIL image.
+        ValueError: If `size` is not a positive int.
+    """
+    _check_size_argument(size)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"Expected a PIL image, got {type(image).__name__}.")
+    with _pillow_errors("image"):
+        rgb = _to_rgb(image)
+        grows = size > rgb.width or size > rgb.height
+        resample = Image.Resampling.BICUBIC if grows else Image.Resampling.BOX
+        return np.array(rgb.resize((size, size), resample), dtype=np.uint8)
+
+
+def decode_image(
+    data, size=32, *, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, filename=None
+):
+    """Turns untrusted file bytes into one model input array.
+
+    Args:
+        data: The file's contents, as for `open_image`.
+        size: Side of the output square, a positive int.
+        max_bytes: Largest accepted `len(data)`.
+        max_pixels: Largest accepted width * height.
+        filename: Optional name used only to prefix error messages.
+
+    Returns:
+        An `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
+
+    Raises:
+        ImageError: For every file that cannot be used, as in `open_image`.
+        ValueError: If `size` is not a positive int.
+    """
+    _check_size_argument(size)  # a caller's bug should not cost a decode
+    image = open_image(data, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename)
+    return to_model_input(image, size)
+
+
+def _open_image(data, max_bytes, max_pixels):
+    data = _as_bytes(data)
+    if not data:
+        raise ImageError("This file is empty.")
+    if len(data) > max_bytes:
+        actual, limit = _byte_sizes(len(data), max_bytes)
+        raise ImageError(f"This file is {actual}; the limit is {limit}.")
+    kind = _sniff(data)
+    _check_pixels(_declared_size(data, kind), max_pixels)
+    name = _DISPLAY_NAMES.get(kind, kind)
+    with _pillow_errors(name):
+        try:
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.UnidentifiedImageError as err:
+            raise ImageError(
+                f"The file starts like a {name} image but its header is "
+                "damaged, so it cannot be read."
+            ) from err
+        # Pillow's own header reading is authoritative (a GIF's first frame
+        # may be larger than its declared screen); still nothing decoded.
+        _check_pixels(image.size, max_pixels)
+        if 0 in image.size:
+            raise ImageError("The image is 0 pixels wide or high: it is empty.")
+        image.load()
+        image = _apply_orientation(image)
+        return _to_rgb(image)
+
+
+def _as_bytes(data):
+    if isinstance(data, bytes):
+        return data
+    try:
+        return memoryview(data).tobytes()
+    except TypeError as err:
+        raise ImageError(f"Expected the file's bytes, got {type(data).__name__}.") from err
+
+
+def _byte_sizes(actual, limit):
+    """Renders two byte counts so that they never look equal."""
+    actual_text, limit_text = _human_bytes(actual), _human_bytes(limit)
+    if actual_text == limit_text:
+        return f"{actual:,} bytes", f"{limit:,} bytes"
+    return actual_text, limit_text
+
+
+def _human_bytes(count):
+    if count < 1024:
+        return f"{count} bytes"
+    if count < _MIB:
+        return f"{_trim(count / 1024)} KB"
+    return f"{_trim(count / _MIB)} MB"
+
+
+def _trim(number):
+    return f"{number:.1f}".removesuffix(".0")
+
+
+def _pixels_text(count):
+    if count >= 1_000_000:
+        return f"{_trim(count / 1_000_000)} megapixels"
+    return f"{count:,} pixels"
+
+
+def _sniff(data):
+    """Names an allowed format from magic bytes, or raises a clear refusal."""
+    for magic, name, is_image in _SIGNATURES:
+        if data.startswith(magic):
+            if name in ALLOWED_FORMATS:
+                return name
+            raise _refusal(name, is_image)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:4] == b"RIFF":
+        raise _refusal(f"a RIFF {data[8:12].decode('latin-1').strip()} media file", is_image=False)
+    if data[4:8] == b"ftyp":
+        raise _refusal(*_iso_media_name(data[8:12]))
+    if b"%PDF-" in data[:1024]:  # the PDF spec lets junk precede the header
+        raise _refusal("a PDF document", is_image=False)
+    if data.endswith(b"TRUEVISION-XFILE.\x00"):  # TGA has only a footer
+        raise _refusal("TGA", is_image=True)
+    if data[:1] == b"P" and data[1:2] in b"1234567" and data[2:3].isspace():
+        raise _refusal("PPM/PNM", is_image=True)
+    raise _describe_unknown(data[:_SNIFF_BYTES])
+
+
+def _iso_media_name(brand):
+    if brand in _HEIF_BRANDS:
+        return "HEIC/HEIF", True
+    if brand in _AVIF_BRANDS:
+        return "AVIF", True
+    return "an MP4/QuickTime video", False
+
+
+def _refusal(name, is_image):
+    if is_image:
+        return ImageError(
+            f"The file's format ({name}) is not supported; convert it to PNG "
+            f"or JPEG and try again. {_SUPPORTED}"
+        )
+    return ImageError(f"This is {name}, not an image. {_SUPPORTED}")
+
+
+def _describe_unknown(head):
+    text = _as_text(head)
+    if text is None:
+        return ImageError(
+            "This file is not an image: its contents match none of the "
+            f"supported formats. {_SUPPORTED}"
+        )
+    lowered = text.lstrip("\ufeff \t\r\n").lower()
+    # HTML first: a saved web page often holds inline <svg> icons.
+    if lowered.startswith(("<!doctype html", "<html")) or "<body" in lowered:
+        kind = "an HTML web page"
+    elif "<svg" in lowered or lowered.startswith("<!doctype svg"):
+        return ImageError(
+            "This looks like an SVG drawing; only raster images are "
+            f"supported, so export it as PNG first. {_SUPPORTED}"
+        )
+    else:
+        kind = "text"
+    return ImageError(f"This file is not an image (it looks like {kind}). {_SUPPORTED}")
+
+
+def _as_text(head):
+    """Returns `head` decoded if it reads as UTF-8 text, else None."""
+    if b"\x00" in head:
+        return None
+    text = head.decode("utf-8", errors="replace")
+    # Allow one replacement per 64 chars: `head` may cut a multi-byte char.
+    binary = sum(ch == "\ufffd" or (ch < " " and ch not in "\t\n\r\f") for ch in text)
+    return text if binary <= len(text) // 64 else None
+
+
+def _declared_size(data, kind):
+    """Reads (width, height) from the header without Pillow, or None.
+
+    This lets a pixel bomb be refused before any decoder (libwebp allocates
+    the whole canvas while merely opening a file) sees it.
+    """
+    try:
+        if kind == "PNG" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if kind == "GIF":
+            return struct.unpack("<HH", data[6:10])
+        if kind == "BMP":
+            return _bmp_size(data)
+        if kind == "WEBP":
+            return _webp_size(data)
+        if kind == "JPEG":
+            return _jpeg_size(data)
+    except struct.error:  # header cut short: Pillow will explain
+        return None
+    return None
+
+
+def _bmp_size(data):
+    if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 core header
+        return struct.unpack("<HH", data[18:22])
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)  # negative height means top-down rows
+
+
+def _webp_size(data):
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return (
+            int.from_bytes(data[24:27], "little") + 1,
+            int.from_bytes(data[27:30], "little") + 1,
+        )
+    if chunk == b"VP8 ":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        bits = struct.unpack("<I", data[21:25])[0]
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
+
+
+def _jpeg_size(data):
+    """Walks JPEG marker segments to the frame header that holds the size."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif marker in _JPEG_NO_LENGTH:
+            pos += 2
+        elif marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        else:
+            pos += 2 + struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _check_pixels(size, max_pixels):
+    if size is None:
+        return
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is {width} x {height} pixels "
+            f"({_pixels_text(width * height)}); images above "
+            f"{_pixels_text(max_pixels)} are refused to protect the server."
+        )
+
+
+@contextlib.contextmanager
+def _pillow_errors(name):
+    """Turns anything Pillow raises on hostile input into an ImageError.
+
+    Pillow's parsers are a large surface whose failure types (OSError,
+    SyntaxError, struct.error, IndexError, ...) are not a documented
+    contract, so every Exception is caught here; only this narrow block of
+    decoding code runs inside it. Note that `warnings.catch_warnings` swaps
+    the process-wide filter list, which is not thread-safe: another thread
+    may briefly see this filter or undo it. That only weakens this backstop,
+    never the explicit pixel checks, and leaves Pillow's global limits alone.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(
+            "The image declares an enormous size (a possible decompression "
+            "bomb), so it was refused to protect the server."
+        ) from err
+    except MemoryError as err:
+        raise ImageError("The image is too large to decode on this server.") from err
+    except Exception as err:  # broad on purpose: see the docstring
+        reason = str(err).strip() or type(err).__name__
+        raise ImageError(
+            f"The file is truncated or damaged: its {name} data could not "
+            f"be decoded ({reason[:120]})."
+        ) from err
+
+
+def _apply_orientation(image):
+    # A broken EXIF block should not cost the user an otherwise good photo:
+    # fall back to the stored orientation.
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - metadata only, pixels are loaded
+        return image
+
+
+def _to_rgb(image):
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return _high_depth_to_rgb(image)
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        image.info.get("transparency") is not None
+    ):
+        rgba = image.convert("RGBA")  # also applies palette/tRNS keys
+        background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    # CMYK is converted naively (no ICC profile), like browsers without
+    # colour management; close enough for a 32 px classifier.
+    return image.convert("RGB")
+
+
+def _high_depth_to_rgb(image):
+    # Pillow's own convert() clips these modes to 255 instead of scaling
+    # (and drops an I;16 tRNS key), so scale with numpy.
+    values = np.asarray(image)
+    grey = Image.fromarray(_scale_to_uint8(values, image.mode))
+    rgb = grey.convert("RGB")
+    key = image.info.get("transparency")
+    if isinstance(key, int):
+        opaque = Image.fromarray((values != key).astype(np.uint8) * 255)
+        rgb = Image.composite(rgb, Image.new("RGB", rgb.size, _BACKGROUND), opaque)
+    return rgb
+
+
+def _scale_to_uint8(values, mode):
+    if mode.startswith("I;16"):
+        return _from_16bit(values)
+    if values.dtype.kind == "f":
+        values = _finite(values)
+    lo, hi = (values.min(), values.max()) if values.size else (0, 0)
+    if mode == "F" and lo >= 0 and hi <= 1:
+        return np.rint(values * 255).astype(np.uint8)
+    if lo >= 0 and hi <= 255:
+        return np.rint(values).astype(np.uint8)
+    if mode == "I" and lo >= 0 and hi <= 65535:
+        return _from_16bit(values)
+    return _stretch(values, float(lo), float(hi))
+
+
+def _from_16bit(values):
+    # v * 255 / 65535 == v / 257 exactly; +128 rounds to nearest.
+    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _finite(values):
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    floor = values[finite].min() if finite.any() else 0.0
+    return np.where(finite, values, floor)
+
+
+def _stretch(values, lo, hi):
+    if hi <= lo:
+        return np.clip(values, 0, 255).astype(np.uint8)
+    scaled = (values.astype(np.float64) - lo) * (255.0 / (hi - lo))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def _check_size_argument(size):
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}.")

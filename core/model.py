@@ -1,0 +1,176 @@
+"""Model presets, the typed architecture config and `build_model(config)`.
+
+Every model takes raw uint8 RGB images `(N, S, S, 3)` and returns class probabilities:
+the scaling to [0, 1] is its first layer, so no caller preprocesses anything.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from core.errors import RunError
+
+
+@dataclass
+class ConvBlock:
+    """One stage: `convs` convolutions, then pooling, then dropout."""
+
+    filters: int = 32
+    kernel_size: int = 3
+    convs: int = 1  # convolutions before the pooling layer
+    activation: str = "relu"
+    batch_norm: bool = False  # BatchNormalization between each conv and its activation
+    padding: str = "valid"  # "valid" shrinks the map by kernel_size - 1; "same" keeps it
+    dropout: float = 0.0  # after pooling
+
+
+@dataclass
+class ModelConfig:
+    """Enough to rebuild a model; saved beside its weights in every run."""
+
+    preset: str = "custom"
+    input_size: int = 32
+    num_classes: int = 10
+    blocks: list[ConvBlock] = field(default_factory=lambda: [ConvBlock()])
+    pooling: str = "max"  # "max" or "avg" after each block
+    head: str = "flatten"  # "flatten" or "global_avg" between the conv stages and the head
+    dense: list[int] = field(default_factory=lambda: [64])  # hidden dense layer widths
+    dense_dropout: float = 0.5  # after each hidden dense layer
+    dense_activation: str = "relu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["blocks"] = [ConvBlock(**b) for b in d.get("blocks", [])]
+        return cls(**d)
+
+
+def _seed() -> ModelConfig:
+    # The classic Keras CIFAR-10 CNN (the baseline everyone knows).
+    return ModelConfig(
+        preset="seed",
+        blocks=[ConvBlock(32, dropout=0.25), ConvBlock(64, dropout=0.25)],
+        pooling="max",
+        head="flatten",
+        dense=[64],
+        dense_dropout=0.5,
+    )
+
+
+def _vgg_bn() -> ModelConfig:
+    # Three VGG stages with batch norm: ~4x the seed's compute, much better accuracy.
+    return ModelConfig(
+        preset="vgg_bn",
+        blocks=[
+            ConvBlock(32, convs=2, batch_norm=True, padding="same", dropout=0.1),
+            ConvBlock(64, convs=2, batch_norm=True, padding="same", dropout=0.2),
+            ConvBlock(128, convs=2, batch_norm=True, padding="same", dropout=0.3),
+        ],
+        head="global_avg",
+        dense=[128],
+        dense_dropout=0.3,
+    )
+
+
+PRESETS = {"seed": _seed, "vgg_bn": _vgg_bn}
+PRESET_DESCRIPTIONS = {
+    "seed": "The classic Keras CIFAR-10 CNN: two conv/max-pool stages, Dense 64 (baseline).",
+    "vgg_bn": "Three VGG stages of two 3x3 convs with batch norm (32/64/128), global average.",
+}
+
+
+def preset_config(name: str, input_size: int = 32, num_classes: int = 10) -> ModelConfig:
+    """Returns the `ModelConfig` of a named preset, sized for the data.
+
+    Raises:
+        RunError: the preset does not exist.
+    """
+    if name not in PRESETS:
+        raise RunError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
+    config = PRESETS[name]()
+    config.input_size, config.num_classes = input_size, num_classes
+    return config
+
+
+def build_model(config: ModelConfig) -> keras.Model:
+    """Builds an uncompiled model from its config.
+
+    Args:
+        config: the architecture.
+
+    Returns:
+        A `keras.Model` mapping uint8-valued `(N, S, S, 3)` to float32 probabilities
+        `(N, num_classes)`. Layers are named `conv{b}_{i}`, `bn{b}_{i}`, `act{b}_{i}`,
+        `pool{b}` so that the dashboard can address them.
+    """
+    config = copy.deepcopy(config)
+    s = config.input_size
+    inputs = keras.Input((s, s, 3), name="image")
+    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    pool = {"max": layers.MaxPooling2D, "avg": layers.AveragePooling2D}[config.pooling]
+    for b, block in enumerate(config.blocks, start=1):
+        for i in range(1, block.convs + 1):
+            x = layers.Conv2D(
+                block.filters,
+                block.kernel_size,
+                padding=block.padding,
+                use_bias=not block.batch_norm,
+                name=f"conv{b}_{i}",
+            )(x)
+            if block.batch_norm:
+                x = layers.BatchNormalization(name=f"bn{b}_{i}")(x)
+            x = layers.Activation(block.activation, name=f"act{b}_{i}")(x)
+        x = pool(2, name=f"pool{b}")(x)
+        if block.dropout:
+            x = layers.Dropout(block.dropout, name=f"drop{b}")(x)
+    x = (layers.Flatten if config.head == "flatten" else layers.GlobalAveragePooling2D)(
+        name="features"
+    )(x)
+    for d, units in enumerate(config.dense, start=1):
+        x = layers.Dense(units, activation=config.dense_activation, name=f"dense{d}")(x)
+        if config.dense_dropout:
+            x = layers.Dropout(config.dense_dropout, name=f"dense_drop{d}")(x)
+    outputs = layers.Dense(config.num_classes, activation="softmax", name="probs")(x)
+    return keras.Model(inputs, outputs, name=config.preset)
+
+
+def load_model(path: str | Path, compile: bool = False) -> keras.Model:
+    """Loads a `.keras` file this project wrote, always with `safe_mode=True`.
+
+    Raises:
+        RunError: the file is missing or cannot be loaded.
+    """
+    from core import augment, schedules  # noqa: F401  registers the project's objects
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"There is no model file at {path}.")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as err:  # Keras raises many types for a damaged or foreign file
+        raise RunError(f"The model {path.name} could not be loaded: {err}") from err
+
+
+def count_params(model: keras.Model) -> int:
+    return int(sum(int(w.numpy().size) for w in model.trainable_weights))
+
+
+def summary_rows(model: keras.Model) -> list[dict]:
+    """Returns one row per layer: name, type, output shape, parameter count."""
+    return [
+        {
+            "layer": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": str(tuple(layer.output.shape[1:])),
+            "params": int(layer.count_params()),
+        }
+        for layer in model.layers
+    ]

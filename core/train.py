@@ -1,0 +1,660 @@
+"""One training run: config, run directory, callbacks, stop and resume; also the CLI.
+
+    python -m core.train --preset seed --data cifar10 --epochs 20
+
+The loop is Keras's `fit`; everything a UI or a terminal wants to see comes through
+callbacks. `RunRecorder` (always on) keeps the run directory current; the CLI adds
+Keras's progress bar, the dashboard reads status.json from another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+
+from core import runs
+from core.augment import AugmentConfig
+from core.errors import CnnError, RunError
+from core.fileio import atomic_write_json, read_json
+from core.model import ModelConfig, preset_config
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+LOSSES = ("crossentropy", "mse")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run depends on; saved as config.json in its run directory."""
+
+    preset: str = "seed"  # a name from core.model.PRESETS, or "custom" with `model` set
+    model: ModelConfig | None = None  # filled from the preset when the run starts
+    data: str = "cifar10"  # "cifar10", an image folder, or a CIFAR-10 python archive
+    image_size: int = 32
+    val_fraction: float = 0.1  # stratified, fixed by `seed`
+    seed: int = 0
+    epochs: int = 20
+    batch_size: int = 128
+    optimizer: str = "adam"  # one of OPTIMIZERS
+    learning_rate: float = 1e-3  # the peak rate when a schedule warms up
+    momentum: float = 0.9  # for momentum, nesterov and rmsprop
+    weight_decay: float = 0.0  # decoupled (AdamW-style) for every optimizer
+    schedule: str = "constant"  # one of SCHEDULES
+    warmup_epochs: float = 0.0  # linear warm-up for cosine; the rise for onecycle
+    step_epochs: int = 10  # "step": multiply the rate by step_factor every this many
+    step_factor: float = 0.1
+    loss: str = "crossentropy"  # one of LOSSES
+    label_smoothing: float = 0.0  # crossentropy only
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    early_stopping: int = 0  # patience in epochs on val accuracy; 0 = off
+    name: str = ""  # optional run name prefix
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        d["model"] = ModelConfig.from_dict(d["model"]) if d.get("model") else None
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise RunError(f"Unknown training options: {', '.join(sorted(unknown))}.")
+        return cls(**d)
+
+    def validate(self) -> None:
+        """Raises `RunError` with a sentence for the first setting that cannot work."""
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch size must be at least 1"),
+            (self.learning_rate > 0, "the learning rate must be positive"),
+            (0 <= self.val_fraction < 1, "the validation fraction must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (self.preset != "custom" or self.model, "a custom preset needs a model config"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RunError(message[0].upper() + message[1:] + ".")
+
+
+def resolved_model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
+    """Returns the architecture the run trains, sized for the data."""
+    if config.preset == "custom":
+        model = ModelConfig.from_dict(asdict(config.model))
+        model.input_size, model.num_classes = config.image_size, num_classes
+        return model
+    return preset_config(config.preset, config.image_size, num_classes)
+
+
+# --- the Keras pieces ---------------------------------------------------------------
+
+
+def make_schedule(config: TrainConfig, steps_per_epoch: int):
+    """Returns a float or a `keras.optimizers.schedules.LearningRateSchedule`."""
+    import keras
+
+    from core.schedules import OneCycle
+
+    lr, total = config.learning_rate, max(1, config.epochs * steps_per_epoch)
+    warm = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "step":
+        every = max(1, config.step_epochs) * steps_per_epoch
+        bounds = list(range(every, total, every))
+        values = [lr * config.step_factor**i for i in range(len(bounds) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+    if config.schedule == "cosine":
+        if warm:
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total - warm), warmup_target=lr, warmup_steps=warm
+            )
+        return keras.optimizers.schedules.CosineDecay(lr, total)
+    if config.schedule == "onecycle":
+        return OneCycle(lr, total, warm or int(0.25 * total))
+    return lr
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = make_schedule(config, steps_per_epoch)
+    wd = config.weight_decay or None
+    o = keras.optimizers
+    return {
+        "sgd": lambda: o.SGD(lr, weight_decay=wd),
+        "momentum": lambda: o.SGD(lr, momentum=config.momentum, weight_decay=wd),
+        "nesterov": lambda: o.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=wd),
+        "adam": lambda: o.Adam(lr, weight_decay=wd),
+        "adamw": lambda: o.AdamW(lr, weight_decay=config.weight_decay or 0.004),
+        "rmsprop": lambda: o.RMSprop(lr, momentum=0.0, weight_decay=wd),
+    }[config.optimizer]()
+
+
+def make_loss(config: TrainConfig):
+    import keras
+
+    if config.loss == "mse":
+        return keras.losses.MeanSquaredError()
+    return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+
+
+def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None):
+    """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels).
+
+    Shuffling, augmentation and one-hot encoding run on whole batches inside tf.data, so
+    no Python touches single images.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def prepare(images, labels):
+        images = tf.cast(images, tf.float32)
+        if augment is not None and augment.layers:
+            images = augment(images, training=True)
+        return images, tf.one_hot(labels, num_classes)
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class StopRequested(Exception):
+    """Raised inside `fit` when stop.request appears, so no validation pass delays it."""
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Keeps the run directory current: heartbeat, batch progress, history, checkpoints."""
+
+    def __init__(self, run_dir: Path, epochs: int, steps: int, batch_size: int, history):
+        super().__init__()
+        self.run_dir, self.epochs, self.steps, self.batch_size = run_dir, epochs, steps, batch_size
+        self.history = history
+        self._last_write = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.epoch_start = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if runs.stop_requested(self.run_dir):
+            raise StopRequested()
+        now = time.perf_counter()
+        if now - self._last_write < 0.5:
+            return
+        self._last_write = now
+        done = batch + 1
+        elapsed = now - self.epoch_start
+        rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
+        remaining = (self.steps - done) + (self.epochs - self.epoch - 1) * self.steps
+        runs.write_status(
+            self.run_dir,
+            epoch=self.epoch + 1,
+            batch=done,
+            steps=self.steps,
+            images_per_sec=round(rate, 1),
+            eta_seconds=round(remaining * self.batch_size / rate, 1) if rate else None,
+            batch_loss=_float(logs, "loss"),
+            batch_accuracy=_float(logs, "accuracy"),
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        record["lr"] = current_lr(self.model.optimizer)
+        record["seconds"] = round(time.perf_counter() - self.epoch_start, 3)
+        self.history.append(record)
+        name = f"checkpoints/epoch_{epoch + 1:03d}.keras"
+        save_model_atomic(self.model, self.run_dir / name)
+        atomic_write_json(self.run_dir / "history.json", self.history)
+        runs.write_status(self.run_dir, epoch=epoch + 1, batch=self.steps, checkpoint=name)
+
+
+def _float(logs, key):
+    return float(logs[key]) if logs and key in logs else None
+
+
+def current_lr(optimizer) -> float:
+    from keras import ops
+
+    return float(ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Saves a `.keras` file so that readers never see a partial one."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- a run ------------------------------------------------------------------------
+
+
+def start_run(config: TrainConfig, runs_dir=None) -> Path:
+    """Validates `config` and creates its run directory with config.json, not yet training.
+
+    Raises:
+        RunError: a setting cannot work.
+    """
+    config.validate()
+    run_dir = runs.new_run_dir(config.name or config.preset, runs_dir)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    runs.write_status(run_dir, state="created", started=None)
+    return run_dir
+
+
+def train(config: TrainConfig, dataset, run_dir=None, callbacks=(), verbose=0) -> Path:
+    """Trains one run from scratch and writes everything into its run directory.
+
+    Args:
+        config: the run's settings.
+        dataset: a `core.data.Dataset` whose images match `config.image_size`.
+        run_dir: a directory made by `start_run`; a new one in the default place if None.
+        callbacks: extra Keras callbacks (a UI's or a terminal's).
+        verbose: passed to `fit` (1 shows Keras's progress bar).
+
+    Returns:
+        The run directory. Its status.json says how the run ended: completed, stopped
+        (a stop was requested) or failed (with the error's message).
+
+    Raises:
+        RunError: the settings cannot work or training failed (after recording it).
+    """
+    run_dir = Path(run_dir) if run_dir else start_run(config)
+    config.model = resolved_model_config(config, dataset.num_classes)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    return _fit(config, dataset, run_dir, list(callbacks), verbose, resume_from=None)
+
+
+def resume(run_dir, dataset, callbacks=(), verbose=0) -> Path:
+    """Continues a stopped, interrupted or failed run from its last checkpoint.
+
+    Epoch numbering, history and the learning-rate schedule continue where the
+    checkpoint left them.
+
+    Args:
+        run_dir: the run to continue.
+        dataset: the same data the run started with.
+        callbacks, verbose: as for `train`.
+
+    Raises:
+        RunError: the run is still running, already completed, or has no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    state = runs.read_status(run_dir).get("state")
+    if state in ("running", "completed"):
+        raise RunError(f"{run_dir.name} is {state}; only a stopped or interrupted run resumes.")
+    config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    checkpoint = runs.latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise RunError(f"{run_dir.name} has no checkpoint to resume from; start it again.")
+    return _fit(config, dataset, run_dir, list(callbacks), verbose, resume_from=checkpoint)
+
+
+def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
+    import keras
+
+    from core.augment import build_augmentation
+    from core.model import build_model, load_model
+
+    runs.stop_requested(run_dir) and (run_dir / "stop.request").unlink()
+    history = runs.read_history(run_dir) if resume_from else []
+    started = time.perf_counter()
+    runs.write_status(
+        run_dir,
+        state="running",
+        **runs.process_identity(),
+        started=runs.now_iso(),
+        ended=None,
+        message=None,
+        epochs=config.epochs,
+    )
+    try:
+        keras.utils.set_random_seed(config.seed)
+        x, y = dataset.split("train")
+        steps = -(-len(y) // config.batch_size)
+        if resume_from:
+            model = load_model(resume_from, compile=True)
+            history = history[: _checkpoint_epochs(resume_from, history)]
+            # Restart the interrupted epoch's part of the schedule from its beginning.
+            model.optimizer.iterations.assign(len(history) * steps)
+        else:
+            model = build_model(config.model)
+            model.compile(
+                optimizer=make_optimizer(config, steps),
+                loss=make_loss(config),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            )
+        augment = build_augmentation(config.augment, config.image_size, seed=config.seed)
+        train_ds = make_pipeline(x, y, dataset.num_classes, config.batch_size, augment, config.seed)
+        val_ds = None
+        if "val" in dataset.splits:
+            xv, yv = dataset.split("val")
+            val_ds = make_pipeline(xv, yv, dataset.num_classes, config.batch_size)
+        recorder = RunRecorder(run_dir, config.epochs, steps, config.batch_size, history)
+        extra = []
+        if config.early_stopping and val_ds is not None:
+            extra.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_accuracy",
+                    patience=config.early_stopping,
+                    restore_best_weights=True,
+                )
+            )
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=len(history),
+            callbacks=[recorder, *extra, *callbacks],
+            shuffle=False,  # the pipeline shuffles
+            verbose=verbose,
+        )
+        _finish(run_dir, model, config, dataset, history, "completed", started)
+    except StopRequested:
+        save_model_atomic(model, run_dir / "checkpoints" / "last.keras")
+        (run_dir / "stop.request").unlink(missing_ok=True)
+        runs.write_status(run_dir, checkpoint="checkpoints/last.keras")
+        _finish(run_dir, model, config, dataset, history, "stopped", started)
+    except BaseException as err:
+        message = _failure_message(err)
+        try:
+            runs.write_status(
+                run_dir, state="failed", message=message, ended=runs.now_iso(), pid=None
+            )
+        except OSError:
+            pass  # the disk that failed the run may refuse the status too
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        raise RunError(message) from err
+    return run_dir
+
+
+def _checkpoint_epochs(checkpoint: Path, history: list) -> int:
+    # epoch_007.keras holds 7 epochs; last.keras holds the epochs recorded before the stop.
+    stem = checkpoint.stem
+    return int(stem.split("_")[1]) if stem.startswith("epoch_") else len(history)
+
+
+def _failure_message(err: BaseException) -> str:
+    if isinstance(err, KeyboardInterrupt):
+        return "Training was interrupted from the keyboard."
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return "The disk is full: training stopped because a checkpoint could not be written."
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return f"The runs folder cannot be written ({err.strerror}): training stopped."
+    if isinstance(err, CnnError):
+        return str(err)
+    return f"Training failed: {type(err).__name__}: {err}"
+
+
+def _finish(run_dir, model, config, dataset, history, state, started):
+    save_model_atomic(model, run_dir / "model.keras")
+    atomic_write_json(run_dir / "model_card.json", model_card(model, config, dataset, history))
+    runs.write_status(
+        run_dir,
+        state=state,
+        ended=runs.now_iso(),
+        wall_seconds=round(time.perf_counter() - started, 2),
+        message=None,
+    )
+
+
+def model_card(model, config: TrainConfig, dataset, history: list[dict]) -> dict:
+    """Returns the JSON card saved beside a model: what it is, what it saw, how it did."""
+    import keras
+
+    best = max(history, key=lambda h: h.get("val_accuracy", -1), default={})
+    last = history[-1] if history else {}
+    return {
+        "preset": config.preset,
+        "class_names": dataset.class_names,
+        "input_size": config.image_size,
+        "params": int(model.count_params()),
+        "model_config": config.model.to_dict() if config.model else None,
+        "train_config": config.to_dict(),
+        "data": dataset.summary(),
+        "epochs": len(history),
+        "metrics": {
+            "val_accuracy": last.get("val_accuracy"),
+            "val_loss": last.get("val_loss"),
+            "train_accuracy": last.get("accuracy"),
+            "best_val_accuracy": best.get("val_accuracy"),
+            "best_epoch": best.get("epoch"),
+        },
+        "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
+        "created": runs.now_iso(),
+        "machine": f"{platform.machine()} {platform.system()}, {_cpu_count()} cores",
+        "keras_version": keras.__version__,
+        "command": cli_command(config),
+    }
+
+
+def _cpu_count():
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+# --- command line -------------------------------------------------------------------
+
+
+def cli_command(config: TrainConfig) -> str:
+    """Returns the `python -m core.train ...` line that reproduces `config`."""
+    d, default = config, TrainConfig()
+    args = ["python", "-m", "core.train", "--preset", d.preset, "--data", d.data]
+    for flag, attr in _FLAGS:
+        if getattr(d, attr) != getattr(default, attr):
+            args += [flag, str(getattr(d, attr))]
+    if not d.augment.is_identity():
+        args += ["--augment", format_augment(d.augment)]
+    return shlex.join(args)
+
+
+_FLAGS = [
+    ("--epochs", "epochs"),
+    ("--batch-size", "batch_size"),
+    ("--image-size", "image_size"),
+    ("--val-fraction", "val_fraction"),
+    ("--seed", "seed"),
+    ("--optimizer", "optimizer"),
+    ("--lr", "learning_rate"),
+    ("--momentum", "momentum"),
+    ("--weight-decay", "weight_decay"),
+    ("--schedule", "schedule"),
+    ("--warmup-epochs", "warmup_epochs"),
+    ("--step-epochs", "step_epochs"),
+    ("--step-factor", "step_factor"),
+    ("--loss", "loss"),
+    ("--label-smoothing", "label_smoothing"),
+    ("--early-stopping", "early_stopping"),
+    ("--name", "name"),
+]
+
+
+def parse_augment(text: str) -> AugmentConfig:
+    """Parses `"flip,crop_pad=4,cutout=8"` into an `AugmentConfig`.
+
+    Raises:
+        RunError: an unknown name or a value that is not a number.
+    """
+    fields = AugmentConfig.__dataclass_fields__
+    values = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in fields:
+            raise RunError(f"Unknown augmentation '{key}'. Known: {', '.join(fields)}.")
+        kind = fields[key].type
+        try:
+            values[key] = (
+                (value.lower() not in ("0", "false", "no") if value else True)
+                if kind == "bool"
+                else (int(value) if kind == "int" else float(value))
+            )
+        except ValueError as err:
+            raise RunError(f"Augmentation '{key}' needs a number, not '{value}'.") from err
+    return AugmentConfig(**values)
+
+
+def format_augment(config: AugmentConfig) -> str:
+    default = AugmentConfig()
+    parts = []
+    for key, value in config.to_dict().items():
+        if value != getattr(default, key):
+            parts.append(key if value is True else f"{key}={value}")
+    return ",".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.model import PRESET_DESCRIPTIONS
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m core.train",
+        description="Train a CNN image classifier and write a run directory.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    presets = "; ".join(f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items())
+    p.add_argument("--preset", default=d.preset, help=f"architecture preset ({presets})")
+    p.add_argument(
+        "--model-config",
+        type=Path,
+        help="JSON file with a custom ModelConfig (blocks, pooling, head, dense); "
+        "sets --preset custom",
+    )
+    p.add_argument(
+        "--data",
+        default=d.data,
+        help="'cifar10' (download through Keras), an image folder of class subfolders, "
+        "or a cifar-10-python.tar.gz / cifar-10-batches-py",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument(
+        "--image-size", type=int, default=d.image_size, help="images are resized to this"
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help="stratified share of the training data held out for validation",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="fixes split, init and shuffling")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="(peak) learning rate")
+    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="decoupled")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--step-epochs", type=int, default=d.step_epochs, help="for --schedule step")
+    p.add_argument("--step-factor", type=float, default=d.step_factor, help="for --schedule step")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--augment",
+        default="",
+        help="comma list, e.g. 'flip,crop_pad=4,cutout=8'; names: "
+        + ", ".join(AugmentConfig.__dataclass_fields__),
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        default=d.early_stopping,
+        help="patience in epochs on validation accuracy (0 = off)",
+    )
+    p.add_argument("--name", default="", help="run name prefix")
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="where run folders go (default $CNN_RUNS_DIR or ./runs)",
+    )
+    p.add_argument("--run-dir", type=Path, help="train a run prepared by start_run (dashboard)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args) -> TrainConfig:
+    config = TrainConfig(
+        preset="custom" if args.model_config else args.preset,
+        data=args.data,
+        augment=parse_augment(args.augment),
+        **{
+            attr: getattr(args, flag[2:].replace("-", "_"))
+            for flag, attr in _FLAGS
+            if attr != "learning_rate"
+        },
+        learning_rate=args.lr,
+    )
+    if args.model_config:
+        config.model = ModelConfig.from_dict(json.loads(args.model_config.read_text()))
+    return config
+
+
+def main(argv=None) -> int:
+    from core.data import load_dataset
+
+    args = build_parser().parse_args(argv)
+    verbose = 0 if args.quiet else 1
+    try:
+        if args.resume:
+            config = TrainConfig.from_dict(read_json(args.resume / "config.json") or {})
+        elif args.run_dir:
+            config = TrainConfig.from_dict(read_json(args.run_dir / "config.json") or {})
+        else:
+            config = config_from_args(args)
+        config.validate()
+        dataset = load_dataset(
+            config.data,
+            image_size=config.image_size,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+        )
+        if dataset.skipped:
+            print(
+                f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. "
+                f"{dataset.skipped[0][0]}: {dataset.skipped[0][1]}",
+                file=sys.stderr,
+            )
+        if args.resume:
+            run_dir = resume(args.resume, dataset, verbose=verbose)
+        else:
+            run_dir = args.run_dir or start_run(config, args.runs_dir)
+            print(f"Run directory: {run_dir}", file=sys.stderr)
+            train(config, dataset, run_dir, verbose=verbose)
+    except CnnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    status = runs.read_status(run_dir)
+    hist = runs.read_history(run_dir)
+    acc = hist[-1].get("val_accuracy") if hist else None
+    print(
+        f"{status['state']}: {len(hist)} epoch(s) in {status.get('wall_seconds')} s"
+        + (f", validation accuracy {acc:.4f}" if acc is not None else "")
+        + f"\n{run_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

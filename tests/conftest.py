@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny generated data in the real formats; nothing downloaded."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def class_images(n_per_class: int, num_classes: int = 3, size: int = 32, seed: int = 0):
+    """Images that a small CNN can tell apart: each class has its own dominant colour."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(num_classes), n_per_class).astype(np.int32)
+    x = rng.integers(0, 80, (len(y), size, size, 3)).astype(np.uint8)
+    for c in range(num_classes):
+        x[y == c, :, :, c % 3] += np.uint8(150)
+    return x, y
+
+
+def cifar_batch_bytes(x: np.ndarray, y: np.ndarray, name: str) -> bytes:
+    """Pickles images as one batch of the genuine cifar-10-python format."""
+    data = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+    batch = {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in y],
+        b"data": data,
+        b"filenames": [f"{i}.png".encode() for i in range(len(y))],
+    }
+    return pickle.dumps(batch, protocol=2)
+
+
+def write_cifar_archive(path, per_batch: int = 20, seed: int = 0) -> dict:
+    """Writes a tiny `cifar-10-python.tar.gz` (5 train batches + test) and returns arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            x = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
+            y = rng.integers(0, 10, per_batch).astype(np.int32)
+            raw = cifar_batch_bytes(x, y, name)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+            arrays[name] = (x, y)
+    return arrays
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    """Every test gets its own runs, cache and Keras home: nothing leaks between tests."""
+    monkeypatch.setenv("CNN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+
+@pytest.fixture
+def tiny_dataset():
+    """A 3-class `Dataset` of 32x32 images: 60 train, 15 val."""
+    from core.data import Dataset, stratified_split
+
+    x, y = class_images(25, 3)
+    keep, held = stratified_split(y, 0.2, 0)
+    return Dataset(
+        ["red", "green", "blue"],
+        "generated",
+        {"train": (x[keep], y[keep]), "val": (x[held], y[held])},
+    )

@@ -1,0 +1,286 @@
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from core import runs
+from core import train as train_mod
+from core.augment import AugmentConfig
+from core.errors import RunError
+from core.model import PRESETS, load_model
+from core.train import TrainConfig, parse_augment, resume, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(**kw):
+    return TrainConfig(**{"preset": "seed", "epochs": 2, "batch_size": 16, **kw})
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_trains_one_epoch_on_200_images(preset):
+    from core.data import Dataset
+    from tests.conftest import class_images
+
+    x, y = class_images(70, 3)
+    ds = Dataset(["a", "b", "c"], "gen", {"train": (x[:200], y[:200]), "val": (x[200:], y[200:])})
+    run_dir = train(_config(preset=preset, epochs=1, batch_size=32), ds)
+    hist = runs.read_history(run_dir)
+    assert [h["epoch"] for h in hist] == [1]
+    assert np.isfinite(hist[0]["loss"])
+    assert runs.read_status(run_dir)["state"] == "completed"
+
+
+def test_run_directory_holds_everything_a_run_promises(tiny_dataset):
+    config = _config(augment=AugmentConfig(flip=True, crop_pad=2), schedule="cosine")
+    run_dir = train(config, tiny_dataset)
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "status.json", "history.json", "model.keras", "model_card.json"} <= names
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "epoch_001.keras",
+        "epoch_002.keras",
+    ]
+    assert not list(run_dir.rglob("*.tmp*")), "temporary files were left behind"
+    hist = runs.read_history(run_dir)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"):
+        assert all(key in h for h in hist), key
+    # cosine decay: the second epoch ends at a lower rate than the first
+    assert hist[1]["lr"] < hist[0]["lr"]
+    status = runs.read_status(run_dir)
+    assert status["state"] == "completed" and status["pid"] == os.getpid()
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["class_names"] == ["red", "green", "blue"]
+    assert card["input_size"] == 32 and card["epochs"] == 2
+    assert card["params"] == 167_562 - 64 * 10 - 10 + 64 * 3 + 3  # seed net with 3 classes
+    assert card["command"].startswith("python -m core.train --preset seed")
+    saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    assert saved.model.blocks[0].filters == 32 and saved.augment.flip
+
+
+def test_saved_model_takes_raw_uint8_and_returns_probabilities(tiny_dataset):
+    run_dir = train(_config(epochs=1), tiny_dataset)
+    model = load_model(run_dir / "model.keras")
+    x = tiny_dataset.split("val")[0][:5]
+    assert x.dtype == np.uint8
+    probs = np.asarray(model(x.astype("float32")))
+    assert probs.shape == (5, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Asks for a stop the way the dashboard does: a file in the run directory."""
+
+    def __init__(self, run_dir, epoch, batch):
+        super().__init__()
+        self.run_dir, self.at = Path(run_dir), (epoch, batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            runs.request_stop(self.run_dir)
+
+
+def test_stop_keeps_a_checkpoint_and_resume_continues_the_history(tiny_dataset):
+    config = _config(epochs=3, schedule="onecycle")
+    run_dir = train_mod.start_run(config)
+    train(config, tiny_dataset, run_dir, callbacks=[_StopAt(run_dir, epoch=1, batch=1)])
+    status = runs.read_status(run_dir)
+    assert status["state"] == "stopped"
+    assert status["checkpoint"] == "checkpoints/last.keras"
+    assert [h["epoch"] for h in runs.read_history(run_dir)] == [1]
+    assert (run_dir / "model.keras").is_file() and not (run_dir / "stop.request").exists()
+    stopped = load_model(run_dir / "checkpoints" / "last.keras", compile=True)
+
+    resume(run_dir, tiny_dataset)
+    hist = runs.read_history(run_dir)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert runs.read_status(run_dir)["state"] == "completed"
+    # The schedule went on from the start of epoch 2, not from zero: the last rate is 0.
+    assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)
+    assert int(stopped.optimizer.iterations.numpy()) > 0
+
+
+def test_resume_refuses_a_completed_run(tiny_dataset):
+    run_dir = train(_config(epochs=1), tiny_dataset)
+    with pytest.raises(RunError, match="completed"):
+        resume(run_dir, tiny_dataset)
+
+
+@pytest.mark.parametrize(
+    "err, words",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "disk is full"),
+        (OSError(errno.EROFS, "Read-only file system"), "cannot be written"),
+    ],
+)
+def test_disk_errors_fail_the_run_with_a_clear_status(tiny_dataset, monkeypatch, err, words):
+    def refuse(model, path):
+        raise err
+
+    monkeypatch.setattr(train_mod, "save_model_atomic", refuse)
+    run_dir = train_mod.start_run(_config())
+    with pytest.raises(RunError, match=words):
+        train(_config(), tiny_dataset, run_dir)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and words in status["message"]
+
+
+def test_early_stopping_ends_before_the_last_epoch(tiny_dataset):
+    # The tiny data is learned at once: val accuracy cannot improve after epoch 1 or 2.
+    run_dir = train(_config(epochs=15, early_stopping=1, learning_rate=3e-3), tiny_dataset)
+    assert len(runs.read_history(run_dir)) < 15
+
+
+def test_schedules_have_the_right_shape():
+    steps = 10
+    one = train_mod.make_schedule(
+        _config(schedule="onecycle", learning_rate=1.0, epochs=4, warmup_epochs=1), steps
+    )
+    rates = [float(one(s)) for s in (0, 5, 10, 25, 40)]
+    assert rates[0] == pytest.approx(0.1) and rates[2] == pytest.approx(1.0)
+    assert rates[1] < rates[2] and rates[3] == pytest.approx(0.5) and rates[4] == 0.0
+    step = train_mod.make_schedule(
+        _config(schedule="step", learning_rate=1.0, epochs=4, step_epochs=2, step_factor=0.1), steps
+    )
+    assert [float(step(s)) for s in (0, 19, 21, 39)] == pytest.approx([1, 1, 0.1, 0.1])
+    cos = train_mod.make_schedule(
+        _config(schedule="cosine", learning_rate=1.0, epochs=4, warmup_epochs=1), steps
+    )
+    assert float(cos(0)) == 0.0 and float(cos(10)) == pytest.approx(1.0)
+    assert float(cos(40)) == pytest.approx(0.0, abs=1e-6)
+    assert train_mod.make_schedule(_config(), steps) == 1e-3
+
+
+@pytest.mark.parametrize("name", train_mod.OPTIMIZERS)
+def test_every_optimizer_and_loss_compiles_and_steps(tiny_dataset, name):
+    loss = "mse" if name == "sgd" else "crossentropy"
+    run_dir = train(
+        _config(
+            epochs=1,
+            optimizer=name,
+            loss=loss,
+            label_smoothing=0.1 if loss == "crossentropy" else 0.0,
+        ),
+        tiny_dataset,
+    )
+    assert np.isfinite(runs.read_history(run_dir)[0]["loss"])
+
+
+def test_parse_augment_reads_flags_and_numbers():
+    cfg = parse_augment("flip, crop_pad=4,cutout=8 ,rotation=15")
+    assert cfg == AugmentConfig(flip=True, crop_pad=4, cutout=8, rotation=15.0)
+    assert train_mod.format_augment(cfg) == "flip,rotation=15.0,crop_pad=4,cutout=8"
+    with pytest.raises(RunError, match="Unknown augmentation 'blur'"):
+        parse_augment("blur=2")
+    with pytest.raises(RunError, match="needs a number"):
+        parse_augment("zoom=much")
+
+
+def test_invalid_settings_are_refused_with_a_sentence():
+    with pytest.raises(RunError, match="Optimizer must be one of"):
+        _config(optimizer="adagrad").validate()
+    with pytest.raises(RunError, match="Epochs must be at least 1"):
+        _config(epochs=0).validate()
+
+
+def test_cli_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        train_mod.main(["--help"])
+    out = capsys.readouterr().out
+    for flag in (
+        "--preset",
+        "--data",
+        "--epochs",
+        "--optimizer",
+        "--lr",
+        "--schedule",
+        "--loss",
+        "--label-smoothing",
+        "--augment",
+        "--val-fraction",
+        "--seed",
+        "--early-stopping",
+        "--resume",
+        "--model-config",
+        "--batch-size",
+    ):
+        assert flag in out, flag
+
+
+def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):
+    from tests.conftest import write_cifar_archive
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    write_cifar_archive(archive, per_batch=12)
+    code = train_mod.main(
+        [
+            "--data",
+            str(archive),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--augment",
+            "flip",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("completed: 1 epoch(s)")
+    run_dir = Path(out.strip().splitlines()[-1])
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["data"]["split_sizes"] == {"train": 54, "val": 6, "test": 12}
+
+
+def test_cli_reports_a_missing_dataset_as_one_line(capsys, tmp_path):
+    assert train_mod.main(["--data", str(tmp_path / "nope"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+
+
+def _wait_for(predicate, timeout=90.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_killed_training_is_interrupted_and_resumes(tmp_path):
+    from tests.conftest import write_cifar_archive
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    write_cifar_archive(archive, per_batch=40)
+    config = _config(data=str(archive), epochs=3, batch_size=8)
+    run_dir = train_mod.start_run(config)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.train", "--run-dir", str(run_dir), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert _wait_for(lambda: len(runs.read_history(run_dir)) >= 1), "no epoch finished"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert runs.read_status(run_dir)["state"] == "interrupted"
+    done = len(runs.read_history(run_dir))
+    assert load_model(runs.latest_checkpoint(run_dir)) is not None
+    from core.data import load_dataset
+
+    resume(run_dir, load_dataset(str(archive), seed=0))
+    assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2, 3]
+    assert done >= 1 and runs.read_status(run_dir)["state"] == "completed"
