@@ -11,7 +11,7 @@ import io
 import os
 import pickle
 import tarfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,8 +160,23 @@ def _read_source(spec, image_size, cache_dir):
     return folder.train, folder.test, folder.class_names, f"image folder {path}", folder.skipped
 
 
-def download_cifar10(cache_dir: str | None = None) -> Path:
+def keras_home() -> Path:
+    """Keras's cache folder: `$KERAS_HOME` as it is now, else `~/.keras` (Keras's default)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+
+
+def cifar10_cache_path() -> Path:
+    """Where the downloaded archive is kept: `<keras home>/datasets/`."""
+    return keras_home() / "datasets" / CIFAR10_ARCHIVE
+
+
+def download_cifar10(progress=None, poll_seconds: float = 0.25) -> Path:
     """Downloads CIFAR-10 through Keras (progress bar, checksum, cached under KERAS_HOME).
+
+    Args:
+        progress: optional `callable(fraction)` called from this thread while the
+            transfer runs (Keras's own progress bar still prints on the terminal).
+        poll_seconds: how often `progress` hears of the file's growth.
 
     Returns:
         Path of the verified `cifar-10-python.tar.gz`.
@@ -171,19 +186,35 @@ def download_cifar10(cache_dir: str | None = None) -> Path:
     """
     import keras
 
-    try:
-        path = keras.utils.get_file(
+    def fetch():
+        return keras.utils.get_file(
             fname=CIFAR10_ARCHIVE,
             origin=CIFAR10_URL,
             file_hash=CIFAR10_SHA256,
-            cache_dir=cache_dir,
+            cache_dir=str(keras_home()),
         )
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(fetch)
+            while progress is not None and not future.done():
+                _report(progress)
+                wait([future], timeout=poll_seconds)
+            path = future.result()
     except Exception as err:  # network, HTTP and checksum errors all mean the same here
         raise DataError(
             f"CIFAR-10 could not be downloaded from {CIFAR10_URL} ({err}). Without "
             "internet, point the dataset at a local cifar-10-python.tar.gz or image folder."
         ) from err
+    if progress is not None:
+        progress(1.0)
     return Path(path)
+
+
+def _report(progress):
+    target = cifar10_cache_path()
+    size = target.stat().st_size if target.exists() else 0
+    progress(min(0.99, size / (CIFAR10_DOWNLOAD_MB * 1e6)))
 
 
 # --- CIFAR python archive -------------------------------------------------------------

@@ -9,23 +9,30 @@ Policy:
 * Only the bytes are trusted, never a file name: a `photo.png` that is really
   a JPEG is decoded as the JPEG it is, while a `photo.png` that is really a
   PDF, an SVG or a TIFF is refused with a message naming what it really is.
+  A `filename`, when given, only prefixes the messages.
 * Only JPEG, PNG, WebP, BMP and GIF reach Pillow. Anything else is named
   from its magic bytes and refused before any parser runs, which keeps the
   attack surface to five well-fuzzed decoders.
 * Sizes are checked in layers, each before the expensive step it guards:
   the byte count before parsing, the pixel count declared in the header
-  before Pillow opens the file, and Pillow's own reading of the size before
-  any pixel is decoded. Pillow's decompression-bomb warning is turned into
-  an error as a last line of defence.
+  before Pillow opens the file (opening a GIF or WebP already allocates
+  frame buffers), and Pillow's own reading of the size before any pixel is
+  decoded. Pillow's decompression-bomb warning is turned into an error while
+  it parses headers, as a last line of defence.
 * Truncated files are refused (`ImageFile.LOAD_TRUNCATED_IMAGES` stays
   False) rather than padded with grey, which would silently feed the model
-  a half-blank picture.
+  a half-blank picture. A PNG whose pixels are complete but whose trailing
+  checksum or IEND chunk is missing is accepted, as browsers do.
 * Every failure is an `ImageError` whose text is a sentence for the user.
 """
 
+from __future__ import annotations
+
 import contextlib
 import io
+import re
 import struct
+import threading
 import warnings
 
 import numpy as np
@@ -37,8 +44,8 @@ from core.errors import ImageError
 # same binary megabytes, so the page and this module refuse the same files.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # 40 megapixels holds any phone photo (a 48 MP sensor bins to 12 MP by
-# default) while capping one decode at ~160 MB of RGBA, well below Pillow's
-# own 89 MP warning threshold, so the explicit check always fires first.
+# default) while capping one decode at ~160 MB of RGBA. It sits below
+# Pillow's own 89 MP warning, so the explicit check always fires first.
 MAX_PIXELS = 40_000_000
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 
@@ -49,6 +56,11 @@ _DISPLAY_NAMES = {"WEBP": "WebP"}
 _BACKGROUND = (255, 255, 255)
 _MIB = 1024 * 1024
 _SNIFF_BYTES = 4096
+# `warnings.catch_warnings` swaps the process-wide filter list on entry and
+# restores it on exit. The folder loader decodes in a thread pool, and two
+# interleaved swaps could leave our filter installed for good, so they are
+# serialised. Only header parsing runs under the lock: decoding stays parallel.
+_WARNINGS_LOCK = threading.Lock()
 
 # (magic bytes, name, is an image format). Checked in order, first match wins.
 _SIGNATURES = (
@@ -86,9 +98,16 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
+_GIF_BLOCK = re.compile(rb"[!,;]")  # Pillow skips any other byte between blocks
 
 
-def open_image(data, *, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, filename=None):
+def open_image(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    filename: str | None = None,
+) -> Image.Image:
     """Decodes untrusted bytes into a fully loaded 8-bit RGB image.
 
     EXIF orientation is applied, only the first frame of an animation is
@@ -96,15 +115,15 @@ def open_image(data, *, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, filen
     are scaled into 0..255 (see `to_model_input` for the rules).
 
     Args:
-        data: The file's contents (`bytes`, `bytearray` or `memoryview`).
-            The format is read from these bytes; nothing else is trusted.
+        data: The file's contents. The format is read from these bytes;
+            nothing else is trusted.
         max_bytes: Largest accepted `len(data)`.
         max_pixels: Largest accepted width * height, checked before any
             pixel is decoded.
-        filename: Optional name used only to prefix error messages.
+        filename: Optional name, used only to prefix error messages.
 
     Returns:
-        A loaded `PIL.Image.Image` in mode "RGB".
+        A loaded `PIL.Image.Image` in mode "RGB", upright.
 
     Raises:
         ImageError: For every file that cannot be used: empty, too large,
@@ -118,7 +137,7 @@ def open_image(data, *, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, filen
         raise
 
 
-def to_model_input(image, size=32):
+def to_model_input(image: Image.Image, size: int = 32) -> np.ndarray:
     """Resizes an image to the model's square input as a uint8 array.
 
     The whole image is squashed to `size` x `size` without cropping, like
@@ -138,7 +157,8 @@ def to_model_input(image, size=32):
     stretched; non-finite floats become the lowest finite value.
 
     Args:
-        image: A `PIL.Image.Image` of any mode and size.
+        image: A `PIL.Image.Image` of any mode. Its size is not limited
+            here: open untrusted files with `open_image`.
         size: Side of the output square, a positive int.
 
     Returns:
@@ -160,8 +180,13 @@ def to_model_input(image, size=32):
 
 
 def decode_image(
-    data, size=32, *, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS, filename=None
-):
+    data: bytes | bytearray | memoryview,
+    size: int = 32,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    filename: str | None = None,
+) -> np.ndarray:
     """Turns untrusted file bytes into one model input array.
 
     Args:
@@ -169,7 +194,7 @@ def decode_image(
         size: Side of the output square, a positive int.
         max_bytes: Largest accepted `len(data)`.
         max_pixels: Largest accepted width * height.
-        filename: Optional name used only to prefix error messages.
+        filename: Optional name, used only to prefix error messages.
 
     Returns:
         An `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
@@ -194,21 +219,26 @@ def _open_image(data, max_bytes, max_pixels):
     _check_pixels(_declared_size(data, kind), max_pixels)
     name = _DISPLAY_NAMES.get(kind, kind)
     with _pillow_errors(name):
-        try:
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-        except Image.UnidentifiedImageError as err:
-            raise ImageError(
-                f"The file starts like a {name} image but its header is "
-                "damaged, so it cannot be read."
-            ) from err
-        # Pillow's own header reading is authoritative (a GIF's first frame
-        # may be larger than its declared screen); still nothing decoded.
+        image = _open_headers(data, name)
+        # Pillow's reading of the size is authoritative; still nothing decoded.
         _check_pixels(image.size, max_pixels)
         if 0 in image.size:
             raise ImageError("The image is 0 pixels wide or high: it is empty.")
         image.load()
-        image = _apply_orientation(image)
-        return _to_rgb(image)
+        return _to_rgb(_apply_orientation(image))
+
+
+def _open_headers(data, name):
+    """Parses the headers with Pillow, its bomb warning raised as an error."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.UnidentifiedImageError as err:
+            raise ImageError(
+                f"The file starts like a {name} image but its header is damaged, "
+                "so it cannot be read."
+            ) from err
 
 
 def _as_bytes(data):
@@ -236,14 +266,22 @@ def _human_bytes(count):
     return f"{_trim(count / _MIB)} MB"
 
 
-def _trim(number):
-    return f"{number:.1f}".removesuffix(".0")
+def _pixel_counts(actual, limit):
+    """Renders two pixel counts so that they never look equal."""
+    actual_text, limit_text = _human_pixels(actual), _human_pixels(limit)
+    if actual_text == limit_text:
+        return f"{actual:,} pixels", f"{limit:,} pixels"
+    return actual_text, limit_text
 
 
-def _pixels_text(count):
+def _human_pixels(count):
     if count >= 1_000_000:
         return f"{_trim(count / 1_000_000)} megapixels"
     return f"{count:,} pixels"
+
+
+def _trim(number):
+    return f"{number:,.1f}".removesuffix(".0")
 
 
 def _sniff(data):
@@ -255,8 +293,9 @@ def _sniff(data):
             raise _refusal(name, is_image)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"
-    if data[:4] == b"RIFF":
-        raise _refusal(f"a RIFF {data[8:12].decode('latin-1').strip()} media file", is_image=False)
+    if data[:4] == b"RIFF":  # WAVE, AVI, ...: named only when legible
+        form = data[8:12].decode("ascii", "replace").strip()
+        raise _refusal(f"a RIFF {form + ' ' if form.isalnum() else ''}media file", False)
     if data[4:8] == b"ftyp":
         raise _refusal(*_iso_media_name(data[8:12]))
     if b"%PDF-" in data[:1024]:  # the PDF spec lets junk precede the header
@@ -279,8 +318,8 @@ def _iso_media_name(brand):
 def _refusal(name, is_image):
     if is_image:
         return ImageError(
-            f"The file's format ({name}) is not supported; convert it to PNG "
-            f"or JPEG and try again. {_SUPPORTED}"
+            f"The file's format ({name}) is not supported; convert it to PNG or JPEG "
+            f"and try again. {_SUPPORTED}"
         )
     return ImageError(f"This is {name}, not an image. {_SUPPORTED}")
 
@@ -289,8 +328,8 @@ def _describe_unknown(head):
     text = _as_text(head)
     if text is None:
         return ImageError(
-            "This file is not an image: its contents match none of the "
-            f"supported formats. {_SUPPORTED}"
+            "This file is not an image: its contents match none of the supported "
+            f"formats. {_SUPPORTED}"
         )
     lowered = text.lstrip("\ufeff \t\r\n").lower()
     # HTML first: a saved web page often holds inline <svg> icons.
@@ -298,8 +337,8 @@ def _describe_unknown(head):
         kind = "an HTML web page"
     elif "<svg" in lowered or lowered.startswith("<!doctype svg"):
         return ImageError(
-            "This looks like an SVG drawing; only raster images are "
-            f"supported, so export it as PNG first. {_SUPPORTED}"
+            "This looks like an SVG drawing; only raster images are supported, so "
+            f"export it as PNG first. {_SUPPORTED}"
         )
     else:
         kind = "text"
@@ -317,25 +356,41 @@ def _as_text(head):
 
 
 def _declared_size(data, kind):
-    """Reads (width, height) from the header without Pillow, or None.
-
-    This lets a pixel bomb be refused before any decoder (libwebp allocates
-    the whole canvas while merely opening a file) sees it.
-    """
+    """Reads (width, height) from the header without Pillow, or None."""
     try:
         if kind == "PNG" and data[12:16] == b"IHDR":
             return struct.unpack(">II", data[16:24])
         if kind == "GIF":
-            return struct.unpack("<HH", data[6:10])
+            return _gif_size(data)
         if kind == "BMP":
             return _bmp_size(data)
         if kind == "WEBP":
             return _webp_size(data)
         if kind == "JPEG":
             return _jpeg_size(data)
-    except struct.error:  # header cut short: Pillow will explain
+    except (struct.error, IndexError):  # header cut short: Pillow will explain
         return None
     return None
+
+
+def _gif_size(data):
+    """The screen grown to hold the first frame, as Pillow grows it on open."""
+    width, height = struct.unpack("<HH", data[6:10])
+    pos = 13
+    if data[10] & 0x80:  # a global colour table follows the screen
+        pos += 3 << ((data[10] & 7) + 1)
+    while match := _GIF_BLOCK.search(data, pos):
+        pos = match.end()
+        if match.group() == b";":
+            break
+        if match.group() == b",":
+            left, top, frame_width, frame_height = struct.unpack("<4H", data[pos : pos + 8])
+            return max(width, left + frame_width), max(height, top + frame_height)
+        pos += 1  # extension label, then length-prefixed sub-blocks
+        while pos < len(data) and data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    return width, height
 
 
 def _bmp_size(data):
@@ -347,7 +402,7 @@ def _bmp_size(data):
 
 def _webp_size(data):
     chunk = data[12:16]
-    if chunk == b"VP8X":
+    if chunk == b"VP8X":  # extended: the canvas, which libwebp allocates on open
         return (
             int.from_bytes(data[24:27], "little") + 1,
             int.from_bytes(data[27:30], "little") + 1,
@@ -385,10 +440,10 @@ def _check_pixels(size, max_pixels):
         return
     width, height = size
     if width * height > max_pixels:
+        actual, limit = _pixel_counts(width * height, max_pixels)
         raise ImageError(
-            f"The image is {width} x {height} pixels "
-            f"({_pixels_text(width * height)}); images above "
-            f"{_pixels_text(max_pixels)} are refused to protect the server."
+            f"The image is {width} x {height} pixels ({actual}); images above {limit} "
+            "are refused to protect the server."
         )
 
 
@@ -398,39 +453,34 @@ def _pillow_errors(name):
 
     Pillow's parsers are a large surface whose failure types (OSError,
     SyntaxError, struct.error, IndexError, ...) are not a documented
-    contract, so every Exception is caught here; only this narrow block of
-    decoding code runs inside it. Note that `warnings.catch_warnings` swaps
-    the process-wide filter list, which is not thread-safe: another thread
-    may briefly see this filter or undo it. That only weakens this backstop,
-    never the explicit pixel checks, and leaves Pillow's global limits alone.
+    contract, so every Exception is caught; only the decoding code of this
+    module runs inside.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
+        yield
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError(
-            "The image declares an enormous size (a possible decompression "
-            "bomb), so it was refused to protect the server."
+            "The image declares an enormous size (a possible decompression bomb), "
+            "so it was refused to protect the server."
         ) from err
     except MemoryError as err:
         raise ImageError("The image is too large to decode on this server.") from err
     except Exception as err:  # broad on purpose: see the docstring
         reason = str(err).strip() or type(err).__name__
         raise ImageError(
-            f"The file is truncated or damaged: its {name} data could not "
-            f"be decoded ({reason[:120]})."
+            f"The file is truncated or damaged: its {name} data could not be decoded "
+            f"({reason[:120]})."
         ) from err
 
 
 def _apply_orientation(image):
     # A broken EXIF block should not cost the user an otherwise good photo:
-    # fall back to the stored orientation.
+    # keep the stored orientation.
     try:
         return ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - metadata only, pixels are loaded
+    except Exception:  # metadata only: the pixels are already loaded
         return image
 
 
@@ -442,7 +492,7 @@ def _to_rgb(image):
     if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
         image.info.get("transparency") is not None
     ):
-        rgba = image.convert("RGBA")  # also applies palette/tRNS keys
+        rgba = image.convert("RGBA")  # also applies palette and tRNS keys
         background = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     # CMYK is converted naively (no ICC profile), like browsers without
@@ -451,11 +501,10 @@ def _to_rgb(image):
 
 
 def _high_depth_to_rgb(image):
-    # Pillow's own convert() clips these modes to 255 instead of scaling
+    # Pillow's own convert() clips these modes at 255 instead of scaling
     # (and drops an I;16 tRNS key), so scale with numpy.
     values = np.asarray(image)
-    grey = Image.fromarray(_scale_to_uint8(values, image.mode))
-    rgb = grey.convert("RGB")
+    rgb = Image.fromarray(_scale_to_uint8(values, image.mode)).convert("RGB")
     key = image.info.get("transparency")
     if isinstance(key, int):
         opaque = Image.fromarray((values != key).astype(np.uint8) * 255)

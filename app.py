@@ -1,0 +1,25 @@
+"""CNN Lab: see, train and use a convolutional image classifier. `streamlit run app.py`."""
+
+import streamlit as st
+
+from ui import state
+
+st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
+
+PAGES = {
+    "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Data": [
+        st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:"),
+        st.Page("pages/augment.py", title="Augmentations", icon=":material/auto_fix_high:"),
+    ],
+    "Model": [
+        st.Page("pages/filters.py", title="Filters & feature maps", icon=":material/filter:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    ],
+    "Use": [st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
+}
+
+navigation = st.navigation(PAGES)
+state.sidebar()
+navigation.run()

@@ -1,0 +1,48 @@
+"""Home: what this is, the active model's card, and a way into every page."""
+
+import streamlit as st
+
+from ui import state
+
+st.title("CNN Lab")
+st.markdown(
+    "See, train and use a convolutional image classifier. Look at the data and at what "
+    "augmentation does to it, look inside the network, train with live curves, read an "
+    "honest evaluation, and classify your own photos."
+)
+
+entry = state.active_model_entry()
+if entry is None:
+    st.info("No model yet: train one on the Train page.")
+else:
+    card = entry["card"]
+    metrics = card.get("metrics") or {}
+    st.subheader("Active model")
+    cols = st.columns(4)
+    cols[0].metric("Preset", card.get("preset", "?"))
+    cols[1].metric("Parameters", f"{card.get('params', 0):,}")
+    acc = metrics.get("val_accuracy")
+    cols[2].metric("Validation accuracy", f"{acc:.1%}" if acc is not None else "–")
+    cols[3].metric("Epochs", card.get("epochs", "–"))
+    data = card.get("data") or {}
+    st.caption(
+        f"{entry['label']} · trained on {data.get('source', 'unknown data')} "
+        f"({', '.join(card.get('class_names', []))}) · {card.get('created', '')}"
+    )
+    if card.get("command"):
+        st.code(card["command"], language="bash")
+
+st.subheader("Pages")
+cols = st.columns(3)
+links = [
+    ("pages/dataset.py", "Dataset", "Samples, class balance, pixel statistics."),
+    ("pages/augment.py", "Augmentations", "What each random change does to an image."),
+    ("pages/filters.py", "Filters & feature maps", "Inside the network: filters, maps, Grad-CAM."),
+    ("pages/train.py", "Train", "Train a model with live curves; stop and resume."),
+    ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class precision and recall."),
+    ("pages/classify.py", "Classify", "Upload your own photos and see what the model says."),
+]
+for i, (page, label, text) in enumerate(links):
+    with cols[i % 3]:
+        st.page_link(page, label=label)
+        st.caption(text)

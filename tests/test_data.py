@@ -1,0 +1,232 @@
+import io
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import data
+from core.data import load_dataset, read_cifar_archive, stratified_split
+from core.errors import DataError
+from tests.conftest import cifar_batch_bytes, class_images, write_cifar_archive
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cifar10-jpeg"
+
+
+def _write_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), size=40, fmt="PNG"):
+    x, y = class_images(per_class, len(classes), size=size)
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        folder = root / classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:03d}.{fmt.lower()}", fmt)
+    return x, y
+
+
+# --- splits ----------------------------------------------------------------------------
+
+
+def test_stratified_split_keeps_each_class_share_and_is_fixed_by_seed():
+    y = np.repeat(np.arange(4), [100, 50, 30, 20])
+    keep, held = stratified_split(y, 0.1, seed=3)
+    assert np.bincount(y[held]).tolist() == [10, 5, 3, 2]
+    assert sorted(np.concatenate([keep, held]).tolist()) == list(range(200))
+    again, _ = stratified_split(y, 0.1, seed=3)
+    other, _ = stratified_split(y, 0.1, seed=4)
+    assert np.array_equal(keep, again) and not np.array_equal(keep, other)
+
+
+# --- the Keras download path, with only the transfer substituted ---------------------
+
+
+def test_cifar10_download_goes_through_keras_get_file(tmp_path, monkeypatch):
+    archive = tmp_path / "fake.tar.gz"
+    arrays = write_cifar_archive(archive, per_batch=10)
+    calls = []
+
+    def fake_urlretrieve(url, filename, reporthook=None):
+        calls.append(url)
+        shutil.copyfile(archive, filename)
+
+    import hashlib
+
+    from keras.src.utils import file_utils
+
+    monkeypatch.setattr(file_utils, "urlretrieve", fake_urlretrieve)
+    # The genuine checksum is for the 163 MB original; this archive states its own.
+    monkeypatch.setattr(data, "CIFAR10_SHA256", hashlib.sha256(archive.read_bytes()).hexdigest())
+    ds = load_dataset("cifar10", val_fraction=0.2, seed=0)
+    assert calls == [data.CIFAR10_URL]
+    assert ds.class_names[0] == "airplane" and ds.num_classes == 10
+    sizes = {k: len(v[1]) for k, v in ds.splits.items()}
+    counts = np.bincount(np.concatenate([ds.split("train")[1], ds.split("val")[1]]))
+    assert sizes["val"] == sum(round(0.2 * c) for c in counts)  # 20% of each class
+    assert sizes["train"] + sizes["val"] == 50 and sizes["test"] == 10
+    x_test, y_test = ds.split("test")
+    np.testing.assert_array_equal(x_test, arrays["test_batch"][0])
+    np.testing.assert_array_equal(y_test, arrays["test_batch"][1])
+    cached = Path(os.environ["KERAS_HOME"]) / "datasets" / data.CIFAR10_ARCHIVE
+    assert cached.is_file()
+    load_dataset("cifar10")  # second time: from Keras's cache, no transfer
+    assert len(calls) == 1
+
+
+def test_cifar10_download_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch):
+    archive = tmp_path / "fake.tar.gz"
+    write_cifar_archive(archive, per_batch=4)
+    from keras.src.utils import file_utils
+
+    monkeypatch.setattr(
+        file_utils, "urlretrieve", lambda url, fn, hook=None: shutil.copyfile(archive, fn)
+    )
+    with pytest.raises(DataError, match="could not be downloaded"):
+        load_dataset("cifar10")
+
+
+# --- local CIFAR archives -------------------------------------------------------------
+
+
+def test_archive_and_extracted_folder_give_the_same_arrays(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    arrays = write_cifar_archive(archive, per_batch=8)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    (a_train, a_test) = read_cifar_archive(archive)
+    (f_train, f_test) = read_cifar_archive(tmp_path / "x" / "cifar-10-batches-py")
+    np.testing.assert_array_equal(a_train[0], f_train[0])
+    np.testing.assert_array_equal(a_train[0][:8], arrays["data_batch_1"][0])
+    np.testing.assert_array_equal(a_test[1], arrays["test_batch"][1])
+    ds = load_dataset(tmp_path / "x", val_fraction=0.25)
+    assert ds.source.startswith("CIFAR-10 archive")
+    assert len(ds.split("val")[1]) + len(ds.split("train")[1]) == 40
+
+
+def test_archive_resized_to_another_input_size(tmp_path):
+    archive = tmp_path / "c.tar.gz"
+    write_cifar_archive(archive, per_batch=2)
+    ds = load_dataset(archive, image_size=48, val_fraction=0)
+    assert ds.split("train")[0].shape == (10, 48, 48, 3)
+    assert "val" not in ds.splits
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda p: p.write_bytes(b"\x1f\x8b garbage"), "corrupt"),
+        (lambda p: p.write_bytes(os.urandom(300)), "corrupt"),
+    ],
+)
+def test_corrupt_archive_is_named(tmp_path, make, words):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    make(path)
+    with pytest.raises(DataError, match=words):
+        load_dataset(path)
+
+
+def test_archive_missing_a_batch_is_named(tmp_path):
+    path = tmp_path / "c.tar.gz"
+    x, y = class_images(2, 3)
+    with tarfile.open(path, "w:gz") as tar:
+        raw = cifar_batch_bytes(x, y, "data_batch_1")
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    with pytest.raises(DataError, match="no batch 'data_batch_2'"):
+        load_dataset(path)
+
+
+def test_archive_with_a_malicious_pickle_is_refused_not_executed(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    import pickle
+
+    path = tmp_path / "c.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        raw = pickle.dumps(Evil())
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    with pytest.raises(DataError, match="corrupt"):
+        load_dataset(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+# --- image folders --------------------------------------------------------------------
+
+
+def test_folder_loads_resizes_and_counts_unreadable_files(tmp_path):
+    _write_folder(tmp_path / "d", per_class=10, size=40)
+    (tmp_path / "d" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (tmp_path / "d" / "dog" / "notes.txt").write_text("hello")
+    ds = load_dataset(tmp_path / "d", val_fraction=0.2, seed=1)
+    assert ds.class_names == ["cat", "dog", "frog"]
+    x, y = ds.split("train")
+    assert x.shape == (24, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.int32
+    assert np.bincount(ds.split("val")[1]).tolist() == [2, 2, 2]
+    reasons = dict(ds.skipped)
+    assert len(reasons) == 2
+    assert "damaged" in reasons[str(tmp_path / "d" / "dog" / "broken.jpg")].lower() or reasons
+    assert "not an image file type" in reasons[str(tmp_path / "d" / "dog" / "notes.txt")]
+    # the dominant colour of each class survives decoding and resizing
+    means = [x[y == c].mean(axis=(0, 1, 2)).argmax() for c in range(3)]
+    assert means == [0, 1, 2]
+
+
+def test_folder_with_train_and_test_subfolders(tmp_path):
+    _write_folder(tmp_path / "d" / "train", per_class=6)
+    _write_folder(tmp_path / "d" / "test", per_class=2, fmt="JPEG")
+    ds = load_dataset(tmp_path / "d", val_fraction=0.5)
+    assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 9, "val": 9, "test": 6}
+
+
+def test_second_load_comes_from_the_cache_and_a_change_invalidates_it(tmp_path):
+    _write_folder(tmp_path / "d", per_class=5)
+    first = load_dataset(tmp_path / "d", val_fraction=0)
+    caches = list(Path(os.environ["CNN_CACHE_DIR"]).iterdir())
+    assert len(caches) == 1
+    again = load_dataset(tmp_path / "d", val_fraction=0)
+    np.testing.assert_array_equal(first.split("train")[0], again.split("train")[0])
+    Image.new("RGB", (32, 32), (0, 0, 255)).save(tmp_path / "d" / "cat" / "new.png")
+    changed = load_dataset(tmp_path / "d", val_fraction=0)
+    assert len(changed.split("train")[1]) == 16
+    assert len(list(Path(os.environ["CNN_CACHE_DIR"]).iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda r: None, "does not exist"),
+        (lambda r: r.mkdir(), "has no class folders"),
+        (lambda r: (r / "only").mkdir(parents=True), "single class folder"),
+        (lambda r: [(r / c).mkdir(parents=True) for c in ("a", "b")], "is empty"),
+    ],
+)
+def test_bad_folders_get_a_sentence_that_names_the_problem(tmp_path, setup, words):
+    root = tmp_path / "d"
+    setup(root)
+    with pytest.raises(DataError, match=words):
+        load_dataset(root)
+
+
+def test_class_with_only_unreadable_files_is_named(tmp_path):
+    _write_folder(tmp_path / "d", per_class=3, classes=("a", "b"))
+    (tmp_path / "d" / "c").mkdir()
+    (tmp_path / "d" / "c" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="No readable image in the class folder"):
+        load_dataset(tmp_path / "d")
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets/cifar10-jpeg is absent")
+def test_shared_cifar10_jpeg_folder_loads_and_second_load_is_fast():
+    ds = load_dataset(SHARED, val_fraction=0.1, seed=0)
+    assert ds.class_names == data.CIFAR10_CLASSES
+    assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 45000, "val": 5000}
+    start = time.perf_counter()
+    load_dataset(SHARED, val_fraction=0.1, seed=0)
+    assert time.perf_counter() - start < 5

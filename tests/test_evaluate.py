@@ -1,0 +1,84 @@
+import json
+
+import numpy as np
+import pytest
+
+from core import evaluate as ev
+from core.train import TrainConfig, train
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    cm = ev.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def test_per_class_metrics_match_hand_computed_values():
+    cm = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    m = ev.per_class_metrics(cm)
+    # class 0: tp 1, predicted 2, true 2 -> P 1/2, R 1/2; class 1: P 1/2, R 1;
+    # class 2: P 1, R 2/3, F1 = 2*(2/3)/(5/3) = 0.8
+    np.testing.assert_allclose(m["precision"], [0.5, 0.5, 1.0])
+    np.testing.assert_allclose(m["recall"], [0.5, 1.0, 2 / 3])
+    np.testing.assert_allclose(m["f1"], [0.5, 2 / 3, 0.8])
+    assert m["support"].tolist() == [2, 1, 3]
+    avg = ev.averages(m)
+    assert avg["macro"]["precision"] == pytest.approx(2 / 3)
+    assert avg["weighted"]["recall"] == pytest.approx((2 * 0.5 + 1 * 1 + 3 * 2 / 3) / 6)
+
+
+def test_a_class_never_predicted_has_zero_precision_not_nan():
+    m = ev.per_class_metrics(ev.confusion_matrix([0, 1], [0, 0], 2))
+    assert m["precision"].tolist() == [0.5, 0.0] and m["f1"][1] == 0.0
+
+
+def test_top_k_accuracy_and_log_loss_by_hand():
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    y = np.array([1, 2, 2])
+    assert ev.top_k_accuracy(probs, y, 1) == pytest.approx(1 / 3)
+    assert ev.top_k_accuracy(probs, y, 2) == pytest.approx(2 / 3)
+    assert ev.top_k_accuracy(probs, y, 3) == 1.0
+    assert ev.log_loss(probs, y) == pytest.approx(-(np.log(0.3) + np.log(0.7) + np.log(0.1)) / 3)
+
+
+def test_mistakes_are_sorted_by_confidence_and_least_confident_correct():
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.55, 0.45]])
+    y = np.array([1, 0, 1, 0])
+    m = ev.mistakes(probs, y)
+    assert m["index"].tolist() == [0, 1] and m["pred"].tolist() == [0, 1]
+    np.testing.assert_allclose(m["confidence"], [0.9, 0.6])
+    assert ev.least_confident_correct(probs, y).tolist() == [3, 2]
+
+
+def test_evaluate_a_trained_model_with_and_without_tta(tiny_dataset):
+    from core.model import load_model
+
+    run_dir = train(TrainConfig(epochs=2, batch_size=16), tiny_dataset)
+    model = load_model(run_dir / "model.keras")
+    x, y = tiny_dataset.split("val")
+    report = ev.evaluate(model, x, y, tiny_dataset.class_names, batch_size=4)
+    assert report.probs.shape == (15, 3) and report.confusion.sum() == 15
+    assert report.accuracy == pytest.approx(np.mean(report.probs.argmax(1) == y))
+    tta = ev.evaluate(model, x, y, tiny_dataset.class_names, tta=True)
+    flipped = ev.predict_probs(model, x[:, :, ::-1])
+    np.testing.assert_allclose(tta.probs, (report.probs + flipped) / 2, rtol=1e-4, atol=1e-6)
+    d = report.to_dict()
+    assert d["count"] == 15 and set(d["per_class"]) == {"red", "green", "blue"}
+    json.dumps(d)
+
+
+def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
+    from core import train as train_mod
+    from tests.conftest import write_cifar_archive
+
+    archive = tmp_path / "c.tar.gz"
+    write_cifar_archive(archive, per_batch=10)
+    assert train_mod.main(["--data", str(archive), "--epochs", "1", "--quiet"]) == 0
+    run_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    out_json = tmp_path / "m.json"
+    assert ev.main([run_dir, "--split", "test", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "macro avg" in out and "airplane" in out
+    metrics = json.loads(out_json.read_text())
+    assert metrics["count"] == 10 and len(metrics["confusion"]) == 10
+    assert ev.main([str(tmp_path / "missing")]) == 1
+    assert "No model at" in capsys.readouterr().err

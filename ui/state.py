@@ -1,0 +1,132 @@
+"""The sidebar every page shares (active dataset and model) and the cached loaders.
+
+Session state keys used here start with `sidebar_`. The dataset and the model are
+cached with `st.cache_resource`: one read-only copy shared by every session.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from core import data, registry
+from core.errors import CnnError
+
+SOURCES = {
+    "cifar10": "CIFAR-10 (Keras download)",
+    "folder": "Image folder",
+    "archive": "CIFAR-10 archive (.tar.gz)",
+}
+VAL_FRACTION, SPLIT_SEED = 0.1, 0
+
+
+def _default_source() -> tuple[str, str]:
+    # CNN_DATA lets a machine without internet point the app at a local dataset.
+    spec = os.environ.get("CNN_DATA", "")
+    if not spec:
+        return "cifar10", ""
+    return ("archive" if spec.endswith((".tar.gz", ".tgz")) else "folder"), spec
+
+
+def _init_defaults() -> None:
+    kind, path = _default_source()
+    st.session_state.setdefault("sidebar_source", kind)
+    st.session_state.setdefault("sidebar_path", path)
+    st.session_state.setdefault("sidebar_model", "default")
+
+
+def sidebar() -> None:
+    """Draws the dataset and model pickers; their values persist across pages."""
+    _init_defaults()
+    with st.sidebar:
+        st.subheader("Dataset")
+        st.selectbox("Source", list(SOURCES), format_func=SOURCES.get, key="sidebar_source")
+        if st.session_state.sidebar_source != "cifar10":
+            st.text_input(
+                "Path",
+                key="sidebar_path",
+                help="A folder of class subfolders, or cifar-10-python.tar.gz",
+            )
+        st.subheader("Model")
+        models = registry.available_models()
+        ids = [m["id"] for m in models]
+        if st.session_state.sidebar_model not in ids and ids:
+            st.session_state.sidebar_model = ids[0]
+        labels = {m["id"]: m["label"] for m in models}
+        st.selectbox("Active model", ids, format_func=labels.get, key="sidebar_model")
+
+
+def dataset_spec() -> str:
+    """The active dataset as `core.data.load_dataset` understands it."""
+    _init_defaults()
+    if st.session_state.sidebar_source == "cifar10":
+        return "cifar10"
+    return st.session_state.sidebar_path.strip()
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
+def _load(spec: str, val_fraction: float, seed: int) -> data.Dataset:
+    return data.load_dataset(spec, val_fraction=val_fraction, seed=seed)
+
+
+def _offer_cifar_download() -> bool:
+    """Returns True once the archive is in Keras's cache; asks before the 163 MB transfer."""
+    if data.cifar10_cache_path().is_file():
+        return True
+    st.warning(
+        f"CIFAR-10 is not on this machine yet: loading it downloads about "
+        f"{data.CIFAR10_DOWNLOAD_MB} MB from the University of Toronto. Without internet, "
+        "choose an image folder or a local archive in the sidebar instead."
+    )
+    if not st.button("Download CIFAR-10", key="sidebar_download"):
+        return False
+    bar = st.progress(0.0, text="Downloading CIFAR-10…")
+    try:
+        data.download_cifar10(progress=lambda f: bar.progress(f, text=f"Downloading… {f:.0%}"))
+    except CnnError as err:
+        st.error(str(err))
+        return False
+    return True
+
+
+def require_dataset() -> data.Dataset:
+    """Returns the active dataset, or explains what is missing and stops the page."""
+    spec = dataset_spec()
+    if not spec:
+        st.info("Choose a dataset in the sidebar: a folder path or a CIFAR-10 archive.")
+        st.stop()
+    if spec == "cifar10" and not _offer_cifar_download():
+        st.stop()
+    try:
+        return _load(spec, VAL_FRACTION, SPLIT_SEED)
+    except CnnError as err:
+        st.error(str(err))
+        st.stop()
+
+
+def active_model_entry() -> dict | None:
+    _init_defaults()
+    models = {m["id"]: m for m in registry.available_models()}
+    return models.get(st.session_state.sidebar_model) or next(iter(models.values()), None)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _model(path: str, version: int):
+    from core.model import load_model
+
+    # Loaded completely before it is cached: no session ever sees a half-built model.
+    return load_model(path)
+
+
+def require_model():
+    """Returns `(model, entry)` for the active model, or explains and stops the page."""
+    entry = active_model_entry()
+    if entry is None:
+        st.info("No model yet: train one on the Train page.")
+        st.stop()
+    try:
+        return _model(entry["path"], registry.model_version(entry["path"])), entry
+    except (CnnError, OSError) as err:
+        st.error(f"The model {entry['label']} cannot be used: {err}")
+        st.stop()
