@@ -6,6 +6,7 @@ import io
 import os
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,18 @@ def write_cifar_archive(path, per_batch: int = 20, seed: int = 0) -> dict:
     return arrays
 
 
+def write_image_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), size=40, fmt="PNG"):
+    """Writes `root/<class>/NNN.<fmt>` images (one dominant colour per class)."""
+    from PIL import Image
+
+    x, y = class_images(per_class, len(classes), size=size)
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        folder = root / classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:03d}.{fmt.lower()}", fmt)
+    return x, y
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
     """Every test gets its own runs, cache and Keras home: nothing leaks between tests."""
@@ -71,3 +84,35 @@ def tiny_dataset():
         "generated",
         {"train": (x[keep], y[keep]), "val": (x[held], y[held])},
     )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A 3-class folder (cat, dog, frog) of 12 PNGs each, 40x40, one colour per class."""
+    root = tmp_path / "images"
+    write_image_folder(root, per_class=12, size=40)
+    return root
+
+
+@pytest.fixture
+def trained_run(image_folder):
+    """A real run directory: the seed preset trained 2 epochs on `image_folder`."""
+    from core.data import load_dataset
+    from core.train import TrainConfig, train
+
+    config = TrainConfig(data=str(image_folder), epochs=2, batch_size=16, val_fraction=0.25)
+    return train(config, load_dataset(image_folder, val_fraction=0.25))
+
+
+@pytest.fixture
+def app(image_folder, trained_run, monkeypatch):
+    """An `AppTest` of app.py with `image_folder` as dataset and `trained_run` active."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CNN_DATA", str(image_folder))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["sidebar_model"] = trained_run.name
+    return at

@@ -12,18 +12,9 @@ from PIL import Image
 from core import data
 from core.data import load_dataset, read_cifar_archive, stratified_split
 from core.errors import DataError
-from tests.conftest import cifar_batch_bytes, class_images, write_cifar_archive
+from tests.conftest import cifar_batch_bytes, class_images, write_cifar_archive, write_image_folder
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cifar10-jpeg"
-
-
-def _write_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), size=40, fmt="PNG"):
-    x, y = class_images(per_class, len(classes), size=size)
-    for i, (img, label) in enumerate(zip(x, y, strict=True)):
-        folder = root / classes[label]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(folder / f"{i:03d}.{fmt.lower()}", fmt)
-    return x, y
 
 
 # --- splits ----------------------------------------------------------------------------
@@ -160,7 +151,7 @@ def test_archive_with_a_malicious_pickle_is_refused_not_executed(tmp_path):
 
 
 def test_folder_loads_resizes_and_counts_unreadable_files(tmp_path):
-    _write_folder(tmp_path / "d", per_class=10, size=40)
+    write_image_folder(tmp_path / "d", per_class=10, size=40)
     (tmp_path / "d" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     (tmp_path / "d" / "dog" / "notes.txt").write_text("hello")
     ds = load_dataset(tmp_path / "d", val_fraction=0.2, seed=1)
@@ -178,14 +169,14 @@ def test_folder_loads_resizes_and_counts_unreadable_files(tmp_path):
 
 
 def test_folder_with_train_and_test_subfolders(tmp_path):
-    _write_folder(tmp_path / "d" / "train", per_class=6)
-    _write_folder(tmp_path / "d" / "test", per_class=2, fmt="JPEG")
+    write_image_folder(tmp_path / "d" / "train", per_class=6)
+    write_image_folder(tmp_path / "d" / "test", per_class=2, fmt="JPEG")
     ds = load_dataset(tmp_path / "d", val_fraction=0.5)
     assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 9, "val": 9, "test": 6}
 
 
 def test_second_load_comes_from_the_cache_and_a_change_invalidates_it(tmp_path):
-    _write_folder(tmp_path / "d", per_class=5)
+    write_image_folder(tmp_path / "d", per_class=5)
     first = load_dataset(tmp_path / "d", val_fraction=0)
     caches = list(Path(os.environ["CNN_CACHE_DIR"]).iterdir())
     assert len(caches) == 1
@@ -214,7 +205,7 @@ def test_bad_folders_get_a_sentence_that_names_the_problem(tmp_path, setup, word
 
 
 def test_class_with_only_unreadable_files_is_named(tmp_path):
-    _write_folder(tmp_path / "d", per_class=3, classes=("a", "b"))
+    write_image_folder(tmp_path / "d", per_class=3, classes=("a", "b"))
     (tmp_path / "d" / "c").mkdir()
     (tmp_path / "d" / "c" / "x.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="No readable image in the class folder"):
