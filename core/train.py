@@ -152,21 +152,24 @@ def make_loss(config: TrainConfig):
 def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None):
     """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels).
 
-    Shuffling, augmentation and one-hot encoding run on whole batches inside tf.data, so
-    no Python touches single images.
+    The arrays stay in memory as constants; shuffling permutes indices only (a buffer
+    of images would copy the whole set at every epoch start), and gathering,
+    augmentation and one-hot encoding run on whole batches, so no Python touches
+    single images.
     """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype("int32")))
+    images, labels = tf.constant(x), tf.constant(y.astype("int32"))
+    ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
 
-    def prepare(images, labels):
-        images = tf.cast(images, tf.float32)
+    def prepare(idx):
+        batch = tf.cast(tf.gather(images, idx), tf.float32)
         if augment is not None and augment.layers:
-            images = augment(images, training=True)
-        return images, tf.one_hot(labels, num_classes)
+            batch = augment(batch, training=True)
+        return batch, tf.one_hot(tf.gather(labels, idx), num_classes)
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -615,7 +618,8 @@ def main(argv=None) -> int:
     from core.data import load_dataset
 
     args = build_parser().parse_args(argv)
-    verbose = 0 if args.quiet else 1
+    # A progress bar on a terminal; one line per epoch when the output goes to a file.
+    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     try:
         if args.resume:
             config = TrainConfig.from_dict(read_json(args.resume / "config.json") or {})
