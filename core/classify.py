@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.images import decode_image, open_image, to_model_input
+from core.images import decode_image
 
 UNSURE_TOP = 0.5  # below this top probability the answer is flagged as unsure
 UNSURE_ENTROPY = 0.6  # above this share of the maximum entropy, likewise
@@ -104,12 +104,27 @@ def classify_batch(model, files: list[tuple[str, bytes]], class_names, k=3, batc
     ]
 
 
-__all__ = [
-    "Prediction",
-    "classify_batch",
-    "classify_bytes",
-    "describe",
-    "open_image",
-    "predict_pixels",
-    "to_model_input",
-]
+def results_table(results) -> list[dict]:
+    """One row per `classify_batch` result: file, prediction, confidence, unsure, error."""
+    return [
+        {
+            "file": name,
+            "prediction": pred.label if pred else "",
+            "confidence": pred.confidence if pred else None,
+            "unsure": pred.unsure if pred else None,
+            "error": error or "",
+        }
+        for name, pred, error in results
+    ]
+
+
+def results_csv(results) -> str:
+    """`results_table` as CSV text (quoted as the csv module does)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["file", "prediction", "confidence", "unsure", "error"])
+    writer.writeheader()
+    writer.writerows(results_table(results))
+    return out.getvalue()

@@ -156,6 +156,29 @@ class Report:
             for i, name in enumerate(self.class_names)
         ]
 
+    def per_class_csv(self) -> str:
+        """Per-class precision, recall, F1 and support, then the two averages, as CSV."""
+        lines = ["class,precision,recall,f1,support"]
+        for r in self.per_class_rows():
+            lines.append(
+                f"{r['class']},{r['precision']:.6f},{r['recall']:.6f},{r['f1']:.6f},"
+                f"{int(r['support'])}"
+            )
+        for kind, avg in self.averages.items():
+            lines.append(f"{kind} avg,{avg['precision']:.6f},{avg['recall']:.6f},{avg['f1']:.6f},")
+        return "\n".join(lines) + "\n"
+
+    def cell(self, true_class: int, pred_class: int) -> np.ndarray:
+        """Indices of the images in one confusion-matrix cell, most confident first."""
+        pred = self.probs.argmax(axis=1)
+        idx = np.flatnonzero((self.y_true == true_class) & (pred == pred_class))
+        return idx[np.argsort(-self.probs[idx, pred_class], kind="stable")]
+
+    def top_k(self, index: int, k: int = 3) -> list[tuple[str, float]]:
+        """The `k` most probable classes of one image, as (name, probability)."""
+        order = np.argsort(-self.probs[index])[:k]
+        return [(self.class_names[i], float(self.probs[index, i])) for i in order]
+
 
 def report_from_probs(probs: np.ndarray, y_true: np.ndarray, class_names: list[str]) -> Report:
     """Builds a `Report` from predicted probabilities `(N, C)` and int labels `(N,)`."""

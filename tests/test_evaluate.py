@@ -82,3 +82,17 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     assert metrics["count"] == 10 and len(metrics["confusion"]) == 10
     assert ev.main([str(tmp_path / "missing")]) == 1
     assert "No model at" in capsys.readouterr().err
+
+
+def test_cells_csv_and_top_k_of_a_report():
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.9, 0.05, 0.05]])
+    report = ev.report_from_probs(probs, np.array([1, 1, 1, 0]), ["a", "b", "c"])
+    assert report.confusion.tolist() == [[1, 0, 0], [2, 1, 0], [0, 0, 0]]
+    assert report.cell(1, 0).tolist() == [0, 1]  # 0.7 before 0.6
+    assert report.cell(0, 0).tolist() == [3] and report.cell(2, 2).tolist() == []
+    assert report.top_k(2, 2) == [("b", 0.8), ("a", pytest.approx(0.1))]
+    csv = report.per_class_csv().splitlines()
+    assert csv[0] == "class,precision,recall,f1,support"
+    assert csv[1] == "a,0.333333,1.000000,0.500000,1"
+    assert csv[2].startswith("b,1.000000,0.333333,0.500000,3")
+    assert csv[-1].startswith("weighted avg,")
