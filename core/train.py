@@ -316,7 +316,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
     import keras
 
     from core.augment import build_augmentation
-    from core.model import build_model, load_model
+    from core.model import build_model, init_whitening, load_model
 
     runs.stop_requested(run_dir) and (run_dir / "stop.request").unlink()
     history = runs.read_history(run_dir) if resume_from else []
@@ -341,6 +341,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             model.optimizer.iterations.assign(len(history) * steps)
         else:
             model = build_model(config.model)
+            init_whitening(model, x)
             model.compile(
                 optimizer=make_optimizer(config, steps),
                 loss=make_loss(config),

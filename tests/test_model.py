@@ -149,3 +149,34 @@ def test_summary_rows_list_layers_with_shapes_and_params():
         "output_shape": "(30, 30, 32)",
         "params": 896,
     }
+
+
+def test_speed_presets_have_the_speed_run_layout():
+    model = build_model(preset_config("fast"))
+    assert model.get_layer("whiten").trainable is False
+    assert model.get_layer("whiten").kernel.shape == (2, 2, 3, 24)
+    assert [model.get_layer(f"conv{b}_1").filters for b in (1, 2, 3)] == [64, 256, 256]
+    assert model.get_layer("bn1_1").scale is False
+    assert isinstance(model.get_layer("features"), keras.layers.GlobalMaxPooling2D)
+    assert model.get_layer("pool3").output.shape[1:] == (3, 3, 256)
+    quick = build_model(preset_config("quick"))
+    assert [quick.get_layer(f"conv{b}_2").filters for b in (1, 2, 3)] == [64, 128, 128]
+
+
+def test_whitening_decorrelates_the_patches_it_was_fitted_on():
+    from core.model import init_whitening
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (64, 32, 32, 1))
+    # strongly correlated channels and neighbours: a smooth, nearly grey image set
+    x = np.clip(np.repeat(base, 3, axis=-1) + rng.integers(0, 20, (64, 32, 32, 3)), 0, 255)
+    x = x.astype(np.uint8)
+    model = build_model(preset_config("quick"))
+    init_whitening(model, x)
+    stem = keras.Model(model.inputs, model.get_layer("whiten").output)
+    out = np.asarray(stem(x.astype("float32"))).reshape(-1, 24)[:, :12]
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-3)
+    cov = np.cov(out, rowvar=False)
+    # eps=5e-4 shrinks the smallest directions a little; correlations vanish
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-2
+    assert np.diag(cov).max() < 1.01 and np.diag(cov).min() > 0.4  # noise dims: var ~ eps
