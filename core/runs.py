@@ -186,3 +186,12 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return run_dir / recorded
     found = sorted((run_dir / "checkpoints").glob("epoch_*.keras"))
     return found[-1] if found else None
+
+
+def remove_partial_files(run_dir: str | Path) -> list[Path]:
+    """Deletes temporary files a killed writer left behind; returns what it removed."""
+    run_dir = Path(run_dir)
+    stale = list(run_dir.glob(".*.tmp*")) + list((run_dir / "checkpoints").glob(".*.tmp*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -299,16 +299,18 @@ def resume(run_dir, dataset, callbacks=(), verbose=0) -> Path:
         callbacks, verbose: as for `train`.
 
     Raises:
-        RunError: the run is still running, already completed, or has no checkpoint.
+        RunError: the run is still running or already completed.
     """
     run_dir = Path(run_dir)
     state = runs.read_status(run_dir).get("state")
     if state in ("running", "completed"):
         raise RunError(f"{run_dir.name} is {state}; only a stopped or interrupted run resumes.")
     config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    if config.model is None:  # it died before it even built its model
+        config.model = resolved_model_config(config, dataset.num_classes)
+        atomic_write_json(run_dir / "config.json", config.to_dict())
+    # No checkpoint (killed during its first epoch): it starts again from scratch.
     checkpoint = runs.latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise RunError(f"{run_dir.name} has no checkpoint to resume from; start it again.")
     return _fit(config, dataset, run_dir, list(callbacks), verbose, resume_from=checkpoint)
 
 
@@ -318,7 +320,8 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
     from core.augment import build_augmentation
     from core.model import build_model, init_whitening, load_model
 
-    runs.stop_requested(run_dir) and (run_dir / "stop.request").unlink()
+    (run_dir / "stop.request").unlink(missing_ok=True)
+    runs.remove_partial_files(run_dir)
     history = runs.read_history(run_dir) if resume_from else []
     started = time.perf_counter()
     runs.write_status(
