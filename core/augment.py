@@ -31,6 +31,11 @@ class AugmentConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> AugmentConfig:
+        """Builds a config from a dict, ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
 
 @keras.saving.register_keras_serializable(package="cnn_dashboard")
 class RandomCutout(layers.Layer):

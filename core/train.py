@@ -64,7 +64,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        d["augment"] = AugmentConfig(**d.get("augment", {}))
+        d["augment"] = AugmentConfig.from_dict(d.get("augment", {}))
         d["model"] = ModelConfig.from_dict(d["model"]) if d.get("model") else None
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:

@@ -1,6 +1,176 @@
-"""Placeholder until its page lands."""
+"""Augmentations: try the random changes training applies, on dataset or uploaded images."""
 
 import streamlit as st
 
-st.title("augment")
-st.info("This page is being built.")
+from core import datastats
+from core.augment import AugmentConfig, augment_images
+from core.errors import ImageError
+from core.images import decode_image
+from ui import state
+
+DISPLAY_PX = 96  # shown size of one image; pixels are repeated, never blurred
+UPLOAD_SIZE = 32  # uploads are squashed to the input size every preset is built for
+# Flip plus 4-pixel pad-and-crop: the classic CIFAR-10 recipe (He et al., 2016).
+STARTING_POINT = AugmentConfig(flip=True, crop_pad=4)
+SOURCES = {
+    "dataset": "Dataset images",
+    "probe": "Image sent from the Dataset page",
+    "upload": "Upload an image",
+}
+
+
+@st.cache_data(max_entries=16, show_spinner="Augmenting…")
+def _variants(images, config: dict, variants: int, seed: int):
+    return augment_images(images, AugmentConfig.from_dict(config), variants, seed)
+
+
+def _settings(start: AugmentConfig) -> AugmentConfig:
+    geometry, photometric, occlusion = st.columns(3)
+    with geometry:
+        flip = st.checkbox(
+            "Horizontal flip",
+            start.flip,
+            key="augment_flip",
+            help="Mirror left-right, half the time.",
+        )
+        rotation = st.slider(
+            "Rotation (degrees)",
+            0,
+            45,
+            int(start.rotation),
+            key="augment_rotation",
+            help="Turn by a random angle up to ± this; corners are filled by reflection.",
+        )
+        zoom = st.slider(
+            "Zoom",
+            0.0,
+            0.5,
+            float(start.zoom),
+            0.05,
+            key="augment_zoom",
+            help="Zoom in or out by up to this fraction of the size.",
+        )
+        translation = st.slider(
+            "Translation",
+            0.0,
+            0.3,
+            float(start.translation),
+            0.05,
+            key="augment_translation",
+            help="Shift by up to this fraction of the size; the border is reflected.",
+        )
+    with photometric:
+        contrast = st.slider(
+            "Contrast",
+            0.0,
+            0.9,
+            float(start.contrast),
+            0.05,
+            key="augment_contrast",
+            help="Scale the contrast by a random factor in [1 - c, 1 + c].",
+        )
+        brightness = st.slider(
+            "Brightness",
+            0.0,
+            0.5,
+            float(start.brightness),
+            0.05,
+            key="augment_brightness",
+            help="Add up to ± this fraction of 255 to every pixel.",
+        )
+    with occlusion:
+        crop_pad = st.slider(
+            "Pad and crop (pixels)",
+            0,
+            8,
+            int(start.crop_pad),
+            key="augment_crop_pad",
+            help="Pad with black, then cut the original size out at a random place.",
+        )
+        cutout = st.slider(
+            "Cutout (pixels)",
+            0,
+            16,
+            int(start.cutout),
+            key="augment_cutout",
+            help="Blank one random square of this side (0 turns it off).",
+        )
+    return AugmentConfig(flip, rotation, zoom, translation, contrast, brightness, crop_pad, cutout)
+
+
+def _dataset_images():
+    ds = state.require_dataset()
+    x, y = ds.split("train")
+    count = st.slider(
+        "How many images", 1, 8, 3, key="augment_count", help="One class after the other."
+    )
+    st.button(
+        "Other images",
+        key="augment_other",
+        on_click=lambda: st.session_state.update(
+            augment_pick=st.session_state.get("augment_pick", 0) + 1
+        ),
+    )
+    picked = datastats.round_robin_sample(y, count, st.session_state.get("augment_pick", 0))
+    return x[picked], [f"train #{i} ({ds.class_names[y[i]]})" for i in picked]
+
+
+def _uploaded_image():
+    upload = st.file_uploader(
+        "Image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="augment_upload"
+    )
+    if upload is None:
+        st.info("Upload a JPEG, PNG, WebP, BMP or GIF image to see its variants.")
+        st.stop()
+    try:
+        pixels = decode_image(upload.getvalue(), UPLOAD_SIZE, filename=upload.name)
+    except ImageError as err:
+        st.error(str(err))
+        st.stop()
+    return pixels[None], [upload.name]
+
+
+st.title("Augmentations")
+st.caption(
+    "The variants come from `core.augment.augment_images`, which builds the same Keras "
+    "layers that training applies to every batch: what you see is what the model sees. "
+    "The same seed gives the same variants."
+)
+start = AugmentConfig.from_dict(st.session_state.get("train_augment", STARTING_POINT.to_dict()))
+with st.container(border=True):
+    config = _settings(start)
+    left, right, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+    variants = left.slider("Variants per image", 1, 12, 6, key="augment_variants")
+    seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="augment_seed")
+if st.button("Use these settings for training", key="augment_use", type="primary"):
+    st.session_state["train_augment"] = config.to_dict()
+    st.switch_page("pages/train.py")
+if config.is_identity():
+    st.info("Every setting is off: training would see the images unchanged.")
+
+sources = [s for s in SOURCES if s != "probe" or "probe" in st.session_state]
+preferred = "probe" if "probe" in sources else "dataset" if state.dataset_spec() else "upload"
+source = st.radio(
+    "Images",
+    sources,
+    index=sources.index(preferred),
+    format_func=SOURCES.get,
+    horizontal=True,
+    key="augment_source",
+)
+if source == "dataset":
+    images, captions = _dataset_images()
+elif source == "probe":
+    probe = st.session_state["probe"]
+    images, captions = probe["pixels"][None], [probe["caption"]]
+else:
+    images, captions = _uploaded_image()
+
+out = _variants(images, config.to_dict(), variants, int(seed))
+factor = max(1, DISPLAY_PX // images.shape[1])
+for original, copies, caption in zip(images, out, captions, strict=True):
+    st.markdown(f"**{caption}**")
+    st.image(
+        [datastats.enlarge(img, factor) for img in [original, *copies]],
+        caption=["original"] + [f"variant {k + 1}" for k in range(variants)],
+    )

@@ -1,6 +1,115 @@
-"""Placeholder until its page lands."""
+"""Classify: upload photos (or take one) and see what the active model says, and why."""
 
+import hashlib
+
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("classify")
-st.info("This page is being built.")
+from core import registry
+from core.classify import classify_batch, results_csv, results_table
+from core.datastats import enlarge
+from core.errors import CnnError
+from core.images import ALLOWED_FORMATS, open_image
+from core.inspect import grad_cam, overlay
+from ui import state
+
+DETAILED = 12  # files shown with pictures; the table lists them all
+
+st.title("Classify")
+model, entry = state.require_model()
+class_names = entry["card"].get("class_names") or [str(i) for i in range(model.output_shape[-1])]
+st.caption(f"Model: {entry['label']} · classes: {', '.join(class_names)}")
+
+uploads = st.file_uploader(
+    "Images",
+    type=["jpg", "jpeg", "png", "webp", "bmp", "gif"],
+    accept_multiple_files=True,
+    key="classify_files",
+    help=f"{', '.join(ALLOWED_FORMATS)}; up to 10 MB each. Nothing leaves this server.",
+)
+files = [(f.name, f.getvalue()) for f in uploads or []]
+if st.toggle("Use the camera", key="classify_camera_on"):
+    shot = st.camera_input("Take a photo", key="classify_camera")
+    if shot is not None:
+        files.append(("camera.jpg", shot.getvalue()))
+probe = st.session_state.get("probe")
+
+if not files and probe is None:
+    st.info("Upload one or more images, take a photo, or open a sample from the Dataset page.")
+    st.stop()
+
+
+@st.cache_data(show_spinner="Classifying…", max_entries=32)
+def _classify(digest: str, model_path: str, version: int, _files, _model, _names):
+    return classify_batch(_model, _files, _names, k=min(5, len(_names)))
+
+
+digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
+results = (
+    _classify(
+        digest, entry["path"], registry.model_version(entry["path"]), files, model, class_names
+    )
+    if files
+    else []
+)
+
+
+def top_chart(pred):
+    names = [n for n, _ in pred.top][::-1]
+    probs = [p for _, p in pred.top][::-1]
+    fig = go.Figure(
+        go.Bar(
+            x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs], textposition="auto"
+        )
+    )
+    fig.update_layout(xaxis_range=[0, 1], height=60 + 32 * len(names), margin=dict(t=10, b=10))
+    return fig
+
+
+def show(name, original, pred):
+    st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
+    if pred.unsure:
+        st.warning(
+            f"The model is unsure (top probability {pred.confidence:.0%}, entropy "
+            f"{pred.entropy:.0%} of the maximum): this may not be one of the classes it knows."
+        )
+    heat, _, _ = grad_cam(model, pred.pixels)
+    cols = st.columns([1, 1, 1, 2])
+    if original is not None:
+        cols[0].image(original, caption="Original", width=160)
+    cols[1].image(enlarge(pred.pixels, 5), caption=f"What the model sees ({len(pred.pixels)} px)")
+    cols[2].image(enlarge(overlay(pred.pixels, heat), 5), caption=f"Grad-CAM: {pred.label}")
+    cols[3].plotly_chart(top_chart(pred), key=f"classify_top_{name}_{id(pred)}")
+
+
+if probe is not None:
+    from core.classify import describe, predict_pixels
+
+    pred = describe(probe["pixels"], predict_pixels(model, probe["pixels"][None])[0], class_names)
+    with st.container(border=True):
+        show(probe["caption"], None, pred)
+        if st.button("Clear this sample", key="classify_clear_probe"):
+            st.session_state.pop("probe")
+            st.rerun()
+
+for n, (name, pred, error) in enumerate(results[:DETAILED]):
+    with st.container(border=True):
+        if error:
+            st.error(f"{name}: {error}")
+            continue
+        try:
+            original = open_image(files[n][1])
+        except CnnError:
+            original = None
+        show(name, original, pred)
+
+if len(results) > 1:
+    st.subheader("All results")
+    st.dataframe(
+        results_table(results),
+        hide_index=True,
+        column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1)},
+    )
+    st.download_button(
+        "Download results (CSV)", results_csv(results), file_name="predictions.csv", mime="text/csv"
+    )

@@ -1,6 +1,122 @@
-"""Placeholder until its page lands."""
+"""Dataset: what the images look like, how many of each class, and their pixel statistics."""
 
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("dataset")
-st.info("This page is being built.")
+from core import datastats
+from ui import state
+
+DISPLAY_PX = 96  # shown size of one sample; pixels are repeated, never blurred
+CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
+
+
+def _key(ds) -> tuple:
+    # Splits are a pure function of the spec (state loads with a fixed fraction and seed).
+    return state.dataset_spec(), tuple((k, len(v[1])) for k, v in ds.splits.items())
+
+
+@st.cache_data(show_spinner="Counting classes…", max_entries=4)
+def _counts(key, _ds):
+    return datastats.class_counts(_ds)
+
+
+@st.cache_data(show_spinner="Computing pixel statistics…", max_entries=8)
+def _pixel_stats(key, split, _ds):
+    x, y = _ds.split(split)
+    means = datastats.mean_image_per_class(x, y, _ds.num_classes)
+    return datastats.channel_histograms(x), np.rint(means).astype(np.uint8)
+
+
+def _open_probe(ds, split, index, target):
+    x, y = ds.split(split)
+    label = int(y[index])
+    st.session_state["probe"] = {
+        "pixels": x[index].copy(),
+        "caption": f"{split} #{index} ({ds.class_names[label]})",
+        "label": label,
+    }
+    st.switch_page(target)
+
+
+st.title("Dataset")
+ds = state.require_dataset()
+counts = _counts(_key(ds), ds)
+factor = max(1, DISPLAY_PX // ds.image_size)
+
+st.caption(f"Source: {ds.source} · {ds.image_size}x{ds.image_size} pixels")
+st.write("**Classes:** " + ", ".join(ds.class_names))
+columns = st.columns(len(ds.splits) + 1)
+for column, (name, (_, y)) in zip(columns, ds.splits.items(), strict=False):
+    column.metric(f"{name} images", f"{len(y):,}")
+columns[-1].metric("Skipped files", len(ds.skipped))
+if ds.skipped:
+    with st.expander(f"{len(ds.skipped)} files could not be read"):
+        st.dataframe(
+            [{"file": path, "reason": reason} for path, reason in ds.skipped], hide_index=True
+        )
+
+st.header("Samples")
+left, mid, right, last = st.columns([1, 3, 2, 1], vertical_alignment="bottom")
+split = left.selectbox("Split", list(ds.splits), key="dataset_split")
+chosen = mid.multiselect("Classes", ds.class_names, default=ds.class_names, key="dataset_classes")
+per_class = right.slider("Images per class", 1, 20, 8, key="dataset_per_class")
+seed = last.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed")
+st.button(
+    "Reshuffle",
+    key="dataset_reshuffle",
+    help="Draw other images (the seed goes up by one).",
+    on_click=lambda: st.session_state.update(dataset_seed=st.session_state.dataset_seed + 1),
+)
+
+x, y = ds.split(split)
+labels = [ds.class_names.index(name) for name in chosen]
+picked = datastats.balanced_sample(y, per_class, int(seed), classes=labels)
+if not len(picked):
+    st.info("Choose at least one class to see samples.")
+for label in sorted(labels):
+    rows = picked[y[picked] == label]
+    st.markdown(f"**{ds.class_names[label]}** · {len(rows)} of {counts[split][label]:,}")
+    st.image([datastats.enlarge(x[i], factor) for i in rows], caption=[f"#{i}" for i in rows])
+
+if len(picked):
+    st.subheader("Open a sample")
+    options = [int(i) for i in picked]
+    index = st.selectbox(
+        "Sample",
+        options,
+        format_func=lambda i: f"{ds.class_names[y[i]]} #{i}",
+        key="dataset_probe",
+    )
+    left, right = st.columns(2)
+    if left.button("Open on Filters page", key="dataset_open_filters"):
+        _open_probe(ds, split, index, "pages/filters.py")
+    if right.button("Open on Classify page", key="dataset_open_classify"):
+        _open_probe(ds, split, index, "pages/classify.py")
+
+st.header("Statistics")
+histograms, means = _pixel_stats(_key(ds), split, ds)
+tab_counts, tab_hist, tab_mean = st.tabs(["Class distribution", "Pixel histograms", "Mean images"])
+with tab_counts:
+    fig = go.Figure([go.Bar(name=s, x=ds.class_names, y=c.tolist()) for s, c in counts.items()])
+    fig.update_layout(barmode="group", xaxis_title="class", yaxis_title="images")
+    st.plotly_chart(fig, key="dataset_counts_chart")
+with tab_hist:
+    edges = histograms["edges"]
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=centres, y=c.tolist(), name=ch, mode="lines", line_color=CHANNEL_COLOURS[ch]
+            )
+            for ch, c in histograms["counts"].items()
+        ]
+    )
+    fig.update_layout(xaxis_title="pixel value", yaxis_title="pixels")
+    st.plotly_chart(fig, key="dataset_hist_chart")
+    counted, total = histograms["images"], len(ds.split(split)[1])
+    share = f"all {total:,}" if counted == total else f"a random {counted:,} of the {total:,}"
+    st.caption(f"Pixel values of {share} {split} images, in bins of {edges[1] - edges[0]:g}.")
+with tab_mean:
+    st.image([datastats.enlarge(m, factor) for m in means], caption=ds.class_names)
+    st.caption(f"The average of every {split} image of each class, pixel by pixel.")

@@ -1,6 +1,154 @@
-"""Placeholder until its page lands."""
+"""Evaluate: the active model on a split of the active dataset, honestly scored."""
 
+import json
+
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("evaluate")
-st.info("This page is being built.")
+from core import registry
+from core.datastats import enlarge
+from core.evaluate import evaluate, least_confident_correct, mistakes
+from ui import state
+
+st.title("Evaluate")
+model, entry = state.require_model()
+dataset = state.require_dataset()
+card_classes = entry["card"].get("class_names")
+if card_classes and card_classes != dataset.class_names:
+    st.error(
+        f"The model knows {len(card_classes)} classes ({', '.join(card_classes[:5])}…) but the "
+        f"dataset has {len(dataset.class_names)} ({', '.join(dataset.class_names[:5])}…). "
+        "Choose a matching model or dataset in the sidebar."
+    )
+    st.stop()
+
+cols = st.columns([2, 1, 1])
+split = cols[0].selectbox(
+    "Split",
+    list(dataset.splits),
+    key="evaluate_split",
+    index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
+)
+tta = cols[1].toggle(
+    "Flip TTA",
+    key="evaluate_tta",
+    help="Average each prediction with the one for the mirrored image.",
+)
+normalise = cols[2].toggle(
+    "Row-normalised",
+    key="evaluate_norm",
+    help="Show each true class's row as shares that sum to 1.",
+)
+
+
+@st.cache_data(show_spinner="Evaluating…", max_entries=8)
+def _report(model_path: str, version: int, spec: str, split: str, tta: bool, _model, _data):
+    x, y = _data.split(split)
+    return evaluate(_model, x, y, _data.class_names, tta=tta)
+
+
+report = _report(
+    entry["path"],
+    registry.model_version(entry["path"]),
+    state.dataset_spec(),
+    split,
+    tta,
+    model,
+    dataset,
+)
+x_split, _ = dataset.split(split)
+names = report.class_names
+
+m = st.columns(4)
+m[0].metric("Accuracy", f"{report.accuracy:.2%}")
+m[1].metric("Top-3 accuracy", f"{report.top3_accuracy:.2%}")
+m[2].metric("Loss", f"{report.loss:.4f}")
+m[3].metric("Images", f"{len(report.y_true):,}")
+
+st.subheader("Confusion matrix")
+cm = report.confusion.astype(float)
+shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
+fig = go.Figure(
+    go.Heatmap(
+        z=shown,
+        x=names,
+        y=names,
+        colorscale="Blues",
+        text=[[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in shown],
+        texttemplate="%{text}",
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+    )
+)
+fig.update_layout(
+    xaxis_title="Predicted",
+    yaxis_title="True",
+    yaxis_autorange="reversed",
+    height=120 + 40 * len(names),
+    margin=dict(t=20),
+)
+event = st.plotly_chart(fig, key="evaluate_cm", on_select="rerun", selection_mode="points")
+points = (event or {}).get("selection", {}).get("points", []) if event else []
+if points:
+    st.session_state.evaluate_true = points[0]["y"]
+    st.session_state.evaluate_pred = points[0]["x"]
+
+
+def gallery(indices, captions, columns=6):
+    grid = st.columns(columns)
+    for n, (i, caption) in enumerate(zip(indices, captions, strict=True)):
+        grid[n % columns].image(enlarge(x_split[i], 4), caption=caption)
+
+
+st.caption("Select a cell to see its images, or pick the pair here.")
+pick = st.columns(2)
+true_name = pick[0].selectbox("True class", names, key="evaluate_true")
+pred_name = pick[1].selectbox("Predicted class", names, key="evaluate_pred")
+cell = report.cell(names.index(true_name), names.index(pred_name))
+st.write(
+    f"**{len(cell)}** image(s) of *{true_name}* predicted as *{pred_name}*"
+    + (" (first 24 shown)" if len(cell) > 24 else "")
+)
+gallery(cell[:24], [" · ".join(f"{c} {p:.0%}" for c, p in report.top_k(i)) for i in cell[:24]])
+
+st.subheader("Per class")
+st.dataframe(
+    report.per_class_rows(),
+    hide_index=True,
+    column_config={
+        k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")
+    },
+)
+avg = report.averages
+st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
+
+wrong = mistakes(report.probs, report.y_true)
+tabs = st.tabs(["Most confident mistakes", "Least confident correct"])
+with tabs[0]:
+    idx = wrong["index"][:18]
+    gallery(
+        idx,
+        [
+            f"{names[t]} → {names[p]} {c:.0%}"
+            for t, p, c in zip(
+                wrong["true"][:18], wrong["pred"][:18], wrong["confidence"][:18], strict=True
+            )
+        ],
+    )
+with tabs[1]:
+    idx = least_confident_correct(report.probs, report.y_true, 18)
+    gallery(idx, [f"{names[report.y_true[i]]} {report.probs[i].max():.0%}" for i in idx])
+
+d = st.columns(2)
+d[0].download_button(
+    "Download per-class metrics (CSV)",
+    report.per_class_csv(),
+    file_name=f"metrics-{split}.csv",
+    mime="text/csv",
+)
+d[1].download_button(
+    "Download all metrics (JSON)",
+    json.dumps(report.to_dict(), indent=2),
+    file_name=f"metrics-{split}.json",
+    mime="application/json",
+)

@@ -1,6 +1,344 @@
-"""Placeholder until its page lands."""
+"""Filters & feature maps: what the layers learned, what they see, where the evidence lies."""
 
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("filters")
-st.info("This page is being built.")
+from core import data, inspect, registry, runs
+from core.errors import CnnError
+from core.images import decode_image
+from ui import state
+
+TILE_PX = 48  # first-layer filters are drawn this large, pixel for pixel
+MAP_COLUMNS = 8
+COLORMAPS = ["Viridis", "Gray", "Magma", "Cividis", "Turbo"]
+RGB = ["red", "green", "blue"]
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def feature_maps(_model, model_key, pixels):
+    return inspect.feature_maps(_model, pixels)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def grad_cam(_model, model_key, pixels, class_index):
+    return inspect.grad_cam(_model, pixels, class_index)
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading the checkpoint…")
+def replay_epoch(run_dir, epoch, checkpoint_mtime, probe):
+    return inspect.replay_epoch(run_dir, epoch, probe)
+
+
+def tile_images(tiles):
+    factor = max(1, TILE_PX // tiles.shape[1])
+    st.image(
+        [inspect.upscale(t, factor) for t in tiles], caption=[str(i) for i in range(len(tiles))]
+    )
+
+
+def mosaic_figure(grid, colorscale, zmin=None, zmax=None, midpoint=None, height=None):
+    fig = px.imshow(
+        grid,
+        color_continuous_scale=colorscale,
+        zmin=zmin,
+        zmax=zmax,
+        color_continuous_midpoint=midpoint,
+        aspect="equal",
+    )
+    fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    return fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=height)
+
+
+def maps_figure(maps, per_map, colorscale, count):
+    values = inspect.normalise_maps(maps) if per_map else maps
+    grid = inspect.mosaic(values.transpose(2, 0, 1)[:count], MAP_COLUMNS)
+    return mosaic_figure(grid, colorscale, float(values.min()), float(values.max()))
+
+
+def probs_figure(probs, names, top=5):
+    order = np.argsort(-probs)[:top]
+    fig = go.Figure(go.Bar(x=probs[order], y=[names[i] for i in order], orientation="h"))
+    fig.update_yaxes(autorange="reversed").update_xaxes(range=[0, 1], tickformat=".0%")
+    return fig.update_layout(height=60 + 30 * len(order), margin=dict(l=0, r=0, t=10, b=0))
+
+
+def number_grid(values, title, diverging):
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            text=np.round(values, 3),
+            texttemplate="%{text}",
+            colorscale="RdBu" if diverging else "Greys",
+            zmid=0 if diverging else None,
+            reversescale=not diverging,
+            showscale=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    return fig.update_layout(title=title, height=260, margin=dict(l=0, r=0, t=40, b=0))
+
+
+def dataset_ready() -> bool:
+    spec = state.dataset_spec()
+    return bool(spec) and (spec != "cifar10" or data.cifar10_cache_path().is_file())
+
+
+def choose_image(size):
+    """Returns `(pixels, caption)` of the image to look through, or `(None, None)`."""
+    probe = st.session_state.get("probe")
+    sources = (["Probe"] if probe else []) + ["Dataset sample", "Upload"]
+    default = 0 if probe or dataset_ready() else len(sources) - 1
+    labels = {"Probe": "Image from the Dataset page", "Upload": "Upload an image"}
+    source = st.radio(
+        "Image",
+        sources,
+        index=default,
+        format_func=lambda s: labels.get(s, s),
+        horizontal=True,
+        key="filters_source",
+    )
+    if source == "Probe":
+        return probe["pixels"], probe["caption"]
+    if source == "Upload":
+        file = st.file_uploader("Image file", key="filters_upload")
+        if file is None:
+            return None, None
+        try:
+            return decode_image(file.getvalue(), size, filename=file.name), file.name
+        except CnnError as err:
+            st.error(str(err))
+            return None, None
+    dataset = state.require_dataset()
+    split = st.selectbox("Split", list(dataset.splits), key="filters_split")
+    x, y = dataset.split(split)
+    clamp("filters_index", len(x) - 1)
+    index = int(st.number_input("Index", 0, len(x) - 1, key="filters_index"))
+    return x[index], f"{split} #{index} ({dataset.class_names[int(y[index])]})"
+
+
+def clamp(key, high):
+    # A layer with a smaller map may leave a stored position out of the widget's range.
+    if st.session_state.get(key, 0) > high:
+        st.session_state[key] = high
+
+
+def filters_tab():
+    tiles = inspect.first_layer_filter_tiles(model)
+    k = tiles.shape[1]
+    st.subheader("First layer")
+    st.caption(
+        f"{len(tiles)} filters of {k}×{k}×3, each scaled on its own around zero: grey is a "
+        "zero weight, a colour is a positive weight on that input channel, its opposite "
+        "colour (e.g. cyan for red) a negative one."
+    )
+    tile_images(tiles)
+
+    st.subheader("Any convolution")
+    layer = st.selectbox("Layer", inspect.conv_layers(model), key="filters_layer")
+    grid = inspect.filter_grid(model, layer)
+    f, c, k, _ = grid.shape
+    cols = st.columns(2)
+    rows = cols[0].slider("Filters shown", 1, f, min(f, 16), key="filters_rows")
+    chans = cols[1].slider("Input channels shown", 1, c, min(c, 16), key="filters_chans")
+    tiles = grid[:rows, :chans].reshape(-1, k, k)
+    peak = float(np.abs(tiles).max()) or 1.0
+    fig = mosaic_figure(
+        inspect.mosaic(tiles, chans), "RdBu_r", -peak, peak, 0, height=120 + 22 * rows * k // 3
+    )
+    st.plotly_chart(fig, width="stretch")
+    st.caption(
+        f"{layer}: {f} filters × {c} input channels of {k}×{k}. Row = output filter, "
+        "column = input channel; red positive, blue negative, white zero."
+    )
+
+    st.subheader("Weight distributions")
+    hists = inspect.weight_histograms(model)
+    cols = st.columns(2)
+    for i, (name, weights) in enumerate(hists.items()):
+        counts, edges = np.histogram(weights, bins=60)
+        fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, marker_line_width=0))
+        title = (
+            f"{name}: {weights.size:,} weights, mean {weights.mean():.3f}, std {weights.std():.3f}"
+        )
+        fig.update_layout(title=title, height=220, bargap=0, margin=dict(l=0, r=0, t=40, b=0))
+        cols[i % 2].plotly_chart(fig, width="stretch", key=f"filters_hist_{name}")
+
+
+def maps_tab():
+    left, right = st.columns([1, 3])
+    with left:
+        pixels, caption = choose_image(size)
+        if pixels is None:
+            st.info("Choose an image to look through the network.")
+            return None, None
+        pixels = inspect.model_image(model, pixels)
+        st.image(inspect.upscale(pixels, max(1, 192 // size)), caption=caption)
+    with right:
+        names = inspect.map_layers(model)
+        layer = st.selectbox("Layer", names, key="filters_map_layer")
+        maps = feature_maps(model, model_key, pixels)[layer]
+        cols = st.columns(3)
+        per_map = cols[0].radio(
+            "Colour scale", ["Per map", "Shared"], horizontal=True, key="filters_scale"
+        )
+        cmap = cols[1].selectbox("Colormap", COLORMAPS, key="filters_cmap")
+        count = cols[2].slider(
+            "Channels shown", 1, maps.shape[2], min(maps.shape[2], 32), key="filters_count"
+        )
+        st.plotly_chart(maps_figure(maps, per_map == "Per map", cmap, count), width="stretch")
+        st.caption(
+            f"{layer}: {maps.shape[0]}×{maps.shape[1]}×{maps.shape[2]}; channel c is at row "
+            f"c // {MAP_COLUMNS}, column c % {MAP_COLUMNS}. {np.mean(maps == 0):.0%} of the "
+            "values are exactly zero for this image."
+        )
+
+    st.subheader("Grad-CAM: where the evidence is")
+    cols = st.columns([1, 1, 2])
+    choice = cols[0].selectbox(
+        "Explain",
+        [None, *range(len(class_names))],
+        format_func=lambda i: "the predicted class" if i is None else class_names[i],
+        key="filters_cam_class",
+    )
+    alpha = cols[0].slider("Heatmap opacity", 0.0, 1.0, 0.45, key="filters_alpha")
+    heat, explained, probs = grad_cam(model, model_key, pixels, choice)
+    predicted = int(np.argmax(probs))
+    cols[0].metric(
+        "Predicted class",
+        class_names[predicted],
+        f"{probs[predicted]:.0%} probability",
+        delta_color="off",
+    )
+    big = inspect.upscale(inspect.overlay(pixels, heat, alpha), max(1, 256 // size))
+    cols[1].image(big, caption=f"Evidence for {class_names[explained]} ({cam_layer})")
+    cols[2].plotly_chart(probs_figure(probs, class_names), width="stretch", key="filters_cam_probs")
+    return pixels, caption
+
+
+def explainer_tab(pixels, caption):
+    st.latex(
+        r"z_{i,j,c} = \sum_{u,v,k} x_{i+u,\,j+v,\,k}\; w_{u,v,k,c} + b_c"
+        r"\qquad a_{i,j,c} = f(z_{i,j,c})"
+    )
+    st.caption(
+        "x is the layer's input, w its kernel, b its bias, f the activation (ReLU). With "
+        "stride s the window starts at (i·s, j·s); 'same' padding reads zeros outside. "
+        "In batch-norm nets BN sits between: a = f(BN(z))."
+    )
+    if pixels is None:
+        st.info("Choose an image on the Feature maps tab first.")
+        return
+    layer = st.selectbox("Convolution", inspect.conv_layers(model), key="filters_ex_layer")
+    h, w, f = model.get_layer(layer).output.shape[1:]
+    for key, high in [("filters_ex_row", h - 1), ("filters_ex_col", w - 1)]:
+        clamp(key, high)
+    clamp("filters_ex_channel", f - 1)
+    cols = st.columns(3)
+    channel = cols[0].number_input("Output channel c", 0, f - 1, key="filters_ex_channel")
+    row = cols[1].number_input("Row i", 0, h - 1, key="filters_ex_row")
+    col = cols[2].number_input("Column j", 0, w - 1, key="filters_ex_col")
+    ex = inspect.conv_explainer(model, pixels, layer, int(row), int(col), int(channel))
+    k, _, c_in = ex["kernel"].shape
+    source = "the image scaled to [0, 1]" if ex["source"] == "rescale" else ex["source"]
+    i0, j0 = ex["origin"]
+    st.caption(
+        f"Image: {caption}. Filter {channel} of {layer} at ({row}, {col}) reads rows "
+        f"{i0}…{i0 + k - 1} and columns {j0}…{j0 + k - 1} of {source} "
+        f"({ex['padding']} padding, stride {ex['stride'][0]})."
+    )
+    names = RGB if c_in == 3 else [str(i) for i in range(c_in)]
+    kin = 0
+    if c_in > 1:
+        clamp("filters_ex_in", c_in - 1)
+        kin = int(st.number_input("Input channel k", 0, c_in - 1, key="filters_ex_in"))
+    cols = st.columns(3)
+    for col_, values, title, diverging in [
+        (cols[0], ex["patch"][:, :, kin], f"input x (channel {names[kin]})", False),
+        (cols[1], ex["kernel"][:, :, kin], "kernel w", True),
+        (cols[2], ex["products"][:, :, kin], f"x·w, sum {ex['channel_sums'][kin]:.4f}", True),
+    ]:
+        col_.plotly_chart(number_grid(values, title, diverging), width="stretch")
+    fig = go.Figure(go.Bar(x=names, y=ex["channel_sums"]))
+    fig.update_layout(title="Σ x·w per input channel", height=220, margin=dict(t=40, b=0))
+    st.plotly_chart(fig, width="stretch")
+    steps = [("Σ x·w", ex["sum"]), ("+ bias b", ex["bias"]), ("z", ex["z"])]
+    if ex["bn"]:
+        steps.append(("BN(z)", ex["bn"]["value"]))
+    if ex["activation"]:
+        steps.append((f"a = {ex['activation']}(·)", ex["a"]))
+    for col_, (label, value) in zip(st.columns(len(steps)), steps, strict=True):
+        col_.metric(label, f"{value:.4f}")
+    check = f"The model's own output here: z = {ex['model_z']:.4f}"
+    if ex["model_a"] is not None:
+        check += f", a = {ex['model_a']:.4f}"
+    if ex["bn"]:
+        bn = ex["bn"]
+        check += (
+            f". BN(z) = {bn['gamma']:.3f} · (z − {bn['mean']:.3f}) / "
+            f"√({bn['variance']:.3f} + {bn['epsilon']:g}) + {bn['beta']:.3f}"
+        )
+    st.caption(check + ".")
+
+
+def replay_tab(pixels):
+    rows = [r for r in runs.list_runs() if inspect.checkpoint_epochs(r["path"])]
+    if not rows:
+        st.info("No run has a checkpoint yet: train one on the Train page.")
+        return
+    if pixels is None:
+        st.info("Choose an image on the Feature maps tab first.")
+        return
+    names = [r["name"] for r in rows]
+    index = names.index(entry["id"]) if entry["id"] in names else 0
+    name = st.selectbox("Run", names, index=index, key="filters_replay_run")
+    run_dir = next(r["path"] for r in rows if r["name"] == name)
+    epochs = inspect.checkpoint_epochs(run_dir)
+    if st.session_state.get("filters_replay_epoch") not in epochs:
+        st.session_state["filters_replay_epoch"] = epochs[-1]
+    if len(epochs) > 1:
+        epoch = st.select_slider("Epoch", epochs, key="filters_replay_epoch")
+    else:
+        epoch = epochs[0]
+        st.caption(f"Only epoch {epoch} has a checkpoint so far.")
+    path = f"{run_dir}/checkpoints/epoch_{epoch:03d}.keras"
+    try:
+        rec = replay_epoch(run_dir, epoch, registry.model_version(path), pixels)
+    except (CnnError, OSError) as err:
+        st.error(str(err))
+        return
+    labels = rec["class_names"] or [f"class {i}" for i in range(len(rec["probs"]))]
+    st.subheader(f"Epoch {epoch}")
+    left, right = st.columns([3, 2])
+    with left:
+        st.caption("First-layer filters")
+        tile_images(rec["tiles"])
+    right.caption("Predicted probabilities for the image")
+    right.plotly_chart(
+        probs_figure(rec["probs"], labels, top=10), width="stretch", key="filters_replay_probs"
+    )
+    st.caption(f"The image's first-layer feature maps ({rec['layer']}, each map on its own scale)")
+    st.plotly_chart(
+        maps_figure(rec["maps"], True, "Viridis", 32), width="stretch", key="filters_replay_maps"
+    )
+
+
+st.title("Filters & feature maps")
+model, entry = state.require_model()
+model_key = (entry["path"], registry.model_version(entry["path"]))
+size = int(model.input.shape[1])
+num_classes = int(model.output.shape[-1])
+class_names = entry["card"].get("class_names") or [f"class {i}" for i in range(num_classes)]
+cam_layer = inspect.cam_layer(model)
+
+tabs = st.tabs(["Filters", "Feature maps", "Convolution explainer", "Learning replay"])
+with tabs[0]:
+    filters_tab()
+with tabs[1]:
+    image, image_caption = maps_tab()
+with tabs[2]:
+    explainer_tab(image, image_caption)
+with tabs[3]:
+    replay_tab(image)

@@ -97,14 +97,37 @@ def image_folder(tmp_path):
     return root
 
 
-@pytest.fixture
-def trained_run(image_folder):
-    """A real run directory: the seed preset trained 2 epochs on `image_folder`."""
+@pytest.fixture(scope="session")
+def _session_run(tmp_path_factory):
+    """Trains once per session: the seed preset, 2 epochs, on an `image_folder` twin."""
     from core.data import load_dataset
-    from core.train import TrainConfig, train
+    from core.train import TrainConfig, start_run, train
 
-    config = TrainConfig(data=str(image_folder), epochs=2, batch_size=16, val_fraction=0.25)
-    return train(config, load_dataset(image_folder, val_fraction=0.25))
+    base = tmp_path_factory.mktemp("session_run")
+    write_image_folder(base / "images", per_class=12, size=40)
+    config = TrainConfig(data=str(base / "images"), epochs=2, batch_size=16, val_fraction=0.25)
+    dataset = load_dataset(base / "images", val_fraction=0.25, cache_dir=base / "cache")
+    return train(config, dataset, start_run(config, runs_dir=base / "runs"))
+
+
+@pytest.fixture
+def trained_run(_session_run, image_folder):
+    """A real run directory (seed preset, 2 epochs, on data like `image_folder`), copied into
+    this test's own runs folder so a test may change or delete it."""
+    import shutil
+
+    target = Path(os.environ["CNN_RUNS_DIR"]) / _session_run.name
+    shutil.copytree(_session_run, target)
+    return target
+
+
+@pytest.fixture
+def data_app(image_folder, monkeypatch):
+    """An `AppTest` of app.py with `image_folder` as the dataset and no trained run."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CNN_DATA", str(image_folder))
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
 @pytest.fixture

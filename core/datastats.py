@@ -1,0 +1,184 @@
+"""What the Dataset and Augmentations pages show: samples, counts, histograms, mean images.
+
+Plain numpy on the arrays of a `core.data.Dataset`; every function is cheap enough for
+CIFAR-10 (50,000 images) on a laptop, and the pages cache the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CHANNELS = ("R", "G", "B")
+_MEAN_CHUNK = 1024  # images per float64 block: ~25 MB at 32x32, whatever the dataset size
+
+
+def balanced_sample(
+    y: np.ndarray, per_class: int, seed: int, classes: list[int] | None = None
+) -> np.ndarray:
+    """Picks up to `per_class` random images of every class, grouped by class.
+
+    Each class draws from its own generator seeded by `(seed, class)`, so choosing
+    fewer or more classes never changes the images picked for the others.
+
+    Args:
+        y: int labels, shape `(N,)`.
+        per_class: most images per class; a class with fewer gives all of its images.
+        seed: same seed, same indices.
+        classes: labels to sample, in any order; default every label present in `y`.
+
+    Returns:
+        int64 indices into `y`, shape `(<= len(classes) * per_class,)`: the chosen images
+        of the lowest label first, then the next label, and so on.
+    """
+    labels = np.unique(y) if classes is None else sorted({int(c) for c in classes})
+    picks = [np.empty(0, np.int64)]
+    for label in labels:
+        rng = np.random.default_rng([seed, int(label)])
+        picks.append(rng.permutation(np.flatnonzero(y == label))[: max(per_class, 0)])
+    return np.concatenate(picks).astype(np.int64)
+
+
+def round_robin_sample(y: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Picks `count` random images taking one class after the other (0, 1, 2, ..., 0, 1, ...).
+
+    Args:
+        y: int labels, shape `(N,)`.
+        count: how many images; fewer when `y` has fewer.
+        seed: same seed, same indices (those of `balanced_sample` with this seed).
+
+    Returns:
+        int64 indices into `y`, shape `(min(count, N),)`.
+    """
+    labels = np.unique(y)
+    per_class = -(-count // max(len(labels), 1))
+    picked = balanced_sample(y, per_class, seed)
+    rank = np.concatenate([np.arange(np.sum(y[picked] == c)) for c in labels] or [[]])
+    order = np.lexsort((y[picked], rank))  # rank first, then class
+    return picked[order][:count]
+
+
+def class_counts(dataset) -> dict[str, np.ndarray]:
+    """Counts the images of every class in every split.
+
+    Args:
+        dataset: a `core.data.Dataset`.
+
+    Returns:
+        `{split: counts}` in the dataset's split order, counts int64 `(num_classes,)`.
+    """
+    return {
+        name: np.bincount(y, minlength=dataset.num_classes).astype(np.int64)
+        for name, (_, y) in dataset.splits.items()
+    }
+
+
+def channel_histograms(x: np.ndarray, bins: int = 32, max_images: int = 5000, seed: int = 0):
+    """Histograms of the red, green and blue values of (a random subset of) the images.
+
+    Beyond `max_images` images a seeded random subset without repetition is counted:
+    5,000 of CIFAR-10's 50,000 images give the same shape ten times faster.
+
+    Args:
+        x: uint8 images `(N, H, W, 3)`.
+        bins: equal-width bins over 0..255; must divide into 1..256.
+        max_images: most images counted.
+        seed: picks the subset.
+
+    Returns:
+        `{"edges": float64 (bins + 1,), "counts": {"R": int64 (bins,), "G": ..., "B": ...},
+        "images": number of images counted}`. Bin `k` holds the values `v` with
+        `edges[k] <= v < edges[k + 1]`.
+
+    Raises:
+        ValueError: `bins` is outside 1..256.
+    """
+    if not 1 <= bins <= 256:
+        raise ValueError(f"bins must be in 1..256, got {bins}.")
+    if len(x) > max_images:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_images, replace=False))]
+    # One pass of bincount over 0..255, then fold into bins: faster than np.histogram.
+    bin_of_value = np.arange(256) * bins // 256
+    counts = {}
+    for channel, name in enumerate(CHANNELS):
+        per_value = np.bincount(x[..., channel].ravel(), minlength=256)
+        counts[name] = np.bincount(bin_of_value, weights=per_value, minlength=bins).astype(np.int64)
+    edges = np.arange(bins + 1) * (256.0 / bins)
+    return {"edges": edges, "counts": counts, "images": int(len(x))}
+
+
+def mean_image_per_class(x: np.ndarray, y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Averages the images of every class, pixel by pixel.
+
+    Sums run in float64 over blocks of images, so memory stays small and 50,000 uint8
+    images add up exactly.
+
+    Args:
+        x: uint8 images `(N, S, S, 3)`.
+        y: int labels `(N,)` in `0..num_classes - 1`.
+        num_classes: number of classes C.
+
+    Returns:
+        float32 `(C, S, S, 3)` in [0, 255] (round and cast to uint8 to display); a class
+        without images gets a black image.
+    """
+    sums = np.zeros((num_classes, int(np.prod(x.shape[1:]))), np.float64)
+    for start in range(0, len(x), _MEAN_CHUNK):
+        block = x[start : start + _MEAN_CHUNK].reshape(-1, sums.shape[1]).astype(np.float64)
+        labels = y[start : start + _MEAN_CHUNK]
+        onehot = (labels[None, :] == np.arange(num_classes)[:, None]).astype(np.float64)
+        sums += onehot @ block
+    counts = np.bincount(y, minlength=num_classes)[:num_classes]
+    means = sums / np.maximum(counts, 1)[:, None]
+    return means.reshape((num_classes, *x.shape[1:])).astype(np.float32)
+
+
+def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+    """Scales an image up by repeating every pixel, so 32x32 pixels stay sharp squares.
+
+    Args:
+        image: uint8 `(H, W)` or `(H, W, C)`.
+        factor: integer scale, at least 1.
+
+    Returns:
+        uint8 `(H * factor, W * factor[, C])`.
+
+    Raises:
+        ValueError: `factor` is not a positive integer.
+    """
+    if int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor}.")
+    factor = int(factor)
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def image_grid(images, cols: int, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """Tiles equally sized images into one picture, row by row.
+
+    Args:
+        images: uint8 `(N, H, W, 3)` (or a list of `(H, W, 3)` arrays), N >= 1.
+        cols: images per row; fewer when N is smaller.
+        pad: pixels between neighbouring images (none around the border).
+        fill: grey level of the padding and of empty cells in the last row.
+
+    Returns:
+        uint8 `(rows * H + (rows - 1) * pad, cols * W + (cols - 1) * pad, 3)`
+        where `rows = ceil(N / cols)`.
+
+    Raises:
+        ValueError: no images, or `cols` below 1.
+    """
+    images = np.asarray(images, dtype=np.uint8)
+    if len(images) == 0 or cols < 1:
+        raise ValueError("image_grid needs at least one image and one column.")
+    n, h, w = images.shape[:3]
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    grid = np.full(
+        (rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, *images.shape[3:]),
+        fill,
+        np.uint8,
+    )
+    for i, image in enumerate(images):
+        top, left = (i // cols) * (h + pad), (i % cols) * (w + pad)
+        grid[top : top + h, left : left + w] = image
+    return grid

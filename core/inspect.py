@@ -1,0 +1,521 @@
+"""Looking inside a trained CNN: filters, feature maps, Grad-CAM, one convolution by hand.
+
+Every function takes a loaded `keras.Model` built by `core.model.build_model` (or any
+functional model with channels-last `Conv2D` layers) and raw uint8 images, exactly as the
+model itself does. Intermediate outputs come from sub-models
+`keras.Model(model.input, [layer.output, ...])` sharing the model's weights, so what is
+shown is what the model computes, in one forward pass.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+from PIL import Image
+
+from core.errors import RunError
+from core.fileio import read_json
+from core.images import to_model_input
+
+_POOLING = (
+    layers.MaxPooling2D,
+    layers.AveragePooling2D,
+)
+# Layers that sit between a convolution and the map it hands on: its BN and activation.
+_CONV_FOLLOWERS = (layers.BatchNormalization, layers.Activation, layers.ReLU)
+_CHECKPOINT = re.compile(r"^epoch_(\d+)\.keras$")
+
+
+def conv_layers(model: keras.Model) -> list[str]:
+    """Returns the names of the model's `Conv2D` layers, input side first."""
+    return [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
+
+
+def map_layers(model: keras.Model) -> list[str]:
+    """Returns the names of the layers whose outputs are feature maps worth showing.
+
+    These are each convolution's activated output (the `act*` layer, after batch norm in
+    BN nets, or the convolution itself when it carries its own non-linearity) and every
+    2D pooling layer, input side first.
+    """
+    shown = {_activated(model, name).name for name in conv_layers(model)}
+    return [
+        layer.name for layer in model.layers if layer.name in shown or isinstance(layer, _POOLING)
+    ]
+
+
+def model_image(model: keras.Model, image: np.ndarray) -> np.ndarray:
+    """Returns the pixels the model will see: `image` resized to its input size if needed.
+
+    Args:
+        model: a model taking `(N, S, S, 3)` images.
+        image: uint8 `(H, W, 3)`.
+
+    Returns:
+        uint8 `(S, S, 3)`; `image` itself when it already has that size.
+    """
+    size = int(model.inputs[0].shape[1])
+    image = np.asarray(image, np.uint8)
+    if image.shape == (size, size, 3):
+        return image
+    return to_model_input(Image.fromarray(image), size)
+
+
+def first_layer_filter_tiles(model: keras.Model) -> np.ndarray:
+    """Returns the first convolution's kernels as small RGB pictures.
+
+    Each filter is scaled on its own, symmetrically around zero: a weight `w` becomes
+    `128 + 127 * w / max|w|` (max over that filter's k*k*3 weights), so grey (128) is a
+    zero weight, a bright red pixel is a large positive weight on the red input, and a
+    dark one a large negative weight. A filter of zeros is plain grey.
+
+    Args:
+        model: a model whose first `Conv2D` reads the 3 RGB channels.
+
+    Returns:
+        uint8 `(F, k, k, 3)`: one tile per output filter.
+
+    Raises:
+        ValueError: the model has no convolution, or its first one does not read RGB.
+    """
+    names = conv_layers(model)
+    if not names:
+        raise ValueError(f"The model {model.name} has no convolution layer.")
+    kernel = _kernel(model.get_layer(names[0]))  # (k, k, C_in, F)
+    if kernel.shape[2] != 3:
+        raise ValueError(f"The first convolution reads {kernel.shape[2]} channels, not RGB.")
+    tiles = kernel.transpose(3, 0, 1, 2)
+    peak = np.abs(tiles).max(axis=(1, 2, 3), keepdims=True)
+    scaled = np.divide(tiles, peak, out=np.zeros_like(tiles), where=peak > 0)
+    return np.rint(128 + 127 * scaled).astype(np.uint8)
+
+
+def filter_grid(model: keras.Model, layer_name: str) -> np.ndarray:
+    """Returns a convolution's kernels arranged as one small grid per (filter, input channel).
+
+    Args:
+        model: the model.
+        layer_name: the name of one of its `Conv2D` layers.
+
+    Returns:
+        float32 `(F, C_in, k, k)`: `grid[f, c]` is the `k x k` kernel that output filter `f`
+        applies to input channel `c`.
+    """
+    return _kernel(_conv(model, layer_name)).transpose(3, 2, 0, 1)
+
+
+def weight_histograms(model: keras.Model) -> dict[str, np.ndarray]:
+    """Returns the flattened kernel weights of every `Conv2D` and `Dense` layer (no biases).
+
+    Returns:
+        `{layer_name: float32 (n,)}` in model order.
+    """
+    return {
+        layer.name: _kernel(layer).ravel()
+        for layer in model.layers
+        if isinstance(layer, (layers.Conv2D, layers.Dense))
+    }
+
+
+def feature_model(model: keras.Model, layer_names: list[str]) -> keras.Model:
+    """Returns a sub-model mapping the model's input to the outputs of `layer_names`.
+
+    It shares the model's weights; build it once and call it many times.
+    """
+    return keras.Model(model.input, [model.get_layer(n).output for n in layer_names])
+
+
+def feature_maps(
+    model: keras.Model, image: np.ndarray, layer_names: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Returns the outputs of several layers for one image, in a single forward pass.
+
+    Args:
+        model: the model.
+        image: uint8 `(H, W, 3)`; resized to the model's input size if it differs.
+        layer_names: the layers to read; default `map_layers(model)`.
+
+    Returns:
+        `{layer_name: float32 (H_l, W_l, C_l)}` in the order of `layer_names`.
+    """
+    names = list(layer_names or map_layers(model))
+    outputs = feature_model(model, names)(_batch(model, image), training=False)
+    if not isinstance(outputs, (list, tuple)):  # one output comes back bare
+        outputs = [outputs]
+    return {name: _numpy(out)[0] for name, out in zip(names, outputs, strict=True)}
+
+
+def normalise_maps(maps: np.ndarray) -> np.ndarray:
+    """Scales each channel of a feature map to [0, 1] on its own (a constant map gives 0).
+
+    Args:
+        maps: float `(H, W, C)`.
+
+    Returns:
+        float32 `(H, W, C)`.
+    """
+    maps = np.asarray(maps, np.float32)
+    low = maps.min(axis=(0, 1), keepdims=True)
+    span = maps.max(axis=(0, 1), keepdims=True) - low
+    return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
+
+
+def mosaic(tiles: np.ndarray, columns: int, pad: int = 1) -> np.ndarray:
+    """Lays out equally sized 2D tiles in rows of `columns`, separated by NaN gaps.
+
+    Plotly leaves NaN cells blank, so one heatmap of the mosaic shows many maps at once.
+
+    Args:
+        tiles: float `(N, h, w)`.
+        columns: tiles per row, at least 1.
+        pad: width of the NaN gap between tiles, in cells.
+
+    Returns:
+        float32 `(rows * (h + pad) - pad, columns * (w + pad) - pad)`, with
+        `rows = ceil(N / columns)`; unused cells of the last row are NaN.
+    """
+    tiles = np.asarray(tiles, np.float32)
+    n, h, w = tiles.shape
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    out = np.full((rows * (h + pad) - pad, columns * (w + pad) - pad), np.nan, np.float32)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = tile
+    return out
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Enlarges an image by repeating pixels (nearest neighbour: no blur between weights).
+
+    Args:
+        image: `(H, W, ...)` of any dtype.
+        factor: a positive int.
+
+    Returns:
+        `(H * factor, W * factor, ...)`, same dtype.
+    """
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def cam_layer(model: keras.Model) -> str:
+    """Returns the layer Grad-CAM reads by default: the last convolution's activated output."""
+    names = conv_layers(model)
+    if not names:
+        raise ValueError(f"The model {model.name} has no convolution layer.")
+    return _activated(model, names[-1]).name
+
+
+def grad_cam(
+    model: keras.Model,
+    image: np.ndarray,
+    class_index: int | None = None,
+    layer_name: str | None = None,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Computes a Grad-CAM heatmap: where in the image the evidence for a class lies.
+
+    Grad-CAM (Selvaraju et al., 2017): with `A` the feature maps of a convolutional layer
+    and `y_c` the class score before the softmax, each channel gets the weight
+    `alpha_k = mean_ij d y_c / d A_ijk`, and the map is `ReLU(sum_k alpha_k A_k)`, scaled so
+    that its maximum is 1 and resized (bilinearly) to the input. When the model ends in a
+    softmax `Dense`, the score is that layer's logit; otherwise the model's output itself.
+
+    Args:
+        model: the model.
+        image: uint8 `(H, W, 3)`; resized to the model's input size `S` if it differs.
+        class_index: the class to explain; default the predicted one.
+        layer_name: a layer with `(h, w, C)` outputs; default `cam_layer(model)`.
+
+    Returns:
+        `(heatmap, class_index, probs)`: float32 `(S, S)` in [0, 1] (all zero when nothing
+        in the image argues for the class), the int class explained, and the model's
+        float32 probabilities `(num_classes,)`.
+
+    Raises:
+        ValueError: `class_index` is not a class of the model.
+    """
+    import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
+
+    x = _batch(model, image)
+    head = model.layers[-1]
+    logits_head = isinstance(head, layers.Dense) and _activation_name(head) == "softmax"
+    last = head.input if logits_head else model.outputs[0]
+    maps_layer = model.get_layer(layer_name or cam_layer(model))
+    grad_model = keras.Model(model.input, [maps_layer.output, last])
+    with tf.GradientTape() as tape:
+        maps, h = grad_model(x, training=False)
+        scores = ops.matmul(h, head.kernel) + head.bias if logits_head else h
+        probs = ops.softmax(scores) if logits_head else scores
+        if class_index is None:
+            class_index = int(np.argmax(_numpy(probs)[0]))
+        if not 0 <= class_index < scores.shape[-1]:
+            raise ValueError(f"Class {class_index} is not one of {scores.shape[-1]} classes.")
+        score = scores[0, class_index]
+    grads = _numpy(tape.gradient(score, maps))[0]
+    weights = grads.mean(axis=(0, 1))
+    cam = np.maximum((_numpy(maps)[0] * weights).sum(axis=-1), 0)
+    if cam.max() > 0:
+        cam = cam / cam.max()
+    size = x.shape[1]
+    heatmap = _numpy(ops.image.resize(cam[None, :, :, None], (size, size)))[0, :, :, 0]
+    return np.clip(heatmap, 0, 1).astype(np.float32), class_index, _numpy(probs)[0]
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Maps values in [0, 1] to the "jet" colours (blue, cyan, yellow, red) in numpy.
+
+    Args:
+        values: float, any shape; clipped to [0, 1].
+
+    Returns:
+        uint8 `(*values.shape, 3)`.
+    """
+    v = np.clip(np.asarray(values, np.float32), 0, 1)[..., None]
+    centres = np.array([0.75, 0.5, 0.25], np.float32)  # where red, green, blue peak
+    rgb = np.clip(1.5 - np.abs(4 * (v - centres)), 0, 1)
+    return np.rint(255 * rgb).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """Blends a heatmap, coloured with `colormap`, over an image.
+
+    Args:
+        image: uint8 `(S, S, 3)`.
+        heatmap: float `(S, S)` in [0, 1].
+        alpha: the heatmap's share, 0 (image only) to 1 (heatmap only).
+
+    Returns:
+        uint8 `(S, S, 3)`.
+    """
+    blend = (1 - alpha) * np.asarray(image, np.float32) + alpha * colormap(heatmap)
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+
+
+def conv_explainer(
+    model: keras.Model, image: np.ndarray, layer_name: str, row: int, col: int, channel: int
+) -> dict:
+    """Recomputes one output value of a convolution by hand, from the model's own tensors.
+
+    `z = sum_{u,v,k} x[i0 + u*d, j0 + v*d, k] * w[u, v, k, channel] + b[channel]` with
+    `(i0, j0) = (row, col) * stride - padding` and `d` the dilation; positions outside the
+    input read zeros ("same" padding). Then, as in the model, batch norm (if the next layer
+    is one) and the activation `a = f(z)` (or `f(BN(z))`).
+
+    Args:
+        model: the model.
+        image: uint8 `(H, W, 3)`; resized to the model's input size if it differs.
+        layer_name: a `Conv2D` layer.
+        row, col: a position in that layer's output map.
+        channel: an output channel (filter) of that layer.
+
+    Returns:
+        A dict with
+        `layer`, `source` (the layer whose output the convolution reads; for the first
+        convolution that is the image scaled to [0, 1]), `row`, `col`, `channel`,
+        `origin` (`(i0, j0)`, negative inside the padding), `stride`, `padding`,
+        `patch` float32 `(k, k, C_in)` (the input values the kernel sees),
+        `kernel` float32 `(k, k, C_in)`, `products` float32 `(k, k, C_in)`,
+        `channel_sums` float32 `(C_in,)` (the products summed per input channel),
+        `sum`, `bias`, `z` (floats), `model_z` (the model's own output at that position),
+        `bn` (None, or a dict `gamma`, `beta`, `mean`, `variance`, `epsilon`, `value`,
+        `model_value`), `activation` (its name, e.g. "relu", or None), `a` and `model_a`
+        (None when no activation follows).
+
+    Raises:
+        ValueError: the layer is not a convolution or the position is outside its map.
+    """
+    conv = _conv(model, layer_name)
+    bn, act = _followers(model, conv)
+    names = [conv.name] + [layer.name for layer in (bn, act) if layer is not None]
+    probe = keras.Model(model.input, [conv.input] + [model.get_layer(n).output for n in names])
+    x_in, z_map, *rest = (_numpy(t)[0] for t in probe(_batch(model, image), training=False))
+    out_h, out_w, filters = z_map.shape
+    if not (0 <= row < out_h and 0 <= col < out_w and 0 <= channel < filters):
+        raise ValueError(
+            f"({row}, {col}, {channel}) is outside {conv.name}'s {out_h}x{out_w}x{filters} map."
+        )
+    kernel = _kernel(conv)[:, :, :, channel]
+    patch, origin = _receptive_patch(conv, x_in, (out_h, out_w), row, col)
+    products = patch * kernel
+    total = float(products.sum(dtype=np.float64))
+    bias = float(_numpy(conv.bias)[channel]) if conv.use_bias else 0.0
+    z = total + bias
+    result = {
+        "layer": conv.name,
+        "source": _producer(conv.input),
+        "row": row,
+        "col": col,
+        "channel": channel,
+        "origin": origin,
+        "stride": tuple(conv.strides),
+        "padding": conv.padding,
+        "patch": patch,
+        "kernel": kernel,
+        "products": products,
+        "channel_sums": products.sum(axis=(0, 1)),
+        "sum": total,
+        "bias": bias,
+        "z": z,
+        "model_z": float(z_map[row, col, channel]),
+        "bn": None,
+        "activation": None,
+        "a": None,
+        "model_a": None,
+    }
+    pre = z
+    if bn is not None:
+        result["bn"] = _bn_value(bn, z, channel, float(rest.pop(0)[row, col, channel]))
+        pre = result["bn"]["value"]
+    if act is not None:
+        result["activation"] = _activation_name(act)
+        result["a"] = float(_numpy(act(np.array([pre], np.float32)))[0])
+        result["model_a"] = float(rest.pop(0)[row, col, channel])
+    return result
+
+
+def checkpoint_epochs(run_dir: str | Path) -> list[int]:
+    """Returns the epochs that have a checkpoint `checkpoints/epoch_NNN.keras`, ascending."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = (_CHECKPOINT.match(p.name) for p in folder.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def replay_epoch(run_dir: str | Path, epoch: int, probe: np.ndarray) -> dict:
+    """Loads one epoch's checkpoint and shows what it had learned by then.
+
+    Args:
+        run_dir: a run directory.
+        epoch: an epoch listed by `checkpoint_epochs(run_dir)`.
+        probe: uint8 `(H, W, 3)`; resized to the model's input size if it differs.
+
+    Returns:
+        A dict with `epoch` (int), `tiles` (uint8 `(F, k, k, 3)`, see
+        `first_layer_filter_tiles`), `layer` (the first convolution's activated output),
+        `maps` (float32 `(H_1, W_1, F)`, that layer's output for the probe), `probs`
+        (float32 `(num_classes,)`) and `class_names` (from the run's model card, or None
+        while the run has none).
+
+    Raises:
+        RunError: there is no checkpoint for that epoch, or it cannot be loaded.
+    """
+    from core.model import load_model
+
+    run_dir = Path(run_dir)
+    model = load_model(run_dir / "checkpoints" / f"epoch_{epoch:03d}.keras")
+    layer = _activated(model, conv_layers(model)[0]).name
+    outputs = feature_maps(model, probe, [layer, model.layers[-1].name])
+    card = read_json(run_dir / "model_card.json", {}) or {}
+    return {
+        "epoch": epoch,
+        "tiles": first_layer_filter_tiles(model),
+        "layer": layer,
+        "maps": outputs[layer],
+        "probs": outputs[model.layers[-1].name],
+        "class_names": card.get("class_names"),
+    }
+
+
+def replay(run_dir: str | Path, probe: np.ndarray) -> list[dict]:
+    """Returns `replay_epoch` for every checkpoint of a run, in epoch order.
+
+    Raises:
+        RunError: the run has no checkpoint.
+    """
+    epochs = checkpoint_epochs(run_dir)
+    if not epochs:
+        raise RunError(f"{Path(run_dir).name} has no checkpoint yet.")
+    return [replay_epoch(run_dir, epoch, probe) for epoch in epochs]
+
+
+def _numpy(tensor) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(tensor), np.float32)
+
+
+def _batch(model, image):
+    return model_image(model, image)[None].astype(np.float32)
+
+
+def _kernel(layer) -> np.ndarray:
+    return _numpy(layer.kernel)
+
+
+def _conv(model, layer_name):
+    layer = model.get_layer(layer_name)
+    if not isinstance(layer, layers.Conv2D):
+        raise ValueError(f"{layer_name} is a {type(layer).__name__}, not a convolution.")
+    return layer
+
+
+def _activation_name(layer) -> str:
+    fn = getattr(layer, "activation", None)
+    if fn is None:  # a dedicated layer such as `ReLU`
+        return type(layer).__name__.lower()
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _followers(model, conv):
+    """The batch norm and activation layers that directly follow `conv`, or None."""
+    index = model.layers.index(conv)
+    bn = act = None
+    for layer in model.layers[index + 1 :]:
+        if isinstance(layer, layers.BatchNormalization) and bn is None and act is None:
+            bn = layer
+        elif isinstance(layer, (layers.Activation, layers.ReLU)) and act is None:
+            act = layer
+        else:
+            break
+    return bn, act
+
+
+def _activated(model, conv_name):
+    """The layer whose output is the convolution's map after its BN and activation."""
+    conv = model.get_layer(conv_name)
+    bn, act = _followers(model, conv)
+    return act or bn or conv
+
+
+def _producer(tensor) -> str | None:
+    history = getattr(tensor, "_keras_history", None)
+    return getattr(getattr(history, "operation", None), "name", None)
+
+
+def _receptive_patch(conv, x_in, out_shape, row, col):
+    """The `(k, k, C_in)` input values under the kernel at (row, col), zeros in the padding."""
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.strides, conv.dilation_rate
+    in_h, in_w, _ = x_in.shape
+    top = left = 0
+    if conv.padding == "same":
+        # TensorFlow's rule: the odd padding cell goes to the bottom/right.
+        top = max((out_shape[0] - 1) * sh + (kh - 1) * dh + 1 - in_h, 0) // 2
+        left = max((out_shape[1] - 1) * sw + (kw - 1) * dw + 1 - in_w, 0) // 2
+    i0, j0 = row * sh - top, col * sw - left
+    rows, cols = i0 + dh * np.arange(kh), j0 + dw * np.arange(kw)
+    inside = ((rows >= 0) & (rows < in_h))[:, None] & ((cols >= 0) & (cols < in_w))[None, :]
+    patch = x_in[np.clip(rows, 0, in_h - 1)[:, None], np.clip(cols, 0, in_w - 1)[None, :]]
+    return np.where(inside[..., None], patch, 0).astype(np.float32), (int(i0), int(j0))
+
+
+def _bn_value(bn, z, channel, model_value):
+    def weight(name, default):
+        var = getattr(bn, name, None)
+        return float(_numpy(var)[channel]) if var is not None else default
+
+    stats = {
+        "gamma": weight("gamma", 1.0),
+        "beta": weight("beta", 0.0),
+        "mean": weight("moving_mean", 0.0),
+        "variance": weight("moving_variance", 1.0),
+        "epsilon": float(bn.epsilon),
+    }
+    value = (z - stats["mean"]) / np.sqrt(stats["variance"] + stats["epsilon"])
+    return {
+        **stats,
+        "value": float(stats["gamma"] * value + stats["beta"]),
+        "model_value": model_value,
+    }

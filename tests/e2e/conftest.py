@@ -1,0 +1,145 @@
+"""A real `streamlit run app.py` server and a real Chromium, driven by Playwright.
+
+Screenshots of every page land in test-artifacts/ (kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"the server at {url} did not come up")
+
+
+@pytest.fixture(scope="session")
+def e2e_data(tmp_path_factory):
+    """A generated 3-class image folder, a runs folder with one trained run, a cache."""
+    from core.data import load_dataset
+    from core.train import TrainConfig, train
+    from tests.conftest import write_image_folder
+
+    base = tmp_path_factory.mktemp("e2e")
+    folder = base / "images"
+    write_image_folder(folder, per_class=20, size=32)
+    env = {
+        "CNN_RUNS_DIR": str(base / "runs"),
+        "CNN_CACHE_DIR": str(base / "cache"),
+        "CNN_DATA": str(folder),
+        "KERAS_HOME": str(base / "keras"),
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        config = TrainConfig(
+            data=str(folder), epochs=2, batch_size=16, val_fraction=0.25, name="e2e-trained"
+        )
+        train(config, load_dataset(folder, val_fraction=0.25))
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return {"folder": folder, "env": env, "base": base}
+
+
+@pytest.fixture(scope="session")
+def server(e2e_data):
+    """Starts `streamlit run app.py` on a free loopback port; yields its URL."""
+    port = _free_port()
+    env = {**os.environ, **e2e_data["env"], "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with open(e2e_data["base"] / "server.log", "w") as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_http(url + "/_stcore/health")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed: run 'apt-get install -y chromium' (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    context.close()
+
+
+def wait_idle(page, timeout=90_000):
+    """Waits until Streamlit has finished running the script (no 'Running…' widget)."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+    )
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

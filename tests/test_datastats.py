@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+
+from core.data import Dataset
+from core.datastats import (
+    balanced_sample,
+    channel_histograms,
+    class_counts,
+    enlarge,
+    image_grid,
+    mean_image_per_class,
+    round_robin_sample,
+)
+
+Y = np.array([0, 1, 1, 2, 2, 2, 0, 1, 2, 2], np.int32)  # 2 zeros, 3 ones, 5 twos
+
+
+def test_balanced_sample_caps_each_class_and_groups_by_class():
+    idx = balanced_sample(Y, per_class=3, seed=0)
+    assert idx.dtype == np.int64
+    assert list(Y[idx]) == [0, 0, 1, 1, 1, 2, 2, 2]  # class 0 has only 2
+    assert len(set(idx)) == len(idx)
+
+
+def test_balanced_sample_is_reproducible_and_seed_dependent():
+    a = balanced_sample(Y, 2, seed=5)
+    np.testing.assert_array_equal(a, balanced_sample(Y, 2, seed=5))
+    others = {tuple(balanced_sample(Y, 2, seed=s)) for s in range(10)}
+    assert len(others) > 1
+
+
+def test_balanced_sample_of_chosen_classes_keeps_their_picks():
+    everything = balanced_sample(Y, 2, seed=3)
+    chosen = balanced_sample(Y, 2, seed=3, classes=[2, 0])
+    assert list(Y[chosen]) == [0, 0, 2, 2]
+    np.testing.assert_array_equal(chosen, everything[Y[everything] != 1])
+    assert len(balanced_sample(Y, 0, seed=3)) == 0
+
+
+def test_round_robin_sample_cycles_through_classes():
+    idx = round_robin_sample(Y, 7, seed=1)
+    assert list(Y[idx]) == [0, 1, 2, 0, 1, 2, 1]  # class 0 runs out after two
+    np.testing.assert_array_equal(idx[:3], balanced_sample(Y, 1, seed=1))
+
+
+def test_class_counts_per_split():
+    x = np.zeros((10, 2, 2, 3), np.uint8)
+    ds = Dataset(["a", "b", "c", "d"], "t", {"train": (x, Y), "val": (x[:2], Y[:2])})
+    counts = class_counts(ds)
+    assert list(counts) == ["train", "val"]
+    assert counts["train"].tolist() == [2, 3, 5, 0]
+    assert counts["val"].tolist() == [1, 1, 0, 0]
+
+
+def test_channel_histograms_count_every_value_in_its_bin():
+    x = np.zeros((2, 2, 2, 3), np.uint8)  # 8 pixels
+    x[..., 0] = 255
+    x[0, ..., 1] = 7  # 4 pixels in bin 0 of 32 (0..7), 4 at 0
+    x[1, ..., 1] = 8  # 4 pixels in bin 1 (8..15)
+    x[..., 2] = 128
+    h = channel_histograms(x, bins=32)
+    assert h["images"] == 2
+    assert h["edges"][:3].tolist() == [0.0, 8.0, 16.0] and h["edges"][-1] == 256.0
+    r, g, b = h["counts"]["R"], h["counts"]["G"], h["counts"]["B"]
+    assert r[31] == 8 and r.sum() == 8
+    assert g[0] == 4 and g[1] == 4 and g.sum() == 8
+    assert b[16] == 8 and b.sum() == 8
+
+
+def test_channel_histograms_subsample_beyond_max_images():
+    x = np.random.default_rng(0).integers(0, 256, (50, 4, 4, 3)).astype(np.uint8)
+    h = channel_histograms(x, bins=4, max_images=10, seed=1)
+    assert h["images"] == 10 and h["counts"]["G"].sum() == 10 * 16
+    again = channel_histograms(x, bins=4, max_images=10, seed=1)
+    np.testing.assert_array_equal(h["counts"]["R"], again["counts"]["R"])
+    with pytest.raises(ValueError):
+        channel_histograms(x, bins=0)
+
+
+def test_mean_image_of_two_constant_images(monkeypatch):
+    import core.datastats
+
+    monkeypatch.setattr(core.datastats, "_MEAN_CHUNK", 2)  # the sums cross chunk borders
+    x = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (10, 255, 100, 7, 0)])
+    y = np.array([0, 0, 1, 0, 0])
+    means = mean_image_per_class(x, y, num_classes=3)
+    assert means.dtype == np.float32 and means.shape == (3, 2, 2, 3)
+    assert np.allclose(means[0], (10 + 255 + 7 + 0) / 4)
+    assert np.allclose(means[1], 100)
+    assert np.allclose(means[2], 0)  # no images: black
+
+
+def test_enlarge_repeats_each_pixel():
+    img = np.array([[[1, 1, 1], [2, 2, 2]], [[3, 3, 3], [4, 4, 4]]], np.uint8)
+    big = enlarge(img, 2)
+    assert big.dtype == np.uint8 and big.shape == (4, 4, 3)
+    assert big[..., 0].tolist() == [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]
+    np.testing.assert_array_equal(enlarge(img, 1), img)
+    with pytest.raises(ValueError):
+        enlarge(img, 0)
+
+
+def test_image_grid_tiles_with_padding():
+    images = np.stack([np.full((2, 3, 3), v, np.uint8) for v in (10, 20, 30)])
+    grid = image_grid(images, cols=2, pad=1, fill=255)
+    assert grid.shape == (2 * 2 + 1, 2 * 3 + 1, 3)
+    assert grid[0, :, 0].tolist() == [10, 10, 10, 255, 20, 20, 20]
+    assert grid[2, :, 0].tolist() == [255] * 7
+    assert grid[3, :, 0].tolist() == [30, 30, 30, 255, 255, 255, 255]
+    assert image_grid(images, cols=8, pad=0).shape == (2, 9, 3)  # one row of three
+    with pytest.raises(ValueError):
+        image_grid(images[:0], cols=2)

@@ -1,0 +1,183 @@
+"""core.inspect on real tiny Keras models: filters, maps, Grad-CAM, the hand convolution."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from core import inspect
+from core.model import build_model, preset_config
+
+
+@pytest.fixture(scope="module")
+def seed_model():
+    keras.utils.set_random_seed(0)
+    return build_model(preset_config("seed", num_classes=3))
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def corner_model():
+    """A 16x16 model whose class 0 is "red", class 1 "green", read by 1x1 convolutions."""
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = layers.Rescaling(1 / 255, name="rescale")(inputs)
+    x = layers.Conv2D(2, 1, name="conv1_1")(x)
+    x = layers.Activation("relu", name="act1_1")(x)
+    x = layers.GlobalAveragePooling2D(name="features")(x)
+    outputs = layers.Dense(2, activation="softmax", name="probs")(x)
+    model = keras.Model(inputs, outputs)
+    kernel = np.zeros((1, 1, 3, 2), np.float32)
+    kernel[0, 0, 0, 0] = kernel[0, 0, 1, 1] = 1.0
+    model.get_layer("conv1_1").set_weights([kernel, np.zeros(2, np.float32)])
+    model.get_layer("probs").set_weights([np.array([[4.0, -4], [-4, 4]]), np.zeros(2)])
+    return model
+
+
+def test_layer_lists_of_the_seed_preset(seed_model):
+    assert inspect.conv_layers(seed_model) == ["conv1_1", "conv2_1"]
+    assert inspect.map_layers(seed_model) == ["act1_1", "pool1", "act2_1", "pool2"]
+    assert inspect.cam_layer(seed_model) == "act2_1"
+
+
+def test_layer_lists_of_a_batch_norm_net():
+    model = build_model(preset_config("vgg_bn", input_size=16, num_classes=3))
+    assert inspect.conv_layers(model)[:2] == ["conv1_1", "conv1_2"]
+    assert inspect.map_layers(model)[:3] == ["act1_1", "act1_2", "pool1"]
+
+
+def test_first_layer_tiles_are_symmetric_around_grey(seed_model):
+    model = keras.models.clone_model(seed_model)
+    kernel, bias = model.get_layer("conv1_1").get_weights()
+    kernel[..., 0] = 0.0
+    kernel[..., 1] = 0.0
+    kernel[0, 0, 0, 1], kernel[1, 1, 2, 1] = 0.5, -0.25
+    model.get_layer("conv1_1").set_weights([kernel, bias])
+    tiles = inspect.first_layer_filter_tiles(model)
+    assert tiles.shape == (32, 3, 3, 3) and tiles.dtype == np.uint8
+    assert (tiles[0] == 128).all()
+    assert tiles[1, 0, 0, 0] == 255 and tiles[1, 1, 1, 2] == round(128 - 63.5)
+    assert tiles[1, 2, 2, 1] == 128
+
+
+def test_filter_grid_and_histograms(seed_model):
+    grid = inspect.filter_grid(seed_model, "conv2_1")
+    kernel = seed_model.get_layer("conv2_1").get_weights()[0]
+    assert grid.shape == (64, 32, 3, 3)
+    np.testing.assert_array_equal(grid[5, 7], kernel[:, :, 7, 5])
+    hists = inspect.weight_histograms(seed_model)
+    assert list(hists) == ["conv1_1", "conv2_1", "dense1", "probs"]
+    assert hists["conv1_1"].shape == (3 * 3 * 3 * 32,) and hists["probs"].shape == (64 * 3,)
+    with pytest.raises(ValueError, match="not a convolution"):
+        inspect.filter_grid(seed_model, "pool1")
+
+
+def test_feature_maps_have_the_layer_output_shapes(seed_model, image):
+    maps = inspect.feature_maps(seed_model, image)
+    assert list(maps) == inspect.map_layers(seed_model)
+    for name, values in maps.items():
+        assert values.shape == tuple(seed_model.get_layer(name).output.shape[1:])
+    assert maps["act1_1"].shape == (30, 30, 32) and maps["act1_1"].min() >= 0
+    one = inspect.feature_maps(seed_model, image, ["pool1"])
+    np.testing.assert_allclose(one["pool1"], maps["pool1"], atol=1e-6)
+    np.testing.assert_allclose(
+        maps["pool1"][0, 0], maps["act1_1"][:2, :2].max(axis=(0, 1)), atol=1e-6
+    )
+
+
+def test_map_helpers():
+    maps = np.stack([np.arange(4.0).reshape(2, 2), np.full((2, 2), 7.0)], axis=-1)
+    scaled = inspect.normalise_maps(maps)
+    np.testing.assert_allclose(scaled[..., 0], [[0, 1 / 3], [2 / 3, 1]], atol=1e-6)
+    assert (scaled[..., 1] == 0).all()
+    grid = inspect.mosaic(np.ones((3, 2, 2)), columns=2)
+    assert grid.shape == (5, 5)
+    assert np.isnan(grid[2]).all() and np.isnan(grid[3:, 3:]).all() and grid[4, 1] == 1
+    big = inspect.upscale(np.arange(4, dtype=np.uint8).reshape(2, 2), 3)
+    assert big.shape == (6, 6) and (big[:3, 3:] == 1).all()
+
+
+def test_grad_cam_peaks_where_the_evidence_is():
+    model = corner_model()
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[:4, :4, 0] = 255  # a red patch top-left, nothing else
+    heat, cls, probs = inspect.grad_cam(model, img)
+    assert heat.shape == (16, 16) and heat.dtype == np.float32
+    assert cls == 0 == int(np.argmax(probs)) and probs.shape == (2,)
+    assert heat.min() >= 0 and heat.max() == pytest.approx(1.0)
+    assert heat[:3, :3].min() > 0.9 and heat[8:, 8:].max() == 0
+    green, cls, _ = inspect.grad_cam(model, img, class_index=1)
+    assert cls == 1 and (green == 0).all()  # nothing green: no evidence for class 1
+
+
+def test_grad_cam_on_the_seed_preset(seed_model, image):
+    heat, cls, probs = inspect.grad_cam(seed_model, image)
+    assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1
+    assert cls == int(np.argmax(probs))
+    np.testing.assert_allclose(probs, seed_model(image[None].astype("float32"))[0], atol=1e-5)
+    assert inspect.grad_cam(seed_model, image, class_index=2)[1] == 2
+    with pytest.raises(ValueError, match="not one of 3 classes"):
+        inspect.grad_cam(seed_model, image, class_index=3)
+
+
+def test_overlay_and_colormap():
+    assert inspect.colormap(np.array([0.0, 0.5, 1.0])).tolist() == [
+        [0, 0, 128],
+        [128, 255, 128],
+        [128, 0, 0],
+    ]
+    img = np.full((2, 2, 3), 200, np.uint8)
+    assert (inspect.overlay(img, np.zeros((2, 2)), alpha=0.0) == 200).all()
+    assert inspect.overlay(img, np.ones((2, 2)), alpha=1.0)[0, 0].tolist() == [128, 0, 0]
+
+
+def test_conv_explainer_matches_the_model(seed_model, image):
+    for layer, row, col, channel in [("conv1_1", 4, 7, 3), ("conv2_1", 12, 0, 63)]:
+        got = inspect.conv_explainer(seed_model, image, layer, row, col, channel)
+        assert got["z"] == pytest.approx(got["model_z"], abs=1e-4)
+        assert got["z"] == pytest.approx(got["sum"] + got["bias"])
+        assert got["a"] == pytest.approx(got["model_a"], abs=1e-4)
+        assert got["activation"] == "relu" and got["bn"] is None
+    assert got["source"] == "drop1" and got["patch"].shape == (3, 3, 32)
+    first = inspect.conv_explainer(seed_model, image, "conv1_1", 4, 7, 3)
+    np.testing.assert_allclose(first["patch"], image[4:7, 7:10] / 255, atol=1e-6)
+    assert first["source"] == "rescale" and first["origin"] == (4, 7)
+    np.testing.assert_allclose(first["products"], first["patch"] * first["kernel"])
+    with pytest.raises(ValueError, match="outside"):
+        inspect.conv_explainer(seed_model, image, "conv1_1", 30, 0, 0)
+
+
+def test_conv_explainer_with_same_padding_stride_and_batch_norm():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((7, 7, 3))
+    x = layers.Conv2D(4, 3, strides=2, padding="same", name="conv1_1")(inputs)
+    x = layers.BatchNormalization(name="bn1_1")(x)
+    x = layers.Activation("relu", name="act1_1")(x)
+    model = keras.Model(inputs, layers.Dense(2, activation="softmax")(layers.Flatten()(x)))
+    bn = model.get_layer("bn1_1")
+    bn.set_weights([np.full(4, 1.5), np.full(4, 0.2), np.full(4, 10.0), np.full(4, 4.0)])
+    img = np.random.default_rng(1).integers(0, 256, (7, 7, 3), dtype=np.uint8)
+    for row, col in [(0, 0), (3, 3), (1, 2)]:
+        got = inspect.conv_explainer(model, img, "conv1_1", row, col, 1)
+        assert got["z"] == pytest.approx(got["model_z"], rel=1e-5, abs=1e-3)
+        assert got["bn"]["value"] == pytest.approx(got["bn"]["model_value"], abs=1e-3)
+        assert got["a"] == pytest.approx(got["model_a"], abs=1e-3)
+    assert got["origin"] == (1, 3)  # (1, 2) * stride 2, one row/column of padding
+    corner = inspect.conv_explainer(model, img, "conv1_1", 3, 3, 0)
+    assert (corner["patch"][2] == 0).all() and (corner["patch"][:, 2] == 0).all()
+
+
+def test_replay_walks_the_checkpoints(trained_run, image):
+    assert inspect.checkpoint_epochs(trained_run) == [1, 2]
+    epochs = inspect.replay(trained_run, image[:20, :20])
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    one, two = epochs
+    assert one["tiles"].shape == (32, 3, 3, 3) and one["layer"] == "act1_1"
+    assert one["maps"].shape == (30, 30, 32) and one["probs"].shape == (3,)
+    assert one["class_names"] == ["cat", "dog", "frog"]
+    assert (one["tiles"] != two["tiles"]).any()
+    assert sum(two["probs"]) == pytest.approx(1.0, abs=1e-5)

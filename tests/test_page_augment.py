@@ -1,0 +1,116 @@
+"""AppTest of the Augmentations page: dataset, probe and uploaded images."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.augment import AugmentConfig
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def page(data_app):
+    # The page needs no model, so this skips `app`'s training run.
+    return data_app.switch_page("pages/augment.py")
+
+
+@pytest.fixture
+def no_dataset(monkeypatch):
+    monkeypatch.delenv("CNN_DATA", raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["sidebar_source"] = "folder"  # with no path: no dataset at all
+    return at.switch_page("pages/augment.py")
+
+
+def _rows(at):
+    """One `st.image` per shown image: its original then its variants."""
+    return [img for img in at.image if img.captions and img.captions[0] == "original"]
+
+
+def _urls(at):
+    # Media URLs are hashes of the PNG bytes: equal URLs mean equal pixels.
+    return [img.value for img in _rows(at)]
+
+
+def _png(size=(20, 12)):
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_shows_each_image_beside_its_variants(page):
+    page.run()
+    assert not page.exception
+    assert page.title[0].value == "Augmentations"
+    assert "core.augment.augment_images" in page.caption[0].value
+    rows = _rows(page)
+    assert len(rows) == 3  # default: three images, one class after the other
+    assert all(len(r.captions) == 1 + 6 for r in rows)
+    shown = [m.value for m in page.markdown if m.value.startswith("**train #")]
+    assert [s.split("(")[1] for s in shown] == ["cat)**", "dog)**", "frog)**"]
+
+    page.slider(key="augment_variants").set_value(2)
+    page.slider(key="augment_count").set_value(5).run()
+    assert [len(r.captions) for r in _rows(page)] == [3] * 5
+
+
+def test_same_seed_same_variants(page):
+    page.run()
+    page.slider(key="augment_rotation").set_value(30)
+    page.number_input(key="augment_seed").set_value(5).run()
+    first = _urls(page)
+    assert all(len(set(row[1:])) > 1 for row in first)  # variants differ from each other
+
+    page.number_input(key="augment_seed").set_value(6).run()
+    other = _urls(page)
+    assert [r[0] for r in other] == [r[0] for r in first]  # originals unchanged
+    assert [r[1:] for r in other] != [r[1:] for r in first]
+
+    page.slider(key="augment_cutout").set_value(8).run()
+    page.number_input(key="augment_seed").set_value(5).run()
+    assert _urls(page) != first  # another setting, other variants
+    page.slider(key="augment_cutout").set_value(0).run()
+    assert _urls(page) == first
+
+
+def test_all_off_shows_unchanged_copies(page):
+    page.run()
+    page.checkbox(key="augment_flip").uncheck()
+    page.slider(key="augment_crop_pad").set_value(0).run()
+    assert "unchanged" in page.info[0].value
+    assert all(len(set(row)) == 1 for row in _urls(page))
+
+
+def test_use_for_training_stores_the_settings(page):
+    page.run()
+    page.slider(key="augment_zoom").set_value(0.2)
+    page.slider(key="augment_contrast").set_value(0.3)
+    page.slider(key="augment_cutout").set_value(6).run()
+    page.button(key="augment_use").click().run()
+    expected = AugmentConfig(flip=True, crop_pad=4, zoom=0.2, contrast=0.3, cutout=6)
+    assert page.session_state["train_augment"] == expected.to_dict()
+    assert not page.title or page.title[0].value != "Augmentations"  # now on Train
+
+
+def test_probe_image_is_the_default_when_sent(page):
+    pixels = np.full((32, 32, 3), 77, np.uint8)
+    page.session_state["probe"] = {"pixels": pixels, "caption": "val #3 (dog)", "label": 1}
+    page.run()
+    assert page.radio(key="augment_source").value == "probe"
+    assert len(_rows(page)) == 1
+    assert "**val #3 (dog)**" in [m.value for m in page.markdown]
+
+
+def test_works_on_an_upload_without_a_dataset(no_dataset):
+    at = no_dataset.run()
+    assert not at.exception
+    assert at.radio(key="augment_source").value == "upload"
+    at.file_uploader(key="augment_upload").set_value(("red.png", _png(), "image/png")).run()
+    assert len(_rows(at)) == 1 and len(_rows(at)[0].captions) == 7
+
+    at.file_uploader(key="augment_upload").set_value(("notes.png", b"hello", "image/png")).run()
+    assert not at.exception and not _rows(at)
+    assert at.error[0].value.startswith("notes.png: This file is not an image")

@@ -1,0 +1,95 @@
+"""AppTest checks of the Filters & feature maps page on a real trained run."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from core import inspect
+from core.model import load_model
+
+PAGE = "pages/filters.py"
+
+
+def probe_pixels():
+    return np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+
+
+def metrics(app):
+    return {m.label: m.value for m in app.metric}
+
+
+def test_filters_maps_and_grad_cam(app, trained_run):
+    app.switch_page(PAGE).run()
+    assert not app.exception
+    assert app.title[0].value == "Filters & feature maps"
+    assert [t.label for t in app.tabs] == [
+        "Filters",
+        "Feature maps",
+        "Convolution explainer",
+        "Learning replay",
+    ]
+    first_layer = app.get("image")[0]
+    assert len(first_layer.value) == 32 and first_layer.captions[-1] == "31"
+    assert app.caption[0].value.startswith("32 filters of 3×3×3")
+    # No probe: a dataset sample, the image folder's first training image.
+    assert app.radio(key="filters_source").value == "Dataset sample"
+    assert metrics(app)["Predicted class"] in {"cat", "dog", "frog"}
+    assert any(c.value.startswith("act1_1: 30×30×32") for c in app.caption)
+
+    app.selectbox(key="filters_cam_class").set_value(2)
+    app.selectbox(key="filters_map_layer").set_value("pool2")
+    app.selectbox(key="filters_layer").set_value("conv2_1").run()
+    assert not app.exception
+    captions = [c.value for c in app.caption]
+    assert any(c.startswith("conv2_1: 64 filters × 32 input channels of 3×3") for c in captions)
+    assert any(c.startswith("pool2: 6×6×64") for c in captions)
+    assert "Evidence for frog (act2_1)" in app.get("image")[2].captions[0]
+
+
+def test_upload_explains_refusals_and_accepts_images(app):
+    app.switch_page(PAGE).run()
+    app.radio(key="filters_source").set_value("Upload").run()
+    assert any("Choose an image" in i.value for i in app.info)
+    app.file_uploader(key="filters_upload").set_value(("notes.png", b"hello", "image/png")).run()
+    assert not app.exception
+    assert app.error[0].value.startswith("notes.png: This file is not an image")
+
+    png = io.BytesIO()
+    Image.fromarray(probe_pixels()).resize((64, 48)).save(png, "PNG")
+    app.file_uploader(key="filters_upload").set_value(("ok.png", png.getvalue(), "image/png"))
+    app.run()
+    assert not app.exception and not app.error
+    assert metrics(app)["Predicted class"] in {"cat", "dog", "frog"}
+
+
+def test_explainer_and_replay_show_the_real_numbers(app, trained_run):
+    pixels = probe_pixels()
+    app.session_state["probe"] = {"pixels": pixels, "caption": "probe #7", "label": None}
+    app.switch_page(PAGE).run()
+    assert app.radio(key="filters_source").value == "Probe"
+    app.selectbox(key="filters_ex_layer").set_value("conv2_1").run()
+    app.number_input(key="filters_ex_channel").set_value(5)
+    app.number_input(key="filters_ex_row").set_value(12)
+    app.number_input(key="filters_ex_col").set_value(3)
+    app.number_input(key="filters_ex_in").set_value(31).run()
+    assert not app.exception
+
+    expected = inspect.conv_explainer(
+        load_model(trained_run / "model.keras"), pixels, "conv2_1", 12, 3, 5
+    )
+    shown = metrics(app)
+    assert shown["z"] == f"{expected['z']:.4f}"
+    assert shown["Σ x·w"] == f"{expected['sum']:.4f}"
+    assert shown["a = relu(·)"] == f"{max(expected['z'], 0):.4f}"
+    assert any("probe #7" in c.value and "rows 12…14" in c.value for c in app.caption)
+
+    assert app.select_slider(key="filters_replay_epoch").value == 2
+    assert app.subheader[-1].value == "Epoch 2"
+    app.select_slider(key="filters_replay_epoch").set_value(1).run()
+    assert not app.exception
+    assert app.subheader[-1].value == "Epoch 1"
+    epoch_one = app.get("image")[-1]
+    assert len(epoch_one.value) == 32
