@@ -22,4 +22,5 @@ PAGES = {
 
 navigation = st.navigation(PAGES)
 state.sidebar()
-navigation.run()
+with state.routed():
+    navigation.run()

@@ -187,6 +187,8 @@ def download_cifar10(progress=None, poll_seconds: float = 0.25) -> Path:
     import keras
 
     def fetch():
+        # Keras falls back to /tmp/.keras when the folder does not exist yet.
+        keras_home().mkdir(parents=True, exist_ok=True)
         return keras.utils.get_file(
             fname=CIFAR10_ARCHIVE,
             origin=CIFAR10_URL,

@@ -7,6 +7,8 @@ Layout of `runs/<name>/`:
     checkpoints/      epoch_001.keras ... after every epoch; last.keras on a stop
     model.keras       the final (or stopped) model; model_card.json beside it
     stop.request      present while a stop has been asked for
+    train.log, job.json   the dashboard's child process: its output, and who it was
+  and `runs/.launch.lock`, which makes "one training at a time" hold between sessions.
 
 No TensorFlow here: the dashboard reads runs often and must stay light.
 """
@@ -84,7 +86,8 @@ def write_status(run_dir: Path, **fields) -> dict:
     return status
 
 
-def _process_alive(pid: int | None, start: str | None) -> bool:
+def process_alive(pid: int | None, start: str | None) -> bool:
+    """True while process `pid` runs and is the one that started at `start` (not a zombie)."""
     if not pid:
         return False
     try:
@@ -93,20 +96,29 @@ def _process_alive(pid: int | None, start: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    return start is None or _process_start(pid) == start
+    fields = _proc_stat(pid)
+    if fields and fields[0] == "Z":  # exited, not yet reaped by its parent
+        return False
+    return start is None or (fields is not None and fields[19] == start)
 
 
-def _process_start(pid: int) -> str | None:
-    # The start time in /proc tells a reused pid from the process that wrote the status.
+def process_start(pid: int) -> str | None:
+    """The start time of `pid` in /proc, which tells a reused pid from the original."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    # Fields after the command name: state is [0], start time is [19].
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
 
 
 def process_identity() -> dict:
     """Returns `{"pid", "pid_start"}` of this process, for status records."""
-    return {"pid": os.getpid(), "pid_start": _process_start(os.getpid())}
+    return {"pid": os.getpid(), "pid_start": process_start(os.getpid())}
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -117,7 +129,7 @@ def read_status(run_dir: str | Path) -> dict:
     """
     run_dir = Path(run_dir)
     status = read_json(run_dir / "status.json", None) or {"state": "created"}
-    if status.get("state") == "running" and not _process_alive(
+    if status.get("state") == "running" and not process_alive(
         status.get("pid"), status.get("pid_start")
     ):
         status["state"] = "interrupted"

@@ -185,21 +185,26 @@ class RunRecorder(keras.callbacks.Callback):
         super().__init__()
         self.run_dir, self.epochs, self.steps, self.batch_size = run_dir, epochs, steps, batch_size
         self.history = history
-        self._last_write = 0.0
+        self._last_write, self.rate = 0.0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start = epoch, time.perf_counter()
+        self.rate_from = None  # (time, batch) after the first batch, which traces graphs
 
     def on_train_batch_end(self, batch, logs=None):
         if runs.stop_requested(self.run_dir):
             raise StopRequested()
         now = time.perf_counter()
+        if self.rate_from is None:
+            self.rate_from = (now, batch)
         if now - self._last_write < 0.5:
             return
         self._last_write = now
         done = batch + 1
-        elapsed = now - self.epoch_start
-        rate = done * self.batch_size / elapsed if elapsed > 0 else 0.0
+        since, first = self.rate_from
+        if batch > first:
+            self.rate = (batch - first) * self.batch_size / (now - since)
+        rate = self.rate
         remaining = (self.steps - done) + (self.epochs - self.epoch - 1) * self.steps
         runs.write_status(
             self.run_dir,
@@ -652,6 +657,9 @@ def main(argv=None) -> int:
             train(config, dataset, run_dir, verbose=verbose)
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)
+        prepared = args.resume or args.run_dir
+        if prepared and runs.read_status(prepared).get("state") != "failed":
+            runs.write_status(prepared, state="failed", message=str(err), ended=runs.now_iso())
         return 1
     status = runs.read_status(run_dir)
     hist = runs.read_history(run_dir)

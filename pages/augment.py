@@ -8,6 +8,8 @@ from core.errors import ImageError
 from core.images import decode_image
 from ui import state
 
+state.ensure_routed()
+
 DISPLAY_PX = 96  # shown size of one image; pixels are repeated, never blurred
 UPLOAD_SIZE = 32  # uploads are squashed to the input size every preset is built for
 # Flip plus 4-pixel pad-and-crop: the classic CIFAR-10 recipe (He et al., 2016).

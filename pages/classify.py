@@ -13,6 +13,8 @@ from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import grad_cam, overlay
 from ui import state
 
+state.ensure_routed()
+
 DETAILED = 12  # files shown with pictures; the table lists them all
 
 st.title("Classify")

@@ -7,6 +7,8 @@ import streamlit as st
 from core import datastats
 from ui import state
 
+state.ensure_routed()
+
 DISPLAY_PX = 96  # shown size of one sample; pixels are repeated, never blurred
 CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
 

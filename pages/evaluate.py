@@ -11,6 +11,8 @@ from core.datastats import enlarge
 from core.evaluate import evaluate, least_confident_correct, mistakes
 from ui import state
 
+state.ensure_routed()
+
 st.title("Evaluate")
 model, entry = state.require_model()
 dataset = state.require_dataset()
@@ -77,8 +79,20 @@ fig = go.Figure(
         colorscale="Blues",
         text=[[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in shown],
         texttemplate="%{text}",
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>",
+        hoverinfo="skip",
     )
+)
+# Heatmap cells cannot be selected by a click; one nearly invisible square marker per
+# cell can, and carries the hover text.
+cells = [(t, p) for t in names for p in names]
+fig.add_scatter(
+    x=[p for _, p in cells],
+    y=[t for t, _ in cells],
+    mode="markers",
+    marker=dict(symbol="square", size=max(12, 320 // len(names)), opacity=0.01),
+    customdata=[shown[names.index(t), names.index(p)] for t, p in cells],
+    hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
+    showlegend=False,
 )
 fig.update_layout(
     xaxis_title="Predicted",
@@ -86,6 +100,7 @@ fig.update_layout(
     yaxis_autorange="reversed",
     height=120 + 40 * len(names),
     margin=dict(t=20),
+    clickmode="event+select",
 )
 event = st.plotly_chart(fig, key="evaluate_cm", on_select="rerun", selection_mode="points")
 points = (event or {}).get("selection", {}).get("points", []) if event else []

@@ -10,6 +10,8 @@ from core.errors import CnnError
 from core.images import decode_image
 from ui import state
 
+state.ensure_routed()
+
 TILE_PX = 48  # first-layer filters are drawn this large, pixel for pixel
 MAP_COLUMNS = 8
 COLORMAPS = ["Viridis", "Gray", "Magma", "Cividis", "Turbo"]

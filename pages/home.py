@@ -4,6 +4,8 @@ import streamlit as st
 
 from ui import state
 
+state.ensure_routed()
+
 st.title("CNN Lab")
 st.markdown(
     "See, train and use a convolutional image classifier. Look at the data and at what "

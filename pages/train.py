@@ -1,6 +1,320 @@
-"""Placeholder until its page lands."""
+"""Train: configure a run, start it in its own process, watch it live, compare runs."""
 
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("train")
-st.info("This page is being built.")
+from core import jobs, runs
+from core.augment import AugmentConfig
+from core.errors import CnnError
+from core.model import PRESET_DESCRIPTIONS, PRESETS, ConvBlock, ModelConfig
+from core.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, resolved_model_config
+from ui import state
+
+state.ensure_routed()
+
+ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
+BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped": "orange"}
+AUGMENT = {  # field: (label, max, step)
+    "flip": ("Horizontal flip", None, None),
+    "rotation": ("Rotation (± degrees)", 180.0, 1.0),
+    "zoom": ("Zoom (± fraction)", 0.9, 0.05),
+    "translation": ("Translation (± fraction)", 0.5, 0.05),
+    "contrast": ("Contrast (± fraction)", 0.9, 0.05),
+    "brightness": ("Brightness (± fraction of 255)", 1.0, 0.05),
+    "crop_pad": ("Pad and crop (pixels)", 16, 1),
+    "cutout": ("Cutout square (pixels)", 32, 1),
+}
+DEFAULT = TrainConfig()
+
+
+@st.cache_data(max_entries=32, show_spinner="Building the model…")
+def model_summary(model_json: str) -> list[dict]:
+    return jobs.model_summary(ModelConfig.from_dict(json.loads(model_json)))
+
+
+def lines(title: str, traces: dict[str, tuple[list, list]]) -> go.Figure:
+    fig = go.Figure(
+        [go.Scatter(x=x, y=y, name=name, mode="lines+markers") for name, (x, y) in traces.items()]
+    )
+    fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=0))
+    return fig
+
+
+def curve(history: list[dict], key: str) -> tuple[list, list]:
+    return [h["epoch"] for h in history], [h.get(key) for h in history]
+
+
+def block_editor(b: int) -> ConvBlock:
+    c = st.columns(7)
+    k = f"train_block{b}_"
+    return ConvBlock(
+        filters=c[0].number_input(
+            f"Block {b} filters", 1, 512, min(16 * 2**b, 512), key=k + "filters"
+        ),
+        kernel_size=c[1].selectbox("Kernel", (1, 3, 5, 7), index=1, key=k + "kernel"),
+        convs=c[2].number_input("Convs", 1, 4, 1, key=k + "convs"),
+        activation=c[3].selectbox("Activation", ACTIVATIONS, key=k + "activation"),
+        batch_norm=c[4].checkbox("Batch norm", key=k + "bn"),
+        padding=c[5].selectbox("Padding", ("same", "valid"), key=k + "padding"),
+        dropout=c[6].number_input("Dropout", 0.0, 0.9, 0.25, 0.05, key=k + "dropout"),
+    )
+
+
+def custom_model(blocks: int) -> tuple[ModelConfig, str]:
+    st.markdown("**Architecture**")
+    config = ModelConfig(blocks=[block_editor(b) for b in range(1, blocks + 1)])
+    c = st.columns(4)
+    config.pooling = c[0].selectbox("Pooling", ("max", "avg"), key="train_pooling")
+    config.head = c[1].selectbox("Head", ("flatten", "global_avg"), key="train_head")
+    widths = c[2].text_input("Dense layer widths", "64", key="train_dense", help="e.g. 128,64")
+    config.dense_dropout = c[3].number_input(
+        "Dense dropout", 0.0, 0.9, 0.5, 0.05, key="train_dense_dropout"
+    )
+    return config, widths
+
+
+def training_options() -> dict:
+    st.markdown("**Optimisation**")
+    c = st.columns(4)
+    o = dict(
+        optimizer=c[0].selectbox(
+            "Optimizer", OPTIMIZERS, OPTIMIZERS.index(DEFAULT.optimizer), key="train_optimizer"
+        ),
+        learning_rate=c[1].number_input(
+            "Learning rate", 1e-6, 10.0, DEFAULT.learning_rate, format="%.5f", key="train_lr"
+        ),
+        momentum=c[2].number_input("Momentum", 0.0, 0.999, DEFAULT.momentum, key="train_momentum"),
+        weight_decay=c[3].number_input(
+            "Weight decay", 0.0, 1.0, DEFAULT.weight_decay, format="%.5f", key="train_wd"
+        ),
+        schedule=c[0].selectbox("Schedule", SCHEDULES, key="train_schedule"),
+        warmup_epochs=c[1].number_input(
+            "Warm-up epochs", 0.0, 100.0, DEFAULT.warmup_epochs, key="train_warmup"
+        ),
+        step_epochs=c[2].number_input(
+            "Step every (epochs)", 1, 1000, DEFAULT.step_epochs, key="train_step_epochs"
+        ),
+        step_factor=c[3].number_input(
+            "Step factor", 0.001, 1.0, DEFAULT.step_factor, key="train_step_factor"
+        ),
+        loss=c[0].selectbox("Loss", LOSSES, key="train_loss"),
+        label_smoothing=c[1].number_input(
+            "Label smoothing", 0.0, 0.9, DEFAULT.label_smoothing, 0.05, key="train_smoothing"
+        ),
+    )
+    st.markdown("**Run**")
+    c = st.columns(6)
+    o |= dict(
+        batch_size=c[0].number_input(
+            "Batch size", 1, 4096, DEFAULT.batch_size, key="train_batch_size"
+        ),
+        epochs=c[1].number_input("Epochs", 1, 1000, DEFAULT.epochs, key="train_epochs"),
+        val_fraction=c[2].number_input(
+            "Validation fraction", 0.0, 0.5, DEFAULT.val_fraction, 0.05, key="train_val"
+        ),
+        seed=c[3].number_input("Seed", 0, 2**31 - 1, DEFAULT.seed, key="train_seed"),
+        early_stopping=c[4].number_input(
+            "Early stopping patience", 0, 100, 0, key="train_patience", help="epochs; 0 = off"
+        ),
+        name=c[5].text_input("Run name", key="train_name", placeholder="optional"),
+    )
+    return o
+
+
+def augment_options(sent: dict | None) -> AugmentConfig:
+    # Settings sent from the Augmentations page replace the form's values once per sending.
+    if sent and sent != st.session_state.get("train_augment_applied"):
+        st.session_state.update({f"train_aug_{k}": v for k, v in sent.items()})
+        st.session_state["train_augment_applied"] = sent
+    defaults = {**AugmentConfig().to_dict(), **(sent or {})}
+    st.markdown("**Augmentation**")
+    values = {}
+    for i, f in enumerate(fields(AugmentConfig)):
+        if i % 4 == 0:
+            row = st.columns(4)
+        key, (label, top, step) = f"train_aug_{f.name}", AUGMENT[f.name]
+        cast = {"bool": bool, "int": int, "float": float}[f.type]
+        st.session_state[key] = cast(st.session_state.get(key, defaults[f.name]))
+        if f.type == "bool":
+            values[f.name] = row[i % 4].checkbox(label, key=key)
+        else:
+            values[f.name] = row[i % 4].number_input(label, cast(0), top, step=step, key=key)
+    return AugmentConfig(**values)
+
+
+def new_run() -> None:
+    st.subheader("New run")
+    dataset = state.require_dataset()
+    choice, summary = st.columns([2, 3], gap="large")
+    with choice:
+        preset = st.selectbox("Architecture", [*PRESETS, "custom"], key="train_preset")
+        custom = preset == "custom"
+        # Outside the form: the form can only show as many block editors as chosen here.
+        blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
+        if not custom:
+            st.caption(PRESET_DESCRIPTIONS[preset])
+        sent = st.session_state.get("train_augment")
+        if sent:
+            st.info("Augmentation settings from the Augmentations page.")
+    with st.form("train_form"):
+        model, widths = custom_model(blocks) if custom else (None, "")
+        options = training_options()
+        augment = augment_options(sent)
+        buttons = st.container(horizontal=True)
+        start = buttons.form_submit_button("Start training", type="primary", key="train_start")
+        if custom:
+            buttons.form_submit_button("Update the summary", key="train_preview")
+    try:
+        if custom:
+            model.dense = jobs.parse_widths(widths)
+        config = TrainConfig(
+            preset=preset, model=model, image_size=dataset.image_size, augment=augment, **options
+        )
+        with summary:
+            model_summary_view(resolved_model_config(config, dataset.num_classes))
+        if start:
+            config.data = state.dataset_spec()
+            st.session_state["train_notice"] = f"Started {jobs.launch(config).name}."
+            st.rerun()
+    except CnnError as err:
+        st.error(str(err))
+
+
+def model_summary_view(model: ModelConfig) -> None:
+    rows = model_summary(json.dumps(model.to_dict()))
+    st.metric("Parameters", f"{sum(r['params'] for r in rows):,}")
+    st.caption(f"For {model.num_classes} classes of {model.input_size}x{model.input_size} images.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, height=240)
+
+
+def live_view(path: str, polling: bool) -> None:
+    status = jobs.status(path)
+    if polling and status["state"] not in jobs.ACTIVE:
+        st.rerun()  # it ended: redraw the whole page (runs table, the sidebar's models)
+    c = st.columns([4, 1])
+    c[0].markdown(
+        f"**{Path(path).name}** :{BADGE.get(status['state'], 'red')}-badge[{status['state']}]"
+    )
+    if status["state"] in jobs.ACTIVE:
+        fraction, text = jobs.progress(status)
+        st.progress(fraction, text=text)
+        if c[1].button("Stop", key="train_stop"):
+            jobs.stop(path)
+            st.caption("Stopping at the end of the current batch…")
+    elif status["state"] in jobs.RESUMABLE and c[1].button("Resume", key="train_resume"):
+        try:
+            jobs.launch_resume(path)
+            st.rerun()
+        except CnnError as err:
+            st.error(str(err))
+    if status["state"] in ("failed", "interrupted") and status.get("message"):
+        st.error(status["message"])
+        with st.expander("End of train.log"):
+            st.code(jobs.log_tail(path) or "(empty)", language=None)
+    history = runs.read_history(path)
+    if history:
+        c = st.columns(2)
+        c[0].plotly_chart(
+            lines(
+                "Loss", {"train": curve(history, "loss"), "validation": curve(history, "val_loss")}
+            )
+        )
+        c[1].plotly_chart(
+            lines(
+                "Accuracy",
+                {"train": curve(history, "accuracy"), "validation": curve(history, "val_accuracy")},
+            )
+        )
+
+
+def make_active(name: str) -> None:
+    st.session_state["sidebar_model"] = name
+
+
+def delete(run: dict) -> None:
+    try:
+        jobs.delete(run["path"])
+        st.session_state["train_runs"] = {"selection": {"rows": [], "columns": []}}
+    except CnnError as err:
+        st.session_state["train_notice_error"] = str(err)
+
+
+def runs_table(rows: list[dict]) -> None:
+    st.subheader("Runs")
+    if not rows:
+        st.caption("No runs yet.")
+        return
+    table = pd.DataFrame(
+        {
+            "run": [r["name"] for r in rows],
+            "status": [r["state"] for r in rows],
+            "preset": [r["preset"] for r in rows],
+            "best val accuracy": [r["best_val_accuracy"] for r in rows],
+            "epochs": [f"{r['epochs_done']}/{r['epochs']}" for r in rows],
+            "duration": [jobs.clock(r["seconds"]) for r in rows],
+            "parameters": [r["params"] for r in rows],
+            "started": pd.to_datetime([r["started"] for r in rows], utc=True),
+        }
+    )
+    event = st.dataframe(
+        table,
+        key="train_runs",
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        column_config={
+            "best val accuracy": st.column_config.NumberColumn(format="percent"),
+            "parameters": st.column_config.NumberColumn(format="localized"),
+            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
+    )
+    chosen = [rows[i] for i in event.selection.rows if i < len(rows)]
+    if not chosen:
+        st.caption("Select runs to compare their validation curves.")
+        return
+    histories = {r["name"]: runs.read_history(r["path"]) for r in chosen}
+    c = st.columns(2)
+    c[0].plotly_chart(
+        lines("Validation accuracy", {n: curve(h, "val_accuracy") for n, h in histories.items()})
+    )
+    c[1].plotly_chart(
+        lines("Validation loss", {n: curve(h, "val_loss") for n, h in histories.items()})
+    )
+    if len(chosen) == 1:
+        run = chosen[0]
+        usable = run["has_model"] and run["state"] in ("completed", "stopped")
+        c = st.columns(3)
+        c[0].button(
+            "Make active model",
+            key="train_activate",
+            on_click=make_active,
+            args=(run["name"],),
+            disabled=not usable,
+            help="Use this run's model on every page (completed or stopped runs).",
+        )
+        sure = c[1].checkbox(f"Yes, delete {run['name']}", key=f"train_confirm_{run['name']}")
+        c[2].button("Delete", key="train_delete", on_click=delete, args=(run,), disabled=not sure)
+
+
+st.title("Train")
+new_run_box = st.container()
+st.subheader("Live view")
+active, rows = jobs.active_run(), jobs.list_runs()
+if active or rows:
+    watched = active["path"] if active else rows[0]["path"]
+    st.fragment(live_view, run_every=1.0 if active else None)(watched, polling=bool(active))
+else:
+    st.caption("No run yet: start one above.")
+if error := st.session_state.pop("train_notice_error", None):
+    st.error(error)
+runs_table(rows)
+with new_run_box:
+    # Drawn last: without a dataset the form stops the script, and the runs stay visible.
+    if notice := st.session_state.pop("train_notice", None):
+        st.success(notice + " It trains in its own process: closing this tab does not stop it.")
+    new_run()

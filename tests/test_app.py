@@ -15,5 +15,16 @@ def test_sidebar_dataset_choice_persists_across_pages(app, image_folder):
     app.run()
     assert app.selectbox(key="sidebar_source").value == "folder"
     assert app.text_input(key="sidebar_path").value == str(image_folder)
-    # Widget persistence across pages is checked in the browser (tests/e2e): AppTest
-    # drops sidebar widgets on reruns under st.navigation.
+    app.text_input(key="sidebar_path").input("/somewhere/else").run()
+    app.switch_page("pages/classify.py").run()
+    assert app.text_input(key="sidebar_path").value == "/somewhere/else"
+    assert app.selectbox(key="sidebar_model").value == app.session_state["sidebar_model"]
+    assert not app.exception
+
+
+def test_a_page_run_alone_is_routed_through_app_py(app):
+    # AppTest, like a fresh server's first deep link, runs a pages/ file on its own;
+    # the page must still come with app.py's sidebar.
+    app.switch_page("pages/dataset.py").run()
+    assert app.selectbox(key="sidebar_source").value == "folder"
+    assert [t.value for t in app.title] == ["Dataset"]

@@ -6,7 +6,10 @@ cached with `st.cache_resource`: one read-only copy shared by every session.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -19,6 +22,34 @@ SOURCES = {
     "archive": "CIFAR-10 archive (.tar.gz)",
 }
 VAL_FRACTION, SPLIT_SEED = 0.1, 0
+
+
+_script_run = threading.local()  # Streamlit runs each script run in one thread
+
+
+@contextlib.contextmanager
+def routed():
+    """Marks this script run as going through app.py's router (see `ensure_routed`)."""
+    _script_run.routed = True
+    try:
+        yield
+    finally:
+        _script_run.routed = False
+
+
+def ensure_routed() -> None:
+    """Sends a page that Streamlit ran on its own back through app.py's router.
+
+    With a `pages/` folder, a fresh server answers the first deep link (say /evaluate)
+    by running that page file alone, Streamlit's old multipage mode, without app.py's
+    sidebar and layout. Running app.py from here, in the same script run, routes the
+    request like any other (keeping a click that came with it) and turns that mode off.
+    """
+    import runpy
+
+    if not getattr(_script_run, "routed", False):
+        runpy.run_path(str(Path(__file__).resolve().parent.parent / "app.py"))
+        st.stop()
 
 
 def _default_source() -> tuple[str, str]:

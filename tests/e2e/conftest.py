@@ -5,7 +5,9 @@ Screenshots of every page land in test-artifacts/ (kept by CI as artifacts).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,9 +80,9 @@ def e2e_data(tmp_path_factory):
     return {"folder": folder, "env": env, "base": base}
 
 
-@pytest.fixture(scope="session")
-def server(e2e_data):
-    """Starts `streamlit run app.py` on a free loopback port; yields its URL."""
+@contextlib.contextmanager
+def streamlit_server(e2e_data):
+    """Runs `streamlit run app.py` on a free loopback port; yields its URL."""
     port = _free_port()
     env = {**os.environ, **e2e_data["env"], "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = [
@@ -99,7 +101,7 @@ def server(e2e_data):
         "false",
     ]
     url = f"http://127.0.0.1:{port}"
-    with open(e2e_data["base"] / "server.log", "w") as log:
+    with open(e2e_data["base"] / f"server-{port}.log", "w") as log:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_http(url + "/_stcore/health")
@@ -107,6 +109,12 @@ def server(e2e_data):
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def server(e2e_data):
+    with streamlit_server(e2e_data) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -131,11 +139,33 @@ def page(browser):
 
 
 def wait_idle(page, timeout=90_000):
-    """Waits until Streamlit has finished running the script (no 'Running…' widget)."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
+    """Waits until the script run has finished and every element has rendered."""
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            if (!app) return false;
+            const state = app.getAttribute('data-test-script-state');
+            return state === 'notRunning'
+                && !document.querySelector('[data-testid="stSkeleton"]');
+        }""",
+        timeout=timeout,
     )
+    page.wait_for_timeout(300)  # let plotly and images paint
+
+
+def choose_model(page, label_part: str) -> None:
+    """Picks the active model in the sidebar by part of its label."""
+    page.get_by_role("combobox", name="Active model").click()
+    page.get_by_role("option", name=re.compile(re.escape(label_part))).first.click()
+    wait_idle(page)
+
+
+def open_page(page, server, path, model="e2e-trained"):
+    """Opens a page with the e2e model active (the session keeps the choice)."""
+    page.goto(f"{server}/{path}")
+    wait_idle(page)
+    if model:
+        choose_model(page, model)
 
 
 def shot(page, name: str) -> Path:

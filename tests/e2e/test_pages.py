@@ -5,7 +5,7 @@ import re
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import shot, wait_idle
+from tests.e2e.conftest import open_page, shot, streamlit_server, wait_idle
 
 PAGES = [
     ("", "CNN Lab"),
@@ -20,8 +20,7 @@ PAGES = [
 
 @pytest.mark.parametrize("path, title", PAGES)
 def test_every_page_renders_without_an_exception(server, page, path, title):
-    page.goto(f"{server}/{path}")
-    wait_idle(page)
+    open_page(page, server, path)
     page.get_by_role("heading", name=title).first.wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, f"page-{path or 'home'}")
@@ -32,8 +31,7 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     Image.new("RGB", (64, 48), (30, 220, 40)).save(photo)  # green: the "dog" class colour
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 nothing after the header")
-    page.goto(f"{server}/classify")
-    wait_idle(page)
+    open_page(page, server, "classify")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         [str(photo), str(bad)]
     )
@@ -41,3 +39,27 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     page.get_by_text(re.compile(r"broken\.jpg: ")).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "classify-upload")
+
+
+def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
+    open_page(page, server, "evaluate")
+    page.get_by_text("image(s) of cat predicted as cat").wait_for()
+    plot = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first
+    box = plot.bounding_box()
+    # bottom-right cell of the 3x3 matrix: true frog, predicted frog
+    page.mouse.click(box["x"] + box["width"] * 5 / 6, box["y"] + box["height"] * 5 / 6)
+    page.get_by_text("image(s) of frog predicted as frog").wait_for()
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "evaluate-cell")
+
+
+def test_a_deep_link_on_a_fresh_server_goes_through_the_router(e2e_data, page):
+    # Streamlit runs a pages/ file alone on a fresh server's first deep link; the app
+    # must still show its own navigation and sidebar there.
+    with streamlit_server(e2e_data) as url:
+        page.goto(f"{url}/evaluate")
+        wait_idle(page)
+        page.get_by_role("combobox", name="Active model").wait_for()
+        assert page.get_by_role("link", name="Filters & feature maps").count() == 1
+        assert page.get_by_role("heading", name="Evaluate").count() == 1

@@ -1,0 +1,347 @@
+"""Training jobs: each run trains in its own process, one at a time, and the UI polls it.
+
+    run_dir = launch(TrainConfig(data="cifar10", epochs=20))
+    wait_for_state(run_dir, ("completed", "stopped", "failed"), timeout=3600)
+
+The child is `python -m core.train --run-dir RUN --quiet` in a session of its own, so
+closing the dashboard (or Ctrl-C on the server) does not end it; its output goes to
+RUN/train.log. RUN/job.json records the process that was launched, which tells a child
+that is still importing TensorFlow ("starting") from one that died before training began.
+
+Importing this module loads no TensorFlow (only `launch` and `model_summary` import Keras):
+the dashboard calls `status` every second.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from core import runs
+from core.errors import RunError
+from core.fileio import atomic_write_json, read_json
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_FILE, JOB_FILE, LOCK_FILE = "train.log", "job.json", ".launch.lock"
+ACTIVE = ("starting", "running")  # "starting": launched, not yet training
+FINISHED = ("completed", "stopped", "failed", "interrupted")
+RESUMABLE = ("stopped", "interrupted", "failed")
+
+
+def launch(config, runs_dir=None) -> Path:
+    """Creates a run for `config` and starts training it in a new process.
+
+    Args:
+        config: a `core.train.TrainConfig`; `config.data` is what the child loads.
+        runs_dir: where the run folder goes; `core.runs.default_runs_dir()` if None.
+
+    Returns:
+        The run directory, in state "starting" until the child begins training.
+
+    Raises:
+        RunError: a setting cannot work, or another run is in progress.
+    """
+    from core.train import start_run  # imports Keras; only a launch pays for it
+
+    if config.model is not None:
+        check_model_fits(config.model, config.image_size)
+    base = Path(runs_dir or runs.default_runs_dir())
+    with _launch_lock(base):
+        _refuse_if_busy(base)
+        run_dir = start_run(config, base)
+        _spawn(run_dir, ["--run-dir", str(run_dir), "--quiet"])
+    return run_dir
+
+
+def launch_resume(run_dir) -> Path:
+    """Continues a stopped, interrupted or failed run in a new process.
+
+    Args:
+        run_dir: the run to continue; its epochs, history and schedule carry on.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        RunError: the run cannot resume (completed, no checkpoint) or a run is in progress.
+    """
+    run_dir = Path(run_dir)
+    with _launch_lock(run_dir.parent):
+        _refuse_if_busy(run_dir.parent)
+        state = status(run_dir)["state"]
+        if state not in RESUMABLE:
+            raise RunError(f"{run_dir.name} is {state}; only a stopped or interrupted run resumes.")
+        if runs.latest_checkpoint(run_dir) is None:
+            raise RunError(f"{run_dir.name} has no checkpoint to resume from; start it again.")
+        _spawn(run_dir, ["--resume", str(run_dir), "--quiet"])
+    return run_dir
+
+
+def stop(run_dir) -> None:
+    """Stops a run: a training child saves checkpoints/last.keras and ends as "stopped".
+
+    A child still starting up has trained nothing; it is terminated at once.
+    """
+    run_dir = Path(run_dir)
+    state = status(run_dir)["state"]
+    if state == "running":
+        runs.request_stop(run_dir)
+    elif state == "starting":
+        _terminate(run_dir)
+
+
+def status(run_dir) -> dict:
+    """Returns `core.runs.read_status` with the launch taken into account.
+
+    States are those of `core.runs.STATES` plus "starting" (the child is loading data and
+    TensorFlow). A child that exited before training began is recorded as "failed" with
+    the reason from its log, so no run stays "created" for ever.
+    """
+    run_dir = Path(run_dir)
+    current = runs.read_status(run_dir)
+    job = read_json(run_dir / JOB_FILE)
+    if not job or current.get("heartbeat", 0) > job["launched"]:
+        return current  # the child has written since its launch: its status speaks
+    if _alive(job):
+        return {**current, "state": "starting", "message": "Loading the data and TensorFlow."}
+    runs.write_status(
+        run_dir, state="failed", message=_early_exit_message(run_dir), ended=runs.now_iso()
+    )
+    return runs.read_status(run_dir)
+
+
+def active_run(runs_dir=None) -> dict | None:
+    """Returns the status of the run in progress, with its "name" and "path", or None."""
+    base = Path(runs_dir or runs.default_runs_dir())
+    for path in sorted(base.glob("*/config.json"), reverse=True):
+        current = status(path.parent)
+        if current["state"] in ACTIVE:
+            return {**current, "name": path.parent.name, "path": str(path.parent)}
+    return None
+
+
+def list_runs(runs_dir=None) -> list[dict]:
+    """Returns `core.runs.list_runs` rows with the states `status` reports."""
+    rows = runs.list_runs(runs_dir)
+    for row in rows:
+        row["state"] = status(row["path"])["state"]
+    return rows
+
+
+def delete(run_dir) -> None:
+    """Deletes a run folder; refuses while it is starting or training.
+
+    Raises:
+        RunError: the run is in progress.
+    """
+    run_dir = Path(run_dir)
+    if status(run_dir)["state"] in ACTIVE:
+        raise RunError(f"{run_dir.name} is still training; stop it before deleting it.")
+    runs.delete_run(run_dir)
+
+
+def wait_for_state(run_dir, states, timeout: float = 60.0, poll: float = 0.1) -> dict:
+    """Polls `status` until the run is in one of `states`, and returns that status.
+
+    Args:
+        run_dir: the run to watch.
+        states: the states to wait for, e.g. `FINISHED`.
+        timeout: seconds to wait at most.
+        poll: seconds between reads.
+
+    Raises:
+        RunError: `timeout` seconds passed first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        current = status(run_dir)
+        if current["state"] in states:
+            return current
+        if time.monotonic() > deadline:
+            raise RunError(
+                f"{Path(run_dir).name} is still {current['state']} after {timeout:.0f} s."
+            )
+        time.sleep(poll)
+
+
+def log_tail(run_dir, lines: int = 20) -> str:
+    """Returns the last `lines` lines of the run's train.log ("" when there is none)."""
+    path = Path(run_dir) / LOG_FILE
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def progress(current: dict) -> tuple[float, str]:
+    """Returns the share of all planned batches done and a line to show beside it.
+
+    Args:
+        current: a `status` dict.
+
+    Returns:
+        `(fraction in [0, 1], "epoch 3/20 · batch 40/352 · 1210 img/s · ETA 04:10")`.
+    """
+    if current.get("state") == "starting":
+        return 0.0, "starting: loading the data and TensorFlow"
+    epoch, epochs = current.get("epoch") or 0, current.get("epochs") or 0
+    batch, steps = current.get("batch") or 0, current.get("steps") or 0
+    if not (epochs and steps):
+        return 0.0, f"epoch {max(epoch, 1)}/{epochs or '?'} · waiting for the first batch"
+    done = max(epoch - 1, 0) * steps + batch
+    parts = [f"epoch {epoch}/{epochs}", f"batch {batch}/{steps}"]
+    if current.get("images_per_sec"):
+        parts.append(f"{current['images_per_sec']:.0f} img/s")
+    if current.get("eta_seconds") is not None:
+        parts.append(f"ETA {clock(current['eta_seconds'])}")
+    return min(1.0, done / (epochs * steps)), " · ".join(parts)
+
+
+def clock(seconds: float) -> str:
+    """Formats a duration as "mm:ss", or "h:mm:ss" from one hour on."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def parse_widths(text: str) -> list[int]:
+    """Parses dense layer widths typed as "128,64" (empty text: no hidden layer).
+
+    Raises:
+        RunError: a part is not a positive whole number.
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise RunError(
+            f"Dense layer widths must be positive whole numbers separated by commas, "
+            f"like 128,64 (got '{text}')."
+        )
+    return [int(p) for p in parts]
+
+
+def check_model_fits(model, image_size: int) -> None:
+    """Checks that every block of a `ModelConfig` still has pixels left to pool.
+
+    Raises:
+        RunError: "valid" convolutions and poolings shrink the image to nothing.
+    """
+    side = image_size
+    for b, block in enumerate(model.blocks, start=1):
+        if block.padding == "valid":
+            side -= block.convs * (block.kernel_size - 1)
+        side //= 2
+        if side < 1:
+            raise RunError(
+                f"A {image_size}x{image_size} image has no pixels left after block {b}: "
+                "use 'same' padding, smaller kernels or fewer blocks."
+            )
+
+
+def model_summary(model) -> list[dict]:
+    """Builds a `ModelConfig` and returns `core.model.summary_rows` of it.
+
+    Raises:
+        RunError: the architecture does not fit its input size.
+    """
+    from core.model import build_model, summary_rows
+
+    check_model_fits(model, model.input_size)
+    return summary_rows(build_model(model))
+
+
+# --- the process ----------------------------------------------------------------------
+
+
+@contextmanager
+def _launch_lock(base: Path):
+    # Held across "is anything running?" and the start, so two clicks start one run.
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _refuse_if_busy(base: Path) -> None:
+    current = active_run(base)
+    if current is None:
+        return
+    where = "starting"
+    if current["state"] == "running":
+        where = f"epoch {max(current.get('epoch') or 1, 1)}/{current.get('epochs', '?')}"
+    raise RunError(
+        f"A training run is in progress ({current['name']}, {where}). "
+        "Stop it or wait for it to finish."
+    )
+
+
+def _spawn(run_dir: Path, args: list[str]) -> None:
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can act on
+    with open(run_dir / LOG_FILE, "ab") as log:
+        log.write(f"--- {runs.now_iso()} python -m core.train {' '.join(args)}\n".encode())
+        log.flush()
+        launched = time.time()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.train", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    atomic_write_json(
+        run_dir / JOB_FILE,
+        {"pid": proc.pid, "pid_start": runs.process_start(proc.pid), "launched": launched},
+    )
+    # An exited child stays a zombie (and looks alive) until its parent waits for it.
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+
+
+def _alive(job: dict) -> bool:
+    return runs.process_alive(job.get("pid"), job.get("pid_start"))
+
+
+def _terminate(run_dir: Path, grace: float = 5.0) -> None:
+    job = read_json(run_dir / JOB_FILE) or {}
+    if not _alive(job):
+        return
+    os.killpg(job["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _alive(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(job):
+        os.killpg(job["pid"], signal.SIGKILL)
+    if runs.read_status(run_dir).get("heartbeat", 0) <= job["launched"]:
+        runs.write_status(
+            run_dir, state="stopped", message="Stopped before training began.", ended=runs.now_iso()
+        )
+
+
+_ERROR_LINE = re.compile(r"^error: (.+)$", re.MULTILINE)
+
+
+def _early_exit_message(run_dir: Path) -> str:
+    # The CLI prints CnnError sentences as "error: ..."; anything else is a crash.
+    tail = log_tail(run_dir, 200)
+    sentences = _ERROR_LINE.findall(tail)
+    if sentences:
+        return sentences[-1].strip()
+    last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+    if last.startswith("--- "):
+        last = ""
+    return "The training process exited before training began" + (
+        f" ({last.strip()}); see train.log." if last else "."
+    )

@@ -1,0 +1,178 @@
+"""Training jobs in real child processes, on tiny generated CIFAR archives."""
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import write_cifar_archive
+
+from core import jobs, runs
+from core.errors import RunError
+from core.fileio import atomic_write_json
+from core.model import ConvBlock, ModelConfig
+from core.train import TrainConfig
+
+
+def test_progress_line_reads_epoch_batch_speed_and_eta():
+    status = {
+        "state": "running",
+        "epoch": 3,
+        "epochs": 20,
+        "batch": 40,
+        "steps": 100,
+        "images_per_sec": 1210.4,
+        "eta_seconds": 250.2,
+    }
+    fraction, text = jobs.progress(status)
+    assert fraction == pytest.approx((2 * 100 + 40) / 2000)
+    assert text == "epoch 3/20 · batch 40/100 · 1210 img/s · ETA 04:10"
+    assert jobs.progress({"state": "starting"})[0] == 0.0
+    assert jobs.clock(3725) == "1:02:05"
+
+
+@pytest.mark.parametrize(
+    "text, widths", [("64", [64]), ("128, 64", [128, 64]), ("", []), (" 32 ,", [32])]
+)
+def test_dense_widths_parse_from_text(text, widths):
+    assert jobs.parse_widths(text) == widths
+
+
+@pytest.mark.parametrize("text", ["64x", "128,-1", "0", "1.5"])
+def test_dense_widths_that_are_not_positive_integers_are_refused(text):
+    with pytest.raises(RunError, match="positive whole numbers"):
+        jobs.parse_widths(text)
+
+
+def test_an_architecture_that_shrinks_the_image_to_nothing_is_refused():
+    fits = ModelConfig(input_size=32, blocks=[ConvBlock(8, padding="same")] * 5)
+    too_deep = ModelConfig(input_size=32, blocks=[ConvBlock(8, kernel_size=5)] * 3)
+    jobs.check_model_fits(fits, 32)  # 32 -> 16 -> 8 -> 4 -> 2 -> 1
+    with pytest.raises(RunError, match="no pixels left after block 3"):
+        jobs.check_model_fits(too_deep, 32)  # 32 -> 14 -> 5 -> 0
+    assert jobs.model_summary(fits)[-1] == {
+        "layer": "probs",
+        "type": "Dense",
+        "output_shape": "(10,)",
+        "params": 64 * 10 + 10,
+    }
+
+
+def _fake_running_run(base, name="20250101-000000-seed", epoch=3, epochs=20):
+    run_dir = base / name
+    run_dir.mkdir(parents=True)
+    atomic_write_json(run_dir / "config.json", {"preset": "seed", "epochs": epochs})
+    runs.write_status(
+        run_dir, state="running", epoch=epoch, epochs=epochs, **runs.process_identity()
+    )
+    return run_dir
+
+
+def test_nothing_starts_while_a_run_is_in_progress(tmp_path):
+    base = tmp_path / "runs"
+    running = _fake_running_run(base)
+    stopped = base / "20240101-000000-seed"
+    stopped.mkdir()
+    atomic_write_json(stopped / "config.json", {"preset": "seed"})
+    runs.write_status(stopped, state="stopped")
+    sentence = (
+        r"A training run is in progress \(20250101-000000-seed, epoch 3/20\)\. "
+        r"Stop it or wait for it to finish\."
+    )
+    with pytest.raises(RunError, match=sentence):
+        jobs.launch(TrainConfig(data="unused"), base)
+    with pytest.raises(RunError, match=sentence):
+        jobs.launch_resume(stopped)
+    with pytest.raises(RunError, match="still training"):
+        jobs.delete(running)
+    assert jobs.active_run(base)["name"] == running.name
+    assert sorted(p.name for p in base.iterdir() if p.is_dir()) == [stopped.name, running.name]
+
+
+def test_a_completed_run_or_one_without_checkpoint_does_not_resume(trained_run):
+    with pytest.raises(RunError, match="is completed; only a stopped or interrupted run"):
+        jobs.launch_resume(trained_run)
+    runs.write_status(trained_run, state="stopped")
+    for f in (trained_run / "checkpoints").iterdir():
+        f.unlink()
+    with pytest.raises(RunError, match="has no checkpoint to resume from"):
+        jobs.launch_resume(trained_run)
+
+
+def test_launch_stop_and_resume_in_child_processes(tmp_path):
+    # 1,801 training images in batches of 8: an epoch takes seconds, a batch milliseconds,
+    # so a stop that waited for the end of the epoch would show in the history.
+    archive = tmp_path / "c.tar.gz"
+    write_cifar_archive(archive, per_batch=400)
+    config = TrainConfig(data=str(archive), epochs=2, batch_size=8, name="life")
+    with ThreadPoolExecutor(2) as pool:  # two clicks at once start one run
+        outcomes = [pool.submit(jobs.launch, config) for _ in range(2)]
+    errors = [f.exception() for f in outcomes if f.exception()]
+    (run_dir,) = [f.result() for f in outcomes if not f.exception()]
+    assert len(errors) == 1 and "in progress" in str(errors[0])
+    assert [p.name for p in runs.default_runs_dir().glob("*/config.json")] == ["config.json"]
+    assert jobs.status(run_dir)["state"] in ("starting", "running")
+
+    jobs.wait_for_state(run_dir, ("running",), timeout=60)
+    status = _wait(run_dir, lambda s: s.get("epoch") == 2 and s.get("batch", 0) < s["steps"] / 2)
+    assert status["steps"] == 226 and status["images_per_sec"] > 0 and status["eta_seconds"] > 0
+    assert len(runs.read_history(run_dir)) == 1
+
+    asked = time.monotonic()
+    jobs.stop(run_dir)
+    stopped = jobs.wait_for_state(run_dir, jobs.FINISHED, timeout=30)
+    assert stopped["state"] == "stopped" and time.monotonic() - asked < 5.0
+    assert len(runs.read_history(run_dir)) == 1  # epoch 2 was cut short, not finished
+    assert (run_dir / "checkpoints" / "last.keras").is_file()
+    assert (run_dir / "model.keras").is_file()
+
+    jobs.launch_resume(run_dir)
+    assert jobs.active_run()["name"] == run_dir.name
+    done = jobs.wait_for_state(run_dir, jobs.FINISHED, timeout=90)
+    assert done["state"] == "completed", jobs.log_tail(run_dir)
+    assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2]
+    assert jobs.active_run() is None
+    assert "--resume" in jobs.log_tail(run_dir, 200)
+
+
+def test_a_child_that_dies_before_training_reads_failed_with_its_reason(tmp_path):
+    missing = tmp_path / "no-such-data"
+    run_dir = jobs.launch(TrainConfig(data=str(missing), epochs=1))
+    failed = jobs.wait_for_state(run_dir, jobs.FINISHED, timeout=60)
+    assert failed["state"] == "failed"
+    assert failed["message"] == f"The path {missing} does not exist."
+    assert f"error: The path {missing} does not exist." in jobs.log_tail(run_dir)
+    assert runs.read_status(run_dir)["state"] == "failed"  # recorded, not only inferred
+    assert jobs.list_runs()[0]["state"] == "failed"
+
+
+def test_a_stop_while_starting_ends_the_child_at_once(tmp_path):
+    archive = tmp_path / "c.tar.gz"
+    write_cifar_archive(archive, per_batch=10)
+    run_dir = jobs.launch(TrainConfig(data=str(archive), epochs=1))
+    job = json.loads((run_dir / "job.json").read_text())
+    asked = time.monotonic()
+    jobs.stop(run_dir)
+    status = jobs.status(run_dir)
+    assert time.monotonic() - asked < 2.0
+    assert status["state"] == "stopped" and status["message"] == "Stopped before training began."
+    assert not runs.process_alive(job["pid"], job["pid_start"])
+    with pytest.raises(RunError, match="no checkpoint to resume from"):
+        jobs.launch_resume(run_dir)
+
+
+def _wait(run_dir, ready, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = jobs.status(run_dir)
+        if ready(status):
+            return status
+        assert status["state"] in jobs.ACTIVE, jobs.log_tail(run_dir)
+        time.sleep(0.05)
+    raise AssertionError(f"timed out; status {jobs.status(run_dir)}")
+
+
+def test_log_tail_returns_the_last_lines(tmp_path):
+    assert jobs.log_tail(tmp_path) == ""
+    (tmp_path / "train.log").write_text("\n".join(f"line {i}" for i in range(50)))
+    assert jobs.log_tail(tmp_path, 3) == "line 47\nline 48\nline 49"

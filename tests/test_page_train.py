@@ -1,0 +1,136 @@
+"""AppTest checks of the Train page: form and model summary, a real launch, the runs table."""
+
+from core import jobs, runs
+from core.augment import AugmentConfig
+from core.fileio import atomic_write_json, read_json
+
+SEED_PARAMS_3_CLASSES = 167_562 - 650 + 64 * 3 + 3
+
+
+def _open(app):
+    app.switch_page("pages/train.py").run()
+    assert not app.exception
+    return app
+
+
+def _select(app, *rows):
+    app.session_state["train_runs"] = {"selection": {"rows": list(rows), "columns": []}}
+    return app.run()
+
+
+def test_the_form_shows_the_seed_model_before_anything_starts(app, trained_run):
+    _open(app)
+    assert app.title[0].value == "Train"
+    assert {m.label: m.value for m in app.metric}["Parameters"] == f"{SEED_PARAMS_3_CLASSES:,}"
+    summary = app.dataframe[0].value
+    assert summary["layer"].tolist()[-1] == "probs"
+    assert summary["params"].sum() == SEED_PARAMS_3_CLASSES
+    assert any(c.value == "For 3 classes of 32x32 images." for c in app.caption)
+    assert _run_dirs() == [trained_run]
+
+
+def test_a_custom_architecture_is_summarised_and_checked(app, trained_run):
+    _open(app)
+    app.selectbox(key="train_preset").set_value("custom").run()
+    app.number_input(key="train_blocks").set_value(3).run()
+    assert [n.key for n in app.number_input if n.key.endswith("_filters")] == [
+        "train_block1_filters",
+        "train_block2_filters",
+        "train_block3_filters",
+    ]
+    app.text_input(key="train_dense").set_value("64")
+    app.button(key="train_preview").click().run()
+    # 3x3 convs of 32, 64, 128 filters with "same" padding: 32 -> 16 -> 8 -> 4 pixels.
+    expected = (27 * 32 + 32) + (288 * 64 + 64) + (576 * 128 + 128) + (2048 * 64 + 64) + 195
+    assert {m.label: m.value for m in app.metric}["Parameters"] == f"{expected:,}"
+
+    for b in (1, 2, 3):
+        app.selectbox(key=f"train_block{b}_kernel").set_value(7)
+        app.selectbox(key=f"train_block{b}_padding").set_value("valid")
+    app.button(key="train_start").click().run()
+    assert [e.value for e in app.error] == [
+        "A 32x32 image has no pixels left after block 3: use 'same' padding, smaller kernels "
+        "or fewer blocks."
+    ]
+    app.text_input(key="train_dense").set_value("64,x")
+    app.button(key="train_preview").click().run()
+    assert "positive whole numbers" in app.error[0].value
+    assert _run_dirs() == [trained_run]
+
+
+def test_start_training_runs_a_child_process_to_completion(app, trained_run, image_folder):
+    app.session_state["train_augment"] = AugmentConfig(flip=True, cutout=8).to_dict()
+    _open(app)
+    assert "Augmentation settings from the Augmentations page." in [i.value for i in app.info]
+    assert app.checkbox(key="train_aug_flip").value is True
+    assert app.number_input(key="train_aug_cutout").value == 8
+    app.number_input(key="train_epochs").set_value(1)
+    app.number_input(key="train_batch_size").set_value(16)
+    app.button(key="train_start").click().run()
+    new = [p for p in _run_dirs() if p != trained_run]
+    assert len(new) == 1 and app.success[0].value.startswith(f"Started {new[0].name}.")
+    assert jobs.status(new[0])["state"] in ("starting", "running", "completed")
+    assert any(f"**{new[0].name}**" in m.value for m in app.markdown)
+    assert jobs.wait_for_state(new[0], jobs.FINISHED, timeout=90)["state"] == "completed"
+    config = read_json(new[0] / "config.json")
+    assert config["epochs"] == 1 and config["data"] == str(image_folder)
+    assert config["augment"] == AugmentConfig(flip=True, cutout=8).to_dict()
+
+    app.run()
+    table = app.dataframe(key="train_runs").value
+    assert table["run"].tolist() == [new[0].name, trained_run.name]
+    assert table["status"].tolist() == ["completed", "completed"]
+    assert table["epochs"].tolist() == ["1/1", "2/2"]
+    assert len(app.get("plotly_chart")) == 2  # the live view's loss and accuracy
+    _select(app, 0)
+    assert len(app.get("plotly_chart")) == 4  # plus the overlay of the selected runs
+    app.button(key="train_activate").click().run()
+    assert app.session_state["sidebar_model"] == new[0].name
+
+
+def test_a_run_is_deleted_only_after_confirmation(app, trained_run):
+    _open(app)
+    _select(app, 0)
+    assert app.button(key="train_delete").disabled
+    app.checkbox(key=f"train_confirm_{trained_run.name}").check().run()
+    app.button(key="train_delete").click().run()
+    assert not trained_run.exists()
+    assert not app.exception
+    assert "No runs yet." in [c.value for c in app.caption]
+
+
+def test_a_training_run_is_not_deleted(app, trained_run):
+    running = runs.default_runs_dir() / "29991231-235959-seed"
+    running.mkdir()
+    atomic_write_json(running / "config.json", {"preset": "seed", "epochs": 20})
+    runs.write_status(running, state="running", epoch=3, epochs=20, **runs.process_identity())
+    _open(app)
+    assert "epoch 3/20" in app.get("progress")[0].proto.text
+    _select(app, 0)
+    app.checkbox(key=f"train_confirm_{running.name}").check().run()
+    app.button(key="train_delete").click().run()
+    assert running.exists()
+    assert "29991231-235959-seed is still training; stop it before deleting it." in [
+        e.value for e in app.error
+    ]
+
+
+def test_a_failed_run_shows_its_reason_and_log(app):
+    run_dir = runs.default_runs_dir() / "29991231-235959-seed"
+    run_dir.mkdir()
+    atomic_write_json(run_dir / "config.json", {"preset": "seed", "epochs": 5})
+    runs.write_status(run_dir, state="failed", message="The disk is full.")
+    (run_dir / "train.log").write_text("loading\nerror: The disk is full.\n")
+    _open(app)
+    assert "**29991231-235959-seed** :red-badge[failed]" in [m.value for m in app.markdown]
+    assert [e.value for e in app.error] == ["The disk is full."]
+    assert app.code[0].value.endswith("error: The disk is full.")
+    assert app.button(key="train_resume")  # a failed run may continue from a checkpoint
+    app.button(key="train_resume").click().run()
+    assert "29991231-235959-seed has no checkpoint to resume from; start it again." in [
+        e.value for e in app.error
+    ]
+
+
+def _run_dirs():
+    return [p for p in runs.default_runs_dir().iterdir() if p.is_dir()]
