@@ -302,16 +302,16 @@ def runs_table(rows: list[dict]) -> None:
 
 
 st.title("Train")
-new_run_box = st.container()
 st.subheader("Live view")
 active, rows = jobs.active_run(), jobs.list_runs()
 if active or rows:
     watched = active["path"] if active else rows[0]["path"]
     st.fragment(live_view, run_every=1.0 if active else None)(watched, polling=bool(active))
 else:
-    st.caption("No run yet: start one above.")
+    st.caption("No run yet: start one below.")
 if error := st.session_state.pop("train_notice_error", None):
     st.error(error)
+new_run_box = st.container()
 runs_table(rows)
 with new_run_box:
     # Drawn last: without a dataset the form stops the script, and the runs stay visible.

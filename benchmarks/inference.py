@@ -1,0 +1,92 @@
+"""Inference latency of the shipped model: one upload end to end, and batch throughput.
+
+    python benchmarks/inference.py [--model assets/default_model/model.keras] [--runs 200]
+
+One upload = decode untrusted bytes, resize to the input size, forward pass, top-k
+(`core.classify.classify_bytes`). Uploads are generated photos-sized JPEGs (640x480),
+so nothing here depends on a dataset. Also reported: the same forward pass through
+`model.predict`, which the dashboard avoids for single images.
+"""
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _jpeg(rng, size=(640, 480)) -> bytes:
+    small = rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _percentile(values, q):
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def main():
+    from core.classify import classify_bytes, predict_pixels
+    from core.model import load_model
+    from core.registry import default_model_path
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default=str(default_model_path()))
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--batch", type=int, default=256)
+    args = p.parse_args()
+
+    model = load_model(args.model)
+    names = [str(i) for i in range(model.output_shape[-1])]
+    size = model.input_shape[1]
+    rng = np.random.default_rng(0)
+    uploads = [_jpeg(rng) for _ in range(32)]
+    for data in uploads[:5]:  # warm-up: graph tracing, allocator
+        classify_bytes(model, data, names)
+
+    single = []
+    for i in range(args.runs):
+        start = time.perf_counter()
+        classify_bytes(model, uploads[i % len(uploads)], names)
+        single.append(time.perf_counter() - start)
+
+    x = rng.integers(0, 256, (args.batch, size, size, 3), dtype=np.uint8)
+    predict_pixels(model, x)
+    batch_times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        predict_pixels(model, x)
+        batch_times.append(time.perf_counter() - start)
+
+    one = x[:1].astype("float32")
+    model.predict(one, verbose=0)
+    predict_times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        model.predict(one, verbose=0)
+        predict_times.append(time.perf_counter() - start)
+
+    print(f"model {args.model} ({model.count_params():,} parameters, {size}x{size} input)")
+    print(
+        f"single upload end to end: p50 {_percentile(single, 50):.2f} ms, "
+        f"p95 {_percentile(single, 95):.2f} ms over {args.runs} runs"
+    )
+    print(
+        f"batch of {args.batch}: {args.batch / statistics.median(batch_times):,.0f} images/s "
+        f"(median of 10)"
+    )
+    print(
+        f"model.predict on one image: p50 {_percentile(predict_times, 50):.2f} ms "
+        f"(the direct call is used instead)"
+    )
+
+
+if __name__ == "__main__":
+    main()

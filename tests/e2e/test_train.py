@@ -1,0 +1,78 @@
+"""Training from the browser: live progress, Stop within seconds, and a completed run."""
+
+import re
+import time
+
+from tests.e2e.conftest import open_page, shot, wait_idle
+
+
+def _set_number(page, label, value):
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _start(page, epochs, batch):
+    _set_number(page, "Epochs", epochs)
+    _set_number(page, "Batch size", batch)
+    page.get_by_role("button", name="Start training").click()
+    # The "Started" notice goes with the next full rerun, which a short run can cause.
+    page.get_by_text(re.compile(r"^Started \S+\.|^(starting|running|completed)$")).first.wait_for()
+
+
+def _badge(page, state, timeout=120_000):
+    page.get_by_text(re.compile(rf"^{state}$")).first.wait_for(timeout=timeout)
+
+
+def _states(e2e_data):
+    from core import runs
+
+    return {r["name"]: r["state"] for r in runs.list_runs(e2e_data["base"] / "runs")}
+
+
+def _wait_states(e2e_data, predicate, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        states = _states(e2e_data)
+        if predicate(states):
+            return states
+        time.sleep(0.5)
+    raise AssertionError(f"runs never reached the expected states: {_states(e2e_data)}")
+
+
+def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_data):
+    before = _states(e2e_data)
+    open_page(page, server, "train")
+    # A long run: 40 epochs of batch 4 on 45 images, to be stopped while it trains.
+    _start(page, epochs=40, batch=4)
+    progress = page.get_by_text(re.compile(r"epoch \d+/40 · batch \d+/\d+"))
+    progress.first.wait_for(timeout=120_000)
+    first = progress.first.inner_text()
+    time.sleep(2.5)
+    assert progress.first.inner_text() != first, "the progress bar did not move"
+    page.get_by_role("heading", name="Live view").scroll_into_view_if_needed()
+    shot(page, "train-live")
+    asked = time.monotonic()
+    page.get_by_role("button", name="Stop", exact=True).click()
+    _badge(page, "stopped", timeout=30_000)
+    assert time.monotonic() - asked < 10  # the click, the stop and the 1 s poll
+    wait_idle(page)
+    shot(page, "train-stopped")
+
+    stopped = _states(e2e_data)
+    assert sorted(v for k, v in stopped.items() if k not in before) == ["stopped"]
+
+    # A short run to the end, after the stopped one.
+    _start(page, epochs=1, batch=16)
+    done = _wait_states(
+        e2e_data,
+        lambda s: (
+            len(s) == len(stopped) + 1
+            and all(v == "completed" for k, v in s.items() if k not in stopped)
+        ),
+    )
+    assert len(done) == len(before) + 2
+    _badge(page, "completed")
+    wait_idle(page)
+    shot(page, "train-completed")
+    assert page.locator('[data-testid="stException"]').count() == 0
