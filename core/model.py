@@ -46,6 +46,9 @@ class ModelConfig:
     # a frozen 2x2 patch-whitening stem, blocks of conv-pool-BN-act-conv-BN-act with
     # scale-free, fast-moving batch norm, global max pooling and a tempered linear head.
     style: str = "plain"
+    # "mixed_bfloat16" computes in bf16 (this CPU's AMX/AVX-512 bf16 units) with float32
+    # weights and float32 probabilities; "float32" everywhere otherwise.
+    precision: str = "float32"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,8 +148,16 @@ def build_model(config: ModelConfig) -> keras.Model:
         `pool{b}` so that the dashboard can address them.
     """
     config = copy.deepcopy(config)
-    if config.style == "speed":
-        return _build_speed(config)
+    previous = keras.config.dtype_policy()
+    # Layers take the global policy when they are built; it is restored right after.
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        return (_build_speed if config.style == "speed" else _build_plain)(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_plain(config: ModelConfig) -> keras.Model:
     s = config.input_size
     inputs = keras.Input((s, s, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
@@ -176,7 +187,9 @@ def build_model(config: ModelConfig) -> keras.Model:
         x = layers.Dense(units, activation=config.dense_activation, name=f"dense{d}")(x)
         if config.dense_dropout:
             x = layers.Dropout(config.dense_dropout, name=f"dense_drop{d}")(x)
-    outputs = layers.Dense(config.num_classes, activation="softmax", name="probs")(x)
+    outputs = layers.Dense(config.num_classes, activation="softmax", name="probs", dtype="float32")(
+        x
+    )
     return keras.Model(inputs, outputs, name=config.preset)
 
 
@@ -204,7 +217,7 @@ def _build_speed(config: ModelConfig) -> keras.Model:
     x = layers.GlobalMaxPooling2D(name="features")(x)
     x = layers.Dense(config.num_classes, use_bias=False, name="logits")(x)
     x = layers.Rescaling(LOGIT_SCALE, name="temperature")(x)
-    outputs = layers.Activation("softmax", name="probs")(x)
+    outputs = layers.Activation("softmax", name="probs", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=config.preset)
 
 

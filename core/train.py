@@ -27,9 +27,38 @@ from core.errors import CnnError, RunError
 from core.fileio import atomic_write_json, read_json
 from core.model import ModelConfig, preset_config
 
+# Training defaults that go with a preset; any flag given on the command line wins.
+# seed: the classic Keras recipe (Adam 1e-3, batch 128, 20 epochs) is TrainConfig's own.
+_SPEED_RUN = dict(
+    optimizer="nesterov",
+    learning_rate=0.2,
+    momentum=0.9,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    warmup_epochs=0.5,
+    label_smoothing=0.2,
+    batch_size=512,
+    augment="flip,crop_pad=2",
+)
+RECIPES = {
+    "seed": {},
+    "vgg_bn": dict(
+        optimizer="nesterov",
+        learning_rate=0.05,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        epochs=30,
+        label_smoothing=0.1,
+        augment="flip,crop_pad=4",
+    ),
+    "quick": dict(_SPEED_RUN, epochs=3, precision="mixed_bfloat16"),
+    "fast": dict(_SPEED_RUN, epochs=10, precision="mixed_bfloat16"),
+}
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("crossentropy", "mse")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass
@@ -56,6 +85,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # crossentropy only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     early_stopping: int = 0  # patience in epochs on val accuracy; 0 = off
+    precision: str = "float32"  # or "mixed_bfloat16" (see ModelConfig.precision)
     name: str = ""  # optional run name prefix
 
     def to_dict(self) -> dict:
@@ -77,6 +107,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch size must be at least 1"),
             (self.learning_rate > 0, "the learning rate must be positive"),
@@ -93,9 +124,11 @@ def resolved_model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
     """Returns the architecture the run trains, sized for the data."""
     if config.preset == "custom":
         model = ModelConfig.from_dict(asdict(config.model))
-        model.input_size, model.num_classes = config.image_size, num_classes
-        return model
-    return preset_config(config.preset, config.image_size, num_classes)
+    else:
+        model = preset_config(config.preset, config.image_size, num_classes)
+    model.input_size, model.num_classes = config.image_size, num_classes
+    model.precision = config.precision
+    return model
 
 
 # --- the Keras pieces ---------------------------------------------------------------
@@ -498,6 +531,7 @@ _FLAGS = [
     ("--loss", "loss"),
     ("--label-smoothing", "label_smoothing"),
     ("--early-stopping", "early_stopping"),
+    ("--precision", "precision"),
     ("--name", "name"),
 ]
 
@@ -593,6 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.early_stopping,
         help="patience in epochs on validation accuracy (0 = off)",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=d.precision,
+        help="mixed_bfloat16 computes in bf16 with float32 weights",
+    )
     p.add_argument("--name", default="", help="run name prefix")
     p.add_argument(
         "--runs-dir",
@@ -626,7 +666,12 @@ def config_from_args(args) -> TrainConfig:
 def main(argv=None) -> int:
     from core.data import load_dataset
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    preset = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(
+        **{("lr" if k == "learning_rate" else k): v for k, v in RECIPES.get(preset, {}).items()}
+    )
+    args = parser.parse_args(argv)
     # A progress bar on a terminal; one line per epoch when the output goes to a file.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     try:

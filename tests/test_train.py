@@ -284,3 +284,29 @@ def test_killed_training_is_interrupted_and_resumes(tmp_path):
     resume(run_dir, load_dataset(str(archive), seed=0))
     assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2, 3]
     assert done >= 1 and runs.read_status(run_dir)["state"] == "completed"
+
+
+def test_a_preset_brings_its_recipe_and_flags_still_win(tmp_path, capsys):
+    from tests.conftest import write_cifar_archive
+
+    archive = tmp_path / "c.tar.gz"
+    write_cifar_archive(archive, per_batch=12)
+    argv = ["--preset", "quick", "--data", str(archive), "--epochs", "1", "--batch-size", "16"]
+    assert train_mod.main([*argv, "--quiet"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["optimizer"], config["schedule"], config["label_smoothing"]) == (
+        "nesterov",
+        "onecycle",
+        0.2,
+    )
+    assert config["precision"] == "mixed_bfloat16" and config["model"]["precision"] == (
+        "mixed_bfloat16"
+    )
+    assert config["augment"]["flip"] and config["augment"]["crop_pad"] == 2
+    assert (config["epochs"], config["batch_size"]) == (1, 16)  # given flags win
+    model = load_model(run_dir / "model.keras")
+    assert model.get_layer("conv1_1").compute_dtype == "bfloat16"
+    probs = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32)))
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

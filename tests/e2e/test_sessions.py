@@ -1,0 +1,203 @@
+"""Many users on one server: concurrent sessions, isolated state, memory that stays flat.
+
+The figures each test measures are printed and written to test-artifacts/ as JSON;
+docs/RELIABILITY.md quotes them.
+"""
+
+import json
+import re
+import time
+
+import pytest
+from PIL import Image
+
+from benchmarks.load_sessions import (
+    memory_mb,
+    percentile,
+    run_classify_sessions,
+    server_pid,
+    session_photos,
+)
+from tests.e2e.conftest import ARTIFACTS, open_page, streamlit_server, wait_idle
+
+SESSIONS = 10
+PEAK_RSS_LIMIT_MB = 1500  # one shared model and TensorFlow; ~700 MiB measured with 10 users
+TRAININGS = 10
+GROWTH_LIMIT_MB = 50
+
+
+def _record(name: str, figures: dict) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
+    print(f"\n{name}: {json.dumps(figures)}")
+
+
+def _e2e_model(e2e_data):
+    from core.model import load_model
+    from core.registry import available_models
+
+    entry = next(m for m in available_models(e2e_data["base"] / "runs") if "e2e-trained" in m["id"])
+    return load_model(entry["path"]), entry["card"]["class_names"]
+
+
+def test_ten_sessions_at_once_each_see_exactly_their_own_prediction(e2e_data, tmp_path):
+    from core.classify import classify_bytes
+
+    photos = session_photos(tmp_path, SESSIONS)
+    model, names = _e2e_model(e2e_data)
+    expected = {p.name: classify_bytes(model, p.read_bytes(), names) for p in photos}
+    # A server of its own: its peak memory is this test's and no earlier test's.
+    with streamlit_server(e2e_data) as url:
+        pid = server_pid(url)
+        idle = memory_mb(pid)
+        results = run_classify_sessions(url, photos, model="e2e-trained")
+        peak = memory_mb(pid, "VmHWM")
+
+    assert [r["name"] for r in results] == [p.name for p in photos]
+    for r in results:
+        assert r["others_seen"] == [], f"{r['name']} saw another session's file"
+        assert r["exceptions"] == 0
+        shown = re.fullmatch(rf"{re.escape(r['name'])} → (\w+) \(([\d.]+)%\)", r["prediction"])
+        assert shown, r["prediction"]
+        want = expected[r["name"]]
+        assert shown[1] == want.label, f"{r['name']}: shown {shown[1]}, its own is {want.label}"
+        assert float(shown[2]) == pytest.approx(100 * want.confidence, abs=0.11)
+    latencies = [r["latency_s"] for r in results]
+    _record(
+        "sessions-concurrent-classify",
+        {
+            "sessions": SESSIONS,
+            "latency_p50_s": round(percentile(latencies, 50), 2),
+            "latency_p95_s": round(percentile(latencies, 95), 2),
+            "latency_max_s": round(max(latencies), 2),
+            "server_rss_idle_mib": round(idle),
+            "server_peak_rss_mib": round(peak),
+        },
+    )
+    assert peak < PEAK_RSS_LIMIT_MB
+
+
+def _nav(page, name):
+    page.get_by_role("link", name=name, exact=True).click()
+    wait_idle(page)
+
+
+def _choose(page, label, option):
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def _active_model(page) -> str:
+    return page.get_by_role("combobox", name="Active model").input_value()
+
+
+def test_two_sessions_never_see_each_others_uploads_results_or_form_state(
+    server, browser, tmp_path
+):
+    from core.train import TrainConfig
+
+    photo = tmp_path / "only-in-a.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(photo)
+    a = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    b = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    for page in (a, b):
+        page.set_default_timeout(60_000)
+
+    # A: a model, an upload and its answer, then a custom architecture with 7 epochs.
+    open_page(a, server, "classify", model="e2e-trained")
+    a.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    a.get_by_text(re.compile(r"^only-in-a\.png → ")).wait_for()
+    _nav(a, "Train")
+    _choose(a, "Architecture", "custom")
+    epochs = a.get_by_role("spinbutton", name="Epochs", exact=True)  # hidden stale copies: no
+    epochs.fill("7")
+    epochs.press("Tab")  # Enter would submit the form
+    a.get_by_role("button", name="Update the summary").click()
+    wait_idle(a)
+    assert a.get_by_role("spinbutton", name="Epochs", exact=True).input_value() == "7"
+
+    # B, a fresh visitor: nothing of A's.
+    open_page(b, server, "classify", model=None)
+    assert "only-in-a.png" not in b.locator("body").inner_text()
+    b.get_by_text("Upload one or more images").wait_for()
+    b.get_by_text(re.compile(r"^Model: Shipped default")).wait_for()
+    assert _active_model(b).startswith("Shipped default")
+    _nav(b, "Train")
+    assert b.get_by_role("spinbutton", name="Epochs", exact=True).input_value() == str(
+        TrainConfig().epochs
+    )
+    assert b.get_by_role("button", name="Update the summary").count() == 0  # not custom
+    _choose(b, "Architecture", "vgg_bn")
+    assert _active_model(b).startswith("Shipped default")
+
+    # A again, after B's changes: A's choices are still A's.
+    a.get_by_role("button", name="Update the summary").click()
+    wait_idle(a)
+    assert a.get_by_role("spinbutton", name="Epochs", exact=True).input_value() == "7"
+    assert "e2e-trained" in _active_model(a)
+    _nav(a, "Classify")
+    a.get_by_text(re.compile(r"^Model: \S*e2e-trained")).wait_for()
+    for page in (a, b):
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.context.close()
+
+
+def _train_once(page, runs_dir) -> str:
+    """Clicks Start training and waits until the run completed and the page says so."""
+    from core.runs import list_runs
+
+    before = {r["name"] for r in list_runs(runs_dir)}
+    page.get_by_role("button", name="Start training").click()
+    deadline, new = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        new = [r for r in list_runs(runs_dir) if r["name"] not in before]
+        if new and new[0]["state"] not in (None, "created", "running"):
+            break
+        time.sleep(0.5)
+    assert len(new) == 1 and new[0]["state"] == "completed", new
+    name = new[0]["name"]
+    live = page.locator(
+        '[data-testid="stMarkdownContainer"]', has_text=re.compile(rf"{name}\s*completed")
+    )
+    live.first.wait_for(timeout=60_000)
+    wait_idle(page)
+    return name
+
+
+def test_app_memory_stays_flat_over_ten_trainings_from_the_browser(e2e_data, browser, tmp_path):
+    runs_dir = tmp_path / "runs"
+    data = {**e2e_data, "env": {**e2e_data["env"], "CNN_RUNS_DIR": str(runs_dir)}}
+    with streamlit_server(data) as url:
+        pid = server_pid(url)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(60_000)
+        open_page(page, url, "train", model=None)
+        for label, value in (("Epochs", 1), ("Batch size", 16)):
+            box = page.get_by_role("spinbutton", name=label, exact=True)
+            box.fill(str(value))
+            box.press("Tab")
+        # The first launch imports Keras into the server; growth is counted after it.
+        _train_once(page, runs_dir)
+        before = memory_mb(pid)
+        started = time.monotonic()
+        series = []
+        for _ in range(TRAININGS):
+            _train_once(page, runs_dir)
+            series.append(round(memory_mb(pid), 1))
+        seconds = time.monotonic() - started
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.context.close()
+
+    growth = series[-1] - before
+    _record(
+        "sessions-memory-trainings",
+        {
+            "trainings": TRAININGS,
+            "server_rss_before_mib": round(before, 1),
+            "server_rss_after_each_mib": series,
+            "growth_mib": round(growth, 1),
+            "seconds": round(seconds, 1),
+        },
+    )
+    assert growth < GROWTH_LIMIT_MB
