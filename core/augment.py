@@ -37,6 +37,58 @@ class AugmentConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+@dataclass(frozen=True)
+class Control:
+    """How a UI offers one `AugmentConfig` field: its label, range and explanation."""
+
+    label: str
+    maximum: float | None  # None for the on/off flip
+    step: float | None
+    help: str
+
+
+# One table for every page that edits augmentation (the lab and the Train form).
+CONTROLS = {
+    "flip": Control("Horizontal flip", None, None, "Mirror left-right, half the time."),
+    "rotation": Control(
+        "Rotation (± degrees)",
+        45.0,
+        1.0,
+        "Turn by a random angle up to ± this; corners are filled by reflection.",
+    ),
+    "zoom": Control(
+        "Zoom (± fraction)", 0.5, 0.05, "Zoom in or out by up to this fraction of the size."
+    ),
+    "translation": Control(
+        "Translation (± fraction)",
+        0.3,
+        0.05,
+        "Shift by up to this fraction of the size; the border is reflected.",
+    ),
+    "contrast": Control(
+        "Contrast (± fraction)",
+        0.9,
+        0.05,
+        "Scale the contrast by a random factor in [1 - c, 1 + c].",
+    ),
+    "brightness": Control(
+        "Brightness (± fraction of 255)",
+        0.5,
+        0.05,
+        "Add up to ± this fraction of 255 to every pixel.",
+    ),
+    "crop_pad": Control(
+        "Pad and crop (pixels)",
+        8,
+        1,
+        "Pad with black, then cut the original size out at a random place.",
+    ),
+    "cutout": Control(
+        "Cutout square (pixels)", 16, 1, "Blank one random square of this side (0 turns it off)."
+    ),
+}
+
+
 @keras.saving.register_keras_serializable(package="cnn_dashboard")
 class RandomCutout(layers.Layer):
     """Sets one random `size x size` square per image to zero (DeVries & Taylor, 2017)."""

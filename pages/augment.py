@@ -1,9 +1,11 @@
 """Augmentations: try the random changes training applies, on dataset or uploaded images."""
 
+from dataclasses import fields
+
 import streamlit as st
 
 from core import datastats
-from core.augment import AugmentConfig, augment_images
+from core.augment import CONTROLS, AugmentConfig, augment_images
 from core.errors import ImageError
 from core.images import decode_image
 from ui import state
@@ -27,77 +29,18 @@ def _variants(images, config: dict, variants: int, seed: int):
 
 
 def _settings(start: AugmentConfig) -> AugmentConfig:
-    geometry, photometric, occlusion = st.columns(3)
-    with geometry:
-        flip = st.checkbox(
-            "Horizontal flip",
-            start.flip,
-            key="augment_flip",
-            help="Mirror left-right, half the time.",
+    values, columns = {}, st.columns(4)
+    for i, f in enumerate(fields(AugmentConfig)):
+        c, current, key = CONTROLS[f.name], getattr(start, f.name), f"augment_{f.name}"
+        column = columns[i % 4]
+        if f.type == "bool":
+            values[f.name] = column.checkbox(c.label, current, key=key, help=c.help)
+            continue
+        cast = int if f.type == "int" else float
+        values[f.name] = column.slider(
+            c.label, cast(0), cast(c.maximum), cast(current), cast(c.step), key=key, help=c.help
         )
-        rotation = st.slider(
-            "Rotation (degrees)",
-            0,
-            45,
-            int(start.rotation),
-            key="augment_rotation",
-            help="Turn by a random angle up to ± this; corners are filled by reflection.",
-        )
-        zoom = st.slider(
-            "Zoom",
-            0.0,
-            0.5,
-            float(start.zoom),
-            0.05,
-            key="augment_zoom",
-            help="Zoom in or out by up to this fraction of the size.",
-        )
-        translation = st.slider(
-            "Translation",
-            0.0,
-            0.3,
-            float(start.translation),
-            0.05,
-            key="augment_translation",
-            help="Shift by up to this fraction of the size; the border is reflected.",
-        )
-    with photometric:
-        contrast = st.slider(
-            "Contrast",
-            0.0,
-            0.9,
-            float(start.contrast),
-            0.05,
-            key="augment_contrast",
-            help="Scale the contrast by a random factor in [1 - c, 1 + c].",
-        )
-        brightness = st.slider(
-            "Brightness",
-            0.0,
-            0.5,
-            float(start.brightness),
-            0.05,
-            key="augment_brightness",
-            help="Add up to ± this fraction of 255 to every pixel.",
-        )
-    with occlusion:
-        crop_pad = st.slider(
-            "Pad and crop (pixels)",
-            0,
-            8,
-            int(start.crop_pad),
-            key="augment_crop_pad",
-            help="Pad with black, then cut the original size out at a random place.",
-        )
-        cutout = st.slider(
-            "Cutout (pixels)",
-            0,
-            16,
-            int(start.cutout),
-            key="augment_cutout",
-            help="Blank one random square of this side (0 turns it off).",
-        )
-    return AugmentConfig(flip, rotation, zoom, translation, contrast, brightness, crop_pad, cutout)
+    return AugmentConfig(**values)
 
 
 def _dataset_images():

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs, runs
-from core.augment import AugmentConfig
+from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
 from core.model import PRESET_DESCRIPTIONS, PRESETS, ConvBlock, ModelConfig
 from core.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, resolved_model_config
@@ -19,16 +19,6 @@ state.ensure_routed()
 
 ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
 BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped": "orange"}
-AUGMENT = {  # field: (label, max, step)
-    "flip": ("Horizontal flip", None, None),
-    "rotation": ("Rotation (± degrees)", 180.0, 1.0),
-    "zoom": ("Zoom (± fraction)", 0.9, 0.05),
-    "translation": ("Translation (± fraction)", 0.5, 0.05),
-    "contrast": ("Contrast (± fraction)", 0.9, 0.05),
-    "brightness": ("Brightness (± fraction of 255)", 1.0, 0.05),
-    "crop_pad": ("Pad and crop (pixels)", 16, 1),
-    "cutout": ("Cutout square (pixels)", 32, 1),
-}
 DEFAULT = TrainConfig()
 
 
@@ -137,13 +127,15 @@ def augment_options(sent: dict | None) -> AugmentConfig:
     for i, f in enumerate(fields(AugmentConfig)):
         if i % 4 == 0:
             row = st.columns(4)
-        key, (label, top, step) = f"train_aug_{f.name}", AUGMENT[f.name]
+        key, c = f"train_aug_{f.name}", CONTROLS[f.name]
         cast = {"bool": bool, "int": int, "float": float}[f.type]
         st.session_state[key] = cast(st.session_state.get(key, defaults[f.name]))
         if f.type == "bool":
-            values[f.name] = row[i % 4].checkbox(label, key=key)
+            values[f.name] = row[i % 4].checkbox(c.label, key=key, help=c.help)
         else:
-            values[f.name] = row[i % 4].number_input(label, cast(0), top, step=step, key=key)
+            values[f.name] = row[i % 4].number_input(
+                c.label, cast(0), cast(c.maximum), step=cast(c.step), key=key, help=c.help
+            )
     return AugmentConfig(**values)
 
 

@@ -89,3 +89,16 @@ def test_brightness_and_contrast_stay_in_pixel_range():
     x = _images(4)
     out = augment_images(x, AugmentConfig(brightness=0.5, contrast=0.5), 3, seed=0)
     assert out.dtype == np.uint8 and not np.array_equal(out[:, 0], x)
+
+
+def test_every_setting_has_one_control_whose_range_holds_its_default():
+    from dataclasses import fields
+
+    from core.augment import CONTROLS
+
+    assert [f.name for f in fields(AugmentConfig)] == list(CONTROLS)
+    for f in fields(AugmentConfig):
+        c = CONTROLS[f.name]
+        assert c.label and c.help
+        if f.type != "bool":
+            assert 0 <= getattr(AugmentConfig(), f.name) <= c.maximum and c.step > 0
