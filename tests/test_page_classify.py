@@ -32,3 +32,24 @@ def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_r
     expected = classify_bytes(model, buf.getvalue(), ["cat", "dog", "frog"])
     shown = [m.value for m in app.markdown if m.value.startswith("**val #3")]
     assert shown == [f"**val #3 (dog)** → **{expected.label}** ({expected.confidence:.1%})"]
+
+
+def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, trained_run):
+    app.switch_page("pages/classify.py").run()
+    files = [
+        ("green.png", _png((20, 200, 30)), "image/png"),
+        ("notes.png", b"hello, I am text", "image/png"),
+        ("red.png", _png((220, 20, 20)), "image/png"),
+    ]
+    app.file_uploader(key="classify_files").set_value(files).run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    for name, data, _ in (files[0], files[2]):
+        expected = classify_bytes(model, data, ["cat", "dog", "frog"])
+        line = f"**{name}** → **{expected.label}** ({expected.confidence:.1%})"
+        assert line in [m.value for m in app.markdown], line
+    [error] = [e.value for e in app.error]
+    assert error.startswith("notes.png: This file is not an image (it looks like text).")
+    table = app.dataframe[0].value
+    assert table["file"].tolist() == ["green.png", "notes.png", "red.png"]
+    assert table["prediction"].tolist()[1] == ""

@@ -137,3 +137,32 @@ def test_typed_run_names_stay_inside_the_runs_directory(tmp_path, typed):
     except RunError:
         return
     assert path.parent == tmp_path.resolve() and len(path.name) <= runs.MAX_NAME
+
+
+def test_reading_a_model_while_it_is_being_saved_never_sees_a_partial_file(trained_run):
+    from core.train import save_model_atomic
+
+    path = trained_run / "model.keras"
+    model = load_model(path)
+    stop, errors, loads = threading.Event(), [], [0]
+
+    def writer():
+        while not stop.is_set():
+            save_model_atomic(model, path)
+
+    def reader():
+        while not stop.is_set():
+            try:
+                load_model(path)
+                loads[0] += 1
+            except Exception as err:  # collected and asserted below
+                errors.append(err)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for th in threads:
+        th.start()
+    time.sleep(4)
+    stop.set()
+    for th in threads:
+        th.join()
+    assert errors == [] and loads[0] > 3
