@@ -4,8 +4,10 @@
 
 Starts `streamlit run app.py` itself on a free 127.0.0.1 port, with generated data and an
 empty runs folder in a temporary directory, so the shipped default model is active as for
-any new visitor. N Chromium contexts (N users) open the Classify page; once all of them
-show it, each uploads its own generated PNG at the same moment. Latency is the time from
+any new visitor. A first visitor opens the Classify page alone (it pays for importing
+TensorFlow and loading the model; `--cold` skips it). Then N Chromium contexts (N users)
+open the Classify page at once; when all of them show it, each uploads its own generated
+PNG at the same moment. Latency is the time from
 that upload to the session's own prediction on its screen. The server's peak memory is
 VmHWM of its process (/proc/<pid>/status). Every wait has a limit and the server is
 stopped at the end, so the script ends by itself; nothing leaves 127.0.0.1.
@@ -80,6 +82,12 @@ def memory_mb(pid: int, field: str = "VmRSS") -> float:
     raise RuntimeError(f"/proc/{pid}/status has no {field}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
@@ -103,8 +111,10 @@ async def _open_classify(context, url, model, timeout_ms):
 
 async def _session(browser, url, photo, names, model, ready, timeout_ms) -> dict:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    start = time.perf_counter()
     try:
         page = await _open_classify(context, url, model, timeout_ms)
+        opened = time.perf_counter() - start
     except BaseException:
         await ready.abort()  # the others would wait for this session for ever
         await context.close()
@@ -120,6 +130,7 @@ async def _session(browser, url, photo, names, model, ready, timeout_ms) -> dict
         text = await page.locator("body").inner_text()
         return {
             "name": photo.name,
+            "open_s": opened,
             "latency_s": latency,
             "prediction": (await answer.first.inner_text()).strip(),
             "others_seen": [n for n in names if n != photo.name and n in text],
@@ -139,7 +150,8 @@ async def classify_sessions(url, photos, model=None, timeout_s=180.0) -> list[di
         timeout_s: limit for each wait and for the whole run.
 
     Returns:
-        One dict per session, in `photos` order: "name", "latency_s" (upload -> own
+        One dict per session, in `photos` order: "name", "open_s" (until the Classify
+        page showed, with the model chosen), "latency_s" (upload -> own
         prediction visible), "prediction" (the line shown, e.g. "session-00.png → cat
         (97.1%)"), "others_seen" (other sessions' file names on this page) and
         "exceptions" (tracebacks shown).
@@ -179,6 +191,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds for each wait")
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="no first visitor: the N sessions also wait for TensorFlow and the model to load",
+    )
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="load-sessions-") as tmp:
@@ -190,24 +207,36 @@ def main() -> int:
             "CNN_DATA": str(base / "images"),
             "KERAS_HOME": str(base / "keras"),
         }
-        photos = session_photos(base / "uploads", args.sessions)
+        photos = session_photos(base / "uploads", args.sessions + 1)
+        first, photos = photos[-1], photos[:-1]
         with streamlit_server({"env": env, "base": base}) as url:
             pid = server_pid(url)
             idle = memory_mb(pid)
-            started = time.perf_counter()
+            if not args.cold:
+                [alone] = run_classify_sessions(url, [first], timeout_s=args.timeout)
+                print(
+                    f"first visitor alone: opened {alone['open_s']:.2f} s, "
+                    f"answered {alone['latency_s']:.2f} s\n"
+                )
+            started, cpu = time.perf_counter(), cpu_seconds(pid)
             results = run_classify_sessions(url, photos, timeout_s=args.timeout)
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
             peak, after = memory_mb(pid, "VmHWM"), memory_mb(pid)
 
-    latencies = [r["latency_s"] for r in results]
+    latencies, opens = [r["latency_s"] for r in results], [r["open_s"] for r in results]
     for r in results:
-        print(f"{r['latency_s']:6.2f} s  {r['prediction']}")
+        print(f"opened {r['open_s']:6.2f} s, answered {r['latency_s']:6.2f} s: {r['prediction']}")
     failed = [r["name"] for r in results if r["others_seen"] or r["exceptions"]]
+    server = "a cold server" if args.cold else "one server, after a first visitor"
     print(
-        f"\n{len(results)} sessions, one server, shipped default model\n"
+        f"\n{len(results)} sessions on {server}, "
+        f"shipped default model\n"
         f"latency upload -> own prediction: p50 {percentile(latencies, 50):.2f} s, "
         f"p95 {percentile(latencies, 95):.2f} s, max {max(latencies):.2f} s\n"
-        f"whole run (open page, upload, render) {wall:.1f} s\n"
+        f"opening the Classify page: p50 {percentile(opens, 50):.2f} s, "
+        f"p95 {percentile(opens, 95):.2f} s\n"
+        f"whole run (open page, upload, render) {wall:.1f} s, of which the server used "
+        f"{cpu:.1f} CPU s (the Chromium pages share the same cores)\n"
         f"server RSS: {idle:.0f} MiB idle before, peak {peak:.0f} MiB, {after:.0f} MiB after\n"
         f"sessions that saw another's file or a traceback: {failed or 'none'}"
     )

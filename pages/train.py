@@ -153,7 +153,7 @@ def new_run() -> None:
         sent = st.session_state.get("train_augment")
         if sent:
             st.info("Augmentation settings from the Augmentations page.")
-    with st.form("train_form"):
+    with st.form("train_form", enter_to_submit=False):
         model, widths = custom_model(blocks) if custom else (None, "")
         options = training_options()
         augment = augment_options(sent)

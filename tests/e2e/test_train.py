@@ -9,7 +9,7 @@ from tests.e2e.conftest import open_page, shot, wait_idle
 def _set_number(page, label, value):
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
-    box.press("Enter")
+    box.press("Tab")
 
 
 def _start(page, epochs, batch):
