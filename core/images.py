@@ -250,12 +250,16 @@ def _as_bytes(data):
         raise ImageError(f"Expected the file's bytes, got {type(data).__name__}.") from err
 
 
-def _byte_sizes(actual, limit):
-    """Renders two byte counts so that they never look equal."""
-    actual_text, limit_text = _human_bytes(actual), _human_bytes(limit)
+def _distinct(actual, limit, human, unit):
+    """Renders two counts with `human`, falling back to exact `unit`s where they'd look equal."""
+    actual_text, limit_text = human(actual), human(limit)
     if actual_text == limit_text:
-        return f"{actual:,} bytes", f"{limit:,} bytes"
+        return f"{actual:,} {unit}", f"{limit:,} {unit}"
     return actual_text, limit_text
+
+
+def _byte_sizes(actual, limit):
+    return _distinct(actual, limit, _human_bytes, "bytes")
 
 
 def _human_bytes(count):
@@ -267,11 +271,7 @@ def _human_bytes(count):
 
 
 def _pixel_counts(actual, limit):
-    """Renders two pixel counts so that they never look equal."""
-    actual_text, limit_text = _human_pixels(actual), _human_pixels(limit)
-    if actual_text == limit_text:
-        return f"{actual:,} pixels", f"{limit:,} pixels"
-    return actual_text, limit_text
+    return _distinct(actual, limit, _human_pixels, "pixels")
 
 
 def _human_pixels(count):
