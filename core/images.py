@@ -40,8 +40,9 @@ from PIL import Image, ImageOps
 
 from core.errors import ImageError
 
-# Streamlit's `server.maxUploadSize = 10` (in .streamlit/config.toml) uses the
-# same binary megabytes, so the page and this module refuse the same files.
+# The photo uploaders' `max_upload_size` (ui.state.PHOTO_UPLOAD_MB) is derived
+# from this, in the same binary megabytes, so the page and this module refuse
+# the same files.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # 40 megapixels holds any phone photo (a 48 MP sensor bins to 12 MP by
 # default) while capping one decode at ~160 MB of RGBA. It sits below

@@ -62,7 +62,10 @@ def _dataset_images():
 
 def _uploaded_image():
     upload = st.file_uploader(
-        "Image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key="augment_upload"
+        "Image",
+        type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
+        key="augment_upload",
+        max_upload_size=state.PHOTO_UPLOAD_MB,
     )
     if upload is None:
         st.info("Upload a JPEG, PNG, WebP, BMP or GIF image to see its variants.")

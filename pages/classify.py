@@ -27,6 +27,7 @@ uploads = st.file_uploader(
     type=["jpg", "jpeg", "png", "webp", "bmp", "gif"],
     accept_multiple_files=True,
     key="classify_files",
+    max_upload_size=state.PHOTO_UPLOAD_MB,
     help=f"{', '.join(ALLOWED_FORMATS)}; up to 10 MB each. Nothing leaves this server.",
 )
 files = [(f.name, f.getvalue()) for f in uploads or []]

@@ -1,10 +1,11 @@
-"""Dataset: what the images look like, how many of each class, and their pixel statistics."""
+"""Dataset: your own images, what they look like, how many of each class, pixel statistics."""
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import datastats
+from core import datastats, userdata
+from core.errors import CnnError
 from ui import state
 
 state.ensure_routed()
@@ -41,7 +42,50 @@ def _open_probe(ds, split, index, target):
     st.switch_page(target)
 
 
+def _zip_uploader():
+    upload = st.file_uploader(
+        "A .zip of class folders",
+        type="zip",
+        key="dataset_zip",
+        max_upload_size=userdata.MAX_ZIP_MB,
+        help=f"{userdata.LAYOUT} Up to {userdata.MAX_ZIP_MB} MB.",
+    )
+    if error := state.take_zip_upload(upload):
+        st.error(error)
+
+
+def _folder_check(path):
+    try:
+        report = state.folder_report(path)
+    except CnnError as err:
+        st.error(str(err))
+        st.stop()
+    for problem in report.problems:
+        st.error(problem)
+    for warning in report.warnings:
+        st.warning(warning)
+    with st.expander(
+        f"Folder check: {report.summary()}", expanded=not report.ok or bool(report.unreadable)
+    ):
+        st.dataframe(report.class_table(), hide_index=True)
+        if report.unreadable:
+            st.markdown(f"**{len(report.unreadable)} unreadable file(s)**, left out:")
+            rows = [{"file": path, "reason": reason} for path, reason in report.unreadable]
+            st.dataframe(rows, hide_index=True)
+    if not report.ok:
+        st.stop()
+
+
 st.title("Dataset")
+if st.session_state.sidebar_source == "upload":
+    st.subheader("Your own images")
+    _zip_uploader()
+else:
+    with st.expander("Use your own images (.zip)"):
+        _zip_uploader()
+spec = state.dataset_spec()
+if spec != "cifar10" and userdata.is_image_folder(spec):
+    _folder_check(spec)
 ds = state.require_dataset()
 counts = _counts(_key(ds), ds)
 factor = max(1, DISPLAY_PX // ds.image_size)
@@ -51,14 +95,14 @@ st.write("**Classes:** " + ", ".join(ds.class_names))
 columns = st.columns(len(ds.splits) + 1)
 for column, (name, (_, y)) in zip(columns, ds.splits.items(), strict=False):
     column.metric(f"{name} images", f"{len(y):,}")
-columns[-1].metric("Skipped files", len(ds.skipped))
-if ds.skipped:
-    with st.expander(f"{len(ds.skipped)} files could not be read"):
-        st.dataframe(
-            [{"file": path, "reason": reason} for path, reason in ds.skipped], hide_index=True
-        )
+columns[-1].metric("Skipped files", len(ds.skipped))  # listed by the folder check above
 
 st.header("Samples")
+if st.session_state.get("dataset_classes_of") != ds.class_names:
+    # Another dataset (say, a new upload): its classes replace the old choice, which
+    # Streamlit would otherwise keep, filtered down to nothing.
+    st.session_state.pop("dataset_classes", None)
+    st.session_state["dataset_classes_of"] = ds.class_names
 left, mid, right, last = st.columns([1, 3, 2, 1], vertical_alignment="bottom")
 split = left.selectbox("Split", list(ds.splits), key="dataset_split")
 chosen = mid.multiselect("Classes", ds.class_names, default=ds.class_names, key="dataset_classes")

@@ -105,7 +105,9 @@ def choose_image(size):
     if source == "Probe":
         return probe["pixels"], probe["caption"]
     if source == "Upload":
-        file = st.file_uploader("Image file", key="filters_upload")
+        file = st.file_uploader(
+            "Image file", key="filters_upload", max_upload_size=state.PHOTO_UPLOAD_MB
+        )
         if file is None:
             return None, None
         try:

@@ -1,12 +1,14 @@
 """AppTest of the Dataset page on the 3-class `image_folder` (11 train + 1 val per class)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_image_folder
+from tests.test_userdata import class_entries, make_zip, png_bytes
 
 
 @pytest.fixture
@@ -108,13 +110,116 @@ def test_open_on_another_page_sends_the_chosen_sample(page, image_folder, button
     assert not page.title or page.title[0].value != "Dataset"  # switched page
 
 
-def test_lists_skipped_files(image_folder, monkeypatch):
+def _check_label(at) -> str:
+    return next(e.label for e in at.expander if e.label.startswith("Folder check: "))
+
+
+def _app(monkeypatch, tmp_path, data=None):
+    monkeypatch.setenv("CNN_UPLOADS_DIR", str(tmp_path / "uploads"))
+    if data is not None:
+        monkeypatch.setenv("CNN_DATA", str(data))
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).switch_page(
+        "pages/dataset.py"
+    )
+
+
+def test_folder_check_lists_unreadable_files_and_warns_of_duplicates(
+    image_folder, monkeypatch, tmp_path
+):
     (image_folder / "cat" / "broken.png").write_bytes(b"not an image at all")
-    monkeypatch.setenv("CNN_DATA", str(image_folder))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page("pages/dataset.py").run()
-    assert {m.label: m.value for m in at.metric}["Skipped files"] == "1"
-    assert at.expander[0].label == "1 files could not be read"
-    rows = at.dataframe[0].value
-    assert rows["file"].iloc[0].endswith("broken.png")
+    (image_folder / "dog" / "copy.png").write_bytes((image_folder / "cat" / "000.png").read_bytes())
+    at = _app(monkeypatch, tmp_path, image_folder)
+    at.run()
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == [
+        "1 duplicate image(s) are filed under more than one class: the same picture with "
+        "two labels confuses training."
+    ]
+    assert _check_label(at) == (
+        "Folder check: 3 classes, 37 images, 1 unreadable, 1 duplicates (1 across classes)"
+    )
+    classes = at.dataframe[0].value
+    assert classes["class"].tolist() == ["cat", "dog", "frog"]
+    assert classes["images"].tolist() == [12, 13, 12]
+    rows = at.dataframe[1].value
+    assert rows["file"].tolist() == ["cat/broken.png"]
     assert "not an image" in rows["reason"].iloc[0]
+    assert {m.label: m.value for m in at.metric}["Skipped files"] == "1"
+
+
+def test_a_folder_that_cannot_be_used_stops_with_its_problems(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "pets", per_class=12, classes=("cat", "dog"))
+    for png in (tmp_path / "pets" / "dog").iterdir():
+        png.write_bytes(b"\x89PNG\r\n\x1a\n but nothing else")
+    at = _app(monkeypatch, tmp_path, tmp_path / "pets")
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["No readable image in the class folder(s) dog."]
+    assert _check_label(at).startswith("Folder check: 2 classes, 12 images, 12 unreadable")
+    assert not at.metric  # the page stopped before loading the dataset
+
+
+def test_an_uploaded_zip_becomes_the_dataset_of_every_page(image_folder, tmp_path, monkeypatch):
+    at = _app(monkeypatch, tmp_path, image_folder)
+    at.run()
+    assert at.session_state["sidebar_source"] == "folder"
+    assert at.expander[0].label == "Use your own images (.zip)"
+
+    entries = class_entries(prefix="garden/", per_class=12, classes=("rose", "tulip"))
+    raw = make_zip(entries | {"garden/tulip/bad.png": b"oops"})
+    at.file_uploader(key="dataset_zip").set_value(("my garden.zip", raw, "application/zip"))
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["sidebar_source"] == "upload"
+    folder = Path(at.session_state["sidebar_upload"]["path"])
+    assert folder.parent == tmp_path / "uploads" and folder.name.startswith("my-garden-")
+    assert at.sidebar.caption[0].value == "Using my garden.zip"
+    assert "**Classes:** rose, tulip" in [m.value for m in at.markdown]
+    assert _check_label(at) == "Folder check: 2 classes, 24 images, 1 unreadable, 0 duplicates"
+    assert at.dataframe[1].value["file"].tolist() == ["tulip/bad.png"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"train images": "22", "val images": "2", "Skipped files": "1"}
+    assert at.multiselect(key="dataset_classes").value == ["rose", "tulip"]  # not cat, dog
+
+    at.switch_page("pages/augment.py").run()  # the choice persists across pages
+    assert not at.exception
+    shown = [m.value for m in at.markdown if m.value.startswith("**train #")]
+    assert [s.rsplit("(", 1)[1] for s in shown] == ["rose)**", "tulip)**", "rose)**"]
+
+
+def test_a_refused_zip_explains_why_and_changes_nothing(tmp_path, monkeypatch):
+    at = _app(monkeypatch, tmp_path, data="")
+    at.run()
+    assert at.session_state["sidebar_source"] == "cifar10"
+    at.selectbox(key="sidebar_source").set_value("upload").run()
+    assert at.info[0].value.startswith("No images uploaded yet")
+    assert at.sidebar.caption[0].value == "Nothing uploaded yet."
+    raw = make_zip(class_entries() | {"../evil.png": png_bytes(1)})
+    at.file_uploader(key="dataset_zip").set_value(("evil.zip", raw, "application/zip")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The zip entry '../evil.png' points outside the archive's folder with '..', so the "
+        "zip was refused."
+    ]
+    assert "sidebar_upload" not in at.session_state
+    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
+    at.run()  # a rerun keeps the explanation while the file stays in the uploader
+    assert len(at.error) == 1
+
+
+def test_only_the_zip_uploader_takes_more_than_the_photo_limit(data_app):
+    import tomllib
+
+    from core import userdata
+    from core.images import MAX_UPLOAD_BYTES
+
+    # Streamlit's server enforces only the global limit, so it must be the zip's.
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == userdata.MAX_ZIP_MB == 200
+    data_app.session_state["sidebar_source"] = "upload"
+    data_app.switch_page("pages/dataset.py").run()
+    assert data_app.file_uploader(key="dataset_zip").proto.max_upload_size_mb == 200
+    data_app.switch_page("pages/augment.py").run()
+    data_app.radio(key="augment_source").set_value("upload").run()
+    photo = data_app.file_uploader(key="augment_upload").proto.max_upload_size_mb
+    assert photo * 1024 * 1024 == MAX_UPLOAD_BYTES

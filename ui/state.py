@@ -13,15 +13,20 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import data, registry
+from core import data, images, registry, userdata
 from core.errors import CnnError
 
 SOURCES = {
     "cifar10": "CIFAR-10 (Keras download)",
     "folder": "Image folder",
     "archive": "CIFAR-10 archive (.tar.gz)",
+    "upload": "Your own images (.zip)",
 }
 VAL_FRACTION, SPLIT_SEED = 0.1, 0
+# Streamlit's server enforces only the global `server.maxUploadSize`, raised to the zip
+# limit (.streamlit/config.toml); photo uploaders pass this lower per-widget cap so the
+# browser still refuses a large photo before sending it, as core.images does after.
+PHOTO_UPLOAD_MB = images.MAX_UPLOAD_BYTES // (1024 * 1024)
 
 
 _script_run = threading.local()  # Streamlit runs each script run in one thread
@@ -67,13 +72,24 @@ def _init_defaults() -> None:
     st.session_state.setdefault("sidebar_model", "default")
 
 
+def _apply_pending_source() -> None:
+    # A page cannot set a widget's key once the sidebar has drawn it, so it leaves the
+    # new source here and reruns; this runs before the selectbox exists.
+    pending = st.session_state.pop("sidebar_pending_source", None)
+    if pending:
+        st.session_state.sidebar_source = pending
+
+
 def sidebar() -> None:
     """Draws the dataset and model pickers; their values persist across pages."""
     _init_defaults()
+    _apply_pending_source()
     with st.sidebar:
         st.subheader("Dataset")
         st.selectbox("Source", list(SOURCES), format_func=SOURCES.get, key="sidebar_source")
-        if st.session_state.sidebar_source != "cifar10":
+        if st.session_state.sidebar_source == "upload":
+            _uploaded_caption()
+        elif st.session_state.sidebar_source != "cifar10":
             st.text_input(
                 "Path",
                 key="sidebar_path",
@@ -88,12 +104,70 @@ def sidebar() -> None:
         st.selectbox("Active model", ids, format_func=labels.get, key="sidebar_model")
 
 
+def _uploaded_caption() -> None:
+    uploaded = st.session_state.get("sidebar_upload")
+    st.caption(f"Using {uploaded['name']}" if uploaded else "Nothing uploaded yet.")
+    st.page_link("pages/dataset.py", label="Upload a .zip on the Dataset page")
+
+
 def dataset_spec() -> str:
     """The active dataset as `core.data.load_dataset` understands it."""
     _init_defaults()
     if st.session_state.sidebar_source == "cifar10":
         return "cifar10"
+    if st.session_state.sidebar_source == "upload":
+        return (st.session_state.get("sidebar_upload") or {}).get("path", "")
     return st.session_state.sidebar_path.strip()
+
+
+@st.cache_data(show_spinner="Checking every image…", max_entries=8)
+def _check(path: str, signature: str) -> userdata.FolderReport:
+    return userdata.check_folder(path)
+
+
+def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
+    """The check of an image folder, cached until a file in it changes.
+
+    Raises:
+        DataError: the folder does not exist.
+    """
+    return _check(str(path), userdata.folder_signature(path))
+
+
+def take_zip_upload(upload) -> str | None:
+    """Unpacks and checks a newly uploaded zip; a usable one becomes the active dataset.
+
+    Each upload is handled once (by its file id); on success the session switches to it
+    and the script reruns, so the sidebar shows the new source.
+
+    Args:
+        upload: the zip uploader's value, a Streamlit `UploadedFile` or None.
+
+    Returns:
+        The sentence that explains why the current upload cannot be used, or None.
+    """
+    if upload is None:
+        return None
+    if st.session_state.get("dataset_zip_seen") != upload.file_id:
+        st.session_state["dataset_zip_seen"] = upload.file_id
+        st.session_state["dataset_zip_error"] = _unpack(upload)
+        if st.session_state["dataset_zip_error"] is None:
+            st.rerun()
+    return st.session_state.get("dataset_zip_error")
+
+
+def _unpack(upload) -> str | None:
+    try:
+        with st.spinner(f"Unpacking {upload.name}…"):
+            folder = userdata.extract_zip(upload, name=upload.name)
+        report = folder_report(folder)
+    except CnnError as err:
+        return str(err)
+    if not report.ok:
+        return f"{upload.name} cannot be used: {' '.join(report.problems)}"
+    st.session_state["sidebar_upload"] = {"path": str(folder), "name": upload.name}
+    st.session_state["sidebar_pending_source"] = "upload"
+    return None
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
@@ -124,6 +198,9 @@ def _offer_cifar_download() -> bool:
 def require_dataset() -> data.Dataset:
     """Returns the active dataset, or explains what is missing and stops the page."""
     spec = dataset_spec()
+    if not spec and st.session_state.sidebar_source == "upload":
+        st.info("No images uploaded yet: upload a .zip of class folders on the Dataset page.")
+        st.stop()
     if not spec:
         st.info("Choose a dataset in the sidebar: a folder path or a CIFAR-10 archive.")
         st.stop()

@@ -1,0 +1,648 @@
+"""Your own images: a zip of class folders unpacked safely, and a check of any image folder.
+
+`extract_zip` reads every entry's header and refuses the archive before writing a byte
+when an entry could escape its folder, is not a plain file, or would expand past the
+limits; it then unpacks into a temporary folder that is renamed into place only when
+complete. `check_folder` says what a folder would give the classifier: its classes,
+images per class, unreadable files, duplicates and imbalance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+import zipfile
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from core.data import IMAGE_SUFFIXES, _is_cifar_batches_dir
+from core.errors import CnnError, DataError, ImageError
+from core.images import open_image
+
+# 60,000 CIFAR-sized JPEGs unpack to about 150 MB; 1 GiB leaves room for larger photos
+# while one upload cannot fill the disk.
+MAX_TOTAL_BYTES = 1024**3
+# Each entry costs an inode and a decode: 100,000 holds all of CIFAR-10 with room to spare.
+MAX_FILES = 100_000
+# Photos are compressed already (JPEG, PNG, WebP deflate to ~1:1) and even raw BMPs stay
+# far below 100:1, so a higher ratio is a crafted entry: a zip bomb.
+MAX_RATIO = 100
+# Below this size an entry cannot hurt whatever its ratio (the total limit still counts
+# it), and a tiny flat-colour BMP can legitimately deflate more than 100:1.
+RATIO_MIN_BYTES = 1024 * 1024
+# The zip uploader's limit in MB. Streamlit's server refuses any upload above
+# `server.maxUploadSize` in .streamlit/config.toml, which is therefore set to this value.
+MAX_ZIP_MB = 200
+# Fewer images than this per class rarely trains anything; more than this ratio between
+# the largest and smallest class makes the model favour the large ones.
+MIN_IMAGES_PER_CLASS = 10
+MAX_IMBALANCE = 5
+
+LAYOUT = (
+    "Expected layout: one folder per class holding its images, e.g. cats/001.jpg and "
+    "dogs/002.jpg, optionally inside one top folder, or train/<class>/… with test/<class>/…."
+)
+_IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+# A central-directory record is 46 bytes plus its name and extras; 1 KB each on average
+# is generous, and bounds what ZipFile parses into memory before any count is known.
+_DIR_BYTES_PER_ENTRY = 1024
+_CHUNK = 1024 * 1024
+_STALE_SECONDS = 24 * 3600
+_MIB = 1024 * 1024
+
+
+def default_uploads_dir() -> Path:
+    """Returns `$CNN_UPLOADS_DIR`, or `uploads/` in the repository."""
+    return Path(
+        os.environ.get("CNN_UPLOADS_DIR") or Path(__file__).resolve().parents[1] / "uploads"
+    )
+
+
+def extract_zip(
+    source,
+    dest_root: str | os.PathLike | None = None,
+    *,
+    name: str | None = None,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+    max_files: int = MAX_FILES,
+    max_ratio: float = MAX_RATIO,
+) -> Path:
+    """Unpacks a zip of class folders into a folder `core.data.load_dataset` can read.
+
+    Every entry is inspected before anything is written. The result lands in
+    `dest_root/<zip name>-<content hash>`, renamed into place only when complete, so
+    the same zip uploaded twice reuses the folder and a refusal leaves nothing behind.
+    `__MACOSX/`, dotfiles, `Thumbs.db`, `desktop.ini` and files that are not images
+    (by extension) are skipped; a single wrapping top folder is removed.
+
+    Args:
+        source: the archive as a path, bytes, or a seekable binary file object (such as
+            Streamlit's `UploadedFile`).
+        dest_root: where extracted folders live; default `default_uploads_dir()`.
+        name: the archive's file name, used for the folder name; default the path's
+            name, or "images".
+        max_total_bytes: largest total size of the unpacked files, declared or real.
+        max_files: largest number of entries in the archive.
+        max_ratio: largest uncompressed/compressed ratio of an entry over 1 MiB.
+
+    Returns:
+        The extracted folder: `<class>/<image>`, or `train/<class>/…` (+ `test/<class>/…`).
+
+    Raises:
+        DataError: a sentence naming the problem: not a zip or damaged, too large, too
+            many entries, an entry that escapes the folder (absolute, `..`, drive letter,
+            backslashes), a link or other special entry, an encrypted entry, a zip bomb,
+            no images, or a layout other than class folders.
+    """
+    dest_root = Path(dest_root or default_uploads_dir())
+    with _opened(source) as fileobj:
+        digest, size = _digest(fileobj)
+        if size > max_total_bytes:
+            raise DataError(f"The zip is {_human(size)}; the limit is {_human(max_total_bytes)}.")
+        _check_directory_size(fileobj, max_files)
+        with _open_zip(fileobj) as archive:
+            plan = _plan(archive, max_total_bytes, max_files, max_ratio)
+            final = dest_root / f"{_safe_stem(name or _path_name(source))}-{digest[:12]}"
+            if final.is_dir():  # the rename below is atomic: a folder there is complete
+                return final
+            try:
+                dest_root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".partial-{final.name}-"))
+            except OSError as err:
+                raise _unwritable(dest_root, err) from err
+            _remove_stale_partials(dest_root)
+            return _extract(archive, plan, tmp, final, max_total_bytes)
+
+
+def _opened(source):
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return open(source, "rb")  # noqa: SIM115 (the caller's `with` closes it)
+        except OSError as err:
+            raise DataError(f"The zip {source} cannot be opened ({err.strerror}).") from err
+    if not (hasattr(source, "read") and hasattr(source, "seek")):
+        raise DataError(f"Expected a zip file, got {type(source).__name__}.")
+    return _Borrowed(source)
+
+
+class _Borrowed:
+    """A caller's file object: used in a `with` block, but left open for its owner."""
+
+    def __init__(self, fileobj):
+        self.fileobj = fileobj
+
+    def __enter__(self):
+        return self.fileobj
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _path_name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    return getattr(source, "name", None) or "images"
+
+
+def _safe_stem(name: str) -> str:
+    stem = re.sub(r"\.zip$", "", Path(str(name)).name, flags=re.IGNORECASE)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip(".-")[:40] or "images"
+
+
+def _digest(fileobj) -> tuple[str, int]:
+    fileobj.seek(0)
+    digest, size = hashlib.sha256(), 0
+    while chunk := fileobj.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    fileobj.seek(0)
+    return digest.hexdigest(), size
+
+
+def _check_directory_size(fileobj, max_files):
+    # ZipFile parses the whole central directory into memory when it opens; its end
+    # record says how large that directory is, so a crafted one is refused unparsed.
+    # `_EndRecData` is zipfile's own reader of that record.
+    try:
+        end = zipfile._EndRecData(fileobj)
+    except (OSError, AttributeError):
+        return  # ZipFile itself will explain, or the check is not available
+    finally:
+        fileobj.seek(0)
+    if end and (
+        end[zipfile._ECD_ENTRIES_TOTAL] > max_files
+        or end[zipfile._ECD_SIZE] > max_files * _DIR_BYTES_PER_ENTRY
+    ):
+        raise _too_many(max(end[zipfile._ECD_ENTRIES_TOTAL], max_files + 1), max_files)
+
+
+def _too_many(count, max_files):
+    return DataError(f"The zip holds {count:,} entries; the limit is {max_files:,} files.")
+
+
+def _open_zip(fileobj) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(fileobj)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as err:
+        raise DataError(
+            f"This file is not a zip archive, or it is damaged ({err}). Upload a .zip "
+            "made by your system's 'compress' command."
+        ) from err
+
+
+def _plan(archive, max_total_bytes, max_files, max_ratio):
+    """Checks every entry and maps each image to its place in the extracted folder."""
+    infos = archive.infolist()
+    if len(infos) > max_files:
+        raise _too_many(len(infos), max_files)
+    if not infos:
+        raise DataError(f"The zip is empty. {LAYOUT}")
+    seen, images, total = set(), [], 0
+    for info in infos:
+        path = _entry_path(info, seen)
+        total += info.file_size
+        if total > max_total_bytes:
+            raise DataError(
+                f"The zip's files add up to more than {_human(max_total_bytes)} once "
+                "unpacked, the limit for one dataset."
+            )
+        _check_ratio(info, max_ratio)
+        if not info.is_dir() and not _ignored(path) and path.suffix.lower() in IMAGE_SUFFIXES:
+            images.append((info, path))
+    if not images:
+        raise DataError(
+            f"The zip holds no images: none of its {len(infos):,} entries ends in "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}. {LAYOUT}"
+        )
+    return _layout(images)
+
+
+def _entry_path(info, seen) -> PurePosixPath:
+    """Returns the entry's relative path, or refuses an entry that is not a plain file."""
+    name = info.filename
+    shown = name[:120]
+    if "\\" in name:
+        raise _unsafe(shown, "uses backslashes (\\) in its path, which can hide a '..'")
+    if name.startswith("/") or _DRIVE.match(name):
+        raise _unsafe(shown, "has an absolute path")
+    parts = name.rstrip("/").split("/")
+    if ".." in parts:
+        raise _unsafe(shown, "points outside the archive's folder with '..'")
+    if any(p in ("", ".") for p in parts) or any(ord(c) < 32 for c in name):
+        raise _unsafe(shown, "has an empty, '.' or control-character part in its path")
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
+        raise _unsafe(shown, "is a symbolic link")
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise _unsafe(shown, "is a device, pipe or other special file, not a plain file")
+    if info.flag_bits & 0x1:
+        raise DataError(
+            f"The zip entry '{shown}' is encrypted; upload a zip made without a password."
+        )
+    if info.compress_type not in _ZIP_METHODS:
+        raise DataError(
+            f"The zip entry '{shown}' uses a compression method this server cannot read "
+            f"(number {info.compress_type}); re-create the zip with ordinary (deflate) "
+            "compression."
+        )
+    key = name.rstrip("/")
+    if key in seen:
+        raise _unsafe(shown, "appears twice")
+    seen.add(key)
+    return PurePosixPath(*parts)
+
+
+def _unsafe(name, reason):
+    return DataError(f"The zip entry '{name}' {reason}, so the zip was refused.")
+
+
+def _check_ratio(info, max_ratio):
+    if info.file_size < RATIO_MIN_BYTES:
+        return
+    ratio = info.file_size / max(info.compress_size, 1)
+    if ratio > max_ratio:
+        raise DataError(
+            f"The zip entry '{info.filename[:120]}' expands {ratio:,.0f} times "
+            f"({_human(info.compress_size)} to {_human(info.file_size)}), more than the "
+            f"{max_ratio:g} times any real image needs: refused as a possible zip bomb."
+        )
+
+
+def _ignored(path: PurePosixPath) -> bool:
+    return any(p in _IGNORED_NAMES or p.startswith(".") for p in path.parts)
+
+
+def _layout(images):
+    """Maps image entries to `<class>/<file>` or `train|test/<class>/<file>`, or refuses."""
+    parts = [path.parts for _, path in images]
+    tops = {p[0] for p in parts}
+    if len(tops) == 1 and tops != {"train"} and all(len(p) >= 3 for p in parts):
+        parts = [p[1:] for p in parts]  # one wrapping folder, as "compress folder" makes
+        tops = {p[0] for p in parts}
+    split = "train" in tops and tops <= {"train", "test"}
+    depth = 3 if split else 2
+    for (info, _), p in zip(images, parts, strict=True):
+        if len(p) < depth:
+            where = "at the top of the zip" if len(p) == 1 else f"directly in {p[0]}/"
+            raise DataError(
+                f"The image '{info.filename[:120]}' lies {where}, outside any class "
+                f"folder. {LAYOUT}"
+            )
+        if len(p) > depth:
+            raise DataError(
+                f"The image '{info.filename[:120]}' is nested deeper than a class folder. {LAYOUT}"
+            )
+    _check_zip_classes(parts, split)
+    return [(info, PurePosixPath(*p)) for (info, _), p in zip(images, parts, strict=True)]
+
+
+def _check_zip_classes(parts, split):
+    train = sorted({p[-2] for p in parts if not split or p[0] == "train"})
+    if len(train) < 2:
+        raise DataError(
+            f"The zip has a single class folder ({train[0]}); a classifier needs at least "
+            f"two. {LAYOUT}"
+        )
+    test = sorted({p[1] for p in parts if split and p[0] == "test"})
+    if test and test != train:
+        raise DataError(
+            f"The zip's test classes ({', '.join(test)}) differ from its train classes "
+            f"({', '.join(train)})."
+        )
+
+
+def _remove_stale_partials(dest_root: Path) -> None:
+    # A server killed mid-extraction leaves its temporary folder; nobody else will.
+    for partial in dest_root.glob(".partial-*"):
+        try:
+            if time.time() - partial.stat().st_mtime > _STALE_SECONDS:
+                shutil.rmtree(partial, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _unwritable(folder, err):
+    return DataError(f"The zip could not be unpacked into {folder} ({err.strerror or err}).")
+
+
+def _extract(archive, plan, tmp: Path, final: Path, max_total_bytes) -> Path:
+    try:
+        written = 0
+        for info, rel in plan:
+            target = tmp / rel
+            # Every part was checked already; a second guard costs nothing.
+            if not Path(os.path.normpath(target)).is_relative_to(tmp):
+                raise _unsafe(info.filename[:120], "points outside the archive's folder")
+            written = _extract_entry(archive, info, target, written, max_total_bytes)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # else another session unpacked the same zip first
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, CnnError) or not isinstance(err, Exception):
+            raise
+        if isinstance(err, OSError) and err.errno is not None:  # disk full, permissions
+            raise _unwritable(final.parent, err) from err
+        # zlib, bz2, lzma and CRC errors all mean a damaged archive; the broad catch
+        # only wraps reading the archive and writing its files.
+        raise DataError(f"The zip could not be unpacked: it is damaged ({err}).") from err
+
+
+def _extract_entry(archive, info, target: Path, written: int, max_total_bytes: int) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(info) as src, open(target, "xb") as dst:
+        while chunk := src.read(_CHUNK):
+            written += len(chunk)
+            # Declared sizes were checked, but headers can lie: count what really arrives.
+            if written > max_total_bytes:
+                raise DataError(
+                    f"The zip unpacks to more than {_human(max_total_bytes)}, more than its "
+                    "headers declare: refused as a possible zip bomb."
+                )
+            dst.write(chunk)
+    return written
+
+
+def _human(count: int) -> str:
+    if count >= 1024**3:
+        return f"{count / 1024**3:,.1f} GB".replace(".0 ", " ")
+    if count >= _MIB:
+        return f"{count / _MIB:,.1f} MB".replace(".0 ", " ")
+    return f"{count / 1024:,.1f} KB".replace(".0 ", " ")
+
+
+# --- checking a folder ------------------------------------------------------------------
+
+
+@dataclass
+class FolderReport:
+    """What `check_folder` found in an image folder.
+
+    Attributes:
+        root: the folder checked.
+        class_names: class folder names in label order (sorted, as `core.data` uses).
+        counts: readable images per class (a list in `class_names` order) for each part:
+            `{"images": [...]}` for a flat folder, `{"train": [...], "test": [...]}` for
+            one split into `train/` and `test/`.
+        unreadable: `(path relative to root, sentence)` for every file the decoder refused.
+        duplicates: files whose bytes repeat an earlier readable file.
+        cross_class_duplicates: of those, copies in a group spread over several classes.
+        test_in_train: test images whose bytes also appear in train.
+        problems: reasons the folder cannot be used at all.
+        warnings: reasons it can be used, but with care.
+    """
+
+    root: str
+    class_names: list[str]
+    counts: dict[str, list[int]]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: int = 0
+    cross_class_duplicates: int = 0
+    test_in_train: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def per_class(self) -> list[int]:
+        """Readable images per class, all parts together."""
+        return [sum(c) for c in zip(*self.counts.values(), strict=True)] if self.counts else []
+
+    @property
+    def images(self) -> int:
+        return sum(self.per_class)
+
+    def class_table(self) -> list[dict]:
+        """One row per class: its name and readable images in each part."""
+        return [
+            {"class": name, **{part: counts[i] for part, counts in self.counts.items()}}
+            for i, name in enumerate(self.class_names)
+        ]
+
+    def summary(self) -> str:
+        """One line: classes, images, unreadable files and duplicates."""
+        text = (
+            f"{len(self.class_names)} classes, {self.images:,} images, "
+            f"{len(self.unreadable):,} unreadable, {self.duplicates:,} duplicates"
+        )
+        if self.cross_class_duplicates:
+            text += f" ({self.cross_class_duplicates:,} across classes)"
+        return text
+
+
+def is_image_folder(spec: str | os.PathLike) -> bool:
+    """Whether `spec` names a folder that `core.data` reads as class folders."""
+    path = Path(spec).expanduser()
+    return bool(str(spec)) and path.is_dir() and not _is_cifar_batches_dir(path)
+
+
+def check_folder(root: str | os.PathLike) -> FolderReport:
+    """Checks an image folder before it is used: classes, counts, unreadable files, duplicates.
+
+    Reads every file once, decodes it with `core.images.open_image` (the decoder the
+    dataset loader uses, so the same files are refused) and hashes its bytes.
+
+    Args:
+        root: `root/<class>/*` or `root/train/<class>/*` (+ `root/test/<class>/*`).
+
+    Returns:
+        A `FolderReport`. Its `problems` say why the folder cannot be used (fewer than two
+        classes, a class without a readable image, test classes unlike train's); its
+        `warnings` name classes with fewer than `MIN_IMAGES_PER_CLASS` images, an
+        imbalance over `MAX_IMBALANCE`, duplicates across classes or between test and
+        train, and files outside any class folder.
+
+    Raises:
+        DataError: `root` does not exist or is not a folder.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(
+            f"The path {root} is not a folder."
+            if root.exists()
+            else f"The path {root} does not exist."
+        )
+    parts, class_names, stray = _parts(root)
+    report = FolderReport(str(root), class_names, {p: [0] * len(class_names) for p in parts})
+    _class_problems(report, parts)
+    if not class_names:
+        return report
+    files = [
+        (path, label, part)
+        for part, folder in parts.items()
+        for label, name in enumerate(class_names)
+        for path in _files(folder / name)
+    ]
+    digests = _read_all(root, files, report)
+    _count_duplicates(report, digests)
+    _judge(report, stray)
+    return report
+
+
+def folder_signature(root: str | os.PathLike) -> str:
+    """A short hash of every file's path, size and modification time under `root`.
+
+    Args:
+        root: an image folder, as for `check_folder`.
+
+    Returns:
+        24 hex digits that change whenever a file is added, removed or rewritten.
+    """
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            digest.update(f"{dirpath}/{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _parts(root: Path):
+    """Returns `({part: folder}, class names, files outside class folders)`."""
+    train_root = root / "train" if (root / "train").is_dir() else root
+    parts = {"images": root}
+    if train_root != root:
+        parts = {"train": train_root}
+        if (root / "test").is_dir():
+            parts["test"] = root / "test"
+    names = _subfolders(train_root)
+    stray = [p for p in _files(train_root)]
+    return parts, names, stray
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith("."))
+
+
+def _files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        Path(e.path) for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")
+    )
+
+
+def _class_problems(report: FolderReport, parts):
+    names = report.class_names
+    if not names:
+        report.problems.append(f"{report.root} has no class folders. {LAYOUT}")
+    elif len(names) < 2:
+        report.problems.append(
+            f"{report.root} has a single class folder ({names[0]}); a classifier needs at "
+            "least two classes."
+        )
+    if "test" in parts:
+        test_names = _subfolders(parts["test"])
+        if test_names != names:
+            report.problems.append(
+                f"The test folder's classes ({', '.join(test_names)}) differ from the "
+                f"training folder's ({', '.join(names)})."
+            )
+
+
+def _read_all(root: Path, files, report: FolderReport):
+    """Decodes and hashes every file; returns `{digest: [(label, part), ...]}`."""
+
+    def read(path):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            return None, f"not an image file type ({path.suffix or 'no extension'})"
+        try:
+            raw = path.read_bytes()
+            open_image(raw)
+        except ImageError as err:
+            return None, str(err)
+        except OSError as err:
+            return None, f"could not be read ({err.strerror or err})"
+        return hashlib.blake2b(raw, digest_size=16).digest(), None
+
+    groups = defaultdict(list)
+    # Pillow and hashlib release the GIL, so threads overlap decoding with file reads.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for (path, label, part), (digest, reason) in zip(
+            files, pool.map(read, [f[0] for f in files]), strict=True
+        ):
+            if digest is None:
+                report.unreadable.append((path.relative_to(root).as_posix(), reason))
+                continue
+            report.counts[part][label] += 1
+            groups[digest].append((label, part))
+    return groups
+
+
+def _count_duplicates(report: FolderReport, groups) -> None:
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        report.duplicates += len(members) - 1
+        if len({label for label, _ in members}) > 1:
+            report.cross_class_duplicates += len(members) - 1
+        parts = [part for _, part in members]
+        if "train" in parts:
+            report.test_in_train += parts.count("test")
+
+
+def _judge(report: FolderReport, stray) -> None:
+    per_class = report.per_class
+    names = report.class_names
+    empty = [n for n, c in zip(names, per_class, strict=True) if c == 0]
+    if empty:
+        report.problems.append(f"No readable image in the class folder(s) {', '.join(empty)}.")
+    few = [
+        f"{n} ({c})" for n, c in zip(names, per_class, strict=True) if 0 < c < MIN_IMAGES_PER_CLASS
+    ]
+    if few:
+        report.warnings.append(
+            f"Very few images in {', '.join(few)}: with fewer than {MIN_IMAGES_PER_CLASS} "
+            "images a class is barely learnt and its accuracy means little."
+        )
+    _warn_imbalance(report, per_class)
+    if report.cross_class_duplicates:
+        report.warnings.append(
+            f"{report.cross_class_duplicates:,} duplicate image(s) are filed under more than "
+            "one class: the same picture with two labels confuses training."
+        )
+    if report.test_in_train:
+        report.warnings.append(
+            f"{report.test_in_train:,} test image(s) also appear in train, so test "
+            "accuracy will look better than it is."
+        )
+    if stray:
+        report.warnings.append(
+            f"{len(stray):,} file(s) lie outside any class folder (e.g. {stray[0].name}) "
+            "and are ignored."
+        )
+
+
+def _warn_imbalance(report: FolderReport, per_class) -> None:
+    readable = [(c, n) for c, n in zip(per_class, report.class_names, strict=True) if c]
+    if len(readable) < 2:
+        return
+    (small, small_name), (large, large_name) = min(readable), max(readable)
+    if large > MAX_IMBALANCE * small:
+        report.warnings.append(
+            f"The classes are very unbalanced: {large_name} has {large:,} images, "
+            f"{small_name} only {small:,} ({large / small:.0f}x). The model will favour "
+            "the large classes; look at per-class recall, not accuracy alone."
+        )

@@ -1,0 +1,84 @@
+"""Upload a zip of class folders in a real browser; its classes reach the other pages."""
+
+import io
+import re
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import write_image_folder
+from tests.e2e.conftest import shot, streamlit_server, wait_idle
+from tests.test_userdata import class_entries, make_zip, png_bytes
+
+pytestmark = pytest.mark.e2e
+
+
+def _noise_pngs() -> dict:
+    """Two random-noise PNGs of about 6 MB each (noise does not compress) and two small."""
+    rng = np.random.default_rng(0)
+    entries = {}
+    for name in ("big", "small"):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (1400, 1500, 3), dtype=np.uint8)).save(buf, "PNG")
+        entries[f"{name}/noise.png"] = buf.getvalue()
+        entries[f"{name}/tiny.png"] = png_bytes(len(entries))
+    return entries
+
+
+@pytest.fixture
+def upload_server(tmp_path):
+    """A server of its own: a tiny default folder and an empty uploads folder, no model."""
+    write_image_folder(tmp_path / "images", per_class=12, size=32)
+    env = {
+        "CNN_RUNS_DIR": str(tmp_path / "runs"),
+        "CNN_CACHE_DIR": str(tmp_path / "cache"),
+        "CNN_DATA": str(tmp_path / "images"),
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "CNN_UPLOADS_DIR": str(tmp_path / "uploads"),
+        # Other work edits the repository meanwhile; a rerun on its saves would race the upload.
+        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+    }
+    with streamlit_server({"env": env, "base": tmp_path}) as url:
+        yield url
+
+
+def test_upload_a_zip_and_use_its_classes_on_every_page(upload_server, page, tmp_path):
+    entries = class_entries(prefix="garden/", per_class=12, classes=("rose", "tulip"))
+    archive = tmp_path / "garden.zip"
+    archive.write_bytes(make_zip(entries | {"garden/tulip/bad.png": b"oops"}))
+
+    page.goto(f"{upload_server}/dataset")
+    wait_idle(page)
+    page.get_by_role("combobox", name="Source").click()
+    page.get_by_role("option", name="Your own images (.zip)").click()
+    page.get_by_role("heading", name="Your own images").wait_for()  # the rerun has drawn it
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(archive))
+
+    page.get_by_text("Classes: rose, tulip").wait_for()
+    wait_idle(page)
+    page.get_by_text("Folder check: 2 classes, 24 images, 1 unreadable, 0 duplicates").wait_for()
+    page.locator('[data-testid="stSidebar"]').get_by_text("Using garden.zip").wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "dataset-upload")
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Augmentations").click()
+    wait_idle(page)
+    page.get_by_text(re.compile(r"train #\d+ \(tulip\)")).first.wait_for()  # image headers
+    assert page.get_by_text(re.compile(r"\(rose\)")).count() > 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "augment-uploaded-classes")
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Dataset").click()
+    page.get_by_role("heading", name="Your own images").wait_for()
+    wait_idle(page)
+    # Larger than the 10 MB photo limit: the server must let a zip of this size through.
+    big = tmp_path / "big.zip"
+    big.write_bytes(make_zip(_noise_pngs(), compression=zipfile.ZIP_STORED))
+    assert big.stat().st_size > 11 * 1024 * 1024
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+    page.locator('[data-testid="stSidebar"]').get_by_text("Using big.zip").wait_for()
+    wait_idle(page)
+    page.get_by_text("Classes: big, small").wait_for()

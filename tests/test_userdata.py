@@ -1,0 +1,372 @@
+"""Zips of class folders built here with `zipfile` and tiny Pillow PNGs; nothing downloaded."""
+
+import io
+import os
+import stat
+import struct
+import time
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import userdata
+from core.data import load_dataset
+from core.errors import DataError
+from core.userdata import check_folder, extract_zip, folder_signature
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cifar10-jpeg"
+
+
+def png_bytes(seed: int, size: int = 12) -> bytes:
+    """A small PNG whose pixels (and so bytes) differ for every seed."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_zip(entries, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    """`entries`: `{name: bytes}` or `(ZipInfo, bytes)` pairs, written in order."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a repeated name is written on purpose
+        for name, payload in entries.items() if isinstance(entries, dict) else entries:
+            archive.writestr(name, payload)
+    return buf.getvalue()
+
+
+def class_entries(prefix="", per_class=3, classes=("cat", "dog")) -> dict:
+    return {
+        f"{prefix}{name}/{i:02d}.png": png_bytes(100 * c + i)
+        for c, name in enumerate(classes)
+        for i in range(per_class)
+    }
+
+
+def _patch_first_entry(raw: bytes, local_offset: int, central_offset: int, value: int) -> bytes:
+    """Overwrites one field of the first entry's local and central headers."""
+    out = bytearray(raw)
+    fmt = "<H" if local_offset == 6 else "<I"  # flags are 2 bytes, sizes 4
+    struct.pack_into(fmt, out, raw.find(b"PK\x03\x04") + local_offset, value)
+    struct.pack_into(fmt, out, raw.find(b"PK\x01\x02") + central_offset, value)
+    return bytes(out)
+
+
+@pytest.fixture
+def dest(tmp_path):
+    return tmp_path / "uploads"
+
+
+def _left_behind(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.iterdir()) if dest.exists() else []
+
+
+# --- layouts that are accepted ----------------------------------------------------------
+
+
+def test_flat_class_folders_unpack_to_a_loadable_dataset(dest):
+    folder = extract_zip(make_zip(class_entries(per_class=4)), dest, name="pets.zip")
+    assert folder.parent == dest and folder.name.startswith("pets-")
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))[:2] == [
+        "cat/00.png",
+        "cat/01.png",
+    ]
+    ds = load_dataset(folder, val_fraction=0.25)
+    assert ds.class_names == ["cat", "dog"]
+    assert len(ds.split("train")[1]) == 6 and len(ds.split("val")[1]) == 2
+    assert _left_behind(dest) == [folder.name]  # no temporary folder remains
+
+
+def test_one_wrapping_folder_is_removed_and_mac_and_windows_litter_ignored(dest):
+    entries = class_entries(prefix="My Pets/")
+    entries |= {
+        "__MACOSX/My Pets/cat/._00.png": b"\x00\x05\x16\x07 resource fork",
+        "My Pets/.DS_Store": b"junk",
+        "My Pets/dog/Thumbs.db": b"junk",
+        "My Pets/cat/notes.txt": b"not an image, skipped",
+    }
+    folder = extract_zip(make_zip(entries), dest, name="My Pets.zip")
+    assert folder.name.startswith("My-Pets-")
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == [f"{c}/{i:02d}.png" for c in ("cat", "dog") for i in range(3)]
+
+
+def test_train_and_test_folders_keep_their_split(dest):
+    entries = class_entries(prefix="data/train/", per_class=4) | class_entries(prefix="data/test/")
+    folder = extract_zip(make_zip(entries), dest)
+    assert sorted(p.name for p in folder.iterdir()) == ["test", "train"]
+    ds = load_dataset(folder, val_fraction=0.25)
+    assert ds.class_names == ["cat", "dog"] and len(ds.split("test")[1]) == 6
+
+
+def test_the_same_zip_twice_reuses_its_folder(dest):
+    raw = make_zip(class_entries())
+    first = extract_zip(raw, dest, name="pets.zip")
+    stamp = (first / "cat" / "00.png").stat().st_mtime_ns
+    time.sleep(0.01)
+    again = extract_zip(io.BytesIO(raw), dest, name="pets.zip")  # a file object this time
+    assert again == first and (again / "cat" / "00.png").stat().st_mtime_ns == stamp
+    other = extract_zip(make_zip(class_entries(per_class=4)), dest, name="pets.zip")
+    assert other != first and _left_behind(dest) == sorted([first.name, other.name])
+
+
+def test_a_zip_on_disk_is_read_from_its_path(tmp_path, dest):
+    path = tmp_path / "flowers.zip"
+    path.write_bytes(make_zip(class_entries(classes=("rose", "tulip"))))
+    folder = extract_zip(path, dest)
+    assert folder.name.startswith("flowers-")
+    assert sorted(p.name for p in folder.iterdir()) == ["rose", "tulip"]
+
+
+def test_default_destination_is_the_uploads_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_UPLOADS_DIR", str(tmp_path / "mine"))
+    assert extract_zip(make_zip(class_entries())).parent == tmp_path / "mine"
+
+
+# --- refusals, each before anything is written -------------------------------------------
+
+
+def _hostile(name: str, payload: bytes = b"x") -> bytes:
+    return make_zip([*class_entries().items(), (name, payload)])  # a list: names may repeat
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (_hostile("../evil.png"), "'../evil.png' points outside the archive's folder"),
+        (_hostile("cat/../../evil.png"), "points outside the archive's folder with '..'"),
+        (_hostile("/tmp/evil.png"), "'/tmp/evil.png' has an absolute path"),
+        (_hostile("C:/Windows/evil.png"), "has an absolute path"),
+        (_hostile("cat\\..\\..\\evil.png"), "uses backslashes"),
+        (_hostile("cat//evil.png"), "has an empty, '.' or control-character part"),
+        (_hostile("cat/00.png"), "'cat/00.png' appears twice"),
+        (b"hello, I am a text file", "not a zip archive, or it is damaged"),
+        (make_zip({}), "The zip is empty"),
+        (make_zip({"a/readme.txt": b"hi", "b/data.csv": b"1,2"}), "holds no images"),
+        (
+            make_zip({"00.png": png_bytes(0), "01.png": png_bytes(1)}),
+            "'00.png' lies at the top of the zip",
+        ),
+        (make_zip(class_entries(prefix="a/b/c/")), "'a/b/c/cat/00.png' is nested deeper"),
+        (
+            make_zip(class_entries() | {"train/cat/x.png": png_bytes(9)}),
+            "nested deeper than a class folder",
+        ),
+        (make_zip(class_entries(classes=("cat",))), "a single class folder (cat)"),
+        (
+            make_zip(
+                class_entries(prefix="train/")
+                | class_entries(prefix="test/", classes=("cat", "cow"))
+            ),
+            "test classes (cat, cow) differ from its train classes (cat, dog)",
+        ),
+    ],
+)
+def test_unsafe_or_unusable_zips_are_refused_with_a_sentence(dest, raw, message):
+    with pytest.raises(DataError) as err:
+        extract_zip(raw, dest)
+    assert message in str(err.value)
+    assert str(err.value).endswith(".")
+    assert _left_behind(dest) == []
+
+
+def test_layout_refusals_show_the_expected_layout(dest):
+    with pytest.raises(DataError, match="Expected layout: one folder per class"):
+        extract_zip(make_zip({"00.png": png_bytes(0)}), dest)
+
+
+def test_a_symlink_entry_is_refused(dest):
+    link = zipfile.ZipInfo("cat/link.png")
+    link.create_system = 3  # Unix: the mode in external_attr counts
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    raw = make_zip([*class_entries().items(), (link, b"/etc/passwd")])
+    with pytest.raises(DataError, match="'cat/link.png' is a symbolic link"):
+        extract_zip(raw, dest)
+    assert _left_behind(dest) == []
+
+
+def test_a_fifo_entry_is_refused(dest):
+    fifo = zipfile.ZipInfo("cat/pipe.png")
+    fifo.external_attr = (stat.S_IFIFO | 0o644) << 16
+    with pytest.raises(DataError, match="device, pipe or other special file"):
+        extract_zip(make_zip([*class_entries().items(), (fifo, b"")]), dest)
+
+
+def test_an_encrypted_entry_is_refused(dest):
+    raw = make_zip(class_entries())
+    raw = _patch_first_entry(raw, 6, 8, 0x1)  # general-purpose flag bit 0: encrypted
+    with pytest.raises(DataError, match="'cat/00.png' is encrypted"):
+        extract_zip(raw, dest)
+
+
+def test_a_highly_compressible_entry_is_refused_as_a_bomb(dest):
+    raw = make_zip(class_entries() | {"cat/big.bmp": b"\x00" * (2 * 1024 * 1024)})
+    assert len(raw) < 30_000  # 2 MiB of zeros deflate to a few KB
+    with pytest.raises(DataError, match=r"'cat/big.bmp' expands [\d,]+ times .*zip bomb"):
+        extract_zip(raw, dest)
+    assert _left_behind(dest) == []
+    # Under the ratio limit the same entry is only bounded by the total size.
+    assert extract_zip(raw, dest, max_ratio=10_000).is_dir()
+
+
+def test_declared_total_over_the_limit_is_refused_before_unpacking(dest):
+    # 500 KB of zeros: under the ratio check's 1 MiB floor, but it counts in the total.
+    raw = make_zip(class_entries() | {"cat/flat.bmp": bytes(500_000)})
+    assert len(raw) < 10_000
+    with pytest.raises(DataError, match=r"add up to more than 100 KB once unpacked"):
+        extract_zip(raw, dest, max_total_bytes=100 * 1024)
+    with pytest.raises(DataError, match=r"The zip is [\d.]+ KB; the limit is 1 KB"):
+        extract_zip(raw, dest, max_total_bytes=1024)
+    assert _left_behind(dest) == []
+
+
+def test_a_header_that_understates_the_size_is_caught_while_unpacking(dest):
+    raw = make_zip({"cat/liar.bmp": bytes(200_000)} | class_entries())
+    raw = _patch_first_entry(raw, 22, 24, 1_000)  # declares 1,000 bytes instead of 200,000
+    assert zipfile.ZipFile(io.BytesIO(raw)).getinfo("cat/liar.bmp").file_size == 1_000
+    with pytest.raises(DataError, match="could not be unpacked: it is damaged"):
+        extract_zip(raw, dest, max_total_bytes=50_000)
+    assert _left_behind(dest) == []  # the partial folder was removed
+
+
+def test_too_many_entries_are_refused(dest):
+    raw = make_zip(class_entries(per_class=3))  # 6 entries
+    with pytest.raises(DataError, match="holds 6 entries; the limit is 5 files"):
+        extract_zip(raw, dest, max_files=5)
+    assert extract_zip(raw, dest, max_files=6).is_dir()
+
+
+def test_an_unwritable_destination_is_explained(tmp_path):
+    blocker = tmp_path / "uploads"
+    blocker.write_text("a file where the uploads folder should be")
+    with pytest.raises(
+        DataError, match=r"could not be unpacked into .*uploads/inner \(Not a directory\)"
+    ):
+        extract_zip(make_zip(class_entries()), blocker / "inner")
+
+
+def test_a_stale_partial_folder_is_cleaned_up(dest):
+    dest.mkdir()
+    stale = dest / ".partial-old-zip-abc"
+    (stale / "cat").mkdir(parents=True)
+    old = time.time() - 2 * 24 * 3600
+    os.utime(stale, (old, old))
+    fresh = dest / ".partial-other-session"
+    fresh.mkdir()  # another session may be unpacking right now
+    folder = extract_zip(make_zip(class_entries()), dest)
+    assert _left_behind(dest) == sorted([".partial-other-session", folder.name])
+
+
+# --- checking a folder -----------------------------------------------------------------
+
+
+def _folder(root: Path, counts: dict[str, int], seed=0) -> Path:
+    for c, (name, n) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (root / name / f"{i:03d}.png").write_bytes(png_bytes(seed + 1000 * c + i))
+    return root
+
+
+def test_a_clean_folder_has_no_problem_and_no_warning(tmp_path):
+    report = check_folder(_folder(tmp_path / "ok", {"cat": 12, "dog": 10}))
+    assert report.ok and report.problems == [] and report.warnings == []
+    assert report.class_names == ["cat", "dog"]
+    assert report.counts == {"images": [12, 10]} and report.images == 22
+    assert report.class_table() == [{"class": "cat", "images": 12}, {"class": "dog", "images": 10}]
+    assert report.summary() == "2 classes, 22 images, 0 unreadable, 0 duplicates"
+
+
+def test_a_corrupt_image_in_a_zip_is_listed_and_the_dataset_still_loads(dest):
+    raw = make_zip(class_entries(per_class=10) | {"dog/broken.png": b"\x89PNG\r\n\x1a\n cut short"})
+    folder = extract_zip(raw, dest)
+    report = check_folder(folder)
+    assert report.ok and report.counts == {"images": [10, 10]}
+    assert [path for path, _ in report.unreadable] == ["dog/broken.png"]
+    assert "damaged" in report.unreadable[0][1] or "truncated" in report.unreadable[0][1]
+    ds = load_dataset(folder, val_fraction=0.0)
+    assert len(ds.split("train")[1]) == 20
+    assert [Path(p).name for p, _ in ds.skipped] == ["broken.png"]  # same decoder, same verdict
+
+
+def test_duplicates_are_counted_and_those_across_classes_warned(tmp_path):
+    root = _folder(tmp_path / "dups", {"cat": 12, "dog": 12})
+    same = (root / "cat" / "000.png").read_bytes()
+    (root / "cat" / "copy.png").write_bytes(same)  # same class
+    (root / "dog" / "copy.png").write_bytes(same)  # same bytes, another label
+    (root / "dog" / "copy2.png").write_bytes((root / "dog" / "001.png").read_bytes())
+    report = check_folder(root)
+    assert report.duplicates == 3 and report.cross_class_duplicates == 2
+    assert report.summary().endswith("3 duplicates (2 across classes)")
+    assert report.warnings == [
+        "2 duplicate image(s) are filed under more than one class: the same picture with "
+        "two labels confuses training."
+    ]
+
+
+def test_test_images_that_repeat_train_images_are_warned(tmp_path):
+    root = tmp_path / "split"
+    _folder(root / "train", {"cat": 10, "dog": 10})
+    _folder(root / "test", {"cat": 2, "dog": 2}, seed=50_000)
+    (root / "test" / "dog" / "leak.png").write_bytes((root / "train/dog/003.png").read_bytes())
+    report = check_folder(root)
+    assert report.counts == {"train": [10, 10], "test": [2, 3]}
+    assert report.class_table()[1] == {"class": "dog", "train": 10, "test": 3}
+    assert report.test_in_train == 1
+    assert any("1 test image(s) also appear in train" in w for w in report.warnings)
+
+
+def test_few_images_and_imbalance_are_warned(tmp_path):
+    report = check_folder(_folder(tmp_path / "skewed", {"ant": 4, "bee": 30, "cow": 12}))
+    assert report.ok
+    assert report.warnings == [
+        "Very few images in ant (4): with fewer than 10 images a class is barely learnt "
+        "and its accuracy means little.",
+        "The classes are very unbalanced: bee has 30 images, ant only 4 (8x). The model "
+        "will favour the large classes; look at per-class recall, not accuracy alone.",
+    ]
+
+
+def test_blocking_problems(tmp_path):
+    single = check_folder(_folder(tmp_path / "one", {"cat": 12}))
+    assert single.problems == [
+        f"{tmp_path / 'one'} has a single class folder (cat); a classifier needs at least "
+        "two classes."
+    ]
+    root = _folder(tmp_path / "unreadable", {"cat": 12, "dog": 0})
+    (root / "dog" / "a.jpg").write_bytes(b"not a jpeg")
+    (root / "stray.png").write_bytes(png_bytes(1))
+    report = check_folder(root)
+    assert not report.ok
+    assert report.problems == ["No readable image in the class folder(s) dog."]
+    assert report.unreadable[0][0] == "dog/a.jpg"
+    assert any(
+        "1 file(s) lie outside any class folder (e.g. stray.png)" in w for w in report.warnings
+    )
+    empty = check_folder(tmp_path / "one" / "cat")
+    assert empty.problems[0].endswith(f"has no class folders. {userdata.LAYOUT}")
+    with pytest.raises(DataError, match="does not exist"):
+        check_folder(tmp_path / "missing")
+
+
+def test_folder_signature_changes_when_a_file_changes(tmp_path):
+    root = _folder(tmp_path / "sig", {"cat": 3, "dog": 3})
+    first = folder_signature(root)
+    assert folder_signature(root) == first
+    (root / "dog" / "new.png").write_bytes(png_bytes(77))
+    assert folder_signature(root) != first
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is absent")
+def test_checks_the_50000_image_cifar_folder():
+    start = time.perf_counter()
+    report = check_folder(SHARED)
+    seconds = time.perf_counter() - start
+    assert report.ok and report.counts == {"train": [5000] * 10}
+    assert report.unreadable == []
+    print(f"check_folder on {report.images:,} images: {seconds:.1f} s")
