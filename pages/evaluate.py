@@ -6,8 +6,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import registry
+from core import export, registry
 from core.datastats import enlarge
+from core.errors import CnnError
 from core.evaluate import evaluate, least_confident_correct, mistakes
 from ui import state
 
@@ -167,3 +168,49 @@ d[1].download_button(
     file_name=f"metrics-{split}.json",
     mime="application/json",
 )
+
+with st.expander("Export this model"):
+    st.caption(
+        "Writes the model for another runtime, loads it back with that runtime and checks "
+        f"its probabilities against Keras on {export.VERIFY_IMAGES} images."
+    )
+    fmt = st.selectbox(
+        "Format", export.FORMATS, format_func=export.FORMAT_LABELS.get, key="evaluate_export_format"
+    )
+    unavailable = export.onnx_unavailable_reason() if fmt == "onnx" else None
+    if unavailable:
+        st.warning(unavailable)
+    model_key = (entry["path"], registry.model_version(entry["path"]))
+    if st.button("Export", key="evaluate_export_run", disabled=bool(unavailable)):
+        st.session_state.evaluate_export = None
+        with st.spinner(f"Exporting and checking {export.FORMAT_LABELS[fmt]}…"):
+            try:
+                result = export.export_model(entry["path"], fmt)
+                st.session_state.evaluate_export = {"model": model_key, "result": result}
+            except CnnError as err:
+                st.error(str(err))
+    done = st.session_state.get("evaluate_export")
+    if done and done["model"] == model_key:  # not an export of another (or older) model
+        result = done["result"]
+        st.success(f"Exported and checked: `{result.path}`")
+        e = st.columns(4)
+        e[0].metric("Size", export.human_size(result.size_bytes))
+        e[1].metric("Max difference", f"{result.max_abs_diff:.1e}")
+        e[2].metric("Tolerance", f"{result.tolerance:.0e}")
+        e[3].metric("Time", f"{result.seconds:.1f} s")
+        st.caption(f"Checked with {result.runtime}. {result.note}")
+        name, mime = export.download_name(result)
+        st.download_button(
+            f"Download {name}",
+            lambda: export.download_bytes(result),
+            file_name=name,
+            mime=mime,
+            on_click="ignore",
+            key="evaluate_export_download",
+        )
+        st.markdown("**Use this model elsewhere** (needs only its runtime, numpy and Pillow):")
+        st.code(
+            export.snippet(result.format, result.path, model.input_shape[1], names),
+            language="python",
+            wrap_lines=True,
+        )

@@ -1,5 +1,8 @@
 """AppTest: the Evaluate page shows exactly what core.evaluate computes."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from core.data import load_dataset
@@ -39,3 +42,50 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
         for m in app.markdown
     )
     assert not app.exception
+
+
+def _default_model_app(tmp_path, monkeypatch):
+    """The Evaluate page with the shipped model, on a folder of CIFAR-10's ten class names."""
+    from streamlit.testing.v1 import AppTest
+
+    from core import export
+    from tests.conftest import ROOT, write_image_folder
+
+    write_image_folder(tmp_path / "ten", per_class=10, classes=export.EXAMPLE_CLASSES, size=32)
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "ten"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["sidebar_model"] = "default"
+    return at.switch_page("pages/evaluate.py").run()
+
+
+def test_export_section_exports_the_default_model(tmp_path, monkeypatch):
+    from core import export
+    from core.registry import DEFAULT_MODEL_DIR
+
+    at = _default_model_app(tmp_path, monkeypatch)
+    at.selectbox(key="evaluate_export_format").select("keras").run()
+    at.button(key="evaluate_export_run").click().run()
+    assert not at.exception and not at.error
+
+    written = Path(os.environ["CNN_RUNS_DIR"]) / "default-model/exports/keras/model.keras"
+    assert written.read_bytes() == (DEFAULT_MODEL_DIR / "model.keras").read_bytes()
+    assert not (DEFAULT_MODEL_DIR / "exports").exists()
+    assert any(str(written) in s.value for s in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Max difference"] == "0.0e+00"
+    assert metrics["Tolerance"] == f"{export.FLOAT32_TOLERANCE:.0e}"
+    assert metrics["Size"] == export.human_size(written.stat().st_size)
+    assert "Download model.keras" in [b.label for b in at.get("download_button")]
+    code = export.snippet("keras", written, 32, export.EXAMPLE_CLASSES)
+    assert code.strip() in [c.value.strip() for c in at.code]
+
+
+def test_export_section_says_why_onnx_is_unavailable(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as where tf2onnx is not installed
+    at = _default_model_app(tmp_path, monkeypatch)
+    at.selectbox(key="evaluate_export_format").select("onnx").run()
+    assert any(w.value.startswith("ONNX export is unavailable here") for w in at.warning)
+    assert at.button(key="evaluate_export_run").disabled
+    assert not at.exception

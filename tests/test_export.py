@@ -1,0 +1,228 @@
+"""Exports: each format is written, loaded back by its own runtime and matches Keras."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import export
+from core.export import ExportError
+from core.model import ConvBlock, ModelConfig, build_model
+from core.registry import DEFAULT_MODEL_DIR
+from core.train import save_model_atomic
+from tests.conftest import ROOT, class_images
+
+CLASSES = ["red", "green", "blue"]
+
+
+def _tiny_model(seed: int, precision: str = "float32") -> keras.Model:
+    """A 16 px, 3-class model with batch norm, whose probabilities are far from uniform."""
+    keras.utils.set_random_seed(seed)
+    config = ModelConfig(
+        input_size=16,
+        num_classes=3,
+        blocks=[ConvBlock(8, activation="gelu", batch_norm=True, padding="same"), ConvBlock(8)],
+        dense=[16],
+        precision=precision,
+    )
+    model = build_model(config)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("bn"):  # non-trivial running statistics
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape), var + 0.5])
+    probs = model.get_layer("probs")
+    probs.set_weights([w * 30 for w in probs.get_weights()])
+    return model
+
+
+def _save(model, folder: Path) -> Path:
+    path = folder / "model.keras"
+    save_model_atomic(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One float32 tiny model exported once to every format (conversion is slowish)."""
+    base = tmp_path_factory.mktemp("export")
+    model = _tiny_model(0)
+    source = _save(model, base / "run")
+    results = {fmt: export.export_model(source, fmt) for fmt in export.FORMATS}
+    return {"model": model, "source": source, "results": results}
+
+
+def test_each_format_lands_in_the_run_and_matches_keras(exported):
+    run_dir = exported["source"].parent
+    x, _ = class_images(4, 3, size=16, seed=3)  # other images than the check batch
+    expected = np.asarray(exported["model"](x.astype(np.float32), training=False))
+    for fmt, result in exported["results"].items():
+        assert result.path == run_dir / "exports" / fmt / export.ARTIFACTS[fmt]
+        assert result.path.exists() and result.size_bytes == export.disk_size(result.path) > 0
+        assert result.tolerance == export.FLOAT32_TOLERANCE
+        assert 0 <= result.max_abs_diff <= export.FLOAT32_TOLERANCE
+        got = export.run_export(fmt, result.path, x.astype(np.float32))
+        np.testing.assert_allclose(got, expected, atol=export.FLOAT32_TOLERANCE, err_msg=fmt)
+        assert expected.max() > 0.6  # peaked probabilities: a wrong export would show
+        record = json.loads((result.path.parent / "export.json").read_text())
+        assert record["format"] == fmt and record["max_abs_diff"] == result.max_abs_diff
+        assert record["source"] == str(exported["source"])
+    assert exported["results"]["keras"].max_abs_diff == 0.0
+    assert exported["results"]["keras"].path.read_bytes() == exported["source"].read_bytes()
+    assert not [p for p in (run_dir / "exports").iterdir() if p.name.startswith(".")]
+
+
+def test_an_export_of_another_model_fails_the_check(exported):
+    other = _tiny_model(1)
+    for fmt, result in exported["results"].items():
+        with pytest.raises(ExportError, match="does not match the Keras model"):
+            export.verify_export(fmt, result.path, other)
+
+
+def test_a_damaged_file_is_reported_not_run(exported, tmp_path):
+    for fmt in ("keras", "tflite", "onnx"):
+        damaged = tmp_path / export.ARTIFACTS[fmt]
+        data = exported["results"][fmt].path.read_bytes()
+        damaged.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ExportError, match="could not be loaded and run"):
+            export.verify_export(fmt, damaged, exported["model"])
+    broken = tmp_path / "saved_model"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(ExportError, match="SavedModel export .* could not be loaded"):
+        export.verify_export("savedmodel", broken, exported["model"])
+
+
+def test_each_snippet_classifies_an_image_on_its_own(exported, tmp_path):
+    x, _ = class_images(1, 3, size=40, seed=5)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(x[0]).save(photo)
+    resized = Image.open(photo).convert("RGB").resize((16, 16), Image.Resampling.BOX)
+    probs = np.asarray(exported["model"](np.asarray(resized, np.float32)[None]))[0]
+    best = int(np.argmax(probs))
+    # No project code on the path: the snippet runs from an empty folder.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    for fmt, result in exported["results"].items():
+        code = export.snippet(fmt, result.path, 16, CLASSES, image=str(photo))
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        name, prob = out.stdout.strip().splitlines()[-1].split()
+        assert name == CLASSES[best], fmt
+        assert float(prob) == pytest.approx(float(probs[best]), abs=1e-4), fmt
+
+
+def test_readme_shows_each_snippet_as_the_code_has_it():
+    readme = (ROOT / "README.md").read_text()
+    for fmt in export.FORMATS:
+        assert export.snippet(fmt, export.example_path(fmt), 32) in readme, fmt
+
+
+def test_a_bf16_model_exports_a_float32_copy_within_the_bf16_tolerance(tmp_path):
+    model = _tiny_model(2, precision="mixed_bfloat16")
+    assert export.is_bfloat16(model)
+    copy = export.float32_copy(model)
+    assert not export.is_bfloat16(copy)
+    source = _save(model, tmp_path / "run")
+    for fmt in ("savedmodel", "tflite", "onnx"):
+        result = export.export_model(source, fmt)
+        assert result.tolerance == export.BFLOAT16_TOLERANCE
+        assert result.max_abs_diff <= export.BFLOAT16_TOLERANCE
+        assert ("float32 copy" in result.note) == (fmt != "savedmodel")
+        if fmt != "savedmodel":  # the conversion of the float32 copy is exact
+            images = export.check_images(16)
+            np.testing.assert_allclose(
+                export.run_export(fmt, result.path, images),
+                np.asarray(copy(images, training=False)),
+                atol=export.FLOAT32_TOLERANCE,
+            )
+
+
+def test_the_shipped_model_exports_into_the_runs_folder_not_assets():
+    before = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
+    result = export.export_model("default", "keras")
+    runs_dir = Path(os.environ["CNN_RUNS_DIR"])
+    assert result.path == runs_dir / "default-model" / "exports" / "keras" / "model.keras"
+    assert result.path.read_bytes() == (DEFAULT_MODEL_DIR / "model.keras").read_bytes()
+    assert sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir()) == before
+    again = export.export_model("default", "keras")  # replaces the previous export
+    assert again.path == result.path
+    assert sorted(p.name for p in result.path.parent.parent.iterdir()) == ["keras"]
+
+
+def test_downloads_are_the_file_or_a_zipped_savedmodel(exported):
+    tfl = exported["results"]["tflite"]
+    assert export.download_name(tfl) == ("model.tflite", "application/octet-stream")
+    assert export.download_bytes(tfl) == tfl.path.read_bytes()
+    saved = exported["results"]["savedmodel"]
+    assert export.download_name(saved) == ("saved_model.zip", "application/zip")
+    with zipfile.ZipFile(io.BytesIO(export.download_bytes(saved))) as archive:
+        names = archive.namelist()
+    assert "saved_model/saved_model.pb" in names
+    assert any(n.startswith("saved_model/variables/") for n in names)
+
+
+def test_cli_help_names_every_format(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        export.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "--format" in text and "{keras,savedmodel,tflite,onnx,all}" in text
+
+
+def test_cli_exports_a_run_by_name_and_prints_the_difference(capsys, tmp_path):
+    run_dir = Path(os.environ["CNN_RUNS_DIR"]) / "20261125-120000-tiny"
+    _save(_tiny_model(0), run_dir)
+    assert export.main([run_dir.name, "--format", "keras", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    written = tmp_path / "o" / "keras" / "model.keras"
+    assert f"wrote keras: {written}" in out
+    assert "max difference to Keras 0.00e+00 on 16 images (tolerance 1e-05)" in out
+    assert written.is_file()
+
+
+@pytest.mark.parametrize(
+    "target, sentence",
+    [
+        ("no-such-run", "There is no model at 'no-such-run'"),
+        ("../../etc", "There is no model at '../../etc'"),
+        (str(ROOT / "README.md"), "README.md is not a .keras model file."),
+    ],
+)
+def test_cli_bad_targets_get_one_sentence_and_exit_1(capsys, target, sentence):
+    assert export.main([target, "--format", "keras"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and sentence in err
+    assert "Traceback" not in err
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(ExportError, match="Unknown export format 'pt'"):
+        export.export_model("default", "pt")
+
+
+def test_onnx_unavailable_is_said_plainly(monkeypatch, capsys):
+    # As on a machine where tf2onnx is not installed: importing it fails.
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    reason = export.onnx_unavailable_reason()
+    assert reason.startswith("ONNX export is unavailable here: the converter and runtime ")
+    assert "tf2onnx and onnxruntime" in reason and "choose another format" in reason
+    assert export.main(["default", "--format", "onnx"]) == 1
+    assert reason in capsys.readouterr().err
