@@ -8,8 +8,11 @@ closing the dashboard (or Ctrl-C on the server) does not end it; its output goes
 RUN/train.log. RUN/job.json records the process that was launched, which tells a child
 that is still importing TensorFlow ("starting") from one that died before training began.
 
-Importing this module loads no TensorFlow (only `launch` and `model_summary` import Keras):
-the dashboard calls `status` every second.
+A hyperparameter search (`launch_search`) is one such child too, `python -m core.search`,
+whose trials are ordinary runs; the same lock keeps it to one search or run at a time.
+
+Importing this module loads no TensorFlow (only the launches and `model_summary` import
+Keras): the dashboard calls `status` every second.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,18 +51,88 @@ def launch(config, runs_dir=None) -> Path:
         The run directory, in state "starting" until the child begins training.
 
     Raises:
-        RunError: a setting cannot work, or another run is in progress.
+        RunError: a setting cannot work, the preset's ImageNet weights are not on this
+            machine, or another run or a search is in progress.
     """
+    from core.model import check_pretrained, preset_config
     from core.train import start_run  # imports Keras; only a launch pays for it
 
     if config.model is not None:
         check_model_fits(config.model, config.image_size)
+    model = config.model
+    if model is None and config.preset != "custom":
+        model = preset_config(config.preset, config.image_size)
+    if model is not None:
+        # Missing ImageNet weights are told now, not by a child that fails a minute later.
+        check_pretrained(model)
+    base = Path(runs_dir or runs.default_runs_dir())
+    with _runs_folder_errors(base), _launch_lock(base):
+        _refuse_if_busy(base)
+        before = set(base.iterdir())
+        try:
+            run_dir = start_run(config, base)
+            _spawn(run_dir, ["--run-dir", str(run_dir), "--quiet"])
+        except OSError:
+            _remove_half_created(base, before)
+            raise
+    return run_dir
+
+
+def launch_search(config, runs_dir=None) -> Path:
+    """Prepares a hyperparameter search and runs it in a new process.
+
+    Args:
+        config: a `core.search.SearchConfig`; its trials become runs in `runs_dir`.
+        runs_dir: where the trials' run folders and the search folder go.
+
+    Returns:
+        The search folder `runs_dir/.search-<id>`, in state "starting" until the child
+        begins its first trial.
+
+    Raises:
+        RunError: a setting cannot work, or a run or a search is in progress.
+    """
+    from core.search import start_search  # imports Keras; only a launch pays for it
+
     base = Path(runs_dir or runs.default_runs_dir())
     with _launch_lock(base):
         _refuse_if_busy(base)
-        run_dir = start_run(config, base)
-        _spawn(run_dir, ["--run-dir", str(run_dir), "--quiet"])
-    return run_dir
+        search_dir = start_search(config, base)
+        _spawn(search_dir, ["--search-dir", str(search_dir), "--quiet"], module="core.search")
+    return search_dir
+
+
+def active_search(runs_dir=None) -> dict | None:
+    """Returns the status of the search in progress, with its "name" and "path", or None."""
+    base = Path(runs_dir or runs.default_runs_dir())
+    for path in sorted(base.glob(".search-*/search.json"), reverse=True):
+        current = status(path.parent)
+        if current["state"] in ACTIVE:
+            return {**current, "name": path.parent.name, "path": str(path.parent)}
+    return None
+
+
+def latest_search(runs_dir=None) -> dict | None:
+    """Returns the status of the newest search folder (any state), or None."""
+    base = Path(runs_dir or runs.default_runs_dir())
+    found = sorted(base.glob(".search-*/search.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    path = found[-1].parent
+    return {**status(path), "name": path.name, "path": str(path)}
+
+
+def stop_search(search_dir) -> None:
+    """Stops a search: its current trial stops within a batch and no new trial starts."""
+    search_dir = Path(search_dir)
+    state = status(search_dir)["state"]
+    if state == "running":
+        runs.request_stop(search_dir)
+        current = runs.read_status(search_dir).get("run")
+        if current:
+            runs.request_stop(search_dir.parent / current)
+    elif state == "starting":
+        _terminate(search_dir)
 
 
 def launch_resume(run_dir) -> Path:
@@ -74,7 +148,7 @@ def launch_resume(run_dir) -> Path:
         RunError: the run cannot resume (completed, no checkpoint) or a run is in progress.
     """
     run_dir = Path(run_dir)
-    with _launch_lock(run_dir.parent):
+    with _runs_folder_errors(run_dir.parent), _launch_lock(run_dir.parent):
         _refuse_if_busy(run_dir.parent)
         state = status(run_dir)["state"]
         if state not in RESUMABLE:
@@ -103,18 +177,27 @@ def status(run_dir) -> dict:
 
     States are those of `core.runs.STATES` plus "starting" (the child is loading data and
     TensorFlow). A child that exited before training began is recorded as "failed" with
-    the reason from its log, so no run stays "created" for ever.
+    the reason from its log, so no run stays "created" for ever. A child that died while
+    "running" after printing an error (its folder refused the final status, and no
+    `runs.record_failure` fallback could be written either) reads "failed" with that error.
     """
     run_dir = Path(run_dir)
     current = runs.read_status(run_dir)
     job = read_json(run_dir / JOB_FILE)
-    if not job or current.get("heartbeat", 0) > job["launched"]:
-        return current  # the child has written since its launch: its status speaks
+    if not job:
+        return current
+    if current.get("heartbeat", 0) > job["launched"]:
+        # The child has written since its launch: its status speaks, or its last words.
+        if current["state"] == "interrupted" and (said := _logged_error(run_dir)):
+            return {**current, "state": "failed", "message": said}
+        return current
     if _alive(job):
         return {**current, "state": "starting", "message": "Loading the data and TensorFlow."}
-    runs.write_status(
-        run_dir, state="failed", message=_early_exit_message(run_dir), ended=runs.now_iso()
-    )
+    fields = {"state": "failed", "message": _early_exit_message(run_dir), "ended": runs.now_iso()}
+    try:
+        runs.write_status(run_dir, **fields)
+    except OSError:
+        return {**current, **fields}  # a read-only or full disk: say it without recording it
     return runs.read_status(run_dir)
 
 
@@ -254,13 +337,33 @@ def model_summary(model) -> list[dict]:
     Raises:
         RunError: the architecture does not fit its input size.
     """
+    from dataclasses import replace
+
     from core.model import build_model, summary_rows
 
     check_model_fits(model, model.input_size)
-    return summary_rows(build_model(model))
+    # ImageNet weights change no shape: the summary needs no weights file.
+    return summary_rows(build_model(replace(model, pretrained=False)))
 
 
 # --- the process ----------------------------------------------------------------------
+
+
+@contextmanager
+def _runs_folder_errors(base: Path):
+    # A full disk or a read-only mount at launch is a sentence for the user, not a traceback.
+    try:
+        yield
+    except OSError as err:
+        raise runs.storage_error(err, base) from err
+
+
+def _remove_half_created(base: Path, before: set[Path]) -> None:
+    # Under the launch lock the only new folder is this launch's: it holds at most its
+    # config.json (start_run), or its log too if job.json could not be written (_spawn).
+    for path in set(base.iterdir()) - before:
+        if path.is_dir() and not (path / JOB_FILE).exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
@@ -273,6 +376,15 @@ def _launch_lock(base: Path):
 
 
 def _refuse_if_busy(base: Path) -> None:
+    search = active_search(base)
+    if search is not None:
+        where = "starting"
+        if search["state"] == "running":
+            where = f"trial {search.get('trial') or 1}/{search.get('trials', '?')}"
+        raise RunError(
+            f"A hyperparameter search is in progress ({search['name']}, {where}). "
+            "Stop it or wait for it to finish."
+        )
     current = active_run(base)
     if current is None:
         return
@@ -285,16 +397,16 @@ def _refuse_if_busy(base: Path) -> None:
     )
 
 
-def _spawn(run_dir: Path, args: list[str]) -> None:
+def _spawn(run_dir: Path, args: list[str], module: str = "core.train") -> None:
     paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can act on
     with open(run_dir / LOG_FILE, "ab") as log:
-        log.write(f"--- {runs.now_iso()} python -m core.train {' '.join(args)}\n".encode())
+        log.write(f"--- {runs.now_iso()} python -m {module} {' '.join(args)}\n".encode())
         log.flush()
         launched = time.time()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.train", *args],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -302,10 +414,16 @@ def _spawn(run_dir: Path, args: list[str]) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    atomic_write_json(
-        run_dir / JOB_FILE,
-        {"pid": proc.pid, "pid_start": runs.process_start(proc.pid), "launched": launched},
-    )
+    try:
+        atomic_write_json(
+            run_dir / JOB_FILE,
+            {"pid": proc.pid, "pid_start": runs.process_start(proc.pid), "launched": launched},
+        )
+    except OSError:
+        # Unrecorded, the child could never be watched or stopped: end it now.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     # An exited child stays a zombie (and looks alive) until its parent waits for it.
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
 
@@ -331,6 +449,13 @@ def _terminate(run_dir: Path, grace: float = 5.0) -> None:
 
 
 _ERROR_LINE = re.compile(r"^error: (.+)$", re.MULTILINE)
+
+
+def _logged_error(run_dir: Path) -> str | None:
+    # The "error: ..." the CLI printed during the latest launch (after its "--- " line).
+    tail = re.split(r"^--- .*$", log_tail(run_dir, 200), flags=re.MULTILINE)[-1]
+    sentences = _ERROR_LINE.findall(tail)
+    return sentences[-1].strip() if sentences else None
 
 
 def _early_exit_message(run_dir: Path) -> str:

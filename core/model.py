@@ -1,12 +1,14 @@
 """Model presets, the typed architecture config and `build_model(config)`.
 
 Every model takes raw uint8 RGB images `(N, S, S, 3)` and returns class probabilities:
-the scaling to [0, 1] is its first layer, so no caller preprocesses anything.
+the scaling to [0, 1] (or [-1, 1] for a Keras Applications backbone) is inside the model,
+so no caller preprocesses anything.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,6 +51,12 @@ class ModelConfig:
     # "mixed_bfloat16" computes in bf16 (this CPU's AMX/AVX-512 bf16 units) with float32
     # weights and float32 probabilities; "float32" everywhere otherwise.
     precision: str = "float32"
+    # A Keras Applications network (a key of BACKBONES) in place of `blocks`: its
+    # convolutions, global average pooling, `dense_dropout`, then the softmax layer.
+    backbone: str = ""
+    # With ImageNet weights the backbone is frozen and only the new head learns (the
+    # Teachable Machine recipe); without them the whole network trains from scratch.
+    pretrained: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,12 +120,45 @@ def _quick() -> ModelConfig:
     return config
 
 
+def _mobilenet() -> ModelConfig:
+    return ModelConfig(
+        preset="mobilenet",
+        blocks=[],
+        head="global_avg",
+        dense=[],
+        dense_dropout=0.2,
+        backbone="mobilenet_v3_small",
+        pretrained=True,
+    )
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A Keras Applications network usable as a frozen, pretrained feature extractor."""
+
+    name: str  # the function in `keras.applications`
+    min_size: int  # smaller inputs are enlarged to this inside the model
+    # The file Keras's own download caches under <Keras home>/models/ (include_top=False;
+    # the name is the one keras/src/applications/mobilenet_v3.py asks `get_file` for).
+    weights_file: str
+
+
+BACKBONES = {
+    "mobilenet_v3_small": Backbone(
+        "MobileNetV3Small", 32, "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    ),
+}
+
+# From-scratch presets; TRANSFER_PRESETS need a pretrained backbone's weights file.
 PRESETS = {"seed": _seed, "vgg_bn": _vgg_bn, "quick": _quick, "fast": _fast}
+TRANSFER_PRESETS = {"mobilenet": _mobilenet}
 PRESET_DESCRIPTIONS = {
     "seed": "The classic Keras CIFAR-10 CNN: two conv/max-pool stages, Dense 64 (baseline).",
     "vgg_bn": "Three VGG stages of two 3x3 convs with batch norm (32/64/128), global average.",
     "quick": "Speed-run layout (whitening stem, 64/128/128) for short classroom runs.",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy.",
+    "mobilenet": "Transfer learning: MobileNetV3Small with ImageNet weights, frozen, and a new "
+    "classifier on top; for small custom datasets, best at 96x96 pixels.",
 }
 WHITEN_FILTERS = 24  # 12 eigenvectors of 2x2x3 patches, each with both signs
 LOGIT_SCALE = 1 / 9  # airbench's temperature: softer logits train faster with this head
@@ -129,11 +170,65 @@ def preset_config(name: str, input_size: int = 32, num_classes: int = 10) -> Mod
     Raises:
         RunError: the preset does not exist.
     """
-    if name not in PRESETS:
-        raise RunError(f"Unknown preset '{name}'. Presets: {', '.join(PRESETS)}.")
-    config = PRESETS[name]()
+    builders = {**PRESETS, **TRANSFER_PRESETS}
+    if name not in builders:
+        raise RunError(f"Unknown preset '{name}'. Presets: {', '.join(builders)}.")
+    config = builders[name]()
     config.input_size, config.num_classes = input_size, num_classes
     return config
+
+
+def weights_path(backbone: str) -> Path | None:
+    """Returns the cached ImageNet weights file of a backbone, or None; never downloads.
+
+    Keras's downloader keeps the file under `<Keras home>/models/`, and under
+    `/tmp/.keras/models/` when that home cannot be written; both are looked at.
+
+    Args:
+        backbone: a key of `BACKBONES`.
+
+    Returns:
+        The path of the `.h5` file, or None when neither place has it.
+    """
+    from core.data import keras_home
+
+    name = BACKBONES[backbone].weights_file
+    for home in (keras_home(), Path("/tmp/.keras")):
+        path = home.expanduser() / "models" / name
+        if path.is_file() and os.access(path, os.R_OK):
+            return path
+    return None
+
+
+def pretrained_weights_available(backbone: str) -> bool:
+    """True when the ImageNet weights of `backbone` are on this machine (see `weights_path`)."""
+    return weights_path(backbone) is not None
+
+
+def missing_weights_message(backbone: str) -> str:
+    """The sentence a user reads when a backbone's ImageNet weights are not on this machine."""
+    from core.data import keras_home
+
+    spec = BACKBONES[backbone]
+    where = keras_home() / "models" / spec.weights_file
+    return (
+        f"ImageNet weights for {spec.name} are not on this machine ({where}) and cannot be "
+        "downloaded without internet; choose a from-scratch preset such as quick or fast."
+    )
+
+
+def check_pretrained(config: ModelConfig) -> None:
+    """Checks that a config needing pretrained weights can have them, without downloading.
+
+    Raises:
+        RunError: the config names an unknown backbone, or its weights are missing.
+    """
+    if not config.backbone:
+        return
+    if config.backbone not in BACKBONES:
+        raise RunError(f"Unknown backbone '{config.backbone}'. Backbones: {', '.join(BACKBONES)}.")
+    if config.pretrained and not pretrained_weights_available(config.backbone):
+        raise RunError(missing_weights_message(config.backbone))
 
 
 def build_model(config: ModelConfig) -> keras.Model:
@@ -145,14 +240,25 @@ def build_model(config: ModelConfig) -> keras.Model:
     Returns:
         A `keras.Model` mapping uint8-valued `(N, S, S, 3)` to float32 probabilities
         `(N, num_classes)`. Layers are named `conv{b}_{i}`, `bn{b}_{i}`, `act{b}_{i}`,
-        `pool{b}` so that the dashboard can address them.
+        `pool{b}` so that the dashboard can address them. A backbone's layers keep their
+        Keras Applications names (`conv`, `conv_bn`, ..., `conv_1`) and sit in the same
+        flat model, so the dashboard sees its convolutions like any others.
+
+    Raises:
+        RunError: the config needs ImageNet weights that are not on this machine, or
+            the weights file cannot be read.
     """
     config = copy.deepcopy(config)
+    check_pretrained(config)
+    if config.backbone:
+        build = _build_transfer
+    else:
+        build = _build_speed if config.style == "speed" else _build_plain
     previous = keras.config.dtype_policy()
     # Layers take the global policy when they are built; it is restored right after.
     keras.config.set_dtype_policy(config.precision)
     try:
-        return (_build_speed if config.style == "speed" else _build_plain)(config)
+        return build(config)
     finally:
         keras.config.set_dtype_policy(previous)
 
@@ -215,9 +321,42 @@ def _build_speed(config: ModelConfig) -> keras.Model:
             x = layers.BatchNormalization(momentum=0.6, scale=False, name=f"bn{b}_{i}")(x)
             x = layers.Activation(block.activation, name=f"act{b}_{i}")(x)
     x = layers.GlobalMaxPooling2D(name="features")(x)
+    if config.dense_dropout:
+        x = layers.Dropout(config.dense_dropout, name="dense_drop")(x)
     x = layers.Dense(config.num_classes, use_bias=False, name="logits")(x)
     x = layers.Rescaling(LOGIT_SCALE, name="temperature")(x)
     outputs = layers.Activation("softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=config.preset)
+
+
+def _build_transfer(config: ModelConfig) -> keras.Model:
+    spec = BACKBONES[config.backbone]
+    s = config.input_size
+    inputs = keras.Input((s, s, 3), name="image")
+    x = inputs
+    side = max(s, spec.min_size)
+    if side != s:
+        x = layers.Resizing(side, side, name="resize")(x)
+    # Given `input_tensor`, the application grows from our tensor instead of wrapping a
+    # sub-model, so its layers are this model's own. A file path, never "imagenet": Keras
+    # would try to download. Its first layer rescales [0, 255] to [-1, 1].
+    weights = str(weights_path(config.backbone)) if config.pretrained else None
+    try:
+        features = getattr(keras.applications, spec.name)(
+            input_tensor=x, include_top=False, weights=weights, include_preprocessing=True
+        ).output
+    except (OSError, ValueError) as err:
+        if weights is None:
+            raise
+        raise RunError(f"The ImageNet weights file {weights} cannot be read: {err}") from err
+    for layer in keras.Model(inputs, features).layers[1:]:
+        layer.trainable = not config.pretrained
+    x = layers.GlobalAveragePooling2D(name="features")(features)
+    if config.dense_dropout:
+        x = layers.Dropout(config.dense_dropout, name="dense_drop")(x)
+    outputs = layers.Dense(config.num_classes, activation="softmax", name="probs", dtype="float32")(
+        x
+    )
     return keras.Model(inputs, outputs, name=config.preset)
 
 

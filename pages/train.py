@@ -8,11 +8,27 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs, runs
+from core import jobs, runs, search
 from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
-from core.model import PRESET_DESCRIPTIONS, PRESETS, ConvBlock, ModelConfig
-from core.train import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig, resolved_model_config
+from core.model import (
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    TRANSFER_PRESETS,
+    ConvBlock,
+    ModelConfig,
+    missing_weights_message,
+    preset_config,
+    pretrained_weights_available,
+)
+from core.train import (
+    LOSSES,
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    TrainConfig,
+    resolved_model_config,
+)
 from ui import state
 
 state.ensure_routed()
@@ -20,6 +36,7 @@ state.ensure_routed()
 ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
 BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped": "orange"}
 DEFAULT = TrainConfig()
+IMAGE_SIZES = (32, 64, 96)
 
 
 @st.cache_data(max_entries=32, show_spinner="Building the model…")
@@ -139,17 +156,55 @@ def augment_options(sent: dict | None) -> AugmentConfig:
     return AugmentConfig(**values)
 
 
+def recipe_size(preset: str) -> int:
+    return RECIPES.get(preset, {}).get("image_size", DEFAULT.image_size)
+
+
+def choose_preset(name: str | None = None) -> None:
+    # A preset brings the image size its recipe trains at (96 for transfer learning).
+    if name:
+        st.session_state["train_preset"] = name
+    st.session_state["train_image_size"] = recipe_size(st.session_state["train_preset"])
+
+
+def weights_warning(preset: str) -> None:
+    backbone = preset_config(preset).backbone
+    if pretrained_weights_available(backbone):
+        return
+    st.warning(missing_weights_message(backbone))
+    cols = st.columns(2)
+    for col, name in zip(cols, ("quick", "fast"), strict=True):
+        col.button(
+            f"Use {name} instead", key=f"train_use_{name}", on_click=choose_preset, args=(name,)
+        )
+
+
 def new_run() -> None:
     st.subheader("New run")
     dataset = state.require_dataset()
     choice, summary = st.columns([2, 3], gap="large")
     with choice:
-        preset = st.selectbox("Architecture", [*PRESETS, "custom"], key="train_preset")
+        preset = st.selectbox(
+            "Architecture",
+            [*PRESETS, *TRANSFER_PRESETS, "custom"],
+            key="train_preset",
+            on_change=choose_preset,
+        )
         custom = preset == "custom"
+        st.session_state.setdefault("train_image_size", recipe_size(preset))
+        size = st.selectbox(
+            "Image size",
+            IMAGE_SIZES,
+            format_func=lambda s: f"{s}x{s} pixels",
+            key="train_image_size",
+            help="Every image is resized to this; the model card records it.",
+        )
         # Outside the form: the form can only show as many block editors as chosen here.
         blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
         if not custom:
             st.caption(PRESET_DESCRIPTIONS[preset])
+        if preset in TRANSFER_PRESETS:
+            weights_warning(preset)
         sent = st.session_state.get("train_augment")
         if sent:
             st.info("Augmentation settings from the Augmentations page.")
@@ -165,7 +220,7 @@ def new_run() -> None:
         if custom:
             model.dense = jobs.parse_widths(widths)
         config = TrainConfig(
-            preset=preset, model=model, image_size=dataset.image_size, augment=augment, **options
+            preset=preset, model=model, image_size=size, augment=augment, **options
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
@@ -175,6 +230,75 @@ def new_run() -> None:
             st.rerun()
     except CnnError as err:
         st.error(str(err))
+    search_box(preset, size, options)
+
+
+def search_box(preset: str, size: int, options: dict) -> None:
+    with st.expander("Search hyperparameters (KerasTuner)"):
+        st.caption(
+            "Tries learning rates, widths, dropout and augmentation strengths around the "
+            "preset's recipe; every trial is a run in the table below."
+        )
+        latest = jobs.latest_search()
+        if latest and latest["state"] not in jobs.ACTIVE:
+            last_search(latest)
+        if preset == "custom":
+            st.info("A search starts from a preset: choose one above.")
+            return
+        c = st.columns(3)
+        trials = c[0].number_input("Trials", 1, 200, 8, key="train_search_trials")
+        epochs = c[1].number_input("Epochs per trial", 1, 1000, 3, key="train_search_epochs")
+        algorithm = c[2].selectbox("Algorithm", search.ALGORITHMS, key="train_search_algorithm")
+        if not st.button("Start search", key="train_search_start"):
+            return
+        config = search.SearchConfig(
+            data=state.dataset_spec(),
+            preset=preset,
+            trials=int(trials),
+            epochs=int(epochs),
+            algorithm=algorithm,
+            image_size=size,
+            val_fraction=options["val_fraction"],
+            seed=int(options["seed"]),
+        )
+        try:
+            name = jobs.launch_search(config).name
+        except CnnError as err:
+            st.error(str(err))
+            return
+        st.session_state["train_notice"] = f"Started the search {name}."
+        st.rerun()
+
+
+def last_search(latest: dict) -> None:
+    if latest["state"] == "failed":
+        st.error(f"{latest['name']} failed: {latest.get('message')}")
+    if best := search.summarise(latest["path"])["best"]:
+        choices = search.describe_choices(best["hyperparameters"])
+        st.caption(
+            f"Best of {latest['name']}: {best['run']}, validation accuracy "
+            f"{best['val_accuracy']:.2%} with {choices}."
+        )
+
+
+def search_moment(status: dict, training: dict | None) -> tuple:
+    return status["state"], status.get("run"), training and training["name"]
+
+
+def search_view(path: str, seen: tuple) -> None:
+    status = jobs.status(path)
+    if search_moment(status, jobs.active_run()) != seen:
+        st.rerun()  # it ended, or a trial began or ended: redraw the live view and the table
+    best = search.summarise(path)["best"]
+    c = st.columns([4, 1])
+    c[0].markdown(
+        f"**Search {Path(path).name.removeprefix('.search-')}** · trial "
+        f"{status.get('trial') or 0}/{status.get('trials', '?')}"
+        + (f" · best so far {best['val_accuracy']:.2%} ({best['run']})" if best else "")
+    )
+    if c[1].button("Stop search", key="train_search_stop"):
+        jobs.stop_search(path)
+        st.caption("Stopping the current trial at the end of its batch…")
 
 
 def model_summary_view(model: ModelConfig) -> None:
@@ -295,7 +419,10 @@ def runs_table(rows: list[dict]) -> None:
 
 st.title("Train")
 st.subheader("Live view")
-active, rows = jobs.active_run(), jobs.list_runs()
+active, rows, searching = jobs.active_run(), jobs.list_runs(), jobs.active_search()
+if searching:
+    seen = search_moment(searching, active)
+    st.fragment(search_view, run_every=1.0)(searching["path"], seen)
 if active or rows:
     watched = active["path"] if active else rows[0]["path"]
     st.fragment(live_view, run_every=1.0 if active else None)(watched, polling=bool(active))

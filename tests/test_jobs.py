@@ -176,3 +176,39 @@ def test_log_tail_returns_the_last_lines(tmp_path):
     assert jobs.log_tail(tmp_path) == ""
     (tmp_path / "train.log").write_text("\n".join(f"line {i}" for i in range(50)))
     assert jobs.log_tail(tmp_path, 3) == "line 47\nline 48\nline 49"
+
+
+def test_a_transfer_preset_without_weights_is_refused_before_anything_starts(tmp_path):
+    base = tmp_path / "runs"
+    with pytest.raises(RunError, match="ImageNet weights for MobileNetV3Small are not on"):
+        jobs.launch(TrainConfig(preset="mobilenet", data="unused", image_size=96), base)
+    assert not base.exists() or not [p for p in base.iterdir() if p.is_dir()]
+
+
+def test_a_search_runs_in_a_child_process_blocks_launches_and_stops(tmp_path):
+    from core.search import SearchConfig, summarise
+
+    archive = tmp_path / "c.tar.gz"
+    write_cifar_archive(archive, per_batch=400)
+    config = SearchConfig(data=str(archive), preset="seed", trials=3, epochs=5, batch_size=8)
+    search_dir = jobs.launch_search(config)
+    assert search_dir.name.startswith(".search-")
+    assert jobs.status(search_dir)["state"] in ("starting", "running")
+    assert jobs.active_search()["name"] == search_dir.name
+    with pytest.raises(RunError, match=r"A hyperparameter search is in progress \(\.search-"):
+        jobs.launch(TrainConfig(data="unused"))
+    with pytest.raises(RunError, match="A hyperparameter search is in progress"):
+        jobs.launch_search(config)
+
+    def training(status):
+        return status.get("run") and jobs.status(search_dir.parent / status["run"]).get("batch")
+
+    _wait(search_dir, training, timeout=90)
+    assert [r["state"] for r in jobs.list_runs()] == ["running"]
+    jobs.stop_search(search_dir)
+    done = jobs.wait_for_state(search_dir, jobs.FINISHED, timeout=30)
+    assert done["state"] == "stopped", jobs.log_tail(search_dir)
+    (trial,) = summarise(search_dir)["trials"]
+    assert trial["state"] == "stopped" and runs.read_status(trial["run_dir"])["state"] == "stopped"
+    assert jobs.active_search() is None and jobs.latest_search()["name"] == search_dir.name
+    assert "python -m core.search --search-dir" in jobs.log_tail(search_dir, 200)

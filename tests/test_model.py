@@ -180,3 +180,130 @@ def test_whitening_decorrelates_the_patches_it_was_fitted_on():
     # eps=5e-4 shrinks the smallest directions a little; correlations vanish
     assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-2
     assert np.diag(cov).max() < 1.01 and np.diag(cov).min() > 0.4  # noise dims: var ~ eps
+
+
+# --- transfer learning ----------------------------------------------------------------
+
+
+def _mobilenet(input_size=32, pretrained=False):
+    from dataclasses import replace
+
+    return replace(preset_config("mobilenet", input_size, 3), pretrained=pretrained)
+
+
+def _fake_imagenet_weights(seed=0):
+    """Writes a weights file where Keras caches MobileNetV3Small's, in Keras's legacy H5 layout.
+
+    Random weights, but the real file name, place and format: enough to prove that the
+    preset loads the cached file and freezes what it loaded.
+    """
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from core.data import keras_home
+    from core.model import BACKBONES
+
+    keras.utils.set_random_seed(seed)
+    net = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), include_top=False, weights=None
+    )
+    path = keras_home() / "models" / BACKBONES["mobilenet_v3_small"].weights_file
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, net)
+    return path, net
+
+
+def test_transfer_preset_builds_a_flat_mobilenet_for_uint8_input():
+    model = build_model(_mobilenet())
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 3)
+    names = [layer.name for layer in model.layers]
+    assert names[1].startswith("rescaling") and model.layers[1].scale == pytest.approx(1 / 127.5)
+    assert {"conv", "conv_bn", "conv_1", "features", "dense_drop", "probs"} <= set(names)
+    assert "resize" not in names  # 32 px is MobileNetV3's minimum: nothing to enlarge
+    assert model.get_layer("dense_drop").rate == 0.2
+    assert all(layer.trainable for layer in model.layers)  # no weights: it all learns
+    x = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x)).sum(axis=1), 1.0, rtol=1e-5)
+    small = build_model(_mobilenet(input_size=16))
+    assert small.get_layer("resize").output.shape[1:] == (32, 32, 3)
+
+
+def test_pretrained_preset_without_weights_is_refused_with_a_sentence(tmp_path):
+    from core.data import keras_home
+    from core.model import check_pretrained, pretrained_weights_available
+
+    assert not pretrained_weights_available("mobilenet_v3_small")
+    where = keras_home() / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    sentence = (
+        f"ImageNet weights for MobileNetV3Small are not on this machine ({where}) and cannot "
+        "be downloaded without internet; choose a from-scratch preset such as quick or fast."
+    )
+    for attempt in (
+        lambda: build_model(_mobilenet(pretrained=True)),
+        lambda: check_pretrained(preset_config("mobilenet")),
+    ):
+        with pytest.raises(RunError) as err:
+            attempt()
+        assert str(err.value) == sentence
+    assert not (keras_home() / "models").exists()  # nothing was fetched
+
+
+def test_the_cli_says_so_and_exits_1_when_the_weights_are_missing(tmp_path, image_folder):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_HOME": str(tmp_path / "empty_keras_home")}
+    out = subprocess.run(
+        [sys.executable, "-m", "core.train", "--preset", "mobilenet", "--data", str(image_folder)]
+        + ["--epochs", "1", "--quiet", "--runs-dir", str(tmp_path / "runs")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "error: ImageNet weights for MobileNetV3Small are not on this machine" in out.stderr
+
+
+def test_cached_imagenet_weights_are_loaded_and_stay_frozen_in_a_run(tiny_dataset):
+    from core import runs
+    from core.model import pretrained_weights_available
+    from core.train import TrainConfig, train
+
+    path, net = _fake_imagenet_weights()
+    assert pretrained_weights_available("mobilenet_v3_small")
+    model = build_model(_mobilenet(pretrained=True))
+    assert [w.path for w in model.trainable_weights] == ["probs/kernel", "probs/bias"]
+    assert not model.get_layer("conv_bn").trainable
+
+    config = TrainConfig(preset="custom", model=_mobilenet(pretrained=True), epochs=1)
+    run_dir = train(config, tiny_dataset)
+    assert runs.read_status(run_dir)["state"] == "completed"
+    trained = load_model(run_dir / "model.keras")  # safe mode: only standard Keras layers
+    assert trained.input_shape == (None, 32, 32, 3)
+    # After an epoch every backbone weight, batch-norm statistics included, is the file's.
+    backbone = {w.path: w.numpy() for w in net.weights}
+    kept = [w for w in trained.weights if w.path in backbone]
+    assert len(kept) == len(net.weights)
+    for w in kept:
+        np.testing.assert_array_equal(w.numpy(), backbone[w.path], err_msg=w.path)
+
+    path.write_bytes(b"not hdf5")
+    with pytest.raises(RunError, match="cannot be read"):
+        build_model(_mobilenet(pretrained=True))
+
+
+def test_inspection_sees_the_backbone_convolutions():
+    from core import inspect
+
+    model = build_model(_mobilenet())
+    assert inspect.conv_layers(model)[0] == "conv" and inspect.conv_layers(model)[-1] == "conv_1"
+    assert inspect.first_layer_filter_tiles(model).shape == (16, 3, 3, 3)
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3)).astype(np.uint8)
+    heat, index, probs = inspect.grad_cam(model, image)
+    assert heat.shape == (32, 32) and probs.shape == (3,) and index == int(np.argmax(probs))
+    maps = inspect.feature_maps(model, image, [inspect.map_layers(model)[0]])
+    assert next(iter(maps.values())).shape == (16, 16, 16)

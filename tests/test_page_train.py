@@ -1,8 +1,15 @@
 """AppTest checks of the Train page: form and model summary, a real launch, the runs table."""
 
+import io
+
+import numpy as np
+from PIL import Image
+
 from core import jobs, runs
 from core.augment import AugmentConfig
+from core.classify import classify_bytes
 from core.fileio import atomic_write_json, read_json
+from core.model import load_model
 
 SEED_PARAMS_3_CLASSES = 167_562 - 650 + 64 * 3 + 3
 
@@ -64,6 +71,13 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert "Augmentation settings from the Augmentations page." in [i.value for i in app.info]
     assert app.checkbox(key="train_aug_flip").value is True
     assert app.number_input(key="train_aug_cutout").value == 8
+    assert app.selectbox(key="train_image_size").options == [
+        "32x32 pixels",
+        "64x64 pixels",
+        "96x96 pixels",
+    ]
+    app.selectbox(key="train_image_size").set_value(64).run()
+    assert any(c.value == "For 3 classes of 64x64 images." for c in app.caption)
     app.number_input(key="train_epochs").set_value(1)
     app.number_input(key="train_batch_size").set_value(16)
     app.button(key="train_start").click().run()
@@ -75,6 +89,15 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     config = read_json(new[0] / "config.json")
     assert config["epochs"] == 1 and config["data"] == str(image_folder)
     assert config["augment"] == AugmentConfig(flip=True, cutout=8).to_dict()
+    # The child loaded the 40-pixel images at the chosen 64 pixels; the card says so.
+    card = read_json(new[0] / "model_card.json")
+    assert config["image_size"] == card["input_size"] == card["data"]["image_size"] == 64
+    model = load_model(new[0] / "model.keras")
+    assert model.input_shape == (None, 64, 64, 3)
+    upload = io.BytesIO()
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(upload, "PNG")
+    # Classify resizes an upload of any size to the model's 64 pixels.
+    assert classify_bytes(model, upload.getvalue(), card["class_names"]).pixels.shape == (64, 64, 3)
 
     app.run()
     table = app.dataframe(key="train_runs").value
@@ -134,3 +157,62 @@ def test_a_failed_run_shows_its_reason_and_log(app):
 
 def _run_dirs():
     return [p for p in runs.default_runs_dir().iterdir() if p.is_dir()]
+
+
+def test_the_transfer_preset_warns_without_weights_and_offers_scratch_presets(app, trained_run):
+    _open(app)
+    assert app.selectbox(key="train_image_size").value == 32
+    app.selectbox(key="train_preset").set_value("mobilenet").run()
+    assert not app.exception
+    assert app.selectbox(key="train_image_size").value == 96  # the preset's recipe size
+    (warning,) = [w.value for w in app.warning]
+    assert warning.startswith("ImageNet weights for MobileNetV3Small are not on this machine")
+    assert warning.endswith("choose a from-scratch preset such as quick or fast.")
+    assert any(c.value == "For 3 classes of 96x96 images." for c in app.caption)
+    assert "conv_1" in app.dataframe[0].value["layer"].tolist()  # the summary needs no weights
+    app.button(key="train_start").click().run()
+    assert [e.value for e in app.error] == [warning]
+    assert _run_dirs() == [trained_run]  # nothing was launched
+
+    app.button(key="train_use_quick").click().run()
+    assert app.selectbox(key="train_preset").value == "quick"
+    assert app.selectbox(key="train_image_size").value == 32
+    assert not app.warning
+
+
+def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_run):
+    from core import search
+
+    _open(app)
+    assert app.expander[0].label == "Search hyperparameters (KerasTuner)"
+    app.number_input(key="train_search_trials").set_value(1)
+    app.number_input(key="train_search_epochs").set_value(1)
+    app.selectbox(key="train_preset").set_value("seed").run()
+    app.button(key="train_search_start").click().run()
+    assert not app.exception
+    (search_dir,) = runs.default_runs_dir().glob(".search-*")
+    assert app.success[0].value.startswith(f"Started the search {search_dir.name}.")
+    assert jobs.wait_for_state(search_dir, jobs.FINISHED, timeout=120)["state"] == "completed"
+    app.run()
+    table = app.dataframe(key="train_runs").value
+    trial = search.summarise(search_dir)["trials"][0]["run"]
+    assert table["run"].tolist() == [trial, trained_run.name]
+    assert table["status"].tolist() == ["completed", "completed"]
+    assert any(f"Best of {search_dir.name}: {trial}" in c.value for c in app.caption)
+
+    app.selectbox(key="train_preset").set_value("custom").run()
+    assert "A search starts from a preset: choose one above." in [i.value for i in app.info]
+
+
+def test_a_search_in_progress_is_shown_and_can_be_stopped(app, trained_run):
+    search_dir = runs.default_runs_dir() / ".search-demo"
+    search_dir.mkdir()
+    atomic_write_json(search_dir / "search.json", {"preset": "seed", "trials": 3, "id": "demo"})
+    runs.write_status(search_dir, state="running", trial=2, trials=3, **runs.process_identity())
+    _open(app)
+    assert "**Search demo** · trial 2/3" in [m.value for m in app.markdown]
+    app.button(key="train_search_start").click().run()
+    assert "A hyperparameter search is in progress (.search-demo, trial 2/3)." in app.error[0].value
+    app.button(key="train_search_stop").click().run()
+    assert (search_dir / "stop.request").exists()
+    assert [r["name"] for r in runs.list_runs()] == [trained_run.name]  # nothing launched
