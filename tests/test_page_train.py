@@ -10,6 +10,7 @@ from core.augment import AugmentConfig
 from core.classify import classify_bytes
 from core.fileio import atomic_write_json, read_json
 from core.model import load_model
+from core.train import RECIPES, parse_augment
 
 SEED_PARAMS_3_CLASSES = 167_562 - 650 + 64 * 3 + 3
 
@@ -62,6 +63,41 @@ def test_a_custom_architecture_is_summarised_and_checked(app, trained_run):
     app.text_input(key="train_dense").set_value("64,x")
     app.button(key="train_preview").click().run()
     assert "positive whole numbers" in app.error[0].value
+    assert _run_dirs() == [trained_run]
+
+
+def test_choosing_a_preset_fills_the_form_with_its_recipe(app, trained_run):
+    _open(app)
+    assert app.selectbox(key="train_optimizer").value == "adam"  # the seed's classic recipe
+    app.selectbox(key="train_preset").set_value("fast").run()
+    shown = {
+        "optimizer": app.selectbox(key="train_optimizer").value,
+        "lr": app.number_input(key="train_lr").value,
+        "batch": app.number_input(key="train_batch_size").value,
+        "epochs": app.number_input(key="train_epochs").value,
+        "schedule": app.selectbox(key="train_schedule").value,
+        "smoothing": app.number_input(key="train_smoothing").value,
+        "precision": app.selectbox(key="train_precision").value,
+        "flip": app.checkbox(key="train_aug_flip").value,
+        "crop_pad": app.number_input(key="train_aug_crop_pad").value,
+    }
+    recipe = RECIPES["fast"]
+    assert shown == {
+        "optimizer": recipe["optimizer"],
+        "lr": recipe["learning_rate"],
+        "batch": recipe["batch_size"],
+        "epochs": recipe["epochs"],
+        "schedule": recipe["schedule"],
+        "smoothing": recipe["label_smoothing"],
+        "precision": "mixed_bfloat16",
+        "flip": parse_augment(recipe["augment"]).flip,
+        "crop_pad": parse_augment(recipe["augment"]).crop_pad,
+    }
+    assert shown["flip"] and shown["crop_pad"] > 0
+    app.selectbox(key="train_preset").set_value("seed").run()
+    assert app.selectbox(key="train_optimizer").value == "adam"
+    assert app.number_input(key="train_batch_size").value == 128
+    assert app.checkbox(key="train_aug_flip").value is False
     assert _run_dirs() == [trained_run]
 
 
