@@ -10,7 +10,7 @@ from core.classify import classify_batch, results_csv, results_table
 from core.datastats import enlarge
 from core.errors import CnnError
 from core.images import ALLOWED_FORMATS, open_image
-from core.inspect import grad_cam, overlay
+from core.inspect import grad_cam, model_image, overlay
 from ui import state
 
 state.ensure_routed()
@@ -88,7 +88,8 @@ def show(name, original, pred):
 if probe is not None:
     from core.classify import describe, predict_pixels
 
-    pred = describe(probe["pixels"], predict_pixels(model, probe["pixels"][None])[0], class_names)
+    pixels = model_image(model, probe["pixels"])  # a dataset sample may be smaller
+    pred = describe(pixels, predict_pixels(model, pixels[None])[0], class_names)
     with st.container(border=True):
         show(probe["caption"], None, pred)
         if st.button("Clear this sample", key="classify_clear_probe"):

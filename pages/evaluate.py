@@ -16,7 +16,7 @@ state.ensure_routed()
 
 st.title("Evaluate")
 model, entry = state.require_model()
-dataset = state.require_dataset()
+dataset = state.require_dataset(image_size=int(model.input_shape[1]))
 card_classes = entry["card"].get("class_names")
 if card_classes and card_classes != dataset.class_names:
     st.error(

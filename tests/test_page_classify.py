@@ -34,6 +34,26 @@ def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_r
     assert shown == [f"**val #3 (dog)** → **{expected.label}** ({expected.confidence:.1%})"]
 
 
+def test_a_32_pixel_probe_is_resized_for_a_64_pixel_model(data_app, image_folder):
+    from core.data import load_dataset
+    from core.train import TrainConfig, start_run, train
+
+    config = TrainConfig(data=str(image_folder), epochs=1, batch_size=16, image_size=64)
+    dataset = load_dataset(image_folder, image_size=64, val_fraction=0.1, seed=0)
+    run = train(config, dataset, start_run(config))
+    data_app.session_state["sidebar_model"] = run.name
+    pixels = np.full((32, 32, 3), (20, 200, 30), np.uint8)
+    data_app.session_state["probe"] = {"pixels": pixels, "caption": "val #1 (dog)", "label": 1}
+    data_app.switch_page("pages/classify.py").run()
+    assert not data_app.exception
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    expected = classify_bytes(load_model(run / "model.keras"), buf.getvalue(), dataset.class_names)
+    assert f"**val #1 (dog)** → **{expected.label}** ({expected.confidence:.1%})" in [
+        m.value for m in data_app.markdown
+    ]
+
+
 def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, trained_run):
     app.switch_page("pages/classify.py").run()
     files = [

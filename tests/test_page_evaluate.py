@@ -89,3 +89,18 @@ def test_export_section_says_why_onnx_is_unavailable(tmp_path, monkeypatch):
     assert any(w.value.startswith("ONNX export is unavailable here") for w in at.warning)
     assert at.button(key="evaluate_export_run").disabled
     assert not at.exception
+
+
+def test_a_64_pixel_model_is_evaluated_on_the_dataset_resized_to_64(data_app, image_folder):
+    from core.train import TrainConfig, start_run, train
+
+    config = TrainConfig(data=str(image_folder), epochs=1, batch_size=16, image_size=64)
+    dataset = load_dataset(image_folder, image_size=64, val_fraction=0.1, seed=0)
+    run = train(config, dataset, start_run(config))
+    data_app.session_state["sidebar_model"] = run.name
+    data_app.switch_page("pages/evaluate.py").run()
+    assert not data_app.exception
+    x, y = dataset.split("val")
+    assert x.shape[1:] == (64, 64, 3)
+    report = evaluate(load_model(run / "model.keras"), x, y, dataset.class_names)
+    assert {m.label: m.value for m in data_app.metric}["Accuracy"] == f"{report.accuracy:.2%}"

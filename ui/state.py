@@ -171,8 +171,8 @@ def _unpack(upload) -> str | None:
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
-def _load(spec: str, val_fraction: float, seed: int) -> data.Dataset:
-    return data.load_dataset(spec, val_fraction=val_fraction, seed=seed)
+def _load(spec: str, val_fraction: float, seed: int, image_size: int = 32) -> data.Dataset:
+    return data.load_dataset(spec, image_size=image_size, val_fraction=val_fraction, seed=seed)
 
 
 def _offer_cifar_download() -> bool:
@@ -195,8 +195,12 @@ def _offer_cifar_download() -> bool:
     return True
 
 
-def require_dataset() -> data.Dataset:
-    """Returns the active dataset, or explains what is missing and stops the page."""
+def require_dataset(image_size: int = 32) -> data.Dataset:
+    """Returns the active dataset at `image_size` pixels, or explains and stops the page.
+
+    Pages that feed a model pass its input size, so a 64- or 96-pixel model sees images
+    resized once from the originals (a folder's files, CIFAR's 32-pixel arrays).
+    """
     spec = dataset_spec()
     if not spec and st.session_state.sidebar_source == "upload":
         st.info("No images uploaded yet: upload a .zip of class folders on the Dataset page.")
@@ -207,7 +211,7 @@ def require_dataset() -> data.Dataset:
     if spec == "cifar10" and not _offer_cifar_download():
         st.stop()
     try:
-        return _load(spec, VAL_FRACTION, SPLIT_SEED)
+        return _load(spec, VAL_FRACTION, SPLIT_SEED, image_size)
     except CnnError as err:
         st.error(str(err))
         st.stop()
