@@ -1,7 +1,10 @@
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +85,102 @@ def test_list_and_delete_runs(tmp_path):
     runs.write_status(run, state="stopped")
     runs.delete_run(run)
     assert runs.list_runs(tmp_path) == []
+
+
+def _fake_run(base, name, state, history, **config):
+    run = base / name
+    run.mkdir(parents=True)
+    atomic_write_json(run / "config.json", {"preset": "seed", "epochs": 3, **config})
+    atomic_write_json(run / "history.json", history)
+    runs.write_status(run, state=state, started="2026-11-25T10:00:00+00:00", wall_seconds=12.5)
+    return run
+
+
+def _two_runs(base):
+    _fake_run(
+        base,
+        "20261125-100000-seed",
+        "completed",
+        [
+            {"epoch": 1, "val_accuracy": 0.5, "seconds": 4},
+            {"epoch": 2, "val_accuracy": 0.75, "seconds": 4},
+            {"epoch": 3, "val_accuracy": 0.625, "seconds": 4},
+        ],
+        data="cifar10",
+    )
+    _fake_run(base, "20261125-110000-fast", "failed", [], preset="fast", data="/data/pets")
+
+
+def test_cli_prints_the_runs_table_and_writes_csv(tmp_path, capsys):
+    _two_runs(tmp_path / "runs")
+    out_csv = tmp_path / "runs.csv"
+    assert runs.main(["list", "--runs-dir", str(tmp_path / "runs"), "--csv", str(out_csv)]) == 0
+    out, err = capsys.readouterr()
+    header, newest, oldest = out.splitlines()
+    assert header.split() == [
+        "run", "state", "preset", "epochs", "best", "val", "last", "val", "wall", "s",
+        "started", "data",
+    ]  # fmt: skip
+    assert newest.split() == [
+        "20261125-110000-fast", "failed", "fast", "0/3", "-", "-", "12.5",
+        "2026-11-25T10:00:00+00:00", "/data/pets",
+    ]  # fmt: skip
+    assert oldest.split()[:7] == ["20261125-100000-seed", "completed", "seed", "3/3", "75.00%",
+                                  "62.50%", "12.5"]  # fmt: skip
+    assert err.strip() == f"Wrote 2 run(s) to {out_csv}."
+
+    with open(out_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == runs.CSV_FIELDS
+    assert [r["name"] for r in rows] == ["20261125-110000-fast", "20261125-100000-seed"]
+    seed = rows[1]
+    assert (seed["state"], seed["epochs_done"], seed["epochs"]) == ("completed", "3", "3")
+    assert float(seed["best_val_accuracy"]) == 0.75 and float(seed["last_val_accuracy"]) == 0.625
+    assert (seed["wall_seconds"], seed["seconds"], seed["data"]) == ("12.5", "12", "cifar10")
+    assert rows[0]["best_val_accuracy"] == "" and rows[0]["strategy"] == "default"
+
+
+def test_cli_csv_to_stdout_holds_only_the_csv(tmp_path, capsys):
+    _two_runs(tmp_path / "runs")
+    assert runs.main(["list", "--runs-dir", str(tmp_path / "runs"), "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["preset"] for r in rows] == ["fast", "seed"]
+
+
+def test_cli_says_what_is_wrong_in_one_line(tmp_path, capsys):
+    assert runs.main(["list", "--runs-dir", str(tmp_path / "nope")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: There is no runs folder at {tmp_path}/nope."
+    (tmp_path / "empty").mkdir()
+    target = tmp_path / "missing" / "runs.csv"
+    assert runs.main(["list", "--runs-dir", str(tmp_path / "empty"), "--csv", str(target)]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == f"No runs in {tmp_path}/empty."
+    assert err.startswith(f"error: The CSV file {target} cannot be written")
+    with pytest.raises(SystemExit):
+        runs.main(["list", "--help"])
+    assert "--csv FILE" in capsys.readouterr().out
+
+
+def test_cli_lists_a_real_run_without_loading_tensorflow(trained_run):
+    code = (
+        "import sys; from core import runs; runs.main(['list', '--csv', '-']);"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    *lines, loaded = proc.stdout.splitlines()
+    assert loaded == "False False"
+    [row] = csv.DictReader(io.StringIO("\n".join(lines)))
+    history = runs.read_history(trained_run)
+    assert (row["name"], row["state"], row["preset"]) == (trained_run.name, "completed", "seed")
+    assert row["epochs_done"] == "2" and row["params"] != ""
+    assert float(row["best_val_accuracy"]) == max(h["val_accuracy"] for h in history)
+    assert float(row["wall_seconds"]) > 0 and row["path"] == str(trained_run)

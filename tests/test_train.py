@@ -43,7 +43,14 @@ def test_run_directory_holds_everything_a_run_promises(tiny_dataset):
     config = _config(augment=AugmentConfig(flip=True, crop_pad=2), schedule="cosine")
     run_dir = train(config, tiny_dataset)
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.json", "status.json", "history.json", "model.keras", "model_card.json"} <= names
+    assert {
+        "config.json",
+        "status.json",
+        "history.json",
+        "model.keras",
+        "model_card.json",
+        "tensorboard",
+    } <= names
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "epoch_001.keras",
         "epoch_002.keras",
@@ -56,6 +63,7 @@ def test_run_directory_holds_everything_a_run_promises(tiny_dataset):
     assert hist[1]["lr"] < hist[0]["lr"]
     status = runs.read_status(run_dir)
     assert status["state"] == "completed" and status["pid"] == os.getpid()
+    assert status["replicas"] == 1  # the default strategy: one device
     card = json.loads((run_dir / "model_card.json").read_text())
     assert card["class_names"] == ["red", "green", "blue"]
     assert card["input_size"] == 32 and card["epochs"] == 2
@@ -133,6 +141,28 @@ def test_disk_errors_fail_the_run_with_a_clear_status(tiny_dataset, monkeypatch,
         train(_config(), tiny_dataset, run_dir)
     status = runs.read_status(run_dir)
     assert status["state"] == "failed" and words in status["message"]
+
+
+@pytest.mark.parametrize(
+    "kind, text, sentence",
+    [
+        (
+            "PermissionDeniedError",
+            "runs/x/tensorboard/validation; Read-only file system",
+            "The runs folder cannot be written (Read-only file system): training stopped.",
+        ),
+        (
+            "ResourceExhaustedError",
+            "runs/x/tensorboard/train/events.out; No space left on device",
+            "The disk is full: training stopped because a checkpoint could not be written.",
+        ),
+    ],
+)
+def test_tensorflow_file_errors_get_the_os_sentences(kind, text, sentence):
+    import tensorflow as tf
+
+    # What the TensorBoard writers raise when the runs folder stops taking writes.
+    assert train_mod._failure_message(getattr(tf.errors, kind)(None, None, text)) == sentence
 
 
 def test_early_stopping_ends_before_the_last_epoch(tiny_dataset):
@@ -213,8 +243,10 @@ def test_cli_help_documents_every_option(capsys):
         "--resume",
         "--model-config",
         "--batch-size",
+        "--strategy",
     ):
         assert flag in out, flag
+    assert "the global batch" in out and "TF_CONFIG" in out
 
 
 def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):
