@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -10,6 +11,8 @@ from pathlib import Path
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to a temporary file beside `path`, fsyncs it, then renames it over.
+
+    The folder is fsynced after the rename too, so that the new name survives a power cut.
 
     Raises:
         OSError: the disk is full or the folder is not writable; `path` is untouched.
@@ -26,6 +29,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flushes a folder's entries (a rename, a new file) to disk.
+
+    File systems that cannot fsync a folder (some network mounts) are skipped: the data
+    itself was fsynced already, only the new name may be lost in a power cut there.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

@@ -215,7 +215,8 @@ def list_runs(runs_dir=None) -> list[dict]:
     """Returns `core.runs.list_runs` rows with the states `status` reports."""
     rows = runs.list_runs(runs_dir)
     for row in rows:
-        row["state"] = status(row["path"])["state"]
+        current = status(row["path"])
+        row["state"], row["message"] = current["state"], current.get("message")
     return rows
 
 

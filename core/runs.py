@@ -6,24 +6,39 @@ Layout of `runs/<name>/`:
     history.json      one record per finished epoch
     checkpoints/      epoch_001.keras ... after every epoch; last.keras on a stop
     model.keras       the final (or stopped) model; model_card.json beside it
+    tensorboard/      TensorBoard event files: train/ and validation/ (per-epoch scalars,
+                      learning rate, the graph), predictions/ (a grid of validation images
+                      with predicted and true labels per epoch); a resume appends to them
     stop.request      present while a stop has been asked for
     train.log, job.json   the dashboard's child process: its output, and who it was
   and `runs/.launch.lock`, which makes "one training at a time" hold between sessions.
 
 No TensorFlow here: the dashboard reads runs often and must stay light.
+
+    python -m core.runs list [--runs-dir D] [--csv runs.csv | --csv -]
+
+prints the runs as a table and exports them as CSV.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import csv
+import errno
+import hashlib
+import io
 import os
 import re
 import shutil
+import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from core.errors import RunError
-from core.fileio import atomic_write_json, read_json
+from core.fileio import atomic_write_bytes, atomic_write_json, read_json
 
 STATES = ("created", "running", "completed", "stopped", "failed", "interrupted")
 MAX_NAME = 64
@@ -59,19 +74,54 @@ def run_path(name: str, runs_dir: str | Path | None = None) -> Path:
 
 
 def new_run_dir(prefix: str, runs_dir: str | Path | None = None) -> Path:
-    """Creates and returns an empty, uniquely named run folder `<time>-<prefix>`."""
+    """Creates and returns an empty, uniquely named run folder `<time>-<prefix>`.
+
+    Raises:
+        RunError: the runs folder cannot be created or written (a sentence that says why).
+    """
     base = Path(runs_dir or default_runs_dir())
-    base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        name = safe_name(f"{stamp}-{prefix}" + (f"-{i}" if i else ""))
-        path = run_path(name, base)
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for i in range(1000):
+            name = safe_name(f"{stamp}-{prefix}" + (f"-{i}" if i else ""))
+            path = run_path(name, base)
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise storage_error(err, base) from err
     raise RunError(f"Could not create a new run folder in {base}.")
+
+
+def storage_error(err: OSError, runs_dir: str | Path) -> RunError:
+    """Turns an `OSError` from writing into the runs folder into a sentence for the user.
+
+    Args:
+        err: the error a write, a `mkdir` or an `open` raised.
+        runs_dir: the runs folder (or run folder) being written.
+
+    Returns:
+        A `RunError` that names the folder and says what to do.
+    """
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RunError(
+            f"The disk holding the runs folder {runs_dir} is full: "
+            "free some space, then start the run again."
+        )
+    if err.errno == errno.EROFS:
+        return RunError(
+            f"The runs folder {runs_dir} is on a read-only file system: "
+            "make it writable or set CNN_RUNS_DIR to a writable folder."
+        )
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return RunError(
+            f"The runs folder {runs_dir} cannot be written (permission denied): "
+            "make it writable or set CNN_RUNS_DIR to a writable folder."
+        )
+    return RunError(f"The runs folder {runs_dir} cannot be written ({err.strerror}).")
 
 
 def now_iso() -> str:
@@ -129,12 +179,76 @@ def read_status(run_dir: str | Path) -> dict:
     """
     run_dir = Path(run_dir)
     status = read_json(run_dir / "status.json", None) or {"state": "created"}
-    if status.get("state") == "running" and not process_alive(
-        status.get("pid"), status.get("pid_start")
-    ):
+    if status.get("state") != "running":
+        return status
+    failure = _fallback_failure(run_dir, status)
+    if failure:
+        status.update(failure)
+    elif not process_alive(status.get("pid"), status.get("pid_start")):
         status["state"] = "interrupted"
         status.setdefault("message", "The training process ended without saying why.")
     return status
+
+
+def fallback_dir() -> Path:
+    """Returns `$CNN_STATUS_FALLBACK_DIR`, or `cnn-lab-status/` in the system temp folder.
+
+    A run whose own folder refuses its final status (a full disk, a read-only mount)
+    records the failure here instead, outside the runs folder; see `record_failure`.
+    """
+    default = Path(tempfile.gettempdir()) / "cnn-lab-status"
+    return Path(os.environ.get("CNN_STATUS_FALLBACK_DIR", default))
+
+
+def record_failure(run_dir: str | Path, message: str) -> Path:
+    """Records that the run failed, even when its folder can no longer be written.
+
+    Temporary files are removed first: on a full disk they hold the space the status
+    needs. If status.json still cannot be written, the failure goes to a file in
+    `fallback_dir()` that `read_status` reads for the same process.
+
+    Args:
+        run_dir: the failed run.
+        message: the sentence to show the user.
+
+    Returns:
+        The file the failure was written to.
+
+    Raises:
+        OSError: neither status.json nor the fallback file could be written.
+    """
+    run_dir = Path(run_dir)
+    fields = {"state": "failed", "message": message, "ended": now_iso()}
+    with contextlib.suppress(OSError):  # a read-only folder: nothing to remove anyway
+        remove_partial_files(run_dir)
+    try:
+        write_status(run_dir, **fields, pid=None)
+        return run_dir / "status.json"
+    except OSError:
+        pass
+    path = _fallback_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {**fields, **process_identity(), "run": str(run_dir.resolve())})
+    return path
+
+
+def _fallback_path(run_dir: Path) -> Path:
+    key = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+    return fallback_dir() / f"{run_dir.name}-{key}.json"
+
+
+def _fallback_failure(run_dir: Path, status: dict) -> dict | None:
+    # Only the record of the process status.json names: a later resume is a new process.
+    try:
+        record = read_json(_fallback_path(run_dir))
+    except (OSError, ValueError):
+        return None
+    if not record or (record.get("pid"), record.get("pid_start")) != (
+        status.get("pid"),
+        status.get("pid_start"),
+    ):
+        return None
+    return {k: record[k] for k in ("state", "message", "ended")}
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
@@ -151,7 +265,17 @@ def stop_requested(run_dir: Path) -> bool:
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
-    """Returns a summary per run, newest first: name, path, state, epochs, best accuracy."""
+    """Returns a summary per run, newest first.
+
+    Args:
+        runs_dir: the folder of run folders; `default_runs_dir()` if None.
+
+    Returns:
+        One dict per run folder that has a config.json: name, path, state, preset,
+        epochs_done, epochs, best_val_accuracy, last_val_accuracy, seconds (the sum of
+        epoch times), wall_seconds (start to end, once finished), params, started, data,
+        strategy, has_model, message. Values the run has not recorded are None.
+    """
     base = Path(runs_dir or default_runs_dir())
     if not base.is_dir():
         return []
@@ -172,9 +296,13 @@ def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
                 "epochs_done": len(history),
                 "epochs": config.get("epochs"),
                 "best_val_accuracy": max(accs) if accs else None,
+                "last_val_accuracy": accs[-1] if accs else None,
                 "seconds": sum(h.get("seconds", 0) for h in history),
+                "wall_seconds": status.get("wall_seconds"),
                 "params": card.get("params"),
                 "started": status.get("started"),
+                "data": config.get("data"),
+                "strategy": config.get("strategy", "default"),
                 "has_model": (path / "model.keras").is_file(),
                 "message": status.get("message"),
             }
@@ -207,3 +335,122 @@ def remove_partial_files(run_dir: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+# --- command line -------------------------------------------------------------------
+
+# Columns of the CSV export, in order: the table's, then the details a spreadsheet may want.
+CSV_FIELDS = (
+    "name",
+    "state",
+    "preset",
+    "epochs_done",
+    "epochs",
+    "best_val_accuracy",
+    "last_val_accuracy",
+    "wall_seconds",
+    "started",
+    "data",
+    "seconds",
+    "params",
+    "strategy",
+    "path",
+)
+
+
+def runs_csv(rows: list[dict]) -> str:
+    """Returns `rows` (from `list_runs`) as CSV text with a header line.
+
+    Args:
+        rows: run summaries as `list_runs` returns them.
+
+    Returns:
+        The columns of `CSV_FIELDS`; missing values are empty cells.
+    """
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if r.get(k) is None else r[k] for k in CSV_FIELDS} for r in rows)
+    return out.getvalue()
+
+
+def format_table(rows: list[dict]) -> str:
+    """Returns `rows` (from `list_runs`) as an aligned plain-text table, one line per run."""
+    lines = [
+        ("run", "state", "preset", "epochs", "best val", "last val", "wall s", "started", "data")
+    ]
+    for r in rows:
+        lines.append(
+            (
+                r["name"],
+                str(r["state"]),
+                str(r["preset"]),
+                f"{r['epochs_done']}/{r['epochs']}",
+                _percent(r["best_val_accuracy"]),
+                _percent(r["last_val_accuracy"]),
+                "-" if r["wall_seconds"] is None else f"{r['wall_seconds']:.1f}",
+                r["started"] or "-",
+                str(r["data"]),
+            )
+        )
+    widths = [max(len(cell) for cell in column) for column in zip(*lines, strict=True)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m core.runs", description="Look at and export training runs."
+    )
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    lst = commands.add_parser(
+        "list",
+        help="print the runs table, newest first",
+        description="Print the runs table, newest first, and optionally write it as CSV.",
+    )
+    lst.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="folder of run folders (default $CNN_RUNS_DIR or ./runs)",
+    )
+    lst.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="also write the table as CSV to FILE; '-' writes the CSV to standard output "
+        "instead of the table",
+    )
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    base = Path(args.runs_dir or default_runs_dir())
+    if args.runs_dir is not None and not base.is_dir():
+        print(f"error: There is no runs folder at {base}.", file=sys.stderr)
+        return 1
+    rows = list_runs(base)
+    if args.csv == "-":
+        sys.stdout.write(runs_csv(rows))
+        return 0
+    print(format_table(rows) if rows else f"No runs in {base}.")
+    if args.csv:
+        try:
+            atomic_write_bytes(args.csv, runs_csv(rows).encode())
+        except OSError as err:
+            print(
+                f"error: The CSV file {args.csv} cannot be written ({err.strerror}).",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"Wrote {len(rows)} run(s) to {args.csv}.", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

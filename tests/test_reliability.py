@@ -1,6 +1,8 @@
-"""Faults a long-running dashboard must survive: killed training, concurrent sessions."""
+"""Faults a long-running dashboard must survive: killed training, concurrent sessions,
+a full disk and a read-only runs folder (real ones: a small tmpfs, a read-only mount)."""
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import runs
+from core import jobs, runs
+from core.errors import RunError
 from core.model import load_model
-from core.train import TrainConfig, start_run
+from core.train import TrainConfig, start_run, train
+from tests.mounts import fill, needs_root, read_only, small_disk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,3 +170,150 @@ def test_reading_a_model_while_it_is_being_saved_never_sees_a_partial_file(train
     for th in threads:
         th.join()
     assert errors == [] and loads[0] > 3
+
+
+# --- a real full disk and a real read-only folder (tests/mounts.py; root only) ----------
+
+FULL_SENTENCE = "The disk is full: training stopped because a checkpoint could not be written."
+READ_ONLY_SENTENCE = "The runs folder cannot be written (Read-only file system): training stopped."
+
+
+@pytest.fixture(autouse=True)
+def _own_fallback_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_STATUS_FALLBACK_DIR", str(tmp_path / "status-fallback"))
+
+
+def _wait_until(predicate, timeout=60.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "the training never got that far"
+        time.sleep(0.05)
+
+
+def _on_disk(run_dir) -> dict:
+    return json.loads((run_dir / "status.json").read_text())
+
+
+@needs_root
+def test_a_really_full_disk_fails_the_run_with_the_disk_full_sentence(tmp_path, tiny_dataset):
+    config = TrainConfig(data="generated", epochs=2, batch_size=16)
+    with small_disk(tmp_path / "disk", "4m") as disk:
+        run_dir = start_run(config, disk / "runs")
+        fill(disk, leave=600_000)  # room for status and TensorBoard, not a 2 MB checkpoint
+        started = time.monotonic()
+        with pytest.raises(RunError, match="disk is full"):
+            train(config, tiny_dataset, run_dir)
+        seconds = time.monotonic() - started
+        status = _on_disk(run_dir)
+        assert (status["state"], status["message"]) == ("failed", FULL_SENTENCE)
+        assert status["pid"] is None and runs.read_status(run_dir)["state"] == "failed"
+        assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == []
+        assert not list(run_dir.rglob(".*.tmp*")), "the partial checkpoint still holds space"
+        assert not runs.fallback_dir().exists()  # the run folder itself took the status
+    print(f"\nfull disk: failed and recorded {seconds:.1f} s after the start of training")
+
+
+@needs_root
+def test_a_full_disk_at_launch_gives_a_sentence_and_leaves_nothing_half_created(tmp_path):
+    config = TrainConfig(data=str(tmp_path / "images"), epochs=1)
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        base = disk / "runs"
+        base.mkdir()
+        fill(disk)
+        with pytest.raises(RunError, match=r"^The disk holding the runs folder .* is full"):
+            jobs.launch(config, base)
+        assert [p.name for p in base.iterdir()] == [jobs.LOCK_FILE]
+
+
+@needs_root
+def test_a_read_only_runs_folder_refuses_launches_from_the_dashboard_and_the_cli(tmp_path):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "images", per_class=4, size=32)
+    base = tmp_path / "runs"
+    base.mkdir()
+    config = TrainConfig(data=str(tmp_path / "images"), epochs=1)
+    with read_only(base):
+        with pytest.raises(RunError, match=r"^The runs folder .* is on a read-only file system"):
+            jobs.launch(config, base)
+        cli = subprocess.run(
+            [sys.executable, "-m", "core.train", "--data", str(tmp_path / "images")]
+            + ["--runs-dir", str(base), "--epochs", "1", "--quiet"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert cli.returncode == 1
+    assert f"error: The runs folder {base} is on a read-only file system" in cli.stderr
+    assert "Traceback" not in cli.stderr
+    assert list(base.iterdir()) == []
+
+
+@needs_root
+@pytest.mark.parametrize("fallback", ["outside the runs folder", "unwritable too"])
+def test_a_runs_folder_turning_read_only_mid_training_ends_the_run_as_failed(
+    tmp_path, monkeypatch, fallback
+):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "images", per_class=12, size=32)
+    base = tmp_path / "runs"
+    if fallback == "unwritable too":
+        monkeypatch.setenv("CNN_STATUS_FALLBACK_DIR", str(base / "status-fallback"))
+    config = TrainConfig(data=str(tmp_path / "images"), epochs=50, batch_size=4)
+    run_dir = jobs.launch(config, base)
+    try:
+        jobs.wait_for_state(run_dir, ("running",), timeout=120)
+        # In epoch 2 the TensorBoard writers are open; what fails next is the run's own write.
+        _wait_until(lambda: (runs.read_status(run_dir).get("epoch") or 0) >= 2)
+        with read_only(base):
+            turned = time.monotonic()
+            current = jobs.wait_for_state(run_dir, jobs.FINISHED, timeout=60)
+            seconds = time.monotonic() - turned
+            assert (current["state"], current["message"]) == ("failed", READ_ONLY_SENTENCE)
+            assert _on_disk(run_dir)["state"] == "running"  # the folder refused the truth
+            assert "error: " + READ_ONLY_SENTENCE in jobs.log_tail(run_dir, 200)
+            assert runs.fallback_dir().exists() == (fallback == "outside the runs folder")
+    finally:
+        job = json.loads((run_dir / jobs.JOB_FILE).read_text())
+        if runs.process_alive(job["pid"], job["pid_start"]):
+            os.killpg(job["pid"], signal.SIGKILL)
+    print(f"\nread-only mid-training ({fallback}): 'failed' shown {seconds:.1f} s after")
+
+
+@needs_root
+def test_a_failure_the_run_folder_refuses_is_read_from_the_fallback_for_that_process_only(
+    tmp_path,
+):
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    runs.write_status(run_dir, state="running", **runs.process_identity())
+    with read_only(run_dir):
+        where = runs.record_failure(run_dir, "The disk went away.")
+        assert where.parent == runs.fallback_dir()
+        current = runs.read_status(run_dir)
+        assert (current["state"], current["message"]) == ("failed", "The disk went away.")
+    # A resume is another process: the old record no longer speaks for the run.
+    runs.write_status(run_dir, state="running", pid=os.getppid(), pid_start=None)
+    assert runs.read_status(run_dir)["state"] == "running"
+
+
+def test_atomic_writes_fsync_the_file_and_then_its_folder(tmp_path, monkeypatch):
+    import stat
+
+    from core import fileio
+
+    synced, real_fsync = [], os.fsync
+
+    def spy(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(fileio.os, "fsync", spy)
+    fileio.atomic_write_json(tmp_path / "a.json", {"x": 1})
+    fileio.atomic_write_json(tmp_path / "a.json", {"x": 2})
+    assert fileio.read_json(tmp_path / "a.json") == {"x": 2}
+    assert synced == [False, True, False, True]  # the data, then the rename, each time
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

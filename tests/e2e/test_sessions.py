@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from benchmarks.load_sessions import (
     cpu_seconds,
@@ -209,3 +209,77 @@ def test_app_memory_stays_flat_over_ten_trainings_from_the_browser(e2e_data, bro
         },
     )
     assert growth < GROWTH_LIMIT_MB
+
+
+SWAP_ROUNDS = 6
+
+
+def _same_pixels_new_bytes(tmp_path, rounds):
+    # Identical pixels (identical predictions), bytes that differ: no cached result
+    # answers for the model, so every round really runs it.
+    pixels = Image.new("RGB", (40, 40), (120, 200, 40))
+    paths = []
+    for i in range(rounds):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("copy", str(i))
+        pixels.save(tmp_path / f"same-{i}.png", pnginfo=info)
+        paths.append(tmp_path / f"same-{i}.png")
+    return paths
+
+
+def _answers(page) -> dict[str, str]:
+    shown = page.get_by_text(re.compile(r"^same-\d+\.png → ")).all_inner_texts()
+    return dict(t.split(" → ", 1) for t in shown)
+
+
+def test_a_model_switch_in_one_session_never_reaches_another_sessions_results(
+    server, browser, e2e_data, tmp_path
+):
+    from core.classify import classify_bytes
+    from core.model import load_model
+    from core.registry import available_models
+
+    copies = _same_pixels_new_bytes(tmp_path, SWAP_ROUNDS)
+    models = available_models(e2e_data["base"] / "runs")
+    default, trained = models[0], next(m for m in models if "e2e-trained" in m["id"])
+    want = {}
+    for who, entry in (("a", default), ("b", trained)):
+        pred = classify_bytes(
+            load_model(entry["path"]), copies[0].read_bytes(), entry["card"]["class_names"]
+        )
+        want[who] = f"{pred.label} ({pred.confidence:.1%})"
+    assert want["a"] != want["b"], "the two models must answer differently for this test"
+
+    a = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    b = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    for page in (a, b):
+        page.set_default_timeout(60_000)
+    open_page(a, server, "classify", model=None)
+    open_page(b, server, "classify", model=None)
+    uploads = {p: p.locator('[data-testid="stFileUploaderDropzoneInput"]') for p in (a, b)}
+    seen = []
+    for i, path in enumerate(copies):
+        uploads[a].set_input_files(str(path))  # A's script runs while B acts below
+        if i == 1:  # B switches: the server loads the trained model during A's run
+            b.get_by_role("combobox", name="Active model").click()
+            b.get_by_role("option", name=re.compile("e2e-trained")).first.click()
+        if i == 3:  # B classifies with its model while A classifies with the default
+            wait_idle(b)
+            uploads[b].set_input_files(str(copies[0]))
+        a.get_by_text(re.compile(rf"^same-{i}\.png → ")).wait_for()
+        wait_idle(a)
+        seen.append(_answers(a))
+
+    b.get_by_text(re.compile(r"^same-0\.png → ")).wait_for()
+    wait_idle(b)
+    assert _answers(b) == {"same-0.png": want["b"]}
+    b.get_by_text(re.compile(r"^Model: \S*e2e-trained")).wait_for()
+    assert "e2e-trained" in _active_model(b)
+    # A: every answer of every round is the default model's, and the sidebar never moved.
+    for i, answers in enumerate(seen):
+        assert answers == {f"same-{k}.png": want["a"] for k in range(i + 1)}, (i, answers)
+    a.get_by_text(re.compile(r"^Model: Shipped default")).wait_for()
+    assert _active_model(a).startswith("Shipped default")
+    for page in (a, b):
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.context.close()
