@@ -95,7 +95,7 @@ def launch_search(config, runs_dir=None) -> Path:
     from core.search import start_search  # imports Keras; only a launch pays for it
 
     base = Path(runs_dir or runs.default_runs_dir())
-    with _launch_lock(base):
+    with _runs_folder_errors(base), _launch_lock(base):
         _refuse_if_busy(base)
         search_dir = start_search(config, base)
         _spawn(search_dir, ["--search-dir", str(search_dir), "--quiet"], module="core.search")

@@ -12,6 +12,7 @@ or machines (see `core.distribute`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import platform
@@ -28,8 +29,8 @@ import keras
 from core import distribute, runs
 from core.augment import AugmentConfig
 from core.errors import CnnError, RunError
-from core.fileio import atomic_write_json, read_json
-from core.model import ModelConfig, preset_config
+from core.fileio import atomic_write_json, fsync_dir, read_json
+from core.model import ModelConfig, check_pretrained, preset_config
 
 # Training defaults that go with a preset; any flag given on the command line wins.
 # seed: the classic Keras recipe (Adam 1e-3, batch 128, 20 epochs) is TrainConfig's own.
@@ -302,6 +303,7 @@ def save_model_atomic(model, path: Path) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -525,18 +527,18 @@ def _as_os_error(err: BaseException) -> BaseException:
 
 def _finish(run_dir, model, config, dataset, history, state, started):
     save_model_atomic(model, run_dir / "model.keras")
-    atomic_write_json(run_dir / "model_card.json", model_card(model, config, dataset, history))
-    runs.write_status(
-        run_dir,
-        state=state,
-        ended=runs.now_iso(),
-        wall_seconds=round(time.perf_counter() - started, 2),
-        message=None,
-    )
+    wall = round(time.perf_counter() - started, 2)
+    card = model_card(model, config, dataset, history, wall_seconds=wall)
+    atomic_write_json(run_dir / "model_card.json", card)
+    runs.write_status(run_dir, state=state, ended=runs.now_iso(), wall_seconds=wall, message=None)
 
 
-def model_card(model, config: TrainConfig, dataset, history: list[dict]) -> dict:
-    """Returns the JSON card saved beside a model: what it is, what it saw, how it did."""
+def model_card(model, config: TrainConfig, dataset, history: list[dict], wall_seconds=None) -> dict:
+    """Returns the JSON card saved beside a model: what it is, what it saw, how it did.
+
+    `wall_seconds` is this process's time from the run's start to the save (one session of
+    a resumed run); `train_seconds` adds up the epochs of every session.
+    """
     import keras
 
     best = max(history, key=lambda h: h.get("val_accuracy", -1), default={})
@@ -559,10 +561,20 @@ def model_card(model, config: TrainConfig, dataset, history: list[dict]) -> dict
         },
         "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
         "created": runs.now_iso(),
-        "machine": f"{platform.machine()} {platform.system()}, {_cpu_count()} cores",
+        "wall_seconds": wall_seconds,
+        "machine": f"{_cpu_name()}, {platform.machine()} {platform.system()}, {_cpu_count()} cores",
         "keras_version": keras.__version__,
         "command": cli_command(config),
     }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or "unknown CPU"
 
 
 def _cpu_count():
@@ -770,6 +782,8 @@ def main(argv=None) -> int:
         else:
             config = config_from_args(args)
         config.validate()
+        # A transfer preset without its weights fails here, before data loads or a run exists.
+        check_pretrained(config.model or preset_config(config.preset))
         if config.strategy == "multiworker":
             distribute.make_strategy(config.strategy)  # joins the cluster before any TF op
         if not distribute.is_chief(config.strategy):
@@ -802,7 +816,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         prepared = None if scratch else args.resume or args.run_dir
         if prepared and runs.read_status(prepared).get("state") != "failed":
-            runs.write_status(prepared, state="failed", message=str(err), ended=runs.now_iso())
+            with contextlib.suppress(OSError):  # the disk that failed the run may refuse it
+                runs.write_status(prepared, state="failed", message=str(err), ended=runs.now_iso())
         return 1
     finally:
         if scratch:

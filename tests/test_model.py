@@ -266,6 +266,8 @@ def test_the_cli_says_so_and_exits_1_when_the_weights_are_missing(tmp_path, imag
     )
     assert out.returncode == 1
     assert "error: ImageNet weights for MobileNetV3Small are not on this machine" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
 
 
 def test_cached_imagenet_weights_are_loaded_and_stay_frozen_in_a_run(tiny_dataset):

@@ -342,3 +342,15 @@ def test_a_preset_brings_its_recipe_and_flags_still_win(tmp_path, capsys):
     probs = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32)))
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_model_card_records_wall_time_and_the_machine(tiny_dataset, tmp_path):
+    from core.train import TrainConfig, start_run, train
+
+    config = TrainConfig(epochs=1, batch_size=16)
+    run = train(config, tiny_dataset, start_run(config, tmp_path / "runs"))
+    card = json.loads((run / "model_card.json").read_text())
+    status = json.loads((run / "status.json").read_text())
+    assert card["wall_seconds"] == status["wall_seconds"] > 0
+    assert card["wall_seconds"] >= card["train_seconds"]
+    assert card["machine"].endswith(" cores") and "unknown CPU" not in card["machine"]
