@@ -10,6 +10,7 @@ import time
 
 import pytest
 from PIL import Image, PngImagePlugin
+from playwright.sync_api import expect
 
 from benchmarks.load_sessions import (
     cpu_seconds,
@@ -131,8 +132,9 @@ def test_two_sessions_never_see_each_others_uploads_results_or_form_state(
     b.get_by_text(re.compile(r"^Model: Shipped default")).wait_for()
     assert _active_model(b).startswith("Shipped default")
     _nav(b, "Train")
-    assert b.get_by_role("spinbutton", name="Epochs", exact=True).input_value() == str(
-        TrainConfig().epochs
+    # Polled: under load the first frame after navigating can still be settling.
+    expect(b.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value(
+        str(TrainConfig().epochs)
     )
     assert b.get_by_role("button", name="Update the summary").count() == 0  # not custom
     _choose(b, "Architecture", "vgg_bn")
