@@ -12,6 +12,7 @@ from core import runs, search
 from core.augment import AugmentConfig
 from core.errors import RunError
 from core.search import SearchConfig
+from core.train import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,7 +92,12 @@ def test_trial_config_maps_the_choices_onto_the_preset():
 
 def test_the_base_run_is_the_preset_with_its_recipe():
     quick = search.base_config(SearchConfig(data="x", preset="quick", epochs=4))
-    assert (quick.optimizer, quick.learning_rate, quick.batch_size) == ("nesterov", 0.2, 512)
+    recipe = RECIPES["quick"]
+    assert (quick.optimizer, quick.learning_rate, quick.batch_size) == (
+        "nesterov",
+        recipe["learning_rate"],
+        512,
+    )
     assert quick.precision == "mixed_bfloat16" and quick.epochs == 4
     assert quick.augment == AugmentConfig(flip=True, crop_pad=2)
     assert search.base_config(SearchConfig(data="x", preset="seed", batch_size=8)).batch_size == 8
