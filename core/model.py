@@ -115,7 +115,7 @@ def _fast() -> ModelConfig:
 
 
 def _quick() -> ModelConfig:
-    config = _speed([64, 128, 128])
+    config = _speed([48, 96, 96])  # 3 epochs in under 3 minutes on 2 cores
     config.preset = "quick"
     return config
 
@@ -155,7 +155,7 @@ TRANSFER_PRESETS = {"mobilenet": _mobilenet}
 PRESET_DESCRIPTIONS = {
     "seed": "The classic Keras CIFAR-10 CNN: two conv/max-pool stages, Dense 64 (baseline).",
     "vgg_bn": "Three VGG stages of two 3x3 convs with batch norm (32/64/128), global average.",
-    "quick": "Speed-run layout (whitening stem, 64/128/128) for short classroom runs.",
+    "quick": "Speed-run layout (whitening stem, 48/96/96) for short classroom runs.",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy.",
     "mobilenet": "Transfer learning: MobileNetV3Small with ImageNet weights, frozen, and a new "
     "classifier on top; for small custom datasets, best at 96x96 pixels.",

@@ -160,7 +160,7 @@ def test_speed_presets_have_the_speed_run_layout():
     assert isinstance(model.get_layer("features"), keras.layers.GlobalMaxPooling2D)
     assert model.get_layer("pool3").output.shape[1:] == (3, 3, 256)
     quick = build_model(preset_config("quick"))
-    assert [quick.get_layer(f"conv{b}_2").filters for b in (1, 2, 3)] == [64, 128, 128]
+    assert [quick.get_layer(f"conv{b}_2").filters for b in (1, 2, 3)] == [48, 96, 96]
 
 
 def test_whitening_decorrelates_the_patches_it_was_fitted_on():
