@@ -27,6 +27,7 @@ from string import Template
 import numpy as np
 
 from core import registry, runs
+from core.data import CIFAR10_CLASSES
 from core.errors import CnnError
 from core.fileio import atomic_write_json
 
@@ -582,18 +583,7 @@ session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
 probs = session.run(None, {session.get_inputs()[0].name: image})[0][0]""",
     ),
 }
-EXAMPLE_CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+EXAMPLE_CLASSES = CIFAR10_CLASSES  # the shipped default model's classes
 
 
 def example_path(fmt: str) -> str:

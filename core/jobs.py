@@ -104,12 +104,7 @@ def launch_search(config, runs_dir=None) -> Path:
 
 def active_search(runs_dir=None) -> dict | None:
     """Returns the status of the search in progress, with its "name" and "path", or None."""
-    base = Path(runs_dir or runs.default_runs_dir())
-    for path in sorted(base.glob(".search-*/search.json"), reverse=True):
-        current = status(path.parent)
-        if current["state"] in ACTIVE:
-            return {**current, "name": path.parent.name, "path": str(path.parent)}
-    return None
+    return _first_active(runs_dir, ".search-*/search.json")
 
 
 def latest_search(runs_dir=None) -> dict | None:
@@ -203,8 +198,13 @@ def status(run_dir) -> dict:
 
 def active_run(runs_dir=None) -> dict | None:
     """Returns the status of the run in progress, with its "name" and "path", or None."""
+    return _first_active(runs_dir, "*/config.json")
+
+
+def _first_active(runs_dir, pattern: str) -> dict | None:
+    # Newest first: the folders' names start with their time stamp.
     base = Path(runs_dir or runs.default_runs_dir())
-    for path in sorted(base.glob("*/config.json"), reverse=True):
+    for path in sorted(base.glob(pattern), reverse=True):
         current = status(path.parent)
         if current["state"] in ACTIVE:
             return {**current, "name": path.parent.name, "path": str(path.parent)}
