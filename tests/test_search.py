@@ -6,15 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_image_folder
+from conftest import ROOT, write_image_folder
 
 from core import runs, search
 from core.augment import AugmentConfig
 from core.errors import RunError
 from core.search import SearchConfig
 from core.train import RECIPES
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
