@@ -354,3 +354,16 @@ def test_the_model_card_records_wall_time_and_the_machine(tiny_dataset, tmp_path
     assert card["wall_seconds"] == status["wall_seconds"] > 0
     assert card["wall_seconds"] >= card["train_seconds"]
     assert card["machine"].endswith(" cores") and "unknown CPU" not in card["machine"]
+
+
+def test_pipeline_gives_every_image_once_per_epoch_without_the_autotuner():
+    from core.train import make_pipeline
+
+    x = np.arange(100, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    y = np.arange(100) % 10
+    ds = make_pipeline(x, y, 10, 32, shuffle_seed=0)
+    # The autotuner's threads sometimes held up the end of an epoch by 30-45 s (BENCHMARKS.md).
+    assert ds.options().autotune.enabled is False
+    epochs = [[int(v) for b, _ in ds for v in np.asarray(b)[:, 0, 0, 0]] for _ in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(100))
+    assert epochs[0] != epochs[1]  # reshuffled each epoch
