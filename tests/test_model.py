@@ -157,10 +157,52 @@ def test_speed_presets_have_the_speed_run_layout():
     assert model.get_layer("whiten").kernel.shape == (2, 2, 3, 24)
     assert [model.get_layer(f"conv{b}_1").filters for b in (1, 2, 3)] == [64, 256, 256]
     assert model.get_layer("bn1_1").scale is False
+    assert model.get_layer("bn1_1").center is False  # the shift is shift1_1, a ScaledBias
     assert isinstance(model.get_layer("features"), keras.layers.GlobalMaxPooling2D)
     assert model.get_layer("pool3").output.shape[1:] == (3, 3, 256)
     quick = build_model(preset_config("quick"))
     assert [quick.get_layer(f"conv{b}_2").filters for b in (1, 2, 3)] == [48, 96, 96]
+
+
+def test_scaled_bias_moves_scale_squared_times_faster_under_sgd():
+    from core.model import ScaledBias
+
+    def shift_after_one_step(scale):
+        layer = ScaledBias(scale)
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+        model.train_on_batch(np.zeros((2, 4), "float32"), np.ones((2, 4), "float32"))
+        return np.asarray(layer.bias) * scale  # the shift the layer adds
+
+    plain, scaled = shift_after_one_step(1.0), shift_after_one_step(8.0)
+    assert plain.min() > 0
+    np.testing.assert_allclose(scaled, 64 * plain, rtol=1e-5)
+
+
+def test_speed_blocks_start_as_the_identity_on_their_first_channels():
+    model = build_model(preset_config("quick"))
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 96)).astype("float32")
+    conv = model.get_layer("conv3_2")  # 96 -> 96: the whole convolution is the identity
+    np.testing.assert_allclose(np.asarray(conv(x)), x, atol=1e-6)
+    widen = model.get_layer("conv2_1")  # 48 -> 96: the first 48 outputs copy the input
+    y = np.asarray(widen(x[..., :48]))
+    np.testing.assert_allclose(y[..., :48], x[..., :48], atol=1e-6)
+    assert np.abs(y[..., 48:]).mean() > 0.1  # the rest keep their random start
+
+
+def test_a_speed_model_round_trips_through_a_file_in_safe_mode(tmp_path):
+    from core.model import load_model
+    from core.train import save_model_atomic
+
+    model = build_model(preset_config("quick"))
+    for layer in model.layers:
+        if layer.name.startswith("shift"):
+            layer.bias.assign(np.linspace(-1, 1, layer.bias.shape[0]))
+    save_model_atomic(model, tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    assert again.get_layer("shift2_1").scale == 8.0
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
 
 
 def test_whitening_decorrelates_the_patches_it_was_fitted_on():
