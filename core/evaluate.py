@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.classify import predict_pixels
 from core.errors import CnnError, RunError
 
 
@@ -115,9 +116,9 @@ def predict_probs(model, images: np.ndarray, batch_size: int = 256, tta: bool = 
     out = []
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start : start + batch_size], np.float32)
-        p = np.asarray(model(batch, training=False))
+        p = predict_pixels(model, batch)
         if tta:
-            p = (p + np.asarray(model(batch[:, :, ::-1], training=False))) / 2
+            p = (p + predict_pixels(model, batch[:, :, ::-1])) / 2
         out.append(p)
     if not out:
         return np.zeros((0, model.output_shape[-1]), np.float32)
