@@ -6,6 +6,7 @@ Nothing else is ever loaded: a path comes from this list, never from a user.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from core import runs
@@ -58,3 +59,87 @@ def _label(name: str, card: dict) -> str:
     acc = (card.get("metrics") or {}).get("val_accuracy")
     bits = [card.get("preset")] + ([f"{acc:.1%} val"] if acc is not None else [])
     return f"{name} ({', '.join(b for b in bits if b)})"
+
+
+def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Path:
+    """Makes a completed run the shipped default model (a maintainer's step).
+
+    Writes `dest` anew: `model.keras` without the optimizer's state (a third of the size
+    for SGD with momentum; the app never trains the shipped model further), the run's
+    `model_card.json` and `history.json`. With `data`, the card also gets the validation
+    accuracy with flip test-time augmentation on the run's own split.
+
+    Raises:
+        RunError: the run did not complete or its files cannot be read.
+    """
+    import shutil
+    import tempfile
+
+    from core.errors import RunError
+    from core.fileio import atomic_write_json
+    from core.model import load_model
+
+    run_dir = Path(run_dir)
+    if runs.read_status(run_dir).get("state") != "completed":
+        raise RunError(f"{run_dir.name} did not complete; only a completed run is shipped.")
+    model = load_model(run_dir / "model.keras")  # compile=False: weights only
+    card = read_json(run_dir / "model_card.json")
+    if card is None:
+        raise RunError(f"{run_dir.name} has no model card.")
+    if data:
+        from core.data import load_dataset
+        from core.evaluate import evaluate
+
+        config = card["train_config"]
+        dataset = load_dataset(
+            data,
+            image_size=card["input_size"],
+            val_fraction=config["val_fraction"],
+            seed=config["seed"],
+        )
+        x, y = dataset.split("val")
+        card["metrics"]["val_accuracy_flip_tta"] = evaluate(
+            model, x, y, dataset.class_names, tta=True
+        ).accuracy
+    card["shipped_from"] = run_dir.name
+    dest = Path(dest)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        model.save(staging / "model.keras")
+        atomic_write_json(staging / "model_card.json", card)
+        shutil.copy2(run_dir / "history.json", staging / "history.json")
+        old = dest.with_name(f".{dest.name}.old")
+        if dest.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+        staging.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from core.errors import CnnError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m core.registry",
+        description="Make a completed run the shipped default model (assets/default_model).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ship", help="copy a run's model and card into assets/default_model")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", help="score flip TTA on the run's validation split of this data")
+    args = parser.parse_args(argv)
+    try:
+        print(ship(args.run_dir, args.data))
+    except CnnError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

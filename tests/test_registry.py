@@ -1,3 +1,4 @@
+import json
 import shutil
 
 from core import registry, runs
@@ -29,3 +30,37 @@ def test_model_version_changes_when_the_file_is_replaced(trained_run):
     shutil.copyfile(path, trained_run / "copy.keras")
     (trained_run / "copy.keras").replace(path)
     assert registry.model_version(path) != before
+
+
+def test_ship_makes_a_run_the_default_without_its_optimizer(trained_run, image_folder, tmp_path):
+    from core.model import load_model
+
+    dest = tmp_path / "assets" / "default_model"
+    dest.mkdir(parents=True)
+    (dest / "model.keras").write_text("the previous model")
+    registry.ship(trained_run, str(image_folder), dest=dest)
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "history.json",
+        "model.keras",
+        "model_card.json",
+    ]
+    assert not list(dest.parent.glob(".default_model*"))  # no staging or old copy left
+    shipped, trained = (
+        load_model(dest / "model.keras", compile=True),
+        load_model(trained_run / "model.keras", compile=True),
+    )
+    assert getattr(shipped, "optimizer", None) is None and trained.optimizer is not None
+    assert (dest / "model.keras").stat().st_size < (trained_run / "model.keras").stat().st_size / 2
+    for a, b in zip(shipped.get_weights(), trained.get_weights(), strict=True):
+        assert (a == b).all()
+    card = json.loads((dest / "model_card.json").read_text())
+    assert card["shipped_from"] == trained_run.name
+    assert 0 <= card["metrics"]["val_accuracy_flip_tta"] <= 1
+
+
+def test_ship_refuses_a_run_that_did_not_complete(trained_run, tmp_path, capsys):
+    runs.write_status(trained_run, state="failed", message="boom")
+    before = registry.default_model_path().stat().st_mtime_ns
+    assert registry.main(["ship", str(trained_run)]) == 1
+    assert "did not complete" in capsys.readouterr().err
+    assert registry.default_model_path().stat().st_mtime_ns == before
