@@ -329,8 +329,8 @@ def conv_explainer(
         ValueError: the layer is not a convolution or the position is outside its map.
     """
     conv = _conv(model, layer_name)
-    bn, act = _followers(model, conv)
-    names = [conv.name] + [layer.name for layer in (bn, act) if layer is not None]
+    bn, shift, act = _followers(model, conv)
+    names = [conv.name] + [layer.name for layer in (shift or bn, act) if layer is not None]
     probe = keras.Model(model.input, [conv.input] + [model.get_layer(n).output for n in names])
     x_in, z_map, *rest = (_numpy(t)[0] for t in probe(_batch(model, image), training=False))
     out_h, out_w, filters = z_map.shape
@@ -368,7 +368,8 @@ def conv_explainer(
     }
     pre = z
     if bn is not None:
-        result["bn"] = _bn_value(bn, z, channel, float(rest.pop(0)[row, col, channel]))
+        beta = None if shift is None else float(_numpy(shift.bias)[channel]) * shift.scale
+        result["bn"] = _bn_value(bn, z, channel, float(rest.pop(0)[row, col, channel]), beta)
         pre = result["bn"]["value"]
     if act is not None:
         result["activation"] = _activation_name(act)
@@ -460,24 +461,32 @@ def _activation_name(layer) -> str:
 
 
 def _followers(model, conv):
-    """The batch norm and activation layers that directly follow `conv`, or None."""
+    """The batch norm, its separate shift and the activation that directly follow `conv`.
+
+    The shift is a speed net's `ScaledBias` (its batch norm has no beta of its own). Each
+    is None when absent.
+    """
+    from core.model import ScaledBias
+
     index = model.layers.index(conv)
-    bn = act = None
+    bn = shift = act = None
     for layer in model.layers[index + 1 :]:
         if isinstance(layer, layers.BatchNormalization) and bn is None and act is None:
             bn = layer
+        elif isinstance(layer, ScaledBias) and bn is not None and shift is None and act is None:
+            shift = layer
         elif isinstance(layer, (layers.Activation, layers.ReLU)) and act is None:
             act = layer
         else:
             break
-    return bn, act
+    return bn, shift, act
 
 
 def _activated(model, conv_name):
     """The layer whose output is the convolution's map after its BN and activation."""
     conv = model.get_layer(conv_name)
-    bn, act = _followers(model, conv)
-    return act or bn or conv
+    bn, shift, act = _followers(model, conv)
+    return act or shift or bn or conv
 
 
 def _producer(tensor) -> str | None:
@@ -501,14 +510,14 @@ def _receptive_patch(conv, x_in, out_shape, row, col):
     return np.where(inside[..., None], patch, 0).astype(np.float32), (int(i0), int(j0))
 
 
-def _bn_value(bn, z, channel, model_value):
+def _bn_value(bn, z, channel, model_value, beta=None):
     def weight(name, default):
         var = getattr(bn, name, None)
         return float(_numpy(var)[channel]) if var is not None else default
 
     stats = {
         "gamma": weight("gamma", 1.0),
-        "beta": weight("beta", 0.0),
+        "beta": weight("beta", 0.0) if beta is None else beta,
         "mean": weight("moving_mean", 0.0),
         "variance": weight("moving_variance", 1.0),
         "epsilon": float(bn.epsilon),

@@ -171,6 +171,20 @@ def test_conv_explainer_with_same_padding_stride_and_batch_norm():
     assert (corner["patch"][2] == 0).all() and (corner["patch"][:, 2] == 0).all()
 
 
+def test_speed_net_maps_and_explainer_see_the_separate_batch_norm_shift(image):
+    keras.utils.set_random_seed(2)
+    model = build_model(preset_config("quick", num_classes=3))  # float32 policy in tests
+    assert inspect.map_layers(model)[:4] == ["act0", "conv1_1", "pool1", "act1_2"]
+    shift = model.get_layer("shift1_2")
+    shift.bias.assign(np.linspace(-0.5, 0.5, shift.bias.shape[0]))
+    got = inspect.conv_explainer(model, image, "conv1_2", 5, 7, 3)
+    assert got["bn"]["beta"] == pytest.approx(float(shift.bias[3]) * shift.scale)
+    assert got["bn"]["beta"] != 0
+    assert got["bn"]["value"] == pytest.approx(got["bn"]["model_value"], abs=1e-3)
+    assert got["activation"] == "gelu"
+    assert got["a"] == pytest.approx(got["model_a"], abs=1e-3)
+
+
 def test_replay_walks_the_checkpoints(trained_run, image):
     assert inspect.checkpoint_epochs(trained_run) == [1, 2]
     epochs = inspect.replay(trained_run, image[:20, :20])
