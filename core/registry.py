@@ -64,8 +64,8 @@ def _label(name: str, card: dict) -> str:
 def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Path:
     """Makes a completed run the shipped default model (a maintainer's step).
 
-    Writes `dest` anew: `model.keras` without the optimizer's state (a third of the size
-    for SGD with momentum; the app never trains the shipped model further), the run's
+    Writes `dest` anew: `model.keras` without the optimizer's state (half the size after
+    SGD with momentum, a third after Adam; the app never trains the shipped model), the run's
     `model_card.json` and `history.json`. With `data`, the card also gets the validation
     accuracy with flip test-time augmentation on the run's own split.
 
