@@ -104,6 +104,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     card["shipped_from"] = run_dir.name
     dest = Path(dest)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other accounts
     try:
         model.save(staging / "model.keras")
         atomic_write_json(staging / "model_card.json", card)

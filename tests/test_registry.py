@@ -7,8 +7,10 @@ from core import registry, runs
 def test_the_shipped_default_comes_first_then_runs_with_a_model(trained_run, tmp_path):
     models = registry.available_models()
     assert models[0]["id"] == "default"
-    assert models[0]["card"]["preset"] == "seed" and len(models[0]["card"]["class_names"]) == 10
-    assert models[0]["label"].startswith("Shipped default (seed, ")
+    shipped = json.loads((registry.DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    assert models[0]["card"] == shipped and len(shipped["class_names"]) == 10
+    acc = shipped["metrics"]["val_accuracy"]
+    assert models[0]["label"] == f"Shipped default ({shipped['preset']}, {acc:.1%} val)"
     assert [m["id"] for m in models[1:]] == [trained_run.name]
     assert models[1]["path"] == str(trained_run / "model.keras")
 
@@ -45,6 +47,7 @@ def test_ship_makes_a_run_the_default_without_its_optimizer(trained_run, image_f
         "model_card.json",
     ]
     assert not list(dest.parent.glob(".default_model*"))  # no staging or old copy left
+    assert dest.stat().st_mode & 0o777 == 0o755
     shipped, trained = (
         load_model(dest / "model.keras", compile=True),
         load_model(trained_run / "model.keras", compile=True),
