@@ -670,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a CNN image classifier and write a run directory.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    presets = "; ".join(f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items())
+    # argparse %-formats help strings: a literal "80%" must be written "80%%".
+    presets = "; ".join(f"{k}: {v}" for k, v in PRESET_DESCRIPTIONS.items()).replace("%", "%%")
     p.add_argument("--preset", default=d.preset, help=f"architecture preset ({presets})")
     p.add_argument(
         "--model-config",

@@ -367,3 +367,14 @@ def test_pipeline_gives_every_image_once_per_epoch_without_the_autotuner():
     epochs = [[int(v) for b, _ in ds for v in np.asarray(b)[:, 0, 0, 0]] for _ in range(2)]
     assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(100))
     assert epochs[0] != epochs[1]  # reshuffled each epoch
+
+
+def test_cli_help_lists_every_preset_with_its_description(capsys):
+    from core.model import PRESET_DESCRIPTIONS
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_mod.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name, description in PRESET_DESCRIPTIONS.items():
+        assert f"{name}: {' '.join(description.split())}" in text
