@@ -29,7 +29,7 @@ import numpy as np
 from core import registry, runs
 from core.data import CIFAR10_CLASSES
 from core.errors import CnnError
-from core.fileio import atomic_write_json
+from core.fileio import atomic_write_json, replace_dir
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 FORMAT_LABELS = {
@@ -453,7 +453,7 @@ def export_model(
             note=note,
         )
         atomic_write_json(staging / "export.json", {**asdict(result), "source": model_path})
-        _publish(staging, final)
+        replace_dir(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return result
@@ -474,19 +474,6 @@ def _first_line(err: Exception) -> str:
     # Converter errors can run to pages of graph dumps; the first line names the problem.
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
-
-
-def _publish(staging: Path, final: Path) -> None:
-    # A folder cannot be renamed over a non-empty one: move the old export aside first.
-    old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-    if final.exists():
-        os.rename(final, old)
-    try:
-        os.rename(staging, final)
-    except OSError:
-        if not final.exists():  # else another session published the same export just now
-            raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def disk_size(path: str | os.PathLike) -> int:

@@ -69,3 +69,27 @@ def _jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def replace_dir(staging: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Puts the finished folder `staging` at `final`, replacing what was there.
+
+    A folder cannot be renamed over a non-empty one, so the old one is moved aside first
+    and removed after. `staging` (usually from `mkdtemp`, mode 0700) is made readable by
+    other accounts. If another process published `final` in between, its copy stays.
+    """
+    import shutil
+    import time
+
+    staging, final = Path(staging), Path(final)
+    staging.chmod(0o755)
+    old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    if final.exists():
+        os.rename(final, old)
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if not final.exists():
+            raise
+    shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(final.parent)

@@ -76,7 +76,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     import tempfile
 
     from core.errors import RunError
-    from core.fileio import atomic_write_json
+    from core.fileio import atomic_write_json, replace_dir
     from core.model import load_model
 
     run_dir = Path(run_dir)
@@ -104,17 +104,11 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     card["shipped_from"] = run_dir.name
     dest = Path(dest)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other accounts
     try:
         model.save(staging / "model.keras")
         atomic_write_json(staging / "model_card.json", card)
         shutil.copy2(run_dir / "history.json", staging / "history.json")
-        old = dest.with_name(f".{dest.name}.old")
-        if dest.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            dest.rename(old)
-        staging.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
