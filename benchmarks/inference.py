@@ -6,7 +6,8 @@ One upload = decode untrusted bytes, resize to the input size, forward pass, top
 (`core.classify.classify_bytes`, which runs Keras's compiled `predict_on_batch`). Uploads
 are generated photo-sized JPEGs (640x480), so nothing here depends on a dataset. Also
 reported for one image, as the same run's baselines: the eager call `model(x)` (what the
-dashboard used before) and `model.predict`.
+dashboard used before) and `model.predict`. A mixed_bfloat16 model runs as the dashboard
+serves it, in float32 (`core.model.load_model`); `--as-saved` runs it in bf16.
 """
 
 import argparse
@@ -35,16 +36,21 @@ def _percentile(values, q):
 
 def main():
     from core.classify import classify_bytes, predict_pixels
-    from core.model import load_model
+    from core.model import is_bfloat16, load_model
     from core.registry import default_model_path
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", default=str(default_model_path()))
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument(
+        "--as-saved",
+        action="store_true",
+        help="run a mixed_bfloat16 model in bf16, as saved (the dashboard serves float32)",
+    )
     args = p.parse_args()
 
-    model = load_model(args.model)
+    model = load_model(args.model, as_saved=args.as_saved)
     names = [str(i) for i in range(model.output_shape[-1])]
     size = model.input_shape[1]
     rng = np.random.default_rng(0)
@@ -80,7 +86,10 @@ def main():
         np.asarray(model(one, training=False))
         eager_times.append(time.perf_counter() - start)
 
-    print(f"model {args.model} ({model.count_params():,} parameters, {size}x{size} input)")
+    print(
+        f"model {args.model} ({model.count_params():,} parameters, {size}x{size} input, "
+        f"computing in {'bfloat16' if is_bfloat16(model) else 'float32'})"
+    )
     print(
         f"single upload end to end: p50 {_percentile(single, 50):.2f} ms, "
         f"p95 {_percentile(single, 95):.2f} ms over {args.runs} runs"

@@ -30,6 +30,7 @@ from core import registry, runs
 from core.data import CIFAR10_CLASSES
 from core.errors import CnnError
 from core.fileio import atomic_write_json, replace_dir
+from core.model import float32_copy, is_bfloat16, load_model
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 FORMAT_LABELS = {
@@ -155,11 +156,6 @@ def check_images(size: int, count: int = VERIFY_IMAGES, seed: int = VERIFY_SEED)
     """The fixed check batch: seeded random uint8-valued pixels as float32 `(count, S, S, 3)`."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (count, size, size, 3)).astype(np.float32)
-
-
-def is_bfloat16(model) -> bool:
-    """True when any layer computes in bfloat16 (the mixed_bfloat16 precision)."""
-    return any(layer.dtype_policy.compute_dtype == "bfloat16" for layer in model.layers)
 
 
 def tolerance_for(model) -> float:
@@ -312,41 +308,6 @@ def runtime_version(fmt: str) -> str:
 # --- writing an export -------------------------------------------------------------------
 
 
-def float32_copy(model, gelu_as_erf: bool = False):
-    """Returns `model` rebuilt with float32 layers and the same weights.
-
-    The weights of a mixed_bfloat16 model are already float32; only the computation
-    changes, so the copy is the original model without bf16 rounding.
-
-    Args:
-        model: a Keras functional model.
-        gelu_as_erf: write exact GELU as `0.5 x (1 + erf(x / sqrt 2))`. It is the same
-            function, but TensorFlow computes it with `Erfc`, which tf2onnx cannot convert,
-            and `Erf`, which it can.
-
-    Returns:
-        A new `keras.Model`; `model` is not changed.
-    """
-    import keras
-
-    def rebuild(layer):
-        config = layer.get_config()
-        config["dtype"] = "float32"
-        if gelu_as_erf and config.get("activation") == "gelu":
-            config["activation"] = _gelu_erf
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=rebuild)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _gelu_erf(x):
-    from keras import ops
-
-    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
-
-
 def _write_keras(model, source: Path, target: Path) -> str:
     shutil.copyfile(source, target)
     return ""
@@ -421,15 +382,13 @@ def export_model(
         ExportError: unknown format, no model, a converter or runtime is missing or fails,
             or the export does not match the Keras model.
     """
-    from core.model import load_model
-
     if fmt not in FORMATS:
         raise ExportError(f"Unknown export format '{fmt}'. Formats: {', '.join(FORMATS)}.")
     if fmt == "onnx":
         _import_onnx()
     model_path = resolve_source(source)
     started = time.perf_counter()
-    model = load_model(model_path)
+    model = load_model(model_path, as_saved=True)  # its own precision decides the checks
     final = Path(out_dir or default_export_dir(model_path)) / fmt
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

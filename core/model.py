@@ -441,8 +441,18 @@ def init_whitening(model: keras.Model, images, max_images: int = 5000, eps: floa
     layer.set_weights([kernel, (-(mean @ w)).astype(np.float32)])
 
 
-def load_model(path: str | Path, compile: bool = False) -> keras.Model:
+def load_model(path: str | Path, compile: bool = False, as_saved: bool = False) -> keras.Model:
     """Loads a `.keras` file this project wrote, always with `safe_mode=True`.
+
+    A model loaded for inference (`compile=False`) that trained in mixed_bfloat16 comes
+    back as its float32 copy (`float32_copy`): bf16 rounds every layer's output to 8 bits
+    of mantissa, and on CPUs whose bf16 kernels depend on the batch size (AMX) the same
+    image got 23.4% alone and 24.5% beside another. In float32 an image's probabilities
+    do not depend on what else is in the batch.
+
+    Args:
+        compile: with the optimizer state, to resume training; the model stays as saved.
+        as_saved: keep the saved precision for inference too (exports check against it).
 
     Raises:
         RunError: the file is missing or cannot be loaded.
@@ -453,9 +463,49 @@ def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     if not path.is_file():
         raise RunError(f"There is no model file at {path}.")
     try:
-        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+        model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as err:  # Keras raises many types for a damaged or foreign file
         raise RunError(f"The model {path.name} could not be loaded: {err}") from err
+    if compile or as_saved or not is_bfloat16(model):
+        return model
+    return float32_copy(model)
+
+
+def is_bfloat16(model: keras.Model) -> bool:
+    """True when any layer computes in bfloat16 (the mixed_bfloat16 precision)."""
+    return any(layer.dtype_policy.compute_dtype == "bfloat16" for layer in model.layers)
+
+
+def float32_copy(model: keras.Model, gelu_as_erf: bool = False) -> keras.Model:
+    """Returns `model` rebuilt with float32 layers and the same weights.
+
+    The weights of a mixed_bfloat16 model are already float32; only the computation
+    changes, so the copy is the original model without bf16 rounding.
+
+    Args:
+        model: a Keras functional model.
+        gelu_as_erf: write exact GELU as `0.5 x (1 + erf(x / sqrt 2))`. It is the same
+            function, but TensorFlow computes it with `Erfc`, which tf2onnx cannot convert,
+            and `Erf`, which it can.
+
+    Returns:
+        A new `keras.Model`; `model` is not changed.
+    """
+
+    def rebuild(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        if gelu_as_erf and config.get("activation") == "gelu":
+            config["activation"] = _gelu_erf
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=rebuild)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _gelu_erf(x):
+    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
 
 
 def count_params(model: keras.Model) -> int:

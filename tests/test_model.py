@@ -205,6 +205,28 @@ def test_a_speed_model_round_trips_through_a_file_in_safe_mode(tmp_path):
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
 
 
+def test_a_bf16_model_is_served_in_float32_and_kept_bf16_for_training(tmp_path):
+    from dataclasses import replace
+
+    from core.model import float32_copy, is_bfloat16
+    from core.train import save_model_atomic
+
+    model = build_model(replace(preset_config("quick"), precision="mixed_bfloat16"))
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    save_model_atomic(model, tmp_path / "m.keras")
+    served = load_model(tmp_path / "m.keras")
+    assert is_bfloat16(model) and not is_bfloat16(served)
+    assert is_bfloat16(load_model(tmp_path / "m.keras", as_saved=True))
+    assert is_bfloat16(load_model(tmp_path / "m.keras", compile=True))
+    x = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3)).astype("float32")
+    batch = np.asarray(served.predict_on_batch(x))
+    np.testing.assert_array_equal(batch, np.asarray(float32_copy(model).predict_on_batch(x)))
+    # An image's answer does not depend on its batch-mates (bf16 kernels may).
+    for i in (0, 5):
+        np.testing.assert_allclose(served.predict_on_batch(x[i : i + 1])[0], batch[i], atol=1e-6)
+    assert np.abs(batch - np.asarray(model.predict_on_batch(x))).max() > 0  # bf16 rounds
+
+
 def test_whitening_decorrelates_the_patches_it_was_fitted_on():
     from core.model import init_whitening
 

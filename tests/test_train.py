@@ -337,7 +337,7 @@ def test_a_preset_brings_its_recipe_and_flags_still_win(tmp_path, capsys):
     )
     assert config["augment"]["flip"] and config["augment"]["crop_pad"] == 2
     assert (config["epochs"], config["batch_size"]) == (1, 16)  # given flags win
-    model = load_model(run_dir / "model.keras")
+    model = load_model(run_dir / "model.keras", as_saved=True)  # as trained, not as served
     assert model.get_layer("conv1_1").compute_dtype == "bfloat16"
     probs = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32)))
     assert probs.dtype == np.float32
