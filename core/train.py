@@ -96,6 +96,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # crossentropy only
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     early_stopping: int = 0  # patience in epochs on val accuracy; 0 = off
+    lookahead: bool = False  # airbench's weight averaging (core.averaging.Lookahead)
     precision: str = "float32"  # or "mixed_bfloat16" (see ModelConfig.precision)
     strategy: str = "default"  # one of core.distribute.STRATEGIES: one device, GPUs, machines
     name: str = ""  # optional run name prefix
@@ -388,6 +389,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
 
     from core import tensorboard
     from core.augment import build_augmentation
+    from core.averaging import Lookahead
 
     (run_dir / "stop.request").unlink(missing_ok=True)
     runs.remove_partial_files(run_dir)
@@ -429,6 +431,8 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         shown = (xv, yv) if val_ds is not None else (x, y)
         logs = tensorboard.callbacks(run_dir, *shown, dataset.class_names)
         extra = []
+        if config.lookahead:  # before early stopping, whose best weights then win
+            extra.append(Lookahead(config.epochs * steps))
         if config.early_stopping and val_ds is not None:
             extra.append(
                 keras.callbacks.EarlyStopping(
@@ -597,8 +601,13 @@ def cli_command(config: TrainConfig) -> str:
     d, default = config, TrainConfig()
     args = ["python", "-m", "core.train", "--preset", d.preset, "--data", d.data]
     for flag, attr in _FLAGS:
-        if getattr(d, attr) != getattr(default, attr):
-            args += [flag, str(getattr(d, attr))]
+        value = getattr(d, attr)
+        if value == getattr(default, attr):
+            continue
+        if isinstance(value, bool):  # BooleanOptionalAction: --flag / --no-flag
+            args.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            args += [flag, str(value)]
     if not d.augment.is_identity():
         args += ["--augment", format_augment(d.augment)]
     return shlex.join(args)
@@ -621,6 +630,7 @@ _FLAGS = [
     ("--loss", "loss"),
     ("--label-smoothing", "label_smoothing"),
     ("--early-stopping", "early_stopping"),
+    ("--lookahead", "lookahead"),
     ("--precision", "precision"),
     ("--strategy", "strategy"),
     ("--name", "name"),
@@ -724,6 +734,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=d.early_stopping,
         help="patience in epochs on validation accuracy (0 = off)",
+    )
+    p.add_argument(
+        "--lookahead",
+        action=argparse.BooleanOptionalAction,
+        default=d.lookahead,
+        help="every 5 steps, move the weights (batch-norm statistics too) to their moving "
+        "average, and end on it (airbench's weight averaging)",
     )
     p.add_argument(
         "--precision",

@@ -99,6 +99,7 @@ RECIPE_KEYS = {
     "batch_size": "train_batch_size",
     "epochs": "train_epochs",
     "precision": "train_precision",
+    "lookahead": "train_lookahead",
     "image_size": "train_image_size",
 }
 
@@ -139,6 +140,12 @@ def training_options() -> dict:
             key="train_precision",
             help="mixed_bfloat16 computes in bf16 on CPUs and GPUs that have it (about 2x "
             "faster on this project's machine); weights and outputs stay float32.",
+        ),
+        lookahead=c[3].checkbox(
+            "Weight averaging",
+            key="train_lookahead",
+            help="Lookahead, as in airbench: every 5 steps the weights (batch-norm "
+            "statistics too) move to their moving average, and the run ends on it.",
         ),
     )
     st.markdown("**Run**")
