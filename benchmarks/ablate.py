@@ -3,7 +3,7 @@
     python benchmarks/ablate.py BIAS_SCALE=1 IDENTITY_INIT=0 -- --preset quick --data DIR
 
 Everything after `--` goes to `python -m core.train`; before it, NAME=VALUE pairs for
-`BIAS_SCALE`, `BN_MOMENTUM` (floats) and `IDENTITY_INIT` (0 or 1).
+`BIAS_SCALE`, `BN_MOMENTUM`, `BN_EPSILON` (floats) and `IDENTITY_INIT` (0 or 1).
 """
 
 import sys
@@ -13,7 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import model  # noqa: E402
 
-KNOWN = {"BIAS_SCALE": float, "BN_MOMENTUM": float, "IDENTITY_INIT": lambda v: v == "1"}
+KNOWN = {
+    "BIAS_SCALE": float,
+    "BN_MOMENTUM": float,
+    "BN_EPSILON": float,
+    "IDENTITY_INIT": lambda v: v == "1",
+}
 
 
 def main(argv):

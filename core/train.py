@@ -48,6 +48,7 @@ _SPEED_RUN = dict(
     label_smoothing=0.2,
     batch_size=512,
     augment="flip,crop_pad=2",
+    lookahead=True,
 )
 RECIPES = {
     "seed": {},
