@@ -47,8 +47,12 @@ def test_fit_ends_on_the_average_before_its_last_validation():
 
     class Spy(keras.callbacks.Callback):  # after Lookahead in the list: sees its result
         def on_train_batch_end(self, batch, logs=None):
-            gaps.append(max(np.abs(np.array(a) - np.array(w)).max()
-                            for a, w in zip(look.average, look._weights(), strict=True)))
+            gaps.append(
+                max(
+                    np.abs(np.array(a) - np.array(w)).max()
+                    for a, w in zip(look.average, look._weights(), strict=True)
+                )
+            )
 
     model.fit(x, y, batch_size=8, epochs=2, callbacks=[look, Spy()], verbose=0)
     assert len(gaps) == 16

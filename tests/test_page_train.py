@@ -80,6 +80,7 @@ def test_choosing_a_preset_fills_the_form_with_its_recipe(app, trained_run):
         "precision": app.selectbox(key="train_precision").value,
         "flip": app.checkbox(key="train_aug_flip").value,
         "crop_pad": app.number_input(key="train_aug_crop_pad").value,
+        "lookahead": app.checkbox(key="train_lookahead").value,
     }
     recipe = RECIPES["fast"]
     assert shown == {
@@ -92,12 +93,14 @@ def test_choosing_a_preset_fills_the_form_with_its_recipe(app, trained_run):
         "precision": "mixed_bfloat16",
         "flip": parse_augment(recipe["augment"]).flip,
         "crop_pad": parse_augment(recipe["augment"]).crop_pad,
+        "lookahead": True,
     }
     assert shown["flip"] and shown["crop_pad"] > 0
     app.selectbox(key="train_preset").set_value("seed").run()
     assert app.selectbox(key="train_optimizer").value == "adam"
     assert app.number_input(key="train_batch_size").value == 128
     assert app.checkbox(key="train_aug_flip").value is False
+    assert app.checkbox(key="train_lookahead").value is False
     assert _run_dirs() == [trained_run]
 
 
