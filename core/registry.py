@@ -64,10 +64,12 @@ def _label(name: str, card: dict) -> str:
 def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Path:
     """Makes a completed run the shipped default model (a maintainer's step).
 
-    Writes `dest` anew: `model.keras` without the optimizer's state (half the size after
-    SGD with momentum, a third after Adam; the app never trains the shipped model), the run's
-    `model_card.json` and `history.json`. With `data`, the card also gets the validation
-    accuracy with flip test-time augmentation on the run's own split.
+    Writes `dest` anew: `model.keras` as trained but without the optimizer's state (half
+    the size after SGD with momentum, a third after Adam; the app never trains the shipped
+    model), the run's `model_card.json` and `history.json`. The card's reproduce command is
+    written anew from the run's config. With `data`, the card also gets the validation
+    accuracy with flip test-time augmentation on the run's own split, of the model as the
+    app serves it.
 
     Raises:
         RunError: the run did not complete or its files cannot be read.
@@ -78,14 +80,16 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     from core.errors import RunError
     from core.fileio import atomic_write_json, replace_dir
     from core.model import load_model
+    from core.train import TrainConfig, cli_command
 
     run_dir = Path(run_dir)
     if runs.read_status(run_dir).get("state") != "completed":
         raise RunError(f"{run_dir.name} did not complete; only a completed run is shipped.")
-    model = load_model(run_dir / "model.keras")  # compile=False: weights only
+    model = load_model(run_dir / "model.keras", as_saved=True)  # compile=False: weights only
     card = read_json(run_dir / "model_card.json")
     if card is None:
         raise RunError(f"{run_dir.name} has no model card.")
+    card["command"] = cli_command(TrainConfig.from_dict(card["train_config"]))
     if data:
         from core.data import load_dataset
         from core.evaluate import evaluate
@@ -98,8 +102,9 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
             seed=config["seed"],
         )
         x, y = dataset.split("val")
+        served = load_model(run_dir / "model.keras")
         card["metrics"]["val_accuracy_flip_tta"] = evaluate(
-            model, x, y, dataset.class_names, tta=True
+            served, x, y, dataset.class_names, tta=True
         ).accuracy
     card["shipped_from"] = run_dir.name
     dest = Path(dest)

@@ -598,8 +598,13 @@ def _cpu_count():
 
 
 def cli_command(config: TrainConfig) -> str:
-    """Returns the `python -m core.train ...` line that reproduces `config`."""
-    d, default = config, TrainConfig()
+    """Returns the `python -m core.train ...` line that reproduces `config`.
+
+    A flag is written when its value differs from what the command line would take by
+    itself for that preset (its recipe, else `TrainConfig`'s default), so the line is short
+    and still exact: 20 epochs of the 7-epoch `fast` preset say `--epochs 20`.
+    """
+    d, default = config, preset_defaults(config.preset)
     args = ["python", "-m", "core.train", "--preset", d.preset, "--data", d.data]
     for flag, attr in _FLAGS:
         value = getattr(d, attr)
@@ -609,9 +614,14 @@ def cli_command(config: TrainConfig) -> str:
             args.append(flag if value else f"--no-{flag[2:]}")
         else:
             args += [flag, str(value)]
-    if not d.augment.is_identity():
+    if d.augment != default.augment:
         args += ["--augment", format_augment(d.augment)]
     return shlex.join(args)
+
+
+def preset_defaults(preset: str) -> TrainConfig:
+    """Returns the `TrainConfig` that `python -m core.train --preset PRESET` starts from."""
+    return parse_args(["--preset", preset])
 
 
 _FLAGS = [
@@ -770,6 +780,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def preset_parser(argv) -> argparse.ArgumentParser:
+    """Returns the CLI's parser with the defaults of the preset that `argv` names."""
+    parser = build_parser()
+    preset = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(
+        **{("lr" if k == "learning_rate" else k): v for k, v in RECIPES.get(preset, {}).items()}
+    )
+    return parser
+
+
+def parse_args(argv) -> TrainConfig:
+    """Returns the `TrainConfig` that the training command line `argv` describes.
+
+    Raises:
+        RunError: an augmentation setting cannot be parsed.
+    """
+    return config_from_args(preset_parser(argv).parse_args(argv))
+
+
 def config_from_args(args) -> TrainConfig:
     config = TrainConfig(
         preset="custom" if args.model_config else args.preset,
@@ -790,12 +819,7 @@ def config_from_args(args) -> TrainConfig:
 def main(argv=None) -> int:
     from core.data import load_dataset
 
-    parser = build_parser()
-    preset = parser.parse_known_args(argv)[0].preset
-    parser.set_defaults(
-        **{("lr" if k == "learning_rate" else k): v for k, v in RECIPES.get(preset, {}).items()}
-    )
-    args = parser.parse_args(argv)
+    args = preset_parser(argv).parse_args(argv)
     # A progress bar on a terminal; one line per epoch when the output goes to a file.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     scratch = None

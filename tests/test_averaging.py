@@ -1,10 +1,11 @@
 import json
+from dataclasses import replace
 
 import keras
 import numpy as np
 
 from core.averaging import Lookahead
-from core.train import TrainConfig, build_parser, cli_command, config_from_args, train
+from core.train import TrainConfig, cli_command, parse_args, preset_defaults, train
 
 
 def _bn_model():
@@ -74,10 +75,9 @@ def test_a_run_records_lookahead_and_it_changes_the_result(tiny_dataset):
 
 
 def test_the_cli_flag_round_trips_through_the_reproduce_command():
-    config = TrainConfig(preset="fast", lookahead=True)
-    command = cli_command(config)
-    assert "--lookahead" in command.split()
-    args = build_parser().parse_args(command.split()[3:])
-    assert config_from_args(args).lookahead is True
-    args = build_parser().parse_args(["--no-lookahead"])
-    assert config_from_args(args).lookahead is False
+    seed = replace(preset_defaults("seed"), lookahead=True)
+    assert "--lookahead" in cli_command(seed).split()
+    assert parse_args(cli_command(seed).split()[3:]).lookahead is True
+    fast = replace(preset_defaults("fast"), lookahead=False)  # on in fast's recipe
+    assert "--no-lookahead" in cli_command(fast).split()
+    assert parse_args(cli_command(fast).split()[3:]).lookahead is False

@@ -1,4 +1,5 @@
 import json
+import shlex
 import shutil
 
 from core import registry, runs
@@ -58,6 +59,13 @@ def test_ship_makes_a_run_the_default_without_its_optimizer(trained_run, image_f
         assert (a == b).all()
     card = json.loads((dest / "model_card.json").read_text())
     assert card["shipped_from"] == trained_run.name
+    # The command is written anew from the config and gives that config back.
+    from core.train import parse_args
+
+    again = parse_args(shlex.split(card["command"])[3:]).to_dict()
+    assert {k: v for k, v in again.items() if k != "model"} == {
+        k: v for k, v in card["train_config"].items() if k != "model"
+    }
     assert 0 <= card["metrics"]["val_accuracy_flip_tta"] <= 1
 
 

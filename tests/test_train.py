@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -16,7 +17,7 @@ from core import train as train_mod
 from core.augment import AugmentConfig
 from core.errors import RunError
 from core.model import PRESETS, load_model
-from core.train import TrainConfig, parse_augment, resume, train
+from core.train import RECIPES, TrainConfig, parse_augment, resume, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -378,3 +379,25 @@ def test_cli_help_lists_every_preset_with_its_description(capsys):
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for name, description in PRESET_DESCRIPTIONS.items():
         assert f"{name}: {' '.join(description.split())}" in text
+
+
+def test_the_reproduce_command_gives_back_the_config_whatever_the_preset_defaults():
+    import shlex
+
+    from core.train import cli_command, parse_args, preset_defaults
+
+    fast = preset_defaults("fast")
+    assert (fast.epochs, fast.lookahead) == (RECIPES["fast"]["epochs"], True)
+    # 20 epochs is TrainConfig's default but not fast's: the command must say it.
+    configs = [
+        replace(fast, epochs=20, warmup_epochs=2.0, augment=parse_augment("flip,cutout=12")),
+        replace(fast, lookahead=False, augment=AugmentConfig()),
+        replace(preset_defaults("seed"), epochs=7, learning_rate=0.01),
+        fast,
+    ]
+    for config in configs:
+        command = cli_command(config)
+        assert parse_args(shlex.split(command)[3:]) == config, command
+    assert "--epochs 20" in cli_command(configs[0])
+    assert "--no-lookahead" in cli_command(configs[1])
+    assert cli_command(fast) == f"python -m core.train --preset fast --data {fast.data}"
