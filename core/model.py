@@ -474,9 +474,13 @@ def load_model(path: str | Path, compile: bool = False, as_saved: bool = False) 
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as err:  # Keras raises many types for a damaged or foreign file
         raise RunError(f"The model {path.name} could not be loaded: {err}") from err
-    if compile or as_saved or not is_bfloat16(model):
-        return model
-    return float32_copy(model)
+    return model if compile or as_saved else as_served(model)
+
+
+def as_served(model: keras.Model) -> keras.Model:
+    """Returns `model` as the app computes it: a mixed_bfloat16 model's float32 copy
+    (see `load_model`), any other model itself."""
+    return float32_copy(model) if is_bfloat16(model) else model
 
 
 def is_bfloat16(model: keras.Model) -> bool:

@@ -79,7 +79,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
 
     from core.errors import RunError
     from core.fileio import atomic_write_json, replace_dir
-    from core.model import load_model
+    from core.model import as_served, load_model
     from core.train import TrainConfig, cli_command
 
     run_dir = Path(run_dir)
@@ -102,9 +102,8 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
             seed=config["seed"],
         )
         x, y = dataset.split("val")
-        served = load_model(run_dir / "model.keras")
         card["metrics"]["val_accuracy_flip_tta"] = evaluate(
-            served, x, y, dataset.class_names, tta=True
+            as_served(model), x, y, dataset.class_names, tta=True
         ).accuracy
     card["shipped_from"] = run_dir.name
     dest = Path(dest)
