@@ -348,7 +348,7 @@ def live_view(path: str, polling: bool) -> None:
     if status["state"] in jobs.ACTIVE:
         fraction, text = jobs.progress(status)
         st.progress(fraction, text=text)
-        if c[1].button("Stop", key="train_stop"):
+        if c[1].button("Stop training", key="train_stop"):
             jobs.stop(path)
             st.caption("Stopping at the end of the current batch…")
     elif status["state"] in jobs.RESUMABLE and c[1].button("Resume", key="train_resume"):

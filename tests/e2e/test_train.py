@@ -53,7 +53,9 @@ def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_dat
     page.get_by_role("heading", name="Live view").scroll_into_view_if_needed()
     shot(page, "train-live")
     asked = time.monotonic()
-    page.get_by_role("button", name="Stop", exact=True).click()
+    # Scoped to the page: Streamlit's own status widget has a "Stop" button of its own.
+    main = page.get_by_test_id("stMainBlockContainer")
+    main.get_by_role("button", name="Stop training", exact=True).click()
     _badge(page, "stopped", timeout=30_000)
     assert time.monotonic() - asked < 10  # the click, the stop and the 1 s poll
     wait_idle(page)
