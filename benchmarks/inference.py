@@ -7,7 +7,8 @@ One upload = decode untrusted bytes, resize to the input size, forward pass, top
 are generated photo-sized JPEGs (640x480), so nothing here depends on a dataset. Also
 reported for one image, as the same run's baselines: the eager call `model(x)` (what the
 dashboard used before) and `model.predict`. A mixed_bfloat16 model runs as the dashboard
-serves it, in float32 (`core.model.load_model`); `--as-saved` runs it in bf16.
+serves it, in float32 (`core.model.load_model`); `--as-saved` runs it in bf16. When the
+model has a current int8 copy (`python -m core.quantize`), the same measures follow for it.
 """
 
 import argparse
@@ -34,9 +35,29 @@ def _percentile(values, q):
     return float(np.percentile(np.asarray(values) * 1000, q))
 
 
-def main():
+def _time(model, uploads, x, names, runs):
+    """Seconds per upload through `classify_bytes`, and per batch of `x` (10 batches)."""
     from core.classify import classify_bytes, predict_pixels
+
+    for data in uploads[:5]:  # warm-up: graph tracing, allocator
+        classify_bytes(model, data, names)
+    single = []
+    for i in range(runs):
+        start = time.perf_counter()
+        classify_bytes(model, uploads[i % len(uploads)], names)
+        single.append(time.perf_counter() - start)
+    predict_pixels(model, x)
+    batch_times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        predict_pixels(model, x)
+        batch_times.append(time.perf_counter() - start)
+    return single, batch_times
+
+
+def main():
     from core.model import is_bfloat16, load_model
+    from core.quantize import INT8_FILE, Int8Model, int8_path, read_record
     from core.registry import default_model_path
 
     p = argparse.ArgumentParser()
@@ -55,22 +76,12 @@ def main():
     size = model.input_shape[1]
     rng = np.random.default_rng(0)
     uploads = [_jpeg(rng) for _ in range(32)]
-    for data in uploads[:5]:  # warm-up: graph tracing, allocator
-        classify_bytes(model, data, names)
-
-    single = []
-    for i in range(args.runs):
-        start = time.perf_counter()
-        classify_bytes(model, uploads[i % len(uploads)], names)
-        single.append(time.perf_counter() - start)
-
     x = rng.integers(0, 256, (args.batch, size, size, 3), dtype=np.uint8)
-    predict_pixels(model, x)
-    batch_times = []
-    for _ in range(10):
-        start = time.perf_counter()
-        predict_pixels(model, x)
-        batch_times.append(time.perf_counter() - start)
+    single, batch_times = _time(model, uploads, x, names, args.runs)
+    fast = None
+    if read_record(args.model) is not None and not args.as_saved:
+        int8 = Int8Model(int8_path(args.model))
+        fast = _time(int8, uploads, x, names, args.runs)
 
     one = x[:1].astype("float32")
     model.predict(one, verbose=0)
@@ -98,6 +109,13 @@ def main():
         f"batch of {args.batch}: {args.batch / statistics.median(batch_times):,.0f} images/s "
         f"(median of 10)"
     )
+    if fast is not None:
+        print(
+            f"int8 copy ({INT8_FILE}, ONNX Runtime): single upload p50 "
+            f"{_percentile(fast[0], 50):.2f} ms, p95 {_percentile(fast[0], 95):.2f} ms; batch "
+            f"of {args.batch}: {args.batch / statistics.median(fast[1]):,.0f} images/s, "
+            f"{statistics.median(batch_times) / statistics.median(fast[1]):.2f}x float32"
+        )
     upload = statistics.median(single)
     for name, times in (("eager model(x)", eager_times), ("model.predict", predict_times)):
         ratio = upload / statistics.median(times)

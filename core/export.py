@@ -334,13 +334,22 @@ def _write_tflite(model, source: Path, target: Path) -> str:
 
 
 def _write_onnx(model, source: Path, target: Path) -> str:
+    write_onnx(model, target)
+    return _bf16_note(model)
+
+
+def write_onnx(model, target: str | os.PathLike) -> None:
+    """Writes `model` as a float32 ONNX file (tf2onnx), exact GELU written with `Erf`.
+
+    Raises:
+        ExportError: tf2onnx or onnxruntime is not installed.
+    """
     _import_onnx()
     exported = float32_copy(model, gelu_as_erf=True)
     exported(check_images(int(model.input_shape[1]), 1))  # tf2onnx wants a model once called
     with warnings.catch_warnings():  # Keras's numpy-2 patch of tf2onnx warns about itself
         warnings.simplefilter("ignore", FutureWarning)
         exported.export(str(target), format="onnx", verbose=False)
-    return _bf16_note(model)
 
 
 def _bf16_note(model) -> str:

@@ -516,8 +516,72 @@ def float32_copy(model: keras.Model, gelu_as_erf: bool = False) -> keras.Model:
     return clone
 
 
+def is_speed_layout(model: keras.Model) -> bool:
+    """True for a model built by the "speed" style (whitening stem, conv-pool-BN blocks)."""
+    names = {layer.name for layer in model.layers}
+    return {"whiten", "bn1_1", "shift1_1", "logits", "temperature"} <= names
+
+
+def folded_copy(model: keras.Model) -> keras.Model:
+    """Returns a float32 speed-layout model with its batch norms and shifts folded away.
+
+    At inference each batch norm here (no learnt scale or centre) and the shift after it
+    are one per-channel map `y = x / sqrt(var + eps) - mean / sqrt(var + eps) + shift`
+    whose slope is positive. Folded into the convolution before it (kernel times the
+    slope, bias the rest), they leave `conv -> pool -> GELU` blocks: max pooling commutes
+    with an increasing per-channel map, so the pooling between a conv and its batch norm
+    does not stand in the way. The probabilities equal the model's (float32 rounding).
+
+    Args:
+        model: a model with `is_speed_layout(model)`.
+
+    Returns:
+        A new float32 `keras.Model` without batch norm, shift or dropout layers.
+
+    Raises:
+        ValueError: the model is not of the speed layout.
+    """
+    import numpy as np
+
+    if not is_speed_layout(model):
+        raise ValueError(f"{model.name} is not a speed-layout model: nothing to fold.")
+    get = model.get_layer
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    x = layers.Rescaling(get("rescale").scale, name="rescale")(inputs)
+    whiten = get("whiten")
+    folded_whiten = layers.Conv2D(whiten.filters, whiten.kernel_size, name="whiten")
+    x = layers.Activation("gelu", name="act0")(folded_whiten(x))
+    folded_whiten.set_weights(whiten.get_weights())
+    b = 1
+    while f"conv{b}_1" in {layer.name for layer in model.layers}:
+        for i in (1, 2):
+            conv, bn, shift = get(f"conv{b}_{i}"), get(f"bn{b}_{i}"), get(f"shift{b}_{i}")
+            mean, var = (np.asarray(w, np.float64) for w in (bn.moving_mean, bn.moving_variance))
+            slope = 1.0 / np.sqrt(var + bn.epsilon)
+            kernel = np.asarray(conv.kernel, np.float64) * slope
+            bias = -mean * slope + shift.scale * np.asarray(shift.bias, np.float64)
+            layer = layers.Conv2D(
+                conv.filters, conv.kernel_size, padding=conv.padding, name=f"conv{b}_{i}"
+            )
+            x = layer(x)
+            layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
+            if i == 1:
+                x = layers.MaxPooling2D(get(f"pool{b}").pool_size, name=f"pool{b}")(x)
+            x = layers.Activation(get(f"act{b}_{i}").activation, name=f"act{b}_{i}")(x)
+        b += 1
+    x = layers.GlobalMaxPooling2D(name="features")(x)
+    logits = get("logits")
+    head = layers.Dense(logits.units, use_bias=False, name="logits")
+    x = head(x)
+    head.set_weights([np.asarray(logits.kernel, np.float32) * get("temperature").scale])
+    outputs = layers.Activation("softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"{model.name}_folded")
+
+
 def _gelu_erf(x):
-    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+    # This order and the division by sqrt(2) are the pattern ONNX Runtime fuses into one
+    # Gelu kernel (its GeluFusion); `0.5 * x * (1 + erf(x * 0.7071))` stays five ops.
+    return (x * 0.5) * (1.0 + ops.erf(x / 1.4142135623730951))
 
 
 def count_params(model: keras.Model) -> int:

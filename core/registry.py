@@ -69,7 +69,8 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     model), the run's `model_card.json` and `history.json`. The card's reproduce command is
     written anew from the run's config. With `data`, the card also gets the validation
     accuracy with flip test-time augmentation on the run's own split, of the model as the
-    app serves it.
+    app serves it, and the model gets its int8 copy (`core.quantize`), calibrated on the
+    run's training split and checked on its validation split.
 
     Raises:
         RunError: the run did not complete or its files cannot be read.
@@ -90,6 +91,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     if card is None:
         raise RunError(f"{run_dir.name} has no model card.")
     card["command"] = cli_command(TrainConfig.from_dict(card["train_config"]))
+    dataset = None
     if data:
         from core.data import load_dataset
         from core.evaluate import evaluate
@@ -111,6 +113,10 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     try:
         model.save(staging / "model.keras")
         atomic_write_json(staging / "model_card.json", card)
+        if dataset is not None:  # its int8 copy, calibrated and checked on the same split
+            from core.quantize import quantize
+
+            quantize(staging / "model.keras", dataset, log=lambda line: None)
         shutil.copy2(run_dir / "history.json", staging / "history.json")
         replace_dir(staging, dest)
     finally:

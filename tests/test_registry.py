@@ -44,6 +44,8 @@ def test_ship_makes_a_run_the_default_without_its_optimizer(trained_run, image_f
     registry.ship(trained_run, str(image_folder), dest=dest)
     assert sorted(p.name for p in dest.iterdir()) == [
         "history.json",
+        "int8.json",
+        "model.int8.onnx",
         "model.keras",
         "model_card.json",
     ]
@@ -59,6 +61,9 @@ def test_ship_makes_a_run_the_default_without_its_optimizer(trained_run, image_f
         assert (a == b).all()
     card = json.loads((dest / "model_card.json").read_text())
     assert card["shipped_from"] == trained_run.name
+    from core.quantize import read_record
+
+    assert read_record(dest / "model.keras")["accuracy"] == card["int8"]["accuracy"]
     # The command is written anew from the config and gives that config back.
     from core.train import parse_args
 

@@ -237,6 +237,40 @@ def _model(path: str, version: int):
     return load_model(path)
 
 
+@st.cache_resource(show_spinner="Loading the int8 copy…", max_entries=4)
+def _int8(path: str, version: int):
+    from core.quantize import Int8Model
+
+    return Int8Model(path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _int8_record(model_path: str, version: int, record_version: int):
+    from core import quantize
+
+    return quantize.read_record(model_path)  # hashes the model file: once per version
+
+
+def int8_engine(entry: dict):
+    """Returns `(Int8Model, its check record)` for a model with a current int8 copy,
+    `(None, None)` otherwise; a copy that cannot be loaded is said, not fatal."""
+    from core import quantize
+
+    try:
+        record_version = registry.model_version(quantize.record_path(entry["path"]))
+    except OSError:
+        record_version = 0  # none yet: `python -m core.quantize` may write one later
+    record = _int8_record(entry["path"], registry.model_version(entry["path"]), record_version)
+    if record is None:
+        return None, None
+    path = quantize.int8_path(entry["path"])
+    try:
+        return _int8(str(path), registry.model_version(path)), record
+    except (CnnError, OSError) as err:
+        st.warning(f"{err} The answers come from the float32 model.")
+        return None, None
+
+
 def require_model():
     """Returns `(model, entry)` for the active model, or explains and stops the page."""
     entry = active_model_entry()

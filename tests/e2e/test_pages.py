@@ -41,6 +41,23 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     shot(page, "classify-upload")
 
 
+def test_the_shipped_model_answers_from_its_int8_copy_or_in_float32(server, page, tmp_path):
+    photo = tmp_path / "ship.png"
+    Image.new("RGB", (64, 64), (40, 90, 200)).save(photo)
+    open_page(page, server, "classify", model="Shipped default")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(photo)])
+    answer = page.get_by_text(re.compile(r"ship\.png → \w+ \(\d+\.\d%\)"))
+    answer.wait_for()
+    page.get_by_text(re.compile(r"^int8 copy: \d+\.\d% on 5,000 val images")).wait_for()
+    wait_idle(page)
+    shot(page, "classify-int8")
+    page.get_by_text("Fast int8 answers").click()  # off: the float32 model answers
+    wait_idle(page)
+    assert page.get_by_text(re.compile(r"^int8 copy:")).count() == 0
+    answer.wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     open_page(page, server, "evaluate")
     page.get_by_text("image(s) of cat predicted as cat").wait_for()
