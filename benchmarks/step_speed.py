@@ -1,6 +1,6 @@
 """Training-step throughput of a preset in float32 and mixed bf16, on random images.
 
-    python benchmarks/step_speed.py --preset quick
+    python benchmarks/step_speed.py --preset quick [--precisions mixed_bfloat16] [--small-map 0]
 
 No dataset needed: 4,096 random 32x32 images, the preset's own layers, Nesterov SGD,
 after two warm-up steps. Prints images per second for each precision.
@@ -24,12 +24,22 @@ def main():
     p.add_argument("--preset", default="quick")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--images", type=int, default=4096)
+    p.add_argument("--precisions", default="float32,mixed_bfloat16")
+    p.add_argument(
+        "--small-map",
+        type=int,
+        help="core.model.SMALL_MAP for this run: 0 gives every conv oneDNN's weight gradient",
+    )
     args = p.parse_args()
+    if args.small_map is not None:
+        import core.model
+
+        core.model.SMALL_MAP = args.small_map
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.images, 32, 32, 3)).astype(np.uint8)
     y = rng.integers(0, 10, args.images)
     steps = -(-args.images // args.batch_size)
-    for precision in ("float32", "mixed_bfloat16"):
+    for precision in args.precisions.split(","):
         config = preset_config(args.preset)
         config.precision = precision
         model = build_model(config)

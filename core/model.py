@@ -158,7 +158,7 @@ PRESET_DESCRIPTIONS = {
     "quick": "Speed-run layout (whitening stem, 48/96/96) for short classroom runs: about 80% "
     "on CIFAR-10 in under 3 minutes on 2 CPU cores.",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy: about "
-    "88-89% on CIFAR-10 in 15-17 minutes on 2 CPU cores (the shipped model: 20 epochs, 90%).",
+    "88-89% on CIFAR-10 in 14-15 minutes on 2 CPU cores (the shipped model: 20 epochs, 90%).",
     "mobilenet": "Transfer learning: MobileNetV3Small with ImageNet weights, frozen, and a new "
     "classifier on top; for small custom datasets, best at 96x96 pixels.",
 }
@@ -174,6 +174,65 @@ BN_MOMENTUM = 0.6  # Keras's convention: the share of the old running statistics
 # the scale invariance that the learning-rate / weight-decay recipe relies on.
 BN_EPSILON = 1e-5
 IDENTITY_INIT = True  # convs start as the identity on their first in-channels outputs
+
+
+# Convolutions on maps this small (or smaller) compute their weight gradient as matrix
+# products (SmallMapConv2D): oneDNN's own took 3-6x longer there on this CPU.
+SMALL_MAP = 8
+
+
+@keras.saving.register_keras_serializable(package="cnn_lab")
+class SmallMapConv2D(layers.Conv2D):
+    """A stride-1 "same" Conv2D whose weight gradient, in training, is `kh x kw` products.
+
+    For a 7x7 or 3x3 map of 256 channels and batch 512, oneDNN's weight-gradient kernel
+    took 171 and 90 ms in bf16 on this AMX CPU, against 52 and 15 ms for the same sums as
+    one matrix product per kernel tap: `dW[i, j] = shift_ij(x)^T dy` over every position
+    of the batch (docs/BENCHMARKS.md). On larger maps oneDNN is as fast or faster, so only
+    small maps use this layer. The forward pass and the input gradient are TensorFlow's
+    own; outside training (inference, exports) the layer is a plain Conv2D.
+    """
+
+    def call(self, inputs, training=None):
+        if not training or keras.backend.backend() != "tensorflow":
+            return super().call(inputs)
+        outputs = _conv_matmul_weight_grad(inputs, ops.cast(self.kernel, inputs.dtype))
+        if self.use_bias:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+def _conv_matmul_weight_grad(x, kernel):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        y = tf.nn.conv2d(x, kernel, 1, "SAME")
+
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x),
+                filter=kernel,
+                out_backprop=dy,
+                strides=[1, 1, 1, 1],
+                padding="SAME",
+            )
+            kh, kw, cin, cout = kernel.shape
+            h, w = x.shape[1], x.shape[2]
+            padded = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]])
+            dy2 = tf.reshape(dy, (-1, cout))
+            taps = [
+                tf.matmul(
+                    tf.reshape(padded[:, i : i + h, j : j + w, :], (-1, cin)), dy2, transpose_a=True
+                )
+                for i in range(kh)
+                for j in range(kw)
+            ]
+            return dx, tf.reshape(tf.stack(taps), (kh, kw, cin, cout))
+
+        return y, grad
+
+    return conv(x, kernel)
 
 
 @keras.saving.register_keras_serializable(package="cnn_lab")
@@ -343,7 +402,8 @@ def _build_speed(config: ModelConfig) -> keras.Model:
     x = layers.Activation("gelu", name="act0")(x)
     for b, block in enumerate(config.blocks, start=1):
         for i in (1, 2):
-            x = layers.Conv2D(
+            small = block.kernel_size == 3 and max(x.shape[1:3]) <= SMALL_MAP
+            x = (SmallMapConv2D if small else layers.Conv2D)(
                 block.filters,
                 block.kernel_size,
                 padding="same",

@@ -373,3 +373,31 @@ def test_inspection_sees_the_backbone_convolutions():
     assert heat.shape == (32, 32) and probs.shape == (3,) and index == int(np.argmax(probs))
     maps = inspect.feature_maps(model, image, [inspect.map_layers(model)[0]])
     assert next(iter(maps.values())).shape == (16, 16, 16)
+
+
+def test_small_map_convs_give_tensorflows_gradients_and_infer_as_plain_convs():
+    import tensorflow as tf
+
+    from core.model import SmallMapConv2D
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(6, 7, 7, 5)), tf.float32)
+    plain = keras.layers.Conv2D(4, 3, padding="same", use_bias=True)
+    small = SmallMapConv2D(4, 3, padding="same", use_bias=True)
+    plain.build(x.shape)
+    small.build(x.shape)
+    plain.set_weights([rng.normal(size=(3, 3, 5, 4)), rng.normal(size=4)])
+    small.set_weights(plain.get_weights())
+    grads = []
+    for layer in (plain, small):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=True) ** 2)
+        grads.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(small(x)), np.asarray(plain(x)))
+    # The fast preset's 7x7 and 3x3 maps use it; the 31x31 and 15x15 ones do not.
+    model = build_model(preset_config("fast"))
+    smalls = sorted(la.name for la in model.layers if isinstance(la, SmallMapConv2D))
+    assert smalls == ["conv2_2", "conv3_1", "conv3_2"]
