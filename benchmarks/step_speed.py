@@ -1,6 +1,7 @@
 """Training-step throughput of a preset in float32 and mixed bf16, on random images.
 
     python benchmarks/step_speed.py --preset quick [--precisions mixed_bfloat16] [--small-map 0]
+        [--plain-gelu]
 
 No dataset needed: 4,096 random 32x32 images, the preset's own layers, Nesterov SGD,
 after two warm-up steps. Prints images per second for each precision.
@@ -30,7 +31,22 @@ def main():
         type=int,
         help="core.model.SMALL_MAP for this run: 0 gives every conv oneDNN's weight gradient",
     )
+    p.add_argument(
+        "--plain-gelu",
+        action="store_true",
+        help="Activation('gelu') in place of core.model.FastGelu (its fused training kernels)",
+    )
     args = p.parse_args()
+    if args.plain_gelu:
+        from keras import layers
+
+        import core.model
+
+        class PlainGelu(layers.Activation):
+            def __init__(self, activation="gelu", **kwargs):
+                super().__init__(activation, **kwargs)
+
+        core.model.FastGelu = PlainGelu
     if args.small_map is not None:
         import core.model
 

@@ -236,6 +236,57 @@ def _conv_matmul_weight_grad(x, kernel):
 
 
 @keras.saving.register_keras_serializable(package="cnn_lab")
+class FastGelu(layers.Activation):
+    """Exact GELU whose training passes are one fused kernel each (TensorFlow, XLA).
+
+    TensorFlow computes `x/2 (1 + erf(x / sqrt 2))` and its gradient as a chain of
+    separate element-wise kernels, slow in bf16 on this CPU: with ReLU in its place the
+    quick net trained 1.3-1.5x faster. In training this layer runs the function and its
+    derivative `Phi(x) + x phi(x)` each as one XLA-compiled kernel, in float32 inside and
+    the input's dtype outside. Outside training (inference, exports) it is
+    `Activation("gelu")`, so it computes the same function either way.
+    """
+
+    def __init__(self, activation="gelu", **kwargs):
+        super().__init__(activation, **kwargs)
+
+    def call(self, inputs, training=None):
+        fused = training and self.activation is keras.activations.gelu
+        if not fused or keras.backend.backend() != "tensorflow":
+            return super().call(inputs)
+        return _fused_gelu()(inputs)
+
+
+_FUSED_GELU = []
+
+
+def _fused_gelu():
+    """The custom-gradient GELU of `FastGelu`, built once (it needs TensorFlow)."""
+    if _FUSED_GELU:
+        return _FUSED_GELU[0]
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def forward(x):
+        y = tf.cast(x, tf.float32)
+        return tf.cast(y * 0.5 * (1.0 + tf.math.erf(y * 0.7071067811865476)), x.dtype)
+
+    @tf.function(jit_compile=True)
+    def backward(x, dy):
+        y = tf.cast(x, tf.float32)
+        cdf = 0.5 * (1.0 + tf.math.erf(y * 0.7071067811865476))
+        pdf = 0.3989422804014327 * tf.exp(-0.5 * y * y)
+        return tf.cast(tf.cast(dy, tf.float32) * (cdf + y * pdf), x.dtype)
+
+    @tf.custom_gradient
+    def gelu(x):
+        return forward(x), lambda dy: backward(x, dy)
+
+    _FUSED_GELU.append(gelu)
+    return gelu
+
+
+@keras.saving.register_keras_serializable(package="cnn_lab")
 class ScaledBias(layers.Layer):
     """Adds a learnt per-channel shift, stored divided by `scale`.
 
@@ -399,7 +450,7 @@ def _build_speed(config: ModelConfig) -> keras.Model:
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
     # Frozen: its weights come from the data (see init_whitening), not from training.
     x = layers.Conv2D(WHITEN_FILTERS, 2, name="whiten", trainable=False)(x)
-    x = layers.Activation("gelu", name="act0")(x)
+    x = FastGelu(name="act0")(x)
     for b, block in enumerate(config.blocks, start=1):
         for i in (1, 2):
             small = block.kernel_size == 3 and max(x.shape[1:3]) <= SMALL_MAP
@@ -421,7 +472,8 @@ def _build_speed(config: ModelConfig) -> keras.Model:
                 name=f"bn{b}_{i}",
             )(x)
             x = ScaledBias(BIAS_SCALE, name=f"shift{b}_{i}")(x)
-            x = layers.Activation(block.activation, name=f"act{b}_{i}")(x)
+            act = FastGelu if block.activation == "gelu" else layers.Activation
+            x = act(block.activation, name=f"act{b}_{i}")(x)
     x = layers.GlobalMaxPooling2D(name="features")(x)
     if config.dense_dropout:
         x = layers.Dropout(config.dense_dropout, name="dense_drop")(x)

@@ -401,3 +401,29 @@ def test_small_map_convs_give_tensorflows_gradients_and_infer_as_plain_convs():
     model = build_model(preset_config("fast"))
     smalls = sorted(la.name for la in model.layers if isinstance(la, SmallMapConv2D))
     assert smalls == ["conv2_2", "conv3_1", "conv3_2"]
+
+
+def test_fast_gelu_trains_with_gelus_gradient_and_infers_as_gelu():
+    import tensorflow as tf
+
+    from core.model import FastGelu
+
+    x = tf.constant(np.linspace(-6, 6, 97).reshape(1, 97), tf.float32)
+    layer, plain = FastGelu(), keras.layers.Activation("gelu")
+    outs, grads = [], []
+    for training, fn in ((True, layer), (False, layer), (None, plain)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x, training=training) if fn is layer else fn(x)
+            loss = tf.reduce_sum(y * tf.range(97, dtype=tf.float32))
+        outs.append(np.asarray(y))
+        grads.append(np.asarray(tape.gradient(loss, x)))
+    for out, grad in zip(outs[:2], grads[:2], strict=True):
+        np.testing.assert_allclose(out, outs[2], atol=1e-6)
+        np.testing.assert_allclose(grad, grads[2], rtol=1e-5, atol=1e-5)
+    # bf16 in, bf16 out: the float32 inside does not leak into the mixed-precision graph.
+    mixed = FastGelu(dtype="mixed_bfloat16")
+    assert mixed(tf.cast(x, tf.bfloat16), training=True).dtype == tf.bfloat16
+    model = build_model(preset_config("quick"))
+    acts = [la.name for la in model.layers if isinstance(la, FastGelu)]
+    assert acts == ["act0", "act1_1", "act1_2", "act2_1", "act2_2", "act3_1", "act3_2"]

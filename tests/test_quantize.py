@@ -82,6 +82,11 @@ def test_a_damaged_int8_file_is_a_sentence(tmp_path):
         quantize.Int8Model(bad)
 
 
+def test_a_folder_that_cannot_be_written_is_a_sentence(tmp_path):
+    with pytest.raises(quantize.QuantizeError, match="could not be written to"):
+        quantize.build_int8(_speed_model(), _images(8), tmp_path / "missing" / "m.onnx")
+
+
 def test_no_calibration_images_is_refused(tmp_path):
     with pytest.raises(quantize.QuantizeError, match="at least one training image"):
         quantize.build_int8(_speed_model(), _images(0), tmp_path / "x.onnx")
