@@ -158,8 +158,8 @@ PRESET_DESCRIPTIONS = {
     "quick": "Speed-run layout (whitening stem, 48/96/96) for short classroom runs: about 80% "
     "on CIFAR-10 in under 3 minutes on 2 CPU cores.",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy: "
-    "about 89.5% on CIFAR-10 in under 15 minutes on 2 CPU cores (the shipped model: 20 "
-    "epochs, 90.5%).",
+    "about 89% on CIFAR-10 in 11-12 minutes on 2 CPU cores (the shipped model: 20 epochs, "
+    "90.5%).",
     "mobilenet": "Transfer learning: MobileNetV3Small with ImageNet weights, frozen, and a new "
     "classifier on top; for small custom datasets, best at 96x96 pixels.",
 }
