@@ -186,6 +186,16 @@ class Int8Model:
         return np.asarray(self.session.run(None, {self._input: x})[0], np.float32)
 
 
+def default_answerer(model_path: str | os.PathLike):
+    """What the Classify page answers with by default for the model at `model_path`: its
+    int8 copy when it has a current one, else the model as served (`load_model`)."""
+    from core.model import load_model
+
+    if read_record(model_path) is not None:
+        return Int8Model(int8_path(model_path))
+    return load_model(model_path)
+
+
 def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 

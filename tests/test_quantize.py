@@ -96,7 +96,11 @@ def test_the_cli_writes_a_checked_copy_of_a_run_and_it_goes_stale_with_the_model
     trained_run, image_folder, capsys
 ):
     assert quantize.read_record(trained_run / "model.keras") is None
+    assert not isinstance(
+        quantize.default_answerer(trained_run / "model.keras"), quantize.Int8Model
+    )
     assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 0
+    assert isinstance(quantize.default_answerer(trained_run / "model.keras"), quantize.Int8Model)
     out = capsys.readouterr().out
     assert "model.int8.onnx" in out and "same answer on" in out
     record = json.loads((trained_run / "int8.json").read_text())

@@ -33,7 +33,7 @@ def test_a_training_that_fills_the_disk_fails_with_a_sentence_and_the_app_keeps_
     e2e_data, browser, tmp_path
 ):
     from core.classify import classify_bytes
-    from core.model import load_model
+    from core.quantize import default_answerer
     from core.registry import available_models
     from core.runs import list_runs
 
@@ -41,7 +41,7 @@ def test_a_training_that_fills_the_disk_fails_with_a_sentence_and_the_app_keeps_
     Image.new("RGB", (40, 40), (30, 60, 220)).save(photo)
     default = available_models(tmp_path / "no-runs")[0]
     want = classify_bytes(
-        load_model(default["path"]), photo.read_bytes(), default["card"]["class_names"]
+        default_answerer(default["path"]), photo.read_bytes(), default["card"]["class_names"]
     )
     # 3 MiB: the seed preset's first 2 MB checkpoint fits, the second one cannot.
     with small_disk(tmp_path / "disk", "3m") as disk:

@@ -242,7 +242,7 @@ def test_a_model_switch_in_one_session_never_reaches_another_sessions_results(
     server, browser, e2e_data, tmp_path
 ):
     from core.classify import classify_bytes
-    from core.model import load_model
+    from core.quantize import default_answerer
     from core.registry import available_models
 
     copies = _same_pixels_new_bytes(tmp_path, SWAP_ROUNDS)
@@ -251,7 +251,7 @@ def test_a_model_switch_in_one_session_never_reaches_another_sessions_results(
     want = {}
     for who, entry in (("a", default), ("b", trained)):
         pred = classify_bytes(
-            load_model(entry["path"]), copies[0].read_bytes(), entry["card"]["class_names"]
+            default_answerer(entry["path"]), copies[0].read_bytes(), entry["card"]["class_names"]
         )
         want[who] = f"{pred.label} ({pred.confidence:.1%})"
     assert want["a"] != want["b"], "the two models must answer differently for this test"
