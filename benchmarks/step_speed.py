@@ -1,7 +1,7 @@
 """Training-step throughput of a preset in float32 and mixed bf16, on random images.
 
     python benchmarks/step_speed.py --preset quick [--precisions mixed_bfloat16] [--small-map 0]
-        [--plain-gelu]
+        [--plain-gelu] [--plain-bn]
 
 No dataset needed: 4,096 random 32x32 images, the preset's own layers, Nesterov SGD,
 after two warm-up steps. Prints images per second for each precision.
@@ -36,7 +36,18 @@ def main():
         action="store_true",
         help="Activation('gelu') in place of core.model.FastGelu (its fused training kernels)",
     )
+    p.add_argument(
+        "--plain-bn",
+        action="store_true",
+        help="BatchNormalization in place of core.model.FastBatchNorm (its fused training kernels)",
+    )
     args = p.parse_args()
+    if args.plain_bn:
+        from keras import layers
+
+        import core.model
+
+        core.model.FastBatchNorm = layers.BatchNormalization
     if args.plain_gelu:
         from keras import layers
 

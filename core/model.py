@@ -288,6 +288,53 @@ def _fused_gelu():
 
 
 @keras.saving.register_keras_serializable(package="cnn_lab")
+class FastBatchNorm(layers.BatchNormalization):
+    """Scale-free batch norm that trains with TensorFlow's fused kernel (oneDNN on CPU).
+
+    Keras normalises a bf16 batch by casting it to float32, computing the moments,
+    normalising and casting back, and differentiates that chain op by op: many passes
+    over the activations each way. In training, with no learnt scale or offset (the speed
+    layout's batch norm), this layer runs `FusedBatchNormV3` instead, one primitive each
+    way: training steps 1.16-1.24x faster for the fast net and 1.35x for the quick one
+    (docs/BENCHMARKS.md). Same function and gradient; the running statistics move as
+    Keras's do (biased batch variance). Otherwise it is `BatchNormalization` itself.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fused = (
+            training
+            and self.trainable
+            and mask is None
+            and not (self.scale or self.center or self.renorm)
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and keras.backend.backend() == "tensorflow"
+        )
+        if not fused:
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        channels = inputs.shape[-1]
+        outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=tf.ones((channels,), tf.float32),
+            offset=tf.zeros((channels,), tf.float32),
+            mean=tf.zeros((0,), tf.float32),
+            variance=tf.zeros((0,), tf.float32),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=True,
+        )
+        # The op returns the unbiased batch variance; Keras keeps the biased one.
+        n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
+        variance = variance * (n - 1.0) / n
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        return outputs
+
+
+@keras.saving.register_keras_serializable(package="cnn_lab")
 class ScaledBias(layers.Layer):
     """Adds a learnt per-channel shift, stored divided by `scale`.
 
@@ -465,7 +512,7 @@ def _build_speed(config: ModelConfig) -> keras.Model:
             if i == 1:
                 x = layers.MaxPooling2D(2, name=f"pool{b}")(x)
             # No learnable scale and fast running statistics, as in the speed-run recipes.
-            x = layers.BatchNormalization(
+            x = FastBatchNorm(
                 momentum=BN_MOMENTUM,
                 epsilon=BN_EPSILON,
                 center=False,

@@ -427,3 +427,29 @@ def test_fast_gelu_trains_with_gelus_gradient_and_infers_as_gelu():
     model = build_model(preset_config("quick"))
     acts = [la.name for la in model.layers if isinstance(la, FastGelu)]
     assert acts == ["act0", "act1_1", "act1_2", "act2_1", "act2_2", "act3_1", "act3_2"]
+
+
+def test_fast_batch_norm_trains_as_keras_batch_norm_does():
+    import tensorflow as tf
+
+    from core.model import FastBatchNorm
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2, 3, (6, 5, 5, 8)), tf.float32)
+    weights = tf.constant(rng.normal(size=(6, 5, 5, 8)), tf.float32)
+    kwargs = dict(momentum=0.6, epsilon=1e-5, center=False, scale=False)
+    results = []
+    for layer in (FastBatchNorm(**kwargs), keras.layers.BatchNormalization(**kwargs)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        grad = tape.gradient(loss, x)
+        results.append([np.asarray(v) for v in (y, grad, layer.moving_mean, layer.moving_variance)])
+        results[-1].append(np.asarray(layer(x, training=False)))
+    for fast, plain in zip(*results, strict=True):
+        np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
+    mixed = FastBatchNorm(**kwargs, dtype="mixed_bfloat16")
+    assert mixed(tf.cast(x, tf.bfloat16), training=True).dtype == tf.bfloat16
+    model = build_model(preset_config("quick"))
+    assert sum(isinstance(la, FastBatchNorm) for la in model.layers) == 6
