@@ -341,10 +341,10 @@ def quantize(model_path: str | os.PathLike, dataset, log=print) -> dict:
     import onnxruntime
 
     from core.fileio import atomic_write_json, read_json
-    from core.model import load_model
+    from core.model import as_served, load_model
 
     model_path = Path(model_path)
-    model = load_model(model_path)
+    model = as_served(load_model(model_path))  # once: the steps below would each copy a bf16 one
     x_train, _ = dataset.split("train")
     started = time.perf_counter()
     target = build_int8(model, calibration_sample(x_train), int8_path(model_path))
