@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import io
 import json
 import platform
 import shlex
@@ -29,7 +30,7 @@ import keras
 from core import distribute, runs
 from core.augment import AugmentConfig
 from core.errors import CnnError, RunError
-from core.fileio import atomic_write_json, fsync_dir, read_json
+from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from core.model import ModelConfig, check_pretrained, preset_config
 
 # Training defaults that go with a preset; any flag given on the command line wins.
@@ -108,6 +109,11 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs on val accuracy; 0 = off
     lookahead: bool = False  # airbench's weight averaging (core.averaging.Lookahead)
     precision: str = "float32"  # or "mixed_bfloat16" (see ModelConfig.precision)
+    # Knowledge distillation: a trained model (.keras file or run directory) whose
+    # flip-averaged probabilities on each training image make up `teacher_weight` of that
+    # image's target, the one-hot label the rest.
+    teacher: str = ""
+    teacher_weight: float = 0.5
     strategy: str = "default"  # one of core.distribute.STRATEGIES: one device, GPUs, machines
     name: str = ""  # optional run name prefix
 
@@ -209,8 +215,11 @@ def make_loss(config: TrainConfig):
     return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
 
 
-def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None):
+def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None, teacher=None):
     """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels).
+
+    With `teacher = (probs, weight)` the targets are `(1 - weight) one_hot(y) + weight
+    probs[i]`: a trained model's probabilities for each image (`teacher_targets`).
 
     The arrays stay in memory as constants; shuffling permutes indices only (a buffer
     of images would copy the whole set at every epoch start), and gathering,
@@ -223,6 +232,8 @@ def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None
     import tensorflow as tf
 
     images, labels = tf.constant(x), tf.constant(y.astype("int32"))
+    if teacher is not None:
+        soft, weight = tf.constant(teacher[0], tf.float32), float(teacher[1])
     ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -232,7 +243,10 @@ def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None
         batch = tf.cast(tf.gather(images, idx), tf.float32)
         if augment is not None and augment.layers:
             batch = augment(batch, training=True)
-        return batch, tf.one_hot(tf.gather(labels, idx), num_classes)
+        target = tf.one_hot(tf.gather(labels, idx), num_classes)
+        if teacher is not None:
+            target = (1.0 - weight) * target + weight * tf.gather(soft, idx)
+        return batch, target
 
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -429,7 +443,13 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             # Restart the interrupted epoch's part of the schedule from its beginning.
             model.optimizer.iterations.assign(len(history) * steps)
         augment = build_augmentation(config.augment, config.image_size, seed=config.seed)
-        train_ds = make_pipeline(x, y, dataset.num_classes, config.batch_size, augment, config.seed)
+        teacher = None
+        if config.teacher:
+            probs = teacher_targets(config.teacher, x, dataset.num_classes, run_dir, verbose)
+            teacher = (probs, config.teacher_weight)
+        train_ds = make_pipeline(
+            x, y, dataset.num_classes, config.batch_size, augment, config.seed, teacher
+        )
         val_ds = None
         if "val" in dataset.splits:
             xv, yv = dataset.split("val")
@@ -477,6 +497,49 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             raise
         raise RunError(message) from err
     return run_dir
+
+
+def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
+    """A teacher model's flip-averaged probabilities for the training images `x`.
+
+    Computed once per run and kept in its folder (`teacher_probs.npy`), so a resumed run
+    learns from the same targets without predicting again.
+
+    Raises:
+        RunError: the teacher cannot be loaded or does not fit the data.
+    """
+    import numpy as np
+
+    from core.evaluate import predict_probs, resolve_model_path
+    from core.model import load_model
+
+    cache = Path(run_dir) / "teacher_probs.npy" if run_dir else None
+    if cache is not None and cache.is_file():
+        probs = np.load(cache)
+        if probs.shape == (len(x), num_classes):
+            return probs
+    path = resolve_model_path(teacher)
+    model = load_model(path, as_saved=True)  # in its training precision: only a target
+    want = (None, *x.shape[1:])
+    if tuple(model.input_shape) != want:
+        raise RunError(
+            f"The teacher {path} takes images of {model.input_shape[1:3]} pixels; this run "
+            f"trains on {x.shape[1:3]}."
+        )
+    if model.output_shape[-1] != num_classes:
+        raise RunError(
+            f"The teacher {path} tells {model.output_shape[-1]} classes apart; this data "
+            f"has {num_classes}."
+        )
+    started = time.perf_counter()
+    probs = predict_probs(model, x, batch_size=512, tta=True).astype(np.float32)
+    if verbose:
+        print(f"Teacher {path}: {len(x):,} images in {time.perf_counter() - started:.0f} s")
+    if cache is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, probs)
+        atomic_write_bytes(cache, buffer.getvalue())
+    return probs
 
 
 def _compiled_model(config, x, steps, resume_from):
@@ -652,6 +715,8 @@ _FLAGS = [
     ("--early-stopping", "early_stopping"),
     ("--lookahead", "lookahead"),
     ("--precision", "precision"),
+    ("--teacher", "teacher"),
+    ("--teacher-weight", "teacher_weight"),
     ("--strategy", "strategy"),
     ("--name", "name"),
 ]
@@ -767,6 +832,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         default=d.precision,
         help="mixed_bfloat16 computes in bf16 with float32 weights",
+    )
+    p.add_argument(
+        "--teacher",
+        default=d.teacher,
+        help="knowledge distillation: a trained model (.keras file or run directory) whose "
+        "flip-averaged probabilities on each training image are mixed into its target",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=d.teacher_weight,
+        help="the teacher's share of each target; the one-hot label has the rest",
     )
     p.add_argument(
         "--strategy",

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs, runs, search
+from core import jobs, registry, runs, search
 from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
 from core.model import (
@@ -165,6 +165,33 @@ def training_options() -> dict:
     return o
 
 
+def teacher_options(dataset, size: int) -> dict:
+    """Knowledge distillation: a trained model for the same classes and image size."""
+    fits = [
+        m
+        for m in registry.available_models()
+        if (m["card"].get("data") or {}).get("class_names") == dataset.class_names
+        and m["card"].get("input_size") == size
+    ]
+    labels = {"": "nobody (labels only)", **{m["path"]: m["label"] for m in fits}}
+    st.markdown("**Learn from a trained model (distillation)**")
+    c = st.columns([3, 1])
+    teacher = c[0].selectbox(
+        "Teacher",
+        list(labels),
+        format_func=labels.get,
+        key="train_teacher",
+        help="Each training image's target mixes its label with the teacher's "
+        "probabilities for it (computed once, with flip averaging, before the first "
+        "epoch): a small model learns more from a bigger one than from the labels alone. "
+        "Only models trained on these classes at this image size are offered.",
+    )
+    weight = c[1].number_input(
+        "Teacher's share", 0.0, 1.0, DEFAULT.teacher_weight, 0.05, key="train_teacher_weight"
+    )
+    return {"teacher": teacher, "teacher_weight": weight}
+
+
 def augment_options(sent: dict | None) -> AugmentConfig:
     # Settings sent from the Augmentations page replace the form's values once per sending.
     if sent and sent != st.session_state.get("train_augment_applied"):
@@ -239,7 +266,7 @@ def new_run() -> None:
             st.info("Augmentation settings from the Augmentations page.")
     with st.form("train_form", enter_to_submit=False):
         model, widths = custom_model(blocks) if custom else (None, "")
-        options = training_options()
+        options = training_options() | teacher_options(dataset, size)
         augment = augment_options(sent)
         buttons = st.container(horizontal=True)
         start = buttons.form_submit_button("Start training", type="primary", key="train_start")

@@ -257,3 +257,24 @@ def test_a_search_in_progress_is_shown_and_can_be_stopped(app, trained_run):
     app.button(key="train_search_stop").click().run()
     assert (search_dir / "stop.request").exists()
     assert [r["name"] for r in runs.list_runs()] == [trained_run.name]  # nothing launched
+
+
+def test_a_run_can_learn_from_a_trained_model_of_the_same_classes(app, trained_run):
+    _open(app)
+    teacher = app.selectbox(key="train_teacher")
+    # The run fits (same classes, 32 pixels); the shipped CIFAR-10 model does not.
+    assert len(teacher.options) == 2 and teacher.options[0] == "nobody (labels only)"
+    assert teacher.options[1].startswith(f"{trained_run.name} (seed")
+    app.selectbox(key="train_image_size").set_value(64).run()
+    assert app.selectbox(key="train_teacher").options == ["nobody (labels only)"]
+    app.selectbox(key="train_image_size").set_value(32).run()
+    app.selectbox(key="train_teacher").set_value(str(trained_run / "model.keras"))
+    app.number_input(key="train_teacher_weight").set_value(0.7)
+    app.number_input(key="train_epochs").set_value(1)
+    app.number_input(key="train_batch_size").set_value(16)
+    app.button(key="train_start").click().run()
+    new = [p for p in _run_dirs() if p != trained_run]
+    assert jobs.wait_for_state(new[0], jobs.FINISHED, timeout=90)["state"] == "completed"
+    config = read_json(new[0] / "config.json")
+    assert (config["teacher"], config["teacher_weight"]) == (str(trained_run / "model.keras"), 0.7)
+    assert np.load(new[0] / "teacher_probs.npy").shape[1] == 3

@@ -1,6 +1,7 @@
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from core import train as train_mod
 from core.augment import AugmentConfig
 from core.errors import RunError
 from core.model import PRESETS, load_model
-from core.train import RECIPES, TrainConfig, parse_augment, resume, train
+from core.train import RECIPES, TrainConfig, make_pipeline, parse_augment, resume, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -401,3 +402,41 @@ def test_the_reproduce_command_gives_back_the_config_whatever_the_preset_default
     assert "--epochs 20" in cli_command(configs[0])
     assert "--no-lookahead" in cli_command(configs[1])
     assert cli_command(fast) == f"python -m core.train --preset fast --data {fast.data}"
+
+
+def test_pipeline_mixes_a_teachers_probabilities_into_the_targets():
+    x = np.zeros((4, 8, 8, 3), np.uint8)
+    y = np.array([0, 1, 2, 0])
+    probs = np.array([[0.2, 0.3, 0.5]] * 4, np.float32)
+    _, targets = next(iter(make_pipeline(x, y, 3, 4, teacher=(probs, 0.25))))
+    expected = 0.75 * np.eye(3)[y] + 0.25 * probs
+    np.testing.assert_allclose(np.asarray(targets), expected, rtol=1e-6)
+
+
+def test_a_run_learns_from_a_teacher_and_keeps_its_targets(trained_run, tiny_dataset):
+    from core.evaluate import predict_probs
+    from core.train import cli_command, parse_args
+
+    config = _config(epochs=1, teacher=str(trained_run), teacher_weight=0.7)
+    run_dir = train(config, tiny_dataset)
+    assert runs.read_status(run_dir)["state"] == "completed"
+    x, _ = tiny_dataset.split("train")
+    kept = np.load(run_dir / "teacher_probs.npy")
+    teacher = load_model(trained_run / "model.keras", as_saved=True)
+    np.testing.assert_allclose(kept, predict_probs(teacher, x, tta=True), atol=1e-5)
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["train_config"]["teacher"] == str(trained_run)
+    again = parse_args(shlex.split(cli_command(config))[3:])
+    assert (again.teacher, again.teacher_weight) == (str(trained_run), 0.7)
+
+
+def test_a_teacher_that_does_not_fit_the_data_is_a_sentence(trained_run, tmp_path):
+    from core.data import Dataset
+    from tests.conftest import class_images
+
+    x, y = class_images(10, 4)  # four classes; the teacher knows three
+    ds = Dataset(list("abcd"), "gen", {"train": (x, y)})
+    with pytest.raises(RunError, match="tells 3 classes apart; this data has 4"):
+        train(_config(epochs=1, teacher=str(trained_run)), ds)
+    with pytest.raises(RunError, match="No model at"):
+        train(_config(epochs=1, teacher=str(tmp_path / "nothing")), ds)
