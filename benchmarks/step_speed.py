@@ -84,7 +84,8 @@ def interleaved(args, x, y):
         if name != "as is":
             use_variant(name)
         model = compiled(args.preset, args.precisions.split(",")[0], args.batch_size, 1000)
-        steps[name] = model.make_train_function()
+        model.make_train_function()
+        steps[name] = model.train_function
         for i in range(3):
             steps[name](iter([batches[i % 2]]))
     times = {name: [] for name in names}
