@@ -129,32 +129,6 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     return dest
 
 
-def main(argv=None) -> int:
-    import argparse
-
-    from core.errors import CnnError
-
-    parser = argparse.ArgumentParser(
-        prog="python -m core.registry",
-        description="Make a completed run the shipped default model (assets/default_model).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("ship", help="copy a run's model and card into assets/default_model")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--data", help="score flip TTA on the run's validation split of this data")
-    args = parser.parse_args(argv)
-    try:
-        print(ship(args.run_dir, args.data))
-    except CnnError as err:
-        print(err, file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def compact_weights(path: str | os.PathLike) -> int:
     """Rewrites a `.keras` file with its float32 weights stored as float16, compressed.
 
@@ -202,3 +176,29 @@ def _copy_h5(src, dst, np) -> None:
         if getattr(data, "dtype", None) == np.float32:
             data = data.astype(np.float16)
         dst.create_dataset(key, data=data).attrs.update(item.attrs)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from core.errors import CnnError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m core.registry",
+        description="Make a completed run the shipped default model (assets/default_model).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ship", help="copy a run's model and card into assets/default_model")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--data", help="score flip TTA on the run's validation split of this data")
+    args = parser.parse_args(argv)
+    try:
+        print(ship(args.run_dir, args.data))
+    except CnnError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
