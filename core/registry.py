@@ -92,6 +92,16 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     if card is None:
         raise RunError(f"{run_dir.name} has no model card.")
     card["command"] = cli_command(TrainConfig.from_dict(card["train_config"]))
+    teacher = card["train_config"].get("teacher")
+    if teacher:  # a distilled model is reproduced by training its teacher first
+        folder = Path(teacher) if Path(teacher).is_dir() else Path(teacher).parent
+        taught_by = read_json(folder / "model_card.json")
+        if taught_by is None:
+            raise RunError(f"{run_dir.name} learnt from {teacher}, which has no model card.")
+        card["teacher"] = {
+            k: taught_by.get(k) for k in ("preset", "params", "epochs", "metrics", "train_seconds")
+        }
+        card["teacher"]["command"] = cli_command(TrainConfig.from_dict(taught_by["train_config"]))
     dataset = None
     if data:
         from core.data import load_dataset

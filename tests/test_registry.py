@@ -85,3 +85,19 @@ def test_ship_refuses_a_run_that_did_not_complete(trained_run, tmp_path, capsys)
     assert registry.main(["ship", str(trained_run)]) == 1
     assert "did not complete" in capsys.readouterr().err
     assert registry.default_model_path().stat().st_mtime_ns == before
+
+
+def test_a_distilled_models_card_says_how_to_train_its_teacher(trained_run, tiny_dataset, tmp_path):
+    from core.fileio import read_json
+    from core.train import TrainConfig, cli_command, train
+
+    config = TrainConfig(preset="seed", epochs=1, batch_size=16, teacher=str(trained_run))
+    student = train(config, tiny_dataset)
+    dest = tmp_path / "default_model"
+    dest.mkdir()
+    registry.ship(student, dest=dest)
+    card = json.loads((dest / "model_card.json").read_text())
+    assert "--teacher" in card["command"]
+    teacher_config = TrainConfig.from_dict(read_json(trained_run / "config.json"))
+    assert card["teacher"]["command"] == cli_command(teacher_config)
+    assert card["teacher"]["preset"] == "seed" and card["teacher"]["epochs"] == 2
