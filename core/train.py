@@ -66,7 +66,7 @@ RECIPES = {
     # 10 epochs of 73-88 s on 2 cores (FastGelu, SmallMapConv2D, FastBatchNorm): 13.3
     # minutes, inside the 15-minute budget with a margin for this VM's drift.
     "fast": dict(_SPEED_RUN, epochs=10, precision="mixed_bfloat16"),
-    # 2.55x the fast net's FLOPs per image: 24 epochs of about 3 minutes on 2 cores.
+    # 2.55x the fast net's FLOPs per image: 24 epochs of 2-3 minutes on 2 cores.
     "wide": dict(
         _SPEED_RUN,
         epochs=24,
