@@ -276,12 +276,12 @@ def _fused_gelu():
         return _FUSED_GELU[0]
     import tensorflow as tf
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)  # no Python control flow inside
     def forward(x):
         y = tf.cast(x, tf.float32)
         return tf.cast(y * 0.5 * (1.0 + tf.math.erf(y * 0.7071067811865476)), x.dtype)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)  # no Python control flow inside
     def backward(x, dy):
         y = tf.cast(x, tf.float32)
         cdf = 0.5 * (1.0 + tf.math.erf(y * 0.7071067811865476))
