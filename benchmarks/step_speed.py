@@ -101,7 +101,8 @@ def interleaved(args, x, y):
         median = statistics.median(times[name])
         print(
             f"{args.preset} {name}: {median * 1000:.0f} ms/step, "
-            f"{args.batch_size / median:,.0f} images/s, {median / base:.2f}x the time of the preset as is"
+            f"{args.batch_size / median:,.0f} images/s, "
+            f"{median / base:.2f}x the time of the preset as is"
         )
 
 
