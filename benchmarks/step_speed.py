@@ -118,7 +118,7 @@ def main():
     p.add_argument("--plain-gelu", action="store_true", help=VARIANTS["plain-gelu"])
     p.add_argument("--plain-bn", action="store_true", help=VARIANTS["plain-bn"])
     p.add_argument("--ab", help="comma-separated variants to interleave with the preset as is")
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=10, help="with --ab; 2 is too few to trust")
     args = p.parse_args()
     rng = np.random.default_rng(0)
     if args.ab:

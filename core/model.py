@@ -304,8 +304,8 @@ class FastBatchNorm(layers.BatchNormalization):
     normalising and casting back, and differentiates that chain op by op: many passes
     over the activations each way. In training, with no learnt scale or offset (the speed
     layout's batch norm), this layer runs `FusedBatchNormV3` instead, one primitive each
-    way: Keras's layer took 1.23x the fast net's training step time and 1.48x the quick
-    net's (docs/BENCHMARKS.md). Same function and gradient; the running statistics move as
+    way: Keras's layer took 1.16-1.24x the fast net's training step time and 1.28-1.48x
+    the quick net's (docs/BENCHMARKS.md). Same function and gradient; the running statistics move as
     Keras's do (biased batch variance). Otherwise it is `BatchNormalization` itself.
     """
 
