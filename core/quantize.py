@@ -325,7 +325,7 @@ def compare(int8: Int8Model, model, images: np.ndarray, labels=None, batch: int 
     return out
 
 
-def quantize(model_path: str | os.PathLike, dataset, log=print) -> dict:
+def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> dict:
     """Builds, checks and records the int8 copy of the model at `model_path`.
 
     Args:
@@ -333,6 +333,7 @@ def quantize(model_path: str | os.PathLike, dataset, log=print) -> dict:
         dataset: a `core.data.Dataset` with the model's training split (calibration) and,
             when it has one, its validation split (the check).
         log: called with one line per step.
+        model: the file's model as `load_model` serves it, when the caller has it loaded.
 
     Returns:
         The record written to `int8.json`; a `model_card.json` beside the model gets its
@@ -344,7 +345,8 @@ def quantize(model_path: str | os.PathLike, dataset, log=print) -> dict:
     from core.model import as_served, load_model
 
     model_path = Path(model_path)
-    model = as_served(load_model(model_path))  # once: the steps below would each copy a bf16 one
+    if model is None:  # served once: the steps below would each copy a bf16 model
+        model = as_served(load_model(model_path))
     x_train, _ = dataset.split("train")
     started = time.perf_counter()
     target = build_int8(model, calibration_sample(x_train), int8_path(model_path))

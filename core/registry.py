@@ -94,8 +94,9 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     card["command"] = cli_command(TrainConfig.from_dict(card["train_config"]))
     teacher = card["train_config"].get("teacher")
     if teacher:  # a distilled model is reproduced by training its teacher first
-        folder = Path(teacher) if Path(teacher).is_dir() else Path(teacher).parent
-        taught_by = read_json(folder / "model_card.json")
+        from core.evaluate import resolve_model_path
+
+        taught_by = read_json(resolve_model_path(teacher).parent / "model_card.json")
         if taught_by is None:
             raise RunError(f"{run_dir.name} learnt from {teacher}, which has no model card.")
         card["teacher"] = {
@@ -131,7 +132,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
             ).accuracy
         atomic_write_json(staging / "model_card.json", card)
         if dataset is not None:
-            quantize(staging / "model.keras", dataset, log=lambda line: None)
+            quantize(staging / "model.keras", dataset, log=lambda line: None, model=served)
         shutil.copy2(run_dir / "history.json", staging / "history.json")
         replace_dir(staging, dest)
     finally:
@@ -154,7 +155,6 @@ def compact_weights(path: str | os.PathLike) -> int:
     import zipfile
 
     import h5py
-    import numpy as np
 
     from core.fileio import atomic_write_bytes
 
@@ -165,7 +165,7 @@ def compact_weights(path: str | os.PathLike) -> int:
         if name.endswith(".h5"):
             out = io.BytesIO()
             with h5py.File(io.BytesIO(blob), "r") as src, h5py.File(out, "w") as dst:
-                _copy_h5(src, dst, np)
+                _copy_h5(src, dst)
             blob = out.getvalue()
         rewritten.append((name, blob))
     out = io.BytesIO()
@@ -176,11 +176,13 @@ def compact_weights(path: str | os.PathLike) -> int:
     return len(out.getvalue())
 
 
-def _copy_h5(src, dst, np) -> None:
+def _copy_h5(src, dst) -> None:
+    import numpy as np
+
     dst.attrs.update(src.attrs)
     for key, item in src.items():
         if hasattr(item, "keys"):  # a group
-            _copy_h5(item, dst.create_group(key), np)
+            _copy_h5(item, dst.create_group(key))
             continue
         data = item[()]
         if getattr(data, "dtype", None) == np.float32:
