@@ -17,6 +17,10 @@ class AugmentConfig:
     """What random changes each training image gets; all zeros/False means none."""
 
     flip: bool = False  # mirror left-right with probability 1/2
+    # Training mirrors each image on every other epoch instead of by a coin toss each time
+    # (airbench's "alternating flip": no image sees the same side twice in a row); it
+    # implies `flip`, and a single batch (the lab) looks the same either way.
+    alternate_flip: bool = False
     rotation: float = 0.0  # up to +- this many degrees
     zoom: float = 0.0  # zoom in or out by up to this fraction of the size
     translation: float = 0.0  # shift by up to this fraction of the size (reflected border)
@@ -50,6 +54,13 @@ class Control:
 # One table for every page that edits augmentation (the lab and the Train form).
 CONTROLS = {
     "flip": Control("Horizontal flip", None, None, "Mirror left-right, half the time."),
+    "alternate_flip": Control(
+        "Flip in turns",
+        None,
+        None,
+        "In training, mirror each image on every other epoch instead of at random, so "
+        "each epoch shows the other side of the last one. Turns on the flip.",
+    ),
     "rotation": Control(
         "Rotation (± degrees)",
         45.0,
@@ -134,7 +145,7 @@ def build_augmentation(
     """
     c, s = config, seed
     steps = []
-    if c.flip:
+    if c.flip or c.alternate_flip:
         steps.append(layers.RandomFlip("horizontal", seed=s))
     if c.crop_pad:
         # An integer shift of up to crop_pad pixels with zero fill is pad-then-crop.

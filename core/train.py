@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -215,11 +215,24 @@ def make_loss(config: TrainConfig):
     return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
 
 
-def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None, teacher=None):
+def make_pipeline(
+    x,
+    y,
+    num_classes,
+    batch_size,
+    augment=None,
+    shuffle_seed=None,
+    teacher=None,
+    flip_turn=None,
+):
     """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels).
 
     With `teacher = (probs, weight)` the targets are `(1 - weight) one_hot(y) + weight
     probs[i]`: a trained model's probabilities for each image (`teacher_targets`).
+
+    With `flip_turn`, an integer `tf.Variable` holding the epoch (`FlipTurns` sets it),
+    image i is mirrored when `side[i] + epoch` is odd, `side` a fixed random bit per image
+    (seeded by `shuffle_seed`): every image shows each side on alternate epochs.
 
     The arrays stay in memory as constants; shuffling permutes indices only (a buffer
     of images would copy the whole set at every epoch start), and gathering,
@@ -229,9 +242,13 @@ def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None
     worker builds the same (same seed) batches and keeps its share (auto-shard policy
     DATA: the arrays are in memory, there are no files to divide).
     """
+    import numpy as np
     import tensorflow as tf
 
     images, labels = tf.constant(x), tf.constant(y.astype("int32"))
+    if flip_turn is not None:
+        rng = np.random.default_rng(shuffle_seed or 0)
+        sides = tf.constant(rng.integers(0, 2, len(y), dtype=np.int32))
     if teacher is not None:
         soft, weight = tf.constant(teacher[0], tf.float32), float(teacher[1])
     ds = tf.data.Dataset.range(len(y))
@@ -241,6 +258,9 @@ def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None
 
     def prepare(idx):
         batch = tf.cast(tf.gather(images, idx), tf.float32)
+        if flip_turn is not None:
+            mirror = (tf.gather(sides, idx) + flip_turn.value()) % 2 == 1
+            batch = tf.where(mirror[:, None, None, None], tf.reverse(batch, [2]), batch)
         if augment is not None and augment.layers:
             batch = augment(batch, training=True)
         target = tf.one_hot(tf.gather(labels, idx), num_classes)
@@ -257,6 +277,21 @@ def make_pipeline(x, y, num_classes, batch_size, augment=None, shuffle_seed=None
     options.autotune.enabled = False
     ds = ds.map(prepare, num_parallel_calls=2, deterministic=True).prefetch(2)
     return ds.with_options(options)
+
+
+class FlipTurns(keras.callbacks.Callback):
+    """Tells `make_pipeline(..., flip_turn=variable)` which epoch it is preparing.
+
+    Keras makes each epoch's dataset iterator after `on_epoch_begin`, so every batch of
+    epoch e reads e (a resumed run starts at its checkpoint's epoch, as fit does).
+    """
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 class StopRequested(Exception):
@@ -410,6 +445,7 @@ def resume(run_dir, dataset, callbacks=(), verbose=0) -> Path:
 
 def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
     import keras
+    import tensorflow as tf
 
     from core import tensorboard
     from core.augment import build_augmentation
@@ -442,13 +478,17 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             history = history[: _checkpoint_epochs(resume_from, history)]
             # Restart the interrupted epoch's part of the schedule from its beginning.
             model.optimizer.iterations.assign(len(history) * steps)
-        augment = build_augmentation(config.augment, config.image_size, seed=config.seed)
+        augment_config, flip_turn = config.augment, None
+        if augment_config.alternate_flip:  # the pipeline mirrors by epoch, not at random
+            augment_config = replace(augment_config, flip=False, alternate_flip=False)
+            flip_turn = tf.Variable(0, dtype="int32", trainable=False, name="flip_turn")
+        augment = build_augmentation(augment_config, config.image_size, seed=config.seed)
         teacher = None
         if config.teacher:
             probs = teacher_targets(config.teacher, x, dataset.num_classes, run_dir, verbose)
             teacher = (probs, config.teacher_weight)
         train_ds = make_pipeline(
-            x, y, dataset.num_classes, config.batch_size, augment, config.seed, teacher
+            x, y, dataset.num_classes, config.batch_size, augment, config.seed, teacher, flip_turn
         )
         val_ds = None
         if "val" in dataset.splits:
@@ -460,7 +500,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         recorder = RunRecorder(run_dir, config.epochs, steps, config.batch_size, history)
         shown = (xv, yv) if val_ds is not None else (x, y)
         logs = tensorboard.callbacks(run_dir, *shown, dataset.class_names)
-        extra = []
+        extra = [FlipTurns(flip_turn)] if flip_turn is not None else []
         if config.lookahead:  # before early stopping, whose best weights then win
             extra.append(Lookahead(config.epochs * steps))
         if config.early_stopping and val_ds is not None:

@@ -99,6 +99,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from core import runs
+from core.augment import AugmentConfig
 from core.data import Dataset
 from core.errors import RunError
 from core.model import ModelConfig
@@ -113,6 +114,7 @@ def config(strategy, batch_size):
     return TrainConfig(
         preset="custom", model=ModelConfig.from_dict(json.loads(sys.argv[1])), epochs=2,
         batch_size=batch_size, optimizer="momentum", learning_rate=0.02, strategy=strategy,
+        augment=AugmentConfig(alternate_flip=True),  # the pipeline reads the epoch variable
     )
 
 out = {}
@@ -182,7 +184,7 @@ def test_two_local_workers_train_like_one_process_and_only_the_chief_keeps_the_r
     flags = [
         "--model-config", str(tmp_path / "tiny.json"), "--data", str(data),
         "--val-fraction", "0.2", "--epochs", "2", "--batch-size", str(BATCH),
-        "--optimizer", "momentum", "--lr", "0.02", "--quiet",
+        "--optimizer", "momentum", "--lr", "0.02", "--augment", "alternate_flip", "--quiet",
     ]  # fmt: skip
     ports = _free_ports(2)
     command = [sys.executable, "-m", "core.train", *flags, "--strategy", "multiworker"]

@@ -440,3 +440,36 @@ def test_a_teacher_that_does_not_fit_the_data_is_a_sentence(trained_run, tmp_pat
         train(_config(epochs=1, teacher=str(trained_run)), ds)
     with pytest.raises(RunError, match="No model at"):
         train(_config(epochs=1, teacher=str(tmp_path / "nothing")), ds)
+
+
+def test_alternate_flip_shows_each_image_mirrored_on_every_other_epoch():
+    import tensorflow as tf
+
+    # Image i carries i in its left column and 200 elsewhere: mirrored, i moves right.
+    x = np.full((100, 4, 4, 3), 200, np.uint8)
+    x[:, :, 0] = np.arange(100, dtype=np.uint8)[:, None, None]
+    turn = tf.Variable(0, dtype="int32")
+    ds = make_pipeline(x, np.arange(100) % 10, 10, 32, shuffle_seed=3, flip_turn=turn)
+    mirrored = []
+    for epoch in range(3):
+        turn.assign(epoch)
+        seen = {}
+        for images, _ in ds:
+            for image in np.asarray(images)[:, 0, :, 0]:
+                left, right = int(image[0]), int(image[-1])
+                assert (left == 200) != (right == 200)
+                seen[min(left, right)] = right != 200
+        assert sorted(seen) == list(range(100))
+        mirrored.append(seen)
+    assert all(mirrored[0][i] != mirrored[1][i] for i in range(100))
+    assert mirrored[2] == mirrored[0]
+    assert 30 < sum(mirrored[0].values()) < 70  # which side comes first is random
+
+
+def test_a_run_with_alternate_flip_mirrors_by_epoch(tiny_dataset):
+    config = _config(augment=parse_augment("alternate_flip,crop_pad=2"))
+    assert config.augment.alternate_flip and not config.augment.flip
+    run_dir = train(config, tiny_dataset)
+    assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2]
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert AugmentConfig.from_dict(saved["augment"]) == config.augment
