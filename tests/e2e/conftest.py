@@ -129,6 +129,27 @@ def browser():
         b.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failed e2e test, keeps what the browser showed and the server's log.
+
+    A failure that does not repeat alone (a timing under load) is then still readable:
+    test-artifacts/FAILED-<test>.png, .txt (the page's text) and the server logs.
+    """
+    report = yield
+    if report.when == "call" and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page, data = item.funcargs.get("page"), item.funcargs.get("e2e_data")
+        if page is not None:
+            with contextlib.suppress(Exception):  # the page may be gone with the failure
+                shot(page, f"FAILED-{item.name}")
+                text = page.locator("body").inner_text(timeout=5_000)
+                (ARTIFACTS / f"FAILED-{item.name}.txt").write_text(text)
+        for log in data["base"].glob("server-*.log") if data else []:
+            shutil.copyfile(log, ARTIFACTS / f"FAILED-{item.name}-{log.name}")
+    return report
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
