@@ -466,7 +466,7 @@ def test_alternate_flip_shows_each_image_mirrored_on_every_other_epoch():
     assert 30 < sum(mirrored[0].values()) < 70  # which side comes first is random
 
 
-def test_a_run_with_alternate_flip_mirrors_by_epoch(tiny_dataset):
+def test_a_run_trains_with_alternate_flip_and_keeps_it_in_its_config(tiny_dataset):
     config = _config(augment=parse_augment("alternate_flip,crop_pad=2"))
     assert config.augment.alternate_flip and not config.augment.flip
     run_dir = train(config, tiny_dataset)
