@@ -63,9 +63,9 @@ RECIPES = {
         augment="flip,crop_pad=4",
     ),
     "quick": dict(_SPEED_RUN, epochs=3, precision="mixed_bfloat16"),
-    # 12 epochs on 2 cores (FastGelu, SmallMapConv2D, FastBatchNorm): 90.2% with flip TTA
-    # in 13.1 minutes, 89.9% in 16.8 when this VM ran slow (84 s per epoch); 10 epochs
-    # stayed at 89.4-89.7% (docs/BENCHMARKS.md, session 7).
+    # 12 epochs on 2 cores (FastGelu, SmallMapConv2D, FastBatchNorm): 90.2%, 89.9% and
+    # 89.6% with flip TTA in 13.1, 16.8 (this VM running slow) and 12.8 minutes; 10 epochs
+    # gave 89.4-89.7% (docs/BENCHMARKS.md, session 7).
     "fast": dict(_SPEED_RUN, epochs=12, precision="mixed_bfloat16"),
     # 2.55x the fast net's FLOPs per image: 24 epochs of 2-3 minutes on 2 cores.
     "wide": dict(
