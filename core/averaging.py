@@ -35,7 +35,8 @@ class Lookahead(keras.callbacks.Callback):
         return self.decay * min(1.0, step / self.total_steps) ** 3
 
     def on_train_begin(self, logs=None):
-        self.average = [keras.Variable(w.numpy(), trainable=False) for w in self._weights()]
+        if not self.average:  # a run in two `fit` calls (small crops first) keeps its average
+            self.average = [keras.Variable(w.numpy(), trainable=False) for w in self._weights()]
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())

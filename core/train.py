@@ -78,6 +78,10 @@ RECIPES = {
     "mobilenet": dict(learning_rate=1e-3, epochs=10, image_size=96, augment="flip"),  # Adam
 }
 
+# The smallest small-crop size: the speed layout's 2x2 whitening conv and three 2x2 poolings
+# leave a 1x1 map of a 9-pixel image.
+MIN_CROP = 9
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("crossentropy", "mse")
@@ -115,6 +119,12 @@ class TrainConfig:
     # image's target, the one-hot label the rest.
     teacher: str = ""
     teacher_weight: float = 0.5
+    # Progressive resizing, with crops: the first `small_crop_epochs` epochs train on a
+    # random `small_crop_size`-pixel window of each augmented image, at about
+    # (small_crop_size / image_size)^2 of the compute; the later epochs on whole images.
+    # Fully convolutional layouts only (the quick, fast and wide presets).
+    small_crop_epochs: int = 0
+    small_crop_size: int = 24
     strategy: str = "default"  # one of core.distribute.STRATEGIES: one device, GPUs, machines
     name: str = ""  # optional run name prefix
 
@@ -148,7 +158,24 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "the validation fraction must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.preset != "custom" or self.model, "a custom preset needs a model config"),
+            (
+                0 <= self.small_crop_epochs <= self.epochs,
+                "small-crop epochs must be between 0 and the number of epochs",
+            ),
         ]
+        if self.small_crop_epochs:
+            checks += [
+                (
+                    MIN_CROP <= self.small_crop_size < self.image_size,
+                    f"the small-crop size must be at least {MIN_CROP} pixels and smaller "
+                    f"than the image size ({self.image_size})",
+                ),
+                (
+                    (self.model or preset_config(self.preset)).style == "speed",
+                    "small-crop epochs need a fully convolutional model (the quick, fast "
+                    "or wide preset): the others take images of one size only",
+                ),
+            ]
         for ok, message in checks:
             if not ok:
                 raise RunError(message[0].upper() + message[1:] + ".")
@@ -225,6 +252,7 @@ def make_pipeline(
     shuffle_seed=None,
     teacher=None,
     flip_turn=None,
+    crop_size=None,
 ):
     """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels).
 
@@ -234,6 +262,9 @@ def make_pipeline(
     With `flip_turn`, an integer `tf.Variable` holding the epoch (`FlipTurns` sets it),
     image i is mirrored when `side[i] + epoch` is odd, `side` a fixed random bit per image
     (seeded by `shuffle_seed`): every image shows each side on alternate epochs.
+
+    With `crop_size`, each image becomes a random `crop_size`-pixel window of itself after
+    augmentation (progressive resizing, `TrainConfig.small_crop_epochs`).
 
     The arrays stay in memory as constants; shuffling permutes indices only (a buffer
     of images would copy the whole set at every epoch start), and gathering,
@@ -264,6 +295,8 @@ def make_pipeline(
             batch = tf.where(mirror[:, None, None, None], tf.reverse(batch, [2]), batch)
         if augment is not None and augment.layers:
             batch = augment(batch, training=True)
+        if crop_size:
+            batch = _random_windows(batch, crop_size, shuffle_seed)
         target = tf.one_hot(tf.gather(labels, idx), num_classes)
         if teacher is not None:
             target = (1.0 - weight) * target + weight * tf.gather(soft, idx)
@@ -278,6 +311,18 @@ def make_pipeline(
     options.autotune.enabled = False
     ds = ds.map(prepare, num_parallel_calls=2, deterministic=True).prefetch(2)
     return ds.with_options(options)
+
+
+def _random_windows(batch, size: int, seed=None):
+    """A random `size` x `size` window of each image of `batch`, one offset per image."""
+    import tensorflow as tf
+
+    n, side = tf.shape(batch)[0], batch.shape[1]
+    offsets = tf.random.uniform((2, n, 1), 0, side - size + 1, tf.int32, seed=seed)
+    window = tf.range(size)[None]
+    batch = tf.gather(batch, offsets[0] + window, axis=1, batch_dims=1)
+    batch = tf.gather(batch, offsets[1] + window, axis=2, batch_dims=1)
+    return tf.ensure_shape(batch, (None, size, size, batch.shape[-1]))
 
 
 class FlipTurns(keras.callbacks.Callback):
@@ -488,9 +533,17 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         if config.teacher:
             probs = teacher_targets(config.teacher, x, dataset.num_classes, run_dir, verbose)
             teacher = (probs, config.teacher_weight)
-        train_ds = make_pipeline(
-            x, y, dataset.num_classes, config.batch_size, augment, config.seed, teacher, flip_turn
+        pipeline = dict(
+            x=x,
+            y=y,
+            num_classes=dataset.num_classes,
+            batch_size=config.batch_size,
+            augment=augment,
+            shuffle_seed=config.seed,
+            teacher=teacher,
+            flip_turn=flip_turn,
         )
+        train_ds = make_pipeline(**pipeline)
         val_ds = None
         if "val" in dataset.splits:
             xv, yv = dataset.split("val")
@@ -512,16 +565,20 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
                     restore_best_weights=True,
                 )
             )
-        model.fit(
-            train_ds,
+        fit = dict(
             validation_data=val_ds,
-            epochs=config.epochs,
-            initial_epoch=len(history),
             # The recorder first: an epoch reaches TensorBoard only once it is checkpointed.
             callbacks=[recorder, *logs, *extra, *callbacks],
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
         )
+        start = len(history)
+        if start < config.small_crop_epochs:
+            small_ds = make_pipeline(**pipeline, crop_size=config.small_crop_size)
+            _fit_small_crops(model, small_ds, config, start, fit)
+            start = config.small_crop_epochs
+        if not model.stop_training:  # early stopping may have ended the run already
+            model.fit(train_ds, epochs=config.epochs, initial_epoch=start, **fit)
         _finish(run_dir, model, config, dataset, history, "completed", started)
     except StopRequested:
         save_model_atomic(model, run_dir / "checkpoints" / "last.keras")
@@ -538,6 +595,25 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             raise
         raise RunError(message) from err
     return run_dir
+
+
+def _fit_small_crops(model, small_ds, config: TrainConfig, start: int, fit: dict) -> None:
+    """Trains epochs `start` to `config.small_crop_epochs` on the small crops of `small_ds`."""
+    import keras
+
+    if fit["verbose"]:
+        print(
+            f"Epochs {start + 1}-{config.small_crop_epochs} of {config.epochs} train on random "
+            f"{config.small_crop_size}-pixel crops, the rest on whole images.",
+            file=sys.stderr,
+        )
+    whole = model.input_spec
+    model.input_spec = keras.layers.InputSpec(ndim=4)  # every layer takes any size
+    try:
+        model.fit(small_ds, epochs=config.small_crop_epochs, initial_epoch=start, **fit)
+    finally:
+        model.input_spec = whole
+        model.train_function = None  # whole images get a step traced for their own size
 
 
 def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
@@ -755,6 +831,8 @@ _FLAGS = [
     ("--label-smoothing", "label_smoothing"),
     ("--early-stopping", "early_stopping"),
     ("--lookahead", "lookahead"),
+    ("--small-crop-epochs", "small_crop_epochs"),
+    ("--small-crop-size", "small_crop_size"),
     ("--precision", "precision"),
     ("--teacher", "teacher"),
     ("--teacher-weight", "teacher_weight"),
@@ -868,6 +946,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="every 5 steps, move the weights (batch-norm statistics too) to their moving "
         "average, and end on it (airbench's weight averaging)",
     )
+    p.add_argument(
+        "--small-crop-epochs",
+        type=int,
+        default=d.small_crop_epochs,
+        help="progressive resizing: the first this many epochs train on random crops of "
+        "--small-crop-size pixels, which take less compute (quick, fast and wide presets)",
+    )
+    p.add_argument("--small-crop-size", type=int, default=d.small_crop_size, help="pixels")
     p.add_argument(
         "--precision",
         choices=PRECISIONS,

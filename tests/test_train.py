@@ -473,3 +473,64 @@ def test_a_run_trains_with_alternate_flip_and_keeps_it_in_its_config(tiny_datase
     assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2]
     saved = json.loads((run_dir / "config.json").read_text())
     assert AugmentConfig.from_dict(saved["augment"]) == config.augment
+
+
+def test_small_crops_are_random_windows_of_each_image():
+    # Channel 0 holds each pixel's position (8 row + column), channel 1 the image's number.
+    x = np.zeros((64, 8, 8, 3), np.uint8)
+    x[..., 0] = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    x[..., 1] = np.arange(64, dtype=np.uint8)[:, None, None]
+    ds = make_pipeline(x, np.arange(64) % 4, 4, 16, shuffle_seed=1, crop_size=5)
+    offsets, numbers = set(), []
+    for images, _ in ds:
+        assert images.shape[1:] == (5, 5, 3)
+        for image in np.asarray(images).astype(int):
+            numbers.append(int(image[0, 0, 1]))
+            assert (image[..., 1] == numbers[-1]).all()
+            top, left = divmod(int(image[0, 0, 0]), 8)
+            window = 8 * (top + np.arange(5)[:, None]) + left + np.arange(5)[None]
+            assert (image[..., 0] == window).all() and top <= 3 and left <= 3
+            offsets.add((top, left))
+    assert sorted(numbers) == list(range(64))
+    assert len(offsets) > 8  # each image gets its own offset
+
+
+def test_a_run_trains_its_first_epochs_on_small_crops_then_whole_images(tiny_dataset, monkeypatch):
+    fits, fit = [], keras.Model.fit
+
+    def recorded(model, data, **kwargs):
+        fits.append((data.element_spec[0].shape[1], kwargs["initial_epoch"], kwargs["epochs"]))
+        return fit(model, data, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recorded)
+    config = _config(
+        preset="quick", epochs=3, schedule="onecycle", small_crop_epochs=2, small_crop_size=20
+    )
+    run_dir = train(config, tiny_dataset)
+    assert fits == [(20, 0, 2), (32, 2, 3)]
+    hist = runs.read_history(run_dir)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert all(np.isfinite(h["val_loss"]) for h in hist)  # whole images validate every epoch
+    assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # one schedule over both parts
+    assert load_model(run_dir / "model.keras").input_shape == (None, 32, 32, 3)
+    assert "--small-crop-epochs 2 --small-crop-size 20" in train_mod.cli_command(config)
+
+
+def test_a_run_stopped_during_its_small_crop_epochs_resumes_through_both(tiny_dataset):
+    config = _config(preset="quick", epochs=3, small_crop_epochs=2, small_crop_size=16)
+    run_dir = train_mod.start_run(config)
+    train(config, tiny_dataset, run_dir, callbacks=[_StopAt(run_dir, epoch=1, batch=1)])
+    assert runs.read_status(run_dir)["state"] == "stopped"
+    resume(run_dir, tiny_dataset)
+    assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2, 3]
+    assert runs.read_status(run_dir)["state"] == "completed"
+
+
+def test_small_crops_are_refused_where_they_cannot_work():
+    with pytest.raises(RunError, match="fully convolutional"):
+        _config(small_crop_epochs=1).validate()  # the seed net ends in Flatten
+    with pytest.raises(RunError, match="between 0 and the number of epochs"):
+        _config(preset="fast", small_crop_epochs=3).validate()
+    with pytest.raises(RunError, match="smaller than the image size"):
+        _config(preset="fast", small_crop_epochs=1, small_crop_size=32).validate()
+    _config(preset="fast", small_crop_epochs=2, small_crop_size=24).validate()
