@@ -504,7 +504,7 @@ def test_a_run_trains_its_first_epochs_on_small_crops_then_whole_images(tiny_dat
 
     monkeypatch.setattr(keras.Model, "fit", recorded)
     config = _config(
-        preset="quick", epochs=3, schedule="onecycle", small_crop_epochs=2, small_crop_size=20
+        preset="quick", epochs=3, schedule="onecycle", small_crop_share=0.7, small_crop_size=20
     )
     run_dir = train(config, tiny_dataset)
     assert fits == [(20, 0, 2), (32, 2, 3)]
@@ -513,11 +513,11 @@ def test_a_run_trains_its_first_epochs_on_small_crops_then_whole_images(tiny_dat
     assert all(np.isfinite(h["val_loss"]) for h in hist)  # whole images validate every epoch
     assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # one schedule over both parts
     assert load_model(run_dir / "model.keras").input_shape == (None, 32, 32, 3)
-    assert "--small-crop-epochs 2 --small-crop-size 20" in train_mod.cli_command(config)
+    assert "--small-crop-share 0.7 --small-crop-size 20" in train_mod.cli_command(config)
 
 
 def test_a_run_stopped_during_its_small_crop_epochs_resumes_through_both(tiny_dataset):
-    config = _config(preset="quick", epochs=3, small_crop_epochs=2, small_crop_size=16)
+    config = _config(preset="quick", epochs=3, small_crop_share=0.67, small_crop_size=16)
     run_dir = train_mod.start_run(config)
     train(config, tiny_dataset, run_dir, callbacks=[_StopAt(run_dir, epoch=1, batch=1)])
     assert runs.read_status(run_dir)["state"] == "stopped"
@@ -528,9 +528,15 @@ def test_a_run_stopped_during_its_small_crop_epochs_resumes_through_both(tiny_da
 
 def test_small_crops_are_refused_where_they_cannot_work():
     with pytest.raises(RunError, match="fully convolutional"):
-        _config(small_crop_epochs=1).validate()  # the seed net ends in Flatten
-    with pytest.raises(RunError, match="between 0 and the number of epochs"):
-        _config(preset="fast", small_crop_epochs=3).validate()
+        _config(small_crop_share=0.5).validate()  # the seed net ends in Flatten
+    with pytest.raises(RunError, match="share must be in"):
+        _config(preset="fast", small_crop_share=1.0).validate()
     with pytest.raises(RunError, match="smaller than the image size"):
-        _config(preset="fast", small_crop_epochs=1, small_crop_size=32).validate()
-    _config(preset="fast", small_crop_epochs=2, small_crop_size=24).validate()
+        _config(preset="fast", small_crop_share=0.5, small_crop_size=32).validate()
+    _config(preset="fast", small_crop_share=0.5, small_crop_size=24).validate()
+    # Fewer epochs than a preset's recipe was made for still leave whole-image epochs.
+    assert [_config(epochs=n, small_crop_share=0.5).small_crop_epochs for n in (1, 3, 12)] == [
+        0,
+        1,
+        6,
+    ]
