@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,8 @@ def score(run_dir: str, data: str) -> dict:
     from core.data import load_dataset
     from core.evaluate import evaluate
     from core.flops import training_flops
-    from core.model import load_model
+    from core.model import build_model, load_model
+    from core.train import TrainConfig
 
     card = json.loads((Path(run_dir) / "model_card.json").read_text())
     history = json.loads((Path(run_dir) / "history.json").read_text())
@@ -98,8 +100,16 @@ def score(run_dir: str, data: str) -> dict:
     tta = evaluate(model, x, y, dataset.class_names, tta=True).accuracy
     seconds = sum(h["seconds"] for h in history)
     images_per_sec = card["data"]["split_sizes"]["train"] * len(history) / seconds
-    gflops = training_flops(model) * images_per_sec / 1e9
-    precision = card["train_config"]["precision"]
+    # Epochs on small crops (progressive resizing) cost the FLOPs of the model at that size.
+    config = TrainConfig.from_dict(card["train_config"])
+    per_epoch = [training_flops(model)] * len(history)
+    if config.small_crop_epochs:
+        small = replace(config.model, input_size=config.small_crop_size)
+        per_epoch[: config.small_crop_epochs] = [training_flops(build_model(small))] * min(
+            config.small_crop_epochs, len(history)
+        )
+    gflops = images_per_sec * sum(per_epoch) / len(per_epoch) / 1e9
+    precision = config.precision
     return {
         "train_seconds": round(seconds, 1),
         "val_accuracy": plain,
