@@ -81,6 +81,8 @@ def test_choosing_a_preset_fills_the_form_with_its_recipe(app, trained_run):
         "flip": app.checkbox(key="train_aug_flip").value,
         "crop_pad": app.number_input(key="train_aug_crop_pad").value,
         "lookahead": app.checkbox(key="train_lookahead").value,
+        "small_crop_share": app.number_input(key="train_small_crop_share").value,
+        "small_crop_size": app.number_input(key="train_small_crop_size").value,
     }
     recipe = RECIPES["fast"]
     assert shown == {
@@ -94,13 +96,16 @@ def test_choosing_a_preset_fills_the_form_with_its_recipe(app, trained_run):
         "flip": parse_augment(recipe["augment"]).flip,
         "crop_pad": parse_augment(recipe["augment"]).crop_pad,
         "lookahead": True,
+        "small_crop_share": recipe["small_crop_share"],
+        "small_crop_size": recipe["small_crop_size"],
     }
-    assert shown["flip"] and shown["crop_pad"] > 0
+    assert shown["flip"] and shown["crop_pad"] > 0 and shown["small_crop_share"] > 0
     app.selectbox(key="train_preset").set_value("seed").run()
     assert app.selectbox(key="train_optimizer").value == "adam"
     assert app.number_input(key="train_batch_size").value == 128
     assert app.checkbox(key="train_aug_flip").value is False
     assert app.checkbox(key="train_lookahead").value is False
+    assert app.number_input(key="train_small_crop_share").value == 0.0
     assert _run_dirs() == [trained_run]
 
 
