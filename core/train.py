@@ -64,8 +64,9 @@ RECIPES = {
     ),
     "quick": dict(_SPEED_RUN, epochs=3, precision="mixed_bfloat16"),
     # 12 epochs on 2 cores, the first 6 on 24-pixel crops (0.6x the time of a whole-image
-    # epoch): 90.2% with flip TTA in 12.5 minutes of a slow phase of this VM. All 12 on
-    # whole images gave 89.6-90.2% in 12.8-16.8 minutes (docs/BENCHMARKS.md, sessions 7-8).
+    # epoch): 90.2, 89.6 and 89.5% with flip TTA in 12.5, 14.4 and 10.3 minutes (this VM's
+    # speed varies). All 12 on whole images: 89.6-90.2% in 12.8-16.8 minutes
+    # (docs/BENCHMARKS.md, sessions 7-8).
     "fast": dict(
         _SPEED_RUN,
         epochs=12,
@@ -83,6 +84,10 @@ RECIPES = {
     ),
     "mobilenet": dict(learning_rate=1e-3, epochs=10, image_size=96, augment="flip"),  # Adam
 }
+
+# A small-crop epoch's time over a whole-image epoch's, per unit of (crop / image side)^2:
+# 24-pixel crops of 32-pixel images took 0.61x (docs/BENCHMARKS.md, session 8) for 0.56x.
+SMALL_CROP_COST = 1.1
 
 # The smallest small-crop size: the speed layout's 2x2 whitening conv and three 2x2 poolings
 # leave a 1x1 map of a 9-pixel image.
@@ -348,6 +353,18 @@ class FlipTurns(keras.callbacks.Callback):
         self.variable.assign(epoch)
 
 
+class WholeRunProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar counting epochs out of the whole run, as "Epoch 7/12", when the
+    run is split into two `fit` calls (small crops first), each of which only knows its own."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.run_epochs})
+
+
 class StopRequested(Exception):
     """Raised inside `fit` when stop.request appears, so no validation pass delays it."""
 
@@ -355,11 +372,34 @@ class StopRequested(Exception):
 class RunRecorder(keras.callbacks.Callback):
     """Keeps the run directory current: heartbeat, batch progress, history, checkpoints."""
 
-    def __init__(self, run_dir: Path, epochs: int, steps: int, batch_size: int, history):
+    def __init__(
+        self,
+        run_dir: Path,
+        epochs: int,
+        steps: int,
+        batch_size: int,
+        history,
+        small_epochs: int = 0,
+        small_cost: float = 1.0,
+    ):
+        """`small_epochs` first epochs cost `small_cost` of a later one (small crops)."""
         super().__init__()
         self.run_dir, self.epochs, self.steps, self.batch_size = run_dir, epochs, steps, batch_size
         self.history = history
+        self.small_epochs, self.small_cost = small_epochs, small_cost
         self._last_write, self.rate = 0.0, 0.0
+
+    def cost(self, epoch: int) -> float:
+        return self.small_cost if epoch < self.small_epochs else 1.0
+
+    def eta(self, done: int) -> float | None:
+        """Seconds left, from this epoch's pace; later epochs scaled by their cost."""
+        if not self.rate:
+            return None
+        now = self.cost(self.epoch)
+        later = sum(self.cost(e) for e in range(self.epoch + 1, self.epochs))
+        batches = (self.steps - done) + later * self.steps / now
+        return round(batches * self.batch_size / self.rate, 1)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start = epoch, time.perf_counter()
@@ -379,14 +419,13 @@ class RunRecorder(keras.callbacks.Callback):
         if batch > first:
             self.rate = (batch - first) * self.batch_size / (now - since)
         rate = self.rate
-        remaining = (self.steps - done) + (self.epochs - self.epoch - 1) * self.steps
         runs.write_status(
             self.run_dir,
             epoch=self.epoch + 1,
             batch=done,
             steps=self.steps,
             images_per_sec=round(rate, 1),
-            eta_seconds=round(remaining * self.batch_size / rate, 1) if rate else None,
+            eta_seconds=self.eta(done),
             batch_loss=_float(logs, "loss"),
             batch_accuracy=_float(logs, "accuracy"),
         )
@@ -559,7 +598,15 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         if config.strategy != "default":
             with strategy.scope():
                 _build_for_strategy(model, train_ds)
-        recorder = RunRecorder(run_dir, config.epochs, steps, config.batch_size, history)
+        recorder = RunRecorder(
+            run_dir,
+            config.epochs,
+            steps,
+            config.batch_size,
+            history,
+            config.small_crop_epochs,
+            SMALL_CROP_COST * (config.small_crop_size / config.image_size) ** 2,
+        )
         shown = (xv, yv) if val_ds is not None else (x, y)
         logs = tensorboard.callbacks(run_dir, *shown, dataset.class_names)
         extra = [FlipTurns(flip_turn)] if flip_turn is not None else []
@@ -573,10 +620,11 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
                     restore_best_weights=True,
                 )
             )
+        progbar = [WholeRunProgbar(config.epochs)] if verbose else []  # else Keras adds none
         fit = dict(
             validation_data=val_ds,
             # The recorder first: an epoch reaches TensorBoard only once it is checkpointed.
-            callbacks=[recorder, *logs, *extra, *callbacks],
+            callbacks=[recorder, *logs, *extra, *callbacks, *progbar],
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
         )

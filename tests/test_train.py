@@ -516,6 +516,34 @@ def test_a_run_trains_its_first_epochs_on_small_crops_then_whole_images(tiny_dat
     assert "--small-crop-share 0.7 --small-crop-size 20" in train_mod.cli_command(config)
 
 
+def test_the_progress_bar_counts_the_epochs_of_the_whole_run(tiny_dataset, capsys):
+    config = _config(preset="quick", epochs=3, small_crop_share=0.67, small_crop_size=16)
+    train(config, tiny_dataset, verbose=2)
+    out = capsys.readouterr()
+    assert [line for line in out.out.splitlines() if line.startswith("Epoch ")] == [
+        "Epoch 1/3",
+        "Epoch 2/3",
+        "Epoch 3/3",
+    ]
+    assert "Epochs 1-2 of 3 train on random 16-pixel crops" in out.err
+    train(_config(epochs=1), tiny_dataset, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_the_time_left_counts_later_whole_image_epochs_at_their_own_pace(tmp_path):
+    recorder = train_mod.RunRecorder(tmp_path, 12, 10, 100, [], small_epochs=6, small_cost=0.6)
+    recorder.epoch, recorder.rate = 0, 1000.0  # 0.1 s per batch of crops
+    # 5 batches and 5 epochs of crops at 0.1 s, 6 whole-image epochs at 0.1 / 0.6 s a batch.
+    assert recorder.eta(done=5) == pytest.approx(0.5 + 5.0 + 10.0)
+    recorder.epoch, recorder.rate = 7, 600.0
+    assert recorder.eta(done=5) == pytest.approx(45 / 6)
+    plain = train_mod.RunRecorder(tmp_path, 3, 10, 100, [])
+    plain.epoch, plain.rate = 0, 1000.0
+    assert plain.eta(done=0) == pytest.approx(3.0)
+    plain.rate = 0.0
+    assert plain.eta(done=0) is None
+
+
 def test_a_run_stopped_during_its_small_crop_epochs_resumes_through_both(tiny_dataset):
     config = _config(preset="quick", epochs=3, small_crop_share=0.67, small_crop_size=16)
     run_dir = train_mod.start_run(config)
