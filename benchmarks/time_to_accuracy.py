@@ -97,7 +97,7 @@ def score(run_dir: str, data: str) -> dict:
     dataset = load_dataset(data, val_fraction=0.1, seed=0)
     x, y = dataset.split("val")
     plain = evaluate(model, x, y, dataset.class_names).accuracy
-    tta = evaluate(model, x, y, dataset.class_names, tta=True).accuracy
+    tta = evaluate(model, x, y, dataset.class_names, tta="flip").accuracy
     seconds = sum(h["seconds"] for h in history)
     images_per_sec = card["data"]["split_sizes"]["train"] * len(history) / seconds
     # Epochs on small crops (progressive resizing) cost the FLOPs of the model at that size.

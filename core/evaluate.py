@@ -1,4 +1,4 @@
-"""Metrics as plain numpy, predictions with optional flip TTA, and the evaluation CLI.
+"""Metrics as plain numpy, predictions with optional test-time augmentation, and the CLI.
 
 python -m core.evaluate runs/<run> --data cifar10 --split test
 """
@@ -101,24 +101,47 @@ def least_confident_correct(probs: np.ndarray, y_true: np.ndarray, n: int = 20) 
     return right[np.argsort(probs[right, pred[right]], kind="stable")[:n]]
 
 
-def predict_probs(model, images: np.ndarray, batch_size: int = 256, tta: bool = False):
-    """Class probabilities for uint8 images, optionally averaged with their mirror images.
+# Test-time augmentation: which views of each image are averaged into its prediction.
+TTA_MODES = {
+    "none": "the image alone",
+    "flip": "the image and its mirror",
+    # airbench's "level 2": the flip pair weighs one half, the four shifted views the other.
+    "flip+shift": "the image and its mirror, and both shifted one pixel up-left and "
+    "down-right (reflected border); the shifted four weigh as much as the first two",
+}
+
+
+def _shifted(batch: np.ndarray, d: int) -> np.ndarray:
+    padded = np.pad(batch, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    h, w = batch.shape[1:3]
+    return padded[:, 1 + d : 1 + d + h, 1 + d : 1 + d + w]
+
+
+def predict_probs(model, images: np.ndarray, batch_size: int = 256, tta: str = "none"):
+    """Class probabilities for uint8 images, optionally averaged over augmented views.
 
     Args:
         model: a model from `core.model` (takes raw uint8-valued images).
         images: uint8 `(N, S, S, 3)`.
         batch_size: images per forward pass.
-        tta: also predict on left-right flipped images and average.
+        tta: a key of `TTA_MODES`.
 
     Returns:
         float32 `(N, num_classes)`.
     """
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
+
+    def pair(batch):
+        p = predict_pixels(model, batch)
+        return p if tta == "none" else (p + predict_pixels(model, batch[:, :, ::-1])) / 2
+
     out = []
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start : start + batch_size], np.float32)
-        p = predict_pixels(model, batch)
-        if tta:
-            p = (p + predict_pixels(model, batch[:, :, ::-1])) / 2
+        p = pair(batch)
+        if tta == "flip+shift":
+            p = p / 2 + (pair(_shifted(batch, -1)) + pair(_shifted(batch, 1))) / 4
         out.append(p)
     if not out:
         return np.zeros((0, model.output_shape[-1]), np.float32)
@@ -199,7 +222,7 @@ def report_from_probs(probs: np.ndarray, y_true: np.ndarray, class_names: list[s
     )
 
 
-def evaluate(model, images, labels, class_names, batch_size=256, tta=False) -> Report:
+def evaluate(model, images, labels, class_names, batch_size=256, tta="none") -> Report:
     """Predicts and scores one split. See `predict_probs` and `report_from_probs`."""
     return report_from_probs(predict_probs(model, images, batch_size, tta), labels, class_names)
 
@@ -260,7 +283,14 @@ def main(argv=None) -> int:
         help="default: the run's, so 'val' is the run's own validation split",
     )
     p.add_argument("--seed", type=int, default=None, help="split seed; default: the run's")
-    p.add_argument("--tta", action="store_true", help="average with mirrored images")
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        default="none",
+        choices=list(TTA_MODES),
+        help="average over views: 'flip' (the default with a bare --tta) or 'flip+shift'",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     args = p.parse_args(argv)
@@ -286,7 +316,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(
-        f"{path} on {dataset.source}, split '{args.split}'" + (" with flip TTA" if args.tta else "")
+        f"{path} on {dataset.source}, split '{args.split}'"
+        + ("" if args.tta == "none" else f" with {args.tta} TTA")
     )
     print(format_report(report))
     if args.json:

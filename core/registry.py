@@ -128,7 +128,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
             x, y = dataset.split("val")
             served = load_model(staging / "model.keras")
             card["metrics"]["val_accuracy_flip_tta"] = evaluate(
-                served, x, y, dataset.class_names, tta=True
+                served, x, y, dataset.class_names, tta="flip"
             ).accuracy
         atomic_write_json(staging / "model_card.json", card)
         if dataset is not None:

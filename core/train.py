@@ -705,7 +705,7 @@ def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
             f"has {num_classes}."
         )
     started = time.perf_counter()
-    probs = predict_probs(model, x, batch_size=512, tta=True).astype(np.float32)
+    probs = predict_probs(model, x, batch_size=512, tta="flip").astype(np.float32)
     if verbose:
         print(f"Teacher {path}: {len(x):,} images in {time.perf_counter() - started:.0f} s")
     if cache is not None:

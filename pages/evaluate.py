@@ -9,7 +9,7 @@ import streamlit as st
 from core import export, registry
 from core.datastats import enlarge
 from core.errors import CnnError
-from core.evaluate import evaluate, least_confident_correct, mistakes
+from core.evaluate import TTA_MODES, evaluate, least_confident_correct, mistakes
 from ui import state
 
 state.ensure_routed()
@@ -33,10 +33,15 @@ split = cols[0].selectbox(
     key="evaluate_split",
     index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
 )
-tta = cols[1].toggle(
-    "Flip TTA",
+TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
+tta = cols[1].selectbox(
+    "Test-time augmentation",
+    list(TTA_MODES),
     key="evaluate_tta",
-    help="Average each prediction with the one for the mirrored image.",
+    format_func=TTA_LABELS.get,
+    help="Average each prediction over several views of the image. "
+    + " ".join(f"**{TTA_LABELS[k]}**: {v}." for k, v in TTA_MODES.items() if k != "none")
+    + " Costs 2 or 6 forward passes per image.",
 )
 normalise = cols[2].toggle(
     "Row-normalised",
@@ -46,7 +51,7 @@ normalise = cols[2].toggle(
 
 
 @st.cache_data(show_spinner="Evaluating…", max_entries=8)
-def _report(model_path: str, version: int, spec: str, split: str, tta: bool, _model, _data):
+def _report(model_path: str, version: int, spec: str, split: str, tta: str, _model, _data):
     x, y = _data.split(split)
     return evaluate(_model, x, y, _data.class_names, tta=tta)
 

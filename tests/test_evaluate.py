@@ -58,9 +58,25 @@ def test_evaluate_a_trained_model_with_and_without_tta(tiny_dataset):
     report = ev.evaluate(model, x, y, tiny_dataset.class_names, batch_size=4)
     assert report.probs.shape == (15, 3) and report.confusion.sum() == 15
     assert report.accuracy == pytest.approx(np.mean(report.probs.argmax(1) == y))
-    tta = ev.evaluate(model, x, y, tiny_dataset.class_names, tta=True)
+    tta = ev.evaluate(model, x, y, tiny_dataset.class_names, tta="flip")
     flipped = ev.predict_probs(model, x[:, :, ::-1])
     np.testing.assert_allclose(tta.probs, (report.probs + flipped) / 2, rtol=1e-4, atol=1e-6)
+    # flip+shift: the flip pair weighs 1/2; each image shifted one pixel up-left and
+    # down-right (border reflected, built here by hand), with its mirror, weighs 1/8.
+    up_left = np.concatenate([x[:, 1:2], x[:, :-1]], axis=1)
+    up_left = np.concatenate([up_left[:, :, 1:2], up_left[:, :, :-1]], axis=2)
+    down_right = np.concatenate([x[:, 1:], x[:, -2:-1]], axis=1)
+    down_right = np.concatenate([down_right[:, :, 1:], down_right[:, :, -2:-1]], axis=2)
+    views = [x, x[:, :, ::-1]] + [v for s in (up_left, down_right) for v in (s, s[:, :, ::-1])]
+    expected = sum(
+        w * ev.predict_probs(model, v) for w, v in zip([4, 4, 2, 2, 2, 2], views, strict=True)
+    )
+    expected /= 16
+    shifted = ev.evaluate(model, x, y, tiny_dataset.class_names, batch_size=4, tta="flip+shift")
+    np.testing.assert_allclose(shifted.probs, expected, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(shifted.probs, tta.probs, atol=1e-4)
+    with pytest.raises(ValueError, match="flip\\+shift"):
+        ev.predict_probs(model, x, tta="shift")
     d = report.to_dict()
     assert d["count"] == 15 and set(d["per_class"]) == {"red", "green", "blue"}
     json.dumps(d)
@@ -80,6 +96,10 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     assert "accuracy" in out and "macro avg" in out and "airplane" in out
     metrics = json.loads(out_json.read_text())
     assert metrics["count"] == 10 and len(metrics["confusion"]) == 10
+    assert ev.main([run_dir, "--split", "test", "--tta"]) == 0
+    assert "split 'test' with flip TTA" in capsys.readouterr().out
+    assert ev.main([run_dir, "--split", "test", "--tta", "flip+shift"]) == 0
+    assert "with flip+shift TTA" in capsys.readouterr().out
     assert ev.main([str(tmp_path / "missing")]) == 1
     assert "No model at" in capsys.readouterr().err
 

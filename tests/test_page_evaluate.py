@@ -10,10 +10,10 @@ from core.evaluate import evaluate
 from core.model import load_model
 
 
-def _expected(trained_run, image_folder, split="val"):
+def _expected(trained_run, image_folder, split="val", tta="none"):
     ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
     x, y = ds.split(split)
-    return evaluate(load_model(trained_run / "model.keras"), x, y, ds.class_names)
+    return evaluate(load_model(trained_run / "model.keras"), x, y, ds.class_names, tta=tta)
 
 
 def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_folder):
@@ -27,6 +27,14 @@ def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_
     assert metrics["Images"] == f"{len(report.y_true):,}"
     table = app.dataframe[0].value
     np.testing.assert_allclose(table["recall"].to_numpy(), report.per_class["recall"])
+
+    app.selectbox(key="evaluate_tta").select("flip+shift").run()
+    assert not app.exception
+    shifted = _expected(trained_run, image_folder, tta="flip+shift")
+    assert shifted.loss != report.loss  # six views, not one
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Loss"] == f"{shifted.loss:.4f}"
+    assert metrics["Accuracy"] == f"{shifted.accuracy:.2%}"
 
 
 def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
