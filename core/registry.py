@@ -127,9 +127,10 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
 
             x, y = dataset.split("val")
             served = load_model(staging / "model.keras")
-            card["metrics"]["val_accuracy_flip_tta"] = evaluate(
-                served, x, y, dataset.class_names, tta="flip"
-            ).accuracy
+            for mode in ("flip", "flip+shift"):
+                card["metrics"][f"val_accuracy_{mode.replace('+', '_')}_tta"] = evaluate(
+                    served, x, y, dataset.class_names, tta=mode
+                ).accuracy
         atomic_write_json(staging / "model_card.json", card)
         if dataset is not None:
             quantize(staging / "model.keras", dataset, log=lambda line: None, model=served)

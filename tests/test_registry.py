@@ -77,6 +77,7 @@ def test_ship_makes_a_run_the_default_without_its_optimizer(trained_run, image_f
         k: v for k, v in card["train_config"].items() if k != "model"
     }
     assert 0 <= card["metrics"]["val_accuracy_flip_tta"] <= 1
+    assert 0 <= card["metrics"]["val_accuracy_flip_shift_tta"] <= 1
 
 
 def test_ship_refuses_a_run_that_did_not_complete(trained_run, tmp_path, capsys):
