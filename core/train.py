@@ -32,6 +32,7 @@ from core.augment import AugmentConfig
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from core.model import ModelConfig, check_pretrained, preset_config
+from core.optimizers import KERNEL_RATIO, Muon
 
 # Training defaults that go with a preset; any flag given on the command line wins.
 # seed: the classic Keras recipe (Adam 1e-3, batch 128, 20 epochs) is TrainConfig's own.
@@ -93,7 +94,7 @@ SMALL_CROP_COST = 1.1
 # leave a 1x1 map of a 9-pixel image.
 MIN_CROP = 9
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "muon", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("crossentropy", "mse")
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -242,6 +243,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int):
         "sgd": lambda: o.SGD(lr, weight_decay=wd),
         "momentum": lambda: o.SGD(lr, momentum=config.momentum, weight_decay=wd),
         "nesterov": lambda: o.SGD(lr, momentum=config.momentum, nesterov=True, weight_decay=wd),
+        "muon": lambda: Muon(lr, momentum=config.momentum, weight_decay=wd),
         "adam": lambda: o.Adam(lr, weight_decay=wd),
         "adamw": lambda: o.AdamW(lr, weight_decay=config.weight_decay or 0.004),
         "rmsprop": lambda: o.RMSprop(lr, momentum=0.0, weight_decay=wd),
@@ -973,7 +975,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stratified share of the training data held out for validation",
     )
     p.add_argument("--seed", type=int, default=d.seed, help="fixes split, init and shuffling")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=d.optimizer,
+        help="muon: Nesterov SGD, but conv kernels keep a fixed norm and take orthogonalised "
+        f"steps of {KERNEL_RATIO}x the learning rate (airbench's newest recipe)",
+    )
     p.add_argument("--lr", type=float, default=d.learning_rate, help="(peak) learning rate")
     p.add_argument("--momentum", type=float, default=d.momentum)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="decoupled")

@@ -121,7 +121,14 @@ def training_options() -> dict:
     st.markdown("**Optimisation**")
     c = st.columns(4)
     o = dict(
-        optimizer=c[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer"),
+        optimizer=c[0].selectbox(
+            "Optimizer",
+            OPTIMIZERS,
+            key="train_optimizer",
+            help="muon: Nesterov SGD for biases and the classifier; each conv kernel keeps a "
+            "fixed norm and takes steps of equal size in every direction (orthogonalised "
+            "momentum, airbench's newest recipe).",
+        ),
         learning_rate=c[1].number_input("Learning rate", 1e-6, 10.0, format="%.5f", key="train_lr"),
         momentum=c[2].number_input("Momentum", 0.0, 0.999, key="train_momentum"),
         weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="train_wd"),
