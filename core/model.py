@@ -366,6 +366,33 @@ class ScaledBias(layers.Layer):
         return {**super().get_config(), "scale": self.scale}
 
 
+@keras.saving.register_keras_serializable(package="cnn_lab")
+class WhiteningConv2D(layers.Conv2D):
+    """The speed layout's patch-whitening conv: its kernel is frozen (`init_whitening` sets
+    it from the data); its bias trains while `bias.trainable`, which the training loop
+    turns off after `TrainConfig.whiten_bias_epochs` (airbench trains it for 3 epochs)."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.kernel.trainable = False
+
+
+def set_whiten_bias_trainable(model: keras.Model, trainable: bool) -> bool:
+    """Lets the whitening conv's bias train or not; True when that changed anything.
+
+    A compiled model's train function keeps the variables it was traced with: after a
+    change, make it again (`model.make_train_function(force=True)`).
+    """
+    try:
+        layer = model.get_layer("whiten")
+    except ValueError:
+        return False
+    if not isinstance(layer, WhiteningConv2D) or layer.bias.trainable == trainable:
+        return False  # models saved before WhiteningConv2D keep a frozen Conv2D
+    layer.bias.trainable = trainable
+    return True
+
+
 def preset_config(name: str, input_size: int = 32, num_classes: int = 10) -> ModelConfig:
     """Returns the `ModelConfig` of a named preset, sized for the data.
 
@@ -505,8 +532,8 @@ def _build_speed(config: ModelConfig) -> keras.Model:
     s = config.input_size
     inputs = keras.Input((s, s, 3), name="image")
     x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    # Frozen: its weights come from the data (see init_whitening), not from training.
-    x = layers.Conv2D(WHITEN_FILTERS, 2, name="whiten", trainable=False)(x)
+    # Its kernel comes from the data (see init_whitening), never from training.
+    x = WhiteningConv2D(WHITEN_FILTERS, 2, name="whiten")(x)
     x = FastGelu(name="act0")(x)
     for b, block in enumerate(config.blocks, start=1):
         for i in (1, 2):

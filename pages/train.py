@@ -103,6 +103,7 @@ RECIPE_KEYS = {
     "lookahead": "train_lookahead",
     "small_crop_share": "train_small_crop_share",
     "small_crop_size": "train_small_crop_size",
+    "whiten_bias_epochs": "train_whiten_bias_epochs",
     "image_size": "train_image_size",
 }
 
@@ -169,6 +170,15 @@ def training_options() -> dict:
         ),
         small_crop_size=c[1].number_input(
             "Small-crop size", MIN_CROP, 1024, key="train_small_crop_size", help="pixels"
+        ),
+        whiten_bias_epochs=c[2].number_input(
+            "Whitening-bias epochs",
+            0,
+            1000,
+            key="train_whiten_bias_epochs",
+            help="The speed presets' first layer whitens 2x2 patches with a kernel computed "
+            "from the data, which never trains; its bias trains for this many first epochs "
+            "(airbench: 3), then stays.",
         ),
     )
     st.markdown("**Run**")

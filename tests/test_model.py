@@ -13,6 +13,7 @@ from core.model import (
     build_model,
     load_model,
     preset_config,
+    set_whiten_bias_trainable,
     summary_rows,
 )
 
@@ -153,8 +154,11 @@ def test_summary_rows_list_layers_with_shapes_and_params():
 
 def test_speed_presets_have_the_speed_run_layout():
     model = build_model(preset_config("fast"))
-    assert model.get_layer("whiten").trainable is False
-    assert model.get_layer("whiten").kernel.shape == (2, 2, 3, 24)
+    whiten = model.get_layer("whiten")
+    assert whiten.kernel.shape == (2, 2, 3, 24)
+    assert [w.path for w in whiten.trainable_weights] == ["whiten/bias"]  # never the kernel
+    assert set_whiten_bias_trainable(model, False)
+    assert whiten.trainable_weights == [] and not set_whiten_bias_trainable(model, False)
     assert [model.get_layer(f"conv{b}_1").filters for b in (1, 2, 3)] == [64, 256, 256]
     assert model.get_layer("bn1_1").scale is False
     assert model.get_layer("bn1_1").center is False  # the shift is shift1_1, a ScaledBias
@@ -225,6 +229,13 @@ def test_a_bf16_model_is_served_in_float32_and_kept_bf16_for_training(tmp_path):
     for i in (0, 5):
         np.testing.assert_allclose(served.predict_on_batch(x[i : i + 1])[0], batch[i], atol=1e-6)
     assert np.abs(batch - np.asarray(model.predict_on_batch(x))).max() > 0  # bf16 rounds
+
+
+def test_models_saved_with_a_frozen_whitening_conv_keep_it_frozen():
+    shipped = load_model(ROOT / "assets/default_model/model.keras", compile=True)
+    assert type(shipped.get_layer("whiten")) is keras.layers.Conv2D  # saved before the change
+    assert not set_whiten_bias_trainable(shipped, True)
+    assert "whiten/bias" not in [w.path for w in shipped.trainable_weights]
 
 
 def test_whitening_decorrelates_the_patches_it_was_fitted_on():

@@ -1,4 +1,5 @@
 import errno
+import itertools
 import json
 import os
 import shlex
@@ -6,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -568,3 +570,52 @@ def test_small_crops_are_refused_where_they_cannot_work():
         1,
         6,
     ]
+
+
+def _data_whitening(dataset):
+    """The quick net's whitening kernel and bias as `init_whitening` sets them."""
+    from core.model import build_model, init_whitening, preset_config
+
+    model = build_model(preset_config("quick", num_classes=len(dataset.class_names)))
+    init_whitening(model, dataset.split("train")[0])
+    return model.get_layer("whiten").get_weights()
+
+
+def _assert_optimizer_state_loads(path):
+    # Keras skips, with only a warning, a saved optimizer whose variables do not match.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", "Skipping variable loading for optimizer")
+        model = load_model(path, compile=True)
+    assert int(model.optimizer.iterations.numpy()) > 0
+
+
+def test_the_whitening_bias_trains_its_epochs_only_also_across_a_resume(tiny_dataset):
+    quick = train_mod.preset_defaults("quick")
+    config = replace(quick, epochs=4, batch_size=16, whiten_bias_epochs=2)
+    run_dir = train_mod.start_run(config)
+    # Stopped in epoch 3, when the bias no longer trains; the resumed process must agree.
+    train(config, tiny_dataset, run_dir, callbacks=[_StopAt(run_dir, epoch=2, batch=1)])
+    assert runs.read_status(run_dir)["state"] == "stopped"
+    resume(run_dir, tiny_dataset)
+    assert runs.read_status(run_dir)["state"] == "completed"
+
+    kernel, bias = _data_whitening(tiny_dataset)
+    saved = [run_dir / f"checkpoints/epoch_{e:03d}.keras" for e in (1, 2, 3, 4)]
+    whitens = [load_model(path, as_saved=True).get_layer("whiten") for path in saved]
+    for layer in whitens:  # the kernel never trains (lookahead averaging rounds it)
+        np.testing.assert_allclose(layer.kernel.numpy(), kernel, atol=1e-5)
+    biases = [bias] + [layer.bias.numpy() for layer in whitens]
+    moved = [float(np.abs(b - a).max()) for a, b in itertools.pairwise(biases)]
+    assert moved[0] > 1e-3 and moved[1] > 1e-3  # epochs 1 and 2 train it
+    assert moved[2] < 1e-5 and moved[3] < 1e-5  # then it stays (lookahead rounding only)
+    _assert_optimizer_state_loads(saved[-1])
+
+
+def test_the_whitening_bias_stays_by_default(tiny_dataset):
+    config = replace(train_mod.preset_defaults("quick"), epochs=1, batch_size=16)
+    run_dir = train(config, tiny_dataset)
+    trained = load_model(run_dir / "model.keras", as_saved=True).get_layer("whiten")
+    for got, want in zip(trained.get_weights(), _data_whitening(tiny_dataset), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    # The optimizer has state for the frozen bias too, so a loaded copy takes it.
+    _assert_optimizer_state_loads(run_dir / "checkpoints/epoch_001.keras")
