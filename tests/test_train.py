@@ -611,8 +611,10 @@ def test_the_whitening_bias_trains_its_epochs_only_also_across_a_resume(tiny_dat
     _assert_optimizer_state_loads(saved[-1])
 
 
-def test_the_whitening_bias_stays_by_default(tiny_dataset):
-    config = replace(train_mod.preset_defaults("quick"), epochs=1, batch_size=16)
+def test_the_whitening_bias_stays_when_it_has_no_epochs(tiny_dataset):
+    assert TrainConfig().whiten_bias_epochs == 0  # the default; the quick preset trains it
+    quick = train_mod.preset_defaults("quick")
+    config = replace(quick, epochs=1, batch_size=16, whiten_bias_epochs=0)
     run_dir = train(config, tiny_dataset)
     trained = load_model(run_dir / "model.keras", as_saved=True).get_layer("whiten")
     for got, want in zip(trained.get_weights(), _data_whitening(tiny_dataset), strict=True):
