@@ -31,7 +31,7 @@ from core import distribute, runs
 from core.augment import AugmentConfig
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
-from core.model import ModelConfig, check_pretrained, preset_config
+from core.model import ModelConfig, check_pretrained, preset_config, set_whiten_bias_trainable
 from core.optimizers import KERNEL_RATIO, Muon
 
 # Training defaults that go with a preset; any flag given on the command line wins.
@@ -370,8 +370,6 @@ class WhitenBiasEpochs(keras.callbacks.Callback):
         self.epochs = epochs
 
     def on_epoch_begin(self, epoch, logs=None):
-        from core.model import set_whiten_bias_trainable
-
         if set_whiten_bias_trainable(self.model, epoch < self.epochs):
             self.model.make_train_function(force=True)
 
@@ -743,7 +741,7 @@ def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
 def _compiled_model(config, x, steps, resume_from):
     import keras
 
-    from core.model import build_model, init_whitening, load_model, set_whiten_bias_trainable
+    from core.model import build_model, init_whitening, load_model
 
     if resume_from:  # WhitenBiasEpochs sets the whitening bias for the epoch it resumes at
         return load_model(resume_from, compile=True)
