@@ -164,8 +164,8 @@ PRESET_DESCRIPTIONS = {
     "quick": "Speed-run layout (whitening stem, 48/96/96) for short classroom runs: about 80% "
     "on CIFAR-10 in under 3 minutes on 2 CPU cores.",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy, its "
-    "first 6 of 12 epochs on 24-pixel crops: about 89% on CIFAR-10 (89.5-90.2% with flip "
-    "test-time augmentation) in 10-15 minutes on 2 CPU cores.",
+    "first 6 of 12 epochs on 24-pixel crops: about 89.4% on CIFAR-10 (90.1% on average with "
+    "flip test-time augmentation) in 8-15 minutes on 2 CPU cores.",
     "wide": "Speed-run layout, wider (128/384/384), trained longer with stronger augmentation: "
     "about 90% on CIFAR-10 (91% with flip test-time augmentation) in 65-80 minutes on 2 CPU "
     "cores; a teacher for the fast net (distillation).",

@@ -69,7 +69,7 @@ RECIPES = {
     # 12 epochs on 2 cores, the first 6 on 24-pixel crops (0.6x the time of a whole-image
     # epoch): 89.5-90.2% with flip TTA (mean 89.9%, seven runs) in 7.4-14.4 minutes (this
     # VM's speed varies); the whitening bias trained for the first 3 epochs, as airbench
-    # does: 89.8-90.3% (mean 90.05%, five runs) in 8.2-9.4 minutes (docs/BENCHMARKS.md,
+    # does: 89.8-90.4% (mean 90.13%, seven runs) in 8.0-9.4 minutes (docs/BENCHMARKS.md,
     # sessions 7-11).
     "fast": dict(
         _SPEED_RUN,
