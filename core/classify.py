@@ -79,13 +79,20 @@ def classify_bytes(model, data: bytes, class_names: list[str], k: int = 3) -> Pr
     return describe(pixels, predict_pixels(model, pixels[None])[0], class_names, k)
 
 
-def classify_batch(model, files: list[tuple[str, bytes]], class_names, k=3, batch_size=256):
+def classify_batch(
+    model, files: list[tuple[str, bytes]], class_names, k=3, batch_size=256, tta="none"
+):
     """Classifies many uploads in batched forward passes; bad files do not stop the rest.
+
+    Args:
+        tta: a key of `core.evaluate.TTA_MODES`: "flip" averages each image's answer with
+            its mirror image's (two forward passes).
 
     Returns:
         `[(name, Prediction or None, error message or None), ...]` in input order.
     """
     from core.errors import ImageError
+    from core.evaluate import predict_probs  # core.evaluate imports this module
 
     size = int(model.input_shape[1])
     decoded = []
@@ -95,11 +102,7 @@ def classify_batch(model, files: list[tuple[str, bytes]], class_names, k=3, batc
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
-    probs = [
-        predict_pixels(model, np.stack(good[i : i + batch_size]))
-        for i in range(0, len(good), batch_size)
-    ]
-    probs = iter(np.concatenate(probs) if probs else [])
+    probs = iter(predict_probs(model, np.stack(good), batch_size, tta) if good else [])
     return [
         (name, describe(px, next(probs), class_names, k), None)
         if px is not None

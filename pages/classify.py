@@ -38,6 +38,7 @@ if fast:
         f"{record['agreement']:.1%} of them. Grad-CAM is computed on the float32 model."
     )
 answerer = engine if fast else model
+tta = state.tta_select(st.columns([1, 2])[0], "classify_tta")
 
 uploads = st.file_uploader(
     "Images",
@@ -60,14 +61,18 @@ if not files and probe is None:
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=32)
-def _classify(digest: str, model_path: str, version: int, int8: bool, _files, _model, _names):
-    return classify_batch(_model, _files, _names, k=min(5, len(_names)))
+def _classify(
+    digest: str, model_path: str, version: int, int8: bool, tta: str, _files, _model, _names
+):
+    return classify_batch(_model, _files, _names, k=min(5, len(_names)), tta=tta)
 
 
 digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
 version = registry.model_version(entry["path"])
 results = (
-    _classify(digest, entry["path"], version, fast, files, answerer, class_names) if files else []
+    _classify(digest, entry["path"], version, fast, tta, files, answerer, class_names)
+    if files
+    else []
 )
 
 
@@ -101,10 +106,11 @@ def show(name, original, pred):
 
 
 if probe is not None:
-    from core.classify import describe, predict_pixels
+    from core.classify import describe
+    from core.evaluate import predict_probs
 
     pixels = model_image(model, probe["pixels"])  # a dataset sample may be smaller
-    pred = describe(pixels, predict_pixels(answerer, pixels[None])[0], class_names)
+    pred = describe(pixels, predict_probs(answerer, pixels[None], tta=tta)[0], class_names)
     with st.container(border=True):
         show(probe["caption"], None, pred)
         if st.button("Clear this sample", key="classify_clear_probe"):

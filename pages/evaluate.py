@@ -9,7 +9,7 @@ import streamlit as st
 from core import export, registry
 from core.datastats import enlarge
 from core.errors import CnnError
-from core.evaluate import TTA_MODES, evaluate, least_confident_correct, mistakes
+from core.evaluate import evaluate, least_confident_correct, mistakes
 from ui import state
 
 state.ensure_routed()
@@ -33,16 +33,7 @@ split = cols[0].selectbox(
     key="evaluate_split",
     index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
 )
-TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
-tta = cols[1].selectbox(
-    "Test-time augmentation",
-    list(TTA_MODES),
-    key="evaluate_tta",
-    format_func=TTA_LABELS.get,
-    help="Average each prediction over several views of the image. "
-    + " ".join(f"**{TTA_LABELS[k]}**: {v}." for k, v in TTA_MODES.items() if k != "none")
-    + " Costs 2 or 6 forward passes per image.",
-)
+tta = state.tta_select(cols[1], "evaluate_tta")
 normalise = cols[2].toggle(
     "Row-normalised",
     key="evaluate_norm",

@@ -64,3 +64,15 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_classified(model):
     assert csv[2].startswith("notes.png,,,,") and len(csv) == 4
     with pytest.raises(ImageError):
         classify_bytes(model, b"", ["a", "b", "c"])
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(model):
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    files = [("noise.png", buf.getvalue()), ("notes.png", b"not an image")]
+    plain, flip = (classify_batch(model, files, ["a", "b", "c"], tta=t) for t in ("none", "flip"))
+    mirror = predict_pixels(model, pixels[None, :, ::-1])[0]
+    assert not np.allclose(plain[0][1].probs, mirror)  # else the average would change nothing
+    np.testing.assert_allclose(flip[0][1].probs, (plain[0][1].probs + mirror) / 2, atol=1e-6)
+    assert flip[1][1] is None and "not an image" in flip[1][2]

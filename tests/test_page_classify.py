@@ -73,3 +73,26 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     table = app.dataframe[0].value
     assert table["file"].tolist() == ["green.png", "notes.png", "red.png"]
     assert table["prediction"].tolist()[1] == ""
+
+
+def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):
+    """Both ways in, a dataset sample and an upload, answer from the image and its mirror."""
+    from core.classify import describe, predict_pixels
+
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    pixels[:, :12] = (20, 200, 30)  # not its own mirror image
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    app.session_state["probe"] = {"pixels": pixels, "caption": "val #5 (frog)", "label": 2}
+    app.switch_page("pages/classify.py").run()
+    app.file_uploader(key="classify_files").set_value([("half.png", buf.getvalue(), "image/png")])
+    app.selectbox(key="classify_tta").set_value("flip").run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    views = predict_pixels(model, np.stack([pixels, pixels[:, ::-1]]))
+    plain, flip = (describe(pixels, p, ["cat", "dog", "frog"]) for p in (views[0], views.mean(0)))
+    shown = [m.value for m in app.markdown]
+    for name in ("val #5 (frog)", "half.png"):
+        lines = [f"**{name}** → **{p.label}** ({p.confidence:.1%})" for p in (plain, flip)]
+        assert lines[0] != lines[1]  # the mirror changes the answer shown: the check bites
+        assert lines[1] in shown, lines[1]
