@@ -1,6 +1,7 @@
 """Train: configure a run, start it in its own process, watch it live, compare runs."""
 
 import json
+import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def lines(title: str, traces: dict[str, tuple[list, list]]) -> go.Figure:
         [go.Scatter(x=x, y=y, name=name, mode="lines+markers") for name, (x, y) in traces.items()]
     )
     fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=0))
+    # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
+    last = max((x[-1] for x, _ in traces.values() if x), default=1)
+    fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
     return fig
 
 
