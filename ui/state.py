@@ -287,21 +287,17 @@ def require_model():
 TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
 
 
-def tta_select(where, key: str, modes=None) -> str:
+def tta_select(where, key: str) -> str:
     """The "Test-time augmentation" choice (a key of `core.evaluate.TTA_MODES`) in `where`,
-    a container or `st`; `modes` limits the choice to some of them."""
+    a container or `st`."""
     from core.evaluate import TTA_MODES
 
-    modes = list(modes or TTA_MODES)
-    passes = {"none": 1, "flip": 2, "flip+shift": 6}
     return where.selectbox(
         "Test-time augmentation",
-        modes,
+        list(TTA_MODES),
         key=key,
         format_func=TTA_LABELS.get,
         help="Average each prediction over several views of the image. "
-        + " ".join(f"**{TTA_LABELS[k]}**: {TTA_MODES[k]}." for k in modes if k != "none")
-        + " Costs "
-        + " or ".join(str(passes[k]) for k in modes if k != "none")
-        + " forward passes per image.",
+        + " ".join(f"**{TTA_LABELS[k]}**: {v}." for k, v in TTA_MODES.items() if k != "none")
+        + " Costs 2 or 6 forward passes per image.",
     )
