@@ -167,7 +167,7 @@ PRESET_DESCRIPTIONS = {
     "first 6 of 12 epochs on 24-pixel crops: about 89.4% on CIFAR-10 (90.1% on average with "
     "flip test-time augmentation) in 8-15 minutes on 2 CPU cores.",
     "wide": "Speed-run layout, wider (128/384/384), trained longer with stronger augmentation, "
-    "its first 20 of 40 epochs on 24-pixel crops: about 91.6% on CIFAR-10 (92% with flip and "
+    "its first 20 of 40 epochs on 24-pixel crops: about 91-91.6% on CIFAR-10 (92% with flip and "
     "shift test-time augmentation) in about an hour on 2 CPU cores; a teacher for the fast "
     "net (distillation).",
     "mobilenet": "Transfer learning: MobileNetV3Small with ImageNet weights, frozen, and a new "

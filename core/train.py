@@ -81,8 +81,8 @@ RECIPES = {
     ),
     # 2.55x the fast net's FLOPs per image. 24 whole-image epochs: 90.3% (91.1% flip TTA) in
     # 66 minutes; 40 epochs, the first 20 on 24-pixel crops (65 s each, whole images 111 s)
-    # and the whitening bias trained for 3: 91.6% (92.0% flip+shift) in 59 minutes
-    # (docs/BENCHMARKS.md, sessions 6 and 13).
+    # and the whitening bias trained for 3: 91.0-91.6% (92.0% flip+shift, two runs) in 59
+    # minutes (docs/BENCHMARKS.md, sessions 6 and 13).
     "wide": dict(
         _SPEED_RUN,
         epochs=40,
