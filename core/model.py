@@ -48,8 +48,9 @@ class ModelConfig:
     # a frozen 2x2 patch-whitening stem, blocks of conv-pool-BN-act-conv-BN-act with
     # scale-free, fast-moving batch norm, global max pooling and a tempered linear head.
     style: str = "plain"
-    # "mixed_bfloat16" computes in bf16 (this CPU's AMX/AVX-512 bf16 units) with float32
-    # weights and float32 probabilities; "float32" everywhere otherwise.
+    # "mixed_bfloat16" computes in bf16 with float32 weights and float32 probabilities
+    # (fast on CPUs with AVX-512 BF16 or AMX units, slow elsewhere: core.hardware);
+    # "float32" everywhere otherwise.
     precision: str = "float32"
     # A Keras Applications network (a key of BACKBONES) in place of `blocks`: its
     # convolutions, global average pooling, `dense_dropout`, then the softmax layer.

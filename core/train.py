@@ -31,6 +31,7 @@ from core import distribute, runs
 from core.augment import AugmentConfig
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
+from core.hardware import effective_precision, precision_warning
 from core.model import ModelConfig, check_pretrained, preset_config, set_whiten_bias_trainable
 from core.optimizers import KERNEL_RATIO, Muon
 
@@ -65,7 +66,7 @@ RECIPES = {
     ),
     # 3 epochs: 80.4 and 80.6% in 74-86 s; with the whitening bias trained in the first,
     # 81.2 and 81.4% in 83-91 s (docs/BENCHMARKS.md, session 11).
-    "quick": dict(_SPEED_RUN, epochs=3, whiten_bias_epochs=1, precision="mixed_bfloat16"),
+    "quick": dict(_SPEED_RUN, epochs=3, whiten_bias_epochs=1, precision="auto"),
     # 12 epochs on 2 cores, the first 6 on 24-pixel crops (0.6x the time of a whole-image
     # epoch): 89.5-90.2% with flip TTA (mean 89.9%, seven runs) in 7.4-14.4 minutes (this
     # VM's speed varies); the whitening bias trained for the first 3 epochs, as airbench
@@ -77,7 +78,7 @@ RECIPES = {
         small_crop_share=0.5,
         small_crop_size=24,
         whiten_bias_epochs=3,
-        precision="mixed_bfloat16",
+        precision="auto",
     ),
     # 2.55x the fast net's FLOPs per image. 24 whole-image epochs: 90.3% (91.1% flip TTA) in
     # 66 minutes; 40 epochs, the first 20 on 24-pixel crops (65 s each, whole images 111 s)
@@ -91,7 +92,7 @@ RECIPES = {
         small_crop_share=0.5,
         small_crop_size=24,
         whiten_bias_epochs=3,
-        precision="mixed_bfloat16",
+        precision="auto",
     ),
     "mobilenet": dict(learning_rate=1e-3, epochs=10, image_size=96, augment="flip"),  # Adam
 }
@@ -107,7 +108,7 @@ MIN_CROP = 9
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "muon", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("crossentropy", "mse")
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
 @dataclass
@@ -135,7 +136,9 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     early_stopping: int = 0  # patience in epochs on val accuracy; 0 = off
     lookahead: bool = False  # airbench's weight averaging (core.averaging.Lookahead)
-    precision: str = "float32"  # or "mixed_bfloat16" (see ModelConfig.precision)
+    # "float32", "mixed_bfloat16" (see ModelConfig.precision) or "auto": bf16 where this
+    # machine has bf16 units (core.hardware); a run records the one it computed in.
+    precision: str = "float32"
     # Knowledge distillation: a trained model (.keras file or run directory) whose
     # flip-averaged probabilities on each training image make up `teacher_weight` of that
     # image's target, the one-hot label the rest.
@@ -215,7 +218,7 @@ def resolved_model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
     else:
         model = preset_config(config.preset, config.image_size, num_classes)
     model.input_size, model.num_classes = config.image_size, num_classes
-    model.precision = config.precision
+    model.precision = effective_precision(config.precision)
     return model
 
 
@@ -504,6 +507,7 @@ def start_run(config: TrainConfig, runs_dir=None) -> Path:
         RunError: a setting cannot work.
     """
     config.validate()
+    config.precision = effective_precision(config.precision)
     run_dir = runs.new_run_dir(config.name or config.preset, runs_dir)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     runs.write_status(run_dir, state="created", started=None)
@@ -531,6 +535,7 @@ def train(config: TrainConfig, dataset, run_dir=None, callbacks=(), verbose=0) -
     the same config; give the non-chief workers a scratch `run_dir` (as `main` does).
     """
     run_dir = Path(run_dir) if run_dir else start_run(config)
+    config.precision = effective_precision(config.precision)
     config.model = resolved_model_config(config, dataset.num_classes)
     atomic_write_json(run_dir / "config.json", config.to_dict())
     return _fit(config, dataset, run_dir, list(callbacks), verbose, resume_from=None)
@@ -1062,7 +1067,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default=d.precision,
-        help="mixed_bfloat16 computes in bf16 with float32 weights",
+        help="mixed_bfloat16 computes in bf16 with float32 weights; auto (the speed presets') "
+        "does so where the CPU has bf16 units (AVX-512 BF16, AMX) or there is a GPU, and "
+        "trains in float32 elsewhere",
     )
     p.add_argument(
         "--teacher",
@@ -1148,6 +1155,8 @@ def main(argv=None) -> int:
         else:
             config = config_from_args(args)
         config.validate()
+        if warning := precision_warning(config.precision):
+            print(f"warning: {warning}", file=sys.stderr)
         # A transfer preset without its weights fails here, before data loads or a run exists.
         check_pretrained(config.model or preset_config(config.preset))
         if config.strategy == "multiworker":

@@ -12,6 +12,7 @@ import streamlit as st
 from core import jobs, registry, runs, search
 from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
+from core.hardware import effective_precision, has_fast_bf16
 from core.model import (
     PRESET_DESCRIPTIONS,
     PRESETS,
@@ -153,8 +154,10 @@ def training_options() -> dict:
             "Precision",
             PRECISIONS,
             key="train_precision",
-            help="mixed_bfloat16 computes in bf16 on CPUs and GPUs that have it (about 2x "
-            "faster on this project's machine); weights and outputs stay float32.",
+            format_func=precision_label,
+            help="mixed_bfloat16 computes in bf16 with float32 weights and outputs: about 2x "
+            "faster on CPUs with bf16 units (AVX-512 BF16, AMX) and on GPUs, several times "
+            "slower on other CPUs. auto picks the faster of the two for this machine.",
         ),
         lookahead=c[3].checkbox(
             "Weight averaging",
@@ -200,6 +203,14 @@ def training_options() -> dict:
         name=c[5].text_input("Run name", key="train_name", placeholder="optional"),
     )
     return o
+
+
+def precision_label(precision: str) -> str:
+    if precision == "auto":
+        return f"auto (here: {effective_precision('auto')})"
+    if precision == "mixed_bfloat16" and not has_fast_bf16():
+        return "mixed_bfloat16 (slow here: no bf16 units)"
+    return precision
 
 
 def teacher_options(dataset, size: int) -> dict:

@@ -92,7 +92,7 @@ def test_choosing_a_preset_fills_the_form_with_its_recipe(app, trained_run):
         "epochs": recipe["epochs"],
         "schedule": recipe["schedule"],
         "smoothing": recipe["label_smoothing"],
-        "precision": "mixed_bfloat16",
+        "precision": "auto",
         "flip": parse_augment(recipe["augment"]).flip,
         "crop_pad": parse_augment(recipe["augment"]).crop_pad,
         "lookahead": True,

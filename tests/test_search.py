@@ -96,7 +96,7 @@ def test_the_base_run_is_the_preset_with_its_recipe():
         recipe["learning_rate"],
         512,
     )
-    assert quick.precision == "mixed_bfloat16" and quick.epochs == 4
+    assert quick.precision == "auto" and quick.epochs == 4
     assert quick.augment == AugmentConfig(flip=True, crop_pad=2)
     assert search.base_config(SearchConfig(data="x", preset="seed", batch_size=8)).batch_size == 8
 

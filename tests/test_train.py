@@ -322,8 +322,14 @@ def test_killed_training_is_interrupted_and_resumes(tmp_path):
     assert done >= 1 and runs.read_status(run_dir)["state"] == "completed"
 
 
-def test_a_preset_brings_its_recipe_and_flags_still_win(tmp_path, capsys):
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_a_preset_brings_its_recipe_and_flags_still_win(tmp_path, capsys, monkeypatch, fast_bf16):
+    from core import hardware
     from tests.conftest import write_cifar_archive
+
+    # The speed presets ask for "auto": bf16 where the CPU has bf16 units, else float32.
+    monkeypatch.setattr(hardware, "has_fast_bf16", lambda: fast_bf16)
+    precision = "mixed_bfloat16" if fast_bf16 else "float32"
 
     archive = tmp_path / "c.tar.gz"
     write_cifar_archive(archive, per_batch=12)
@@ -336,13 +342,14 @@ def test_a_preset_brings_its_recipe_and_flags_still_win(tmp_path, capsys):
         "onecycle",
         0.2,
     )
-    assert config["precision"] == "mixed_bfloat16" and config["model"]["precision"] == (
-        "mixed_bfloat16"
-    )
+    assert config["precision"] == precision and config["model"]["precision"] == precision
+    # The card's command names the precision "auto" chose, so it reruns the same anywhere.
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert f"--precision {precision}" in card["command"]
     assert config["augment"]["flip"] and config["augment"]["crop_pad"] == 2
     assert (config["epochs"], config["batch_size"]) == (1, 16)  # given flags win
     model = load_model(run_dir / "model.keras", as_saved=True)  # as trained, not as served
-    assert model.get_layer("conv1_1").compute_dtype == "bfloat16"
+    assert model.get_layer("conv1_1").compute_dtype == precision.removeprefix("mixed_")
     probs = np.asarray(model(np.zeros((2, 32, 32, 3), np.float32)))
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
