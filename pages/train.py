@@ -209,7 +209,7 @@ def precision_label(precision: str) -> str:
     if precision == "auto":
         return f"auto (here: {effective_precision('auto')})"
     if precision == "mixed_bfloat16" and not has_fast_bf16():
-        return "mixed_bfloat16 (slow here: no bf16 units)"
+        return "mixed_bfloat16 (slow here)"
     return precision
 
 
