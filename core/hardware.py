@@ -1,9 +1,9 @@
 """What this machine computes fast: whether mixed bf16 pays off here.
 
-Mixed bf16 halves the time of a speed-preset step on CPUs with bf16 units (AVX-512 BF16,
-AMX), and multiplies it by about 9 on CPUs without them, where oneDNN falls back to slow
-bf16 convolutions: the fast net trained at 12 images/s in bf16 against 105 in float32 on
-a 2-core AMD EPYC with AVX2 only (docs/BENCHMARKS.md, session 14). The presets therefore
+Mixed bf16 halves the fast preset's step time on CPUs with bf16 units (AVX-512 BF16, AMX),
+and multiplies it by about 9 on CPUs without them, where oneDNN falls back to slow bf16
+convolutions: the fast net trained at 13 images/s in bf16 against 114 in float32 on a
+2-core AMD EPYC with AVX2 only (docs/BENCHMARKS.md, session 14). The presets therefore
 ask for "auto", which `effective_precision` turns into what this machine runs fast.
 """
 
