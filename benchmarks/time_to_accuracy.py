@@ -9,7 +9,10 @@ kernel's figures for that process alone. Validation accuracy is then measured on
 stratified 10% split (seed 0), plain and with flip test-time augmentation.
 
 Prints a Markdown table (preset, epochs, wall time, validation accuracy, images/s,
-GFLOP/s, peak memory) and writes the time-to-accuracy curve as a plotly HTML page.
+GFLOP/s against this machine's matrix-product rate in the precision trained, measured at
+the start, peak memory) and writes the time-to-accuracy curve as a plotly HTML page. The
+times above are the brief's 2-core machine's (bf16 units); on 2 AVX2 cores the presets
+train in float32 (`--precision auto`) and take 2.4-5x as long.
 """
 
 import argparse
@@ -30,8 +33,29 @@ EPOCHS = {
     "short": {"seed": 1, "quick": 1, "fast": 1},
     "full": {"seed": 20, "quick": None, "fast": None},  # None: the preset's recipe
 }
-# Measured matmul peaks of the development machine (GFLOP/s), for the efficiency column.
-PEAK = {"float32": 200.0, "mixed_bfloat16": 390.0}
+# The compute type of each training precision, for the matmul peak it is measured against.
+MATMUL_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16"}
+
+
+def matmul_gflops(dtype: str, n: int = 2048, reps: int = 10) -> float:
+    """This machine's matrix-product rate in TensorFlow: n x n by n x n, best of 3 rounds.
+
+    The efficiency column divides by this, measured in the same run before any training,
+    so a figure from another host (the brief's 200 / 390 GFLOP/s; 108 / 93 on an AVX2-only
+    AMD EPYC) is not mistaken for this one's.
+    """
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    tf.linalg.matmul(a, a).numpy()  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(reps):
+            product = tf.linalg.matmul(a, a)
+        product.numpy()
+        best = min(best, (time.perf_counter() - start) / reps)
+    return 2 * n**3 / best / 1e9
 
 
 def main():
@@ -44,6 +68,11 @@ def main():
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = p.parse_args()
 
+    peaks = {p: matmul_gflops(dtype) for p, dtype in MATMUL_DTYPE.items()}
+    print(
+        "matmul peak: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()),
+        file=sys.stderr,
+    )
     rows = []
     from core.train import preset_defaults
 
@@ -51,7 +80,7 @@ def main():
         epochs = EPOCHS[args.mode][preset] or preset_defaults(preset).epochs
         print(f"training {preset} for {epochs} epoch(s)…", file=sys.stderr, flush=True)
         rows.append(train_one(preset, epochs, args))
-    scored = [dict(r, **score(r["run_dir"], args.data)) for r in rows]
+    scored = [dict(r, **score(r["run_dir"], args.data, peaks)) for r in rows]
     print(table(scored))
     write_chart(scored, args.chart)
     print(f"chart: {args.chart}", file=sys.stderr)
@@ -83,7 +112,7 @@ def train_one(preset: str, epochs: int, args) -> dict:
     }
 
 
-def score(run_dir: str, data: str) -> dict:
+def score(run_dir: str, data: str, peaks: dict) -> dict:
     """Accuracy (plain and flip TTA), throughput and FLOP rate of one finished run."""
     from core.data import load_dataset
     from core.evaluate import evaluate
@@ -116,7 +145,8 @@ def score(run_dir: str, data: str) -> dict:
         "val_accuracy_tta": tta,
         "images_per_sec": round(images_per_sec),
         "gflops": round(gflops, 1),
-        "peak_fraction": round(gflops / PEAK[precision], 2),
+        "peak_fraction": round(gflops / peaks[precision], 2),
+        "matmul_peak": round(peaks[precision]),
         "precision": precision,
         "curve": [
             (round(sum(h["seconds"] for h in history[: i + 1]), 1), h["val_accuracy"])
@@ -128,12 +158,14 @@ def score(run_dir: str, data: str) -> dict:
 def table(rows) -> str:
     head = (
         "| preset | epochs | wall s (process) | training s | val acc | val acc, flip TTA "
-        "| images/s | GFLOP/s (of peak) | peak MiB |\n|---|---|---|---|---|---|---|---|---|"
+        "| images/s | GFLOP/s (of the matmul peak measured) | peak MiB |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     lines = [
         f"| {r['preset']} | {r['epochs']} | {r['process_seconds']:.0f} | {r['train_seconds']:.0f} "
         f"| {r['val_accuracy']:.1%} | {r['val_accuracy_tta']:.1%} | {r['images_per_sec']:,} "
-        f"| {r['gflops']:.0f} ({r['peak_fraction']:.0%} of {r['precision']}) "
+        f"| {r['gflops']:.0f} ({r['peak_fraction']:.0%} of {r['precision']}'s "
+        f"{r['matmul_peak']}) "
         f"| {r['peak_mib']:,} |"
         for r in rows
     ]
