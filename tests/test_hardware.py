@@ -49,4 +49,3 @@ def test_asking_for_bf16_where_it_is_slow_gets_a_sentence(monkeypatch):
     assert hardware.precision_warning("auto") is None
     monkeypatch.setattr(hardware, "has_fast_bf16", lambda: True)
     assert hardware.precision_warning("mixed_bfloat16") is None
-
