@@ -7,9 +7,14 @@ The question: is the weight gradient of the small feature maps (slow in oneDNN, 
 `onednn_breakdown.py`) cheaper as one large matrix product? Prints ms per forward+backward.
 """
 
+import sys
 import time
+from pathlib import Path
 
-import tensorflow as tf
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import core  # noqa: E402,F401,I001  (first: turns oneDNN on, as in training)
+import tensorflow as tf  # noqa: E402
 
 SHAPES = [(512, 7, 256, 256), (512, 3, 256, 256), (512, 15, 64, 256), (512, 15, 64, 64)]
 

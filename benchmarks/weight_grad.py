@@ -11,9 +11,14 @@ two gradients relative to the largest gradient.
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import tensorflow as tf
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import core  # noqa: E402,F401,I001  (first: turns oneDNN on, as in training)
+import tensorflow as tf  # noqa: E402
 
 SHAPES = [(7, 256, 256), (3, 256, 256), (15, 64, 256), (15, 64, 64), (31, 24, 64)]
 

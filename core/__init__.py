@@ -1,1 +1,16 @@
 """Computation for the CNN dashboard: data, models, training, evaluation. No UI here."""
+
+import os
+import sys
+
+# TensorFlow runs convolutions on oneDNN's kernels only on CPUs it counts as built for neural
+# networks (AVX512_VNNI, AVX512_BF16, AMX and the like), and on its own slower Eigen kernels
+# elsewhere: on a 2-core AVX2 host the fast preset trained at 107 images/s without oneDNN and
+# 165 with it, the quick preset at 319 and 445 (docs/BENCHMARKS.md, session 15). So oneDNN is
+# asked for in every process that imports `core` (the training CLI, the runs the dashboard
+# launches, benchmarks, tests) except the dashboard's own server: there it made classifying
+# one upload 1-2 ms slower on that host, and the server trains nothing. The switch has to be
+# set before TensorFlow is first imported, which every `core` module that uses it does after
+# this package; a value the user set wins.
+if "streamlit" not in sys.modules:
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

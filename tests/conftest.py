@@ -13,6 +13,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import core  # noqa: E402,F401  (sets TensorFlow's oneDNN switch before any test imports it)
+
 
 def class_images(n_per_class: int, num_classes: int = 3, size: int = 32, seed: int = 0):
     """Images that a small CNN can tell apart: each class has its own dominant colour."""

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from core import hardware
@@ -49,3 +54,35 @@ def test_asking_for_bf16_where_it_is_slow_gets_a_sentence(monkeypatch):
     assert hardware.precision_warning("auto") is None
     monkeypatch.setattr(hardware, "has_fast_bf16", lambda: True)
     assert hardware.precision_warning("mixed_bfloat16") is None
+
+
+def _onednn_in_a_fresh_process(first_imports: str, env_value: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = env_value
+    code = (
+        f"import {first_imports}, os, tensorflow\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), _pywrap_util_port.IsMklEnabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_importing_core_turns_on_onednn_unless_the_user_chose():
+    """TensorFlow leaves oneDNN off on CPUs without VNNI/bf16 units (AVX2) unless asked."""
+    assert _onednn_in_a_fresh_process("core", None) == "1 True"
+    assert _onednn_in_a_fresh_process("core", "0") == "0 False"
+
+
+def test_the_dashboard_server_keeps_tensorflows_own_choice():
+    """Imported after Streamlit (the server), `core` leaves the switch alone."""
+    assert _onednn_in_a_fresh_process("streamlit, core", None).startswith("None ")
