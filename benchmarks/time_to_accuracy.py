@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import core  # noqa: E402,F401  (before TensorFlow: the matmul peak with oneDNN, as training has it)
+
 # Epochs per preset. full: the preset's own recipe, sized to its time budget on 2 cores
 # (seed: the classic 20; quick: 3 minutes; fast: 15 minutes).
 EPOCHS = {
@@ -41,8 +43,8 @@ def matmul_gflops(dtype: str, n: int = 2048, reps: int = 10) -> float:
     """This machine's matrix-product rate in TensorFlow: n x n by n x n, best of 3 rounds.
 
     The efficiency column divides by this, measured in the same run before any training,
-    so a figure from another host (the brief's 200 / 390 GFLOP/s; 108 / 93 on an AVX2-only
-    AMD EPYC) is not mistaken for this one's.
+    so a figure from another host (the brief's 200 / 390 GFLOP/s; 152 / 111 on an AVX2-only
+    AMD EPYC with oneDNN, 112 / 94 with TensorFlow's own kernels) is not mistaken for this one's.
     """
     import tensorflow as tf
 

@@ -163,12 +163,12 @@ PRESET_DESCRIPTIONS = {
     "seed": "The classic Keras CIFAR-10 CNN: two conv/max-pool stages, Dense 64 (baseline).",
     "vgg_bn": "Three VGG stages of two 3x3 convs with batch norm (32/64/128), global average.",
     "quick": "Speed-run layout (whitening stem, 48/96/96) for short classroom runs: about 80% "
-    "on CIFAR-10 in under 3 minutes on 2 CPU cores with bf16 units (7 minutes on 2 cores "
-    "without, in float32).",
+    "on CIFAR-10 in under 3 minutes on 2 CPU cores with bf16 units (5 minutes on 2 AVX2 "
+    "cores without, in float32).",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy, its "
     "first 6 of 12 epochs on 24-pixel crops: about 89.4% on CIFAR-10 (90.1% on average with "
-    "flip test-time augmentation) in 8-15 minutes on 2 CPU cores with bf16 units (about 75 "
-    "minutes on 2 cores without, in float32).",
+    "flip test-time augmentation) in 8-15 minutes on 2 CPU cores with bf16 units (45 "
+    "minutes on 2 AVX2 cores without, in float32).",
     "wide": "Speed-run layout, wider (128/384/384), trained longer with stronger augmentation, "
     "its first 20 of 40 epochs on 24-pixel crops: about 91-91.6% on CIFAR-10 (92% with flip and "
     "shift test-time augmentation) in about an hour on 2 CPU cores with bf16 units; a teacher "
