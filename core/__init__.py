@@ -9,7 +9,7 @@ import sys
 # 165 with it, the quick preset at 319 and 445 (docs/BENCHMARKS.md, session 15). So oneDNN is
 # asked for in every process that imports `core` (the training CLI, the runs the dashboard
 # launches, benchmarks, tests) except the dashboard's own server: there it made classifying
-# one upload 1-2 ms slower on that host, and the server trains nothing. The switch has to be
+# one upload 1-3 ms slower on that host, and the server trains nothing. The switch has to be
 # set before TensorFlow is first imported, which every `core` module that uses it does after
 # this package; a value the user set wins.
 if "streamlit" not in sys.modules:
