@@ -150,6 +150,18 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+@pytest.fixture(autouse=True)
+def _patient_expect():
+    """`expect` polls for 60 s, as the pages' own waits do, not Playwright's default 5 s.
+
+    On a loaded 2-core machine a page reached through the sidebar took longer than 5 s to
+    show its first widget (a Train page with no Epochs box yet failed a CI run).
+    """
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
