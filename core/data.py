@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -348,7 +349,8 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, cache_dir=N
     Raises:
         DataError: no class folders, a single class, an empty class, or no readable image.
     """
-    root = Path(root)
+    # One cache entry per folder however its path is spelt (relative, absolute, a link).
+    root = Path(root).expanduser().resolve()
     train_root = root / "train" if (root / "train").is_dir() else root
     class_names, train_files = _list_classes(train_root)
     test_files = None
@@ -363,7 +365,7 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, cache_dir=N
     listing += [(p, lbl, 1) for p, lbl in test_files or []]
     key = _listing_key(listing, image_size)
     cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
-    x, y, part, skipped = _cached_decode(cache, listing, image_size)
+    x, y, part, skipped = _cached_decode(cache, listing, image_size, f"{root}|{image_size}")
     train = (x[part == 0], y[part == 0])
     test = (x[part == 1], y[part == 1]) if test_files else None
     _check_classes(train[1], class_names, train_root)
@@ -405,7 +407,12 @@ def _listing_key(listing, image_size) -> str:
     return digest.hexdigest()[:24]
 
 
-def _cached_decode(cache: Path, listing, image_size):
+def _cached_decode(cache: Path, listing, image_size, source: str):
+    """The decoded arrays of `listing`, from `cache` or decoded and written there.
+
+    `source` (folder and size) is kept beside them: a new entry for the same source
+    replaces the older ones, which describe files that have changed since.
+    """
     files = {n: cache / f"{n}.npy" for n in ("x", "y", "part")}
     if all(f.exists() for f in files.values()) and (cache / "skipped.txt").exists():
         arrays = [np.load(f) for f in files.values()]
@@ -425,9 +432,26 @@ def _cached_decode(cache: Path, listing, image_size):
         atomic_write_bytes(
             cache / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped).encode()
         )
+        atomic_write_bytes(cache / SOURCE_FILE, source.encode())
+        _remove_older_entries(cache, source)
     except OSError:
         pass  # a cache we cannot write only costs time on the next load
     return x, y, part, skipped
+
+
+SOURCE_FILE = "source.txt"
+
+
+def _remove_older_entries(cache: Path, source: str) -> None:
+    """Deletes the other cache entries of `source`: each holds a whole decoded folder."""
+    for entry in cache.parent.glob("folder-*"):
+        if entry == cache:
+            continue
+        try:
+            if (entry / SOURCE_FILE).read_text() == source:
+                shutil.rmtree(entry, ignore_errors=True)
+        except (OSError, UnicodeDecodeError):
+            continue  # not ours to judge: written by an older version, or unreadable
 
 
 def _decode_files(listing, image_size):

@@ -185,7 +185,25 @@ def test_second_load_comes_from_the_cache_and_a_change_invalidates_it(tmp_path):
     Image.new("RGB", (32, 32), (0, 0, 255)).save(tmp_path / "d" / "cat" / "new.png")
     changed = load_dataset(tmp_path / "d", val_fraction=0)
     assert len(changed.split("train")[1]) == 16
-    assert len(list(Path(os.environ["CNN_CACHE_DIR"]).iterdir())) == 2
+    # The new entry replaced the old one (150 MB for CIFAR-10's 50,000 images).
+    assert list(Path(os.environ["CNN_CACHE_DIR"]).iterdir()) != caches
+    assert len(list(Path(os.environ["CNN_CACHE_DIR"]).iterdir())) == 1
+
+
+def test_one_cache_entry_per_folder_and_size_however_the_path_is_spelt(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "d", per_class=5)
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+    load_dataset(tmp_path / "d", val_fraction=0)
+    entry = next(cache.iterdir())
+    written = (entry / "x.npy").stat().st_mtime_ns
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("d", "./d/", "link", str(tmp_path / "link")):
+        load_dataset(spelling, val_fraction=0)
+    assert list(cache.iterdir()) == [entry]
+    assert (entry / "x.npy").stat().st_mtime_ns == written  # read, never decoded again
+    load_dataset("d", val_fraction=0, image_size=16)  # another size is another entry
+    assert len(list(cache.iterdir())) == 2
 
 
 @pytest.mark.parametrize(
