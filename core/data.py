@@ -115,6 +115,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    progress=None,
 ) -> Dataset:
     """Loads a dataset from any supported source and splits off a validation set.
 
@@ -126,6 +127,8 @@ def load_dataset(
         val_fraction: stratified share of the training images held out for validation.
         seed: fixes the validation split.
         cache_dir: where decoded folders are cached; default `default_cache_dir()`.
+        progress: `progress(done, total)` while a folder's images are decoded (see
+            `load_image_folder`).
 
     Returns:
         A `Dataset`.
@@ -133,7 +136,7 @@ def load_dataset(
     Raises:
         DataError: the source is missing, empty, malformed or has fewer than 2 classes.
     """
-    train, test, class_names, source, skipped = _read_source(spec, image_size, cache_dir)
+    train, test, class_names, source, skipped = _read_source(spec, image_size, cache_dir, progress)
     x, y = train
     keep, held = stratified_split(y, val_fraction, seed)
     splits = {"train": (x[keep], y[keep])}
@@ -144,7 +147,7 @@ def load_dataset(
     return Dataset(class_names, source, splits, skipped)
 
 
-def _read_source(spec, image_size, cache_dir):
+def _read_source(spec, image_size, cache_dir, progress=None):
     if str(spec).lower() in ("cifar10", "cifar-10"):
         path = download_cifar10()
         train, test = read_cifar_archive(path, image_size)
@@ -157,7 +160,7 @@ def _read_source(spec, image_size, cache_dir):
         return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {path}", []
     if not path.is_dir():
         raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
-    folder = load_image_folder(path, image_size, cache_dir)
+    folder = load_image_folder(path, image_size, cache_dir, progress)
     return folder.train, folder.test, folder.class_names, f"image folder {path}", folder.skipped
 
 
@@ -331,7 +334,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CNN_CACHE_DIR", Path.home() / ".cache" / "cnn-dashboard"))
 
 
-def load_image_folder(root: str | os.PathLike, image_size: int = 32, cache_dir=None) -> FolderData:
+def load_image_folder(
+    root: str | os.PathLike, image_size: int = 32, cache_dir=None, progress=None
+) -> FolderData:
     """Decodes a folder of class subfolders, optionally split into `train/` and `test/`.
 
     Decoded arrays are cached under `cache_dir`, keyed by every file's path, size and
@@ -342,6 +347,8 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, cache_dir=N
         root: `root/<class>/*.jpg` or `root/train/<class>/*` (+ `root/test/<class>/*`).
         image_size: every image is resized to `(image_size, image_size)`.
         cache_dir: cache folder; default `default_cache_dir()`.
+        progress: called as `progress(done, total)` while images are decoded (not on a
+            cache hit), every `PROGRESS_EVERY` images and at the end.
 
     Returns:
         A `FolderData` with uint8 images and int32 labels.
@@ -349,27 +356,58 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, cache_dir=N
     Raises:
         DataError: no class folders, a single class, an empty class, or no readable image.
     """
-    # One cache entry per folder however its path is spelt (relative, absolute, a link).
-    root = Path(root).expanduser().resolve()
-    train_root = root / "train" if (root / "train").is_dir() else root
-    class_names, train_files = _list_classes(train_root)
-    test_files = None
-    if train_root != root and (root / "test").is_dir():
-        test_names, test_files = _list_classes(root / "test")
-        if test_names != class_names:
-            raise DataError(
-                f"The test folder's classes ({', '.join(test_names)}) differ from the "
-                f"training folder's ({', '.join(class_names)})."
-            )
-    listing = [(p, lbl, 0) for p, lbl in train_files]
-    listing += [(p, lbl, 1) for p, lbl in test_files or []]
-    key = _listing_key(listing, image_size)
-    cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
-    x, y, part, skipped = _cached_decode(cache, listing, image_size, f"{root}|{image_size}")
+    folder = _FolderListing(root, image_size, cache_dir)
+    x, y, part, skipped = _cached_decode(folder, image_size, progress)
     train = (x[part == 0], y[part == 0])
-    test = (x[part == 1], y[part == 1]) if test_files else None
-    _check_classes(train[1], class_names, train_root)
-    return FolderData(train, test, class_names, skipped)
+    test = (x[part == 1], y[part == 1]) if folder.has_test else None
+    _check_classes(train[1], folder.class_names, folder.train_root)
+    return FolderData(train, test, folder.class_names, skipped)
+
+
+def needs_decoding(spec: str | os.PathLike, image_size: int = 32, cache_dir=None) -> bool:
+    """True when loading `spec` would decode an image folder: it is not cached yet.
+
+    Costs a listing and a `stat` of every file (about 0.5 s for 50,000); False for
+    CIFAR-10 archives and for paths that are not folders (loading them explains why).
+    """
+    path = Path(spec).expanduser()
+    if not path.is_dir() or _is_cifar_batches_dir(path):
+        return False
+    try:
+        return not _FolderListing(path, image_size, cache_dir).cached()
+    except (DataError, OSError):
+        return False  # loading it says what is wrong
+
+
+class _FolderListing:
+    """An image folder's files and labels, and the cache entry they decode into."""
+
+    def __init__(self, root, image_size: int, cache_dir):
+        # One cache entry per folder however its path is spelt (relative, absolute, a link).
+        root = Path(root).expanduser().resolve()
+        self.train_root = root / "train" if (root / "train").is_dir() else root
+        self.class_names, train_files = _list_classes(self.train_root)
+        test_files = None
+        if self.train_root != root and (root / "test").is_dir():
+            test_names, test_files = _list_classes(root / "test")
+            if test_names != self.class_names:
+                raise DataError(
+                    f"The test folder's classes ({', '.join(test_names)}) differ from the "
+                    f"training folder's ({', '.join(self.class_names)})."
+                )
+        self.has_test = test_files is not None
+        self.files = [(p, lbl, 0) for p, lbl in train_files]
+        self.files += [(p, lbl, 1) for p, lbl in test_files or []]
+        key = _listing_key(self.files, image_size)
+        self.cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
+        self.source = f"{root}|{image_size}"
+
+    def arrays(self) -> dict[str, Path]:
+        return {n: self.cache / f"{n}.npy" for n in ("x", "y", "part")}
+
+    def cached(self) -> bool:
+        files = [*self.arrays().values(), self.cache / "skipped.txt"]
+        return all(f.exists() for f in files)
 
 
 def _list_classes(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -407,14 +445,14 @@ def _listing_key(listing, image_size) -> str:
     return digest.hexdigest()[:24]
 
 
-def _cached_decode(cache: Path, listing, image_size, source: str):
-    """The decoded arrays of `listing`, from `cache` or decoded and written there.
+def _cached_decode(folder: _FolderListing, image_size: int, progress=None):
+    """The decoded arrays of `folder`'s files, from its cache entry or decoded and written there.
 
-    `source` (folder and size) is kept beside them: a new entry for the same source
-    replaces the older ones, which describe files that have changed since.
+    The entry keeps its source (folder and size) beside them: a new entry for the same
+    source replaces the older ones, which describe files that have changed since.
     """
-    files = {n: cache / f"{n}.npy" for n in ("x", "y", "part")}
-    if all(f.exists() for f in files.values()) and (cache / "skipped.txt").exists():
+    cache, files = folder.cache, folder.arrays()
+    if folder.cached():
         arrays = [np.load(f) for f in files.values()]
         skipped = [
             tuple(line.split("\t", 1))
@@ -422,7 +460,7 @@ def _cached_decode(cache: Path, listing, image_size, source: str):
             if line
         ]
         return (*arrays, skipped)
-    x, y, part, skipped = _decode_files(listing, image_size)
+    x, y, part, skipped = _decode_files(folder.files, image_size, progress)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for name, arr in (("x", x), ("y", y), ("part", part)):
@@ -432,8 +470,8 @@ def _cached_decode(cache: Path, listing, image_size, source: str):
         atomic_write_bytes(
             cache / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped).encode()
         )
-        atomic_write_bytes(cache / SOURCE_FILE, source.encode())
-        _remove_older_entries(cache, source)
+        atomic_write_bytes(cache / SOURCE_FILE, folder.source.encode())
+        _remove_older_entries(cache, folder.source)
     except OSError:
         pass  # a cache we cannot write only costs time on the next load
     return x, y, part, skipped
@@ -454,7 +492,10 @@ def _remove_older_entries(cache: Path, source: str) -> None:
             continue  # not ours to judge: written by an older version, or unreadable
 
 
-def _decode_files(listing, image_size):
+PROGRESS_EVERY = 1000  # images between two progress reports while a folder is decoded
+
+
+def _decode_files(listing, image_size, progress=None):
     from core.images import decode_image
 
     def decode(item):
@@ -474,12 +515,16 @@ def _decode_files(listing, image_size):
     skipped, n = [], 0
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         decoded = pool.map(decode, listing, chunksize=256)
-        for (path, label, p), (img, reason) in zip(listing, decoded, strict=True):
+        for i, ((path, label, p), (img, reason)) in enumerate(zip(listing, decoded, strict=True)):
+            if progress and i and i % PROGRESS_EVERY == 0:
+                progress(i, len(listing))
             if img is None:
                 skipped.append((str(path), reason))
                 continue
             x[n], y[n], part[n] = img, label, p
             n += 1
+    if progress:
+        progress(len(listing), len(listing))
     return x[:n], y[:n], part[:n], skipped
 
 

@@ -239,3 +239,21 @@ def test_shared_cifar10_jpeg_folder_loads_and_second_load_is_fast():
     start = time.perf_counter()
     load_dataset(SHARED, val_fraction=0.1, seed=0)
     assert time.perf_counter() - start < 5
+
+
+def test_decoding_a_folder_reports_progress_and_a_cached_one_needs_none(tmp_path, monkeypatch):
+    from core import data
+
+    monkeypatch.setattr(data, "PROGRESS_EVERY", 4)
+    write_image_folder(tmp_path / "d", per_class=5)  # 15 images
+    (tmp_path / "d" / "cat" / "notes.txt").write_text("not an image")  # skipped, counted
+    assert data.needs_decoding(tmp_path / "d")
+    calls = []
+    load_dataset(tmp_path / "d", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(4, 16), (8, 16), (12, 16), (16, 16)]
+    assert not data.needs_decoding(tmp_path / "d")
+    calls.clear()
+    load_dataset(tmp_path / "d", progress=lambda done, total: calls.append((done, total)))
+    assert calls == []  # from the cache
+    assert not data.needs_decoding(tmp_path / "missing")
+    assert not data.needs_decoding(tmp_path / "d" / "cat" / "notes.txt")

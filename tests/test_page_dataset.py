@@ -223,3 +223,25 @@ def test_only_the_zip_uploader_takes_more_than_the_photo_limit(data_app):
     data_app.radio(key="augment_source").set_value("upload").run()
     photo = data_app.file_uploader(key="augment_upload").proto.max_upload_size_mb
     assert photo * 1024 * 1024 == MAX_UPLOAD_BYTES
+
+
+def test_a_folder_not_decoded_yet_is_read_under_a_progress_bar(page, image_folder, monkeypatch):
+    from core import data
+
+    reports, load = [], data.load_image_folder
+
+    def recording(root, image_size=32, cache_dir=None, progress=None):  # the real loader
+        def report(done, total):
+            reports.append((done, total))
+            progress(done, total)
+
+        return load(root, image_size, cache_dir, report if progress else None)
+
+    monkeypatch.setattr(data, "load_image_folder", recording)
+    assert data.needs_decoding(image_folder)
+    page.run()
+    assert not page.exception
+    assert reports[-1] == (36, 36)  # every image read, with the page's bar showing it
+    assert not data.needs_decoding(image_folder)
+    assert not page.get("progress")  # the bar is gone once the images are in
+    assert {m.label: m.value for m in page.metric}["train images"] == "33"

@@ -217,10 +217,46 @@ def require_dataset(image_size: int = 32) -> data.Dataset:
     if spec == "cifar10" and not _offer_cifar_download():
         st.stop()
     try:
+        _decode_with_progress(spec, image_size)
         return _load(spec, VAL_FRACTION, SPLIT_SEED, image_size)
     except CnnError as err:
         st.error(str(err))
         st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _folders_seen() -> set:
+    """(spec, size) pairs whose decoded images this server has found in the disk cache."""
+    return set()
+
+
+def _decode_with_progress(spec: str, image_size: int) -> None:
+    """Decodes a folder not in the disk cache yet under a progress bar, not a spinner.
+
+    The first load of CIFAR-10's 50,000 JPEGs takes 20-80 s here. `_load` cannot draw
+    the bar itself (a cached function may not update elements made outside it), so the
+    folder is decoded into the disk cache here first, and `_load` then reads it in a
+    second or two. Checked once per folder and size: the check stats every file.
+    """
+    seen = _folders_seen()
+    if (spec, image_size) in seen:
+        return
+    if data.needs_decoding(spec, image_size):
+        name = Path(spec).expanduser().name
+        bar = st.progress(0.0, text=f"Reading the images of {name}…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(
+                done / total,
+                text=f"Reading the images of {name} (once; later visits load them from "
+                f"the cache): {done:,} of {total:,}",
+            )
+
+        try:
+            data.load_image_folder(spec, image_size, progress=progress)
+        finally:
+            bar.empty()
+    seen.add((spec, image_size))
 
 
 def active_model_entry() -> dict | None:
