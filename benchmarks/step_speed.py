@@ -6,8 +6,9 @@
 
 No dataset needed: random 32x32 images, the preset's own layers, Nesterov SGD, after
 warm-up steps. The first form prints images per second for each precision, one model
-after the other. `--ab` builds the preset as it is and once per named variant (one of
-the speed-ups switched off) in the same process, in the first precision given, then
+after the other, and what the first two steps cost above later ones (tracing,
+compiling). `--ab` builds the preset as it is and once per named variant (one of the
+speed-ups switched off) in the same process, in the first precision given, then
 alternates them, two steps each, `--rounds` times, and prints each one's median step
 time and its ratio to the preset as it is: this VM's speed drifts by 10-20% over
 minutes, which separate runs of a minute each cannot tell from a change.
@@ -138,11 +139,17 @@ def main():
     for precision in args.precisions.split(","):
         model = compiled(args.preset, precision, args.batch_size, steps)
         data = make_pipeline(x, y, 10, args.batch_size)
+        start = time.perf_counter()
         model.fit(data.take(2), verbose=0)
+        first = time.perf_counter() - start  # tracing, compiling, kernel creation
         start = time.perf_counter()
         model.fit(data, verbose=0)
         rate = args.images / (time.perf_counter() - start)
-        print(f"{args.preset} {precision}: {rate:,.0f} images/s")
+        extra = first - 2 * args.batch_size / rate
+        print(
+            f"{args.preset} {precision}: {rate:,.0f} images/s; the first 2 steps took "
+            f"{first:.1f} s, {extra:.1f} s more than 2 later ones"
+        )
 
 
 if __name__ == "__main__":
