@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, write_image_folder
@@ -245,3 +246,27 @@ def test_a_folder_not_decoded_yet_is_read_under_a_progress_bar(page, image_folde
     assert not data.needs_decoding(image_folder)
     assert not page.get("progress")  # the bar is gone once the images are in
     assert {m.label: m.value for m in page.metric}["train images"] == "33"
+
+
+def test_the_folder_check_is_kept_for_the_next_server(image_folder, monkeypatch, tmp_path):
+    from core import userdata
+
+    checks, check = [], userdata.check_folder
+
+    def counting(root, progress=None):  # the real check, its calls and reports kept
+        checks.append([])
+        return check(root, progress=lambda done, total: checks[-1].append((done, total)))
+
+    monkeypatch.setattr(userdata, "check_folder", counting)
+    first = _app(monkeypatch, tmp_path, image_folder)
+    first.run()
+    assert not first.exception
+    assert checks == [[(36, 36)]]  # read once, under the progress bar
+    assert not first.get("progress")
+    label = _check_label(first)
+    st.cache_data.clear()  # a restarted server remembers nothing in memory
+    again = _app(monkeypatch, tmp_path, image_folder)
+    again.run()
+    assert not again.exception
+    assert checks == [[(36, 36)]]  # the kept report, no second reading
+    assert _check_label(again) == label

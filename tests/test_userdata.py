@@ -361,6 +361,30 @@ def test_folder_signature_changes_when_a_file_changes(tmp_path):
     assert folder_signature(root) != first
 
 
+def test_a_check_reports_progress_and_its_report_is_kept_per_state_of_the_folder(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(userdata, "PROGRESS_EVERY", 5)
+    root = _folder(tmp_path / "kept", {"cat": 6, "dog": 6})
+    (root / "dog" / "broken.png").write_bytes(b"not an image")
+    calls = []
+    report = check_folder(root, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(5, 13), (10, 13), (13, 13)]
+    first = folder_signature(root)
+    assert userdata.saved_check(root, first) is None  # nothing kept yet
+    userdata.save_check(report, first)
+    assert userdata.saved_check(root, first) == report  # unreadable files included
+    assert userdata.saved_check(tmp_path / "other", first) is None  # another folder's
+    (root / "cat" / "new.png").write_bytes(png_bytes(5))
+    second = folder_signature(root)
+    assert userdata.saved_check(root, second) is None  # the folder changed: check again
+    userdata.save_check(check_folder(root), second)
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+    assert [p.name for p in cache.glob("check-*.json")] == [f"check-{second}.json"]
+    (cache / f"check-{second}.json").write_text("{ half written")
+    assert userdata.saved_check(root, second) is None  # unreadable: check again
+
+
 @pytest.mark.shared
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is absent")
 def test_checks_the_50000_image_cifar_folder():
