@@ -866,3 +866,32 @@ def test_fuzz_seeds_all_decode():
 def test_module_limits_are_documented_values():
     assert images.MAX_UPLOAD_BYTES == 10 * MIB
     assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+
+
+def _photo(width=1024, height=768) -> bytes:
+    """A smooth JPEG 'photo': colour gradients with a few hard-edged shapes."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    pixels = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) % 256], axis=-1)
+    pixels[height // 4 : height // 2, width // 4 : width // 2] = (250, 30, 30)
+    pixels[height // 2 :, width // 2 : 3 * width // 4] = (20, 20, 200)
+    buf = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_a_large_jpeg_decodes_at_a_reduced_scale_close_to_the_full_decode():
+    data = _photo()
+    assert open_image(data).size == (1024, 768)
+    assert open_image(data, at_least=64).size == (128, 96)  # 1/8: both sides stay >= 64
+    assert open_image(data, at_least=100).size == (256, 192)  # 1/4
+    full = to_model_input(open_image(data), 32)
+    fast = decode_image(data, 32)  # keeps 2x the output side: decoded at 1/8 here
+    assert np.abs(full.astype(int) - fast).mean() < 1.5
+    small = encode(noise(48, 40), "JPEG")  # under twice the output side: decoded whole
+    np.testing.assert_array_equal(decode_image(small, 32), to_model_input(open_image(small), 32))
+
+
+def test_a_damaged_large_jpeg_is_refused_at_a_reduced_scale_too():
+    data = _photo()
+    with pytest.raises(ImageError, match="truncated or damaged"):
+        decode_image(data[: len(data) // 2], 32)
