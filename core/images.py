@@ -213,7 +213,7 @@ def decode_image(
     _check_size_argument(size)  # a caller's bug should not cost a decode
     # A JPEG photo is decoded at a reduced scale that keeps twice the output's side, so
     # the BOX filter still averages 2x2 or more pixels into each input pixel: a 640x480
-    # upload decodes 3.8x faster, a 12-megapixel one 11x, and the shipped model gave the
+    # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
     # same class as from the full decode for 99.4-99.5% of CIFAR-10 validation images
     # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
     image = open_image(
