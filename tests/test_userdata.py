@@ -361,6 +361,19 @@ def test_folder_signature_changes_when_a_file_changes(tmp_path):
     assert folder_signature(root) != first
 
 
+def test_large_photos_are_checked_at_a_reduced_scale_and_damaged_ones_still_refused(tmp_path):
+    from tests.test_images import _photo
+
+    root = _folder(tmp_path / "photos", {"cat": 2, "dog": 2})
+    photo = _photo(2048, 1536)
+    (root / "cat" / "big.jpg").write_bytes(photo)
+    (root / "dog" / "cut.jpg").write_bytes(photo[: len(photo) // 2])
+    report = check_folder(root)
+    assert report.counts == {"images": [3, 2]}
+    assert [name for name, _ in report.unreadable] == ["dog/cut.jpg"]
+    assert "truncated or damaged" in report.unreadable[0][1]
+
+
 def test_a_check_reports_progress_and_its_report_is_kept_per_state_of_the_folder(
     tmp_path, monkeypatch
 ):
