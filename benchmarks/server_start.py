@@ -20,19 +20,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, inotify_watches  # noqa: E402
+
 VARIANTS = {"config (no watcher)": [], "watcher on": ["--server.fileWatcherType", "auto"]}
-
-
-def inotify_watches(pid: int) -> int:
-    total = 0
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            if os.readlink(fd) == "anon_inode:inotify":
-                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
-                total += sum(line.startswith("inotify ") for line in info.splitlines())
-        except OSError:
-            continue
-    return total
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -82,9 +74,8 @@ def main():
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--settle", type=float, default=10.0, help="seconds after the page shows")
     args = p.parse_args()
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         for _ in range(args.pairs):
             for name, options in VARIANTS.items():
                 print(f"{name}: {measure(browser, options, args.settle)}", flush=True)

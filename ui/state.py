@@ -135,22 +135,25 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     signature = _signature(path)
     report = userdata.saved_check(path, signature)
     if report is None:
-        name = Path(path).expanduser().name
-        bar = st.progress(0.0, text=f"Checking every image of {name}…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(
-                done / total,
-                text=f"Checking every image of {name} (once; the result is kept until a "
-                f"file changes): {done:,} of {total:,}",
-            )
-
-        try:
+        doing = f"Checking every image of {Path(path).expanduser().name}"
+        with _progress_bar(doing, "once; the result is kept until a file changes") as progress:
             report = userdata.check_folder(path, progress=progress)
-        finally:
-            bar.empty()
         userdata.save_check(report, signature)
     return report
+
+
+@contextlib.contextmanager
+def _progress_bar(doing: str, note: str):
+    """Yields a `progress(done, total)` callback drawn as a bar, which goes when done."""
+    bar = st.progress(0.0, text=f"{doing}…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"{doing} ({note}): {done:,} of {total:,}")
+
+    try:
+        yield progress
+    finally:
+        bar.empty()
 
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=8)
@@ -261,20 +264,9 @@ def _decode_with_progress(spec: str, image_size: int) -> None:
     if (spec, image_size) in seen:
         return
     if data.needs_decoding(spec, image_size):
-        name = Path(spec).expanduser().name
-        bar = st.progress(0.0, text=f"Reading the images of {name}…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(
-                done / total,
-                text=f"Reading the images of {name} (once; later visits load them from "
-                f"the cache): {done:,} of {total:,}",
-            )
-
-        try:
+        doing = f"Reading the images of {Path(spec).expanduser().name}"
+        with _progress_bar(doing, "once; later visits load them from the cache") as progress:
             data.load_image_folder(spec, image_size, progress=progress)
-        finally:
-            bar.empty()
     seen.add((spec, image_size))
 
 

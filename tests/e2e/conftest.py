@@ -39,6 +39,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def inotify_watches(pid: int) -> int:
+    """How many inotify watches the process holds (Linux: /proc/PID/fdinfo)."""
+    total = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == "anon_inode:inotify":
+                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                total += sum(line.startswith("inotify ") for line in info.splitlines())
+        except OSError:
+            continue  # closed meanwhile
+    return total
+
+
 def _wait_http(url: str, timeout: float = 60) -> None:
     end = time.time() + timeout
     while time.time() < end:

@@ -1,13 +1,12 @@
 """Every page in a real browser: it renders without an exception and shows its content."""
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import open_page, shot, streamlit_server, wait_idle
+from tests.e2e.conftest import inotify_watches, open_page, shot, streamlit_server, wait_idle
 
 PAGES = [
     ("", "CNN Lab"),
@@ -41,25 +40,12 @@ def _server_pid(url: str) -> int:
     raise LookupError(f"no streamlit process serves {url}")
 
 
-def _inotify_watches(pid: int) -> int:
-    """How many inotify watches the process holds (Linux: /proc/PID/fdinfo)."""
-    total = 0
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            if os.readlink(fd) == "anon_inode:inotify":
-                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
-                total += sum(line.startswith("inotify ") for line in info.splitlines())
-        except OSError:
-            continue  # closed meanwhile
-    return total
-
-
 @pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="needs Linux's /proc")
 def test_the_server_watches_no_files_for_reload_on_save(server, page):
     # .streamlit/config.toml: with Streamlit's default watcher this server held thousands
     # of watches (the project folder and .venv, recursively) once a page had run.
     open_page(page, server, "evaluate")
-    assert _inotify_watches(_server_pid(server)) == 0
+    assert inotify_watches(_server_pid(server)) == 0
 
 
 def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
