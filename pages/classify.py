@@ -89,6 +89,24 @@ def top_chart(pred):
     return fig
 
 
+@st.cache_data(max_entries=128, show_spinner=False)
+def _grad_cam_view(model_path: str, version: int, pixels, class_index: int, _model):
+    """The Grad-CAM overlay, enlarged: computed once per image, model and class, not on
+    every rerun (an eager gradient pass, 30-50 ms an image here)."""
+    heat, _, _ = grad_cam(_model, pixels, class_index=class_index)
+    return enlarge(overlay(pixels, heat), 5)
+
+
+@st.cache_data(max_entries=DETAILED, show_spinner=False)
+def _original(data: bytes):
+    """The uploaded photo for display, or None. Twice the shown width is enough for sharp
+    screens: a 12-megapixel JPEG decodes at 1/8 of its size, about 10x faster than whole."""
+    try:
+        return open_image(data, at_least=2 * ORIGINAL_WIDTH)
+    except CnnError:
+        return None
+
+
 def show(name, original, pred):
     st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
     if pred.unsure:
@@ -97,12 +115,12 @@ def show(name, original, pred):
             f"{pred.entropy:.0%} of the maximum): this may not be one of the classes it knows."
         )
     # For the class shown, which the int8 copy may rank first where float32 does not.
-    heat, _, _ = grad_cam(model, pred.pixels, class_index=int(pred.probs.argmax()))
+    cam = _grad_cam_view(entry["path"], version, pred.pixels, int(pred.probs.argmax()), model)
     cols = st.columns([1, 1, 1, 2])
     if original is not None:
         cols[0].image(original, caption="Original", width=ORIGINAL_WIDTH)
     cols[1].image(enlarge(pred.pixels, 5), caption=f"What the model sees ({len(pred.pixels)} px)")
-    cols[2].image(enlarge(overlay(pred.pixels, heat), 5), caption=f"Grad-CAM: {pred.label}")
+    cols[2].image(cam, caption=f"Grad-CAM: {pred.label}")
     cols[3].plotly_chart(top_chart(pred), key=f"classify_top_{name}_{id(pred)}")
 
 
@@ -123,13 +141,7 @@ for n, (name, pred, error) in enumerate(results[:DETAILED]):
         if error:
             st.error(f"{name}: {error}")
             continue
-        try:
-            # Twice the shown width is enough for sharp screens: a 12-megapixel JPEG
-            # decodes at 1/8 of its size, about 10x faster than whole.
-            original = open_image(files[n][1], at_least=2 * ORIGINAL_WIDTH)
-        except CnnError:
-            original = None
-        show(name, original, pred)
+        show(name, _original(files[n][1]), pred)
 
 if len(results) > 1:
     st.subheader("All results")

@@ -96,3 +96,23 @@ def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):
         lines = [f"**{name}** → **{p.label}** ({p.confidence:.1%})" for p in (plain, flip)]
         assert lines[0] != lines[1]  # the mirror changes the answer shown: the check bites
         assert lines[1] in shown, lines[1]
+
+
+def test_grad_cam_is_computed_once_per_image_not_on_every_rerun(app, monkeypatch):
+    from core import inspect
+
+    calls, grad_cam = [], inspect.grad_cam
+
+    def counting(model, pixels, **kwargs):  # the real Grad-CAM, its calls counted
+        calls.append(kwargs.get("class_index"))
+        return grad_cam(model, pixels, **kwargs)
+
+    monkeypatch.setattr(inspect, "grad_cam", counting)
+    app.switch_page("pages/classify.py").run()
+    files = [(f"{c}.png", _png(c), "image/png") for c in ((20, 200, 30), (220, 20, 20))]
+    app.file_uploader(key="classify_files").set_value(files).run()
+    assert not app.exception and len(calls) == 2
+    captions = [img.captions for img in app.image]
+    app.run()  # any widget change reruns the page
+    assert not app.exception and len(calls) == 2
+    assert [img.captions for img in app.image] == captions  # the same three pictures each
