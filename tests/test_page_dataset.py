@@ -270,3 +270,24 @@ def test_the_folder_check_is_kept_for_the_next_server(image_folder, monkeypatch,
     assert not again.exception
     assert checks == [[(36, 36)]]  # the kept report, no second reading
     assert _check_label(again) == label
+
+
+def test_the_folder_check_is_kept_whatever_the_spelling_of_the_path(
+    image_folder, monkeypatch, tmp_path
+):
+    from core import userdata
+
+    checks, check = [], userdata.check_folder
+
+    def counting(root, progress=None):  # the real check, its calls counted
+        checks.append(root)
+        return check(root, progress=progress)
+
+    monkeypatch.setattr(userdata, "check_folder", counting)
+    (tmp_path / "link").symlink_to(image_folder)
+    for spelling in (tmp_path / "link", image_folder):
+        st.cache_data.clear()
+        at = _app(monkeypatch, tmp_path, spelling)
+        at.run()
+        assert not at.exception
+    assert checks == [str(image_folder.resolve())]

@@ -129,9 +129,10 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     Raises:
         DataError: the folder does not exist.
     """
-    path = str(path)
     if not Path(path).expanduser().is_dir():
         return userdata.check_folder(path)  # raises the sentence for a missing folder
+    # One kept report per folder however its path is written, as for the decoded images.
+    path = str(Path(path).expanduser().resolve())
     signature = _signature(path)
     report = userdata.saved_check(path, signature)
     if report is None:
