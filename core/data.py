@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import tarfile
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataError, ImageError
-from core.fileio import atomic_write_bytes
+from core.fileio import atomic_write_bytes, remove_stale_entries
 
 CIFAR10_CLASSES = [
     "airplane",
@@ -400,7 +399,7 @@ class _FolderListing:
         self.files += [(p, lbl, 1) for p, lbl in test_files or []]
         key = _listing_key(self.files, image_size)
         self.cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
-        self.source = f"{root}|{image_size}"
+        self.source = (str(root), str(image_size))
 
     def arrays(self) -> dict[str, Path]:
         return {n: self.cache / f"{n}.npy" for n in ("x", "y", "part")}
@@ -449,7 +448,8 @@ def _cached_decode(folder: _FolderListing, image_size: int, progress=None):
     """The decoded arrays of `folder`'s files, from its cache entry or decoded and written there.
 
     The entry keeps its source (folder and size) beside them: a new entry for the same
-    source replaces the older ones, which describe files that have changed since.
+    source replaces the older ones, which describe files that have changed since, and
+    entries of folders that no longer exist go too (see `remove_stale_entries`).
     """
     cache, files = folder.cache, folder.arrays()
     if folder.cached():
@@ -470,8 +470,8 @@ def _cached_decode(folder: _FolderListing, image_size: int, progress=None):
         atomic_write_bytes(
             cache / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped).encode()
         )
-        atomic_write_bytes(cache / SOURCE_FILE, folder.source.encode())
-        _remove_older_entries(cache, folder.source)
+        atomic_write_bytes(cache / SOURCE_FILE, "|".join(folder.source).encode())
+        remove_stale_entries(cache, "folder-*", _entry_source, folder.source)
     except OSError:
         pass  # a cache we cannot write only costs time on the next load
     return x, y, part, skipped
@@ -480,16 +480,10 @@ def _cached_decode(folder: _FolderListing, image_size: int, progress=None):
 SOURCE_FILE = "source.txt"
 
 
-def _remove_older_entries(cache: Path, source: str) -> None:
-    """Deletes the other cache entries of `source`: each holds a whole decoded folder."""
-    for entry in cache.parent.glob("folder-*"):
-        if entry == cache:
-            continue
-        try:
-            if (entry / SOURCE_FILE).read_text() == source:
-                shutil.rmtree(entry, ignore_errors=True)
-        except (OSError, UnicodeDecodeError):
-            continue  # not ours to judge: written by an older version, or unreadable
+def _entry_source(entry: Path) -> tuple[str, str]:
+    """The `(folder, image size)` a cache entry was decoded from, as its `source.txt` says."""
+    root, size = (entry / SOURCE_FILE).read_text().rsplit("|", 1)
+    return root, size
 
 
 PROGRESS_EVERY = 1000  # images between two progress reports while a folder is decoded

@@ -1,11 +1,14 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a partial one."""
+"""Atomic file writes (a reader sees the old file or the new one, never a partial one), and
+the removal of cache entries that a newer one supersedes."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -93,3 +96,46 @@ def replace_dir(staging: str | os.PathLike, final: str | os.PathLike) -> None:
             raise
     shutil.rmtree(old, ignore_errors=True)
     fsync_dir(final.parent)
+
+
+LEGACY_AGE_S = 24 * 3600  # an entry without a source this old was left by an older version
+
+
+def remove_stale_entries(keep: Path, pattern: str, source_of, source: tuple[str, str]) -> int:
+    """Deletes the cache entries beside `keep` that it supersedes or that describe nothing.
+
+    An entry (a file or a folder named by `pattern` in `keep`'s folder) is stale when
+    `source_of(entry)` returns `source` (an older state of the same thing), or a source
+    whose path no longer exists (a deleted upload), or raises and the entry is older than
+    `LEGACY_AGE_S` (written by a version that did not record its source; a younger one may
+    be another process's entry still being written).
+
+    Args:
+        keep: the entry just written.
+        pattern: a glob for the entries of this kind, e.g. `"folder-*"`.
+        source_of: reads an entry's `(path, detail)`; raises `OSError` or `ValueError`
+            when it cannot.
+        source: `keep`'s own `(path, detail)`.
+
+    Returns:
+        How many entries were deleted. Entries that cannot be deleted are left.
+    """
+    removed = 0
+    for entry in keep.parent.glob(pattern):
+        if entry == keep:
+            continue
+        try:
+            path, detail = source_of(entry)
+            stale = (path, detail) == source or not Path(path).exists()
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            try:
+                stale = time.time() - entry.stat().st_mtime > LEGACY_AGE_S
+            except OSError:
+                continue
+        if stale:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += not entry.exists()
+    return removed

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from core.data import IMAGE_SUFFIXES, PROGRESS_EVERY, _is_cifar_batches_dir, default_cache_dir
 from core.errors import CnnError, DataError, ImageError
-from core.fileio import atomic_write_bytes
+from core.fileio import atomic_write_bytes, remove_stale_entries
 from core.images import open_image
 
 # 60,000 CIFAR-sized JPEGs unpack to about 150 MB; 1 GiB leaves room for larger photos
@@ -522,14 +522,15 @@ def saved_check(root: str | os.PathLike, signature: str, cache_dir=None) -> Fold
 
 
 def save_check(report: FolderReport, signature: str, cache_dir=None) -> None:
-    """Keeps `report` for `saved_check`, replacing the reports of older states of its folder."""
+    """Keeps `report` for `saved_check`, replacing the reports of older states of its folder.
+
+    Reports of folders that no longer exist (a deleted upload) go too.
+    """
     path = _check_path(signature, cache_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(asdict(report)).encode())
-        for old in path.parent.glob("check-*.json"):
-            if old != path and _saved_root(old) == report.root:
-                old.unlink(missing_ok=True)
+        remove_stale_entries(path, "check-*.json", _saved_root, (report.root, ""))
     except OSError:
         pass  # a report we cannot keep only costs a check next time
 
@@ -538,11 +539,8 @@ def _check_path(signature: str, cache_dir) -> Path:
     return Path(cache_dir or default_cache_dir()) / f"check-{signature}.json"
 
 
-def _saved_root(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("root")
-    except (OSError, ValueError, AttributeError):
-        return None
+def _saved_root(path: Path) -> tuple[str, str]:
+    return json.loads(path.read_text())["root"], ""
 
 
 def folder_signature(root: str | os.PathLike) -> str:

@@ -206,6 +206,27 @@ def test_one_cache_entry_per_folder_and_size_however_the_path_is_spelt(tmp_path,
     assert len(list(cache.iterdir())) == 2
 
 
+def test_a_new_cache_entry_removes_those_of_deleted_folders_and_old_versions(tmp_path):
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+    write_image_folder(tmp_path / "gone", per_class=3)
+    load_dataset(tmp_path / "gone", val_fraction=0)
+    shutil.rmtree(tmp_path / "gone")  # e.g. a deleted upload: its entry describes nothing
+    old, young = cache / "folder-0123456789abcdef01234567", cache / "folder-young"
+    for legacy in (old, young):  # written before entries recorded their source
+        legacy.mkdir()
+        (legacy / "x.npy").write_bytes(b"0" * 100)
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    write_image_folder(tmp_path / "d", per_class=3)
+    load_dataset(tmp_path / "d", val_fraction=0)
+    kept = sorted(p.name for p in cache.iterdir())
+    # The young one may be another process's entry still being written: left alone.
+    assert len(kept) == 2 and "folder-young" in kept
+    assert (cache / next(n for n in kept if n != "folder-young") / "source.txt").read_text() == (
+        f"{(tmp_path / 'd').resolve()}|32"
+    )
+
+
 @pytest.mark.parametrize(
     "setup, words",
     [

@@ -2,6 +2,7 @@
 
 import io
 import os
+import shutil
 import stat
 import struct
 import time
@@ -396,6 +397,16 @@ def test_a_check_reports_progress_and_its_report_is_kept_per_state_of_the_folder
     assert [p.name for p in cache.glob("check-*.json")] == [f"check-{second}.json"]
     (cache / f"check-{second}.json").write_text("{ half written")
     assert userdata.saved_check(root, second) is None  # unreadable: check again
+
+
+def test_a_kept_check_of_a_deleted_folder_goes_when_another_is_kept(tmp_path):
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+    gone = _folder(tmp_path / "gone", {"cat": 2, "dog": 2})
+    userdata.save_check(check_folder(gone), folder_signature(gone))
+    shutil.rmtree(gone)  # a deleted upload
+    root = _folder(tmp_path / "here", {"cat": 2, "dog": 2})
+    userdata.save_check(check_folder(root), folder_signature(root))
+    assert [p.name for p in cache.glob("check-*.json")] == [f"check-{folder_signature(root)}.json"]
 
 
 @pytest.mark.shared
