@@ -9,7 +9,7 @@ import streamlit as st
 from core import export, registry
 from core.datastats import enlarge
 from core.errors import CnnError
-from core.evaluate import evaluate, least_confident_correct, mistakes
+from core.evaluate import kept_probs, least_confident_correct, mistakes, report_from_probs
 from ui import state
 
 state.ensure_routed()
@@ -44,9 +44,11 @@ normalise = cols[2].toggle(
 @st.cache_data(show_spinner="Evaluating…", max_entries=8)
 def _report(model_path: str, version: int, spec: str, split: str, tta: str, _model, _data):
     x, y = _data.split(split)
-    return evaluate(_model, x, y, _data.class_names, tta=tta)
+    return report_from_probs(kept_probs(_model, model_path, x, tta), y, _data.class_names)
 
 
+x_split, _ = dataset.split(split)
+state.predict_with_progress(entry, model, x_split, tta, (state.dataset_spec(), split))
 report = _report(
     entry["path"],
     registry.model_version(entry["path"]),
@@ -56,7 +58,6 @@ report = _report(
     model,
     dataset,
 )
-x_split, _ = dataset.split(split)
 names = report.class_names
 
 m = st.columns(4)

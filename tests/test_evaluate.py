@@ -5,6 +5,7 @@ import pytest
 
 from core import evaluate as ev
 from core.train import TrainConfig, train
+from tests.conftest import class_images
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
@@ -80,6 +81,40 @@ def test_evaluate_a_trained_model_with_and_without_tta(tiny_dataset):
     d = report.to_dict()
     assert d["count"] == 15 and set(d["per_class"]) == {"red", "green", "blue"}
     json.dumps(d)
+
+
+def test_kept_probabilities_are_read_back_until_the_model_images_or_tta_change(
+    trained_run, tmp_path, monkeypatch
+):
+    from core.model import load_model
+
+    path = trained_run / "model.keras"
+    model = load_model(path)
+    x, _ = class_images(3, 3)  # 9 images
+    calls = []
+    probs = ev.kept_probs(model, path, x, batch_size=4, progress=lambda d, n: calls.append((d, n)))
+    assert calls == [(4, 9), (8, 9), (9, 9)]
+    np.testing.assert_allclose(probs, ev.predict_probs(model, x), rtol=1e-5, atol=1e-7)
+    assert ev.probs_are_kept(path, x)
+    calls.clear()
+    again = ev.kept_probs(model, path, x, progress=lambda d, n: calls.append((d, n)))
+    assert calls == [] and np.array_equal(again, probs)  # read from disk, not predicted
+    assert not ev.probs_are_kept(path, x, "flip")
+    assert not ev.probs_are_kept(path, x[::-1])
+    retrained = tmp_path / "retrained.keras"
+    kernel = model.layers[-1].kernel
+    kernel.assign(kernel.numpy() * 2)
+    model.save(retrained)
+    assert not ev.probs_are_kept(retrained, x)
+    cache = tmp_path / "cache"
+    (kept,) = cache.glob("probs-*.npy")
+    kept.write_bytes(b"half written")
+    assert ev.kept_probs(model, path, x, progress=lambda d, n: calls.append((d, n))).shape == (9, 3)
+    assert calls == [(9, 9)]  # unreadable: predicted again
+    monkeypatch.setattr(ev, "KEPT_PREDICTIONS", 2)
+    for n in (3, 4, 5):
+        ev.kept_probs(model, path, x[:n])
+    assert sorted(len(np.load(f)) for f in cache.glob("probs-*.npy")) == [4, 5]  # newest two
 
 
 def test_cli_prints_metrics_for_a_run(tmp_path, capsys):

@@ -37,6 +37,31 @@ def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_
     assert metrics["Accuracy"] == f"{shifted.accuracy:.2%}"
 
 
+def test_a_restarted_server_reads_the_predictions_from_disk(app, monkeypatch):
+    import streamlit as st
+
+    from core import evaluate as ev
+
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("progress", args[4] if len(args) > 4 else None))
+        return predict_probs(*args, **kwargs)
+
+    predict_probs = ev.predict_probs
+    monkeypatch.setattr(ev, "predict_probs", counting)
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    assert len(calls) == 1 and calls[0] is not None  # under the progress bar
+    shown = {m.label: m.value for m in app.metric}
+    st.cache_data.clear()
+    st.cache_resource.clear()  # as after a restart: nothing left in memory
+    app.run()
+    assert not app.exception
+    assert len(calls) == 1
+    assert {m.label: m.value for m in app.metric} == shown
+
+
 def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     app.switch_page("pages/evaluate.py").run()
     report = _expected(trained_run, image_folder)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import data, images, registry, userdata
+from core import data, evaluate, images, registry, userdata
 from core.errors import CnnError
 
 SOURCES = {
@@ -248,8 +248,9 @@ def require_dataset(image_size: int = 32) -> data.Dataset:
 
 
 @st.cache_resource(show_spinner=False)
-def _folders_seen() -> set:
-    """(spec, size) pairs whose decoded images this server has found in the disk cache."""
+def _kept_on_disk() -> set:
+    """Keys of slow first steps (decoding a folder, predicting a split) that this server
+    has done or found done in the disk cache: each is looked for there once."""
     return set()
 
 
@@ -261,14 +262,33 @@ def _decode_with_progress(spec: str, image_size: int) -> None:
     folder is decoded into the disk cache here first, and `_load` then reads it in a
     second or two. Checked once per folder and size: the check stats every file.
     """
-    seen = _folders_seen()
-    if (spec, image_size) in seen:
+    seen, key = _kept_on_disk(), ("folder", spec, image_size)
+    if key in seen:
         return
     if data.needs_decoding(spec, image_size):
         doing = f"Reading the images of {Path(spec).expanduser().name}"
         with _progress_bar(doing, "once; later visits load them from the cache") as progress:
             data.load_image_folder(spec, image_size, progress=progress)
-    seen.add((spec, image_size))
+    seen.add(key)
+
+
+def predict_with_progress(entry: dict, model, images, tta: str, what: tuple) -> None:
+    """Predicts `images` into the disk cache under a progress bar, unless kept there.
+
+    Like `_decode_with_progress`, for `evaluate.kept_probs`: a cached page function that
+    calls it then reads the probabilities from disk. Looked for once per model version,
+    `tta` and `what` (a tuple naming the images, e.g. the dataset and split).
+    """
+    seen = _kept_on_disk()
+    key = ("probs", entry["path"], registry.model_version(entry["path"]), tta, *what)
+    if key in seen:
+        return
+    if not evaluate.probs_are_kept(entry["path"], images, tta):
+        doing = f"Classifying {len(images):,} images"
+        doing += "" if tta == "none" else f" with {tta} test-time augmentation"
+        with _progress_bar(doing, "once; kept until the model or the images change") as progress:
+            evaluate.kept_probs(model, entry["path"], images, tta, progress=progress)
+    seen.add(key)
 
 
 def active_model_entry() -> dict | None:
