@@ -409,7 +409,7 @@ class _FolderListing:
         return all(f.exists() for f in files)
 
 
-def _list_classes(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
+def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     classes = sorted(
         d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith(".")
     )
@@ -425,21 +425,22 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
         )
     files = []
     for label, name in enumerate(classes):
+        # Names sorted and joined as strings: Path objects made this listing 1.0 s instead
+        # of 0.1 s for CIFAR-10's 50,000 files, and it runs on every page of a restart.
+        class_folder = os.path.join(folder, name)
         found = sorted(
-            Path(e.path)
-            for e in os.scandir(folder / name)
-            if e.is_file() and not e.name.startswith(".")
+            e.name for e in os.scandir(class_folder) if e.is_file() and not e.name.startswith(".")
         )
         if not found:
-            raise DataError(f"The class folder {folder / name} is empty.")
-        files.extend((p, label) for p in found)
+            raise DataError(f"The class folder {class_folder} is empty.")
+        files.extend((os.path.join(class_folder, n), label) for n in found)
     return classes, files
 
 
 def _listing_key(listing, image_size) -> str:
     digest = hashlib.sha256(f"v1|{image_size}".encode())
     for path, label, part in listing:
-        st = path.stat()
+        st = os.stat(path)
         digest.update(f"{path}|{label}|{part}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
@@ -493,7 +494,7 @@ def _decode_files(listing, image_size, progress=None):
     from core.images import decode_image
 
     def decode(item):
-        path = item[0]
+        path = Path(item[0])
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             return None, f"not an image file type ({path.suffix or 'no extension'})"
         try:
