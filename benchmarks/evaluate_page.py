@@ -1,0 +1,67 @@
+"""How long the Evaluate page takes to show its metrics: a first visit, then after restarts.
+
+    python benchmarks/evaluate_page.py --data ../shared/datasets/cifar10-jpeg [--restarts 2]
+
+Each visit starts a fresh `streamlit run app.py` (nothing in memory, as after a restart),
+opens /evaluate in Chromium with the shipped model and the validation split, and times
+from the navigation to the end of the script run, the metrics shown. The servers share
+a new temporary cache folder in which the decoded folders of the usual cache are linked:
+the images are not decoded again, and nothing in the usual cache changes.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.data import default_cache_dir  # noqa: E402
+from tests.e2e.conftest import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    streamlit_server,
+    wait_idle,
+)
+
+
+def visit(browser, server: dict) -> tuple[float, str]:
+    with streamlit_server(server) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        start = time.perf_counter()
+        page.goto(f"{url}/evaluate")
+        wait_idle(page, timeout=600_000)
+        seconds = time.perf_counter() - start
+        accuracy = page.get_by_test_id("stMetricValue").first.inner_text()
+        page.close()
+    return seconds, accuracy
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="the dataset (CNN_DATA)")
+    p.add_argument("--restarts", type=int, default=2)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        cache = Path(tmp) / "cache"
+        cache.mkdir()
+        for entry in default_cache_dir().glob("folder-*"):
+            (cache / entry.name).symlink_to(entry)
+        env = {"CNN_DATA": str(Path(args.data).resolve()), "CNN_CACHE_DIR": str(cache)}
+        server = {"env": env, "base": Path(tmp)}
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        for i in range(1 + args.restarts):
+            seconds, accuracy = visit(browser, server)
+            kind = "first visit" if i == 0 else f"after restart {i}"
+            print(f"{kind:<16} {seconds:6.1f} s   accuracy shown {accuracy}", flush=True)
+        browser.close()
+    print(f"cpu {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
