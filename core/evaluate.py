@@ -9,6 +9,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -300,6 +301,89 @@ def report_from_probs(probs: np.ndarray, y_true: np.ndarray, class_names: list[s
 def evaluate(model, images, labels, class_names, batch_size=256, tta="none") -> Report:
     """Predicts and scores one split. See `predict_probs` and `report_from_probs`."""
     return report_from_probs(predict_probs(model, images, batch_size, tta), labels, class_names)
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar test of two models scored on the same images.
+
+    Of the `only_a + only_b` images exactly one of the two gets right, each would go to
+    either with probability 1/2 if both were equally good; the p-value is the chance of
+    a split at least as uneven as this one (a binomial tail, doubled, at most 1).
+
+    Args:
+        only_a: images only the first model gets right.
+        only_b: images only the second model gets right.
+
+    Returns:
+        The p-value, in (0, 1]; 1.0 when no image separates them.
+    """
+    n, low = only_a + only_b, min(only_a, only_b)
+    if n == 0:
+        return 1.0
+    # log C(n, k) - n log 2 for k = 0..low, summed in log space: n reaches 45,000.
+    terms = np.array(
+        [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) for k in range(low + 1)]
+    ) - n * math.log(2)
+    top = terms.max()
+    return float(min(1.0, 2 * math.exp(top) * np.exp(terms - top).sum()))
+
+
+@dataclass
+class Comparison:
+    """Where two models' answers on the same images differ (a: the first, b: the second)."""
+
+    both_right: int
+    both_wrong: int
+    only_a: np.ndarray  # indices right only with a, b's most confident mistakes first
+    only_b: np.ndarray  # indices right only with b, a's most confident mistakes first
+    p_value: float  # exact McNemar test on len(only_a) against len(only_b)
+
+    def verdict(self, a: str, b: str) -> str:
+        """One sentence for a reader: which is better here, and whether it could be chance."""
+        sentence = self._verdict(a, b)
+        return sentence[:1].upper() + sentence[1:]
+
+    def _verdict(self, a: str, b: str) -> str:
+        na, nb = len(self.only_a), len(self.only_b)
+        if na == nb:
+            return f"{a} and {b} are right on the same number of these images."
+        better, worse = (b, a) if nb > na else (a, b)
+        split = (
+            f"of the {na + nb:,} images only one of them gets right, {max(na, nb):,} go to {better}"
+        )
+        if self.p_value < 0.05:
+            return (
+                f"{better} is better than {worse} here: {split}; a split this uneven between "
+                f"two equally good models would happen with probability {self.p_value:.2g} "
+                "(McNemar's test)."
+            )
+        return (
+            f"{better} is ahead of {worse}, but that may be chance: {split}, and a split this "
+            f"uneven happens with probability {self.p_value:.2g} between two equally good "
+            "models (McNemar's test; below 0.05 is the usual line)."
+        )
+
+
+def compare(a: Report, b: Report) -> Comparison:
+    """Compares two reports on the same images (same split, same order).
+
+    Raises:
+        ValueError: the reports are not of the same images.
+    """
+    if not np.array_equal(a.y_true, b.y_true):
+        raise ValueError("The two reports are not of the same images.")
+    right_a = a.probs.argmax(1) == a.y_true
+    right_b = b.probs.argmax(1) == b.y_true
+    only_a, only_b = np.flatnonzero(right_a & ~right_b), np.flatnonzero(right_b & ~right_a)
+    only_a = only_a[np.argsort(-b.probs[only_a].max(1), kind="stable")]
+    only_b = only_b[np.argsort(-a.probs[only_b].max(1), kind="stable")]
+    return Comparison(
+        both_right=int((right_a & right_b).sum()),
+        both_wrong=int((~right_a & ~right_b).sum()),
+        only_a=only_a,
+        only_b=only_b,
+        p_value=mcnemar_p(len(only_a), len(only_b)),
+    )
 
 
 def resolve_model_path(target: str | Path) -> Path:

@@ -1,6 +1,7 @@
 """Evaluate: the active model on a split of the active dataset, honestly scored."""
 
 import json
+import re
 
 import numpy as np
 import plotly.graph_objects as go
@@ -9,7 +10,14 @@ import streamlit as st
 from core import export, registry
 from core.datastats import enlarge
 from core.errors import CnnError
-from core.evaluate import kept_probs, least_confident_correct, mistakes, report_from_probs
+from core.evaluate import (
+    Report,
+    compare,
+    kept_probs,
+    least_confident_correct,
+    mistakes,
+    report_from_probs,
+)
 from ui import state
 
 state.ensure_routed()
@@ -165,6 +173,75 @@ d[1].download_button(
     file_name=f"metrics-{split}.json",
     mime="application/json",
 )
+
+st.subheader("Compare with another model")
+size = int(model.input_shape[1])
+others = [
+    m
+    for m in registry.available_models()
+    if m["path"] != entry["path"]
+    and m["card"].get("class_names") == dataset.class_names
+    and int(m["card"].get("input_size") or 32) == size
+]
+other = st.selectbox(
+    "Other model",
+    others,
+    index=None,
+    format_func=lambda m: m["label"],
+    key="evaluate_other",
+    placeholder="Choose a model" if others else "No other model of these classes and size yet",
+    help="Scores another model on the same images, split and test-time augmentation, and "
+    "shows where the two differ.",
+)
+other_model = state.model_of(other) if other else None
+if other_model is not None:
+    state.predict_with_progress(other, other_model, x_split, tta, (state.dataset_spec(), split))
+    other_report = _report(
+        other["path"],
+        registry.model_version(other["path"]),
+        state.dataset_spec(),
+        split,
+        tta,
+        other_model,
+        dataset,
+    )
+    diff = compare(report, other_report)
+    # Names without the "(preset, accuracy)" of the labels: sentences and tabs stay short.
+    a_name, b_name = (m["label"].rsplit(" (", 1)[0] for m in (entry, other))
+    c = st.columns(4)
+    c[0].metric(
+        "Its accuracy",
+        f"{other_report.accuracy:.2%}",
+        delta=f"{(other_report.accuracy - report.accuracy) * 100:+.2f} points",
+    )
+    c[1].metric("Right only with it", f"{len(diff.only_b):,}")
+    c[2].metric("Right only with the active model", f"{len(diff.only_a):,}")
+    c[3].metric("McNemar p-value", f"{diff.p_value:.2g}")
+    # Run names may hold "_" or "*": shown as typed, not as Markdown emphasis.
+    st.markdown(re.sub(r"([\\`*_~|\[\]])", r"\\\1", diff.verdict("the active model", b_name)))
+    recall = go.Figure(
+        [
+            go.Bar(name=f"{a_name} (active)", x=names, y=report.per_class["recall"]),
+            go.Bar(name=b_name, x=names, y=other_report.per_class["recall"]),
+        ]
+    )
+    recall.update_layout(
+        barmode="group",
+        title="Recall per class",
+        yaxis_tickformat=".0%",
+        legend=dict(orientation="h", y=-0.2),
+        margin=dict(t=40),
+    )
+    st.plotly_chart(recall)
+
+    def wrong_answers(indices, wrong: Report, who: str) -> list[str]:
+        return [f"{names[wrong.y_true[i]]}; {who} said {wrong.top_k(i, 1)[0][0]}" for i in indices]
+
+    fixed, broken = st.tabs([f"Right only with {b_name}", "Right only with the active model"])
+    with fixed:
+        gallery(diff.only_b[:18], wrong_answers(diff.only_b[:18], report, "the active model"))
+    with broken:
+        gallery(diff.only_a[:18], wrong_answers(diff.only_a[:18], other_report, b_name))
 
 with st.expander("Export this model"):
     st.caption(

@@ -117,6 +117,34 @@ def test_kept_probabilities_are_read_back_until_the_model_images_or_tta_change(
     assert sorted(len(np.load(f)) for f in cache.glob("probs-*.npy")) == [4, 5]  # newest two
 
 
+def test_mcnemar_p_matches_the_binomial_tail_by_hand():
+    assert ev.mcnemar_p(0, 5) == pytest.approx(2 / 32)
+    assert ev.mcnemar_p(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 1024)  # C(10, k), k <= 2
+    assert ev.mcnemar_p(8, 2) == ev.mcnemar_p(2, 8)
+    assert ev.mcnemar_p(10, 10) == 1.0 and ev.mcnemar_p(0, 0) == 1.0
+    # Large counts (the training split) stay finite: normal approximation 0.0059.
+    assert ev.mcnemar_p(200, 260) == pytest.approx(0.00588, abs=2e-5)
+    assert 0 < ev.mcnemar_p(20_000, 21_000) < 1e-5
+
+
+def test_compare_sorts_out_the_images_only_one_model_gets_right():
+    y = np.array([0, 1, 2, 0, 1])
+    a = np.eye(3)[[0, 1, 0, 1, 1]] * 0.6 + 0.1  # right on 0, 1, 4
+    b = np.eye(3)[[0, 2, 2, 0, 1]] * 0.6 + 0.1  # right on 0, 2, 3, 4
+    a[3] = [0.05, 0.9, 0.05]  # a is surer of its mistake on image 3 than on image 2
+    a, b = (ev.report_from_probs(p, y, list("abc")) for p in (a, b))
+    diff = ev.compare(a, b)
+    assert diff.both_right == 2 and diff.both_wrong == 0
+    assert diff.only_a.tolist() == [1]
+    assert diff.only_b.tolist() == [3, 2]  # a's most confident mistakes first
+    assert diff.p_value == pytest.approx(ev.mcnemar_p(1, 2))
+    assert diff.verdict("the first", "the second").startswith(
+        "The second is ahead of the first, but that may be chance: of the 3 images"
+    )
+    with pytest.raises(ValueError, match="same images"):
+        ev.compare(a, ev.report_from_probs(b.probs, y[::-1], list("abc")))
+
+
 def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     from core import train as train_mod
     from tests.conftest import write_cifar_archive

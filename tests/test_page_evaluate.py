@@ -1,6 +1,7 @@
 """AppTest: the Evaluate page shows exactly what core.evaluate computes."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,35 @@ def test_a_restarted_server_reads_the_predictions_from_disk(app, monkeypatch):
     assert not app.exception
     assert len(calls) == 1
     assert {m.label: m.value for m in app.metric} == shown
+
+
+def test_another_model_is_compared_on_the_same_images(app, trained_run, image_folder):
+    from core.evaluate import compare
+
+    other = trained_run.parent / "20260101-000000-other_b"
+    shutil.copytree(trained_run, other)
+    model = load_model(other / "model.keras")
+    kernel = model.layers[-1].kernel
+    kernel.assign(kernel.numpy()[:, ::-1])  # another model: classes' weights swapped about
+    model.save(other / "model.keras")
+    app.switch_page("pages/evaluate.py").run()
+    box = app.selectbox(key="evaluate_other")
+    index = next(i for i, label in enumerate(box.options) if label.startswith(other.name))
+    box.select_index(index).run()
+    assert not app.exception
+    mine = _expected(trained_run, image_folder)
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    x, y = ds.split("val")
+    theirs = evaluate(load_model(other / "model.keras"), x, y, ds.class_names)
+    diff = compare(mine, theirs)
+    assert len(diff.only_a) + len(diff.only_b) > 0  # the two differ somewhere
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Its accuracy"] == f"{theirs.accuracy:.2%}"
+    assert metrics["Right only with it"] == f"{len(diff.only_b):,}"
+    assert metrics["Right only with the active model"] == f"{len(diff.only_a):,}"
+    assert metrics["McNemar p-value"] == f"{diff.p_value:.2g}"
+    said = diff.verdict("the active model", other.name).replace("_", "\\_")  # not emphasis
+    assert said in [m.value for m in app.markdown]
 
 
 def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):

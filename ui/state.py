@@ -345,11 +345,19 @@ def require_model():
     if entry is None:
         st.info("No model yet: train one on the Train page.")
         st.stop()
+    model = model_of(entry)
+    if model is None:
+        st.stop()
+    return model, entry
+
+
+def model_of(entry: dict):
+    """The loaded model of a `registry.available_models` entry, or None after saying why."""
     try:
-        return _model(entry["path"], registry.model_version(entry["path"])), entry
+        return _model(entry["path"], registry.model_version(entry["path"]))
     except (CnnError, OSError) as err:
         st.error(f"The model {entry['label']} cannot be used: {err}")
-        st.stop()
+        return None
 
 
 TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
