@@ -68,31 +68,44 @@ def describe(pixels: np.ndarray, probs: np.ndarray, class_names: list[str], k: i
     )
 
 
-def classify_bytes(model, data: bytes, class_names: list[str], k: int = 3) -> Prediction:
-    """Decodes untrusted bytes and classifies them.
+def classify_bytes(
+    model, data: bytes, class_names: list[str], k: int = 3, temperature: float = 1.0
+) -> Prediction:
+    """Decodes untrusted bytes and classifies them (`temperature` as for `classify_batch`).
 
     Raises:
         ImageError: the bytes are not a usable image (the message is for the user).
     """
+    from core.evaluate import with_temperature  # core.evaluate imports this module
+
     size = int(model.input_shape[1])
     pixels = decode_image(data, size)
-    return describe(pixels, predict_pixels(model, pixels[None])[0], class_names, k)
+    probs = predict_pixels(model, pixels[None])
+    return describe(pixels, with_temperature(probs, temperature)[0], class_names, k)
 
 
 def classify_batch(
-    model, files: list[tuple[str, bytes]], class_names, k=3, batch_size=256, tta="none"
+    model,
+    files: list[tuple[str, bytes]],
+    class_names,
+    k=3,
+    batch_size=256,
+    tta="none",
+    temperature=1.0,
 ):
     """Classifies many uploads in batched forward passes; bad files do not stop the rest.
 
     Args:
         tta: a key of `core.evaluate.TTA_MODES`: "flip" averages each image's answer with
             its mirror image's (two forward passes).
+        temperature: the model card's calibration temperature, applied to the
+            probabilities (`core.evaluate.with_temperature`); 1.0 leaves them as they are.
 
     Returns:
         `[(name, Prediction or None, error message or None), ...]` in input order.
     """
     from core.errors import ImageError
-    from core.evaluate import predict_probs  # core.evaluate imports this module
+    from core.evaluate import predict_probs, with_temperature  # it imports this module
 
     size = int(model.input_shape[1])
     decoded = []
@@ -102,7 +115,8 @@ def classify_batch(
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
-    probs = iter(predict_probs(model, np.stack(good), batch_size, tta) if good else [])
+    probs = predict_probs(model, np.stack(good), batch_size, tta) if good else []
+    probs = iter(with_temperature(probs, temperature) if temperature != 1.0 else probs)
     return [
         (name, describe(px, next(probs), class_names, k), None)
         if px is not None

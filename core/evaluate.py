@@ -248,6 +248,8 @@ class Report:
             for i, name in enumerate(self.class_names)
         }
         d["count"] = int(len(self.y_true))
+        calib = calibration(self.probs, self.y_true)
+        d["expected_calibration_error"], d["confidence_gap"] = calib.ece, calib.gap
         return d
 
     def per_class_rows(self) -> list[dict]:
@@ -301,6 +303,137 @@ def report_from_probs(probs: np.ndarray, y_true: np.ndarray, class_names: list[s
 def evaluate(model, images, labels, class_names, batch_size=256, tta="none") -> Report:
     """Predicts and scores one split. See `predict_probs` and `report_from_probs`."""
     return report_from_probs(predict_probs(model, images, batch_size, tta), labels, class_names)
+
+
+CALIBRATION_BINS = 10
+
+
+@dataclass
+class Calibration:
+    """How well a model's confidence (its top probability) matches how often it is right."""
+
+    edges: np.ndarray  # (bins + 1,) equal-width confidence bins over [0, 1]
+    count: np.ndarray  # (bins,) images per bin
+    confidence: np.ndarray  # (bins,) mean top probability per bin; nan where empty
+    accuracy: np.ndarray  # (bins,) share right per bin; nan where empty
+    ece: float  # expected calibration error: sum over bins of share * |accuracy - confidence|
+    gap: float  # mean confidence minus accuracy: > 0 overconfident, < 0 underconfident
+
+    def summary(self) -> str:
+        """One sentence for a reader: how far and which way confidence is off."""
+        points = abs(self.gap) * 100
+        if points < 1:
+            way = "Calibrated: its confidence matches its accuracy to within a point on average"
+        else:
+            over = self.gap > 0
+            way = (
+                f"{'Over' if over else 'Under'}confident: its confidence is {points:.1f} "
+                f"points {'above' if over else 'below'} its accuracy on average"
+            )
+        return (
+            f"{way} (expected calibration error {self.ece:.3f}; 0 when every bar meets the "
+            "diagonal)."
+        )
+
+
+def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities softened (`temperature` > 1) or sharpened (< 1): softmax(log p / T).
+
+    The order of the classes, so every prediction, stays as it was.
+    """
+    z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature that makes `probs` most likely for `y_true` (temperature scaling).
+
+    One number for all classes, found by golden-section search on its logarithm between
+    1/20 and 20 (the mean log-loss is unimodal there). Label smoothing, for one, leaves a
+    model underconfident, which a temperature below 1 undoes.
+
+    Args:
+        probs: float `(N, C)`, e.g. a validation split's probabilities.
+        y_true: int labels `(N,)`.
+
+    Returns:
+        The temperature, rounded to 4 decimals; 1.0 when there are no images.
+    """
+    if len(y_true) == 0:
+        return 1.0
+    y_true = np.asarray(y_true)
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None))
+
+    def loss(log_t: float) -> float:
+        z = logp / math.exp(log_t)
+        z -= z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), y_true]))
+
+    lo, hi, ratio = math.log(0.05), math.log(20.0), (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if loss(a) < loss(b):
+            hi = b
+        else:
+            lo = a
+    return round(math.exp((lo + hi) / 2), 4)
+
+
+MIN_CALIBRATION_IMAGES = 200  # fewer validation images fit a temperature to noise
+MIN_CALIBRATION_MISTAKES = 10  # with none, the best fit is "always certain": no fit at all
+
+
+def calibration_record(probs: np.ndarray, y_true: np.ndarray) -> dict | None:
+    """The `"calibration"` entry of a model card, from its validation probabilities.
+
+    Returns:
+        `{"temperature", "images", "ece", "ece_scaled"}`: the fitted temperature, how many
+        images it was fitted on, and the expected calibration error before and after it;
+        None with fewer than `MIN_CALIBRATION_IMAGES` images or `MIN_CALIBRATION_MISTAKES`
+        mistakes among them, too few to say how sure the model should be.
+    """
+    mistakes = int(np.sum(probs.argmax(axis=1) != np.asarray(y_true)))
+    if len(y_true) < MIN_CALIBRATION_IMAGES or mistakes < MIN_CALIBRATION_MISTAKES:
+        return None
+    temperature = fit_temperature(probs, y_true)
+    return {
+        "temperature": temperature,
+        "images": int(len(y_true)),
+        "ece": round(calibration(probs, y_true).ece, 4),
+        "ece_scaled": round(calibration(with_temperature(probs, temperature), y_true).ece, 4),
+    }
+
+
+def calibration(probs: np.ndarray, y_true: np.ndarray, bins: int = CALIBRATION_BINS) -> Calibration:
+    """Bins images by their top probability and compares it with how often they are right.
+
+    Args:
+        probs: float `(N, C)` class probabilities.
+        y_true: int labels `(N,)`.
+        bins: equal-width confidence bins over [0, 1] (the last includes 1).
+
+    Returns:
+        A `Calibration` (a reliability diagram's bars, ECE and the mean gap).
+    """
+    conf = probs.max(axis=1).astype(np.float64)
+    right = (probs.argmax(axis=1) == np.asarray(y_true)).astype(np.float64)
+    which = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    sum_conf = np.bincount(which, weights=conf, minlength=bins)
+    sum_right = np.bincount(which, weights=right, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf, accuracy = sum_conf / count, sum_right / count
+    n = max(len(conf), 1)
+    return Calibration(
+        edges=np.linspace(0.0, 1.0, bins + 1),
+        count=count,
+        confidence=mean_conf,
+        accuracy=accuracy,
+        ece=float(np.abs(sum_right - sum_conf).sum() / n),
+        gap=float((conf.sum() - right.sum()) / n),
+    )
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
@@ -416,6 +549,7 @@ def format_report(report: Report) -> str:
         lines.append(
             f"{kind + ' avg':<14}{avg['precision']:>10.4f}{avg['recall']:>10.4f}{avg['f1']:>10.4f}"
         )
+    lines += ["", calibration(report.probs, report.y_true).summary()]
     return "\n".join(lines)
 
 

@@ -5,6 +5,7 @@ Nothing else is ever loaded: a path comes from this list, never from a user.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -103,18 +104,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
             k: taught_by.get(k) for k in ("preset", "params", "epochs", "metrics", "train_seconds")
         }
         card["teacher"]["command"] = cli_command(TrainConfig.from_dict(taught_by["train_config"]))
-    dataset = None
-    if data:
-        from core.data import load_dataset
-        from core.evaluate import evaluate
-
-        config = card["train_config"]
-        dataset = load_dataset(
-            data,
-            image_size=card["input_size"],
-            val_fraction=config["val_fraction"],
-            seed=config["seed"],
-        )
+    dataset = split_as_trained(card, data) if data else None
     card["shipped_from"] = run_dir.name
     card["stored_weights"] = "float16"
     dest = Path(dest)
@@ -123,6 +113,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
         model.save(staging / "model.keras")
         compact_weights(staging / "model.keras")
         if dataset is not None:  # the figures of the file as shipped, and its int8 copy
+            from core.evaluate import calibration_record, evaluate, predict_probs
             from core.quantize import quantize
 
             x, y = dataset.split("val")
@@ -131,6 +122,8 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
                 card["metrics"][f"val_accuracy_{mode.replace('+', '_')}_tta"] = evaluate(
                     served, x, y, dataset.class_names, tta=mode
                 ).accuracy
+            if record := calibration_record(predict_probs(served, x), y):
+                card["calibration"] = record
         atomic_write_json(staging / "model_card.json", card)
         if dataset is not None:
             quantize(staging / "model.keras", dataset, log=lambda line: None, model=served)
@@ -139,6 +132,58 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
+
+
+def calibrate(model_path: str | os.PathLike, data: str) -> dict:
+    """Fits a model's temperature on its own validation split and writes it into its card.
+
+    For models trained before cards carried one (`core.train` fits it at the end of a
+    completed run, `ship` on the file as shipped). The split is rebuilt from the card's
+    training config (fraction and seed), so the images are those the run validated on.
+
+    Returns:
+        The card's new `"calibration"` entry (see `core.evaluate.calibration_record`).
+
+    Raises:
+        RunError: the model has no card, or its validation split is too small to fit on.
+    """
+    from core.errors import RunError
+    from core.evaluate import (
+        MIN_CALIBRATION_IMAGES,
+        MIN_CALIBRATION_MISTAKES,
+        calibration_record,
+        predict_probs,
+    )
+    from core.fileio import atomic_write_json
+    from core.model import load_model
+
+    card_path = Path(model_path).parent / "model_card.json"
+    card = read_json(card_path)
+    if card is None:
+        raise RunError(f"{model_path} has no model card beside it.")
+    x, y = split_as_trained(card, data).split("val")
+    record = calibration_record(predict_probs(load_model(model_path), x), y)
+    if record is None:
+        raise RunError(
+            f"{len(y)} validation images are too few to fit a temperature on (it takes "
+            f"{MIN_CALIBRATION_IMAGES} and {MIN_CALIBRATION_MISTAKES} mistakes among them)."
+        )
+    card["calibration"] = record
+    atomic_write_json(card_path, card)
+    return record
+
+
+def split_as_trained(card: dict, data: str):
+    """`data` at the image size and split (fraction, seed) of the run a model card describes."""
+    from core.data import load_dataset
+
+    config = card["train_config"]
+    return load_dataset(
+        data,
+        image_size=card["input_size"],
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+    )
 
 
 def compact_weights(path: str | os.PathLike) -> int:
@@ -198,14 +243,22 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m core.registry",
-        description="Make a completed run the shipped default model (assets/default_model).",
+        description="Ship a completed run as the default model, or calibrate a model.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("ship", help="copy a run's model and card into assets/default_model")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--data", help="score flip TTA on the run's validation split of this data")
+    c = sub.add_parser(
+        "calibrate", help="fit a model's temperature on its validation split; write its card"
+    )
+    c.add_argument("--data", required=True, help="the data the model was trained on")
+    c.add_argument("--model", type=Path, default=default_model_path(), help="default: shipped")
     args = parser.parse_args(argv)
     try:
+        if args.command == "calibrate":
+            print(json.dumps(calibrate(args.model, args.data)))
+            return 0
         print(ship(args.run_dir, args.data))
     except CnnError as err:
         print(err, file=sys.stderr)

@@ -39,6 +39,20 @@ if fast:
         f"{record['agreement']:.1%} of them. Grad-CAM is computed on the float32 model."
     )
 answerer = engine if fast else model
+calib = entry["card"].get("calibration") or {}
+temperature = calib.get("temperature", 1.0)
+if calib:
+    st.caption(
+        f"Probabilities calibrated: temperature {temperature:g}, fitted on {calib['images']:,} "
+        f"validation images (calibration error {calib['ece']:.3f} before, "
+        f"{calib['ece_scaled']:.3f} after; see the Evaluate page's Confidence section)."
+    )
+else:
+    st.caption(
+        "Probabilities as the model gives them: its card has no calibration temperature "
+        "(a completed run gets one; for another model run `python -m core.registry "
+        "calibrate --model <model.keras> --data <its data>`)."
+    )
 tta = state.tta_select(st.columns([1, 2])[0], "classify_tta")
 
 uploads = st.file_uploader(
@@ -62,16 +76,14 @@ if not files and probe is None:
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=32)
-def _classify(
-    digest: str, model_path: str, version: int, int8: bool, tta: str, _files, _model, _names
-):
-    return classify_batch(_model, _files, _names, k=min(5, len(_names)), tta=tta)
+def _classify(digest, model_path, version, int8: bool, tta: str, t: float, _files, _model, _names):
+    return classify_batch(_model, _files, _names, k=min(5, len(_names)), tta=tta, temperature=t)
 
 
 digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
 version = registry.model_version(entry["path"])
 results = (
-    _classify(digest, entry["path"], version, fast, tta, files, answerer, class_names)
+    _classify(digest, entry["path"], version, fast, tta, temperature, files, answerer, class_names)
     if files
     else []
 )
@@ -126,10 +138,11 @@ def show(name, original, pred):
 
 if probe is not None:
     from core.classify import describe
-    from core.evaluate import predict_probs
+    from core.evaluate import predict_probs, with_temperature
 
     pixels = model_image(model, probe["pixels"])  # a dataset sample may be smaller
-    pred = describe(pixels, predict_probs(answerer, pixels[None], tta=tta)[0], class_names)
+    probs = with_temperature(predict_probs(answerer, pixels[None], tta=tta), temperature)
+    pred = describe(pixels, probs[0], class_names)
     with st.container(border=True):
         show(probe["caption"], None, pred)
         if st.button("Clear this sample", key="classify_clear_probe"):

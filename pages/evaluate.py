@@ -12,11 +12,13 @@ from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import (
     Report,
+    calibration,
     compare,
     kept_probs,
     least_confident_correct,
     mistakes,
     report_from_probs,
+    with_temperature,
 )
 from ui import state
 
@@ -142,6 +144,43 @@ st.dataframe(
 )
 avg = report.averages
 st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
+
+st.subheader("Confidence")
+temperature = (entry["card"].get("calibration") or {}).get("temperature")
+views = {"as the model gives them": report.probs}
+if temperature:
+    views[f"after its temperature {temperature:g}"] = with_temperature(report.probs, temperature)
+reliability = go.Figure()
+for name, probs in views.items():
+    calib = calibration(probs, report.y_true)
+    reliability.add_bar(
+        x=(calib.edges[:-1] + calib.edges[1:]) / 2,
+        y=calib.accuracy,
+        name=f"share right, {name}",
+        customdata=np.stack([calib.count, calib.confidence], axis=1),
+        hovertemplate="said %{customdata[1]:.0%} on average<br>right %{y:.0%}"
+        "<br>%{customdata[0]:,} images<extra></extra>",
+    )
+    st.caption(f"Probabilities {name}. {calib.summary()}")
+reliability.add_scatter(
+    x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash"), name="perfectly calibrated"
+)
+reliability.update_layout(
+    barmode="group",
+    bargap=0.1,
+    xaxis=dict(title="Confidence (top probability), bins of 10%", tickformat=".0%", range=[0, 1]),
+    yaxis=dict(title="Share right", tickformat=".0%", range=[0, 1]),
+    height=380,
+    margin=dict(t=20),
+    legend=dict(orientation="h", y=-0.3),
+)
+st.plotly_chart(reliability)
+if temperature:
+    st.caption(
+        "The temperature comes from the model card: fitted on the validation split at the end "
+        "of training, it sharpens (below 1) or softens (above 1) every answer without changing "
+        "which class wins. The Classify page shows probabilities after it."
+    )
 
 wrong = mistakes(report.probs, report.y_true)
 tabs = st.tabs(["Most confident mistakes", "Least confident correct"])

@@ -145,6 +145,42 @@ def test_compare_sorts_out_the_images_only_one_model_gets_right():
         ev.compare(a, ev.report_from_probs(b.probs, y[::-1], list("abc")))
 
 
+def test_a_temperature_is_fitted_back_and_keeps_every_prediction():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (20_000, 5))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(5, p=p) for p in truth])  # labels as likely as `truth` says
+    overconfident = ev.with_temperature(truth, 0.5)  # twice as sharp as it should be
+    assert ev.fit_temperature(overconfident, y) == pytest.approx(2.0, abs=0.1)
+    assert ev.fit_temperature(ev.with_temperature(truth, 2.0), y) == pytest.approx(0.5, abs=0.03)
+    np.testing.assert_allclose(ev.with_temperature(truth, 1.0), truth, rtol=1e-5)
+    np.testing.assert_array_equal(overconfident.argmax(1), truth.argmax(1))
+    before = ev.calibration(overconfident, y)
+    after = ev.calibration(ev.with_temperature(overconfident, 2.0), y)
+    assert before.gap > 0.05 and before.summary().startswith("Overconfident: its confidence is")
+    assert after.ece < 0.02 < before.ece
+    record = ev.calibration_record(overconfident, y)
+    assert record["temperature"] == pytest.approx(2.0, abs=0.1) and record["images"] == 20_000
+    assert record["ece_scaled"] < record["ece"]
+    assert ev.calibration_record(overconfident[:150], y[:150]) is None  # too few images
+    right = np.eye(5)[y[:500]] * 0.9 + 0.02
+    assert ev.calibration_record(right, y[:500]) is None  # no mistake to learn doubt from
+
+
+def test_calibration_bins_by_hand():
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.65, 0.35], [0.3, 0.7]])
+    c = ev.calibration(probs, y, bins=10)
+    assert c.count.tolist() == [0] * 6 + [1, 1, 0, 2]  # tops 0.65, 0.7, 0.9 and 0.95
+    assert c.accuracy[9] == 1.0 and c.accuracy[6] == 0.0 and np.isnan(c.accuracy[0])
+    assert c.confidence[9] == pytest.approx(0.925)
+    # |right - confidence| per bin over 4 images: (0.65 + 0.3 + 0.15) / 4
+    assert c.ece == pytest.approx(1.1 / 4)
+    assert c.gap == pytest.approx((0.95 + 0.9 + 0.65 + 0.7) / 4 - 0.75)
+    sure_and_right = ev.calibration(np.eye(2) * 0.99 + 0.005, np.array([0, 1]))
+    assert sure_and_right.summary().startswith("Calibrated")
+
+
 def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     from core import train as train_mod
     from tests.conftest import write_cifar_archive

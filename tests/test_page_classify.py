@@ -1,12 +1,20 @@
 """AppTest: uploads on the Classify page give predictions; bad files get their sentence."""
 
 import io
+import json
 
 import numpy as np
 from PIL import Image
 
 from core.classify import classify_bytes
+from core.evaluate import with_temperature
 from core.model import load_model
+
+
+def _temperature(run_dir) -> float:
+    """The calibration temperature of a run's card, which the page applies (1 without)."""
+    card = json.loads((run_dir / "model_card.json").read_text())
+    return (card.get("calibration") or {}).get("temperature", 1.0)
 
 
 def _png(colour):
@@ -29,7 +37,9 @@ def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_r
     model = load_model(trained_run / "model.keras")
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, "PNG")
-    expected = classify_bytes(model, buf.getvalue(), ["cat", "dog", "frog"])
+    expected = classify_bytes(
+        model, buf.getvalue(), ["cat", "dog", "frog"], temperature=_temperature(trained_run)
+    )
     shown = [m.value for m in app.markdown if m.value.startswith("**val #3")]
     assert shown == [f"**val #3 (dog)** → **{expected.label}** ({expected.confidence:.1%})"]
 
@@ -65,7 +75,9 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     assert not app.exception
     model = load_model(trained_run / "model.keras")
     for name, data, _ in (files[0], files[2]):
-        expected = classify_bytes(model, data, ["cat", "dog", "frog"])
+        expected = classify_bytes(
+            model, data, ["cat", "dog", "frog"], temperature=_temperature(trained_run)
+        )
         line = f"**{name}** → **{expected.label}** ({expected.confidence:.1%})"
         assert line in [m.value for m in app.markdown], line
     [error] = [e.value for e in app.error]
@@ -73,6 +85,29 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     table = app.dataframe[0].value
     assert table["file"].tolist() == ["green.png", "notes.png", "red.png"]
     assert table["prediction"].tolist()[1] == ""
+
+
+def test_the_cards_temperature_calibrates_the_probabilities_shown(app, trained_run):
+    app.switch_page("pages/classify.py").run()
+    assert "no calibration temperature" in " ".join(c.value for c in app.caption)
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 0.5, "images": 5000, "ece": 0.2, "ece_scaled": 0.01}
+    card_path.write_text(json.dumps(card))  # as `python -m core.registry calibrate` writes it
+    app.run()
+    assert "Probabilities calibrated: temperature 0.5, fitted on 5,000 validation images" in (
+        " ".join(c.value for c in app.caption)
+    )
+    data = _png((20, 200, 30))
+    app.file_uploader(key="classify_files").set_value([("green.png", data, "image/png")]).run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    raw = classify_bytes(model, data, ["cat", "dog", "frog"])
+    sharp = classify_bytes(model, data, ["cat", "dog", "frog"], temperature=0.5)
+    assert sharp.label == raw.label and sharp.confidence > raw.confidence
+    assert f"**green.png** → **{sharp.label}** ({sharp.confidence:.1%})" in [
+        m.value for m in app.markdown
+    ]
 
 
 def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):
@@ -90,7 +125,11 @@ def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):
     assert not app.exception
     model = load_model(trained_run / "model.keras")
     views = predict_pixels(model, np.stack([pixels, pixels[:, ::-1]]))
-    plain, flip = (describe(pixels, p, ["cat", "dog", "frog"]) for p in (views[0], views.mean(0)))
+    t = _temperature(trained_run)
+    plain, flip = (
+        describe(pixels, with_temperature(p, t), ["cat", "dog", "frog"])
+        for p in (views[0], views.mean(0))
+    )
     shown = [m.value for m in app.markdown]
     for name in ("val #5 (frog)", "half.png"):
         lines = [f"**{name}** → **{p.label}** ({p.confidence:.1%})" for p in (plain, flip)]

@@ -1,5 +1,6 @@
 """AppTest: the Evaluate page shows exactly what core.evaluate computes."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -90,6 +91,27 @@ def test_another_model_is_compared_on_the_same_images(app, trained_run, image_fo
     assert metrics["McNemar p-value"] == f"{diff.p_value:.2g}"
     said = diff.verdict("the active model", other.name).replace("_", "\\_")  # not emphasis
     assert said in [m.value for m in app.markdown]
+
+
+def test_the_confidence_section_shows_calibration_before_and_after_the_temperature(
+    app, trained_run, image_folder
+):
+    from core.evaluate import calibration, with_temperature
+
+    app.switch_page("pages/evaluate.py").run()
+    report = _expected(trained_run, image_folder)
+    before = calibration(report.probs, report.y_true).summary()
+    captions = [c.value for c in app.caption]
+    assert f"Probabilities as the model gives them. {before}" in captions
+    assert not any("after its temperature" in c for c in captions)  # none in the card
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 2.5, "images": 5000, "ece": 0.2, "ece_scaled": 0.01}
+    card_path.write_text(json.dumps(card))
+    app.run()
+    after = calibration(with_temperature(report.probs, 2.5), report.y_true).summary()
+    assert after != before
+    assert f"Probabilities after its temperature 2.5. {after}" in [c.value for c in app.caption]
 
 
 def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):

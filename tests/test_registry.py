@@ -3,6 +3,7 @@ import shlex
 import shutil
 
 import numpy as np
+import pytest
 
 from core import registry, runs
 
@@ -102,3 +103,18 @@ def test_a_distilled_models_card_says_how_to_train_its_teacher(trained_run, tiny
     teacher_config = TrainConfig.from_dict(read_json(trained_run / "config.json"))
     assert card["teacher"]["command"] == cli_command(teacher_config)
     assert card["teacher"]["preset"] == "seed" and card["teacher"]["epochs"] == 2
+
+
+def test_calibrate_writes_a_temperature_into_an_older_models_card(trained_run, monkeypatch):
+    from core import evaluate as ev
+    from core.errors import RunError
+
+    card_path = trained_run / "model_card.json"
+    data = json.loads(card_path.read_text())["train_config"]["data"]
+    with pytest.raises(RunError, match="too few to fit a temperature"):
+        registry.calibrate(trained_run / "model.keras", data)  # its 9 validation images
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_IMAGES", 5)
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_MISTAKES", 0)
+    record = registry.calibrate(trained_run / "model.keras", data)
+    assert record["images"] == 9 and record["temperature"] > 0
+    assert json.loads(card_path.read_text())["calibration"] == record

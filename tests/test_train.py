@@ -73,8 +73,25 @@ def test_run_directory_holds_everything_a_run_promises(tiny_dataset):
     assert card["input_size"] == 32 and card["epochs"] == 2
     assert card["params"] == 167_562 - 64 * 10 - 10 + 64 * 3 + 3  # seed net with 3 classes
     assert card["command"].startswith("python -m core.train --preset seed")
+    assert "calibration" not in card  # 15 validation images are too few to fit a temperature
     saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     assert saved.model.blocks[0].filters == 32 and saved.augment.flip
+
+
+def test_a_completed_runs_card_carries_a_temperature_fitted_on_its_validation_split(
+    tiny_dataset, monkeypatch
+):
+    from core import evaluate as ev
+    from core.model import load_model
+
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_IMAGES", 10)  # the tiny split's 15 will do
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_MISTAKES", 0)
+    run_dir = train(_config(epochs=1), tiny_dataset)
+    card = json.loads((run_dir / "model_card.json").read_text())
+    x, y = tiny_dataset.split("val")
+    expected = ev.calibration_record(ev.predict_probs(load_model(run_dir / "model.keras"), x), y)
+    assert card["calibration"]["images"] == 15
+    assert card["calibration"]["temperature"] == pytest.approx(expected["temperature"], rel=1e-3)
 
 
 def test_saved_model_takes_raw_uint8_and_returns_probabilities(tiny_dataset):
