@@ -56,6 +56,11 @@ def model_version(path: str | os.PathLike) -> float:
     return os.stat(path).st_mtime_ns
 
 
+def temperature(entry: dict) -> float:
+    """The calibration temperature in an `available_models` entry's card; 1.0 without one."""
+    return (entry["card"].get("calibration") or {}).get("temperature", 1.0)
+
+
 def _label(name: str, card: dict) -> str:
     acc = (card.get("metrics") or {}).get("val_accuracy")
     bits = [card.get("preset")] + ([f"{acc:.1%} val"] if acc is not None else [])

@@ -39,8 +39,8 @@ if fast:
         f"{record['agreement']:.1%} of them. Grad-CAM is computed on the float32 model."
     )
 answerer = engine if fast else model
-calib = entry["card"].get("calibration") or {}
-temperature = calib.get("temperature", 1.0)
+calib = entry["card"].get("calibration")
+temperature = registry.temperature(entry)
 if calib:
     st.caption(
         f"Probabilities calibrated: temperature {temperature:g}, fitted on {calib['images']:,} "

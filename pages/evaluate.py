@@ -57,17 +57,16 @@ def _report(model_path: str, version: int, spec: str, split: str, tta: str, _mod
     return report_from_probs(kept_probs(_model, model_path, x, tta), y, _data.class_names)
 
 
+def report_of(model_entry: dict, loaded) -> Report:
+    """A model's report on the chosen split: predicted under a progress bar the first time."""
+    where = (state.dataset_spec(), split)
+    state.predict_with_progress(model_entry, loaded, x_split, tta, where)
+    version = registry.model_version(model_entry["path"])
+    return _report(model_entry["path"], version, *where, tta, loaded, dataset)
+
+
 x_split, _ = dataset.split(split)
-state.predict_with_progress(entry, model, x_split, tta, (state.dataset_spec(), split))
-report = _report(
-    entry["path"],
-    registry.model_version(entry["path"]),
-    state.dataset_spec(),
-    split,
-    tta,
-    model,
-    dataset,
-)
+report = report_of(entry, model)
 names = report.class_names
 
 m = st.columns(4)
@@ -146,9 +145,9 @@ avg = report.averages
 st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
 
 st.subheader("Confidence")
-temperature = (entry["card"].get("calibration") or {}).get("temperature")
+temperature = registry.temperature(entry)
 views = {"as the model gives them": report.probs}
-if temperature:
+if temperature != 1.0:
     views[f"after its temperature {temperature:g}"] = with_temperature(report.probs, temperature)
 reliability = go.Figure()
 for name, probs in views.items():
@@ -175,7 +174,7 @@ reliability.update_layout(
     legend=dict(orientation="h", y=-0.3),
 )
 st.plotly_chart(reliability)
-if temperature:
+if temperature != 1.0:
     st.caption(
         "The temperature comes from the model card: fitted on the validation split at the end "
         "of training, it sharpens (below 1) or softens (above 1) every answer without changing "
@@ -234,16 +233,7 @@ other = st.selectbox(
 )
 other_model = state.model_of(other) if other else None
 if other_model is not None:
-    state.predict_with_progress(other, other_model, x_split, tta, (state.dataset_spec(), split))
-    other_report = _report(
-        other["path"],
-        registry.model_version(other["path"]),
-        state.dataset_spec(),
-        split,
-        tta,
-        other_model,
-        dataset,
-    )
+    other_report = report_of(other, other_model)
     diff = compare(report, other_report)
     # Names without the "(preset, accuracy)" of the labels: sentences and tabs stay short.
     a_name, b_name = (m["label"].rsplit(" (", 1)[0] for m in (entry, other))

@@ -34,14 +34,17 @@ def test_a_training_that_fills_the_disk_fails_with_a_sentence_and_the_app_keeps_
 ):
     from core.classify import classify_bytes
     from core.quantize import default_answerer
-    from core.registry import available_models
+    from core.registry import available_models, temperature
     from core.runs import list_runs
 
     photo = tmp_path / "after-the-fault.png"
     Image.new("RGB", (40, 40), (30, 60, 220)).save(photo)
     default = available_models(tmp_path / "no-runs")[0]
     want = classify_bytes(
-        default_answerer(default["path"]), photo.read_bytes(), default["card"]["class_names"]
+        default_answerer(default["path"]),
+        photo.read_bytes(),
+        default["card"]["class_names"],
+        temperature=temperature(default),
     )
     # 3 MiB: the seed preset's first 2 MB checkpoint fits, the second one cannot.
     with small_disk(tmp_path / "disk", "3m") as disk:

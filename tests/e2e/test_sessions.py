@@ -243,7 +243,7 @@ def test_a_model_switch_in_one_session_never_reaches_another_sessions_results(
 ):
     from core.classify import classify_bytes
     from core.quantize import default_answerer
-    from core.registry import available_models
+    from core.registry import available_models, temperature
 
     copies = _same_pixels_new_bytes(tmp_path, SWAP_ROUNDS)
     models = available_models(e2e_data["base"] / "runs")
@@ -251,7 +251,10 @@ def test_a_model_switch_in_one_session_never_reaches_another_sessions_results(
     want = {}
     for who, entry in (("a", default), ("b", trained)):
         pred = classify_bytes(
-            default_answerer(entry["path"]), copies[0].read_bytes(), entry["card"]["class_names"]
+            default_answerer(entry["path"]),
+            copies[0].read_bytes(),
+            entry["card"]["class_names"],
+            temperature=temperature(entry),
         )
         want[who] = f"{pred.label} ({pred.confidence:.1%})"
     assert want["a"] != want["b"], "the two models must answer differently for this test"
