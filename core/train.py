@@ -823,8 +823,10 @@ def _finish(run_dir, model, config, dataset, history, state, started):
     save_model_atomic(model, run_dir / "model.keras")
     wall = round(time.perf_counter() - started, 2)
     card = model_card(model, config, dataset, history, wall_seconds=wall)
-    if state == "completed" and len(dataset.splits.get("val", ((), ()))[1]):
-        from core.evaluate import calibration_record, predict_probs
+    from core import evaluate
+
+    val_images = len(dataset.splits.get("val", ((), ()))[1])
+    if state == "completed" and val_images >= evaluate.MIN_CALIBRATION_IMAGES:
         from core.model import load_model
 
         x, y = dataset.split("val")
@@ -834,7 +836,7 @@ def _finish(run_dir, model, config, dataset, history, state, started):
         # saved file as the app serves it, not `model`: under a distribution strategy
         # its predictions come once per replica.
         served = load_model(run_dir / "model.keras")
-        if record := calibration_record(predict_probs(served, x), y):
+        if record := evaluate.calibration_record(evaluate.predict_probs(served, x), y):
             card["calibration"] = record
     atomic_write_json(run_dir / "model_card.json", card)
     runs.write_status(run_dir, state=state, ended=runs.now_iso(), wall_seconds=wall, message=None)
