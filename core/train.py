@@ -669,12 +669,12 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             start = config.small_crop_epochs
         if not model.stop_training:  # early stopping may have ended the run already
             model.fit(train_ds, epochs=config.epochs, initial_epoch=start, **fit)
-        _finish(run_dir, model, config, dataset, history, "completed", started)
+        _finish(run_dir, model, config, dataset, history, "completed", started, verbose)
     except StopRequested:
         save_model_atomic(model, run_dir / "checkpoints" / "last.keras")
         (run_dir / "stop.request").unlink(missing_ok=True)
         runs.write_status(run_dir, checkpoint="checkpoints/last.keras")
-        _finish(run_dir, model, config, dataset, history, "stopped", started)
+        _finish(run_dir, model, config, dataset, history, "stopped", started, verbose)
     except BaseException as err:
         message = _failure_message(err)
         try:
@@ -819,7 +819,7 @@ def _as_os_error(err: BaseException) -> BaseException:
     return err
 
 
-def _finish(run_dir, model, config, dataset, history, state, started):
+def _finish(run_dir, model, config, dataset, history, state, started, verbose=0):
     save_model_atomic(model, run_dir / "model.keras")
     wall = round(time.perf_counter() - started, 2)
     card = model_card(model, config, dataset, history, wall_seconds=wall)
@@ -835,9 +835,17 @@ def _finish(run_dir, model, config, dataset, history, state, started):
         # probabilities that the Classify page shows mean what they say. Through the
         # saved file as the app serves it, not `model`: under a distribution strategy
         # its predictions come once per replica.
+        if verbose:
+            print(f"Calibrating: the {len(y):,} validation images once more…", flush=True)
         served = load_model(run_dir / "model.keras")
         if record := evaluate.calibration_record(evaluate.predict_probs(served, x), y):
             card["calibration"] = record
+            if verbose:
+                print(
+                    f"Temperature {record['temperature']:g}: calibration error "
+                    f"{record['ece']:.3f} -> {record['ece_scaled']:.3f}",
+                    flush=True,
+                )
     atomic_write_json(run_dir / "model_card.json", card)
     runs.write_status(run_dir, state=state, ended=runs.now_iso(), wall_seconds=wall, message=None)
 

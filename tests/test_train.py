@@ -79,15 +79,18 @@ def test_run_directory_holds_everything_a_run_promises(tiny_dataset):
 
 
 def test_a_completed_runs_card_carries_a_temperature_fitted_on_its_validation_split(
-    tiny_dataset, monkeypatch
+    tiny_dataset, monkeypatch, capsys
 ):
     from core import evaluate as ev
     from core.model import load_model
 
     monkeypatch.setattr(ev, "MIN_CALIBRATION_IMAGES", 10)  # the tiny split's 15 will do
     monkeypatch.setattr(ev, "MIN_CALIBRATION_MISTAKES", 0)
-    run_dir = train(_config(epochs=1), tiny_dataset)
+    run_dir = train(_config(epochs=1), tiny_dataset, verbose=1)
+    said = capsys.readouterr().out
+    assert "Calibrating: the 15 validation images once more" in said
     card = json.loads((run_dir / "model_card.json").read_text())
+    assert f"Temperature {card['calibration']['temperature']:g}: calibration error" in said
     x, y = tiny_dataset.split("val")
     expected = ev.calibration_record(ev.predict_probs(load_model(run_dir / "model.keras"), x), y)
     assert card["calibration"]["images"] == 15
