@@ -115,8 +115,11 @@ def classify_batch(
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
-    probs = predict_probs(model, np.stack(good), batch_size, tta) if good else []
-    probs = iter(with_temperature(probs, temperature) if temperature != 1.0 else probs)
+    probs = iter(
+        with_temperature(predict_probs(model, np.stack(good), batch_size, tta), temperature)
+        if good
+        else []
+    )
     return [
         (name, describe(px, next(probs), class_names, k), None)
         if px is not None

@@ -339,8 +339,11 @@ class Calibration:
 def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """Probabilities softened (`temperature` > 1) or sharpened (< 1): softmax(log p / T).
 
-    The order of the classes, so every prediction, stays as it was.
+    The order of the classes, so every prediction, stays as it was; a temperature of 1
+    returns `probs` as float32, untouched by the log and exp round trip.
     """
+    if temperature == 1.0:
+        return np.asarray(probs, np.float32)
     z = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) / temperature
     z -= z.max(axis=-1, keepdims=True)
     e = np.exp(z)
