@@ -104,7 +104,10 @@ fig.add_scatter(
 fig.update_layout(
     xaxis_title="Predicted",
     yaxis_title="True",
-    yaxis_autorange="reversed",
+    # Fixed ranges: the large selection markers would otherwise pad the axes and leave
+    # an empty band around the matrix.
+    xaxis_range=[-0.5, len(names) - 0.5],
+    yaxis_range=[len(names) - 0.5, -0.5],
     height=120 + 40 * len(names),
     margin=dict(t=20),
     clickmode="event+select",

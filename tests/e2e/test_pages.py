@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import inotify_watches, open_page, shot, streamlit_server, wait_idle
 
@@ -81,13 +82,33 @@ def test_the_shipped_model_answers_from_its_int8_copy_or_in_float32(server, page
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -> tuple:
+    """Moves the mouse to a point of the first plotly chart, given as fractions of its plot
+    area, until plotly shows a hover label matching `label`; returns the point.
+
+    Plotly's bundle loads after the script run has finished, and a chart can be drawn
+    before its final size: a click aimed before then lands on nothing (seen in CI).
+    """
+    plot = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .nsewdrag').first
+    label_box = page.locator(".hoverlayer .hovertext").filter(has_text=label)
+    for _ in range(tries):
+        box = plot.bounding_box()
+        point = (box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        page.mouse.move(*point)
+        try:
+            label_box.wait_for(timeout=1_000)
+            return point
+        except PlaywrightTimeout:
+            page.mouse.move(0, 0)
+    raise AssertionError(f"no hover label {label.pattern!r} on the chart")
+
+
 def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     open_page(page, server, "evaluate")
     page.get_by_text("image(s) of cat predicted as cat").wait_for()
-    plot = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').first
-    box = plot.bounding_box()
     # bottom-right cell of the 3x3 matrix: true frog, predicted frog
-    page.mouse.click(box["x"] + box["width"] * 5 / 6, box["y"] + box["height"] * 5 / 6)
+    point = hover_plot(page, 5 / 6, 5 / 6, re.compile("true frog.*predicted frog"))
+    page.mouse.click(*point)
     page.get_by_text("image(s) of frog predicted as frog").wait_for()
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
