@@ -61,6 +61,39 @@ def temperature(entry: dict) -> float:
     return (entry["card"].get("calibration") or {}).get("temperature", 1.0)
 
 
+def provenance(card: dict) -> str:
+    """Where a model card says its model came from, in one line.
+
+    The data and its classes, how long training took and on what machine, and when, e.g.
+    "trained on image folder x (cat, dog) · in 47 min 10 s on Intel(R) Xeon(R) Processor,
+    x86_64 Linux, 2 cores · 2026-11-30 04:07 UTC"; what the card lacks is left out.
+    """
+    from datetime import UTC, datetime
+
+    source = (card.get("data") or {}).get("source", "unknown data")
+    classes = card.get("class_names") or []
+    bits = [f"trained on {source}" + (f" ({', '.join(classes)})" if classes else "")]
+    if (seconds := card.get("train_seconds")) is not None:
+        machine = f" on {card['machine']}" if card.get("machine") else ""
+        bits.append(f"in {_duration(seconds)}{machine}")
+    if created := card.get("created"):
+        try:
+            bits.append(
+                datetime.fromisoformat(created).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            )
+        except ValueError:
+            bits.append(created)  # written by hand or by another tool: shown as it is
+    return " · ".join(bits)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
 def _label(name: str, card: dict) -> str:
     acc = (card.get("metrics") or {}).get("val_accuracy")
     bits = [card.get("preset")] + ([f"{acc:.1%} val"] if acc is not None else [])

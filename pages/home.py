@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from core import registry
 from ui import state
 
 state.ensure_routed()
@@ -26,13 +27,9 @@ else:
     acc = metrics.get("val_accuracy")
     cols[2].metric("Validation accuracy", f"{acc:.1%}" if acc is not None else "–")
     cols[3].metric("Epochs", card.get("epochs", "–"))
-    data = card.get("data") or {}
-    st.caption(
-        f"{entry['label']} · trained on {data.get('source', 'unknown data')} "
-        f"({', '.join(card.get('class_names', []))}) · {card.get('created', '')}"
-    )
+    st.caption(f"{entry['label']} · {registry.provenance(card)}")
     if card.get("command"):
-        st.code(card["command"], language="bash")
+        st.code(card["command"], language="bash", wrap_lines=True)
 
 st.subheader("Pages")
 cols = st.columns(3)

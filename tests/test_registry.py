@@ -118,3 +118,21 @@ def test_calibrate_writes_a_temperature_into_an_older_models_card(trained_run, m
     record = registry.calibrate(trained_run / "model.keras", data)
     assert record["images"] == 9 and record["temperature"] > 0
     assert json.loads(card_path.read_text())["calibration"] == record
+
+
+def test_a_cards_provenance_in_one_line():
+    card = {
+        "data": {"source": "image folder pets"},
+        "class_names": ["cat", "dog"],
+        "train_seconds": 2830.2,
+        "machine": "AMD EPYC, x86_64 Linux, 2 cores",
+        "created": "2026-11-30T05:07:42+01:00",
+    }
+    assert registry.provenance(card) == (
+        "trained on image folder pets (cat, dog) · in 47 min 10 s on AMD EPYC, x86_64 Linux, "
+        "2 cores · 2026-11-30 04:07 UTC"
+    )
+    assert registry.provenance({"train_seconds": 3725, "created": "last week"}) == (
+        "trained on unknown data · in 1 h 02 min · last week"
+    )
+    assert registry.provenance({"train_seconds": 9}) == "trained on unknown data · in 9 s"
