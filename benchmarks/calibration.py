@@ -5,7 +5,9 @@
 For the model (default: the shipped one) and the validation split its card describes,
 prints accuracy, mean confidence, expected calibration error, log loss and the share of
 answers the Classify page would flag as unsure, as the model gives its probabilities and
-after the temperature in its card (`python -m core.registry calibrate` writes one).
+after the temperature in its card (`python -m core.registry calibrate` writes one), and
+after temperatures fitted on one half of the split and applied to the other (the card's
+temperature is fitted on all of it, so its row is measured on the images it was fitted on).
 """
 
 import argparse
@@ -19,7 +21,13 @@ sys.path.insert(0, str(ROOT))
 
 from core import registry  # noqa: E402
 from core.classify import describe  # noqa: E402
-from core.evaluate import calibration, kept_probs, log_loss, with_temperature  # noqa: E402
+from core.evaluate import (  # noqa: E402
+    calibration,
+    held_out_scaled,
+    kept_probs,
+    log_loss,
+    with_temperature,
+)
 from core.fileio import read_json  # noqa: E402
 from core.model import load_model  # noqa: E402
 
@@ -37,6 +45,7 @@ def main() -> None:
     views = {"as given": probs}
     if temperature:
         views[f"temperature {temperature:g}"] = with_temperature(probs, temperature)
+    views["other half's fit"] = held_out_scaled(probs, y)
     print(f"{args.model} on {len(y):,} validation images of {args.data}")
     print(
         f"{'probabilities':<22}{'accuracy':>9}{'confidence':>11}{'ECE':>7}{'loss':>7}{'unsure':>8}"

@@ -384,6 +384,27 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     return round(math.exp((lo + hi) / 2), 4)
 
 
+def held_out_scaled(probs: np.ndarray, y_true: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`probs` after temperature scaling, each image scaled by a temperature not fitted on it.
+
+    The images are split in two halves at random (`seed`); each half is scaled by the
+    temperature fitted on the other. Scores of a temperature fitted and measured on the
+    same images flatter it; on these, they are what to expect on new images of the kind.
+    """
+    y_true = np.asarray(y_true)
+    halves = np.array_split(np.random.default_rng(seed).permutation(len(y_true)), 2)
+    scaled = np.empty(np.shape(probs), np.float32)
+    for fit_on, score_on in (halves, halves[::-1]):
+        t = fit_temperature(probs[fit_on], y_true[fit_on])
+        scaled[score_on] = with_temperature(probs[score_on], t)
+    return scaled
+
+
+def held_out_ece(probs: np.ndarray, y_true: np.ndarray, seed: int = 0) -> float:
+    """The calibration error after temperature scaling on images it was not fitted on."""
+    return calibration(held_out_scaled(probs, y_true, seed), y_true).ece
+
+
 MIN_CALIBRATION_IMAGES = 200  # fewer validation images fit a temperature to noise
 MIN_CALIBRATION_MISTAKES = 10  # with none, the best fit is "always certain": no fit at all
 
@@ -392,9 +413,10 @@ def calibration_record(probs: np.ndarray, y_true: np.ndarray) -> dict | None:
     """The `"calibration"` entry of a model card, from its validation probabilities.
 
     Returns:
-        `{"temperature", "images", "ece", "ece_scaled"}`: the fitted temperature, how many
-        images it was fitted on, and the expected calibration error before and after it;
-        None with fewer than `MIN_CALIBRATION_IMAGES` images or `MIN_CALIBRATION_MISTAKES`
+        `{"temperature", "images", "ece", "ece_scaled", "ece_held_out"}`: the fitted
+        temperature, how many images it was fitted on, the expected calibration error before
+        and after it, and after it on images it was not fitted on (`held_out_ece`); None
+        with fewer than `MIN_CALIBRATION_IMAGES` images or `MIN_CALIBRATION_MISTAKES`
         mistakes among them, too few to say how sure the model should be.
     """
     mistakes = int(np.sum(probs.argmax(axis=1) != np.asarray(y_true)))
@@ -406,7 +428,23 @@ def calibration_record(probs: np.ndarray, y_true: np.ndarray) -> dict | None:
         "images": int(len(y_true)),
         "ece": round(calibration(probs, y_true).ece, 4),
         "ece_scaled": round(calibration(with_temperature(probs, temperature), y_true).ece, 4),
+        "ece_held_out": round(held_out_ece(probs, y_true), 4),
     }
+
+
+def calibration_note(record: dict) -> str:
+    """A model card's `"calibration"` entry in words: the temperature and what it leaves.
+
+    Cards written before `"ece_held_out"` existed give the error after the temperature on
+    the images it was fitted on, and say so.
+    """
+    after, where = record.get("ece_held_out"), "on images it was not fitted on"
+    if after is None:
+        after, where = record["ece_scaled"], "on the images it was fitted on"
+    return (
+        f"temperature {record['temperature']:g}, fitted on {record['images']:,} validation "
+        f"images; calibration error {record['ece']:.3f} before it, {after:.3f} after ({where})"
+    )
 
 
 def calibration(probs: np.ndarray, y_true: np.ndarray, bins: int = CALIBRATION_BINS) -> Calibration:

@@ -841,11 +841,7 @@ def _finish(run_dir, model, config, dataset, history, state, started, verbose=0)
         if record := evaluate.calibration_record(evaluate.predict_probs(served, x), y):
             card["calibration"] = record
             if verbose:
-                print(
-                    f"Temperature {record['temperature']:g}: calibration error "
-                    f"{record['ece']:.3f} -> {record['ece_scaled']:.3f}",
-                    flush=True,
-                )
+                print(f"Calibrated: {evaluate.calibration_note(record)}.", flush=True)
     atomic_write_json(run_dir / "model_card.json", card)
     runs.write_status(run_dir, state=state, ended=runs.now_iso(), wall_seconds=wall, message=None)
 

@@ -9,6 +9,7 @@ from core import registry
 from core.classify import classify_batch, results_csv, results_table
 from core.datastats import enlarge
 from core.errors import CnnError
+from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import grad_cam, model_image, overlay
 from ui import state
@@ -43,9 +44,8 @@ calib = entry["card"].get("calibration")
 temperature = registry.temperature(entry)
 if calib:
     st.caption(
-        f"Probabilities calibrated: temperature {temperature:g}, fitted on {calib['images']:,} "
-        f"validation images (calibration error {calib['ece']:.3f} before, "
-        f"{calib['ece_scaled']:.3f} after; see the Evaluate page's Confidence section)."
+        f"Probabilities calibrated: {calibration_note(calib)}. See the Evaluate page's "
+        "Confidence section."
     )
 else:
     st.caption(

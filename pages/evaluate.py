@@ -13,6 +13,7 @@ from core.errors import CnnError
 from core.evaluate import (
     Report,
     calibration,
+    calibration_note,
     compare,
     kept_probs,
     least_confident_correct,
@@ -177,11 +178,13 @@ reliability.update_layout(
     legend=dict(orientation="h", y=-0.3),
 )
 st.plotly_chart(reliability)
-if temperature != 1.0:
+if calib := entry["card"].get("calibration"):
     st.caption(
         "The temperature comes from the model card: fitted on the validation split at the end "
         "of training, it sharpens (below 1) or softens (above 1) every answer without changing "
-        "which class wins. The Classify page shows probabilities after it."
+        "which class wins. On that split the bars after it are measured on the images it was "
+        f"fitted on; the card: {calibration_note(calib)}. The Classify page shows "
+        "probabilities after it."
     )
 
 wrong = mistakes(report.probs, report.y_true)

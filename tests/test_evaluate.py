@@ -167,6 +167,36 @@ def test_a_temperature_is_fitted_back_and_keeps_every_prediction():
     assert ev.calibration_record(right, y[:500]) is None  # no mistake to learn doubt from
 
 
+def test_the_held_out_error_scores_each_half_with_the_other_halfs_temperature():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (300, 4))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = np.array([rng.choice(4, p=p) for p in truth])
+    probs = ev.with_temperature(truth, 2.0)  # underconfident, as label smoothing leaves it
+    halves = np.array_split(np.random.default_rng(0).permutation(300), 2)
+    scaled = np.empty_like(probs)
+    for fit_on, score_on in (halves, halves[::-1]):
+        t = ev.fit_temperature(probs[fit_on], y[fit_on])
+        scaled[score_on] = ev.with_temperature(probs[score_on], t)
+    held_out = ev.held_out_ece(probs, y)
+    assert held_out == pytest.approx(ev.calibration(scaled, y).ece)
+    in_sample = ev.calibration(ev.with_temperature(probs, ev.fit_temperature(probs, y)), y).ece
+    assert held_out != pytest.approx(in_sample)  # not the temperature fitted on all of them
+    assert held_out < ev.calibration(probs, y).ece
+    assert ev.calibration_record(probs, y)["ece_held_out"] == round(held_out, 4)
+
+
+def test_a_cards_calibration_in_words_says_where_its_error_was_measured():
+    record = {"temperature": 0.5446, "images": 5000, "ece": 0.1821, "ece_scaled": 0.0108}
+    assert ev.calibration_note(record) == (
+        "temperature 0.5446, fitted on 5,000 validation images; calibration error 0.182 "
+        "before it, 0.011 after (on the images it was fitted on)"
+    )
+    assert ev.calibration_note(record | {"ece_held_out": 0.0131}).endswith(
+        "0.013 after (on images it was not fitted on)"
+    )
+
+
 def test_calibration_bins_by_hand():
     y = np.array([0, 0, 1, 1])
     probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.65, 0.35], [0.3, 0.7]])

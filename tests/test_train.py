@@ -90,7 +90,7 @@ def test_a_completed_runs_card_carries_a_temperature_fitted_on_its_validation_sp
     said = capsys.readouterr().out
     assert "Calibrating: the 15 validation images once more" in said
     card = json.loads((run_dir / "model_card.json").read_text())
-    assert f"Temperature {card['calibration']['temperature']:g}: calibration error" in said
+    assert f"Calibrated: {ev.calibration_note(card['calibration'])}." in said
     x, y = tiny_dataset.split("val")
     expected = ev.calibration_record(ev.predict_probs(load_model(run_dir / "model.keras"), x), y)
     assert card["calibration"]["images"] == 15
