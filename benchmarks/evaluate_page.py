@@ -1,12 +1,13 @@
-"""How long the Evaluate page takes to show its metrics: a first visit, then after restarts.
+"""How long the Evaluate page (or another) takes to show: a first visit, then after restarts.
 
     python benchmarks/evaluate_page.py --data ../shared/datasets/cifar10-jpeg [--restarts 2]
+    python benchmarks/evaluate_page.py --data ../shared/datasets/cifar10-jpeg --page dataset
 
 Each visit starts a fresh `streamlit run app.py` (nothing in memory, as after a restart),
-opens /evaluate in Chromium with the shipped model and the validation split, and times
-from the navigation to the end of the script run, the metrics shown. The servers share
-a new temporary cache folder in which the decoded folders of the usual cache are linked:
-the images are not decoded again, and nothing in the usual cache changes.
+opens the page in Chromium with the shipped model (Evaluate: the validation split), and
+times from the navigation to the end of the script run. The servers share a new temporary
+cache folder in which the decoded folders and folder checks of the usual cache are linked:
+the images are not decoded or checked again, and nothing in the usual cache changes.
 """
 
 import argparse
@@ -28,11 +29,11 @@ from tests.e2e.conftest import (  # noqa: E402
 )
 
 
-def visit(browser, server: dict) -> tuple[float, str]:
+def visit(browser, server: dict, name: str) -> tuple[float, str]:
     with streamlit_server(server) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         start = time.perf_counter()
-        page.goto(f"{url}/evaluate")
+        page.goto(f"{url}/{name}")
         wait_idle(page, timeout=600_000)
         seconds = time.perf_counter() - start
         accuracy = page.get_by_test_id("stMetricValue").first.inner_text()
@@ -46,19 +47,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="the dataset (CNN_DATA)")
     p.add_argument("--restarts", type=int, default=2)
+    p.add_argument("--page", default="evaluate", help="the page's path, e.g. dataset")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         cache = Path(tmp) / "cache"
         cache.mkdir()
-        for entry in default_cache_dir().glob("folder-*"):
-            (cache / entry.name).symlink_to(entry)
+        for pattern in ("folder-*", "check-*.json"):
+            for entry in default_cache_dir().glob(pattern):
+                (cache / entry.name).symlink_to(entry)
         env = {"CNN_DATA": str(Path(args.data).resolve()), "CNN_CACHE_DIR": str(cache)}
         server = {"env": env, "base": Path(tmp)}
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         for i in range(1 + args.restarts):
-            seconds, accuracy = visit(browser, server)
+            seconds, metric = visit(browser, server, args.page)
             kind = "first visit" if i == 0 else f"after restart {i}"
-            print(f"{kind:<16} {seconds:6.1f} s   accuracy shown {accuracy}", flush=True)
+            print(f"{kind:<16} {seconds:6.1f} s   first metric shown {metric}", flush=True)
         browser.close()
     print(f"cpu {os.cpu_count()}")
 
