@@ -69,6 +69,11 @@ def report_of(model_entry: dict, loaded) -> Report:
 x_split, _ = dataset.split(split)
 report = report_of(entry, model)
 names = report.class_names
+# Galleries show percentages as the Classify page does: after the card's temperature (it
+# changes no answer). Metrics, the matrix and the Confidence section's first bars use the
+# model's own probabilities.
+temperature = registry.temperature(entry)
+tempered = report_from_probs(with_temperature(report.probs, temperature), report.y_true, names)
 
 m = st.columns(4)
 m[0].metric("Accuracy", f"{report.accuracy:.2%}")
@@ -135,7 +140,9 @@ st.write(
     f"**{len(cell)}** image(s) of *{true_name}* predicted as *{pred_name}*"
     + (" (first 24 shown)" if len(cell) > 24 else "")
 )
-gallery(cell[:24], [" · ".join(f"{c} {p:.0%}" for c, p in report.top_k(i)) for i in cell[:24]])
+if temperature != 1.0 and len(cell):
+    st.caption(f"Percentages after the model's temperature {temperature:g}, as on Classify.")
+gallery(cell[:24], [" · ".join(f"{c} {p:.0%}" for c, p in tempered.top_k(i)) for i in cell[:24]])
 
 st.subheader("Per class")
 st.dataframe(
@@ -149,10 +156,9 @@ avg = report.averages
 st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
 
 st.subheader("Confidence")
-temperature = registry.temperature(entry)
 views = {"as the model gives them": report.probs}
 if temperature != 1.0:
-    views[f"after its temperature {temperature:g}"] = with_temperature(report.probs, temperature)
+    views[f"after its temperature {temperature:g}"] = tempered.probs
 reliability = go.Figure()
 for name, probs in views.items():
     calib = calibration(probs, report.y_true)
@@ -187,7 +193,7 @@ if calib := entry["card"].get("calibration"):
         "probabilities after it."
     )
 
-wrong = mistakes(report.probs, report.y_true)
+wrong = mistakes(tempered.probs, report.y_true)
 tabs = st.tabs(["Most confident mistakes", "Least confident correct"])
 with tabs[0]:
     idx = wrong["index"][:18]
@@ -201,8 +207,8 @@ with tabs[0]:
         ],
     )
 with tabs[1]:
-    idx = least_confident_correct(report.probs, report.y_true, 18)
-    gallery(idx, [f"{names[report.y_true[i]]} {report.probs[i].max():.0%}" for i in idx])
+    idx = least_confident_correct(tempered.probs, report.y_true, 18)
+    gallery(idx, [f"{names[report.y_true[i]]} {tempered.probs[i].max():.0%}" for i in idx])
 
 d = st.columns(2)
 d[0].download_button(

@@ -136,6 +136,37 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     assert not app.exception
 
 
+def test_gallery_percentages_follow_the_cards_temperature(app, trained_run, image_folder):
+    from core.evaluate import mistakes, with_temperature
+
+    def captions():
+        return [i.proto.imgs[0].caption for i in app.get("image")]
+
+    app.switch_page("pages/evaluate.py").run()
+    report = _expected(trained_run, image_folder)
+    names = report.class_names
+    first = report.cell(0, 0)[0]  # the default cell: the first class predicted as itself
+    raw = " · ".join(f"{c} {p:.0%}" for c, p in report.top_k(first))
+    assert captions()[0] == raw
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 0.25, "images": 5000, "ece": 0.2, "ece_scaled": 0.01}
+    card_path.write_text(json.dumps(card))
+    app.run()
+    assert not app.exception
+    sharp = with_temperature(report.probs, 0.25)
+    order = np.argsort(-sharp[first])[:3]
+    assert captions()[0] == " · ".join(f"{names[c]} {sharp[first, c]:.0%}" for c in order)
+    assert captions()[0] != raw
+    assert "Percentages after the model's temperature 0.25, as on Classify." in [
+        c.value for c in app.caption
+    ]
+    wrong = mistakes(sharp, report.y_true)
+    if len(wrong["index"]):  # the most confident mistake, as sharpened
+        t, p, conf = wrong["true"][0], wrong["pred"][0], wrong["confidence"][0]
+        assert f"{names[t]} → {names[p]} {conf:.0%}" in captions()
+
+
 def _default_model_app(tmp_path, monkeypatch):
     """The Evaluate page with the shipped model, on a folder of CIFAR-10's ten class names."""
     from streamlit.testing.v1 import AppTest
