@@ -185,30 +185,56 @@ def calibrate(model_path: str | os.PathLike, data: str) -> dict:
     Raises:
         RunError: the model has no card, or its validation split is too small to fit on.
     """
-    from core.errors import RunError
-    from core.evaluate import (
-        MIN_CALIBRATION_IMAGES,
-        MIN_CALIBRATION_MISTAKES,
-        calibration_record,
-        predict_probs,
-    )
-    from core.fileio import atomic_write_json
+    from core.evaluate import predict_probs
     from core.model import load_model
 
-    card_path = Path(model_path).parent / "model_card.json"
-    card = read_json(card_path)
-    if card is None:
-        raise RunError(f"{model_path} has no model card beside it.")
+    card = _card_of(model_path)
     x, y = split_as_trained(card, data).split("val")
-    record = calibration_record(predict_probs(load_model(model_path), x), y)
+    return write_calibration(model_path, predict_probs(load_model(model_path), x), y)
+
+
+def write_calibration(model_path: str | os.PathLike, probs, y_true) -> dict:
+    """Fits a temperature on a model's validation probabilities and writes it into its card.
+
+    `probs` must come from images the model did not train on: its own validation split
+    (`validates_on`), as `calibrate` and the Evaluate page use.
+
+    Returns:
+        The card's new `"calibration"` entry.
+
+    Raises:
+        RunError: the model has no card, or too few images or mistakes to fit on.
+    """
+    from core.errors import RunError
+    from core.evaluate import MIN_CALIBRATION_IMAGES, MIN_CALIBRATION_MISTAKES, calibration_record
+    from core.fileio import atomic_write_json
+
+    card = _card_of(model_path)
+    record = calibration_record(probs, y_true)
     if record is None:
         raise RunError(
-            f"{len(y)} validation images are too few to fit a temperature on (it takes "
+            f"{len(y_true)} validation images are too few to fit a temperature on (it takes "
             f"{MIN_CALIBRATION_IMAGES} and {MIN_CALIBRATION_MISTAKES} mistakes among them)."
         )
     card["calibration"] = record
-    atomic_write_json(card_path, card)
+    atomic_write_json(Path(model_path).parent / "model_card.json", card)
     return record
+
+
+def validates_on(card: dict, val_fraction: float, seed: int) -> bool:
+    """Whether a split of `val_fraction` and `seed` holds the validation images of the run a
+    card describes (given the same data): its training config used the same two."""
+    config = card.get("train_config") or {}
+    return config.get("val_fraction") == val_fraction and config.get("seed") == seed
+
+
+def _card_of(model_path: str | os.PathLike) -> dict:
+    from core.errors import RunError
+
+    card = read_json(Path(model_path).parent / "model_card.json")
+    if card is None:
+        raise RunError(f"{model_path} has no model card beside it.")
+    return card
 
 
 def split_as_trained(card: dict, data: str):

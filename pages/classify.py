@@ -50,8 +50,9 @@ if calib:
 else:
     st.caption(
         "Probabilities as the model gives them: its card has no calibration temperature "
-        "(a completed run gets one; for another model run `python -m core.registry "
-        "calibrate --model <model.keras> --data <its data>`)."
+        "(a completed run gets one; for a stopped run or another model, fit one in the "
+        "Evaluate page's Confidence section on its validation split, or run `python -m "
+        "core.registry calibrate --model <model.keras> --data <its data>`)."
     )
 tta = state.tta_select(st.columns([1, 2])[0], "classify_tta")
 

@@ -186,12 +186,27 @@ reliability.update_layout(
 st.plotly_chart(reliability)
 if calib := entry["card"].get("calibration"):
     st.caption(
-        "The temperature comes from the model card: fitted on the validation split at the end "
-        "of training, it sharpens (below 1) or softens (above 1) every answer without changing "
-        "which class wins. On that split the bars after it are measured on the images it was "
-        f"fitted on; the card: {calibration_note(calib)}. The Classify page shows "
-        "probabilities after it."
+        "The temperature comes from the model card: fitted on the validation split (at the "
+        "end of training, or here), it sharpens (below 1) or softens (above 1) every answer "
+        "without changing which class wins. On that split the bars after it are measured on "
+        f"the images it was fitted on; the card: {calibration_note(calib)}. The Classify page "
+        "shows probabilities after it."
     )
+elif split == "val" and registry.validates_on(entry["card"], *state.SPLIT):
+    # A stopped run, or a model from before cards carried a temperature.
+    st.caption(
+        "This model's card has no temperature (a run stopped early gets none). One can be "
+        "fitted on this validation split, which the run held out from training."
+    )
+    if st.button("Fit a temperature on these images", key="evaluate_calibrate"):
+        try:
+            record = registry.write_calibration(entry["path"], report.probs, report.y_true)
+            st.session_state["evaluate_calibrated"] = calibration_note(record)
+            st.rerun()
+        except CnnError as err:
+            st.error(str(err))
+if note := st.session_state.pop("evaluate_calibrated", None):
+    st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
 
 wrong = mistakes(tempered.probs, report.y_true)
 tabs = st.tabs(["Most confident mistakes", "Least confident correct"])

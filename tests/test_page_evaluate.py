@@ -136,6 +136,45 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     assert not app.exception
 
 
+def test_a_model_without_a_temperature_gets_one_fitted_on_its_validation_split(
+    app, trained_run, image_folder, monkeypatch
+):
+    import core.evaluate as ev
+
+    def offered():
+        return [b for b in app.button if b.key == "evaluate_calibrate"]
+
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    assert "calibration" not in card  # too few validation images at the end of training
+    app.switch_page("pages/evaluate.py").run()
+    # The run held out 25% of the folder; the page's 10% split is not its validation split.
+    assert card["train_config"]["val_fraction"] == 0.25 and not offered()
+    card["train_config"]["val_fraction"] = 0.1  # as a run started from the Train page
+    card_path.write_text(json.dumps(card))
+    app.run()
+    app.button(key="evaluate_calibrate").click().run()
+    assert "too few to fit a temperature on" in app.error[0].value
+    assert json.loads(card_path.read_text()) == card  # nothing written
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_MISTAKES", 0)
+    app.button(key="evaluate_calibrate").click().run()
+    assert not app.exception
+    report = _expected(trained_run, image_folder)
+    record = json.loads(card_path.read_text())["calibration"]
+    assert record == ev.calibration_record(report.probs, report.y_true)
+    note = ev.calibration_note(record)
+    assert f"Calibrated: {note}. The Classify page now shows probabilities after it." in [
+        s.value for s in app.success
+    ]
+    assert not offered()  # it has one now
+    card_path.write_text(json.dumps(card))  # without it again
+    app.selectbox(key="evaluate_split").select("train").run()
+    assert not app.exception and not offered()  # never fitted on training images
+    app.selectbox(key="evaluate_split").select("val").run()
+    assert offered()
+
+
 def test_gallery_percentages_follow_the_cards_temperature(app, trained_run, image_folder):
     from core.evaluate import mistakes, with_temperature
 
