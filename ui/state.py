@@ -201,8 +201,12 @@ def _unpack(upload) -> str | None:
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
-def _load(spec: str, val_fraction: float, seed: int, image_size: int = 32) -> data.Dataset:
-    return data.load_dataset(spec, image_size=image_size, val_fraction=val_fraction, seed=seed)
+def _load(
+    spec: str, val_fraction: float, seed: int, image_size: int = 32, _listing=None
+) -> data.Dataset:
+    return data.load_dataset(
+        spec, image_size=image_size, val_fraction=val_fraction, seed=seed, listing=_listing
+    )
 
 
 def _offer_cifar_download() -> bool:
@@ -241,8 +245,8 @@ def require_dataset(image_size: int = 32) -> data.Dataset:
     if spec == "cifar10" and not _offer_cifar_download():
         st.stop()
     try:
-        _decode_with_progress(spec, image_size)
-        return _load(spec, VAL_FRACTION, SPLIT_SEED, image_size)
+        listing = _decode_with_progress(spec, image_size)
+        return _load(spec, VAL_FRACTION, SPLIT_SEED, image_size, listing)
     except CnnError as err:
         st.error(str(err))
         st.stop()
@@ -255,22 +259,25 @@ def _kept_on_disk() -> set:
     return set()
 
 
-def _decode_with_progress(spec: str, image_size: int) -> None:
+def _decode_with_progress(spec: str, image_size: int) -> data.FolderListing | None:
     """Decodes a folder not in the disk cache yet under a progress bar, not a spinner.
 
     The first load of CIFAR-10's 50,000 JPEGs takes 20-80 s here. `_load` cannot draw
     the bar itself (a cached function may not update elements made outside it), so the
     folder is decoded into the disk cache here first, and `_load` then reads it in a
-    second or two. Checked once per folder and size: the check stats every file.
+    second or two. Looked at once per folder and size: the listing stats every file, and
+    is returned for `_load` to use rather than list the folder again.
     """
     seen, key = _kept_on_disk(), ("folder", spec, image_size)
     if key in seen:
-        return
-    if data.needs_decoding(spec, image_size):
+        return None
+    listing = data.folder_listing(spec, image_size)
+    if listing is not None and not listing.cached():
         doing = f"Reading the images of {Path(spec).expanduser().name}"
         with _progress_bar(doing, "once; later visits load them from the cache") as progress:
-            data.load_image_folder(spec, image_size, progress=progress)
+            data.load_image_folder(spec, image_size, progress=progress, listing=listing)
     seen.add(key)
+    return listing
 
 
 def predict_with_progress(entry: dict, model, images, tta: str, what: tuple) -> None:
