@@ -192,7 +192,7 @@ if calib := entry["card"].get("calibration"):
         f"the images it was fitted on; the card: {calibration_note(calib)}. The Classify page "
         "shows probabilities after it."
     )
-elif split == "val" and registry.validates_on(entry["card"], *state.SPLIT):
+elif split == "val" and registry.validates_on(entry["card"], state.VAL_FRACTION, state.SPLIT_SEED):
     # A stopped run, or a model from before cards carried a temperature.
     st.caption(
         "This model's card has no temperature (a run stopped early gets none). One can be "

@@ -23,7 +23,6 @@ SOURCES = {
     "upload": "Your own images (.zip)",
 }
 VAL_FRACTION, SPLIT_SEED = 0.1, 0
-SPLIT = (VAL_FRACTION, SPLIT_SEED)  # how every page splits off the validation images
 # Streamlit's server enforces only the global `server.maxUploadSize`, raised to the zip
 # limit (.streamlit/config.toml); photo uploaders pass this lower per-widget cap so the
 # browser still refuses a large photo before sending it, as core.images does after.
