@@ -369,7 +369,8 @@ def load_image_folder(
     folder = listing or FolderListing(root, image_size, cache_dir)
     if folder.source != (str(Path(root).expanduser().resolve()), str(image_size)):
         raise ValueError(f"the listing given is of {folder.source}, not of {root} at {image_size}")
-    x, y, part, skipped = _cached_decode(folder, image_size, progress)
+    arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part"))
+    x, y, part = arrays["x"], arrays["y"], arrays["part"]
     train = (x[part == 0], y[part == 0])
     test = (x[part == 1], y[part == 1]) if folder.has_test else None
     _check_classes(train[1], folder.class_names, folder.train_root)
@@ -393,6 +394,28 @@ def folder_listing(
         return FolderListing(path, image_size, cache_dir)
     except (DataError, OSError):
         return None  # loading it says what is wrong
+
+
+def folder_contents(
+    listing: FolderListing, progress=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """What a listed folder's readable files hold: labels, parts and digests of their bytes.
+
+    Decodes the folder into its cache entry first when it is not there, exactly as
+    `load_image_folder` would, so a check of the folder (`core.userdata.check_folder`)
+    and the load that follows read every file once between them.
+
+    Args:
+        listing: the folder's `folder_listing`.
+        progress: called as for `load_image_folder`, while the folder is decoded.
+
+    Returns:
+        `(labels, parts, digests, skipped)` in listing order: int32 labels `(N,)`, int8
+        parts `(N,)` (0 for training images, 1 for `test/`), uint8 BLAKE2b digests
+        `(N, 16)` of the readable files, and `(path, reason)` for each file skipped.
+    """
+    arrays, skipped = _cached_decode(listing, progress, names=("y", "part", "digests"))
+    return arrays["y"], arrays["part"], arrays["digests"], skipped
 
 
 def needs_decoding(spec: str | os.PathLike, image_size: int = 32, cache_dir=None) -> bool:
@@ -422,10 +445,11 @@ class FolderListing:
         self.files += [(p, lbl, 1) for p, lbl in test_files or []]
         key = _listing_key(self.files, image_size)
         self.cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
+        self.image_size = image_size
         self.source = (str(root), str(image_size))
 
     def arrays(self) -> dict[str, Path]:
-        return {n: self.cache / f"{n}.npy" for n in ("x", "y", "part")}
+        return {n: self.cache / f"{n}.npy" for n in _ARRAYS}
 
     def cached(self) -> bool:
         files = [*self.arrays().values(), self.cache / "skipped.txt"]
@@ -468,8 +492,12 @@ def _listing_key(listing, image_size) -> str:
     return digest.hexdigest()[:24]
 
 
-def _cached_decode(folder: FolderListing, image_size: int, progress=None):
-    """The decoded arrays of `folder`'s files, from its cache entry or decoded and written there.
+_ARRAYS = ("x", "y", "part", "digests")  # the arrays of a decoded folder's cache entry
+
+
+def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
+    """`({name: array}, skipped)` for `folder`'s files, from its cache entry or decoded and
+    written there; `names` chooses the arrays returned.
 
     The entry keeps its source (folder and size) beside them: a new entry for the same
     source replaces the older ones, which describe files that have changed since, and
@@ -477,17 +505,16 @@ def _cached_decode(folder: FolderListing, image_size: int, progress=None):
     """
     cache, files = folder.cache, folder.arrays()
     if folder.cached():
-        arrays = [np.load(f) for f in files.values()]
         skipped = [
             tuple(line.split("\t", 1))
             for line in (cache / "skipped.txt").read_text().splitlines()
             if line
         ]
-        return (*arrays, skipped)
-    x, y, part, skipped = _decode_files(folder.files, image_size, progress)
+        return {n: np.load(files[n]) for n in names}, skipped
+    arrays, skipped = _decode_files(folder.files, folder.image_size, progress)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        for name, arr in (("x", x), ("y", y), ("part", part)):
+        for name, arr in arrays.items():
             buf = io.BytesIO()
             np.save(buf, arr)
             atomic_write_bytes(files[name], buf.getvalue())
@@ -498,7 +525,7 @@ def _cached_decode(folder: FolderListing, image_size: int, progress=None):
         remove_stale_entries(cache, "folder-*", _entry_source, folder.source)
     except OSError:
         pass  # a cache we cannot write only costs time on the next load
-    return x, y, part, skipped
+    return {n: arrays[n] for n in names}, skipped
 
 
 SOURCE_FILE = "source.txt"
@@ -519,31 +546,38 @@ def _decode_files(listing, image_size, progress=None):
     def decode(item):
         path = Path(item[0])
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            return None, f"not an image file type ({path.suffix or 'no extension'})"
+            return None, None, f"not an image file type ({path.suffix or 'no extension'})"
         try:
-            return decode_image(path.read_bytes(), image_size), None
+            raw = path.read_bytes()
+            image = decode_image(raw, image_size)
         except ImageError as err:
-            return None, str(err)
+            return None, None, str(err)
         except OSError as err:
-            return None, f"could not be read ({err.strerror or err})"
+            return None, None, f"could not be read ({err.strerror or err})"
+        return image, hashlib.blake2b(raw, digest_size=16).digest(), None
 
     x = np.empty((len(listing), image_size, image_size, 3), np.uint8)
     y = np.empty(len(listing), np.int32)
     part = np.empty(len(listing), np.int8)
+    digests = np.empty((len(listing), 16), np.uint8)
     skipped, n = [], 0
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         decoded = pool.map(decode, listing, chunksize=256)
-        for i, ((path, label, p), (img, reason)) in enumerate(zip(listing, decoded, strict=True)):
+        for i, ((path, label, p), (img, digest, reason)) in enumerate(
+            zip(listing, decoded, strict=True)
+        ):
             if progress and i and i % PROGRESS_EVERY == 0:
                 progress(i, len(listing))
             if img is None:
                 skipped.append((str(path), reason))
                 continue
             x[n], y[n], part[n] = img, label, p
+            digests[n] = np.frombuffer(digest, np.uint8)
             n += 1
     if progress:
         progress(len(listing), len(listing))
-    return x[:n], y[:n], part[:n], skipped
+    arrays = {"x": x, "y": y, "part": part, "digests": digests}
+    return {name: arr[:n] for name, arr in arrays.items()}, skipped
 
 
 def _check_classes(y, class_names, folder):

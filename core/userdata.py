@@ -24,7 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from core.data import IMAGE_SUFFIXES, PROGRESS_EVERY, _is_cifar_batches_dir, default_cache_dir
+from core.data import (
+    IMAGE_SUFFIXES,
+    PROGRESS_EVERY,
+    FolderListing,
+    _is_cifar_batches_dir,
+    default_cache_dir,
+    folder_contents,
+)
 from core.errors import CnnError, DataError, ImageError
 from core.fileio import atomic_write_bytes, remove_stale_entries
 from core.images import open_image
@@ -459,16 +466,23 @@ def is_image_folder(spec: str | os.PathLike) -> bool:
     return bool(str(spec)) and path.is_dir() and not _is_cifar_batches_dir(path)
 
 
-def check_folder(root: str | os.PathLike, progress=None) -> FolderReport:
+def check_folder(
+    root: str | os.PathLike, progress=None, listing: FolderListing | None = None
+) -> FolderReport:
     """Checks an image folder before it is used: classes, counts, unreadable files, duplicates.
 
     Reads every file once, decodes it with `core.images.open_image` (the decoder the
-    dataset loader uses, so the same files are refused) and hashes its bytes.
+    dataset loader uses, so the same files are refused) and hashes its bytes. Given the
+    folder's listing, it reads the dataset loader's decode instead, decoding the folder
+    into the loader's cache first when it is not there: a check followed by a load then
+    reads every file once, not twice.
 
     Args:
         root: `root/<class>/*` or `root/train/<class>/*` (+ `root/test/<class>/*`).
         progress: called as `progress(done, total)` every `core.data.PROGRESS_EVERY`
             files and at the end.
+        listing: `core.data.folder_listing(root)`, or None to read the files here (the
+            only way for a folder that cannot be listed, e.g. one with an empty class).
 
     Returns:
         A `FolderReport`. Its `problems` say why the folder cannot be used (fewer than two
@@ -479,6 +493,7 @@ def check_folder(root: str | os.PathLike, progress=None) -> FolderReport:
 
     Raises:
         DataError: `root` does not exist or is not a folder.
+        ValueError: `listing` is of another folder.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -492,14 +507,17 @@ def check_folder(root: str | os.PathLike, progress=None) -> FolderReport:
     _class_problems(report, parts)
     if not class_names:
         return report
-    files = [
-        (path, label, part)
-        for part, folder in parts.items()
-        for label, name in enumerate(class_names)
-        for path in _files(folder / name)
-    ]
-    digests = _read_all(root, files, report, progress)
-    _count_duplicates(report, digests)
+    if listing is not None:
+        groups = _read_decoded(listing, report, progress)
+    else:
+        files = [
+            (path, label, part)
+            for part, folder in parts.items()
+            for label, name in enumerate(class_names)
+            for path in _files(folder / name)
+        ]
+        groups = _read_all(root, files, report, progress)
+    _count_duplicates(report, groups)
     _judge(report, stray)
     return report
 
@@ -640,6 +658,22 @@ def _read_all(root: Path, files, report: FolderReport, progress=None):
             groups[digest].append((label, part))
     if progress:
         progress(len(files), len(files))
+    return groups
+
+
+def _read_decoded(listing: FolderListing, report: FolderReport, progress=None):
+    """As `_read_all`, from the dataset loader's decode of the same files."""
+    root = listing.source[0]
+    if root != str(Path(report.root).resolve()) or listing.class_names != report.class_names:
+        raise ValueError(f"the listing given is of {root}, not of {report.root}")
+    labels, parts, digests, skipped = folder_contents(listing, progress)
+    report.unreadable = [(Path(path).relative_to(root).as_posix(), why) for path, why in skipped]
+    names = list(report.counts)  # data's part 0 is "images" or "train", its part 1 "test"
+    groups = defaultdict(list)
+    rows = zip(map(bytes, digests), labels.tolist(), parts.tolist(), strict=True)
+    for digest, label, part in rows:
+        report.counts[names[part]][label] += 1
+        groups[digest].append((label, names[part]))
     return groups
 
 

@@ -226,9 +226,54 @@ def test_only_the_zip_uploader_takes_more_than_the_photo_limit(data_app):
     assert photo * 1024 * 1024 == MAX_UPLOAD_BYTES
 
 
-def test_a_folder_not_decoded_yet_is_read_under_a_progress_bar(page, image_folder, monkeypatch):
-    from core import data
+def _counting_decodes(monkeypatch) -> list[int]:
+    """Counts every image decode, the folder check's and the dataset loader's alike."""
+    from core import images, userdata
 
+    decodes = []
+    for module, name in ((images, "decode_image"), (userdata, "open_image")):
+        real = getattr(module, name)
+
+        def counting(*args, _real=real, **kwargs):
+            decodes.append(1)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+    return decodes
+
+
+def test_a_first_visit_reads_each_image_once_under_a_progress_bar(page, image_folder, monkeypatch):
+    from core import data, userdata
+
+    reports, check = [], userdata.check_folder
+
+    def recording(root, progress=None, listing=None):
+        def report(done, total):
+            reports.append((done, total))
+            progress(done, total)
+
+        return check(root, report, listing)
+
+    monkeypatch.setattr(userdata, "check_folder", recording)
+    decodes = _counting_decodes(monkeypatch)
+    assert data.needs_decoding(image_folder)
+    page.run()
+    assert not page.exception
+    assert len(decodes) == 36  # checked and decoded in one pass: 72 when each read the files
+    assert reports[-1] == (36, 36)  # with the page's bar showing it
+    assert not data.needs_decoding(image_folder)
+    assert not page.get("progress")  # the bar is gone once the images are in
+    assert _check_label(page) == "Folder check: 3 classes, 36 images, 0 unreadable, 0 duplicates"
+    assert {m.label: m.value for m in page.metric}["train images"] == "33"
+
+
+def test_a_checked_folder_not_decoded_yet_is_read_under_a_progress_bar(
+    page, image_folder, monkeypatch
+):
+    from core import data, userdata
+
+    path = str(image_folder.resolve())  # kept, as the dashboard keeps it, for the resolved path
+    userdata.save_check(userdata.check_folder(path), userdata.folder_signature(path))
     reports, load = [], data.load_image_folder
 
     def recording(root, image_size=32, cache_dir=None, progress=None, listing=None):
@@ -244,7 +289,7 @@ def test_a_folder_not_decoded_yet_is_read_under_a_progress_bar(page, image_folde
     assert not page.exception
     assert reports[-1] == (36, 36)  # every image read, with the page's bar showing it
     assert not data.needs_decoding(image_folder)
-    assert not page.get("progress")  # the bar is gone once the images are in
+    assert not page.get("progress")
     assert {m.label: m.value for m in page.metric}["train images"] == "33"
 
 
@@ -273,9 +318,9 @@ def test_the_folder_check_is_kept_for_the_next_server(image_folder, monkeypatch,
 
     checks, check = [], userdata.check_folder
 
-    def counting(root, progress=None):  # the real check, its calls and reports kept
+    def counting(root, progress=None, listing=None):  # the real check, its calls and reports kept
         checks.append([])
-        return check(root, progress=lambda done, total: checks[-1].append((done, total)))
+        return check(root, lambda done, total: checks[-1].append((done, total)), listing)
 
     monkeypatch.setattr(userdata, "check_folder", counting)
     first = _app(monkeypatch, tmp_path, image_folder)
@@ -299,9 +344,9 @@ def test_the_folder_check_is_kept_whatever_the_spelling_of_the_path(
 
     checks, check = [], userdata.check_folder
 
-    def counting(root, progress=None):  # the real check, its calls counted
+    def counting(root, progress=None, listing=None):  # the real check, its calls counted
         checks.append(root)
-        return check(root, progress=progress)
+        return check(root, progress, listing)
 
     monkeypatch.setattr(userdata, "check_folder", counting)
     (tmp_path / "link").symlink_to(image_folder)

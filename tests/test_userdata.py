@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from core import userdata
-from core.data import load_dataset
+from core.data import folder_contents, folder_listing, load_dataset
 from core.errors import DataError
 from core.userdata import check_folder, extract_zip, folder_signature
 
@@ -273,8 +273,17 @@ def _folder(root: Path, counts: dict[str, int], seed=0) -> Path:
     return root
 
 
-def test_a_clean_folder_has_no_problem_and_no_warning(tmp_path):
-    report = check_folder(_folder(tmp_path / "ok", {"cat": 12, "dog": 10}))
+@pytest.fixture(params=["alone", "from the load"])
+def check(request):
+    """`check_folder` reading the files itself, and through the dataset loader's decode as
+    the dashboard calls it (`listing`): both must give the same report."""
+    if request.param == "alone":
+        return check_folder
+    return lambda root: check_folder(root, listing=folder_listing(root))
+
+
+def test_a_clean_folder_has_no_problem_and_no_warning(tmp_path, check):
+    report = check(_folder(tmp_path / "ok", {"cat": 12, "dog": 10}))
     assert report.ok and report.problems == [] and report.warnings == []
     assert report.class_names == ["cat", "dog"]
     assert report.counts == {"images": [12, 10]} and report.images == 22
@@ -282,10 +291,10 @@ def test_a_clean_folder_has_no_problem_and_no_warning(tmp_path):
     assert report.summary() == "2 classes, 22 images, 0 unreadable, 0 duplicates"
 
 
-def test_a_corrupt_image_in_a_zip_is_listed_and_the_dataset_still_loads(dest):
+def test_a_corrupt_image_in_a_zip_is_listed_and_the_dataset_still_loads(dest, check):
     raw = make_zip(class_entries(per_class=10) | {"dog/broken.png": b"\x89PNG\r\n\x1a\n cut short"})
     folder = extract_zip(raw, dest)
-    report = check_folder(folder)
+    report = check(folder)
     assert report.ok and report.counts == {"images": [10, 10]}
     assert [path for path, _ in report.unreadable] == ["dog/broken.png"]
     assert "damaged" in report.unreadable[0][1] or "truncated" in report.unreadable[0][1]
@@ -294,13 +303,13 @@ def test_a_corrupt_image_in_a_zip_is_listed_and_the_dataset_still_loads(dest):
     assert [Path(p).name for p, _ in ds.skipped] == ["broken.png"]  # same decoder, same verdict
 
 
-def test_duplicates_are_counted_and_those_across_classes_warned(tmp_path):
+def test_duplicates_are_counted_and_those_across_classes_warned(tmp_path, check):
     root = _folder(tmp_path / "dups", {"cat": 12, "dog": 12})
     same = (root / "cat" / "000.png").read_bytes()
     (root / "cat" / "copy.png").write_bytes(same)  # same class
     (root / "dog" / "copy.png").write_bytes(same)  # same bytes, another label
     (root / "dog" / "copy2.png").write_bytes((root / "dog" / "001.png").read_bytes())
-    report = check_folder(root)
+    report = check(root)
     assert report.duplicates == 3 and report.cross_class_duplicates == 2
     assert report.summary().endswith("3 duplicates (2 across classes)")
     assert report.warnings == [
@@ -309,20 +318,20 @@ def test_duplicates_are_counted_and_those_across_classes_warned(tmp_path):
     ]
 
 
-def test_test_images_that_repeat_train_images_are_warned(tmp_path):
+def test_test_images_that_repeat_train_images_are_warned(tmp_path, check):
     root = tmp_path / "split"
     _folder(root / "train", {"cat": 10, "dog": 10})
     _folder(root / "test", {"cat": 2, "dog": 2}, seed=50_000)
     (root / "test" / "dog" / "leak.png").write_bytes((root / "train/dog/003.png").read_bytes())
-    report = check_folder(root)
+    report = check(root)
     assert report.counts == {"train": [10, 10], "test": [2, 3]}
     assert report.class_table()[1] == {"class": "dog", "train": 10, "test": 3}
     assert report.test_in_train == 1
     assert any("1 test image(s) also appear in train" in w for w in report.warnings)
 
 
-def test_few_images_and_imbalance_are_warned(tmp_path):
-    report = check_folder(_folder(tmp_path / "skewed", {"ant": 4, "bee": 30, "cow": 12}))
+def test_few_images_and_imbalance_are_warned(tmp_path, check):
+    report = check(_folder(tmp_path / "skewed", {"ant": 4, "bee": 30, "cow": 12}))
     assert report.ok
     assert report.warnings == [
         "Very few images in ant (4): with fewer than 10 images a class is barely learnt "
@@ -332,8 +341,8 @@ def test_few_images_and_imbalance_are_warned(tmp_path):
     ]
 
 
-def test_blocking_problems(tmp_path):
-    single = check_folder(_folder(tmp_path / "one", {"cat": 12}))
+def test_blocking_problems(tmp_path, check):
+    single = check(_folder(tmp_path / "one", {"cat": 12}))
     assert single.problems == [
         f"{tmp_path / 'one'} has a single class folder (cat); a classifier needs at least "
         "two classes."
@@ -341,17 +350,38 @@ def test_blocking_problems(tmp_path):
     root = _folder(tmp_path / "unreadable", {"cat": 12, "dog": 0})
     (root / "dog" / "a.jpg").write_bytes(b"not a jpeg")
     (root / "stray.png").write_bytes(png_bytes(1))
-    report = check_folder(root)
+    report = check(root)
     assert not report.ok
     assert report.problems == ["No readable image in the class folder(s) dog."]
     assert report.unreadable[0][0] == "dog/a.jpg"
     assert any(
         "1 file(s) lie outside any class folder (e.g. stray.png)" in w for w in report.warnings
     )
-    empty = check_folder(tmp_path / "one" / "cat")
+    empty = check(tmp_path / "one" / "cat")
     assert empty.problems[0].endswith(f"has no class folders. {userdata.LAYOUT}")
     with pytest.raises(DataError, match="does not exist"):
-        check_folder(tmp_path / "missing")
+        check(tmp_path / "missing")
+
+
+def test_a_check_through_the_load_decodes_the_folder_once_for_both(tmp_path, monkeypatch):
+    root = _folder(tmp_path / "once", {"cat": 6, "dog": 6})
+    (root / "dog" / "copy.png").write_bytes((root / "cat" / "000.png").read_bytes())
+    listing = folder_listing(root)
+    report = check_folder(root, listing=listing)
+    assert report.duplicates == 1 and listing.cached()  # the load that follows reads that
+    labels, parts, digests, skipped = folder_contents(listing)
+    assert labels.tolist() == [0] * 6 + [1] * 7 and parts.tolist() == [0] * 13
+    assert skipped == [] and digests.shape == (13, 16) and digests.dtype == np.uint8
+    assert (digests[0] == digests[12]).all() and len({bytes(d) for d in digests}) == 12
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr("core.images.decode_image", no_decode)
+    assert check_folder(root, listing=folder_listing(root)) == report  # from the cache entry
+    other = _folder(tmp_path / "other", {"cat": 2, "dog": 2})
+    with pytest.raises(ValueError, match="the listing given is of"):
+        check_folder(other, listing=listing)
 
 
 def test_folder_signature_changes_when_a_file_changes(tmp_path):
@@ -362,14 +392,16 @@ def test_folder_signature_changes_when_a_file_changes(tmp_path):
     assert folder_signature(root) != first
 
 
-def test_large_photos_are_checked_at_a_reduced_scale_and_damaged_ones_still_refused(tmp_path):
+def test_large_photos_are_checked_at_a_reduced_scale_and_damaged_ones_still_refused(
+    tmp_path, check
+):
     from tests.test_images import _photo
 
     root = _folder(tmp_path / "photos", {"cat": 2, "dog": 2})
     photo = _photo(2048, 1536)
     (root / "cat" / "big.jpg").write_bytes(photo)
     (root / "dog" / "cut.jpg").write_bytes(photo[: len(photo) // 2])
-    report = check_folder(root)
+    report = check(root)
     assert report.counts == {"images": [3, 2]}
     assert [name for name, _ in report.unreadable] == ["dog/cut.jpg"]
     assert "truncated or damaged" in report.unreadable[0][1]

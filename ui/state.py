@@ -123,8 +123,9 @@ def dataset_spec() -> str:
 def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     """The check of an image folder, kept on disk until a file in it changes.
 
-    The first check of a folder reads every file under a progress bar (16 s or more for
-    CIFAR-10's 50,000 JPEGs); later ones, in this server or the next, read its report.
+    The first check of a folder reads every file under a progress bar, decoding it for
+    `require_dataset` in the same pass (about 25 s for CIFAR-10's 50,000 JPEGs here);
+    later ones, in this server or the next, read its report.
 
     Raises:
         DataError: the folder does not exist.
@@ -136,11 +137,17 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     signature = _signature(path)
     report = userdata.saved_check(path, signature)
     if report is None:
-        doing = f"Checking every image of {Path(path).expanduser().name}"
+        # None for a folder that cannot be loaded: the check reads it alone and says why.
+        listing = data.folder_listing(path)
+        doing = f"Reading and checking every image of {Path(path).name}"
         with _progress_bar(doing, "once; the result is kept until a file changes") as progress:
-            report = userdata.check_folder(path, progress=progress)
+            report = userdata.check_folder(path, progress=progress, listing=listing)
         userdata.save_check(report, signature)
+        st.session_state[_LISTED] = listing  # for require_dataset, which would list again
     return report
+
+
+_LISTED = "_state_listing"  # a listing folder_report made, until the load that follows
 
 
 @contextlib.contextmanager
@@ -268,9 +275,12 @@ def _decode_with_progress(spec: str, image_size: int) -> data.FolderListing | No
     is returned for `_load` to use rather than list the folder again.
     """
     seen, key = _kept_on_disk(), ("folder", spec, image_size)
+    listing = st.session_state.pop(_LISTED, None)  # folder_report's, when it just checked
     if key in seen:
         return None
-    listing = data.folder_listing(spec, image_size)
+    source = (str(Path(spec).expanduser().resolve()), str(image_size))
+    if listing is None or listing.source != source:
+        listing = data.folder_listing(spec, image_size)
     if listing is not None and not listing.cached():
         doing = f"Reading the images of {Path(spec).expanduser().name}"
         with _progress_bar(doing, "once; later visits load them from the cache") as progress:
