@@ -49,6 +49,18 @@ def test_the_server_watches_no_files_for_reload_on_save(server, page):
     assert inotify_watches(_server_pid(server)) == 0
 
 
+def test_the_menu_offers_themes_but_no_deploy_or_developer_items(server, page):
+    # .streamlit/config.toml's toolbarMode "viewer": Streamlit's default on localhost
+    # showed a "Deploy" button (to Streamlit's cloud) and developer items in the menu.
+    open_page(page, server, "")
+    page.get_by_test_id("stMainMenu").click()
+    menu = page.get_by_test_id("stMainMenuList")
+    menu.get_by_text("Dark").wait_for()
+    assert page.get_by_test_id("stAppDeployButton").count() == 0
+    assert page.get_by_text("Deploy", exact=True).count() == 0
+    assert menu.get_by_text("Clear cache").count() == 0
+
+
 def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     photo = tmp_path / "photo.png"
     Image.new("RGB", (64, 48), (30, 220, 40)).save(photo)  # green: the "dog" class colour
