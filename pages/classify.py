@@ -98,7 +98,11 @@ def top_chart(pred):
             x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs], textposition="auto"
         )
     )
-    fig.update_layout(xaxis_range=[0, 1], height=60 + 32 * len(names), margin=dict(t=10, b=10))
+    fig.update_layout(
+        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        height=60 + 32 * len(names),
+        margin=dict(t=10, b=10),
+    )
     return fig
 
 

@@ -42,6 +42,10 @@ def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_r
     )
     shown = [m.value for m in app.markdown if m.value.startswith("**val #3")]
     assert shown == [f"**val #3 (dog)** → **{expected.label}** ({expected.confidence:.1%})"]
+    chart = json.loads(app.get("plotly_chart")[0].proto.spec)
+    bars = chart["data"][0]
+    assert bars["y"][-1] == expected.label and bars["text"][-1] == f"{expected.confidence:.1%}"
+    assert chart["layout"]["xaxis"] == {"range": [0, 1], "tickformat": ".0%"}  # as the labels
 
 
 def test_a_32_pixel_probe_is_resized_for_a_64_pixel_model(data_app, image_folder):
