@@ -20,6 +20,7 @@ PAGES = {
     "Use": [st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
 }
 
+state.warm_up()
 navigation = st.navigation(PAGES)
 state.sidebar()
 with state.routed():

@@ -7,6 +7,7 @@ cached with `st.cache_resource`: one read-only copy shared by every session.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import threading
 from pathlib import Path
@@ -108,6 +109,21 @@ def _uploaded_caption() -> None:
     uploaded = st.session_state.get("sidebar_upload")
     st.caption(f"Using {uploaded['name']}" if uploaded else "Nothing uploaded yet.")
     st.page_link("pages/dataset.py", label="Upload a .zip on the Dataset page")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Starts importing Keras and TensorFlow in the background, once per server process.
+
+    Every page that shows a model waits for that import (6 s on this project's 2-core
+    machine); a user who reads Home or the Dataset page first finds it done when they go
+    on. A page that needs it sooner waits on Python's import lock, no longer than before.
+    """
+    thread = threading.Thread(
+        target=importlib.import_module, args=("core.model",), name="warm-up", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def dataset_spec() -> str:

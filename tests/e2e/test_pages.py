@@ -1,6 +1,7 @@
 """Every page in a real browser: it renders without an exception and shows its content."""
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,26 @@ def test_the_server_watches_no_files_for_reload_on_save(server, page):
     # of watches (the project folder and .venv, recursively) once a page had run.
     open_page(page, server, "evaluate")
     assert inotify_watches(_server_pid(server)) == 0
+
+
+def _has_tensorflow(pid: int) -> bool:
+    return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc")
+def test_home_has_keras_imported_in_the_background_for_the_next_page(e2e_data, page):
+    # ui.state.warm_up: Home shows no model, so the server imports Keras and TensorFlow
+    # (6 s here) while the user reads it, and the next model page need not wait for that.
+    with streamlit_server(e2e_data) as url:
+        pid = _server_pid(url)
+        assert not _has_tensorflow(pid)  # the server runs no page before a browser comes
+        page.goto(url)
+        wait_idle(page)
+        page.get_by_role("heading", name="CNN Lab").wait_for()
+        deadline = time.monotonic() + 60
+        while not _has_tensorflow(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _has_tensorflow(pid)
 
 
 def test_the_menu_offers_themes_but_no_deploy_or_developer_items(server, page):
