@@ -66,14 +66,16 @@ def probs_figure(probs, names, top=5):
     return fig.update_layout(height=60 + 30 * len(order), margin=dict(l=0, r=0, t=10, b=0))
 
 
-def number_grid(values, title, diverging):
+def number_grid(values, title, diverging, zrange=(None, None)):
     fig = go.Figure(
         go.Heatmap(
             z=values,
-            text=np.round(values, 3),
-            texttemplate="%{text}",
+            # Three significant digits: float32 values printed whole read 0.7839999794960022.
+            texttemplate="%{z:.3~g}",
             colorscale="RdBu" if diverging else "Greys",
             zmid=0 if diverging else None,
+            zmin=zrange[0],
+            zmax=zrange[1],
             reversescale=not diverging,
             showscale=False,
         )
@@ -259,12 +261,15 @@ def explainer_tab(pixels, caption):
         clamp("filters_ex_in", c_in - 1)
         kin = int(st.number_input("Input channel k", 0, c_in - 1, key="filters_ex_in"))
     cols = st.columns(3)
-    for col_, values, title, diverging in [
-        (cols[0], ex["patch"][:, :, kin], f"input x (channel {names[kin]})", False),
-        (cols[1], ex["kernel"][:, :, kin], "kernel w", True),
-        (cols[2], ex["products"][:, :, kin], f"x·w, sum {ex['channel_sums'][kin]:.4f}", True),
-    ]:
-        col_.plotly_chart(number_grid(values, title, diverging), width="stretch")
+    # The image's pixels keep their own brightness (0 black, 1 white), not the window's.
+    x_range = (0.0, 1.0) if ex["source"] == "rescale" else (None, None)
+    grids = [
+        number_grid(ex["patch"][:, :, kin], f"input x (channel {names[kin]})", False, x_range),
+        number_grid(ex["kernel"][:, :, kin], "kernel w", True),
+        number_grid(ex["products"][:, :, kin], f"x·w, sum {ex['channel_sums'][kin]:.4f}", True),
+    ]
+    for col_, fig in zip(cols, grids, strict=True):
+        col_.plotly_chart(fig, width="stretch")
     fig = go.Figure(go.Bar(x=names, y=ex["channel_sums"]))
     fig.update_layout(title="Σ x·w per input channel", height=220, margin=dict(t=40, b=0))
     st.plotly_chart(fig, width="stretch")

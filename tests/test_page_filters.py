@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 from PIL import Image
@@ -93,3 +94,20 @@ def test_explainer_and_replay_show_the_real_numbers(app, trained_run):
     assert "Epoch 1" in [s.value for s in app.main.subheader]
     epoch_one = app.get("image")[-1]
     assert len(epoch_one.value) == 32
+
+
+def test_the_explainer_grids_show_three_digits_and_the_image_at_its_brightness(app):
+    app.session_state["probe"] = {"pixels": probe_pixels(), "caption": "probe", "label": None}
+    app.switch_page(PAGE).run()
+    app.selectbox(key="filters_ex_layer").set_value("conv1_1").run()
+    assert not app.exception
+    grids = {}
+    for chart in app.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec["layout"].get("title", {}).get("text", "")
+        if spec["data"][0]["type"] == "heatmap" and title:
+            grids[title.split(" ")[0]] = spec["data"][0]
+    image, kernel = grids["input"], grids["kernel"]
+    assert image["texttemplate"] == kernel["texttemplate"] == "%{z:.3~g}"
+    assert (image["zmin"], image["zmax"]) == (0, 1)  # a pixel of 0.8 is light, as it looks
+    assert "zmin" not in kernel and kernel["zmid"] == 0  # weights: white at zero
