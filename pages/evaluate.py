@@ -126,9 +126,14 @@ if points:
 
 
 def gallery(indices, captions, columns=6):
-    grid = st.columns(columns)
-    for n, (i, caption) in enumerate(zip(indices, captions, strict=True)):
-        grid[n % columns].image(enlarge(x_split[i], 4), caption=caption)
+    # A row of columns per row of images, each image stretched to its column: a caption
+    # that wraps ("truck → automobile 99%") then neither widens its image nor shifts the
+    # rows below in its column alone.
+    items = list(zip(indices, captions, strict=True))
+    for start in range(0, len(items), columns):
+        row = items[start : start + columns]  # the last row may be shorter
+        for col, (i, caption) in zip(st.columns(columns), row, strict=False):
+            col.image(enlarge(x_split[i], 4), caption=caption, width="stretch")
 
 
 st.caption("Select a cell to see its images, or pick the pair here.")

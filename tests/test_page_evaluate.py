@@ -136,6 +136,22 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     assert not app.exception
 
 
+def test_a_cell_gallery_reads_in_rows_left_to_right(app, trained_run, image_folder):
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    report = _expected(trained_run, image_folder, split="train")
+    names = report.class_names
+    right = int(np.argmax(np.diag(report.confusion)))  # the largest cell: over one row
+    app.selectbox(key="evaluate_true").select(names[right]).run()
+    app.selectbox(key="evaluate_pred").select(names[right]).run()
+    assert not app.exception
+    cell = report.cell(right, right)[:24]
+    assert len(cell) > 6
+    expected = [" · ".join(f"{c} {p:.0%}" for c, p in report.top_k(i)) for i in cell]
+    shown = [img.captions[0] for img in app.image if img.captions and "·" in img.captions[0]]
+    assert shown == expected  # one row of six columns after another, not column by column
+
+
 def test_a_model_without_a_temperature_gets_one_fitted_on_its_validation_split(
     app, trained_run, image_folder, monkeypatch
 ):
