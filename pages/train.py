@@ -464,6 +464,10 @@ def delete(run: dict) -> None:
         st.session_state["train_notice_error"] = str(err)
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
 def runs_table(rows: list[dict]) -> None:
     st.subheader("Runs")
     if not rows:
@@ -474,7 +478,7 @@ def runs_table(rows: list[dict]) -> None:
             "run": [r["name"] for r in rows],
             "status": [r["state"] for r in rows],
             "preset": [r["preset"] for r in rows],
-            "best val accuracy": [r["best_val_accuracy"] for r in rows],
+            "best val accuracy": [_percent(r["best_val_accuracy"]) for r in rows],
             "epochs": [f"{r['epochs_done']}/{r['epochs']}" for r in rows],
             "duration": [jobs.clock(r["seconds"]) for r in rows],
             "parameters": [r["params"] for r in rows],
@@ -488,7 +492,8 @@ def runs_table(rows: list[dict]) -> None:
         selection_mode="multi-row",
         hide_index=True,
         column_config={
-            "best val accuracy": st.column_config.NumberColumn(format="percent"),
+            # Two decimals for every run: "percent" wrote 81.4% beside 81.48%.
+            "best val accuracy": st.column_config.NumberColumn(format="%.2f%%"),
             "parameters": st.column_config.NumberColumn(format="localized"),
             "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         },

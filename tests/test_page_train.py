@@ -150,6 +150,8 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert table["run"].tolist() == [new[0].name, trained_run.name]
     assert table["status"].tolist() == ["completed", "completed"]
     assert table["epochs"].tolist() == ["1/1", "2/2"]
+    best = [100 * r["best_val_accuracy"] for r in runs.list_runs()]
+    assert table["best val accuracy"].tolist() == best  # percent, shown as "%.2f%%"
     assert len(app.get("plotly_chart")) == 2  # the live view's loss and accuracy
     _select(app, 0)
     assert len(app.get("plotly_chart")) == 4  # plus the overlay of the selected runs
