@@ -159,7 +159,8 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
         with _progress_bar(doing, "once; the result is kept until a file changes") as progress:
             report = userdata.check_folder(path, progress=progress, listing=listing)
         userdata.save_check(report, signature)
-        st.session_state[_LISTED] = listing  # for require_dataset, which would list again
+        if report.ok:  # require_dataset follows, and would list the folder again
+            st.session_state[_LISTED] = listing
     return report
 
 
