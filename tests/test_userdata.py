@@ -443,10 +443,14 @@ def test_a_kept_check_of_a_deleted_folder_goes_when_another_is_kept(tmp_path):
 
 @pytest.mark.shared
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is absent")
-def test_checks_the_50000_image_cifar_folder():
+def test_checks_the_50000_image_cifar_folder(tmp_path):
     start = time.perf_counter()
     report = check_folder(SHARED)
     seconds = time.perf_counter() - start
     assert report.ok and report.counts == {"train": [5000] * 10}
     assert report.unreadable == []
     print(f"check_folder on {report.images:,} images: {seconds:.1f} s")
+    start = time.perf_counter()  # as the dashboard checks it: decoded for the load too
+    assert check_folder(SHARED, listing=folder_listing(SHARED, cache_dir=tmp_path)) == report
+    seconds = time.perf_counter() - start
+    print(f"the same check through the loader's decode, empty cache: {seconds:.1f} s")
