@@ -20,7 +20,6 @@ PAGES = {
     "Use": [st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
 }
 
-state.warm_up()
 navigation = st.navigation(PAGES)
 state.sidebar()
 with state.routed():

@@ -45,3 +45,6 @@ for i, (page, label, text) in enumerate(links):
     with cols[i % 3]:
         st.page_link(page, label=label)
         st.caption(text)
+
+# Keras and TensorFlow for the next page, imported while the user reads this one.
+state.warm_up()

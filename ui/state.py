@@ -116,8 +116,11 @@ def warm_up() -> threading.Thread:
     """Starts importing Keras and TensorFlow in the background, once per server process.
 
     Every page that shows a model waits for that import (6 s on this project's 2-core
-    machine); a user who reads Home or the Dataset page first finds it done when they go
-    on. A page that needs it sooner waits on Python's import lock, no longer than before.
+    machine); a user who reads Home first, as `streamlit run` opens it, finds it done when
+    they go on. A page that needs it sooner waits on Python's import lock, no longer than before.
+    Home calls this once it is drawn: the import holds the GIL for most of its time and
+    slows any page running beside it (the Dataset page after a restart, 8-9 s, took
+    12-17 s when app.py started it for every page).
     """
     thread = threading.Thread(
         target=importlib.import_module, args=("core.model",), name="warm-up", daemon=True

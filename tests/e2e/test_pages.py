@@ -56,8 +56,8 @@ def _has_tensorflow(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux's /proc")
 def test_home_has_keras_imported_in_the_background_for_the_next_page(e2e_data, page):
-    # ui.state.warm_up: Home shows no model, so the server imports Keras and TensorFlow
-    # (6 s here) while the user reads it, and the next model page need not wait for that.
+    # ui.state.warm_up: Home shows no model, so once it is drawn the server imports Keras
+    # and TensorFlow (6 s here) while the user reads it, and the next page need not wait.
     with streamlit_server(e2e_data) as url:
         pid = _server_pid(url)
         assert not _has_tensorflow(pid)  # the server runs no page before a browser comes
@@ -68,6 +68,12 @@ def test_home_has_keras_imported_in_the_background_for_the_next_page(e2e_data, p
         while not _has_tensorflow(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert _has_tensorflow(pid)
+    with streamlit_server(e2e_data) as url:  # no import beside a page that needs no model
+        page.goto(f"{url}/dataset")
+        wait_idle(page)
+        page.get_by_role("heading", name="Samples").wait_for()
+        time.sleep(2)
+        assert not _has_tensorflow(_server_pid(url))
 
 
 def test_the_menu_offers_themes_but_no_deploy_or_developer_items(server, page):
