@@ -367,7 +367,7 @@ def load_image_folder(
         DataError: no class folders, a single class, an empty class, or no readable image.
     """
     folder = listing or FolderListing(root, image_size, cache_dir)
-    if folder.source != (str(Path(root).expanduser().resolve()), str(image_size)):
+    if not folder.describes(root, image_size):
         raise ValueError(f"the listing given is of {folder.source}, not of {root} at {image_size}")
     arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part"))
     x, y, part = arrays["x"], arrays["y"], arrays["part"]
@@ -418,12 +418,6 @@ def folder_contents(
     return arrays["y"], arrays["part"], arrays["digests"], skipped
 
 
-def needs_decoding(spec: str | os.PathLike, image_size: int = 32, cache_dir=None) -> bool:
-    """True when loading `spec` would decode an image folder: it is not cached yet."""
-    listing = folder_listing(spec, image_size, cache_dir)
-    return listing is not None and not listing.cached()
-
-
 class FolderListing:
     """An image folder's files and labels, and the cache entry they decode into."""
 
@@ -447,6 +441,11 @@ class FolderListing:
         self.cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
         self.image_size = image_size
         self.source = (str(root), str(image_size))
+
+    def describes(self, root: str | os.PathLike, image_size: int | None = None) -> bool:
+        """Whether this is a listing of `root` (however its path is spelt), at `image_size`."""
+        same_size = image_size is None or str(image_size) == self.source[1]
+        return same_size and str(Path(root).expanduser().resolve()) == self.source[0]
 
     def arrays(self) -> dict[str, Path]:
         return {n: self.cache / f"{n}.npy" for n in _ARRAYS}

@@ -664,7 +664,7 @@ def _read_all(root: Path, files, report: FolderReport, progress=None):
 def _read_decoded(listing: FolderListing, report: FolderReport, progress=None):
     """As `_read_all`, from the dataset loader's decode of the same files."""
     root = listing.source[0]
-    if root != str(Path(report.root).resolve()) or listing.class_names != report.class_names:
+    if not listing.describes(report.root) or listing.class_names != report.class_names:
         raise ValueError(f"the listing given is of {root}, not of {report.root}")
     labels, parts, digests, skipped = folder_contents(listing, progress)
     report.unreadable = [(Path(path).relative_to(root).as_posix(), why) for path, why in skipped]

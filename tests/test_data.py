@@ -268,13 +268,16 @@ def test_decoding_a_folder_reports_progress_and_a_cached_one_needs_none(tmp_path
     monkeypatch.setattr(data, "PROGRESS_EVERY", 4)
     write_image_folder(tmp_path / "d", per_class=5)  # 15 images
     (tmp_path / "d" / "cat" / "notes.txt").write_text("not an image")  # skipped, counted
-    assert data.needs_decoding(tmp_path / "d")
+    assert not data.folder_listing(tmp_path / "d").cached()
     calls = []
     load_dataset(tmp_path / "d", progress=lambda done, total: calls.append((done, total)))
     assert calls == [(4, 16), (8, 16), (12, 16), (16, 16)]
-    assert not data.needs_decoding(tmp_path / "d")
+    assert data.folder_listing(tmp_path / "d").cached()
     calls.clear()
     load_dataset(tmp_path / "d", progress=lambda done, total: calls.append((done, total)))
     assert calls == []  # from the cache
-    assert not data.needs_decoding(tmp_path / "missing")
-    assert not data.needs_decoding(tmp_path / "d" / "cat" / "notes.txt")
+    assert data.folder_listing(tmp_path / "missing") is None
+    assert data.folder_listing(tmp_path / "d" / "cat" / "notes.txt") is None
+    listing = data.folder_listing(tmp_path / "d")
+    assert listing.describes(tmp_path / "d" / "cat" / "..", 32)  # however the path is spelt
+    assert not listing.describes(tmp_path / "d", 64) and not listing.describes(tmp_path)

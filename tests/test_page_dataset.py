@@ -256,12 +256,12 @@ def test_a_first_visit_reads_each_image_once_under_a_progress_bar(page, image_fo
 
     monkeypatch.setattr(userdata, "check_folder", recording)
     decodes = _counting_decodes(monkeypatch)
-    assert data.needs_decoding(image_folder)
+    assert not data.folder_listing(image_folder).cached()
     page.run()
     assert not page.exception
     assert len(decodes) == 36  # checked and decoded in one pass: 72 when each read the files
     assert reports[-1] == (36, 36)  # with the page's bar showing it
-    assert not data.needs_decoding(image_folder)
+    assert data.folder_listing(image_folder).cached()
     assert not page.get("progress")  # the bar is gone once the images are in
     assert _check_label(page) == "Folder check: 3 classes, 36 images, 0 unreadable, 0 duplicates"
     assert {m.label: m.value for m in page.metric}["train images"] == "33"
@@ -284,11 +284,11 @@ def test_a_checked_folder_not_decoded_yet_is_read_under_a_progress_bar(
         return load(root, image_size, cache_dir, report if progress else None, listing)
 
     monkeypatch.setattr(data, "load_image_folder", recording)
-    assert data.needs_decoding(image_folder)
+    assert not data.folder_listing(image_folder).cached()
     page.run()
     assert not page.exception
     assert reports[-1] == (36, 36)  # every image read, with the page's bar showing it
-    assert not data.needs_decoding(image_folder)
+    assert data.folder_listing(image_folder).cached()
     assert not page.get("progress")
     assert {m.label: m.value for m in page.metric}["train images"] == "33"
 

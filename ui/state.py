@@ -298,8 +298,7 @@ def _decode_with_progress(spec: str, image_size: int) -> data.FolderListing | No
     listing = st.session_state.pop(_LISTED, None)  # folder_report's, when it just checked
     if key in seen:
         return None
-    source = (str(Path(spec).expanduser().resolve()), str(image_size))
-    if listing is None or listing.source != source:
+    if listing is None or not listing.describes(spec, image_size):
         listing = data.folder_listing(spec, image_size)
     if listing is not None and not listing.cached():
         doing = f"Reading the images of {Path(spec).expanduser().name}"
