@@ -18,7 +18,7 @@ UPLOAD_SIZE = 32  # uploads are squashed to the input size every preset is built
 STARTING_POINT = AugmentConfig(flip=True, crop_pad=4)
 SOURCES = {
     "dataset": "Dataset images",
-    "probe": "Image sent from the Dataset page",
+    "probe": "Image sent from the Dataset or Evaluate page",
     "upload": "Upload an image",
 }
 

@@ -11,7 +11,7 @@ from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
-from core.inspect import grad_cam, model_image, overlay
+from core.inspect import model_image
 from ui import state
 
 state.ensure_routed()
@@ -72,7 +72,10 @@ if st.toggle("Use the camera", key="classify_camera_on"):
 probe = st.session_state.get("probe")
 
 if not files and probe is None:
-    st.info("Upload one or more images, take a photo, or open a sample from the Dataset page.")
+    st.info(
+        "Upload one or more images, take a photo, or open an image from the Dataset or "
+        "Evaluate page."
+    )
     st.stop()
 
 
@@ -106,14 +109,6 @@ def top_chart(pred):
     return fig
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
-def _grad_cam_view(model_path: str, version: int, pixels, class_index: int, _model):
-    """The Grad-CAM overlay, enlarged: computed once per image, model and class, not on
-    every rerun (an eager gradient pass, 30-50 ms an image here)."""
-    heat, _, _ = grad_cam(_model, pixels, class_index=class_index)
-    return enlarge(overlay(pixels, heat), 5)
-
-
 @st.cache_data(max_entries=DETAILED, show_spinner=False)
 def _original(data: bytes):
     """The uploaded photo for display, or None. Twice the shown width is enough for sharp
@@ -132,7 +127,7 @@ def show(name, original, pred):
             f"{pred.entropy:.0%} of the maximum): this may not be one of the classes it knows."
         )
     # For the class shown, which the int8 copy may rank first where float32 does not.
-    cam = _grad_cam_view(entry["path"], version, pred.pixels, int(pred.probs.argmax()), model)
+    cam, _ = state.grad_cam_view(entry, model, pred.pixels, int(pred.probs.argmax()))
     cols = st.columns([1, 1, 1, 2])
     if original is not None:
         cols[0].image(original, caption="Original", width=ORIGINAL_WIDTH)

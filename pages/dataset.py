@@ -31,17 +31,6 @@ def _pixel_stats(key, split, _ds):
     return datastats.channel_histograms(x), np.rint(means).astype(np.uint8)
 
 
-def _open_probe(ds, split, index, target):
-    x, y = ds.split(split)
-    label = int(y[index])
-    st.session_state["probe"] = {
-        "pixels": x[index].copy(),
-        "caption": f"{split} #{index} ({ds.class_names[label]})",
-        "label": label,
-    }
-    st.switch_page(target)
-
-
 def _zip_uploader():
     upload = st.file_uploader(
         "A .zip of class folders",
@@ -136,9 +125,9 @@ if len(picked):
     )
     left, right = st.columns(2)
     if left.button("Open on Filters page", key="dataset_open_filters"):
-        _open_probe(ds, split, index, "pages/filters.py")
+        state.open_probe(ds, split, index, "pages/filters.py")
     if right.button("Open on Classify page", key="dataset_open_classify"):
-        _open_probe(ds, split, index, "pages/classify.py")
+        state.open_probe(ds, split, index, "pages/classify.py")
 
 st.header("Statistics")
 histograms, means = _pixel_stats(_key(ds), split, ds)

@@ -159,6 +159,19 @@ st.dataframe(
 )
 avg = report.averages
 st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
+d = st.columns(2)
+d[0].download_button(
+    "Download per-class metrics (CSV)",
+    report.per_class_csv(),
+    file_name=f"metrics-{split}.csv",
+    mime="text/csv",
+)
+d[1].download_button(
+    "Download all metrics (JSON)",
+    json.dumps(report.to_dict(), indent=2),
+    file_name=f"metrics-{split}.json",
+    mime="application/json",
+)
 
 st.subheader("Confidence")
 views = {"as the model gives them": report.probs}
@@ -213,36 +226,72 @@ elif split == "val" and registry.validates_on(entry["card"], state.VAL_FRACTION,
 if note := st.session_state.pop("evaluate_calibrated", None):
     st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
 
+
+def why_caption(i: int) -> str:
+    """A mistake as "horse → deer 99%", a right answer as "cat 41%": after the card's
+    temperature, as all the galleries show them."""
+    true, answer = names[report.y_true[i]], names[int(tempered.probs[i].argmax())]
+    said = true if answer == true else f"{true} → {answer}"
+    return f"{said} {tempered.probs[i].max():.0%}"
+
+
 wrong = mistakes(tempered.probs, report.y_true)
 tabs = st.tabs(["Most confident mistakes", "Least confident correct"])
 with tabs[0]:
-    idx = wrong["index"][:18]
-    gallery(
-        idx,
-        [
-            f"{names[t]} → {names[p]} {c:.0%}"
-            for t, p, c in zip(
-                wrong["true"][:18], wrong["pred"][:18], wrong["confidence"][:18], strict=True
-            )
-        ],
-    )
+    gallery(wrong["index"][:18], [why_caption(i) for i in wrong["index"][:18]])
 with tabs[1]:
-    idx = least_confident_correct(tempered.probs, report.y_true, 18)
-    gallery(idx, [f"{names[report.y_true[i]]} {tempered.probs[i].max():.0%}" for i in idx])
+    unsure = least_confident_correct(tempered.probs, report.y_true, 18)
+    gallery(unsure, [why_caption(i) for i in unsure])
 
-d = st.columns(2)
-d[0].download_button(
-    "Download per-class metrics (CSV)",
-    report.per_class_csv(),
-    file_name=f"metrics-{split}.csv",
-    mime="text/csv",
-)
-d[1].download_button(
-    "Download all metrics (JSON)",
-    json.dumps(report.to_dict(), indent=2),
-    file_name=f"metrics-{split}.json",
-    mime="application/json",
-)
+st.subheader("Why this answer?")
+groups = {
+    "the most confident mistakes": wrong["index"][:18],
+    "the chosen cell": cell[:24],
+    "the least confident correct": unsure,
+}
+choose = st.columns([1, 2])
+group = choose[0].selectbox("Images from", list(groups), key="evaluate_why_from")
+shown = [int(i) for i in groups[group]]
+if not shown:
+    st.info(f"No images in {group}.")
+else:
+    index = choose[1].selectbox(
+        "Image",
+        shown,
+        format_func=lambda i: f"#{i}: {why_caption(i)}",
+        key=f"evaluate_why_{group.split()[-1]}",  # one choice per group, kept while switching
+    )
+    true, answer = int(report.y_true[index]), int(tempered.probs[index].argmax())
+    # A mistake against its label; a right answer against the class it almost chose.
+    rival = true if answer != true else int(np.argsort(-tempered.probs[index])[1])
+    scale = max(1, 320 // x_split.shape[1])  # about a column's width: sharp when stretched
+    cols = st.columns(3)
+    cols[0].image(
+        enlarge(x_split[index], scale),
+        caption=f"{split} #{index}, labelled {names[true]}",
+        width="stretch",  # three equal images: a long caption widens none of them
+    )
+    for col, c, role in [
+        (cols[1], answer, "the answer"),
+        (cols[2], rival, "the label" if rival == true else "the runner-up"),
+    ]:
+        view, found = state.grad_cam_view(entry, model, x_split[index], c, scale)
+        col.image(
+            view,
+            caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%})"
+            + ("" if found else ": none found"),
+            width="stretch",
+        )
+    st.caption(
+        "Grad-CAM weighs the last convolution's feature maps by how much each raises a "
+        "class's score: red is where the model found evidence for that class, blue where "
+        "it found none. The Filters page explains any class and shows the feature maps."
+    )
+    go_to = st.columns(2)
+    if go_to[0].button("Open on Filters page", key="evaluate_open_filters"):
+        state.open_probe(dataset, split, index, "pages/filters.py")
+    if go_to[1].button("Open on Classify page", key="evaluate_open_classify"):
+        state.open_probe(dataset, split, index, "pages/classify.py")
 
 st.subheader("Compare with another model")
 size = int(model.input_shape[1])

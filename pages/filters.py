@@ -95,7 +95,9 @@ def choose_image(size):
     probe = st.session_state.get("probe")
     sources = (["Probe"] if probe else []) + ["Dataset sample", "Upload"]
     default = 0 if probe or dataset_ready() else len(sources) - 1
-    labels = {"Probe": "Image from the Dataset page", "Upload": "Upload an image"}
+    labels = {"Upload": "Upload an image"}
+    if probe:
+        labels["Probe"] = f"The image sent here: {probe['caption']}"
     source = st.radio(
         "Image",
         sources,
@@ -342,7 +344,11 @@ num_classes = int(model.output.shape[-1])
 class_names = entry["card"].get("class_names") or [f"class {i}" for i in range(num_classes)]
 cam_layer = inspect.cam_layer(model)
 
-tabs = st.tabs(["Filters", "Feature maps", "Convolution explainer", "Learning replay"])
+# An image sent from the Dataset or Evaluate page is what the user came to look through.
+tabs = st.tabs(
+    ["Filters", "Feature maps", "Convolution explainer", "Learning replay"],
+    default="Feature maps" if st.session_state.get("probe") else None,
+)
 with tabs[0]:
     filters_tab()
 with tabs[1]:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core.data import load_dataset
 from core.evaluate import evaluate
@@ -286,3 +287,148 @@ def test_a_64_pixel_model_is_evaluated_on_the_dataset_resized_to_64(data_app, im
     assert x.shape[1:] == (64, 64, 3)
     report = evaluate(load_model(run / "model.keras"), x, y, dataset.class_names)
     assert {m.label: m.value for m in data_app.metric}["Accuracy"] == f"{report.accuracy:.2%}"
+
+
+@pytest.fixture
+def mislabelled(image_folder):
+    """`image_folder` with four cat images filed as dogs: mistakes the model is sure of."""
+    for path in sorted((image_folder / "cat").iterdir())[:4]:
+        path.rename(image_folder / "dog" / f"was-cat-{path.name}")
+    return image_folder
+
+
+def _explained(monkeypatch) -> list[tuple[int, np.ndarray, bool]]:
+    """The class, image and whether any evidence was found, of every Grad-CAM the page
+    computes through the real function."""
+    from core import inspect
+
+    calls, grad_cam = [], inspect.grad_cam
+
+    def recording(model, pixels, **kwargs):
+        result = grad_cam(model, pixels, **kwargs)
+        calls.append((kwargs["class_index"], np.array(pixels), bool(result[0].max() > 0)))
+        return result
+
+    monkeypatch.setattr(inspect, "grad_cam", recording)
+    return calls
+
+
+def _why_captions(app) -> list[str]:
+    return [i.proto.imgs[0].caption for i in app.get("image")][-3:]
+
+
+def test_why_this_answer_sets_a_mistakes_answer_against_its_label(
+    app, trained_run, mislabelled, monkeypatch
+):
+    from core.data import load_dataset
+    from core.evaluate import mistakes
+
+    calls = _explained(monkeypatch)
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    assert not app.exception
+    report = _expected(trained_run, mislabelled, split="train")
+    names, probs = report.class_names, report.probs
+    wrong = mistakes(probs, report.y_true)
+    assert len(wrong["index"]) > 1  # the cats filed as dogs
+    chosen = app.selectbox(key="evaluate_why_mistakes")
+    assert (
+        chosen.options
+        == [
+            f"#{i}: {names[t]} → {names[p]} {c:.0%}"
+            for i, t, p, c in zip(
+                wrong["index"], wrong["true"], wrong["pred"], wrong["confidence"], strict=True
+            )
+        ][:18]
+    )
+    x, _ = load_dataset(mislabelled, val_fraction=0.1, seed=0).split("train")
+    expected = []
+    for i, t, p in zip(wrong["index"][:2], wrong["true"], wrong["pred"], strict=False):
+        chosen.set_value(int(i)).run()  # the first is the one shown at first
+        assert not app.exception
+        expected += [(p, i), (t, i)]  # the answer, then the label
+        assert [c for c, _, _ in calls] == [c for c, _ in expected]
+        for (_, pixels, _), (_, shown) in zip(calls, expected, strict=True):
+            np.testing.assert_array_equal(pixels, x[shown])
+        captions = _why_captions(app)
+        for caption, (_, _, found) in zip(captions[1:], calls[-2:], strict=True):
+            assert caption.endswith(": none found") != found
+        assert captions[0] == f"train #{i}, labelled {names[t]}"
+        assert captions[1].startswith(f"Evidence for {names[p]} (the answer, {probs[i, p]:.0%})")
+        assert captions[2].startswith(f"Evidence for {names[t]} (the label, {probs[i, t]:.0%})")
+    chosen.set_value(int(wrong["index"][0])).run()
+    assert not app.exception and len(calls) == 4  # kept: not computed again
+
+
+def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
+    app, trained_run, image_folder, monkeypatch
+):
+    from core.evaluate import least_confident_correct
+
+    calls = _explained(monkeypatch)
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    app.selectbox(key="evaluate_why_from").select("the least confident correct").run()
+    assert not app.exception
+    report = _expected(trained_run, image_folder, split="train")
+    unsure = least_confident_correct(report.probs, report.y_true, 18)
+    assert len(unsure)
+    i = int(unsure[0])
+    assert app.selectbox(key="evaluate_why_correct").value == i
+    answer, runner_up = np.argsort(-report.probs[i])[:2]
+    assert answer == report.y_true[i]
+    assert [c for c, _, _ in calls][-2:] == [answer, runner_up]
+    name = report.class_names[runner_up]
+    assert _why_captions(app)[2].startswith(
+        f"Evidence for {name} (the runner-up, {report.probs[i, runner_up]:.0%})"
+    )
+
+
+def test_why_this_answer_follows_the_chosen_cell(app, trained_run, mislabelled):
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    report = _expected(trained_run, mislabelled, split="train")
+    names = report.class_names
+    cells = [(t, p) for t in range(3) for p in range(3) if len(report.cell(t, p))]
+    assert len(cells) > 1
+    app.selectbox(key="evaluate_why_from").select("the chosen cell").run()
+    for t, p in cells:
+        app.selectbox(key="evaluate_true").select(names[t]).run()
+        app.selectbox(key="evaluate_pred").select(names[p]).run()
+        assert not app.exception
+        chosen = app.selectbox(key="evaluate_why_cell")
+        assert [int(o.split(":")[0][1:]) for o in chosen.options] == list(report.cell(t, p))
+        assert chosen.value in report.cell(t, p)  # the choice in another cell is not kept
+        assert _why_captions(app)[0] == f"train #{chosen.value}, labelled {names[t]}"
+    empty = [(t, p) for t in range(3) for p in range(3) if not len(report.cell(t, p))]
+    if empty:
+        app.selectbox(key="evaluate_true").select(names[empty[0][0]]).run()
+        app.selectbox(key="evaluate_pred").select(names[empty[0][1]]).run()
+        assert not app.exception
+        assert "No images in the chosen cell." in [i.value for i in app.info]
+
+
+@pytest.mark.parametrize(
+    "button, title", [("evaluate_open_filters", "Filters"), ("evaluate_open_classify", "Classify")]
+)
+def test_why_this_answer_opens_the_image_on_another_page(
+    app, trained_run, mislabelled, button, title
+):
+    from core.data import load_dataset
+    from core.evaluate import mistakes
+
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    report = _expected(trained_run, mislabelled, split="train")
+    i = int(mistakes(report.probs, report.y_true)["index"][1])
+    app.selectbox(key="evaluate_why_mistakes").set_value(i).run()
+    app.button(key=button).click().run()
+    assert not app.exception
+    probe = app.session_state["probe"]
+    x, y = load_dataset(mislabelled, val_fraction=0.1, seed=0).split("train")
+    assert (
+        probe["label"] == int(y[i])
+        and probe["caption"] == f"train #{i} ({report.class_names[y[i]]})"
+    )
+    np.testing.assert_array_equal(probe["pixels"], x[i])
+    assert title in app.title[0].value

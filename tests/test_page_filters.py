@@ -22,6 +22,12 @@ def metrics(app):
     return {m.label: m.value for m in app.metric}
 
 
+def opening_tab(app) -> str:
+    """The label of the tab the page opens on."""
+    [box] = [n for n in app.main.children.values() if n.type == "tab_container"]
+    return [t.label for t in app.tabs][box.proto.tab_container.default_tab_index]
+
+
 def test_filters_maps_and_grad_cam(app, trained_run):
     app.switch_page(PAGE).run()
     assert not app.exception
@@ -37,6 +43,7 @@ def test_filters_maps_and_grad_cam(app, trained_run):
     assert app.caption[0].value.startswith("32 filters of 3×3×3")
     # No probe: a dataset sample, the image folder's first training image.
     assert app.radio(key="filters_source").value == "Dataset sample"
+    assert opening_tab(app) == "Filters"
     assert metrics(app)["Predicted class"] in {"cat", "dog", "frog"}
     assert any(c.value.startswith("act1_1: 30×30×32") for c in app.caption)
 
@@ -71,6 +78,8 @@ def test_explainer_and_replay_show_the_real_numbers(app, trained_run):
     app.session_state["probe"] = {"pixels": pixels, "caption": "probe #7", "label": None}
     app.switch_page(PAGE).run()
     assert app.radio(key="filters_source").value == "Probe"
+    assert opening_tab(app) == "Feature maps"  # the image sent is what the user came for
+    assert "The image sent here: probe #7" in app.radio(key="filters_source").proto.options[0]
     app.selectbox(key="filters_ex_layer").set_value("conv2_1").run()
     app.number_input(key="filters_ex_channel").set_value(5)
     app.number_input(key="filters_ex_row").set_value(12)

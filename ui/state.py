@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import data, evaluate, images, registry, userdata
+from core import data, datastats, evaluate, images, registry, userdata
 from core.errors import CnnError
 
 SOURCES = {
@@ -394,6 +394,36 @@ def model_of(entry: dict):
     except (CnnError, OSError) as err:
         st.error(f"The model {entry['label']} cannot be used: {err}")
         return None
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _grad_cam_overlay(model_path: str, version: int, pixels, class_index: int, scale: int, _model):
+    from core.inspect import grad_cam, overlay
+
+    heat, _, _ = grad_cam(_model, pixels, class_index=class_index)
+    return datastats.enlarge(overlay(pixels, heat), scale), bool(heat.max() > 0)
+
+
+def grad_cam_view(entry: dict, model, pixels, class_index: int, scale: int = 5):
+    """Returns `(overlay, found)`: the model's Grad-CAM for one class over an image at the
+    model's size, enlarged `scale` times, and whether anything in the image argues for
+    that class. Computed once per image, model and class (an eager gradient pass, 30-50 ms
+    an image here), not on every rerun."""
+    version = registry.model_version(entry["path"])
+    return _grad_cam_overlay(entry["path"], version, pixels, class_index, scale, model)
+
+
+def open_probe(ds: data.Dataset, split: str, index: int, target: str) -> None:
+    """Hands one image of a split to another page (`pages/filters.py`, `pages/classify.py`,
+    where it stays until cleared) and goes there."""
+    x, y = ds.split(split)
+    label = int(y[index])
+    st.session_state["probe"] = {
+        "pixels": x[index].copy(),
+        "caption": f"{split} #{index} ({ds.class_names[label]})",
+        "label": label,
+    }
+    st.switch_page(target)
 
 
 TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}

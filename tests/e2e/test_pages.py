@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import inotify_watches, open_page, shot, streamlit_server, wait_idle
 
@@ -152,6 +153,24 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "evaluate-cell")
+
+
+def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page):
+    open_page(page, server, "evaluate")
+    page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Images from").click()
+    page.get_by_role("option", name="the least confident correct").click()
+    wait_idle(page)
+    caption = page.get_by_text(re.compile(r"^val #\d+, labelled \w+$")).inner_text()
+    index, label = re.fullmatch(r"val #(\d+), labelled (\w+)", caption).groups()
+    expect(page.get_by_text(re.compile(r"\(the runner-up, \d+%\)"))).to_be_visible()
+    page.get_by_role("button", name="Open on Filters page").click()
+    page.get_by_role("heading", name="Filters & feature maps").wait_for()
+    wait_idle(page)
+    expect(page.get_by_role("tab", name="Feature maps")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_text(f"The image sent here: val #{index} ({label})")).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "evaluate-to-filters")
 
 
 def test_a_deep_link_on_a_fresh_server_goes_through_the_router(e2e_data, page):
