@@ -49,11 +49,17 @@ def model_summary(model_json: str) -> list[dict]:
     return jobs.model_summary(ModelConfig.from_dict(json.loads(model_json)))
 
 
-def lines(title: str, traces: dict[str, tuple[list, list]]) -> go.Figure:
+def lines(title: str, traces: dict[str, tuple[list, list]], percent: bool = False) -> go.Figure:
+    # Accuracies read as percentages, as everywhere else in the dashboard.
+    hover = "epoch %{x}: %{y:" + (".2%" if percent else ".4f") + "}"
     fig = go.Figure(
-        [go.Scatter(x=x, y=y, name=name, mode="lines+markers") for name, (x, y) in traces.items()]
+        [
+            go.Scatter(x=x, y=y, name=name, mode="lines+markers", hovertemplate=hover)
+            for name, (x, y) in traces.items()
+        ]
     )
     fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=0))
+    fig.update_yaxes(tickformat=".0%" if percent else None)
     # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
     last = max((x[-1] for x, _ in traces.values() if x), default=1)
     fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
@@ -448,6 +454,7 @@ def live_view(path: str, polling: bool) -> None:
             lines(
                 "Accuracy",
                 {"train": curve(history, "accuracy"), "validation": curve(history, "val_accuracy")},
+                percent=True,
             )
         )
 
@@ -505,7 +512,11 @@ def runs_table(rows: list[dict]) -> None:
     histories = {r["name"]: runs.read_history(r["path"]) for r in chosen}
     c = st.columns(2)
     c[0].plotly_chart(
-        lines("Validation accuracy", {n: curve(h, "val_accuracy") for n, h in histories.items()})
+        lines(
+            "Validation accuracy",
+            {n: curve(h, "val_accuracy") for n, h in histories.items()},
+            percent=True,
+        )
     )
     c[1].plotly_chart(
         lines("Validation loss", {n: curve(h, "val_loss") for n, h in histories.items()})

@@ -1,6 +1,7 @@
 """AppTest checks of the Train page: form and model summary, a real launch, the runs table."""
 
 import io
+import json
 
 import numpy as np
 from PIL import Image
@@ -155,6 +156,16 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert len(app.get("plotly_chart")) == 2  # the live view's loss and accuracy
     _select(app, 0)
     assert len(app.get("plotly_chart")) == 4  # plus the overlay of the selected runs
+    specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    ticks = {
+        s["layout"]["title"]["text"]: s["layout"].get("yaxis", {}).get("tickformat") for s in specs
+    }
+    assert ticks == {
+        "Loss": None,
+        "Accuracy": ".0%",  # percentages, as the runs table and every other page
+        "Validation accuracy": ".0%",
+        "Validation loss": None,
+    }
     app.button(key="train_activate").click().run()
     assert app.session_state["sidebar_model"] == new[0].name
 
