@@ -265,6 +265,71 @@ def grad_cam(
     return np.clip(heatmap, 0, 1).astype(np.float32), class_index, _numpy(probs)[0]
 
 
+def classifier_input(model: keras.Model) -> keras.KerasTensor:
+    """Returns what the model's classifier reads: the input of its last `Dense` layer (the
+    pooled features in the speed presets, the last hidden `Dense` layer's output in `seed`).
+
+    Raises:
+        ValueError: the model has no `Dense` layer.
+    """
+    dense = [layer for layer in model.layers if isinstance(layer, layers.Dense)]
+    if not dense:
+        raise ValueError(f"The model {model.name} has no Dense layer.")
+    return dense[-1].input
+
+
+def feature_space(
+    model: keras.Model,
+    images: np.ndarray,
+    limit: int = 5000,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress=None,
+) -> dict:
+    """Places images in a plane by what the model's classifier reads of them.
+
+    The features (`classifier_input`) of at most `limit` images, drawn at random without
+    replacement when there are more, are projected on their first two principal components
+    (PCA: centred, then the two directions of largest variance, by SVD). Images the model
+    tells apart well form separate clouds; PCA is linear, so what overlaps here may still
+    be separated in the other dimensions.
+
+    Args:
+        model: the model.
+        images: uint8 `(N, S, S, 3)` at the model's input size.
+        limit: the most images placed.
+        seed: the random draw when `N > limit`.
+        batch_size: images per forward pass.
+        progress: called as `progress(done, total)` after each batch.
+
+    Returns:
+        `{"index", "xy", "explained", "dims"}`: int64 `(M,)` positions in `images`
+        (ascending), float32 `(M, 2)` coordinates, float `(2,)` the share of the features'
+        variance along each axis, and the int number of features.
+    """
+    index = np.arange(len(images))
+    if len(images) > limit:
+        index = np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
+    reader = keras.Model(model.input, classifier_input(model))
+    dims = int(np.prod(reader.output.shape[1:]))
+    xy, explained = np.zeros((len(index), 2), np.float32), np.zeros(2)
+    if len(index) < 2:
+        return {"index": index, "xy": xy, "explained": explained, "dims": dims}
+    parts = []
+    for start in range(0, len(index), batch_size):
+        batch = np.asarray(images[index[start : start + batch_size]], np.float32)
+        parts.append(_numpy(reader.predict_on_batch(batch)).reshape(len(batch), -1))
+        if progress:
+            progress(start + len(batch), len(index))
+    features = np.concatenate(parts).astype(np.float64)
+    centred = features - features.mean(axis=0)
+    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
+    k = min(2, len(singular))
+    xy[:, :k] = centred @ axes[:k].T
+    explained[:k] = singular[:k] ** 2 / max(float((singular**2).sum()), 1e-30)
+    return {"index": index, "xy": xy, "explained": explained, "dims": dims}
+
+
 def colormap(values: np.ndarray) -> np.ndarray:
     """Maps values in [0, 1] to the "jet" colours (blue, cyan, yellow, red) in numpy.
 

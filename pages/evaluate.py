@@ -6,8 +6,9 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.colors import qualitative
 
-from core import export, registry
+from core import export, inspect, registry
 from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import (
@@ -227,6 +228,81 @@ if note := st.session_state.pop("evaluate_calibrated", None):
     st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
 
 
+SPACE_LIMIT = 5000  # dots in the feature space: enough to see the clouds, light to draw
+SPACE = "the points selected in the feature space"  # a source of "Why this answer?"
+
+
+def feature_space() -> dict:
+    """The feature space of the split, computed under a progress bar the first time; kept
+    in the session for its last four models and splits (a cached function cannot draw
+    the bar: Streamlit would replay it)."""
+    kept = st.session_state.setdefault("_evaluate_spaces", {})
+    key = (entry["path"], registry.model_version(entry["path"]), state.dataset_spec(), split)
+    if key not in kept:
+        doing = f"Reading the features of {min(len(x_split), SPACE_LIMIT):,} images"
+        with state.progress_bar(doing, "once per model and split") as progress:
+            space = inspect.feature_space(model, x_split, limit=SPACE_LIMIT, progress=progress)
+        kept[key] = space
+        while len(kept) > 4:
+            kept.pop(next(iter(kept)))
+    return kept[key]
+
+
+def draw_space(space: dict) -> list[int]:
+    """Draws the feature space, a colour per true class and a cross per mistake; returns
+    the images selected in it (a click, a box or a lasso), ascending."""
+    index, xy = space["index"], space["xy"]
+    answers = tempered.probs[index].argmax(axis=1)
+    truth = report.y_true[index]
+    # Ten clearly different colours (the theme's palette alternates dark and pale shades).
+    palette = qualitative.D3 if len(names) <= 10 else qualitative.Alphabet
+    fig = go.Figure()
+    for c, name in enumerate(names):
+        # Right answers and mistakes as two traces of one legend entry: its symbol a dot.
+        for right in (True, False):
+            mine = (truth == c) & ((answers == c) == right)
+            fig.add_scattergl(
+                x=xy[mine, 0],
+                y=xy[mine, 1],
+                mode="markers",
+                name=name,
+                legendgroup=name,
+                showlegend=right,
+                marker=dict(
+                    size=6 if right else 7,
+                    symbol="circle" if right else "x",
+                    color=palette[c % len(palette)],
+                    opacity=0.75,
+                ),
+                customdata=np.stack([index[mine], [why_caption(i) for i in index[mine]]], 1),
+                hovertemplate="#%{customdata[0]}: %{customdata[1]}<extra></extra>",
+            )
+    share = space["explained"]
+    fig.update_layout(
+        xaxis_title=f"first direction ({share[0]:.0%} of the variance)",
+        yaxis_title=f"second direction ({share[1]:.0%})",
+        height=520,
+        margin=dict(t=20),
+        dragmode="lasso",
+    )
+    event = st.plotly_chart(
+        fig,
+        key="evaluate_space_chart",
+        on_select="rerun",
+        selection_mode=("points", "lasso", "box"),
+    )
+    of = "" if len(index) == len(x_split) else f" (a random {len(index):,} of the {len(x_split):,})"
+    st.caption(
+        f"Each dot is an image of the {split} split{of}, in its true class's colour; a cross "
+        f"marks a mistake. The model's classifier reads {space['dims']:,} numbers per image; "
+        "the axes are the two directions along which those vary most (PCA), so clouds apart "
+        "here are told apart, while clouds that overlap may still be apart in the other "
+        "directions. Select dots (click, lasso or box) to look at them below."
+    )
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    return sorted({int(p["customdata"][0]) for p in points if p.get("customdata")})
+
+
 def why_caption(i: int) -> str:
     """A mistake as "horse → deer 99%", a right answer as "cat 41%": after the card's
     temperature, as all the galleries show them."""
@@ -239,9 +315,24 @@ wrong = mistakes(tempered.probs, report.y_true)
 tabs = st.tabs(["Most confident mistakes", "Least confident correct"])
 with tabs[0]:
     gallery(wrong["index"][:18], [why_caption(i) for i in wrong["index"][:18]])
+    if not len(wrong["index"]):
+        st.caption(f"No mistakes on these {len(report.y_true):,} images.")
 with tabs[1]:
     unsure = least_confident_correct(tempered.probs, report.y_true, 18)
     gallery(unsure, [why_caption(i) for i in unsure])
+
+st.subheader("Feature space")
+picked = []
+if st.toggle(
+    "Show where the model places each image",
+    key="evaluate_space",
+    help="One dot per image, placed by what the model's classifier reads of it (a forward "
+    f"pass over up to {SPACE_LIMIT:,} images, once per model and split).",
+):
+    picked = draw_space(feature_space())
+    if picked and picked != st.session_state.get("_evaluate_picked"):
+        st.session_state["evaluate_why_from"] = SPACE  # a new selection: look at it below
+    st.session_state["_evaluate_picked"] = picked
 
 st.subheader("Why this answer?")
 groups = {
@@ -249,6 +340,8 @@ groups = {
     "the chosen cell": cell[:24],
     "the least confident correct": unsure,
 }
+if picked:
+    groups[SPACE] = picked
 choose = st.columns([1, 2])
 group = choose[0].selectbox("Images from", list(groups), key="evaluate_why_from")
 shown = [int(i) for i in groups[group]]

@@ -66,6 +66,15 @@ def write_image_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), 
     return x, y
 
 
+def plotly_values(values) -> list:
+    """A trace's array as a plain list: plotly may send it as a base64 typed array."""
+    if isinstance(values, dict) and "bdata" in values:
+        import base64
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"]).tolist()
+    return list(values)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path, monkeypatch):
     """Every test gets its own runs, cache and Keras home: nothing leaks between tests."""

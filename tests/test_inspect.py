@@ -195,3 +195,56 @@ def test_replay_walks_the_checkpoints(trained_run, image):
     assert one["class_names"] == ["cat", "dog", "frog"]
     assert (one["tiles"] != two["tiles"]).any()
     assert sum(two["probs"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_classifier_reads_the_last_hidden_layer_or_the_pooled_features(seed_model):
+    assert inspect.classifier_input(seed_model).shape == (None, 64)  # seed: Dense 64
+    fast = build_model(preset_config("quick", num_classes=3))
+    assert inspect.classifier_input(fast) is fast.get_layer("features").output
+    inputs = keras.Input((8, 8, 3))
+    convs_only = keras.Model(inputs, layers.Conv2D(2, 3)(inputs), name="convs_only")
+    with pytest.raises(ValueError, match="convs_only has no Dense layer"):
+        inspect.classifier_input(convs_only)
+
+
+def test_feature_space_is_the_principal_plane_of_the_classifiers_input(seed_model):
+    images = np.random.default_rng(1).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    calls = []
+    space = inspect.feature_space(
+        seed_model, images, batch_size=8, progress=lambda *a: calls.append(a)
+    )
+    assert calls == [(8, 30), (16, 30), (24, 30), (30, 30)]
+    assert space["dims"] == 64 and space["xy"].shape == (30, 2)
+    np.testing.assert_array_equal(space["index"], np.arange(30))
+    # Independently: the covariance's two largest eigenvectors, signs as they fall.
+    reader = keras.Model(seed_model.input, seed_model.get_layer("dense_drop1").output)
+    features = np.asarray(reader.predict(images.astype(np.float32), verbose=0), np.float64)
+    centred = features - features.mean(axis=0)
+    values, vectors = np.linalg.eigh(centred.T @ centred)
+    expected = centred @ vectors[:, ::-1][:, :2]
+    np.testing.assert_allclose(np.abs(space["xy"]), np.abs(expected), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(space["explained"], values[::-1][:2] / values.sum(), rtol=1e-4)
+    assert space["explained"][0] >= space["explained"][1] > 0
+
+
+def test_feature_space_draws_at_most_limit_images_reproducibly(seed_model):
+    images = np.random.default_rng(2).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    space = inspect.feature_space(seed_model, images, limit=10, seed=3)
+    index = space["index"]
+    assert len(index) == len(set(index.tolist())) == 10 and (np.diff(index) > 0).all()
+    again = inspect.feature_space(seed_model, images, limit=10, seed=3)
+    np.testing.assert_array_equal(again["index"], index)
+    alone = inspect.feature_space(seed_model, images[index])  # fitted on the same images
+    np.testing.assert_allclose(np.abs(space["xy"]), np.abs(alone["xy"]), atol=1e-4)
+    assert inspect.feature_space(seed_model, images[:1])["xy"].shape == (1, 2)
+
+
+def test_feature_space_separates_what_the_model_tells_apart():
+    model = corner_model()  # red images raise one feature, green images the other
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 60, (20, 16, 16, 3), dtype=np.uint8)
+    images[:10, :, :, 0] += 180
+    images[10:, :, :, 1] += 180
+    first = inspect.feature_space(model, images)["xy"][:, 0]
+    assert (np.sign(first[:10]) == -np.sign(first[10:])).all()  # two clouds either side
+    assert len(set(np.sign(first[:10]).tolist())) == 1

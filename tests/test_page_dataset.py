@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, write_image_folder
+from tests.conftest import ROOT, plotly_values, write_image_folder
 from tests.test_userdata import class_entries, make_zip, png_bytes
 
 
@@ -29,15 +29,6 @@ def _indices(at):
 
 def _chart(at, key):
     return json.loads(next(c for c in at.get("plotly_chart") if key in c.proto.id).proto.spec)
-
-
-def _values(values):
-    """Plotly may send arrays as base64 typed arrays; tests read plain lists."""
-    if isinstance(values, dict) and "bdata" in values:
-        import base64
-
-        return np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"]).tolist()
-    return list(values)
 
 
 def test_shows_source_splits_and_a_balanced_grid(page, image_folder):
@@ -77,14 +68,14 @@ def test_reshuffle_bumps_the_seed_and_draws_other_images(page):
 def test_statistics_show_counts_histograms_and_mean_images(page):
     page.run()
     counts = _chart(page, "dataset_counts_chart")
-    bars = {t["name"]: _values(t["y"]) for t in counts["data"]}
+    bars = {t["name"]: plotly_values(t["y"]) for t in counts["data"]}
     assert bars == {"train": [11, 11, 11], "val": [1, 1, 1]}
-    assert _values(counts["data"][0]["x"]) == ["cat", "dog", "frog"]
+    assert plotly_values(counts["data"][0]["x"]) == ["cat", "dog", "frog"]
     assert counts["layout"]["barmode"] == "group"
 
     hist = _chart(page, "dataset_hist_chart")
     assert [t["name"] for t in hist["data"]] == ["R", "G", "B"]
-    assert all(sum(_values(t["y"])) == 33 * 32 * 32 for t in hist["data"])
+    assert all(sum(plotly_values(t["y"])) == 33 * 32 * 32 for t in hist["data"])
 
     means = [img for img in page.image if img.captions == ["cat", "dog", "frog"]]
     assert len(means) == 1

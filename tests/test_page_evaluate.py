@@ -368,9 +368,12 @@ def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     calls = _explained(monkeypatch)
     app.switch_page("pages/evaluate.py").run()
     app.selectbox(key="evaluate_split").select("train").run()
+    report = _expected(trained_run, image_folder, split="train")
+    assert report.accuracy == 1.0  # the folder the model was trained on: no mistake
+    assert f"No mistakes on these {len(report.y_true)} images." in [c.value for c in app.caption]
+    assert "No images in the most confident mistakes." in [i.value for i in app.info]
     app.selectbox(key="evaluate_why_from").select("the least confident correct").run()
     assert not app.exception
-    report = _expected(trained_run, image_folder, split="train")
     unsure = least_confident_correct(report.probs, report.y_true, 18)
     assert len(unsure)
     i = int(unsure[0])
@@ -432,3 +435,47 @@ def test_why_this_answer_opens_the_image_on_another_page(
     )
     np.testing.assert_array_equal(probe["pixels"], x[i])
     assert title in app.title[0].value
+
+
+def test_the_feature_space_places_each_image_where_core_does(app, trained_run, mislabelled):
+    from core.data import load_dataset
+    from core.inspect import feature_space
+    from tests.conftest import plotly_values
+
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    charts = len(app.get("plotly_chart"))
+    app.toggle(key="evaluate_space").set_value(True).run()
+    assert not app.exception
+    assert len(app.get("plotly_chart")) == charts + 1
+    specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    [spec] = [s for s in specs if any(t["type"] == "scattergl" for t in s["data"])]
+    traces = spec["data"]
+    x, _ = load_dataset(mislabelled, val_fraction=0.1, seed=0).split("train")
+    report = _expected(trained_run, mislabelled, split="train")
+    expected = feature_space(load_model(trained_run / "model.keras"), x)
+    shown = {
+        int(i): (px, py, t["name"], t["marker"]["symbol"])
+        for t in traces
+        for i, px, py in zip(
+            [c[0] for c in t.get("customdata", [])],
+            plotly_values(t.get("x", [])),
+            plotly_values(t.get("y", [])),
+            strict=True,
+        )
+    }
+    assert sorted(shown) == list(range(len(x)))  # every image once
+    answers = report.probs.argmax(axis=1)
+    for i, (px, py, name, symbol) in shown.items():
+        np.testing.assert_allclose([px, py], expected["xy"][i], rtol=1e-4, atol=1e-4)
+        assert name == report.class_names[report.y_true[i]]
+        assert symbol == ("circle" if answers[i] == report.y_true[i] else "x")
+    assert {"circle", "x"} <= {s for *_, s in shown.values()}  # the cats filed as dogs
+    layout = spec["layout"]
+    assert layout["xaxis"]["title"]["text"] == (
+        f"first direction ({expected['explained'][0]:.0%} of the variance)"
+    )
+    assert any(
+        f"The model's classifier reads {expected['dims']:,} numbers per image" in c.value
+        for c in app.caption
+    )

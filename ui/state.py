@@ -159,7 +159,7 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
         # None for a folder that cannot be loaded: the check reads it alone and says why.
         listing = data.folder_listing(path)
         doing = f"Reading and checking every image of {Path(path).name}"
-        with _progress_bar(doing, "once; the result is kept until a file changes") as progress:
+        with progress_bar(doing, "once; the result is kept until a file changes") as progress:
             report = userdata.check_folder(path, progress=progress, listing=listing)
         userdata.save_check(report, signature)
         if report.ok:  # require_dataset follows, and would list the folder again
@@ -171,7 +171,7 @@ _LISTED = "_state_listing"  # a listing folder_report made, until the load that 
 
 
 @contextlib.contextmanager
-def _progress_bar(doing: str, note: str):
+def progress_bar(doing: str, note: str):
     """Yields a `progress(done, total)` callback drawn as a bar, which goes when done."""
     bar = st.progress(0.0, text=f"{doing}…")
 
@@ -302,7 +302,7 @@ def _decode_with_progress(spec: str, image_size: int) -> data.FolderListing | No
         listing = data.folder_listing(spec, image_size)
     if listing is not None and not listing.cached():
         doing = f"Reading the images of {Path(spec).expanduser().name}"
-        with _progress_bar(doing, "once; later visits load them from the cache") as progress:
+        with progress_bar(doing, "once; later visits load them from the cache") as progress:
             data.load_image_folder(spec, image_size, progress=progress, listing=listing)
     seen.add(key)
     return listing
@@ -322,7 +322,7 @@ def predict_with_progress(entry: dict, model, images, tta: str, what: tuple) -> 
     if not evaluate.probs_are_kept(entry["path"], images, tta):
         doing = f"Classifying {len(images):,} images"
         doing += "" if tta == "none" else f" with {tta} test-time augmentation"
-        with _progress_bar(doing, "once; kept until the model or the images change") as progress:
+        with progress_bar(doing, "once; kept until the model or the images change") as progress:
             evaluate.kept_probs(model, entry["path"], images, tta, progress=progress)
     seen.add(key)
 

@@ -173,6 +173,30 @@ def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page
     shot(page, "evaluate-to-filters")
 
 
+def test_dots_lassoed_in_the_feature_space_are_looked_at_below(server, page):
+    open_page(page, server, "evaluate")
+    page.get_by_text("Show where the model places each image").click()
+    page.get_by_text("Select dots (click, lasso or box)").wait_for()
+    wait_idle(page)
+    source = page.get_by_role("combobox", name="Images from")
+    expect(source).to_have_value("the most confident mistakes")
+    area = page.locator('[data-testid="stPlotlyChart"] .nsewdrag').last
+    area.scroll_into_view_if_needed()
+    box = area.bounding_box()
+    left, top = box["x"] + 3, box["y"] + 3
+    right, bottom = box["x"] + box["width"] - 3, box["y"] + box["height"] - 3
+    page.mouse.move(left, top)
+    page.mouse.down()
+    for x, y in [(right, top), (right, bottom), (left, bottom), (left, top + 1)]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    wait_idle(page)
+    expect(source).to_have_value("the points selected in the feature space")
+    expect(page.get_by_text(re.compile(r"^val #\d+, labelled \w+$"))).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "evaluate-feature-space")
+
+
 def test_a_deep_link_on_a_fresh_server_goes_through_the_router(e2e_data, page):
     # Streamlit runs a pages/ file alone on a fresh server's first deep link; the app
     # must still show its own navigation and sidebar there.
