@@ -26,6 +26,11 @@ from ui import state
 
 state.ensure_routed()
 
+# Sources of "Why this answer?" that other sections choose: a cell, dots in the space.
+CELL = "the chosen cell"
+SPACE = "the points selected in the feature space"
+SPACE_LIMIT = 5000  # dots in the feature space: enough to see the clouds, light to draw
+
 st.title("Evaluate")
 model, entry = state.require_model()
 dataset = state.require_dataset(image_size=int(model.input_shape[1]))
@@ -82,6 +87,12 @@ m[1].metric("Top-3 accuracy", f"{report.top3_accuracy:.2%}")
 m[2].metric("Loss", f"{report.loss:.4f}")
 m[3].metric("Images", f"{len(report.y_true):,}")
 
+
+def look_at_the_cell() -> None:
+    """A cell just chosen (a click or a picker) is what "Why this answer?" looks at."""
+    st.session_state["evaluate_why_from"] = CELL
+
+
 st.subheader("Confusion matrix")
 cm = report.confusion.astype(float)
 shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
@@ -121,9 +132,13 @@ fig.update_layout(
 )
 event = st.plotly_chart(fig, key="evaluate_cm", on_select="rerun", selection_mode="points")
 points = (event or {}).get("selection", {}).get("points", []) if event else []
-if points:
-    st.session_state.evaluate_true = points[0]["y"]
-    st.session_state.evaluate_pred = points[0]["x"]
+clicked = [points[0]["y"], points[0]["x"]] if points else None
+# The chart keeps a clicked cell selected through later reruns: only a new click sets the
+# pair, so the pickers below can still choose another one.
+if clicked and clicked != st.session_state.get("_evaluate_clicked"):
+    st.session_state.evaluate_true, st.session_state.evaluate_pred = clicked
+    look_at_the_cell()
+st.session_state["_evaluate_clicked"] = clicked
 
 
 def gallery(indices, captions, columns=6):
@@ -139,8 +154,10 @@ def gallery(indices, captions, columns=6):
 
 st.caption("Select a cell to see its images, or pick the pair here.")
 pick = st.columns(2)
-true_name = pick[0].selectbox("True class", names, key="evaluate_true")
-pred_name = pick[1].selectbox("Predicted class", names, key="evaluate_pred")
+true_name = pick[0].selectbox("True class", names, key="evaluate_true", on_change=look_at_the_cell)
+pred_name = pick[1].selectbox(
+    "Predicted class", names, key="evaluate_pred", on_change=look_at_the_cell
+)
 cell = report.cell(names.index(true_name), names.index(pred_name))
 st.write(
     f"**{len(cell)}** image(s) of *{true_name}* predicted as *{pred_name}*"
@@ -226,10 +243,6 @@ elif split == "val" and registry.validates_on(entry["card"], state.VAL_FRACTION,
             st.error(str(err))
 if note := st.session_state.pop("evaluate_calibrated", None):
     st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
-
-
-SPACE_LIMIT = 5000  # dots in the feature space: enough to see the clouds, light to draw
-SPACE = "the points selected in the feature space"  # a source of "Why this answer?"
 
 
 def feature_space() -> dict:
@@ -337,7 +350,7 @@ if st.toggle(
 st.subheader("Why this answer?")
 groups = {
     "the most confident mistakes": wrong["index"][:18],
-    "the chosen cell": cell[:24],
+    CELL: cell[:24],
     "the least confident correct": unsure,
 }
 if picked:

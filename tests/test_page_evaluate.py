@@ -127,6 +127,9 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     report = _expected(trained_run, image_folder)
     true, pred = np.unravel_index(np.argmax(report.confusion), report.confusion.shape)
     names = report.class_names
+    assert app.selectbox(key="evaluate_why_from").value == "the most confident mistakes"
+    app.selectbox(key="evaluate_true").select(names[1]).run()  # the default is the first
+    assert app.selectbox(key="evaluate_why_from").value == "the chosen cell"  # looked at below
     app.selectbox(key="evaluate_true").select(names[true]).run()
     app.selectbox(key="evaluate_pred").select(names[pred]).run()
     count = int(report.confusion[true, pred])

@@ -143,6 +143,15 @@ def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -
     raise AssertionError(f"no hover label {label.pattern!r} on the chart")
 
 
+def choose(page, label: str, option: str) -> None:
+    """Picks `option` in the selectbox labelled `label`. After a click in a plotly chart a
+    click only focuses the box; the arrow key opens its list either way."""
+    page.get_by_role("combobox", name=label).click()
+    page.keyboard.press("ArrowDown")
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
 def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     open_page(page, server, "evaluate")
     page.get_by_text("image(s) of cat predicted as cat").wait_for()
@@ -151,8 +160,18 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     page.mouse.click(*point)
     page.get_by_text("image(s) of frog predicted as frog").wait_for()
     wait_idle(page)
+    source = page.get_by_role("combobox", name="Images from")
+    expect(source).to_have_value("the chosen cell")  # "Why this answer?" follows the click
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "evaluate-cell")
+    # The cell stays selected in the chart; the pickers below still choose another pair,
+    # and the chart's selection does not win them back on the next rerun.
+    choose(page, "Images from", "the most confident mistakes")
+    choose(page, "True class", "cat")
+    page.get_by_text("image(s) of cat predicted as frog").wait_for()
+    wait_idle(page)
+    expect(page.get_by_text("image(s) of cat predicted as frog")).to_be_visible()
+    expect(source).to_have_value("the chosen cell")
 
 
 def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page):
