@@ -342,7 +342,10 @@ if st.toggle(
     help="One dot per image, placed by what the model's classifier reads of it (a forward "
     f"pass over up to {SPACE_LIMIT:,} images, once per model and split).",
 ):
-    picked = draw_space(feature_space())
+    try:
+        picked = draw_space(feature_space())
+    except ValueError as err:  # a model without a Dense layer has no classifier input
+        st.info(f"No feature space for this model: {err}")
     if picked and picked != st.session_state.get("_evaluate_picked"):
         st.session_state["evaluate_why_from"] = SPACE  # a new selection: look at it below
     st.session_state["_evaluate_picked"] = picked

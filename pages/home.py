@@ -38,7 +38,7 @@ links = [
     ("pages/augment.py", "Augmentations", "What each random change does to an image."),
     ("pages/filters.py", "Filters & feature maps", "Inside the network: filters, maps, Grad-CAM."),
     ("pages/train.py", "Train", "Train a model with live curves; stop and resume."),
-    ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class precision and recall."),
+    ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class scores, why each answer."),
     ("pages/classify.py", "Classify", "Upload your own photos and see what the model says."),
 ]
 for i, (page, label, text) in enumerate(links):

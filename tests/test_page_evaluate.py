@@ -482,3 +482,21 @@ def test_the_feature_space_places_each_image_where_core_does(app, trained_run, m
         f"The model's classifier reads {expected['dims']:,} numbers per image" in c.value
         for c in app.caption
     )
+
+
+def test_a_model_without_a_dense_layer_has_no_feature_space_and_says_so(app, trained_run):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.Conv2D(3, 3, name="conv1_1")(x)  # one map per class, averaged: no Dense
+    x = layers.GlobalAveragePooling2D()(x)
+    keras.Model(inputs, layers.Activation("softmax")(x)).save(trained_run / "model.keras")
+    app.switch_page("pages/evaluate.py").run()
+    app.toggle(key="evaluate_space").set_value(True).run()
+    assert not app.exception
+    assert any(
+        i.value.startswith("No feature space for this model:") and "has no Dense layer" in i.value
+        for i in app.info
+    )
