@@ -10,7 +10,6 @@ after temperatures fitted on one half of the split and applied to the other (the
 temperature is fitted on all of it, so its row is measured on the images it was fitted on).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import registry  # noqa: E402
+from common import model_and_its_split  # noqa: E402
+
 from core.classify import describe  # noqa: E402
 from core.evaluate import (  # noqa: E402
     calibration,
@@ -28,17 +28,11 @@ from core.evaluate import (  # noqa: E402
     log_loss,
     with_temperature,
 )
-from core.fileio import read_json  # noqa: E402
 from core.model import load_model  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--model", type=Path, default=registry.default_model_path())
-    args = p.parse_args()
-    card = read_json(args.model.parent / "model_card.json")
-    dataset = registry.split_as_trained(card, args.data)
+    args, card, dataset = model_and_its_split(__doc__.split("\n")[0])
     x, y = dataset.split("val")
     probs = kept_probs(load_model(args.model), args.model, x)
     temperature = (card.get("calibration") or {}).get("temperature")

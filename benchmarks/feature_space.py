@@ -10,7 +10,6 @@ is a dot's own. The same is printed for a PCA of the logits (the classifier's ou
 instead, the obvious alternative.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,8 +20,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import inspect, registry  # noqa: E402
-from core.fileio import read_json  # noqa: E402
+from common import model_and_its_split  # noqa: E402
+
+from core import inspect  # noqa: E402
 from core.model import load_model  # noqa: E402
 
 
@@ -35,12 +35,8 @@ def knn_accuracy(xy: np.ndarray, y: np.ndarray, k: int = 10) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True)
-    p.add_argument("--model", type=Path, default=registry.default_model_path())
-    args = p.parse_args()
-    card = read_json(args.model.parent / "model_card.json")
-    x, y = registry.split_as_trained(card, args.data).split("val")
+    args, _, dataset = model_and_its_split(__doc__.split("\n")[0])
+    x, y = dataset.split("val")
     model = load_model(args.model)
     inspect.feature_space(model, x[:256])  # the first call traces the forward pass
     start = time.perf_counter()

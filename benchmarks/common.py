@@ -1,0 +1,24 @@
+"""What several benchmarks share. Run them as `python benchmarks/<name>.py`: their folder is
+then on the import path, and each puts the project's root there before importing this."""
+
+import argparse
+from pathlib import Path
+
+from core import registry
+from core.data import Dataset
+from core.fileio import read_json
+
+
+def model_and_its_split(description: str) -> tuple[argparse.Namespace, dict, Dataset]:
+    """Parses `--data` and `--model` (default: the shipped model).
+
+    Returns:
+        `(args, the model's card, the data at args.data split as the model's run split
+        it)`: its validation images are the ones the model never trained on.
+    """
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", type=Path, default=registry.default_model_path())
+    args = p.parse_args()
+    card = read_json(args.model.parent / "model_card.json")
+    return args, card, registry.split_as_trained(card, args.data)
