@@ -47,8 +47,6 @@ def main() -> None:
     logits = np.concatenate(
         [reader.predict_on_batch(x[i : i + 256].astype(np.float32)) for i in range(0, len(x), 256)]
     ).astype(np.float64)
-    centred = logits - logits.mean(axis=0)
-    _, singular, axes = np.linalg.svd(centred, full_matrices=False)
     print(f"{args.model} on {len(y):,} validation images of {args.data}")
     print(f"feature_space: {seconds:.1f} s for {len(space['index']):,} images")
     print(f"{'plane':<32}{'variance shares':>18}{'10-NN accuracy':>16}")
@@ -58,8 +56,8 @@ def main() -> None:
         space["xy"],
         y[space["index"]],
     )
-    shares = singular[:2] ** 2 / (singular**2).sum()
-    row(f"logits ({logits.shape[1]} numbers)", shares, centred @ axes[:2].T, y)
+    xy, shares = inspect.principal_plane(logits)
+    row(f"logits ({logits.shape[1]} numbers)", shares, xy, y)
 
 
 def row(name: str, shares, xy: np.ndarray, y: np.ndarray) -> None:

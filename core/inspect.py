@@ -312,22 +312,36 @@ def feature_space(
         index = np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
     reader = keras.Model(model.input, classifier_input(model))
     dims = int(np.prod(reader.output.shape[1:]))
-    xy, explained = np.zeros((len(index), 2), np.float32), np.zeros(2)
-    if len(index) < 2:
-        return {"index": index, "xy": xy, "explained": explained, "dims": dims}
+    if len(index) < 2:  # no spread to project: the dots sit at the origin
+        xy = np.zeros((len(index), 2), np.float32)
+        return {"index": index, "xy": xy, "explained": np.zeros(2), "dims": dims}
     parts = []
     for start in range(0, len(index), batch_size):
         batch = np.asarray(images[index[start : start + batch_size]], np.float32)
         parts.append(_numpy(reader.predict_on_batch(batch)).reshape(len(batch), -1))
         if progress:
             progress(start + len(batch), len(index))
-    features = np.concatenate(parts).astype(np.float64)
-    centred = features - features.mean(axis=0)
+    xy, explained = principal_plane(np.concatenate(parts))
+    return {"index": index, "xy": xy, "explained": explained, "dims": dims}
+
+
+def principal_plane(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projects rows on their first two principal components (centred, then by SVD).
+
+    Args:
+        features: float `(N, D)`, `N >= 2`.
+
+    Returns:
+        `(xy, explained)`: float32 `(N, 2)` coordinates (a second column of zeros when
+        `D == 1`) and float `(2,)` the share of the variance along each axis.
+    """
+    centred = np.asarray(features, np.float64) - np.mean(features, axis=0)
     _, singular, axes = np.linalg.svd(centred, full_matrices=False)
     k = min(2, len(singular))
+    xy, explained = np.zeros((len(centred), 2), np.float32), np.zeros(2)
     xy[:, :k] = centred @ axes[:k].T
     explained[:k] = singular[:k] ** 2 / max(float((singular**2).sum()), 1e-30)
-    return {"index": index, "xy": xy, "explained": explained, "dims": dims}
+    return xy, explained
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
