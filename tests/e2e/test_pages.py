@@ -177,9 +177,7 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
 def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page):
     open_page(page, server, "evaluate")
     page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Images from").click()
-    page.get_by_role("option", name="the least confident correct").click()
-    wait_idle(page)
+    choose(page, "Images from", "the least confident correct")
     caption = page.get_by_text(re.compile(r"^val #\d+, labelled \w+$")).inner_text()
     index, label = re.fullmatch(r"val #(\d+), labelled (\w+)", caption).groups()
     expect(page.get_by_text(re.compile(r"\(the runner-up, \d+%\)"))).to_be_visible()
