@@ -8,9 +8,16 @@ the page runs it), prints the share of the variance along its two axes, and the
 10-nearest-neighbour accuracy in the plane: how often the ten nearest dots' majority class
 is a dot's own. The same is printed for a PCA of the logits (the classifier's output)
 instead, the obvious alternative.
+
+Then what the page pays for it since the prediction keeps it in passing: the validation
+split's probabilities predicted alone and with the features of the space read in the same
+pass (three of each, alternating; medians), and reading the kept space back from disk
+(`core.evaluate.kept_space`, as after a restart).
 """
 
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from common import model_and_its_split  # noqa: E402
 
-from core import inspect  # noqa: E402
+from core import evaluate, inspect  # noqa: E402
 from core.model import load_model  # noqa: E402
 
 
@@ -58,6 +65,28 @@ def main() -> None:
     )
     xy, shares = inspect.principal_plane(logits)
     row(f"logits ({logits.shape[1]} numbers)", shares, xy, y)
+    passes(model, args.model, x, rounds=3)
+
+
+def passes(model, path, x, rounds: int) -> None:
+    rows = inspect.space_rows(len(x))
+    evaluate.predict_probs(model, x[:256], features_of=np.arange(10))  # traces the pair
+    alone, both = [], []
+    for _ in range(rounds):
+        alone.append(seconds(lambda: evaluate.predict_probs(model, x)))
+        both.append(seconds(lambda: evaluate.predict_probs(model, x, features_of=rows)))
+    a, b = statistics.median(alone), statistics.median(both)
+    print(f"probabilities alone: {a:.1f} s; with the space's features: {b:.1f} s ({b / a:.2f}x)")
+    with tempfile.TemporaryDirectory() as cache:
+        evaluate.kept_probs(model, path, x, cache_dir=cache)
+        read = seconds(lambda: evaluate.kept_space(model, path, x, cache_dir=cache))
+    print(f"the kept space read back: {read:.2f} s (hashing the model and the images)")
+
+
+def seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
 def row(name: str, shares, xy: np.ndarray, y: np.ndarray) -> None:

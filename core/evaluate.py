@@ -123,7 +123,12 @@ def _shifted(batch: np.ndarray, d: int) -> np.ndarray:
 
 
 def predict_probs(
-    model, images: np.ndarray, batch_size: int = 256, tta: str = "none", progress=None
+    model,
+    images: np.ndarray,
+    batch_size: int = 256,
+    tta: str = "none",
+    progress=None,
+    features_of: np.ndarray | None = None,
 ):
     """Class probabilities for uint8 images, optionally averaged over augmented views.
 
@@ -133,32 +138,53 @@ def predict_probs(
         batch_size: images per forward pass.
         tta: a key of `TTA_MODES`.
         progress: called as `progress(done, total)` after each batch.
+        features_of: int `(M,)` ascending positions in `images` whose classifier inputs
+            (`core.inspect.classifier_input`, of the images as they are) to return too,
+            read in the same forward pass; the model must have a `Dense` layer.
 
     Returns:
-        float32 `(N, num_classes)`.
+        float32 `(N, num_classes)`; with `features_of`, the pair of it and float32
+        `(M, D)` features.
     """
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, not {tta!r}")
+    reader, wanted, features = None, np.zeros(len(images), bool), []
+    if features_of is not None:
+        from core.inspect import with_features
 
-    def pair(batch):
-        p = predict_pixels(model, batch)
+        reader = with_features(model)
+        wanted[features_of] = True
+
+    def plain(batch, start):
+        rows = wanted[start : start + len(batch)]
+        if reader is None or not rows.any():
+            return predict_pixels(model, batch)
+        p, f = reader.predict_on_batch(batch)
+        features.append(np.asarray(f, np.float32).reshape(len(batch), -1)[rows])
+        return np.asarray(p, np.float32)
+
+    def pair(batch, start=None):
+        p = predict_pixels(model, batch) if start is None else plain(batch, start)
         return p if tta == "none" else (p + predict_pixels(model, batch[:, :, ::-1])) / 2
 
     out = []
     for start in range(0, len(images), batch_size):
         batch = np.asarray(images[start : start + batch_size], np.float32)
-        p = pair(batch)
+        p = pair(batch, start)
         if tta == "flip+shift":
             p = p / 2 + (pair(_shifted(batch, -1)) + pair(_shifted(batch, 1))) / 4
         out.append(p)
         if progress:
             progress(start + len(batch), len(images))
-    if not out:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    classes = model.output_shape[-1]
+    probs = np.concatenate([np.zeros((0, classes), np.float32), *out]).astype(np.float32)
+    if reader is None:
+        return probs
+    dims = int(np.prod(reader.outputs[1].shape[1:]))
+    return probs, np.concatenate([np.zeros((0, dims), np.float32), *features])
 
 
-KEPT_PREDICTIONS = 16  # newest files of kept probabilities; each is N x classes float32
+KEPT_PREDICTIONS = 16  # newest files of kept probabilities (N x classes float32), and spaces
 
 
 def kept_probs(
@@ -170,7 +196,8 @@ def kept_probs(
     90 s for the 45,000 training images); their probabilities are 200 KB. They are kept in
     the cache folder under a hash of the model file's bytes, the images' bytes and `tta`,
     so a restarted dashboard reads them, and a retrained model or a changed folder misses.
-    The `KEPT_PREDICTIONS` most recently used files are kept.
+    The `KEPT_PREDICTIONS` most recently used files are kept. The same forward pass also
+    keeps the images' feature space (`kept_space`), when the model has a `Dense` layer.
 
     Args:
         model: the model loaded from `model_path`.
@@ -182,7 +209,8 @@ def kept_probs(
     Returns:
         float32 `(N, num_classes)`.
     """
-    path = _kept_path(model_path, images, tta, cache_dir)
+    content = _content_digest(model_path, images)
+    path = _probs_path(content, tta, cache_dir)
     try:
         probs = np.load(path)
         os.utime(path)  # most recently used
@@ -190,31 +218,102 @@ def kept_probs(
             return probs
     except (OSError, ValueError):
         pass  # not kept yet, or unreadable: predict
-    probs = predict_probs(model, images, batch_size, tta, progress)
+    from core.inspect import classifier_input, space_of, space_rows
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        np.save(buf, probs)
-        atomic_write_bytes(path, buf.getvalue())
-        for old in sorted(path.parent.glob("probs-*.npy"), key=_mtime)[:-KEPT_PREDICTIONS]:
-            old.unlink(missing_ok=True)
-    except OSError:
-        pass  # probabilities we cannot keep only cost a prediction next time
+        classifier_input(model)
+    except ValueError:  # no Dense layer: no feature space
+        probs = predict_probs(model, images, batch_size, tta, progress)
+    else:
+        index = space_rows(len(images))
+        probs, features = predict_probs(model, images, batch_size, tta, progress, index)
+        space = _space_path(content, cache_dir)
+        _keep(space, space_of(index, features))
+    _keep(path, probs)
     return probs
+
+
+def kept_space(model, model_path, images, cache_dir=None, progress=None) -> dict:
+    """`core.inspect.feature_space` for a saved model (default limit and seed), kept on
+    disk as `kept_probs` keeps probabilities; `kept_probs` keeps it in passing.
+
+    Args:
+        model, model_path, images, cache_dir: as for `kept_probs`.
+        progress: as for `feature_space`; not called when the space is read from disk.
+
+    Returns:
+        the `feature_space` dict.
+
+    Raises:
+        ValueError: the model has no `Dense` layer.
+    """
+    from core.inspect import feature_space
+
+    path = _space_path(_content_digest(model_path, images), cache_dir)
+    try:
+        with np.load(path) as kept:
+            space = {k: kept[k] for k in ("index", "xy", "explained")} | {"dims": int(kept["dims"])}
+        os.utime(path)
+        return space
+    except (OSError, ValueError, KeyError):
+        pass  # not kept yet, or unreadable: compute
+    space = feature_space(model, images, progress=progress)
+    _keep(path, space)
+    return space
 
 
 def probs_are_kept(model_path, images, tta="none", cache_dir=None) -> bool:
     """True when `kept_probs` would read its answer from disk rather than predict."""
-    return _kept_path(model_path, images, tta, cache_dir).is_file()
+    content = _content_digest(model_path, images)
+    return _probs_path(content, tta, cache_dir).is_file()
 
 
-def _kept_path(model_path, images, tta, cache_dir) -> Path:
-    from core.data import default_cache_dir
+def space_is_kept(model_path, images, cache_dir=None) -> bool:
+    """True when `kept_space` would read its answer from disk rather than compute."""
+    content = _content_digest(model_path, images)
+    return _space_path(content, cache_dir).is_file()
 
-    digest = hashlib.blake2b(f"v1|{tta}|{images.shape}".encode(), digest_size=12)
+
+def _content_digest(model_path, images):
+    digest = hashlib.blake2b(f"v2|{images.shape}".encode(), digest_size=12)
     digest.update(Path(model_path).read_bytes())
     digest.update(np.ascontiguousarray(images).data)
-    return Path(cache_dir or default_cache_dir()) / f"probs-{digest.hexdigest()}.npy"
+    return digest
+
+
+def _probs_path(content, tta: str, cache_dir) -> Path:
+    return _kept_path(content, f"probs|{tta}", "probs-{}.npy", cache_dir)
+
+
+def _space_path(content, cache_dir) -> Path:
+    from core.inspect import SPACE_LIMIT
+
+    return _kept_path(content, f"space|{SPACE_LIMIT}|0", "space-{}.npz", cache_dir)
+
+
+def _kept_path(content, question: str, name: str, cache_dir) -> Path:
+    from core.data import default_cache_dir
+
+    digest = content.copy()  # the model's and the images' bytes, read once per question
+    digest.update(question.encode())
+    return Path(cache_dir or default_cache_dir()) / name.format(digest.hexdigest())
+
+
+def _keep(path: Path, value) -> None:
+    """Writes probabilities (an array) or a space (a dict) atomically, then forgets all but
+    the newest `KEPT_PREDICTIONS` files of its kind. Kept is only a saving: errors pass."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.savez(buf, **value) if isinstance(value, dict) else np.save(buf, value)
+        atomic_write_bytes(path, buf.getvalue())
+        kind = path.name.split("-")[0]
+        for old in sorted(path.parent.glob(f"{kind}-*{path.suffix}"), key=_mtime)[
+            :-KEPT_PREDICTIONS
+        ]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass  # what we cannot keep only costs a prediction next time
 
 
 def _mtime(path: Path) -> float:

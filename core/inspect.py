@@ -278,21 +278,44 @@ def classifier_input(model: keras.Model) -> keras.KerasTensor:
     return dense[-1].input
 
 
+SPACE_LIMIT = 5000  # images in a feature space: enough to see the clouds, light to draw
+
+
+def space_rows(count: int, limit: int = SPACE_LIMIT, seed: int = 0) -> np.ndarray:
+    """Which of `count` images a feature space places: all, or a seeded random `limit`.
+
+    Returns:
+        int64 `(min(count, limit),)` positions, ascending.
+    """
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, limit, replace=False))
+
+
+def with_features(model: keras.Model) -> keras.Model:
+    """The model with a second output, its `classifier_input`: one forward pass gives both
+    the probabilities and what the classifier read (flattened by the caller).
+
+    Raises:
+        ValueError: the model has no `Dense` layer.
+    """
+    return keras.Model(model.input, [model.output, classifier_input(model)])
+
+
 def feature_space(
     model: keras.Model,
     images: np.ndarray,
-    limit: int = 5000,
+    limit: int = SPACE_LIMIT,
     seed: int = 0,
     batch_size: int = 256,
     progress=None,
 ) -> dict:
     """Places images in a plane by what the model's classifier reads of them.
 
-    The features (`classifier_input`) of at most `limit` images, drawn at random without
-    replacement when there are more, are projected on their first two principal components
-    (PCA: centred, then the two directions of largest variance, by SVD). Images the model
-    tells apart well form separate clouds; PCA is linear, so what overlaps here may still
-    be separated in the other dimensions.
+    The features (`classifier_input`) of at most `limit` images (`space_rows`) are
+    projected on their first two principal components (`principal_plane`). Images the
+    model tells apart well form separate clouds; PCA is linear, so what overlaps here may
+    still be separated in the other dimensions.
 
     Args:
         model: the model.
@@ -303,26 +326,39 @@ def feature_space(
         progress: called as `progress(done, total)` after each batch.
 
     Returns:
-        `{"index", "xy", "explained", "dims"}`: int64 `(M,)` positions in `images`
-        (ascending), float32 `(M, 2)` coordinates, float `(2,)` the share of the features'
-        variance along each axis, and the int number of features.
+        `space_of(index, features)` for the images placed.
+
+    Raises:
+        ValueError: the model has no `Dense` layer.
     """
-    index = np.arange(len(images))
-    if len(images) > limit:
-        index = np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
+    index = space_rows(len(images), limit, seed)
     reader = keras.Model(model.input, classifier_input(model))
-    dims = int(np.prod(reader.output.shape[1:]))
-    if len(index) < 2:  # no spread to project: the dots sit at the origin
-        xy = np.zeros((len(index), 2), np.float32)
-        return {"index": index, "xy": xy, "explained": np.zeros(2), "dims": dims}
-    parts = []
+    parts = [np.zeros((0, int(np.prod(reader.output.shape[1:]))), np.float32)]
     for start in range(0, len(index), batch_size):
         batch = np.asarray(images[index[start : start + batch_size]], np.float32)
         parts.append(_numpy(reader.predict_on_batch(batch)).reshape(len(batch), -1))
         if progress:
             progress(start + len(batch), len(index))
-    xy, explained = principal_plane(np.concatenate(parts))
-    return {"index": index, "xy": xy, "explained": explained, "dims": dims}
+    return space_of(index, np.concatenate(parts))
+
+
+def space_of(index: np.ndarray, features: np.ndarray) -> dict:
+    """A feature space from the features of the images at `index`.
+
+    Args:
+        index: int `(M,)` positions of the images in their split, ascending.
+        features: float `(M, D)` their classifier's inputs.
+
+    Returns:
+        `{"index", "xy", "explained", "dims"}`: `index` as int64, float32 `(M, 2)`
+        coordinates (the origin for fewer than two images: no spread to project), float
+        `(2,)` the share of the features' variance along each axis, and `D`.
+    """
+    index = np.asarray(index, np.int64)
+    xy, explained = np.zeros((len(index), 2), np.float32), np.zeros(2)
+    if len(index) >= 2:
+        xy, explained = principal_plane(features)
+    return {"index": index, "xy": xy, "explained": explained, "dims": int(features.shape[1])}
 
 
 def principal_plane(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

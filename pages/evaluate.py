@@ -17,6 +17,7 @@ from core.evaluate import (
     calibration_note,
     compare,
     kept_probs,
+    kept_space,
     least_confident_correct,
     mistakes,
     report_from_probs,
@@ -29,7 +30,6 @@ state.ensure_routed()
 # Sources of "Why this answer?" that other sections choose: a cell, dots in the space.
 CELL = "the chosen cell"
 SPACE = "the points selected in the feature space"
-SPACE_LIMIT = 5000  # dots in the feature space: enough to see the clouds, light to draw
 
 st.title("Evaluate")
 model, entry = state.require_model()
@@ -245,20 +245,18 @@ if note := st.session_state.pop("evaluate_calibrated", None):
     st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _space(model_path: str, version: int, spec: str, split: str, _model, _data) -> dict:
+    x, _ = _data.split(split)
+    return kept_space(_model, model_path, x)
+
+
 def feature_space() -> dict:
-    """The feature space of the split, computed under a progress bar the first time; kept
-    in the session for its last four models and splits (a cached function cannot draw
-    the bar: Streamlit would replay it)."""
-    kept = st.session_state.setdefault("_evaluate_spaces", {})
-    key = (entry["path"], registry.model_version(entry["path"]), state.dataset_spec(), split)
-    if key not in kept:
-        doing = f"Reading the features of {min(len(x_split), SPACE_LIMIT):,} images"
-        with state.progress_bar(doing, "once per model and split") as progress:
-            space = inspect.feature_space(model, x_split, limit=SPACE_LIMIT, progress=progress)
-        kept[key] = space
-        while len(kept) > 4:
-            kept.pop(next(iter(kept)))
-    return kept[key]
+    """The feature space of the split: kept on disk by the prediction, or computed under a
+    progress bar the first time."""
+    where = (state.dataset_spec(), split)
+    state.space_with_progress(entry, model, x_split, where)
+    return _space(entry["path"], registry.model_version(entry["path"]), *where, model, dataset)
 
 
 def draw_space(space: dict) -> list[int]:
@@ -340,7 +338,7 @@ if st.toggle(
     "Show where the model places each image",
     key="evaluate_space",
     help="One dot per image, placed by what the model's classifier reads of it (a forward "
-    f"pass over up to {SPACE_LIMIT:,} images, once per model and split).",
+    f"pass over up to {inspect.SPACE_LIMIT:,} images, kept with the predictions).",
 ):
     try:
         picked = draw_space(feature_space())

@@ -117,6 +117,69 @@ def test_kept_probabilities_are_read_back_until_the_model_images_or_tta_change(
     assert sorted(len(np.load(f)) for f in cache.glob("probs-*.npy")) == [4, 5]  # newest two
 
 
+@pytest.mark.parametrize("tta", ["none", "flip+shift"])
+def test_predictions_read_the_features_of_chosen_images_in_the_same_pass(trained_run, tta):
+    import keras
+
+    from core.inspect import classifier_input
+    from core.model import load_model
+
+    model = load_model(trained_run / "model.keras")
+    x, _ = class_images(3, 4)  # 12 images
+    rows = np.array([1, 2, 11])  # none in the second batch of five
+    probs, features = ev.predict_probs(model, x, batch_size=5, tta=tta, features_of=rows)
+    np.testing.assert_allclose(probs, ev.predict_probs(model, x, tta=tta), rtol=1e-5, atol=1e-7)
+    reader = keras.Model(model.input, classifier_input(model))  # of the images as they are
+    expected = reader.predict(x[rows].astype(np.float32), verbose=0)
+    assert features.shape == (3, 64) and features.dtype == np.float32
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    _, none = ev.predict_probs(model, x, features_of=np.array([], int))
+    assert none.shape == (0, 64)
+
+
+def test_a_prediction_keeps_the_feature_space_of_its_images(trained_run, tmp_path):
+    from core.inspect import feature_space
+    from core.model import load_model
+
+    path = trained_run / "model.keras"
+    model = load_model(path)
+    x, _ = class_images(3, 3)
+    assert not ev.space_is_kept(path, x)
+    ev.kept_probs(model, path, x, tta="flip")
+    assert ev.space_is_kept(path, x) and not ev.space_is_kept(path, x[::-1])
+    calls = []
+    space = ev.kept_space(model, path, x, progress=lambda d, n: calls.append((d, n)))
+    assert calls == []  # read from disk, kept by the prediction
+    expected = feature_space(model, x)
+    np.testing.assert_array_equal(space["index"], expected["index"])
+    np.testing.assert_allclose(space["xy"], expected["xy"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(space["explained"], expected["explained"], rtol=1e-5)
+    assert space["dims"] == expected["dims"] == 64
+    (kept,) = (tmp_path / "cache").glob("space-*.npz")
+    kept.write_bytes(b"half written")
+    again = ev.kept_space(model, path, x[:5], progress=lambda d, n: calls.append((d, n)))
+    assert calls == [(5, 5)] and again["xy"].shape == (5, 2)  # other images: computed
+    calls.clear()
+    ev.kept_space(model, path, x, progress=lambda d, n: calls.append((d, n)))
+    assert calls == [(9, 9)]  # unreadable: computed again
+
+
+def test_a_model_without_a_dense_layer_is_predicted_and_has_no_space(tmp_path):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(3, 3)(layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, layers.Softmax()(layers.GlobalAveragePooling2D()(x)))
+    path = tmp_path / "convs.keras"
+    model.save(path)
+    images, _ = class_images(2, size=16)
+    assert ev.kept_probs(model, path, images).shape == (6, 3)
+    assert ev.probs_are_kept(path, images) and not ev.space_is_kept(path, images)
+    with pytest.raises(ValueError, match="has no Dense layer"):
+        ev.kept_space(model, path, images)
+
+
 def test_mcnemar_p_matches_the_binomial_tail_by_hand():
     assert ev.mcnemar_p(0, 5) == pytest.approx(2 / 32)
     assert ev.mcnemar_p(2, 8) == pytest.approx(2 * (1 + 10 + 45) / 1024)  # C(10, k), k <= 2

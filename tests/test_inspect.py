@@ -239,6 +239,21 @@ def test_feature_space_draws_at_most_limit_images_reproducibly(seed_model):
     assert inspect.feature_space(seed_model, images[:1])["xy"].shape == (1, 2)
 
 
+def test_space_rows_are_all_images_or_a_seeded_draw():
+    np.testing.assert_array_equal(inspect.space_rows(4, limit=4), np.arange(4))
+    rows = inspect.space_rows(100, limit=7, seed=1)
+    assert len(set(rows.tolist())) == 7 and (np.diff(rows) > 0).all() and rows.max() < 100
+    np.testing.assert_array_equal(rows, inspect.space_rows(100, limit=7, seed=1))
+    assert not np.array_equal(rows, inspect.space_rows(100, limit=7, seed=2))
+
+
+def test_a_space_of_fewer_than_two_images_sits_at_the_origin():
+    one = inspect.space_of(np.array([3]), np.ones((1, 5), np.float32))
+    assert one["xy"].tolist() == [[0.0, 0.0]] and one["dims"] == 5
+    assert one["explained"].tolist() == [0.0, 0.0] and one["index"].dtype == np.int64
+    assert inspect.space_of(np.array([], int), np.zeros((0, 5)))["xy"].shape == (0, 2)
+
+
 def test_feature_space_separates_what_the_model_tells_apart():
     model = corner_model()  # red images raise one feature, green images the other
     rng = np.random.default_rng(4)

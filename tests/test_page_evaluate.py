@@ -448,6 +448,8 @@ def test_the_feature_space_places_each_image_where_core_does(app, trained_run, m
     app.switch_page("pages/evaluate.py").run()
     app.selectbox(key="evaluate_split").select("train").run()
     charts = len(app.get("plotly_chart"))
+    kept = Path(os.environ["CNN_CACHE_DIR"]).glob("space-*.npz")
+    assert len(list(kept)) == 2  # the predictions of val and train kept their spaces
     app.toggle(key="evaluate_space").set_value(True).run()
     assert not app.exception
     assert len(app.get("plotly_chart")) == charts + 1

@@ -315,15 +315,37 @@ def predict_with_progress(entry: dict, model, images, tta: str, what: tuple) -> 
     calls it then reads the probabilities from disk. Looked for once per model version,
     `tta` and `what` (a tuple naming the images, e.g. the dataset and split).
     """
+    doing = f"Classifying {len(images):,} images"
+    doing += "" if tta == "none" else f" with {tta} test-time augmentation"
+    _keep_with_progress(
+        ("probs", tta, *what, entry["path"], registry.model_version(entry["path"])),
+        lambda: evaluate.probs_are_kept(entry["path"], images, tta),
+        lambda progress: evaluate.kept_probs(model, entry["path"], images, tta, progress=progress),
+        doing,
+    )
+
+
+def space_with_progress(entry: dict, model, images, what: tuple) -> None:
+    """`predict_with_progress` for `evaluate.kept_space`. The prediction keeps the space in
+    passing; this computes it for probabilities kept before it did."""
+    from core.inspect import SPACE_LIMIT
+
+    _keep_with_progress(
+        ("space", *what, entry["path"], registry.model_version(entry["path"])),
+        lambda: evaluate.space_is_kept(entry["path"], images),
+        lambda progress: evaluate.kept_space(model, entry["path"], images, progress=progress),
+        f"Reading the features of {min(len(images), SPACE_LIMIT):,} images",
+    )
+
+
+def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
+    """Calls `work(progress)` under a progress bar unless `kept()`; asks once per `key`."""
     seen = _kept_on_disk()
-    key = ("probs", entry["path"], registry.model_version(entry["path"]), tta, *what)
     if key in seen:
         return
-    if not evaluate.probs_are_kept(entry["path"], images, tta):
-        doing = f"Classifying {len(images):,} images"
-        doing += "" if tta == "none" else f" with {tta} test-time augmentation"
+    if not kept():
         with progress_bar(doing, "once; kept until the model or the images change") as progress:
-            evaluate.kept_probs(model, entry["path"], images, tta, progress=progress)
+            work(progress)
     seen.add(key)
 
 
