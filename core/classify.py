@@ -58,10 +58,14 @@ def normalised_entropy(probs: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=-1) / np.log(probs.shape[-1])
 
 
+def top_classes(probs: np.ndarray, class_names: list[str], k: int = 3) -> list[tuple[str, float]]:
+    """The `k` likeliest classes of one image as `(name, probability)`, likeliest first."""
+    return [(class_names[i], float(probs[i])) for i in np.argsort(-probs)[:k]]
+
+
 def describe(pixels: np.ndarray, probs: np.ndarray, class_names: list[str], k: int = 3):
     """Builds a `Prediction` from one image's pixels and probabilities."""
-    order = np.argsort(-probs)[: min(k, len(class_names))]
-    top = [(class_names[i], float(probs[i])) for i in order]
+    top = top_classes(probs, class_names, k)
     entropy = float(normalised_entropy(probs))
     return Prediction(
         pixels, probs, top, entropy, top[0][1] < UNSURE_TOP or entropy > UNSURE_ENTROPY

@@ -2,7 +2,6 @@
 
 import hashlib
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import registry
@@ -12,7 +11,7 @@ from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import model_image
-from ui import state
+from ui import charts, state
 
 state.ensure_routed()
 
@@ -93,22 +92,6 @@ results = (
 )
 
 
-def top_chart(pred):
-    names = [n for n, _ in pred.top][::-1]
-    probs = [p for _, p in pred.top][::-1]
-    fig = go.Figure(
-        go.Bar(
-            x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs], textposition="auto"
-        )
-    )
-    fig.update_layout(
-        xaxis=dict(range=[0, 1], tickformat=".0%"),
-        height=60 + 32 * len(names),
-        margin=dict(t=10, b=10),
-    )
-    return fig
-
-
 @st.cache_data(max_entries=DETAILED, show_spinner=False)
 def _original(data: bytes):
     """The uploaded photo for display, or None. Twice the shown width is enough for sharp
@@ -133,7 +116,7 @@ def show(name, original, pred):
         cols[0].image(original, caption="Original", width=ORIGINAL_WIDTH)
     cols[1].image(enlarge(pred.pixels, 5), caption=f"What the model sees ({len(pred.pixels)} px)")
     cols[2].image(cam, caption=f"Grad-CAM: {pred.label}")
-    cols[3].plotly_chart(top_chart(pred), key=f"classify_top_{name}_{id(pred)}")
+    cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
 
 
 if probe is not None:

@@ -1,17 +1,15 @@
 """Dataset: your own images, what they look like, how many of each class, pixel statistics."""
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import datastats, userdata
 from core.errors import CnnError
-from ui import state
+from ui import charts, state
 
 state.ensure_routed()
 
 DISPLAY_PX = 96  # shown size of one sample; pixels are repeated, never blurred
-CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
 
 
 def _key(ds) -> tuple:
@@ -133,21 +131,11 @@ st.header("Statistics")
 histograms, means = _pixel_stats(_key(ds), split, ds)
 tab_counts, tab_hist, tab_mean = st.tabs(["Class distribution", "Pixel histograms", "Mean images"])
 with tab_counts:
-    fig = go.Figure([go.Bar(name=s, x=ds.class_names, y=c.tolist()) for s, c in counts.items()])
-    fig.update_layout(barmode="group", xaxis_title="class", yaxis_title="images")
+    fig = charts.grouped_bars(ds.class_names, counts, xaxis_title="class", yaxis_title="images")
     st.plotly_chart(fig, key="dataset_counts_chart")
 with tab_hist:
     edges = histograms["edges"]
-    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=centres, y=c.tolist(), name=ch, mode="lines", line_color=CHANNEL_COLOURS[ch]
-            )
-            for ch, c in histograms["counts"].items()
-        ]
-    )
-    fig.update_layout(xaxis_title="pixel value", yaxis_title="pixels")
+    fig = charts.pixel_histograms(edges, histograms["counts"])
     st.plotly_chart(fig, key="dataset_hist_chart")
     counted, total = histograms["images"], len(ds.split(split)[1])
     share = f"all {total:,}" if counted == total else f"a random {counted:,} of the {total:,}"

@@ -4,9 +4,7 @@ import json
 import re
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
 
 from core import export, inspect, registry
 from core.datastats import enlarge
@@ -23,7 +21,7 @@ from core.evaluate import (
     report_from_probs,
     with_temperature,
 )
-from ui import state
+from ui import charts, state
 
 state.ensure_routed()
 
@@ -96,40 +94,7 @@ def look_at_the_cell() -> None:
 st.subheader("Confusion matrix")
 cm = report.confusion.astype(float)
 shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
-fig = go.Figure(
-    go.Heatmap(
-        z=shown,
-        x=names,
-        y=names,
-        colorscale="Blues",
-        text=[[f"{v:.2f}" if normalise else f"{int(v)}" for v in row] for row in shown],
-        texttemplate="%{text}",
-        hoverinfo="skip",
-    )
-)
-# Heatmap cells cannot be selected by a click; one nearly invisible square marker per
-# cell can, and carries the hover text.
-cells = [(t, p) for t in names for p in names]
-fig.add_scatter(
-    x=[p for _, p in cells],
-    y=[t for t, _ in cells],
-    mode="markers",
-    marker=dict(symbol="square", size=max(12, 320 // len(names)), opacity=0.01),
-    customdata=[shown[names.index(t), names.index(p)] for t, p in cells],
-    hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
-    showlegend=False,
-)
-fig.update_layout(
-    xaxis_title="Predicted",
-    yaxis_title="True",
-    # Fixed ranges: the large selection markers would otherwise pad the axes and leave
-    # an empty band around the matrix.
-    xaxis_range=[-0.5, len(names) - 0.5],
-    yaxis_range=[len(names) - 0.5, -0.5],
-    height=120 + 40 * len(names),
-    margin=dict(t=20),
-    clickmode="event+select",
-)
+fig = charts.confusion_matrix(shown, names, normalise)
 event = st.plotly_chart(fig, key="evaluate_cm", on_select="rerun", selection_mode="points")
 points = (event or {}).get("selection", {}).get("points", []) if event else []
 clicked = [points[0]["y"], points[0]["x"]] if points else None
@@ -195,31 +160,10 @@ st.subheader("Confidence")
 views = {"as the model gives them": report.probs}
 if temperature != 1.0:
     views[f"after its temperature {temperature:g}"] = tempered.probs
-reliability = go.Figure()
-for name, probs in views.items():
-    calib = calibration(probs, report.y_true)
-    reliability.add_bar(
-        x=(calib.edges[:-1] + calib.edges[1:]) / 2,
-        y=calib.accuracy,
-        name=f"share right, {name}",
-        customdata=np.stack([calib.count, calib.confidence], axis=1),
-        hovertemplate="said %{customdata[1]:.0%} on average<br>right %{y:.0%}"
-        "<br>%{customdata[0]:,} images<extra></extra>",
-    )
+calibrations = {name: calibration(probs, report.y_true) for name, probs in views.items()}
+for name, calib in calibrations.items():
     st.caption(f"Probabilities {name}. {calib.summary()}")
-reliability.add_scatter(
-    x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash"), name="perfectly calibrated"
-)
-reliability.update_layout(
-    barmode="group",
-    bargap=0.1,
-    xaxis=dict(title="Confidence (top probability), bins of 10%", tickformat=".0%", range=[0, 1]),
-    yaxis=dict(title="Share right", tickformat=".0%", range=[0, 1]),
-    height=380,
-    margin=dict(t=20),
-    legend=dict(orientation="h", y=-0.3),
-)
-st.plotly_chart(reliability)
+st.plotly_chart(charts.reliability(calibrations))
 if calib := entry["card"].get("calibration"):
     st.caption(
         "The temperature comes from the model card: fitted on the validation split (at the "
@@ -262,40 +206,9 @@ def feature_space() -> dict:
 def draw_space(space: dict) -> list[int]:
     """Draws the feature space, a colour per true class and a cross per mistake; returns
     the images selected in it (a click, a box or a lasso), ascending."""
-    index, xy = space["index"], space["xy"]
-    answers = tempered.probs[index].argmax(axis=1)
-    truth = report.y_true[index]
-    # Ten clearly different colours (the theme's palette alternates dark and pale shades).
-    palette = qualitative.D3 if len(names) <= 10 else qualitative.Alphabet
-    fig = go.Figure()
-    for c, name in enumerate(names):
-        # Right answers and mistakes as two traces of one legend entry: its symbol a dot.
-        for right in (True, False):
-            mine = (truth == c) & ((answers == c) == right)
-            fig.add_scattergl(
-                x=xy[mine, 0],
-                y=xy[mine, 1],
-                mode="markers",
-                name=name,
-                legendgroup=name,
-                showlegend=right,
-                marker=dict(
-                    size=6 if right else 7,
-                    symbol="circle" if right else "x",
-                    color=palette[c % len(palette)],
-                    opacity=0.75,
-                ),
-                customdata=np.stack([index[mine], [why_caption(i) for i in index[mine]]], 1),
-                hovertemplate="#%{customdata[0]}: %{customdata[1]}<extra></extra>",
-            )
-    share = space["explained"]
-    fig.update_layout(
-        xaxis_title=f"first direction ({share[0]:.0%} of the variance)",
-        yaxis_title=f"second direction ({share[1]:.0%})",
-        height=520,
-        margin=dict(t=20),
-        dragmode="lasso",
-    )
+    index = space["index"]
+    truth, answers = report.y_true[index], tempered.probs[index].argmax(axis=1)
+    fig = charts.feature_space(space, truth, answers, names, [why_caption(i) for i in index])
     event = st.plotly_chart(
         fig,
         key="evaluate_space_chart",
@@ -436,16 +349,13 @@ if other_model is not None:
     c[3].metric("McNemar p-value", f"{diff.p_value:.2g}")
     # Run names may hold "_" or "*": shown as typed, not as Markdown emphasis.
     st.markdown(re.sub(r"([\\`*_~|\[\]])", r"\\\1", diff.verdict("the active model", b_name)))
-    recall = go.Figure(
-        [
-            go.Bar(name=f"{a_name} (active)", x=names, y=report.per_class["recall"]),
-            go.Bar(name=b_name, x=names, y=other_report.per_class["recall"]),
-        ]
-    )
-    recall.update_layout(
-        barmode="group",
+    recalls = {f"{a_name} (active)": report.per_class["recall"]}
+    recalls[b_name] = other_report.per_class["recall"]
+    recall = charts.grouped_bars(
+        names,
+        recalls,
+        percent=True,
         title="Recall per class",
-        yaxis_tickformat=".0%",
         legend=dict(orientation="h", y=-0.2),
         margin=dict(t=40),
     )

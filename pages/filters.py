@@ -1,14 +1,13 @@
 """Filters & feature maps: what the layers learned, what they see, where the evidence lies."""
 
 import numpy as np
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import data, inspect, registry, runs
+from core.classify import top_classes
 from core.errors import CnnError
 from core.images import decode_image
-from ui import state
+from ui import charts, state
 
 state.ensure_routed()
 
@@ -40,49 +39,10 @@ def tile_images(tiles):
     )
 
 
-def mosaic_figure(grid, colorscale, zmin=None, zmax=None, midpoint=None, height=None):
-    fig = px.imshow(
-        grid,
-        color_continuous_scale=colorscale,
-        zmin=zmin,
-        zmax=zmax,
-        color_continuous_midpoint=midpoint,
-        aspect="equal",
-    )
-    fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
-    return fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=height)
-
-
 def maps_figure(maps, per_map, colorscale, count):
     values = inspect.normalise_maps(maps) if per_map else maps
     grid = inspect.mosaic(values.transpose(2, 0, 1)[:count], MAP_COLUMNS)
-    return mosaic_figure(grid, colorscale, float(values.min()), float(values.max()))
-
-
-def probs_figure(probs, names, top=5):
-    order = np.argsort(-probs)[:top]
-    fig = go.Figure(go.Bar(x=probs[order], y=[names[i] for i in order], orientation="h"))
-    fig.update_yaxes(autorange="reversed").update_xaxes(range=[0, 1], tickformat=".0%")
-    return fig.update_layout(height=60 + 30 * len(order), margin=dict(l=0, r=0, t=10, b=0))
-
-
-def number_grid(values, title, diverging, zrange=(None, None)):
-    fig = go.Figure(
-        go.Heatmap(
-            z=values,
-            # Three significant digits: float32 values printed whole read 0.7839999794960022.
-            texttemplate="%{z:.3~g}",
-            colorscale="RdBu" if diverging else "Greys",
-            zmid=0 if diverging else None,
-            zmin=zrange[0],
-            zmax=zrange[1],
-            reversescale=not diverging,
-            showscale=False,
-        )
-    )
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
-    return fig.update_layout(title=title, height=260, margin=dict(l=0, r=0, t=40, b=0))
+    return charts.image_grid(grid, colorscale, float(values.min()), float(values.max()))
 
 
 def dataset_ready() -> bool:
@@ -153,7 +113,7 @@ def filters_tab():
     chans = cols[1].slider("Input channels shown", 1, c, min(c, 16), key="filters_chans")
     tiles = grid[:rows, :chans].reshape(-1, k, k)
     peak = float(np.abs(tiles).max()) or 1.0
-    fig = mosaic_figure(
+    fig = charts.image_grid(
         inspect.mosaic(tiles, chans), "RdBu_r", -peak, peak, 0, height=120 + 22 * rows * k // 3
     )
     st.plotly_chart(fig, width="stretch")
@@ -166,12 +126,10 @@ def filters_tab():
     hists = inspect.weight_histograms(model)
     cols = st.columns(2)
     for i, (name, weights) in enumerate(hists.items()):
-        counts, edges = np.histogram(weights, bins=60)
-        fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, marker_line_width=0))
         title = (
             f"{name}: {weights.size:,} weights, mean {weights.mean():.3f}, std {weights.std():.3f}"
         )
-        fig.update_layout(title=title, height=220, bargap=0, margin=dict(l=0, r=0, t=40, b=0))
+        fig = charts.histogram(weights, title)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"filters_hist_{name}")
 
 
@@ -222,7 +180,11 @@ def maps_tab():
     )
     big = inspect.upscale(inspect.overlay(pixels, heat, alpha), max(1, 256 // size))
     cols[1].image(big, caption=f"Evidence for {class_names[explained]} ({cam_layer})")
-    cols[2].plotly_chart(probs_figure(probs, class_names), width="stretch", key="filters_cam_probs")
+    cols[2].plotly_chart(
+        charts.top_answers(top_classes(probs, class_names, 5)),
+        width="stretch",
+        key="filters_cam_probs",
+    )
     return pixels, caption
 
 
@@ -266,14 +228,17 @@ def explainer_tab(pixels, caption):
     # The image's pixels keep their own brightness (0 black, 1 white), not the window's.
     x_range = (0.0, 1.0) if ex["source"] == "rescale" else (None, None)
     grids = [
-        number_grid(ex["patch"][:, :, kin], f"input x (channel {names[kin]})", False, x_range),
-        number_grid(ex["kernel"][:, :, kin], "kernel w", True),
-        number_grid(ex["products"][:, :, kin], f"x·w, sum {ex['channel_sums'][kin]:.4f}", True),
+        charts.number_grid(
+            ex["patch"][:, :, kin], f"input x (channel {names[kin]})", False, x_range
+        ),
+        charts.number_grid(ex["kernel"][:, :, kin], "kernel w", True),
+        charts.number_grid(
+            ex["products"][:, :, kin], f"x·w, sum {ex['channel_sums'][kin]:.4f}", True
+        ),
     ]
     for col_, fig in zip(cols, grids, strict=True):
         col_.plotly_chart(fig, width="stretch")
-    fig = go.Figure(go.Bar(x=names, y=ex["channel_sums"]))
-    fig.update_layout(title="Σ x·w per input channel", height=220, margin=dict(t=40, b=0))
+    fig = charts.bars(names, ex["channel_sums"], "Σ x·w per input channel")
     st.plotly_chart(fig, width="stretch")
     steps = [("Σ x·w", ex["sum"]), ("+ bias b", ex["bias"]), ("z", ex["z"])]
     if ex["bn"]:
@@ -328,7 +293,9 @@ def replay_tab(pixels):
         tile_images(rec["tiles"])
     right.caption("Predicted probabilities for the image")
     right.plotly_chart(
-        probs_figure(rec["probs"], labels, top=10), width="stretch", key="filters_replay_probs"
+        charts.top_answers(top_classes(rec["probs"], labels, 10)),
+        width="stretch",
+        key="filters_replay_probs",
     )
     st.caption(f"The image's first-layer feature maps ({rec['layer']}, each map on its own scale)")
     st.plotly_chart(

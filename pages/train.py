@@ -1,12 +1,10 @@
 """Train: configure a run, start it in its own process, watch it live, compare runs."""
 
 import json
-import math
 from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import jobs, registry, runs, search
@@ -34,7 +32,7 @@ from core.train import (
     parse_augment,
     resolved_model_config,
 )
-from ui import state
+from ui import charts, state
 
 state.ensure_routed()
 
@@ -47,23 +45,6 @@ IMAGE_SIZES = (32, 64, 96)
 @st.cache_data(max_entries=32, show_spinner="Building the model…")
 def model_summary(model_json: str) -> list[dict]:
     return jobs.model_summary(ModelConfig.from_dict(json.loads(model_json)))
-
-
-def lines(title: str, traces: dict[str, tuple[list, list]], percent: bool = False) -> go.Figure:
-    # Accuracies read as percentages, as everywhere else in the dashboard.
-    hover = "epoch %{x}: %{y:" + (".2%" if percent else ".4f") + "}"
-    fig = go.Figure(
-        [
-            go.Scatter(x=x, y=y, name=name, mode="lines+markers", hovertemplate=hover)
-            for name, (x, y) in traces.items()
-        ]
-    )
-    fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=0))
-    fig.update_yaxes(tickformat=".0%" if percent else None)
-    # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
-    last = max((x[-1] for x, _ in traces.values() if x), default=1)
-    fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
-    return fig
 
 
 def curve(history: list[dict], key: str) -> tuple[list, list]:
@@ -446,12 +427,12 @@ def live_view(path: str, polling: bool) -> None:
     if history:
         c = st.columns(2)
         c[0].plotly_chart(
-            lines(
+            charts.epoch_lines(
                 "Loss", {"train": curve(history, "loss"), "validation": curve(history, "val_loss")}
             )
         )
         c[1].plotly_chart(
-            lines(
+            charts.epoch_lines(
                 "Accuracy",
                 {"train": curve(history, "accuracy"), "validation": curve(history, "val_accuracy")},
                 percent=True,
@@ -512,14 +493,16 @@ def runs_table(rows: list[dict]) -> None:
     histories = {r["name"]: runs.read_history(r["path"]) for r in chosen}
     c = st.columns(2)
     c[0].plotly_chart(
-        lines(
+        charts.epoch_lines(
             "Validation accuracy",
             {n: curve(h, "val_accuracy") for n, h in histories.items()},
             percent=True,
         )
     )
     c[1].plotly_chart(
-        lines("Validation loss", {n: curve(h, "val_loss") for n, h in histories.items()})
+        charts.epoch_lines(
+            "Validation loss", {n: curve(h, "val_loss") for n, h in histories.items()}
+        )
     )
     if len(chosen) == 1:
         run = chosen[0]

@@ -44,7 +44,8 @@ def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_r
     assert shown == [f"**val #3 (dog)** → **{expected.label}** ({expected.confidence:.1%})"]
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)
     bars = chart["data"][0]
-    assert bars["y"][-1] == expected.label and bars["text"][-1] == f"{expected.confidence:.1%}"
+    assert bars["y"][0] == expected.label and bars["text"][0] == f"{expected.confidence:.1%}"
+    assert chart["layout"]["yaxis"]["autorange"] == "reversed"  # the likeliest on top
     assert chart["layout"]["xaxis"] == {"range": [0, 1], "tickformat": ".0%"}  # as the labels
 
 

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from core.evaluate import calibration
+from ui import charts
+
+
+def test_top_answers_put_the_likeliest_on_top_in_percent():
+    fig = charts.top_answers([("cat", 0.7), ("dog", 0.2), ("frog", 0.05)])
+    (bar,) = fig.data
+    assert list(bar.y) == ["cat", "dog", "frog"] and list(bar.x) == [0.7, 0.2, 0.05]
+    assert list(bar.text) == ["70.0%", "20.0%", "5.0%"] and bar.orientation == "h"
+    assert fig.layout.yaxis.autorange == "reversed"  # the first pair at the top
+    assert list(fig.layout.xaxis.range) == [0, 1] and fig.layout.xaxis.tickformat == ".0%"
+    assert fig.layout.height == 60 + 32 * 3
+
+
+@pytest.mark.parametrize(("last", "dtick"), [(3, 1), (10, 1), (25, 3)])
+def test_epoch_lines_tick_whole_epochs(last, dtick):
+    epochs = list(range(1, last + 1))
+    fig = charts.epoch_lines("Loss", {"train": (epochs, [1 / e for e in epochs])})
+    assert fig.layout.xaxis.dtick == dtick and fig.layout.title.text == "Loss"
+    assert fig.layout.yaxis.tickformat is None and fig.data[0].hovertemplate.endswith(".4f}")
+
+
+def test_accuracy_lines_read_as_percentages():
+    fig = charts.epoch_lines("Accuracy", {"a": ([1, 2], [0.5, 0.6]), "b": ([], [])}, True)
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert fig.layout.yaxis.tickformat == ".0%" and fig.data[0].hovertemplate.endswith(".2%}")
+
+
+@pytest.mark.parametrize("normalised", [False, True])
+def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(normalised):
+    names = ["cat", "dog", "frog"]
+    shown = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]], float)
+    if normalised:
+        shown = shown / shown.sum(axis=1, keepdims=True)
+    heat, cells = charts.confusion_matrix(shown, names, normalised).data
+    np.testing.assert_array_equal(heat.z, shown)
+    assert heat.text[1][0] == (f"{2 / 10:.2f}" if normalised else "2")
+    assert len(cells.x) == 9 and cells.marker.opacity == 0.01
+    for true, predicted, value in zip(cells.y, cells.x, cells.customdata, strict=True):
+        assert value == shown[names.index(true), names.index(predicted)]
+
+
+def test_reliability_draws_a_group_of_bars_per_calibration_and_the_diagonal():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), 200).astype(np.float32)
+    y = rng.integers(0, 4, 200)
+    calibs = {"raw": calibration(probs, y), "sharper": calibration(probs**2, y)}
+    fig = charts.reliability(calibs)
+    assert [t.name for t in fig.data] == [
+        "share right, raw",
+        "share right, sharper",
+        "perfectly calibrated",
+    ]
+    np.testing.assert_allclose(fig.data[0].x, np.arange(0.05, 1, 0.1))
+    np.testing.assert_array_equal(fig.data[1].y, calibs["sharper"].accuracy)
+    np.testing.assert_array_equal(fig.data[0].customdata[:, 0], calibs["raw"].count)
+    assert list(fig.data[2].x) == [0, 1] and fig.layout.barmode == "group"
+
+
+def test_the_feature_space_draws_each_dot_once_in_its_class_colour_and_symbol():
+    space = {
+        "index": np.array([0, 3, 4, 8]),
+        "xy": np.array([[0, 1], [2, 3], [4, 5], [6, 7]], np.float32),
+        "explained": np.array([0.4, 0.25]),
+        "dims": 64,
+    }
+    truth, answers = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    fig = charts.feature_space(space, truth, answers, ["cat", "dog"], ["a", "b", "c", "d"])
+    dots = {
+        int(i): (x, y, t.name, t.marker.symbol, t.marker.color, caption)
+        for t in fig.data
+        for (i, caption), x, y in zip(t.customdata, t.x, t.y, strict=True)
+    }
+    assert dots == {
+        0: (0, 1, "cat", "circle", "#1F77B4", "a"),
+        3: (2, 3, "cat", "x", "#1F77B4", "b"),  # a cat answered dog: a cross in cat colour
+        4: (4, 5, "dog", "circle", "#FF7F0E", "c"),
+        8: (6, 7, "dog", "circle", "#FF7F0E", "d"),
+    }
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]  # one entry a class
+    assert fig.layout.xaxis.title.text == "first direction (40% of the variance)"
+    assert fig.layout.yaxis.title.text == "second direction (25%)"
+
+
+def test_grouped_bars_name_each_series_and_format_shares():
+    fig = charts.grouped_bars(
+        ["a", "b"], {"train": np.array([3, 4]), "val": [1, 2]}, title="Images per class"
+    )
+    assert [(t.name, list(t.y)) for t in fig.data] == [("train", [3, 4]), ("val", [1, 2])]
+    assert fig.layout.barmode == "group" and fig.layout.yaxis.tickformat is None
+    shares = charts.grouped_bars(["a"], {"recall": [0.5]}, percent=True)
+    assert shares.layout.yaxis.tickformat == ".0%"
+
+
+def test_histograms_count_every_value():
+    values = np.random.default_rng(1).normal(size=1000)
+    (bar,) = charts.histogram(values, "weights", bins=20).data
+    assert len(bar.x) == 20 and sum(bar.y) == 1000
+    edges = np.arange(0, 257, 64)
+    counts = {"R": np.array([1, 2, 3, 4]), "G": np.array([4, 3, 2, 1])}
+    fig = charts.pixel_histograms(edges, counts)
+    assert [(t.name, t.line.color) for t in fig.data] == [("R", "#d62728"), ("G", "#2ca02c")]
+    assert list(fig.data[0].x) == [32, 96, 160, 224] and list(fig.data[1].y) == [4, 3, 2, 1]
+
+
+def test_grids_show_their_numbers():
+    values = np.array([[0.5, -0.25], [1.0, 0.0]])
+    (heat,) = charts.number_grid(values, "kernel w", diverging=True).data
+    np.testing.assert_array_equal(heat.z, values)
+    assert heat.zmid == 0
+    grey = charts.number_grid(values, "x", diverging=False, zrange=(0, 255)).data[0]
+    assert (grey.zmin, grey.zmax, grey.zmid) == (0, 255, None)
+    image = charts.image_grid(values, "Viridis", -1, 1, 0, height=200)
+    np.testing.assert_array_equal(image.data[0].z, values)
+    assert image.layout.height == 200 and image.layout.coloraxis.cmid == 0

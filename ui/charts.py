@@ -1,0 +1,237 @@
+"""The dashboard's plotly figures: pages pass plain arrays and draw what comes back.
+
+Built here rather than in the pages so that each can be tested without Streamlit, and so
+that two pages that show the same thing (a model's top answers) draw it the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
+
+
+def top_answers(pairs: list[tuple[str, float]]) -> go.Figure:
+    """Horizontal bars of a model's top answers, the likeliest on top, labelled in percent.
+
+    Args:
+        pairs: `(class name, probability)`, likeliest first.
+    """
+    names, probs = [n for n, _ in pairs], [float(p) for _, p in pairs]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs]))
+    fig.update_traces(textposition="auto")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    return fig.update_layout(height=60 + 32 * len(pairs), margin=dict(l=0, r=0, t=10, b=10))
+
+
+def epoch_lines(title: str, traces: dict[str, tuple[list, list]], percent: bool = False):
+    """One line per named `(epochs, values)`; `percent` for accuracies, which read as
+    percentages as everywhere else in the dashboard."""
+    hover = "epoch %{x}: %{y:" + (".2%" if percent else ".4f") + "}"
+    fig = go.Figure(
+        [
+            go.Scatter(x=x, y=y, name=name, mode="lines+markers", hovertemplate=hover)
+            for name, (x, y) in traces.items()
+        ]
+    )
+    fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=0))
+    fig.update_yaxes(tickformat=".0%" if percent else None)
+    # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
+    last = max((x[-1] for x, _ in traces.values() if x), default=1)
+    return fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
+
+
+def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> go.Figure:
+    """The matrix as a heatmap whose cells can be clicked (`clickmode` event+select).
+
+    Args:
+        shown: `(C, C)` counts, or row shares when `normalised`; rows are true classes.
+        names: the `C` class names.
+    """
+    text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in row] for row in shown]
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown,
+            x=names,
+            y=names,
+            colorscale="Blues",
+            text=text,
+            texttemplate="%{text}",
+            hoverinfo="skip",
+        )
+    )
+    # Heatmap cells cannot be selected by a click; one nearly invisible square marker per
+    # cell can, and carries the hover text.
+    cells = [(t, p) for t in range(len(names)) for p in range(len(names))]
+    fig.add_scatter(
+        x=[names[p] for _, p in cells],
+        y=[names[t] for t, _ in cells],
+        mode="markers",
+        marker=dict(symbol="square", size=max(12, 320 // len(names)), opacity=0.01),
+        customdata=[shown[t, p] for t, p in cells],
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
+        showlegend=False,
+    )
+    return fig.update_layout(
+        xaxis_title="Predicted",
+        yaxis_title="True",
+        # Fixed ranges: the large selection markers would otherwise pad the axes and leave
+        # an empty band around the matrix.
+        xaxis_range=[-0.5, len(names) - 0.5],
+        yaxis_range=[len(names) - 0.5, -0.5],
+        height=120 + 40 * len(names),
+        margin=dict(t=20),
+        clickmode="event+select",
+    )
+
+
+def reliability(calibrations: dict) -> go.Figure:
+    """Share right against confidence: a group of bars per named `core.evaluate.Calibration`
+    and the diagonal of a perfectly calibrated model."""
+    fig = go.Figure()
+    for name, calib in calibrations.items():
+        fig.add_bar(
+            x=(calib.edges[:-1] + calib.edges[1:]) / 2,
+            y=calib.accuracy,
+            name=f"share right, {name}",
+            customdata=np.stack([calib.count, calib.confidence], axis=1),
+            hovertemplate="said %{customdata[1]:.0%} on average<br>right %{y:.0%}"
+            "<br>%{customdata[0]:,} images<extra></extra>",
+        )
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash"), name="perfectly calibrated"
+    )
+    return fig.update_layout(
+        barmode="group",
+        bargap=0.1,
+        xaxis=dict(
+            title="Confidence (top probability), bins of 10%", tickformat=".0%", range=[0, 1]
+        ),
+        yaxis=dict(title="Share right", tickformat=".0%", range=[0, 1]),
+        height=380,
+        margin=dict(t=20),
+        legend=dict(orientation="h", y=-0.3),
+    )
+
+
+def feature_space(space: dict, truth, answers, names: list[str], captions: list[str]):
+    """The dots of a `core.inspect.feature_space`, a colour per true class, a cross per
+    mistake; each dot's `customdata` is `[its position in the split, its caption]`.
+
+    Args:
+        space: the feature space.
+        truth, answers: int `(M,)` the true and the answered class of each dot.
+        names: the class names.
+        captions: one hover text per dot.
+    """
+    index, xy = space["index"], space["xy"]
+    captions = np.asarray(captions, dtype=object)
+    # Ten clearly different colours (the theme's palette alternates dark and pale shades).
+    palette = qualitative.D3 if len(names) <= 10 else qualitative.Alphabet
+    fig = go.Figure()
+    for c, name in enumerate(names):
+        # Right answers and mistakes as two traces of one legend entry: its symbol a dot.
+        for right in (True, False):
+            mine = (truth == c) & ((answers == c) == right)
+            fig.add_scattergl(
+                x=xy[mine, 0],
+                y=xy[mine, 1],
+                mode="markers",
+                name=name,
+                legendgroup=name,
+                showlegend=right,
+                marker=dict(
+                    size=6 if right else 7,
+                    symbol="circle" if right else "x",
+                    color=palette[c % len(palette)],
+                    opacity=0.75,
+                ),
+                customdata=np.stack([index[mine], captions[mine]], 1),
+                hovertemplate="#%{customdata[0]}: %{customdata[1]}<extra></extra>",
+            )
+    share = space["explained"]
+    return fig.update_layout(
+        xaxis_title=f"first direction ({share[0]:.0%} of the variance)",
+        yaxis_title=f"second direction ({share[1]:.0%})",
+        height=520,
+        margin=dict(t=20),
+        dragmode="lasso",
+    )
+
+
+def image_grid(grid: np.ndarray, colorscale, zmin=None, zmax=None, midpoint=None, height=None):
+    """A 2-D array (a mosaic of maps or filters) as an image in a colour scale, no ticks."""
+    fig = px.imshow(
+        grid,
+        color_continuous_scale=colorscale,
+        zmin=zmin,
+        zmax=zmax,
+        color_continuous_midpoint=midpoint,
+        aspect="equal",
+    )
+    fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    return fig.update_layout(margin=dict(l=0, r=0, t=10, b=0), height=height)
+
+
+def number_grid(values: np.ndarray, title: str, diverging: bool, zrange=(None, None)):
+    """A small 2-D array with each number written in its cell: red/blue around zero when
+    `diverging`, else grey."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            # Three significant digits: float32 values printed whole read 0.7839999794960022.
+            texttemplate="%{z:.3~g}",
+            colorscale="RdBu" if diverging else "Greys",
+            zmid=0 if diverging else None,
+            zmin=zrange[0],
+            zmax=zrange[1],
+            reversescale=not diverging,
+            showscale=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    return fig.update_layout(title=title, height=260, margin=dict(l=0, r=0, t=40, b=0))
+
+
+def histogram(values: np.ndarray, title: str, bins: int = 60) -> go.Figure:
+    """The values' histogram as touching bars."""
+    counts, edges = np.histogram(values, bins=bins)
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, marker_line_width=0))
+    return fig.update_layout(title=title, height=220, bargap=0, margin=dict(l=0, r=0, t=40, b=0))
+
+
+def bars(x: list, y, title: str) -> go.Figure:
+    """Plain bars with a title (a convolution's sum per input channel)."""
+    fig = go.Figure(go.Bar(x=x, y=y))
+    return fig.update_layout(title=title, height=220, margin=dict(t=40, b=0))
+
+
+def grouped_bars(x: list, series: dict, percent: bool = False, **layout) -> go.Figure:
+    """A group of bars per `x`, one bar per named series (`{name: values}`); `percent`
+    for shares; `layout`: plotly layout settings (title, axis titles)."""
+    fig = go.Figure(
+        [go.Bar(name=name, x=x, y=np.asarray(y).tolist()) for name, y in series.items()]
+    )
+    fig.update_layout(barmode="group", **layout)
+    return fig.update_yaxes(tickformat=".0%" if percent else None)
+
+
+def pixel_histograms(edges: np.ndarray, counts: dict[str, np.ndarray]) -> go.Figure:
+    """Pixels per value bin, a line per colour channel in its colour."""
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=centres, y=c.tolist(), name=ch, mode="lines", line_color=CHANNEL_COLOURS[ch]
+            )
+            for ch, c in counts.items()
+        ]
+    )
+    return fig.update_layout(xaxis_title="pixel value", yaxis_title="pixels")
