@@ -110,7 +110,9 @@ def test_grids_show_their_numbers():
     values = np.array([[0.5, -0.25], [1.0, 0.0]])
     (heat,) = charts.number_grid(values, "kernel w", diverging=True).data
     np.testing.assert_array_equal(heat.z, values)
-    assert heat.zmid == 0
+    # Positive red and negative blue, as the filter mosaics on the same page (RdBu_r).
+    assert heat.zmid == 0 and heat.colorscale[-1][1] == "rgb(103,0,31)"
+    assert heat.colorscale[0][1] == "rgb(5,48,97)"
     grey = charts.number_grid(values, "x", diverging=False, zrange=(0, 255)).data[0]
     assert (grey.zmin, grey.zmax, grey.zmid) == (0, 255, None)
     image = charts.image_grid(values, "Viridis", -1, 1, 0, height=200)

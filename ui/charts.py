@@ -180,14 +180,14 @@ def image_grid(grid: np.ndarray, colorscale, zmin=None, zmax=None, midpoint=None
 
 
 def number_grid(values: np.ndarray, title: str, diverging: bool, zrange=(None, None)):
-    """A small 2-D array with each number written in its cell: red/blue around zero when
-    `diverging`, else grey."""
+    """A small 2-D array with each number written in its cell: when `diverging`, red
+    positive and blue negative around a white zero (as the filter mosaics), else grey."""
     fig = go.Figure(
         go.Heatmap(
             z=values,
             # Three significant digits: float32 values printed whole read 0.7839999794960022.
             texttemplate="%{z:.3~g}",
-            colorscale="RdBu" if diverging else "Greys",
+            colorscale="RdBu_r" if diverging else "Greys",
             zmid=0 if diverging else None,
             zmin=zrange[0],
             zmax=zrange[1],
