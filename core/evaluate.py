@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.classify import predict_pixels
+from core.classify import predict_pixels, top_classes
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes
 
@@ -65,6 +65,24 @@ def averages(metrics: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
         }
         for kind in ("macro", "weighted")
     }
+
+
+def top_confusions(cm: np.ndarray, k: int = 5) -> list[tuple[int, int, int]]:
+    """The `k` most frequent mistakes in a confusion matrix.
+
+    Args:
+        cm: int `(C, C)`, row = true class, column = predicted class.
+        k: the most pairs returned.
+
+    Returns:
+        `(true class, predicted class, count)` of the off-diagonal cells with a count,
+        the largest first (ties row by row).
+    """
+    off = np.array(cm, np.int64)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:k]
+    cells = zip(*np.unravel_index(order, off.shape), strict=True)
+    return [(int(t), int(p), int(off[t, p])) for t, p in cells if off[t, p] > 0]
 
 
 def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
@@ -377,8 +395,7 @@ class Report:
 
     def top_k(self, index: int, k: int = 3) -> list[tuple[str, float]]:
         """The `k` most probable classes of one image, as (name, probability)."""
-        order = np.argsort(-self.probs[index])[:k]
-        return [(self.class_names[i], float(self.probs[index, i])) for i in order]
+        return top_classes(self.probs[index], self.class_names, k)
 
 
 def report_from_probs(probs: np.ndarray, y_true: np.ndarray, class_names: list[str]) -> Report:

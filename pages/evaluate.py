@@ -19,6 +19,7 @@ from core.evaluate import (
     least_confident_correct,
     mistakes,
     report_from_probs,
+    top_confusions,
     with_temperature,
 )
 from ui import charts, state
@@ -117,6 +118,24 @@ def gallery(indices, captions, columns=6):
             col.image(enlarge(x_split[i], 4), caption=caption, width="stretch")
 
 
+def look_at(true_name: str, pred_name: str) -> None:
+    st.session_state.evaluate_true, st.session_state.evaluate_pred = true_name, pred_name
+    look_at_the_cell()
+
+
+if confusions := top_confusions(report.confusion, 5):
+    st.caption("The most frequent mistakes, true → predicted:")
+    for col, (t, p, n) in zip(st.columns(len(confusions)), confusions, strict=False):
+        of = int(report.per_class["support"][t])
+        col.button(
+            f"{names[t]} → {names[p]} · {n:,}",
+            help=f"{n:,} of the {of:,} {names[t]} images ({n / of:.0%}) were answered "
+            f"{names[p]}. Show them.",
+            key=f"evaluate_pair_{t}_{p}",
+            on_click=look_at,
+            args=(names[t], names[p]),
+            width="stretch",
+        )
 st.caption("Select a cell to see its images, or pick the pair here.")
 pick = st.columns(2)
 true_name = pick[0].selectbox("True class", names, key="evaluate_true", on_change=look_at_the_cell)
@@ -137,7 +156,8 @@ st.dataframe(
     report.per_class_rows(),
     hide_index=True,
     column_config={
-        k: st.column_config.NumberColumn(format="%.3f") for k in ("precision", "recall", "f1")
+        k: st.column_config.ProgressColumn(format="%.3f", min_value=0, max_value=1)
+        for k in ("precision", "recall", "f1")
     },
 )
 avg = report.averages

@@ -32,6 +32,13 @@ def test_a_class_never_predicted_has_zero_precision_not_nan():
     assert m["precision"].tolist() == [0.5, 0.0] and m["f1"][1] == 0.0
 
 
+def test_top_confusions_are_the_largest_off_diagonal_cells():
+    cm = np.array([[9, 3, 0], [3, 8, 1], [5, 0, 7]])
+    assert ev.top_confusions(cm) == [(2, 0, 5), (0, 1, 3), (1, 0, 3), (1, 2, 1)]
+    assert ev.top_confusions(cm, k=2) == [(2, 0, 5), (0, 1, 3)]  # ties row by row
+    assert ev.top_confusions(np.diag([4, 5])) == []  # no mistakes, no pairs
+
+
 def test_top_k_accuracy_and_log_loss_by_hand():
     probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
     y = np.array([1, 2, 2])

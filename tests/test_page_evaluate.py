@@ -414,6 +414,36 @@ def test_why_this_answer_follows_the_chosen_cell(app, trained_run, mislabelled):
         assert "No images in the chosen cell." in [i.value for i in app.info]
 
 
+def test_the_most_frequent_mistakes_open_their_cell(app, trained_run, mislabelled):
+    from core.evaluate import top_confusions
+
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    report = _expected(trained_run, mislabelled, split="train")
+    names, support = report.class_names, report.per_class["support"]
+    pairs = top_confusions(report.confusion)
+    assert pairs and pairs[0][:2] == (1, 0)  # the cats filed as dogs: labelled dog, said cat
+    buttons = [b for b in app.button if b.key.startswith("evaluate_pair_")]
+    assert [b.label for b in buttons] == [f"{names[t]} → {names[p]} · {n:,}" for t, p, n in pairs]
+    t, p, n = pairs[0]
+    assert buttons[0].help == (
+        f"{n:,} of the {support[t]:,} {names[t]} images ({n / support[t]:.0%}) were answered "
+        f"{names[p]}. Show them."
+    )
+    app.selectbox(key="evaluate_why_from").select("the most confident mistakes").run()
+    t, p, n = pairs[-1]
+    app.button(key=f"evaluate_pair_{t}_{p}").click().run()
+    assert not app.exception
+    assert (app.selectbox(key="evaluate_true").value, app.selectbox(key="evaluate_pred").value) == (
+        names[t],
+        names[p],
+    )
+    assert f"**{n}** image(s) of *{names[t]}* predicted as *{names[p]}*" in [
+        m.value for m in app.markdown
+    ]
+    assert app.selectbox(key="evaluate_why_from").value == "the chosen cell"
+
+
 @pytest.mark.parametrize(
     "button, title", [("evaluate_open_filters", "Filters"), ("evaluate_open_classify", "Classify")]
 )
