@@ -5,6 +5,7 @@ import streamlit as st
 from ui import state
 
 st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
+state.keep_keras_between_runs()
 
 PAGES = {
     "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],

@@ -28,3 +28,14 @@ def test_a_page_run_alone_is_routed_through_app_py(app):
     app.switch_page("pages/dataset.py").run()
     assert app.selectbox(key="sidebar_source").value == "folder"
     assert [t.value for t in app.title] == ["Dataset"]
+
+
+def test_streamlit_leaves_the_keras_session_alone_between_runs(app, trained_run, monkeypatch):
+    import keras
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(a))
+    app.switch_page("pages/classify.py").run()  # a page that loads the model: Keras imported
+    app.run()
+    assert not app.exception
+    assert cleared == []  # Streamlit would clear it after each of the two runs

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -109,6 +110,29 @@ def _uploaded_caption() -> None:
     uploaded = st.session_state.get("sidebar_upload")
     st.caption(f"Using {uploaded['name']}" if uploaded else "Nothing uploaded yet.")
     st.page_link("pages/dataset.py", label="Upload a .zip on the Dataset page")
+
+
+def keep_keras_between_runs() -> None:
+    """Stops Streamlit from clearing Keras's session at the end of every script run.
+
+    Streamlit 1.67 calls `keras.backend.clear_session()` after each run once Keras is
+    imported (`script_runner._clean_problem_modules`, for apps that build a model in the
+    script body), then closes Matplotlib's figures. Here models are cached resources and
+    the sub-models of a page live for one call, so it cleared nothing of ours but cost 250
+    ms a rerun (a full garbage collection), emptied TensorFlow's kernel cache (the next
+    one-image prediction took 87 ms instead of 8.5) and reset Keras's global state under
+    any other session's thread building a model at that moment (docs/BENCHMARKS.md,
+    session 21). The replacement only closes the figures. Safe to call on every run.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if getattr(script_runner, "_clean_problem_modules", None) is not _close_figures:
+        script_runner._clean_problem_modules = _close_figures
+
+
+def _close_figures() -> None:
+    if plt := sys.modules.get("matplotlib.pyplot"):
+        plt.close("all")
 
 
 @st.cache_resource(show_spinner=False)
