@@ -27,6 +27,8 @@ def test_accuracy_lines_read_as_percentages():
     fig = charts.epoch_lines("Accuracy", {"a": ([1, 2], [0.5, 0.6]), "b": ([], [])}, True)
     assert [t.name for t in fig.data] == ["a", "b"]
     assert fig.layout.yaxis.tickformat == ".0%" and fig.data[0].hovertemplate.endswith(".2%}")
+    assert fig.layout.legend.orientation == "h"  # below: run names are long
+    assert fig.layout.colorway[:2] == ("#1F77B4", "#FF7F0E")  # blue, then orange
 
 
 @pytest.mark.parametrize("normalised", [False, True])

@@ -40,7 +40,17 @@ def epoch_lines(title: str, traces: dict[str, tuple[list, list]], percent: bool 
             for name, (x, y) in traces.items()
         ]
     )
-    fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=0))
+    fig.update_layout(
+        title=title,
+        xaxis_title="epoch",
+        height=360,
+        margin=dict(t=40, b=0),
+        # Below the plot: run names beside it took half of a half-width chart.
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        # Clearly different colours per run (the theme's palette alternates dark and pale
+        # shades of one hue), as in the feature space.
+        colorway=qualitative.D3,
+    )
     fig.update_yaxes(tickformat=".0%" if percent else None)
     # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
     last = max((x[-1] for x, _ in traces.values() if x), default=1)
