@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -273,8 +274,8 @@ def kept_space(model, model_path, images, cache_dir=None, progress=None) -> dict
             space = {k: kept[k] for k in ("index", "xy", "explained")} | {"dims": int(kept["dims"])}
         os.utime(path)
         return space
-    except (OSError, ValueError, KeyError):
-        pass  # not kept yet, or unreadable: compute
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # not kept yet, or unreadable (a torn file): compute
     space = feature_space(model, images, progress=progress)
     _keep(path, space)
     return space
