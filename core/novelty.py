@@ -1,0 +1,263 @@
+"""Is this picture like the training images? A check for answers the model has no ground for.
+
+A classifier always answers with one of its classes, however far a picture is from what it
+was trained on: the shipped model calls uniform noise "automobile" at 86%, and its top
+probability flags only a fifth of such noise as unsure. What its convolutions see is a
+better witness. For each of a few layers, the channels' average activations over an image
+are compared with their distribution over training images (a Gaussian: mean and shrunk
+covariance), and the Mahalanobis distance, divided by that layer's 99th percentile on
+other training images, says how unusual the image is there. The largest of these over the
+layers is the image's novelty; a picture is unfamiliar when its novelty exceeds that of
+99% of the held-out training images (`FALSE_ALARMS`).
+
+Low and middle layers carry it: noise, flat colours, stripes and printed digits stand out
+there, while the last block, trained to separate classes, does not describe how typical a
+picture is (docs/BENCHMARKS.md, "Unfamiliar pictures").
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataError
+
+FIT_IMAGES = 5000  # training images the layers' means and covariances are fitted on
+CALIBRATION_IMAGES = 2000  # other training images that scale each layer and set the threshold
+MIN_IMAGES = 200  # fewer training images than this give no check
+FALSE_ALARMS = 0.01  # share of held-out training images a check flags as unfamiliar
+SHRINK = 0.1  # covariance shrunk this far towards a multiple of the identity
+FILE = "novelty.npz"  # beside model.keras
+
+
+@dataclass
+class Novelty:
+    """A fitted check: per-layer Gaussians over channel means, their scales, a threshold.
+
+    Attributes:
+        layers: names of the model's layers whose outputs are measured, input side first.
+        means: float32 `(C_l,)` per layer: the channels' average activation.
+        precisions: float32 `(C_l, C_l)` per layer: the inverse of the shrunk covariance.
+        scales: float32 `(L,)`: each layer's 99th percentile distance on calibration images.
+        calibration: float32 `(M,)` sorted novelties of the calibration images.
+        fit_images: how many training images the Gaussians were fitted on.
+        reader: the model from the input to those layers' channel means.
+    """
+
+    layers: list[str]
+    means: list[np.ndarray]
+    precisions: list[np.ndarray]
+    scales: np.ndarray
+    calibration: np.ndarray
+    fit_images: int
+    reader: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def threshold(self) -> float:
+        """The novelty above which an image is unfamiliar."""
+        return float(np.quantile(self.calibration, 1 - FALSE_ALARMS))
+
+    def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Novelty of uint8 images `(N, S, S, 3)`: 1.0 is as unusual as the 99th percentile
+        calibration image at the layer where the image is most unusual.
+
+        Returns:
+            float32 `(N,)`.
+        """
+        if not len(images):
+            return np.zeros(0, np.float32)
+        per_layer = _distances(_channel_means(self.reader, images, batch_size), self)
+        return (per_layer / self.scales).max(axis=1).astype(np.float32)
+
+    def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
+        """bool `(N,)`: which novelty `scores` exceed the threshold."""
+        return np.asarray(scores) > self.threshold
+
+    def typical_share(self, score: float) -> float:
+        """Share of the calibration images whose novelty is below `score`, in [0, 1]."""
+        return float(np.searchsorted(self.calibration, score) / len(self.calibration))
+
+    def save(self, path: str | Path) -> None:
+        """Writes the check as one `.npz` file (atomically)."""
+        from core.fileio import atomic_write_bytes
+
+        arrays = {"layers": np.array(self.layers), "scales": self.scales}
+        arrays |= {"calibration": self.calibration, "fit_images": np.array(self.fit_images)}
+        for i, (mean, precision) in enumerate(zip(self.means, self.precisions, strict=True)):
+            arrays[f"mean_{i}"], arrays[f"precision_{i}"] = mean, precision
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load(path: str | Path, model) -> Novelty | None:
+    """Reads a check written by `Novelty.save` for `model`, the model it was fitted on.
+
+    Returns:
+        The `Novelty`, or None when there is none, it is unreadable, or it names layers
+        `model` does not have.
+    """
+    try:
+        with np.load(path) as kept:
+            names = [str(n) for n in kept["layers"]]
+            check = Novelty(
+                names,
+                [kept[f"mean_{i}"] for i in range(len(names))],
+                [kept[f"precision_{i}"] for i in range(len(names))],
+                kept["scales"],
+                kept["calibration"],
+                int(kept["fit_images"]),
+            )
+        check.reader = channel_means_model(model, names)
+        return check
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def novelty_layers(model) -> list[str]:
+    """The layers a check measures: the last activated map at each spatial size, input
+    side first, without the deepest size when there are three or more (there the features
+    serve the classes more than they describe the picture).
+
+    Raises:
+        ValueError: the model has no convolution.
+    """
+    from keras import layers
+
+    from core.inspect import map_layers
+
+    POOLING = (layers.MaxPooling2D, layers.AveragePooling2D)
+
+    maps = [n for n in map_layers(model) if not isinstance(model.get_layer(n), POOLING)]
+    if not maps:
+        raise ValueError(f"The model {model.name} has no convolution to measure.")
+    last_at_size = {tuple(model.get_layer(n).output.shape[1:3]): n for n in maps}
+    names = list(last_at_size.values())
+    return names[:-1] if len(names) >= 3 else names
+
+
+def channel_means_model(model, names: list[str]):
+    """A model from the same input to the spatial means of the named layers' outputs."""
+    import keras
+
+    outputs = [keras.ops.mean(model.get_layer(n).output, axis=(1, 2)) for n in names]
+    return keras.Model(model.input, outputs)
+
+
+def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
+    """Fits a check on a model's training images.
+
+    `FIT_IMAGES` of them (seeded) fit each layer's Gaussian, `CALIBRATION_IMAGES` others
+    scale it and set the threshold: two forward passes of 7,000 images at most (about 14 s
+    for the fast net on 2 cores).
+
+    Args:
+        model: the float Keras model the check is for.
+        images: uint8 `(N, S, S, 3)` training images.
+        seed: which images are used.
+        progress: `progress(done, total)` after each batch.
+
+    Returns:
+        A `Novelty`.
+
+    Raises:
+        DataError: fewer than `MIN_IMAGES` images.
+        ValueError: the model has no convolution.
+    """
+    if len(images) < MIN_IMAGES:
+        raise DataError(
+            f"{len(images)} training images are too few to learn what they look like "
+            f"(it takes {MIN_IMAGES})."
+        )
+    names = novelty_layers(model)
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_cal = min(CALIBRATION_IMAGES, len(images) * 3 // 10)
+    fit_rows, cal_rows = np.sort(order[n_cal:][:FIT_IMAGES]), np.sort(order[:n_cal])
+    reader = channel_means_model(model, names)
+    done, total = [0], len(fit_rows) + len(cal_rows)
+
+    def step(n):
+        done[0] += n
+        if progress:
+            progress(done[0], total)
+
+    gaussians = [_gaussian(v) for v in _channel_means(reader, images[fit_rows], 256, step)]
+    means, precisions = [g[0] for g in gaussians], [g[1] for g in gaussians]
+    ones = np.ones(len(names), np.float32)
+    check = Novelty(names, means, precisions, ones, np.zeros(1), 0, reader)
+    per_layer = _distances(_channel_means(reader, images[cal_rows], 256, step), check)
+    check.scales = np.maximum(np.quantile(per_layer, 0.99, axis=0), 1e-12).astype(np.float32)
+    check.calibration = np.sort((per_layer / check.scales).max(axis=1)).astype(np.float32)
+    check.fit_images = len(fit_rows)
+    return check
+
+
+CHECKED_IMAGES = 2000  # validation images a new check is tried on, for its card
+
+
+def write(model, model_dir, train_images, val_images=None, progress=None) -> dict:
+    """Fits a check on a model's training images and saves it as `FILE` in `model_dir`.
+
+    Args:
+        model: the float model as saved in `model_dir`.
+        train_images: uint8 `(N, S, S, 3)`, the images it trained on.
+        val_images: uint8 images it did not train on, or None; up to `CHECKED_IMAGES` of
+            them (seeded) are checked, and the share flagged goes into the record.
+        progress: as for `fit`.
+
+    Returns:
+        The model card's `"novelty"` record: layers, images used, threshold and, with
+        `val_images`, the share of them flagged.
+
+    Raises:
+        DataError, ValueError: as `fit`. OSError: the file cannot be written.
+    """
+    check = fit(model, train_images, progress=progress)
+    check.save(Path(model_dir) / FILE)
+    record = {
+        "file": FILE,
+        "layers": check.layers,
+        "fit_images": check.fit_images,
+        "calibration_images": len(check.calibration),
+        "threshold": round(check.threshold, 4),
+    }
+    if val_images is not None and len(val_images):
+        from core.inspect import space_rows
+
+        rows = space_rows(len(val_images), CHECKED_IMAGES)
+        flagged = check.unfamiliar(check.scores(val_images[rows]))
+        record |= {"val_images": len(rows), "val_flagged": round(float(flagged.mean()), 4)}
+    return record
+
+
+def _gaussian(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision of `(N, C)` values, the covariance shrunk by `SHRINK`."""
+    values = values.astype(np.float64)
+    cov = np.cov(values, rowvar=False).reshape(values.shape[1], values.shape[1])
+    ridge = SHRINK * np.trace(cov) / len(cov) + 1e-6
+    cov = (1 - SHRINK) * cov + ridge * np.eye(len(cov))
+    return values.mean(axis=0).astype(np.float32), np.linalg.inv(cov).astype(np.float32)
+
+
+def _channel_means(reader, images, batch_size, step=None) -> list[np.ndarray]:
+    parts = []
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start : start + batch_size], np.float32)
+        out = reader.predict_on_batch(batch)
+        parts.append([np.asarray(o, np.float32) for o in (out if isinstance(out, list) else [out])])
+        if step:
+            step(len(batch))
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def _distances(values: list[np.ndarray], check: Novelty) -> np.ndarray:
+    """Squared Mahalanobis distance of each image at each layer: float `(N, L)`."""
+    columns = []
+    for v, mean, precision in zip(values, check.means, check.precisions, strict=True):
+        z = v - mean
+        columns.append(np.einsum("nd,de,ne->n", z, precision, z))
+    return np.stack(columns, axis=1)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from core import novelty
+from core.errors import DataError
+from core.model import build_model, preset_config
+from tests.conftest import smooth_images
+
+
+@pytest.fixture(scope="module")
+def net():
+    return build_model(preset_config("quick"))
+
+
+@pytest.fixture(scope="module")
+def check(net):
+    return novelty.fit(net, smooth_images(700, seed=0))
+
+
+def test_the_layers_are_the_last_map_at_each_size_but_the_deepest(net):
+    assert novelty.novelty_layers(net) == ["conv1_1", "conv2_1", "conv3_1"]  # 31, 15, 7 px
+    seed = build_model(preset_config("seed"))
+    assert novelty.novelty_layers(seed) == ["act1_1", "act2_1"]  # only two sizes: both kept
+
+
+def test_a_model_without_convolutions_has_nothing_to_measure():
+    import keras
+
+    dense = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    with pytest.raises(ValueError, match="no convolution"):
+        novelty.novelty_layers(dense)
+
+
+def test_noise_is_unfamiliar_to_a_check_fitted_on_smooth_pictures(net, check):
+    assert check.fit_images == 490 and len(check.calibration) == 210  # 30% calibrate
+    held_out = check.unfamiliar(check.scores(smooth_images(300, seed=1)))
+    noise = np.random.default_rng(2).integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
+    assert held_out.mean() <= 0.05
+    assert check.unfamiliar(check.scores(noise)).all()
+    flat = np.broadcast_to(np.uint8([[[90, 140, 30]]]), (1, 32, 32, 3))
+    assert check.unfamiliar(check.scores(flat)).all()  # no texture at all: unlike the fields
+
+
+def test_the_threshold_flags_one_percent_of_the_calibration_images(check):
+    flagged = check.unfamiliar(check.calibration)
+    assert 0 < flagged.sum() <= np.ceil(novelty.FALSE_ALARMS * len(check.calibration))
+    assert check.typical_share(check.calibration.max() + 1) == 1.0
+    assert check.typical_share(check.calibration.min()) == 0.0
+    assert check.typical_share(check.threshold) == pytest.approx(1 - novelty.FALSE_ALARMS, abs=0.01)
+
+
+def test_a_saved_check_scores_as_the_fitted_one(net, check, tmp_path):
+    images = np.concatenate([smooth_images(20, seed=3), np.full((2, 32, 32, 3), 255, np.uint8)])
+    check.save(tmp_path / novelty.FILE)
+    again = novelty.load(tmp_path / novelty.FILE, net)
+    assert again.layers == check.layers and again.threshold == check.threshold
+    np.testing.assert_allclose(again.scores(images), check.scores(images), rtol=1e-5)
+    assert novelty.load(tmp_path / "missing.npz", net) is None
+    (tmp_path / "torn.npz").write_bytes((tmp_path / novelty.FILE).read_bytes()[:500])
+    assert novelty.load(tmp_path / "torn.npz", net) is None
+    other = build_model(preset_config("seed"))  # no layer of those names
+    assert novelty.load(tmp_path / novelty.FILE, other) is None
+
+
+def test_too_few_training_images_get_a_sentence(net):
+    with pytest.raises(DataError, match="199 training images are too few"):
+        novelty.fit(net, smooth_images(199, seed=0))
+
+
+def test_write_saves_the_check_and_reports_the_validation_share(net, tmp_path):
+    record = novelty.write(net, tmp_path, smooth_images(400, seed=0), smooth_images(50, seed=5))
+    assert (tmp_path / novelty.FILE).is_file()
+    check = novelty.load(tmp_path / novelty.FILE, net)
+    flagged = check.unfamiliar(check.scores(smooth_images(50, seed=5))).mean()
+    assert record["val_images"] == 50 and record["val_flagged"] == pytest.approx(flagged)
+    assert record["layers"] == check.layers and record["fit_images"] == 280
+    assert record["threshold"] == pytest.approx(check.threshold, abs=1e-4)
