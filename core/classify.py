@@ -22,6 +22,9 @@ class Prediction:
         top: `[(class_name, probability), ...]`, best first.
         entropy: normalised entropy in [0, 1]; 1 means all classes equally likely.
         unsure: True when the top probability is low or the entropy high.
+        novelty: how unlike the training images the picture is (`core.novelty`; above
+            about 1 is rarer than 99% of them), or None without a check.
+        unfamiliar: True when the novelty is above the check's threshold.
     """
 
     pixels: np.ndarray
@@ -29,6 +32,8 @@ class Prediction:
     top: list[tuple[str, float]]
     entropy: float
     unsure: bool
+    novelty: float | None = None
+    unfamiliar: bool = False
 
     @property
     def label(self) -> str:
@@ -63,13 +68,16 @@ def top_classes(probs: np.ndarray, class_names: list[str], k: int = 3) -> list[t
     return [(class_names[i], float(probs[i])) for i in np.argsort(-probs)[:k]]
 
 
-def describe(pixels: np.ndarray, probs: np.ndarray, class_names: list[str], k: int = 3):
-    """Builds a `Prediction` from one image's pixels and probabilities."""
+def describe(pixels, probs, class_names: list[str], k: int = 3, novelty=None, check=None):
+    """Builds a `Prediction` from one image's pixels and probabilities, and optionally its
+    novelty score under the `core.novelty.Novelty` `check` that gave it."""
     top = top_classes(probs, class_names, k)
     entropy = float(normalised_entropy(probs))
-    return Prediction(
-        pixels, probs, top, entropy, top[0][1] < UNSURE_TOP or entropy > UNSURE_ENTROPY
-    )
+    unsure = top[0][1] < UNSURE_TOP or entropy > UNSURE_ENTROPY
+    if novelty is None or check is None:
+        return Prediction(pixels, probs, top, entropy, unsure)
+    unfamiliar = bool(check.unfamiliar(np.array([novelty]))[0])
+    return Prediction(pixels, probs, top, entropy, unsure, float(novelty), unfamiliar)
 
 
 def classify_bytes(
@@ -96,6 +104,7 @@ def classify_batch(
     batch_size=256,
     tta="none",
     temperature=1.0,
+    check=None,
 ):
     """Classifies many uploads in batched forward passes; bad files do not stop the rest.
 
@@ -104,6 +113,8 @@ def classify_batch(
             its mirror image's (two forward passes).
         temperature: the model card's calibration temperature, applied to the
             probabilities (`core.evaluate.with_temperature`); 1.0 leaves them as they are.
+        check: the model's `core.novelty.Novelty`, or None: with it, each prediction says
+            whether its picture is unlike the training images.
 
     Returns:
         `[(name, Prediction or None, error message or None), ...]` in input order.
@@ -119,27 +130,32 @@ def classify_batch(
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
+    pixels = np.stack(good) if good else None
     probs = iter(
-        with_temperature(predict_probs(model, np.stack(good), batch_size, tta), temperature)
-        if good
-        else []
+        with_temperature(predict_probs(model, pixels, batch_size, tta), temperature) if good else []
     )
+    novelty = iter(check.scores(pixels) if good and check is not None else [None] * len(good))
     return [
-        (name, describe(px, next(probs), class_names, k), None)
+        (name, describe(px, next(probs), class_names, k, next(novelty), check), None)
         if px is not None
         else (name, None, err)
         for name, px, err in decoded
     ]
 
 
+RESULT_COLUMNS = ("file", "prediction", "confidence", "unsure", "unfamiliar", "error")
+
+
 def results_table(results) -> list[dict]:
-    """One row per `classify_batch` result: file, prediction, confidence, unsure, error."""
+    """One row per `classify_batch` result: file, prediction, confidence, unsure,
+    unfamiliar (None without a novelty check), error."""
     return [
         {
             "file": name,
             "prediction": pred.label if pred else "",
             "confidence": pred.confidence if pred else None,
             "unsure": pred.unsure if pred else None,
+            "unfamiliar": pred.unfamiliar if pred and pred.novelty is not None else None,
             "error": error or "",
         }
         for name, pred, error in results
@@ -152,7 +168,7 @@ def results_csv(results) -> str:
     import io
 
     out = io.StringIO()
-    writer = csv.DictWriter(out, ["file", "prediction", "confidence", "unsure", "error"])
+    writer = csv.DictWriter(out, list(RESULT_COLUMNS))
     writer.writeheader()
     writer.writerows(results_table(results))
     return out.getvalue()

@@ -110,7 +110,9 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     written anew from the run's config. With `data`, the card also gets the validation
     accuracy with flip test-time augmentation on the run's own split, of the shipped file
     as the app serves it, and the model gets its int8 copy (`core.quantize`), calibrated on the
-    run's training split and checked on its validation split.
+    run's training split and checked on its validation split, and its check for unfamiliar
+    pictures (`core.novelty`), fitted on that training split; without `data`, the run's
+    own check is copied when it has one.
 
     Raises:
         RunError: the run did not complete or its files cannot be read.
@@ -118,7 +120,8 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     import shutil
     import tempfile
 
-    from core.errors import RunError
+    from core import novelty
+    from core.errors import CnnError, RunError
     from core.fileio import atomic_write_json, replace_dir
     from core.model import load_model
     from core.train import TrainConfig, cli_command
@@ -162,6 +165,14 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
                 ).accuracy
             if record := calibration_record(predict_probs(served, x), y):
                 card["calibration"] = record
+            try:
+                card["novelty"] = novelty.write(served, staging, dataset.split("train")[0], x)
+            except (ValueError, CnnError):  # too few images, or no convolution to measure
+                card.pop("novelty", None)
+        elif (run_dir / novelty.FILE).is_file():
+            shutil.copy2(run_dir / novelty.FILE, staging / novelty.FILE)
+        else:
+            card.pop("novelty", None)
         atomic_write_json(staging / "model_card.json", card)
         if dataset is not None:
             quantize(staging / "model.keras", dataset, log=lambda line: None, model=served)
@@ -191,6 +202,41 @@ def calibrate(model_path: str | os.PathLike, data: str) -> dict:
     card = _card_of(model_path)
     x, y = split_as_trained(card, data).split("val")
     return write_calibration(model_path, predict_probs(load_model(model_path), x), y)
+
+
+def check_novelty(model_path: str | os.PathLike, data: str) -> dict:
+    """Fits a model's check for unfamiliar pictures (`core.novelty`) on its own training
+    split, saves it beside the model and records it in its card.
+
+    For models trained before runs fitted one at their end. The split is rebuilt from the
+    card's training config, as for `calibrate`.
+
+    Returns:
+        The card's new `"novelty"` entry.
+
+    Raises:
+        RunError: the model has no card, or no convolution to measure.
+        DataError: too few training images.
+    """
+    from core import novelty
+    from core.errors import RunError
+    from core.fileio import atomic_write_json
+    from core.model import load_model
+
+    card = _card_of(model_path)
+    dataset = split_as_trained(card, data)
+    try:
+        record = novelty.write(
+            load_model(model_path),
+            Path(model_path).parent,
+            dataset.split("train")[0],
+            dataset.splits.get("val", (None,))[0],
+        )
+    except ValueError as err:
+        raise RunError(str(err)) from err
+    card["novelty"] = record
+    atomic_write_json(Path(model_path).parent / "model_card.json", card)
+    return record
 
 
 def write_calibration(model_path: str | os.PathLike, probs, y_true) -> dict:
@@ -307,7 +353,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m core.registry",
-        description="Ship a completed run as the default model, or calibrate a model.",
+        description="Ship a completed run as the default model, calibrate a model, or fit "
+        "its check for unfamiliar pictures.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("ship", help="copy a run's model and card into assets/default_model")
@@ -318,10 +365,16 @@ def main(argv=None) -> int:
     )
     c.add_argument("--data", required=True, help="the data the model was trained on")
     c.add_argument("--model", type=Path, default=default_model_path(), help="default: shipped")
+    n = sub.add_parser(
+        "novelty", help="fit a model's check for unfamiliar pictures on its training split"
+    )
+    n.add_argument("--data", required=True, help="the data the model was trained on")
+    n.add_argument("--model", type=Path, default=default_model_path(), help="default: shipped")
     args = parser.parse_args(argv)
     try:
-        if args.command == "calibrate":
-            print(json.dumps(calibrate(args.model, args.data)))
+        if args.command in ("calibrate", "novelty"):
+            fit = calibrate if args.command == "calibrate" else check_novelty
+            print(json.dumps(fit(args.model, args.data)))
             return 0
         print(ship(args.run_dir, args.data))
     except CnnError as err:

@@ -53,6 +53,21 @@ else:
         "Evaluate page's Confidence section on its validation split, or run `python -m "
         "core.registry calibrate --model <model.keras> --data <its data>`)."
     )
+check = state.novelty_check(entry, model)
+if check is None:
+    st.caption(
+        "No check for unfamiliar pictures: this model has none yet (a completed run fits "
+        "one; for another model run `python -m core.registry novelty --model <model.keras> "
+        "--data <its data>`)."
+    )
+else:
+    record = entry["card"].get("novelty") or {}
+    flagged = record.get("val_flagged")
+    st.caption(
+        "Pictures unlike the training images are flagged: what the model's "
+        f"{', '.join(check.layers)} layers see is compared with {check.fit_images:,} training "
+        "images" + (f" (flags {flagged:.1%} of validation images)." if flagged is not None else ".")
+    )
 tta = state.tta_select(st.columns([1, 2])[0], "classify_tta")
 
 uploads = st.file_uploader(
@@ -79,17 +94,17 @@ if not files and probe is None:
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=32)
-def _classify(digest, model_path, version, int8: bool, tta: str, t: float, _files, _model, _names):
-    return classify_batch(_model, _files, _names, k=min(5, len(_names)), tta=tta, temperature=t)
+def _classify(key: tuple, t: float, tta: str, _files, _model, _names, _check):
+    """`key`: what else decides the answers (the files, model, engine and check)."""
+    k = min(5, len(_names))
+    return classify_batch(_model, _files, _names, k=k, tta=tta, temperature=t, check=_check)
 
 
 digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
 version = registry.model_version(entry["path"])
-results = (
-    _classify(digest, entry["path"], version, fast, tta, temperature, files, answerer, class_names)
-    if files
-    else []
-)
+# A refitted check has other calibration scores, so its answers are not reused.
+key = (digest, entry["path"], version, fast, None if check is None else check.calibration)
+results = _classify(key, temperature, tta, files, answerer, class_names, check) if files else []
 
 
 @st.cache_data(max_entries=DETAILED, show_spinner=False)
@@ -104,7 +119,18 @@ def _original(data: bytes):
 
 def show(name, original, pred):
     st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
-    if pred.unsure:
+    if pred.unfamiliar:
+        share = check.typical_share(pred.novelty)
+        than = (
+            f"every one of the {len(check.calibration):,}" if share == 1 else f"{share:.1%} of the"
+        )
+        st.warning(
+            f"This picture is unlike the images the model learnt from: less typical than "
+            f"{than} training images checked. The model still answers with one of its "
+            f'{len(class_names)} classes (it has no "none of these"), so this answer is a '
+            "guess, however confident it looks."
+        )
+    elif pred.unsure:
         st.warning(
             f"The model is unsure (top probability {pred.confidence:.0%}, entropy "
             f"{pred.entropy:.0%} of the maximum): this may not be one of the classes it knows."
@@ -125,7 +151,8 @@ if probe is not None:
 
     pixels = model_image(model, probe["pixels"])  # a dataset sample may be smaller
     probs = with_temperature(predict_probs(answerer, pixels[None], tta=tta), temperature)
-    pred = describe(pixels, probs[0], class_names)
+    novelty = check.scores(pixels[None])[0] if check is not None else None
+    pred = describe(pixels, probs[0], class_names, novelty=novelty, check=check)
     with st.container(border=True):
         show(probe["caption"], None, pred)
         if st.button("Clear this sample", key="classify_clear_probe"):

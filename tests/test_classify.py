@@ -11,9 +11,11 @@ from core.classify import (
     normalised_entropy,
     predict_pixels,
     results_csv,
+    results_table,
 )
 from core.errors import ImageError
 from core.model import build_model, preset_config
+from tests.conftest import smooth_images
 
 
 def _png(colour, size=(50, 40)):
@@ -60,8 +62,9 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_classified(model):
     alone = classify_bytes(model, files[2][1], ["a", "b", "c"])
     np.testing.assert_allclose(results[2][1].probs, alone.probs, rtol=1e-5, atol=1e-6)
     csv = results_csv(results).splitlines()
-    assert csv[0] == "file,prediction,confidence,unsure,error"
-    assert csv[2].startswith("notes.png,,,,") and len(csv) == 4
+    assert csv[0] == "file,prediction,confidence,unsure,unfamiliar,error"
+    assert csv[2].startswith("notes.png,,,,,") and len(csv) == 4
+    assert results[0][1].novelty is None and csv[1].split(",")[4] == ""  # no check, no verdict
     with pytest.raises(ImageError):
         classify_bytes(model, b"", ["a", "b", "c"])
 
@@ -76,3 +79,21 @@ def test_flip_tta_averages_each_image_with_its_mirror(model):
     assert not np.allclose(plain[0][1].probs, mirror)  # else the average would change nothing
     np.testing.assert_allclose(flip[0][1].probs, (plain[0][1].probs + mirror) / 2, atol=1e-6)
     assert flip[1][1] is None and "not an image" in flip[1][2]
+
+
+def test_with_a_novelty_check_each_picture_says_whether_it_is_unfamiliar(model):
+    from core import novelty
+
+    check = novelty.fit(model, smooth_images(300))
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    noise.save(buf, "PNG")
+    files = [("noise.png", buf.getvalue()), ("broken.png", b"no"), ("red.png", _png((250, 5, 5)))]
+    results = classify_batch(model, files, ["a", "b", "c"], check=check)
+    scores = check.scores(np.stack([results[0][1].pixels, results[2][1].pixels]))
+    assert [results[0][1].novelty, results[2][1].novelty] == pytest.approx(scores.tolist())
+    assert results[0][1].unfamiliar and scores[0] > check.threshold  # noise
+    assert results[2][1].unfamiliar == (scores[1] > check.threshold)
+    rows = results_table(results)
+    assert [r["unfamiliar"] for r in rows] == [True, None, results[2][1].unfamiliar]

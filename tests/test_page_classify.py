@@ -167,3 +167,33 @@ def test_grad_cam_is_computed_once_per_image_not_on_every_rerun(app, monkeypatch
     app.run()  # any widget change reruns the page
     assert not app.exception and len(calls) == 2
     assert [img.captions for img in app.image] == captions  # the same three pictures each
+
+
+def test_a_picture_unlike_the_training_images_is_flagged(data_app):
+    """The shipped model and its check (assets/default_model/novelty.npz): noise is flagged
+    as the check in core flags it, and the table says so for each file."""
+    from core import novelty
+    from core.registry import default_model_path
+
+    data_app.switch_page("pages/classify.py").run()
+    captions = " ".join(c.value for c in data_app.caption)
+    assert "Pictures unlike the training images are flagged" in captions
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    files = [("noise.png", buf.getvalue(), "image/png"), ("grey.png", _png((90, 90, 90)), "")]
+    data_app.file_uploader(key="classify_files").set_value(files).run()
+    assert not data_app.exception
+    model = load_model(default_model_path())
+    check = novelty.load(default_model_path().parent / novelty.FILE, model)
+    expected = [
+        classify_bytes(model, data, [str(i) for i in range(10)]).pixels for _, data, _ in files
+    ]
+    flagged = check.unfamiliar(check.scores(np.stack(expected)))
+    assert flagged[0]  # noise
+    warnings = [
+        w.value for w in data_app.warning if "unlike the images the model learnt" in w.value
+    ]
+    assert len(warnings) == flagged.sum()
+    assert "less typical than every one of the 2,000 training images checked" in warnings[0]
+    assert data_app.dataframe[0].value["unfamiliar"].tolist() == flagged.tolist()

@@ -120,6 +120,26 @@ def test_calibrate_writes_a_temperature_into_an_older_models_card(trained_run, m
     assert json.loads(card_path.read_text())["calibration"] == record
 
 
+def test_an_older_model_gets_its_novelty_check_from_the_command_line(
+    trained_run, monkeypatch, capsys
+):
+    from core import novelty
+    from core.model import load_model
+
+    model_path = trained_run / "model.keras"
+    data = json.loads((trained_run / "model_card.json").read_text())["train_config"]["data"]
+    assert registry.main(["novelty", "--model", str(model_path), "--data", data]) == 1
+    assert "27 training images are too few" in capsys.readouterr().err  # 36, 9 for val
+    monkeypatch.setattr(novelty, "MIN_IMAGES", 20)
+    assert registry.main(["novelty", "--model", str(model_path), "--data", data]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert json.loads((trained_run / "model_card.json").read_text())["novelty"] == record
+    check = novelty.load(trained_run / novelty.FILE, load_model(model_path))
+    assert record["threshold"] == pytest.approx(check.threshold, abs=1e-4)
+    assert record["fit_images"] + record["calibration_images"] == 27
+    assert record["val_images"] == 9
+
+
 def test_a_cards_provenance_in_one_line():
     card = {
         "data": {"source": "image folder pets"},

@@ -74,6 +74,7 @@ def test_run_directory_holds_everything_a_run_promises(tiny_dataset):
     assert card["params"] == 167_562 - 64 * 10 - 10 + 64 * 3 + 3  # seed net with 3 classes
     assert card["command"].startswith("python -m core.train --preset seed")
     assert "calibration" not in card  # 15 validation images are too few to fit a temperature
+    assert card["novelty"] is None  # nor are 60 training images enough for novelty.fit
     saved = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     assert saved.model.blocks[0].filters == 32 and saved.augment.flip
 
@@ -95,6 +96,24 @@ def test_a_completed_runs_card_carries_a_temperature_fitted_on_its_validation_sp
     expected = ev.calibration_record(ev.predict_probs(load_model(run_dir / "model.keras"), x), y)
     assert card["calibration"]["images"] == 15
     assert card["calibration"]["temperature"] == pytest.approx(expected["temperature"], rel=1e-3)
+
+
+def test_a_completed_run_learns_what_its_training_images_look_like(
+    tiny_dataset, monkeypatch, capsys
+):
+    from core import novelty
+    from core.model import load_model
+
+    monkeypatch.setattr(novelty, "MIN_IMAGES", 50)  # the tiny split's 60 will do
+    run_dir = train(_config(epochs=1), tiny_dataset, verbose=1)
+    assert "Learning what the training images look like" in capsys.readouterr().out
+    record = json.loads((run_dir / "model_card.json").read_text())["novelty"]
+    check = novelty.load(run_dir / novelty.FILE, load_model(run_dir / "model.keras"))
+    assert record["layers"] == check.layers == ["act1_1", "act2_1"]
+    assert record["fit_images"] == 42 and record["calibration_images"] == 18  # 70/30
+    x_val = tiny_dataset.split("val")[0]
+    assert record["val_images"] == 15
+    assert record["val_flagged"] == pytest.approx(check.unfamiliar(check.scores(x_val)).mean())
 
 
 def test_saved_model_takes_raw_uint8_and_returns_probabilities(tiny_dataset):

@@ -421,6 +421,26 @@ def int8_engine(entry: dict):
         return None, None
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _novelty(path: str, version: int, model_path: str, model_version: int, _model):
+    from core import novelty
+
+    return novelty.load(path, _model)
+
+
+def novelty_check(entry: dict, model):
+    """The model's check for unfamiliar pictures (`core.novelty`), or None without one."""
+    from core import novelty
+
+    path = Path(entry["path"]).parent / novelty.FILE
+    try:
+        version = registry.model_version(path)
+    except OSError:
+        return None  # none yet: a completed run or `python -m core.registry novelty` writes it
+    model_path = entry["path"]
+    return _novelty(str(path), version, model_path, registry.model_version(model_path), model)
+
+
 def require_model():
     """Returns `(model, entry)` for the active model, or explains and stops the page."""
     entry = active_model_entry()
