@@ -61,16 +61,26 @@ class Novelty:
         """The novelty above which an image is unfamiliar."""
         return float(np.quantile(self.calibration, 1 - FALSE_ALARMS))
 
-    def scores(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def scores(self, images: np.ndarray, batch_size: int = 256, progress=None) -> np.ndarray:
         """Novelty of uint8 images `(N, S, S, 3)`: 1.0 is as unusual as the 99th percentile
         calibration image at the layer where the image is most unusual.
+
+        Args:
+            progress: `progress(done, total)` after each batch.
 
         Returns:
             float32 `(N,)`.
         """
         if not len(images):
             return np.zeros(0, np.float32)
-        per_layer = _distances(_channel_means(self.reader, images, batch_size), self)
+        done = [0]
+
+        def step(n):
+            done[0] += n
+            if progress:
+                progress(done[0], len(images))
+
+        per_layer = _distances(_channel_means(self.reader, images, batch_size, step), self)
         return (per_layer / self.scales).max(axis=1).astype(np.float32)
 
     def unfamiliar(self, scores: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from core.evaluate import (
     calibration,
     calibration_note,
     compare,
+    kept_novelty,
     kept_probs,
     kept_space,
     least_confident_correct,
@@ -255,8 +256,39 @@ def why_caption(i: int) -> str:
     return f"{said} {tempered.probs[i].max():.0%}"
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _novelty(model_path: str, version: int, spec: str, split: str, fitted, _check, _data):
+    x, _ = _data.split(split)
+    return kept_novelty(_check, model_path, x)
+
+
+def least_typical(check) -> list[int]:
+    """Scores the split with the model's novelty check (under a progress bar the first
+    time), says how many it flags and how the model does on them; returns the 18 least
+    typical images, least typical first."""
+    where = (state.dataset_spec(), split)
+    state.novelty_with_progress(entry, check, x_split, where)
+    version = registry.model_version(entry["path"])
+    scores = _novelty(entry["path"], version, *where, check.calibration, check, dataset)
+    flagged, right = check.unfamiliar(scores), report.probs.argmax(axis=1) == report.y_true
+    on_them = ""
+    if flagged.any():
+        on_them = f" The model is right on {right[flagged].mean():.0%} of them"
+        on_them += f", {right[~flagged].mean():.0%} of the others." if (~flagged).any() else "."
+    st.caption(
+        f"{flagged.sum():,} of these {len(scores):,} images ({flagged.mean():.1%}) are less "
+        "typical than 99% of held-out training images, the line above which the Classify "
+        f"page calls a picture unfamiliar.{on_them} After each caption, the image's novelty: "
+        "1.0 is as unusual as the 99th percentile training image, at the layer where the "
+        "image is most unusual."
+    )
+    strange = [int(i) for i in np.argsort(-scores, kind="stable")[:18]]
+    gallery(strange, [f"{why_caption(i)} · {scores[i]:.1f}" for i in strange])
+    return strange
+
+
 wrong = mistakes(tempered.probs, report.y_true)
-tabs = st.tabs(["Most confident mistakes", "Least confident correct"])
+tabs = st.tabs(["Most confident mistakes", "Least confident correct", "Least typical"])
 with tabs[0]:
     gallery(wrong["index"][:18], [why_caption(i) for i in wrong["index"][:18]])
     if not len(wrong["index"]):
@@ -264,6 +296,22 @@ with tabs[0]:
 with tabs[1]:
     unsure = least_confident_correct(tempered.probs, report.y_true, 18)
     gallery(unsure, [why_caption(i) for i in unsure])
+with tabs[2]:
+    strange, check = [], state.novelty_check(entry, model)
+    if check is None:
+        st.caption(
+            "This model has no check for unfamiliar pictures yet (a completed run fits one; "
+            "for another model run `python -m core.registry novelty --model <model.keras> "
+            "--data <its data>`)."
+        )
+    elif st.toggle(
+        "Find the images least like the training images",
+        key="evaluate_novelty",
+        help="Scores every image of the split with the model's check for unfamiliar "
+        "pictures, as the Classify page does for uploads (a forward pass; kept with the "
+        "predictions).",
+    ):
+        strange = least_typical(check)
 
 st.subheader("Feature space")
 picked = []
@@ -287,6 +335,8 @@ groups = {
     CELL: cell[:24],
     "the least confident correct": unsure,
 }
+if strange:
+    groups["the least typical"] = strange
 if picked:
     groups[SPACE] = picked
 choose = st.columns([1, 2])

@@ -315,3 +315,27 @@ def test_cells_csv_and_top_k_of_a_report():
     assert csv[1] == "a,0.333333,1.000000,0.500000,1"
     assert csv[2].startswith("b,1.000000,0.333333,0.500000,3")
     assert csv[-1].startswith("weighted avg,")
+
+
+def test_novelty_scores_are_kept_until_the_check_or_the_images_change(trained_run, tmp_path):
+    from core import novelty
+    from core.model import load_model
+
+    path = trained_run / "model.keras"
+    model = load_model(path)
+    x, _ = class_images(3, 3)
+    check = novelty.fit(model, class_images(100, 3)[0])
+    assert not ev.novelty_is_kept(check, path, x)
+    calls = []
+    scores = ev.kept_novelty(check, path, x, progress=lambda d, n: calls.append((d, n)))
+    np.testing.assert_allclose(scores, check.scores(x), rtol=1e-5)
+    assert calls == [(9, 9)] and ev.novelty_is_kept(check, path, x)
+    calls.clear()
+    again = ev.kept_novelty(check, path, x, progress=lambda d, n: calls.append((d, n)))
+    assert calls == [] and np.array_equal(again, scores)  # read from disk
+    refitted = novelty.fit(model, class_images(100, 3, seed=1)[0])
+    assert not ev.novelty_is_kept(refitted, path, x) and not ev.novelty_is_kept(check, path, x[1:])
+    (kept,) = (tmp_path / "cache").glob("novelty-*.npy")
+    kept.write_bytes(kept.read_bytes()[:100])  # torn
+    ev.kept_novelty(check, path, x, progress=lambda d, n: calls.append((d, n)))
+    assert calls == [(9, 9)]  # unreadable: scored again

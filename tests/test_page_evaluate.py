@@ -532,3 +532,30 @@ def test_a_model_without_a_dense_layer_has_no_feature_space_and_says_so(app, tra
         i.value.startswith("No feature space for this model:") and "has no Dense layer" in i.value
         for i in app.info
     )
+
+
+def test_the_least_typical_images_are_those_the_novelty_check_scores_highest(
+    app, trained_run, image_folder
+):
+    from core import novelty
+    from tests.conftest import class_images
+
+    app.switch_page("pages/evaluate.py").run()
+    assert any("has no check for unfamiliar pictures yet" in c.value for c in app.caption)
+    model = load_model(trained_run / "model.keras")
+    check = novelty.fit(model, class_images(100, 3)[0])  # as `core.registry novelty` would
+    check.save(trained_run / novelty.FILE)
+    app.run()
+    app.toggle(key="evaluate_novelty").set_value(True).run()
+    assert not app.exception
+    x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("val")
+    scores = check.scores(x)
+    flagged = check.unfamiliar(scores)
+    [said] = [c.value for c in app.caption if "less typical than 99% of held-out" in c.value]
+    assert said.startswith(f"{flagged.sum():,} of these {len(x):,} images ({flagged.mean():.1%})")
+    expected = [f"{scores[i]:.1f}" for i in np.argsort(-scores, kind="stable")]
+    tails = [c.rsplit(" · ", 1)[-1] for img in app.image for c in img.captions]
+    runs = [tails[k : k + len(x)] for k in range(len(tails))]
+    assert expected in runs  # the gallery, least typical first
+    assert "the least typical" in app.selectbox(key="evaluate_why_from").options
+    assert list(Path(os.environ["CNN_CACHE_DIR"]).glob("novelty-*.npy"))  # kept on disk

@@ -362,6 +362,16 @@ def space_with_progress(entry: dict, model, images, what: tuple) -> None:
     )
 
 
+def novelty_with_progress(entry: dict, check, images, what: tuple) -> None:
+    """`predict_with_progress` for `evaluate.kept_novelty`."""
+    _keep_with_progress(
+        ("novelty", *what, entry["path"], registry.model_version(entry["path"]), check.threshold),
+        lambda: evaluate.novelty_is_kept(check, entry["path"], images),
+        lambda progress: evaluate.kept_novelty(check, entry["path"], images, progress=progress),
+        f"Measuring how typical {len(images):,} images are",
+    )
+
+
 def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
     """Calls `work(progress)` under a progress bar unless `kept()`; asks once per `key`."""
     seen = _kept_on_disk()
