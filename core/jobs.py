@@ -279,6 +279,8 @@ def progress(current: dict) -> tuple[float, str]:
     """
     if current.get("state") == "starting":
         return 0.0, "starting: loading the data and TensorFlow"
+    if current.get("finishing"):  # the epochs are done
+        return 1.0, f"finishing: {current['finishing']}"
     epoch, epochs = current.get("epoch") or 0, current.get("epochs") or 0
     batch, steps = current.get("batch") or 0, current.get("steps") or 0
     if not (epochs and steps):

@@ -819,12 +819,18 @@ def _as_os_error(err: BaseException) -> BaseException:
     return err
 
 
+# What a completed run does after its last epoch, as the Train page's progress line says it.
+FINISHING = "calibrating its probabilities and learning what its training images look like"
+
+
 def _finish(run_dir, model, config, dataset, history, state, started, verbose=0):
     save_model_atomic(model, run_dir / "model.keras")
     wall = round(time.perf_counter() - started, 2)
     card = model_card(model, config, dataset, history, wall_seconds=wall)
     from core import evaluate
 
+    if state == "completed":  # up to half a minute more: say what it is (`jobs.progress`)
+        runs.write_status(run_dir, finishing=FINISHING)
     val_images = len(dataset.splits.get("val", ((), ()))[1])
     if state == "completed" and val_images >= evaluate.MIN_CALIBRATION_IMAGES:
         from core.model import load_model
@@ -845,7 +851,9 @@ def _finish(run_dir, model, config, dataset, history, state, started, verbose=0)
     if state == "completed":
         card["novelty"] = _novelty_check(run_dir, dataset, verbose)
     atomic_write_json(run_dir / "model_card.json", card)
-    runs.write_status(run_dir, state=state, ended=runs.now_iso(), wall_seconds=wall, message=None)
+    runs.write_status(
+        run_dir, state=state, ended=runs.now_iso(), wall_seconds=wall, message=None, finishing=None
+    )
 
 
 def _novelty_check(run_dir, dataset, verbose=0) -> dict | None:

@@ -28,6 +28,8 @@ def test_progress_line_reads_epoch_batch_speed_and_eta():
     assert fraction == pytest.approx((2 * 100 + 40) / 2000)
     assert text == "epoch 3/20 · batch 40/100 · 1210 img/s · ETA 04:10"
     assert jobs.progress({"state": "starting"})[0] == 0.0
+    done = jobs.progress(status | {"epoch": 20, "batch": 100, "finishing": "calibrating"})
+    assert done == (1.0, "finishing: calibrating")
     assert jobs.clock(3725) == "1:02:05"
 
 

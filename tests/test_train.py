@@ -15,12 +15,12 @@ import keras
 import numpy as np
 import pytest
 
-from core import runs
+from core import jobs, runs
 from core import train as train_mod
 from core.augment import AugmentConfig
 from core.errors import RunError
 from core.model import PRESETS, load_model
-from core.train import RECIPES, TrainConfig, make_pipeline, parse_augment, resume, train
+from core.train import FINISHING, RECIPES, TrainConfig, make_pipeline, parse_augment, resume, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,8 +105,17 @@ def test_a_completed_run_learns_what_its_training_images_look_like(
     from core.model import load_model
 
     monkeypatch.setattr(novelty, "MIN_IMAGES", 50)  # the tiny split's 60 will do
+    said, write = [], novelty.write
+
+    def fitting(model, run_dir, *args, **kwargs):  # the real fit; the status meanwhile
+        said.append(jobs.progress(runs.read_status(run_dir)))
+        return write(model, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(novelty, "write", fitting)
     run_dir = train(_config(epochs=1), tiny_dataset, verbose=1)
     assert "Learning what the training images look like" in capsys.readouterr().out
+    assert said == [(1.0, f"finishing: {FINISHING}")]
+    assert runs.read_status(run_dir)["finishing"] is None
     record = json.loads((run_dir / "model_card.json").read_text())["novelty"]
     check = novelty.load(run_dir / novelty.FILE, load_model(run_dir / "model.keras"))
     assert record["layers"] == check.layers == ["act1_1", "act2_1"]
