@@ -139,3 +139,14 @@ def remove_stale_entries(keep: Path, pattern: str, source_of, source: tuple[str,
                 entry.unlink(missing_ok=True)
             removed += not entry.exists()
     return removed
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks, as hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

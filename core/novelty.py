@@ -91,11 +91,13 @@ class Novelty:
         """Share of the calibration images whose novelty is below `score`, in [0, 1]."""
         return float(np.searchsorted(self.calibration, score) / len(self.calibration))
 
-    def save(self, path: str | Path) -> None:
-        """Writes the check as one `.npz` file (atomically)."""
-        from core.fileio import atomic_write_bytes
+    def save(self, path: str | Path, model_path: str | Path) -> None:
+        """Writes the check as one `.npz` file (atomically), for the model file it was
+        fitted on: `load` gives it only to that file (its SHA-256 is recorded)."""
+        from core.fileio import atomic_write_bytes, file_sha256
 
         arrays = {"layers": np.array(self.layers), "scales": self.scales}
+        arrays["model_sha256"] = np.array(file_sha256(model_path))
         arrays |= {"calibration": self.calibration, "fit_images": np.array(self.fit_images)}
         for i, (mean, precision) in enumerate(zip(self.means, self.precisions, strict=True)):
             arrays[f"mean_{i}"], arrays[f"precision_{i}"] = mean, precision
@@ -104,15 +106,19 @@ class Novelty:
         atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load(path: str | Path, model) -> Novelty | None:
-    """Reads a check written by `Novelty.save` for `model`, the model it was fitted on.
+def load(path: str | Path, model, model_path: str | Path) -> Novelty | None:
+    """Reads a check written by `Novelty.save` for `model`, loaded from `model_path`.
 
     Returns:
-        The `Novelty`, or None when there is none, it is unreadable, or it names layers
-        `model` does not have.
+        The `Novelty`, or None when there is none, it is unreadable, or it was fitted on
+        another model file (a retrained or replaced model: its statistics would not hold).
     """
+    from core.fileio import file_sha256
+
     try:
         with np.load(path) as kept:
+            if str(kept["model_sha256"]) != file_sha256(model_path):
+                return None
             names = [str(n) for n in kept["layers"]]
             check = Novelty(
                 names,
@@ -209,11 +215,11 @@ def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
 CHECKED_IMAGES = 2000  # validation images a new check is tried on, for its card
 
 
-def write(model, model_dir, train_images, val_images=None, progress=None) -> dict:
-    """Fits a check on a model's training images and saves it as `FILE` in `model_dir`.
+def write(model, model_path, train_images, val_images=None, progress=None) -> dict:
+    """Fits a check on a model's training images and saves it as `FILE` beside it.
 
     Args:
-        model: the float model as saved in `model_dir`.
+        model: the float model loaded from `model_path`.
         train_images: uint8 `(N, S, S, 3)`, the images it trained on.
         val_images: uint8 images it did not train on, or None; up to `CHECKED_IMAGES` of
             them (seeded) are checked, and the share flagged goes into the record.
@@ -227,7 +233,7 @@ def write(model, model_dir, train_images, val_images=None, progress=None) -> dic
         DataError, ValueError: as `fit`. OSError: the file cannot be written.
     """
     check = fit(model, train_images, progress=progress)
-    check.save(Path(model_dir) / FILE)
+    check.save(Path(model_path).parent / FILE, model_path)
     record = {
         "file": FILE,
         "layers": check.layers,

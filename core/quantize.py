@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import CnnError
+from core.fileio import file_sha256
 
 INT8_FILE = "model.int8.onnx"
 RECORD_FILE = "int8.json"
@@ -70,16 +71,6 @@ def read_record(model_path: str | os.PathLike) -> dict | None:
     except OSError:
         return None
     return record if record.get("model_sha256") == current else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _inference_graph(model):

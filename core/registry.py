@@ -111,8 +111,7 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
     accuracy with flip test-time augmentation on the run's own split, of the shipped file
     as the app serves it, and the model gets its int8 copy (`core.quantize`), calibrated on the
     run's training split and checked on its validation split, and its check for unfamiliar
-    pictures (`core.novelty`), fitted on that training split; without `data`, the run's
-    own check is copied when it has one.
+    pictures (`core.novelty`), fitted on that training split.
 
     Raises:
         RunError: the run did not complete or its files cannot be read.
@@ -166,12 +165,11 @@ def ship(run_dir, data: str | None = None, dest: Path = DEFAULT_MODEL_DIR) -> Pa
             if record := calibration_record(predict_probs(served, x), y):
                 card["calibration"] = record
             try:
-                card["novelty"] = novelty.write(served, staging, dataset.split("train")[0], x)
+                train_x = dataset.split("train")[0]
+                card["novelty"] = novelty.write(served, staging / "model.keras", train_x, x)
             except (ValueError, CnnError):  # too few images, or no convolution to measure
                 card.pop("novelty", None)
-        elif (run_dir / novelty.FILE).is_file():
-            shutil.copy2(run_dir / novelty.FILE, staging / novelty.FILE)
-        else:
+        else:  # the run's check holds for its own file, not the compacted one
             card.pop("novelty", None)
         atomic_write_json(staging / "model_card.json", card)
         if dataset is not None:
@@ -228,7 +226,7 @@ def check_novelty(model_path: str | os.PathLike, data: str) -> dict:
     try:
         record = novelty.write(
             load_model(model_path),
-            Path(model_path).parent,
+            model_path,
             dataset.split("train")[0],
             dataset.splits.get("val", (None,))[0],
         )

@@ -868,7 +868,7 @@ def _novelty_check(run_dir, dataset, verbose=0) -> dict | None:
     if verbose:
         print("Learning what the training images look like (for unfamiliar pictures)…", flush=True)
     try:
-        return novelty.write(load_model(run_dir / "model.keras"), run_dir, x, val)
+        return novelty.write(load_model(run_dir / "model.keras"), run_dir / "model.keras", x, val)
     except (ValueError, CnnError):  # too few images, or nothing to measure
         return None
 

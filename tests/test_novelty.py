@@ -51,17 +51,24 @@ def test_the_threshold_flags_one_percent_of_the_calibration_images(check):
     assert check.typical_share(check.threshold) == pytest.approx(1 - novelty.FALSE_ALARMS, abs=0.01)
 
 
-def test_a_saved_check_scores_as_the_fitted_one(net, check, tmp_path):
+def test_a_saved_check_scores_as_the_fitted_one_for_its_own_model_file(net, check, tmp_path):
     images = np.concatenate([smooth_images(20, seed=3), np.full((2, 32, 32, 3), 255, np.uint8)])
-    check.save(tmp_path / novelty.FILE)
-    again = novelty.load(tmp_path / novelty.FILE, net)
+    model_path = tmp_path / "model.keras"
+    net.save(model_path)
+    check.save(tmp_path / novelty.FILE, model_path)
+    again = novelty.load(tmp_path / novelty.FILE, net, model_path)
     assert again.layers == check.layers and again.threshold == check.threshold
     np.testing.assert_allclose(again.scores(images), check.scores(images), rtol=1e-5)
-    assert novelty.load(tmp_path / "missing.npz", net) is None
+    assert novelty.load(tmp_path / "missing.npz", net, model_path) is None
     (tmp_path / "torn.npz").write_bytes((tmp_path / novelty.FILE).read_bytes()[:500])
-    assert novelty.load(tmp_path / "torn.npz", net) is None
+    assert novelty.load(tmp_path / "torn.npz", net, model_path) is None
     other = build_model(preset_config("seed"))  # no layer of those names
-    assert novelty.load(tmp_path / novelty.FILE, other) is None
+    other.save(tmp_path / "other.keras")
+    check.save(tmp_path / "other.npz", tmp_path / "other.keras")
+    assert novelty.load(tmp_path / "other.npz", other, tmp_path / "other.keras") is None
+    retrained = build_model(preset_config("quick"))  # the same layers, other weights
+    retrained.save(model_path)
+    assert novelty.load(tmp_path / novelty.FILE, retrained, model_path) is None
 
 
 def test_too_few_training_images_get_a_sentence(net):
@@ -70,9 +77,11 @@ def test_too_few_training_images_get_a_sentence(net):
 
 
 def test_write_saves_the_check_and_reports_the_validation_share(net, tmp_path):
-    record = novelty.write(net, tmp_path, smooth_images(400, seed=0), smooth_images(50, seed=5))
+    model_path = tmp_path / "model.keras"
+    net.save(model_path)
+    record = novelty.write(net, model_path, smooth_images(400, seed=0), smooth_images(50, seed=5))
     assert (tmp_path / novelty.FILE).is_file()
-    check = novelty.load(tmp_path / novelty.FILE, net)
+    check = novelty.load(tmp_path / novelty.FILE, net, model_path)
     flagged = check.unfamiliar(check.scores(smooth_images(50, seed=5))).mean()
     assert record["val_images"] == 50 and record["val_flagged"] == pytest.approx(flagged)
     assert record["layers"] == check.layers and record["fit_images"] == 280

@@ -185,7 +185,7 @@ def test_a_picture_unlike_the_training_images_is_flagged(data_app):
     data_app.file_uploader(key="classify_files").set_value(files).run()
     assert not data_app.exception
     model = load_model(default_model_path())
-    check = novelty.load(default_model_path().parent / novelty.FILE, model)
+    check = novelty.load(default_model_path().parent / novelty.FILE, model, default_model_path())
     expected = [
         classify_bytes(model, data, [str(i) for i in range(10)]).pixels for _, data, _ in files
     ]

@@ -134,7 +134,7 @@ def test_an_older_model_gets_its_novelty_check_from_the_command_line(
     assert registry.main(["novelty", "--model", str(model_path), "--data", data]) == 0
     record = json.loads(capsys.readouterr().out)
     assert json.loads((trained_run / "model_card.json").read_text())["novelty"] == record
-    check = novelty.load(trained_run / novelty.FILE, load_model(model_path))
+    check = novelty.load(trained_run / novelty.FILE, load_model(model_path), model_path)
     assert record["threshold"] == pytest.approx(check.threshold, abs=1e-4)
     assert record["fit_images"] + record["calibration_images"] == 27
     assert record["val_images"] == 9

@@ -107,9 +107,9 @@ def test_a_completed_run_learns_what_its_training_images_look_like(
     monkeypatch.setattr(novelty, "MIN_IMAGES", 50)  # the tiny split's 60 will do
     said, write = [], novelty.write
 
-    def fitting(model, run_dir, *args, **kwargs):  # the real fit; the status meanwhile
-        said.append(jobs.progress(runs.read_status(run_dir)))
-        return write(model, run_dir, *args, **kwargs)
+    def fitting(model, model_path, *args, **kwargs):  # the real fit; the status meanwhile
+        said.append(jobs.progress(runs.read_status(model_path.parent)))
+        return write(model, model_path, *args, **kwargs)
 
     monkeypatch.setattr(novelty, "write", fitting)
     run_dir = train(_config(epochs=1), tiny_dataset, verbose=1)
@@ -117,7 +117,8 @@ def test_a_completed_run_learns_what_its_training_images_look_like(
     assert said == [(1.0, f"finishing: {FINISHING}")]
     assert runs.read_status(run_dir)["finishing"] is None
     record = json.loads((run_dir / "model_card.json").read_text())["novelty"]
-    check = novelty.load(run_dir / novelty.FILE, load_model(run_dir / "model.keras"))
+    path = run_dir / "model.keras"
+    check = novelty.load(run_dir / novelty.FILE, load_model(path), path)
     assert record["layers"] == check.layers == ["act1_1", "act2_1"]
     assert record["fit_images"] == 42 and record["calibration_images"] == 18  # 70/30
     x_val = tiny_dataset.split("val")[0]

@@ -435,7 +435,7 @@ def int8_engine(entry: dict):
 def _novelty(path: str, version: int, model_path: str, model_version: int, _model):
     from core import novelty
 
-    return novelty.load(path, _model)
+    return novelty.load(path, _model, model_path)
 
 
 def novelty_check(entry: dict, model):
