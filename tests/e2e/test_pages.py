@@ -4,6 +4,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -105,12 +106,21 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
 
 
 def test_the_shipped_model_answers_from_its_int8_copy_or_in_float32(server, page, tmp_path):
-    photo = tmp_path / "ship.png"
+    photo, noise = tmp_path / "ship.png", tmp_path / "noise.png"
     Image.new("RGB", (64, 64), (40, 90, 200)).save(photo)
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(noise)
     open_page(page, server, "classify", model="Shipped default")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(photo)])
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        [str(photo), str(noise)]
+    )
     answer = page.get_by_text(re.compile(r"ship\.png → \w+ \(\d+\.\d%\)"))
     answer.wait_for()
+    # Noise is unlike every training image: the novelty check says so under its answer.
+    noise_box = page.get_by_test_id("stVerticalBlock").filter(has_text="noise.png →").last
+    noise_box.get_by_text(
+        re.compile(r"^This picture is unlike the images the model learnt")
+    ).wait_for()
     page.get_by_text(re.compile(r"^int8 copy: \d+\.\d% on 5,000 val images")).wait_for()
     wait_idle(page)
     shot(page, "classify-int8")
