@@ -859,7 +859,8 @@ def _finish(run_dir, model, config, dataset, history, state, started, verbose=0)
 def _novelty_check(run_dir, dataset, verbose=0) -> dict | None:
     """Fits the Classify page's check for unfamiliar pictures (`core.novelty`) on the
     training images, through the saved file: two passes of up to 7,000 images, about 14 s
-    for the fast net here. None when there are too few images or no convolution."""
+    for the fast net here. None when there are too few images or no convolution, or when
+    the file cannot be written: the trained model matters more than its check."""
     from core import novelty
     from core.model import load_model
 
@@ -870,6 +871,9 @@ def _novelty_check(run_dir, dataset, verbose=0) -> dict | None:
     try:
         return novelty.write(load_model(run_dir / "model.keras"), run_dir / "model.keras", x, val)
     except (ValueError, CnnError):  # too few images, or nothing to measure
+        return None
+    except OSError as err:
+        print(f"No check for unfamiliar pictures: {err.strerror or err}.", flush=True)
         return None
 
 

@@ -55,11 +55,7 @@ else:
     )
 check = state.novelty_check(entry, model)
 if check is None:
-    st.caption(
-        "No check for unfamiliar pictures: this model has none yet (a completed run fits "
-        "one; for another model run `python -m core.registry novelty --model <model.keras> "
-        "--data <its data>`)."
-    )
+    st.caption(f"No check for unfamiliar pictures: {state.NO_NOVELTY_CHECK}")
 else:
     record = entry["card"].get("novelty") or {}
     flagged = record.get("val_flagged")

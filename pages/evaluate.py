@@ -299,11 +299,7 @@ with tabs[1]:
 with tabs[2]:
     strange, check = [], state.novelty_check(entry, model)
     if check is None:
-        st.caption(
-            "This model has no check for unfamiliar pictures yet (a completed run fits one; "
-            "for another model run `python -m core.registry novelty --model <model.keras> "
-            "--data <its data>`)."
-        )
+        st.caption(f"No check for unfamiliar pictures: {state.NO_NOVELTY_CHECK}")
     elif st.toggle(
         "Find the images least like the training images",
         key="evaluate_novelty",

@@ -27,6 +27,8 @@ def test_no_upload_shows_how_to_start(app):
     app.switch_page("pages/classify.py").run()
     assert not app.exception
     assert "Upload one or more images" in app.info[0].value
+    # A run of 27 training images is too small for a novelty check: the page says so.
+    assert any(c.value.startswith("No check for unfamiliar pictures:") for c in app.caption)
 
 
 def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_run):

@@ -126,6 +126,24 @@ def test_a_completed_run_learns_what_its_training_images_look_like(
     assert record["val_flagged"] == pytest.approx(check.unfamiliar(check.scores(x_val)).mean())
 
 
+def test_a_full_disk_costs_a_completed_run_its_novelty_check_not_the_run(
+    tiny_dataset, monkeypatch, capsys
+):
+    from core import novelty
+
+    monkeypatch.setattr(novelty, "MIN_IMAGES", 50)
+
+    def full(self, path, model_path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(novelty.Novelty, "save", full)
+    run_dir = train(_config(epochs=1), tiny_dataset, verbose=1)
+    assert "No check for unfamiliar pictures: No space left on device." in capsys.readouterr().out
+    assert runs.read_status(run_dir)["state"] == "completed"
+    assert json.loads((run_dir / "model_card.json").read_text())["novelty"] is None
+    assert not (run_dir / novelty.FILE).exists()
+
+
 def test_saved_model_takes_raw_uint8_and_returns_probabilities(tiny_dataset):
     run_dir = train(_config(epochs=1), tiny_dataset)
     model = load_model(run_dir / "model.keras")
