@@ -62,8 +62,7 @@ class Novelty:
         return float(np.quantile(self.calibration, 1 - FALSE_ALARMS))
 
     def scores(self, images: np.ndarray, batch_size: int = 256, progress=None) -> np.ndarray:
-        """Novelty of uint8 images `(N, S, S, 3)`: 1.0 is as unusual as the 99th percentile
-        calibration image at the layer where the image is most unusual.
+        """Novelty of uint8 images `(N, S, S, 3)`: the largest of their `layer_scores`.
 
         Args:
             progress: `progress(done, total)` after each batch.
@@ -71,8 +70,17 @@ class Novelty:
         Returns:
             float32 `(N,)`.
         """
+        return self.layer_scores(images, batch_size, progress).max(axis=1, initial=0)
+
+    def layer_scores(self, images: np.ndarray, batch_size: int = 256, progress=None):
+        """How unusual uint8 images `(N, S, S, 3)` are at each of `layers`: 1.0 is as
+        unusual as the 99th percentile calibration image there.
+
+        Returns:
+            float32 `(N, L)`.
+        """
         if not len(images):
-            return np.zeros(0, np.float32)
+            return np.zeros((0, len(self.layers)), np.float32)
         done = [0]
 
         def step(n):
@@ -81,7 +89,7 @@ class Novelty:
                 progress(done[0], len(images))
 
         per_layer = _distances(_channel_means(self.reader, images, batch_size, step), self)
-        return (per_layer / self.scales).max(axis=1).astype(np.float32)
+        return (per_layer / self.scales).astype(np.float32)
 
     def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
         """bool `(N,)`: which novelty `scores` exceed the threshold."""

@@ -185,7 +185,31 @@ def maps_tab():
         width="stretch",
         key="filters_cam_probs",
     )
+    typical_by_layer(pixels)
     return pixels, caption
+
+
+def typical_by_layer(pixels) -> None:
+    """Where in the network the image stops looking like the training images (the
+    model's novelty check, as Classify uses it), when the model has one."""
+    check = state.novelty_check(entry, model)
+    if check is None:
+        return
+    st.subheader("How typical, layer by layer")
+    values = check.layer_scores(pixels[None])[0]
+    st.plotly_chart(
+        charts.layer_novelty(check.layers, values, check.threshold),
+        width="stretch",
+        key="filters_novelty",
+    )
+    worst = int(values.argmax())
+    verdict = "unfamiliar" if check.unfamiliar(values[worst : worst + 1])[0] else "familiar"
+    st.caption(
+        f"What each layer's channels see on average in this image, against {check.fit_images:,} "
+        "training images: 1.0 is as unusual as the 99th percentile training image at that "
+        f"layer. Most unusual at {check.layers[worst]} ({values[worst]:.2f}): {verdict} to "
+        "the Classify page, which flags a picture above the dashed line."
+    )
 
 
 def explainer_tab(pixels, caption):

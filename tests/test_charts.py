@@ -120,3 +120,13 @@ def test_grids_show_their_numbers():
     image = charts.image_grid(values, "Viridis", -1, 1, 0, height=200)
     np.testing.assert_array_equal(image.data[0].z, values)
     assert image.layout.height == 200 and image.layout.coloraxis.cmid == 0
+
+
+def test_layer_novelty_reds_the_layers_above_the_threshold_and_draws_it():
+    fig = charts.layer_novelty(["conv1", "conv2", "conv3"], np.float32([0.4, 2.5, 1.1]), 1.2)
+    (bar,) = fig.data
+    assert list(bar.x) == ["conv1", "conv2", "conv3"] and list(bar.text) == ["0.40", "2.50", "1.10"]
+    assert list(bar.marker.color) == ["#1f77b4", "#d62728", "#1f77b4"]
+    (line,) = fig.layout.shapes
+    assert line.y0 == line.y1 == 1.2 and line.line.dash == "dash"
+    assert fig.layout.annotations[0].text == "unfamiliar above this"

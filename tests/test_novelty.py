@@ -38,6 +38,10 @@ def test_noise_is_unfamiliar_to_a_check_fitted_on_smooth_pictures(net, check):
     held_out = check.unfamiliar(check.scores(smooth_images(300, seed=1)))
     noise = np.random.default_rng(2).integers(0, 256, (100, 32, 32, 3), dtype=np.uint8)
     assert held_out.mean() <= 0.05
+    per_layer = check.layer_scores(noise[:5])
+    assert per_layer.shape == (5, 3) and per_layer.dtype == np.float32
+    np.testing.assert_array_equal(per_layer.max(axis=1), check.scores(noise[:5]))
+    assert check.layer_scores(noise[:0]).shape == (0, 3) and check.scores(noise[:0]).shape == (0,)
     assert check.unfamiliar(check.scores(noise)).all()
     flat = np.broadcast_to(np.uint8([[[90, 140, 30]]]), (1, 32, 32, 3))
     assert check.unfamiliar(check.scores(flat)).all()  # no texture at all: unlike the fields

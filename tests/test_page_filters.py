@@ -120,3 +120,29 @@ def test_the_explainer_grids_show_three_digits_and_the_image_at_its_brightness(a
     assert image["texttemplate"] == kernel["texttemplate"] == "%{z:.3~g}"
     assert (image["zmin"], image["zmax"]) == (0, 1)  # a pixel of 0.8 is light, as it looks
     assert "zmin" not in kernel and kernel["zmid"] == 0  # weights: white at zero
+
+
+def test_how_typical_the_image_is_at_each_layer_as_the_check_says(app, trained_run, image_folder):
+    from core import novelty
+    from core.data import load_dataset
+    from tests.conftest import class_images
+
+    app.switch_page(PAGE).run()
+    assert not app.exception and not [s for s in app.subheader if "layer by layer" in s.value]
+    model_path = trained_run / "model.keras"
+    check = novelty.fit(load_model(model_path), class_images(100, 3)[0])
+    check.save(trained_run / novelty.FILE, model_path)
+    app.run()
+    assert not app.exception
+    [spec] = [
+        json.loads(c.proto.spec)
+        for c in app.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"].get("yaxis", {}).get("title", {}).get("text")
+        == "novelty"
+    ]
+    x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")  # the sidebar's
+    expected = check.layer_scores(x[:1])[0]  # the page's default: the first training image
+    assert spec["data"][0]["x"] == ["act1_1", "act2_1"]
+    np.testing.assert_allclose(spec["data"][0]["y"], expected, rtol=1e-4)
+    worst = check.layers[int(expected.argmax())]
+    assert any(f"Most unusual at {worst} ({expected.max():.2f})" in c.value for c in app.caption)

@@ -30,6 +30,25 @@ def top_answers(pairs: list[tuple[str, float]]) -> go.Figure:
     return fig.update_layout(height=60 + 32 * len(pairs), margin=dict(l=0, r=0, t=10, b=10))
 
 
+def layer_novelty(layers: list[str], values, threshold: float) -> go.Figure:
+    """Bars of how unusual one image is at each layer (`core.novelty`), red above the
+    `threshold` that makes a picture unfamiliar, with that threshold as a dashed line."""
+    values = [float(v) for v in values]
+    colours = ["#d62728" if v > threshold else "#1f77b4" for v in values]
+    fig = go.Figure(
+        go.Bar(x=layers, y=values, marker_color=colours, text=[f"{v:.2f}" for v in values])
+    )
+    fig.add_hline(
+        y=threshold,
+        line_dash="dash",
+        annotation_text="unfamiliar above this",
+        annotation_position="top left",
+        annotation_bgcolor="rgba(255, 255, 255, 0.8)",  # readable over a bar
+    )
+    fig.update_yaxes(title="novelty", rangemode="tozero")
+    return fig.update_layout(height=260, margin=dict(t=20, b=10))
+
+
 def epoch_lines(title: str, traces: dict[str, tuple[list, list]], percent: bool = False):
     """One line per named `(epochs, values)`; `percent` for accuracies, which read as
     percentages as everywhere else in the dashboard."""
