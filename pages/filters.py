@@ -6,6 +6,7 @@ import streamlit as st
 from core import data, inspect, registry, runs
 from core.classify import top_classes
 from core.errors import CnnError
+from core.evaluate import with_temperature
 from core.images import decode_image
 from ui import charts, state
 
@@ -171,6 +172,7 @@ def maps_tab():
     )
     alpha = cols[0].slider("Heatmap opacity", 0.0, 1.0, 0.45, key="filters_alpha")
     heat, explained, probs = grad_cam(model, model_key, pixels, choice)
+    probs = with_temperature(probs, registry.temperature(entry))  # as Classify shows them
     predicted = int(np.argmax(probs))
     cols[0].metric(
         "Predicted class",

@@ -146,3 +146,20 @@ def test_how_typical_the_image_is_at_each_layer_as_the_check_says(app, trained_r
     np.testing.assert_allclose(spec["data"][0]["y"], expected, rtol=1e-4)
     worst = check.layers[int(expected.argmax())]
     assert any(f"Most unusual at {worst} ({expected.max():.2f})" in c.value for c in app.caption)
+
+
+def test_probabilities_follow_the_cards_temperature_as_on_classify(app, trained_run, image_folder):
+    from core.data import load_dataset
+    from core.evaluate import with_temperature
+
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 0.5, "images": 500, "ece": 0.2, "ece_scaled": 0.01}
+    card_path.write_text(json.dumps(card))
+    app.switch_page(PAGE).run()
+    assert not app.exception
+    x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")
+    _, _, raw = inspect.grad_cam(load_model(trained_run / "model.keras"), x[0])
+    sharp = with_temperature(raw, 0.5)
+    [metric] = [m for m in app.metric if m.label == "Predicted class"]
+    assert metric.proto.delta == f"{sharp.max():.0%} probability" != f"{raw.max():.0%} probability"
