@@ -230,13 +230,9 @@ def kept_probs(
     """
     content = _content_digest(model_path, images)
     path = _probs_path(content, tta, cache_dir)
-    try:
-        probs = np.load(path)
-        os.utime(path)  # most recently used
-        if probs.shape[0] == len(images):
-            return probs
-    except (OSError, ValueError):
-        pass  # not kept yet, or unreadable: predict
+    probs = _read_kept(path, np.load)
+    if probs is not None and probs.shape[0] == len(images):
+        return probs
     from core.inspect import classifier_input, space_of, space_rows
 
     try:
@@ -269,13 +265,9 @@ def kept_space(model, model_path, images, cache_dir=None, progress=None) -> dict
     from core.inspect import feature_space
 
     path = _space_path(_content_digest(model_path, images), cache_dir)
-    try:
-        with np.load(path) as kept:
-            space = {k: kept[k] for k in ("index", "xy", "explained")} | {"dims": int(kept["dims"])}
-        os.utime(path)
+    space = _read_kept(path, _read_space)
+    if space is not None:
         return space
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        pass  # not kept yet, or unreadable (a torn file): compute
     space = feature_space(model, images, progress=progress)
     _keep(path, space)
     return space
@@ -294,13 +286,9 @@ def kept_novelty(check, model_path, images, cache_dir=None, progress=None) -> np
         float32 `(N,)`.
     """
     path = _novelty_path(_content_digest(model_path, images), check, cache_dir)
-    try:
-        scores = np.load(path)
-        os.utime(path)
-        if scores.shape == (len(images),):
-            return scores
-    except (OSError, ValueError):
-        pass  # not kept yet, or unreadable: score
+    scores = _read_kept(path, np.load)
+    if scores is not None and scores.shape == (len(images),):
+        return scores
     scores = check.scores(images, progress=progress)
     _keep(path, scores)
     return scores
@@ -351,6 +339,22 @@ def _kept_path(content, question: str, name: str, cache_dir) -> Path:
     digest = content.copy()  # the model's and the images' bytes, read once per question
     digest.update(question.encode())
     return Path(cache_dir or default_cache_dir()) / name.format(digest.hexdigest())
+
+
+def _read_kept(path: Path, read):
+    """`read(path)` of a kept file, which becomes the most recently used; None when it is
+    not kept yet or cannot be read (a torn file: a `.npz` raises `BadZipFile`)."""
+    try:
+        value = read(path)
+        os.utime(path)
+        return value
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def _read_space(path: Path) -> dict:
+    with np.load(path) as kept:
+        return {k: kept[k] for k in ("index", "xy", "explained")} | {"dims": int(kept["dims"])}
 
 
 def _keep(path: Path, value) -> None:

@@ -81,13 +81,7 @@ class Novelty:
         """
         if not len(images):
             return np.zeros((0, len(self.layers)), np.float32)
-        done = [0]
-
-        def step(n):
-            done[0] += n
-            if progress:
-                progress(done[0], len(images))
-
+        step = _counter(progress, len(images))
         per_layer = _distances(_channel_means(self.reader, images, batch_size, step), self)
         return (per_layer / self.scales).astype(np.float32)
 
@@ -202,13 +196,7 @@ def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
     n_cal = min(CALIBRATION_IMAGES, len(images) * 3 // 10)
     fit_rows, cal_rows = np.sort(order[n_cal:][:FIT_IMAGES]), np.sort(order[:n_cal])
     reader = channel_means_model(model, names)
-    done, total = [0], len(fit_rows) + len(cal_rows)
-
-    def step(n):
-        done[0] += n
-        if progress:
-            progress(done[0], total)
-
+    step = _counter(progress, len(fit_rows) + len(cal_rows))
     gaussians = [_gaussian(v) for v in _channel_means(reader, images[fit_rows], 256, step)]
     means, precisions = [g[0] for g in gaussians], [g[1] for g in gaussians]
     ones = np.ones(len(names), np.float32)
@@ -256,6 +244,18 @@ def write(model, model_path, train_images, val_images=None, progress=None) -> di
         flagged = check.unfamiliar(check.scores(val_images[rows]))
         record |= {"val_images": len(rows), "val_flagged": round(float(flagged.mean()), 4)}
     return record
+
+
+def _counter(progress, total: int):
+    """A `step(n)` that adds `n` images done and reports `progress(done, total)`."""
+    done = [0]
+
+    def step(n):
+        done[0] += n
+        if progress:
+            progress(done[0], total)
+
+    return step
 
 
 def _gaussian(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
