@@ -9,8 +9,11 @@ from core.data import Dataset
 from core.fileio import read_json
 
 
-def model_and_its_split(description: str) -> tuple[argparse.Namespace, dict, Dataset]:
-    """Parses `--data` and `--model` (default: the shipped model).
+def model_and_its_split(
+    description: str, switches: dict[str, str] | None = None
+) -> tuple[argparse.Namespace, dict, Dataset]:
+    """Parses `--data`, `--model` (default: the shipped model) and on/off `switches`
+    (`{"--flag": help}`).
 
     Returns:
         `(args, the model's card, the data at args.data split as the model's run split
@@ -19,6 +22,8 @@ def model_and_its_split(description: str) -> tuple[argparse.Namespace, dict, Dat
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True)
     p.add_argument("--model", type=Path, default=registry.default_model_path())
+    for flag, help in (switches or {}).items():
+        p.add_argument(flag, action="store_true", help=help)
     args = p.parse_args()
     card = read_json(args.model.parent / "model_card.json")
     return args, card, registry.split_as_trained(card, args.data)

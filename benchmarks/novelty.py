@@ -1,6 +1,6 @@
 """Which pictures the Classify page flags: the novelty check against the unsure flag.
 
-    python benchmarks/novelty.py --data ../shared/datasets/cifar10-jpeg [--model M]
+    python benchmarks/novelty.py --data ../shared/datasets/cifar10-jpeg [--model M] [--int8]
 
 For the model (default: the shipped one), fits its novelty check (`core.novelty`) on its
 own training split as `python -m core.registry novelty` does, without writing it, and
@@ -12,7 +12,9 @@ their colours inverted. Flags compared: the check; the page's unsure flag (top p
 under 50% or normalised entropy over 60%, after the card's temperature); either of the two
 (the page warns on both); the top probability at the threshold that flags as many
 validation images as the check does.
-Also times the check on one picture and on a batch of 256.
+Also times the check on one picture and on a batch of 256. With `--int8`, the check is
+fitted on the model's int8 copy (as `python -m core.quantize` fits the copy's own), and the
+copy gives the answers.
 """
 
 import sys
@@ -81,8 +83,14 @@ def strangers(val: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    args, card, dataset = model_and_its_split(__doc__.split("\n")[0])
+    args, card, dataset = model_and_its_split(
+        __doc__.split("\n")[0], {"--int8": "check and answer with the model's int8 copy"}
+    )
     model = load_model(args.model)
+    if args.int8:
+        from core.quantize import Int8Model, int8_path
+
+        model = Int8Model(int8_path(args.model))
     x_train, x_val = dataset.split("train")[0], dataset.split("val")[0]
     started = time.perf_counter()
     check = novelty.fit(model, x_train)

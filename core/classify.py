@@ -80,6 +80,32 @@ def describe(pixels, probs, class_names: list[str], k: int = 3, novelty=None, ch
     return Prediction(pixels, probs, top, entropy, unsure, float(novelty), unfamiliar)
 
 
+def predict_checked(model, pixels: np.ndarray, batch_size=256, tta="none", check=None):
+    """Probabilities of uint8 images `(N, S, S, 3)` and, with a check, their novelty.
+
+    Args:
+        model: the float model or the int8 copy that answers.
+        tta: a key of `core.evaluate.TTA_MODES`.
+        check: a `core.novelty.Novelty`, or None. When it is the int8 copy's own check and
+            there is no test-time augmentation, one pass of the copy's graph gives the
+            answers and the channel means the check needs; otherwise the check reads its
+            own model (up to its deepest layer: about another forward pass).
+
+    Returns:
+        `(float32 (N, C), float32 (N,) or None)`.
+    """
+    from core.evaluate import predict_probs  # core.evaluate imports this module
+
+    if check is None:
+        return predict_probs(model, pixels, batch_size, tta), None
+    if tta == "none" and len(pixels) and check.reader == getattr(model, "channel_means", None):
+        from core.novelty import in_batches
+
+        probs, *means = in_batches(model.predict_with_means, pixels, batch_size)
+        return probs, check.layer_scores_of(means).max(axis=1, initial=0)
+    return predict_probs(model, pixels, batch_size, tta), check.scores(pixels, batch_size)
+
+
 def classify_bytes(
     model, data: bytes, class_names: list[str], k: int = 3, temperature: float = 1.0
 ) -> Prediction:
@@ -120,7 +146,7 @@ def classify_batch(
         `[(name, Prediction or None, error message or None), ...]` in input order.
     """
     from core.errors import ImageError
-    from core.evaluate import predict_probs, with_temperature  # it imports this module
+    from core.evaluate import with_temperature  # it imports this module
 
     size = int(model.input_shape[1])
     decoded = []
@@ -130,11 +156,11 @@ def classify_batch(
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
-    pixels = np.stack(good) if good else None
-    probs = iter(
-        with_temperature(predict_probs(model, pixels, batch_size, tta), temperature) if good else []
+    probs, novelty = (
+        predict_checked(model, np.stack(good), batch_size, tta, check) if good else ([], None)
     )
-    novelty = iter(check.scores(pixels) if good and check is not None else [None] * len(good))
+    probs = iter(with_temperature(probs, temperature) if good else [])
+    novelty = iter([None] * len(good) if novelty is None else novelty)
     return [
         (name, describe(px, next(probs), class_names, k, next(novelty), check), None)
         if px is not None

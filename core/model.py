@@ -722,7 +722,7 @@ def is_speed_layout(model: keras.Model) -> bool:
     return {"whiten", "bn1_1", "shift1_1", "logits", "temperature"} <= names
 
 
-def folded_copy(model: keras.Model) -> keras.Model:
+def folded_copy(model: keras.Model, means: list[str] | tuple = ()) -> keras.Model:
     """Returns a float32 speed-layout model with its batch norms and shifts folded away.
 
     At inference each batch norm here (no learnt scale or centre) and the shift after it
@@ -734,12 +734,17 @@ def folded_copy(model: keras.Model) -> keras.Model:
 
     Args:
         model: a model with `is_speed_layout(model)`.
+        means: layers of `model` (convolutions or activations) whose channel means the
+            copy also outputs, as `model` computes them (`with_channel_means`): a folded
+            convolution's output is the original's times the slope plus the bias, which
+            the copy takes off its means again.
 
     Returns:
         A new float32 `keras.Model` without batch norm, shift or dropout layers.
 
     Raises:
-        ValueError: the model is not of the speed layout.
+        ValueError: the model is not of the speed layout, or a layer of `means` is not
+            in the copy as the model computes it (a batch norm, shift or pooling).
     """
     import numpy as np
 
@@ -752,7 +757,7 @@ def folded_copy(model: keras.Model) -> keras.Model:
     folded_whiten = layers.Conv2D(whiten.filters, whiten.kernel_size, name="whiten")
     x = layers.Activation("gelu", name="act0")(folded_whiten(x))
     folded_whiten.set_weights(whiten.get_weights())
-    b = 1
+    b, unfold = 1, {}
     while f"conv{b}_1" in {layer.name for layer in model.layers}:
         for i in (1, 2):
             conv, bn, shift = get(f"conv{b}_{i}"), get(f"bn{b}_{i}"), get(f"shift{b}_{i}")
@@ -765,6 +770,7 @@ def folded_copy(model: keras.Model) -> keras.Model:
             )
             x = layer(x)
             layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
+            unfold[layer.name] = (1 / slope, -bias / slope)
             if i == 1:
                 x = layers.MaxPooling2D(get(f"pool{b}").pool_size, name=f"pool{b}")(x)
             x = layers.Activation(get(f"act{b}_{i}").activation, name=f"act{b}_{i}")(x)
@@ -775,7 +781,34 @@ def folded_copy(model: keras.Model) -> keras.Model:
     x = head(x)
     head.set_weights([np.asarray(logits.kernel, np.float32) * get("temperature").scale])
     outputs = layers.Activation("softmax", name="probs", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=f"{model.name}_folded")
+    folded = keras.Model(inputs, outputs, name=f"{model.name}_folded")
+    changed = [n for n in means if n not in unfold and not n.startswith(("act", "whiten"))]
+    if changed:
+        raise ValueError(f"The folded copy has no layer computing {', '.join(changed)}.")
+    return with_channel_means(folded, means, unfold) if means else folded
+
+
+def with_channel_means(model: keras.Model, names, affine=None) -> keras.Model:
+    """`model` with one more output per named layer: its channels' means over the image.
+
+    Args:
+        names: layers of `model` with `(N, H, W, C)` outputs.
+        affine: `{name: (scale, offset)}`, per-channel arrays: that layer's means are
+            given as `means * scale + offset`.
+
+    Returns:
+        A `keras.Model` with outputs `[model's output, (N, C) per name...]`.
+    """
+    import numpy as np
+
+    outputs = [model.output]
+    for name in names:
+        x = layers.GlobalAveragePooling2D(name=f"mean_{name}")(model.get_layer(name).output)
+        if name in (affine or {}):
+            scale, offset = (np.asarray(a, "float32") for a in affine[name])
+            x = layers.Rescaling(scale, offset, name=f"unfold_{name}")(x)
+        outputs.append(x)
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def _gelu_erf(x):

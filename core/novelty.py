@@ -45,7 +45,8 @@ class Novelty:
         scales: float32 `(L,)`: each layer's 99th percentile distance on calibration images.
         calibration: float32 `(M,)` sorted novelties of the calibration images.
         fit_images: how many training images the Gaussians were fitted on.
-        reader: the model from the input to those layers' channel means.
+        reader: `read(images) -> [float32 (N, C_l) per layer]`, the channel means of
+            `layers` for a batch of uint8 images (`mean_reader`).
     """
 
     layers: list[str]
@@ -82,8 +83,12 @@ class Novelty:
         if not len(images):
             return np.zeros((0, len(self.layers)), np.float32)
         step = _counter(progress, len(images))
-        per_layer = _distances(_channel_means(self.reader, images, batch_size, step), self)
-        return (per_layer / self.scales).astype(np.float32)
+        return self.layer_scores_of(in_batches(self.reader, images, batch_size, step))
+
+    def layer_scores_of(self, means: list[np.ndarray]) -> np.ndarray:
+        """`layer_scores` of images whose channel means `reader` (or the int8 copy's
+        `predict_with_means`) gave: float32 `(N, L)`."""
+        return (_distances(means, self) / self.scales).astype(np.float32)
 
     def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
         """bool `(N,)`: which novelty `scores` exceed the threshold."""
@@ -111,6 +116,9 @@ class Novelty:
 def load(path: str | Path, model, model_path: str | Path) -> Novelty | None:
     """Reads a check written by `Novelty.save` for `model`, loaded from `model_path`.
 
+    Args:
+        model: a Keras model, or the int8 copy (`core.quantize.Int8Model`) at `model_path`.
+
     Returns:
         The `Novelty`, or None when there is none, it is unreadable, or it was fitted on
         another model file (a retrained or replaced model: its statistics would not hold).
@@ -130,8 +138,8 @@ def load(path: str | Path, model, model_path: str | Path) -> Novelty | None:
                 kept["calibration"],
                 int(kept["fit_images"]),
             )
-        check.reader = channel_means_model(model, names)
-        return check
+        measured, check.reader = mean_reader(model, names)
+        return check if measured == names else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
 
@@ -166,6 +174,32 @@ def channel_means_model(model, names: list[str]):
     return keras.Model(model.input, outputs)
 
 
+def mean_reader(model, names: list[str] | None = None):
+    """The layers a check on `model` measures and its `Novelty.reader` for them.
+
+    Args:
+        model: a Keras model, or an int8 copy (`core.quantize.Int8Model`), whose graph
+            outputs the means of the layers it was built with (`means_layers`).
+        names: the layers, for a Keras model; default `novelty_layers(model)`.
+
+    Returns:
+        `(names, read)`.
+
+    Raises:
+        ValueError: as `novelty_layers`.
+    """
+    if hasattr(model, "channel_means"):
+        return list(model.means_layers), model.channel_means
+    names = names or novelty_layers(model)
+    reader = channel_means_model(model, names)
+
+    def read(images):
+        out = reader.predict_on_batch(np.asarray(images, np.float32))
+        return [np.asarray(o, np.float32) for o in (out if isinstance(out, list) else [out])]
+
+    return names, read
+
+
 def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
     """Fits a check on a model's training images.
 
@@ -174,7 +208,7 @@ def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
     for the fast net on 2 cores).
 
     Args:
-        model: the float Keras model the check is for.
+        model: the float Keras model the check is for, or its int8 copy (`mean_reader`).
         images: uint8 `(N, S, S, 3)` training images.
         seed: which images are used.
         progress: `progress(done, total)` after each batch.
@@ -184,24 +218,25 @@ def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
 
     Raises:
         DataError: fewer than `MIN_IMAGES` images.
-        ValueError: the model has no convolution.
+        ValueError: the model has no convolution (its int8 copy: no channel means).
     """
     if len(images) < MIN_IMAGES:
         raise DataError(
             f"{len(images)} training images are too few to learn what they look like "
             f"(it takes {MIN_IMAGES})."
         )
-    names = novelty_layers(model)
+    names, reader = mean_reader(model)
+    if not names:
+        raise ValueError("This int8 copy gives no channel means to check pictures with.")
     order = np.random.default_rng(seed).permutation(len(images))
     n_cal = min(CALIBRATION_IMAGES, len(images) * 3 // 10)
     fit_rows, cal_rows = np.sort(order[n_cal:][:FIT_IMAGES]), np.sort(order[:n_cal])
-    reader = channel_means_model(model, names)
     step = _counter(progress, len(fit_rows) + len(cal_rows))
-    gaussians = [_gaussian(v) for v in _channel_means(reader, images[fit_rows], 256, step)]
+    gaussians = [_gaussian(v) for v in in_batches(reader, images[fit_rows], 256, step)]
     means, precisions = [g[0] for g in gaussians], [g[1] for g in gaussians]
     ones = np.ones(len(names), np.float32)
     check = Novelty(names, means, precisions, ones, np.zeros(1), 0, reader)
-    per_layer = _distances(_channel_means(reader, images[cal_rows], 256, step), check)
+    per_layer = _distances(in_batches(reader, images[cal_rows], 256, step), check)
     check.scales = np.maximum(np.quantile(per_layer, 0.99, axis=0), 1e-12).astype(np.float32)
     check.calibration = np.sort((per_layer / check.scales).max(axis=1)).astype(np.float32)
     check.fit_images = len(fit_rows)
@@ -211,15 +246,16 @@ def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:
 CHECKED_IMAGES = 2000  # validation images a new check is tried on, for its card
 
 
-def write(model, model_path, train_images, val_images=None, progress=None) -> dict:
+def write(model, model_path, train_images, val_images=None, progress=None, path=None) -> dict:
     """Fits a check on a model's training images and saves it as `FILE` beside it.
 
     Args:
-        model: the float model loaded from `model_path`.
+        model: the float model loaded from `model_path`, or the int8 copy there.
         train_images: uint8 `(N, S, S, 3)`, the images it trained on.
         val_images: uint8 images it did not train on, or None; up to `CHECKED_IMAGES` of
             them (seeded) are checked, and the share flagged goes into the record.
         progress: as for `fit`.
+        path: where the check goes instead of `FILE` beside the model.
 
     Returns:
         The model card's `"novelty"` record: layers, images used, threshold and, with
@@ -229,9 +265,10 @@ def write(model, model_path, train_images, val_images=None, progress=None) -> di
         DataError, ValueError: as `fit`. OSError: the file cannot be written.
     """
     check = fit(model, train_images, progress=progress)
-    check.save(Path(model_path).parent / FILE, model_path)
+    path = Path(path or Path(model_path).parent / FILE)
+    check.save(path, model_path)
     record = {
-        "file": FILE,
+        "file": path.name,
         "layers": check.layers,
         "fit_images": check.fit_images,
         "calibration_images": len(check.calibration),
@@ -267,12 +304,13 @@ def _gaussian(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=0).astype(np.float32), np.linalg.inv(cov).astype(np.float32)
 
 
-def _channel_means(reader, images, batch_size, step=None) -> list[np.ndarray]:
+def in_batches(reader, images, batch_size: int, step=None) -> list[np.ndarray]:
+    """`reader(batch) -> [arrays]` over `images` in batches, each array concatenated;
+    `step(n)` after each batch of `n` images."""
     parts = []
     for start in range(0, len(images), batch_size):
-        batch = np.asarray(images[start : start + batch_size], np.float32)
-        out = reader.predict_on_batch(batch)
-        parts.append([np.asarray(o, np.float32) for o in (out if isinstance(out, list) else [out])])
+        batch = images[start : start + batch_size]
+        parts.append(reader(batch))
         if step:
             step(len(batch))
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]

@@ -9,19 +9,33 @@ built in four steps:
    folded into its convolutions (`core.model.folded_copy`);
 2. exported to ONNX (`core.export.write_onnx`), each exact GELU `x/2 (1 + erf(x/sqrt 2))`
    replaced by ONNX Runtime's one-kernel `Gelu` (`_fuse_gelu`);
-3. its convolutions, poolings and the dense layer quantised to 8 bits (unsigned
-   activations, signed per-channel weights), with activation ranges calibrated on
-   training images (`onnxruntime.quantization.quantize_static`);
+3. its convolutions, poolings and the dense layer quantised (unsigned 8-bit activations,
+   signed 7-bit per-channel weights), with activation ranges calibrated on training
+   images (`onnxruntime.quantization.quantize_static`);
 4. checked against the float32 model on the run's validation images: accuracy of both
    and the share of images on which they agree, recorded in `int8.json`.
 
+The graph also outputs the channel means of the layers the model's check for unfamiliar
+pictures measures (`core.novelty`), and the copy gets its own check, fitted on those
+int8 means (`novelty.int8.npz`): one pass of the copy answers and checks a picture. The
+float check's statistics do not carry over: 8-bit activations move the means of the
+first layer's quieter channels by more than they vary between images (docs/BENCHMARKS.md).
+
 Integer convolutions give an image the same result whatever else is in its batch, and
-on this CPU (AMX int8 tiles) a batch of 256 runs 3-4x faster than Keras in float32
+on a CPU with AMX int8 tiles a batch of 256 runs 3-4x faster than Keras in float32
 (docs/BENCHMARKS.md). GELU stays in float32 between the integer layers.
+
+Weights use 7 of their 8 bits (`reduce_range`). On an x86 CPU without VNNI (AVX2 only,
+such as AMD Zen 3) ONNX Runtime multiplies 8-bit activations by 8-bit weights with an
+instruction that adds pairs of products into 16 bits, and 255 x 127 x 2 overflows them:
+the shipped copy built with 8-bit weights answered 62.5% right there against the float
+model's 88.7% (on CPUs with VNNI or AMX it matched the float model on 99%). With 7-bit
+weights (255 x 63 x 2 fits) the copy computes the same on every CPU.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -35,6 +49,9 @@ from core.fileio import file_sha256
 
 INT8_FILE = "model.int8.onnx"
 RECORD_FILE = "int8.json"
+NOVELTY_FILE = "novelty.int8.npz"  # the copy's own check for unfamiliar pictures
+MEANS_KEY = "channel_means"  # the ONNX metadata naming the layers of the means outputs
+WEIGHT_BITS = 7  # `reduce_range`: see above
 CALIBRATION_IMAGES = 1024
 CALIBRATION_SEED = 0
 QUANTIZED_OPS = ["Conv", "MaxPool", "MatMul", "Gemm"]
@@ -59,12 +76,16 @@ def read_record(model_path: str | os.PathLike) -> dict | None:
 
     A copy counts only for the model file it was built from (its SHA-256 is in the
     record): a resumed run or a new shipped model gets no answers from an old copy.
-    File times cannot tell, as a git checkout writes files in any order.
+    File times cannot tell, as a git checkout writes files in any order. A copy with
+    8-bit weights (built before `WEIGHT_BITS`) is stale too: it answers wrongly on CPUs
+    without VNNI.
     """
     from core.fileio import read_json
 
     record = read_json(record_path(model_path))
-    if not record or not int8_path(model_path).is_file():
+    if not record or record.get("weight_bits") != WEIGHT_BITS:
+        return None
+    if not int8_path(model_path).is_file():
         return None
     try:
         current = file_sha256(model_path)
@@ -73,11 +94,29 @@ def read_record(model_path: str | os.PathLike) -> dict | None:
     return record if record.get("model_sha256") == current else None
 
 
-def _inference_graph(model):
-    from core.model import as_served, folded_copy, is_speed_layout
+def novelty_path(model_path: str | os.PathLike) -> Path:
+    return Path(model_path).with_name(NOVELTY_FILE)
+
+
+def _inference_graph(model, means):
+    """The float32 graph to quantise: folded, with the channel means of `means` as outputs."""
+    from core.model import as_served, folded_copy, is_speed_layout, with_channel_means
 
     served = as_served(model)
-    return folded_copy(served) if is_speed_layout(served) else served
+    return (
+        folded_copy(served, means) if is_speed_layout(served) else with_channel_means(served, means)
+    )
+
+
+def _means_layers(model) -> list[str]:
+    """The layers whose channel means the copy outputs: those a novelty check measures,
+    none for a model without a convolution of its own."""
+    from core.novelty import novelty_layers
+
+    try:
+        return novelty_layers(model)
+    except ValueError:
+        return []
 
 
 def _fuse_gelu(path: Path) -> int:
@@ -156,7 +195,9 @@ class Int8Model:
     """An int8 copy, with the part of a Keras model's interface that classifying uses.
 
     `predict_on_batch(pixels)` returns float32 probabilities `(N, C)` for images of
-    `input_shape[1:]` with values 0-255, like the Keras model it was built from.
+    `input_shape[1:]` with values 0-255, like the Keras model it was built from;
+    `channel_means(pixels)` the `(N, C_l)` channel means of each of `means_layers`, which
+    a copy built before these outputs existed has none of.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -170,11 +211,25 @@ class Int8Model:
         meta = self.session.get_inputs()[0]
         self._input = meta.name
         self.input_shape = (None, *meta.shape[1:])
-        self.output_shape = (None, self.session.get_outputs()[0].shape[-1])
+        outputs = self.session.get_outputs()
+        self.output_shape = (None, outputs[0].shape[-1])
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.means_layers = tuple(json.loads(props.get(MEANS_KEY, "[]")))
+        self._outputs = [o.name for o in outputs[: 1 + len(self.means_layers)]]
+
+    def _run(self, outputs, pixels) -> list[np.ndarray]:
+        x = np.ascontiguousarray(pixels, np.float32)
+        return [np.asarray(o, np.float32) for o in self.session.run(outputs, {self._input: x})]
 
     def predict_on_batch(self, pixels) -> np.ndarray:
-        x = np.ascontiguousarray(pixels, np.float32)
-        return np.asarray(self.session.run(None, {self._input: x})[0], np.float32)
+        return self._run(self._outputs[:1], pixels)[0]
+
+    def channel_means(self, pixels) -> list[np.ndarray]:
+        return self._run(self._outputs[1:], pixels)
+
+    def predict_with_means(self, pixels) -> list[np.ndarray]:
+        """`[probabilities, channel means per layer...]` from one pass of the graph."""
+        return self._run(self._outputs, pixels)
 
 
 def default_answerer(model_path: str | os.PathLike):
@@ -191,19 +246,26 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-def _check_float(path: Path, model, images) -> str:
-    """Checks the rewritten float32 graph against the model before quantising it.
+def _check_float(path: Path, model, images, means) -> str:
+    """Checks the rewritten float32 graph against the model before quantising it: its
+    probabilities, and its channel means of the layers `means` (relative to their size).
 
     Returns:
         The graph's input name.
     """
     from core.classify import predict_pixels
     from core.model import as_served
+    from core.novelty import mean_reader
 
     session = _session(path)
     name = session.get_inputs()[0].name
-    got = session.run(None, {name: np.asarray(images, np.float32)})[0]
-    diff = float(np.max(np.abs(got - predict_pixels(as_served(model), images))))
+    probs, *got = session.run(None, {name: np.asarray(images, np.float32)})
+    served = as_served(model)
+    diff = float(np.max(np.abs(probs - predict_pixels(served, images))))
+    if means:
+        want = mean_reader(served, means)[1](images)
+        for g, w in zip(got, want, strict=True):
+            diff = max(diff, float(np.max(np.abs(g - w) / (1 + np.abs(w)))))
     if not diff <= FLOAT_TOLERANCE:
         raise QuantizeError(
             f"The float32 graph for the int8 copy differs from the model by {diff:.1e}."
@@ -233,13 +295,17 @@ def calibration_sample(images: np.ndarray, count: int = CALIBRATION_IMAGES) -> n
     return images[np.sort(rng.choice(len(images), take, replace=False))]
 
 
-def build_int8(model, calibration: np.ndarray, target: str | os.PathLike) -> Path:
+def build_int8(
+    model, calibration: np.ndarray, target: str | os.PathLike, options: dict | None = None
+) -> Path:
     """Writes the int8 copy of `model` to `target` (atomically) and returns its path.
 
     Args:
         model: a Keras model (as saved or as served; it is quantised from float32).
         calibration: uint8 or float images `(N, S, S, 3)` from the training data.
         target: the `.onnx` file to write.
+        options: `quantize_static` arguments over this module's (benchmarks/int8_weights.py
+            compares weight formats with them).
 
     Raises:
         QuantizeError: ONNX export or ONNX Runtime is missing, or quantisation fails.
@@ -254,7 +320,7 @@ def build_int8(model, calibration: np.ndarray, target: str | os.PathLike) -> Pat
         raise QuantizeError("int8 calibration needs at least one training image.")
     target = Path(target)
     try:
-        _build(model, calibration, target)
+        _build(model, calibration, target, options or {})
     except OSError as err:  # a full disk, a read-only folder
         raise QuantizeError(
             f"The int8 copy could not be written to {target.parent}: {err.strerror or err}."
@@ -262,31 +328,35 @@ def build_int8(model, calibration: np.ndarray, target: str | os.PathLike) -> Pat
     return target
 
 
-def _build(model, calibration, target: Path) -> None:
+def _build(model, calibration, target: Path, options: dict) -> None:
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from core.export import write_onnx
     from core.fileio import atomic_write_bytes
 
+    means = _means_layers(model)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".int8.") as tmp:
         float_path, int8_tmp = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        write_onnx(_inference_graph(model), float_path)
+        write_onnx(_inference_graph(model, means), float_path)
         _fuse_gelu(float_path)
-        name = _check_float(float_path, model, calibration[:32])
+        name = _check_float(float_path, model, calibration[:32], means)
         try:
-            quantize_static(
-                str(float_path),
-                str(int8_tmp),
-                _Calibration(name, calibration),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                op_types_to_quantize=QUANTIZED_OPS,
-            )
+            settings = {
+                "quant_format": QuantFormat.QDQ,
+                "activation_type": QuantType.QUInt8,
+                "weight_type": QuantType.QInt8,
+                "per_channel": True,
+                "reduce_range": True,  # 7-bit weights: no int16 saturation on AVX2 (see above)
+                "op_types_to_quantize": QUANTIZED_OPS,
+            }
+            calibrated = _Calibration(name, calibration)
+            quantize_static(str(float_path), str(int8_tmp), calibrated, **settings | options)
         except Exception as err:  # the quantiser raises many types
             raise QuantizeError(f"The model could not be quantised: {_first_line(err)}") from err
-        atomic_write_bytes(target, int8_tmp.read_bytes())
+        graph = onnx.load(str(int8_tmp))
+        onnx.helper.set_model_props(graph, {MEANS_KEY: json.dumps(means)})
+        atomic_write_bytes(target, graph.SerializeToString())
 
 
 def compare(int8: Int8Model, model, images: np.ndarray, labels=None, batch: int = 500) -> dict:
@@ -347,25 +417,50 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     )
     check_split = "val" if "val" in dataset.splits else "train"
     x, y = dataset.split(check_split)
+    int8 = Int8Model(target)
     record = {
         "file": target.name,
         "model_sha256": file_sha256(model_path),
         "calibration_images": int(min(CALIBRATION_IMAGES, len(x_train))),
+        "weight_bits": WEIGHT_BITS,
         "check_split": check_split,
-        **compare(Int8Model(target), model, x, y),
+        **compare(int8, model, x, y),
         "runtime": f"onnxruntime {onnxruntime.__version__}",
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_json(record_path(model_path), record)
-    card_path = model_path.with_name("model_card.json")
-    card = read_json(card_path)
-    if card is not None:  # the card says what the copy gives, beside the float32 figures
-        card["int8"] = {k: record[k] for k in ("file", "accuracy", "agreement", "runtime")}
-        atomic_write_json(card_path, card)
     log(
         f"on {record['images']} {check_split} images: int8 {record['accuracy']:.2%}, float32 "
         f"{record['float32_accuracy']:.2%}, same answer on {record['agreement']:.2%}"
     )
+    val = x if check_split == "val" else None
+    record["novelty"] = _write_check(int8, model_path, x_train, val, log)
+    atomic_write_json(record_path(model_path), record)
+    card_path = model_path.with_name("model_card.json")
+    card = read_json(card_path)
+    if card is not None:  # the card says what the copy gives, beside the float32 figures
+        card["int8"] = {
+            k: record[k] for k in ("file", "accuracy", "agreement", "runtime", "novelty")
+        }
+        atomic_write_json(card_path, card)
+    return record
+
+
+def _write_check(int8: Int8Model, model_path: Path, train, val, log) -> dict | None:
+    """Fits the copy's own check for unfamiliar pictures (`NOVELTY_FILE`) on its channel
+    means of the training images; returns its record (`core.novelty.write`), or None for
+    a copy without channel means or too few training images."""
+    from core import novelty
+    from core.errors import DataError
+
+    if not int8.means_layers:
+        return None
+    try:
+        record = novelty.write(int8, int8.path, train, val, path=novelty_path(model_path))
+    except DataError as err:
+        log(f"no check for unfamiliar pictures: {err}")
+        return None
+    flagged = f", flags {record['val_flagged']:.1%} of validation images" if val is not None else ""
+    log(f"wrote {record['file']}: the check for unfamiliar pictures{flagged}")
     return record
 
 

@@ -53,14 +53,19 @@ else:
         "Evaluate page's Confidence section on its validation split, or run `python -m "
         "core.registry calibrate --model <model.keras> --data <its data>`)."
     )
-check = state.novelty_check(entry, model)
+# The int8 copy's own check reads its channel means in the pass that answers; a copy
+# without one (too few training images to fit it) leaves the check to the float model.
+check = state.novelty_check(entry, engine) if fast else None
+fitted, seen_by = (record.get("novelty"), "int8 copy's") if check is not None else (None, "")
+if check is None:
+    check = state.novelty_check(entry, model)
+    fitted, seen_by = entry["card"].get("novelty"), "model's"
 if check is None:
     st.caption(f"No check for unfamiliar pictures: {state.NO_NOVELTY_CHECK}")
 else:
-    record = entry["card"].get("novelty") or {}
-    flagged = record.get("val_flagged")
+    flagged = (fitted or {}).get("val_flagged")
     st.caption(
-        "Pictures unlike the training images are flagged: what the model's "
+        f"Pictures unlike the training images are flagged: what the {seen_by} "
         f"{', '.join(check.layers)} layers see is compared with {check.fit_images:,} training "
         "images" + (f" (flags {flagged:.1%} of validation images)." if flagged is not None else ".")
     )
@@ -142,13 +147,14 @@ def show(name, original, pred):
 
 
 if probe is not None:
-    from core.classify import describe
-    from core.evaluate import predict_probs, with_temperature
+    from core.classify import describe, predict_checked
+    from core.evaluate import with_temperature
 
     pixels = model_image(model, probe["pixels"])  # a dataset sample may be smaller
-    probs = with_temperature(predict_probs(answerer, pixels[None], tta=tta), temperature)
-    novelty = check.scores(pixels[None])[0] if check is not None else None
-    pred = describe(pixels, probs[0], class_names, novelty=novelty, check=check)
+    probs, novelty = predict_checked(answerer, pixels[None], tta=tta, check=check)
+    novelty = None if novelty is None else novelty[0]
+    probs = with_temperature(probs, temperature)[0]
+    pred = describe(pixels, probs, class_names, novelty=novelty, check=check)
     with st.container(border=True):
         show(probe["caption"], None, pred)
         if st.button("Clear this sample", key="classify_clear_probe"):

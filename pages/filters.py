@@ -193,7 +193,7 @@ def maps_tab():
 
 def typical_by_layer(pixels) -> None:
     """Where in the network the image stops looking like the training images (the
-    model's novelty check, as Classify uses it), when the model has one."""
+    float model's novelty check), when the model has one."""
     check = state.novelty_check(entry, model)
     if check is None:
         return
@@ -210,7 +210,8 @@ def typical_by_layer(pixels) -> None:
         f"What each layer's channels see on average in this image, against {check.fit_images:,} "
         "training images: 1.0 is as unusual as the 99th percentile training image at that "
         f"layer. Most unusual at {check.layers[worst]} ({values[worst]:.2f}): {verdict} to "
-        "the Classify page, which flags a picture above the dashed line."
+        "the model's check, which flags a picture above the dashed line (as Classify does "
+        "with float32 answers; an int8 copy has its own, fitted on its 8-bit activations)."
     )
 
 

@@ -172,30 +172,35 @@ def test_grad_cam_is_computed_once_per_image_not_on_every_rerun(app, monkeypatch
 
 
 def test_a_picture_unlike_the_training_images_is_flagged(data_app):
-    """The shipped model and its check (assets/default_model/novelty.npz): noise is flagged
-    as the check in core flags it, and the table says so for each file."""
-    from core import novelty
+    """The shipped model and its checks: with int8 answers the copy's own
+    (assets/default_model/novelty.int8.npz), without them the float model's (novelty.npz).
+    Noise is flagged as the check in core flags it, and the table says so for each file."""
+    from core import novelty, quantize
     from core.registry import default_model_path
 
     data_app.switch_page("pages/classify.py").run()
-    captions = " ".join(c.value for c in data_app.caption)
-    assert "Pictures unlike the training images are flagged" in captions
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
     files = [("noise.png", buf.getvalue(), "image/png"), ("grey.png", _png((90, 90, 90)), "")]
     data_app.file_uploader(key="classify_files").set_value(files).run()
-    assert not data_app.exception
-    model = load_model(default_model_path())
-    check = novelty.load(default_model_path().parent / novelty.FILE, model, default_model_path())
-    expected = [
-        classify_bytes(model, data, [str(i) for i in range(10)]).pixels for _, data, _ in files
-    ]
-    flagged = check.unfamiliar(check.scores(np.stack(expected)))
-    assert flagged[0]  # noise
-    warnings = [
-        w.value for w in data_app.warning if "unlike the images the model learnt" in w.value
-    ]
-    assert len(warnings) == flagged.sum()
-    assert "less typical than every one of the 2,000 training images checked" in warnings[0]
-    assert data_app.dataframe[0].value["unfamiliar"].tolist() == flagged.tolist()
+    path = default_model_path()
+    model = load_model(path)
+    pixels = np.stack([classify_bytes(model, d, list("0123456789")).pixels for _, d, _ in files])
+    int8 = quantize.Int8Model(quantize.int8_path(path))
+    for fast, check, seen_by in (
+        (True, novelty.load(quantize.novelty_path(path), int8, int8.path), "int8 copy's"),
+        (False, novelty.load(path.parent / novelty.FILE, model, path), "model's"),
+    ):
+        data_app.toggle(key="classify_int8").set_value(fast).run()
+        assert not data_app.exception
+        captions = " ".join(c.value for c in data_app.caption)
+        assert f"Pictures unlike the training images are flagged: what the {seen_by}" in captions
+        flagged = check.unfamiliar(check.scores(pixels))
+        assert flagged[0]  # noise
+        warnings = [
+            w.value for w in data_app.warning if "unlike the images the model learnt" in w.value
+        ]
+        assert len(warnings) == flagged.sum()
+        assert "less typical than every one of the 2,000 training images checked" in warnings[0]
+        assert data_app.dataframe[0].value["unfamiliar"].tolist() == flagged.tolist()

@@ -446,15 +446,22 @@ NO_NOVELTY_CHECK = (
 
 
 def novelty_check(entry: dict, model):
-    """The model's check for unfamiliar pictures (`core.novelty`), or None without one."""
-    from core import novelty
+    """The check for unfamiliar pictures (`core.novelty`) of `model`, or None without one.
 
-    path = Path(entry["path"]).parent / novelty.FILE
+    `model`: the entry's float model, or its int8 copy (`int8_engine`), which has its own,
+    fitted on its own channel means (`core.quantize`).
+    """
+    from core import novelty, quantize
+
+    if isinstance(model, quantize.Int8Model):
+        path, model_path = quantize.novelty_path(entry["path"]), str(model.path)
+    else:
+        path, model_path = Path(entry["path"]).parent / novelty.FILE, entry["path"]
     try:
         version = registry.model_version(path)
     except OSError:
-        return None  # none yet: a completed run or `python -m core.registry novelty` writes it
-    model_path = entry["path"]
+        # None yet: a completed run, `core.registry novelty` or `core.quantize` writes one.
+        return None
     return _novelty(str(path), version, model_path, registry.model_version(model_path), model)
 
 
