@@ -782,10 +782,10 @@ def folded_copy(model: keras.Model, means: list[str] | tuple = ()) -> keras.Mode
     head.set_weights([np.asarray(logits.kernel, np.float32) * get("temperature").scale])
     outputs = layers.Activation("softmax", name="probs", dtype="float32")(x)
     folded = keras.Model(inputs, outputs, name=f"{model.name}_folded")
-    changed = [n for n in means if n not in unfold and not n.startswith(("act", "whiten"))]
-    if changed:
-        raise ValueError(f"The folded copy has no layer computing {', '.join(changed)}.")
-    return with_channel_means(folded, means, unfold) if means else folded
+    missing = [n for n in means if n not in unfold and not n.startswith(("act", "whiten"))]
+    if missing:
+        raise ValueError(f"The folded copy has no layer computing {', '.join(missing)}.")
+    return with_channel_means(folded, means, unfold)
 
 
 def with_channel_means(model: keras.Model, names, affine=None) -> keras.Model:
@@ -797,10 +797,13 @@ def with_channel_means(model: keras.Model, names, affine=None) -> keras.Model:
             given as `means * scale + offset`.
 
     Returns:
-        A `keras.Model` with outputs `[model's output, (N, C) per name...]`.
+        A `keras.Model` with outputs `[model's output, (N, C) per name...]`; `model`
+        itself without names.
     """
     import numpy as np
 
+    if not names:
+        return model
     outputs = [model.output]
     for name in names:
         x = layers.GlobalAveragePooling2D(name=f"mean_{name}")(model.get_layer(name).output)
