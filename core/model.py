@@ -706,6 +706,8 @@ def float32_copy(model: keras.Model, gelu_as_erf: bool = False) -> keras.Model:
 
     def rebuild(layer):
         config = layer.get_config()
+        if not isinstance(layer, layers.Layer):  # an op such as MobileNet's `x + y`
+            return layer.__class__.from_config(config)
         config["dtype"] = "float32"
         if gelu_as_erf and config.get("activation") == "gelu":
             config["activation"] = _gelu_erf

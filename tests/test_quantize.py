@@ -259,3 +259,23 @@ def test_the_shipped_model_has_a_current_checked_int8_copy():
     assert np.abs(got - want).sum(axis=1).mean() < 0.15
     check = novelty.load(quantize.novelty_path(default_model_path()), int8, int8.path)
     assert check is not None and card["int8"]["novelty"]["val_flagged"] < 0.02
+
+
+def test_a_transfer_model_has_a_float32_copy_and_check_layers_that_are_pictures():
+    """MobileNetV3 (random weights: no ImageNet file here): its graph holds Keras ops
+    (`x + y`), which the float32 copy (ONNX exports, the int8 copy) used to refuse to
+    clone, and 1x1 squeeze-and-excite maps, which are not pictures to measure. (Its int8
+    copy then builds, with these layers' means: 48 s, measured by hand.)"""
+    from dataclasses import replace
+
+    from core import novelty
+    from core.model import float32_copy
+
+    model = build_model(replace(preset_config("mobilenet", 32, 3), pretrained=False))
+    x = _images(8)
+    np.testing.assert_allclose(
+        float32_copy(model).predict_on_batch(x), model.predict_on_batch(x), atol=1e-6
+    )
+    names = novelty.novelty_layers(model)
+    sizes = [model.get_layer(n).output.shape[1] for n in names]
+    assert sizes == [16, 8, 4]  # input side first; 2x2 (the deepest) and 1x1 left out
