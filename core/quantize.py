@@ -56,6 +56,9 @@ CALIBRATION_IMAGES = 1024
 CALIBRATION_SEED = 0
 QUANTIZED_OPS = ["Conv", "MaxPool", "MatMul", "Gemm"]
 FLOAT_TOLERANCE = 1e-4  # the folded, fused float32 graph against the Keras model
+# Generated pictures the copy answers when it is built and again where it runs: integer
+# arithmetic is exact, so answers further apart than this mean the CPU computes it otherwise.
+PROBE_IMAGES, PROBE_SEED, PROBE_TOLERANCE = 32, 0, 0.01
 
 
 class QuantizeError(CnnError):
@@ -359,6 +362,26 @@ def _build(model, calibration, target: Path, options: dict) -> None:
         atomic_write_bytes(target, graph.SerializeToString())
 
 
+def probe_images(size: int) -> np.ndarray:
+    """`PROBE_IMAGES` fixed uint8 pictures `(N, size, size, 3)`: half blocky colour fields,
+    half uniform noise (bright neighbours are where 16-bit sums overflow)."""
+    rng = np.random.default_rng(PROBE_SEED)
+    half = PROBE_IMAGES // 2
+    coarse = rng.integers(0, 256, (half, 4, 4, 3), dtype=np.uint8)
+    blocks = coarse[:, np.arange(size) * 4 // size][:, :, np.arange(size) * 4 // size]
+    noise = rng.integers(0, 256, (PROBE_IMAGES - half, size, size, 3), dtype=np.uint8)
+    return np.concatenate([blocks, noise])
+
+
+def drift(int8: Int8Model, record: dict) -> float | None:
+    """How far the copy's answers to `probe_images` here are from those recorded where it
+    was built (largest probability difference); None for a record without them."""
+    if "probe_probs" not in record:
+        return None
+    here = int8.predict_on_batch(probe_images(int(int8.input_shape[1])))
+    return float(np.max(np.abs(here - np.asarray(record["probe_probs"], np.float32))))
+
+
 def compare(int8: Int8Model, model, images: np.ndarray, labels=None, batch: int = 500) -> dict:
     """How the int8 copy answers against the float32 model on `images`.
 
@@ -427,6 +450,9 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
         **compare(int8, model, x, y),
         "runtime": f"onnxruntime {onnxruntime.__version__}",
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "probe_probs": np.round(
+            int8.predict_on_batch(probe_images(int(int8.input_shape[1]))), 6
+        ).tolist(),
     }
     log(
         f"on {record['images']} {check_split} images: int8 {record['accuracy']:.2%}, float32 "

@@ -204,3 +204,25 @@ def test_a_picture_unlike_the_training_images_is_flagged(data_app):
         assert len(warnings) == flagged.sum()
         assert "less typical than every one of the 2,000 training images checked" in warnings[0]
         assert data_app.dataframe[0].value["unfamiliar"].tolist() == flagged.tolist()
+
+
+def test_an_int8_copy_that_computes_otherwise_on_this_cpu_is_not_used(
+    app, trained_run, image_folder
+):
+    """The copy's answers to fixed pictures where it was built are in its record; answers
+    here further apart (as the 8-bit copies gave on CPUs without VNNI) leave it unused."""
+    from core import quantize
+
+    assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 0
+    record = json.loads((trained_run / "int8.json").read_text())
+    int8 = quantize.Int8Model(trained_run / quantize.INT8_FILE)
+    assert quantize.drift(int8, record) < 1e-5  # the same CPU
+    app.switch_page("pages/classify.py").run()
+    assert [t.key for t in app.toggle if t.key == "classify_int8"] == ["classify_int8"]
+    record["probe_probs"] = (np.asarray(record["probe_probs"]) * 0.5).tolist()  # another CPU's
+    (trained_run / "int8.json").write_text(json.dumps(record))
+    assert quantize.drift(int8, record) > quantize.PROBE_TOLERANCE
+    app.run()
+    assert not app.exception
+    assert any("int8 copy computes differently on this CPU" in w.value for w in app.warning)
+    assert not [t for t in app.toggle if t.key == "classify_int8"]  # float32 answers

@@ -257,6 +257,7 @@ def test_the_shipped_model_has_a_current_checked_int8_copy():
     # 0.07 apart (sum over classes); the copy with 8-bit weights 49% and 0.42.
     assert np.mean(got.argmax(axis=1) == want.argmax(axis=1)) > 0.75
     assert np.abs(got - want).sum(axis=1).mean() < 0.15
+    assert quantize.drift(int8, record) <= quantize.PROBE_TOLERANCE  # as where it was built
     check = novelty.load(quantize.novelty_path(default_model_path()), int8, int8.path)
     assert check is not None and card["int8"]["novelty"]["val_flagged"] < 0.02
 

@@ -425,10 +425,27 @@ def int8_engine(entry: dict):
         return None, None
     path = quantize.int8_path(entry["path"])
     try:
-        return _int8(str(path), registry.model_version(path)), record
+        engine = _int8(str(path), registry.model_version(path))
     except (CnnError, OSError) as err:
         st.warning(f"{err} The answers come from the float32 model.")
         return None, None
+    apart = _int8_drift(str(path), registry.model_version(path), record_version, engine, record)
+    if apart is not None and apart > quantize.PROBE_TOLERANCE:
+        st.warning(
+            f"The int8 copy computes differently on this CPU: its answers to fixed test "
+            f"pictures are up to {apart:.2f} apart from those it gave where it was built. The "
+            "answers come from the float32 model; `python -m core.quantize <run> --data "
+            "<its data>` builds a copy here."
+        )
+        return None, None
+    return engine, record
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _int8_drift(path: str, version: int, record_version: int, _engine, _record):
+    from core import quantize
+
+    return quantize.drift(_engine, _record)  # 32 pictures, once per copy and record
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
