@@ -22,8 +22,8 @@ def model_and_its_split(
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True)
     p.add_argument("--model", type=Path, default=registry.default_model_path())
-    for flag, help in (switches or {}).items():
-        p.add_argument(flag, action="store_true", help=help)
+    for flag, text in (switches or {}).items():
+        p.add_argument(flag, action="store_true", help=text)
     args = p.parse_args()
     card = read_json(args.model.parent / "model_card.json")
     return args, card, registry.split_as_trained(card, args.data)

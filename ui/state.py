@@ -425,11 +425,12 @@ def int8_engine(entry: dict):
         return None, None
     path = quantize.int8_path(entry["path"])
     try:
-        engine = _int8(str(path), registry.model_version(path))
+        version = registry.model_version(path)
+        engine = _int8(str(path), version)
     except (CnnError, OSError) as err:
         st.warning(f"{err} The answers come from the float32 model.")
         return None, None
-    apart = _int8_drift(str(path), registry.model_version(path), record_version, engine, record)
+    apart = _int8_drift(str(path), version, record_version, engine, record)
     if apart is not None and apart > quantize.PROBE_TOLERANCE:
         st.warning(
             f"The int8 copy computes differently on this CPU: its answers to fixed test "
