@@ -40,11 +40,15 @@ def map_layers(model: keras.Model) -> list[str]:
 
     These are each convolution's activated output (the `act*` layer, after batch norm in
     BN nets, or the convolution itself when it carries its own non-linearity) and every
-    2D pooling layer, input side first.
+    2D pooling layer, input side first; not 1x1 outputs (MobileNet's squeeze-and-excite
+    gates, a last stage on small inputs), which are a vector, not a picture.
     """
     shown = {_activated(model, name).name for name in conv_layers(model)}
     return [
-        layer.name for layer in model.layers if layer.name in shown or isinstance(layer, _POOLING)
+        layer.name
+        for layer in model.layers
+        if (layer.name in shown or isinstance(layer, _POOLING))
+        and tuple(layer.output.shape[1:3]) != (1, 1)
     ]
 
 

@@ -147,8 +147,7 @@ def load(path: str | Path, model, model_path: str | Path) -> Novelty | None:
 def novelty_layers(model) -> list[str]:
     """The layers a check measures: the last activated map at each spatial size, input
     side first, without the deepest size when there are three or more (there the features
-    serve the classes more than they describe the picture). 1x1 maps are not pictures
-    (MobileNet's squeeze-and-excite gates are).
+    serve the classes more than they describe the picture).
 
     Raises:
         ValueError: the model has no convolution.
@@ -159,12 +158,11 @@ def novelty_layers(model) -> list[str]:
 
     POOLING = (layers.MaxPooling2D, layers.AveragePooling2D)
 
-    size = {n: tuple(model.get_layer(n).output.shape[1:3]) for n in map_layers(model)}
-    maps = [n for n in size if size[n] != (1, 1) and not isinstance(model.get_layer(n), POOLING)]
+    maps = [n for n in map_layers(model) if not isinstance(model.get_layer(n), POOLING)]
     if not maps:
         raise ValueError(f"The model {model.name} has no convolution to measure.")
-    depth = {layer.name: i for i, layer in enumerate(model.layers)}
-    names = sorted({size[n]: n for n in maps}.values(), key=depth.get)
+    last_at_size = {tuple(model.get_layer(n).output.shape[1:3]): n for n in maps}
+    names = list(last_at_size.values())
     return names[:-1] if len(names) >= 3 else names
 
 

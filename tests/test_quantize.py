@@ -280,6 +280,9 @@ def test_a_transfer_model_has_a_float32_copy_and_check_layers_that_are_pictures(
     np.testing.assert_allclose(
         float32_copy(model).predict_on_batch(x), model.predict_on_batch(x), atol=1e-6
     )
+    from core.inspect import map_layers
+
+    assert all(model.get_layer(n).output.shape[1] > 1 for n in map_layers(model))
     names = novelty.novelty_layers(model)
     sizes = [model.get_layer(n).output.shape[1] for n in names]
     assert sizes == [16, 8, 4]  # input side first; 2x2 (the deepest) and 1x1 left out
