@@ -38,6 +38,11 @@ if fast:
         f"images (float32: {record['float32_accuracy']:.1%}); same top class on "
         f"{record['agreement']:.1%} of them. Grad-CAM is computed on the float32 model."
     )
+elif engine is None and state.int8_record(entry) is None:
+    st.caption(
+        "Answers from the float32 model: this model has no int8 copy. The Evaluate page's "
+        '"Fast int8 answers" section builds one, which usually answers faster.'
+    )
 answerer = engine if fast else model
 calib = entry["card"].get("calibration")
 temperature = registry.temperature(entry)

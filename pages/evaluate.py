@@ -6,7 +6,7 @@ import re
 import numpy as np
 import streamlit as st
 
-from core import export, inspect, registry
+from core import export, inspect, quantize, registry
 from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import (
@@ -435,6 +435,52 @@ if other_model is not None:
         gallery(diff.only_b[:18], wrong_answers(diff.only_b[:18], report, "the active model"))
     with broken:
         gallery(diff.only_a[:18], wrong_answers(diff.only_a[:18], other_report, b_name))
+
+
+def int8_copy() -> None:
+    """The int8 copy the Classify page answers with: its figures, or a button to build it."""
+    engine, record = state.int8_engine(entry)  # None, after a warning, where it is unusable
+    if engine is not None:
+        st.caption(
+            f"This model has an int8 copy: {record['accuracy']:.1%} on {record['images']:,} "
+            f"{record['check_split']} images (float32 {record['float32_accuracy']:.1%}), the "
+            f"same top class on {record['agreement']:.1%}. {quantize.speed_note(record) or ''} "
+            "The Classify page answers with it while its toggle is on."
+        )
+        return
+    st.caption(
+        "The Classify page answers with the float32 model. An 8-bit copy (ONNX Runtime) "
+        "usually answers faster and nearly always with the same top class. It is calibrated "
+        f"on {quantize.CALIBRATION_IMAGES:,} images of this dataset's training split, then "
+        "checked against the float32 model on its validation split (how much faster it is, "
+        "too) and given its own check for unfamiliar pictures: from seconds to about a "
+        "minute, depending on the net."
+    )
+    why_not = export.onnx_unavailable_reason()
+    if not why_not and not registry.validates_on(
+        entry["card"], state.VAL_FRACTION, state.SPLIT_SEED
+    ):
+        why_not = (
+            "This model's run held out another validation split than the sidebar's, so its "
+            "copy would be checked on images it learnt from. Build it from the command line "
+            f"with the run's data: `python -m core.quantize {entry['path']} --data <its data>`."
+        )
+    if why_not:
+        st.info(why_not)
+    if not st.button("Build the int8 copy", key="evaluate_int8", disabled=bool(why_not)):
+        return
+    with st.status("Building the int8 copy…", expanded=True) as status:
+        try:
+            quantize.quantize(entry["path"], dataset, log=status.write, model=model)
+        except CnnError as err:
+            status.update(label="No int8 copy", state="error")
+            st.error(str(err))
+            return
+    st.rerun()  # the figures above, and the Classify page's toggle
+
+
+with st.expander("Fast int8 answers for the Classify page"):
+    int8_copy()
 
 with st.expander("Export this model"):
     st.caption(

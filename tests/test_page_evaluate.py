@@ -11,6 +11,7 @@ import pytest
 from core.data import load_dataset
 from core.evaluate import evaluate
 from core.model import load_model
+from tests.mounts import needs_root, read_only
 
 
 def _expected(trained_run, image_folder, split="val", tta="none"):
@@ -559,3 +560,69 @@ def test_the_least_typical_images_are_those_the_novelty_check_scores_highest(
     assert expected in runs  # the gallery, least typical first
     assert "the least typical" in app.selectbox(key="evaluate_why_from").options
     assert list(Path(os.environ["CNN_CACHE_DIR"]).glob("novelty-*.npy"))  # kept on disk
+
+
+def test_a_trained_model_gets_an_int8_copy_that_the_classify_page_then_answers_with(
+    app, trained_run, image_folder
+):
+    from core import quantize
+
+    def offered():
+        return app.button(key="evaluate_int8")
+
+    app.switch_page("pages/classify.py").run()
+    assert not [t for t in app.toggle if t.key == "classify_int8"]
+    assert any("this model has no int8 copy" in c.value for c in app.caption)
+
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    app.switch_page("pages/evaluate.py").run()
+    # The run held out 25% of the folder; the page's 10% split is not its validation split.
+    assert offered().disabled
+    assert any(f"python -m core.quantize {trained_run}" in i.value for i in app.info)
+    card["train_config"]["val_fraction"] = 0.1  # as a run started from the Train page
+    card_path.write_text(json.dumps(card))
+    app.run()
+    assert not offered().disabled
+    offered().click().run()
+    assert not app.exception and not app.error
+    record = quantize.read_record(trained_run / "model.keras")
+    assert record is not None and record["check_split"] == "val"
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    assert record["images"] == len(ds.split("val")[1])
+    assert json.loads(card_path.read_text())["int8"]["agreement"] == record["agreement"]
+    shown = f"This model has an int8 copy: {record['accuracy']:.1%} on {record['images']:,} val"
+    assert any(c.value.startswith(shown) for c in app.caption)
+    assert not [b for b in app.button if b.key == "evaluate_int8"]  # built: nothing to offer
+
+    app.switch_page("pages/classify.py").run()
+    assert not app.exception
+    assert app.toggle(key="classify_int8").value
+    assert not any("this model has no int8 copy" in c.value for c in app.caption)
+
+    # A copy that computes otherwise on this CPU (as one built elsewhere) is built again here.
+    halved = record | {"probe_probs": (np.asarray(record["probe_probs"]) * 0.5).tolist()}
+    (trained_run / "int8.json").write_text(json.dumps(halved))
+    app.switch_page("pages/evaluate.py").run()
+    assert any("int8 copy computes differently on this CPU" in w.value for w in app.warning)
+    offered().click().run()
+    assert not app.exception and not app.warning
+    assert quantize.read_record(trained_run / "model.keras")["probe_probs"] == record["probe_probs"]
+
+
+@needs_root
+def test_an_int8_copy_that_cannot_be_written_is_a_sentence_and_nothing_is_written(app, trained_run):
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["train_config"]["val_fraction"] = 0.1
+    card_path.write_text(json.dumps(card))
+    before = sorted(p.name for p in trained_run.iterdir())
+    app.switch_page("pages/evaluate.py").run()
+    with read_only(trained_run):
+        app.button(key="evaluate_int8").click().run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        f"The int8 copy could not be written to {trained_run}: Read-only file system."
+    ]
+    assert sorted(p.name for p in trained_run.iterdir()) == before
+    assert app.button(key="evaluate_int8")  # offered again

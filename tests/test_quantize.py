@@ -12,7 +12,11 @@ from core.model import build_model, folded_copy, preset_config
 
 def _speed_model(seed=0):
     """A quick-preset model with batch-norm statistics and shifts far from their init,
-    and a sharp head, so that folding and quantisation errors would show."""
+    and a sharp head, so that folding and quantisation errors would show. The same model
+    whatever ran before: Keras draws the layers it leaves alone from its global seed."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(preset_config("quick", num_classes=4))
     for layer in model.layers:
@@ -215,6 +219,35 @@ def test_the_cli_writes_a_checked_copy_of_a_run_and_it_goes_stale_with_the_model
     with open(trained_run / "model.keras", "ab") as f:
         f.write(b"\0")
     assert quantize.read_record(trained_run / "model.keras") is None
+
+
+def test_a_record_that_cannot_be_written_is_a_sentence_and_the_card_is_kept(
+    trained_run, image_folder, capsys
+):
+    """One sentence for every caller (the CLI, the Evaluate page), not an OSError."""
+    from core.data import load_dataset
+
+    card = (trained_run / "model_card.json").read_bytes()
+    (trained_run / "int8.json").mkdir()  # where the record goes: the rename over it fails
+    dataset = load_dataset(image_folder, val_fraction=0.25, seed=0)
+    sentence = "The int8 copy's record could not be written: Is a directory."
+    with pytest.raises(quantize.QuantizeError, match=f"^{sentence}$"):
+        quantize.quantize(trained_run / "model.keras", dataset, log=lambda line: None)
+    assert (trained_run / "model_card.json").read_bytes() == card
+    assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 1
+    assert capsys.readouterr().err.strip() == sentence
+
+
+def test_the_check_times_both_models_after_the_first_batch(tmp_path):
+    model = _speed_model()
+    int8 = quantize.Int8Model(quantize.build_int8(model, _images(64), tmp_path / "m.onnx"))
+    timed = quantize.compare(int8, model, _images(24), batch=8)
+    assert timed["int8_images_per_s"] > 0 and timed["float32_images_per_s"] > 0
+    note = quantize.speed_note(timed)
+    ratio = timed["int8_images_per_s"] / timed["float32_images_per_s"]
+    assert note.endswith(f"({ratio:.1f}x).")
+    one_batch = quantize.compare(int8, model, _images(8), batch=8)  # all of it pays tracing
+    assert "int8_images_per_s" not in one_batch and quantize.speed_note(one_batch) is None
 
 
 def test_the_cli_says_what_is_missing(capsys, tmp_path):

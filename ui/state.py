@@ -411,16 +411,28 @@ def _int8_record(model_path: str, version: int, record_version: int):
     return quantize.read_record(model_path)  # hashes the model file: once per version
 
 
-def int8_engine(entry: dict):
-    """Returns `(Int8Model, its check record)` for a model with a current int8 copy,
-    `(None, None)` otherwise; a copy that cannot be loaded is said, not fatal."""
+def _versioned_int8_record(entry: dict) -> tuple[dict | None, int]:
     from core import quantize
 
     try:
         record_version = registry.model_version(quantize.record_path(entry["path"]))
     except OSError:
-        record_version = 0  # none yet: `python -m core.quantize` may write one later
-    record = _int8_record(entry["path"], registry.model_version(entry["path"]), record_version)
+        return None, 0  # none yet: the Evaluate page or `python -m core.quantize` writes one
+    model_version = registry.model_version(entry["path"])
+    return _int8_record(entry["path"], model_version, record_version), record_version
+
+
+def int8_record(entry: dict) -> dict | None:
+    """The record (`int8.json`) of the entry's current int8 copy, or None without one."""
+    return _versioned_int8_record(entry)[0]
+
+
+def int8_engine(entry: dict):
+    """Returns `(Int8Model, its check record)` for a model with a current int8 copy,
+    `(None, None)` otherwise; a copy that cannot be loaded is said, not fatal."""
+    from core import quantize
+
+    record, record_version = _versioned_int8_record(entry)
     if record is None:
         return None, None
     path = quantize.int8_path(entry["path"])
@@ -435,8 +447,9 @@ def int8_engine(entry: dict):
         st.warning(
             f"The int8 copy computes differently on this CPU: its answers to fixed test "
             f"pictures are up to {apart:.2f} apart from those it gave where it was built. The "
-            "answers come from the float32 model; `python -m core.quantize <run> --data "
-            "<its data>` builds a copy here."
+            "answers come from the float32 model until a copy is built here (the Evaluate "
+            'page\'s "Fast int8 answers" section, or `python -m core.quantize <run> --data '
+            "<its data>`)."
         )
         return None, None
     return engine, record
