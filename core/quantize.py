@@ -59,6 +59,7 @@ FLOAT_TOLERANCE = 1e-4  # the folded, fused float32 graph against the Keras mode
 # Generated pictures the copy answers when it is built and again where it runs: integer
 # arithmetic is exact, so answers further apart than this mean the CPU computes it otherwise.
 PROBE_IMAGES, PROBE_SEED, PROBE_TOLERANCE = 32, 0, 0.01
+ONE_IMAGE_RUNS = 32  # single-image calls timed for each model when a copy is checked
 
 
 class QuantizeError(CnnError):
@@ -387,9 +388,10 @@ def compare(int8: Int8Model, model, images: np.ndarray, labels=None, batch: int 
 
     Returns:
         `{"images", "agreement", "max_prob_diff"}`, plus `"accuracy"` and
-        `"float32_accuracy"` when `labels` are given, and `"int8_images_per_s"` and
-        `"float32_images_per_s"` when there are two batches or more: each one's rate on
-        this machine over the batches after the first, which pays for tracing.
+        `"float32_accuracy"` when `labels` are given. Speeds on this machine: the median
+        milliseconds of one image's call (`"int8_ms_per_image"`, `"float32_ms_per_image"`,
+        up to `ONE_IMAGE_RUNS` images), and with two batches or more `"int8_images_per_s"`
+        and `"float32_images_per_s"` over the batches after the first (it pays for tracing).
     """
     from core.classify import predict_pixels
     from core.model import as_served
@@ -409,6 +411,10 @@ def compare(int8: Int8Model, model, images: np.ndarray, labels=None, batch: int 
         "agreement": float(np.mean(fast.argmax(1) == exact.argmax(1))),
         "max_prob_diff": float(np.max(np.abs(fast - exact))),
     }
+    out["int8_ms_per_image"], out["float32_ms_per_image"] = (
+        _one_image_ms(predict, images[:ONE_IMAGE_RUNS])
+        for predict in (int8.predict_on_batch, lambda x: predict_pixels(served, x))
+    )
     if len(images) > batch:
         timed = len(images) - batch
         out["int8_images_per_s"], out["float32_images_per_s"] = (timed / seconds).round(1).tolist()
@@ -491,16 +497,31 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     return record
 
 
+def _one_image_ms(predict, images) -> float:
+    """Median milliseconds of `predict` on each image alone, after one call to warm up."""
+    predict(images[:1])
+    laps = []
+    for image in images:
+        started = time.perf_counter()
+        predict(image[None])
+        laps.append(time.perf_counter() - started)
+    return round(1000 * float(np.median(laps)), 2)
+
+
 def speed_note(record: dict) -> str | None:
-    """How much faster than float32 a record's copy answered, as a sentence, or None when
-    its check was too small to time."""
-    if "int8_images_per_s" not in record:
+    """How fast a record's copy and the float32 model answered where it was built, as a
+    sentence, or None for a record from before speeds were kept."""
+    if "int8_ms_per_image" not in record:
         return None
-    fast, exact = record["int8_images_per_s"], record["float32_images_per_s"]
-    return (
-        f"The copy answered {fast:,.0f} images/s where it was built, the float32 model "
-        f"{exact:,.0f} ({fast / exact:.1f}x)."
+    fast, exact = record["int8_ms_per_image"], record["float32_ms_per_image"]
+    note = (
+        f"Where it was built, one image took {fast:.1f} ms with the copy and {exact:.1f} ms "
+        f"with the float32 model ({exact / fast:.1f}x as fast)"
     )
+    if "int8_images_per_s" not in record:
+        return note + "."
+    fast, exact = record["int8_images_per_s"], record["float32_images_per_s"]
+    return note + f"; batches: {fast:,.0f} against {exact:,.0f} images/s ({fast / exact:.1f}x)."
 
 
 def _write_check(int8: Int8Model, model_path: Path, train, val, log) -> dict | None:

@@ -238,16 +238,22 @@ def test_a_record_that_cannot_be_written_is_a_sentence_and_the_card_is_kept(
     assert capsys.readouterr().err.strip() == sentence
 
 
-def test_the_check_times_both_models_after_the_first_batch(tmp_path):
+def test_the_check_times_both_models_one_image_at_a_time_and_after_the_first_batch(tmp_path):
     model = _speed_model()
     int8 = quantize.Int8Model(quantize.build_int8(model, _images(64), tmp_path / "m.onnx"))
     timed = quantize.compare(int8, model, _images(24), batch=8)
-    assert timed["int8_images_per_s"] > 0 and timed["float32_images_per_s"] > 0
-    note = quantize.speed_note(timed)
-    ratio = timed["int8_images_per_s"] / timed["float32_images_per_s"]
-    assert note.endswith(f"({ratio:.1f}x).")
+    one = timed["int8_ms_per_image"], timed["float32_ms_per_image"]
+    batches = timed["int8_images_per_s"], timed["float32_images_per_s"]
+    assert min(one) > 0 and min(batches) > 0
+    assert quantize.speed_note(timed) == (
+        f"Where it was built, one image took {one[0]:.1f} ms with the copy and {one[1]:.1f} "
+        f"ms with the float32 model ({one[1] / one[0]:.1f}x as fast); batches: "
+        f"{batches[0]:,.0f} against {batches[1]:,.0f} images/s ({batches[0] / batches[1]:.1f}x)."
+    )
     one_batch = quantize.compare(int8, model, _images(8), batch=8)  # all of it pays tracing
-    assert "int8_images_per_s" not in one_batch and quantize.speed_note(one_batch) is None
+    assert "int8_images_per_s" not in one_batch
+    assert quantize.speed_note(one_batch).endswith("as fast).")
+    assert quantize.speed_note({"accuracy": 0.9}) is None  # a record from before speeds
 
 
 def test_the_cli_says_what_is_missing(capsys, tmp_path):
