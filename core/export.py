@@ -1,11 +1,16 @@
 """Exports a trained model for other runtimes, each export checked against Keras.
 
-python -m core.export RUN_OR_MODEL --format keras|savedmodel|tflite|onnx|all [--out DIR]
+python -m core.export RUN_OR_MODEL --format keras|savedmodel|tflite|onnx|onnx-int8|all [--out DIR]
 
 Every export lands in `<run>/exports/<fmt>/` beside an `export.json` record, and is only
 published there after it was loaded back with its own runtime and its probabilities
 matched the Keras model's on a fixed batch of images. The shipped default model is
 read-only: its exports go to `<runs>/default-model/exports/`.
+
+`onnx-int8` publishes the model's int8 copy (`core.quantize`, which checked it against the
+float model on its validation split when it built it). Its answers differ from Keras's by
+design, so it is checked against its own: its answers here to the fixed pictures its
+record holds must be those it gave where it was built.
 """
 
 from __future__ import annotations
@@ -32,18 +37,22 @@ from core.errors import CnnError
 from core.fileio import atomic_write_json, replace_dir
 from core.model import float32_copy, is_bfloat16, load_model
 
-FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+FORMATS = ("keras", "savedmodel", "tflite", "onnx")  # the model itself, matching Keras
+INT8 = "onnx-int8"  # its int8 copy, where it has one
+ALL_FORMATS = (*FORMATS, INT8)
 FORMAT_LABELS = {
     "keras": "Keras (.keras)",
     "savedmodel": "TensorFlow SavedModel",
     "tflite": "TensorFlow Lite / LiteRT (.tflite)",
     "onnx": "ONNX (.onnx)",
+    INT8: "ONNX int8 (.onnx, the int8 copy)",
 }
 ARTIFACTS = {
     "keras": "model.keras",
     "savedmodel": "saved_model",
     "tflite": "model.tflite",
     "onnx": "model.onnx",
+    INT8: "model.int8.onnx",
 }
 VERIFY_IMAGES, VERIFY_SEED = 16, 0
 # Largest allowed |p_export - p_keras| over the check batch's probabilities. Float32
@@ -75,8 +84,10 @@ class ExportResult:
         format: one of `FORMATS`.
         path: the artifact: a file, or the SavedModel folder.
         size_bytes: its size on disk (a folder's files added up).
-        max_abs_diff: largest |probability difference| to Keras on the check batch.
-        tolerance: the allowed difference (`FLOAT32_TOLERANCE` or `BFLOAT16_TOLERANCE`).
+        max_abs_diff: largest |probability difference| to Keras on the check batch (for
+            `INT8`: to the copy's own answers where it was built).
+        tolerance: the allowed difference (`FLOAT32_TOLERANCE`, `BFLOAT16_TOLERANCE`, or
+            `core.quantize.PROBE_TOLERANCE`).
         seconds: time to write and check it.
         images: how many images the check used.
         runtime: the runtime that loaded it back, with its version.
@@ -92,12 +103,13 @@ class ExportResult:
     images: int = VERIFY_IMAGES
     runtime: str = ""
     note: str = ""
+    against: str = "Keras"
 
     def summary(self) -> str:
         """One line for the terminal and the page."""
         return (
             f"{self.format}: {self.path} ({human_size(self.size_bytes)}), max difference to "
-            f"Keras {self.max_abs_diff:.2e} on {self.images} images (tolerance "
+            f"{self.against} {self.max_abs_diff:.2e} on {self.images} images (tolerance "
             f"{self.tolerance:.0e}), {self.seconds:.1f} s"
         )
 
@@ -255,7 +267,35 @@ _RUNNERS = {
     "savedmodel": _run_savedmodel,
     "tflite": _run_tflite,
     "onnx": _run_onnx,
+    INT8: _run_onnx,  # its first output is the probabilities; channel means follow
 }
+
+
+def _verify_int8(path: Path, model_path: Path, size: int) -> float:
+    """Checks an int8 export against its copy's record: its answers here to the record's
+    fixed pictures (`core.quantize.drift`). Returns the largest difference.
+
+    Raises:
+        ExportError: it cannot be run, its record has no such answers, or they differ
+            by more than `core.quantize.PROBE_TOLERANCE`.
+    """
+    from core import quantize
+
+    record = quantize.read_record(model_path) or {}
+    got = run_export(INT8, path, quantize.probe_images(size).astype(np.float32))
+    if "probe_probs" not in record:
+        raise ExportError(
+            "The int8 copy's record holds no answers to check the export against: build the "
+            "copy again (`python -m core.quantize`)."
+        )
+    diff = float(np.max(np.abs(got - np.asarray(record["probe_probs"], np.float32))))
+    if not diff <= quantize.PROBE_TOLERANCE:
+        raise ExportError(
+            f"The {FORMAT_LABELS[INT8]} export does not answer as the copy did where it was "
+            f"built: its probabilities differ by up to {diff:.2e} (allowed "
+            f"{quantize.PROBE_TOLERANCE:.0e})."
+        )
+    return diff
 
 
 def _tflite_interpreter(path: str):
@@ -265,6 +305,12 @@ def _tflite_interpreter(path: str):
 
 
 # --- optional runtimes -------------------------------------------------------------------
+
+
+NO_INT8_COPY = (
+    "This model has no int8 copy yet: build one in the Evaluate page's \"Fast int8 answers "
+    'for the Classify page" section, or with `python -m core.quantize <run> --data <its data>`.'
+)
 
 
 def onnx_unavailable_reason() -> str | None:
@@ -298,6 +344,7 @@ def runtime_version(fmt: str) -> str:
         "savedmodel": "tensorflow",
         "tflite": LITERT_PACKAGE,
         "onnx": "onnxruntime",
+        INT8: "onnxruntime",
     }[fmt]
     try:
         return f"{package} {version(package)}"
@@ -352,6 +399,23 @@ def write_onnx(model, target: str | os.PathLike) -> None:
         exported.export(str(target), format="onnx", verbose=False)
 
 
+def _write_int8(model, source: Path, target: Path) -> str:
+    from core import quantize
+
+    record = quantize.read_record(source)
+    if record is None:
+        raise ExportError(NO_INT8_COPY)
+    shutil.copyfile(quantize.int8_path(source), target)
+    return (
+        f"The model's int8 copy: {record['accuracy']:.1%} on {record['images']:,} "
+        f"{record['check_split']} images against {record['float32_accuracy']:.1%} in float32, "
+        f"the same top class on {record['agreement']:.1%}. It is checked against its own "
+        "answers to fixed pictures where it was built, which integer arithmetic should "
+        "give on any CPU. Its outputs after the first are channel means, for the "
+        "dashboard's check for unfamiliar pictures."
+    )
+
+
 def _bf16_note(model) -> str:
     if not is_bfloat16(model):
         return ""
@@ -367,6 +431,7 @@ _WRITERS = {
     "savedmodel": _write_savedmodel,
     "tflite": _write_tflite,
     "onnx": _write_onnx,
+    INT8: _write_int8,
 }
 
 
@@ -391,9 +456,9 @@ def export_model(
         ExportError: unknown format, no model, a converter or runtime is missing or fails,
             or the export does not match the Keras model.
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"Unknown export format '{fmt}'. Formats: {', '.join(FORMATS)}.")
-    if fmt == "onnx":
+    if fmt not in ALL_FORMATS:
+        raise ExportError(f"Unknown export format '{fmt}'. Formats: {', '.join(ALL_FORMATS)}.")
+    if fmt in ("onnx", INT8):
         _import_onnx()
     model_path = resolve_source(source)
     started = time.perf_counter()
@@ -407,18 +472,30 @@ def export_model(
     try:
         artifact = staging / ARTIFACTS[fmt]
         note = _write(fmt, model, model_path, artifact)
-        if note:  # a float32 copy of a bf16 model: the conversion itself must be exact
-            verify_export(fmt, artifact, float32_copy(model), FLOAT32_TOLERANCE)
-        diff = verify_export(fmt, artifact, model)
+        if fmt == INT8:
+            from core import quantize
+
+            size = int(model.input_shape[1])
+            diff = _verify_int8(artifact, model_path, size)
+            checked = {
+                "tolerance": quantize.PROBE_TOLERANCE,
+                "images": quantize.PROBE_IMAGES,
+                "against": "its answers where it was built",
+            }
+        else:
+            if note:  # a float32 copy of a bf16 model: the conversion itself must be exact
+                verify_export(fmt, artifact, float32_copy(model), FLOAT32_TOLERANCE)
+            diff = verify_export(fmt, artifact, model)
+            checked = {"tolerance": tolerance_for(model)}
         result = ExportResult(
             format=fmt,
             path=final / ARTIFACTS[fmt],
             size_bytes=disk_size(artifact),
             max_abs_diff=diff,
-            tolerance=tolerance_for(model),
             seconds=time.perf_counter() - started,
             runtime=runtime_version(fmt),
             note=note,
+            **checked,
         )
         atomic_write_json(staging / "export.json", {**asdict(result), "source": model_path})
         replace_dir(staging, final)
@@ -538,6 +615,7 @@ session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
 probs = session.run(None, {session.get_inputs()[0].name: image})[0][0]""",
     ),
 }
+SNIPPETS[INT8] = SNIPPETS["onnx"]  # the same runtime and call; outputs after the first differ
 EXAMPLE_CLASSES = CIFAR10_CLASSES  # the shipped default model's classes
 
 
@@ -556,7 +634,7 @@ def snippet(
     """A self-contained Python script that classifies one image with an export.
 
     Args:
-        fmt: one of `FORMATS`.
+        fmt: one of `ALL_FORMATS`.
         path: the exported artifact.
         size: the model's input side in pixels.
         class_names: the model's classes, in order; default CIFAR-10's.
@@ -567,7 +645,7 @@ def snippet(
         the best class and its probability.
     """
     if fmt not in SNIPPETS:
-        raise ExportError(f"Unknown export format '{fmt}'. Formats: {', '.join(FORMATS)}.")
+        raise ExportError(f"Unknown export format '{fmt}'. Formats: {', '.join(ALL_FORMATS)}.")
     return Template(SNIPPETS[fmt]).substitute(
         path=str(path),
         image=image,
@@ -589,13 +667,22 @@ def main(argv=None) -> int:
     p.add_argument(
         "target", help="run name, run folder, .keras file, or 'default' (the shipped model)"
     )
-    p.add_argument("--format", required=True, choices=(*FORMATS, "all"), dest="fmt")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=(*ALL_FORMATS, "all"),
+        dest="fmt",
+        help=f"'all': every format, and {INT8} when the model has an int8 copy",
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="folder for <format>/ (default: <run>/exports)"
     )
     args = p.parse_args(argv)
     failed = False
-    for fmt in FORMATS if args.fmt == "all" else (args.fmt,):
+    for fmt in ALL_FORMATS if args.fmt == "all" else (args.fmt,):
+        if args.fmt == "all" and fmt == INT8 and _has_no_int8_copy(args.target):
+            print(f"skipped {INT8}: the model has no int8 copy (python -m core.quantize)")
+            continue
         try:
             result = export_model(args.target, fmt, args.out)
         except CnnError as err:
@@ -606,6 +693,15 @@ def main(argv=None) -> int:
         if result.note:
             print(f"  {result.note}")
     return 1 if failed else 0
+
+
+def _has_no_int8_copy(target: str) -> bool:
+    from core import quantize
+
+    try:
+        return quantize.read_record(resolve_source(target)) is None
+    except CnnError:
+        return False  # no model: the export says so
 
 
 if __name__ == "__main__":

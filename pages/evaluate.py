@@ -485,12 +485,18 @@ with st.expander("Fast int8 answers for the Classify page"):
 with st.expander("Export this model"):
     st.caption(
         "Writes the model for another runtime, loads it back with that runtime and checks "
-        f"its probabilities against Keras on {export.VERIFY_IMAGES} images."
+        f"its probabilities against Keras on {export.VERIFY_IMAGES} images (the int8 copy: "
+        "against its own answers where it was built)."
     )
     fmt = st.selectbox(
-        "Format", export.FORMATS, format_func=export.FORMAT_LABELS.get, key="evaluate_export_format"
+        "Format",
+        export.ALL_FORMATS,
+        format_func=export.FORMAT_LABELS.get,
+        key="evaluate_export_format",
     )
-    unavailable = export.onnx_unavailable_reason() if fmt == "onnx" else None
+    unavailable = export.onnx_unavailable_reason() if fmt in ("onnx", export.INT8) else None
+    if not unavailable and fmt == export.INT8 and state.int8_record(entry) is None:
+        unavailable = export.NO_INT8_COPY
     if unavailable:
         st.warning(unavailable)
     model_key = (entry["path"], registry.model_version(entry["path"]))
@@ -508,7 +514,11 @@ with st.expander("Export this model"):
         st.success(f"Exported and checked: `{result.path}`")
         e = st.columns(4)
         e[0].metric("Size", export.human_size(result.size_bytes))
-        e[1].metric("Max difference", f"{result.max_abs_diff:.1e}")
+        e[1].metric(
+            "Max difference",
+            f"{result.max_abs_diff:.1e}",
+            help=f"Largest probability difference to {result.against} on {result.images} images.",
+        )
         e[2].metric("Tolerance", f"{result.tolerance:.0e}")
         e[3].metric("Time", f"{result.seconds:.1f} s")
         st.caption(f"Checked with {result.runtime}. {result.note}")

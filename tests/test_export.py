@@ -184,7 +184,7 @@ def test_cli_help_names_every_format(capsys):
         export.main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    assert "--format" in text and "{keras,savedmodel,tflite,onnx,all}" in text
+    assert "--format" in text and "{keras,savedmodel,tflite,onnx,onnx-int8,all}" in text
 
 
 def test_cli_exports_a_run_by_name_and_prints_the_difference(capsys, tmp_path):
@@ -226,3 +226,61 @@ def test_onnx_unavailable_is_said_plainly(monkeypatch, capsys):
     assert "tf2onnx and onnxruntime" in reason and "choose another format" in reason
     assert export.main(["default", "--format", "onnx"]) == 1
     assert reason in capsys.readouterr().err
+
+
+def test_the_int8_copy_exports_checked_against_its_own_answers(
+    trained_run, image_folder, tmp_path, capsys
+):
+    from core import quantize
+
+    source = trained_run / "model.keras"
+    with pytest.raises(ExportError, match="^This model has no int8 copy yet"):
+        export.export_model(source, export.INT8)
+    assert export.main([str(trained_run), "--format", export.INT8]) == 1
+    assert export.NO_INT8_COPY in capsys.readouterr().err
+    assert not (trained_run / "exports" / export.INT8).exists()
+
+    assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 0
+    result = export.export_model(source, export.INT8)
+    assert result.path == trained_run / "exports" / export.INT8 / "model.int8.onnx"
+    assert result.path.read_bytes() == quantize.int8_path(source).read_bytes()
+    assert result.tolerance == quantize.PROBE_TOLERANCE and result.images == 32
+    assert 0 <= result.max_abs_diff < 1e-5  # the same CPU: the same integers
+    record = quantize.read_record(source)
+    assert f"the same top class on {record['agreement']:.1%}" in result.note
+    assert "max difference to its answers where it was built" in result.summary()
+
+    # The snippet, with nothing but onnxruntime, answers as the dashboard's copy does.
+    x, _ = class_images(1, 3, size=40, seed=5)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(x[0]).save(photo)
+    resized = Image.open(photo).convert("RGB").resize((32, 32), Image.Resampling.BOX)
+    probs = quantize.Int8Model(result.path).predict_on_batch(np.asarray(resized)[None])[0]
+    code = export.snippet(export.INT8, result.path, 32, ["cat", "dog", "frog"], str(photo))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, prob = out.stdout.split()
+    assert name == ["cat", "dog", "frog"][int(np.argmax(probs))]
+    assert float(prob) == pytest.approx(float(probs.max()), abs=1e-4)
+
+    # A copy that answers otherwise than its record says is not published.
+    published = (result.path.parent / "export.json").read_bytes()
+    record["probe_probs"] = (np.asarray(record["probe_probs"]) * 0.5).tolist()
+    (trained_run / "int8.json").write_text(json.dumps(record))
+    with pytest.raises(ExportError, match="does not answer as the copy did where it was built"):
+        export.export_model(source, export.INT8)
+    assert (result.path.parent / "export.json").read_bytes() == published  # the earlier one
+    assert not [p for p in (trained_run / "exports").iterdir() if p.name.startswith(".")]
+
+
+def test_exporting_all_formats_skips_the_int8_copy_of_a_model_without_one(capsys, tmp_path):
+    run_dir = Path(os.environ["CNN_RUNS_DIR"]) / "20261125-120000-tiny"
+    _save(_tiny_model(0), run_dir)
+    assert export.main([run_dir.name, "--format", "all", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {export.INT8}: the model has no int8 copy" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(export.FORMATS)
+    assert not export._has_no_int8_copy("default")  # the shipped model has one

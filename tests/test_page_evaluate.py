@@ -626,3 +626,24 @@ def test_an_int8_copy_that_cannot_be_written_is_a_sentence_and_nothing_is_writte
     ]
     assert sorted(p.name for p in trained_run.iterdir()) == before
     assert app.button(key="evaluate_int8")  # offered again
+
+
+def test_the_export_section_offers_the_int8_copy_once_there_is_one(app, trained_run, image_folder):
+    from core import export, quantize
+
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_export_format").select(export.INT8).run()
+    assert export.NO_INT8_COPY in [w.value for w in app.warning]
+    assert app.button(key="evaluate_export_run").disabled
+    assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 0
+    app.run()
+    assert not app.warning and not app.button(key="evaluate_export_run").disabled
+    app.button(key="evaluate_export_run").click().run()
+    assert not app.exception and not app.error
+    written = trained_run / "exports" / export.INT8 / "model.int8.onnx"
+    assert written.read_bytes() == (trained_run / quantize.INT8_FILE).read_bytes()
+    assert f"Exported and checked: `{written}`" in [s.value for s in app.success]
+    assert {m.label: m.value for m in app.metric}["Tolerance"] == "1e-02"
+    assert any("The model's int8 copy:" in c.value for c in app.caption)
+    code = export.snippet(export.INT8, written, 32, ["cat", "dog", "frog"])
+    assert code.strip() in [c.value.strip() for c in app.code]
