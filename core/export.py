@@ -81,7 +81,7 @@ class ExportResult:
     """What one export wrote and how closely it matched the Keras model.
 
     Attributes:
-        format: one of `FORMATS`.
+        format: one of `ALL_FORMATS`.
         path: the artifact: a file, or the SavedModel folder.
         size_bytes: its size on disk (a folder's files added up).
         max_abs_diff: largest |probability difference| to Keras on the check batch (for
@@ -282,13 +282,13 @@ def _verify_int8(path: Path, model_path: Path, size: int) -> float:
     from core import quantize
 
     record = quantize.read_record(model_path) or {}
-    got = run_export(INT8, path, quantize.probe_images(size).astype(np.float32))
     if "probe_probs" not in record:
         raise ExportError(
             "The int8 copy's record holds no answers to check the export against: build the "
             "copy again (`python -m core.quantize`)."
         )
-    diff = float(np.max(np.abs(got - np.asarray(record["probe_probs"], np.float32))))
+    got = run_export(INT8, path, quantize.probe_images(size).astype(np.float32))
+    diff = quantize.probe_gap(got, record)
     if not diff <= quantize.PROBE_TOLERANCE:
         raise ExportError(
             f"The {FORMAT_LABELS[INT8]} export does not answer as the copy did where it was "

@@ -379,8 +379,13 @@ def drift(int8: Int8Model, record: dict) -> float | None:
     was built (largest probability difference); None for a record without them."""
     if "probe_probs" not in record:
         return None
-    here = int8.predict_on_batch(probe_images(int(int8.input_shape[1])))
-    return float(np.max(np.abs(here - np.asarray(record["probe_probs"], np.float32))))
+    return probe_gap(int8.predict_on_batch(probe_images(int(int8.input_shape[1]))), record)
+
+
+def probe_gap(probs: np.ndarray, record: dict) -> float:
+    """Largest difference of answers `(PROBE_IMAGES, C)` to `probe_images` from those the
+    record holds (it must hold them)."""
+    return float(np.max(np.abs(probs - np.asarray(record["probe_probs"], np.float32))))
 
 
 def compare(int8: Int8Model, model, images: np.ndarray, labels=None, batch: int = 500) -> dict:
