@@ -28,6 +28,12 @@ def grad_cam(_model, model_key, pixels, class_index):
     return inspect.grad_cam(_model, pixels, class_index)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def layer_scores(_check, model_key, calibration, pixels):
+    """`calibration`: the check's own scores, which change when it is fitted again."""
+    return _check.layer_scores(pixels[None])[0]
+
+
 @st.cache_data(max_entries=16, show_spinner="Loading the checkpoint…")
 def replay_epoch(run_dir, epoch, checkpoint_mtime, probe):
     return inspect.replay_epoch(run_dir, epoch, probe)
@@ -198,7 +204,7 @@ def typical_by_layer(pixels) -> None:
     if check is None:
         return
     st.subheader("How typical, layer by layer")
-    values = check.layer_scores(pixels[None])[0]
+    values = layer_scores(check, model_key, check.calibration, pixels)
     st.plotly_chart(
         charts.layer_novelty(check.layers, values, check.threshold),
         width="stretch",

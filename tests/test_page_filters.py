@@ -122,11 +122,21 @@ def test_the_explainer_grids_show_three_digits_and_the_image_at_its_brightness(a
     assert "zmin" not in kernel and kernel["zmid"] == 0  # weights: white at zero
 
 
-def test_how_typical_the_image_is_at_each_layer_as_the_check_says(app, trained_run, image_folder):
+def test_how_typical_the_image_is_at_each_layer_as_the_check_says(
+    app, trained_run, image_folder, monkeypatch
+):
     from core import novelty
     from core.data import load_dataset
     from tests.conftest import class_images
 
+    scored = []
+    layer_scores = novelty.Novelty.layer_scores
+
+    def counting(self, images):
+        scored.append(len(images))
+        return layer_scores(self, images)
+
+    monkeypatch.setattr(novelty.Novelty, "layer_scores", counting)
     app.switch_page(PAGE).run()
     assert not app.exception and not [s for s in app.subheader if "layer by layer" in s.value]
     model_path = trained_run / "model.keras"
@@ -141,11 +151,17 @@ def test_how_typical_the_image_is_at_each_layer_as_the_check_says(app, trained_r
         == "novelty"
     ]
     x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")  # the sidebar's
-    expected = check.layer_scores(x[:1])[0]  # the page's default: the first training image
+    expected = layer_scores(check, x[:1])[0]  # the page's default: the first training image
     assert spec["data"][0]["x"] == ["act1_1", "act2_1"]
     np.testing.assert_allclose(spec["data"][0]["y"], expected, rtol=1e-4)
     worst = check.layers[int(expected.argmax())]
     assert any(f"Most unusual at {worst} ({expected.max():.2f})" in c.value for c in app.caption)
+    app.run()
+    assert scored == [1]  # once for this image, not on every rerun
+    refit = novelty.fit(load_model(model_path), class_images(100, 3, seed=7)[0])
+    refit.save(trained_run / novelty.FILE, model_path)
+    app.run()
+    assert not app.exception and scored == [1, 1]  # a check fitted again scores anew
 
 
 def test_probabilities_follow_the_cards_temperature_as_on_classify(app, trained_run, image_folder):
