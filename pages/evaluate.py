@@ -456,27 +456,11 @@ def int8_copy() -> None:
         "too) and given its own check for unfamiliar pictures: from seconds to about a "
         "minute, depending on the net."
     )
-    why_not = export.onnx_unavailable_reason()
-    if not why_not and not registry.validates_on(
-        entry["card"], state.VAL_FRACTION, state.SPLIT_SEED
-    ):
-        why_not = (
-            "This model's run held out another validation split than the sidebar's, so its "
-            "copy would be checked on images it learnt from. Build it from the command line "
-            f"with the run's data: `python -m core.quantize {entry['path']} --data <its data>`."
-        )
+    why_not = state.int8_refusal(entry)
     if why_not:
         st.info(why_not)
-    if not st.button("Build the int8 copy", key="evaluate_int8", disabled=bool(why_not)):
-        return
-    with st.status("Building the int8 copy…", expanded=True) as status:
-        try:
-            quantize.quantize(entry["path"], dataset, log=status.write, model=model)
-        except CnnError as err:
-            status.update(label="No int8 copy", state="error")
-            st.error(str(err))
-            return
-    st.rerun()  # the figures above, and the Classify page's toggle
+    if st.button("Build the int8 copy", key="evaluate_int8", disabled=bool(why_not)):
+        state.build_int8(entry, model, dataset)
 
 
 with st.expander("Fast int8 answers for the Classify page"):

@@ -455,6 +455,42 @@ def int8_engine(entry: dict):
     return engine, record
 
 
+def int8_refusal(entry: dict) -> str | None:
+    """Why the entry's int8 copy cannot be built here from the sidebar's dataset, or None."""
+    from core import export
+
+    if reason := export.onnx_unavailable_reason():
+        return reason
+    if not dataset_spec():
+        return "Choose the model's data in the sidebar: the copy is calibrated on its images."
+    if not registry.validates_on(entry["card"], VAL_FRACTION, SPLIT_SEED):
+        return (
+            "This model's run held out another validation split than the sidebar's, so its "
+            "copy would be checked on images it learnt from. Build it from the command line "
+            f"with the run's data: `python -m core.quantize {entry['path']} --data <its data>`."
+        )
+    return None
+
+
+def build_int8(entry: dict, model, dataset: data.Dataset) -> None:
+    """Builds the entry's int8 copy from `dataset` (`core.quantize`) under a status box
+    listing each step, then reruns the page; says why when it cannot."""
+    from core import quantize
+
+    classes = entry["card"].get("class_names")
+    if classes and classes != dataset.class_names:
+        st.error("The sidebar's dataset has other classes than the model: choose its data.")
+        return
+    with st.status("Building the int8 copy…", expanded=True) as status:
+        try:
+            quantize.quantize(entry["path"], dataset, log=status.write, model=model)
+        except CnnError as err:
+            status.update(label="No int8 copy", state="error")
+            st.error(str(err))
+            return
+    st.rerun()  # the copy's figures, and the Classify page's toggle
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def _int8_drift(path: str, version: int, record_version: int, _engine, _record):
     from core import quantize
