@@ -66,12 +66,12 @@ def launch(config, runs_dir=None) -> Path:
         # Missing ImageNet weights are told now, not by a child that fails a minute later.
         check_pretrained(model)
     base = Path(runs_dir or runs.default_runs_dir())
-    with _runs_folder_errors(base), _launch_lock(base):
+    with _runs_folder_errors(base), launch_lock(base):
         _refuse_if_busy(base)
         before = set(base.iterdir())
         try:
             run_dir = start_run(config, base)
-            _spawn(run_dir, ["--run-dir", str(run_dir), "--quiet"])
+            spawn(run_dir, ["--run-dir", str(run_dir), "--quiet"])
         except OSError:
             _remove_half_created(base, before)
             raise
@@ -95,10 +95,10 @@ def launch_search(config, runs_dir=None) -> Path:
     from core.search import start_search  # imports Keras; only a launch pays for it
 
     base = Path(runs_dir or runs.default_runs_dir())
-    with _runs_folder_errors(base), _launch_lock(base):
+    with _runs_folder_errors(base), launch_lock(base):
         _refuse_if_busy(base)
         search_dir = start_search(config, base)
-        _spawn(search_dir, ["--search-dir", str(search_dir), "--quiet"], module="core.search")
+        spawn(search_dir, ["--search-dir", str(search_dir), "--quiet"], module="core.search")
     return search_dir
 
 
@@ -143,14 +143,14 @@ def launch_resume(run_dir) -> Path:
         RunError: the run cannot resume (completed, no checkpoint) or a run is in progress.
     """
     run_dir = Path(run_dir)
-    with _runs_folder_errors(run_dir.parent), _launch_lock(run_dir.parent):
+    with _runs_folder_errors(run_dir.parent), launch_lock(run_dir.parent):
         _refuse_if_busy(run_dir.parent)
         state = status(run_dir)["state"]
         if state not in RESUMABLE:
             raise RunError(f"{run_dir.name} is {state}; only a stopped or interrupted run resumes.")
         if runs.latest_checkpoint(run_dir) is None:
             raise RunError(f"{run_dir.name} has no checkpoint to resume from; start it again.")
-        _spawn(run_dir, ["--resume", str(run_dir), "--quiet"])
+        spawn(run_dir, ["--resume", str(run_dir), "--quiet"])
     return run_dir
 
 
@@ -183,10 +183,10 @@ def status(run_dir) -> dict:
         return current
     if current.get("heartbeat", 0) > job["launched"]:
         # The child has written since its launch: its status speaks, or its last words.
-        if current["state"] == "interrupted" and (said := _logged_error(run_dir)):
+        if current["state"] == "interrupted" and (said := logged_error(run_dir)):
             return {**current, "state": "failed", "message": said}
         return current
-    if _alive(job):
+    if alive(job):
         return {**current, "state": "starting", "message": "Loading the data and TensorFlow."}
     fields = {"state": "failed", "message": _early_exit_message(run_dir), "ended": runs.now_iso()}
     try:
@@ -256,9 +256,10 @@ def wait_for_state(run_dir, states, timeout: float = 60.0, poll: float = 0.1) ->
         time.sleep(poll)
 
 
-def log_tail(run_dir, lines: int = 20) -> str:
-    """Returns the last `lines` lines of the run's train.log ("" when there is none)."""
-    path = Path(run_dir) / LOG_FILE
+def log_tail(run_dir, lines: int = 20, name: str = LOG_FILE) -> str:
+    """Returns the last `lines` lines of the run's train.log, or of the log `name` in
+    `run_dir` ("" when there is none)."""
+    path = Path(run_dir) / name
     try:
         with open(path, "rb") as f:
             f.seek(max(0, path.stat().st_size - 64 * 1024))
@@ -370,10 +371,10 @@ def _remove_half_created(base: Path, before: set[Path]) -> None:
 
 
 @contextmanager
-def _launch_lock(base: Path):
-    # Held across "is anything running?" and the start, so two clicks start one run.
+def launch_lock(base: Path, name: str = LOCK_FILE):
+    """Held across "is anything running?" and the start, so two clicks start one child."""
     base.mkdir(parents=True, exist_ok=True)
-    with open(base / LOCK_FILE, "w") as lock:
+    with open(base / name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -400,11 +401,24 @@ def _refuse_if_busy(base: Path) -> None:
     )
 
 
-def _spawn(run_dir: Path, args: list[str], module: str = "core.train") -> None:
+def spawn(
+    run_dir: Path,
+    args: list[str],
+    module: str = "core.train",
+    log_file: str = LOG_FILE,
+    job_file: str = JOB_FILE,
+) -> None:
+    """Starts `python -m module *args` in a session of its own, its output appended to
+    `run_dir/log_file` after a "--- time command" line, its process in `run_dir/job_file`.
+
+    Raises:
+        OSError: the log or the job file cannot be written (the child is then ended).
+    """
     paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can act on
-    with open(run_dir / LOG_FILE, "ab") as log:
+    env["PYTHONUNBUFFERED"] = "1"  # each line in the log as it is printed, for the pages
+    with open(run_dir / log_file, "ab") as log:
         log.write(f"--- {runs.now_iso()} python -m {module} {' '.join(args)}\n".encode())
         log.flush()
         launched = time.time()
@@ -419,7 +433,7 @@ def _spawn(run_dir: Path, args: list[str], module: str = "core.train") -> None:
         )
     try:
         atomic_write_json(
-            run_dir / JOB_FILE,
+            run_dir / job_file,
             {"pid": proc.pid, "pid_start": runs.process_start(proc.pid), "launched": launched},
         )
     except OSError:
@@ -431,20 +445,32 @@ def _spawn(run_dir: Path, args: list[str], module: str = "core.train") -> None:
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
 
 
-def _alive(job: dict) -> bool:
+def alive(job: dict) -> bool:
+    """Whether the process a job file records (`spawn`) is still running."""
     return runs.process_alive(job.get("pid"), job.get("pid_start"))
+
+
+def end_process(job: dict, grace: float = 5.0) -> bool:
+    """Ends a launched child's process group (SIGTERM, then SIGKILL after `grace` s).
+
+    Returns:
+        Whether it was still alive.
+    """
+    if not alive(job):
+        return False
+    os.killpg(job["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive(job):
+        os.killpg(job["pid"], signal.SIGKILL)
+    return True
 
 
 def _terminate(run_dir: Path, grace: float = 5.0) -> None:
     job = read_json(run_dir / JOB_FILE) or {}
-    if not _alive(job):
+    if not end_process(job, grace):
         return
-    os.killpg(job["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _alive(job) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(job):
-        os.killpg(job["pid"], signal.SIGKILL)
     if runs.read_status(run_dir).get("heartbeat", 0) <= job["launched"]:
         runs.write_status(
             run_dir, state="stopped", message="Stopped before training began.", ended=runs.now_iso()
@@ -454,10 +480,15 @@ def _terminate(run_dir: Path, grace: float = 5.0) -> None:
 _ERROR_LINE = re.compile(r"^error: (.+)$", re.MULTILINE)
 
 
-def _logged_error(run_dir: Path) -> str | None:
-    # The "error: ..." the CLI printed during the latest launch (after its "--- " line).
-    tail = re.split(r"^--- .*$", log_tail(run_dir, 200), flags=re.MULTILINE)[-1]
-    sentences = _ERROR_LINE.findall(tail)
+def latest_launch_lines(run_dir, name: str = LOG_FILE) -> list[str]:
+    """The non-empty lines the latest launch (`spawn`) has written to its log so far."""
+    tail = re.split(r"^--- .*$", log_tail(run_dir, 200, name), flags=re.MULTILINE)[-1]
+    return [line for line in tail.splitlines() if line.strip()]
+
+
+def logged_error(run_dir, name: str = LOG_FILE) -> str | None:
+    """The last "error: ..." sentence a CLI printed during the latest launch, or None."""
+    sentences = _ERROR_LINE.findall("\n".join(latest_launch_lines(run_dir, name)))
     return sentences[-1].strip() if sentences else None
 
 

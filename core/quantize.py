@@ -92,10 +92,14 @@ def read_record(model_path: str | os.PathLike) -> dict | None:
     if not int8_path(model_path).is_file():
         return None
     try:
-        current = file_sha256(model_path)
+        if record.get("model_sha256") != file_sha256(model_path):
+            return None
+        # A build ended between writing the copy and its record leaves another copy.
+        if "int8_sha256" in record and record["int8_sha256"] != file_sha256(int8_path(model_path)):
+            return None
     except OSError:
         return None
-    return record if record.get("model_sha256") == current else None
+    return record
 
 
 def novelty_path(model_path: str | os.PathLike) -> Path:
@@ -444,7 +448,8 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
         figures under "int8".
 
     Raises:
-        QuantizeError: the copy cannot be built or its files cannot be written.
+        QuantizeError: the copy cannot be built or its files cannot be written, or
+            `dataset` has other classes than the model's card names.
         DataError: `dataset` has no training images (`core.errors`).
     """
     import onnxruntime
@@ -453,6 +458,14 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     from core.model import as_served, load_model
 
     model_path = Path(model_path)
+    card_path = model_path.with_name("model_card.json")
+    card = read_json(card_path)
+    classes = (card or {}).get("class_names")
+    if classes and classes != list(dataset.class_names):
+        raise QuantizeError(
+            "The data has other classes than the model: build its int8 copy from the data "
+            "it was trained on."
+        )
     if model is None:  # served once: the steps below would each copy a bf16 model
         model = as_served(load_model(model_path))
     x_train, _ = dataset.split("train")
@@ -468,6 +481,7 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     record = {
         "file": target.name,
         "model_sha256": file_sha256(model_path),
+        "int8_sha256": file_sha256(target),
         "calibration_images": int(min(CALIBRATION_IMAGES, len(x_train))),
         "weight_bits": WEIGHT_BITS,
         "check_split": check_split,
@@ -488,8 +502,6 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     try:
         record["novelty"] = _write_check(int8, model_path, x_train, val, log)
         atomic_write_json(record_path(model_path), record)
-        card_path = model_path.with_name("model_card.json")
-        card = read_json(card_path)
         if card is not None:  # the card says what the copy gives, beside the float32 figures
             card["int8"] = {
                 k: record[k] for k in ("file", "accuracy", "agreement", "runtime", "novelty")
@@ -566,6 +578,7 @@ def main(argv=None) -> int:
         model_path = resolve_source(args.model)
         card = read_json(model_path.with_name("model_card.json"), {}) or {}
         config = card.get("train_config", {})
+        print(f"Loading {args.data} for the int8 copy of {model_path}", flush=True)
         dataset = load_dataset(
             args.data,
             image_size=int(card.get("input_size", 32)),
@@ -574,7 +587,7 @@ def main(argv=None) -> int:
         )
         quantize(model_path, dataset)
     except CnnError as err:
-        print(err, file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
 

@@ -42,14 +42,10 @@ elif engine is None and state.int8_record(entry) is None:
     st.caption(
         "Answers from the float32 model: this model has no int8 copy, which usually answers "
         "faster and nearly always with the same top class. Building one calibrates it on the "
-        "sidebar's dataset and checks it on its validation split (the Evaluate page's \"Fast "
-        'int8 answers" section shows its figures).'
+        "sidebar's dataset and checks it on the images the model's run held out (the "
+        'Evaluate page\'s "Fast int8 answers" section shows its figures).'
     )
-    refusal = state.int8_refusal(entry)
-    if st.button(
-        "Build an int8 copy", key="classify_int8_build", disabled=bool(refusal), help=refusal
-    ):
-        state.build_int8(entry, model, state.require_dataset(int(model.input_shape[1])))
+    state.int8_build(entry, "Build an int8 copy", "classify_int8_build")
 answerer = engine if fast else model
 calib = entry["card"].get("calibration")
 temperature = registry.temperature(entry)

@@ -451,16 +451,14 @@ def int8_copy() -> None:
     st.caption(
         "The Classify page answers with the float32 model. An 8-bit copy (ONNX Runtime) "
         "usually answers faster and nearly always with the same top class. It is calibrated "
-        f"on {quantize.CALIBRATION_IMAGES:,} images of this dataset's training split, then "
-        "checked against the float32 model on its validation split (how much faster it is, "
-        "too) and given its own check for unfamiliar pictures: from seconds to about a "
-        "minute, depending on the net."
+        f"on {quantize.CALIBRATION_IMAGES:,} images of the sidebar dataset's training split "
+        "as the model's run split it, then checked against the float32 model on the run's "
+        "validation images (how much faster it is, too) and given its own check for "
+        "unfamiliar pictures: from seconds to about a minute, depending on the net."
     )
-    why_not = state.int8_refusal(entry)
-    if why_not:
+    if why_not := state.int8_refusal():
         st.info(why_not)
-    if st.button("Build the int8 copy", key="evaluate_int8", disabled=bool(why_not)):
-        state.build_int8(entry, model, dataset)
+    state.int8_build(entry, "Build the int8 copy", "evaluate_int8")
 
 
 with st.expander("Fast int8 answers for the Classify page"):

@@ -229,28 +229,30 @@ def test_an_int8_copy_that_computes_otherwise_on_this_cpu_is_not_used(
 
 
 def test_a_model_without_an_int8_copy_gets_one_built_here(app, trained_run, image_folder):
-    from core import quantize
+    from core import builds, quantize
 
+    model_path = trained_run / "model.keras"
     app.switch_page("pages/classify.py").run()
     assert any("this model has no int8 copy" in c.value for c in app.caption)
-    build = app.button(key="classify_int8_build")
-    # The run held out 25% of the folder; the sidebar's split holds 10%: refused, and why.
-    assert build.disabled and f"python -m core.quantize {trained_run}" in build.help
     card_path = trained_run / "model_card.json"
     card = json.loads(card_path.read_text())
-    card["train_config"]["val_fraction"] = 0.1  # as a run started from the Train page
     card_path.write_text(json.dumps(card | {"class_names": ["ant", "bee", "cow"]}))
     app.run()
     app.button(key="classify_int8_build").click().run()  # the sidebar's data has other classes
+    assert builds.wait(model_path, timeout=120)["state"] == "failed"
+    app.run()
     assert [e.value for e in app.error] == [
-        "The sidebar's dataset has other classes than the model: choose its data."
+        "The last int8 build failed: The data has other classes than the model: build its "
+        "int8 copy from the data it was trained on."
     ]
     assert not (trained_run / quantize.INT8_FILE).exists()
     card_path.write_text(json.dumps(card))
     app.run()
     app.button(key="classify_int8_build").click().run()
+    assert builds.wait(model_path, timeout=120)["state"] == "done"
+    app.run()
     assert not app.exception and not app.error
-    record = quantize.read_record(trained_run / "model.keras")
+    record = quantize.read_record(model_path)
     assert record is not None and record["check_split"] == "val"
     assert app.toggle(key="classify_int8").value  # now answering with the copy
     assert not [b for b in app.button if b.key == "classify_int8_build"]

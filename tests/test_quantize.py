@@ -212,6 +212,12 @@ def test_the_cli_writes_a_checked_copy_of_a_run_and_it_goes_stale_with_the_model
     (trained_run / "int8.json").write_text(json.dumps(record | {"weight_bits": None}))
     assert quantize.read_record(trained_run / "model.keras") is None
     (trained_run / "int8.json").write_text(json.dumps(record))
+    copy = (trained_run / quantize.INT8_FILE).read_bytes()
+    # A build ended between writing a new copy and its record: that copy was not checked.
+    (trained_run / quantize.INT8_FILE).write_bytes(copy + b"\0")
+    assert quantize.read_record(trained_run / "model.keras") is None
+    (trained_run / quantize.INT8_FILE).write_bytes(copy)
+    assert quantize.read_record(trained_run / "model.keras") == record
     # Times do not matter (a git checkout writes files in any order), the model's bytes do:
     # a model written anew (a resumed run) is not the one the copy came from.
     os.utime(trained_run / "model.keras", (0, 0))
@@ -235,7 +241,22 @@ def test_a_record_that_cannot_be_written_is_a_sentence_and_the_card_is_kept(
         quantize.quantize(trained_run / "model.keras", dataset, log=lambda line: None)
     assert (trained_run / "model_card.json").read_bytes() == card
     assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 1
-    assert capsys.readouterr().err.strip() == sentence
+    assert capsys.readouterr().err.strip() == f"error: {sentence}"
+
+
+def test_data_of_other_classes_than_the_model_is_refused_before_anything_is_written(
+    trained_run, image_folder
+):
+    from core.data import load_dataset
+
+    card = json.loads((trained_run / "model_card.json").read_text())
+    card["class_names"] = ["ant", "bee", "cow"]
+    (trained_run / "model_card.json").write_text(json.dumps(card))
+    before = sorted(p.name for p in trained_run.iterdir())
+    dataset = load_dataset(image_folder, val_fraction=0.25, seed=0)
+    with pytest.raises(quantize.QuantizeError, match="^The data has other classes than the"):
+        quantize.quantize(trained_run / "model.keras", dataset, log=lambda line: None)
+    assert sorted(p.name for p in trained_run.iterdir()) == before
 
 
 def test_the_check_times_both_models_one_image_at_a_time_and_after_the_first_batch(tmp_path):

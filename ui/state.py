@@ -455,40 +455,53 @@ def int8_engine(entry: dict):
     return engine, record
 
 
-def int8_refusal(entry: dict) -> str | None:
-    """Why the entry's int8 copy cannot be built here from the sidebar's dataset, or None."""
+def int8_refusal() -> str | None:
+    """Why no int8 copy can be built here from the sidebar's dataset, or None."""
     from core import export
 
     if reason := export.onnx_unavailable_reason():
         return reason
     if not dataset_spec():
         return "Choose the model's data in the sidebar: the copy is calibrated on its images."
-    if not registry.validates_on(entry["card"], VAL_FRACTION, SPLIT_SEED):
-        return (
-            "This model's run held out another validation split than the sidebar's, so its "
-            "copy would be checked on images it learnt from. Build it from the command line "
-            f"with the run's data: `python -m core.quantize {entry['path']} --data <its data>`."
-        )
     return None
 
 
-def build_int8(entry: dict, model, dataset: data.Dataset) -> None:
-    """Builds the entry's int8 copy from `dataset` (`core.quantize`) under a status box
-    listing each step, then reruns the page; says why when it cannot."""
-    from core import quantize
+def int8_build(entry: dict, label: str, key: str) -> None:
+    """Offers to build the entry's int8 copy from the sidebar's dataset, in a process of
+    its own (`core.builds`); while it builds, its steps and a Stop button, polled."""
+    from core import builds
 
-    classes = entry["card"].get("class_names")
-    if classes and classes != dataset.class_names:
-        st.error("The sidebar's dataset has other classes than the model: choose its data.")
+    current = builds.status(entry["path"])
+    if current is not None and current["state"] == "building":
+        st.fragment(_int8_build_progress, run_every=1.0)(entry["path"], key)
         return
-    with st.status("Building the int8 copy…", expanded=True) as status:
+    if current is not None and current["state"] == "failed":
+        st.error(f"The last int8 build failed: {current['message']}")
+    refusal = int8_refusal()
+    if st.button(label, key=key, disabled=bool(refusal), help=refusal):
         try:
-            quantize.quantize(entry["path"], dataset, log=status.write, model=model)
+            builds.launch(entry["path"], dataset_spec())
         except CnnError as err:
-            status.update(label="No int8 copy", state="error")
             st.error(str(err))
             return
-    st.rerun()  # the copy's figures, and the Classify page's toggle
+        st.rerun()  # its progress
+
+
+def _int8_build_progress(model_path: str, key: str) -> None:
+    from core import builds, jobs
+
+    current = builds.status(model_path)
+    if current is None or current["state"] != "building":
+        st.rerun()  # it ended: the copy's figures (and the Classify toggle), or why not
+    st.caption(
+        f"Building the int8 copy in its own process ({jobs.clock(current['seconds'])}): "
+        "leaving this page does not stop it."
+    )
+    lines = "\n".join(current["lines"][-8:]) or "Starting: loading TensorFlow…"
+    st.code(lines, language=None, wrap_lines=True)
+    if st.button("Stop the build", key=f"{key}_stop"):
+        builds.stop(model_path)
+        st.rerun()
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
