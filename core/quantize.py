@@ -459,8 +459,7 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
 
     model_path = Path(model_path)
     card_path = model_path.with_name("model_card.json")
-    card = read_json(card_path)
-    classes = (card or {}).get("class_names")
+    classes = (read_json(card_path) or {}).get("class_names")
     if classes and classes != list(dataset.class_names):
         raise QuantizeError(
             "The data has other classes than the model: build its int8 copy from the data "
@@ -502,6 +501,7 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     try:
         record["novelty"] = _write_check(int8, model_path, x_train, val, log)
         atomic_write_json(record_path(model_path), record)
+        card = read_json(card_path)  # as it is now: a page may have written to it meanwhile
         if card is not None:  # the card says what the copy gives, beside the float32 figures
             card["int8"] = {
                 k: record[k] for k in ("file", "accuracy", "agreement", "runtime", "novelty")

@@ -257,3 +257,17 @@ def test_a_model_without_an_int8_copy_gets_one_built_here(app, trained_run, imag
     assert app.toggle(key="classify_int8").value  # now answering with the copy
     assert not [b for b in app.button if b.key == "classify_int8_build"]
     assert any(c.value.startswith("int8 copy: ") for c in app.caption)
+
+
+def test_a_copy_that_is_not_the_one_its_record_checked_is_not_used(app, trained_run, image_folder):
+    from core import quantize
+
+    assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 0
+    app.switch_page("pages/classify.py").run()
+    assert app.toggle(key="classify_int8").value
+    copy = trained_run / quantize.INT8_FILE
+    copy.write_bytes(copy.read_bytes() + b"\0")  # a build ended between the copy and its record
+    app.run()
+    assert not app.exception
+    assert not [t for t in app.toggle if t.key == "classify_int8"]
+    assert any("this model has no int8 copy" in c.value for c in app.caption)

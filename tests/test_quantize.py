@@ -259,6 +259,22 @@ def test_data_of_other_classes_than_the_model_is_refused_before_anything_is_writ
     assert sorted(p.name for p in trained_run.iterdir()) == before
 
 
+def test_the_card_keeps_what_was_written_to_it_while_the_copy_was_built(trained_run, image_folder):
+    from core.data import load_dataset
+
+    card_path = trained_run / "model_card.json"
+
+    def meanwhile(line: str) -> None:  # as the Evaluate page fitting a temperature
+        card = json.loads(card_path.read_text())
+        card_path.write_text(json.dumps(card | {"calibration": {"temperature": 1.5}}))
+
+    dataset = load_dataset(image_folder, val_fraction=0.25, seed=0)
+    record = quantize.quantize(trained_run / "model.keras", dataset, log=meanwhile)
+    card = json.loads(card_path.read_text())
+    assert card["calibration"] == {"temperature": 1.5}
+    assert card["int8"]["agreement"] == record["agreement"]
+
+
 def test_the_check_times_both_models_one_image_at_a_time_and_after_the_first_batch(tmp_path):
     model = _speed_model()
     int8 = quantize.Int8Model(quantize.build_int8(model, _images(64), tmp_path / "m.onnx"))

@@ -405,10 +405,10 @@ def _int8(path: str, version: int):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _int8_record(model_path: str, version: int, record_version: int):
+def _int8_record(model_path: str, version: int, record_version: int, copy_version: int):
     from core import quantize
 
-    return quantize.read_record(model_path)  # hashes the model file: once per version
+    return quantize.read_record(model_path)  # hashes both files: once per version
 
 
 def _versioned_int8_record(entry: dict) -> tuple[dict | None, int]:
@@ -416,10 +416,12 @@ def _versioned_int8_record(entry: dict) -> tuple[dict | None, int]:
 
     try:
         record_version = registry.model_version(quantize.record_path(entry["path"]))
+        copy_version = registry.model_version(quantize.int8_path(entry["path"]))
     except OSError:
         return None, 0  # none yet: the Evaluate page or `python -m core.quantize` writes one
     model_version = registry.model_version(entry["path"])
-    return _int8_record(entry["path"], model_version, record_version), record_version
+    record = _int8_record(entry["path"], model_version, record_version, copy_version)
+    return record, record_version
 
 
 def int8_record(entry: dict) -> dict | None:
