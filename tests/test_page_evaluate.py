@@ -629,6 +629,9 @@ def test_a_build_in_progress_is_shown_with_its_steps_and_stops_from_the_page(app
     assert builds.status(model_path)["state"] == "stopped"
     assert quantize.read_record(model_path) is None
     assert app.button(key="evaluate_int8")  # offered again
+    assert "The last int8 build was stopped; nothing it wrote is used." in [
+        c.value for c in app.caption
+    ]
 
 
 @needs_root

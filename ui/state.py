@@ -479,6 +479,8 @@ def int8_build(entry: dict, label: str, key: str) -> None:
         return
     if current is not None and current["state"] == "failed":
         st.error(f"The last int8 build failed: {current['message']}")
+    elif current is not None and current["state"] == "stopped":
+        st.caption("The last int8 build was stopped; nothing it wrote is used.")
     refusal = int8_refusal()
     if st.button(label, key=key, disabled=bool(refusal), help=refusal):
         try:
