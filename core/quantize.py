@@ -449,7 +449,8 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
 
     Raises:
         QuantizeError: the copy cannot be built or its files cannot be written, or
-            `dataset` has other classes than the model's card names.
+            `dataset` is not the one the model's card describes (other classes, or
+            splits of other sizes).
         DataError: `dataset` has no training images (`core.errors`).
     """
     import onnxruntime
@@ -459,12 +460,7 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
 
     model_path = Path(model_path)
     card_path = model_path.with_name("model_card.json")
-    classes = (read_json(card_path) or {}).get("class_names")
-    if classes and classes != list(dataset.class_names):
-        raise QuantizeError(
-            "The data has other classes than the model: build its int8 copy from the data "
-            "it was trained on."
-        )
+    _refuse_other_data(read_json(card_path) or {}, dataset)
     if model is None:  # served once: the steps below would each copy a bf16 model
         model = as_served(load_model(model_path))
     x_train, _ = dataset.split("train")
@@ -512,6 +508,25 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
             f"The int8 copy's record could not be written: {err.strerror or err}."
         ) from err
     return record
+
+
+def _refuse_other_data(card: dict, dataset) -> None:
+    # The check must score the images the run held out, not ones the model learnt from.
+    again = "build its int8 copy from the data it was trained on."
+    classes = card.get("class_names")
+    if classes and classes != list(dataset.class_names):
+        raise QuantizeError(f"The data has other classes than the model: {again}")
+    want = (card.get("data") or {}).get("split_sizes")
+    got = dataset.summary()["split_sizes"]
+    if want and got != want:
+        raise QuantizeError(
+            f"The data splits into {_sizes(got)} images where the model's run had "
+            f"{_sizes(want)}: {again}"
+        )
+
+
+def _sizes(split_sizes: dict) -> str:
+    return ", ".join(f"{n:,} {name}" for name, n in split_sizes.items())
 
 
 def _one_image_ms(predict, images) -> float:

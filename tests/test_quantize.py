@@ -244,18 +244,29 @@ def test_a_record_that_cannot_be_written_is_a_sentence_and_the_card_is_kept(
     assert capsys.readouterr().err.strip() == f"error: {sentence}"
 
 
-def test_data_of_other_classes_than_the_model_is_refused_before_anything_is_written(
+def test_data_that_is_not_the_models_is_refused_before_anything_is_written(
     trained_run, image_folder
 ):
     from core.data import load_dataset
 
-    card = json.loads((trained_run / "model_card.json").read_text())
-    card["class_names"] = ["ant", "bee", "cow"]
-    (trained_run / "model_card.json").write_text(json.dumps(card))
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
     before = sorted(p.name for p in trained_run.iterdir())
     dataset = load_dataset(image_folder, val_fraction=0.25, seed=0)
+    sizes = card["data"]["split_sizes"]
+    assert sizes == {"train": 27, "val": 9}
+    card_path.write_text(json.dumps(card | {"class_names": ["ant", "bee", "cow"]}))
     with pytest.raises(quantize.QuantizeError, match="^The data has other classes than the"):
         quantize.quantize(trained_run / "model.keras", dataset, log=lambda line: None)
+    # Same classes, another split (another seed, say): the check would score training images.
+    other = load_dataset(image_folder, val_fraction=0.5, seed=0)
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(quantize.QuantizeError) as refused:
+        quantize.quantize(trained_run / "model.keras", other, log=lambda line: None)
+    assert str(refused.value) == (
+        "The data splits into 18 train, 18 val images where the model's run had 27 train, "
+        "9 val: build its int8 copy from the data it was trained on."
+    )
     assert sorted(p.name for p in trained_run.iterdir()) == before
 
 
