@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from core import jobs
+from core.data import absolute_spec
 from core.fileio import atomic_write_json, read_json
 
 LOG_FILE, JOB_FILE, LOCK_FILE = "int8.log", "int8.job.json", ".int8.lock"
@@ -54,7 +55,7 @@ def launch(model_path, data: str) -> dict:
             current = status(model_path)
             if current is None or current["state"] != "building":
                 _remove_staging(folder)
-                args = [str(model_path), "--data", str(data)]
+                args = [str(model_path.resolve()), "--data", absolute_spec(str(data))]
                 jobs.spawn(folder, args, "core.quantize", LOG_FILE, JOB_FILE)
     except OSError as err:  # a read-only folder, a full disk
         raise QuantizeError(

@@ -83,6 +83,16 @@ class Dataset:
         }
 
 
+def absolute_spec(spec: str) -> str:
+    """`spec` with its path made absolute, for a child process: those run in the project
+    folder (`core.jobs.spawn`), not in the caller's.
+
+    "cifar10" and a path that does not exist (the loader words that error) stay as given.
+    """
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if spec != "cifar10" and path.exists() else spec
+
+
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Splits indices so that every class keeps its share in both parts.
 

@@ -17,6 +17,7 @@ Keras): the dashboard calls `status` every second.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import re
@@ -30,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core import runs
+from core.data import absolute_spec
 from core.errors import RunError
 from core.fileio import atomic_write_json, read_json
 
@@ -65,7 +67,8 @@ def launch(config, runs_dir=None) -> Path:
     if model is not None:
         # Missing ImageNet weights are told now, not by a child that fails a minute later.
         check_pretrained(model)
-    base = Path(runs_dir or runs.default_runs_dir())
+    config = dataclasses.replace(config, data=absolute_spec(config.data))
+    base = _absolute_runs_dir(runs_dir)
     with _runs_folder_errors(base), launch_lock(base):
         _refuse_if_busy(base)
         before = set(base.iterdir())
@@ -94,7 +97,8 @@ def launch_search(config, runs_dir=None) -> Path:
     """
     from core.search import start_search  # imports Keras; only a launch pays for it
 
-    base = Path(runs_dir or runs.default_runs_dir())
+    config = dataclasses.replace(config, data=absolute_spec(config.data))
+    base = _absolute_runs_dir(runs_dir)
     with _runs_folder_errors(base), launch_lock(base):
         _refuse_if_busy(base)
         search_dir = start_search(config, base)
@@ -142,7 +146,7 @@ def launch_resume(run_dir) -> Path:
     Raises:
         RunError: the run cannot resume (completed, no checkpoint) or a run is in progress.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).absolute()
     with _runs_folder_errors(run_dir.parent), launch_lock(run_dir.parent):
         _refuse_if_busy(run_dir.parent)
         state = status(run_dir)["state"]
@@ -351,6 +355,11 @@ def model_summary(model) -> list[dict]:
 
 
 # --- the process ----------------------------------------------------------------------
+
+
+def _absolute_runs_dir(runs_dir) -> Path:
+    # Children run in the project folder: a relative runs folder is the caller's.
+    return Path(runs_dir or runs.default_runs_dir()).absolute()
 
 
 @contextmanager

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 from core import builds, jobs, quantize
 
@@ -19,20 +20,26 @@ def _job(model) -> dict:
     return json.loads((model.parent / builds.JOB_FILE).read_text())
 
 
-def test_a_build_runs_once_in_its_own_process_and_writes_a_checked_copy(trained_run, image_folder):
-    model = trained_run / "model.keras"
+def test_a_build_runs_once_in_its_own_process_and_writes_a_checked_copy(
+    trained_run, image_folder, monkeypatch
+):
+    # Paths relative to the caller's folder, as a dashboard started elsewhere passes them.
+    monkeypatch.chdir(image_folder.parent)
+    model = Path(os.path.relpath(trained_run / "model.keras"))
     assert builds.status(model) is None
-    assert builds.launch(model, str(image_folder))["state"] == "building"
+    assert builds.launch(model, image_folder.name)["state"] == "building"
     pid = _job(model)["pid"]
     assert pid != os.getpid()
-    assert builds.launch(model, str(image_folder))["state"] == "building"
+    assert builds.launch(model, image_folder.name)["state"] == "building"
     assert _job(model)["pid"] == pid  # a second click (another session) starts no other
     done = builds.wait(model, timeout=120)
     assert done["state"] == "done", done
     record = quantize.read_record(model)
     assert record is not None and record["check_split"] == "val"
     assert record["int8_sha256"]
-    assert done["lines"][0] == f"Loading {image_folder} for the int8 copy of {model}"
+    assert done["lines"][0] == (
+        f"Loading {image_folder} for the int8 copy of {trained_run / 'model.keras'}"
+    )
     assert any("same answer on" in line for line in done["lines"])
     assert not list(trained_run.glob(builds.STAGING + "/"))
 

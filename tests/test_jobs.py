@@ -148,6 +148,20 @@ def test_a_child_that_dies_before_training_reads_failed_with_its_reason(tmp_path
     assert jobs.list_runs()[0]["state"] == "failed"
 
 
+def test_relative_paths_mean_to_the_child_what_they_mean_to_the_caller(tmp_path, monkeypatch):
+    # The child runs in the project folder; the dashboard may have been started elsewhere.
+    (tmp_path / "here").mkdir()
+    write_cifar_archive(tmp_path / "here" / "c.tar.gz", per_batch=10)
+    monkeypatch.chdir(tmp_path / "here")
+    monkeypatch.setenv("CNN_RUNS_DIR", "runs")
+    run_dir = jobs.launch(TrainConfig(data="c.tar.gz", epochs=1, batch_size=8))
+    assert run_dir.parent == tmp_path / "here" / "runs"
+    done = jobs.wait_for_state(run_dir, jobs.FINISHED, timeout=90)
+    assert done["state"] == "completed", jobs.log_tail(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["data"] == str(tmp_path / "here" / "c.tar.gz")
+
+
 def test_a_stop_while_starting_ends_the_child_at_once(tmp_path):
     archive = tmp_path / "c.tar.gz"
     write_cifar_archive(archive, per_batch=10)
