@@ -65,7 +65,9 @@ def launch(model_path, data: str) -> dict:
 
 
 def status(model_path) -> dict | None:
-    """The latest int8 build of a model, or None when none was launched here.
+    """The latest int8 build of a model, or None when none was launched here for the
+    model file as it is now (a build that ended before the file was replaced says nothing
+    about it).
 
     Returns:
         `{"state", "lines", "seconds"}` and, for "failed", a `"message"`. States:
@@ -86,6 +88,11 @@ def status(model_path) -> dict | None:
     }
     if jobs.alive(job):
         return current | {"state": "building"}
+    try:
+        if model_path.stat().st_mtime > job["launched"]:
+            return None
+    except OSError:
+        return None
     if job.get("stopped"):
         return current | {"state": "stopped"}
     if _recorded_since(model_path, job["launched"]):

@@ -64,6 +64,8 @@ def test_a_build_that_fails_says_why_in_the_error_it_printed(trained_run, tmp_pa
     assert failed["state"] == "failed"
     assert "no such folder" in failed["message"] and "Traceback" not in failed["message"]
     assert quantize.read_record(model) is None
+    os.utime(model)  # the model written anew (a resumed run): that failure is not about it
+    assert builds.status(model) is None
 
 
 def test_a_build_killed_from_outside_is_failed_with_a_sentence(trained_run, image_folder):
