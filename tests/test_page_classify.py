@@ -228,7 +228,7 @@ def test_an_int8_copy_that_computes_otherwise_on_this_cpu_is_not_used(
     assert not [t for t in app.toggle if t.key == "classify_int8"]  # float32 answers
 
 
-def test_a_model_without_an_int8_copy_gets_one_built_here(app, trained_run, image_folder):
+def test_a_build_from_data_of_other_classes_fails_with_a_sentence(app, trained_run):
     from core import builds, quantize
 
     model_path = trained_run / "model.keras"
@@ -246,17 +246,8 @@ def test_a_model_without_an_int8_copy_gets_one_built_here(app, trained_run, imag
         "int8 copy from the data it was trained on."
     ]
     assert not (trained_run / quantize.INT8_FILE).exists()
-    card_path.write_text(json.dumps(card))
-    app.run()
-    app.button(key="classify_int8_build").click().run()
-    assert builds.wait(model_path, timeout=120)["state"] == "done"
-    app.run()
-    assert not app.exception and not app.error
-    record = quantize.read_record(model_path)
-    assert record is not None and record["check_split"] == "val"
-    assert app.toggle(key="classify_int8").value  # now answering with the copy
-    assert not [b for b in app.button if b.key == "classify_int8_build"]
-    assert any(c.value.startswith("int8 copy: ") for c in app.caption)
+    assert app.button(key="classify_int8_build")  # offered again
+    # A build that succeeds: tests/e2e/test_int8_build.py presses this button in Chromium.
 
 
 def test_a_copy_that_is_not_the_one_its_record_checked_is_not_used(app, trained_run, image_folder):
