@@ -178,7 +178,7 @@ def run_export(fmt: str, path: str | os.PathLike, images: np.ndarray) -> np.ndar
     """Runs an exported model with its own runtime.
 
     Args:
-        fmt: one of `FORMATS`.
+        fmt: one of `ALL_FORMATS`.
         path: the artifact `export_model` wrote.
         images: float32 `(N, S, S, 3)` with values 0..255.
 
@@ -271,9 +271,24 @@ _RUNNERS = {
 }
 
 
-def _verify_int8(path: Path, model_path: Path, size: int) -> float:
+def _check_against_keras(fmt: str, artifact: Path, model, model_path: Path, note: str) -> dict:
+    """Checks a float export against the Keras model; `note` from its writer says it was
+    written from a float32 copy of a bf16 model, which it must then match exactly too.
+
+    Returns:
+        The `ExportResult` fields of the check.
+    """
+    if note:
+        verify_export(fmt, artifact, float32_copy(model), FLOAT32_TOLERANCE)
+    return {"max_abs_diff": verify_export(fmt, artifact, model), "tolerance": tolerance_for(model)}
+
+
+def _check_int8(fmt: str, artifact: Path, model, model_path: Path, note: str) -> dict:
     """Checks an int8 export against its copy's record: its answers here to the record's
-    fixed pictures (`core.quantize.drift`). Returns the largest difference.
+    fixed pictures (`core.quantize.drift`) must be those it gave where it was built.
+
+    Returns:
+        The `ExportResult` fields of the check.
 
     Raises:
         ExportError: it cannot be run, its record has no such answers, or they differ
@@ -287,15 +302,23 @@ def _verify_int8(path: Path, model_path: Path, size: int) -> float:
             "The int8 copy's record holds no answers to check the export against: build the "
             "copy again (`python -m core.quantize`)."
         )
-    got = run_export(INT8, path, quantize.probe_images(size).astype(np.float32))
-    diff = quantize.probe_gap(got, record)
+    pictures = quantize.probe_images(int(model.input_shape[1])).astype(np.float32)
+    diff = quantize.probe_gap(run_export(fmt, artifact, pictures), record)
     if not diff <= quantize.PROBE_TOLERANCE:
         raise ExportError(
-            f"The {FORMAT_LABELS[INT8]} export does not answer as the copy did where it was "
+            f"The {FORMAT_LABELS[fmt]} export does not answer as the copy did where it was "
             f"built: its probabilities differ by up to {diff:.2e} (allowed "
             f"{quantize.PROBE_TOLERANCE:.0e})."
         )
-    return diff
+    return {
+        "max_abs_diff": diff,
+        "tolerance": quantize.PROBE_TOLERANCE,
+        "images": quantize.PROBE_IMAGES,
+        "against": "its answers where it was built",
+    }
+
+
+_CHECKS = {fmt: _check_against_keras for fmt in FORMATS} | {INT8: _check_int8}
 
 
 def _tflite_interpreter(path: str):
@@ -446,7 +469,7 @@ def export_model(
 
     Args:
         source: a run name, run folder, `.keras` file, or "default" (see `resolve_source`).
-        fmt: one of `FORMATS`.
+        fmt: one of `ALL_FORMATS`.
         out_dir: folder that receives `<fmt>/`; default `default_export_dir(model)`.
 
     Returns:
@@ -472,26 +495,11 @@ def export_model(
     try:
         artifact = staging / ARTIFACTS[fmt]
         note = _write(fmt, model, model_path, artifact)
-        if fmt == INT8:
-            from core import quantize
-
-            size = int(model.input_shape[1])
-            diff = _verify_int8(artifact, model_path, size)
-            checked = {
-                "tolerance": quantize.PROBE_TOLERANCE,
-                "images": quantize.PROBE_IMAGES,
-                "against": "its answers where it was built",
-            }
-        else:
-            if note:  # a float32 copy of a bf16 model: the conversion itself must be exact
-                verify_export(fmt, artifact, float32_copy(model), FLOAT32_TOLERANCE)
-            diff = verify_export(fmt, artifact, model)
-            checked = {"tolerance": tolerance_for(model)}
+        checked = _CHECKS[fmt](fmt, artifact, model, model_path, note)
         result = ExportResult(
             format=fmt,
             path=final / ARTIFACTS[fmt],
             size_bytes=disk_size(artifact),
-            max_abs_diff=diff,
             seconds=time.perf_counter() - started,
             runtime=runtime_version(fmt),
             note=note,

@@ -456,8 +456,6 @@ def int8_copy() -> None:
         "validation images (how much faster it is, too) and given its own check for "
         "unfamiliar pictures: from seconds to about a minute, depending on the net."
     )
-    if why_not := state.int8_refusal():
-        st.info(why_not)
     state.int8_build(entry, "Build the int8 copy", "evaluate_int8")
 
 

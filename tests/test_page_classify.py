@@ -247,6 +247,11 @@ def test_a_build_from_data_of_other_classes_fails_with_a_sentence(app, trained_r
     ]
     assert not (trained_run / quantize.INT8_FILE).exists()
     assert app.button(key="classify_int8_build")  # offered again
+    app.text_input(key="sidebar_path").input("").run()  # no data: refused, and why
+    assert app.button(key="classify_int8_build").disabled
+    assert [i.value for i in app.info][:1] == [
+        "Choose the model's data in the sidebar: the copy is calibrated on its images."
+    ]
     # A build that succeeds: tests/e2e/test_int8_build.py presses this button in Chromium.
 
 

@@ -457,7 +457,7 @@ def int8_engine(entry: dict):
     return engine, record
 
 
-def int8_refusal() -> str | None:
+def _int8_refusal() -> str | None:
     """Why no int8 copy can be built here from the sidebar's dataset, or None."""
     from core import export
 
@@ -470,7 +470,8 @@ def int8_refusal() -> str | None:
 
 def int8_build(entry: dict, label: str, key: str) -> None:
     """Offers to build the entry's int8 copy from the sidebar's dataset, in a process of
-    its own (`core.builds`); while it builds, its steps and a Stop button, polled."""
+    its own (`core.builds`), or says why it cannot; while it builds, its steps and a Stop
+    button, polled."""
     from core import builds
 
     current = builds.status(entry["path"])
@@ -481,8 +482,10 @@ def int8_build(entry: dict, label: str, key: str) -> None:
         st.error(f"The last int8 build failed: {current['message']}")
     elif current is not None and current["state"] == "stopped":
         st.caption("The last int8 build was stopped; nothing it wrote is used.")
-    refusal = int8_refusal()
-    if st.button(label, key=key, disabled=bool(refusal), help=refusal):
+    refusal = _int8_refusal()
+    if refusal:
+        st.info(refusal)
+    if st.button(label, key=key, disabled=bool(refusal)):
         try:
             builds.launch(entry["path"], dataset_spec())
         except CnnError as err:
