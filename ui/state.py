@@ -474,13 +474,13 @@ def int8_build(entry: dict, label: str, key: str) -> None:
     button, polled."""
     from core import builds
 
-    current = builds.status(entry["path"])
-    if current is not None and current["state"] == "building":
+    current = builds.status(entry["path"]) or {}
+    if current.get("state") == "building":
         st.fragment(_int8_build_progress, run_every=1.0)(entry["path"], key)
         return
-    if current is not None and current["state"] == "failed":
+    if current.get("state") == "failed":
         st.error(f"The last int8 build failed: {current['message']}")
-    elif current is not None and current["state"] == "stopped":
+    elif current.get("state") == "stopped":
         st.caption("The last int8 build was stopped; nothing it wrote is used.")
     refusal = _int8_refusal()
     if refusal:
