@@ -51,6 +51,20 @@ def available_models(runs_dir=None) -> list[dict]:
     return models
 
 
+def models_for(class_names: list[str], image_size: int, runs_dir=None) -> list[dict]:
+    """`available_models` entries for a dataset's classes (in its order) and image size:
+    teachers to learn from, models to compare with.
+
+    A card from before cards recorded the image size counts as 32 pixels.
+    """
+    return [
+        m
+        for m in available_models(runs_dir)
+        if m["card"].get("class_names") == class_names
+        and int(m["card"].get("input_size") or 32) == image_size
+    ]
+
+
 def model_version(path: str | os.PathLike) -> float:
     """The file's modification time: a cache key that changes when the model is replaced."""
     return os.stat(path).st_mtime_ns

@@ -381,13 +381,7 @@ else:
 
 st.subheader("Compare with another model")
 size = int(model.input_shape[1])
-others = [
-    m
-    for m in registry.available_models()
-    if m["path"] != entry["path"]
-    and m["card"].get("class_names") == dataset.class_names
-    and int(m["card"].get("input_size") or 32) == size
-]
+others = [m for m in registry.models_for(dataset.class_names, size) if m["path"] != entry["path"]]
 other = st.selectbox(
     "Other model",
     others,

@@ -30,6 +30,20 @@ def test_runs_without_a_usable_model_are_not_offered(trained_run):
     assert ids == ["default", trained_run.name]
 
 
+def test_models_for_a_dataset_know_its_classes_at_its_image_size(trained_run):
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    classes, shipped = card["class_names"], registry.available_models()[0]["card"]
+    assert [m["id"] for m in registry.models_for(classes, 32)] == [trained_run.name]
+    assert registry.models_for(classes, 64) == []
+    assert registry.models_for(classes[::-1], 32) == []  # the same names in another order
+    cifar = [m["id"] for m in registry.models_for(shipped["class_names"], 32)]
+    assert cifar == ["default"]
+    del card["input_size"]  # a card from before it recorded the size: 32 pixels
+    card_path.write_text(json.dumps(card))
+    assert [m["id"] for m in registry.models_for(classes, 32)] == [trained_run.name]
+
+
 def test_model_version_changes_when_the_file_is_replaced(trained_run):
     path = trained_run / "model.keras"
     before = registry.model_version(path)
