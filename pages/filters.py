@@ -13,6 +13,7 @@ from ui import charts, state
 state.ensure_routed()
 
 TILE_PX = 48  # first-layer filters are drawn this large, pixel for pixel
+TILE_FRAME = 160  # grey: seen on a white and on a dark page
 MAP_COLUMNS = 8
 COLORMAPS = ["Viridis", "Gray", "Magma", "Cividis", "Turbo"]
 RGB = ["red", "green", "blue"]
@@ -41,9 +42,13 @@ def replay_epoch(run_dir, epoch, checkpoint_mtime, probe):
 
 def tile_images(tiles):
     factor = max(1, TILE_PX // tiles.shape[1])
-    st.image(
-        [inspect.upscale(t, factor) for t in tiles], caption=[str(i) for i in range(len(tiles))]
-    )
+    # A filter of equal positive weights on red, green and blue is a white tile, one of
+    # negative weights a black one: framed, neither vanishes into a light or dark page.
+    framed = [
+        np.pad(inspect.upscale(t, factor), ((2, 2), (2, 2), (0, 0)), constant_values=TILE_FRAME)
+        for t in tiles
+    ]
+    st.image(framed, caption=[str(i) for i in range(len(tiles))])
 
 
 def maps_figure(maps, per_map, colorscale, count):
