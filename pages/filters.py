@@ -232,9 +232,10 @@ def explainer_tab(pixels, caption):
         r"\qquad a_{i,j,c} = f(z_{i,j,c})"
     )
     st.caption(
-        "x is the layer's input, w its kernel, b its bias, f the activation (ReLU). With "
-        "stride s the window starts at (i·s, j·s); 'same' padding reads zeros outside. "
-        "In batch-norm nets BN sits between: a = f(BN(z))."
+        "x is the layer's input, w its kernel, b its bias, f the activation that follows "
+        "(named below: ReLU, GELU…; none where pooling comes first). With stride s the "
+        "window starts at (i·s, j·s); 'same' padding reads zeros outside. In batch-norm "
+        "nets BN sits between: a = f(BN(z))."
     )
     if pixels is None:
         st.info("Choose an image on the Feature maps tab first.")
