@@ -40,6 +40,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -455,7 +456,7 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     """
     import onnxruntime
 
-    from core.fileio import atomic_write_json, read_json
+    from core.fileio import read_json
     from core.model import as_served, load_model
 
     model_path = Path(model_path)
@@ -464,39 +465,71 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
     if model is None:  # served once: the steps below would each copy a bf16 model
         model = as_served(load_model(model_path))
     x_train, _ = dataset.split("train")
-    started = time.perf_counter()
-    target = build_int8(model, calibration_sample(x_train), int8_path(model_path))
-    log(
-        f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) in "
-        f"{time.perf_counter() - started:.1f} s"
-    )
     check_split = "val" if "val" in dataset.splits else "train"
     x, y = dataset.split(check_split)
-    int8 = Int8Model(target)
-    record = {
-        "file": target.name,
-        "model_sha256": file_sha256(model_path),
-        "int8_sha256": file_sha256(target),
-        "calibration_images": int(min(CALIBRATION_IMAGES, len(x_train))),
-        "weight_bits": WEIGHT_BITS,
-        "check_split": check_split,
-        **compare(int8, model, x, y),
-        "runtime": f"onnxruntime {onnxruntime.__version__}",
-        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "probe_probs": np.round(
-            int8.predict_on_batch(probe_images(int(int8.input_shape[1]))), 6
-        ).tolist(),
-    }
-    log(
-        f"on {record['images']} {check_split} images: int8 {record['accuracy']:.2%}, float32 "
-        f"{record['float32_accuracy']:.2%}, same answer on {record['agreement']:.2%}"
-    )
-    if speed := speed_note(record):
-        log(speed)
-    val = x if check_split == "val" else None
+    # Built, checked and fitted aside, then published: a build that fails or is stopped
+    # leaves the copy in use (and its record) as they were.
+    with _staging(model_path.parent) as staging:
+        started = time.perf_counter()
+        staged = build_int8(model, calibration_sample(x_train), staging / INT8_FILE)
+        log(
+            f"built the copy ({staged.stat().st_size / 1e6:.1f} MB) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        int8 = Int8Model(staged)
+        record = {
+            "file": INT8_FILE,
+            "model_sha256": file_sha256(model_path),
+            "int8_sha256": file_sha256(staged),
+            "calibration_images": int(min(CALIBRATION_IMAGES, len(x_train))),
+            "weight_bits": WEIGHT_BITS,
+            "check_split": check_split,
+            **compare(int8, model, x, y),
+            "runtime": f"onnxruntime {onnxruntime.__version__}",
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "probe_probs": np.round(
+                int8.predict_on_batch(probe_images(int(int8.input_shape[1]))), 6
+            ).tolist(),
+        }
+        log(
+            f"on {record['images']} {check_split} images: int8 {record['accuracy']:.2%}, "
+            f"float32 {record['float32_accuracy']:.2%}, same answer on {record['agreement']:.2%}"
+        )
+        if speed := speed_note(record):
+            log(speed)
+        val = x if check_split == "val" else None
+        record["novelty"] = _write_check(int8, staging / NOVELTY_FILE, x_train, val, log)
+        _publish(staging, model_path, record)
+    log(f"wrote {int8_path(model_path)} and its record {record_path(model_path).name}")
+    return record
+
+
+@contextmanager
+def _staging(folder: Path):
+    """A temporary folder beside the model (`core.builds.STAGING`), removed afterwards."""
     try:
-        record["novelty"] = _write_check(int8, model_path, x_train, val, log)
+        staging = tempfile.TemporaryDirectory(dir=folder, prefix=".int8.")
+    except OSError as err:  # a full disk, a read-only folder
+        raise QuantizeError(
+            f"The int8 copy could not be written to {folder}: {err.strerror or err}."
+        ) from err
+    with staging as path:
+        yield Path(path)
+
+
+def _publish(staging: Path, model_path: Path, record: dict) -> None:
+    """Moves the staged copy and its check beside the model, then writes the record and
+    the card's figures: the record, written last, names the copy's bytes."""
+    from core.fileio import atomic_write_json, read_json
+
+    try:
+        os.replace(staging / INT8_FILE, int8_path(model_path))
+        if record["novelty"] is not None:
+            os.replace(staging / NOVELTY_FILE, novelty_path(model_path))
+        else:  # a check fitted on an earlier copy belongs to other bytes
+            novelty_path(model_path).unlink(missing_ok=True)
         atomic_write_json(record_path(model_path), record)
+        card_path = model_path.with_name("model_card.json")
         card = read_json(card_path)  # as it is now: a page may have written to it meanwhile
         if card is not None:  # the card says what the copy gives, beside the float32 figures
             card["int8"] = {
@@ -507,7 +540,6 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
         raise QuantizeError(
             f"The int8 copy's record could not be written: {err.strerror or err}."
         ) from err
-    return record
 
 
 def _refuse_other_data(card: dict, dataset) -> None:
@@ -556,20 +588,24 @@ def speed_note(record: dict) -> str | None:
     return note + f"; batches: {fast:,.0f} against {exact:,.0f} images/s ({fast / exact:.1f}x)."
 
 
-def _write_check(int8: Int8Model, model_path: Path, train, val, log) -> dict | None:
-    """Fits the copy's own check for unfamiliar pictures (`NOVELTY_FILE`) on its channel
-    means of the training images; returns its record (`core.novelty.write`), or None for
-    a copy without channel means or too few training images."""
+def _write_check(int8: Int8Model, target: Path, train, val, log) -> dict | None:
+    """Fits the copy's own check for unfamiliar pictures on its channel means of the
+    training images and writes it to `target`; returns its record (`core.novelty.write`),
+    or None for a copy without channel means or too few training images."""
     from core import novelty
     from core.errors import DataError
 
     if not int8.means_layers:
         return None
     try:
-        record = novelty.write(int8, int8.path, train, val, path=novelty_path(model_path))
+        record = novelty.write(int8, int8.path, train, val, path=target)
     except DataError as err:
         log(f"no check for unfamiliar pictures: {err}")
         return None
+    except OSError as err:  # a full disk
+        raise QuantizeError(
+            f"The int8 copy's check could not be written: {err.strerror or err}."
+        ) from err
     flagged = f", flags {record['val_flagged']:.1%} of validation images" if val is not None else ""
     log(f"wrote {record['file']}: the check for unfamiliar pictures{flagged}")
     return record

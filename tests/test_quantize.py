@@ -286,6 +286,27 @@ def test_the_card_keeps_what_was_written_to_it_while_the_copy_was_built(trained_
     assert card["int8"]["agreement"] == record["agreement"]
 
 
+def test_a_rebuild_that_does_not_finish_leaves_the_copy_in_use_as_it_was(
+    trained_run, image_folder
+):
+    from core.data import load_dataset
+
+    model_path = trained_run / "model.keras"
+    dataset = load_dataset(image_folder, val_fraction=0.25, seed=0)
+    record = quantize.quantize(model_path, dataset, log=lambda line: None)
+    copy = quantize.int8_path(model_path).read_bytes()
+
+    def stopped(line: str) -> None:  # stopped (or failed) once the new copy is checked
+        if "same answer on" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        quantize.quantize(model_path, dataset, log=stopped)
+    assert quantize.int8_path(model_path).read_bytes() == copy
+    assert quantize.read_record(model_path) == record
+    assert not list(trained_run.glob(".int8.*"))  # the folder it built in is gone
+
+
 def test_the_check_times_both_models_one_image_at_a_time_and_after_the_first_batch(tmp_path):
     model = _speed_model()
     int8 = quantize.Int8Model(quantize.build_int8(model, _images(64), tmp_path / "m.onnx"))
