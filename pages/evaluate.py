@@ -381,7 +381,11 @@ else:
 
 st.subheader("Compare with another model")
 size = int(model.input_shape[1])
-others = [m for m in registry.models_for(dataset.class_names, size) if m["path"] != entry["path"]]
+others = [
+    m
+    for m in registry.models_for(state.available_models(), dataset.class_names, size)
+    if m["path"] != entry["path"]
+]
 other = st.selectbox(
     "Other model",
     others,

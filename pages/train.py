@@ -202,7 +202,7 @@ def precision_label(precision: str) -> str:
 
 def teacher_options(dataset, size: int) -> dict:
     """Knowledge distillation: a trained model for the same classes and image size."""
-    fits = registry.models_for(dataset.class_names, size)
+    fits = registry.models_for(state.available_models(), dataset.class_names, size)
     labels = {"": "nobody (labels only)", **{m["path"]: m["label"] for m in fits}}
     st.markdown("**Learn from a trained model (distillation)**")
     c = st.columns([3, 1])

@@ -33,15 +33,36 @@ def test_runs_without_a_usable_model_are_not_offered(trained_run):
 def test_models_for_a_dataset_know_its_classes_at_its_image_size(trained_run):
     card_path = trained_run / "model_card.json"
     card = json.loads(card_path.read_text())
-    classes, shipped = card["class_names"], registry.available_models()[0]["card"]
-    assert [m["id"] for m in registry.models_for(classes, 32)] == [trained_run.name]
-    assert registry.models_for(classes, 64) == []
-    assert registry.models_for(classes[::-1], 32) == []  # the same names in another order
-    cifar = [m["id"] for m in registry.models_for(shipped["class_names"], 32)]
+    models = registry.available_models()
+    classes, shipped = card["class_names"], models[0]["card"]
+    assert [m["id"] for m in registry.models_for(models, classes, 32)] == [trained_run.name]
+    assert registry.models_for(models, classes, 64) == []
+    assert registry.models_for(models, classes[::-1], 32) == []  # the names in another order
+    cifar = [m["id"] for m in registry.models_for(models, shipped["class_names"], 32)]
     assert cifar == ["default"]
     del card["input_size"]  # a card from before it recorded the size: 32 pixels
     card_path.write_text(json.dumps(card))
-    assert [m["id"] for m in registry.models_for(classes, 32)] == [trained_run.name]
+    models = registry.available_models()
+    assert [m["id"] for m in registry.models_for(models, classes, 32)] == [trained_run.name]
+
+
+def test_the_models_signature_changes_with_each_file_the_list_reads(trained_run):
+    from core.fileio import atomic_write_json
+
+    seen = [registry.models_signature()]
+    assert registry.models_signature() == seen[0]
+    card = json.loads((trained_run / "model_card.json").read_text())
+    atomic_write_json(trained_run / "model_card.json", card | {"calibration": {}})  # a label
+    seen.append(registry.models_signature())
+    runs.write_status(trained_run, state="stopped")
+    seen.append(registry.models_signature())
+    shutil.copytree(trained_run, trained_run.parent / "another-run")
+    seen.append(registry.models_signature())
+    (trained_run / "model.keras").unlink()
+    seen.append(registry.models_signature())
+    assert len(set(seen)) == len(seen)
+    assert [m["id"] for m in registry.available_models()] == ["default", "another-run"]
+    assert registry.models_signature(trained_run.parent / "missing") != seen[-1]
 
 
 def test_model_version_changes_when_the_file_is_replaced(trained_run):

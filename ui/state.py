@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import data, datastats, evaluate, images, registry, userdata
+from core import data, datastats, evaluate, images, registry, runs, userdata
 from core.errors import CnnError
 
 SOURCES = {
@@ -98,7 +98,7 @@ def sidebar() -> None:
                 help="A folder of class subfolders, or cifar-10-python.tar.gz",
             )
         st.subheader("Model")
-        models = registry.available_models()
+        models = available_models()
         ids = [m["id"] for m in models]
         if st.session_state.sidebar_model not in ids and ids:
             st.session_state.sidebar_model = ids[0]
@@ -383,9 +383,25 @@ def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
     seen.add(key)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _available_models(runs_dir: str, signature: str) -> list[dict]:
+    return registry.available_models(runs_dir)
+
+
+def available_models() -> list[dict]:
+    """`registry.available_models`, read again only when a file it reads has changed.
+
+    Every page's sidebar asks, and reading costs four JSON files per run: a page with 300
+    runs took a quarter of a second per rerun. The entries are shared by every session:
+    read them, never change them.
+    """
+    runs_dir = str(runs.default_runs_dir())
+    return _available_models(runs_dir, registry.models_signature(runs_dir))
+
+
 def active_model_entry() -> dict | None:
     _init_defaults()
-    models = {m["id"]: m for m in registry.available_models()}
+    models = {m["id"]: m for m in available_models()}
     return models.get(st.session_state.sidebar_model) or next(iter(models.values()), None)
 
 
