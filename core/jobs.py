@@ -217,11 +217,7 @@ def _first_active(runs_dir, pattern: str) -> dict | None:
 
 def list_runs(runs_dir=None) -> list[dict]:
     """Returns `core.runs.list_runs` rows with the states `status` reports."""
-    rows = runs.list_runs(runs_dir)
-    for row in rows:
-        current = status(row["path"])
-        row["state"], row["message"] = current["state"], current.get("message")
-    return rows
+    return runs.list_runs(runs_dir, state_of=status)
 
 
 def delete(run_dir) -> None:

@@ -264,11 +264,13 @@ def stop_requested(run_dir: Path) -> bool:
     return (run_dir / "stop.request").exists()
 
 
-def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
+def list_runs(runs_dir: str | Path | None = None, state_of=read_status) -> list[dict]:
     """Returns a summary per run, newest first.
 
     Args:
         runs_dir: the folder of run folders; `default_runs_dir()` if None.
+        state_of: `state_of(run_dir)` gives the run's status dict (`core.jobs.status` also
+            knows runs whose process is still starting).
 
     Returns:
         One dict per run folder that has a config.json: name, path, state, preset,
@@ -283,7 +285,7 @@ def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
     for path in sorted(base.iterdir(), reverse=True):
         if not (path / "config.json").is_file():
             continue
-        status, history = read_status(path), read_history(path)
+        status, history = state_of(path), read_history(path)
         card = read_json(path / "model_card.json", {}) or {}
         config = read_json(path / "config.json", {}) or {}
         accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]

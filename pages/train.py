@@ -517,7 +517,8 @@ def runs_table(rows: list[dict]) -> None:
 
 st.title("Train")
 st.subheader("Live view")
-active, rows, searching = jobs.active_run(), jobs.list_runs(), jobs.active_search()
+rows, searching = jobs.list_runs(), jobs.active_search()
+active = next((r for r in rows if r["state"] in jobs.ACTIVE), None)  # newest first
 if searching:
     seen = search_moment(searching, active)
     st.fragment(search_view, run_every=1.0)(searching["path"], seen)

@@ -286,9 +286,7 @@ def test_the_card_keeps_what_was_written_to_it_while_the_copy_was_built(trained_
     assert card["int8"]["agreement"] == record["agreement"]
 
 
-def test_a_rebuild_that_does_not_finish_leaves_the_copy_in_use_as_it_was(
-    trained_run, image_folder
-):
+def test_a_rebuild_that_does_not_finish_leaves_the_copy_in_use_as_it_was(trained_run, image_folder):
     from core.data import load_dataset
 
     model_path = trained_run / "model.keras"
