@@ -52,7 +52,7 @@ def test_the_models_signature_changes_with_each_file_the_list_reads(trained_run)
     seen = [registry.models_signature()]
     assert registry.models_signature() == seen[0]
     card = json.loads((trained_run / "model_card.json").read_text())
-    atomic_write_json(trained_run / "model_card.json", card | {"calibration": {}})  # a label
+    atomic_write_json(trained_run / "model_card.json", card | {"calibration": {}})  # as pages do
     seen.append(registry.models_signature())
     runs.write_status(trained_run, state="stopped")
     seen.append(registry.models_signature())
