@@ -439,12 +439,16 @@ def make_active(name: str) -> None:
     st.session_state["sidebar_model"] = name
 
 
-def delete(run: dict) -> None:
-    try:
-        jobs.delete(run["path"])
-        st.session_state["train_runs"] = {"selection": {"rows": [], "columns": []}}
-    except CnnError as err:
-        st.session_state["train_notice_error"] = str(err)
+def delete(chosen: list[dict]) -> None:
+    refused = []
+    for run in chosen:
+        try:
+            jobs.delete(run["path"])
+        except CnnError as err:  # still training: the others go
+            refused.append(str(err))
+    st.session_state["train_runs"] = {"selection": {"rows": [], "columns": []}}
+    if refused:
+        st.session_state["train_notice_error"] = " ".join(refused)
 
 
 def _percent(fraction: float | None) -> float | None:
@@ -499,10 +503,10 @@ def runs_table(rows: list[dict]) -> None:
             "Validation loss", {n: curve(h, "val_loss") for n, h in histories.items()}
         )
     )
+    c = st.columns(3)
     if len(chosen) == 1:
         run = chosen[0]
         usable = run["has_model"] and run["state"] in ("completed", "stopped")
-        c = st.columns(3)
         c[0].button(
             "Make active model",
             key="train_activate",
@@ -511,8 +515,12 @@ def runs_table(rows: list[dict]) -> None:
             disabled=not usable,
             help="Use this run's model on every page (completed or stopped runs).",
         )
-        sure = c[1].checkbox(f"Yes, delete {run['name']}", key=f"train_confirm_{run['name']}")
-        c[2].button("Delete", key="train_delete", on_click=delete, args=(run,), disabled=not sure)
+        c = c[1:]
+    names = [r["name"] for r in chosen]
+    # The confirmation belongs to this selection: a new selection asks again.
+    what = names[0] if len(names) == 1 else f"these {len(names)} runs"
+    sure = c[0].checkbox(f"Yes, delete {what}", key=f"train_confirm_{'+'.join(names)}")
+    c[1].button("Delete", key="train_delete", on_click=delete, args=(chosen,), disabled=not sure)
 
 
 st.title("Train")

@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -195,6 +196,28 @@ def test_a_training_run_is_not_deleted(app, trained_run):
     assert "29991231-235959-seed is still training; stop it before deleting it." in [
         e.value for e in app.error
     ]
+
+
+def test_several_runs_are_deleted_at_once_but_not_one_that_trains(app, trained_run):
+    running = runs.default_runs_dir() / "29991231-235959-seed"
+    running.mkdir()
+    atomic_write_json(running / "config.json", {"preset": "seed", "epochs": 20})
+    runs.write_status(running, state="running", epoch=3, epochs=20, **runs.process_identity())
+    other = runs.default_runs_dir() / "20000101-000000-other"
+    shutil.copytree(trained_run, other)
+    _open(app)
+    _select(app, 0, 1, 2)  # newest first: running, trained_run, other
+    names = "+".join(p.name for p in (running, trained_run, other))
+    assert app.checkbox(key=f"train_confirm_{names}").label == "Yes, delete these 3 runs"
+    assert app.button(key="train_delete").disabled
+    app.checkbox(key=f"train_confirm_{names}").check().run()
+    app.button(key="train_delete").click().run()
+    assert running.exists() and not trained_run.exists() and not other.exists()
+    assert [e.value for e in app.error] == [
+        "29991231-235959-seed is still training; stop it before deleting it."
+    ]
+    table = app.dataframe(key="train_runs").value
+    assert list(table["run"]) == [running.name]
 
 
 def test_a_failed_run_shows_its_reason_and_log(app):
