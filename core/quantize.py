@@ -331,9 +331,7 @@ def build_int8(
     try:
         _build(model, calibration, target, options or {})
     except OSError as err:  # a full disk, a read-only folder
-        raise QuantizeError(
-            f"The int8 copy could not be written to {target.parent}: {err.strerror or err}."
-        ) from err
+        raise _unwritable(f"The int8 copy could not be written to {target.parent}", err) from err
     return target
 
 
@@ -510,9 +508,7 @@ def _staging(folder: Path):
     try:
         staging = tempfile.TemporaryDirectory(dir=folder, prefix=".int8.")
     except OSError as err:  # a full disk, a read-only folder
-        raise QuantizeError(
-            f"The int8 copy could not be written to {folder}: {err.strerror or err}."
-        ) from err
+        raise _unwritable(f"The int8 copy could not be written to {folder}", err) from err
     with staging as path:
         yield Path(path)
 
@@ -537,9 +533,12 @@ def _publish(staging: Path, model_path: Path, record: dict) -> None:
             }
             atomic_write_json(card_path, card)
     except OSError as err:  # a full disk, a read-only folder
-        raise QuantizeError(
-            f"The int8 copy's record could not be written: {err.strerror or err}."
-        ) from err
+        raise _unwritable("The int8 copy's record could not be written", err) from err
+
+
+def _unwritable(what: str, err: OSError) -> QuantizeError:
+    """The sentence for a file the build cannot write: `what`, then the system's reason."""
+    return QuantizeError(f"{what}: {err.strerror or err}.")
 
 
 def _refuse_other_data(card: dict, dataset) -> None:
@@ -603,9 +602,7 @@ def _write_check(int8: Int8Model, target: Path, train, val, log) -> dict | None:
         log(f"no check for unfamiliar pictures: {err}")
         return None
     except OSError as err:  # a full disk
-        raise QuantizeError(
-            f"The int8 copy's check could not be written: {err.strerror or err}."
-        ) from err
+        raise _unwritable("The int8 copy's check could not be written", err) from err
     flagged = f", flags {record['val_flagged']:.1%} of validation images" if val is not None else ""
     log(f"wrote {record['file']}: the check for unfamiliar pictures{flagged}")
     return record
