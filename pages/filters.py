@@ -130,8 +130,9 @@ def filters_tab():
     )
     st.plotly_chart(fig, width="stretch")
     st.caption(
-        f"{layer}: {f} filters × {c} input channels of {k}×{k}. Row = output filter, "
-        "column = input channel; red positive, blue negative, white zero."
+        f"{layer}: {f} filters × {c} input channels of {k}×{k}, the first {rows} × {chans} "
+        "shown. Row = output filter, column = input channel; red positive, blue negative, "
+        "white zero."
     )
 
     st.subheader("Weight distributions")
@@ -298,7 +299,7 @@ def explainer_tab(pixels, caption):
     st.caption(check + ".")
 
 
-def replay_tab(pixels):
+def replay_tab(pixels, caption):
     rows = [r for r in runs.list_runs() if inspect.checkpoint_epochs(r["path"])]
     if not rows:
         st.info("No run has a checkpoint yet: train one on the Train page.")
@@ -330,7 +331,8 @@ def replay_tab(pixels):
     with left:
         st.caption("First-layer filters")
         tile_images(rec["tiles"])
-    right.caption("Predicted probabilities for the image")
+    right.caption(f"Predicted probabilities for {caption}")
+    right.image(inspect.upscale(pixels, max(1, 96 // size)))
     right.plotly_chart(
         charts.top_answers(top_classes(rec["probs"], labels, 10)),
         width="stretch",
@@ -362,4 +364,4 @@ with tabs[1]:
 with tabs[2]:
     explainer_tab(image, image_caption)
 with tabs[3]:
-    replay_tab(image)
+    replay_tab(image, image_caption)

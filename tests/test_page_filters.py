@@ -53,6 +53,7 @@ def test_filters_maps_and_grad_cam(app, trained_run):
     assert not app.exception
     captions = [c.value for c in app.caption]
     assert any(c.startswith("conv2_1: 64 filters × 32 input channels of 3×3") for c in captions)
+    assert any("the first 16 × 16 shown" in c for c in captions)
     assert any(c.startswith("pool2: 6×6×64") for c in captions)
     assert "Evidence for frog (act2_1)" in app.get("image")[2].captions[0]
 
@@ -101,8 +102,11 @@ def test_explainer_and_replay_show_the_real_numbers(app, trained_run):
     app.select_slider(key="filters_replay_epoch").set_value(1).run()
     assert not app.exception
     assert "Epoch 1" in [s.value for s in app.main.subheader]
-    epoch_one = app.get("image")[-1]
-    assert len(epoch_one.value) == 32
+    tiles, probe = app.get("image")[-2:]
+    assert len(tiles.value) == 32
+    # The replay says which image its answers are for, and shows it.
+    assert "Predicted probabilities for probe #7" in [c.value for c in app.caption]
+    assert len(probe.value) == 1
 
 
 def test_the_explainer_grids_show_three_digits_and_the_image_at_its_brightness(app):
