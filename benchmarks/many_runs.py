@@ -4,7 +4,7 @@
 
 For each count, a temporary runs folder gets that many completed runs: the shipped model's
 files linked (not copied) under run names, with a config, status and 12-epoch history of
-their own. Each page (Home, Train, Classify) then runs in Streamlit's AppTest, once to
+their own. Each page (Home, Train, Classify, Filters) then runs in Streamlit's AppTest, once to
 warm up and five more times; prints the median and the fastest rerun in milliseconds (a
 rerun is what every click on a widget costs). `registry.available_models` and
 `core.registry.models_signature` are timed on the same folder.
@@ -25,7 +25,7 @@ from core import registry, runs  # noqa: E402
 from core.fileio import atomic_write_json, read_json  # noqa: E402
 from core.train import TrainConfig  # noqa: E402
 
-PAGES = ("home", "train", "classify")
+PAGES = "home,train,classify,filters"
 RERUNS = 5
 
 
@@ -62,6 +62,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True)
     p.add_argument("--runs", default="1,300", help="comma list of run counts")
+    p.add_argument("--pages", default=PAGES, help=f"comma list of pages (default {PAGES})")
     args = p.parse_args()
     os.environ["CNN_DATA"] = args.data
     import keras  # noqa: F401  (the pages' own warm-up would import it during the reruns)
@@ -82,7 +83,7 @@ def main() -> None:
                 started = time.perf_counter()
                 what(tmp)
                 timings[what.__name__] = 1000 * (time.perf_counter() - started)
-            for page in PAGES:
+            for page in args.pages.split(","):
                 ms = rerun_ms(page)
                 print(
                     f"| {count} | {page} | {statistics.median(ms):.0f} ({min(ms):.0f}) ms | "

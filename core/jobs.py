@@ -220,6 +220,27 @@ def list_runs(runs_dir=None) -> list[dict]:
     return runs.list_runs(runs_dir, state_of=status)
 
 
+# Every file a `list_runs` row is read from.
+_ROW_FILES = ("config.json", "status.json", "history.json", "model_card.json", "model.keras")
+
+
+def runs_signature(runs_dir=None) -> str:
+    """A digest of the files `list_runs` reads: its rows of finished runs change only when
+    this does (those of unfinished runs also with their processes; see `refreshed`)."""
+    return runs.files_signature(runs_dir, (*_ROW_FILES, JOB_FILE))
+
+
+def refreshed(rows: list[dict]) -> list[dict]:
+    """Returns `list_runs` rows read earlier, those of unfinished runs read again.
+
+    A finished run's row changes only with its files (`runs_signature`); an unfinished
+    one's state also depends on whether its process is still alive.
+    """
+    return [
+        r if r["state"] in FINISHED else runs.run_summary(Path(r["path"]), status) for r in rows
+    ]
+
+
 def delete(run_dir) -> None:
     """Deletes a run folder; refuses while it is starting or training.
 

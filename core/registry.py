@@ -5,7 +5,6 @@ Nothing else is ever loaded: a path comes from this list, never from a user.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -60,21 +59,7 @@ def models_signature(runs_dir=None) -> str:
     `available_models` reads, for the shipped model and each run folder: the list changes
     only when this does. A cache key, computed with a few `stat` calls per run (about a
     tenth of the time the list takes to read)."""
-    base = os.fspath(runs_dir or runs.default_runs_dir())
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:  # no runs folder yet
-        names = []
-    digest = hashlib.blake2b(base.encode(), digest_size=16)
-    for folder in [os.fspath(DEFAULT_MODEL_DIR), *(os.path.join(base, n) for n in names)]:
-        digest.update(folder.encode())
-        for name in _READ:
-            try:
-                found = os.stat(os.path.join(folder, name))
-                digest.update(b"%d %d %d;" % (found.st_ino, found.st_mtime_ns, found.st_size))
-            except OSError:  # absent, or `folder` is a file
-                digest.update(b"-;")
-    return digest.hexdigest()
+    return runs.files_signature(runs_dir, _READ, also=[DEFAULT_MODEL_DIR])
 
 
 def models_for(models: list[dict], class_names: list[str], image_size: int) -> list[dict]:

@@ -281,35 +281,59 @@ def list_runs(runs_dir: str | Path | None = None, state_of=read_status) -> list[
     base = Path(runs_dir or default_runs_dir())
     if not base.is_dir():
         return []
-    rows = []
-    for path in sorted(base.iterdir(), reverse=True):
-        if not (path / "config.json").is_file():
-            continue
-        status, history = state_of(path), read_history(path)
-        card = read_json(path / "model_card.json", {}) or {}
-        config = read_json(path / "config.json", {}) or {}
-        accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
-        rows.append(
-            {
-                "name": path.name,
-                "path": str(path),
-                "state": status.get("state"),
-                "preset": config.get("preset"),
-                "epochs_done": len(history),
-                "epochs": config.get("epochs"),
-                "best_val_accuracy": max(accs) if accs else None,
-                "last_val_accuracy": accs[-1] if accs else None,
-                "seconds": sum(h.get("seconds", 0) for h in history),
-                "wall_seconds": status.get("wall_seconds"),
-                "params": card.get("params"),
-                "started": status.get("started"),
-                "data": config.get("data"),
-                "strategy": config.get("strategy", "default"),
-                "has_model": (path / "model.keras").is_file(),
-                "message": status.get("message"),
-            }
-        )
-    return rows
+    return [
+        run_summary(path, state_of)
+        for path in sorted(base.iterdir(), reverse=True)
+        if (path / "config.json").is_file()
+    ]
+
+
+def run_summary(path: Path, state_of=read_status) -> dict:
+    """Returns one run folder's row of `list_runs`."""
+    status, history = state_of(path), read_history(path)
+    card = read_json(path / "model_card.json", {}) or {}
+    config = read_json(path / "config.json", {}) or {}
+    accs = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None]
+    return {
+        "name": path.name,
+        "path": str(path),
+        "state": status.get("state"),
+        "preset": config.get("preset"),
+        "epochs_done": len(history),
+        "epochs": config.get("epochs"),
+        "best_val_accuracy": max(accs) if accs else None,
+        "last_val_accuracy": accs[-1] if accs else None,
+        "seconds": sum(h.get("seconds", 0) for h in history),
+        "wall_seconds": status.get("wall_seconds"),
+        "params": card.get("params"),
+        "started": status.get("started"),
+        "data": config.get("data"),
+        "strategy": config.get("strategy", "default"),
+        "has_model": (path / "model.keras").is_file(),
+        "message": status.get("message"),
+    }
+
+
+def files_signature(runs_dir, names: tuple[str, ...], also=()) -> str:
+    """A digest of the identity (inode, modification time, size) of the files `names` in
+    each run folder of `runs_dir` and in the folders `also`: a cache key for what is read
+    from them, computed with one `stat` call per file.
+    """
+    base = os.fspath(runs_dir or default_runs_dir())
+    try:
+        folders = sorted(os.listdir(base))
+    except OSError:  # no runs folder yet
+        folders = []
+    digest = hashlib.blake2b(base.encode(), digest_size=16)
+    for folder in [*map(os.fspath, also), *(os.path.join(base, f) for f in folders)]:
+        digest.update(folder.encode())
+        for name in names:
+            try:
+                found = os.stat(os.path.join(folder, name))
+                digest.update(b"%d %d %d;" % (found.st_ino, found.st_mtime_ns, found.st_size))
+            except OSError:  # absent, or `folder` is a file
+                digest.update(b"-;")
+    return digest.hexdigest()
 
 
 def delete_run(run_dir: str | Path) -> None:

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from core import data, inspect, registry, runs
+from core import data, inspect, registry
 from core.classify import top_classes
 from core.errors import CnnError
 from core.evaluate import with_temperature
@@ -300,7 +300,7 @@ def explainer_tab(pixels, caption):
 
 
 def replay_tab(pixels, caption):
-    rows = [r for r in runs.list_runs() if inspect.checkpoint_epochs(r["path"])]
+    rows = [r for r in state.run_rows() if inspect.checkpoint_epochs(r["path"])]
     if not rows:
         st.info("No run has a checkpoint yet: train one on the Train page.")
         return

@@ -525,7 +525,7 @@ def runs_table(rows: list[dict]) -> None:
 
 st.title("Train")
 st.subheader("Live view")
-rows, searching = jobs.list_runs(), jobs.active_search()
+rows, searching = state.run_rows(), jobs.active_search()
 active = next((r for r in rows if r["state"] in jobs.ACTIVE), None)  # newest first
 if searching:
     seen = search_moment(searching, active)

@@ -228,3 +228,40 @@ def test_a_search_runs_in_a_child_process_blocks_launches_and_stops(tmp_path):
     assert trial["state"] == "stopped" and runs.read_status(trial["run_dir"])["state"] == "stopped"
     assert jobs.active_search() is None and jobs.latest_search()["name"] == search_dir.name
     assert "python -m core.search --search-dir" in jobs.log_tail(search_dir, 200)
+
+
+def test_finished_rows_are_kept_until_their_files_change_unfinished_ones_read_again(tmp_path):
+    def run(name, **status):
+        folder = tmp_path / name
+        folder.mkdir()
+        atomic_write_json(folder / "config.json", TrainConfig(epochs=3).to_dict())
+        atomic_write_json(folder / "history.json", [{"epoch": 1, "val_accuracy": 0.25}])
+        runs.write_status(folder, **status)
+        return folder
+
+    done = run("20261202-000001-done", state="completed")
+    live = run("20261202-000002-live", state="running", **runs.process_identity())
+    rows, signature = jobs.list_runs(tmp_path), jobs.runs_signature(tmp_path)
+    assert [(r["name"], r["state"]) for r in rows] == [
+        (live.name, "running"),
+        (done.name, "completed"),
+    ]
+    assert jobs.runs_signature(tmp_path) == signature
+
+    # Training goes on: an epoch later the unfinished row says so, the finished one is kept.
+    atomic_write_json(live / "history.json", [{"epoch": e, "val_accuracy": 0.5} for e in (1, 2)])
+    again = jobs.refreshed(rows)
+    assert again[0]["epochs_done"] == 2 and again[1] is rows[1]
+    seen = {signature, jobs.runs_signature(tmp_path)}
+    runs.write_status(live, state="completed")
+    assert jobs.refreshed(rows)[0]["state"] == "completed"
+    seen.add(jobs.runs_signature(tmp_path))
+    for change in (
+        lambda: atomic_write_json(done / "model_card.json", {"params": 1}),
+        lambda: (done / "model.keras").write_bytes(b"weights"),
+        lambda: atomic_write_json(done / jobs.JOB_FILE, {"launched": 1.0}),  # resumed
+        lambda: jobs.delete(done),
+    ):
+        change()
+        seen.add(jobs.runs_signature(tmp_path))
+    assert len(seen) == 7  # each change to a file a row is read from
