@@ -394,10 +394,13 @@ def model_summary_view(model: ModelConfig) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, height=240)
 
 
-def live_view(path: str, polling: bool) -> None:
-    status = jobs.status(path)
-    if polling and status["state"] not in jobs.ACTIVE:
-        st.rerun()  # it ended: redraw the whole page (runs table, the sidebar's models)
+def live_view(path: str, polling: bool, shown: tuple) -> None:
+    """`shown`: the run's state and epochs done as the runs table shows them."""
+    status, history = jobs.status(path), runs.read_history(path)
+    if polling and (status["state"], len(history)) != shown:
+        # It began training, finished an epoch or ended: redraw the whole page (the runs
+        # table, the sidebar's models).
+        st.rerun()
     c = st.columns([4, 1])
     c[0].markdown(
         f"**{Path(path).name}** :{BADGE.get(status['state'], 'red')}-badge[{status['state']}]"
@@ -405,8 +408,9 @@ def live_view(path: str, polling: bool) -> None:
     if status["state"] in jobs.ACTIVE:
         fraction, text = jobs.progress(status)
         st.progress(fraction, text=text)
-        if c[1].button("Stop training", key="train_stop"):
-            jobs.stop(path)
+        # A callback: it acts before the script, which may rerun the page before a button.
+        c[1].button("Stop training", key="train_stop", on_click=jobs.stop, args=(path,))
+        if runs.stop_requested(Path(path)):
             st.caption("Stopping at the end of the current batch…")
     elif status["state"] in jobs.RESUMABLE and c[1].button("Resume", key="train_resume"):
         try:
@@ -418,7 +422,6 @@ def live_view(path: str, polling: bool) -> None:
         st.error(status["message"])
         with st.expander("End of train.log"):
             st.code(jobs.log_tail(path) or "(empty)", language=None)
-    history = runs.read_history(path)
     if history:
         c = st.columns(2)
         c[0].plotly_chart(
@@ -531,8 +534,10 @@ if searching:
     seen = search_moment(searching, active)
     st.fragment(search_view, run_every=1.0)(searching["path"], seen)
 if active or rows:
-    watched = active["path"] if active else rows[0]["path"]
-    st.fragment(live_view, run_every=1.0 if active else None)(watched, polling=bool(active))
+    watched = active or rows[0]
+    st.fragment(live_view, run_every=1.0 if active else None)(
+        watched["path"], polling=bool(active), shown=(watched["state"], watched["epochs_done"])
+    )
 else:
     st.caption("No run yet: start one below.")
 if error := st.session_state.pop("train_notice_error", None):
