@@ -382,8 +382,9 @@ def search_view(path: str, seen: tuple) -> None:
         f"{status.get('trial') or 0}/{status.get('trials', '?')}"
         + (f" · best so far {best['val_accuracy']:.2%} ({best['run']})" if best else "")
     )
-    if c[1].button("Stop search", key="train_search_stop"):
-        jobs.stop_search(path)
+    # A callback, as Stop training's: the check above may rerun the page before a button.
+    c[1].button("Stop search", key="train_search_stop", on_click=jobs.stop_search, args=(path,))
+    if runs.stop_requested(Path(path)):
         st.caption("Stopping the current trial at the end of its batch…")
 
 

@@ -189,6 +189,10 @@ def test_a_training_run_is_not_deleted(app, trained_run):
     runs.write_status(running, state="running", epoch=3, epochs=20, **runs.process_identity())
     _open(app)
     assert "epoch 3/20" in app.get("progress")[0].proto.text
+    app.button(key="train_stop").click().run()
+    assert (running / "stop.request").exists()
+    app.run()  # the page says so until the run has stopped
+    assert "Stopping at the end of the current batch…" in [c.value for c in app.caption]
     _select(app, 0)
     app.checkbox(key=f"train_confirm_{running.name}").check().run()
     app.button(key="train_delete").click().run()
@@ -297,6 +301,8 @@ def test_a_search_in_progress_is_shown_and_can_be_stopped(app, trained_run):
     assert "A hyperparameter search is in progress (.search-demo, trial 2/3)." in app.error[0].value
     app.button(key="train_search_stop").click().run()
     assert (search_dir / "stop.request").exists()
+    app.run()  # the page says so until the search has stopped
+    assert "Stopping the current trial at the end of its batch…" in [c.value for c in app.caption]
     assert [r["name"] for r in runs.list_runs()] == [trained_run.name]  # nothing launched
 
 
