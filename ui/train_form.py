@@ -1,0 +1,367 @@
+"""The Train page's New run form: a preset and its recipe, or a custom architecture, and
+the start of a run or a hyperparameter search."""
+
+import json
+from dataclasses import fields
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs, registry, search
+from core.augment import CONTROLS, AugmentConfig
+from core.errors import CnnError
+from core.hardware import effective_precision, has_fast_bf16
+from core.model import (
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    TRANSFER_PRESETS,
+    ConvBlock,
+    ModelConfig,
+    missing_weights_message,
+    preset_config,
+    pretrained_weights_available,
+)
+from core.train import (
+    LOSSES,
+    MIN_CROP,
+    OPTIMIZERS,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULES,
+    TrainConfig,
+    parse_augment,
+    resolved_model_config,
+)
+from ui import state
+
+ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
+DEFAULT = TrainConfig()
+IMAGE_SIZES = (32, 64, 96)
+
+
+@st.cache_data(max_entries=32, show_spinner="Building the model…")
+def model_summary(model_json: str) -> list[dict]:
+    return jobs.model_summary(ModelConfig.from_dict(json.loads(model_json)))
+
+
+def block_editor(b: int) -> ConvBlock:
+    c = st.columns(7)
+    k = f"train_block{b}_"
+    return ConvBlock(
+        filters=c[0].number_input(
+            f"Block {b} filters", 1, 512, min(16 * 2**b, 512), key=k + "filters"
+        ),
+        kernel_size=c[1].selectbox("Kernel", (1, 3, 5, 7), index=1, key=k + "kernel"),
+        convs=c[2].number_input("Convs", 1, 4, 1, key=k + "convs"),
+        activation=c[3].selectbox("Activation", ACTIVATIONS, key=k + "activation"),
+        batch_norm=c[4].checkbox("Batch norm", key=k + "bn"),
+        padding=c[5].selectbox("Padding", ("same", "valid"), key=k + "padding"),
+        dropout=c[6].number_input("Dropout", 0.0, 0.9, 0.25, 0.05, key=k + "dropout"),
+    )
+
+
+def custom_model(blocks: int) -> tuple[ModelConfig, str]:
+    st.markdown("**Architecture**")
+    config = ModelConfig(blocks=[block_editor(b) for b in range(1, blocks + 1)])
+    c = st.columns(4)
+    config.pooling = c[0].selectbox("Pooling", ("max", "avg"), key="train_pooling")
+    config.head = c[1].selectbox("Head", ("flatten", "global_avg"), key="train_head")
+    widths = c[2].text_input("Dense layer widths", "64", key="train_dense", help="e.g. 128,64")
+    config.dense_dropout = c[3].number_input(
+        "Dense dropout", 0.0, 0.9, 0.5, 0.05, key="train_dense_dropout"
+    )
+    return config, widths
+
+
+# Form fields a preset's recipe sets (core.train.RECIPES), with their widget keys.
+RECIPE_KEYS = {
+    "optimizer": "train_optimizer",
+    "learning_rate": "train_lr",
+    "momentum": "train_momentum",
+    "weight_decay": "train_wd",
+    "schedule": "train_schedule",
+    "warmup_epochs": "train_warmup",
+    "label_smoothing": "train_smoothing",
+    "batch_size": "train_batch_size",
+    "epochs": "train_epochs",
+    "precision": "train_precision",
+    "lookahead": "train_lookahead",
+    "small_crop_share": "train_small_crop_share",
+    "small_crop_size": "train_small_crop_size",
+    "whiten_bias_epochs": "train_whiten_bias_epochs",
+    "image_size": "train_image_size",
+}
+
+
+def recipe_values(preset: str) -> dict:
+    """The form values a preset trains with: TrainConfig's defaults, then its recipe."""
+    recipe = {**{f: getattr(DEFAULT, f) for f in RECIPE_KEYS}, **RECIPES.get(preset, {})}
+    augment = parse_augment(recipe.pop("augment")) if "augment" in recipe else AugmentConfig()
+    values = {RECIPE_KEYS[f]: v for f, v in recipe.items()}
+    return values | {f"train_aug_{k}": v for k, v in augment.to_dict().items()}
+
+
+def training_options() -> dict:
+    for key, value in recipe_values(st.session_state["train_preset"]).items():
+        st.session_state.setdefault(key, value)
+    st.markdown("**Optimisation**")
+    c = st.columns(4)
+    o = dict(
+        optimizer=c[0].selectbox(
+            "Optimizer",
+            OPTIMIZERS,
+            key="train_optimizer",
+            help="muon: Nesterov SGD for biases and the classifier; each conv kernel keeps a "
+            "fixed norm and takes steps of equal size in every direction (orthogonalised "
+            "momentum, airbench's newest recipe).",
+        ),
+        learning_rate=c[1].number_input("Learning rate", 1e-6, 10.0, format="%.5f", key="train_lr"),
+        momentum=c[2].number_input("Momentum", 0.0, 0.999, key="train_momentum"),
+        weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="train_wd"),
+        schedule=c[0].selectbox("Schedule", SCHEDULES, key="train_schedule"),
+        warmup_epochs=c[1].number_input("Warm-up epochs", 0.0, 100.0, key="train_warmup"),
+        step_epochs=c[2].number_input(
+            "Step every (epochs)", 1, 1000, DEFAULT.step_epochs, key="train_step_epochs"
+        ),
+        step_factor=c[3].number_input(
+            "Step factor", 0.001, 1.0, DEFAULT.step_factor, key="train_step_factor"
+        ),
+        loss=c[0].selectbox("Loss", LOSSES, key="train_loss"),
+        label_smoothing=c[1].number_input(
+            "Label smoothing", 0.0, 0.9, step=0.05, key="train_smoothing"
+        ),
+        precision=c[2].selectbox(
+            "Precision",
+            PRECISIONS,
+            key="train_precision",
+            format_func=precision_label,
+            help="mixed_bfloat16 computes in bf16 with float32 weights and outputs: about 2x "
+            "faster on CPUs with bf16 units (AVX-512 BF16, AMX) and on GPUs, several times "
+            "slower on other CPUs. auto picks the faster of the two for this machine.",
+        ),
+        lookahead=c[3].checkbox(
+            "Weight averaging",
+            key="train_lookahead",
+            help="Lookahead, as in airbench: every 5 steps the weights (batch-norm "
+            "statistics too) move to their moving average, and the run ends on it.",
+        ),
+        small_crop_share=c[0].number_input(
+            "Small-crop share",
+            0.0,
+            0.95,
+            step=0.05,
+            key="train_small_crop_share",
+            help="Progressive resizing: this share of the epochs, the first ones, trains on "
+            "a random crop of each image, which takes less compute; the rest on whole "
+            "images (0.5 of 12 epochs: 6). Quick, fast and wide presets only.",
+        ),
+        small_crop_size=c[1].number_input(
+            "Small-crop size", MIN_CROP, 1024, key="train_small_crop_size", help="pixels"
+        ),
+        whiten_bias_epochs=c[2].number_input(
+            "Whitening-bias epochs",
+            0,
+            1000,
+            key="train_whiten_bias_epochs",
+            help="The speed presets' first layer whitens 2x2 patches with a kernel computed "
+            "from the data, which never trains; its bias trains for this many first epochs "
+            "(airbench: 3), then stays.",
+        ),
+    )
+    st.markdown("**Run**")
+    c = st.columns(6)
+    o |= dict(
+        batch_size=c[0].number_input("Batch size", 1, 4096, key="train_batch_size"),
+        epochs=c[1].number_input("Epochs", 1, 1000, key="train_epochs"),
+        val_fraction=c[2].number_input(
+            "Validation fraction", 0.0, 0.5, DEFAULT.val_fraction, 0.05, key="train_val"
+        ),
+        seed=c[3].number_input("Seed", 0, 2**31 - 1, DEFAULT.seed, key="train_seed"),
+        early_stopping=c[4].number_input(
+            "Early stopping patience", 0, 100, 0, key="train_patience", help="epochs; 0 = off"
+        ),
+        name=c[5].text_input("Run name", key="train_name", placeholder="optional"),
+    )
+    return o
+
+
+def precision_label(precision: str) -> str:
+    if precision == "auto":
+        return f"auto (here: {effective_precision('auto')})"
+    if precision == "mixed_bfloat16" and not has_fast_bf16():
+        return "mixed_bfloat16 (slow here)"
+    return precision
+
+
+def teacher_options(dataset, size: int) -> dict:
+    """Knowledge distillation: a trained model for the same classes and image size."""
+    fits = registry.models_for(state.available_models(), dataset.class_names, size)
+    labels = {"": "nobody (labels only)", **{m["path"]: m["label"] for m in fits}}
+    st.markdown("**Learn from a trained model (distillation)**")
+    c = st.columns([3, 1])
+    teacher = c[0].selectbox(
+        "Teacher",
+        list(labels),
+        format_func=labels.get,
+        key="train_teacher",
+        help="Each training image's target mixes its label with the teacher's "
+        "probabilities for it (computed once, with flip averaging, before the first "
+        "epoch): a small model learns more from a bigger one than from the labels alone. "
+        "Only models trained on these classes at this image size are offered.",
+    )
+    weight = c[1].number_input(
+        "Teacher's share", 0.0, 1.0, DEFAULT.teacher_weight, 0.05, key="train_teacher_weight"
+    )
+    return {"teacher": teacher, "teacher_weight": weight}
+
+
+def augment_options(sent: dict | None) -> AugmentConfig:
+    # Settings sent from the Augmentations page replace the form's values once per sending.
+    if sent and sent != st.session_state.get("train_augment_applied"):
+        st.session_state.update({f"train_aug_{k}": v for k, v in sent.items()})
+        st.session_state["train_augment_applied"] = sent
+    defaults = {**AugmentConfig().to_dict(), **(sent or {})}
+    st.markdown("**Augmentation**")
+    values = {}
+    for i, f in enumerate(fields(AugmentConfig)):
+        if i % 4 == 0:
+            row = st.columns(4)
+        key, c = f"train_aug_{f.name}", CONTROLS[f.name]
+        cast = {"bool": bool, "int": int, "float": float}[f.type]
+        st.session_state[key] = cast(st.session_state.get(key, defaults[f.name]))
+        if f.type == "bool":
+            values[f.name] = row[i % 4].checkbox(c.label, key=key, help=c.help)
+        else:
+            values[f.name] = row[i % 4].number_input(
+                c.label, cast(0), cast(c.maximum), step=cast(c.step), key=key, help=c.help
+            )
+    return AugmentConfig(**values)
+
+
+def choose_preset(name: str | None = None) -> None:
+    # A preset brings its recipe: optimizer, schedule, epochs, precision, augmentation and
+    # the image size it trains at (96 for transfer learning), as the CLI does.
+    if name:
+        st.session_state["train_preset"] = name
+    st.session_state.update(recipe_values(st.session_state["train_preset"]))
+
+
+def weights_warning(preset: str) -> None:
+    backbone = preset_config(preset).backbone
+    if pretrained_weights_available(backbone):
+        return
+    st.warning(missing_weights_message(backbone))
+    cols = st.columns(2)
+    for col, name in zip(cols, ("quick", "fast"), strict=True):
+        col.button(
+            f"Use {name} instead", key=f"train_use_{name}", on_click=choose_preset, args=(name,)
+        )
+
+
+def new_run() -> None:
+    st.subheader("New run")
+    dataset = state.require_dataset()
+    choice, summary = st.columns([2, 3], gap="large")
+    with choice:
+        preset = st.selectbox(
+            "Architecture",
+            [*PRESETS, *TRANSFER_PRESETS, "custom"],
+            key="train_preset",
+            on_change=choose_preset,
+        )
+        custom = preset == "custom"
+        st.session_state.setdefault("train_image_size", recipe_values(preset)["train_image_size"])
+        size = st.selectbox(
+            "Image size",
+            IMAGE_SIZES,
+            format_func=lambda s: f"{s}x{s} pixels",
+            key="train_image_size",
+            help="Every image is resized to this; the model card records it.",
+        )
+        # Outside the form: the form can only show as many block editors as chosen here.
+        blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
+        if not custom:
+            st.caption(PRESET_DESCRIPTIONS[preset])
+        if preset in TRANSFER_PRESETS:
+            weights_warning(preset)
+        sent = st.session_state.get("train_augment")
+        if sent:
+            st.info("Augmentation settings from the Augmentations page.")
+    with st.form("train_form", enter_to_submit=False):
+        model, widths = custom_model(blocks) if custom else (None, "")
+        options = training_options() | teacher_options(dataset, size)
+        augment = augment_options(sent)
+        buttons = st.container(horizontal=True)
+        start = buttons.form_submit_button("Start training", type="primary", key="train_start")
+        if custom:
+            buttons.form_submit_button("Update the summary", key="train_preview")
+    try:
+        if custom:
+            model.dense = jobs.parse_widths(widths)
+        config = TrainConfig(
+            preset=preset, model=model, image_size=size, augment=augment, **options
+        )
+        with summary:
+            model_summary_view(resolved_model_config(config, dataset.num_classes))
+        if start:
+            config.data = state.dataset_spec()
+            st.session_state["train_notice"] = f"Started {jobs.launch(config).name}."
+            st.rerun()
+    except CnnError as err:
+        st.error(str(err))
+    search_box(preset, size, options)
+
+
+def search_box(preset: str, size: int, options: dict) -> None:
+    with st.expander("Search hyperparameters (KerasTuner)"):
+        st.caption(
+            "Tries learning rates, widths, dropout and augmentation strengths around the "
+            "preset's recipe; every trial is a run in the table below."
+        )
+        latest = jobs.latest_search()
+        if latest and latest["state"] not in jobs.ACTIVE:
+            last_search(latest)
+        if preset == "custom":
+            st.info("A search starts from a preset: choose one above.")
+            return
+        c = st.columns(3)
+        trials = c[0].number_input("Trials", 1, 200, 8, key="train_search_trials")
+        epochs = c[1].number_input("Epochs per trial", 1, 1000, 3, key="train_search_epochs")
+        algorithm = c[2].selectbox("Algorithm", search.ALGORITHMS, key="train_search_algorithm")
+        if not st.button("Start search", key="train_search_start"):
+            return
+        config = search.SearchConfig(
+            data=state.dataset_spec(),
+            preset=preset,
+            trials=int(trials),
+            epochs=int(epochs),
+            algorithm=algorithm,
+            image_size=size,
+            val_fraction=options["val_fraction"],
+            seed=int(options["seed"]),
+        )
+        try:
+            name = jobs.launch_search(config).name
+        except CnnError as err:
+            st.error(str(err))
+            return
+        st.session_state["train_notice"] = f"Started the search {name}."
+        st.rerun()
+
+
+def last_search(latest: dict) -> None:
+    if latest["state"] == "failed":
+        st.error(f"{latest['name']} failed: {latest.get('message')}")
+    if best := search.summarise(latest["path"])["best"]:
+        choices = search.describe_choices(best["hyperparameters"])
+        st.caption(
+            f"Best of {latest['name']}: {best['run']}, validation accuracy "
+            f"{best['val_accuracy']:.2%} with {choices}."
+        )
+
+
+def model_summary_view(model: ModelConfig) -> None:
+    rows = model_summary(json.dumps(model.to_dict()))
+    st.metric("Parameters", f"{sum(r['params'] for r in rows):,}")
+    st.caption(f"For {model.num_classes} classes of {model.input_size}x{model.input_size} images.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, height=240)
