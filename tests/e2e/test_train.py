@@ -40,6 +40,15 @@ def _wait_states(e2e_data, predicate, timeout=120):
     raise AssertionError(f"runs never reached the expected states: {_states(e2e_data)}")
 
 
+def _table_rows(page):
+    """The runs table's cells, read from the grid's accessible table: `{run: [cells]}`."""
+    table = page.get_by_test_id("stDataFrame").last.locator("table")
+    cells = table.evaluate(
+        "t => [...t.querySelectorAll('tr')].map(r => [...r.children].map(c => c.innerText))"
+    )
+    return {row[0]: row[1:] for row in cells[1:]}
+
+
 def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_data):
     before = _states(e2e_data)
     open_page(page, server, "train")
@@ -50,6 +59,15 @@ def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_dat
     first = progress.first.inner_text()
     time.sleep(2.5)
     assert progress.first.inner_text() != first, "the progress bar did not move"
+    # The runs table follows the run: its row says running and counts the epochs done.
+    (name,) = set(_states(e2e_data)) - set(before)
+    end = time.time() + 30
+    while True:
+        row = _table_rows(page).get(name)
+        if row and row[0] == "running" and int(row[3].split("/")[0]) > 0:
+            break
+        assert time.time() < end, f"the runs table did not follow the run: {row}"
+        time.sleep(0.5)
     page.get_by_role("heading", name="Live view").scroll_into_view_if_needed()
     shot(page, "train-live")
     asked = time.monotonic()
