@@ -17,6 +17,7 @@ TILE_FRAME = 160  # grey: seen on a white and on a dark page
 MAP_COLUMNS = 8
 COLORMAPS = ["Viridis", "Gray", "Magma", "Cividis", "Turbo"]
 RGB = ["red", "green", "blue"]
+REPLAY_STEP_SECONDS = 1.0
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -35,7 +36,8 @@ def layer_scores(_check, model_key, calibration, pixels):
     return _check.layer_scores(pixels[None])[0]
 
 
-@st.cache_data(max_entries=16, show_spinner="Loading the checkpoint…")
+# Enough for every epoch of a long run: playing it loads each checkpoint once.
+@st.cache_data(max_entries=64, show_spinner="Loading the checkpoint…")
 def replay_epoch(run_dir, epoch, checkpoint_mtime, probe):
     return inspect.replay_epoch(run_dir, epoch, probe)
 
@@ -309,11 +311,26 @@ def replay_tab(pixels, caption):
         return
     names = [r["name"] for r in rows]
     index = names.index(entry["id"]) if entry["id"] in names else 0
-    name = st.selectbox("Run", names, index=index, key="filters_replay_run")
+    c = st.columns([4, 1], vertical_alignment="bottom")
+    name = c[0].selectbox("Run", names, index=index, key="filters_replay_run")
     run_dir = next(r["path"] for r in rows if r["name"] == name)
     epochs = inspect.checkpoint_epochs(run_dir)
-    if st.session_state.get("filters_replay_epoch") not in epochs:
+    playing = len(epochs) > 1 and c[1].toggle(
+        "Play",
+        key="filters_replay_play",
+        help="Steps through the epochs, one a second, again from the first after the last.",
+    )
+    st.fragment(replay_view, run_every=REPLAY_STEP_SECONDS if playing else None)(
+        run_dir, epochs, pixels, caption
+    )
+
+
+def replay_view(run_dir, epochs, pixels, caption):
+    current = st.session_state.get("filters_replay_epoch")
+    if current not in epochs:
         st.session_state["filters_replay_epoch"] = epochs[-1]
+    elif st.session_state.get("filters_replay_play"):
+        st.session_state["filters_replay_epoch"] = epochs[(epochs.index(current) + 1) % len(epochs)]
     if len(epochs) > 1:
         epoch = st.select_slider("Epoch", epochs, key="filters_replay_epoch")
     else:

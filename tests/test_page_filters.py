@@ -108,6 +108,16 @@ def test_explainer_and_replay_show_the_real_numbers(app, trained_run):
     assert "Predicted probabilities for probe #7" in [c.value for c in app.caption]
     assert len(probe.value) == 1
 
+    # Play steps through the epochs, from the last back to the first, at each run.
+    app.toggle(key="filters_replay_play").set_value(True).run()
+    assert app.select_slider(key="filters_replay_epoch").value == 2
+    app.run()
+    assert app.select_slider(key="filters_replay_epoch").value == 1
+    assert "Epoch 1" in [s.value for s in app.main.subheader]
+    app.toggle(key="filters_replay_play").set_value(False).run()
+    app.run()
+    assert app.select_slider(key="filters_replay_epoch").value == 1
+
 
 def test_the_explainer_grids_show_three_digits_and_the_image_at_its_brightness(app):
     app.session_state["probe"] = {"pixels": probe_pixels(), "caption": "probe", "label": None}
