@@ -56,18 +56,9 @@ def launch(config, runs_dir=None) -> Path:
         RunError: a setting cannot work, the preset's ImageNet weights are not on this
             machine, or another run or a search is in progress.
     """
-    from core.model import check_pretrained, preset_config
     from core.train import start_run  # imports Keras; only a launch pays for it
 
-    if config.model is not None:
-        check_model_fits(config.model, config.image_size)
-    model = config.model
-    if model is None and config.preset != "custom":
-        model = preset_config(config.preset, config.image_size)
-    if model is not None:
-        # Missing ImageNet weights are told now, not by a child that fails a minute later.
-        check_pretrained(model)
-    config = dataclasses.replace(config, data=absolute_spec(config.data))
+    config = _launchable(config)
     base = _absolute_runs_dir(runs_dir)
     with _runs_folder_errors(base), launch_lock(base):
         _refuse_if_busy(base)
@@ -79,6 +70,53 @@ def launch(config, runs_dir=None) -> Path:
             _remove_half_created(base, before)
             raise
     return run_dir
+
+
+def _launchable(config):
+    """`config` with its data as an absolute path, once its model can be built here."""
+    from core.model import check_pretrained, preset_config
+
+    if config.model is not None:
+        check_model_fits(config.model, config.image_size)
+    model = config.model
+    if model is None and config.preset != "custom":
+        model = preset_config(config.preset, config.image_size)
+    if model is not None:
+        # Missing ImageNet weights are told now, not by a child that fails a minute later.
+        check_pretrained(model)
+    return dataclasses.replace(config, data=absolute_spec(config.data))
+
+
+def launch_lrfind(config, runs_dir=None) -> Path:
+    """Starts a learning-rate range test of `config` (`core.lrfind`) in a new process.
+
+    Args:
+        config: a `core.train.TrainConfig`, as `launch` takes it.
+        runs_dir: where its folder `.lrfind-<time>` goes.
+
+    Returns:
+        The test's folder, in state "starting" until the child begins.
+
+    Raises:
+        RunError: a setting cannot work, or a run, a search or another test is in progress.
+    """
+    from core.lrfind import start_folder
+
+    config = _launchable(config)
+    base = _absolute_runs_dir(runs_dir)
+    with _runs_folder_errors(base), launch_lock(base):
+        _refuse_if_busy(base)
+        folder = start_folder(config, base)
+        spawn(folder, ["--folder", str(folder)], module="core.lrfind")
+    for earlier in base.glob(".lrfind-*"):  # only the newest test is shown
+        if earlier != folder and status(earlier)["state"] in FINISHED:
+            shutil.rmtree(earlier, ignore_errors=True)
+    return folder
+
+
+def latest_lrfind(runs_dir=None) -> dict | None:
+    """Returns the status of the newest learning-rate test (any state), or None."""
+    return _latest(runs_dir, ".lrfind-*/lrfind_config.json")
 
 
 def launch_search(config, runs_dir=None) -> Path:
@@ -113,8 +151,12 @@ def active_search(runs_dir=None) -> dict | None:
 
 def latest_search(runs_dir=None) -> dict | None:
     """Returns the status of the newest search folder (any state), or None."""
+    return _latest(runs_dir, ".search-*/search.json")
+
+
+def _latest(runs_dir, pattern: str) -> dict | None:
     base = Path(runs_dir or runs.default_runs_dir())
-    found = sorted(base.glob(".search-*/search.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted(base.glob(pattern), key=lambda p: p.stat().st_mtime)
     if not found:
         return None
     path = found[-1].parent
@@ -406,6 +448,11 @@ def launch_lock(base: Path, name: str = LOCK_FILE):
 
 
 def _refuse_if_busy(base: Path) -> None:
+    if test := _first_active(base, ".lrfind-*/lrfind_config.json"):
+        raise RunError(
+            f"A learning-rate test is in progress ({test['name']}). "
+            "Stop it or wait for it to finish."
+        )
     search = active_search(base)
     if search is not None:
         where = "starting"

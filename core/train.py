@@ -249,10 +249,11 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int):
     return lr
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int):
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, learning_rate=None):
+    """`config`'s optimizer; `learning_rate` (a float or a schedule) replaces its schedule."""
     import keras
 
-    lr = make_schedule(config, steps_per_epoch)
+    lr = make_schedule(config, steps_per_epoch) if learning_rate is None else learning_rate
     wd = config.weight_decay or None
     o = keras.optimizers
     return {

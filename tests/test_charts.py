@@ -130,3 +130,20 @@ def test_layer_novelty_reds_the_layers_above_the_threshold_and_draws_it():
     (line,) = fig.layout.shapes
     assert line.y0 == line.y1 == 1.2 and line.line.dash == "dash"
     assert fig.layout.annotations[0].text == "unfamiliar above this"
+
+
+def test_the_learning_rate_curve_marks_its_suggestion_on_the_log_axis():
+    result = {
+        "lr": [1e-4, 1e-3, 1e-2, 1e-1],
+        "loss": [2.3, 2.0, 1.6, 9.0],
+        "smoothed": [2.3, 2.1, 1.8, float("inf")],
+        "suggested": 1e-3,
+    }
+    fig = charts.lr_curve(result)
+    assert fig.layout.xaxis.type == "log"
+    [label] = fig.layout.annotations
+    assert label.x == pytest.approx(-3) and label.text == "suggested 0.001"
+    assert fig.layout.shapes[0].x0 == 1e-3
+    assert fig.layout.yaxis.range == pytest.approx((0.95 * 1.8, 1.5 * 2.3))
+    plain = charts.lr_curve(result | {"suggested": None})
+    assert not plain.layout.annotations and not plain.layout.shapes

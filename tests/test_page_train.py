@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from core import jobs, runs
@@ -325,3 +326,25 @@ def test_a_run_can_learn_from_a_trained_model_of_the_same_classes(app, trained_r
     config = read_json(new[0] / "config.json")
     assert (config["teacher"], config["teacher_weight"]) == (str(trained_run / "model.keras"), 0.7)
     assert np.load(new[0] / "teacher_probs.npy").shape[1] == 3
+
+
+def test_a_learning_rate_test_shows_its_curve_and_fills_in_its_suggestion(app, trained_run):
+    from core import lrfind
+
+    _open(app)
+    app.number_input(key="train_batch_size").set_value(8)
+    app.button(key="train_lr_test").click().run()
+    assert app.success[0].value.startswith("Started the learning-rate test.")
+    test = jobs.latest_lrfind()
+    assert test["state"] in jobs.ACTIVE
+    assert app.get("progress")[-1].proto.text.startswith("Learning-rate test:")
+    assert jobs.wait_for_state(test["path"], jobs.FINISHED, timeout=120)["state"] == "completed"
+    app.run()
+    assert not app.exception
+    result = read_json(f"{test['path']}/{lrfind.RESULT_FILE}")
+    assert read_json(f"{test['path']}/{lrfind.CONFIG_FILE}")["batch_size"] == 8
+    assert any(lrfind.describe(result) in c.value for c in app.caption)
+    [curve] = [c for c in app.get("plotly_chart") if "learning rate" in c.proto.spec]
+    assert json.loads(curve.proto.spec)["data"][1]["y"] == pytest.approx(result["smoothed"])
+    app.button(key="train_lr_use").click().run()
+    assert app.number_input(key="train_lr").value == pytest.approx(result["suggested"])

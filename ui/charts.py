@@ -76,6 +76,49 @@ def epoch_lines(title: str, traces: dict[str, tuple[list, list]], percent: bool 
     return fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
 
 
+def lr_curve(result: dict) -> go.Figure:
+    """A learning-rate test's loss against the rate (log scale): each batch's loss, its
+    moving average and, when there is one, the suggested rate as a dashed line."""
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=result["lr"],
+                y=result["loss"],
+                name="batch loss",
+                mode="markers",
+                marker=dict(size=4, opacity=0.4),
+            ),
+            go.Scatter(x=result["lr"], y=result["smoothed"], name="moving average", mode="lines"),
+        ]
+    )
+    fig.update_traces(hovertemplate="rate %{x:.2g}: loss %{y:.4f}")
+    if rate := result.get("suggested"):
+        fig.add_vline(x=rate, line_dash="dash")
+        # Placed by hand: on a log axis add_vline's own label lands at 10**rate.
+        fig.add_annotation(
+            x=math.log10(rate),
+            y=1,
+            yref="paper",
+            text=f"suggested {rate:.2g}",
+            showarrow=False,
+            xanchor="left",
+            xshift=4,
+        )
+    # From just under the lowest average to 1.5 times the first: the diverging tail would
+    # flatten the part worth reading.
+    finite = [v for v in result["smoothed"] if math.isfinite(v)]
+    if finite:
+        fig.update_yaxes(range=[0.95 * min(finite), 1.5 * finite[0]])
+    fig.update_yaxes(title="loss")
+    fig.update_xaxes(type="log", title="learning rate", exponentformat="power")
+    return fig.update_layout(
+        height=360,
+        margin=dict(t=30, b=0),
+        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        colorway=qualitative.D3,
+    )
+
+
 def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> go.Figure:
     """The matrix as a heatmap whose cells can be clicked (`clickmode` event+select).
 

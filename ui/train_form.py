@@ -32,7 +32,7 @@ from core.train import (
     parse_augment,
     resolved_model_config,
 )
-from ui import state
+from ui import lr_test, state
 
 ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
 DEFAULT = TrainConfig()
@@ -293,6 +293,13 @@ def new_run() -> None:
         augment = augment_options(sent)
         buttons = st.container(horizontal=True)
         start = buttons.form_submit_button("Start training", type="primary", key="train_start")
+        find = buttons.form_submit_button(
+            "Find a learning rate",
+            key="train_lr_test",
+            help="Trains a fresh model of this recipe for up to 100 batches at a rate growing "
+            "from 1e-5 to 10 and draws the loss against the rate (a learning-rate range "
+            "test): a good rate sits where the loss falls fastest.",
+        )
         if custom:
             buttons.form_submit_button("Update the summary", key="train_preview")
     try:
@@ -303,12 +310,15 @@ def new_run() -> None:
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
-        if start:
+        if start or find:
             config.data = state.dataset_spec()
-            st.session_state["train_notice"] = f"Started {jobs.launch(config).name}."
+            started = jobs.launch(config) if start else jobs.launch_lrfind(config)
+            what = "the learning-rate test" if find else ""
+            st.session_state["train_notice"] = f"Started {what or started.name}."
             st.rerun()
     except CnnError as err:
         st.error(str(err))
+    lr_test.box()
     search_box(preset, size, options)
 
 

@@ -1,0 +1,228 @@
+"""Learning-rate range test: which learning rates a recipe can train with.
+
+    python -m core.lrfind --preset quick --data ../shared/datasets/cifar10-jpeg [--steps 100]
+
+Trains a fresh model of the recipe (every `core.train` option applies) for a number of
+batches while its learning rate grows geometrically from `--lr-min` to `--lr-max`, and
+records each batch's loss; it stops early once the loss has run away (Leslie Smith,
+"Cyclical Learning Rates for Training Neural Networks", 2017; fastai's `lr_find`). The
+loss falls fastest somewhere below the rate where it is lowest; the suggestion is a tenth of
+that rate. Nothing is kept but the curve: no run folder, no model.
+
+The dashboard runs it in a process of its own in `<runs>/.lrfind-<time>/` (`--folder`),
+which holds its config, status, log and result (`lrfind.json`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from core import runs
+from core.errors import CnnError, RunError
+from core.fileio import atomic_write_json, read_json
+
+STEPS, LR_MIN, LR_MAX = 100, 1e-5, 10.0
+RESULT_FILE = "lrfind.json"
+CONFIG_FILE = "lrfind_config.json"  # not config.json: the folder is no run
+SMOOTHING = 0.9  # of the loss's moving average, with bias correction (fastai: 0.98 over more steps)
+DIVERGED = 4.0  # the test stops once the smoothed loss is this many times its lowest
+
+
+def learning_rates(lr_min: float, lr_max: float, steps: int) -> np.ndarray:
+    """The rate of each of `steps` batches: geometric, from `lr_min` to `lr_max`."""
+    return lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(1, steps - 1))
+
+
+def suggestion(lrs, smoothed) -> float | None:
+    """A tenth of the rate at the lowest smoothed loss, or None when the loss never fell.
+
+    Args:
+        lrs: the batches' learning rates, increasing.
+        smoothed: the smoothed loss after each batch.
+    """
+    smoothed = np.asarray(smoothed, dtype=float)
+    if len(smoothed) < 2:
+        return None
+    lowest = int(np.argmin(smoothed))
+    if lowest == 0:
+        return None
+    return float(lrs[lowest]) / 10
+
+
+def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_step=None) -> dict:
+    """Trains a fresh model of `config` for up to `steps` batches at growing learning rates.
+
+    Args:
+        config: a `core.train.TrainConfig`: its model, optimizer, loss, batch size,
+            augmentation and seed (its schedule and epochs do not apply).
+        dataset: a `core.data.Dataset`; its "train" split is used.
+        steps: batches to train, unless the loss runs away first.
+        lr_min: the first batch's learning rate.
+        lr_max: the last batch's learning rate.
+        on_step: called as `on_step(done, steps, lr, loss)` after each batch.
+
+    Returns:
+        A dict with `lr`, `loss` and `smoothed` (lists of floats, one per batch trained),
+        `suggested` (float or None, see `suggestion`), `steps` and `stopped_early` (bool).
+
+    Raises:
+        RunError: a setting cannot work.
+    """
+    import keras
+
+    from core.augment import build_augmentation
+    from core.model import build_model, init_whitening, set_whiten_bias_trainable
+    from core.train import make_loss, make_optimizer, make_pipeline, resolved_model_config
+
+    if not (0 < lr_min < lr_max) or steps < 2:
+        raise RunError("The learning-rate test needs 0 < lr_min < lr_max and 2 steps or more.")
+    keras.utils.set_random_seed(config.seed)
+    x, y = dataset.split("train")
+    model = build_model(resolved_model_config(config, dataset.num_classes))
+    init_whitening(model, x)
+    rates = learning_rates(lr_min, lr_max, steps)
+    schedule = keras.optimizers.schedules.ExponentialDecay(lr_min, steps - 1, lr_max / lr_min)
+    model.compile(optimizer=make_optimizer(config, steps, schedule), loss=make_loss(config))
+    set_whiten_bias_trainable(model, config.whiten_bias_epochs > 0)
+    augment = build_augmentation(config.augment, config.image_size, seed=config.seed)
+    batches = make_pipeline(
+        x, y, dataset.num_classes, config.batch_size, augment, shuffle_seed=config.seed
+    ).repeat()
+    result = {"lr": [], "loss": [], "smoothed": [], "steps": steps, "stopped_early": False}
+    average = 0.0
+    for step, (images, targets) in enumerate(batches.take(steps)):
+        loss = float(model.train_on_batch(images, targets))
+        average = SMOOTHING * average + (1 - SMOOTHING) * loss
+        smoothed = average / (1 - SMOOTHING ** (step + 1))
+        result["lr"].append(float(rates[step]))
+        result["loss"].append(loss)
+        result["smoothed"].append(smoothed)
+        if on_step:
+            on_step(step + 1, steps, float(rates[step]), loss)
+        if not math.isfinite(smoothed) or smoothed > DIVERGED * min(result["smoothed"]):
+            result["stopped_early"] = step + 1 < steps
+            break
+    finite = [s if math.isfinite(s) else math.inf for s in result["smoothed"]]
+    result["suggested"] = suggestion(result["lr"], finite)
+    return result
+
+
+def start_folder(config, runs_dir=None) -> Path:
+    """Creates `runs_dir/.lrfind-<time>/` with the test's config, in state "created"."""
+    parent = Path(runs_dir or runs.default_runs_dir())
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for i in range(100):
+        folder = parent / (f".lrfind-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise RunError(f"Could not create a folder for the learning-rate test in {parent}.")
+    atomic_write_json(folder / CONFIG_FILE, config.to_dict())
+    runs.write_status(folder, state="created")
+    return folder
+
+
+def run_in_folder(folder: Path, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX) -> dict:
+    """Runs the test of the config in `folder`, recording its progress and its result there.
+
+    Stops between batches when `stop.request` appears (`core.runs.request_stop`).
+    """
+    from core.data import load_dataset
+    from core.train import StopRequested, TrainConfig
+
+    config = TrainConfig.from_dict(read_json(folder / CONFIG_FILE) or {})
+    runs.write_status(folder, state="running", **runs.process_identity(), steps=steps, step=0)
+
+    def report(done, total, lr, loss):
+        if runs.stop_requested(folder):
+            raise StopRequested()
+        runs.write_status(folder, step=done, lr=lr, loss=loss)
+
+    try:
+        dataset = load_dataset(
+            config.data,
+            image_size=config.image_size,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+        )
+        result = range_test(config, dataset, steps, lr_min, lr_max, on_step=report)
+    except StopRequested:
+        runs.write_status(folder, state="stopped", ended=runs.now_iso())
+        return {}
+    except CnnError as err:
+        runs.write_status(folder, state="failed", message=str(err), ended=runs.now_iso())
+        raise
+    atomic_write_json(folder / RESULT_FILE, result)
+    runs.write_status(folder, state="completed", ended=runs.now_iso())
+    return result
+
+
+def main(argv=None) -> int:
+    from core.data import load_dataset
+    from core.train import config_from_args, preset_parser
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = preset_parser(argv)
+    parser.prog = "python -m core.lrfind"
+    parser.description = __doc__.split("\n")[0]
+    parser.add_argument("--steps", type=int, default=STEPS, help="batches at most")
+    parser.add_argument("--lr-min", type=float, default=LR_MIN, help="the first batch's rate")
+    parser.add_argument("--lr-max", type=float, default=LR_MAX, help="the last batch's rate")
+    parser.add_argument("--folder", type=Path, help="run the test prepared in this folder")
+    args = parser.parse_args(argv)
+    try:
+        if args.folder:
+            result = run_in_folder(args.folder, args.steps, args.lr_min, args.lr_max)
+        else:
+            import keras
+
+            config = config_from_args(args)
+            config.validate()
+            dataset = load_dataset(
+                config.data,
+                image_size=config.image_size,
+                val_fraction=config.val_fraction,
+                seed=config.seed,
+            )
+            bar = keras.utils.Progbar(args.steps, stateful_metrics=["lr", "loss"])
+            result = range_test(
+                config,
+                dataset,
+                args.steps,
+                args.lr_min,
+                args.lr_max,
+                on_step=lambda done, total, lr, loss: bar.update(
+                    done, [("lr", lr), ("loss", loss)]
+                ),
+            )
+    except CnnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if result:
+        print(describe(result))
+    return 0
+
+
+def describe(result: dict) -> str:
+    """One sentence about a test's result, for the command line and the Train page."""
+    tried = f"{len(result['lr'])} batches from {result['lr'][0]:.2g} to {result['lr'][-1]:.2g}"
+    if result["suggested"] is None:
+        return f"The loss did not fall over {tried}: try a lower --lr-min or more steps."
+    lowest = result["lr"][int(np.argmin(result["smoothed"]))]
+    return (
+        f"Over {tried}, the loss was lowest at {lowest:.2g}; suggested learning rate "
+        f"{result['suggested']:.2g} (a tenth of it)."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
