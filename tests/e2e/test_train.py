@@ -3,6 +3,8 @@
 import re
 import time
 
+import pytest
+
 from tests.e2e.conftest import open_page, shot, wait_idle
 
 
@@ -95,4 +97,26 @@ def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_dat
     _badge(page, "completed")
     wait_idle(page)
     shot(page, "train-completed")
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_learning_rate_test_fills_in_its_suggestion(server, page, e2e_data):
+    from core import jobs, lrfind
+    from core.fileio import read_json
+
+    open_page(page, server, "train")
+    _set_number(page, "Batch size", 4)
+    page.get_by_role("button", name="Find a learning rate").click()
+    use = page.get_by_role("button", name=re.compile(r"^Use \S+ as the learning rate$"))
+    use.wait_for(timeout=120_000)
+    wait_idle(page)
+    test = jobs.latest_lrfind(e2e_data["base"] / "runs")
+    result = read_json(f"{test['path']}/{lrfind.RESULT_FILE}")
+    assert test["state"] == "completed" and len(result["lr"]) >= 2
+    page.get_by_text(lrfind.describe(result)[:60]).wait_for()
+    shot(page, "train-lr-test")
+    use.click()
+    wait_idle(page)
+    shown = float(page.get_by_label("Learning rate", exact=True).input_value())
+    assert shown == pytest.approx(result["suggested"], rel=0.01, abs=1e-5)  # "%.5f"
     assert page.locator('[data-testid="stException"]').count() == 0
