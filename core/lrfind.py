@@ -136,8 +136,7 @@ def run_in_folder(folder: Path, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX) -> di
 
     Stops between batches when `stop.request` appears (`core.runs.request_stop`).
     """
-    from core.data import load_dataset
-    from core.train import StopRequested, TrainConfig
+    from core.train import StopRequested, TrainConfig, training_data
 
     config = TrainConfig.from_dict(read_json(folder / CONFIG_FILE) or {})
     runs.write_status(folder, state="running", **runs.process_identity(), steps=steps, step=0)
@@ -148,12 +147,7 @@ def run_in_folder(folder: Path, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX) -> di
         runs.write_status(folder, step=done, lr=lr, loss=loss)
 
     try:
-        dataset = load_dataset(
-            config.data,
-            image_size=config.image_size,
-            val_fraction=config.val_fraction,
-            seed=config.seed,
-        )
+        dataset = training_data(config)
         result = range_test(config, dataset, steps, lr_min, lr_max, on_step=report)
     except StopRequested:
         runs.write_status(folder, state="stopped", ended=runs.now_iso())
@@ -167,8 +161,7 @@ def run_in_folder(folder: Path, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX) -> di
 
 
 def main(argv=None) -> int:
-    from core.data import load_dataset
-    from core.train import config_from_args, preset_parser
+    from core.train import config_from_args, preset_parser, training_data
 
     argv = sys.argv[1:] if argv is None else argv
     parser = preset_parser(argv)
@@ -187,12 +180,7 @@ def main(argv=None) -> int:
 
             config = config_from_args(args)
             config.validate()
-            dataset = load_dataset(
-                config.data,
-                image_size=config.image_size,
-                val_fraction=config.val_fraction,
-                seed=config.seed,
-            )
+            dataset = training_data(config)
             bar = keras.utils.Progbar(args.steps, stateful_metrics=["lr", "loss"])
             result = range_test(
                 config,

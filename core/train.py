@@ -1191,9 +1191,20 @@ def config_from_args(args) -> TrainConfig:
     return config
 
 
-def main(argv=None) -> int:
+def training_data(config: TrainConfig):
+    """The `core.data.Dataset` a run of `config` trains on: its data at its image size,
+    split as it says."""
     from core.data import load_dataset
 
+    return load_dataset(
+        config.data,
+        image_size=config.image_size,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+
+
+def main(argv=None) -> int:
     args = preset_parser(argv).parse_args(argv)
     # A progress bar on a terminal; one line per epoch when the output goes to a file.
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
@@ -1215,12 +1226,7 @@ def main(argv=None) -> int:
         if not distribute.is_chief(config.strategy):
             # Only the chief keeps the run; this worker runs the same steps in a scratch copy.
             scratch = Path(tempfile.mkdtemp(prefix="cnn-worker-"))
-        dataset = load_dataset(
-            config.data,
-            image_size=config.image_size,
-            val_fraction=config.val_fraction,
-            seed=config.seed,
-        )
+        dataset = training_data(config)
         if dataset.skipped:
             print(
                 f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. "
