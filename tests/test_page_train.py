@@ -13,7 +13,7 @@ from core.augment import AugmentConfig
 from core.classify import classify_bytes
 from core.fileio import atomic_write_json, read_json
 from core.model import load_model
-from core.train import RECIPES, parse_augment
+from core.train import RECIPES, TrainConfig, parse_augment
 
 SEED_PARAMS_3_CLASSES = 167_562 - 650 + 64 * 3 + 3
 
@@ -348,3 +348,15 @@ def test_a_learning_rate_test_shows_its_curve_and_fills_in_its_suggestion(app, t
     assert json.loads(curve.proto.spec)["data"][1]["y"] == pytest.approx(result["smoothed"])
     app.button(key="train_lr_use").click().run()
     assert app.number_input(key="train_lr").value == pytest.approx(result["suggested"])
+
+
+def test_a_learning_rate_test_that_failed_says_why(app, trained_run):
+    from core import lrfind
+
+    folder = lrfind.start_folder(TrainConfig(data="unused"))
+    runs.write_status(folder, state="failed", message="The data folder is empty.")
+    (folder / jobs.LOG_FILE).write_text("error: The data folder is empty.\n")
+    _open(app)
+    assert not app.exception
+    assert "The data folder is empty." in [e.value for e in app.error]
+    assert "error: The data folder is empty." in app.code[-1].value

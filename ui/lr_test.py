@@ -43,8 +43,8 @@ def box() -> None:
         result = read_json(Path(latest["path"]) / lrfind.RESULT_FILE)
         if latest["state"] != "completed" or not result:
             st.error(latest.get("message") or "The learning-rate test ended without a result.")
-            with st.expander("End of its log"):
-                st.code(jobs.log_tail(latest["path"]) or "(empty)", language=None)
+            st.caption("The end of its log:")  # an expander may not hold another
+            st.code(jobs.log_tail(latest["path"]) or "(empty)", language=None)
             return
         st.plotly_chart(charts.lr_curve(result), key="train_lr_curve")
         st.caption(
