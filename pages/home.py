@@ -36,8 +36,12 @@ cols = st.columns(3)
 links = [
     ("pages/dataset.py", "Dataset", "Samples, class balance, pixel statistics."),
     ("pages/augment.py", "Augmentations", "What each random change does to an image."),
-    ("pages/filters.py", "Filters & feature maps", "Inside the network: filters, maps, Grad-CAM."),
-    ("pages/train.py", "Train", "Train a model with live curves; stop and resume."),
+    (
+        "pages/filters.py",
+        "Filters & feature maps",
+        "Inside the network: filters, maps, Grad-CAM, training replayed.",
+    ),
+    ("pages/train.py", "Train", "Find a learning rate, train with live curves, stop, resume."),
     ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class scores, why each answer."),
     ("pages/classify.py", "Classify", "Upload your own photos and see what the model says."),
 ]
