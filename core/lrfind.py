@@ -114,18 +114,7 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
 
 def start_folder(config, runs_dir=None) -> Path:
     """Creates `runs_dir/.lrfind-<time>/` with the test's config, in state "created"."""
-    parent = Path(runs_dir or runs.default_runs_dir())
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for i in range(100):
-        folder = parent / (f".lrfind-{stamp}" + (f"-{i}" if i else ""))
-        try:
-            folder.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise RunError(f"Could not create a folder for the learning-rate test in {parent}.")
+    folder = runs.new_folder(datetime.now().strftime(".lrfind-%Y%m%d-%H%M%S"), runs_dir)
     atomic_write_json(folder / CONFIG_FILE, config.to_dict())
     runs.write_status(folder, state="created")
     return folder

@@ -79,13 +79,23 @@ def new_run_dir(prefix: str, runs_dir: str | Path | None = None) -> Path:
     Raises:
         RunError: the runs folder cannot be created or written (a sentence that says why).
     """
-    base = Path(runs_dir or default_runs_dir())
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return new_folder(safe_name(f"{stamp}-{prefix}"), runs_dir)
+
+
+def new_folder(name: str, runs_dir: str | Path | None = None) -> Path:
+    """Creates and returns the empty folder `runs_dir/<name>`, or `<name>-1`, `<name>-2`,
+    ... when the name is taken (a run, or a search's or a learning-rate test's folder).
+    `name` is one folder name (`safe_name`, or a dot and one).
+
+    Raises:
+        RunError: the runs folder cannot be created or written (a sentence that says why).
+    """
+    base = Path(runs_dir or default_runs_dir())
     try:
         base.mkdir(parents=True, exist_ok=True)
         for i in range(1000):
-            name = safe_name(f"{stamp}-{prefix}" + (f"-{i}" if i else ""))
-            path = run_path(name, base)
+            path = base / (name + (f"-{i}" if i else ""))
             try:
                 path.mkdir()
                 return path
@@ -93,7 +103,7 @@ def new_run_dir(prefix: str, runs_dir: str | Path | None = None) -> Path:
                 continue
     except OSError as err:
         raise storage_error(err, base) from err
-    raise RunError(f"Could not create a new run folder in {base}.")
+    raise RunError(f"Could not create a new folder {name} in {base}.")
 
 
 def storage_error(err: OSError, runs_dir: str | Path) -> RunError:

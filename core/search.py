@@ -162,18 +162,8 @@ def start_search(search: SearchConfig, runs_dir=None) -> Path:
     """
     search.validate()
     base_config(search)
-    parent = Path(runs_dir or runs.default_runs_dir())
-    parent.mkdir(parents=True, exist_ok=True)
     ident = runs.safe_name(search.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
-    for i in range(100):
-        path = parent / (f".search-{ident}" + (f"-{i}" if i else ""))
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            continue
-    else:
-        raise RunError(f"Could not create a search folder in {parent}.")
+    path = runs.new_folder(f".search-{ident}", runs_dir)
     atomic_write_json(path / SEARCH_FILE, {**search.to_dict(), "id": path.name[8:]})
     runs.write_status(path, state="created", trials=search.trials, trial=0)
     return path
