@@ -321,15 +321,15 @@ def replay_tab(pixels, caption):
         help="Steps through the epochs, one a second, again from the first after the last.",
     )
     st.fragment(replay_view, run_every=REPLAY_STEP_SECONDS if playing else None)(
-        run_dir, epochs, pixels, caption
+        run_dir, epochs, pixels, caption, playing
     )
 
 
-def replay_view(run_dir, epochs, pixels, caption):
+def replay_view(run_dir, epochs, pixels, caption, playing):
     current = st.session_state.get("filters_replay_epoch")
     if current not in epochs:
         st.session_state["filters_replay_epoch"] = epochs[-1]
-    elif st.session_state.get("filters_replay_play"):
+    elif playing:
         st.session_state["filters_replay_epoch"] = epochs[(epochs.index(current) + 1) % len(epochs)]
     if len(epochs) > 1:
         epoch = st.select_slider("Epoch", epochs, key="filters_replay_epoch")
