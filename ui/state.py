@@ -99,6 +99,7 @@ def sidebar() -> None:
             )
         st.subheader("Model")
         models = available_models()
+        st.session_state[_LISTED] = models
         ids = [m["id"] for m in models]
         if st.session_state.sidebar_model not in ids and ids:
             st.session_state.sidebar_model = ids[0]
@@ -383,6 +384,9 @@ def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
     seen.add(key)
 
 
+_LISTED = "_sidebar_models"  # the models the sidebar listed in this run
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _available_models(runs_dir: str, signature: str) -> list[dict]:
     return registry.available_models(runs_dir)
@@ -416,7 +420,8 @@ def run_rows() -> list[dict]:
 
 def active_model_entry() -> dict | None:
     _init_defaults()
-    models = {m["id"]: m for m in available_models()}
+    # The sidebar, drawn first in every run, has just listed them.
+    models = {m["id"]: m for m in st.session_state.get(_LISTED) or available_models()}
     return models.get(st.session_state.sidebar_model) or next(iter(models.values()), None)
 
 
