@@ -99,7 +99,7 @@ def sidebar() -> None:
             )
         st.subheader("Model")
         models = available_models()
-        st.session_state[_LISTED] = models
+        st.session_state[_SIDEBAR_MODELS] = models
         ids = [m["id"] for m in models]
         if st.session_state.sidebar_model not in ids and ids:
             st.session_state.sidebar_model = ids[0]
@@ -384,7 +384,7 @@ def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
     seen.add(key)
 
 
-_LISTED = "_sidebar_models"  # the models the sidebar listed in this run
+_SIDEBAR_MODELS = "_sidebar_models"  # the models the sidebar listed in this run
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -421,7 +421,7 @@ def run_rows() -> list[dict]:
 def active_model_entry() -> dict | None:
     _init_defaults()
     # The sidebar, drawn first in every run, has just listed them.
-    models = {m["id"]: m for m in st.session_state.get(_LISTED) or available_models()}
+    models = {m["id"]: m for m in st.session_state.get(_SIDEBAR_MODELS) or available_models()}
     return models.get(st.session_state.sidebar_model) or next(iter(models.values()), None)
 
 
