@@ -6,8 +6,9 @@ For each count, a temporary runs folder gets that many completed runs: the shipp
 files linked (not copied) under run names, with a config, status and 12-epoch history of
 their own. Each page (Home, Train, Classify, Filters; `--pages` chooses) then runs in
 Streamlit's AppTest, once to warm up and five more times; prints the median and the fastest
-rerun in milliseconds (a rerun is what every click on a widget costs). `registry.available_models` and
-`core.registry.models_signature` are timed on the same folder.
+rerun in milliseconds (a rerun is what every click on a widget costs).
+`registry.available_models` and `core.registry.models_signature` are timed on the same
+folder.
 """
 
 import argparse
