@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from core import runs
+from core import lrfind, runs
 from core.data import absolute_spec
 from core.errors import RunError
 from core.fileio import atomic_write_json, read_json
@@ -100,23 +100,24 @@ def launch_lrfind(config, runs_dir=None) -> Path:
     Raises:
         RunError: a setting cannot work, or a run, a search or another test is in progress.
     """
-    from core.lrfind import start_folder
-
     config = _launchable(config)
     base = _absolute_runs_dir(runs_dir)
     with _runs_folder_errors(base), launch_lock(base):
         _refuse_if_busy(base)
-        folder = start_folder(config, base)
+        folder = lrfind.start_folder(config, base)
         spawn(folder, ["--folder", str(folder)], module="core.lrfind")
-    for earlier in base.glob(".lrfind-*"):  # only the newest test is shown
+    for earlier in base.glob(f"{lrfind.FOLDER_PREFIX}*"):  # only the newest test is shown
         if earlier != folder and status(earlier)["state"] in FINISHED:
             shutil.rmtree(earlier, ignore_errors=True)
     return folder
 
 
+_LRFIND_TESTS = f"{lrfind.FOLDER_PREFIX}*/{lrfind.CONFIG_FILE}"  # a glob of their configs
+
+
 def latest_lrfind(runs_dir=None) -> dict | None:
     """Returns the status of the newest learning-rate test (any state), or None."""
-    return _latest(runs_dir, ".lrfind-*/lrfind_config.json")
+    return _latest(runs_dir, _LRFIND_TESTS)
 
 
 def launch_search(config, runs_dir=None) -> Path:
@@ -448,7 +449,7 @@ def launch_lock(base: Path, name: str = LOCK_FILE):
 
 
 def _refuse_if_busy(base: Path) -> None:
-    if test := _first_active(base, ".lrfind-*/lrfind_config.json"):
+    if test := _first_active(base, _LRFIND_TESTS):
         raise RunError(
             f"A learning-rate test is in progress ({test['name']}). "
             "Stop it or wait for it to finish."

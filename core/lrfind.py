@@ -28,6 +28,7 @@ from core.fileio import atomic_write_json, read_json
 
 STEPS, LR_MIN, LR_MAX = 100, 1e-5, 10.0
 RESULT_FILE = "lrfind.json"
+FOLDER_PREFIX = ".lrfind-"  # hidden in the runs folder, as a search's folder is
 CONFIG_FILE = "lrfind_config.json"  # not config.json: the folder is no run
 SMOOTHING = 0.9  # of the loss's moving average, with bias correction (fastai: 0.98 over more steps)
 DIVERGED = 4.0  # the test stops once the smoothed loss is this many times its lowest
@@ -38,20 +39,16 @@ def learning_rates(lr_min: float, lr_max: float, steps: int) -> np.ndarray:
     return lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(1, steps - 1))
 
 
-def suggestion(lrs, smoothed) -> float | None:
-    """A tenth of the rate at the lowest smoothed loss, or None when the loss never fell.
+def lowest_rate(lrs, smoothed) -> float | None:
+    """The rate at the lowest finite smoothed loss, or None when the loss never fell.
 
     Args:
         lrs: the batches' learning rates, increasing.
-        smoothed: the smoothed loss after each batch.
+        smoothed: the smoothed loss after each batch (a diverged batch's may be inf or nan).
     """
     smoothed = np.asarray(smoothed, dtype=float)
-    if len(smoothed) < 2:
-        return None
-    lowest = int(np.argmin(smoothed))
-    if lowest == 0:
-        return None
-    return float(lrs[lowest]) / 10
+    lowest = int(np.argmin(np.where(np.isfinite(smoothed), smoothed, np.inf)))
+    return float(lrs[lowest]) if lowest > 0 else None
 
 
 def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_step=None) -> dict:
@@ -68,7 +65,8 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
 
     Returns:
         A dict with `lr`, `loss` and `smoothed` (lists of floats, one per batch trained),
-        `suggested` (float or None, see `suggestion`), `steps` and `stopped_early` (bool).
+        `lowest` (the rate at the lowest smoothed loss, see `lowest_rate`), `suggested` (a
+        tenth of it; both None when the loss never fell), `steps` and `stopped_early`.
 
     Raises:
         RunError: a setting cannot work.
@@ -107,14 +105,15 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
         if not math.isfinite(smoothed) or smoothed > DIVERGED * min(result["smoothed"]):
             result["stopped_early"] = step + 1 < steps
             break
-    finite = [s if math.isfinite(s) else math.inf for s in result["smoothed"]]
-    result["suggested"] = suggestion(result["lr"], finite)
+    result["lowest"] = lowest_rate(result["lr"], result["smoothed"])
+    result["suggested"] = result["lowest"] / 10 if result["lowest"] else None
     return result
 
 
 def start_folder(config, runs_dir=None) -> Path:
     """Creates `runs_dir/.lrfind-<time>/` with the test's config, in state "created"."""
-    folder = runs.new_folder(datetime.now().strftime(".lrfind-%Y%m%d-%H%M%S"), runs_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = runs.new_folder(FOLDER_PREFIX + stamp, runs_dir)
     atomic_write_json(folder / CONFIG_FILE, config.to_dict())
     runs.write_status(folder, state="created")
     return folder
@@ -194,7 +193,7 @@ def describe(result: dict) -> str:
     tried = f"{len(result['lr'])} batches from {result['lr'][0]:.2g} to {result['lr'][-1]:.2g}"
     if result["suggested"] is None:
         return f"The loss did not fall over {tried}: try a lower --lr-min or more steps."
-    lowest = result["lr"][int(np.argmin(result["smoothed"]))]
+    lowest = result["lowest"]
     return (
         f"Over {tried}, the loss was lowest at {lowest:.2g}; suggested learning rate "
         f"{result['suggested']:.2g} (a tenth of it)."

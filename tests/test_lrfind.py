@@ -17,11 +17,12 @@ def test_rates_grow_geometrically_from_the_first_to_the_last():
     assert rates == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
 
 
-def test_the_suggestion_is_a_tenth_of_the_rate_at_the_lowest_loss():
+def test_the_lowest_rate_skips_a_diverged_loss_and_needs_a_fall():
     rates = lrfind.learning_rates(1e-4, 1.0, 5)
-    assert lrfind.suggestion(rates, [2.0, 1.5, 0.9, 1.2, 5.0]) == pytest.approx(1e-3)
-    assert lrfind.suggestion(rates, [1.0, 1.5, 2.0, 3.0, 9.0]) is None  # never fell
-    assert lrfind.suggestion(rates[:1], [1.0]) is None
+    assert lrfind.lowest_rate(rates, [2.0, 1.5, 0.9, 1.2, 5.0]) == pytest.approx(1e-2)
+    assert lrfind.lowest_rate(rates, [2.0, 1.5, 0.9, math.nan, math.inf]) == pytest.approx(1e-2)
+    assert lrfind.lowest_rate(rates, [1.0, 1.5, 2.0, 3.0, 9.0]) is None  # never fell
+    assert lrfind.lowest_rate(rates[:1], [1.0]) is None
 
 
 def test_a_test_records_each_batch_and_finds_where_the_loss_falls(tiny_dataset):
@@ -38,7 +39,7 @@ def test_a_test_records_each_batch_and_finds_where_the_loss_falls(tiny_dataset):
     assert min(result["smoothed"]) < 0.8 * result["smoothed"][0]
     assert not result["stopped_early"]
     lowest = result["lr"][int(np.argmin(result["smoothed"]))]
-    assert result["suggested"] == pytest.approx(lowest / 10)
+    assert result["lowest"] == lowest and result["suggested"] == pytest.approx(lowest / 10)
 
 
 def test_a_test_stops_once_the_loss_runs_away(tiny_dataset):

@@ -8,7 +8,7 @@ from core import jobs, lrfind
 from core.fileio import read_json
 from ui import charts
 
-LR_BOUNDS = (1e-6, 10.0)  # those of the form's Learning rate field
+LR_BOUNDS = (1e-6, 10.0)  # the New run form's Learning rate field takes these
 
 
 def use_rate(rate: float) -> None:

@@ -115,7 +115,9 @@ def training_options() -> dict:
             "fixed norm and takes steps of equal size in every direction (orthogonalised "
             "momentum, airbench's newest recipe).",
         ),
-        learning_rate=c[1].number_input("Learning rate", 1e-6, 10.0, format="%.5f", key="train_lr"),
+        learning_rate=c[1].number_input(
+            "Learning rate", *lr_test.LR_BOUNDS, format="%.5f", key="train_lr"
+        ),
         momentum=c[2].number_input("Momentum", 0.0, 0.999, key="train_momentum"),
         weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="train_wd"),
         schedule=c[0].selectbox("Schedule", SCHEDULES, key="train_schedule"),
