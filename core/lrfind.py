@@ -65,8 +65,8 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
 
     Returns:
         A dict with `lr`, `loss` and `smoothed` (lists of floats, one per batch trained),
-        `lowest` (the rate at the lowest smoothed loss, see `lowest_rate`), `suggested` (a
-        tenth of it; both None when the loss never fell), `steps` and `stopped_early`.
+        `suggested` (a tenth of `lowest_rate`; None when the loss never fell), `steps`
+        and `stopped_early` (bool).
 
     Raises:
         RunError: a setting cannot work.
@@ -105,8 +105,8 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
         if not math.isfinite(smoothed) or smoothed > DIVERGED * min(result["smoothed"]):
             result["stopped_early"] = step + 1 < steps
             break
-    result["lowest"] = lowest_rate(result["lr"], result["smoothed"])
-    result["suggested"] = result["lowest"] / 10 if result["lowest"] else None
+    lowest = lowest_rate(result["lr"], result["smoothed"])
+    result["suggested"] = lowest / 10 if lowest else None
     return result
 
 
@@ -193,7 +193,7 @@ def describe(result: dict) -> str:
     tried = f"{len(result['lr'])} batches from {result['lr'][0]:.2g} to {result['lr'][-1]:.2g}"
     if result["suggested"] is None:
         return f"The loss did not fall over {tried}: try a lower --lr-min or more steps."
-    lowest = result["lowest"]
+    lowest = lowest_rate(result["lr"], result["smoothed"])
     return (
         f"Over {tried}, the loss was lowest at {lowest:.2g}; suggested learning rate "
         f"{result['suggested']:.2g} (a tenth of it)."

@@ -39,7 +39,8 @@ def test_a_test_records_each_batch_and_finds_where_the_loss_falls(tiny_dataset):
     assert min(result["smoothed"]) < 0.8 * result["smoothed"][0]
     assert not result["stopped_early"]
     lowest = result["lr"][int(np.argmin(result["smoothed"]))]
-    assert result["lowest"] == lowest and result["suggested"] == pytest.approx(lowest / 10)
+    assert result["suggested"] == pytest.approx(lowest / 10)
+    assert f"the loss was lowest at {lowest:.2g}" in lrfind.describe(result)
 
 
 def test_a_test_stops_once_the_loss_runs_away(tiny_dataset):

@@ -360,3 +360,15 @@ def test_a_learning_rate_test_that_failed_says_why(app, trained_run):
     assert not app.exception
     assert "The data folder is empty." in [e.value for e in app.error]
     assert "error: The data folder is empty." in app.code[-1].value
+
+
+def test_a_learning_rate_result_that_cannot_be_read_is_a_sentence(app, trained_run):
+    from core import lrfind
+
+    folder = lrfind.start_folder(TrainConfig(data="unused"))
+    (folder / lrfind.RESULT_FILE).write_text('{"lr": [0.1], "loss": []}')
+    runs.write_status(folder, state="completed")
+    _open(app)
+    assert not app.exception
+    assert "cannot be read: run the test again." in app.warning[-1].value
+    assert not [b for b in app.button if b.key == "train_lr_use"]

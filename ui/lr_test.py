@@ -15,6 +15,16 @@ def use_rate(rate: float) -> None:
     st.session_state["train_lr"] = min(max(rate, LR_BOUNDS[0]), LR_BOUNDS[1])
 
 
+def _readable(result) -> bool:
+    # Written by another version, cut short or edited by hand: a sentence, not a traceback.
+    return (
+        isinstance(result, dict)
+        and all(isinstance(result.get(k), list) and result[k] for k in ("lr", "loss", "smoothed"))
+        and len(result["lr"]) == len(result["smoothed"])
+        and "suggested" in result
+    )
+
+
 def progress(path: str) -> None:
     status = jobs.status(path)
     if status["state"] not in jobs.ACTIVE:
@@ -40,8 +50,12 @@ def box() -> None:
         if latest["state"] == "stopped":
             st.caption("The last learning-rate test was stopped.")
             return
-        result = read_json(Path(latest["path"]) / lrfind.RESULT_FILE)
-        if latest["state"] != "completed" or not result:
+        path = Path(latest["path"]) / lrfind.RESULT_FILE
+        result = read_json(path)
+        if latest["state"] == "completed" and not _readable(result):
+            st.warning(f"The last test's result ({path}) cannot be read: run the test again.")
+            return
+        if latest["state"] != "completed":
             st.error(latest.get("message") or "The learning-rate test ended without a result.")
             st.caption("The end of its log:")  # an expander may not hold another
             st.code(jobs.log_tail(latest["path"]) or "(empty)", language=None)
