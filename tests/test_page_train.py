@@ -346,8 +346,10 @@ def test_a_learning_rate_test_shows_its_curve_and_fills_in_its_suggestion(app, t
     assert any(lrfind.describe(result) in c.value for c in app.caption)
     [curve] = [c for c in app.get("plotly_chart") if "learning rate" in c.proto.spec]
     assert json.loads(curve.proto.spec)["data"][1]["y"] == pytest.approx(result["smoothed"])
+    rate = float(f"{result['suggested']:.2g}")
+    assert app.button(key="train_lr_use").label == f"Use {rate:g} as the learning rate"
     app.button(key="train_lr_use").click().run()
-    assert app.number_input(key="train_lr").value == pytest.approx(result["suggested"])
+    assert app.number_input(key="train_lr").value == rate  # what the button said
 
 
 def test_a_learning_rate_test_that_failed_says_why(app, trained_run):

@@ -67,9 +67,10 @@ def box() -> None:
             "the form's learning rate is where its schedule starts or peaks."
         )
         if result["suggested"]:
+            rate = float(f"{result['suggested']:.2g}")  # the field gets what the button says
             st.button(
-                f"Use {result['suggested']:.2g} as the learning rate",
+                f"Use {rate:g} as the learning rate",
                 key="train_lr_use",
                 on_click=use_rate,
-                args=(result["suggested"],),
+                args=(rate,),
             )

@@ -116,10 +116,10 @@ def training_options() -> dict:
             "momentum, airbench's newest recipe).",
         ),
         learning_rate=c[1].number_input(
-            "Learning rate", *lr_test.LR_BOUNDS, format="%.5f", key="train_lr"
+            "Learning rate", *lr_test.LR_BOUNDS, format="%g", key="train_lr"
         ),
         momentum=c[2].number_input("Momentum", 0.0, 0.999, key="train_momentum"),
-        weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%.5f", key="train_wd"),
+        weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%g", key="train_wd"),
         schedule=c[0].selectbox("Schedule", SCHEDULES, key="train_schedule"),
         warmup_epochs=c[1].number_input("Warm-up epochs", 0.0, 100.0, key="train_warmup"),
         step_epochs=c[2].number_input(
