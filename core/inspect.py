@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -27,6 +28,7 @@ _POOLING = (
 )
 # Layers that sit between a convolution and the map it hands on: its BN and activation.
 _CONV_FOLLOWERS = (layers.BatchNormalization, layers.Activation, layers.ReLU)
+_RED, _BLUE = np.array([220, 30, 30], np.float32), np.array([30, 80, 230], np.float32)
 _CHECKPOINT = re.compile(r"^epoch_(\d+)\.keras$")
 
 
@@ -267,6 +269,97 @@ def grad_cam(
     size = x.shape[1]
     heatmap = _numpy(ops.image.resize(cam[None, :, :, None], (size, size)))[0, :, :, 0]
     return np.clip(heatmap, 0, 1).astype(np.float32), class_index, _numpy(probs)[0]
+
+
+OCCLUSION_STEPS = 13  # patch positions along each side: 169 forward passes an image
+
+
+class Occlusion(NamedTuple):
+    drop: np.ndarray  # float32 (S, S): the class's probability lost with each pixel hidden
+    class_index: int
+    probs: np.ndarray  # float32 (num_classes,): the image's, nothing hidden
+    lowest: float  # the class's probability with the square that matters most hidden
+    side: int  # the hidden square's side, in pixels of the model's input
+
+
+def occlusion(
+    model: keras.Model,
+    image: np.ndarray,
+    class_index: int | None = None,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+) -> Occlusion:
+    """Occlusion sensitivity: how much a class's probability falls when each part of the
+    image is hidden.
+
+    Occlusion (Zeiler and Fergus, 2014) asks the model itself, with no gradient: a square
+    a quarter of the image wide, filled with the image's mean colour, slides over it in
+    `OCCLUSION_STEPS` x `OCCLUSION_STEPS` positions, and each pixel gets the mean fall in
+    the class's probability over the squares that covered it. Positive where the pixels
+    argued for the class, negative where hiding them raised it.
+
+    Args:
+        model: the model; its output, probabilities.
+        image: uint8 `(H, W, 3)`; resized to the model's input size `S` if it differs.
+        class_index: the class to explain; default the predicted one.
+        temperature: probabilities are taken after it (`core.evaluate.with_temperature`),
+            as the Classify page shows them.
+        batch_size: hidden copies per forward pass.
+
+    Returns:
+        An `Occlusion`: `drop` float32 `(S, S)` in [-1, 1], the class explained, the
+        image's probabilities `(num_classes,)`, the class's lowest probability with a
+        square hidden, and the square's side.
+
+    Raises:
+        ValueError: `class_index` is not a class of the model.
+    """
+    from core.evaluate import with_temperature
+
+    x = _batch(model, image)[0]
+    size = x.shape[0]
+    side = max(1, size // 4)
+    starts = np.unique(np.linspace(0, size - side, OCCLUSION_STEPS).round().astype(int))
+    corners = [(r, c) for r in starts for c in starts]
+    probs = with_temperature(_numpy(model(x[None], training=False)), temperature)[0]
+    if class_index is None:
+        class_index = int(np.argmax(probs))
+    if not 0 <= class_index < len(probs):
+        raise ValueError(f"Class {class_index} is not one of {len(probs)} classes.")
+    hidden = np.empty(len(corners), np.float32)
+    fill = x.mean(axis=(0, 1))
+    for start in range(0, len(corners), batch_size):
+        chunk = corners[start : start + batch_size]
+        batch = np.repeat(x[None], len(chunk), axis=0)
+        for copy, (r, c) in zip(batch, chunk, strict=True):
+            copy[r : r + side, c : c + side] = fill
+        out = with_temperature(_numpy(model(batch, training=False)), temperature)
+        hidden[start : start + len(chunk)] = out[:, class_index]
+    lost, covered = np.zeros((size, size), np.float64), np.zeros((size, size), np.float64)
+    for (r, c), p in zip(corners, hidden, strict=True):
+        lost[r : r + side, c : c + side] += probs[class_index] - p
+        covered[r : r + side, c : c + side] += 1
+    drop = (lost / np.maximum(covered, 1)).astype(np.float32)
+    return Occlusion(drop, class_index, probs, float(hidden.min()), side)
+
+
+def signed_overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Colours an image red where `values` are positive and blue where negative, the
+    colour's strength following the value; where it is 0 the image shows as it is.
+
+    Args:
+        image: uint8 `(S, S, 3)`.
+        values: float `(S, S)` in [-1, 1]; clipped.
+        alpha: the colour's share where a value is 1 or -1.
+
+    Returns:
+        uint8 `(S, S, 3)`.
+    """
+    v = np.clip(np.asarray(values, np.float32), -1, 1)[..., None]
+    colour = np.where(v > 0, _RED, _BLUE)
+    share = alpha * np.abs(v)
+    blend = (1 - share) * np.asarray(image, np.float32) + share * colour
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
 
 
 def classifier_input(model: keras.Model) -> keras.KerasTensor:

@@ -335,7 +335,8 @@ else:
     st.caption(
         "Grad-CAM weighs the last convolution's feature maps by how much each raises a "
         "class's score: red is where the model found evidence for that class, blue where "
-        "it found none. The Filters page explains any class and shows the feature maps."
+        "it found none. The Filters page explains any class, also by hiding parts of the image "
+        "(occlusion), and shows the feature maps."
     )
     go_to = st.columns(2)
     if go_to[0].button("Open on Filters page", key="evaluate_open_filters"):

@@ -18,6 +18,7 @@ MAP_COLUMNS = 8
 COLORMAPS = ["Viridis", "Gray", "Magma", "Cividis", "Turbo"]
 RGB = ["red", "green", "blue"]
 REPLAY_STEP_SECONDS = 1.0
+EVIDENCE_METHODS = ["Grad-CAM", "Occlusion"]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -28,6 +29,11 @@ def feature_maps(_model, model_key, pixels):
 @st.cache_data(max_entries=64, show_spinner=False)
 def grad_cam(_model, model_key, pixels, class_index):
     return inspect.grad_cam(_model, pixels, class_index)
+
+
+@st.cache_data(max_entries=64, show_spinner="Hiding parts of the image…")
+def occlusion(_model, model_key, pixels, class_index, temperature):
+    return inspect.occlusion(_model, pixels, class_index, temperature)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -176,7 +182,7 @@ def maps_tab():
             "values are exactly zero for this image."
         )
 
-    st.subheader("Grad-CAM: where the evidence is")
+    st.subheader("Where the evidence is")
     cols = st.columns([1, 1, 2])
     choice = cols[0].selectbox(
         "Explain",
@@ -184,9 +190,19 @@ def maps_tab():
         format_func=lambda i: "the predicted class" if i is None else class_names[i],
         key="filters_cam_class",
     )
+    method = cols[0].radio(
+        "Method",
+        EVIDENCE_METHODS,
+        horizontal=True,
+        key="filters_cam_method",
+        help="Grad-CAM reads the last convolution's gradients (one pass). Occlusion hides "
+        "each part of the image in turn and watches the answer change (169 passes): slower, "
+        "sharper, and it also shows what argues against the class.",
+    )
     alpha = cols[0].slider("Heatmap opacity", 0.0, 1.0, 0.45, key="filters_alpha")
     heat, explained, probs = grad_cam(model, model_key, pixels, choice)
-    probs = with_temperature(probs, registry.temperature(entry))  # as Classify shows them
+    temperature = registry.temperature(entry)
+    probs = with_temperature(probs, temperature)  # as Classify shows them
     predicted = int(np.argmax(probs))
     cols[0].metric(
         "Predicted class",
@@ -194,8 +210,11 @@ def maps_tab():
         f"{probs[predicted]:.0%} probability",
         delta_color="off",
     )
-    big = inspect.upscale(inspect.overlay(pixels, heat, alpha), max(1, 256 // size))
-    cols[1].image(big, caption=f"Evidence for {class_names[explained]} ({cam_layer})")
+    if method == "Grad-CAM":
+        big = inspect.upscale(inspect.overlay(pixels, heat, alpha), max(1, 256 // size))
+        cols[1].image(big, caption=f"Evidence for {class_names[explained]} ({cam_layer})")
+    else:
+        occluded(cols[1], pixels, explained, temperature, alpha)
     cols[2].plotly_chart(
         charts.top_answers(top_classes(probs, class_names, 5)),
         width="stretch",
@@ -203,6 +222,25 @@ def maps_tab():
     )
     typical_by_layer(pixels)
     return pixels, caption
+
+
+def occluded(where, pixels, explained, temperature, alpha) -> None:
+    """The occlusion map for one class in `where`, its colours scaled to its strongest
+    pixel, and what it means."""
+    found = occlusion(model, model_key, pixels, explained, temperature)
+    strongest = float(np.abs(found.drop).max())
+    values = found.drop / strongest if strongest > 0 else found.drop
+    big = inspect.upscale(inspect.signed_overlay(pixels, values, alpha), max(1, 256 // size))
+    name = class_names[explained]
+    where.image(big, caption=f"Evidence for {name} (occlusion): red for, blue against")
+    where.caption(
+        f"Each pixel is coloured by how much the probability of {name} "
+        f"({found.probs[explained]:.1%}) falls when a square of {found.side}×{found.side} "
+        "pixels over it is hidden (filled with the image's mean colour), averaged over the "
+        "squares that cover it: red where hiding it lowers the probability, blue where it "
+        f"raises it. The strongest colour is a change of {strongest * 100:.1f} points; hiding "
+        f"the one square that matters most leaves {found.lowest:.1%}."
+    )
 
 
 def typical_by_layer(pixels) -> None:

@@ -39,7 +39,7 @@ links = [
     (
         "pages/filters.py",
         "Filters & feature maps",
-        "Inside the network: filters, maps, Grad-CAM, training replayed.",
+        "Inside the network: filters, maps, Grad-CAM and occlusion, training replayed.",
     ),
     ("pages/train.py", "Train", "Find a learning rate, train with live curves, stop, resume."),
     ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class scores, why each answer."),

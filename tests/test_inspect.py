@@ -114,6 +114,45 @@ def test_grad_cam_peaks_where_the_evidence_is():
     assert cls == 1 and (green == 0).all()  # nothing green: no evidence for class 1
 
 
+def test_occlusion_finds_the_patch_the_answer_rests_on():
+    model = corner_model()
+    img = np.zeros((16, 16, 3), np.uint8)
+    img[:4, 12:, 0] = 255  # a red patch top-right: class 0
+    found = inspect.occlusion(model, img)
+    assert found.drop.shape == (16, 16) and found.drop.dtype == np.float32
+    assert found.class_index == 0 == int(np.argmax(found.probs))
+    np.testing.assert_allclose(found.probs, model(img[None].astype("float32"))[0], atol=1e-6)
+    # Hiding the patch costs most where every square over a pixel hides all of it (only
+    # one covers the corner); hiding black elsewhere (filled with the mean colour, a little
+    # red) adds a little evidence for red.
+    assert np.unravel_index(found.drop.argmax(), found.drop.shape) == (0, 15)
+    assert found.drop[:4, 12:].min() > 0
+    assert found.drop[8:, :8].max() < 0 and -found.drop[8:, :8].min() < 0.1 * found.drop.max()
+    assert found.lowest == pytest.approx(found.probs[0] - found.drop[0, 15], abs=1e-6)
+    green = inspect.occlusion(model, img, class_index=1)
+    assert green.class_index == 1 and green.drop[:4, 12:].max() < 0  # red argued against it
+    with pytest.raises(ValueError, match="not one of 2 classes"):
+        inspect.occlusion(model, img, class_index=2)
+
+
+def test_occlusion_after_a_temperature(seed_model, image):
+    from core.evaluate import with_temperature
+
+    raw = inspect.occlusion(seed_model, image, batch_size=50)  # 169 squares in 4 batches
+    soft = inspect.occlusion(seed_model, image, class_index=raw.class_index, temperature=3.0)
+    np.testing.assert_allclose(soft.probs, with_temperature(raw.probs, 3.0), atol=1e-6)
+    assert not np.allclose(soft.drop, raw.drop)
+    assert raw.drop.shape == (32, 32) and np.abs(raw.drop).max() <= 1
+
+
+def test_signed_overlay_colours_by_sign_and_strength():
+    img = np.full((2, 2, 3), 100, np.uint8)
+    out = inspect.signed_overlay(img, np.array([[0.0, 1.0], [-1.0, 0.5]]), alpha=0.5)
+    assert (out[0, 0] == 100).all()  # nothing hidden mattered: the image as it is
+    assert out[0, 1, 0] > 150 > out[0, 1, 2] and out[1, 0, 2] > 150 > out[1, 0, 0]
+    assert 100 < out[1, 1, 0] < out[0, 1, 0]  # half as strong
+
+
 def test_grad_cam_on_the_seed_preset(seed_model, image):
     heat, cls, probs = inspect.grad_cam(seed_model, image)
     assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1

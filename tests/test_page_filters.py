@@ -193,3 +193,26 @@ def test_probabilities_follow_the_cards_temperature_as_on_classify(app, trained_
     sharp = with_temperature(raw, 0.5)
     [metric] = [m for m in app.metric if m.label == "Predicted class"]
     assert metric.proto.delta == f"{sharp.max():.0%} probability" != f"{raw.max():.0%} probability"
+
+
+def test_occlusion_shows_what_hiding_each_part_costs(app, trained_run, image_folder):
+    from core.data import load_dataset
+
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 0.5, "images": 500, "ece": 0.2, "ece_scaled": 0.01}
+    card_path.write_text(json.dumps(card))
+    app.switch_page(PAGE).run()
+    app.selectbox(key="filters_cam_class").set_value(1)
+    app.radio(key="filters_cam_method").set_value("Occlusion").run()
+    assert not app.exception
+    x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")
+    found = inspect.occlusion(load_model(trained_run / "model.keras"), x[0], 1, temperature=0.5)
+    name = app.selectbox(key="filters_cam_class").format_func(1)
+    [image] = [i for i in app.get("image") if "(occlusion)" in i.captions[0]]
+    assert image.captions[0] == f"Evidence for {name} (occlusion): red for, blue against"
+    [caption] = [c.value for c in app.caption if c.value.startswith("Each pixel is coloured")]
+    assert f"the probability of {name} ({found.probs[1]:.1%})" in caption
+    assert f"a change of {np.abs(found.drop).max() * 100:.1f} points" in caption
+    assert caption.endswith(f"leaves {found.lowest:.1%}.")
+    assert "a square of 8×8 pixels" in caption  # a quarter of the 32-pixel input
