@@ -9,6 +9,7 @@ shown is what the model computes, in one forward pass.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -644,6 +645,146 @@ def replay(run_dir: str | Path, probe: np.ndarray) -> list[dict]:
     if not epochs:
         raise RunError(f"{Path(run_dir).name} has no checkpoint yet.")
     return [replay_epoch(run_dir, epoch, probe) for epoch in epochs]
+
+
+CURVE_IMAGES = 2000  # images each checkpoint is scored on: 200 a class of CIFAR-10's ten
+CURVES_FILE = "class_curves.json"  # in the run's folder: the scores of its checkpoints
+
+
+def curve_rows(labels: np.ndarray, limit: int = CURVE_IMAGES) -> np.ndarray:
+    """Positions of up to `limit` images, the same number of each class (the first of
+    each in `labels`' order; all of a class that has fewer), ascending.
+
+    Args:
+        labels: int `(N,)`.
+
+    Returns:
+        int64 `(M,)`.
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    each = max(1, limit // max(len(classes), 1))
+    rows = [np.flatnonzero(labels == c)[:each] for c in classes]
+    return np.sort(np.concatenate([np.zeros(0, np.int64), *rows]))
+
+
+def _curve_images_key(images: np.ndarray, labels: np.ndarray) -> str:
+    digest = hashlib.blake2b(np.ascontiguousarray(images).tobytes(), digest_size=16)
+    digest.update(np.asarray(labels, np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _checkpoint_stamp(run_dir: Path, epoch: int) -> str:
+    stat = (run_dir / "checkpoints" / f"epoch_{epoch:03d}.keras").stat()
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
+def _kept_curves(run_dir: Path, key: str) -> dict:
+    try:
+        kept = read_json(run_dir / CURVES_FILE)
+    except (OSError, ValueError):  # cut short or edited by hand: scored again
+        kept = None
+    if not isinstance(kept, dict) or kept.get("images") != key:
+        return {}
+    return kept.get("epochs") or {}
+
+
+def curves_to_score(run_dir: str | Path, images: np.ndarray, labels: np.ndarray) -> list[int]:
+    """The epochs whose checkpoint `class_curves` would load: not scored on these images
+    yet, or written again since (a resumed run)."""
+    run_dir = Path(run_dir)
+    kept = _kept_curves(run_dir, _curve_images_key(images, labels))
+    return [
+        epoch
+        for epoch in checkpoint_epochs(run_dir)
+        if (kept.get(str(epoch)) or {}).get("stamp") != _checkpoint_stamp(run_dir, epoch)
+    ]
+
+
+def class_curves(
+    run_dir: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    progress=None,
+) -> dict:
+    """How each class was learned: every checkpoint of a run scored on labelled images.
+
+    The scores are kept in the run's folder (`CURVES_FILE`) under a digest of the images
+    and each checkpoint's modification time and size, so a checkpoint is loaded once; a
+    new one (a run still training) is scored when asked again.
+
+    Args:
+        run_dir: a run directory with checkpoints.
+        images: uint8 `(N, H, W, 3)`, e.g. the run's validation images; resized to a
+            checkpoint's input size if it differs.
+        labels: int `(N,)` classes of `images`.
+        num_classes: the run's number of classes.
+        progress: called as `progress(done, total)` after each checkpoint loaded.
+
+    Returns:
+        A dict with `epochs` (list of int, ascending), `recall` (float32 `(E, C)`, the
+        share of each class's images answered right; 0 for a class without images),
+        `accuracy` (float32 `(E,)`) and `images` (N).
+
+    Raises:
+        RunError: the run has no checkpoint, or one cannot be loaded.
+    """
+    from core.evaluate import confusion_matrix, per_class_metrics, predict_probs
+    from core.fileio import atomic_write_json
+    from core.model import load_model
+
+    run_dir = Path(run_dir)
+    epochs = checkpoint_epochs(run_dir)
+    if not epochs:
+        raise RunError(f"{run_dir.name} has no checkpoint yet.")
+    key = _curve_images_key(images, labels)
+    kept, todo = _kept_curves(run_dir, key), curves_to_score(run_dir, images, labels)
+    scored = {str(e): kept[str(e)] for e in epochs if e not in todo}
+    for done, epoch in enumerate(todo, 1):
+        stamp = _checkpoint_stamp(run_dir, epoch)
+        model = load_model(run_dir / "checkpoints" / f"epoch_{epoch:03d}.keras")
+        size = int(model.inputs[0].shape[1])
+        x = images if images.shape[1:3] == (size, size) else [model_image(model, i) for i in images]
+        answers = predict_probs(model, np.asarray(x)).argmax(axis=1)
+        cm = confusion_matrix(labels, answers, num_classes)
+        recall = per_class_metrics(cm)["recall"]
+        accuracy = float(np.trace(cm) / max(len(labels), 1))
+        scored[str(epoch)] = {"stamp": stamp, "recall": recall.tolist(), "accuracy": accuracy}
+        try:  # after each checkpoint: a page left half-way keeps what it scored
+            atomic_write_json(run_dir / CURVES_FILE, {"images": key, "epochs": scored})
+        except OSError:
+            pass  # a full disk or a read-only folder: shown now, scored again next time
+        if progress:
+            progress(done, len(todo))
+    rows = [scored[str(e)] for e in epochs]
+    return {
+        "epochs": epochs,
+        "recall": np.array([r["recall"] for r in rows], np.float32).reshape(len(rows), -1),
+        "accuracy": np.array([r["accuracy"] for r in rows], np.float32),
+        "images": len(labels),
+    }
+
+
+def curves_summary(curves: dict, class_names: list[str]) -> str:
+    """A few sentences on `class_curves`: the first and last checkpoint's accuracy and
+    their best and worst classes."""
+
+    def at(row: int) -> str:
+        recall = curves["recall"][row]
+        best, worst = int(np.argmax(recall)), int(np.argmin(recall))
+        return (
+            f"epoch {curves['epochs'][row]}, {curves['accuracy'][row]:.0%} in all, from "
+            f"{class_names[worst]} {recall[worst]:.0%} to {class_names[best]} {recall[best]:.0%}"
+        )
+
+    scored = (
+        f"Each checkpoint as saved, on {curves['images']:,} held-out images, as many of "
+        "each class. "
+    )
+    if len(curves["epochs"]) == 1:
+        return scored + f"So far one checkpoint: {at(0)}."
+    return scored + f"First {at(0)}; last {at(-1)}."
 
 
 def _numpy(tensor) -> np.ndarray:

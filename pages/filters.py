@@ -1,5 +1,7 @@
 """Filters & feature maps: what the layers learned, what they see, where the evidence lies."""
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -7,6 +9,7 @@ from core import data, inspect, registry
 from core.classify import top_classes
 from core.errors import CnnError
 from core.evaluate import with_temperature
+from core.fileio import read_json
 from core.images import decode_image
 from ui import charts, state
 
@@ -344,23 +347,82 @@ def replay_tab(pixels, caption):
     if not rows:
         st.info("No run has a checkpoint yet: train one on the Train page.")
         return
-    if pixels is None:
-        st.info("Choose an image on the Feature maps tab first.")
-        return
     names = [r["name"] for r in rows]
     index = names.index(entry["id"]) if entry["id"] in names else 0
     c = st.columns([4, 1], vertical_alignment="bottom")
     name = c[0].selectbox("Run", names, index=index, key="filters_replay_run")
     run_dir = next(r["path"] for r in rows if r["name"] == name)
     epochs = inspect.checkpoint_epochs(run_dir)
-    playing = len(epochs) > 1 and c[1].toggle(
-        "Play",
-        key="filters_replay_play",
-        help="Steps through the epochs, one a second, again from the first after the last.",
-    )
-    st.fragment(replay_view, run_every=REPLAY_STEP_SECONDS if playing else None)(
-        run_dir, epochs, pixels, caption, playing
-    )
+    if pixels is None:
+        st.info("Choose an image on the Feature maps tab to replay what the run saw in it.")
+    else:
+        playing = len(epochs) > 1 and c[1].toggle(
+            "Play",
+            key="filters_replay_play",
+            help="Steps through the epochs, one a second, again from the first after the last.",
+        )
+        st.fragment(replay_view, run_every=REPLAY_STEP_SECONDS if playing else None)(
+            run_dir, epochs, pixels, caption, playing
+        )
+    learning_by_class(run_dir)
+
+
+def learning_by_class(run_dir) -> None:
+    """Each class's recall at every checkpoint of the run, on its validation images."""
+    st.subheader("How each class was learned")
+    config = read_json(Path(run_dir) / "config.json") or {}
+    if why_not := held_out_mismatch(config):
+        st.info(why_not)
+        return
+    if not st.toggle(
+        "Score every checkpoint on held-out images",
+        key="filters_curves",
+        help=f"Loads each checkpoint and classifies up to {inspect.CURVE_IMAGES:,} of the "
+        "images the run held out, as many of each class; kept in the run's folder, so only "
+        "new checkpoints are scored next time.",
+    ):
+        return
+    ds = state.require_dataset(image_size=int(config.get("image_size") or size))
+    x, y = ds.split("val")
+    rows = inspect.curve_rows(y)
+    x, y = x[rows], y[rows]
+    classes = (config.get("model") or {}).get("num_classes", len(ds.class_names))
+    if classes != len(ds.class_names):
+        st.info(f"This run learned {classes} classes; the folder now has {len(ds.class_names)}.")
+        return
+    todo = inspect.curves_to_score(run_dir, x, y)
+    try:
+        if todo:
+            note = f"{len(x):,} images each"
+            with state.progress_bar(f"Scoring {len(todo)} checkpoints", note) as progress:
+                curves = inspect.class_curves(run_dir, x, y, classes, progress)
+        else:
+            curves = inspect.class_curves(run_dir, x, y, classes)
+    except CnnError as err:
+        st.error(str(err))
+        return
+    st.plotly_chart(charts.class_curves(curves, ds.class_names), key="filters_curves_chart")
+    st.caption(inspect.curves_summary(curves, ds.class_names))
+
+
+def held_out_mismatch(config: dict) -> str | None:
+    """Why the sidebar's validation split is not the images a run held out, or None."""
+    spec, trained_on = state.dataset_spec(), str(config.get("data", ""))
+    if not (spec and dataset_ready()) or data.absolute_spec(spec) != data.absolute_spec(trained_on):
+        return (
+            f"This run trained on {trained_on or 'another dataset'}: choose it in the "
+            "sidebar to score its checkpoints on the images it held out."
+        )
+    split = (config.get("val_fraction"), config.get("seed"))
+    if not all(isinstance(v, int | float) for v in split):
+        return "This run's config does not say which images it held out."
+    if split != (state.VAL_FRACTION, state.SPLIT_SEED):
+        return (
+            f"This run held out {split[0]:.0%} of its images (seed {split[1]}); the "
+            f"dashboard's validation split ({state.VAL_FRACTION:.0%}, seed "
+            f"{state.SPLIT_SEED}) would hold images it trained on."
+        )
+    return None
 
 
 def replay_view(run_dir, epochs, pixels, caption, playing):

@@ -147,3 +147,17 @@ def test_the_learning_rate_curve_marks_its_suggestion_on_the_log_axis():
     assert fig.layout.yaxis.range == pytest.approx((0.95 * 1.8, 1.5 * 2.3))
     plain = charts.lr_curve(result | {"suggested": None})
     assert not plain.layout.annotations and not plain.layout.shapes
+
+
+def test_class_curves_draw_each_class_and_all_of_them():
+    curves = {
+        "epochs": [1, 2, 3],
+        "recall": np.array([[0.1, 0.5], [0.4, 0.6], [0.8, 0.7]], np.float32),
+        "accuracy": np.array([0.3, 0.5, 0.75], np.float32),
+    }
+    fig = charts.class_curves(curves, ["cat", "dog"])
+    assert [t.name for t in fig.data] == ["cat", "dog", "all classes"]
+    assert list(fig.data[1].y) == pytest.approx([0.5, 0.6, 0.7])
+    assert fig.data[2].line.color == "black" and fig.data[2].line.width == 4
+    assert fig.data[0].line.color is None  # the palette's colours for the classes
+    assert fig.layout.yaxis.tickformat == ".0%" and list(fig.layout.yaxis.range) == [0, 1.02]

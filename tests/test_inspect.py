@@ -302,3 +302,77 @@ def test_feature_space_separates_what_the_model_tells_apart():
     first = inspect.feature_space(model, images)["xy"][:, 0]
     assert (np.sign(first[:10]) == -np.sign(first[10:])).all()  # two clouds either side
     assert len(set(np.sign(first[:10]).tolist())) == 1
+
+
+def test_curve_rows_take_as_many_of_each_class():
+    labels = np.array([0, 0, 1, 2, 2, 2, 1, 0])
+    np.testing.assert_array_equal(inspect.curve_rows(labels, 6), [0, 1, 2, 3, 4, 6])
+    np.testing.assert_array_equal(inspect.curve_rows(labels, 100), np.arange(8))
+    assert inspect.curve_rows(np.zeros(0, int)).size == 0
+
+
+def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
+    import os
+
+    from core.data import load_dataset
+    from core.evaluate import predict_probs
+    from core.model import load_model
+
+    x, y = load_dataset(image_folder, val_fraction=0.25, seed=0).split("val")
+    calls = []
+    curves = inspect.class_curves(trained_run, x, y, 3, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 2), (2, 2)] and curves["epochs"] == [1, 2] and curves["images"] == 9
+    for row, epoch in enumerate([1, 2]):
+        checkpoint = load_model(trained_run / "checkpoints" / f"epoch_{epoch:03d}.keras")
+        answers = predict_probs(checkpoint, x).argmax(axis=1)
+        recall = [np.mean(answers[y == c] == c) for c in range(3)]
+        np.testing.assert_allclose(curves["recall"][row], recall, atol=1e-6)
+        assert curves["accuracy"][row] == pytest.approx(np.mean(answers == y))
+
+    # Kept in the run's folder: asked again, nothing is loaded; a checkpoint written again
+    # (a resumed run), other images or an unreadable file are scored again.
+    assert inspect.curves_to_score(trained_run, x, y) == []
+    calls.clear()
+    again = inspect.class_curves(trained_run, x, y, 3, progress=lambda *a: calls.append(a))
+    assert calls == [] and np.array_equal(again["recall"], curves["recall"])
+    second = trained_run / "checkpoints" / "epoch_002.keras"
+    os.utime(second, ns=(second.stat().st_atime_ns, second.stat().st_mtime_ns + 10**9))
+    assert inspect.curves_to_score(trained_run, x, y) == [2]
+    assert inspect.curves_to_score(trained_run, x[:6], y[:6]) == [1, 2]
+    (trained_run / inspect.CURVES_FILE).write_text("{not json")
+    assert inspect.curves_to_score(trained_run, x, y) == [1, 2]
+
+
+def test_class_curves_resize_images_to_the_checkpoint(trained_run):
+    from core.evaluate import predict_probs
+    from core.model import load_model
+
+    big = np.random.default_rng(2).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    curves = inspect.class_curves(trained_run, big, labels, 3)
+    checkpoint = load_model(trained_run / "checkpoints" / "epoch_002.keras")
+    seen = np.stack([inspect.model_image(checkpoint, i) for i in big])
+    answers = predict_probs(checkpoint, seen).argmax(axis=1)
+    assert curves["accuracy"][1] == pytest.approx(np.mean(answers == labels))
+
+
+def test_class_curves_without_checkpoints_and_in_a_sentence(tmp_path):
+    from core.errors import RunError
+
+    with pytest.raises(RunError, match="has no checkpoint yet"):
+        inspect.class_curves(tmp_path, np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, int), 2)
+    curves = {
+        "epochs": [1, 5],
+        "recall": np.array([[0.2, 0.6], [0.9, 0.7]], np.float32),
+        "accuracy": np.array([0.4, 0.8], np.float32),
+        "images": 20,
+    }
+    assert inspect.curves_summary(curves, ["cat", "dog"]) == (
+        "Each checkpoint as saved, on 20 held-out images, as many of each class. First "
+        "epoch 1, 40% in all, from cat 20% to dog 60%; last epoch 5, 80% in all, from dog "
+        "70% to cat 90%."
+    )
+    one = {k: v[:1] for k, v in curves.items() if k != "images"} | {"images": 20}
+    assert inspect.curves_summary(one, ["cat", "dog"]).endswith(
+        "So far one checkpoint: epoch 1, 40% in all, from cat 20% to dog 60%."
+    )

@@ -216,3 +216,38 @@ def test_occlusion_shows_what_hiding_each_part_costs(app, trained_run, image_fol
     assert f"a change of {np.abs(found.drop).max() * 100:.1f} points" in caption
     assert caption.endswith(f"leaves {found.lowest:.1%}.")
     assert "a square of 8×8 pixels" in caption  # a quarter of the 32-pixel input
+
+
+def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_run, image_folder):
+    from core.data import load_dataset
+    from core.fileio import atomic_write_json, read_json
+
+    app.switch_page(PAGE).run()
+    # The session's run trained on a twin folder with a quarter held out: not the sidebar's.
+    [info] = [i.value for i in app.info if i.value.startswith("This run trained on")]
+    assert read_json(trained_run / "config.json")["data"] in info
+    assert not [t for t in app.toggle if t.key == "filters_curves"]
+
+    config = read_json(trained_run / "config.json")
+    atomic_write_json(trained_run / "config.json", config | {"data": str(image_folder)})
+    app.run()
+    [info] = [i.value for i in app.info if i.value.startswith("This run held out")]
+    assert info.startswith("This run held out 25% of its images (seed 0)")
+
+    config |= {"data": str(image_folder), "val_fraction": 0.1}
+    atomic_write_json(trained_run / "config.json", config)
+    app.run()
+    app.toggle(key="filters_curves").set_value(True).run()
+    assert not app.exception
+    x, y = load_dataset(image_folder, val_fraction=0.1, seed=0).split("val")
+    assert (trained_run / inspect.CURVES_FILE).is_file()  # kept by the page
+    (trained_run / inspect.CURVES_FILE).unlink()
+    rows = inspect.curve_rows(y)
+    expected = inspect.class_curves(trained_run, x[rows], y[rows], 3)
+    [chart] = [c for c in app.get("plotly_chart") if "Recall per class" in c.proto.spec]
+    lines = {t["name"]: t["y"] for t in json.loads(chart.proto.spec)["data"]}
+    assert list(lines) == ["cat", "dog", "frog", "all classes"]
+    np.testing.assert_allclose(lines["dog"], expected["recall"][:, 1], atol=1e-6)
+    np.testing.assert_allclose(lines["all classes"], expected["accuracy"], atol=1e-6)
+    summary = inspect.curves_summary(expected, ["cat", "dog", "frog"])
+    assert summary in [c.value for c in app.caption]

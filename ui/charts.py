@@ -76,6 +76,18 @@ def epoch_lines(title: str, traces: dict[str, tuple[list, list]], percent: bool 
     return fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
 
 
+def class_curves(curves: dict, names: list[str]) -> go.Figure:
+    """Each class's recall at every checkpoint (`core.inspect.class_curves`), and all
+    classes together as a thick black line."""
+    epochs = curves["epochs"]
+    # Lists, as the other charts pass them (plotly sends numpy arrays as base64 blocks).
+    traces = {name: (epochs, curves["recall"][:, i].tolist()) for i, name in enumerate(names)}
+    traces["all classes"] = (epochs, curves["accuracy"].tolist())
+    fig = epoch_lines("Recall per class", traces, percent=True)
+    fig.update_traces(selector=dict(name="all classes"), line=dict(color="black", width=4))
+    return fig.update_yaxes(range=[0, 1.02])
+
+
 def lr_curve(result: dict) -> go.Figure:
     """A learning-rate test's loss against the rate (log scale): each batch's loss, its
     moving average and, when there is one, the suggested rate as a dashed line."""
