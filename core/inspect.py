@@ -283,37 +283,30 @@ class Occlusion(NamedTuple):
     side: int  # the hidden square's side, in pixels of the model's input
 
 
-def occlusion(
-    model: keras.Model,
-    image: np.ndarray,
-    class_index: int | None = None,
-    temperature: float = 1.0,
-    batch_size: int = 64,
-) -> Occlusion:
-    """Occlusion sensitivity: how much a class's probability falls when each part of the
-    image is hidden.
+def occlusions(
+    model: keras.Model, image: np.ndarray, temperature: float = 1.0, batch_size: int = 64
+) -> list[Occlusion]:
+    """Occlusion sensitivity for every class: how much each class's probability falls
+    when each part of the image is hidden.
 
     Occlusion (Zeiler and Fergus, 2014) asks the model itself, with no gradient: a square
     a quarter of the image wide, filled with the image's mean colour, slides over it in
     `OCCLUSION_STEPS` x `OCCLUSION_STEPS` positions, and each pixel gets the mean fall in
-    the class's probability over the squares that covered it. Positive where the pixels
-    argued for the class, negative where hiding them raised it.
+    a class's probability over the squares that covered it. Positive where the pixels
+    argued for the class, negative where hiding them raised it. One set of forward passes
+    serves every class.
 
     Args:
         model: the model; its output, probabilities.
         image: uint8 `(H, W, 3)`; resized to the model's input size `S` if it differs.
-        class_index: the class to explain; default the predicted one.
         temperature: probabilities are taken after it (`core.evaluate.with_temperature`),
             as the Classify page shows them.
         batch_size: hidden copies per forward pass.
 
     Returns:
-        An `Occlusion`: `drop` float32 `(S, S)` in [-1, 1], the class explained, the
-        image's probabilities `(num_classes,)`, the class's lowest probability with a
-        square hidden, and the square's side.
-
-    Raises:
-        ValueError: `class_index` is not a class of the model.
+        One `Occlusion` per class, in class order: `drop` float32 `(S, S)` in [-1, 1], the
+        class, the image's probabilities `(num_classes,)`, the class's lowest probability
+        with a square hidden, and the square's side.
     """
     from core.evaluate import with_temperature
 
@@ -323,25 +316,42 @@ def occlusion(
     starts = np.unique(np.linspace(0, size - side, OCCLUSION_STEPS).round().astype(int))
     corners = [(r, c) for r in starts for c in starts]
     probs = with_temperature(_numpy(model(x[None], training=False)), temperature)[0]
-    if class_index is None:
-        class_index = int(np.argmax(probs))
-    if not 0 <= class_index < len(probs):
-        raise ValueError(f"Class {class_index} is not one of {len(probs)} classes.")
-    hidden = np.empty(len(corners), np.float32)
-    fill = x.mean(axis=(0, 1))
+    hidden, fill = [], x.mean(axis=(0, 1))
     for start in range(0, len(corners), batch_size):
         chunk = corners[start : start + batch_size]
         batch = np.repeat(x[None], len(chunk), axis=0)
         for copy, (r, c) in zip(batch, chunk, strict=True):
             copy[r : r + side, c : c + side] = fill
-        out = with_temperature(_numpy(model(batch, training=False)), temperature)
-        hidden[start : start + len(chunk)] = out[:, class_index]
-    lost, covered = np.zeros((size, size), np.float64), np.zeros((size, size), np.float64)
+        hidden.append(with_temperature(_numpy(model(batch, training=False)), temperature))
+    hidden = np.concatenate(hidden)  # (squares, classes)
+    lost = np.zeros((size, size, len(probs)), np.float64)
+    covered = np.zeros((size, size, 1), np.float64)
     for (r, c), p in zip(corners, hidden, strict=True):
-        lost[r : r + side, c : c + side] += probs[class_index] - p
+        lost[r : r + side, c : c + side] += probs - p
         covered[r : r + side, c : c + side] += 1
-    drop = (lost / np.maximum(covered, 1)).astype(np.float32)
-    return Occlusion(drop, class_index, probs, float(hidden.min()), side)
+    drops = (lost / np.maximum(covered, 1)).astype(np.float32)
+    lowest = hidden.min(axis=0)
+    return [Occlusion(drops[..., k], k, probs, float(lowest[k]), side) for k in range(len(probs))]
+
+
+def occlusion(
+    model: keras.Model,
+    image: np.ndarray,
+    class_index: int | None = None,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+) -> Occlusion:
+    """`occlusions` for one class, by default the predicted one.
+
+    Raises:
+        ValueError: `class_index` is not a class of the model.
+    """
+    found = occlusions(model, image, temperature, batch_size)
+    if class_index is None:
+        class_index = int(np.argmax(found[0].probs))
+    if not 0 <= class_index < len(found):
+        raise ValueError(f"Class {class_index} is not one of {len(found)} classes.")
+    return found[class_index]
 
 
 def signed_overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.6) -> np.ndarray:

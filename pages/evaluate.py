@@ -299,7 +299,7 @@ if strange:
     groups["the least typical"] = strange
 if picked:
     groups[SPACE] = picked
-choose = st.columns([1, 2])
+choose = st.columns([1, 2, 1])
 group = choose[0].selectbox("Images from", list(groups), key="evaluate_why_from")
 shown = [int(i) for i in groups[group]]
 if not shown:
@@ -314,6 +314,12 @@ else:
     true, answer = int(report.y_true[index]), int(tempered.probs[index].argmax())
     # A mistake against its label; a right answer against the class it almost chose.
     rival = true if answer != true else int(np.argsort(-tempered.probs[index])[1])
+    method = choose[2].radio(
+        "Evidence by",
+        state.EVIDENCE_METHODS,
+        key="evaluate_why_method",
+        help=state.EVIDENCE_HELP,
+    )
     scale = max(1, 320 // x_split.shape[1])  # about a column's width: sharp when stretched
     cols = st.columns(3)
     cols[0].image(
@@ -321,23 +327,44 @@ else:
         caption=f"{split} #{index}, labelled {names[true]}",
         width="stretch",  # three equal images: a long caption widens none of them
     )
-    for col, c, role in [
+    pairs = [
         (cols[1], answer, "the answer"),
         (cols[2], rival, "the label" if rival == true else "the runner-up"),
-    ]:
-        view, found = state.grad_cam_view(entry, model, x_split[index], c, scale)
-        col.image(
-            view,
-            caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%})"
-            + ("" if found else ": none found"),
-            width="stretch",
+    ]
+    if method == "Grad-CAM":
+        for col, c, role in pairs:
+            view, found = state.grad_cam_view(entry, model, x_split[index], c, scale)
+            col.image(
+                view,
+                caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%})"
+                + ("" if found else ": none found"),
+                width="stretch",
+            )
+        st.caption(
+            "Grad-CAM weighs the last convolution's feature maps by how much each raises a "
+            "class's score: red is where the model found evidence for that class, blue where "
+            "it found none. The Filters page explains any class and shows the feature maps."
         )
-    st.caption(
-        "Grad-CAM weighs the last convolution's feature maps by how much each raises a "
-        "class's score: red is where the model found evidence for that class, blue where "
-        "it found none. The Filters page explains any class, also by hiding parts of the image "
-        "(occlusion), and shows the feature maps."
-    )
+    else:
+        hidden = state.occlusions(entry, model, x_split[index])
+        # One colour scale for both: the stronger evidence looks stronger.
+        strongest = max(float(np.abs(hidden[c].drop).max()) for _, c, _ in pairs) or 1.0
+        for col, c, role in pairs:
+            view = inspect.signed_overlay(x_split[index], hidden[c].drop / strongest)
+            col.image(
+                enlarge(view, scale),
+                caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%}): "
+                f"hiding one square leaves {hidden[c].lowest:.0%}",
+                width="stretch",
+            )
+        side = hidden[answer].side
+        st.caption(
+            f"Occlusion hides each {side}×{side} square of the image in turn (filled with its "
+            "mean colour) and watches the class's probability: red where hiding a part lowers "
+            "it (evidence for the class), blue where hiding it raises it (evidence against). "
+            f"Both on one scale: the strongest colour is a change of {strongest * 100:.1f} "
+            "points."
+        )
     go_to = st.columns(2)
     if go_to[0].button("Open on Filters page", key="evaluate_open_filters"):
         state.open_probe(dataset, split, index, "pages/filters.py")

@@ -21,7 +21,6 @@ MAP_COLUMNS = 8
 COLORMAPS = ["Viridis", "Gray", "Magma", "Cividis", "Turbo"]
 RGB = ["red", "green", "blue"]
 REPLAY_STEP_SECONDS = 1.0
-EVIDENCE_METHODS = ["Grad-CAM", "Occlusion"]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -32,11 +31,6 @@ def feature_maps(_model, model_key, pixels):
 @st.cache_data(max_entries=64, show_spinner=False)
 def grad_cam(_model, model_key, pixels, class_index):
     return inspect.grad_cam(_model, pixels, class_index)
-
-
-@st.cache_data(max_entries=64, show_spinner="Hiding parts of the image…")
-def occlusion(_model, model_key, pixels, class_index, temperature):
-    return inspect.occlusion(_model, pixels, class_index, temperature)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -195,17 +189,14 @@ def maps_tab():
     )
     method = cols[0].radio(
         "Method",
-        EVIDENCE_METHODS,
+        state.EVIDENCE_METHODS,
         horizontal=True,
         key="filters_cam_method",
-        help="Grad-CAM reads the last convolution's gradients (one pass). Occlusion hides "
-        "each part of the image in turn and watches the answer change (169 passes): slower, "
-        "sharper, and it also shows what argues against the class.",
+        help=state.EVIDENCE_HELP,
     )
     alpha = cols[0].slider("Heatmap opacity", 0.0, 1.0, 0.45, key="filters_alpha")
     heat, explained, probs = grad_cam(model, model_key, pixels, choice)
-    temperature = registry.temperature(entry)
-    probs = with_temperature(probs, temperature)  # as Classify shows them
+    probs = with_temperature(probs, registry.temperature(entry))  # as Classify shows them
     predicted = int(np.argmax(probs))
     cols[0].metric(
         "Predicted class",
@@ -217,7 +208,7 @@ def maps_tab():
         big = inspect.upscale(inspect.overlay(pixels, heat, alpha), max(1, 256 // size))
         cols[1].image(big, caption=f"Evidence for {class_names[explained]} ({cam_layer})")
     else:
-        occluded(cols[1], pixels, explained, temperature, alpha)
+        occluded(cols[1], pixels, explained, alpha)
     cols[2].plotly_chart(
         charts.top_answers(top_classes(probs, class_names, 5)),
         width="stretch",
@@ -227,10 +218,10 @@ def maps_tab():
     return pixels, caption
 
 
-def occluded(where, pixels, explained, temperature, alpha) -> None:
+def occluded(where, pixels, explained, alpha) -> None:
     """The occlusion map for one class in `where`, its colours scaled to its strongest
     pixel, and what it means."""
-    found = occlusion(model, model_key, pixels, explained, temperature)
+    found = state.occlusions(entry, model, pixels)[explained]
     strongest = float(np.abs(found.drop).max())
     values = found.drop / strongest if strongest > 0 else found.drop
     big = inspect.upscale(inspect.signed_overlay(pixels, values, alpha), max(1, 256 // size))

@@ -131,6 +131,10 @@ def test_occlusion_finds_the_patch_the_answer_rests_on():
     assert found.lowest == pytest.approx(found.probs[0] - found.drop[0, 15], abs=1e-6)
     green = inspect.occlusion(model, img, class_index=1)
     assert green.class_index == 1 and green.drop[:4, 12:].max() < 0  # red argued against it
+    # One set of hidden copies for both: two probabilities that sum to 1 move oppositely.
+    red_and_green = inspect.occlusions(model, img)
+    np.testing.assert_array_equal(red_and_green[0].drop, found.drop)
+    np.testing.assert_allclose(red_and_green[1].drop, -found.drop, atol=1e-6)
     with pytest.raises(ValueError, match="not one of 2 classes"):
         inspect.occlusion(model, img, class_index=2)
 

@@ -392,6 +392,35 @@ def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     )
 
 
+def test_why_this_answer_by_occlusion_hides_each_part_for_both_classes(
+    app, trained_run, mislabelled
+):
+    from core import inspect
+    from core.data import load_dataset
+    from core.evaluate import mistakes
+
+    app.switch_page("pages/evaluate.py").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    app.radio(key="evaluate_why_method").set_value("Occlusion").run()
+    assert not app.exception
+    report = _expected(trained_run, mislabelled, split="train")
+    wrong = mistakes(report.probs, report.y_true)
+    i, t, p = (int(wrong[k][0]) for k in ("index", "true", "pred"))
+    x, _ = load_dataset(mislabelled, val_fraction=0.1, seed=0).split("train")
+    hidden = inspect.occlusions(load_model(trained_run / "model.keras"), x[i])
+    names, probs = report.class_names, report.probs
+    captions = _why_captions(app)
+    assert captions[1] == (
+        f"Evidence for {names[p]} (the answer, {probs[i, p]:.0%}): hiding one square "
+        f"leaves {hidden[p].lowest:.0%}"
+    )
+    assert captions[2].startswith(f"Evidence for {names[t]} (the label, {probs[i, t]:.0%}): ")
+    assert captions[2].endswith(f"leaves {hidden[t].lowest:.0%}")
+    strongest = max(np.abs(hidden[p].drop).max(), np.abs(hidden[t].drop).max())
+    [caption] = [c.value for c in app.caption if c.value.startswith("Occlusion hides each 8×8")]
+    assert caption.endswith(f"a change of {strongest * 100:.1f} points.")
+
+
 def test_why_this_answer_follows_the_chosen_cell(app, trained_run, mislabelled):
     app.switch_page("pages/evaluate.py").run()
     app.selectbox(key="evaluate_split").select("train").run()

@@ -626,6 +626,29 @@ def grad_cam_view(entry: dict, model, pixels, class_index: int, scale: int = 5):
     return _grad_cam_overlay(entry["path"], version, pixels, class_index, scale, model)
 
 
+EVIDENCE_METHODS = ["Grad-CAM", "Occlusion"]
+EVIDENCE_HELP = (
+    "Grad-CAM reads the last convolution's gradients (one pass). Occlusion hides each part "
+    "of the image in turn and watches the answer change (169 passes): slower, sharper, and "
+    "it also shows what argues against a class."
+)
+
+
+@st.cache_data(max_entries=64, show_spinner="Hiding parts of the image…")
+def _occlusions(model_path: str, version: int, pixels, temperature: float, _model):
+    from core.inspect import occlusions
+
+    return occlusions(_model, pixels, temperature)
+
+
+def occlusions(entry: dict, model, pixels) -> list:
+    """`core.inspect.occlusions` of an image, after the model card's temperature (as the
+    Classify page shows probabilities): one per class, computed once per image and model
+    (169 forward passes, about 0.4 s an image for the shipped model here)."""
+    version = registry.model_version(entry["path"])
+    return _occlusions(entry["path"], version, pixels, registry.temperature(entry), model)
+
+
 def open_probe(ds: data.Dataset, split: str, index: int, target: str) -> None:
     """Hands one image of a split to another page (`pages/filters.py`, `pages/classify.py`,
     where it stays until cleared) and goes there."""
