@@ -184,6 +184,27 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     expect(source).to_have_value("the chosen cell")
 
 
+def test_occlusion_explains_an_answer_on_the_evaluate_and_filters_pages(server, page):
+    open_page(page, server, "evaluate")
+    page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
+    choose(page, "Images from", "the least confident correct")
+    page.get_by_text("Occlusion", exact=True).click()
+    wait_idle(page)
+    left = re.compile(r"\(the runner-up, \d+%\): hiding one square leaves \d+%$")
+    expect(page.get_by_text(left)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Occlusion hides each 8×8 square"))).to_be_visible()
+    shot(page, "evaluate-occlusion")
+    page.get_by_role("button", name="Open on Filters page").click()
+    page.get_by_role("heading", name="Filters & feature maps").wait_for()
+    wait_idle(page)
+    page.get_by_text("Occlusion", exact=True).click()
+    wait_idle(page)
+    shown = re.compile(r"^Evidence for \w+ \(occlusion\): red for, blue against$")
+    expect(page.get_by_text(shown)).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "filters-occlusion")
+
+
 def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page):
     open_page(page, server, "evaluate")
     page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
