@@ -308,6 +308,7 @@ def occlusions(
         class, the image's probabilities `(num_classes,)`, the class's lowest probability
         with a square hidden, and the square's side.
     """
+    from core.classify import predict_pixels
     from core.evaluate import with_temperature
 
     x = _batch(model, image)[0]
@@ -315,14 +316,14 @@ def occlusions(
     side = max(1, size // 4)
     starts = np.unique(np.linspace(0, size - side, OCCLUSION_STEPS).round().astype(int))
     corners = [(r, c) for r in starts for c in starts]
-    probs = with_temperature(_numpy(model(x[None], training=False)), temperature)[0]
+    probs = with_temperature(predict_pixels(model, x[None]), temperature)[0]
     hidden, fill = [], x.mean(axis=(0, 1))
     for start in range(0, len(corners), batch_size):
         chunk = corners[start : start + batch_size]
         batch = np.repeat(x[None], len(chunk), axis=0)
         for copy, (r, c) in zip(batch, chunk, strict=True):
             copy[r : r + side, c : c + side] = fill
-        hidden.append(with_temperature(_numpy(model(batch, training=False)), temperature))
+        hidden.append(with_temperature(predict_pixels(model, batch), temperature))
     hidden = np.concatenate(hidden)  # (squares, classes)
     lost = np.zeros((size, size, len(probs)), np.float64)
     covered = np.zeros((size, size, 1), np.float64)

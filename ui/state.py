@@ -644,7 +644,7 @@ def _occlusions(model_path: str, version: int, pixels, temperature: float, _mode
 def occlusions(entry: dict, model, pixels) -> list:
     """`core.inspect.occlusions` of an image, after the model card's temperature (as the
     Classify page shows probabilities): one per class, computed once per image and model
-    (169 forward passes, about 0.4 s an image for the shipped model here)."""
+    (169 hidden copies, about 0.25 s an image for the shipped model here)."""
     version = registry.model_version(entry["path"])
     return _occlusions(entry["path"], version, pixels, registry.temperature(entry), model)
 
