@@ -2,6 +2,7 @@
 
 import hashlib
 
+import numpy as np
 import streamlit as st
 
 from core import registry
@@ -10,7 +11,7 @@ from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
-from core.inspect import model_image
+from core.inspect import model_image, signed_overlay
 from ui import charts, state
 
 state.ensure_routed()
@@ -36,7 +37,8 @@ if fast:
     st.caption(
         f"int8 copy: {record['accuracy']:.1%} on {record['images']:,} {record['check_split']} "
         f"images (float32: {record['float32_accuracy']:.1%}); same top class on "
-        f"{record['agreement']:.1%} of them. Grad-CAM is computed on the float32 model."
+        f"{record['agreement']:.1%} of them. Grad-CAM and occlusion are computed on the "
+        "float32 model."
     )
 elif engine is None and state.int8_record(entry) is None:
     st.caption(
@@ -77,7 +79,15 @@ else:
         f"{', '.join(check.layers)} layers see is compared with {check.fit_images:,} training "
         "images" + (f" (flags {flagged:.1%} of validation images)." if flagged is not None else ".")
     )
-tta = state.tta_select(st.columns([1, 2])[0], "classify_tta")
+options = st.columns([1, 1, 1])
+tta = state.tta_select(options[0], "classify_tta")
+evidence = options[1].radio(
+    "Evidence by",
+    state.EVIDENCE_METHODS,
+    horizontal=True,
+    key="classify_evidence",
+    help=state.EVIDENCE_HELP,
+)
 
 uploads = st.file_uploader(
     "Images",
@@ -126,6 +136,21 @@ def _original(data: bytes):
         return None
 
 
+def evidence_for(pred) -> tuple:
+    """The image and caption of the evidence for the class shown (which the int8 copy may
+    rank first where the float32 model does not), by the method chosen."""
+    shown = int(pred.probs.argmax())
+    if evidence == "Grad-CAM":
+        return state.grad_cam_view(entry, model, pred.pixels, shown)[0], f"Grad-CAM: {pred.label}"
+    found = state.occlusions(entry, model, pred.pixels)[shown]
+    strongest = float(np.abs(found.drop).max()) or 1.0
+    view = enlarge(signed_overlay(pred.pixels, found.drop / strongest), 5)
+    return view, (
+        f"Occlusion: {pred.label}, red for, blue against (hiding one square leaves "
+        f"{found.lowest:.0%})"
+    )
+
+
 def show(name, original, pred):
     st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
     if pred.unfamiliar:
@@ -144,13 +169,11 @@ def show(name, original, pred):
             f"The model is unsure (top probability {pred.confidence:.0%}, entropy "
             f"{pred.entropy:.0%} of the maximum): this may not be one of the classes it knows."
         )
-    # For the class shown, which the int8 copy may rank first where float32 does not.
-    cam, _ = state.grad_cam_view(entry, model, pred.pixels, int(pred.probs.argmax()))
     cols = st.columns([1, 1, 1, 2])
     if original is not None:
         cols[0].image(original, caption="Original", width=ORIGINAL_WIDTH)
     cols[1].image(enlarge(pred.pixels, 5), caption=f"What the model sees ({len(pred.pixels)} px)")
-    cols[2].image(cam, caption=f"Grad-CAM: {pred.label}")
+    cols[2].image(*evidence_for(pred))
     cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
 
 

@@ -267,3 +267,24 @@ def test_a_copy_that_is_not_the_one_its_record_checked_is_not_used(app, trained_
     assert not app.exception
     assert not [t for t in app.toggle if t.key == "classify_int8"]
     assert any("this model has no int8 copy" in c.value for c in app.caption)
+
+
+def test_occlusion_shows_what_hiding_each_part_of_an_upload_costs(app, trained_run):
+    from core import inspect
+    from core.images import decode_image
+
+    app.switch_page("pages/classify.py").run()
+    app.radio(key="classify_evidence").set_value("Occlusion")
+    files = [(f"{c}.png", _png(c), "image/png") for c in ((20, 200, 30), (220, 20, 20))]
+    app.file_uploader(key="classify_files").set_value(files).run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    t = _temperature(trained_run)
+    for (name, data, _), image in zip(files, app.image[2::3], strict=True):
+        hidden = inspect.occlusions(model, decode_image(data, 32), t)  # as the page reads it
+        shown = int(np.argmax(hidden[0].probs))
+        label = ["cat", "dog", "frog"][shown]
+        assert image.captions == [
+            f"Occlusion: {label}, red for, blue against (hiding one square leaves "
+            f"{hidden[shown].lowest:.0%})"
+        ], name
