@@ -381,8 +381,8 @@ def learning_by_class(run_dir) -> None:
     if classes != len(ds.class_names):
         st.info(f"This run learned {classes} classes; the folder now has {len(ds.class_names)}.")
         return
-    todo = inspect.curves_to_score(run_dir, x, y)
-    try:
+    try:  # a run deleted meanwhile, a checkpoint being written: a sentence
+        todo = inspect.curves_to_score(run_dir, x, y)
         if todo:
             note = f"{len(x):,} images each"
             with state.progress_bar(f"Scoring {len(todo)} checkpoints", note) as progress:
@@ -390,7 +390,10 @@ def learning_by_class(run_dir) -> None:
         else:
             curves = inspect.class_curves(run_dir, x, y, classes)
     except CnnError as err:
-        st.error(str(err))
+        st.error(f"The run's checkpoints cannot be read: {err}")
+        return
+    except OSError as err:  # deleted between the listing and the read
+        st.error(f"The run's checkpoints cannot be read: {err.strerror}: {err.filename}")
         return
     st.plotly_chart(charts.class_curves(curves, ds.class_names), key="filters_curves_chart")
     st.caption(inspect.curves_summary(curves, ds.class_names))

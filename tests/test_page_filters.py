@@ -251,3 +251,16 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
     np.testing.assert_allclose(lines["all classes"], expected["accuracy"], atol=1e-6)
     summary = inspect.curves_summary(expected, ["cat", "dog", "frog"])
     assert summary in [c.value for c in app.caption]
+
+    # A checkpoint that cannot be loaded (cut short, say) is a sentence, not a traceback.
+    (trained_run / "checkpoints" / "epoch_002.keras").write_bytes(b"not a model")
+    app.run()
+    assert not app.exception
+    [error] = [e.value for e in app.error if e.value.startswith("The run's checkpoints")]
+    assert "epoch_002.keras could not be loaded" in error  # the replay's own error above too
+    # One listed but gone when read (a dangling link stands in for a file deleted meanwhile).
+    (trained_run / "checkpoints" / "epoch_003.keras").symlink_to(trained_run / "gone.keras")
+    app.run()
+    assert not app.exception
+    [error] = [e.value for e in app.error if e.value.startswith("The run's checkpoints")]
+    assert error.endswith(f"No such file or directory: {trained_run}/checkpoints/epoch_003.keras")
