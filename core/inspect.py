@@ -708,8 +708,20 @@ def curves_to_score(run_dir: str | Path, images: np.ndarray, labels: np.ndarray)
     return [
         epoch
         for epoch in checkpoint_epochs(run_dir)
-        if (kept.get(str(epoch)) or {}).get("stamp") != _checkpoint_stamp(run_dir, epoch)
+        if not isinstance(kept.get(str(epoch)), dict)
+        or kept[str(epoch)].get("stamp") != _checkpoint_stamp(run_dir, epoch)
+        or _confusion_of(kept[str(epoch)], len(labels)) is None
     ]
+
+
+def _confusion_of(entry: dict, images: int) -> np.ndarray | None:
+    """A kept checkpoint's confusion matrix, or None where it is not one of `images`."""
+    try:
+        cm = np.array(entry.get("confusion"), np.int64)
+    except (TypeError, ValueError):
+        return None
+    square = cm.ndim == 2 and cm.shape[0] == cm.shape[1]
+    return cm if square and cm.sum() == images and (cm >= 0).all() else None
 
 
 def class_curves(
@@ -734,14 +746,15 @@ def class_curves(
         progress: called as `progress(done, total)` after each checkpoint loaded.
 
     Returns:
-        A dict with `epochs` (list of int, ascending), `recall` (float32 `(E, C)`, the
-        share of each class's images answered right; 0 for a class without images),
-        `accuracy` (float32 `(E,)`) and `images` (N).
+        A dict with `epochs` (list of int, ascending), `confusion` (int64 `(E, C, C)`, row
+        = true class, column = answer), `recall` (float32 `(E, C)`, the share of each
+        class's images answered right; 0 for a class without images), `accuracy` (float32
+        `(E,)`) and `images` (N).
 
     Raises:
         RunError: the run has no checkpoint, or one cannot be loaded.
     """
-    from core.evaluate import confusion_matrix, per_class_metrics, predict_probs
+    from core.evaluate import confusion_matrix, predict_probs
     from core.fileio import atomic_write_json
     from core.model import load_model
 
@@ -759,20 +772,24 @@ def class_curves(
         x = images if images.shape[1:3] == (size, size) else [model_image(model, i) for i in images]
         answers = predict_probs(model, np.asarray(x)).argmax(axis=1)
         cm = confusion_matrix(labels, answers, num_classes)
-        recall = per_class_metrics(cm)["recall"]
-        accuracy = float(np.trace(cm) / max(len(labels), 1))
-        scored[str(epoch)] = {"stamp": stamp, "recall": recall.tolist(), "accuracy": accuracy}
+        scored[str(epoch)] = {"stamp": stamp, "confusion": cm.tolist()}
         try:  # after each checkpoint: a page left half-way keeps what it scored
             atomic_write_json(run_dir / CURVES_FILE, {"images": key, "epochs": scored})
         except OSError:
             pass  # a full disk or a read-only folder: shown now, scored again next time
         if progress:
             progress(done, len(todo))
-    rows = [scored[str(e)] for e in epochs]
+    confusion = np.array([_confusion_of(scored[str(e)], len(labels)) for e in epochs])
+    if confusion.shape[1:] != (num_classes, num_classes):  # kept for a folder since changed
+        raise RunError(f"{CURVES_FILE} in {run_dir.name} counts other classes: delete it.")
+    support = np.maximum(confusion.sum(axis=2), 1)
     return {
         "epochs": epochs,
-        "recall": np.array([r["recall"] for r in rows], np.float32).reshape(len(rows), -1),
-        "accuracy": np.array([r["accuracy"] for r in rows], np.float32),
+        "confusion": confusion,
+        "recall": (np.diagonal(confusion, axis1=1, axis2=2) / support).astype(np.float32),
+        "accuracy": (np.trace(confusion, axis1=1, axis2=2) / max(len(labels), 1)).astype(
+            np.float32
+        ),
         "images": len(labels),
     }
 

@@ -8,7 +8,7 @@ import streamlit as st
 from core import data, inspect, registry
 from core.classify import top_classes
 from core.errors import CnnError
-from core.evaluate import with_temperature
+from core.evaluate import top_confusions, with_temperature
 from core.fileio import read_json
 from core.images import decode_image
 from ui import charts, state
@@ -397,6 +397,31 @@ def learning_by_class(run_dir) -> None:
         return
     st.plotly_chart(charts.class_curves(curves, ds.class_names), key="filters_curves_chart")
     st.caption(inspect.curves_summary(curves, ds.class_names))
+    confusions_at(curves, ds.class_names)
+
+
+def confusions_at(curves: dict, names: list[str]) -> None:
+    """One checkpoint's confusion matrix on the same images, row-normalised, and its most
+    frequent mistakes."""
+    epochs = curves["epochs"]
+    if st.session_state.get("filters_curves_epoch") not in epochs:  # another run, say
+        st.session_state["filters_curves_epoch"] = epochs[-1]
+    epoch = epochs[0]
+    if len(epochs) > 1:
+        epoch = st.select_slider("Confusions at epoch", epochs, key="filters_curves_epoch")
+    cm = curves["confusion"][epochs.index(epoch)]
+    shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    st.plotly_chart(charts.confusion_matrix(shares, names, True), key="filters_curves_cm")
+    mistakes = [
+        f"{names[t]} → {names[p]} {n / max(cm[t].sum(), 1):.1%}"
+        for t, p, n in top_confusions(cm, 3)
+    ]
+    st.caption(
+        f"Epoch {epoch}: each row is a true class, as shares of its images. Most frequent "
+        f"mistakes: {', '.join(mistakes)}."
+        if mistakes
+        else f"Epoch {epoch}: no mistakes."
+    )
 
 
 def held_out_mismatch(config: dict) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -332,6 +334,8 @@ def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
         recall = [np.mean(answers[y == c] == c) for c in range(3)]
         np.testing.assert_allclose(curves["recall"][row], recall, atol=1e-6)
         assert curves["accuracy"][row] == pytest.approx(np.mean(answers == y))
+        for t, a in [(0, 0), (1, 2), (2, 1)]:
+            assert curves["confusion"][row, t, a] == np.sum((y == t) & (answers == a))
 
     # Kept in the run's folder: asked again, nothing is loaded; a checkpoint written again
     # (a resumed run), other images or an unreadable file are scored again.
@@ -343,6 +347,10 @@ def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
     os.utime(second, ns=(second.stat().st_atime_ns, second.stat().st_mtime_ns + 10**9))
     assert inspect.curves_to_score(trained_run, x, y) == [2]
     assert inspect.curves_to_score(trained_run, x[:6], y[:6]) == [1, 2]
+    kept = json.loads((trained_run / inspect.CURVES_FILE).read_text())
+    kept["epochs"]["1"]["confusion"][0][0] += 1  # counts one image too many
+    (trained_run / inspect.CURVES_FILE).write_text(json.dumps(kept))
+    assert inspect.curves_to_score(trained_run, x, y) == [1, 2]
     (trained_run / inspect.CURVES_FILE).write_text("{not json")
     assert inspect.curves_to_score(trained_run, x, y) == [1, 2]
 

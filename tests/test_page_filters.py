@@ -10,6 +10,7 @@ from PIL import Image
 
 from core import inspect
 from core.model import load_model
+from tests.conftest import plotly_values
 
 PAGE = "pages/filters.py"
 
@@ -245,12 +246,24 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
     rows = inspect.curve_rows(y)
     expected = inspect.class_curves(trained_run, x[rows], y[rows], 3)
     [chart] = [c for c in app.get("plotly_chart") if "Recall per class" in c.proto.spec]
-    lines = {t["name"]: t["y"] for t in json.loads(chart.proto.spec)["data"]}
+    lines = {t["name"]: plotly_values(t["y"]) for t in json.loads(chart.proto.spec)["data"]}
     assert list(lines) == ["cat", "dog", "frog", "all classes"]
     np.testing.assert_allclose(lines["dog"], expected["recall"][:, 1], atol=1e-6)
     np.testing.assert_allclose(lines["all classes"], expected["accuracy"], atol=1e-6)
     summary = inspect.curves_summary(expected, ["cat", "dog", "frog"])
     assert summary in [c.value for c in app.caption]
+
+    # One checkpoint's confusions, the last at first, then the one chosen.
+    def shown_confusions():
+        [cm] = [c for c in app.get("plotly_chart") if c.key == "filters_curves_cm"]
+        return np.reshape(plotly_values(json.loads(cm.proto.spec)["data"][0]["z"]), (3, 3))
+
+    for epoch in (2, 1):
+        counts = expected["confusion"][epoch - 1]
+        rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        np.testing.assert_allclose(shown_confusions(), rows, atol=1e-9)
+        assert any(c.value.startswith(f"Epoch {epoch}: ") for c in app.caption)
+        app.select_slider(key="filters_curves_epoch").set_value(1).run()
 
     # A checkpoint that cannot be loaded (cut short, say) is a sentence, not a traceback.
     (trained_run / "checkpoints" / "epoch_002.keras").write_bytes(b"not a model")
@@ -259,6 +272,7 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
     [error] = [e.value for e in app.error if e.value.startswith("The run's checkpoints")]
     assert "epoch_002.keras could not be loaded" in error  # the replay's own error above too
     # One listed but gone when read (a dangling link stands in for a file deleted meanwhile).
+    (trained_run / "checkpoints" / "epoch_002.keras").unlink()
     (trained_run / "checkpoints" / "epoch_003.keras").symlink_to(trained_run / "gone.keras")
     app.run()
     assert not app.exception

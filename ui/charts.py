@@ -80,9 +80,8 @@ def class_curves(curves: dict, names: list[str]) -> go.Figure:
     """Each class's recall at every checkpoint (`core.inspect.class_curves`), and all
     classes together as a thick black line."""
     epochs = curves["epochs"]
-    # Lists, as the other charts pass them (plotly sends numpy arrays as base64 blocks).
-    traces = {name: (epochs, curves["recall"][:, i].tolist()) for i, name in enumerate(names)}
-    traces["all classes"] = (epochs, curves["accuracy"].tolist())
+    traces = {name: (epochs, curves["recall"][:, i]) for i, name in enumerate(names)}
+    traces["all classes"] = (epochs, curves["accuracy"])
     fig = epoch_lines("Recall per class", traces, percent=True)
     fig.update_traces(selector=dict(name="all classes"), line=dict(color="black", width=4))
     return fig.update_yaxes(range=[0, 1.02])
