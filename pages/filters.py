@@ -1,17 +1,14 @@
 """Filters & feature maps: what the layers learned, what they see, where the evidence lies."""
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
-from core import data, inspect, registry
+from core import inspect, registry
 from core.classify import top_classes
 from core.errors import CnnError
-from core.evaluate import top_confusions, with_temperature
-from core.fileio import read_json
+from core.evaluate import with_temperature
 from core.images import decode_image
-from ui import charts, state
+from ui import charts, class_curves, state
 
 state.ensure_routed()
 
@@ -62,16 +59,11 @@ def maps_figure(maps, per_map, colorscale, count):
     return charts.image_grid(grid, colorscale, float(values.min()), float(values.max()))
 
 
-def dataset_ready() -> bool:
-    spec = state.dataset_spec()
-    return bool(spec) and (spec != "cifar10" or data.cifar10_cache_path().is_file())
-
-
 def choose_image(size):
     """Returns `(pixels, caption)` of the image to look through, or `(None, None)`."""
     probe = st.session_state.get("probe")
     sources = (["Probe"] if probe else []) + ["Dataset sample", "Upload"]
-    default = 0 if probe or dataset_ready() else len(sources) - 1
+    default = 0 if probe or state.dataset_ready() else len(sources) - 1
     labels = {"Upload": "Upload an image"}
     if probe:
         labels["Probe"] = f"The image sent here: {probe['caption']}"
@@ -355,93 +347,7 @@ def replay_tab(pixels, caption):
         st.fragment(replay_view, run_every=REPLAY_STEP_SECONDS if playing else None)(
             run_dir, epochs, pixels, caption, playing
         )
-    learning_by_class(run_dir)
-
-
-def learning_by_class(run_dir) -> None:
-    """Each class's recall at every checkpoint of the run, on its validation images."""
-    st.subheader("How each class was learned")
-    config = read_json(Path(run_dir) / "config.json") or {}
-    if why_not := held_out_mismatch(config):
-        st.info(why_not)
-        return
-    if not st.toggle(
-        "Score every checkpoint on held-out images",
-        key="filters_curves",
-        help=f"Loads each checkpoint and classifies up to {inspect.CURVE_IMAGES:,} of the "
-        "images the run held out, as many of each class; kept in the run's folder, so only "
-        "new checkpoints are scored next time.",
-    ):
-        return
-    ds = state.require_dataset(image_size=int(config.get("image_size") or size))
-    x, y = ds.split("val")
-    rows = inspect.curve_rows(y)
-    x, y = x[rows], y[rows]
-    classes = (config.get("model") or {}).get("num_classes", len(ds.class_names))
-    if classes != len(ds.class_names):
-        st.info(f"This run learned {classes} classes; the folder now has {len(ds.class_names)}.")
-        return
-    try:  # a run deleted meanwhile, a checkpoint being written: a sentence
-        todo = inspect.curves_to_score(run_dir, x, y)
-        if todo:
-            note = f"{len(x):,} images each"
-            with state.progress_bar(f"Scoring {len(todo)} checkpoints", note) as progress:
-                curves = inspect.class_curves(run_dir, x, y, classes, progress)
-        else:
-            curves = inspect.class_curves(run_dir, x, y, classes)
-    except CnnError as err:
-        st.error(f"The run's checkpoints cannot be read: {err}")
-        return
-    except OSError as err:  # deleted between the listing and the read
-        st.error(f"The run's checkpoints cannot be read: {err.strerror}: {err.filename}")
-        return
-    st.plotly_chart(charts.class_curves(curves, ds.class_names), key="filters_curves_chart")
-    st.caption(inspect.curves_summary(curves, ds.class_names))
-    confusions_at(curves, ds.class_names)
-
-
-def confusions_at(curves: dict, names: list[str]) -> None:
-    """One checkpoint's confusion matrix on the same images, row-normalised, and its most
-    frequent mistakes."""
-    epochs = curves["epochs"]
-    if st.session_state.get("filters_curves_epoch") not in epochs:  # another run, say
-        st.session_state["filters_curves_epoch"] = epochs[-1]
-    epoch = epochs[0]
-    if len(epochs) > 1:
-        epoch = st.select_slider("Confusions at epoch", epochs, key="filters_curves_epoch")
-    cm = curves["confusion"][epochs.index(epoch)]
-    shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    st.plotly_chart(charts.confusion_matrix(shares, names, True), key="filters_curves_cm")
-    mistakes = [
-        f"{names[t]} → {names[p]} {n / max(cm[t].sum(), 1):.1%}"
-        for t, p, n in top_confusions(cm, 3)
-    ]
-    st.caption(
-        f"Epoch {epoch}: each row is a true class, as shares of its images. Most frequent "
-        f"mistakes: {', '.join(mistakes)}."
-        if mistakes
-        else f"Epoch {epoch}: no mistakes."
-    )
-
-
-def held_out_mismatch(config: dict) -> str | None:
-    """Why the sidebar's validation split is not the images a run held out, or None."""
-    spec, trained_on = state.dataset_spec(), str(config.get("data", ""))
-    if not (spec and dataset_ready()) or data.absolute_spec(spec) != data.absolute_spec(trained_on):
-        return (
-            f"This run trained on {trained_on or 'another dataset'}: choose it in the "
-            "sidebar to score its checkpoints on the images it held out."
-        )
-    split = (config.get("val_fraction"), config.get("seed"))
-    if not all(isinstance(v, int | float) for v in split):
-        return "This run's config does not say which images it held out."
-    if split != (state.VAL_FRACTION, state.SPLIT_SEED):
-        return (
-            f"This run held out {split[0]:.0%} of its images (seed {split[1]}); the "
-            f"dashboard's validation split ({state.VAL_FRACTION:.0%}, seed "
-            f"{state.SPLIT_SEED}) would hold images it trained on."
-        )
-    return None
+    class_curves.section(run_dir, size)
 
 
 def replay_view(run_dir, epochs, pixels, caption, playing):

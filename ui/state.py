@@ -164,6 +164,12 @@ def dataset_spec() -> str:
     return st.session_state.sidebar_path.strip()
 
 
+def dataset_ready() -> bool:
+    """Whether the sidebar names a dataset that can be loaded without a download."""
+    spec = dataset_spec()
+    return bool(spec) and (spec != "cifar10" or data.cifar10_cache_path().is_file())
+
+
 def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     """The check of an image folder, kept on disk until a file in it changes.
 
