@@ -81,13 +81,7 @@ else:
     )
 options = st.columns([1, 1, 1])
 tta = state.tta_select(options[0], "classify_tta")
-evidence = options[1].radio(
-    "Evidence by",
-    state.EVIDENCE_METHODS,
-    horizontal=True,
-    key="classify_evidence",
-    help=state.EVIDENCE_HELP,
-)
+evidence = state.evidence_method(options[1], "classify_evidence")
 
 uploads = st.file_uploader(
     "Images",

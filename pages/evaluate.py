@@ -314,12 +314,7 @@ else:
     true, answer = int(report.y_true[index]), int(tempered.probs[index].argmax())
     # A mistake against its label; a right answer against the class it almost chose.
     rival = true if answer != true else int(np.argsort(-tempered.probs[index])[1])
-    method = choose[2].radio(
-        "Evidence by",
-        state.EVIDENCE_METHODS,
-        key="evaluate_why_method",
-        help=state.EVIDENCE_HELP,
-    )
+    method = state.evidence_method(choose[2], "evaluate_why_method", horizontal=False)
     scale = max(1, 320 // x_split.shape[1])  # about a column's width: sharp when stretched
     cols = st.columns(3)
     cols[0].image(

@@ -179,13 +179,7 @@ def maps_tab():
         format_func=lambda i: "the predicted class" if i is None else class_names[i],
         key="filters_cam_class",
     )
-    method = cols[0].radio(
-        "Method",
-        state.EVIDENCE_METHODS,
-        horizontal=True,
-        key="filters_cam_method",
-        help=state.EVIDENCE_HELP,
-    )
+    method = state.evidence_method(cols[0], "filters_cam_method", label="Method")
     alpha = cols[0].slider("Heatmap opacity", 0.0, 1.0, 0.45, key="filters_alpha")
     heat, explained, probs = grad_cam(model, model_key, pixels, choice)
     probs = with_temperature(probs, registry.temperature(entry))  # as Classify shows them

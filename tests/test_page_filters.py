@@ -179,14 +179,24 @@ def test_how_typical_the_image_is_at_each_layer_as_the_check_says(
     assert not app.exception and scored == [1, 1]  # a check fitted again scores anew
 
 
+def _calibrated(run_dir, temperature: float) -> None:
+    """Gives a run's card a calibration temperature, which the page applies."""
+    card_path = run_dir / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {
+        "temperature": temperature,
+        "images": 500,
+        "ece": 0.2,
+        "ece_scaled": 0.01,
+    }
+    card_path.write_text(json.dumps(card))
+
+
 def test_probabilities_follow_the_cards_temperature_as_on_classify(app, trained_run, image_folder):
     from core.data import load_dataset
     from core.evaluate import with_temperature
 
-    card_path = trained_run / "model_card.json"
-    card = json.loads(card_path.read_text())
-    card["calibration"] = {"temperature": 0.5, "images": 500, "ece": 0.2, "ece_scaled": 0.01}
-    card_path.write_text(json.dumps(card))
+    _calibrated(trained_run, 0.5)
     app.switch_page(PAGE).run()
     assert not app.exception
     x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")
@@ -199,10 +209,7 @@ def test_probabilities_follow_the_cards_temperature_as_on_classify(app, trained_
 def test_occlusion_shows_what_hiding_each_part_costs(app, trained_run, image_folder):
     from core.data import load_dataset
 
-    card_path = trained_run / "model_card.json"
-    card = json.loads(card_path.read_text())
-    card["calibration"] = {"temperature": 0.5, "images": 500, "ece": 0.2, "ece_scaled": 0.01}
-    card_path.write_text(json.dumps(card))
+    _calibrated(trained_run, 0.5)
     app.switch_page(PAGE).run()
     app.selectbox(key="filters_cam_class").set_value(1)
     app.radio(key="filters_cam_method").set_value("Occlusion").run()

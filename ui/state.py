@@ -633,11 +633,19 @@ def grad_cam_view(entry: dict, model, pixels, class_index: int, scale: int = 5):
 
 
 EVIDENCE_METHODS = ["Grad-CAM", "Occlusion"]
-EVIDENCE_HELP = (
-    "Grad-CAM reads the last convolution's gradients (one pass). Occlusion hides each part "
-    "of the image in turn and watches the answer change (169 passes): slower, sharper, and "
-    "it also shows what argues against a class."
-)
+
+
+def evidence_method(where, key: str, label: str = "Evidence by", horizontal: bool = True) -> str:
+    """The choice between Grad-CAM and occlusion (`EVIDENCE_METHODS`) in `where`."""
+    return where.radio(
+        label,
+        EVIDENCE_METHODS,
+        horizontal=horizontal,
+        key=key,
+        help="Grad-CAM reads the last convolution's gradients (one pass). Occlusion hides "
+        "each part of the image in turn and watches the answer change (169 passes): slower, "
+        "sharper, and it also shows what argues against a class.",
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner="Hiding parts of the image…")
