@@ -764,6 +764,9 @@ def class_curves(
         raise RunError(f"{run_dir.name} has no checkpoint yet.")
     key = _curve_images_key(images, labels)
     kept, todo = _kept_curves(run_dir, key), curves_to_score(run_dir, images, labels)
+    square = (num_classes, num_classes)
+    # Kept with another count of classes (not these labels): scored again, as the run has them.
+    todo = [e for e in epochs if e in todo or np.shape(kept[str(e)].get("confusion")) != square]
     scored = {str(e): kept[str(e)] for e in epochs if e not in todo}
     for done, epoch in enumerate(todo, 1):
         stamp = _checkpoint_stamp(run_dir, epoch)
@@ -780,8 +783,6 @@ def class_curves(
         if progress:
             progress(done, len(todo))
     confusion = np.array([_confusion_of(scored[str(e)], len(labels)) for e in epochs])
-    if confusion.shape[1:] != (num_classes, num_classes):  # kept for a folder since changed
-        raise RunError(f"{CURVES_FILE} in {run_dir.name} counts other classes: delete it.")
     support = np.maximum(confusion.sum(axis=2), 1)
     return {
         "epochs": epochs,

@@ -343,6 +343,10 @@ def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
     calls.clear()
     again = inspect.class_curves(trained_run, x, y, 3, progress=lambda *a: calls.append(a))
     assert calls == [] and np.array_equal(again["recall"], curves["recall"])
+    four = inspect.class_curves(trained_run, x, y, 4, progress=lambda *a: calls.append(a))
+    assert calls == [(1, 2), (2, 2)] and four["confusion"].shape == (2, 4, 4)  # scored again
+    np.testing.assert_array_equal(four["confusion"][:, :3, :3], curves["confusion"])
+    calls.clear()
     second = trained_run / "checkpoints" / "epoch_002.keras"
     os.utime(second, ns=(second.stat().st_atime_ns, second.stat().st_mtime_ns + 10**9))
     assert inspect.curves_to_score(trained_run, x, y) == [2]
