@@ -355,19 +355,29 @@ def occlusion(
     return found[class_index]
 
 
-def signed_overlay(image: np.ndarray, values: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+def strongest_change(*found: Occlusion) -> float:
+    """The largest change in probability that hiding a part makes in any of the maps: the
+    `scale` of `signed_overlay` that draws them on one colour scale (0 where none moved)."""
+    return max(float(np.abs(f.drop).max()) for f in found)
+
+
+def signed_overlay(
+    image: np.ndarray, values: np.ndarray, alpha: float = 0.6, scale: float = 1.0
+) -> np.ndarray:
     """Colours an image red where `values` are positive and blue where negative, the
     colour's strength following the value; where it is 0 the image shows as it is.
 
     Args:
         image: uint8 `(S, S, 3)`.
-        values: float `(S, S)` in [-1, 1]; clipped.
-        alpha: the colour's share where a value is 1 or -1.
+        values: float `(S, S)`; divided by `scale`, then clipped to [-1, 1].
+        alpha: the colour's share where a value is `scale` or `-scale`.
+        scale: the value drawn in full colour, e.g. `strongest_change`; 0 is taken as 1
+            (all values are then 0).
 
     Returns:
         uint8 `(S, S, 3)`.
     """
-    v = np.clip(np.asarray(values, np.float32), -1, 1)[..., None]
+    v = np.clip(np.asarray(values, np.float32) / (scale or 1.0), -1, 1)[..., None]
     colour = np.where(v > 0, _RED, _BLUE)
     share = alpha * np.abs(v)
     blend = (1 - share) * np.asarray(image, np.float32) + share * colour
@@ -705,12 +715,16 @@ def curves_to_score(run_dir: str | Path, images: np.ndarray, labels: np.ndarray)
     yet, or written again since (a resumed run)."""
     run_dir = Path(run_dir)
     kept = _kept_curves(run_dir, _curve_images_key(images, labels))
+    return _stale(run_dir, checkpoint_epochs(run_dir), kept, len(labels))
+
+
+def _stale(run_dir: Path, epochs: list[int], kept: dict, images: int) -> list[int]:
     return [
         epoch
-        for epoch in checkpoint_epochs(run_dir)
+        for epoch in epochs
         if not isinstance(kept.get(str(epoch)), dict)
         or kept[str(epoch)].get("stamp") != _checkpoint_stamp(run_dir, epoch)
-        or _confusion_of(kept[str(epoch)], len(labels)) is None
+        or _confusion_of(kept[str(epoch)], images) is None
     ]
 
 
@@ -743,7 +757,8 @@ def class_curves(
             checkpoint's input size if it differs.
         labels: int `(N,)` classes of `images`.
         num_classes: the run's number of classes.
-        progress: called as `progress(done, total)` after each checkpoint loaded.
+        progress: called as `progress(0, total)` before the first checkpoint it loads and
+            `progress(done, total)` after each; never where every score is kept.
 
     Returns:
         A dict with `epochs` (list of int, ascending), `confusion` (int64 `(E, C, C)`, row
@@ -763,11 +778,14 @@ def class_curves(
     if not epochs:
         raise RunError(f"{run_dir.name} has no checkpoint yet.")
     key = _curve_images_key(images, labels)
-    kept, todo = _kept_curves(run_dir, key), curves_to_score(run_dir, images, labels)
+    kept = _kept_curves(run_dir, key)
+    todo = _stale(run_dir, epochs, kept, len(labels))
     square = (num_classes, num_classes)
     # Kept with another count of classes (not these labels): scored again, as the run has them.
     todo = [e for e in epochs if e in todo or np.shape(kept[str(e)].get("confusion")) != square]
     scored = {str(e): kept[str(e)] for e in epochs if e not in todo}
+    if todo and progress:
+        progress(0, len(todo))
     for done, epoch in enumerate(todo, 1):
         stamp = _checkpoint_stamp(run_dir, epoch)
         model = load_model(run_dir / "checkpoints" / f"epoch_{epoch:03d}.keras")

@@ -2,7 +2,6 @@
 
 import hashlib
 
-import numpy as np
 import streamlit as st
 
 from core import registry
@@ -11,7 +10,7 @@ from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
-from core.inspect import model_image, signed_overlay
+from core.inspect import model_image, signed_overlay, strongest_change
 from ui import charts, state
 
 state.ensure_routed()
@@ -137,8 +136,8 @@ def evidence_for(pred) -> tuple:
     if evidence == "Grad-CAM":
         return state.grad_cam_view(entry, model, pred.pixels, shown)[0], f"Grad-CAM: {pred.label}"
     found = state.occlusions(entry, model, pred.pixels)[shown]
-    strongest = float(np.abs(found.drop).max()) or 1.0
-    view = enlarge(signed_overlay(pred.pixels, found.drop / strongest), 5)
+    scale = strongest_change(found)
+    view = enlarge(signed_overlay(pred.pixels, found.drop, scale=scale), 5)
     return view, (
         f"Occlusion: {pred.label}, red for, blue against (hiding one square leaves "
         f"{found.lowest:.0%})"

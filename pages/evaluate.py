@@ -343,9 +343,9 @@ else:
     else:
         hidden = state.occlusions(entry, model, x_split[index])
         # One colour scale for both: the stronger evidence looks stronger.
-        strongest = max(float(np.abs(hidden[c].drop).max()) for _, c, _ in pairs) or 1.0
+        strongest = inspect.strongest_change(*(hidden[c] for _, c, _ in pairs))
         for col, c, role in pairs:
-            view = inspect.signed_overlay(x_split[index], hidden[c].drop / strongest)
+            view = inspect.signed_overlay(x_split[index], hidden[c].drop, scale=strongest)
             col.image(
                 enlarge(view, scale),
                 caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%}): "

@@ -208,9 +208,9 @@ def occluded(where, pixels, explained, alpha) -> None:
     """The occlusion map for one class in `where`, its colours scaled to its strongest
     pixel, and what it means."""
     found = state.occlusions(entry, model, pixels)[explained]
-    strongest = float(np.abs(found.drop).max())
-    values = found.drop / strongest if strongest > 0 else found.drop
-    big = inspect.upscale(inspect.signed_overlay(pixels, values, alpha), max(1, 256 // size))
+    strongest = inspect.strongest_change(found)
+    view = inspect.signed_overlay(pixels, found.drop, alpha, scale=strongest)
+    big = inspect.upscale(view, max(1, 256 // size))
     name = class_names[explained]
     where.image(big, caption=f"Evidence for {name} (occlusion): red for, blue against")
     where.caption(

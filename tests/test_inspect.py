@@ -153,10 +153,22 @@ def test_occlusion_after_a_temperature(seed_model, image):
 
 def test_signed_overlay_colours_by_sign_and_strength():
     img = np.full((2, 2, 3), 100, np.uint8)
-    out = inspect.signed_overlay(img, np.array([[0.0, 1.0], [-1.0, 0.5]]), alpha=0.5)
+    values = np.array([[0.0, 1.0], [-1.0, 0.5]])
+    out = inspect.signed_overlay(img, values, alpha=0.5)
     assert (out[0, 0] == 100).all()  # nothing hidden mattered: the image as it is
     assert out[0, 1, 0] > 150 > out[0, 1, 2] and out[1, 0, 2] > 150 > out[1, 0, 0]
     assert 100 < out[1, 1, 0] < out[0, 1, 0]  # half as strong
+    # On another scale: a tenth of these values drawn with scale 0.1 is the same picture.
+    np.testing.assert_array_equal(inspect.signed_overlay(img, values / 10, 0.5, scale=0.1), out)
+    assert (inspect.signed_overlay(img, np.zeros((2, 2)), scale=0.0) == 100).all()
+
+
+def test_strongest_change_is_the_largest_over_all_maps():
+    def found(drop):
+        return inspect.Occlusion(np.array(drop, np.float32), 0, np.ones(1), 0.0, 1)
+
+    assert inspect.strongest_change(found([[0.1, -0.3]]), found([[0.2, 0.0]])) == pytest.approx(0.3)
+    assert inspect.strongest_change(found([[0.0, 0.0]])) == 0.0  # nothing moved: said as 0
 
 
 def test_grad_cam_on_the_seed_preset(seed_model, image):
@@ -327,7 +339,8 @@ def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
     x, y = load_dataset(image_folder, val_fraction=0.25, seed=0).split("val")
     calls = []
     curves = inspect.class_curves(trained_run, x, y, 3, progress=lambda *a: calls.append(a))
-    assert calls == [(1, 2), (2, 2)] and curves["epochs"] == [1, 2] and curves["images"] == 9
+    assert calls == [(0, 2), (1, 2), (2, 2)] and curves["epochs"] == [1, 2]
+    assert curves["images"] == 9
     for row, epoch in enumerate([1, 2]):
         checkpoint = load_model(trained_run / "checkpoints" / f"epoch_{epoch:03d}.keras")
         answers = predict_probs(checkpoint, x).argmax(axis=1)
@@ -344,7 +357,7 @@ def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
     again = inspect.class_curves(trained_run, x, y, 3, progress=lambda *a: calls.append(a))
     assert calls == [] and np.array_equal(again["recall"], curves["recall"])
     four = inspect.class_curves(trained_run, x, y, 4, progress=lambda *a: calls.append(a))
-    assert calls == [(1, 2), (2, 2)] and four["confusion"].shape == (2, 4, 4)  # scored again
+    assert calls == [(0, 2), (1, 2), (2, 2)] and four["confusion"].shape == (2, 4, 4)
     np.testing.assert_array_equal(four["confusion"][:, :3, :3], curves["confusion"])
     calls.clear()
     second = trained_run / "checkpoints" / "epoch_002.keras"

@@ -40,14 +40,10 @@ def section(run_dir, image_size: int) -> None:
     if classes != len(ds.class_names):
         st.info(f"This run learned {classes} classes; the folder now has {len(ds.class_names)}.")
         return
+    note = f"{len(x):,} images each"
     try:  # a run deleted meanwhile, a checkpoint being written: a sentence
-        todo = inspect.curves_to_score(run_dir, x, y)
-        if todo:
-            note = f"{len(x):,} images each"
-            with state.progress_bar(f"Scoring {len(todo)} checkpoints", note) as progress:
-                curves = inspect.class_curves(run_dir, x, y, classes, progress)
-        else:
-            curves = inspect.class_curves(run_dir, x, y, classes)
+        with state.progress_bar("Scoring checkpoints", note, lazy=True) as progress:
+            curves = inspect.class_curves(run_dir, x, y, classes, progress)
     except CnnError as err:
         st.error(f"The run's checkpoints cannot be read: {err}")
         return

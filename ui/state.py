@@ -202,9 +202,12 @@ _LISTED = "_state_listing"  # a listing folder_report made, until the load that 
 
 
 @contextlib.contextmanager
-def progress_bar(doing: str, note: str):
-    """Yields a `progress(done, total)` callback drawn as a bar, which goes when done."""
-    bar = st.progress(0.0, text=f"{doing}…")
+def progress_bar(doing: str, note: str, lazy: bool = False):
+    """Yields a `progress(done, total)` callback drawn as a bar, which goes when done;
+    `lazy`: drawn at the first call only, so work that turns out to be kept draws nothing."""
+    bar = st.empty()
+    if not lazy:
+        bar.progress(0.0, text=f"{doing}…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"{doing} ({note}): {done:,} of {total:,}")
