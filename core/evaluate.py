@@ -294,6 +294,31 @@ def kept_novelty(check, model_path, images, cache_dir=None, progress=None) -> np
     return scores
 
 
+def kept_robustness(model, model_path, images, labels, cache_dir=None, progress=None) -> dict:
+    """`core.adversarial.robustness` of a saved model on labelled images (default ladder,
+    steps and seed), kept on disk as `kept_probs` keeps probabilities.
+
+    Args:
+        model, model_path, images, cache_dir: as for `kept_probs`.
+        labels: int `(N,)`; other labels are another question.
+        progress: as for `robustness`; not called when the answer is read from disk.
+    """
+    from core.adversarial import robustness
+
+    path = _robustness_path(_content_digest(model_path, images), labels, cache_dir)
+    kept = _read_kept(path, _read_arrays)
+    if kept is not None and len(kept.get("needed", ())) == len(images):
+        return kept
+    found = robustness(model, images, labels, progress=progress)
+    _keep(path, found)
+    return found
+
+
+def robustness_is_kept(model_path, images, labels, cache_dir=None) -> bool:
+    """True when `kept_robustness` would read its answer from disk rather than attack."""
+    return _robustness_path(_content_digest(model_path, images), labels, cache_dir).is_file()
+
+
 def novelty_is_kept(check, model_path, images, cache_dir=None) -> bool:
     """True when `kept_novelty` would read its answer from disk rather than score."""
     return _novelty_path(_content_digest(model_path, images), check, cache_dir).is_file()
@@ -333,6 +358,14 @@ def _novelty_path(content, check, cache_dir) -> Path:
     return _kept_path(content, f"novelty|{fitted.hexdigest()}", "novelty-{}.npy", cache_dir)
 
 
+def _robustness_path(content, labels, cache_dir) -> Path:
+    from core.adversarial import EPSILONS, STEPS
+
+    named = hashlib.blake2b(np.ascontiguousarray(labels, np.int64).data, digest_size=8)
+    question = f"robustness|{EPSILONS}|{STEPS}|{named.hexdigest()}"
+    return _kept_path(content, question, "robustness-{}.npz", cache_dir)
+
+
 def _kept_path(content, question: str, name: str, cache_dir) -> Path:
     from core.data import default_cache_dir
 
@@ -350,6 +383,11 @@ def _read_kept(path: Path, read):
         return value
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
+
+
+def _read_arrays(path: Path) -> dict:
+    with np.load(path) as kept:
+        return {k: kept[k] for k in kept.files}
 
 
 def _read_space(path: Path) -> dict:

@@ -217,6 +217,15 @@ def cam_layer(model: keras.Model) -> str:
     return _activated(model, names[-1]).name
 
 
+def softmax_head(model: keras.Model) -> layers.Dense | None:
+    """The model's last layer when it is a `Dense` layer with a softmax, whose logits are
+    the class scores before the softmax; None otherwise."""
+    head = model.layers[-1]
+    if isinstance(head, layers.Dense) and _activation_name(head) == "softmax":
+        return head
+    return None
+
+
 def grad_cam(
     model: keras.Model,
     image: np.ndarray,
@@ -248,8 +257,8 @@ def grad_cam(
     import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
 
     x = _batch(model, image)
-    head = model.layers[-1]
-    logits_head = isinstance(head, layers.Dense) and _activation_name(head) == "softmax"
+    head = softmax_head(model)
+    logits_head = head is not None
     last = head.input if logits_head else model.outputs[0]
     maps_layer = model.get_layer(layer_name or cam_layer(model))
     grad_model = keras.Model(model.input, [maps_layer.output, last])

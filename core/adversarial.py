@@ -1,0 +1,249 @@
+"""How small a change to a picture changes the model's answer: adversarial examples.
+
+A projected gradient attack (Madry et al., 2018, on the fast gradient sign method of
+Goodfellow et al., 2015): the gradient of the model's scores with respect to the pixels says
+which way to nudge each pixel to move the answer away from a class; each step nudges every
+pixel by a whole number of levels that way, and no pixel ever moves more than `epsilon`
+levels (of 255) from the original. Every step's picture is a valid uint8 image, so what is
+found can be saved as a PNG and uploaded again: it fools the model as a file too.
+
+The attack maximises the margin of the best other class's score over the class's own, on
+the scores before the softmax (the last `Dense` layer's logits when the model ends in a
+softmax `Dense`): a confident model's probabilities saturate, and their gradient with them.
+An image stops moving the step its answer changes, so each picture found is the first one
+the search reached, with no more change than it needed at that `epsilon`.
+
+`smallest_change` tries a ladder of epsilons, smallest first, and attacks only the images
+not yet fooled; an image fooled at one epsilon is inside every larger one's bounds, so
+"accuracy with changes of at most epsilon" follows from it for every rung at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import keras
+import numpy as np
+from keras import ops
+
+EPSILONS = (1, 2, 4, 8, 16)  # levels of 255 each pixel may move: the ladder tried
+STEPS = 10  # gradient steps at each epsilon
+
+
+class Attack(NamedTuple):
+    images: np.ndarray  # uint8 (N, S, S, 3): changed by the smallest epsilon that fooled
+    epsilon: np.ndarray  # float (N,): that epsilon; 0 already wrong; inf not fooled
+
+
+class Fooled(NamedTuple):
+    image: np.ndarray  # uint8 (S, S, 3): the changed picture (the original if not fooled)
+    epsilon: float  # levels of 255 it needed; inf when no rung of the ladder fooled it
+    class_before: int
+    class_after: int
+    before: np.ndarray  # float32 (C,) probabilities of the original
+    after: np.ndarray  # float32 (C,) probabilities of the changed picture
+
+
+def step_size(epsilon: int) -> int:
+    """Levels each step moves a pixel: a quarter of the bound, at least one level, so ten
+    steps can cross the whole range between the bounds and back."""
+    return max(1, int(round(epsilon / 4)))
+
+
+def logits_of(model: keras.Model) -> Callable:
+    """A function from float32 pixels `(N, S, S, 3)` to the model's scores before the
+    softmax: its last `Dense` layer's logits where it ends in a softmax `Dense`, otherwise
+    the log of its probabilities."""
+    from core.inspect import softmax_head
+
+    head = softmax_head(model)
+    if head is None:
+        return lambda x: ops.log(ops.maximum(model(x, training=False), 1e-30))
+    body = keras.Model(model.input, head.input)
+    return lambda x: ops.matmul(body(x, training=False), head.kernel) + head.bias
+
+
+def _margins(logits: Callable, x, classes: np.ndarray, with_gradient: bool):
+    """Per image, the best other class's score minus the class's own (positive: fooled),
+    and, if asked, the gradient of their sum with respect to `x`."""
+    import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = logits(x)
+        own = tf.gather(z, classes, batch_dims=1)
+        others = tf.where(tf.one_hot(classes, z.shape[-1]) > 0, -np.inf, z)
+        margin = tf.reduce_max(others, axis=-1) - own
+        total = tf.reduce_sum(margin)
+    grad = tape.gradient(total, x) if with_gradient else None
+    return margin.numpy(), grad
+
+
+def attack(
+    model: keras.Model,
+    images: np.ndarray,
+    classes: np.ndarray,
+    epsilon: int,
+    steps: int = STEPS,
+    logits: Callable | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Searches, for each image, a picture within `epsilon` levels of it in every pixel that
+    the model does not answer with the image's class.
+
+    Args:
+        model: the model; it takes uint8 pixels as float32.
+        images: uint8 `(N, S, S, 3)` at the model's input size.
+        classes: int `(N,)`: the class to move each answer away from.
+        epsilon: a positive whole number of levels of 255.
+        steps: gradient steps; each image stops at the first one that fools the model.
+        logits: `logits_of(model)`, when the caller has it already.
+
+    Returns:
+        `(changed, fooled)`: uint8 `(N, S, S, 3)` and bool `(N,)`. An image not fooled is
+        the last step's picture.
+    """
+    import tensorflow as tf
+
+    logits = logits or logits_of(model)
+    classes = np.asarray(classes, np.int32)
+    original = np.asarray(images, np.float32)
+    low, high = np.maximum(original - epsilon, 0), np.minimum(original + epsilon, 255)
+    x = original.copy()
+    alpha = step_size(epsilon)
+    fooled = np.zeros(len(x), bool)
+    for step in range(steps + 1):
+        margin, grad = _margins(logits, tf.constant(x), classes, with_gradient=step < steps)
+        fooled |= margin > 0
+        if step == steps or fooled.all():
+            break
+        move = alpha * np.sign(grad.numpy()) * ~fooled[:, None, None, None]
+        x = np.clip(x + move, low, high)
+    return x.astype(np.uint8), fooled
+
+
+def smallest_change(
+    model: keras.Model,
+    images: np.ndarray,
+    classes: np.ndarray,
+    epsilons: tuple[int, ...] = EPSILONS,
+    steps: int = STEPS,
+    batch_size: int = 128,
+    progress: Callable[[int, int], None] | None = None,
+) -> Attack:
+    """For each image, the smallest epsilon of the ladder at which `attack` changes the
+    model's answer away from its class, and the picture that did it.
+
+    Args:
+        model: the model.
+        images: uint8 `(N, S, S, 3)` at the model's input size.
+        classes: int `(N,)`: the labels, or the model's own answers.
+        epsilons: ascending whole numbers of levels.
+        steps: gradient steps at each epsilon.
+        batch_size: images per gradient pass.
+        progress: called with `(done, total)` after each batch of each rung; `total`
+            counts a batch of every image at every rung, so the bar ends early when most
+            images fall at the first ones.
+
+    Returns:
+        An `Attack`: the changed images (unchanged where not fooled or already wrong) and
+        each one's epsilon (0 where the model already answers another class; inf where no
+        epsilon fooled it).
+    """
+    from core.classify import predict_pixels
+
+    images = np.asarray(images, np.uint8)
+    classes = np.asarray(classes, np.int64)
+    changed = images.copy()
+    needed = np.full(len(images), np.inf)
+    answers = (
+        np.concatenate(
+            [
+                predict_pixels(model, images[i : i + 256]).argmax(-1)
+                for i in range(0, len(images), 256)
+            ]
+        )
+        if len(images)
+        else np.zeros(0, np.int64)
+    )
+    needed[answers != classes] = 0
+    logits = logits_of(model)
+    per_rung = -(-len(images) // batch_size)
+    total, done = per_rung * len(epsilons), 0
+    for epsilon in epsilons:
+        left = np.flatnonzero(np.isinf(needed))
+        for start in range(0, len(left), batch_size):
+            rows = left[start : start + batch_size]
+            found, fooled = attack(model, images[rows], classes[rows], epsilon, steps, logits)
+            changed[rows[fooled]] = found[fooled]
+            needed[rows[fooled]] = epsilon
+            done += 1
+            if progress:
+                progress(done, total)
+        done = per_rung * (epsilons.index(epsilon) + 1)
+    if progress:
+        progress(total, total)
+    return Attack(changed, needed)
+
+
+def fool(model: keras.Model, image: np.ndarray, temperature: float = 1.0) -> Fooled:
+    """`smallest_change` for one picture, away from the model's own answer.
+
+    Args:
+        model: the model.
+        image: uint8 `(H, W, 3)`; resized to the model's input size if it differs.
+        temperature: probabilities are reported after it, as the pages show them.
+    """
+    from core.classify import predict_pixels
+    from core.evaluate import with_temperature
+    from core.inspect import model_image
+
+    pixels = model_image(model, image)
+    before = with_temperature(predict_pixels(model, pixels[None]), temperature)[0]
+    own = int(before.argmax())
+    found = smallest_change(model, pixels[None], np.array([own]))
+    after = with_temperature(predict_pixels(model, found.images), temperature)[0]
+    return Fooled(found.images[0], float(found.epsilon[0]), own, int(after.argmax()), before, after)
+
+
+def robustness(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    epsilons: tuple[int, ...] = EPSILONS,
+    steps: int = STEPS,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Accuracy on `images` when every pixel may change by at most each epsilon: changed by
+    the attack, and, for comparison, by random noise of the same size (each pixel up or
+    down `epsilon` levels at random).
+
+    Returns:
+        `{"epsilons", "attacked", "noise", "needed"}` of arrays: the epsilons with 0 first,
+        the accuracies at each (at 0, the plain accuracy), and each image's smallest
+        fooling epsilon (`smallest_change`: 0 already wrong, inf not fooled).
+    """
+    from core.classify import predict_pixels
+
+    images = np.asarray(images, np.uint8)
+    labels = np.asarray(labels, np.int64)
+    found = smallest_change(model, images, labels, epsilons, steps, batch_size, progress)
+    rng = np.random.default_rng(seed)
+    noise = [float(np.mean(found.epsilon > 0))]
+    for epsilon in epsilons:
+        right = 0
+        for start in range(0, len(images), 256):
+            chunk = images[start : start + 256].astype(np.float32)
+            signs = rng.choice(np.array([-1.0, 1.0], np.float32), chunk.shape)
+            answers = predict_pixels(model, np.clip(chunk + epsilon * signs, 0, 255)).argmax(-1)
+            right += int((answers == labels[start : start + 256]).sum())
+        noise.append(right / max(len(images), 1))
+    shown = np.array([0, *epsilons])
+    return {
+        "epsilons": shown,
+        "attacked": np.array([np.mean(found.epsilon > e) for e in shown], np.float64),
+        "noise": np.array(noise, np.float64),
+        "needed": found.epsilon,
+    }

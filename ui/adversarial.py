@@ -1,0 +1,178 @@
+"""Adversarial examples on the pages: the smallest change that fools the model, for one
+photo (Classify) and over a split (Evaluate)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core import evaluate, registry
+from core.adversarial import EPSILONS, STEPS
+from core.datastats import enlarge
+from core.inspect import curve_rows
+from ui import charts, state
+
+LADDER = ", ".join(str(e) for e in EPSILONS)
+HOW = (
+    f"The search follows the float32 model's gradient: {STEPS} steps that nudge every pixel "
+    "a whole level or more the way that most raises another class's score over the "
+    f"answer's, keeping each pixel within ε levels of the original, tried at ε = {LADDER} "
+    "(of 255) until the answer changes."
+)
+ROBUSTNESS_IMAGES = (200, 500, 1000)
+
+
+@st.cache_data(max_entries=64, show_spinner="Looking for the smallest change that fools it…")
+def _fool(model_path: str, version: int, pixels, temperature: float, _model):
+    from core.adversarial import fool
+
+    return fool(_model, pixels, temperature)
+
+
+def fooled(entry: dict, model, pixels):
+    """`core.adversarial.fool` of an image at the model's size, after the card's
+    temperature; computed once per image and model (0.1-1 s for the shipped model here)."""
+    version = registry.model_version(entry["path"])
+    return _fool(entry["path"], version, pixels, registry.temperature(entry), model)
+
+
+def difference_image(original: np.ndarray, changed: np.ndarray, epsilon: float) -> np.ndarray:
+    """The change as a picture: grey where nothing changed, each channel brighter or darker
+    by how far it moved, a change of `epsilon` drawn 127 levels from grey."""
+    moved = changed.astype(np.float32) - original.astype(np.float32)
+    return np.clip(np.rint(128 + moved * (127 / epsilon)), 0, 255).astype(np.uint8)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def fool_row(entry, model, pred, class_names: list[str], answer: Callable, how: str, name: str):
+    """Under a photo's answer on the Classify page: the smallest change found that changes
+    the float32 model's answer, the change itself, and what the page answers for it.
+
+    Args:
+        pred: the photo's `core.classify.Prediction`.
+        answer: pixels -> the page's `Prediction` (its engine, test-time augmentation,
+            temperature and check for unfamiliar pictures).
+        how: what answers on the page, e.g. "int8 copy, flip test-time augmentation".
+        name: the file's name, for the download and widget keys.
+    """
+    found = fooled(entry, model, pred.pixels)
+    was = f"**{class_names[found.class_before]}** ({found.before[found.class_before]:.0%})"
+    if np.isinf(found.epsilon):
+        st.info(
+            f"No change of up to {EPSILONS[-1]} of 255 levels in each pixel that the search "
+            f"found turns the float32 model's answer away from {was}. {HOW}"
+        )
+        return
+    eps = int(found.epsilon)
+    again = answer(found.image)
+    cols = st.columns([1, 1, 3])
+    cols[0].image(enlarge(found.image, 5), caption=f"Changed by at most {eps} of 255")
+    cols[1].image(
+        enlarge(difference_image(pred.pixels, found.image, eps), 5),
+        caption=f"The change, {127 / eps:.0f}x stronger (grey: none)",
+    )
+    now = f"**{class_names[found.class_after]}** ({found.after[found.class_after]:.0%})"
+    level = "level" if eps == 1 else "levels"
+    lines = [
+        f"Moving no pixel more than **{eps} {level} of 255** turns the float32 model's "
+        f"{was} into {now}.",
+        f"This page ({how}) answers the changed picture **{again.label}** "
+        f"({again.confidence:.0%})"
+        + (
+            ", and flags it as unlike the training images."
+            if again.unfamiliar
+            else "."
+            if again.novelty is None
+            else "; the check for unfamiliar pictures does not flag it."
+        ),
+    ]
+    cols[2].markdown("  \n".join(lines))
+    cols[2].caption(
+        f"{HOW} A change this small is invisible to us; models trained only on clean "
+        "pictures are this fragile. The PNG below is exactly this picture: upload it again "
+        "and the model answers as here."
+    )
+    cols[2].download_button(
+        "Download the changed picture (PNG)",
+        png_bytes(found.image),
+        file_name=f"{Path(name).stem}-changed-{eps}.png",
+        mime="image/png",
+        key=f"classify_fool_png_{name}_{id(pred)}",
+    )
+
+
+def robustness_section(entry: dict, model, x_split, y_split, what: tuple) -> None:
+    """The Evaluate page's "Robustness to small changes": accuracy on a stratified share of
+    the split when each pixel may change by at most 1, 2, 4, 8 or 16 levels, by the
+    gradient attack and by random noise of that size; measured on a button, then kept.
+
+    Args:
+        what: names the images (the dataset and split), for the session's memory.
+    """
+    st.subheader("Robustness to small changes")
+    st.caption(
+        "How much of its accuracy the model keeps when each pixel may move a few levels: "
+        "moved the way its gradient says hurts most (an adversarial attack), or at random "
+        f"by the same amount. {HOW}"
+    )
+    sizes = [n for n in ROBUSTNESS_IMAGES if n < len(y_split)] or [len(y_split)]
+    count = st.selectbox(
+        "Images",
+        sizes,
+        key="evaluate_robust_images",
+        format_func=lambda n: f"{n:,} (the same number of each class)",
+    )
+    rows = curve_rows(y_split, count)
+    x, y = x_split[rows], y_split[rows]
+    version = registry.model_version(entry["path"])
+    key = ("robustness", *what, len(rows), entry["path"], version)
+    memory = st.session_state.setdefault("_evaluate_robustness", {})
+    found = memory.get(key)
+    if found is None and evaluate.robustness_is_kept(entry["path"], x, y):
+        found = evaluate.kept_robustness(model, entry["path"], x, y)
+    if found is None:
+        if not st.button("Measure robustness", key="evaluate_robust_run"):
+            st.caption(
+                f"Attacks each of {len(rows):,} images (about 0.2 s an image for the shipped "
+                "model on 2 cores); kept until the model or the images change."
+            )
+            return
+        doing = f"Attacking {len(rows):,} images"
+        with state.progress_bar(doing, "once; kept until the model or the images change") as bar:
+            memory[key] = evaluate.kept_robustness(model, entry["path"], x, y, progress=bar)
+        st.rerun()  # drawn without the button that started it
+    memory[key] = found
+    st.plotly_chart(charts.robustness(found), key="evaluate_robust_chart")
+    st.markdown(robustness_summary(found))
+
+
+def robustness_summary(found: dict) -> str:
+    """A sentence on the curve: where the attack has taken half the accuracy, and what
+    noise of that size leaves."""
+    eps, attacked, noise = found["epsilons"], found["attacked"], found["noise"]
+    plain = attacked[0]
+    if plain == 0:
+        return "The model gets none of these images right, so there is nothing to take away."
+    half = next((i for i in range(1, len(eps)) if attacked[i] <= plain / 2), None)
+    if half is None:
+        return (
+            f"Even with each pixel moved up to {eps[-1]} levels, the attack leaves "
+            f"{attacked[-1]:.1%} of {plain:.1%} right (random noise of that size: {noise[-1]:.1%})."
+        )
+    level = "level" if eps[half] == 1 else "levels"
+    return (
+        f"Moving each pixel by at most **{eps[half]} {level} of 255** takes accuracy from "
+        f"{plain:.1%} to **{attacked[half]:.1%}**; random noise of the same size leaves "
+        f"{noise[half]:.1%}. The direction matters, not the size: a classifier's answer "
+        "can sit very close to another class's along a direction we cannot see."
+    )
