@@ -11,7 +11,7 @@ from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
-from ui import charts, state
+from ui import adversarial, charts, state
 
 state.ensure_routed()
 
@@ -81,6 +81,13 @@ else:
 options = st.columns([1, 1, 1])
 tta = state.tta_select(options[0], "classify_tta")
 evidence = state.evidence_method(options[1], "classify_evidence")
+fooling = options[2].toggle(
+    "Try to fool it",
+    key="classify_fool",
+    help="For each picture, search for the smallest change to its pixels that changes the "
+    "float32 model's answer (an adversarial example), and show it with the change. About "
+    "0.1-1 s a picture.",
+)
 
 uploads = st.file_uploader(
     "Images",
@@ -144,6 +151,23 @@ def evidence_for(pred) -> tuple:
     )
 
 
+def answer(pixels):
+    """The page's `Prediction` for uint8 pixels at the model's size: its engine, test-time
+    augmentation, temperature and check for unfamiliar pictures."""
+    from core.classify import describe, predict_checked
+    from core.evaluate import with_temperature
+
+    probs, novelty = predict_checked(answerer, pixels[None], tta=tta, check=check)
+    novelty = None if novelty is None else novelty[0]
+    probs = with_temperature(probs, temperature)[0]
+    return describe(pixels, probs, class_names, novelty=novelty, check=check)
+
+
+ANSWERED_BY = ("int8 copy" if fast else "float32 model") + (
+    "" if tta == "none" else f", {state.TTA_LABELS[tta].lower()} test-time augmentation"
+)
+
+
 def show(name, original, pred):
     st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
     if pred.unfamiliar:
@@ -168,17 +192,12 @@ def show(name, original, pred):
     cols[1].image(enlarge(pred.pixels, 5), caption=f"What the model sees ({len(pred.pixels)} px)")
     cols[2].image(*evidence_for(pred))
     cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
+    if fooling:
+        adversarial.fool_row(entry, model, pred, class_names, answer, ANSWERED_BY, name)
 
 
 if probe is not None:
-    from core.classify import describe, predict_checked
-    from core.evaluate import with_temperature
-
-    pixels = model_image(model, probe["pixels"])  # a dataset sample may be smaller
-    probs, novelty = predict_checked(answerer, pixels[None], tta=tta, check=check)
-    novelty = None if novelty is None else novelty[0]
-    probs = with_temperature(probs, temperature)[0]
-    pred = describe(pixels, probs, class_names, novelty=novelty, check=check)
+    pred = answer(model_image(model, probe["pixels"]))  # a dataset sample may be smaller
     with st.container(border=True):
         show(probe["caption"], None, pred)
         if st.button("Clear this sample", key="classify_clear_probe"):

@@ -18,7 +18,7 @@ from core.evaluate import (
     top_confusions,
     with_temperature,
 )
-from ui import charts, evaluate_sections, state
+from ui import adversarial, charts, evaluate_sections, state
 
 state.ensure_routed()
 
@@ -367,6 +367,7 @@ else:
         state.open_probe(dataset, split, index, "pages/classify.py")
 
 
+adversarial.robustness_section(entry, model, x_split, report.y_true, (state.dataset_spec(), split))
 evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)

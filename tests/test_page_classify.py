@@ -288,3 +288,52 @@ def test_occlusion_shows_what_hiding_each_part_of_an_upload_costs(app, trained_r
             f"Occlusion: {label}, red for, blue against (hiding one square leaves "
             f"{hidden[shown].lowest:.0%})"
         ], name
+
+
+def test_try_to_fool_it_shows_the_smallest_change_core_finds(app, trained_run):
+    from core.adversarial import EPSILONS, fool
+    from core.images import decode_image
+    from ui.adversarial import png_bytes
+
+    app.switch_page("pages/classify.py").run()
+    app.toggle(key="classify_fool").set_value(True)
+    files = [(f"{c}.png", _png(c), "image/png") for c in ((128, 128, 128), (20, 200, 30))]
+    app.file_uploader(key="classify_files").set_value(files).run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    t = _temperature(trained_run)
+    names = ["cat", "dog", "frog"]
+    found = [fool(model, decode_image(data, 32), t) for _, data, _ in files]  # as the page reads
+    # This 2-epoch model answers grey near a tie and green by a margin 16 levels cannot close.
+    assert np.isfinite(found[0].epsilon) and np.isinf(found[1].epsilon)
+    eps = int(found[0].epsilon)
+    level = "level" if eps == 1 else "levels"
+    was, now = (
+        f"**{names[k]}** ({p[k]:.1%})"
+        for k, p in (
+            (found[0].class_before, found[0].before),
+            (found[0].class_after, found[0].after),
+        )
+    )
+    again = classify_bytes(model, png_bytes(found[0].image), names, temperature=t)
+    [text] = [m.value for m in app.markdown if m.value.startswith("Moving no pixel")]
+    assert text.split("  \n") == [
+        f"Moving no pixel more than **{eps} {level} of 255** turns the float32 model's {was} "
+        f"into {now}.",
+        # No int8 copy, no check for unfamiliar pictures (too few images to fit one).
+        f"This page (float32 model) answers the changed picture **{again.label}** "
+        f"({again.confidence:.1%}).",
+    ]
+    captions = [c for image in app.image for c in image.captions]
+    assert f"Changed by at most {eps} of 255" in captions
+    assert f"The change, {127 / eps:.0f}x stronger (grey: none)" in captions
+    green = found[1].class_before
+    [info] = [i.value for i in app.info]
+    assert info.startswith(
+        f"No change of up to {EPSILONS[-1]} of 255 levels in each pixel that the search found "
+        f"turns the float32 model's answer away from **{names[green]}** "
+        f"({found[1].before[green]:.1%})."
+    )
+    app.toggle(key="classify_fool").set_value(False).run()
+    assert not [m for m in app.markdown if m.value.startswith("Moving no pixel")]
+    assert not app.info

@@ -696,3 +696,42 @@ def test_the_export_section_offers_the_int8_copy_once_there_is_one(app, trained_
     assert any("The model's int8 copy:" in c.value for c in app.caption)
     code = export.snippet(export.INT8, written, 32, ["cat", "dog", "frog"])
     assert code.strip() in [c.value.strip() for c in app.code]
+
+
+def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
+    app, trained_run, image_folder, monkeypatch
+):
+    import streamlit as st
+
+    from core import adversarial
+    from core.inspect import curve_rows
+    from tests.conftest import plotly_values
+    from ui.adversarial import robustness_summary
+
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    assert not [c for c in app.get("plotly_chart") if "evaluate_robust" in c.proto.id]
+    app.button(key="evaluate_robust_run").click().run()
+    assert not app.exception
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    x, y = ds.split("val")
+    rows = curve_rows(y, 200)  # all of this small split
+    assert len(rows) == len(y)
+    expected = adversarial.robustness(load_model(trained_run / "model.keras"), x[rows], y[rows])
+    [chart] = [c for c in app.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
+    noise, attacked = json.loads(chart.proto.spec)["data"]
+    np.testing.assert_allclose(plotly_values(attacked["y"]), expected["attacked"])
+    np.testing.assert_allclose(plotly_values(noise["y"]), expected["noise"])
+    assert robustness_summary(expected) in [m.value for m in app.markdown]
+    assert not [b for b in app.button if b.key == "evaluate_robust_run"]  # done: no button
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("attacked again")
+
+    monkeypatch.setattr(adversarial, "robustness", refuse)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    app.session_state["_evaluate_robustness"] = {}  # as a new session after a restart
+    app.run()
+    assert not app.exception
+    assert robustness_summary(expected) in [m.value for m in app.markdown]

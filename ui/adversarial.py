@@ -66,7 +66,7 @@ def fool_row(entry, model, pred, class_names: list[str], answer: Callable, how: 
         name: the file's name, for the download and widget keys.
     """
     found = fooled(entry, model, pred.pixels)
-    was = f"**{class_names[found.class_before]}** ({found.before[found.class_before]:.0%})"
+    was = f"**{class_names[found.class_before]}** ({found.before[found.class_before]:.1%})"
     if np.isinf(found.epsilon):
         st.info(
             f"No change of up to {EPSILONS[-1]} of 255 levels in each pixel that the search "
@@ -81,13 +81,13 @@ def fool_row(entry, model, pred, class_names: list[str], answer: Callable, how: 
         enlarge(difference_image(pred.pixels, found.image, eps), 5),
         caption=f"The change, {127 / eps:.0f}x stronger (grey: none)",
     )
-    now = f"**{class_names[found.class_after]}** ({found.after[found.class_after]:.0%})"
+    now = f"**{class_names[found.class_after]}** ({found.after[found.class_after]:.1%})"
     level = "level" if eps == 1 else "levels"
     lines = [
         f"Moving no pixel more than **{eps} {level} of 255** turns the float32 model's "
         f"{was} into {now}.",
         f"This page ({how}) answers the changed picture **{again.label}** "
-        f"({again.confidence:.0%})"
+        f"({again.confidence:.1%})"
         + (
             ", and flags it as unlike the training images."
             if again.unfamiliar

@@ -132,6 +132,33 @@ def test_the_shipped_model_answers_from_its_int8_copy_or_in_float32(server, page
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def test_a_picture_changed_to_fool_the_model_fools_it_again_when_uploaded(server, page, tmp_path):
+    photo = tmp_path / "sky.png"
+    Image.new("RGB", (64, 64), (40, 90, 200)).save(photo)
+    open_page(page, server, "classify", model="Shipped default")
+    page.get_by_text("Try to fool it", exact=True).click()
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    told = page.get_by_text(re.compile(r"answers the changed picture"))
+    told.wait_for(timeout=120_000)
+    said = re.search(
+        r"\(int8 copy\) answers the changed picture (\w+) \((\d+\.\d%)\)", told.inner_text()
+    )
+    assert said, told.inner_text()
+    with page.expect_download() as download:
+        page.get_by_text("Download the changed picture (PNG)").click()
+    changed = tmp_path / download.value.suggested_filename
+    download.value.save_as(changed)
+    assert re.fullmatch(r"sky-changed-\d+\.png", changed.name)
+    assert np.abs(np.asarray(Image.open(changed), int) - [40, 90, 200]).max() <= 16
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(changed))
+    # The file fools the page as the page said it would: same class, same confidence.
+    page.get_by_text(f"{changed.name} → {said[1]} ({said[2]})").wait_for(timeout=120_000)
+    wait_idle(page)
+    shot(page, "classify-fooled")
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -> tuple:
     """Moves the mouse to a point of the first plotly chart, given as fractions of its plot
     area, until plotly shows a hover label matching `label`; returns the point.
