@@ -10,10 +10,10 @@ from core.fileio import read_json
 
 
 def model_and_its_split(
-    description: str, switches: dict[str, str] | None = None
+    description: str, switches: dict[str, str] | None = None, numbers: dict | None = None
 ) -> tuple[argparse.Namespace, dict, Dataset]:
-    """Parses `--data`, `--model` (default: the shipped model) and on/off `switches`
-    (`{"--flag": help}`).
+    """Parses `--data`, `--model` (default: the shipped model), on/off `switches`
+    (`{"--flag": help}`) and whole `numbers` (`{"--name": (default, help)}`).
 
     Returns:
         `(args, the model's card, the data at args.data split as the model's run split
@@ -24,6 +24,8 @@ def model_and_its_split(
     p.add_argument("--model", type=Path, default=registry.default_model_path())
     for flag, text in (switches or {}).items():
         p.add_argument(flag, action="store_true", help=text)
+    for flag, (default, text) in (numbers or {}).items():
+        p.add_argument(flag, type=int, default=default, help=text)
     args = p.parse_args()
     card = read_json(args.model.parent / "model_card.json")
     return args, card, registry.split_as_trained(card, args.data)

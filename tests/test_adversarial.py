@@ -173,14 +173,25 @@ def test_robustness_is_kept_on_disk_for_the_same_model_images_and_labels(
     assert calls == [1]
 
 
-def test_a_model_without_a_softmax_dense_is_attacked_through_its_log_probabilities():
+@pytest.mark.parametrize("head", ["softmax layer", "probabilities only"])
+def test_other_heads_are_attacked_through_their_logits_or_log_probabilities(head):
+    # The speed presets end in their own softmax layer, whose input is the logits; any
+    # other model is attacked through the log of its probabilities, which differ between
+    # two classes by as much as their logits do.
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(2)(x)
-    outputs = keras.layers.Softmax()(x)
+    if head == "softmax layer":
+        dense = keras.layers.Dense(2)
+        outputs = keras.layers.Softmax()(dense(x))
+    else:
+        dense = keras.layers.Dense(2, activation="softmax")
+        outputs = keras.layers.Rescaling(1.0)(dense(x))
     model = keras.Model(inputs, outputs)
-    model.layers[3].set_weights([np.array([[4.0, -4], [-4, 4], [0, 0]]), np.zeros(2)])
+    dense.set_weights([np.array([[4.0, -4], [-4, 4], [0, 0]]), np.zeros(2)])
+    logits = adversarial.logits_of(model)(np.float32([flat(130, 128)]))
+    margin = 8 * 2 / 255
+    np.testing.assert_allclose(np.diff(np.asarray(logits)[0]), [-margin], rtol=1e-4)
     found = adversarial.smallest_change(model, flat(130, 128)[None], np.array([0]))
     assert found.epsilon[0] == 2
     np.testing.assert_array_equal(found.images[0], flat(128, 130))
