@@ -8,7 +8,7 @@ from core.classify import top_classes
 from core.errors import CnnError
 from core.evaluate import with_temperature
 from core.images import decode_image
-from ui import charts, class_curves, state
+from ui import charts, class_curves, state, units
 
 state.ensure_routed()
 
@@ -390,14 +390,16 @@ cam_layer = inspect.cam_layer(model)
 
 # An image sent from the Dataset or Evaluate page is what the user came to look through.
 tabs = st.tabs(
-    ["Filters", "Feature maps", "Convolution explainer", "Learning replay"],
+    ["Filters", "What units look for", "Feature maps", "Convolution explainer", "Learning replay"],
     default="Feature maps" if st.session_state.get("probe") else None,
 )
 with tabs[0]:
     filters_tab()
 with tabs[1]:
-    image, image_caption = maps_tab()
+    units.tab(entry, model, class_names)
 with tabs[2]:
-    explainer_tab(image, image_caption)
+    image, image_caption = maps_tab()
 with tabs[3]:
+    explainer_tab(image, image_caption)
+with tabs[4]:
     replay_tab(image, image_caption)

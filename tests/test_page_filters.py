@@ -35,6 +35,7 @@ def test_filters_maps_and_grad_cam(app, trained_run):
     assert app.title[0].value == "Filters & feature maps"
     assert [t.label for t in app.tabs] == [
         "Filters",
+        "What units look for",
         "Feature maps",
         "Convolution explainer",
         "Learning replay",
@@ -285,3 +286,39 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
     assert not app.exception
     [error] = [e.value for e in app.error if e.value.startswith("The run's checkpoints")]
     assert error.endswith(f"No such file or directory: {trained_run}/checkpoints/epoch_003.keras")
+
+
+def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run):
+    from core import visualise
+
+    app.switch_page(PAGE).run()
+    assert app.selectbox(key="filters_units_layer").value == visualise.CLASSES
+    assert app.selectbox(key="filters_units_from").disabled  # 3 classes: one group
+    app.button(key="filters_units_run").click().run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    _, scores = visualise.preferred_images(model, visualise.CLASSES, [0, 1, 2])
+    names = ["cat", "dog", "frog"]
+    shown = [i for i in app.image if i.captions and "· score" in i.captions[0]]
+    assert [i.captions[0] for i in shown] == [
+        f"{n} · score {s:.1f}" for n, s in zip(names, scores, strict=True)
+    ]
+    assert not [b for b in app.button if b.key == "filters_units_run"]  # drawn: no button
+
+    # A layer of 64 channels, drawn 16 at a time; the second group is another question.
+    app.selectbox(key="filters_units_layer").select("act2_1").run()
+    assert [o for o in app.selectbox(key="filters_units_from").options][:2] == [
+        "0 to 15 of 64",
+        "16 to 31 of 64",
+    ]
+    app.selectbox(key="filters_units_from").select(16).run()
+    app.button(key="filters_units_run").click().run()
+    assert not app.exception
+    _, activations = visualise.preferred_images(model, "act2_1", list(range(16, 32)))
+    shown = [i.captions[0] for i in app.image if i.captions and i.captions[0].startswith("channel")]
+    assert shown == [
+        f"channel {u} · {max(a, 0.0):.2f}" for u, a in zip(range(16, 32), activations, strict=True)
+    ]
+    # Back to the classes: kept for the session, drawn without another click.
+    app.selectbox(key="filters_units_layer").select(visualise.CLASSES).run()
+    assert [i.captions[0] for i in app.image if i.captions and "· score" in i.captions[0]]

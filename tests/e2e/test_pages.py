@@ -232,6 +232,25 @@ def test_occlusion_explains_an_answer_on_the_evaluate_and_filters_pages(server, 
     shot(page, "filters-occlusion")
 
 
+def test_what_units_look_for_and_robustness_are_drawn_on_a_click(server, page):
+    open_page(page, server, "filters")
+    page.get_by_role("tab", name="What units look for").click()
+    page.get_by_role("button", name="Draw what these units look for").click()
+    for name in ("cat", "dog", "frog"):
+        page.get_by_text(re.compile(rf"^{name} · score -?\d+\.\d$")).wait_for(timeout=120_000)
+    expect(page.get_by_role("button", name="Draw what these units look for")).to_have_count(0)
+    shot(page, "filters-units")
+    open_page(page, server, "evaluate")
+    page.get_by_role("heading", name="Robustness to small changes").scroll_into_view_if_needed()
+    page.get_by_role("button", name="Measure robustness").click()
+    summary = re.compile(r"^(Moving each pixel by at most|Even with each pixel|The model gets)")
+    page.get_by_text(summary).wait_for(timeout=120_000)
+    wait_idle(page)
+    expect(page.get_by_role("button", name="Measure robustness")).to_have_count(0)
+    shot(page, "evaluate-robustness")
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page):
     open_page(page, server, "evaluate")
     page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()

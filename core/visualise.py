@@ -1,0 +1,156 @@
+"""What a unit of the network looks for: pictures made to excite it (feature visualisation).
+
+Each picture starts as grey with a little seeded noise and climbs, a step at a time, the
+gradient of one unit's mean activation before its activation function (below 0 a ReLU
+passes no gradient, a GELU almost none: a unit off on grey would never wake) (Erhan et al.
+2009; Olah, Mordvintsev and Schubert, "Feature Visualization", Distill 2017). Left alone,
+the climb finds high-frequency noise that excites the unit without looking like anything;
+two regularisers keep it to patterns: before each step the picture is shifted by up to
+`JITTER` pixels (the unit must respond wherever the pattern is), and every `BLUR_EVERY`
+steps it is blurred a little. A unit is a channel of a convolution's activated output (its
+mean over the map) or a class (its score before the softmax).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+CLASSES = "classes"  # the layer name that stands for the model's class scores
+STEPS = 128
+STEP = 3.0  # levels a step moves a pixel whose gradient is one standard deviation
+JITTER = 2
+BLUR_EVERY = 4
+_ACTIVATIONS = (layers.Activation, layers.ReLU)  # FastGelu is an Activation
+
+
+def unit_layers(model: keras.Model) -> list[str]:
+    """The layers whose units can be drawn: each convolution's activated output, input side
+    first, then `CLASSES`."""
+    from core.inspect import activated_layers
+
+    return [*activated_layers(model), CLASSES]
+
+
+def unit_count(model: keras.Model, layer: str) -> int:
+    """How many units (channels, or classes) a layer of `unit_layers` has."""
+    if layer == CLASSES:
+        return int(model.output_shape[-1])
+    return int(model.get_layer(layer).output.shape[-1])
+
+
+def _objective(model: keras.Model, layer: str) -> Callable:
+    """`(pixels, units) -> (activation, gradient)`: each picture's unit's mean activation,
+    and the gradient with respect to the picture of the mean of what the unit's activation
+    reads (for a class, its score); compiled once per model and layer and kept on the
+    model."""
+    import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
+
+    kept = getattr(model, "_cnn_lab_objectives", None)
+    if kept is None:
+        kept = {}
+        model._cnn_lab_objectives = kept
+    if layer in kept:
+        return kept[layer]
+    if layer == CLASSES:
+        from core.adversarial import logits_of
+
+        logits = logits_of(model)
+
+        def maps(x):
+            scores = logits(x)[:, None, None, :]
+            return scores, scores
+    else:
+        # The climb follows the activation's input: below 0 a ReLU's gradient is 0 and a
+        # GELU's nearly so, and a unit that is off on grey would never be woken.
+        target = model.get_layer(layer)
+        before = target.input if isinstance(target, _ACTIVATIONS) else target.output
+        sub = keras.Model(model.input, [before, target.output])
+
+        def maps(x):
+            return sub(x, training=False)
+
+    pixels = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+
+    def mean_of(maps, units):
+        chosen = tf.gather(maps, units, axis=-1, batch_dims=1)
+        return tf.reduce_mean(tf.cast(chosen, tf.float32), axis=[1, 2])
+
+    @tf.function(input_signature=[pixels, tf.TensorSpec((None,), tf.int32)])
+    def objective(x, units):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            climbed, activated = maps(x)
+            total = tf.reduce_sum(mean_of(climbed, units))
+        return mean_of(activated, units), tape.gradient(total, x)
+
+    kept[layer] = objective
+    return objective
+
+
+def blur(images: np.ndarray) -> np.ndarray:
+    """A 3x3 binomial blur of float images `(N, S, S, 3)`, edges reflected."""
+    k = np.array([0.25, 0.5, 0.25], np.float32)
+    p = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    rows = k[0] * p[:, :, :-2] + k[1] * p[:, :, 1:-1] + k[2] * p[:, :, 2:]
+    return k[0] * rows[:, :-2] + k[1] * rows[:, 1:-1] + k[2] * rows[:, 2:]
+
+
+def preferred_images(
+    model: keras.Model,
+    layer: str,
+    units: list[int],
+    steps: int = STEPS,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pictures that excite each unit of a layer.
+
+    Args:
+        model: the model; it takes uint8 pixels as float32.
+        layer: one of `unit_layers(model)`.
+        units: channel (or class) numbers, one picture each.
+        steps: gradient steps; each moves a picture by `STEP` times its gradient divided by
+            the gradient's standard deviation (whatever the unit's scale), clipped to 0..255.
+        seed: the starting noise and the shifts.
+        progress: called with `(done, steps)` after each step.
+
+    Returns:
+        `(pictures, activations)`: uint8 `(K, S, S, 3)`, and float32 `(K,)` each unit's
+        mean activation on its picture (for a class, its score before the softmax).
+
+    Raises:
+        ValueError: a unit is not one of the layer's.
+    """
+    count = unit_count(model, layer)
+    if any(not 0 <= u < count for u in units):
+        raise ValueError(f"{layer} has units 0 to {count - 1}, not {list(units)}.")
+    objective = _objective(model, layer)
+    rng = np.random.default_rng(seed)
+    size = tuple(model.input_shape[1:])
+    x = np.clip(128 + rng.normal(0, 8, (len(units), *size)), 0, 255).astype(np.float32)
+    chosen = np.asarray(units, np.int32)
+    for step in range(steps):
+        dy, dx = (int(v) for v in rng.integers(-JITTER, JITTER + 1, 2))
+        _, grad = objective(np.roll(x, (dy, dx), axis=(1, 2)), chosen)
+        grad = np.roll(grad.numpy(), (-dy, -dx), axis=(1, 2))
+        grad /= grad.std(axis=(1, 2, 3), keepdims=True) + 1e-8
+        x = np.clip(x + STEP * grad, 0, 255)
+        if BLUR_EVERY and step % BLUR_EVERY == 0 and step < steps - 1:
+            x = blur(x)
+        if progress:
+            progress(step + 1, steps)
+    pictures = np.rint(x).astype(np.uint8)
+    activation, _ = objective(pictures.astype(np.float32), chosen)
+    return pictures, activation.numpy()
+
+
+def stretched(picture: np.ndarray) -> np.ndarray:
+    """A picture's contrast stretched for display: its 1st percentile to black and its 99th
+    to white, the same for the three channels (the colours keep their balance)."""
+    low, high = np.percentile(picture, [1, 99])
+    scaled = (picture.astype(np.float32) - low) * (255 / max(high - low, 1.0))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
