@@ -38,12 +38,6 @@ def conv_layers(model: keras.Model) -> list[str]:
     return [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
 
 
-def activated_layers(model: keras.Model) -> list[str]:
-    """Each convolution's activated output (after its batch norm and activation, or the
-    convolution itself when it carries its own non-linearity), input side first, once."""
-    return list(dict.fromkeys(_activated(model, name).name for name in conv_layers(model)))
-
-
 def map_layers(model: keras.Model) -> list[str]:
     """Returns the names of the layers whose outputs are feature maps worth showing.
 
@@ -52,7 +46,7 @@ def map_layers(model: keras.Model) -> list[str]:
     2D pooling layer, input side first; not 1x1 outputs (MobileNet's squeeze-and-excite
     gates, a last stage on small inputs), which are a vector, not a picture.
     """
-    shown = set(activated_layers(model))
+    shown = {_activated(model, name).name for name in conv_layers(model)}
     return [
         layer.name
         for layer in model.layers

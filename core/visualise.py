@@ -28,11 +28,19 @@ _ACTIVATIONS = (layers.Activation, layers.ReLU)  # FastGelu is an Activation
 
 
 def unit_layers(model: keras.Model) -> list[str]:
-    """The layers whose units can be drawn: each convolution's activated output, input side
-    first, then `CLASSES`."""
-    from core.inspect import activated_layers
+    """The layers whose units can be drawn, input side first, then `CLASSES`: every
+    activation layer with feature maps (in the speed presets, after each convolution's
+    pooling and batch norm) and every convolution that carries its own non-linearity."""
+    from core.inspect import _activation_name
 
-    return [*activated_layers(model), CLASSES]
+    def activated(layer) -> bool:
+        if len(layer.output.shape) != 4:
+            return False
+        if isinstance(layer, _ACTIVATIONS):
+            return True
+        return isinstance(layer, layers.Conv2D) and _activation_name(layer) != "linear"
+
+    return [layer.name for layer in model.layers if activated(layer)] + [CLASSES]
 
 
 def unit_count(model: keras.Model, layer: str) -> int:

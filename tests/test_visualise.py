@@ -55,6 +55,19 @@ def test_units_are_checked_and_progress_is_reported():
     keras.utils.set_random_seed(0)
     model = build_model(preset_config("seed", num_classes=3))
     assert visualise.unit_layers(model) == ["act1_1", "act2_1", visualise.CLASSES]
+    # A speed net: each block's activation after its pooling and batch norm, not the
+    # convolution's raw output (which the feature maps show for the blocks' first conv).
+    fast = build_model(preset_config("quick", num_classes=3))
+    assert visualise.unit_layers(fast) == [
+        "act0",
+        "act1_1",
+        "act1_2",
+        "act2_1",
+        "act2_2",
+        "act3_1",
+        "act3_2",
+        visualise.CLASSES,
+    ]
     assert visualise.unit_count(model, "act2_1") == 64
     assert visualise.unit_count(model, visualise.CLASSES) == 3
     with pytest.raises(ValueError, match="units 0 to 2"):
