@@ -86,7 +86,7 @@ fooling = options[2].toggle(
     key="classify_fool",
     help="For each picture, search for the smallest change to its pixels that changes the "
     "float32 model's answer (an adversarial example), and show it with the change. About "
-    "0.1-1 s a picture.",
+    "0.1 s a picture for the shipped model (the first takes a second more).",
 )
 
 uploads = st.file_uploader(

@@ -704,7 +704,6 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     import streamlit as st
 
     from core import adversarial
-    from core.inspect import curve_rows
     from tests.conftest import plotly_values
     from ui.adversarial import robustness_summary
 
@@ -715,8 +714,8 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     assert not app.exception
     ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
     x, y = ds.split("val")
-    rows = curve_rows(y, 200)  # all of this small split
-    assert len(rows) == len(y)
+    assert app.selectbox(key="evaluate_robust_images").options == [f"all {len(y)}"]
+    rows = np.arange(len(y))  # a split under 200 images is measured whole
     expected = adversarial.robustness(load_model(trained_run / "model.keras"), x[rows], y[rows])
     [chart] = [c for c in app.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
     noise, attacked = json.loads(chart.proto.spec)["data"]

@@ -36,7 +36,8 @@ def _fool(model_path: str, version: int, pixels, temperature: float, _model):
 
 def fooled(entry: dict, model, pixels):
     """`core.adversarial.fool` of an image at the model's size, after the card's
-    temperature; computed once per image and model (0.1-1 s for the shipped model here)."""
+    temperature; computed once per image and model (about 0.1 s for the shipped model here,
+    and a second more for a model's first picture, which compiles its gradient)."""
     version = registry.model_version(entry["path"])
     return _fool(entry["path"], version, pixels, registry.temperature(entry), model)
 
@@ -125,14 +126,15 @@ def robustness_section(entry: dict, model, x_split, y_split, what: tuple) -> Non
         "moved the way its gradient says hurts most (an adversarial attack), or at random "
         f"by the same amount. {HOW}"
     )
-    sizes = [n for n in ROBUSTNESS_IMAGES if n < len(y_split)] or [len(y_split)]
+    total = len(y_split)
+    sizes = sorted({min(n, total) for n in ROBUSTNESS_IMAGES})
     count = st.selectbox(
         "Images",
         sizes,
         key="evaluate_robust_images",
-        format_func=lambda n: f"{n:,} (the same number of each class)",
+        format_func=lambda n: f"all {n:,}" if n == total else f"{n:,} (as many of each class)",
     )
-    rows = curve_rows(y_split, count)
+    rows = np.arange(total) if count == total else curve_rows(y_split, count)
     x, y = x_split[rows], y_split[rows]
     version = registry.model_version(entry["path"])
     key = ("robustness", *what, len(rows), entry["path"], version)
@@ -143,7 +145,7 @@ def robustness_section(entry: dict, model, x_split, y_split, what: tuple) -> Non
     if found is None:
         if not st.button("Measure robustness", key="evaluate_robust_run"):
             st.caption(
-                f"Attacks each of {len(rows):,} images (about 0.2 s an image for the shipped "
+                f"Attacks each of {len(rows):,} images (about 0.1 s an image for the shipped "
                 "model on 2 cores); kept until the model or the images change."
             )
             return
