@@ -162,3 +162,57 @@ def stretched(picture: np.ndarray) -> np.ndarray:
     low, high = np.percentile(picture, [1, 99])
     scaled = (picture.astype(np.float32) - low) * (255 / max(high - low, 1.0))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+TOP_IMAGES = 9  # dataset examples kept per unit: a 3x3 mosaic
+
+
+def strongest_images(
+    model: keras.Model,
+    layer: str,
+    images: np.ndarray,
+    k: int = TOP_IMAGES,
+    batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every unit of a layer, the `k` images that excite it most: the dataset's answer
+    to what the unit looks for, beside the pictures `preferred_images` makes.
+
+    Args:
+        model: the model.
+        layer: one of `unit_layers(model)`; a unit's strength on an image is its mean
+            activation over the map (for a class, its score before the softmax).
+        images: uint8 `(N, S, S, 3)` at the model's input size.
+        k: images per unit (all of them when fewer).
+        batch_size: images per forward pass.
+        progress: called with `(done, N)` after each batch.
+
+    Returns:
+        `(index, strength)`: int64 and float32 `(units, min(k, N))`, strongest first.
+    """
+    from core.classify import predict_pixels
+
+    if layer == CLASSES:
+        import tensorflow as tf
+
+        from core.adversarial import logits_of
+
+        pixels = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        logits = tf.function(logits_of(model), input_signature=[pixels])
+
+        def strength(x):
+            return np.asarray(logits(x), np.float32)
+    else:
+        reader = keras.Model(model.input, model.get_layer(layer).output)
+
+        def strength(x):
+            return predict_pixels(reader, x).mean(axis=(1, 2))
+
+    rows = []
+    for start in range(0, len(images), batch_size):
+        rows.append(strength(np.asarray(images[start : start + batch_size], np.float32)))
+        if progress:
+            progress(min(start + batch_size, len(images)), len(images))
+    scores = np.concatenate(rows).T  # (units, N)
+    index = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return index.astype(np.int64), np.take_along_axis(scores, index, axis=1)

@@ -288,6 +288,12 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
     assert error.endswith(f"No such file or directory: {trained_run}/checkpoints/epoch_003.keras")
 
 
+def _class_captions(app, names) -> list[str]:
+    return [
+        i.captions[0] for i in app.image if i.captions and i.captions[0].split(" · ")[0] in names
+    ]
+
+
 def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run):
     from core import visualise
 
@@ -299,9 +305,8 @@ def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run):
     model = load_model(trained_run / "model.keras")
     _, scores = visualise.preferred_images(model, visualise.CLASSES, [0, 1, 2])
     names = ["cat", "dog", "frog"]
-    shown = [i for i in app.image if i.captions and "· score" in i.captions[0]]
-    assert [i.captions[0] for i in shown] == [
-        f"{n} · score {s:.1f}" for n, s in zip(names, scores, strict=True)
+    assert _class_captions(app, names) == [
+        f"{n} · {s:.1f}" for n, s in zip(names, scores, strict=True)
     ]
     assert not [b for b in app.button if b.key == "filters_units_run"]  # drawn: no button
 
@@ -321,4 +326,40 @@ def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run):
     ]
     # Back to the classes: kept for the session, drawn without another click.
     app.selectbox(key="filters_units_layer").select(visualise.CLASSES).run()
-    assert [i.captions[0] for i in app.image if i.captions and "· score" in i.captions[0]]
+    assert len(_class_captions(app, names)) == 3
+
+
+def test_beside_each_unit_the_validation_images_that_excite_it_most(app, trained_run, image_folder):
+    from core import visualise
+    from core.data import load_dataset
+    from core.inspect import curve_rows
+
+    app.switch_page(PAGE).run()
+    app.toggle(key="filters_units_examples").set_value(True).run()
+    app.button(key="filters_units_run").click().run()
+    assert not app.exception
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    x, y = ds.split("val")
+    model = load_model(trained_run / "model.keras")
+
+    def expected(layer, units):
+        rows = curve_rows(y, 2000)
+        index, _ = visualise.strongest_images(model, layer, x[rows])
+        captions = []
+        for u in units:
+            labels = np.bincount(y[rows[index[u]]], minlength=3)
+            captions.append(f"{labels.max()} of {len(index[u])}: {ds.class_names[labels.argmax()]}")
+        return captions
+
+    def shown():
+        return [i.captions[0] for i in app.image if i.captions and " of " in i.captions[0]]
+
+    assert shown() == expected(visualise.CLASSES, [0, 1, 2])
+    # Another layer waits for its button; the toggle stays on meanwhile.
+    app.selectbox(key="filters_units_layer").select("act1_1").run()
+    assert app.toggle(key="filters_units_examples").value
+    app.button(key="filters_units_run").click().run()
+    assert not app.exception
+    assert shown() == expected("act1_1", range(16))
+    app.toggle(key="filters_units_examples").set_value(False).run()
+    assert not shown()

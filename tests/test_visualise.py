@@ -92,3 +92,26 @@ def test_stretched_spans_black_to_white_and_keeps_the_colour_balance():
     assert (out[..., 1] == out[0, 0, 1]).all()  # one level for one level
     flat = np.full((4, 4, 3), 90, np.uint8)
     assert (visualise.stretched(flat) == 0).all()  # nothing to stretch: no division by 0
+
+
+def test_the_strongest_images_of_a_unit_are_the_ones_it_answers_most():
+    model = corner_model()  # act1_1: channel 0 reads red, channel 1 green
+    rng = np.random.default_rng(0)
+    images = np.zeros((12, 16, 16, 3), np.uint8)
+    images[..., 0] = rng.permutation(12)[:, None, None] * 20  # red 0, 20, ..., 220
+    images[..., 1] = 240 - images[..., 0]
+    calls = []
+    index, strength = visualise.strongest_images(
+        model, "act1_1", images, k=3, batch_size=5, progress=lambda *a: calls.append(a)
+    )
+    assert calls == [(5, 12), (10, 12), (12, 12)]
+    assert index.shape == (2, 3) and strength.shape == (2, 3)
+    red = images[:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(red[index[0]], [220, 200, 180])  # reddest first
+    np.testing.assert_array_equal(red[index[1]], [0, 20, 40])  # greenest first
+    np.testing.assert_allclose(strength[0], red[index[0]] / 255, rtol=1e-5)
+    # Classes rank by their score: class 0's is red minus green.
+    index, strength = visualise.strongest_images(model, visualise.CLASSES, images, k=20)
+    assert index.shape == (2, 12)  # k larger than the images: all of them, ranked
+    np.testing.assert_array_equal(red[index[0]], np.arange(220, -1, -20))
+    np.testing.assert_allclose(strength[0], 4 * (2 * red[index[0]] - 240) / 255, rtol=1e-5)

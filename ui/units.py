@@ -3,14 +3,17 @@ layer, or each class (`core.visualise`)."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from core import registry, visualise
 from core.datastats import enlarge
+from core.inspect import curve_rows
 from ui import state
 
 PER_PAGE = 16  # pictures drawn at a time: a few seconds for the shipped model here
 COLUMNS = 8
+EXAMPLE_POOL = 2000  # validation images searched for each layer's strongest examples
 SILENT = 0.01  # a channel's mean activation on its own picture below which it never woke
 
 
@@ -54,6 +57,7 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
     units = list(range(start, min(start + PER_PAGE, count)))
     version = registry.model_version(entry["path"])
     key = (entry["path"], version, layer, start)
+    with_examples = _examples_toggle()  # drawn before the button, so it keeps its state
     memory = st.session_state.setdefault("_filters_units", {})
     if key not in memory:
         if not st.button("Draw what these units look for", key="filters_units_run"):
@@ -63,28 +67,43 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
             memory[key] = visualise.preferred_images(model, layer, units, progress=progress)
         st.rerun()  # drawn without the button that started it
     pictures, activations = memory[key]
+    examples = _examples(entry, model, layer, units) if with_examples else None
     if layer == visualise.CLASSES:
         names = [class_names[u] for u in units]
-        captions = [f"{n} · score {a:.1f}" for n, a in zip(names, activations, strict=True)]
+        captions = [f"{n} · {a:.1f}" for n, a in zip(names, activations, strict=True)]
     else:
         # GELU dips a little below 0: "-0.00" would read as a sign that means something.
         captions = [
             f"channel {u} · {max(a, 0.0):.2f}" for u, a in zip(units, activations, strict=True)
         ]
     for row in range(0, len(units), COLUMNS):
-        for col, picture, caption in zip(
-            st.columns(COLUMNS),
-            pictures[row : row + COLUMNS],
-            captions[row : row + COLUMNS],
-            strict=False,  # the last row may be shorter
-        ):
-            col.image(enlarge(visualise.stretched(picture), 3), caption=caption, width="stretch")
+        shown = range(row, min(row + COLUMNS, len(units)))
+        for n, col in zip(shown, st.columns(COLUMNS), strict=False):  # a last row is shorter
+            col.image(
+                enlarge(visualise.stretched(pictures[n]), 3), caption=captions[n], width="stretch"
+            )
+            if examples:
+                col.image(examples[0][n], caption=examples[1][n], width="stretch")
     if layer == visualise.CLASSES:
-        st.caption("After each class, its score before the softmax on its picture.")
+        st.caption(
+            "After each class, its score before the softmax on its picture"
+            + (
+                "; under it, the images that score highest for it, and how many of them "
+                "are of the class most of them are."
+                if examples
+                else "."
+            )
+        )
         return
     silent = int((activations < SILENT).sum())
     st.caption(
-        "After each channel, its mean activation on its picture."
+        "After each channel, its mean activation on its picture"
+        + (
+            "; under it, the images it answers most strongly, and how many of them are of "
+            "the class most of them are."
+            if examples
+            else "."
+        )
         + (
             f" {silent} of these {len(units)} stay below {SILENT} on their own picture: the "
             "climb did not find what wakes them."
@@ -92,3 +111,58 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
             else ""
         )
     )
+
+
+@st.cache_data(max_entries=16, show_spinner="Finding the images that excite each unit most…")
+def _strongest(model_path: str, version: int, spec: str, split: str, layer: str, _model, _x):
+    return visualise.strongest_images(_model, layer, _x)
+
+
+def mosaic(images) -> np.ndarray:
+    """`k` images of one size as a square grid, row by row (black where it is not full)."""
+    side = int(np.ceil(np.sqrt(len(images))))
+    size = images.shape[1]
+    grid = np.zeros((side * size, side * size, 3), np.uint8)
+    for n, image in enumerate(images):
+        r, c = divmod(n, side)
+        grid[r * size : (r + 1) * size, c * size : (c + 1) * size] = image
+    return grid
+
+
+def _examples_toggle() -> bool:
+    """The toggle for the dataset examples, or a sentence when no dataset is ready."""
+    if not state.dataset_ready():
+        st.caption(
+            "Choose a dataset in the sidebar to see, beside each picture, the images that "
+            "excite the unit most."
+        )
+        return False
+    return st.toggle(
+        "Beside each picture, the images that excite the unit most",
+        key="filters_units_examples",
+        help=f"Up to {EXAMPLE_POOL:,} images of the validation split, as many of each class; "
+        f"the {visualise.TOP_IMAGES} where the unit's mean activation (a class's score) is "
+        "highest.",
+    )
+
+
+def _examples(entry, model, layer, units):
+    """`(mosaics, captions)`: for each unit, the images of the validation split (or the
+    dataset's first split) that excite it most, and which class most of them are."""
+    size = int(model.input_shape[1])
+    dataset = state.require_dataset(image_size=size)
+    split = "val" if "val" in dataset.splits else next(iter(dataset.splits))
+    x, y = dataset.split(split)
+    rows = curve_rows(y, EXAMPLE_POOL)
+    version = registry.model_version(entry["path"])
+    index, _ = _strongest(
+        entry["path"], version, state.dataset_spec(), split, layer, model, x[rows]
+    )
+    mosaics, captions = [], []
+    for u in units:
+        found = rows[index[u]]
+        labels = np.bincount(y[found], minlength=len(dataset.class_names))
+        top = int(labels.argmax())
+        mosaics.append(mosaic(x[found]))
+        captions.append(f"{labels[top]} of {len(found)}: {dataset.class_names[top]}")
+    return mosaics, captions
