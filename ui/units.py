@@ -106,7 +106,8 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
         )
         + (
             f" {silent} of these {len(units)} stay below {SILENT} on their own picture: the "
-            "climb did not find what wakes them."
+            "climb did not find what wakes them"
+            + ("; the images under them did." if examples else ".")
             if silent
             else ""
         )
