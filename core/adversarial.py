@@ -107,22 +107,26 @@ def attack(
     classes: np.ndarray,
     epsilon: int,
     steps: int = STEPS,
+    targeted: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Searches, for each image, a picture within `epsilon` levels of it in every pixel that
-    the model does not answer with the image's class.
+    the model does not answer with the image's class (`targeted`: that it answers with it).
 
     Args:
         model: the model; it takes uint8 pixels as float32.
         images: uint8 `(N, S, S, 3)` at the model's input size.
-        classes: int `(N,)`: the class to move each answer away from.
+        classes: int `(N,)`: the class to move each answer away from, or (`targeted`) to.
         epsilon: a positive whole number of levels of 255.
         steps: gradient steps; each image stops at the first one that fools the model.
+        targeted: aim at `classes`: the class's score over the best other one's is the
+            untargeted margin turned round, so the same compiled step serves both.
 
     Returns:
         `(changed, fooled)`: uint8 `(N, S, S, 3)` and bool `(N,)`. An image not fooled is
         the last step's picture.
     """
     margins = _margin_function(model)
+    sign = -1.0 if targeted else 1.0
     classes = np.asarray(classes, np.int32)
     original = np.asarray(images, np.float32)
     low, high = np.maximum(original - epsilon, 0), np.minimum(original + epsilon, 255)
@@ -131,10 +135,10 @@ def attack(
     fooled = np.zeros(len(x), bool)
     for step in range(steps + 1):
         margin, grad = margins(x, classes)
-        fooled |= margin.numpy() > 0
+        fooled |= sign * margin.numpy() > 0
         if step == steps or fooled.all():
             break
-        move = alpha * np.sign(grad.numpy()) * ~fooled[:, None, None, None]
+        move = alpha * np.sign(sign * grad.numpy()) * ~fooled[:, None, None, None]
         x = np.clip(x + move, low, high)
     return x.astype(np.uint8), fooled
 
@@ -147,25 +151,28 @@ def smallest_change(
     steps: int = STEPS,
     batch_size: int = 128,
     progress: Callable[[int, int], None] | None = None,
+    targeted: bool = False,
 ) -> Attack:
     """For each image, the smallest epsilon of the ladder at which `attack` changes the
-    model's answer away from its class, and the picture that did it.
+    model's answer away from its class (`targeted`: to it), and the picture that did it.
 
     Args:
         model: the model.
         images: uint8 `(N, S, S, 3)` at the model's input size.
-        classes: int `(N,)`: the labels, or the model's own answers.
+        classes: int `(N,)`: the labels, or the model's own answers; `targeted`, the
+            classes to reach.
         epsilons: ascending whole numbers of levels.
         steps: gradient steps at each epsilon.
         batch_size: images per gradient pass.
         progress: called with `(done, total)` after each batch of each rung; `total`
             counts a batch of every image at every rung, so the bar ends early when most
             images fall at the first ones.
+        targeted: aim at `classes` rather than away from them.
 
     Returns:
         An `Attack`: the changed images (unchanged where not fooled or already wrong) and
-        each one's epsilon (0 where the model already answers another class; inf where no
-        epsilon fooled it).
+        each one's epsilon (0 where the model already answers another class, or the
+        target; inf where no epsilon fooled it).
     """
     from core.classify import predict_pixels
 
@@ -183,14 +190,14 @@ def smallest_change(
         if len(images)
         else np.zeros(0, np.int64)
     )
-    needed[answers != classes] = 0
+    needed[(answers == classes) if targeted else (answers != classes)] = 0
     per_rung = -(-len(images) // batch_size)
     total, done = per_rung * len(epsilons), 0
     for epsilon in epsilons:
         left = np.flatnonzero(np.isinf(needed))
         for start in range(0, len(left), batch_size):
             rows = left[start : start + batch_size]
-            found, fooled = attack(model, images[rows], classes[rows], epsilon, steps)
+            found, fooled = attack(model, images[rows], classes[rows], epsilon, steps, targeted)
             changed[rows[fooled]] = found[fooled]
             needed[rows[fooled]] = epsilon
             done += 1
@@ -202,13 +209,19 @@ def smallest_change(
     return Attack(changed, needed)
 
 
-def fool(model: keras.Model, image: np.ndarray, temperature: float = 1.0) -> Fooled:
-    """`smallest_change` for one picture, away from the model's own answer.
+def fool(
+    model: keras.Model, image: np.ndarray, temperature: float = 1.0, target: int | None = None
+) -> Fooled:
+    """`smallest_change` for one picture, away from the model's own answer or to `target`.
 
     Args:
         model: the model.
         image: uint8 `(H, W, 3)`; resized to the model's input size if it differs.
         temperature: probabilities are reported after it, as the pages show them.
+        target: a class to make the model answer; None: any other than its own.
+
+    Raises:
+        ValueError: `target` is not a class of the model.
     """
     from core.classify import predict_pixels
     from core.evaluate import with_temperature
@@ -217,7 +230,10 @@ def fool(model: keras.Model, image: np.ndarray, temperature: float = 1.0) -> Foo
     pixels = model_image(model, image)
     before = with_temperature(predict_pixels(model, pixels[None]), temperature)[0]
     own = int(before.argmax())
-    found = smallest_change(model, pixels[None], np.array([own]))
+    if target is not None and not 0 <= target < len(before):
+        raise ValueError(f"Class {target} is not one of {len(before)} classes.")
+    aim = own if target is None else target
+    found = smallest_change(model, pixels[None], np.array([aim]), targeted=target is not None)
     after = with_temperature(predict_pixels(model, found.images), temperature)[0]
     return Fooled(found.images[0], float(found.epsilon[0]), own, int(after.argmax()), before, after)
 

@@ -168,7 +168,7 @@ ANSWERED_BY = ("int8 copy" if fast else "float32 model") + (
 )
 
 
-def show(name, original, pred):
+def show(name, original, pred, slot: str):
     st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
     if pred.unfamiliar:
         share = check.typical_share(pred.novelty)
@@ -193,13 +193,13 @@ def show(name, original, pred):
     cols[2].image(*evidence_for(pred))
     cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
     if fooling:
-        adversarial.fool_row(entry, model, pred, class_names, answer, ANSWERED_BY, name)
+        adversarial.fool_row(entry, model, pred, class_names, answer, ANSWERED_BY, name, slot)
 
 
 if probe is not None:
     pred = answer(model_image(model, probe["pixels"]))  # a dataset sample may be smaller
     with st.container(border=True):
-        show(probe["caption"], None, pred)
+        show(probe["caption"], None, pred, "probe")
         if st.button("Clear this sample", key="classify_clear_probe"):
             st.session_state.pop("probe")
             st.rerun()
@@ -209,7 +209,7 @@ for n, (name, pred, error) in enumerate(results[:DETAILED]):
         if error:
             st.error(f"{name}: {error}")
             continue
-        show(name, _original(files[n][1]), pred)
+        show(name, _original(files[n][1]), pred, str(n))
 
 if len(results) > 1:
     st.subheader("All results")

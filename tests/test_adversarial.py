@@ -202,3 +202,39 @@ def test_io_of_png_bytes_is_lossless():
 
     pixels = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(pixels)))), pixels)
+
+
+def colour_model():
+    """A 16x16 three-class model whose class k's logit is 4 x (mean of channel k) / 255."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([4 * np.eye(3, dtype=np.float32), np.zeros(3, np.float32)])
+    return model
+
+
+def test_a_target_is_reached_with_the_change_it_needs_not_the_nearest_class():
+    model = colour_model()
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 140, 128, 120  # red, then green, then blue
+    # Away from red, green is nearest: 140 - e < 128 + e from e = 7, the rung of 8.
+    anywhere = adversarial.fool(model, image)
+    assert (anywhere.epsilon, anywhere.class_before, anywhere.class_after) == (8.0, 0, 1)
+    # To blue, red must fall below it (140 - e < 120 + e: e > 10): the rung of 16.
+    blue = adversarial.fool(model, image, target=2)
+    assert (blue.epsilon, blue.class_before, blue.class_after) == (16.0, 0, 2)
+    means = blue.image.astype(float).mean(axis=(0, 1))
+    assert means[2] > max(means[0], means[1])
+    assert np.abs(blue.image.astype(int) - image).max() <= 16
+    # Beyond the ladder: blue at 100 needs e > 20.
+    image[..., 2] = 100
+    far = adversarial.fool(model, image, target=2)
+    assert np.isinf(far.epsilon) and far.class_after == 0
+    np.testing.assert_array_equal(far.image, image)
+    # Already the target: nothing to change.
+    found = adversarial.smallest_change(model, image[None], np.array([0]), targeted=True)
+    assert found.epsilon[0] == 0
+    with pytest.raises(ValueError, match="not one of 3 classes"):
+        adversarial.fool(model, image, target=3)

@@ -334,6 +334,32 @@ def test_try_to_fool_it_shows_the_smallest_change_core_finds(app, trained_run):
         f"turns the float32 model's answer away from **{names[green]}** "
         f"({found[1].before[green]:.1%})."
     )
+    # A class of one's choosing for the grey picture: the search aims at it.
+    chooser = app.selectbox(key="classify_fool_target_0")
+    assert chooser.options == ["any other class"] + [
+        n for k, n in enumerate(names) if k != found[0].class_before
+    ]
+    target = names.index(chooser.options[2])  # the second class it does not answer
+    chooser.select(target).run()
+    assert not app.exception
+    aimed = fool(model, decode_image(files[0][1], 32), t, target)
+    grey = f"**{names[aimed.class_before]}** ({aimed.before[aimed.class_before]:.1%})"
+    if np.isfinite(aimed.epsilon):
+        assert aimed.class_after == target
+        level = "level" if aimed.epsilon == 1 else "levels"
+        line = (
+            f"Moving no pixel more than **{int(aimed.epsilon)} {level} of 255** turns the "
+            f"float32 model's {grey} into **{names[target]}** ({aimed.after[target]:.1%})."
+        )
+        assert line in [m.value.split("  \n")[0] for m in app.markdown]
+    else:
+        assert any(
+            i.value.startswith(
+                f"No change of up to {EPSILONS[-1]} of 255 levels in each pixel that the search "
+                f"found makes the float32 model answer **{names[target]}** instead of {grey}."
+            )
+            for i in app.info
+        )
     app.toggle(key="classify_fool").set_value(False).run()
     assert not [m for m in app.markdown if m.value.startswith("Moving no pixel")]
     assert not app.info

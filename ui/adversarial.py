@@ -21,25 +21,27 @@ LADDER = ", ".join(str(e) for e in EPSILONS)
 HOW = (
     f"The search follows the float32 model's gradient: {STEPS} steps that nudge every pixel "
     "a whole level or more the way that most raises another class's score over the "
-    f"answer's, keeping each pixel within ε levels of the original, tried at ε = {LADDER} "
+    "answer's (or the chosen class's over every other's), keeping each pixel within ε "
+    f"levels of the original, tried at ε = {LADDER} "
     "(of 255) until the answer changes."
 )
 ROBUSTNESS_IMAGES = (200, 500, 1000)
 
 
 @st.cache_data(max_entries=64, show_spinner="Looking for the smallest change that fools it…")
-def _fool(model_path: str, version: int, pixels, temperature: float, _model):
+def _fool(model_path: str, version: int, pixels, temperature: float, target, _model):
     from core.adversarial import fool
 
-    return fool(_model, pixels, temperature)
+    return fool(_model, pixels, temperature, target)
 
 
-def fooled(entry: dict, model, pixels):
-    """`core.adversarial.fool` of an image at the model's size, after the card's
-    temperature; computed once per image and model (about 0.1 s for the shipped model here,
-    and a second more for a model's first picture, which compiles its gradient)."""
+def fooled(entry: dict, model, pixels, target: int | None = None):
+    """`core.adversarial.fool` of an image at the model's size (to `target`, or away from
+    the model's answer), after the card's temperature; computed once per image, model and
+    target (about 0.1 s for the shipped model here, and a second more for a model's first
+    picture, which compiles its gradient)."""
     version = registry.model_version(entry["path"])
-    return _fool(entry["path"], version, pixels, registry.temperature(entry), model)
+    return _fool(entry["path"], version, pixels, registry.temperature(entry), target, model)
 
 
 def difference_image(original: np.ndarray, changed: np.ndarray, epsilon: float) -> np.ndarray:
@@ -55,23 +57,43 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def fool_row(entry, model, pred, class_names: list[str], answer: Callable, how: str, name: str):
+def fool_row(
+    entry, model, pred, class_names: list[str], answer: Callable, how: str, name: str, slot: str
+):
     """Under a photo's answer on the Classify page: the smallest change found that changes
-    the float32 model's answer, the change itself, and what the page answers for it.
+    the float32 model's answer (to any other class, or to one chosen), the change itself,
+    and what the page answers for it.
 
     Args:
         pred: the photo's `core.classify.Prediction`.
         answer: pixels -> the page's `Prediction` (its engine, test-time augmentation,
             temperature and check for unfamiliar pictures).
         how: what answers on the page, e.g. "int8 copy, flip test-time augmentation".
-        name: the file's name, for the download and widget keys.
+        name: the file's name, for the download.
+        slot: tells this photo's widgets from another's of the same name.
     """
     found = fooled(entry, model, pred.pixels)
-    was = f"**{class_names[found.class_before]}** ({found.before[found.class_before]:.1%})"
+    own = found.class_before
+    target = st.columns([1, 2])[0].selectbox(
+        "Make it answer",
+        [None, *(k for k in range(len(class_names)) if k != own)],
+        format_func=lambda k: "any other class" if k is None else class_names[k],
+        key=f"classify_fool_target_{slot}",
+        help="Any other class: the smallest change that moves the answer anywhere. A class: "
+        "the smallest change that makes the model answer that class (usually more).",
+    )
+    if target is not None:
+        found = fooled(entry, model, pred.pixels, target)
+    was = f"**{class_names[own]}** ({found.before[own]:.1%})"
     if np.isinf(found.epsilon):
+        goal = (
+            f"turns the float32 model's answer away from {was}"
+            if target is None
+            else f"makes the float32 model answer **{class_names[target]}** instead of {was}"
+        )
         st.info(
             f"No change of up to {EPSILONS[-1]} of 255 levels in each pixel that the search "
-            f"found turns the float32 model's answer away from {was}. {HOW}"
+            f"found {goal}. {HOW}"
         )
         return
     eps = int(found.epsilon)
@@ -108,7 +130,7 @@ def fool_row(entry, model, pred, class_names: list[str], answer: Callable, how: 
         png_bytes(found.image),
         file_name=f"{Path(name).stem}-changed-{eps}.png",
         mime="image/png",
-        key=f"classify_fool_png_{name}_{id(pred)}",
+        key=f"classify_fool_png_{slot}",
     )
 
 
