@@ -367,7 +367,9 @@ else:
         state.open_probe(dataset, split, index, "pages/classify.py")
 
 
-adversarial.robustness_section(entry, model, x_split, report.y_true, (state.dataset_spec(), split))
+adversarial.robustness_section(
+    entry, model, x_split, report.y_true, names, (state.dataset_spec(), split)
+)
 evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)

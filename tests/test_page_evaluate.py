@@ -704,6 +704,7 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     import streamlit as st
 
     from core import adversarial
+    from core.classify import predict_pixels
     from tests.conftest import plotly_values
     from ui.adversarial import robustness_summary
 
@@ -716,13 +717,26 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     x, y = ds.split("val")
     assert app.selectbox(key="evaluate_robust_images").options == [f"all {len(y)}"]
     rows = np.arange(len(y))  # a split under 200 images is measured whole
-    expected = adversarial.robustness(load_model(trained_run / "model.keras"), x[rows], y[rows])
+    model = load_model(trained_run / "model.keras")
+    expected = adversarial.robustness(model, x[rows], y[rows])
     [chart] = [c for c in app.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
     noise, attacked = json.loads(chart.proto.spec)["data"]
     np.testing.assert_allclose(plotly_values(attacked["y"]), expected["attacked"])
     np.testing.assert_allclose(plotly_values(noise["y"]), expected["noise"])
     assert robustness_summary(expected) in [m.value for m in app.markdown]
     assert not [b for b in app.button if b.key == "evaluate_robust_run"]  # done: no button
+    # Under it, fooled images as they are and as changed, with what the model answers.
+    fallen = np.flatnonzero(np.isfinite(expected["needed"]) & (expected["needed"] > 0))
+    picks = fallen[np.linspace(0, len(fallen) - 1, min(6, len(fallen))).round().astype(int)]
+    again = adversarial.smallest_change(model, x[rows][picks], y[rows][picks])
+    answers = predict_pixels(model, again.images).argmax(-1)
+    names = ds.class_names
+    captions = [
+        f"{names[y[rows][p]]} → {names[a]}, {int(e)} level{'' if e == 1 else 's'}"
+        for p, a, e in zip(picks, answers, again.epsilon, strict=True)
+    ]
+    shown = [i.captions[0] for i in app.image if i.captions and " → " in i.captions[0]]
+    assert shown and shown == captions and len(shown) == min(6, len(fallen))
 
     def refuse(*args, **kwargs):
         raise AssertionError("attacked again")

@@ -26,6 +26,7 @@ HOW = (
     "(of 255) until the answer changes."
 )
 ROBUSTNESS_IMAGES = (200, 500, 1000)
+EXAMPLES = 6  # fooled images shown under the robustness curve
 
 
 @st.cache_data(max_entries=64, show_spinner="Looking for the smallest change that fools it…")
@@ -134,12 +135,13 @@ def fool_row(
     )
 
 
-def robustness_section(entry: dict, model, x_split, y_split, what: tuple) -> None:
+def robustness_section(entry: dict, model, x_split, y_split, names: list[str], what: tuple) -> None:
     """The Evaluate page's "Robustness to small changes": accuracy on a stratified share of
     the split when each pixel may change by at most 1, 2, 4, 8 or 16 levels, by the
     gradient attack and by random noise of that size; measured on a button, then kept.
 
     Args:
+        names: the class names.
         what: names the images (the dataset and split), for the session's memory.
     """
     st.subheader("Robustness to small changes")
@@ -178,6 +180,37 @@ def robustness_section(entry: dict, model, x_split, y_split, what: tuple) -> Non
     memory[key] = found
     st.plotly_chart(charts.robustness(found), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
+    fallen = np.flatnonzero(np.isfinite(found["needed"]) & (found["needed"] > 0))
+    if not len(fallen):
+        return
+    picks = fallen[np.linspace(0, len(fallen) - 1, min(EXAMPLES, len(fallen))).round().astype(int)]
+    changed, needed, answers = _changed(entry["path"], version, x[picks], y[picks], model)
+    st.caption(
+        f"{len(picks)} of the {len(fallen):,} images the attack fooled, each as it is (left) "
+        "and changed by the least that fooled the model (right):"
+    )
+    for col, n in zip(st.columns(EXAMPLES), range(len(picks)), strict=False):
+        if not np.isfinite(needed[n]):
+            continue  # found again in another batch, the search can end elsewhere
+        eps = int(needed[n])
+        level = "level" if eps == 1 else "levels"
+        pair = np.concatenate([x[picks[n]], changed[n]], axis=1)
+        col.image(
+            enlarge(pair, 3),
+            caption=f"{names[y[picks[n]]]} → {names[answers[n]]}, {eps} {level}",
+            width="stretch",
+        )
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _changed(model_path: str, version: int, images, labels, _model):
+    """The pictures `smallest_change` finds for a few images, their epsilons and the
+    model's answers for them."""
+    from core.adversarial import smallest_change
+    from core.classify import predict_pixels
+
+    found = smallest_change(_model, images, labels)
+    return found.images, found.epsilon, predict_pixels(_model, found.images).argmax(-1)
 
 
 def robustness_summary(found: dict) -> str:
