@@ -7,9 +7,9 @@ pixel by a whole number of levels that way, and no pixel ever moves more than `e
 levels (of 255) from the original. Every step's picture is a valid uint8 image, so what is
 found can be saved as a PNG and uploaded again: it fools the model as a file too.
 
-The attack maximises the margin of the best other class's score over the class's own, on
-the scores before the softmax (the last `Dense` layer's logits when the model ends in a
-softmax `Dense`): a confident model's probabilities saturate, and their gradient with them.
+The attack maximises the margin of the best other class's score over the class's own (or,
+aimed at a class, the class's over the best other one's), on the scores before the softmax
+(`logits_of`): a confident model's probabilities saturate, and their gradient with them.
 An image stops moving the step its answer changes, so each picture found is the first one
 the search reached, with no more change than it needed at that `epsilon`.
 
@@ -75,9 +75,9 @@ def logits_of(model: keras.Model) -> Callable:
 def _margin_function(model: keras.Model) -> Callable:
     """`(pixels, classes) -> (margins, gradient)`: per image, the best other class's score
     minus the class's own (positive: fooled), and the gradient of their sum with respect
-    to the pixels. Traced once per model and kept on it: a compiled step took 9.5 ms for
-    one image of the shipped model against 68 ms eagerly, 178 against 323 ms for 32
-    (docs/BENCHMARKS.md)."""
+    to the pixels. Traced once per model and kept on it: compiled, the search for one photo
+    of the shipped model took 75-78 ms at the median against 606 ms with an eager tape
+    (docs/BENCHMARKS.md, session 29)."""
     import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
 
     kept = getattr(model, "_cnn_lab_margins", None)

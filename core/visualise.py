@@ -60,7 +60,8 @@ def _objective(model: keras.Model, layer: str) -> Callable:
     kept = getattr(model, "_cnn_lab_objectives", None)
     if kept is None:
         kept = {}
-        model._cnn_lab_objectives = kept
+        # Past Keras's attribute tracking, which would keep a copy of the dict, not this one.
+        object.__setattr__(model, "_cnn_lab_objectives", kept)
     if layer in kept:
         return kept[layer]
     if layer == CLASSES:

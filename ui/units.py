@@ -27,7 +27,8 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
     st.caption(
         "Each picture starts as grey noise and is changed, step by step, to excite one unit "
         f"as strongly as it can ({visualise.STEPS} steps up the gradient of the unit's mean "
-        f"activation). Between steps it is shifted by up to {visualise.JITTER} pixels and now "
+        "response, read before its activation function so that a unit that is off on grey "
+        f"can still wake). Between steps it is shifted by up to {visualise.JITTER} pixels and now "
         "and then blurred a little, so that it shows patterns the unit answers to wherever "
         "they are rather than noise that happens to excite it (Olah, Mordvintsev and "
         "Schubert, Distill 2017). Early layers look for colours and edges, later ones for "
