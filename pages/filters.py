@@ -170,6 +170,7 @@ def maps_tab():
             f"c // {MAP_COLUMNS}, column c % {MAP_COLUMNS}. {np.mean(maps == 0):.0%} of the "
             "values are exactly zero for this image."
         )
+        units.strongest_for_image(entry, model, layer, maps)
 
     st.subheader("Where the evidence is")
     cols = st.columns([1, 1, 2])

@@ -363,3 +363,24 @@ def test_beside_each_unit_the_validation_images_that_excite_it_most(app, trained
     assert shown() == expected("act1_1", range(16))
     app.toggle(key="filters_units_examples").set_value(False).run()
     assert not shown()
+
+
+def test_the_channels_an_image_excites_most_and_what_they_look_for(app, trained_run, image_folder):
+    from core.data import load_dataset
+
+    app.switch_page(PAGE).run()
+    app.selectbox(key="filters_map_layer").set_value("act2_1").run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+    x, _ = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")
+    maps = inspect.feature_maps(model, x[0])["act2_1"]  # the page's default image
+    means = maps.mean(axis=(0, 1))
+    top = np.argsort(-means, kind="stable")[:8]
+    listed = ", ".join(f"{c} ({means[c]:.2f})" for c in top)
+    expected = f"**Strongest channels here**, by mean activation: {listed}."
+    assert expected in [m.value for m in app.markdown]
+    app.button(key="filters_maps_units").click().run()
+    assert not app.exception
+    shown = [i.captions[0] for i in app.image if i.captions and i.captions[0].startswith("#")]
+    assert shown == [f"#{c}" for c in top]
+    assert not [b for b in app.button if b.key == "filters_maps_units"]

@@ -168,3 +168,35 @@ def _examples(entry, model, layer, units):
         mosaics.append(mosaic(x[found]))
         captions.append(f"{labels[top]} of {len(found)}: {dataset.class_names[top]}")
     return mosaics, captions
+
+
+STRONGEST = 8  # channels of a layer shown for the image on the Feature maps tab
+
+
+def strongest_for_image(entry: dict, model, layer: str, maps: np.ndarray) -> None:
+    """Under an image's feature maps: its `STRONGEST` channels of the layer (by mean
+    activation) and, on a button, what each of them looks for.
+
+    Args:
+        maps: float `(h, w, C)`, the image's maps at `layer`.
+    """
+    means = maps.reshape(-1, maps.shape[-1]).mean(axis=0)
+    top = [int(c) for c in np.argsort(-means, kind="stable")[:STRONGEST]]
+    listed = ", ".join(f"{c} ({means[c]:.2f})" for c in top)
+    st.markdown(f"**Strongest channels here**, by mean activation: {listed}.")
+    version = registry.model_version(entry["path"])
+    key = (entry["path"], version, layer, tuple(top))
+    memory = st.session_state.setdefault("_filters_units", {})
+    if key not in memory:
+        if st.button("Draw what they look for", key="filters_maps_units"):
+            with state.progress_bar(f"Drawing {len(top)} pictures", "steps up the gradient") as bar:
+                memory[key] = visualise.preferred_images(model, layer, top, progress=bar)
+            st.rerun()
+        return
+    pictures, _ = memory[key]
+    for col, c, picture in zip(st.columns(STRONGEST), top, pictures, strict=False):
+        col.image(enlarge(visualise.stretched(picture), 3), caption=f"#{c}", width="stretch")
+    st.caption(
+        "The channels of this layer that this image excites most, each drawn as what it "
+        "looks for (as on the What units look for tab)."
+    )
