@@ -303,6 +303,32 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     assert "No model at" in capsys.readouterr().err
 
 
+def test_cli_measures_robustness_on_as_many_images_of_each_class(trained_run, image_folder, capsys):
+    from core import adversarial
+    from core.data import load_dataset
+    from core.inspect import curve_rows
+    from core.model import load_model
+
+    out_json = trained_run / "m.json"
+    args = [str(trained_run), "--data", str(image_folder), "--split", "train"]
+    assert ev.main([*args, "--robustness", "9", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    x, y = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")
+    rows = curve_rows(y, 9)  # 3 of each of the 3 classes
+    assert len(rows) == 9 and np.bincount(y[rows]).tolist() == [3, 3, 3]
+    found = adversarial.robustness(load_model(trained_run / "model.keras"), x[rows], y[rows])
+    assert ev.format_robustness(found) in out
+    assert out.splitlines()[-8].startswith("Robustness on 9 images")
+    kept = json.loads(out_json.read_text())["robustness"]
+    assert kept["images"] == 9 and kept["epsilons"] == [0, 1, 2, 4, 8, 16]
+    np.testing.assert_allclose(kept["attacked"], found["attacked"])
+    np.testing.assert_allclose(kept["noise"], found["noise"])
+    # Without the option nothing is attacked and the JSON has no robustness.
+    assert ev.main([*args, "--json", str(out_json)]) == 0
+    assert "Robustness" not in capsys.readouterr().out
+    assert "robustness" not in json.loads(out_json.read_text())
+
+
 def test_cells_csv_and_top_k_of_a_report():
     probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.9, 0.05, 0.05]])
     report = ev.report_from_probs(probs, np.array([1, 1, 1, 0]), ["a", "b", "c"])
