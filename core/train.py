@@ -152,6 +152,9 @@ class TrainConfig:
     small_crop_size: int = 24
     # Speed layouts: the whitening conv's bias trains for this many first epochs, then stays.
     whiten_bias_epochs: int = 0
+    # Adversarial training: each batch moved up to this many levels of 255 a pixel against
+    # the model before it learns from it (core.adversarial.perturbed_batch); 0 = off.
+    adversarial_eps: float = 0.0
     strategy: str = "default"  # one of core.distribute.STRATEGIES: one device, GPUs, machines
     name: str = ""  # optional run name prefix
 
@@ -192,6 +195,10 @@ class TrainConfig:
             (self.preset != "custom" or self.model, "a custom preset needs a model config"),
             (0 <= self.small_crop_share < 1, "the small-crop share must be in [0, 1)"),
             (self.whiten_bias_epochs >= 0, "the whitening-bias epochs cannot be negative"),
+            (
+                0 <= self.adversarial_eps <= 32,
+                "the adversarial change must be between 0 and 32 levels of 255",
+            ),
         ]
         if self.small_crop_epochs:
             checks += [
@@ -600,6 +607,10 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         steps = -(-len(y) // config.batch_size)
         with strategy.scope():  # variables made here are mirrored over the replicas
             model = _compiled_model(config, x, steps, resume_from)
+        if config.adversarial_eps:
+            from core.adversarial import train_against_changes
+
+            train_against_changes(model, config.adversarial_eps)
         if resume_from:
             history = history[: _checkpoint_epochs(resume_from, history)]
             # Restart the interrupted epoch's part of the schedule from its beginning.
@@ -982,6 +993,7 @@ _FLAGS = [
     ("--teacher", "teacher"),
     ("--teacher-weight", "teacher_weight"),
     ("--whiten-bias-epochs", "whiten_bias_epochs"),
+    ("--adversarial-eps", "adversarial_eps"),
     ("--strategy", "strategy"),
     ("--name", "name"),
 ]
@@ -1133,6 +1145,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=d.teacher_weight,
         help="the teacher's share of each target; the one-hot label has the rest",
+    )
+    p.add_argument(
+        "--adversarial-eps",
+        type=float,
+        default=d.adversarial_eps,
+        metavar="LEVELS",
+        help="adversarial training: move each batch up to this many levels of 255 a pixel "
+        "against the model before it learns from it (one gradient sign step from a random "
+        "start; about 1.5-2x the time a step); 0 = off",
     )
     p.add_argument(
         "--strategy",

@@ -238,3 +238,25 @@ def test_a_target_is_reached_with_the_change_it_needs_not_the_nearest_class():
     assert found.epsilon[0] == 0
     with pytest.raises(ValueError, match="not one of 3 classes"):
         adversarial.fool(model, image, target=3)
+
+
+def test_a_training_batch_is_moved_against_the_model_within_its_bound():
+    import tensorflow as tf
+
+    model = colour_model()  # class k's logit: 4 x mean of channel k
+    x = np.full((4, 16, 16, 3), 128, np.float32)
+    x[:2, ..., 0] = 250  # red images labelled red
+    x[:2, ..., 1] = 254  # with green at the top of the range
+    y = np.zeros((4, 3), np.float32)
+    y[:, 0] = 1.0
+    keras.utils.set_random_seed(0)
+    moved = np.asarray(adversarial.perturbed_batch(model, tf.constant(x), tf.constant(y), 4.0))
+    change = moved - x
+    assert np.abs(change).max() <= 4 + 1e-4 and moved.min() >= 0 and moved.max() <= 255
+    # Against the label: red down by at least a quarter of the bound, green and blue up.
+    assert change[..., 0].max() <= -1 + 1e-4
+    assert change[2:, ..., 1:].min() >= 1 - 1e-4
+    # Where that goes past 255 it stops there.
+    assert (moved[:2, ..., 1] == 255).all()
+    loss = keras.losses.categorical_crossentropy
+    assert float(np.mean(loss(y, model(moved)))) > float(np.mean(loss(y, model(x))))

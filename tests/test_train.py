@@ -695,3 +695,34 @@ def test_the_whitening_bias_stays_when_it_has_no_epochs(tiny_dataset):
         np.testing.assert_allclose(got, want, atol=1e-6)
     # The optimizer has state for the frozen bias too, so a loaded copy takes it.
     _assert_optimizer_state_loads(run_dir / "checkpoints/epoch_001.keras")
+
+
+def test_adversarial_training_learns_from_batches_moved_against_the_model(
+    tiny_dataset, monkeypatch
+):
+    from core import adversarial
+    from core.train import cli_command, parse_args
+
+    moved = []
+    perturb = adversarial.perturbed_batch
+
+    def counting(model, x, y, epsilon):
+        moved.append(epsilon)  # runs when fit traces its train step
+        return perturb(model, x, y, epsilon)
+
+    monkeypatch.setattr(adversarial, "perturbed_batch", counting)
+    run_dir = train(_config(epochs=1, adversarial_eps=2.0), tiny_dataset)
+    assert moved and set(moved) == {2.0}
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["adversarial_eps"] == 2.0
+    command = cli_command(TrainConfig.from_dict(config))
+    assert "--adversarial-eps 2.0" in command
+    assert parse_args(shlex.split(command)[3:]).adversarial_eps == 2.0
+    # The saved model is the plain model: it loads and answers like any other.
+    probs = load_model(run_dir / "model.keras").predict(tiny_dataset.split("val")[0][:3])
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    moved.clear()
+    train(_config(epochs=1), tiny_dataset)
+    assert not moved  # off by default
+    with pytest.raises(RunError, match="between 0 and 32 levels"):
+        _config(adversarial_eps=40).validate()
