@@ -89,6 +89,7 @@ RECIPE_KEYS = {
     "small_crop_share": "train_small_crop_share",
     "small_crop_size": "train_small_crop_size",
     "whiten_bias_epochs": "train_whiten_bias_epochs",
+    "adversarial_eps": "train_adversarial_eps",
     "image_size": "train_image_size",
 }
 
@@ -168,6 +169,19 @@ def training_options() -> dict:
             help="The speed presets' first layer whitens 2x2 patches with a kernel computed "
             "from the data, which never trains; its bias trains for this many first epochs "
             "(airbench: 3), then stays.",
+        ),
+        adversarial_eps=c[3].number_input(
+            "Adversarial training (levels)",
+            0.0,
+            32.0,
+            step=1.0,
+            format="%g",
+            key="train_adversarial_eps",
+            help="0 = off. Otherwise each batch is first moved up to this many levels of 255 "
+            "a pixel the way that most raises the loss (one gradient sign step from a random "
+            "start), and the model learns from the moved images: it gives up some accuracy "
+            "on clean images to be fooled less by small changes (the Evaluate page's "
+            "Robustness section measures both). Costs an extra pass a batch.",
         ),
     )
     st.markdown("**Run**")
