@@ -121,10 +121,15 @@ def fool_row(
         ),
     ]
     cols[2].markdown("  \n".join(lines))
+    unseen = (
+        " A change this small is invisible to us; models trained only on clean pictures are "
+        "this fragile."
+        if eps <= 4
+        else ""
+    )
     cols[2].caption(
-        f"{HOW} A change this small is invisible to us; models trained only on clean "
-        "pictures are this fragile. The PNG below is exactly this picture: upload it again "
-        "and the model answers as here."
+        f"{HOW}{unseen} The PNG below is exactly this picture: upload it again and the model "
+        "answers as here."
     )
     cols[2].download_button(
         "Download the changed picture (PNG)",
