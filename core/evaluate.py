@@ -305,18 +305,20 @@ def kept_robustness(model, model_path, images, labels, cache_dir=None, progress=
     """
     from core.adversarial import robustness
 
-    path = _robustness_path(_content_digest(model_path, images), labels, cache_dir)
-    kept = _read_kept(path, _read_arrays)
-    if kept is not None and len(kept.get("needed", ())) == len(images):
+    kept = robustness_if_kept(model_path, images, labels, cache_dir)
+    if kept is not None:
         return kept
     found = robustness(model, images, labels, progress=progress)
-    _keep(path, found)
+    _keep(_robustness_path(_content_digest(model_path, images), labels, cache_dir), found)
     return found
 
 
-def robustness_is_kept(model_path, images, labels, cache_dir=None) -> bool:
-    """True when `kept_robustness` would read its answer from disk rather than attack."""
-    return _robustness_path(_content_digest(model_path, images), labels, cache_dir).is_file()
+def robustness_if_kept(model_path, images, labels, cache_dir=None) -> dict | None:
+    """What `kept_robustness` would read from disk, or None when it would attack (nothing
+    kept, or a file that cannot be read or is for another number of images)."""
+    path = _robustness_path(_content_digest(model_path, images), labels, cache_dir)
+    kept = _read_kept(path, _read_arrays)
+    return kept if kept is not None and len(kept.get("needed", ())) == len(images) else None
 
 
 def novelty_is_kept(check, model_path, images, cache_dir=None) -> bool:

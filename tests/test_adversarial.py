@@ -147,9 +147,11 @@ def test_robustness_is_kept_on_disk_for_the_same_model_images_and_labels(
     model.save(path)
     images = np.stack([image for image, _ in CASES])
     labels = np.zeros(len(CASES), int)
-    assert not evaluate.robustness_is_kept(path, images, labels)
+    assert evaluate.robustness_if_kept(path, images, labels) is None
     first = evaluate.kept_robustness(model, path, images, labels)
-    assert evaluate.robustness_is_kept(path, images, labels)
+    np.testing.assert_array_equal(
+        evaluate.robustness_if_kept(path, images, labels)["needed"], first["needed"]
+    )
 
     def refuse(*args, **kwargs):
         raise AssertionError("attacked again")
@@ -160,10 +162,11 @@ def test_robustness_is_kept_on_disk_for_the_same_model_images_and_labels(
     for key in first:
         np.testing.assert_array_equal(again[key], first[key])
     # Other labels are another question.
-    assert not evaluate.robustness_is_kept(path, images, np.ones(len(CASES), int))
+    assert evaluate.robustness_if_kept(path, images, np.ones(len(CASES), int)) is None
     monkeypatch.undo()
     [kept] = (tmp_path / "cache").glob("robustness-*.npz")
     kept.write_bytes(b"torn")  # a torn file is attacked again, not an error
+    assert evaluate.robustness_if_kept(path, images, labels) is None
     calls = []
     real = adversarial.robustness
     monkeypatch.setattr(adversarial, "robustness", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -748,3 +748,44 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     app.run()
     assert not app.exception
     assert robustness_summary(expected) in [m.value for m in app.markdown]
+
+
+def test_robustness_is_compared_with_another_model_on_the_same_images(
+    app, trained_run, image_folder
+):
+    import shutil
+
+    from core import adversarial
+    from tests.conftest import plotly_values
+
+    other = trained_run.with_name(trained_run.name + "-other")
+    shutil.copytree(trained_run, other)
+    changed = load_model(other / "model.keras")  # another model: kept results are by content
+    kernel, bias = changed.get_layer("conv1_1").get_weights()
+    changed.get_layer("conv1_1").set_weights([kernel * 0.5, bias])
+    changed.save(other / "model.keras")
+    app.switch_page("pages/evaluate.py").run()
+    app.button(key="evaluate_robust_run").click().run()
+    assert not app.exception
+    choice = app.selectbox(key="evaluate_robust_other")
+    [label] = [o for o in choice.options if other.name in o]
+    choice.select(label).run()
+    assert not app.exception
+    [chart] = [c for c in app.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
+    assert len(json.loads(chart.proto.spec)["data"]) == 2  # not measured yet: one model
+    app.button(key="evaluate_robust_other_run").click().run()
+    assert not app.exception
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    x, y = ds.split("val")
+    theirs = adversarial.robustness(load_model(other / "model.keras"), x, y)
+    [chart] = [c for c in app.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
+    traces = json.loads(chart.proto.spec)["data"]
+    assert len(traces) == 4 and traces[2]["name"].startswith(other.name)
+    np.testing.assert_allclose(plotly_values(traces[3]["y"]), theirs["attacked"])
+    np.testing.assert_allclose(plotly_values(traces[2]["y"]), theirs["noise"])
+    assert traces[3]["line"]["dash"] == "dash"
+    from ui.adversarial import robustness_summary
+
+    assert f"{other.name}: {robustness_summary(theirs, lesson=False)}" in [
+        m.value for m in app.markdown
+    ]

@@ -170,8 +170,8 @@ def robustness_section(entry: dict, model, x_split, y_split, names: list[str], w
     key = ("robustness", *what, len(rows), entry["path"], version)
     memory = st.session_state.setdefault("_evaluate_robustness", {})
     found = memory.get(key)
-    if found is None and evaluate.robustness_is_kept(entry["path"], x, y):
-        found = evaluate.kept_robustness(model, entry["path"], x, y)
+    if found is None:
+        found = evaluate.robustness_if_kept(entry["path"], x, y)
     if found is None:
         if not st.button("Measure robustness", key="evaluate_robust_run"):
             st.caption(
@@ -184,8 +184,12 @@ def robustness_section(entry: dict, model, x_split, y_split, names: list[str], w
             memory[key] = evaluate.kept_robustness(model, entry["path"], x, y, progress=bar)
         st.rerun()  # drawn without the button that started it
     memory[key] = found
-    st.plotly_chart(charts.robustness(found), key="evaluate_robust_chart")
+    other, theirs = _other_robustness(entry, model, x, y, names, memory, key)
+    labels = (_short(entry), _short(other)) if theirs is not None else ()
+    st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
+    if theirs is not None:
+        st.markdown(f"{labels[1]}: {robustness_summary(theirs, lesson=False)}")
     fallen = np.flatnonzero(np.isfinite(found["needed"]) & (found["needed"] > 0))
     if not len(fallen):
         return
@@ -219,9 +223,9 @@ def _changed(model_path: str, version: int, images, labels, _model):
     return found.images, found.epsilon, predict_pixels(_model, found.images).argmax(-1)
 
 
-def robustness_summary(found: dict) -> str:
+def robustness_summary(found: dict, lesson: bool = True) -> str:
     """A sentence on the curve: where the attack has taken half the accuracy, and what
-    noise of that size leaves."""
+    noise of that size leaves; `lesson`, with what that says about classifiers."""
     eps, attacked, noise = found["epsilons"], found["attacked"], found["noise"]
     plain = attacked[0]
     if plain == 0:
@@ -236,6 +240,57 @@ def robustness_summary(found: dict) -> str:
     return (
         f"Moving each pixel by at most **{eps[half]} {level} of 255** takes accuracy from "
         f"{plain:.1%} to **{attacked[half]:.1%}**; random noise of the same size leaves "
-        f"{noise[half]:.1%}. The direction matters, not the size: a classifier's answer "
-        "can sit very close to another class's along a direction we cannot see."
+        f"{noise[half]:.1%}."
+        + (
+            " The direction matters, not the size: a classifier's answer can sit very close "
+            "to another class's along a direction we cannot see."
+            if lesson
+            else ""
+        )
     )
+
+
+def _short(entry: dict) -> str:
+    """A model's label without its "(preset, accuracy)"."""
+    return entry["label"].rsplit(" (", 1)[0]
+
+
+def _other_robustness(entry, model, x, y, names, memory: dict, key: tuple):
+    """`(other model's entry, its robustness on the same images)` for the "Compare with"
+    choice under the curve, measured on its own button; `(None, None)` when none is
+    chosen or it is not measured yet."""
+    size = int(model.input_shape[1])
+    others = [
+        m
+        for m in registry.models_for(state.available_models(), names, size)
+        if m["path"] != entry["path"]
+    ]
+    if not others:
+        return None, None
+    other = st.selectbox(
+        "Compare with",
+        others,
+        index=None,
+        format_func=lambda m: m["label"],
+        key="evaluate_robust_other",
+        placeholder="Another model of these classes, on the same images",
+    )
+    if other is None:
+        return None, None
+    version = registry.model_version(other["path"])
+    their_key = (*key[:-2], other["path"], version)
+    found = memory.get(their_key)
+    if found is None:
+        found = evaluate.robustness_if_kept(other["path"], x, y)
+    if found is None:
+        if not st.button("Measure its robustness too", key="evaluate_robust_other_run"):
+            return None, None
+        loaded = state.model_of(other)
+        if loaded is None:
+            return None, None
+        doing = f"Attacking {len(y):,} images with {_short(other)}"
+        with state.progress_bar(doing, "once; kept until the model or the images change") as bar:
+            memory[their_key] = evaluate.kept_robustness(loaded, other["path"], x, y, progress=bar)
+        st.rerun()
+    memory[their_key] = found
+    return other, found

@@ -320,28 +320,35 @@ def pixel_histograms(edges: np.ndarray, counts: dict[str, np.ndarray]) -> go.Fig
     return fig.update_layout(xaxis_title="pixel value", yaxis_title="pixels")
 
 
-def robustness(found: dict) -> go.Figure:
+def robustness(found: dict, other: dict | None = None, names: tuple = ()) -> go.Figure:
     """Accuracy against the largest change allowed in each pixel (`core.adversarial.
-    robustness`): changed by the gradient attack, and by random noise of the same size. The
-    x axis is categorical: the ladder doubles, and 0 stands for the images as they are."""
+    robustness`): changed by the gradient attack, and by random noise of the same size;
+    with `other`, a second model's two lines dashed beside them (`names`: the two models').
+    The x axis is categorical: the ladder doubles, and 0 stands for the images as they are."""
     x = [f"{e:g}" for e in found["epsilons"]]
     fig = go.Figure()
-    for name, key, colour in (
-        ("random noise", "noise", "#7f7f7f"),
-        ("the attack", "attacked", "#d62728"),
-    ):
-        fig.add_scatter(
-            x=x,
-            y=found[key],
-            mode="lines+markers",
-            name=f"changed by {name}",
-            line=dict(color=colour),
-            hovertemplate="at most %{x} of 255 levels a pixel<br>%{y:.1%} right<extra></extra>",
-        )
+    models = (
+        [(found, None, "")]
+        if other is None
+        else [(found, None, names[0]), (other, "dash", names[1])]
+    )
+    for result, dash, model in models:
+        for name, key, colour in (
+            ("random noise", "noise", "#7f7f7f"),
+            ("the attack", "attacked", "#d62728"),
+        ):
+            fig.add_scatter(
+                x=x,
+                y=result[key],
+                mode="lines+markers",
+                name=f"{model}: changed by {name}" if model else f"changed by {name}",
+                line=dict(color=colour, dash=dash),
+                hovertemplate="at most %{x} of 255 levels a pixel<br>%{y:.1%} right<extra></extra>",
+            )
     return fig.update_layout(
         xaxis=dict(title="Largest change allowed in each pixel (levels of 255)", type="category"),
         yaxis=dict(title="Accuracy", tickformat=".0%", range=[0, 1.02]),
-        height=340,
+        height=340 if other is None else 380,
         margin=dict(t=20),
         legend=dict(orientation="h", y=-0.3),
     )
