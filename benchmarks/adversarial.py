@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import model_and_its_split  # noqa: E402
 from core import adversarial  # noqa: E402
-from core.inspect import curve_rows  # noqa: E402
+from core.inspect import curve_rows, kept_on_model  # noqa: E402
 from core.model import load_model  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     )
     model = load_model(args.model)
     if args.eager:
-        model._cnn_lab_margins = eager_margins(model)
+        kept_on_model(model, "margins", lambda: eager_margins(model))  # before any search
     x, y = ds.split("val")
     print(
         f"model {args.model} ({card.get('preset', '?')}), {'eager' if args.eager else 'compiled'}"

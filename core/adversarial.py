@@ -78,11 +78,14 @@ def _margin_function(model: keras.Model) -> Callable:
     to the pixels. Traced once per model and kept on it: compiled, the search for one photo
     of the shipped model took 75-78 ms at the median against 606 ms with an eager tape
     (docs/BENCHMARKS.md, session 29)."""
+    from core.inspect import kept_on_model
+
+    return kept_on_model(model, "margins", lambda: _compiled_margins(model))
+
+
+def _compiled_margins(model: keras.Model) -> Callable:
     import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
 
-    kept = getattr(model, "_cnn_lab_margins", None)
-    if kept is not None:
-        return kept
     logits = logits_of(model)
     pixels = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
 
@@ -97,7 +100,6 @@ def _margin_function(model: keras.Model) -> Callable:
             total = tf.reduce_sum(margin)
         return margin, tape.gradient(total, x)
 
-    model._cnn_lab_margins = margins
     return margins
 
 

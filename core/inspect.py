@@ -217,6 +217,19 @@ def cam_layer(model: keras.Model) -> str:
     return _activated(model, names[-1]).name
 
 
+def kept_on_model(model: keras.Model, key, make):
+    """`make()` once per model and `key`, kept on the model itself, so that what it holds
+    (a compiled function tracing the model) lives as long as the model. The dict is set past
+    Keras's attribute tracking, which would keep a copy of it, not the dict written to."""
+    kept = model.__dict__.get("_cnn_lab_kept")
+    if kept is None:
+        kept = {}
+        object.__setattr__(model, "_cnn_lab_kept", kept)
+    if key not in kept:
+        kept[key] = make()
+    return kept[key]
+
+
 def softmax_head(model: keras.Model) -> layers.Dense | None:
     """The model's last layer when it is a `Dense` layer with a softmax, whose logits are
     the class scores before the softmax; None otherwise."""

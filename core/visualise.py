@@ -55,15 +55,14 @@ def _objective(model: keras.Model, layer: str) -> Callable:
     and the gradient with respect to the picture of the mean of what the unit's activation
     reads (for a class, its score); compiled once per model and layer and kept on the
     model."""
+    from core.inspect import kept_on_model
+
+    return kept_on_model(model, ("objective", layer), lambda: _compiled_objective(model, layer))
+
+
+def _compiled_objective(model: keras.Model, layer: str) -> Callable:
     import tensorflow as tf  # the project runs Keras on TensorFlow; gradients need a tape
 
-    kept = getattr(model, "_cnn_lab_objectives", None)
-    if kept is None:
-        kept = {}
-        # Past Keras's attribute tracking, which would keep a copy of the dict, not this one.
-        object.__setattr__(model, "_cnn_lab_objectives", kept)
-    if layer in kept:
-        return kept[layer]
     if layer == CLASSES:
         from core.adversarial import logits_of
 
@@ -96,7 +95,6 @@ def _objective(model: keras.Model, layer: str) -> Callable:
             total = tf.reduce_sum(mean_of(climbed, units))
         return mean_of(activated, units), tape.gradient(total, x)
 
-    kept[layer] = objective
     return objective
 
 

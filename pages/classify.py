@@ -122,7 +122,8 @@ def _classify(key: tuple, t: float, tta: str, _files, _model, _names, _check):
 digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
 version = registry.model_version(entry["path"])
 # A refitted check has other calibration scores, so its answers are not reused.
-key = (digest, entry["path"], version, fast, None if check is None else check.calibration)
+answered_by = (entry["path"], version, fast, None if check is None else check.calibration)
+key = (digest, *answered_by)
 results = _classify(key, temperature, tta, files, answerer, class_names, check) if files else []
 
 
@@ -151,16 +152,23 @@ def evidence_for(pred) -> tuple:
     )
 
 
-def answer(pixels):
-    """The page's `Prediction` for uint8 pixels at the model's size: its engine, test-time
-    augmentation, temperature and check for unfamiliar pictures."""
+@st.cache_data(show_spinner=False, max_entries=64)
+def _answer(key: tuple, pixels, tta: str, t: float, _answerer, _names, _check):
+    """`key`: what else decides the answer (model, engine and check), as for `_classify`."""
     from core.classify import describe, predict_checked
     from core.evaluate import with_temperature
 
-    probs, novelty = predict_checked(answerer, pixels[None], tta=tta, check=check)
+    probs, novelty = predict_checked(_answerer, pixels[None], tta=tta, check=_check)
     novelty = None if novelty is None else novelty[0]
-    probs = with_temperature(probs, temperature)[0]
-    return describe(pixels, probs, class_names, novelty=novelty, check=check)
+    probs = with_temperature(probs, t)[0]
+    return describe(pixels, probs, _names, novelty=novelty, check=_check)
+
+
+def answer(pixels):
+    """The page's `Prediction` for uint8 pixels at the model's size: its engine, test-time
+    augmentation, temperature and check for unfamiliar pictures; once per picture, not on
+    every rerun (a changed picture under each photo, a sample sent from another page)."""
+    return _answer(answered_by, pixels, tta, temperature, answerer, class_names, check)
 
 
 ANSWERED_BY = ("int8 copy" if fast else "float32 model") + (

@@ -263,3 +263,9 @@ def test_a_training_batch_is_moved_against_the_model_within_its_bound():
     assert (moved[:2, ..., 1] == 255).all()
     loss = keras.losses.categorical_crossentropy
     assert float(np.mean(loss(y, model(moved)))) > float(np.mean(loss(y, model(x))))
+
+
+def test_the_compiled_step_is_traced_once_per_model(model):
+    first = adversarial._margin_function(model)
+    assert adversarial._margin_function(model) is first
+    assert adversarial._margin_function(corner_model()) is not first  # another model

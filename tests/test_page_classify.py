@@ -363,3 +363,24 @@ def test_try_to_fool_it_shows_the_smallest_change_core_finds(app, trained_run):
     app.toggle(key="classify_fool").set_value(False).run()
     assert not [m for m in app.markdown if m.value.startswith("Moving no pixel")]
     assert not app.info
+
+
+def test_the_changed_pictures_answers_are_not_computed_again_on_a_rerun(app, monkeypatch):
+    from core import classify
+
+    calls, predict_checked = [], classify.predict_checked
+
+    def counting(model, pixels, *args, **kwargs):  # the real answer, its calls counted
+        calls.append(len(pixels))
+        return predict_checked(model, pixels, *args, **kwargs)
+
+    monkeypatch.setattr(classify, "predict_checked", counting)
+    app.switch_page("pages/classify.py").run()
+    app.toggle(key="classify_fool").set_value(True)
+    files = [("grey.png", _png((128, 128, 128)), "image/png")]  # fooled: see the test above
+    app.file_uploader(key="classify_files").set_value(files).run()
+    assert not app.exception
+    assert [m for m in app.markdown if m.value.startswith("Moving no pixel")]
+    answered = len(calls)
+    app.run()  # any widget change reruns the page
+    assert not app.exception and len(calls) == answered

@@ -78,7 +78,7 @@ def test_units_are_checked_and_progress_is_reported():
     )
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     # Traced once per model and layer: the first call's function is the one kept.
-    kept = model._cnn_lab_objectives["act2_1"]
+    kept = model._cnn_lab_kept[("objective", "act2_1")]
     assert visualise._objective(model, "act2_1") is kept
     again, _ = visualise.preferred_images(model, "act2_1", [5, 9], steps=4)
     np.testing.assert_array_equal(again, first)  # seeded: the same pictures each time

@@ -259,12 +259,7 @@ def _other_robustness(entry, model, x, y, names, memory: dict, key: tuple):
     """`(other model's entry, its robustness on the same images)` for the "Compare with"
     choice under the curve, measured on its own button; `(None, None)` when none is
     chosen or it is not measured yet."""
-    size = int(model.input_shape[1])
-    others = [
-        m
-        for m in registry.models_for(state.available_models(), names, size)
-        if m["path"] != entry["path"]
-    ]
+    others = state.other_models(entry, names, int(model.input_shape[1]))
     if not others:
         return None, None
     other = st.selectbox(

@@ -59,12 +59,7 @@ def comparison(
     on the page's split; `gallery(indices, captions)` draws images of it."""
     names = report.class_names
     st.subheader("Compare with another model")
-    size = int(model.input_shape[1])
-    others = [
-        m
-        for m in registry.models_for(state.available_models(), dataset.class_names, size)
-        if m["path"] != entry["path"]
-    ]
+    others = state.other_models(entry, dataset.class_names, int(model.input_shape[1]))
     other = st.selectbox(
         "Other model",
         others,

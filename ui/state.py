@@ -609,6 +609,13 @@ def require_model():
     return model, entry
 
 
+def other_models(entry: dict, class_names: list[str], image_size: int) -> list[dict]:
+    """The sidebar's models other than `entry` for these classes and image size: the ones
+    a page can set beside it on the same images."""
+    fitting = registry.models_for(available_models(), class_names, image_size)
+    return [m for m in fitting if m["path"] != entry["path"]]
+
+
 def model_of(entry: dict):
     """The loaded model of a `registry.available_models` entry, or None after saying why."""
     try:
