@@ -154,6 +154,7 @@ def smallest_change(
     batch_size: int = 128,
     progress: Callable[[int, int], None] | None = None,
     targeted: bool = False,
+    answers: np.ndarray | None = None,
 ) -> Attack:
     """For each image, the smallest epsilon of the ladder at which `attack` changes the
     model's answer away from its class (`targeted`: to it), and the picture that did it.
@@ -170,6 +171,8 @@ def smallest_change(
             counts a batch of every image at every rung, so the bar ends early when most
             images fall at the first ones.
         targeted: aim at `classes` rather than away from them.
+        answers: the model's answers for `images` when the caller has them (they are
+            predicted otherwise).
 
     Returns:
         An `Attack`: the changed images (unchanged where not fooled or already wrong) and
@@ -182,7 +185,8 @@ def smallest_change(
     classes = np.asarray(classes, np.int64)
     changed = images.copy()
     needed = np.full(len(images), np.inf)
-    answers = predict_probs(model, images).argmax(-1)
+    if answers is None:
+        answers = predict_probs(model, images).argmax(-1)
     needed[(answers == classes) if targeted else (answers != classes)] = 0
     per_rung = -(-len(images) // batch_size)
     total, done = per_rung * len(epsilons), 0
@@ -226,7 +230,9 @@ def fool(
     if target is not None and not 0 <= target < len(before):
         raise ValueError(f"Class {target} is not one of {len(before)} classes.")
     aim = own if target is None else target
-    found = smallest_change(model, pixels[None], np.array([aim]), targeted=target is not None)
+    found = smallest_change(
+        model, pixels[None], np.array([aim]), targeted=target is not None, answers=np.array([own])
+    )
     after = with_temperature(predict_pixels(model, found.images), temperature)[0]
     return Fooled(found.images[0], float(found.epsilon[0]), own, int(after.argmax()), before, after)
 
