@@ -16,6 +16,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import core  # noqa: E402,F401  (sets TensorFlow's oneDNN switch before any test imports it)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """Workers for `-n auto` (pyproject's default): two where there are two cores, as
+    measured; none under `-s`, whose printed figures a worker would swallow."""
+    if config.option.capture == "no":
+        return 0
+    return 2 if (os.cpu_count() or 1) >= 2 else 0
+
+
 def class_images(n_per_class: int, num_classes: int = 3, size: int = 32, seed: int = 0):
     """Images that a small CNN can tell apart: each class has its own dominant colour."""
     rng = np.random.default_rng(seed)
