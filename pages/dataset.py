@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import datastats, userdata
 from core.errors import CnnError
-from ui import charts, state
+from ui import charts, near_duplicates, state
 
 state.ensure_routed()
 
@@ -143,3 +143,5 @@ with tab_hist:
 with tab_mean:
     st.image([datastats.enlarge(m, factor) for m in means], caption=ds.class_names)
     st.caption(f"The average of every {split} image of each class, pixel by pixel.")
+
+near_duplicates.dataset_section(ds, factor)

@@ -18,7 +18,7 @@ from core.evaluate import (
     top_confusions,
     with_temperature,
 )
-from ui import adversarial, charts, evaluate_sections, state
+from ui import adversarial, charts, evaluate_sections, near_duplicates, state
 
 state.ensure_routed()
 
@@ -81,6 +81,7 @@ m[0].metric("Accuracy", f"{report.accuracy:.2%}")
 m[1].metric("Top-3 accuracy", f"{report.top3_accuracy:.2%}")
 m[2].metric("Loss", f"{report.loss:.4f}")
 m[3].metric("Images", f"{len(report.y_true):,}")
+near_duplicates.evaluate_line(dataset, split, report)
 
 
 def look_at_the_cell() -> None:

@@ -347,3 +347,33 @@ def test_the_folder_check_is_kept_whatever_the_spelling_of_the_path(
         at.run()
         assert not at.exception
     assert checks == [str(image_folder.resolve())]
+
+
+def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tests.conftest import smooth_images
+    from tests.test_near_duplicates import jpeg
+
+    pictures = smooth_images(24, seed=4)
+    for i, image in enumerate(pictures):
+        folder = tmp_path / "images" / "ab"[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    Image.fromarray(jpeg(pictures[0])).save(tmp_path / "images" / "b" / "copy.png")  # of an a
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert not page.exception and "Pairs" not in [m.label for m in page.metric]
+    page.button(key="dataset_near_run").click().run()
+    assert not page.exception
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics["Pairs"] == "1" and metrics["Under two classes"] == "1"
+    page.radio(key="dataset_near_show").set_value("under two classes").run()
+    [pair] = [img for img in page.image if img.captions and " · " in img.captions[0]]
+    ends = pair.captions[0].split(" · ")[:2]  # "train #0 a", "val #2 b"
+    assert sorted(end.split()[-1] for end in ends) == ["a", "b"]
+    page.radio(key="dataset_near_show").set_value("across splits").run()
+    shown = [img for img in page.image if img.captions and " · " in img.captions[0]]
+    across = int(ends[0].split()[0] != ends[1].split()[0])
+    assert len(shown) == across and metrics["val images with one in train"] == str(across)

@@ -1,0 +1,208 @@
+"""Near-duplicate images: the same picture twice, perhaps resized, recompressed, brightened
+or shifted by a pixel, which the folder check's comparison of file bytes does not see.
+
+    found = near_duplicates(dataset)            # each image's most similar image in each split
+    pairs(found, dataset)                       # the pairs above SIMILAR, most similar first
+    in_split(found, "val", "train")             # val images with a near-duplicate in train
+
+A validation image whose near-duplicate is in the training split measures memory rather
+than generalisation (Barz and Denzler 2020, "Do we train on test data?", found one for
+3.3% of CIFAR-10's test images); a pair filed under two classes is a labelling mistake in
+one of them.
+
+Each image becomes a fingerprint of two parts, each centred and of length 1: its mean
+colours on an 8x8 grid (the layout), and its grey levels on a 16x16 grid less their means
+on a 4x4 grid (the details: small objects on a plain sky share the layout but not these).
+Two images' similarity is the product of their fingerprints: the mean of the two parts'
+correlations, 1 for the same picture, unchanged by a change of brightness or contrast.
+Every image is compared with every other, as matrix products in blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# The Evaluate page's store of kept answers: written atomically, the newest few kept.
+from core.evaluate import _keep, _read_arrays, _read_kept
+
+SIMILAR = 0.93  # this alike: the same picture (docs/BENCHMARKS.md, session 30)
+BLOCK = 1024  # images compared with all others at once: BLOCK x N similarities in memory
+
+
+def fingerprints(images: np.ndarray) -> np.ndarray:
+    """Each image's layout (mean colours on an 8x8 grid) and details (16x16 grey levels
+    less their 4x4 means), each centred and of length 1, side by side, over sqrt(2).
+
+    Args:
+        images: uint8 `(N, S, S, 3)`, S at least 16.
+
+    Returns:
+        float32 `(N, 448)`. A part with no pattern (an image of one colour, or without
+        details) is zeros: it makes the image like no other.
+    """
+    images = np.asarray(images)
+    layout = _grid_means(images, 8).reshape(len(images), -1)
+    grey = _grid_means(images, 16).mean(axis=-1).reshape(len(images), 4, 4, 4, 4)
+    details = (grey - grey.mean(axis=(2, 4), keepdims=True)).reshape(len(images), -1)
+    return np.concatenate([_unit(layout), _unit(details)], axis=1) / np.float32(np.sqrt(2))
+
+
+def _grid_means(images: np.ndarray, grid: int) -> np.ndarray:
+    side = images.shape[1]
+    edges = np.arange(grid) * side // grid
+    cells = np.diff(np.append(edges, side)).astype(np.float32)
+    sums = np.add.reduceat(np.add.reduceat(images, edges, axis=1, dtype=np.float32), edges, 2)
+    return sums / cells[:, None, None] / cells[None, :, None]
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 1e-3)
+
+
+def most_similar(
+    queries: np.ndarray,
+    pool: np.ndarray,
+    same: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query fingerprint, the most similar fingerprint of `pool`.
+
+    Args:
+        queries, pool: `fingerprints` `(N, D)` and `(M, D)`.
+        same: `queries` is `pool`: an image is not its own match.
+        progress: called with `(done, total)` queries after each block.
+
+    Returns:
+        `(index, similarity)`: int64 `(N,)` rows of `pool` and float32 `(N,)`
+        (-1 and -inf when `pool` has nothing to offer).
+    """
+    index = np.full(len(queries), -1, np.int64)
+    similarity = np.full(len(queries), -np.inf, np.float32)
+    if len(pool) - same <= 0:
+        return index, similarity
+    for start in range(0, len(queries), BLOCK):
+        block = queries[start : start + BLOCK] @ pool.T
+        if same:
+            rows = np.arange(len(block))
+            block[rows, start + rows] = -np.inf
+        index[start : start + BLOCK] = block.argmax(axis=1)
+        similarity[start : start + BLOCK] = block.max(axis=1)
+        if progress:
+            progress(min(start + BLOCK, len(queries)), len(queries))
+    return index, similarity
+
+
+def near_duplicates(dataset, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Each image's most similar image in every split of a `core.data.Dataset`.
+
+    Args:
+        dataset: its splits are compared with each other and with themselves.
+        progress: called with `(done, total)` images compared with all others.
+
+    Returns:
+        For splits `a` and `b`: `"a>b:index"` (int64, one per image of `a`: the most
+        similar image of `b`, never itself) and `"a>b:similarity"` (float32).
+    """
+    prints = {name: fingerprints(x) for name, (x, _) in dataset.splits.items()}
+    total = sum(len(p) for p in prints.values()) * len(prints)
+    found, done = {}, 0
+    for a, queries in prints.items():
+        for b, pool in prints.items():
+
+            def step(n, _total, base=done):
+                if progress:
+                    progress(base + n, total)
+
+            found[f"{a}>{b}:index"], found[f"{a}>{b}:similarity"] = most_similar(
+                queries, pool, same=a == b, progress=step
+            )
+            done += len(queries)
+    return found
+
+
+def in_split(found: dict, split: str, other: str, threshold: float = SIMILAR) -> np.ndarray:
+    """bool `(N,)`: which images of `split` have a near-duplicate in `other`."""
+    return found[f"{split}>{other}:similarity"] >= threshold
+
+
+@dataclass
+class Pair:
+    """Two images that are the same picture: `(split, index)` each, and how alike."""
+
+    a: tuple[str, int]
+    b: tuple[str, int]
+    similarity: float
+
+    def labels(self, dataset) -> tuple[int, int]:
+        """The two images' labels in `dataset`."""
+        return tuple(int(dataset.splits[split][1][i]) for split, i in (self.a, self.b))
+
+
+def pairs(found: dict, threshold: float = SIMILAR) -> list[Pair]:
+    """Every pair of images at least `threshold` alike where one is the other's most
+    similar image in its split, once each, most similar first."""
+    seen: dict[tuple, float] = {}
+    for key in found:
+        if not key.endswith(":index"):
+            continue
+        a, b = key.removesuffix(":index").split(">")
+        index, similarity = found[key], found[f"{a}>{b}:similarity"]
+        for i in np.flatnonzero(similarity >= threshold):
+            ends = tuple(sorted([(a, int(i)), (b, int(index[i]))]))
+            seen[ends] = float(similarity[i])
+    return [Pair(a, b, s) for (a, b), s in sorted(seen.items(), key=lambda kv: -kv[1])]
+
+
+def kept_near_duplicates(dataset, cache_dir=None, progress=None) -> dict:
+    """`near_duplicates`, kept on disk under a hash of the images' bytes (CIFAR-10's 50,000
+    images: 20 s here to compare, 1 MB kept), as the Evaluate page keeps predictions.
+
+    Args:
+        dataset, progress: as for `near_duplicates` (`progress` is not called when the
+            answer is read from disk).
+        cache_dir: default `core.data.default_cache_dir()`.
+    """
+    path = _kept_path(dataset, cache_dir)
+    found = _read_kept(path, _read_arrays)
+    if found is not None and _fits(found, dataset):
+        return found
+    found = near_duplicates(dataset, progress)
+    _keep(path, found)
+    return found
+
+
+def near_duplicates_if_kept(dataset, cache_dir=None) -> dict | None:
+    """What `kept_near_duplicates` would read from disk, or None when it would compare."""
+    found = _read_kept(_kept_path(dataset, cache_dir), _read_arrays)
+    return found if found is not None and _fits(found, dataset) else None
+
+
+def _fits(found: dict, dataset) -> bool:
+    sizes = {name: len(y) for name, (_, y) in dataset.splits.items()}
+    return all(len(found.get(f"{a}>{b}:index", ())) == sizes[a] for a in sizes for b in sizes)
+
+
+def _kept_path(dataset, cache_dir) -> Path:
+    from core.data import default_cache_dir
+
+    digest = hashlib.blake2b(b"near|v1", digest_size=12)  # v1: the fingerprint above
+    for name, (x, _) in dataset.splits.items():
+        digest.update(f"|{name}|{x.shape}".encode())
+        digest.update(np.ascontiguousarray(x).data)
+    return Path(cache_dir or default_cache_dir()) / f"near-{digest.hexdigest()}.npz"
+
+
+def accuracy_by_duplicate(correct: np.ndarray, duplicated: np.ndarray) -> tuple[float, float]:
+    """Accuracy on the images with a near-duplicate (`duplicated`) and on the others (nan
+    where there are none), from bool `(N,)` arrays of right answers and `in_split`."""
+    correct, duplicated = np.asarray(correct, bool), np.asarray(duplicated, bool)
+    on = float(correct[duplicated].mean()) if duplicated.any() else float("nan")
+    off = float(correct[~duplicated].mean()) if (~duplicated).any() else float("nan")
+    return on, off

@@ -1,0 +1,134 @@
+"""core.near_duplicates on generated photo-like images with planted copies: a copy that is
+resized, recompressed or brightened is found, a different picture on the same background
+is not, and the pairs, counts and accuracies are the planted ones."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import near_duplicates as nd
+from core.data import Dataset
+from tests.conftest import smooth_images
+
+
+def jpeg(image: np.ndarray, quality: int = 60) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def resized(image: np.ndarray) -> np.ndarray:
+    """Down to 24 pixels and back up: a copy saved at another size."""
+    small = Image.fromarray(image).resize((24, 24), Image.BILINEAR)
+    return np.asarray(small.resize((32, 32), Image.BILINEAR))
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    prints = nd.fingerprints(np.stack([a, b]))
+    return float(prints[0] @ prints[1])
+
+
+def test_a_changed_copy_is_near_and_another_picture_is_not():
+    image, other = smooth_images(2, seed=3)
+    brighter = np.clip(image.astype(int) * 0.8 + 30, 0, 255).astype(np.uint8)
+    assert similarity(image, image) == pytest.approx(1.0, abs=1e-5)
+    for copy in (jpeg(image), resized(image), brighter):
+        assert similarity(image, copy) >= nd.SIMILAR
+    assert similarity(image, other) < 0.5
+
+
+def test_a_small_object_on_the_same_sky_is_another_picture():
+    # The layout part alone calls these the same (a plain gradient dominates its 8x8 means);
+    # the details part sees that the object is not.
+    rows = np.linspace(90, 200, 32)[:, None, None]
+    sky = np.broadcast_to(rows * np.array([0.5, 0.7, 1.0]), (32, 32, 3)).astype(np.uint8)
+    plane, bird = sky.copy(), sky.copy()
+    plane[14:17, 6:20] = 40
+    bird[8:12, 20:24] = 60
+    prints = nd.fingerprints(np.stack([plane, bird]))
+    layout = float(prints[0, :192] @ prints[1, :192]) * 2
+    assert layout >= nd.SIMILAR
+    assert similarity(plane, bird) < nd.SIMILAR
+
+
+def test_an_image_of_one_colour_is_near_nothing():
+    flat = np.full((2, 32, 32, 3), 120, np.uint8)
+    np.testing.assert_array_equal(nd.fingerprints(flat), 0)
+    index, similar = nd.most_similar(nd.fingerprints(flat), nd.fingerprints(flat), same=True)
+    assert (similar < nd.SIMILAR).all()
+
+
+def planted() -> tuple[Dataset, dict]:
+    """Train and val of distinct smooth pictures, with copies planted: val 1 is train 4
+    recompressed, train 7 is train 2 resized (under another label), val 3 is val 0."""
+    x = smooth_images(30, seed=0)
+    train, val = x[:20].copy(), x[20:].copy()
+    val[1] = jpeg(train[4])
+    train[7] = resized(train[2])
+    val[3] = val[0]
+    y_train = np.arange(20) % 3
+    y_val = np.arange(10) % 3
+    y_val[1] = y_train[4]
+    y_train[7] = (y_train[2] + 1) % 3
+    y_val[3] = y_val[0]
+    data = Dataset(["a", "b", "c"], "generated", {"train": (train, y_train), "val": (val, y_val)})
+    return data, {("train", 2, "train", 7), ("train", 4, "val", 1), ("val", 0, "val", 3)}
+
+
+def test_the_planted_copies_are_the_pairs_found():
+    data, expected = planted()
+    found = nd.near_duplicates(data)
+    pairs = nd.pairs(found)
+    assert {(*p.a, *p.b) for p in pairs} == expected
+    assert all(p.similarity >= nd.SIMILAR for p in pairs)
+    assert [p.similarity for p in pairs] == sorted((p.similarity for p in pairs), reverse=True)
+    conflicts = [p for p in pairs if len(set(p.labels(data))) == 2]
+    assert [(*p.a, *p.b) for p in conflicts] == [("train", 2, "train", 7)]
+    np.testing.assert_array_equal(np.flatnonzero(nd.in_split(found, "val", "train")), [1])
+    assert found["train>train:index"][2] == 7 and found["train>train:index"][7] == 2
+    assert found["val>val:index"][0] == 3  # never itself
+
+
+def test_most_similar_matches_a_brute_force_search():
+    prints = nd.fingerprints(smooth_images(50, seed=5))
+    queries, pool = prints[: 2500 // 50], prints
+    whole = queries @ pool.T
+    np.fill_diagonal(whole, -np.inf)
+    old, nd.BLOCK = nd.BLOCK, 7  # several blocks, the last one short
+    try:
+        index, similar = nd.most_similar(queries, pool, same=True)
+    finally:
+        nd.BLOCK = old
+    np.testing.assert_array_equal(index, whole.argmax(axis=1))
+    np.testing.assert_allclose(similar, whole.max(axis=1), rtol=1e-6)
+
+
+def test_kept_on_disk_and_read_back_without_comparing(tmp_path, monkeypatch):
+    data, _ = planted()
+    assert nd.near_duplicates_if_kept(data, tmp_path) is None
+    calls = []
+    first = nd.kept_near_duplicates(data, tmp_path, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (60, 60)  # 30 images, against each of 2 splits
+    monkeypatch.setattr(nd, "near_duplicates", lambda *a: pytest.fail("compared again"))
+    again = nd.kept_near_duplicates(data, tmp_path)
+    assert again.keys() == first.keys()
+    for key in first:
+        np.testing.assert_array_equal(again[key], first[key])
+    assert nd.near_duplicates_if_kept(data, tmp_path) is not None
+    data.splits["val"][0][5] = 255 - data.splits["val"][0][5]  # another image: not kept
+    assert nd.near_duplicates_if_kept(data, tmp_path) is None
+
+
+def test_accuracy_with_and_without_a_near_duplicate():
+    correct = np.array([1, 1, 0, 1, 0, 0], bool)
+    duplicated = np.array([1, 1, 0, 0, 0, 1], bool)
+    assert nd.accuracy_by_duplicate(correct, duplicated) == (
+        pytest.approx(2 / 3),
+        pytest.approx(1 / 3),
+    )
+    on, off = nd.accuracy_by_duplicate(correct, np.zeros(6, bool))
+    assert np.isnan(on) and off == pytest.approx(0.5)

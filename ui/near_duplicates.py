@@ -1,0 +1,106 @@
+"""Near-duplicate images: the Dataset page's section and the Evaluate page's line."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import near_duplicates as nd
+from core.datastats import enlarge, image_grid
+from ui import state
+
+SHOWN = 24  # pairs drawn at most
+SHOW = {
+    "all pairs": lambda pair, labels: True,
+    "across splits": lambda pair, labels: pair.a[0] != pair.b[0],
+    "under two classes": lambda pair, labels: labels[0] != labels[1],
+}
+
+
+def found(ds) -> dict | None:
+    """The dataset's near-duplicates when this session or the disk has them (looked for
+    on disk once a session: it hashes every image); nothing is compared here."""
+    memory = st.session_state.setdefault("_near_duplicates", {})
+    key = (state.dataset_spec(), ds.image_size, tuple((k, len(v[1])) for k, v in ds.splits.items()))
+    if key not in memory:
+        memory[key] = nd.near_duplicates_if_kept(ds)
+    return memory[key]
+
+
+def dataset_section(ds, factor: int) -> None:
+    """Counts of the pairs, the images of other splits with one in train, and the pairs."""
+    st.header("Near-duplicates")
+    result = found(ds)
+    if result is None:
+        if not st.button("Find near-duplicates", key="dataset_near_run"):
+            total = sum(len(y) for _, y in ds.splits.values())
+            st.caption(
+                f"Compares every image with every other ({total:,} images; about 20 s for "
+                "CIFAR-10's 50,000 on 2 cores), once: kept until "
+                "the images change."
+            )
+            return
+        doing = "Comparing every image with every other"
+        with state.progress_bar(doing, "once; kept until the images change") as bar:
+            nd.kept_near_duplicates(ds, progress=bar)
+        st.session_state["_near_duplicates"].clear()
+        st.rerun()
+    pairs = nd.pairs(result)
+    labels = [pair.labels(ds) for pair in pairs]
+    counts = {name: sum(map(test, pairs, labels)) for name, test in SHOW.items()}
+    m = st.columns(2 + len(ds.splits) - 1)
+    m[0].metric("Pairs", f"{counts['all pairs']:,}")
+    m[1].metric("Under two classes", f"{counts['under two classes']:,}")
+    for column, split in zip(m[2:], [s for s in ds.splits if s != "train"], strict=False):
+        shared = int(nd.in_split(result, split, "train").sum())
+        column.metric(f"{split} images with one in train", f"{shared:,}")
+    st.caption(
+        f"Two images are near-duplicates when their layout and details agree at "
+        f"{nd.SIMILAR:.2f} or more (1: the same picture; a change of brightness or contrast "
+        "does not count), each the other's closest. A validation image with one in train "
+        "measures memory, not generalisation; a pair under two classes has a wrong label."
+    )
+    show = st.radio("Show", list(SHOW), horizontal=True, key="dataset_near_show")
+    chosen = [(p, lab) for p, lab in zip(pairs, labels, strict=True) if SHOW[show](p, lab)]
+    if not chosen:
+        st.info(f"No pairs {show.removeprefix('all ')} here.")
+        return
+    st.image(
+        [
+            enlarge(image_grid([ds.splits[s][0][i] for s, i in (p.a, p.b)], 2), factor)
+            for p, _ in chosen[:SHOWN]
+        ],
+        caption=[_caption(p, lab, ds.class_names) for p, lab in chosen[:SHOWN]],
+    )
+    if len(chosen) > SHOWN:
+        st.caption(f"The {SHOWN} most alike of {len(chosen):,}.")
+
+
+def _caption(pair, labels, names) -> str:
+    ends = [
+        f"{split} #{i} {names[label]}"
+        for (split, i), label in zip((pair.a, pair.b), labels, strict=True)
+    ]
+    return f"{ends[0]} · {ends[1]} · {pair.similarity:.2f}"
+
+
+def evaluate_line(ds, split: str, report) -> None:
+    """How the images of `split` with a near-duplicate in train score against the others,
+    once the Dataset page has found them."""
+    if split == "train" or "train" not in ds.splits:
+        return
+    result = found(ds)
+    if result is None:
+        st.caption(
+            f"Some {split} images may be near-copies of training images, which flatters "
+            "accuracy: the Dataset page's Near-duplicates section finds them."
+        )
+        return
+    shared = nd.in_split(result, split, "train")
+    if not shared.any():
+        st.caption(f"No {split} image is a near-duplicate of a training image.")
+        return
+    on, off = nd.accuracy_by_duplicate(report.y_true == report.probs.argmax(axis=1), shared)
+    st.caption(
+        f"{int(shared.sum()):,} of the {len(shared):,} {split} images ({shared.mean():.1%}) are "
+        f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
+    )
