@@ -789,3 +789,25 @@ def test_robustness_is_compared_with_another_model_on_the_same_images(
     assert f"{other.name}: {robustness_summary(theirs, lesson=False)}" in [
         m.value for m in app.markdown
     ]
+
+
+def test_near_duplicates_of_training_images_are_scored_apart(app, trained_run, image_folder):
+    from PIL import Image
+
+    from core import near_duplicates as nd
+
+    for path in sorted(image_folder.glob("cat/*.png")):  # a recompressed copy of each cat
+        Image.open(path).save(path.with_name(f"copy-{path.stem}.jpg"), quality=95)
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    app.button(key="evaluate_near_run").click().run()
+    assert not app.exception
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    shared = nd.in_split(nd.near_duplicates(ds), "val", "train")
+    assert 0 < shared.sum() < len(shared)
+    report = evaluate(load_model(trained_run / "model.keras"), *ds.split("val"), ds.class_names)
+    on, off = nd.accuracy_by_duplicate(report.y_true == report.probs.argmax(axis=1), shared)
+    assert (
+        f"{int(shared.sum())} of the {len(shared)} val images ({shared.mean():.1%}) are "
+        f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
+    ) in [c.value for c in app.caption]

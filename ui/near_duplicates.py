@@ -26,24 +26,31 @@ def found(ds) -> dict | None:
     return memory[key]
 
 
+def _found_or_button(ds, key: str) -> dict | None:
+    """`found`, or a button that compares the images under a progress bar (and None)."""
+    result = found(ds)
+    if result is not None:
+        return result
+    if not st.button("Find near-duplicates", key=key):
+        total = sum(len(y) for _, y in ds.splits.values())
+        st.caption(
+            f"Compares every image with every other ({total:,} images; about 20 s for "
+            "CIFAR-10's 50,000 on 2 cores), once: kept until the images change."
+        )
+        return None
+    doing = "Comparing every image with every other"
+    with state.progress_bar(doing, "once; kept until the images change") as bar:
+        nd.kept_near_duplicates(ds, progress=bar)
+    st.session_state["_near_duplicates"].clear()
+    st.rerun()
+
+
 def dataset_section(ds, factor: int) -> None:
     """Counts of the pairs, the images of other splits with one in train, and the pairs."""
     st.header("Near-duplicates")
-    result = found(ds)
+    result = _found_or_button(ds, "dataset_near_run")
     if result is None:
-        if not st.button("Find near-duplicates", key="dataset_near_run"):
-            total = sum(len(y) for _, y in ds.splits.values())
-            st.caption(
-                f"Compares every image with every other ({total:,} images; about 20 s for "
-                "CIFAR-10's 50,000 on 2 cores), once: kept until "
-                "the images change."
-            )
-            return
-        doing = "Comparing every image with every other"
-        with state.progress_bar(doing, "once; kept until the images change") as bar:
-            nd.kept_near_duplicates(ds, progress=bar)
-        st.session_state["_near_duplicates"].clear()
-        st.rerun()
+        return
     pairs = nd.pairs(result)
     labels = [pair.labels(ds) for pair in pairs]
     counts = {name: sum(map(test, pairs, labels)) for name, test in SHOW.items()}
@@ -85,21 +92,25 @@ def _caption(pair, labels, names) -> str:
 
 def evaluate_line(ds, split: str, report) -> None:
     """How the images of `split` with a near-duplicate in train score against the others,
-    once the Dataset page has found them."""
+    once found (here, on a click, or on the Dataset page)."""
     if split == "train" or "train" not in ds.splits:
         return
-    result = found(ds)
-    if result is None:
+    if found(ds) is None:
         st.caption(
             f"Some {split} images may be near-copies of training images, which flatters "
-            "accuracy: the Dataset page's Near-duplicates section finds them."
+            "accuracy: find them to see the accuracy on them and on the others apart."
         )
+    result = _found_or_button(ds, "evaluate_near_run")
+    if result is None:
         return
     shared = nd.in_split(result, split, "train")
     if not shared.any():
         st.caption(f"No {split} image is a near-duplicate of a training image.")
         return
     on, off = nd.accuracy_by_duplicate(report.y_true == report.probs.argmax(axis=1), shared)
+    if shared.all():
+        st.caption(f"Every {split} image is a near-duplicate of a training image ({on:.1%} right).")
+        return
     st.caption(
         f"{int(shared.sum()):,} of the {len(shared):,} {split} images ({shared.mean():.1%}) are "
         f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
