@@ -51,12 +51,15 @@ class Dataset:
             `(N, H, W, 3)` and `y` is int32 `(N,)`. "test" is absent when the source has
             no test split; "val" is absent when `val_fraction` was 0.
         skipped: `(path, reason)` for every file that could not be read.
+        files: for an image folder, each split's image files as paths relative to the
+            folder (str arrays, one per image of `splits`); empty for CIFAR-10 sources.
     """
 
     class_names: list[str]
     source: str
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -148,34 +151,38 @@ def load_dataset(
     Raises:
         DataError: the source is missing, empty, malformed or has fewer than 2 classes.
     """
-    train, test, class_names, source, skipped = _read_source(
+    train, test, class_names, source, skipped, paths = _read_source(
         spec, image_size, cache_dir, progress, listing
     )
     x, y = train
     keep, held = stratified_split(y, val_fraction, seed)
     splits = {"train": (x[keep], y[keep])}
+    files = {"train": paths["train"][keep]} if paths else {}
     if len(held):
         splits["val"] = (x[held], y[held])
+        files |= {"val": paths["train"][held]} if paths else {}
     if test is not None:
         splits["test"] = test
-    return Dataset(class_names, source, splits, skipped)
+        files |= {"test": paths["test"]} if paths else {}
+    return Dataset(class_names, source, splits, skipped, files)
 
 
 def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
     if str(spec).lower() in ("cifar10", "cifar-10"):
         path = download_cifar10()
         train, test = read_cifar_archive(path, image_size)
-        return train, test, list(CIFAR10_CLASSES), "CIFAR-10 (Keras download)", []
+        return train, test, list(CIFAR10_CLASSES), "CIFAR-10 (Keras download)", [], {}
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"The path {path} does not exist.")
     if path.is_file() or _is_cifar_batches_dir(path):
         train, test = read_cifar_archive(path, image_size)
-        return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {path}", []
+        return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {path}", [], {}
     if not path.is_dir():
         raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
     folder = load_image_folder(path, image_size, cache_dir, progress, listing)
-    return folder.train, folder.test, folder.class_names, f"image folder {path}", folder.skipped
+    source = f"image folder {path}"
+    return folder.train, folder.test, folder.class_names, source, folder.skipped, folder.files
 
 
 def keras_home() -> Path:
@@ -341,6 +348,7 @@ class FolderData:
     test: tuple[np.ndarray, np.ndarray] | None
     class_names: list[str]
     skipped: list[tuple[str, str]]
+    files: dict[str, np.ndarray]  # "train" (and "test"): each image's file, relative to root
 
 
 def default_cache_dir() -> Path:
@@ -384,7 +392,17 @@ def load_image_folder(
     train = (x[part == 0], y[part == 0])
     test = (x[part == 1], y[part == 1]) if folder.has_test else None
     _check_classes(train[1], folder.class_names, folder.train_root)
-    return FolderData(train, test, folder.class_names, skipped)
+    files = _readable_files(folder, skipped)
+    files = {"train": files[part == 0]} | ({"test": files[part == 1]} if test else {})
+    return FolderData(train, test, folder.class_names, skipped, files)
+
+
+def _readable_files(folder: FolderListing, skipped) -> np.ndarray:
+    """The listed files that decoded, in the order of the decoded arrays, relative to the
+    folder."""
+    left_out = {path for path, _ in skipped}
+    start = len(str(Path(folder.source[0]) / "x")) - 1  # every listed path is under the root
+    return np.array([str(p)[start:] for p, _, _ in folder.files if str(p) not in left_out])
 
 
 def folder_listing(

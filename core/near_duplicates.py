@@ -20,7 +20,9 @@ Every image is compared with every other, as matrix products in blocks.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +146,13 @@ class Pair:
         """The two images' labels in `dataset`."""
         return tuple(int(dataset.splits[split][1][i]) for split, i in (self.a, self.b))
 
+    def names(self, dataset) -> tuple[str, str]:
+        """The two images' files (an image folder), or `split #index`."""
+        return tuple(
+            str(dataset.files[split][i]) if split in dataset.files else f"{split} #{i}"
+            for split, i in (self.a, self.b)
+        )
+
 
 def pairs(found: dict, threshold: float = SIMILAR) -> list[Pair]:
     """Every pair of images at least `threshold` alike where one is the other's most
@@ -158,6 +167,22 @@ def pairs(found: dict, threshold: float = SIMILAR) -> list[Pair]:
             ends = tuple(sorted([(a, int(i)), (b, int(index[i]))]))
             seen[ends] = float(similarity[i])
     return [Pair(a, b, s) for (a, b), s in sorted(seen.items(), key=lambda kv: -kv[1])]
+
+
+def pairs_csv(pairs: list[Pair], dataset) -> str:
+    """The pairs as CSV, a row each: similarity, then each image's split, index, file (for
+    an image folder, relative to it; empty otherwise) and class."""
+    out = io.StringIO()
+    rows = csv.writer(out)
+    ends = [f"{column}_{end}" for end in "ab" for column in ("split", "index", "file", "class")]
+    rows.writerow(["similarity", *ends])
+    for pair in pairs:
+        row = [f"{pair.similarity:.4f}"]
+        for (split, i), label in zip((pair.a, pair.b), pair.labels(dataset), strict=True):
+            file = dataset.files[split][i] if split in dataset.files else ""
+            row += [split, i, file, dataset.class_names[label]]
+        rows.writerow(row)
+    return out.getvalue()
 
 
 def kept_near_duplicates(dataset, cache_dir=None, progress=None) -> dict:

@@ -168,6 +168,37 @@ def test_folder_loads_resizes_and_counts_unreadable_files(tmp_path):
     assert means == [0, 1, 2]
 
 
+def _decoded_alone(path: Path) -> np.ndarray:
+    from core.images import decode_image
+
+    return decode_image(path.read_bytes(), 32)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_each_image_of_each_split_names_its_file(tmp_path, cached):
+    write_image_folder(tmp_path / "d" / "train", per_class=6)
+    write_image_folder(tmp_path / "d" / "test", per_class=2, fmt="JPEG")
+    (tmp_path / "d" / "train" / "dog" / "000-broken.png").write_bytes(b"not a png")
+    if cached:
+        load_dataset(tmp_path / "d", val_fraction=0.5, seed=3)
+    ds = load_dataset(tmp_path / "d", val_fraction=0.5, seed=3)
+    assert {k: len(v) for k, v in ds.files.items()} == {"train": 9, "val": 9, "test": 6}
+    for split, (x, y) in ds.splits.items():
+        for image, label, name in zip(x, y, ds.files[split], strict=True):
+            assert name.split("/")[:2] == [
+                "train" if split != "test" else "test",
+                ds.class_names[label],
+            ]
+            np.testing.assert_array_equal(image, _decoded_alone(tmp_path / "d" / name))
+    assert "train/dog/000-broken.png" not in ds.files["train"].tolist() + ds.files["val"].tolist()
+
+
+def test_a_cifar_archive_names_no_files(tmp_path):
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
+    ds = load_dataset(tmp_path / "cifar-10-python.tar.gz", val_fraction=0.2)
+    assert ds.files == {} and len(ds.split("val")[1]) > 0
+
+
 def test_folder_with_train_and_test_subfolders(tmp_path):
     write_image_folder(tmp_path / "d" / "train", per_class=6)
     write_image_folder(tmp_path / "d" / "test", per_class=2, fmt="JPEG")

@@ -4,6 +4,7 @@ is not, and the pairs, counts and accuracies are the planted ones."""
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -91,6 +92,29 @@ def test_the_planted_copies_are_the_pairs_found():
     np.testing.assert_array_equal(np.flatnonzero(nd.in_split(found, "val", "train")), [1])
     assert found["train>train:index"][2] == 7 and found["train>train:index"][7] == 2
     assert found["val>val:index"][0] == 3  # never itself
+
+
+def test_the_pairs_as_csv_name_each_images_file_and_class():
+    data, _ = planted()
+    pairs = nd.pairs(nd.near_duplicates(data))
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    assert [(r["split_a"], r["index_a"], r["file_a"], r["class_a"]) for r in rows][:1] == [
+        (*map(str, pairs[0].a), "", data.class_names[pairs[0].labels(data)[0]])
+    ]
+    data.files = {
+        name: np.array([f"{name}/{i}.png" for i in range(len(y))])
+        for name, (_, y) in data.splits.items()
+    }
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    found = {(r["file_a"], r["class_a"], r["file_b"], r["class_b"]) for r in rows}
+    assert found == {
+        ("train/2.png", "c", "train/7.png", "a"),
+        ("train/4.png", "b", "val/1.png", "b"),
+        ("val/0.png", "a", "val/3.png", "a"),
+    }
+    assert [float(r["similarity"]) for r in rows] == pytest.approx(
+        [p.similarity for p in pairs], abs=1e-4
+    )
 
 
 def test_most_similar_matches_a_brute_force_search():

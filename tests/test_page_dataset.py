@@ -371,9 +371,10 @@ def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_pa
     assert metrics["Pairs"] == "1" and metrics["Under two classes"] == "1"
     page.radio(key="dataset_near_show").set_value("under two classes").run()
     [pair] = [img for img in page.image if img.captions and " · " in img.captions[0]]
-    ends = pair.captions[0].split(" · ")[:2]  # "train #0 a", "val #2 b"
-    assert sorted(end.split()[-1] for end in ends) == ["a", "b"]
+    ends = pair.captions[0].split(" · ")[:2]  # "a/000.png (train)", "b/copy.png (val)"
+    assert sorted(end.split()[0] for end in ends) == ["a/000.png", "b/copy.png"]
+    assert [b.label for b in page.get("download_button")] == ["Download the pairs (CSV)"]
     page.radio(key="dataset_near_show").set_value("across splits").run()
     shown = [img for img in page.image if img.captions and " · " in img.captions[0]]
-    across = int(ends[0].split()[0] != ends[1].split()[0])
+    across = int(ends[0].split()[1] != ends[1].split()[1])
     assert len(shown) == across and metrics["val images with one in train"] == str(across)

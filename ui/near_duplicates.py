@@ -76,16 +76,24 @@ def dataset_section(ds, factor: int) -> None:
             enlarge(image_grid([ds.splits[s][0][i] for s, i in (p.a, p.b)], 2), factor)
             for p, _ in chosen[:SHOWN]
         ],
-        caption=[_caption(p, lab, ds.class_names) for p, lab in chosen[:SHOWN]],
+        caption=[_caption(p, lab, ds) for p, lab in chosen[:SHOWN]],
     )
-    if len(chosen) > SHOWN:
-        st.caption(f"The {SHOWN} most alike of {len(chosen):,}.")
+    more = f"The {SHOWN} most alike of {len(chosen):,}; all" if len(chosen) > SHOWN else "All"
+    st.caption(f"{more} of them, with their files and classes:")
+    st.download_button(
+        "Download the pairs (CSV)",
+        nd.pairs_csv([p for p, _ in chosen], ds),
+        file_name="near-duplicates.csv",
+        mime="text/csv",
+        key="dataset_near_csv",
+    )
 
 
-def _caption(pair, labels, names) -> str:
+def _caption(pair, labels, ds) -> str:
+    """`file (split)` for each image of a folder, else `split #index class`; then how alike."""
     ends = [
-        f"{split} #{i} {names[label]}"
-        for (split, i), label in zip((pair.a, pair.b), labels, strict=True)
+        f"{name} ({split})" if ds.files else f"{name} {ds.class_names[label]}"
+        for name, (split, _), label in zip(pair.names(ds), (pair.a, pair.b), labels, strict=True)
     ]
     return f"{ends[0]} · {ends[1]} · {pair.similarity:.2f}"
 
