@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from core import near_duplicates as nd
@@ -9,6 +10,7 @@ from core.datastats import enlarge, image_grid
 from ui import state
 
 SHOWN = 24  # pairs drawn at most
+MARGIN = 10  # white pixels left and right of a pair
 SHOW = {
     "all pairs": lambda pair, labels: True,
     "across splits": lambda pair, labels: pair.a[0] != pair.b[0],
@@ -71,12 +73,18 @@ def dataset_section(ds, factor: int) -> None:
     if not chosen:
         st.info(f"No pairs {show.removeprefix('all ')} here.")
         return
+    pictures = [  # the two images side by side, white on either side between pairs
+        np.pad(
+            enlarge(image_grid([ds.splits[s][0][i] for s, i in (p.a, p.b)], 2, pad=1), factor),
+            ((0, 0), (MARGIN, MARGIN), (0, 0)),
+            constant_values=255,
+        )
+        for p, _ in chosen[:SHOWN]
+    ]
     st.image(
-        [
-            enlarge(image_grid([ds.splits[s][0][i] for s, i in (p.a, p.b)], 2), factor)
-            for p, _ in chosen[:SHOWN]
-        ],
+        pictures,
         caption=[_caption(p, lab, ds) for p, lab in chosen[:SHOWN]],
+        width=pictures[0].shape[1],  # not stretched to a caption's width
     )
     more = f"The {SHOWN} most alike of {len(chosen):,}; all" if len(chosen) > SHOWN else "All"
     st.caption(f"{more} of them, with their files and classes:")
