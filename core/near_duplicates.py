@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,14 +114,14 @@ def near_duplicates(dataset, progress: Callable[[int, int], None] | None = None)
         similar image of `b`, never itself) and `"a>b:similarity"` (float32).
     """
     prints = {name: fingerprints(x) for name, (x, _) in dataset.splits.items()}
-    total = sum(len(p) for p in prints.values()) * len(prints)
-    found, done = {}, 0
+    images = sum(len(p) for p in prints.values())
+    found, done = {}, 0  # done: images compared with one split; each is compared with all
     for a, queries in prints.items():
         for b, pool in prints.items():
 
             def step(n, _total, base=done):
                 if progress:
-                    progress(base + n, total)
+                    progress((base + n) // len(prints), images)
 
             found[f"{a}>{b}:index"], found[f"{a}>{b}:similarity"] = most_similar(
                 queries, pool, same=a == b, progress=step
@@ -231,3 +232,83 @@ def accuracy_by_duplicate(correct: np.ndarray, duplicated: np.ndarray) -> tuple[
     on = float(correct[duplicated].mean()) if duplicated.any() else float("nan")
     off = float(correct[~duplicated].mean()) if (~duplicated).any() else float("nan")
     return on, off
+
+
+def format_summary(found: dict, dataset, threshold: float = SIMILAR) -> str:
+    """What the CLI prints: the pairs, those across splits and under two classes, and for
+    each split but train, its images with a near-duplicate in train."""
+    found_pairs = pairs(found, threshold)
+    across = sum(p.a[0] != p.b[0] for p in found_pairs)
+    conflicts = sum(len(set(p.labels(dataset))) == 2 for p in found_pairs)
+    total = sum(len(y) for _, y in dataset.splits.values())
+    lines = [
+        f"{len(found_pairs):,} pair{'s' * (len(found_pairs) != 1)} of near-duplicates "
+        f"(similarity {threshold:.2f} or more) "
+        f"among {total:,} images: {across:,} across splits, {conflicts:,} under two classes."
+    ]
+    for split in dataset.splits:
+        if split != "train" and "train" in dataset.splits:
+            shared = in_split(found, split, "train", threshold)
+            lines.append(
+                f"{int(shared.sum()):,} of the {len(shared):,} {split} images have one in train."
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from core.data import load_dataset
+    from core.errors import CnnError
+
+    p = argparse.ArgumentParser(
+        prog="python -m core.near_duplicates",
+        description="Find near-duplicate images in a dataset (kept in the cache folder, as "
+        "the dashboard keeps them).",
+    )
+    p.add_argument("data", help="cifar10, an image folder, or a CIFAR-10 archive")
+    p.add_argument("--threshold", type=float, default=SIMILAR, help="default %(default)s")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="default %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="split seed; default %(default)s")
+    p.add_argument("--image-size", type=int, default=32, help="default %(default)s")
+    p.add_argument("--csv", type=Path, help="write the pairs, with their files, to this file")
+    args = p.parse_args(argv)
+    try:
+        dataset = load_dataset(
+            args.data,
+            image_size=args.image_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            progress=_progress_bar("Decoding the folder"),
+        )
+        found = kept_near_duplicates(dataset, progress=_progress_bar("Comparing the images"))
+        if args.csv:
+            args.csv.write_text(pairs_csv(pairs(found, args.threshold), dataset))
+    except CnnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: {args.csv} could not be written ({err.strerror or err}).", file=sys.stderr)
+        return 1
+    print(format_summary(found, dataset, args.threshold))
+    return 0
+
+
+def _progress_bar(doing: str) -> Callable[[int, int], None]:
+    """A Keras progress bar of images under a line saying what is done, made at the first
+    report (the total comes with it; work that is kept on disk draws none)."""
+    bars = []
+
+    def progress(done: int, total: int) -> None:
+        import keras
+
+        if not bars:
+            print(doing, file=sys.stderr)
+            bars.append(keras.utils.Progbar(total, unit_name="image"))
+        bars[0].update(done)
+
+    return progress
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

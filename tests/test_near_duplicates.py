@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from core import near_duplicates as nd
-from core.data import Dataset
+from core.data import Dataset, load_dataset
 from tests.conftest import smooth_images
 
 
@@ -136,7 +136,7 @@ def test_kept_on_disk_and_read_back_without_comparing(tmp_path, monkeypatch):
     assert nd.near_duplicates_if_kept(data, tmp_path) is None
     calls = []
     first = nd.kept_near_duplicates(data, tmp_path, progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (60, 60)  # 30 images, against each of 2 splits
+    assert calls[-1] == (30, 30)  # 30 images, each compared with both splits
     monkeypatch.setattr(nd, "near_duplicates", lambda *a: pytest.fail("compared again"))
     again = nd.kept_near_duplicates(data, tmp_path)
     assert again.keys() == first.keys()
@@ -156,3 +156,26 @@ def test_accuracy_with_and_without_a_near_duplicate():
     )
     on, off = nd.accuracy_by_duplicate(correct, np.zeros(6, bool))
     assert np.isnan(on) and off == pytest.approx(0.5)
+
+
+def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "d", per_class=8, size=32)
+    copy = tmp_path / "d" / "dog" / "copy.jpg"
+    Image.open(tmp_path / "d" / "cat" / "000.png").save(copy, quality=90)  # a cat filed as dog
+    assert nd.main([str(tmp_path / "d"), "--csv", str(tmp_path / "pairs.csv")]) == 0
+    ds = load_dataset(tmp_path / "d", val_fraction=0.1, seed=0)
+    found = nd.near_duplicates(ds)
+    printed = capsys.readouterr().out  # Keras's progress bars, then the summary
+    assert printed.rstrip().endswith(nd.format_summary(found, ds))
+    assert nd.format_summary(found, ds).startswith("1 pair of near-duplicates")
+    rows = list(csv.DictReader((tmp_path / "pairs.csv").open()))
+    assert {(r["file_a"], r["class_a"]) for r in rows} | {
+        (r["file_b"], r["class_b"]) for r in rows
+    } == {
+        ("cat/000.png", "cat"),
+        ("dog/copy.jpg", "dog"),
+    }
+    assert nd.main([str(tmp_path / "nothing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
