@@ -253,7 +253,9 @@ def least_typical(check) -> list[int]:
 
 
 wrong = mistakes(tempered.probs, report.y_true)
-tabs = st.tabs(["Most confident mistakes", "Least confident correct", "Least typical"])
+tabs = st.tabs(
+    ["Most confident mistakes", "Least confident correct", "Least typical", "Seen in training"]
+)
 with tabs[0]:
     gallery(wrong["index"][:18], [why_caption(i) for i in wrong["index"][:18]])
     if not len(wrong["index"]):
@@ -273,6 +275,18 @@ with tabs[2]:
         "predictions).",
     ):
         strange = least_typical(check)
+with tabs[3]:
+    seen = near_duplicates.seen_in_training(dataset, split)
+    if seen is None:
+        st.caption("The images with a near-duplicate in the training split, once found (above).")
+    elif not seen:
+        st.caption(f"No {split} image has a near-duplicate in the training split.")
+    else:
+        gallery(seen[:18], [why_caption(i) for i in seen[:18]])
+        st.caption(
+            f"The {min(len(seen), 18)} most alike of the {len(seen):,} {split} images with a "
+            "near-duplicate in the training split: the model may remember them."
+        )
 
 st.subheader("Feature space")
 picked = []
@@ -298,6 +312,8 @@ groups = {
 }
 if strange:
     groups["the least typical"] = strange
+if seen:
+    groups["the ones seen in training"] = seen[:24]
 if picked:
     groups[SPACE] = picked
 choose = st.columns([1, 2, 1])

@@ -811,3 +811,13 @@ def test_near_duplicates_of_training_images_are_scored_apart(app, trained_run, i
         f"{int(shared.sum())} of the {len(shared)} val images ({shared.mean():.1%}) are "
         f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
     ) in [c.value for c in app.caption]
+    n = int(shared.sum())
+    assert (
+        f"The {n} most alike of the {n} val images with a near-duplicate in the training split: "
+        "the model may remember them."
+    ) in [c.value for c in app.caption]
+    assert "the ones seen in training" in app.selectbox(key="evaluate_why_from").options
+    app.selectbox(key="evaluate_why_from").select("the ones seen in training").run()
+    assert not app.exception
+    shown = app.selectbox(key="evaluate_why_training").options
+    assert sorted(int(o.split(":")[0][1:]) for o in shown) == np.flatnonzero(shared).tolist()

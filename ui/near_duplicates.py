@@ -131,3 +131,14 @@ def evaluate_line(ds, split: str, report) -> None:
         f"{int(shared.sum()):,} of the {len(shared):,} {split} images ({shared.mean():.1%}) are "
         f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
     )
+
+
+def seen_in_training(ds, split: str) -> list[int] | None:
+    """Indices of the images of `split` with a near-duplicate in train, most alike first;
+    None until they are found (or for the training split itself)."""
+    result = found(ds) if split != "train" and "train" in ds.splits else None
+    if result is None:
+        return None
+    similarity = result[f"{split}>train:similarity"]
+    shared = np.flatnonzero(nd.in_split(result, split, "train"))
+    return [int(i) for i in shared[np.argsort(-similarity[shared], kind="stable")]]
