@@ -314,3 +314,36 @@ def test_a_deep_link_on_a_fresh_server_goes_through_the_router(e2e_data, page):
         page.get_by_role("combobox", name="Active model").wait_for()
         assert page.get_by_role("link", name="Filters & feature maps").count() == 1
         assert page.get_by_role("heading", name="Evaluate").count() == 1
+
+
+def test_near_duplicates_of_a_folder_are_found_and_their_files_downloaded(server, page, tmp_path):
+    import csv
+
+    from tests.conftest import write_image_folder
+
+    folder = tmp_path / "dups"
+    write_image_folder(folder, per_class=6, size=32)
+    Image.open(folder / "cat" / "000.png").save(folder / "dog" / "copy.jpg", quality=90)
+    open_page(page, server, "dataset", model=None)
+    path = page.get_by_role("textbox", name="Path")
+    path.fill(str(folder))
+    path.press("Enter")
+    wait_idle(page)
+    page.get_by_text("Folder check: 3 classes, 19 images").wait_for()
+    page.get_by_role("button", name="Find near-duplicates").click()
+    page.get_by_text("Download the pairs (CSV)").wait_for()
+    wait_idle(page)
+    metrics = page.get_by_test_id("stMetric").all_inner_texts()
+    assert "Pairs\n\n1" in metrics and "Under two classes\n\n1" in metrics
+    expect(
+        page.get_by_text(re.compile(r"^(cat/000\.png|dog/copy\.jpg) \(\w+\) · "))
+    ).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the pairs (CSV)").click()
+    [row] = list(csv.DictReader(Path(download.value.path()).read_text().splitlines()))
+    assert {(row["file_a"], row["class_a"]), (row["file_b"], row["class_b"])} == {
+        ("cat/000.png", "cat"),
+        ("dog/copy.jpg", "dog"),
+    }
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "dataset-near-duplicates")
