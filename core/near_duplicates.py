@@ -34,7 +34,8 @@ import numpy as np
 from core.evaluate import _keep, _read_arrays, _read_kept
 
 SIMILAR = 0.93  # this alike: the same picture (docs/BENCHMARKS.md, session 30)
-BLOCK = 1024  # images compared with all others at once: BLOCK x N similarities in memory
+BLOCK = 1024  # images compared with all others at once, at most
+BLOCK_FLOATS = 2**26  # and at most this many similarities at once (256 MB)
 
 
 def fingerprints(images: np.ndarray) -> np.ndarray:
@@ -90,15 +91,16 @@ def most_similar(
     similarity = np.full(len(queries), -np.inf, np.float32)
     if len(pool) - same <= 0:
         return index, similarity
-    for start in range(0, len(queries), BLOCK):
-        block = queries[start : start + BLOCK] @ pool.T
+    rows_at_once = max(1, min(BLOCK, BLOCK_FLOATS // len(pool)))
+    for start in range(0, len(queries), rows_at_once):
+        block = queries[start : start + rows_at_once] @ pool.T
         if same:
             rows = np.arange(len(block))
             block[rows, start + rows] = -np.inf
-        index[start : start + BLOCK] = block.argmax(axis=1)
-        similarity[start : start + BLOCK] = block.max(axis=1)
+        index[start : start + rows_at_once] = block.argmax(axis=1)
+        similarity[start : start + rows_at_once] = block.max(axis=1)
         if progress:
-            progress(min(start + BLOCK, len(queries)), len(queries))
+            progress(min(start + rows_at_once, len(queries)), len(queries))
     return index, similarity
 
 

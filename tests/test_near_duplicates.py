@@ -117,18 +117,22 @@ def test_the_pairs_as_csv_name_each_images_file_and_class():
     )
 
 
-def test_most_similar_matches_a_brute_force_search():
+@pytest.mark.parametrize(
+    "block, floats",
+    [(7, 2**26), (1024, 150), (1024, 10)],  # rows at once: 7, 3 (150 // 50), 1 (at least one)
+)
+def test_most_similar_matches_a_brute_force_search(monkeypatch, block, floats):
+    monkeypatch.setattr(nd, "BLOCK", block)
+    monkeypatch.setattr(nd, "BLOCK_FLOATS", floats)
     prints = nd.fingerprints(smooth_images(50, seed=5))
-    queries, pool = prints[: 2500 // 50], prints
-    whole = queries @ pool.T
+    whole = prints @ prints.T
     np.fill_diagonal(whole, -np.inf)
-    old, nd.BLOCK = nd.BLOCK, 7  # several blocks, the last one short
-    try:
-        index, similar = nd.most_similar(queries, pool, same=True)
-    finally:
-        nd.BLOCK = old
+    index, similar = nd.most_similar(prints, prints, same=True)
     np.testing.assert_array_equal(index, whole.argmax(axis=1))
     np.testing.assert_allclose(similar, whole.max(axis=1), rtol=1e-6)
+    others = nd.fingerprints(smooth_images(20, seed=6))
+    index, similar = nd.most_similar(others, prints)
+    np.testing.assert_array_equal(index, (others @ prints.T).argmax(axis=1))
 
 
 def test_kept_on_disk_and_read_back_without_comparing(tmp_path, monkeypatch):

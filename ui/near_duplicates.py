@@ -37,7 +37,8 @@ def _found_or_button(ds, key: str) -> dict | None:
         total = sum(len(y) for _, y in ds.splits.values())
         st.caption(
             f"Compares every image with every other ({total:,} images; about 20 s for "
-            "CIFAR-10's 50,000 on 2 cores), once: kept until the images change."
+            "CIFAR-10's 50,000 on 2 cores, four times that for twice as many), once: kept "
+            "until the images change."
         )
         return None
     doing = "Comparing every image with every other"
