@@ -43,13 +43,15 @@ def fingerprints(images: np.ndarray) -> np.ndarray:
     less their 4x4 means), each centred and of length 1, side by side, over sqrt(2).
 
     Args:
-        images: uint8 `(N, S, S, 3)`, S at least 16.
+        images: uint8 `(N, S, S, 3)`; below 16 pixels, enlarged to 16 or more first.
 
     Returns:
         float32 `(N, 448)`. A part with no pattern (an image of one colour, or without
         details) is zeros: it makes the image like no other.
     """
     images = np.asarray(images)
+    if (factor := -(-16 // images.shape[1])) > 1:
+        images = images.repeat(factor, axis=1).repeat(factor, axis=2)
     layout = _grid_means(images, 8).reshape(len(images), -1)
     grey = _grid_means(images, 16).mean(axis=-1).reshape(len(images), 4, 4, 4, 4)
     details = (grey - grey.mean(axis=(2, 4), keepdims=True)).reshape(len(images), -1)

@@ -56,6 +56,15 @@ def test_a_small_object_on_the_same_sky_is_another_picture():
     assert similarity(plane, bird) < nd.SIMILAR
 
 
+def test_small_images_are_enlarged_before_their_grid():
+    images = smooth_images(3, seed=7)
+    small = images[:, ::4, ::4]  # 8x8
+    np.testing.assert_allclose(
+        nd.fingerprints(small), nd.fingerprints(small.repeat(2, axis=1).repeat(2, axis=2))
+    )
+    assert np.isfinite(nd.fingerprints(images[:, ::3, ::3])).all()  # 11x11
+
+
 def test_an_image_of_one_colour_is_near_nothing():
     flat = np.full((2, 32, 32, 3), 120, np.uint8)
     np.testing.assert_array_equal(nd.fingerprints(flat), 0)
