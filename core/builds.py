@@ -25,7 +25,8 @@ from core.data import absolute_spec
 from core.fileio import atomic_write_json, read_json
 
 LOG_FILE, JOB_FILE, LOCK_FILE = "int8.log", "int8.job.json", ".int8.lock"
-STAGING = ".int8.*"  # `core.quantize` builds in such a folder beside the model
+# `core.quantize` builds in such a folder beside the model: ".int8.<pid>-<start>.<random>"
+STAGING = ".int8.*"
 # TensorFlow's start-up notes (absl/glog format) and the ONNX quantiser's advice: not steps.
 _CHATTER = re.compile(
     r"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl|WARNING:root:)"
@@ -54,7 +55,7 @@ def launch(model_path, data: str) -> dict:
         with jobs.launch_lock(folder, LOCK_FILE):
             current = status(model_path)
             if current is None or current["state"] != "building":
-                _remove_staging(folder)
+                remove_dead_staging(folder)
                 args = [str(model_path.resolve()), "--data", absolute_spec(str(data))]
                 jobs.spawn(folder, args, "core.quantize", LOG_FILE, JOB_FILE)
     except OSError as err:  # a read-only folder, a full disk
@@ -126,7 +127,7 @@ def stop(model_path) -> None:
     job = read_json(folder / JOB_FILE) or {}
     if jobs.end_process(job):
         atomic_write_json(folder / JOB_FILE, job | {"stopped": True})
-        _remove_staging(folder)
+        remove_dead_staging(folder)
 
 
 def _recorded_since(model_path: Path, launched: float) -> bool:
@@ -138,8 +139,13 @@ def _recorded_since(model_path: Path, launched: float) -> bool:
         return False
 
 
-def _remove_staging(folder: Path) -> None:
-    # A child ended by a signal leaves its temporary folder behind.
-    for path in folder.glob(STAGING):
-        if path.is_dir():
+def remove_dead_staging(folder) -> None:
+    """Removes the staging folders beside a model whose build's process has ended: a
+    build killed by a signal (SIGKILL, out of memory) leaves its folder behind. A folder
+    named without its process (by an older version) is removed as dead."""
+    from core.runs import process_alive
+
+    for path in Path(folder).glob(STAGING):
+        pid, _, start = path.name.split(".")[2].partition("-")
+        if path.is_dir() and not (pid.isdigit() and process_alive(int(pid), start or None)):
             shutil.rmtree(path, ignore_errors=True)

@@ -504,9 +504,18 @@ def quantize(model_path: str | os.PathLike, dataset, log=print, model=None) -> d
 
 @contextmanager
 def _staging(folder: Path):
-    """A temporary folder beside the model (`core.builds.STAGING`), removed afterwards."""
+    """A temporary folder beside the model (`core.builds.STAGING`), removed afterwards,
+    named for this process; those of builds whose process died (a SIGKILL leaves its
+    folder) are removed first."""
+    from core.builds import remove_dead_staging
+    from core.runs import process_identity
+
+    remove_dead_staging(folder)
+    me = process_identity()
     try:
-        staging = tempfile.TemporaryDirectory(dir=folder, prefix=".int8.")
+        staging = tempfile.TemporaryDirectory(
+            dir=folder, prefix=f".int8.{me['pid']}-{me['pid_start'] or ''}."
+        )
     except OSError as err:  # a full disk, a read-only folder
         raise _unwritable(f"The int8 copy could not be written to {folder}", err) from err
     with staging as path:

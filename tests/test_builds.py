@@ -79,3 +79,32 @@ def test_a_build_killed_from_outside_is_failed_with_a_sentence(trained_run, imag
         "its process ended without finishing (stopped from outside, or out of memory); "
         f"see {trained_run / builds.LOG_FILE}."
     )
+
+
+def test_a_killed_command_line_builds_folder_goes_with_the_next_build(
+    trained_run, image_folder, tmp_path
+):
+    import shutil
+    import subprocess
+    import sys
+
+    from core.runs import process_identity
+    from tests.conftest import ROOT
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    args = [sys.executable, "-m", "core.quantize", str(run / "model.keras")]
+    child = subprocess.Popen([*args, "--data", str(image_folder)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not list(run.glob(".int8.*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.kill()  # SIGKILL: no handler runs, its staging folder stays
+    child.wait()
+    [dead] = run.glob(".int8.*")
+    me = process_identity()
+    live = run / f".int8.{me['pid']}-{me['pid_start']}.other-build"  # a build still running
+    live.mkdir()
+    with quantize._staging(run) as staging:
+        assert not dead.exists() and live.exists()
+        assert staging.name.startswith(f".int8.{me['pid']}-{me['pid_start']}.")
+    assert sorted(run.glob(".int8.*")) == [live]
