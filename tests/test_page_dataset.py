@@ -378,3 +378,34 @@ def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_pa
     shown = [img for img in page.image if img.captions and " · " in img.captions[0]]
     across = int(ends[0].split()[1] != ends[1].split()[1])
     assert len(shown) == across and metrics["val images with one in train"] == str(across)
+
+
+def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from core import near_duplicates as nd
+    from core.data import load_dataset
+    from tests.conftest import smooth_images
+
+    images = list(smooth_images(20, seed=8))
+    noise = np.random.default_rng(0)
+    for base in images[:4]:  # copies with noise: alike at about 0.99 (sd 5) and 0.9 (sd 20)
+        for sd in (5, 20):
+            images.append(np.clip(base + noise.normal(0, sd, base.shape), 0, 255).astype(np.uint8))
+    for i, image in enumerate(images):
+        folder = tmp_path / "images" / "ab"[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    page.button(key="dataset_near_run").click().run()
+    found = nd.near_duplicates(load_dataset(tmp_path / "images", val_fraction=0.1, seed=0))
+    counts = []
+    for threshold in (0.99, 0.8):
+        page.slider(key="dataset_near_threshold").set_value(threshold).run()
+        assert not page.exception
+        metrics = {m.label: m.value for m in page.metric}
+        counts.append(int(metrics["Pairs"]))
+        assert counts[-1] == len(nd.pairs(found, threshold))
+    assert counts[0] < counts[1]

@@ -54,19 +54,29 @@ def dataset_section(ds, factor: int) -> None:
     result = _found_or_button(ds, "dataset_near_run")
     if result is None:
         return
-    pairs = nd.pairs(result)
+    threshold = st.slider(
+        "Alike at least",
+        0.80,
+        0.99,
+        nd.SIMILAR,
+        0.01,
+        key="dataset_near_threshold",
+        help=f"1: the same picture. Looked at on CIFAR-10, pairs at {nd.SIMILAR:.2f} or more "
+        "were copies; at 0.90 to 0.93 about 4 in 5; lower, ever fewer (docs/BENCHMARKS.md).",
+    )
+    pairs = nd.pairs(result, threshold)
     labels = [pair.labels(ds) for pair in pairs]
     counts = {name: sum(map(test, pairs, labels)) for name, test in SHOW.items()}
     m = st.columns(2 + len(ds.splits) - 1)
     m[0].metric("Pairs", f"{counts['all pairs']:,}")
     m[1].metric("Under two classes", f"{counts['under two classes']:,}")
     for column, split in zip(m[2:], [s for s in ds.splits if s != "train"], strict=False):
-        shared = int(nd.in_split(result, split, "train").sum())
+        shared = int(nd.in_split(result, split, "train", threshold).sum())
         column.metric(f"{split} images with one in train", f"{shared:,}")
     st.caption(
         f"Two images are near-duplicates when their layout and details agree at "
-        f"{nd.SIMILAR:.2f} or more (1: the same picture; a change of brightness or contrast "
-        "does not count), each the other's closest. A validation image with one in train "
+        f"{threshold:.2f} or more (1: the same picture; a change of brightness or contrast "
+        "does not count) and one is the other's closest. A validation image with one in train "
         "measures memory, not generalisation; a pair under two classes has a wrong label."
     )
     show = st.radio("Show", list(SHOW), horizontal=True, key="dataset_near_show")
