@@ -62,7 +62,8 @@ def dataset_section(ds, factor: int) -> None:
         0.01,
         key="dataset_near_threshold",
         help=f"1: the same picture. Looked at on CIFAR-10, pairs at {nd.SIMILAR:.2f} or more "
-        "were copies; at 0.90 to 0.93 about 4 in 5; lower, ever fewer (docs/BENCHMARKS.md).",
+        "were copies; at 0.90 to 0.93 about 4 in 5, at 0.85 to 0.90 about 3 in 5 "
+        "(docs/BENCHMARKS.md).",
     )
     pairs = nd.pairs(result, threshold)
     labels = [pair.labels(ds) for pair in pairs]
