@@ -2,7 +2,7 @@
 or shifted by a pixel, which the folder check's comparison of file bytes does not see.
 
     found = near_duplicates(dataset)            # each image's most similar image in each split
-    pairs(found, dataset)                       # the pairs above SIMILAR, most similar first
+    pairs(found)                                # the pairs above SIMILAR, most similar first
     in_split(found, "val", "train")             # val images with a near-duplicate in train
 
 A validation image whose near-duplicate is in the training split measures memory rather
@@ -286,14 +286,17 @@ def main(argv=None) -> int:
             progress=_progress_bar("Decoding the folder"),
         )
         found = kept_near_duplicates(dataset, progress=_progress_bar("Comparing the images"))
-        if args.csv:
-            args.csv.write_text(pairs_csv(pairs(found, args.threshold), dataset))
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except OSError as err:
-        print(f"error: {args.csv} could not be written ({err.strerror or err}).", file=sys.stderr)
-        return 1
+    if args.csv:
+        try:
+            args.csv.write_text(pairs_csv(pairs(found, args.threshold), dataset))
+        except OSError as err:
+            print(
+                f"error: {args.csv} could not be written ({err.strerror or err}).", file=sys.stderr
+            )
+            return 1
     print(format_summary(found, dataset, args.threshold))
     return 0
 

@@ -194,3 +194,5 @@ def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
     }
     assert nd.main([str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert nd.main([str(tmp_path / "d"), "--csv", str(tmp_path / "no" / "such" / "dir.csv")]) == 1
+    assert "could not be written (No such file or directory)" in capsys.readouterr().err
