@@ -277,7 +277,9 @@ with tabs[2]:
         strange = least_typical(check)
 with tabs[3]:
     seen = near_duplicates.seen_in_training(dataset, split)
-    if seen is None:
+    if split == "train":
+        st.caption("Near-duplicates of training images are looked for in the other splits.")
+    elif seen is None:
         st.caption("The images with a near-duplicate in the training split, once found (above).")
     elif not seen:
         st.caption(f"No {split} image has a near-duplicate in the training split.")
