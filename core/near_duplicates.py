@@ -52,14 +52,24 @@ def fingerprints(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if (factor := -(-16 // images.shape[1])) > 1:
         images = images.repeat(factor, axis=1).repeat(factor, axis=2)
-    layout = _grid_means(images, 8).reshape(len(images), -1)
-    grey = _grid_means(images, 16).mean(axis=-1).reshape(len(images), 4, 4, 4, 4)
+    fine = _grid_means(images, 16)
+    if images.shape[1] % 16 == 0:  # the 8x8 grid's cells are 2x2 of the 16x16 grid's
+        layout = fine.reshape(len(images), 8, 2, 8, 2, 3).mean(axis=(2, 4))
+    else:
+        layout = _grid_means(images, 8)
+    layout = layout.reshape(len(images), -1)
+    grey = fine.mean(axis=-1).reshape(len(images), 4, 4, 4, 4)
     details = (grey - grey.mean(axis=(2, 4), keepdims=True)).reshape(len(images), -1)
     return np.concatenate([_unit(layout), _unit(details)], axis=1) / np.float32(np.sqrt(2))
 
 
 def _grid_means(images: np.ndarray, grid: int) -> np.ndarray:
     side = images.shape[1]
+    if side % grid == 0 and (k := side // grid) <= 16:
+        # Whole cells of k x k pixels: sums of strided slices in uint16 (k * k * 255 fits),
+        # 3.6x faster than reduceat on CIFAR-10's 45,000 images (0.69 against 2.5 s).
+        rows = sum(images[:, i::k].astype(np.uint16) for i in range(k))
+        return sum(rows[:, :, j::k] for j in range(k)).astype(np.float32) / np.float32(k * k)
     edges = np.arange(grid) * side // grid
     cells = np.diff(np.append(edges, side)).astype(np.float32)
     sums = np.add.reduceat(np.add.reduceat(images, edges, axis=1, dtype=np.float32), edges, 2)
@@ -83,27 +93,61 @@ def most_similar(
     Args:
         queries, pool: `fingerprints` `(N, D)` and `(M, D)`.
         same: `queries` is `pool`: an image is not its own match.
-        progress: called with `(done, total)` queries after each block.
+        progress: called with `(done, total)` after each block of products.
 
     Returns:
         `(index, similarity)`: int64 `(N,)` rows of `pool` and float32 `(N,)`
-        (-1 and -inf when `pool` has nothing to offer).
+        (-1 and -inf when `pool` has nothing to offer). Of equally similar rows, the first.
     """
-    index = np.full(len(queries), -1, np.int64)
-    similarity = np.full(len(queries), -np.inf, np.float32)
-    if len(pool) - same <= 0:
-        return index, similarity
-    rows_at_once = max(1, min(BLOCK, BLOCK_FLOATS // len(pool)))
-    for start in range(0, len(queries), rows_at_once):
-        block = queries[start : start + rows_at_once] @ pool.T
+    return both_ways(queries, pool, same, progress)[:2]
+
+
+def both_ways(
+    a: np.ndarray,
+    b: np.ndarray,
+    same: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`most_similar` of `a` in `b` and of `b` in `a`, from one pass over the products of
+    `a` and `b` (`same`, `a` is `b`: over the blocks on and above the diagonal only, half
+    the products; an image's best is then the better of its row's and its column's).
+
+    Returns:
+        `(a_index, a_similarity, b_index, b_similarity)`.
+    """
+    a_best = np.full(len(a), -1, np.int64), np.full(len(a), -np.inf, np.float32)
+    b_best = (
+        a_best if same else (np.full(len(b), -1, np.int64), np.full(len(b), -np.inf, np.float32))
+    )
+    if not len(a) or not len(b):
+        return *a_best, *b_best
+    rows_at_once = max(1, min(BLOCK, BLOCK_FLOATS // len(b)))
+    starts = range(0, len(a), rows_at_once)
+    work = sum(len(b) - (start if same else 0) for start in starts)
+    done = 0
+    for start in starts:
+        first = start if same else 0  # with `same`, earlier columns were earlier blocks' rows
+        block = a[start : start + rows_at_once] @ b[first:].T
         if same:
             rows = np.arange(len(block))
-            block[rows, start + rows] = -np.inf
-        index[start : start + rows_at_once] = block.argmax(axis=1)
-        similarity[start : start + rows_at_once] = block.max(axis=1)
+            block[rows, start - first + rows] = -np.inf
+        _keep_best(a_best, slice(start, start + len(block)), first + block.argmax(1), block.max(1))
+        _keep_best(b_best, slice(first, len(b)), start + block.argmax(0), block.max(0))
+        done += block.shape[1]
         if progress:
-            progress(min(start + rows_at_once, len(queries)), len(queries))
-    return index, similarity
+            progress(done, work)
+    return *a_best, *b_best
+
+
+def _keep_best(best, at: slice, index: np.ndarray, similarity: np.ndarray) -> None:
+    """Where `similarity` beats what `best` holds (or ties it with a lower index), it and
+    `index` replace it."""
+    old_index, old_similarity = best[0][at], best[1][at]
+    better = (similarity > old_similarity) | (
+        (similarity == old_similarity) & (index < old_index) & (index >= 0)
+    )
+    best[0][at] = np.where(better, index, old_index)
+    best[1][at] = np.where(better, similarity, old_similarity)
 
 
 def near_duplicates(dataset, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -111,26 +155,32 @@ def near_duplicates(dataset, progress: Callable[[int, int], None] | None = None)
 
     Args:
         dataset: its splits are compared with each other and with themselves.
-        progress: called with `(done, total)` images compared with all others.
+        progress: called with `(done, total)` images' worth of comparisons.
 
     Returns:
         For splits `a` and `b`: `"a>b:index"` (int64, one per image of `a`: the most
         similar image of `b`, never itself) and `"a>b:similarity"` (float32).
     """
     prints = {name: fingerprints(x) for name, (x, _) in dataset.splits.items()}
+    names = list(prints)
     images = sum(len(p) for p in prints.values())
-    found, done = {}, 0  # done: images compared with one split; each is compared with all
-    for a, queries in prints.items():
-        for b, pool in prints.items():
+    pairs_of_splits = [(a, b) for i, a in enumerate(names) for b in names[i:]]
+    work = {
+        (a, b): len(prints[a]) * len(prints[b]) / (2 if a == b else 1) for a, b in pairs_of_splits
+    }
+    found, done = {}, 0.0
+    for a, b in pairs_of_splits:
 
-            def step(n, _total, base=done):
-                if progress:
-                    progress((base + n) // len(prints), images)
+        def step(n, total, base=done, share=work[a, b]):
+            if progress:
+                progress(round(images * (base + share * n / total) / sum(work.values())), images)
 
-            found[f"{a}>{b}:index"], found[f"{a}>{b}:similarity"] = most_similar(
-                queries, pool, same=a == b, progress=step
-            )
-            done += len(queries)
+        a_index, a_similar, b_index, b_similar = both_ways(prints[a], prints[b], a == b, step)
+        found[f"{a}>{b}:index"], found[f"{a}>{b}:similarity"] = a_index, a_similar
+        found[f"{b}>{a}:index"], found[f"{b}>{a}:similarity"] = b_index, b_similar
+        done += work[a, b]
+    if progress:
+        progress(images, images)
     return found
 
 
@@ -192,7 +242,7 @@ def pairs_csv(pairs: list[Pair], dataset) -> str:
 
 def kept_near_duplicates(dataset, cache_dir=None, progress=None) -> dict:
     """`near_duplicates`, kept on disk under a hash of the images' bytes (CIFAR-10's 50,000
-    images: 20 s here to compare, 1 MB kept), as the Evaluate page keeps predictions.
+    images: 12 s here to compare, 1 MB kept), as the Evaluate page keeps predictions.
 
     Args:
         dataset, progress: as for `near_duplicates` (`progress` is not called when the

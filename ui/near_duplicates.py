@@ -36,7 +36,7 @@ def _found_or_button(ds, key: str) -> dict | None:
     if not st.button("Find near-duplicates", key=key):
         total = sum(len(y) for _, y in ds.splits.values())
         st.caption(
-            f"Compares every image with every other ({total:,} images; about 20 s for "
+            f"Compares every image with every other ({total:,} images; about 12 s for "
             "CIFAR-10's 50,000 on 2 cores, four times that for twice as many), once: kept "
             "until the images change."
         )
