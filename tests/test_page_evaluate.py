@@ -704,12 +704,22 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     import streamlit as st
 
     from core import adversarial
+    from core import evaluate as core_evaluate
     from core.classify import predict_pixels
     from tests.conftest import plotly_values
     from ui.adversarial import robustness_summary
 
+    looked = []
+    real_if_kept = core_evaluate.robustness_if_kept
+    monkeypatch.setattr(
+        core_evaluate,
+        "robustness_if_kept",
+        lambda *a, **k: looked.append(1) or real_if_kept(*a, **k),
+    )
     app.switch_page("pages/evaluate.py").run()
+    app.toggle(key="evaluate_norm").set_value(True).run()  # a rerun before the click
     assert not app.exception
+    assert len(looked) == 1  # the disk is looked at once a session, not on every rerun
     assert not [c for c in app.get("plotly_chart") if "evaluate_robust" in c.proto.id]
     app.button(key="evaluate_robust_run").click().run()
     assert not app.exception

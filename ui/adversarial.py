@@ -27,6 +27,7 @@ HOW = (
 )
 ROBUSTNESS_IMAGES = (200, 500, 1000)
 EXAMPLES = 6  # fooled images shown under the robustness curve
+KEPT = "once; kept until the model or the images change"  # the progress bars' note
 
 
 @st.cache_data(max_entries=64, show_spinner="Looking for the smallest change that fools it…")
@@ -169,21 +170,21 @@ def robustness_section(entry: dict, model, x_split, y_split, names: list[str], w
     version = registry.model_version(entry["path"])
     key = ("robustness", *what, len(rows), entry["path"], version)
     memory = st.session_state.setdefault("_evaluate_robustness", {})
-    found = memory.get(key)
+    found = state.kept_or_button(
+        memory,
+        key,
+        lambda: evaluate.robustness_if_kept(entry["path"], x, y),
+        lambda bar: evaluate.kept_robustness(model, entry["path"], x, y, progress=bar),
+        ("Measure robustness", "evaluate_robust_run"),
+        f"Attacking {len(rows):,} images",
+        KEPT,
+    )
     if found is None:
-        found = evaluate.robustness_if_kept(entry["path"], x, y)
-    if found is None:
-        if not st.button("Measure robustness", key="evaluate_robust_run"):
-            st.caption(
-                f"Attacks each of {len(rows):,} images (about 0.1 s an image for the shipped "
-                "model on 2 cores); kept until the model or the images change."
-            )
-            return
-        doing = f"Attacking {len(rows):,} images"
-        with state.progress_bar(doing, "once; kept until the model or the images change") as bar:
-            memory[key] = evaluate.kept_robustness(model, entry["path"], x, y, progress=bar)
-        st.rerun()  # drawn without the button that started it
-    memory[key] = found
+        st.caption(
+            f"Attacks each of {len(rows):,} images (about 0.1 s an image for the shipped "
+            "model on 2 cores); kept until the model or the images change."
+        )
+        return
     other, theirs = _other_robustness(entry, model, x, y, names, memory, key)
     labels = (_short(entry), _short(other)) if theirs is not None else ()
     st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
@@ -272,20 +273,21 @@ def _other_robustness(entry, model, x, y, names, memory: dict, key: tuple):
     )
     if other is None:
         return None, None
-    version = registry.model_version(other["path"])
-    their_key = (*key[:-2], other["path"], version)
-    found = memory.get(their_key)
-    if found is None:
-        found = evaluate.robustness_if_kept(other["path"], x, y)
-    if found is None:
-        if not st.button("Measure its robustness too", key="evaluate_robust_other_run"):
-            return None, None
-        loaded = state.model_of(other)
+    their_key = (*key[:-2], other["path"], registry.model_version(other["path"]))
+
+    def attack(bar):
+        loaded = state.model_of(other)  # None: it could not be loaded, and it said why
         if loaded is None:
-            return None, None
-        doing = f"Attacking {len(y):,} images with {_short(other)}"
-        with state.progress_bar(doing, "once; kept until the model or the images change") as bar:
-            memory[their_key] = evaluate.kept_robustness(loaded, other["path"], x, y, progress=bar)
-        st.rerun()
-    memory[their_key] = found
-    return other, found
+            return None
+        return evaluate.kept_robustness(loaded, other["path"], x, y, progress=bar)
+
+    found = state.kept_or_button(
+        memory,
+        their_key,
+        lambda: evaluate.robustness_if_kept(other["path"], x, y),
+        attack,
+        ("Measure its robustness too", "evaluate_robust_other_run"),
+        f"Attacking {len(y):,} images with {_short(other)}",
+        KEPT,
+    )
+    return (other, found) if found is not None else (None, None)

@@ -18,11 +18,22 @@ SHOW = {
 }
 
 
+def _memory() -> dict:
+    return st.session_state.setdefault("_near_duplicates", {})
+
+
+def _key(ds) -> tuple:
+    return (
+        state.dataset_spec(),
+        ds.image_size,
+        tuple((k, len(v[1])) for k, v in ds.splits.items()),
+    )
+
+
 def found(ds) -> dict | None:
     """The dataset's near-duplicates when this session or the disk has them (looked for
     on disk once a session: it hashes every image); nothing is compared here."""
-    memory = st.session_state.setdefault("_near_duplicates", {})
-    key = (state.dataset_spec(), ds.image_size, tuple((k, len(v[1])) for k, v in ds.splits.items()))
+    memory, key = _memory(), _key(ds)
     if key not in memory:
         memory[key] = nd.near_duplicates_if_kept(ds)
     return memory[key]
@@ -30,22 +41,23 @@ def found(ds) -> dict | None:
 
 def _found_or_button(ds, key: str) -> dict | None:
     """`found`, or a button that compares the images under a progress bar (and None)."""
-    result = found(ds)
-    if result is not None:
-        return result
-    if not st.button("Find near-duplicates", key=key):
+    result = state.kept_or_button(
+        _memory(),
+        _key(ds),
+        lambda: nd.near_duplicates_if_kept(ds),
+        lambda bar: nd.kept_near_duplicates(ds, progress=bar),
+        ("Find near-duplicates", key),
+        "Comparing every image with every other",
+        "once; kept until the images change",
+    )
+    if result is None:
         total = sum(len(y) for _, y in ds.splits.values())
         st.caption(
             f"Compares every image with every other ({total:,} images; about 12 s for "
             "CIFAR-10's 50,000 on 2 cores, four times that for twice as many), once: kept "
             "until the images change."
         )
-        return None
-    doing = "Comparing every image with every other"
-    with state.progress_bar(doing, "once; kept until the images change") as bar:
-        nd.kept_near_duplicates(ds, progress=bar)
-    st.session_state["_near_duplicates"].clear()
-    st.rerun()
+    return result
 
 
 def dataset_section(ds, factor: int) -> None:

@@ -382,6 +382,31 @@ def novelty_with_progress(entry: dict, check, images, what: tuple) -> None:
     )
 
 
+def kept_or_button(
+    memory: dict, key: tuple, kept, work, button: tuple[str, str], doing: str, note: str
+):
+    """Slow work a page starts on a button and keeps: `memory[key]` (the session's), else
+    what the disk keeps (`kept()`, looked for once a session per `key`), else the button
+    (`button`: label, widget key), whose click runs `work(progress)` under a progress bar,
+    keeps its result (unless None) and reruns the page without the button.
+
+    Returns:
+        The result, or None while there is none (the button is drawn).
+    """
+    if key not in memory:
+        memory[key] = kept()
+    if memory[key] is not None:
+        return memory[key]
+    if not st.button(button[0], key=button[1]):
+        return None
+    with progress_bar(doing, note) as progress:
+        result = work(progress)
+    if result is None:
+        return None
+    memory[key] = result
+    st.rerun()
+
+
 def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
     """Calls `work(progress)` under a progress bar unless `kept()`; asks once per `key`."""
     seen = _kept_on_disk()
