@@ -53,6 +53,8 @@ class Dataset:
         skipped: `(path, reason)` for every file that could not be read.
         files: for an image folder, each split's image files as paths relative to the
             folder (str arrays, one per image of `splits`); empty for CIFAR-10 sources.
+        left_out: training images left out as near-duplicates of held-out images
+            (`core.near_duplicates.without_copies`).
     """
 
     class_names: list[str]
@@ -60,6 +62,7 @@ class Dataset:
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, np.ndarray] = field(default_factory=dict)
+    left_out: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -76,14 +79,15 @@ class Dataset:
         return self.splits[name]
 
     def summary(self) -> dict:
-        """Returns a JSON-ready description: source, classes, split sizes, skipped count."""
+        """Returns a JSON-ready description: source, classes, split sizes, skipped count
+        (and the training images left out, when some were)."""
         return {
             "source": self.source,
             "class_names": self.class_names,
             "image_size": self.image_size,
             "split_sizes": {k: int(len(v[1])) for k, v in self.splits.items()},
             "skipped_files": len(self.skipped),
-        }
+        } | ({"near_duplicates_left_out": self.left_out} if self.left_out else {})
 
 
 def absolute_spec(spec: str) -> str:

@@ -4,6 +4,7 @@ or shifted by a pixel, which the folder check's comparison of file bytes does no
     found = near_duplicates(dataset)            # each image's most similar image in each split
     pairs(found)                                # the pairs above SIMILAR, most similar first
     in_split(found, "val", "train")             # val images with a near-duplicate in train
+    without_copies(dataset)                     # train less the copies of val and test images
 
 A validation image whose near-duplicate is in the training split measures memory rather
 than generalisation (Barz and Denzler 2020, "Do we train on test data?", found one for
@@ -25,7 +26,7 @@ import hashlib
 import io
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,38 @@ def in_split(found: dict, split: str, other: str, threshold: float = SIMILAR) ->
     return found[f"{split}>{other}:similarity"] >= threshold
 
 
+def without_copies(dataset, cache_dir=None, progress=None):
+    """`dataset` less its training images that are near-duplicates of an image of another
+    split, so that validation and test accuracy measure pictures the model never saw; the
+    other splits are unchanged, so runs with and without compare on the same images.
+
+    Args:
+        dataset: a `core.data.Dataset`.
+        cache_dir, progress: as for `kept_near_duplicates` (found once, then read).
+
+    Returns:
+        A `core.data.Dataset` whose `left_out` counts the training images it lacks.
+    """
+    if "train" not in dataset.splits:
+        return dataset
+    found = kept_near_duplicates(dataset, cache_dir, progress)
+    copies = np.zeros(len(dataset.splits["train"][1]), bool)
+    for split in dataset.splits:
+        if split != "train":
+            copies |= in_split(found, "train", split)
+    keep = ~copies
+    x, y = dataset.splits["train"]
+    files = dict(dataset.files)
+    if "train" in files:
+        files["train"] = files["train"][keep]
+    return replace(
+        dataset,
+        splits=dataset.splits | {"train": (x[keep], y[keep])},
+        files=files,
+        left_out=dataset.left_out + int(copies.sum()),
+    )
+
+
 @dataclass
 class Pair:
     """Two images that are the same picture: `(split, index)` each, and how alike."""
@@ -333,9 +366,9 @@ def main(argv=None) -> int:
             image_size=args.image_size,
             val_fraction=args.val_fraction,
             seed=args.seed,
-            progress=_progress_bar("Decoding the folder"),
+            progress=progress_bar("Decoding the folder"),
         )
-        found = kept_near_duplicates(dataset, progress=_progress_bar("Comparing the images"))
+        found = kept_near_duplicates(dataset, progress=progress_bar("Comparing the images"))
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -351,9 +384,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _progress_bar(doing: str) -> Callable[[int, int], None]:
+def progress_bar(doing: str, verbose: int = 1) -> Callable[[int, int], None]:
     """A Keras progress bar of images under a line saying what is done, made at the first
-    report (the total comes with it; work that is kept on disk draws none)."""
+    report (the total comes with it; work that is kept on disk draws none). `verbose` 2:
+    the line and the total only, for output to a file."""
     bars = []
 
     def progress(done: int, total: int) -> None:
@@ -361,7 +395,7 @@ def _progress_bar(doing: str) -> Callable[[int, int], None]:
 
         if not bars:
             print(doing, file=sys.stderr)
-            bars.append(keras.utils.Progbar(total, unit_name="image"))
+            bars.append(keras.utils.Progbar(total, verbose=verbose, unit_name="image"))
         bars[0].update(done)
 
     return progress

@@ -620,9 +620,9 @@ def _write_check(int8: Int8Model, target: Path, train, val, log) -> dict | None:
 def main(argv=None) -> int:
     import argparse
 
-    from core.data import load_dataset
     from core.export import resolve_source
     from core.fileio import read_json
+    from core.registry import split_as_trained
 
     parser = argparse.ArgumentParser(
         prog="python -m core.quantize",
@@ -634,14 +634,9 @@ def main(argv=None) -> int:
     try:
         model_path = resolve_source(args.model)
         card = read_json(model_path.with_name("model_card.json"), {}) or {}
-        config = card.get("train_config", {})
+        card = {"input_size": 32, "train_config": {}} | card
         print(f"Loading {args.data} for the int8 copy of {model_path}", flush=True)
-        dataset = load_dataset(
-            args.data,
-            image_size=int(card.get("input_size", 32)),
-            val_fraction=float(config.get("val_fraction", 0.1)),
-            seed=int(config.get("seed", 0)),
-        )
+        dataset = split_as_trained(card, args.data)
         quantize(model_path, dataset)
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -98,6 +98,8 @@ def provenance(card: dict) -> str:
     source = (card.get("data") or {}).get("source", "unknown data")
     classes = card.get("class_names") or []
     bits = [f"trained on {source}" + (f" ({', '.join(classes)})" if classes else "")]
+    if left_out := (card.get("data") or {}).get("near_duplicates_left_out"):
+        bits[0] += f", less {left_out:,} near-duplicate{'s' * (left_out != 1)} of held-out images"
     if (seconds := card.get("train_seconds")) is not None:
         machine = f" on {card['machine']}" if card.get("machine") else ""
         bits.append(f"in {_duration(seconds)}{machine}")
@@ -307,16 +309,14 @@ def _card_of(model_path: str | os.PathLike) -> dict:
 
 
 def split_as_trained(card: dict, data: str):
-    """`data` at the image size and split (fraction, seed) of the run a model card describes."""
-    from core.data import load_dataset
+    """`data` at the image size and split (fraction, seed) of the run a model card describes,
+    less the training images the run left out (`TrainConfig.drop_near_duplicates`)."""
+    from dataclasses import replace
 
-    config = card["train_config"]
-    return load_dataset(
-        data,
-        image_size=card["input_size"],
-        val_fraction=config["val_fraction"],
-        seed=config["seed"],
-    )
+    from core.train import TrainConfig, training_data
+
+    config = TrainConfig.from_dict(card["train_config"])
+    return training_data(replace(config, data=data, image_size=card["input_size"]))
 
 
 def compact_weights(path: str | os.PathLike) -> int:

@@ -198,3 +198,32 @@ def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert nd.main([str(tmp_path / "d"), "--csv", str(tmp_path / "no" / "such" / "dir.csv")]) == 1
     assert "could not be written (No such file or directory)" in capsys.readouterr().err
+
+
+def test_without_copies_leaves_out_the_training_copies_of_held_out_images_only():
+    data, _ = planted()
+    x_test = smooth_images(4, seed=9)
+    x_test[2] = jpeg(data.splits["train"][0][11])  # a test image whose copy is train 11
+    data.splits["test"] = (x_test, np.arange(4) % 3)
+    data.files = {
+        s: np.array([f"{s}/{i}.png" for i in range(len(y))]) for s, (_, y) in data.splits.items()
+    }
+    kept = nd.without_copies(data)
+    # Train 4 (val 1's original) and train 11 (test 2's) go; train 2 and 7 copy each other
+    # within train and stay; val and test are as they were.
+    expected = [i for i in range(20) if i not in (4, 11)]
+    np.testing.assert_array_equal(kept.splits["train"][0], data.splits["train"][0][expected])
+    np.testing.assert_array_equal(kept.splits["train"][1], data.splits["train"][1][expected])
+    assert kept.files["train"].tolist() == [f"train/{i}.png" for i in expected]
+    for split in ("val", "test"):
+        assert kept.splits[split][0] is data.splits[split][0]
+        assert kept.files[split] is data.files[split]
+    assert kept.left_out == 2 and data.left_out == 0
+    assert kept.summary()["near_duplicates_left_out"] == 2
+    assert "near_duplicates_left_out" not in data.summary()
+    again = nd.near_duplicates(kept)
+    assert not nd.in_split(again, "val", "train").any()
+    assert not nd.in_split(again, "test", "train").any()
+    # Nothing held out: nothing to leave out.
+    train_only = Dataset(["a", "b", "c"], "generated", {"train": data.splits["train"]})
+    assert nd.without_copies(train_only).splits["train"][0].shape == (20, 32, 32, 3)

@@ -130,6 +130,8 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     app.checkbox(key="train_lookahead").check()
     assert app.number_input(key="train_adversarial_eps").value == 0.0  # off by default
     app.number_input(key="train_adversarial_eps").set_value(2.0)
+    assert app.checkbox(key="train_drop_near").value is False  # every image, by default
+    app.checkbox(key="train_drop_near").check()
     app.button(key="train_start").click().run()
     new = [p for p in _run_dirs() if p != trained_run]
     assert len(new) == 1 and app.success[0].value.startswith(f"Started {new[0].name}.")
@@ -140,6 +142,7 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert config["epochs"] == 1 and config["data"] == str(image_folder)
     assert config["augment"] == AugmentConfig(flip=True, cutout=8).to_dict()
     assert config["lookahead"] is True and config["adversarial_eps"] == 2.0
+    assert config["drop_near_duplicates"] is True
     # The child loaded the 40-pixel images at the chosen 64 pixels; the card says so.
     card = read_json(new[0] / "model_card.json")
     assert config["image_size"] == card["input_size"] == card["data"]["image_size"] == 64

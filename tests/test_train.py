@@ -1,4 +1,5 @@
 import errno
+import io
 import itertools
 import json
 import os
@@ -726,3 +727,46 @@ def test_adversarial_training_learns_from_batches_moved_against_the_model(
     assert not moved  # off by default
     with pytest.raises(RunError, match="between 0 and 32 levels"):
         _config(adversarial_eps=40).validate()
+
+
+def test_a_run_can_leave_out_training_copies_of_held_out_images(tmp_path, capsys):
+    from PIL import Image
+
+    from core import registry
+    from core.data import load_dataset
+    from tests.conftest import write_image_folder
+
+    folder = tmp_path / "d"
+    write_image_folder(folder, per_class=10, size=32)
+    ds = load_dataset(folder, val_fraction=0.1, seed=0)
+    # A training file becomes a recompressed copy of a validation image of its class: the
+    # folder lists the same files, so the split is the same.
+    val_file = ds.files["val"][0]
+    label = ds.splits["val"][1][0]
+    train_file = ds.files["train"][np.flatnonzero(ds.splits["train"][1] == label)[0]]
+    Image.open(folder / val_file).convert("RGB").save(buf := io.BytesIO(), "JPEG", quality=95)
+    Image.open(buf).save(folder / train_file, "PNG")
+    argv = ["--data", str(folder), "--epochs", "1", "--batch-size", "8", "--quiet"]
+
+    assert train_mod.main([*argv, "--drop-near-duplicates"]) == 0
+    out, err = capsys.readouterr()
+    run_dir = Path(out.strip().splitlines()[-1])
+    assert "Left out 1 training image(s): near-duplicates of validation or test images." in err
+    assert json.loads((run_dir / "config.json").read_text())["drop_near_duplicates"] is True
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["data"]["split_sizes"] == {"train": 26, "val": 3}
+    assert card["data"]["near_duplicates_left_out"] == 1
+    assert card["command"].endswith("--drop-near-duplicates")
+    assert "less 1 near-duplicate of held-out images" in registry.provenance(card)
+    # What the int8 copy and the shipping step load is what the run trained on.
+    again = registry.split_as_trained(card, str(folder))
+    assert str(train_file) not in again.files["train"].tolist()
+    assert again.summary()["split_sizes"] == card["data"]["split_sizes"]
+
+    assert train_mod.main(argv) == 0  # by default every training image stays
+    card = json.loads(
+        (Path(capsys.readouterr().out.strip().splitlines()[-1]) / "model_card.json").read_text()
+    )
+    assert card["data"]["split_sizes"] == {"train": 27, "val": 3}
+    assert "near_duplicates_left_out" not in card["data"]
+    assert "--drop-near-duplicates" not in card["command"]

@@ -197,6 +197,15 @@ def training_options() -> dict:
             "Early stopping patience", 0, 100, 0, key="train_patience", help="epochs; 0 = off"
         ),
         name=c[5].text_input("Run name", key="train_name", placeholder="optional"),
+        drop_near_duplicates=st.checkbox(
+            "Leave out training images that copy a validation or test image",
+            key="train_drop_near",
+            help="Near-duplicates (the Dataset page finds them): a held-out image whose copy "
+            "the model learnt from measures its memory, not how it does on new pictures. "
+            "Left out, validation and test accuracy measure unseen pictures only; those "
+            "splits stay as they are, so runs with and without compare on the same images. "
+            "Found once for the data (about 12 s for CIFAR-10's 50,000), then kept.",
+        ),
     )
     return o
 
