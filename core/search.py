@@ -52,6 +52,7 @@ class SearchConfig:
     batch_size: int = 0  # 0: the preset recipe's batch size
     val_fraction: float = 0.1  # trials are compared on this held-out share
     seed: int = 0  # fixes the split, every trial's initialisation and the tuner
+    drop_near_duplicates: bool = False  # as for `core.train.TrainConfig`, for every trial
     name: str = ""  # the search id; a time stamp when empty
 
     def validate(self) -> None:
@@ -95,6 +96,7 @@ def base_config(search: SearchConfig):
         epochs=search.epochs,
         seed=search.seed,
         val_fraction=search.val_fraction,
+        drop_near_duplicates=search.drop_near_duplicates,
         augment=augment,
         image_size=search.image_size or config.image_size,
         batch_size=search.batch_size or config.batch_size,
@@ -318,14 +320,9 @@ def run_search(search_dir, dataset=None, verbose: int = 0) -> dict:
     try:
         base = base_config(search)
         if dataset is None:
-            from core.data import load_dataset
+            from core.train import training_data
 
-            dataset = load_dataset(
-                search.data,
-                image_size=base.image_size,
-                val_fraction=search.val_fraction,
-                seed=search.seed,
-            )
+            dataset = training_data(base)
         tuner, stopped = make_tuner(search, base, dataset, search_dir, ident)
         try:
             tuner.search(verbose=verbose)
@@ -397,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=0, help="0: the preset's recipe")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--drop-near-duplicates",
+        action=argparse.BooleanOptionalAction,
+        default=d.drop_near_duplicates,
+        help="leave out the training images that copy a validation or test image, as "
+        "python -m core.train does",
+    )
     p.add_argument("--name", default="", help="the search id (default: a time stamp)")
     p.add_argument(
         "--runs-dir",

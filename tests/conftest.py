@@ -85,6 +85,25 @@ def write_image_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), 
     return x, y
 
 
+def plant_a_copy_of_a_val_image(folder: Path) -> str:
+    """Rewrites a training file of `folder` (as split 90/10 with seed 0) as a recompressed
+    copy of a validation image of its class, and returns that file. The folder lists the
+    same files afterwards, so it splits the same."""
+    import io
+
+    from PIL import Image
+
+    from core.data import load_dataset
+
+    ds = load_dataset(folder, val_fraction=0.1, seed=0)
+    label = ds.splits["val"][1][0]
+    train_file = ds.files["train"][np.flatnonzero(ds.splits["train"][1] == label)[0]]
+    buf = io.BytesIO()
+    Image.open(folder / ds.files["val"][0]).convert("RGB").save(buf, "JPEG", quality=95)
+    Image.open(buf).save(folder / train_file, "PNG")
+    return str(train_file)
+
+
 def plotly_values(values) -> list:
     """A trace's array as a plain list: plotly may send it as a base64 typed array."""
     if isinstance(values, dict) and "bdata" in values:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, write_image_folder
+from conftest import ROOT, plant_a_copy_of_a_val_image, write_image_folder
 
 from core import runs, search
 from core.augment import AugmentConfig
@@ -24,8 +24,15 @@ def hundred_images(tmp_path):
 
 
 def test_two_trials_are_two_completed_runs_and_the_best_is_reported(hundred_images):
+    plant_a_copy_of_a_val_image(hundred_images)
     config = SearchConfig(
-        data=str(hundred_images), preset="seed", trials=2, epochs=1, batch_size=16, name="t"
+        data=str(hundred_images),
+        preset="seed",
+        trials=2,
+        epochs=1,
+        batch_size=16,
+        name="t",
+        drop_near_duplicates=True,
     )
     search_dir = search.start_search(config)
     assert search_dir == runs.default_runs_dir() / ".search-t"
@@ -41,6 +48,9 @@ def test_two_trials_are_two_completed_runs_and_the_best_is_reported(hundred_imag
         accuracies.append(history[0]["val_accuracy"])
         card = json.loads((Path(row["path"]) / "model_card.json").read_text())
         assert card["class_names"] == ["cat", "dog", "frog"] and card["input_size"] == 32
+        # Every trial left out the planted copy of a validation image.
+        assert card["data"]["near_duplicates_left_out"] == 1
+        assert card["data"]["split_sizes"] == {"train": 92, "val": 9}
 
     assert [t["run"] for t in summary["trials"]] == [Path(r["path"]).name for r in rows]
     assert [t["val_accuracy"] for t in summary["trials"]] == accuracies
@@ -131,5 +141,13 @@ def test_cli_help_names_every_option():
         timeout=60,
     )
     assert out.returncode == 0
-    for flag in ("--data", "--trials", "--epochs", "--preset", "--algorithm", "--runs-dir"):
+    for flag in (
+        "--data",
+        "--trials",
+        "--epochs",
+        "--preset",
+        "--algorithm",
+        "--runs-dir",
+        "--drop-near-duplicates",
+    ):
         assert flag in out.stdout

@@ -1,5 +1,4 @@
 import errno
-import io
 import itertools
 import json
 import os
@@ -730,22 +729,12 @@ def test_adversarial_training_learns_from_batches_moved_against_the_model(
 
 
 def test_a_run_can_leave_out_training_copies_of_held_out_images(tmp_path, capsys):
-    from PIL import Image
-
     from core import registry
-    from core.data import load_dataset
-    from tests.conftest import write_image_folder
+    from tests.conftest import plant_a_copy_of_a_val_image, write_image_folder
 
     folder = tmp_path / "d"
     write_image_folder(folder, per_class=10, size=32)
-    ds = load_dataset(folder, val_fraction=0.1, seed=0)
-    # A training file becomes a recompressed copy of a validation image of its class: the
-    # folder lists the same files, so the split is the same.
-    val_file = ds.files["val"][0]
-    label = ds.splits["val"][1][0]
-    train_file = ds.files["train"][np.flatnonzero(ds.splits["train"][1] == label)[0]]
-    Image.open(folder / val_file).convert("RGB").save(buf := io.BytesIO(), "JPEG", quality=95)
-    Image.open(buf).save(folder / train_file, "PNG")
+    train_file = plant_a_copy_of_a_val_image(folder)
     argv = ["--data", str(folder), "--epochs", "1", "--batch-size", "8", "--quiet"]
 
     assert train_mod.main([*argv, "--drop-near-duplicates"]) == 0
@@ -760,7 +749,7 @@ def test_a_run_can_leave_out_training_copies_of_held_out_images(tmp_path, capsys
     assert "less 1 near-duplicate of held-out images" in registry.provenance(card)
     # What the int8 copy and the shipping step load is what the run trained on.
     again = registry.split_as_trained(card, str(folder))
-    assert str(train_file) not in again.files["train"].tolist()
+    assert train_file not in again.files["train"].tolist()
     assert again.summary()["split_sizes"] == card["data"]["split_sizes"]
 
     assert train_mod.main(argv) == 0  # by default every training image stays

@@ -374,6 +374,7 @@ def search_box(preset: str, size: int, options: dict) -> None:
             image_size=size,
             val_fraction=options["val_fraction"],
             seed=int(options["seed"]),
+            drop_near_duplicates=options["drop_near_duplicates"],
         )
         try:
             name = jobs.launch_search(config).name
