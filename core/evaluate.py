@@ -56,6 +56,27 @@ def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
+def wilson_interval(successes, trials, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Where a rate measured as `successes` of `trials` likely lies: the Wilson score
+    interval (95% for z = 1.96). Unlike the textbook p +- z * sqrt(p(1-p)/n) it stays within
+    [0, 1] and does not shrink to nothing at 0 or all right: 10 of 10 gives 0.72 to 1.
+
+    Args:
+        successes, trials: counts, scalars or arrays of one shape; `(0, 1)` where no trials.
+
+    Returns:
+        `(low, high)` float64 arrays (0-d for scalars).
+    """
+    k, n = np.asarray(successes, np.float64), np.asarray(trials, np.float64)
+    safe = np.maximum(n, 1)
+    p, z2 = k / safe, z * z
+    centre = (p + z2 / (2 * safe)) / (1 + z2 / safe)
+    half = z * np.sqrt(p * (1 - p) / safe + z2 / (4 * safe * safe)) / (1 + z2 / safe)
+    low = np.where(n > 0, np.clip(centre - half, 0, 1), 0.0)
+    high = np.where(n > 0, np.clip(centre + half, 0, 1), 1.0)
+    return low, high
+
+
 def averages(metrics: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Macro (plain mean) and weighted (by support) averages of precision, recall, F1."""
     weights = metrics["support"] / max(1, metrics["support"].sum())
@@ -444,27 +465,51 @@ class Report:
             name: {k: float(v[i]) for k, v in self.per_class.items()}
             for i, name in enumerate(self.class_names)
         }
+        low, high = self.recall_intervals()
+        for i, name in enumerate(self.class_names):
+            d["per_class"][name] |= {"recall_low": float(low[i]), "recall_high": float(high[i])}
         d["count"] = int(len(self.y_true))
+        d["accuracy_interval"] = list(self.accuracy_interval())
         calib = calibration(self.probs, self.y_true)
         d["expected_calibration_error"], d["confidence_gap"] = calib.ece, calib.gap
         return d
 
+    def accuracy_interval(self) -> tuple[float, float]:
+        """The accuracy's 95% Wilson interval: where it would likely lie on other images
+        like these, drawn the same way."""
+        low, high = wilson_interval(np.trace(self.confusion), self.confusion.sum())
+        return float(low), float(high)
+
+    def recall_intervals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each class's recall's 95% Wilson interval, over that class's images."""
+        return wilson_interval(np.diag(self.confusion), self.confusion.sum(axis=1))
+
     def per_class_rows(self) -> list[dict]:
+        """Per class: precision, recall, F1, support, and the recall's 95% interval."""
+        low, high = self.recall_intervals()
         return [
-            {"class": name, **{k: float(v[i]) for k, v in self.per_class.items()}}
+            {
+                "class": name,
+                **{k: float(v[i]) for k, v in self.per_class.items()},
+                "recall_low": float(low[i]),
+                "recall_high": float(high[i]),
+            }
             for i, name in enumerate(self.class_names)
         ]
 
     def per_class_csv(self) -> str:
-        """Per-class precision, recall, F1 and support, then the two averages, as CSV."""
-        lines = ["class,precision,recall,f1,support"]
+        """Per-class precision, recall, F1, support and the recall's 95% interval, then
+        the two averages, as CSV."""
+        lines = ["class,precision,recall,f1,support,recall_low,recall_high"]
         for r in self.per_class_rows():
             lines.append(
                 f"{r['class']},{r['precision']:.6f},{r['recall']:.6f},{r['f1']:.6f},"
-                f"{int(r['support'])}"
+                f"{int(r['support'])},{r['recall_low']:.6f},{r['recall_high']:.6f}"
             )
         for kind, avg in self.averages.items():
-            lines.append(f"{kind} avg,{avg['precision']:.6f},{avg['recall']:.6f},{avg['f1']:.6f},")
+            lines.append(
+                f"{kind} avg,{avg['precision']:.6f},{avg['recall']:.6f},{avg['f1']:.6f},,,"
+            )
         return "\n".join(lines) + "\n"
 
     def cell(self, true_class: int, pred_class: int) -> np.ndarray:
@@ -771,16 +816,19 @@ def resolve_model_path(target: str | Path) -> Path:
 
 def format_report(report: Report) -> str:
     """Returns the metrics as a fixed-width text table for the terminal."""
+    low, high = report.accuracy_interval()
     lines = [
-        f"accuracy {report.accuracy:.4f}   loss {report.loss:.4f}   "
-        f"top-3 {report.top3_accuracy:.4f}   ({len(report.y_true)} images)",
+        f"accuracy {report.accuracy:.4f} (95% interval {low:.4f}-{high:.4f})   "
+        f"loss {report.loss:.4f}   top-3 {report.top3_accuracy:.4f}   "
+        f"({len(report.y_true)} images)",
         "",
-        f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+        f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}{'recall 95%':>15}",
     ]
     for row in report.per_class_rows():
         lines.append(
             f"{row['class'][:13]:<14}{row['precision']:>10.4f}{row['recall']:>10.4f}"
             f"{row['f1']:>10.4f}{int(row['support']):>9d}"
+            f"{row['recall_low']:>9.3f}-{row['recall_high']:.3f}"
         )
     for kind, avg in report.averages.items():
         lines.append(

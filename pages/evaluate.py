@@ -81,7 +81,13 @@ m[0].metric("Accuracy", f"{report.accuracy:.2%}")
 m[1].metric("Top-3 accuracy", f"{report.top3_accuracy:.2%}")
 m[2].metric("Loss", f"{report.loss:.4f}")
 m[3].metric("Images", f"{len(report.y_true):,}")
-near_duplicates.evaluate_line(dataset, split, report)
+low, high = report.accuracy_interval()
+st.caption(
+    f"On other images like these, drawn the same way, the accuracy would likely be between "
+    f"{low:.1%} and {high:.1%} (95% Wilson interval of {len(report.y_true):,} images; four "
+    "times as many images halve its width)."
+)
+near_duplicates.evaluate_line(dataset, split, report, entry["card"])
 
 
 def look_at_the_cell() -> None:
@@ -148,13 +154,26 @@ if temperature != 1.0 and len(cell):
     st.caption(f"Percentages after the model's temperature {temperature:g}, as on Classify.")
 gallery(cell[:24], [" · ".join(f"{c} {p:.0%}" for c, p in tempered.top_k(i)) for i in cell[:24]])
 
+
+def shown_row(row: dict) -> dict:
+    """A per-class row with its recall's interval as one column of text."""
+    low, high = row.pop("recall_low"), row.pop("recall_high")
+    return row | {"recall 95% interval": f"{low:.3f}-{high:.3f}"}
+
+
 st.subheader("Per class")
 st.dataframe(
-    report.per_class_rows(),
+    [shown_row(row) for row in report.per_class_rows()],
     hide_index=True,
     column_config={
         k: st.column_config.ProgressColumn(format="%.3f", min_value=0, max_value=1)
         for k in ("precision", "recall", "f1")
+    }
+    | {
+        "recall 95% interval": st.column_config.TextColumn(
+            help="Where the class's recall would likely lie on other images of it: the "
+            "fewer its images (support), the wider."
+        )
     },
 )
 avg = report.averages
@@ -285,9 +304,14 @@ with tabs[3]:
         st.caption(f"No {split} image has a near-duplicate in the training split.")
     else:
         gallery(seen[:18], [why_caption(i) for i in seen[:18]])
+        remembered = (
+            "this model's run left those training images out: it never saw them"
+            if near_duplicates.left_out_by(entry["card"]) is not None
+            else "the model may remember them"
+        )
         st.caption(
             f"The {min(len(seen), 18)} most alike of the {len(seen):,} {split} images with a "
-            "near-duplicate in the training split: the model may remember them."
+            f"near-duplicate in the training split: {remembered}."
         )
 
 st.subheader("Feature space")

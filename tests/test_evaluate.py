@@ -337,8 +337,8 @@ def test_cells_csv_and_top_k_of_a_report():
     assert report.cell(0, 0).tolist() == [3] and report.cell(2, 2).tolist() == []
     assert report.top_k(2, 2) == [("b", 0.8), ("a", pytest.approx(0.1))]
     csv = report.per_class_csv().splitlines()
-    assert csv[0] == "class,precision,recall,f1,support"
-    assert csv[1] == "a,0.333333,1.000000,0.500000,1"
+    assert csv[0] == "class,precision,recall,f1,support,recall_low,recall_high"
+    assert csv[1] == "a,0.333333,1.000000,0.500000,1,0.206543,1.000000"  # 1 of 1: Wilson
     assert csv[2].startswith("b,1.000000,0.333333,0.500000,3")
     assert csv[-1].startswith("weighted avg,")
 
@@ -365,3 +365,41 @@ def test_novelty_scores_are_kept_until_the_check_or_the_images_change(trained_ru
     kept.write_bytes(kept.read_bytes()[:100])  # torn
     ev.kept_novelty(check, path, x, progress=lambda d, n: calls.append((d, n)))
     assert calls == [(9, 9)]  # unreadable: scored again
+
+
+def test_wilson_intervals_match_published_values_and_cover_the_true_rate():
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I,
+    # the score method without continuity correction.
+    low, high = ev.wilson_interval([81, 15, 0, 1], [263, 148, 20, 29])
+    np.testing.assert_allclose(low, [0.2553, 0.0624, 0.0, 0.0061], atol=1e-4)
+    np.testing.assert_allclose(high, [0.3662, 0.1605, 0.1611, 0.1718], atol=1e-4)
+    assert ev.wilson_interval(0, 0) == (0.0, 1.0)  # nothing measured: anything goes
+    # Drawn again and again from a known rate, about 95 in 100 intervals hold it.
+    rng = np.random.default_rng(0)
+    for rate, n in [(0.3, 50), (0.9, 200), (0.97, 1000)]:
+        k = rng.binomial(n, rate, size=4000)
+        low, high = ev.wilson_interval(k, n)
+        assert 0.93 < np.mean((low <= rate) & (rate <= high)) < 0.97
+        assert np.all((low >= 0) & (low <= k / n) & (k / n <= high) & (high <= 1))
+
+
+def test_a_report_gives_its_accuracy_and_each_recall_an_interval(capsys):
+    y = np.repeat([0, 1], [40, 160])
+    answers = y.copy()
+    answers[:10] = 1  # 30 of 40 a's right, 160 of 160 b's
+    probs = np.eye(2)[answers] * 0.9 + 0.05
+    report = ev.report_from_probs(probs, y, ["a", "b"])
+    expected = [float(end) for end in ev.wilson_interval(190, 200)]
+    assert report.accuracy_interval() == pytest.approx(expected)
+    low, high = report.recall_intervals()
+    np.testing.assert_allclose(
+        low, [ev.wilson_interval(30, 40)[0], ev.wilson_interval(160, 160)[0]]
+    )
+    assert high[1] == 1.0 and low[0] < 0.75 < high[0]
+    d = report.to_dict()
+    assert d["accuracy_interval"] == pytest.approx(expected)
+    assert d["per_class"]["a"]["recall_low"] == pytest.approx(low[0])
+    text = ev.format_report(report)
+    lo, hi = report.accuracy_interval()
+    assert f"accuracy 0.9500 (95% interval {lo:.4f}-{hi:.4f})" in text
+    assert f"{low[0]:.3f}-{high[0]:.3f}" in text.splitlines()[3]

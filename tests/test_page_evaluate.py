@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.data import load_dataset
-from core.evaluate import evaluate
+from core.evaluate import evaluate, wilson_interval
 from core.model import load_model
 from tests.mounts import needs_root, read_only
 
@@ -32,6 +32,20 @@ def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_
     assert metrics["Images"] == f"{len(report.y_true):,}"
     table = app.dataframe[0].value
     np.testing.assert_allclose(table["recall"].to_numpy(), report.per_class["recall"])
+    # How sure those figures are: 3 images leave a wide interval.
+    n = len(report.y_true)
+    low, high = wilson_interval(round(report.accuracy * n), n)
+    assert n == 3 and high - low > 0.4
+    assert (
+        f"On other images like these, drawn the same way, the accuracy would likely be between "
+        f"{low:.1%} and {high:.1%} (95% Wilson interval of 3 images; four times as many "
+        "images halve its width)."
+    ) in [c.value for c in app.caption]
+    low, high = report.recall_intervals()
+    assert table["recall 95% interval"].tolist() == [
+        f"{a:.3f}-{b:.3f}" for a, b in zip(low, high, strict=True)
+    ]
+    assert "recall_low" not in table.columns
 
     app.selectbox(key="evaluate_tta").select("flip+shift").run()
     assert not app.exception
@@ -816,10 +830,13 @@ def test_near_duplicates_of_training_images_are_scored_apart(app, trained_run, i
     shared = nd.in_split(nd.near_duplicates(ds), "val", "train")
     assert 0 < shared.sum() < len(shared)
     report = evaluate(load_model(trained_run / "model.keras"), *ds.split("val"), ds.class_names)
-    on, off = nd.accuracy_by_duplicate(report.y_true == report.probs.argmax(axis=1), shared)
+    right = report.y_true == report.probs.argmax(axis=1)
+    on, off = nd.accuracy_by_duplicate(right, shared)
+    low, high = wilson_interval(right[shared].sum(), shared.sum())
     assert (
         f"{int(shared.sum())} of the {len(shared)} val images ({shared.mean():.1%}) are "
-        f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
+        f"near-duplicates of training images: accuracy {on:.1%} on them (95% interval "
+        f"{low:.1%} to {high:.1%}), {off:.1%} on the others."
     ) in [c.value for c in app.caption]
     n = int(shared.sum())
     assert (
@@ -831,3 +848,43 @@ def test_near_duplicates_of_training_images_are_scored_apart(app, trained_run, i
     assert not app.exception
     shown = app.selectbox(key="evaluate_why_training").options
     assert sorted(int(o.split(":")[0][1:]) for o in shown) == np.flatnonzero(shared).tolist()
+
+
+def test_a_model_trained_without_the_copies_says_it_never_saw_them(app, trained_run, image_folder):
+    from PIL import Image
+
+    from core import near_duplicates as nd
+    from core import train as train_mod
+
+    for path in sorted(image_folder.glob("cat/*.png")):  # a recompressed copy of each cat
+        Image.open(path).save(path.with_name(f"copy-{path.stem}.jpg"), quality=95)
+    argv = ["--data", str(image_folder), "--epochs", "1", "--batch-size", "8", "--quiet"]
+    assert train_mod.main([*argv, "--drop-near-duplicates", "--name", "unseen"]) == 0
+    [run] = [p for p in trained_run.parent.iterdir() if p.name.endswith("-unseen")]
+    left_out = json.loads((run / "model_card.json").read_text())["data"]["near_duplicates_left_out"]
+    app.session_state["sidebar_model"] = run.name
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    # The run found them for these images and kept them: the page reads them, no button.
+    assert "evaluate_near_run" not in [b.key for b in app.button]
+    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+    found = nd.near_duplicates(ds)
+    shared = nd.in_split(found, "val", "train")
+    # The run left out exactly the training images that copy a validation image.
+    assert left_out == int(nd.in_split(found, "train", "val").sum()) >= shared.sum() > 0
+    report = evaluate(load_model(run / "model.keras"), *ds.split("val"), ds.class_names)
+    right = report.y_true == report.probs.argmax(axis=1)
+    on, off = nd.accuracy_by_duplicate(right, shared)
+    low, high = wilson_interval(right[shared].sum(), shared.sum())
+    n = int(shared.sum())
+    captions = [c.value for c in app.caption]
+    assert (
+        f"{n} of the {len(shared)} val images ({shared.mean():.1%}) have a near-duplicate among "
+        f"the training images, which this model's run left out ({left_out} training images): "
+        f"accuracy {on:.1%} on them (95% interval {low:.1%} to {high:.1%}), {off:.1%} on the "
+        "others."
+    ) in captions
+    assert (
+        f"The {n} most alike of the {n} val images with a near-duplicate in the training split: "
+        "this model's run left those training images out: it never saw them."
+    ) in captions

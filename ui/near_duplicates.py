@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import near_duplicates as nd
 from core.datastats import enlarge, image_grid
+from core.evaluate import wilson_interval
 from ui import state
 
 SHOWN = 24  # pairs drawn at most
@@ -90,7 +91,9 @@ def dataset_section(ds, factor: int) -> None:
         f"Two images are near-duplicates when their layout and details agree at "
         f"{threshold:.2f} or more (1: the same picture; a change of brightness or contrast "
         "does not count) and one is the other's closest. A validation image with one in train "
-        "measures memory, not generalisation; a pair under two classes has a wrong label."
+        "measures memory, not generalisation; a pair under two classes has a wrong label. "
+        "A run can leave out the training images that copy a validation or test image (the "
+        'Train page\'s "Run" options; `--drop-near-duplicates` on the command line).'
     )
     show = st.radio("Show", list(SHOW), horizontal=True, key="dataset_near_show")
     chosen = [(p, lab) for p, lab in zip(pairs, labels, strict=True) if SHOW[show](p, lab)]
@@ -130,9 +133,22 @@ def _caption(pair, labels, ds) -> str:
     return f"{ends[0]} · {ends[1]} · {pair.similarity:.2f}"
 
 
-def evaluate_line(ds, split: str, report) -> None:
+def left_out_by(card: dict) -> int | None:
+    """How many training images the run a model card describes left out as near-duplicates
+    of held-out images, when it did and held out the page's validation split; else None."""
+    from core.registry import validates_on
+
+    if not (card.get("train_config") or {}).get("drop_near_duplicates"):
+        return None
+    if not validates_on(card, state.VAL_FRACTION, state.SPLIT_SEED):
+        return None
+    return int((card.get("data") or {}).get("near_duplicates_left_out", 0))
+
+
+def evaluate_line(ds, split: str, report, card: dict) -> None:
     """How the images of `split` with a near-duplicate in train score against the others,
-    once found (here, on a click, or on the Dataset page)."""
+    once found (here, on a click, or on the Dataset page), and whether the model's run
+    left those training images out (`card`: its model card)."""
     if split == "train" or "train" not in ds.splits:
         return
     if found(ds) is None:
@@ -147,13 +163,23 @@ def evaluate_line(ds, split: str, report) -> None:
     if not shared.any():
         st.caption(f"No {split} image is a near-duplicate of a training image.")
         return
-    on, off = nd.accuracy_by_duplicate(report.y_true == report.probs.argmax(axis=1), shared)
+    right = report.y_true == report.probs.argmax(axis=1)
+    on, off = nd.accuracy_by_duplicate(right, shared)
     if shared.all():
         st.caption(f"Every {split} image is a near-duplicate of a training image ({on:.1%} right).")
         return
+    low, high = wilson_interval(right[shared].sum(), shared.sum())
+    left_out = left_out_by(card)
+    which = (
+        "are near-duplicates of training images"
+        if left_out is None
+        else "have a near-duplicate among the training images, which this model's run left "
+        f"out ({left_out:,} training images)"
+    )
     st.caption(
-        f"{int(shared.sum()):,} of the {len(shared):,} {split} images ({shared.mean():.1%}) are "
-        f"near-duplicates of training images: accuracy {on:.1%} on them, {off:.1%} on the others."
+        f"{int(shared.sum()):,} of the {len(shared):,} {split} images ({shared.mean():.1%}) "
+        f"{which}: accuracy {on:.1%} on them (95% interval {low:.1%} to {high:.1%}), "
+        f"{off:.1%} on the others."
     )
 
 
