@@ -6,11 +6,13 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from core import inspect
 from core.model import load_model
-from tests.conftest import plotly_values
+from tests.conftest import ROOT, plotly_values
 
 PAGE = "pages/filters.py"
 
@@ -294,7 +296,7 @@ def _class_captions(app, names) -> list[str]:
     ]
 
 
-def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run):
+def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run, monkeypatch):
     from core import visualise
 
     app.switch_page(PAGE).run()
@@ -327,6 +329,14 @@ def test_what_units_look_for_draws_core_s_pictures_on_a_click(app, trained_run):
     # Back to the classes: kept for the session, drawn without another click.
     app.selectbox(key="filters_units_layer").select(visualise.CLASSES).run()
     assert len(_class_captions(app, names)) == 3
+    # And on disk: a new session (a restarted dashboard) draws them without the button.
+    monkeypatch.setattr(visualise, "preferred_images", lambda *a, **k: pytest.fail("climbed"))
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    fresh.session_state["sidebar_model"] = trained_run.name
+    fresh.switch_page(PAGE).run()
+    assert not fresh.exception
+    assert _class_captions(fresh, names) == _class_captions(app, names)
+    assert not [b for b in fresh.button if b.key == "filters_units_run"]
 
 
 def test_beside_each_unit_the_validation_images_that_excite_it_most(app, trained_run, image_folder):

@@ -118,3 +118,33 @@ def test_the_strongest_images_of_a_unit_are_the_ones_it_answers_most():
     assert index.shape == (2, 12)  # k larger than the images: all of them, ranked
     np.testing.assert_array_equal(red[index[0]], np.arange(220, -1, -20))
     np.testing.assert_allclose(strength[0], 4 * (2 * red[index[0]] - 240) / 255, rtol=1e-5)
+
+
+def test_pictures_of_a_saved_model_are_kept_on_disk_until_the_model_changes(
+    trained_run, tmp_path, monkeypatch
+):
+    from core.model import load_model
+
+    path = trained_run / "model.keras"
+    model = load_model(path)
+    assert visualise.preferred_images_if_kept(path, "act1_1", [0, 1], tmp_path) is None
+    calls = []
+    pictures, activations = visualise.kept_preferred_images(
+        model, path, "act1_1", [0, 1], tmp_path, progress=lambda d, n: calls.append(d)
+    )
+    expected = visualise.preferred_images(model, "act1_1", [0, 1])
+    np.testing.assert_array_equal(pictures, expected[0])
+    np.testing.assert_allclose(activations, expected[1], rtol=1e-6)
+    assert calls[-1] == visualise.STEPS
+    monkeypatch.setattr(visualise, "preferred_images", lambda *a, **k: pytest.fail("climbed"))
+    again = visualise.kept_preferred_images(model, path, "act1_1", [0, 1], tmp_path)
+    np.testing.assert_array_equal(again[0], pictures)
+    kept = visualise.preferred_images_if_kept(path, "act1_1", [0, 1], tmp_path)
+    np.testing.assert_array_equal(kept[1], activations)
+    # Other units, another layer, or another model are other questions.
+    assert visualise.preferred_images_if_kept(path, "act1_1", [1, 2], tmp_path) is None
+    assert visualise.preferred_images_if_kept(path, "act2_1", [0, 1], tmp_path) is None
+    kernel, bias = model.get_layer("conv1_1").get_weights()
+    model.get_layer("conv1_1").set_weights([kernel * 0.5, bias])
+    model.save(path)
+    assert visualise.preferred_images_if_kept(path, "act1_1", [0, 1], tmp_path) is None

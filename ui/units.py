@@ -23,7 +23,7 @@ def _layer_label(layer: str) -> str:
 
 def tab(entry: dict, model, class_names: list[str]) -> None:
     """Draws the tab: a layer and a group of its units, a button that makes their pictures
-    (under a progress bar; kept for the session), and the pictures."""
+    (under a progress bar; kept on disk until the model changes), and the pictures."""
     st.caption(
         "Each picture starts as grey noise and is changed, step by step, to excite one unit "
         f"as strongly as it can ({visualise.STEPS} steps up the gradient of the unit's mean "
@@ -59,15 +59,20 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
     version = registry.model_version(entry["path"])
     key = (entry["path"], version, layer, start)
     with_examples = _examples_toggle()  # drawn before the button, so it keeps its state
-    memory = st.session_state.setdefault("_filters_units", {})
-    if key not in memory:
-        if not st.button("Draw what these units look for", key="filters_units_run"):
-            return
-        doing = f"Drawing {len(units)} pictures"
-        with state.progress_bar(doing, "steps up the gradient") as progress:
-            memory[key] = visualise.preferred_images(model, layer, units, progress=progress)
-        st.rerun()  # drawn without the button that started it
-    pictures, activations = memory[key]
+    found = state.kept_or_button(
+        st.session_state.setdefault("_filters_units", {}),
+        key,
+        lambda: visualise.preferred_images_if_kept(entry["path"], layer, units),
+        lambda bar: visualise.kept_preferred_images(
+            model, entry["path"], layer, units, progress=bar
+        ),
+        ("Draw what these units look for", "filters_units_run"),
+        f"Drawing {len(units)} pictures",
+        "steps up the gradient; kept until the model changes",
+    )
+    if found is None:
+        return
+    pictures, activations = found
     examples = _examples(entry, model, layer, units) if with_examples else None
     if layer == visualise.CLASSES:
         names = [class_names[u] for u in units]
