@@ -3,6 +3,7 @@ or shifted by a pixel, which the folder check's comparison of file bytes does no
 
     found = near_duplicates(dataset)            # each image's most similar image in each split
     pairs(found)                                # the pairs above SIMILAR, most similar first
+    groups(pairs(found))                        # the same picture saved 2, 3 ... times
     in_split(found, "val", "train")             # val images with a near-duplicate in train
     without_copies(dataset)                     # train less the copies of val and test images
 
@@ -257,15 +258,49 @@ def pairs(found: dict, threshold: float = SIMILAR) -> list[Pair]:
     return [Pair(a, b, s) for (a, b), s in sorted(seen.items(), key=lambda kv: -kv[1])]
 
 
+def groups(pairs: list[Pair]) -> list[list[tuple[str, int]]]:
+    """The images the pairs join, `(split, index)` each: a picture saved three times is one
+    group of three, not two or three pairs. Largest first, each in split and index order."""
+    parent: dict[tuple, tuple] = {}
+
+    def root(image):
+        while parent.setdefault(image, image) != image:
+            parent[image] = parent[parent[image]]
+            image = parent[image]
+        return image
+
+    for pair in pairs:
+        parent[root(pair.a)] = root(pair.b)
+    members: dict[tuple, list] = {}
+    for image in parent:
+        members.setdefault(root(image), []).append(image)
+    return sorted((sorted(group) for group in members.values()), key=lambda g: (-len(g), g[0]))
+
+
+def groups_summary(groups: list[list[tuple[str, int]]]) -> str:
+    """How many pictures `groups` are and how often each is saved, in a sentence."""
+    twice = sum(len(group) == 2 for group in groups)
+    more = len(groups) - twice
+    often = [f"{twice:,} twice"] * bool(twice) + [
+        f"{more:,} three times or more (up to {len(groups[0])})"
+    ] * bool(more)
+    return (
+        f"The pairs join into {len(groups):,} picture{'s' * (len(groups) != 1)} saved more "
+        f"than once: {', '.join(often) or 'none'}."
+    )
+
+
 def pairs_csv(pairs: list[Pair], dataset) -> str:
-    """The pairs as CSV, a row each: similarity, then each image's split, index, file (for
-    an image folder, relative to it; empty otherwise) and class."""
+    """The pairs as CSV, a row each: the number of its group (`groups`, largest first: the
+    rows of one picture saved several times share it), similarity, then each image's split,
+    index, file (for an image folder, relative to it; empty otherwise) and class."""
+    group_of = {image: n for n, group in enumerate(groups(pairs), 1) for image in group}
     out = io.StringIO()
     rows = csv.writer(out)
     ends = [f"{column}_{end}" for end in "ab" for column in ("split", "index", "file", "class")]
-    rows.writerow(["similarity", *ends])
+    rows.writerow(["group", "similarity", *ends])
     for pair in pairs:
-        row = [f"{pair.similarity:.4f}"]
+        row = [group_of[pair.a], f"{pair.similarity:.4f}"]
         for (split, i), label in zip((pair.a, pair.b), pair.labels(dataset), strict=True):
             file = dataset.files[split][i] if split in dataset.files else ""
             row += [split, i, file, dataset.class_names[label]]
@@ -333,6 +368,8 @@ def format_summary(found: dict, dataset, threshold: float = SIMILAR) -> str:
         f"(similarity {threshold:.2f} or more) "
         f"among {total:,} images: {across:,} across splits, {conflicts:,} under two classes."
     ]
+    if found_pairs:
+        lines.append(groups_summary(groups(found_pairs)))
     for split in dataset.splits:
         if split != "train" and "train" in dataset.splits:
             shared = in_split(found, split, "train", threshold)

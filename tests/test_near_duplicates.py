@@ -128,6 +128,33 @@ def test_the_pairs_as_csv_name_each_images_file_and_class():
     )
 
 
+def test_a_picture_saved_three_times_is_one_group_of_three():
+    data, _ = planted()
+    x = data.splits["train"][0]
+    x[12] = jpeg(data.splits["val"][0][5])  # val 5, saved twice more in train
+    x[13] = np.clip(data.splits["val"][0][5].astype(int) + 12, 0, 255).astype(np.uint8)
+    pairs = nd.pairs(nd.near_duplicates(data))
+    assert nd.groups(pairs) == [
+        [("train", 12), ("train", 13), ("val", 5)],
+        [("train", 2), ("train", 7)],
+        [("train", 4), ("val", 1)],
+        [("val", 0), ("val", 3)],
+    ]
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    by_group = {}
+    for r in rows:
+        by_group.setdefault(r["group"], set()).update(
+            {(r["split_a"], int(r["index_a"])), (r["split_b"], int(r["index_b"]))}
+        )
+    assert by_group == {
+        "1": {("train", 12), ("train", 13), ("val", 5)},
+        "2": {("train", 2), ("train", 7)},
+        "3": {("train", 4), ("val", 1)},
+        "4": {("val", 0), ("val", 3)},
+    }
+    assert nd.groups([]) == []
+
+
 @pytest.mark.parametrize(
     "block, floats",
     [(7, 2**26), (1024, 150), (1024, 10)],  # rows at once: 7, 3 (150 // 50), 1 (at least one)
@@ -187,6 +214,7 @@ def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
     printed = capsys.readouterr().out  # Keras's progress bars, then the summary
     assert printed.rstrip().endswith(nd.format_summary(found, ds))
     assert nd.format_summary(found, ds).startswith("1 pair of near-duplicates")
+    assert "\nThe pairs join into 1 picture saved more than once: 1 twice.\n" in printed
     rows = list(csv.DictReader((tmp_path / "pairs.csv").open()))
     assert {(r["file_a"], r["class_a"]) for r in rows} | {
         (r["file_b"], r["class_b"]) for r in rows

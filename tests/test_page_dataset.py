@@ -1,6 +1,7 @@
 """AppTest of the Dataset page on the 3-class `image_folder` (11 train + 1 val per class)."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -378,6 +379,52 @@ def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_pa
     shown = [img for img in page.image if img.captions and " · " in img.captions[0]]
     across = int(ends[0].split()[1] != ends[1].split()[1])
     assert len(shown) == across and metrics["val images with one in train"] == str(across)
+    assert any(
+        c.value.endswith("The pairs join into 1 picture saved more than once: 1 twice.")
+        for c in page.caption
+    )
+    page.radio(key="dataset_near_show").set_value("pictures saved three times or more").run()
+    assert [i.value for i in page.info] == ["No picture is here three times or more."]
+
+
+def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from core import near_duplicates as nd
+    from core.data import load_dataset
+    from tests.conftest import smooth_images
+    from tests.test_near_duplicates import jpeg
+
+    pictures = smooth_images(24, seed=4)
+    for i, image in enumerate(pictures):
+        folder = tmp_path / "images" / "ab"[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    for name in ("copy1", "copy2"):  # picture 0 (an a) twice more, once filed as b
+        Image.fromarray(jpeg(pictures[0], 90)).save(
+            tmp_path / "images" / "ab"[name == "copy2"] / f"{name}.png"
+        )
+    Image.fromarray(jpeg(pictures[5])).save(tmp_path / "images" / "b" / "copy3.png")  # a pair
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    page.button(key="dataset_near_run").click().run()
+    ds = load_dataset(tmp_path / "images", val_fraction=0.1, seed=0)
+    groups = nd.groups(nd.pairs(nd.near_duplicates(ds)))
+    assert [len(g) for g in groups] == [3, 2]
+    assert any(
+        c.value.endswith(
+            "The pairs join into 2 pictures saved more than once: 1 twice, 1 three times or "
+            "more (up to 3)."
+        )
+        for c in page.caption
+    )
+    page.radio(key="dataset_near_show").set_value("pictures saved three times or more").run()
+    assert not page.exception
+    [drawn] = [i for i in page.image if i.captions and i.captions[0].startswith("3 images")]
+    splits = ", ".join(f"{n} {s}" for s, n in Counter(s for s, _ in groups[0]).most_common())
+    assert drawn.captions[0] == f"3 images ({splits}): 2 a, 1 b"
+    assert [b.label for b in page.get("download_button")] == ["Download the pairs (CSV)"]
 
 
 def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import streamlit as st
 
@@ -17,6 +19,8 @@ SHOW = {
     "across splits": lambda pair, labels: pair.a[0] != pair.b[0],
     "under two classes": lambda pair, labels: labels[0] != labels[1],
 }
+GROUPS = "pictures saved three times or more"
+GROUP_ROW = 8  # images of a group in a row, at most
 
 
 def _memory() -> dict:
@@ -81,6 +85,7 @@ def dataset_section(ds, factor: int) -> None:
     pairs = nd.pairs(result, threshold)
     labels = [pair.labels(ds) for pair in pairs]
     counts = {name: sum(map(test, pairs, labels)) for name, test in SHOW.items()}
+    found_groups = nd.groups(pairs)
     m = st.columns(2 + len(ds.splits) - 1)
     m[0].metric("Pairs", f"{counts['all pairs']:,}")
     m[1].metric("Under two classes", f"{counts['under two classes']:,}")
@@ -94,8 +99,22 @@ def dataset_section(ds, factor: int) -> None:
         "measures memory, not generalisation; a pair under two classes has a wrong label. "
         "A run can leave out the training images that copy a validation or test image (the "
         'Train page\'s "Run" options; `--drop-near-duplicates` on the command line).'
+        + (f" {nd.groups_summary(found_groups)}" if found_groups else "")
     )
-    show = st.radio("Show", list(SHOW), horizontal=True, key="dataset_near_show")
+    show = st.radio("Show", [*SHOW, GROUPS], horizontal=True, key="dataset_near_show")
+    if show == GROUPS:
+        big = [group for group in found_groups if len(group) > 2]
+        if not big:
+            st.info("No picture is here three times or more.")
+            return
+        _draw_groups(big[:SHOWN], ds, factor)
+        in_big = {image for group in big for image in group}
+        chosen = [(p, lab) for p, lab in zip(pairs, labels, strict=True) if p.a in in_big]
+        more = (
+            f"The {SHOWN} largest of {len(big):,}; the pairs" if len(big) > SHOWN else "The pairs"
+        )
+        _download(f"{more} of them, with their files, classes and groups:", chosen, ds)
+        return
     chosen = [(p, lab) for p, lab in zip(pairs, labels, strict=True) if SHOW[show](p, lab)]
     if not chosen:
         st.info(f"No pairs {show.removeprefix('all ')} here.")
@@ -114,13 +133,38 @@ def dataset_section(ds, factor: int) -> None:
         width=pictures[0].shape[1],  # not stretched to a caption's width
     )
     more = f"The {SHOWN} most alike of {len(chosen):,}; all" if len(chosen) > SHOWN else "All"
-    st.caption(f"{more} of them, with their files and classes:")
+    _download(f"{more} of them, with their files and classes:", chosen, ds)
+
+
+def _download(sentence: str, chosen: list, ds) -> None:
+    st.caption(sentence)
     st.download_button(
         "Download the pairs (CSV)",
         nd.pairs_csv([p for p, _ in chosen], ds),
         file_name="near-duplicates.csv",
         mime="text/csv",
         key="dataset_near_csv",
+    )
+
+
+def _draw_groups(groups: list, ds, factor: int) -> None:
+    """Each group's images in rows of `GROUP_ROW`, its size, splits and classes under it."""
+    for group in groups:
+        picture = np.pad(
+            enlarge(image_grid([ds.splits[s][0][i] for s, i in group], GROUP_ROW, pad=1), factor),
+            ((0, 0), (MARGIN, MARGIN), (0, 0)),
+            constant_values=255,
+        )
+        st.image(picture, caption=_group_caption(group, ds), width=picture.shape[1])
+
+
+def _group_caption(group: list, ds) -> str:
+    """`11 images (9 train, 2 val): 10 automobile, 1 truck`, most common first."""
+    splits = Counter(split for split, _ in group)
+    classes = Counter(ds.class_names[int(ds.splits[s][1][i])] for s, i in group)
+    return (
+        f"{len(group)} images ({', '.join(f'{n} {s}' for s, n in splits.most_common())}): "
+        + ", ".join(f"{n} {name}" for name, n in classes.most_common())
     )
 
 
