@@ -28,6 +28,7 @@ import csv
 import errno
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -410,6 +411,63 @@ def runs_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def settings_that_differ(configs: dict[str, dict]) -> list[dict]:
+    """What was set differently in some of the runs: a row per setting of their
+    config.json (nested ones as `augment.flip`, `model.blocks`) whose value is not the same
+    in every run, `{"setting": key, run: value shown as text, ...}`, in the configs' order.
+    The run name's prefix (`name`) is left out: it says nothing about the training.
+
+    Args:
+        configs: run name -> its config.json.
+    """
+    flat = {run: _flatten(config) for run, config in configs.items()}
+    keys = dict.fromkeys(key for settings in flat.values() for key in settings)
+    rows = []
+    for key in keys:
+        values = [settings.get(key, _UNSET) for settings in flat.values()]
+        if key != "name" and any(v != values[0] for v in values[1:]):
+            rows.append(
+                {"setting": key}
+                | {run: _shown(settings.get(key, _UNSET)) for run, settings in flat.items()}
+            )
+    return rows
+
+
+_UNSET = object()  # a setting a run's config does not have (written by an older version)
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _shown(value) -> str:
+    if value is _UNSET:
+        return "(not set)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return json.dumps(value)
+    return str(value)
+
+
+def format_differences(rows: list[dict]) -> str:
+    """`settings_that_differ` as an aligned plain-text table (a column per run)."""
+    if not rows:
+        return "The runs were started with the same settings."
+    lines = [list(rows[0])] + [list(row.values()) for row in rows]
+    widths = [min(40, max(len(line[i]) for line in lines)) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
 def format_table(rows: list[dict]) -> str:
     """Returns `rows` (from `list_runs`) as an aligned plain-text table, one line per run."""
     lines = [
@@ -461,6 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the table as CSV to FILE; '-' writes the CSV to standard output "
         "instead of the table",
     )
+    diff = commands.add_parser(
+        "diff",
+        help="print the settings that differ between runs",
+        description="Print the settings (config.json) that differ between two or more runs.",
+    )
+    diff.add_argument("runs", nargs="+", help="run names or folders")
+    diff.add_argument("--runs-dir", type=Path, default=None, help="where run names are looked up")
     return p
 
 
@@ -470,6 +535,8 @@ def main(argv=None) -> int:
     if args.runs_dir is not None and not base.is_dir():
         print(f"error: There is no runs folder at {base}.", file=sys.stderr)
         return 1
+    if args.command == "diff":
+        return _diff(args.runs, base)
     rows = list_runs(base)
     if args.csv == "-":
         sys.stdout.write(runs_csv(rows))
@@ -485,6 +552,22 @@ def main(argv=None) -> int:
             )
             return 1
         print(f"Wrote {len(rows)} run(s) to {args.csv}.", file=sys.stderr)
+    return 0
+
+
+def _diff(names: list[str], base: Path) -> int:
+    configs = {}
+    for name in names:
+        folder = Path(name) if Path(name).is_dir() else base / name
+        config = read_json(folder / "config.json")
+        if config is None:
+            print(f"error: {name} is not a run: no config.json in {folder}.", file=sys.stderr)
+            return 1
+        configs[folder.name] = config
+    if len(configs) < 2:
+        print("error: Name two runs or more to compare.", file=sys.stderr)
+        return 1
+    print(format_differences(settings_that_differ(configs)))
     return 0
 
 

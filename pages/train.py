@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import jobs, runs, search
 from core.errors import CnnError
+from core.fileio import read_json
 from ui import charts, state, train_form
 
 state.ensure_routed()
@@ -151,6 +152,8 @@ def runs_table(rows: list[dict]) -> None:
             "Validation loss", {n: curve(h, "val_loss") for n, h in histories.items()}
         )
     )
+    if len(chosen) > 1:
+        settings_differences(chosen)
     c = st.columns(3)
     if len(chosen) == 1:
         run = chosen[0]
@@ -169,6 +172,20 @@ def runs_table(rows: list[dict]) -> None:
     what = names[0] if len(names) == 1 else f"these {len(names)} runs"
     sure = c[0].checkbox(f"Yes, delete {what}", key=f"train_confirm_{'+'.join(names)}")
     c[1].button("Delete", key="train_delete", on_click=delete, args=(chosen,), disabled=not sure)
+
+
+def settings_differences(chosen: list[dict]) -> None:
+    """The settings the selected runs were started with that are not the same in all."""
+    configs = {r["name"]: read_json(Path(r["path"]) / "config.json", {}) or {} for r in chosen}
+    rows = runs.settings_that_differ(configs)
+    if not rows:
+        st.caption("The selected runs were started with the same settings.")
+        return
+    st.caption(
+        f"{len(rows)} setting{'s' * (len(rows) != 1)} differ between the selected runs "
+        "(every other one is the same):"
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 st.title("Train")

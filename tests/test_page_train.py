@@ -176,6 +176,17 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     app.button(key="train_activate").click().run()
     assert app.session_state["sidebar_model"] == new[0].name
 
+    # Both runs selected: the settings they were started with that differ, side by side.
+    _select(app, 0, 1)
+    configs = {p.name: read_json(p / "config.json") for p in (new[0], trained_run)}
+    [shown] = [d.value for d in app.dataframe if "setting" in d.value.columns]
+    assert shown.to_dict("records") == runs.settings_that_differ(configs)
+    by_setting = shown.set_index("setting")
+    assert by_setting.loc["image_size"].tolist() == ["64", "32"]
+    assert by_setting.loc["drop_near_duplicates"].tolist() == ["True", "False"]
+    assert by_setting.loc["augment.cutout"].tolist() == ["8", "0"]
+    assert "seed" not in by_setting.index and "name" not in by_setting.index
+
 
 def test_a_run_is_deleted_only_after_confirmation(app, trained_run):
     _open(app)

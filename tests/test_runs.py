@@ -184,3 +184,40 @@ def test_cli_lists_a_real_run_without_loading_tensorflow(trained_run):
     assert row["epochs_done"] == "2" and row["params"] != ""
     assert float(row["best_val_accuracy"]) == max(h["val_accuracy"] for h in history)
     assert float(row["wall_seconds"]) > 0 and row["path"] == str(trained_run)
+
+
+def test_the_settings_that_differ_between_runs(tmp_path, capsys):
+    from dataclasses import replace
+
+    from core.augment import AugmentConfig
+    from core.train import TrainConfig
+
+    base = TrainConfig(data="d", name="a")
+    other = replace(base, seed=3, learning_rate=0.05, name="b", augment=AugmentConfig(flip=True))
+    older = base.to_dict()
+    del older["drop_near_duplicates"]  # a config written before the setting existed
+    configs = {"A": base.to_dict(), "B": other.to_dict(), "C": older}
+    assert runs.settings_that_differ(configs) == [
+        {"setting": "seed", "A": "0", "B": "3", "C": "0"},
+        {"setting": "drop_near_duplicates", "A": "False", "B": "False", "C": "(not set)"},
+        {"setting": "learning_rate", "A": "0.001", "B": "0.05", "C": "0.001"},
+        {"setting": "augment.flip", "A": "False", "B": "True", "C": "False"},
+    ]
+    assert runs.settings_that_differ({"A": base.to_dict(), "B": base.to_dict()}) == []
+
+    for name, config in (("A", base), ("B", other), ("A2", base)):
+        (tmp_path / name).mkdir()
+        atomic_write_json(tmp_path / name / "config.json", config.to_dict())
+    assert runs.main(["diff", "--runs-dir", str(tmp_path), "A", "B"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "setting        A      B",
+        "seed           0      3",
+        "learning_rate  0.001  0.05",
+        "augment.flip   False  True",
+    ]
+    assert runs.main(["diff", "--runs-dir", str(tmp_path), "A", "A2"]) == 0
+    assert capsys.readouterr().out == "The runs were started with the same settings.\n"
+    assert runs.main(["diff", "--runs-dir", str(tmp_path), "A", "nope"]) == 1
+    assert "nope is not a run: no config.json" in capsys.readouterr().err
+    assert runs.main(["diff", "--runs-dir", str(tmp_path), "A"]) == 1
+    assert "Name two runs or more" in capsys.readouterr().err
