@@ -182,8 +182,8 @@ def settings_differences(chosen: list[dict]) -> None:
         st.caption("The selected runs were started with the same settings.")
         return
     st.caption(
-        f"{len(rows)} setting{'s' * (len(rows) != 1)} differ between the selected runs "
-        "(every other one is the same):"
+        f"{len(rows)} {'setting differs' if len(rows) == 1 else 'settings differ'} between "
+        "the selected runs (every other one is the same):"
     )
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 
