@@ -165,6 +165,7 @@ st.subheader("Per class")
 st.dataframe(
     [shown_row(row) for row in report.per_class_rows()],
     hide_index=True,
+    column_order=("class", "precision", "recall", "recall 95% interval", "f1", "support"),
     column_config={
         k: st.column_config.ProgressColumn(format="%.3f", min_value=0, max_value=1)
         for k in ("precision", "recall", "f1")
