@@ -747,6 +747,11 @@ def test_robustness_is_measured_on_a_click_and_then_read_from_disk(
     noise, attacked = json.loads(chart.proto.spec)["data"]
     np.testing.assert_allclose(plotly_values(attacked["y"]), expected["attacked"])
     np.testing.assert_allclose(plotly_values(noise["y"]), expected["noise"])
+    # Each point's bar: its 95% interval over the 3 images (wide).
+    low, high = wilson_interval(np.round(expected["attacked"] * len(y)), len(y))
+    bars = attacked["error_y"]
+    np.testing.assert_allclose(plotly_values(bars["array"]), high - expected["attacked"])
+    np.testing.assert_allclose(plotly_values(bars["arrayminus"]), expected["attacked"] - low)
     assert robustness_summary(expected) in [m.value for m in app.markdown]
     assert not [b for b in app.button if b.key == "evaluate_robust_run"]  # done: no button
     # Under it, fooled images as they are and as changed, with what the model answers.

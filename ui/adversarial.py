@@ -155,7 +155,8 @@ def robustness_section(entry: dict, model, x_split, y_split, names: list[str], w
         "How much of its accuracy the model keeps when each pixel may move a few levels: "
         "moved the way its gradient says hurts most (an adversarial attack), or at random "
         "by the same amount. Measured on the float32 model without test-time augmentation, "
-        f"so at 0 it may differ a little from the accuracy above. {HOW}"
+        f"so at 0 it may differ a little from the accuracy above; each point's bar is its "
+        f"95% interval over the images measured (more images, narrower bars). {HOW}"
     )
     total = len(y_split)
     sizes = sorted({min(n, total) for n in ROBUSTNESS_IMAGES})

@@ -324,7 +324,10 @@ def robustness(found: dict, other: dict | None = None, names: tuple = ()) -> go.
     """Accuracy against the largest change allowed in each pixel (`core.adversarial.
     robustness`): changed by the gradient attack, and by random noise of the same size;
     with `other`, a second model's two lines dashed beside them (`names`: the two models').
-    The x axis is categorical: the ladder doubles, and 0 stands for the images as they are."""
+    The x axis is categorical: the ladder doubles, and 0 stands for the images as they are.
+    Each point's bar is its 95% Wilson interval over the images measured."""
+    from core.evaluate import wilson_interval
+
     x = [f"{e:g}" for e in found["epsilons"]]
     fig = go.Figure()
     models = (
@@ -337,13 +340,20 @@ def robustness(found: dict, other: dict | None = None, names: tuple = ()) -> go.
             ("random noise", "noise", "#7f7f7f"),
             ("the attack", "attacked", "#d62728"),
         ):
+            y, n = np.asarray(result[key], np.float64), len(result["needed"])
+            low, high = wilson_interval(np.round(y * n), n)
             fig.add_scatter(
                 x=x,
-                y=result[key],
+                y=y,
+                error_y=dict(
+                    type="data", symmetric=False, array=high - y, arrayminus=y - low, width=3
+                ),
+                customdata=np.stack([low, high], axis=1),
                 mode="lines+markers",
                 name=f"{model}: changed by {name}" if model else f"changed by {name}",
                 line=dict(color=colour, dash=dash),
-                hovertemplate="at most %{x} of 255 levels a pixel<br>%{y:.1%} right<extra></extra>",
+                hovertemplate="at most %{x} of 255 levels a pixel<br>%{y:.1%} right "
+                "(95% interval %{customdata[0]:.1%} to %{customdata[1]:.1%})<extra></extra>",
             )
     return fig.update_layout(
         xaxis=dict(title="Largest change allowed in each pixel (levels of 255)", type="category"),
