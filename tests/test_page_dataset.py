@@ -350,6 +350,16 @@ def test_the_folder_check_is_kept_whatever_the_spelling_of_the_path(
     assert checks == [str(image_folder.resolve())]
 
 
+def _two_class_folder(root, pictures) -> None:
+    """`root/a/000.png`, `root/b/001.png`, ...: the pictures filed under a and b in turn."""
+    from PIL import Image
+
+    for i, image in enumerate(pictures):
+        folder = root / "ab"[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+
+
 def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_path, monkeypatch):
     from PIL import Image
 
@@ -357,10 +367,7 @@ def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_pa
     from tests.test_near_duplicates import jpeg
 
     pictures = smooth_images(24, seed=4)
-    for i, image in enumerate(pictures):
-        folder = tmp_path / "images" / "ab"[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    _two_class_folder(tmp_path / "images", pictures)
     Image.fromarray(jpeg(pictures[0])).save(tmp_path / "images" / "b" / "copy.png")  # of an a
     monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
     page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
@@ -396,10 +403,7 @@ def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch
     from tests.test_near_duplicates import jpeg
 
     pictures = smooth_images(24, seed=4)
-    for i, image in enumerate(pictures):
-        folder = tmp_path / "images" / "ab"[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    _two_class_folder(tmp_path / "images", pictures)
     for name in ("copy1", "copy2"):  # picture 0 (an a) twice more, once filed as b
         Image.fromarray(jpeg(pictures[0], 90)).save(
             tmp_path / "images" / "ab"[name == "copy2"] / f"{name}.png"
@@ -428,7 +432,6 @@ def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch
 
 
 def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch):
-    from PIL import Image
 
     from core import near_duplicates as nd
     from core.data import load_dataset
@@ -439,10 +442,7 @@ def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch
     for base in images[:4]:  # copies with noise: alike at about 0.99 (sd 5) and 0.9 (sd 20)
         for sd in (5, 20):
             images.append(np.clip(base + noise.normal(0, sd, base.shape), 0, 255).astype(np.uint8))
-    for i, image in enumerate(images):
-        folder = tmp_path / "images" / "ab"[i % 2]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    _two_class_folder(tmp_path / "images", images)
     monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
     page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     page.switch_page("pages/dataset.py").run()
