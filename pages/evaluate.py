@@ -307,7 +307,7 @@ with tabs[3]:
         gallery(seen[:18], [why_caption(i) for i in seen[:18]])
         remembered = (
             "this model's run left those training images out: it never saw them"
-            if near_duplicates.left_out_by(entry["card"]) is not None
+            if near_duplicates.left_out_by(entry["card"], dataset) is not None
             else "the model may remember them"
         )
         st.caption(

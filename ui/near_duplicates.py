@@ -177,16 +177,21 @@ def _caption(pair, labels, ds) -> str:
     return f"{ends[0]} · {ends[1]} · {pair.similarity:.2f}"
 
 
-def left_out_by(card: dict) -> int | None:
+def left_out_by(card: dict, ds) -> int | None:
     """How many training images the run a model card describes left out as near-duplicates
-    of held-out images, when it did and held out the page's validation split; else None."""
+    of held-out images, when it did and held out the page's splits of `ds` (the same split
+    and the same number of validation and test images); else None."""
     from core.registry import validates_on
 
     if not (card.get("train_config") or {}).get("drop_near_duplicates"):
         return None
     if not validates_on(card, state.VAL_FRACTION, state.SPLIT_SEED):
         return None
-    return int((card.get("data") or {}).get("near_duplicates_left_out", 0))
+    data = card.get("data") or {}
+    held_out = {k: v for k, v in data.get("split_sizes", {}).items() if k != "train"}
+    if held_out != {k: len(y) for k, (_, y) in ds.splits.items() if k != "train"}:
+        return None  # another dataset with the same classes
+    return int(data.get("near_duplicates_left_out", 0))
 
 
 def evaluate_line(ds, split: str, report, card: dict) -> None:
@@ -213,7 +218,7 @@ def evaluate_line(ds, split: str, report, card: dict) -> None:
         st.caption(f"Every {split} image is a near-duplicate of a training image ({on:.1%} right).")
         return
     low, high = wilson_interval(right[shared].sum(), shared.sum())
-    left_out = left_out_by(card)
+    left_out = left_out_by(card, ds)
     which = (
         "are near-duplicates of training images"
         if left_out is None
