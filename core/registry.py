@@ -299,6 +299,22 @@ def validates_on(card: dict, val_fraction: float, seed: int) -> bool:
     return config.get("val_fraction") == val_fraction and config.get("seed") == seed
 
 
+def copies_left_out(card: dict, dataset, val_fraction: float, seed: int) -> int | None:
+    """How many training images the run a card describes left out as near-duplicates of
+    held-out images (`TrainConfig.drop_near_duplicates`), when it did and `dataset`, split
+    with `val_fraction` and `seed`, holds the same held-out images (the same split, the same
+    number of validation and test images); else None."""
+    if not (card.get("train_config") or {}).get("drop_near_duplicates"):
+        return None
+    if not validates_on(card, val_fraction, seed):
+        return None
+    data = card.get("data") or {}
+    held_out = {k: v for k, v in data.get("split_sizes", {}).items() if k != "train"}
+    if held_out != {k: len(y) for k, (_, y) in dataset.splits.items() if k != "train"}:
+        return None  # another dataset with the same classes
+    return int(data.get("near_duplicates_left_out", 0))
+
+
 def _card_of(model_path: str | os.PathLike) -> dict:
     from core.errors import RunError
 

@@ -191,3 +191,21 @@ def test_a_cards_provenance_in_one_line():
         "trained on unknown data · in 1 h 02 min · last week"
     )
     assert registry.provenance({"train_seconds": 9}) == "trained on unknown data · in 9 s"
+
+
+def test_a_card_says_its_run_left_copies_out_only_for_the_same_held_out_images():
+    from core.data import Dataset
+
+    def data(val: int) -> Dataset:
+        x = np.zeros((1, 32, 32, 3), np.uint8)
+        return Dataset(["a"], "d", {"train": (x, [0]), "val": (np.repeat(x, val, 0), [0] * val)})
+
+    card = {
+        "train_config": {"drop_near_duplicates": True, "val_fraction": 0.1, "seed": 0},
+        "data": {"split_sizes": {"train": 40, "val": 5}, "near_duplicates_left_out": 3},
+    }
+    assert registry.copies_left_out(card, data(5), 0.1, 0) == 3
+    assert registry.copies_left_out(card, data(6), 0.1, 0) is None  # other held-out images
+    assert registry.copies_left_out(card, data(5), 0.2, 0) is None  # another split
+    kept_all = card | {"train_config": card["train_config"] | {"drop_near_duplicates": False}}
+    assert registry.copies_left_out(kept_all, data(5), 0.1, 0) is None

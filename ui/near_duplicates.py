@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from core import near_duplicates as nd
+from core import registry
 from core.datastats import enlarge, image_grid
 from core.evaluate import wilson_interval
 from ui import state
@@ -178,20 +179,8 @@ def _caption(pair, labels, ds) -> str:
 
 
 def left_out_by(card: dict, ds) -> int | None:
-    """How many training images the run a model card describes left out as near-duplicates
-    of held-out images, when it did and held out the page's splits of `ds` (the same split
-    and the same number of validation and test images); else None."""
-    from core.registry import validates_on
-
-    if not (card.get("train_config") or {}).get("drop_near_duplicates"):
-        return None
-    if not validates_on(card, state.VAL_FRACTION, state.SPLIT_SEED):
-        return None
-    data = card.get("data") or {}
-    held_out = {k: v for k, v in data.get("split_sizes", {}).items() if k != "train"}
-    if held_out != {k: len(y) for k, (_, y) in ds.splits.items() if k != "train"}:
-        return None  # another dataset with the same classes
-    return int(data.get("near_duplicates_left_out", 0))
+    """`core.registry.copies_left_out` for the page's split of `ds`."""
+    return registry.copies_left_out(card, ds, state.VAL_FRACTION, state.SPLIT_SEED)
 
 
 def evaluate_line(ds, split: str, report, card: dict) -> None:
