@@ -178,9 +178,8 @@ def kept_preferred_images(
         cache_dir: default `core.data.default_cache_dir()`.
     """
     path = _units_path(model_path, layer, units, cache_dir)
-    kept = _read_kept(path, _read_arrays)
-    if kept is not None and len(kept.get("activations", ())) == len(units):
-        return kept["pictures"], kept["activations"]
+    if (kept := _read_units(path, units)) is not None:
+        return kept
     pictures, activations = preferred_images(model, layer, units, progress=progress)
     _keep(path, {"pictures": pictures, "activations": activations})
     return pictures, activations
@@ -188,7 +187,11 @@ def kept_preferred_images(
 
 def preferred_images_if_kept(model_path, layer: str, units: list[int], cache_dir=None):
     """What `kept_preferred_images` would read from disk, or None when it would climb."""
-    kept = _read_kept(_units_path(model_path, layer, units, cache_dir), _read_arrays)
+    return _read_units(_units_path(model_path, layer, units, cache_dir), units)
+
+
+def _read_units(path, units: list[int]):
+    kept = _read_kept(path, _read_arrays)
     if kept is None or len(kept.get("activations", ())) != len(units):
         return None
     return kept["pictures"], kept["activations"]
