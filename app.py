@@ -1,10 +1,15 @@
 """CNN Lab: see, train and use a convolutional image classifier. `streamlit run app.py`."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui import state
 
-st.set_page_config(page_title="CNN Lab", page_icon=":material/neurology:", layout="wide")
+# The favicon is a file beside the app: Streamlit turns it into a data URL, so it shows
+# offline (a `:material/...:` icon is fetched from fonts.gstatic.com).
+ICON = Path(__file__).parent / "assets" / "icon.svg"
+st.set_page_config(page_title="CNN Lab", page_icon=str(ICON), layout="wide")
 state.keep_keras_between_runs()
 
 PAGES = {

@@ -25,9 +25,14 @@ PAGES = [
 
 @pytest.mark.parametrize("path, title", PAGES)
 def test_every_page_renders_without_an_exception(server, page, path, title):
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     open_page(page, server, path)
     page.get_by_role("heading", name=title).first.wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
+    # Offline classrooms: nothing is fetched from elsewhere (the favicon was, once).
+    assert [url for url in requested if not url.startswith((server, "data:", "blob:"))] == []
+    assert page.locator('link[rel~="icon"]').first.get_attribute("href").startswith("data:")
     shot(page, f"page-{path or 'home'}")
 
 
