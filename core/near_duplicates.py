@@ -3,7 +3,7 @@ or shifted by a pixel, which the folder check's comparison of file bytes does no
 
     found = near_duplicates(dataset)            # each image's most similar image in each split
     pairs(found)                                # the pairs above SIMILAR, most similar first
-    groups(pairs(found))                        # the same picture saved 2, 3 ... times
+    groups(pairs(found), dataset)               # the same picture saved 2, 3 ... times
     in_split(found, "val", "train")             # val images with a near-duplicate in train
     without_copies(dataset)                     # train less the copies of val and test images
 
@@ -258,23 +258,62 @@ def pairs(found: dict, threshold: float = SIMILAR) -> list[Pair]:
     return [Pair(a, b, s) for (a, b), s in sorted(seen.items(), key=lambda kv: -kv[1])]
 
 
-def groups(pairs: list[Pair]) -> list[list[tuple[str, int]]]:
-    """The images the pairs join, `(split, index)` each: a picture saved three times is one
-    group of three, not two or three pairs. Largest first, each in split and index order."""
-    parent: dict[tuple, tuple] = {}
+def groups(pairs: list[Pair], dataset, threshold: float = SIMILAR) -> list[list[tuple[str, int]]]:
+    """The pictures saved more than once: the images the pairs name, `(split, index)` each,
+    joined wherever two of them are at least `threshold` alike, not only where one is the
+    other's closest (CIFAR-10's white car, 37 images, came out as four groups of 11, 7, 6
+    and 5 from closest pairs alone). An image with anything that alike has its closest that
+    alike, so it is in a pair: comparing the pairs' images with each other finds every link.
 
-    def root(image):
-        while parent.setdefault(image, image) != image:
-            parent[image] = parent[parent[image]]
-            image = parent[image]
-        return image
+    Args:
+        pairs: `pairs(found, threshold)`, or some of them.
+        dataset: the `core.data.Dataset` they index.
 
-    for pair in pairs:
-        parent[root(pair.a)] = root(pair.b)
-    members: dict[tuple, list] = {}
-    for image in parent:
-        members.setdefault(root(image), []).append(image)
-    return sorted((sorted(group) for group in members.values()), key=lambda g: (-len(g), g[0]))
+    Returns:
+        Largest first, each in split and index order.
+    """
+    images = sorted({image for pair in pairs for image in (pair.a, pair.b)})
+    if not images:
+        return []
+    at = {image: i for i, image in enumerate(images)}
+    ends = np.array([(at[pair.a], at[pair.b]) for pair in pairs]).T
+    prints = fingerprints(np.stack([dataset.splits[s][0][i] for s, i in images]))
+    members: dict[int, list] = {}
+    for image, label in zip(images, _joined(prints, threshold, *ends), strict=True):
+        members.setdefault(int(label), []).append(image)
+    return sorted(members.values(), key=lambda group: (-len(group), group[0]))
+
+
+def _joined(prints: np.ndarray, threshold: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """int64 `(N,)`: for each fingerprint, the first index of those it is joined to, through
+    links `a[k]`-`b[k]` and any two at least `threshold` alike. Each pass gives every image
+    the smallest label among its links' and then its label's label, until none changes
+    (a few passes: no list of links, which a folder of 5,000 video frames would make huge).
+    """
+    n = len(prints)
+    rows = max(1, min(BLOCK, BLOCK_FLOATS // n))
+    blocks = range(0, n, rows)
+    kept = [] if n * n <= BLOCK_FLOATS else None  # small enough: compared once, not per pass
+    labels = np.arange(n)
+    while True:
+        new = labels.copy()
+        np.minimum.at(new, a, labels[b])
+        np.minimum.at(new, b, labels[a])
+        for k, start in enumerate(blocks):
+            if kept is not None and k < len(kept):
+                alike = kept[k]
+            else:
+                alike = prints[start : start + rows] @ prints.T >= threshold
+                if kept is not None:
+                    kept.append(alike)
+            linked = np.where(alike, labels, n)  # a row's links' labels; n where none
+            new[start : start + rows] = np.minimum(new[start : start + rows], linked.min(1))
+            across = np.where(alike, labels[start : start + rows, None], n).min(0)
+            np.minimum(new, across, out=new)  # and each column's, if rounding made them differ
+        new = new[new]
+        if np.array_equal(new, labels):
+            return labels
+        labels = new
 
 
 def groups_summary(groups: list[list[tuple[str, int]]]) -> str:
@@ -290,11 +329,13 @@ def groups_summary(groups: list[list[tuple[str, int]]]) -> str:
     )
 
 
-def pairs_csv(pairs: list[Pair], dataset) -> str:
-    """The pairs as CSV, a row each: the number of its group (`groups`, largest first: the
-    rows of one picture saved several times share it), similarity, then each image's split,
-    index, file (for an image folder, relative to it; empty otherwise) and class."""
-    group_of = {image: n for n, group in enumerate(groups(pairs), 1) for image in group}
+def pairs_csv(pairs: list[Pair], dataset, threshold: float = SIMILAR) -> str:
+    """The pairs as CSV, a row each: the number of its group (`groups` at `threshold`,
+    largest first: the rows of one picture saved several times share it), similarity, then
+    each image's split, index, file (for an image folder, relative to it; empty otherwise)
+    and class."""
+    found_groups = groups(pairs, dataset, threshold)
+    group_of = {image: n for n, group in enumerate(found_groups, 1) for image in group}
     out = io.StringIO()
     rows = csv.writer(out)
     ends = [f"{column}_{end}" for end in "ab" for column in ("split", "index", "file", "class")]
@@ -369,7 +410,7 @@ def format_summary(found: dict, dataset, threshold: float = SIMILAR) -> str:
         f"among {total:,} images: {across:,} across splits, {conflicts:,} under two classes."
     ]
     if found_pairs:
-        lines.append(groups_summary(groups(found_pairs)))
+        lines.append(groups_summary(groups(found_pairs, dataset, threshold)))
     for split in dataset.splits:
         if split != "train" and "train" in dataset.splits:
             shared = in_split(found, split, "train", threshold)
@@ -411,7 +452,7 @@ def main(argv=None) -> int:
         return 1
     if args.csv:
         try:
-            args.csv.write_text(pairs_csv(pairs(found, args.threshold), dataset))
+            args.csv.write_text(pairs_csv(pairs(found, args.threshold), dataset, args.threshold))
         except OSError as err:
             print(
                 f"error: {args.csv} could not be written ({err.strerror or err}).", file=sys.stderr

@@ -134,7 +134,7 @@ def test_a_picture_saved_three_times_is_one_group_of_three():
     x[12] = jpeg(data.splits["val"][0][5])  # val 5, saved twice more in train
     x[13] = np.clip(data.splits["val"][0][5].astype(int) + 12, 0, 255).astype(np.uint8)
     pairs = nd.pairs(nd.near_duplicates(data))
-    assert nd.groups(pairs) == [
+    assert nd.groups(pairs, data) == [
         [("train", 12), ("train", 13), ("val", 5)],
         [("train", 2), ("train", 7)],
         [("train", 4), ("val", 1)],
@@ -152,7 +152,29 @@ def test_a_picture_saved_three_times_is_one_group_of_three():
         "3": {("train", 4), ("val", 1)},
         "4": {("val", 0), ("val", 3)},
     }
-    assert nd.groups([]) == []
+    assert nd.groups([], data) == []
+
+
+def test_copies_whose_closest_images_are_their_twins_are_still_one_picture():
+    # Two exact copies of a picture and two of it recompressed: each image's closest is its
+    # twin, so closest pairs alone make two groups; the four are one picture saved 4 times.
+    data, _ = planted()
+    picture = smooth_images(1, seed=99)[0]
+    alike = similarity(picture, jpeg(picture))
+    assert nd.SIMILAR <= alike < 0.9999
+    x = data.splits["train"][0]
+    x[12] = x[13] = picture
+    x[14] = x[15] = jpeg(picture)
+    pairs = nd.pairs(nd.near_duplicates(data))
+    twins = [{("train", 12), ("train", 13)}, {("train", 14), ("train", 15)}]
+    assert [{p.a, p.b} for p in pairs if {p.a, p.b} & (twins[0] | twins[1])] == twins
+    four = sorted(twins[0] | twins[1])
+    assert four in nd.groups(pairs, data)
+    assert sorted(map(sorted, twins)) == sorted(
+        g for g in nd.groups(pairs, data, threshold=(alike + 1) / 2) if set(g) <= set(four)
+    )
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    assert len({r["group"] for r in rows if (r["split_a"], int(r["index_a"])) in four}) == 1
 
 
 @pytest.mark.parametrize(
@@ -255,3 +277,29 @@ def test_without_copies_leaves_out_the_training_copies_of_held_out_images_only()
     # Nothing held out: nothing to leave out.
     train_only = Dataset(["a", "b", "c"], "generated", {"train": data.splits["train"]})
     assert nd.without_copies(train_only).splits["train"][0].shape == (20, 32, 32, 3)
+
+
+@pytest.mark.parametrize("floats", [2**26, 50 * 7])  # all compared once; 7 rows per pass
+def test_a_long_chain_of_alike_images_is_one_group_and_another_chain_another(monkeypatch, floats):
+    # Points on two arcs in planes at right angles, neighbours alike and those two apart
+    # not: every link is needed (video frames), and the arcs stay apart. Shuffled, so labels
+    # travel both ways.
+    monkeypatch.setattr(nd, "BLOCK_FLOATS", floats)
+    step = 0.3  # cos 0.3 = 0.955 >= 0.93 > cos 0.6 = 0.825; 20 steps do not close a circle
+    arcs = np.zeros((35, 4), np.float32)
+    angles = np.arange(20) * step
+    arcs[:20, 0], arcs[:20, 1] = np.cos(angles), np.sin(angles)
+    angles = np.arange(15) * step
+    arcs[20:, 2], arcs[20:, 3] = np.cos(angles), np.sin(angles)
+    order = np.random.default_rng(0).permutation(len(arcs))
+    prints = arcs[order]
+    none = np.zeros(0, np.int64)
+    labels = nd._joined(prints, nd.SIMILAR, none, none)
+    arc = order < 20
+    assert len(set(labels[arc])) == 1 and len(set(labels[~arc])) == 1
+    assert labels[arc][0] != labels[~arc][0]
+    assert labels[arc][0] == np.flatnonzero(arc)[0]  # the first index of each
+    # a link given as a pair joins them, alike or not
+    first, second = np.flatnonzero(arc)[0], np.flatnonzero(~arc)[0]
+    joined = nd._joined(prints, nd.SIMILAR, np.array([second]), np.array([first]))
+    assert (joined == min(first, second)).all()

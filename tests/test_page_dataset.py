@@ -414,7 +414,7 @@ def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch
     page.switch_page("pages/dataset.py").run()
     page.button(key="dataset_near_run").click().run()
     ds = load_dataset(tmp_path / "images", val_fraction=0.1, seed=0)
-    groups = nd.groups(nd.pairs(nd.near_duplicates(ds)))
+    groups = nd.groups(nd.pairs(nd.near_duplicates(ds)), ds)
     assert [len(g) for g in groups] == [3, 2]
     assert any(
         c.value.endswith(

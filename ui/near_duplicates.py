@@ -86,7 +86,7 @@ def dataset_section(ds, factor: int) -> None:
     pairs = nd.pairs(result, threshold)
     labels = [pair.labels(ds) for pair in pairs]
     counts = {name: sum(map(test, pairs, labels)) for name, test in SHOW.items()}
-    found_groups = nd.groups(pairs)
+    found_groups = nd.groups(pairs, ds, threshold)
     m = st.columns(2 + len(ds.splits) - 1)
     m[0].metric("Pairs", f"{counts['all pairs']:,}")
     m[1].metric("Under two classes", f"{counts['under two classes']:,}")
@@ -114,7 +114,7 @@ def dataset_section(ds, factor: int) -> None:
         more = (
             f"The {SHOWN} largest of {len(big):,}; the pairs" if len(big) > SHOWN else "The pairs"
         )
-        _download(f"{more} of them, with their files, classes and groups:", chosen, ds)
+        _download(f"{more} of them, with their files, classes and groups:", chosen, ds, threshold)
         return
     chosen = [(p, lab) for p, lab in zip(pairs, labels, strict=True) if SHOW[show](p, lab)]
     if not chosen:
@@ -134,14 +134,14 @@ def dataset_section(ds, factor: int) -> None:
         width=pictures[0].shape[1],  # not stretched to a caption's width
     )
     more = f"The {SHOWN} most alike of {len(chosen):,}; all" if len(chosen) > SHOWN else "All"
-    _download(f"{more} of them, with their files and classes:", chosen, ds)
+    _download(f"{more} of them, with their files and classes:", chosen, ds, threshold)
 
 
-def _download(sentence: str, chosen: list, ds) -> None:
+def _download(sentence: str, chosen: list, ds, threshold: float) -> None:
     st.caption(sentence)
     st.download_button(
         "Download the pairs (CSV)",
-        nd.pairs_csv([p for p, _ in chosen], ds),
+        nd.pairs_csv([p for p, _ in chosen], ds, threshold),
         file_name="near-duplicates.csv",
         mime="text/csv",
         key="dataset_near_csv",
