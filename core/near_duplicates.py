@@ -349,6 +349,53 @@ def pairs_csv(pairs: list[Pair], dataset, threshold: float = SIMILAR) -> str:
     return out.getvalue()
 
 
+def redundant_files(groups: list[list[tuple[str, int]]], dataset) -> tuple[list[tuple], int]:
+    """What to delete to clean an image folder of its copies: of each picture saved more
+    than once under one class, every file but the first in path order.
+
+    Args:
+        groups: `groups(...)` of `dataset`, which must be an image folder (it has `files`).
+
+    Returns:
+        `(rows, mixed)`: rows of `(file, class, file kept)`, in path order, and how many
+        pictures are filed under two classes or more; those are left out, for a person to
+        decide which label is right.
+    """
+    rows, mixed = [], 0
+    for group in groups:
+        files = sorted(
+            (str(dataset.files[split][i]), int(dataset.splits[split][1][i])) for split, i in group
+        )
+        if len({label for _, label in files}) > 1:
+            mixed += 1
+            continue
+        rows += [(file, dataset.class_names[label], files[0][0]) for file, label in files[1:]]
+    return sorted(rows), mixed
+
+
+def redundant_csv(rows: list[tuple]) -> str:
+    """`redundant_files`' rows as CSV: `file,class,same_picture_as`."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "class", "same_picture_as"])
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def redundant_summary(rows: list[tuple], mixed: int) -> str:
+    """`redundant_files` in a sentence."""
+    sentence = (
+        f"{len(rows):,} file{'s' * (len(rows) != 1)} repeat{'s' * (len(rows) == 1)} a "
+        "picture that another file of its class holds (the first in path order is kept)"
+    )
+    if mixed:
+        sentence += (
+            f"; {mixed:,} picture{'s are' if mixed != 1 else ' is'} filed under two classes "
+            "and left out, for you to decide which label is right"
+        )
+    return sentence + "."
+
+
 def kept_near_duplicates(dataset, cache_dir=None, progress=None) -> dict:
     """`near_duplicates`, kept on disk under a hash of the images' bytes (CIFAR-10's 50,000
     images: 12 s here to compare, 1 MB kept), as the Evaluate page keeps predictions.
@@ -437,6 +484,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="split seed; default %(default)s")
     p.add_argument("--image-size", type=int, default=32, help="default %(default)s")
     p.add_argument("--csv", type=Path, help="write the pairs, with their files, to this file")
+    p.add_argument(
+        "--redundant",
+        type=Path,
+        help="an image folder: write the files that repeat a picture of their class (all "
+        "but one of each) to this CSV, to delete",
+    )
     args = p.parse_args(argv)
     try:
         dataset = load_dataset(
@@ -450,15 +503,25 @@ def main(argv=None) -> int:
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    found_pairs = pairs(found, args.threshold)
+    written = {}
     if args.csv:
+        written[args.csv] = pairs_csv(found_pairs, dataset, args.threshold)
+    if args.redundant:
+        if not dataset.files:
+            print("error: --redundant needs an image folder (files to list).", file=sys.stderr)
+            return 1
+        rows, mixed = redundant_files(groups(found_pairs, dataset, args.threshold), dataset)
+        written[args.redundant] = redundant_csv(rows)
+    for path, text in written.items():
         try:
-            args.csv.write_text(pairs_csv(pairs(found, args.threshold), dataset, args.threshold))
+            path.write_text(text)
         except OSError as err:
-            print(
-                f"error: {args.csv} could not be written ({err.strerror or err}).", file=sys.stderr
-            )
+            print(f"error: {path} could not be written ({err.strerror or err}).", file=sys.stderr)
             return 1
     print(format_summary(found, dataset, args.threshold))
+    if args.redundant:
+        print(f"{redundant_summary(rows, mixed)} Listed in {args.redundant}.")
     return 0
 
 

@@ -225,7 +225,7 @@ def test_accuracy_with_and_without_a_near_duplicate():
 
 
 def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
-    from tests.conftest import write_image_folder
+    from tests.conftest import write_cifar_archive, write_image_folder
 
     write_image_folder(tmp_path / "d", per_class=8, size=32)
     copy = tmp_path / "d" / "dog" / "copy.jpg"
@@ -244,6 +244,20 @@ def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
         ("cat/000.png", "cat"),
         ("dog/copy.jpg", "dog"),
     }
+    assert nd.main([str(tmp_path / "d"), "--redundant", str(tmp_path / "delete.csv")]) == 0
+    assert "\n0 files repeat a picture" in capsys.readouterr().out  # the two are a cat and a dog
+    Image.open(tmp_path / "d" / "cat" / "001.png").save(tmp_path / "d" / "cat" / "c.png")
+    assert nd.main([str(tmp_path / "d"), "--redundant", str(tmp_path / "delete.csv")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"Listed in {tmp_path / 'delete.csv'}.")
+    assert list(csv.reader((tmp_path / "delete.csv").open())) == [
+        ["file", "class", "same_picture_as"],
+        ["cat/c.png", "cat", "cat/001.png"],
+    ]
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
+    archive = str(tmp_path / "cifar-10-python.tar.gz")
+    assert nd.main([archive, "--redundant", str(tmp_path / "x.csv")]) == 1
+    assert "--redundant needs an image folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
     assert nd.main([str(tmp_path / "nothing")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert nd.main([str(tmp_path / "d"), "--csv", str(tmp_path / "no" / "such" / "dir.csv")]) == 1
@@ -303,3 +317,37 @@ def test_a_long_chain_of_alike_images_is_one_group_and_another_chain_another(mon
     first, second = np.flatnonzero(arc)[0], np.flatnonzero(~arc)[0]
     joined = nd._joined(prints, nd.SIMILAR, np.array([second]), np.array([first]))
     assert (joined == min(first, second)).all()
+
+
+def test_the_files_to_delete_keep_one_of_each_picture_and_leave_mixed_labels_alone():
+    data, _ = planted()
+    x = data.splits["train"][0]
+    x[12] = x[13] = jpeg(data.splits["val"][0][5])  # val 5 twice more, labelled as val 5
+    data.splits["train"][1][[12, 13]] = data.splits["val"][1][5]
+    data.files = {
+        s: np.array([f"{s}/{i:02d}.png" for i in range(len(y))])
+        for s, (_, y) in data.splits.items()
+    }
+    found_groups = nd.groups(nd.pairs(nd.near_duplicates(data)), data)
+    rows, mixed = nd.redundant_files(found_groups, data)
+    name = data.class_names
+    assert rows == [  # train 2 and 7 (two labels) are for a person
+        ("train/13.png", name[data.splits["val"][1][5]], "train/12.png"),
+        ("val/01.png", name[data.splits["train"][1][4]], "train/04.png"),
+        ("val/03.png", name[data.splits["val"][1][0]], "val/00.png"),
+        ("val/05.png", name[data.splits["val"][1][5]], "train/12.png"),
+    ]
+    assert mixed == 1
+    assert list(csv.reader(io.StringIO(nd.redundant_csv(rows)))) == [
+        ["file", "class", "same_picture_as"],
+        *map(list, rows),
+    ]
+    assert nd.redundant_summary(rows, mixed) == (
+        "4 files repeat a picture that another file of its class holds (the first in path "
+        "order is kept); 1 picture is filed under two classes and left out, for you to "
+        "decide which label is right."
+    )
+    assert nd.redundant_summary(rows[:1], 0) == (
+        "1 file repeats a picture that another file of its class holds (the first in path "
+        "order is kept)."
+    )

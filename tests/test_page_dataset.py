@@ -381,7 +381,11 @@ def test_near_duplicates_are_found_on_a_click_and_shown_with_their_labels(tmp_pa
     [pair] = [img for img in page.image if img.captions and " · " in img.captions[0]]
     ends = pair.captions[0].split(" · ")[:2]  # "a/000.png (train)", "b/copy.png (val)"
     assert sorted(end.split()[0] for end in ends) == ["a/000.png", "b/copy.png"]
-    assert [b.label for b in page.get("download_button")] == ["Download the pairs (CSV)"]
+    assert [b.label for b in page.get("download_button")] == [
+        "Download the files to delete (CSV)",
+        "Download the pairs (CSV)",
+    ]
+    assert page.get("download_button")[0].proto.disabled  # a cat and a dog: none to delete
     page.radio(key="dataset_near_show").set_value("across splits").run()
     shown = [img for img in page.image if img.captions and " · " in img.captions[0]]
     across = int(ends[0].split()[1] != ends[1].split()[1])
@@ -428,7 +432,16 @@ def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch
     [drawn] = [i for i in page.image if i.captions and i.captions[0].startswith("3 images")]
     splits = ", ".join(f"{n} {s}" for s, n in Counter(s for s, _ in groups[0]).most_common())
     assert drawn.captions[0] == f"3 images ({splits}): 2 a, 1 b"
-    assert [b.label for b in page.get("download_button")] == ["Download the pairs (CSV)"]
+    assert [b.label for b in page.get("download_button")] == [
+        "Download the files to delete (CSV)",
+        "Download the pairs (CSV)",
+    ]
+    rows, mixed = nd.redundant_files(groups, ds)
+    assert [row[0] for row in rows] == ["b/copy3.png"] and mixed == 1  # 005.png is kept
+    assert f"To clean the folder: {nd.redundant_summary(rows, mixed)}" in [
+        c.value for c in page.caption
+    ]
+    assert not page.get("download_button")[0].proto.disabled
 
 
 def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch):

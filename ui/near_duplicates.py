@@ -102,6 +102,8 @@ def dataset_section(ds, factor: int) -> None:
         'Train page\'s "Run" options; `--drop-near-duplicates` on the command line).'
         + (f" {nd.groups_summary(found_groups)}" if found_groups else "")
     )
+    if ds.files and found_groups:
+        _redundant(found_groups, ds)
     show = st.radio("Show", [*SHOW, GROUPS], horizontal=True, key="dataset_near_show")
     if show == GROUPS:
         big = [group for group in found_groups if len(group) > 2]
@@ -145,6 +147,20 @@ def _download(sentence: str, chosen: list, ds, threshold: float) -> None:
         file_name="near-duplicates.csv",
         mime="text/csv",
         key="dataset_near_csv",
+    )
+
+
+def _redundant(found_groups: list, ds) -> None:
+    """The files to delete to keep one of each picture, as a sentence and a CSV."""
+    rows, mixed = nd.redundant_files(found_groups, ds)
+    st.caption(f"To clean the folder: {nd.redundant_summary(rows, mixed)}")
+    st.download_button(
+        "Download the files to delete (CSV)",
+        nd.redundant_csv(rows),
+        file_name="redundant-files.csv",
+        mime="text/csv",
+        key="dataset_near_redundant",
+        disabled=not rows,
     )
 
 
