@@ -72,6 +72,34 @@ def class_counts(dataset) -> dict[str, np.ndarray]:
     }
 
 
+UNEVEN = 1.5  # the largest class this many times the smallest: worth saying
+
+
+def imbalance(counts: np.ndarray) -> float:
+    """How many times the images of the smallest class the largest has (classes with no
+    image left aside; 1.0 for fewer than two such classes)."""
+    counts = np.asarray(counts)
+    present = counts[counts > 0]
+    return float(present.max() / present.min()) if len(present) > 1 else 1.0
+
+
+def imbalance_summary(counts: np.ndarray, class_names: list[str]) -> str:
+    """The training classes' sizes in a sentence: even, or how uneven and what helps."""
+    ratio = imbalance(counts)
+    if ratio < UNEVEN:
+        return f"The classes are about the same size (the largest {ratio:.2f}x the smallest)."
+    present = [i for i in range(len(counts)) if counts[i] > 0]
+    big = max(present, key=lambda i: counts[i])
+    small = min(present, key=lambda i: counts[i])
+    return (
+        f"The largest class has {ratio:.1f}x the training images of the smallest "
+        f"({class_names[big]}: {counts[big]:,}; {class_names[small]}: {counts[small]:,}). "
+        "A model learns to favour the common classes: the Train page's \"Balance the "
+        "classes\" weighs every class the same, and the Evaluate page's balanced accuracy "
+        "counts every class the same."
+    )
+
+
 def channel_histograms(x: np.ndarray, bins: int = 32, max_images: int = 5000, seed: int = 0):
     """Histograms of the red, green and blue values of (a random subset of) the images.
 

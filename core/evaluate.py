@@ -470,6 +470,7 @@ class Report:
             d["per_class"][name] |= {"recall_low": float(low[i]), "recall_high": float(high[i])}
         d["count"] = int(len(self.y_true))
         d["accuracy_interval"] = list(self.accuracy_interval())
+        d["balanced_accuracy"] = self.balanced_accuracy()
         calib = calibration(self.probs, self.y_true)
         d["expected_calibration_error"], d["confidence_gap"] = calib.ece, calib.gap
         return d
@@ -479,6 +480,16 @@ class Report:
         like these, drawn the same way."""
         low, high = wilson_interval(np.trace(self.confusion), self.confusion.sum())
         return float(low), float(high)
+
+    def balanced_accuracy(self) -> float:
+        """The mean of the recalls of the classes with images here: every class counts the
+        same, however many images it has (the accuracy of a model that always answers the
+        largest class of a 9:1 split is 90%, its balanced accuracy 50%)."""
+        support = self.confusion.sum(axis=1)
+        present = support > 0
+        if not present.any():
+            return float("nan")
+        return float(np.mean(np.diag(self.confusion)[present] / support[present]))
 
     def recall_intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """Each class's recall's 95% Wilson interval, over that class's images."""
@@ -821,6 +832,7 @@ def format_report(report: Report) -> str:
         f"accuracy {report.accuracy:.4f} (95% interval {low:.4f}-{high:.4f})   "
         f"loss {report.loss:.4f}   top-3 {report.top3_accuracy:.4f}   "
         f"({len(report.y_true)} images)",
+        f"balanced accuracy {report.balanced_accuracy():.4f} (the mean of the class recalls)",
         "",
         f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}{'recall 95%':>15}",
     ]

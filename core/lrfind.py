@@ -75,7 +75,13 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
 
     from core.augment import build_augmentation
     from core.model import build_model, init_whitening, set_whiten_bias_trainable
-    from core.train import make_loss, make_optimizer, make_pipeline, resolved_model_config
+    from core.train import (
+        class_weights,
+        make_loss,
+        make_optimizer,
+        make_pipeline,
+        resolved_model_config,
+    )
 
     if not (0 < lr_min < lr_max) or steps < 2:
         raise RunError("The learning-rate test needs 0 < lr_min < lr_max and 2 steps or more.")
@@ -88,13 +94,20 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
     model.compile(optimizer=make_optimizer(config, steps, schedule), loss=make_loss(config))
     set_whiten_bias_trainable(model, config.whiten_bias_epochs > 0)
     augment = build_augmentation(config.augment, config.image_size, seed=config.seed)
+    weights = class_weights(y, dataset.num_classes) if config.balance_classes else None
     batches = make_pipeline(
-        x, y, dataset.num_classes, config.batch_size, augment, shuffle_seed=config.seed
+        x,
+        y,
+        dataset.num_classes,
+        config.batch_size,
+        augment,
+        shuffle_seed=config.seed,
+        class_weight=weights,
     ).repeat()
     result = {"lr": [], "loss": [], "smoothed": [], "steps": steps, "stopped_early": False}
     average = 0.0
-    for step, (images, targets) in enumerate(batches.take(steps)):
-        loss = float(model.train_on_batch(images, targets))
+    for step, (images, targets, *weighed) in enumerate(batches.take(steps)):
+        loss = float(model.train_on_batch(images, targets, *weighed))
         average = SMOOTHING * average + (1 - SMOOTHING) * loss
         smoothed = average / (1 - SMOOTHING ** (step + 1))
         result["lr"].append(float(rates[step]))

@@ -53,6 +53,7 @@ class SearchConfig:
     val_fraction: float = 0.1  # trials are compared on this held-out share
     seed: int = 0  # fixes the split, every trial's initialisation and the tuner
     drop_near_duplicates: bool = False  # as for `core.train.TrainConfig`, for every trial
+    balance_classes: bool = False  # likewise
     name: str = ""  # the search id; a time stamp when empty
 
     def validate(self) -> None:
@@ -97,6 +98,7 @@ def base_config(search: SearchConfig):
         seed=search.seed,
         val_fraction=search.val_fraction,
         drop_near_duplicates=search.drop_near_duplicates,
+        balance_classes=search.balance_classes,
         augment=augment,
         image_size=search.image_size or config.image_size,
         batch_size=search.batch_size or config.batch_size,
@@ -400,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.drop_near_duplicates,
         help="leave out the training images that copy a validation or test image, as "
         "python -m core.train does",
+    )
+    p.add_argument(
+        "--balance-classes",
+        action=argparse.BooleanOptionalAction,
+        default=d.balance_classes,
+        help="weigh every class the same in each trial's loss, as python -m core.train does",
     )
     p.add_argument("--name", default="", help="the search id (default: a time stamp)")
     p.add_argument(

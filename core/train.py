@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from core import distribute, runs
 from core.augment import AugmentConfig
@@ -124,6 +125,9 @@ class TrainConfig:
     # Leave out the training images that are near-duplicates of a validation or test image
     # (core.near_duplicates.without_copies): those splits then measure unseen pictures.
     drop_near_duplicates: bool = False
+    # Weigh each training image by N / (classes x its class's count) in the loss
+    # (`class_weights`): every class counts the same however few images it has.
+    balance_classes: bool = False
     epochs: int = 20
     batch_size: int = 128  # the global batch: split evenly over the replicas of `strategy`
     optimizer: str = "adam"  # one of OPTIMIZERS
@@ -285,6 +289,18 @@ def make_loss(config: TrainConfig):
     return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
 
 
+def class_weights(y, num_classes: int) -> np.ndarray:
+    """float32 `(num_classes,)`: `N / (classes present x count)` for each class of `y`, 0
+    for a class it lacks. A class of a tenth of the usual size weighs ten times as much, so
+    each class adds as much to the loss as any other, and the mean weight of an image is 1
+    (the loss keeps its scale).
+    """
+    counts = np.bincount(np.asarray(y, np.int64), minlength=num_classes)[:num_classes]
+    present = np.count_nonzero(counts)
+    weights = np.divide(counts.sum(), present * counts, out=np.zeros(num_classes), where=counts > 0)
+    return weights.astype(np.float32)
+
+
 def make_pipeline(
     x,
     y,
@@ -295,8 +311,11 @@ def make_pipeline(
     teacher=None,
     flip_turn=None,
     crop_size=None,
+    class_weight=None,
 ):
-    """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels).
+    """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels),
+    and each image's weight as a third element when `class_weight` (`class_weights`) is
+    given: Keras weighs the loss with it, not the accuracy.
 
     With `teacher = (probs, weight)` the targets are `(1 - weight) one_hot(y) + weight
     probs[i]`: a trained model's probabilities for each image (`teacher_targets`).
@@ -316,7 +335,6 @@ def make_pipeline(
     worker builds the same (same seed) batches and keeps its share (auto-shard policy
     DATA: the arrays are in memory, there are no files to divide).
     """
-    import numpy as np
     import tensorflow as tf
 
     images, labels = tf.constant(x), tf.constant(y.astype("int32"))
@@ -325,6 +343,8 @@ def make_pipeline(
         sides = tf.constant(rng.integers(0, 2, len(y), dtype=np.int32))
     if teacher is not None:
         soft, weight = tf.constant(teacher[0], tf.float32), float(teacher[1])
+    if class_weight is not None:
+        weighed = tf.constant(np.asarray(class_weight, np.float32))
     ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -342,6 +362,8 @@ def make_pipeline(
         target = tf.one_hot(tf.gather(labels, idx), num_classes)
         if teacher is not None:
             target = (1.0 - weight) * target + weight * tf.gather(soft, idx)
+        if class_weight is not None:
+            return batch, target, tf.gather(weighed, tf.gather(labels, idx))
         return batch, target
 
     options = tf.data.Options()
@@ -636,6 +658,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             shuffle_seed=config.seed,
             teacher=teacher,
             flip_turn=flip_turn,
+            class_weight=class_weights(y, dataset.num_classes) if config.balance_classes else None,
         )
         train_ds = make_pipeline(**pipeline)
         val_ds = None
@@ -730,8 +753,6 @@ def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
     Raises:
         RunError: the teacher cannot be loaded or does not fit the data.
     """
-    import numpy as np
-
     from core.evaluate import predict_probs, resolve_model_path
     from core.model import load_model
 
@@ -979,6 +1000,7 @@ _FLAGS = [
     ("--val-fraction", "val_fraction"),
     ("--seed", "seed"),
     ("--drop-near-duplicates", "drop_near_duplicates"),
+    ("--balance-classes", "balance_classes"),
     ("--optimizer", "optimizer"),
     ("--lr", "learning_rate"),
     ("--momentum", "momentum"),
@@ -1086,6 +1108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the training images that are near-duplicates of a validation or test "
         "image (python -m core.near_duplicates), so those splits measure pictures the model "
         "never saw; found once for the data (12 s for CIFAR-10), then kept",
+    )
+    p.add_argument(
+        "--balance-classes",
+        action=argparse.BooleanOptionalAction,
+        default=d.balance_classes,
+        help="weigh each training image by N / (classes x its class's count) in the loss, so "
+        "that a class with few images counts as much as one with many (a folder whose "
+        "classes differ in size)",
     )
     p.add_argument(
         "--optimizer",

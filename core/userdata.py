@@ -730,5 +730,6 @@ def _warn_imbalance(report: FolderReport, per_class) -> None:
         report.warnings.append(
             f"The classes are very unbalanced: {large_name} has {large:,} images, "
             f"{small_name} only {small:,} ({large / small:.0f}x). The model will favour "
-            "the large classes; look at per-class recall, not accuracy alone."
+            'the large classes: train with "Balance the classes" (--balance-classes), and '
+            "look at the balanced accuracy and per-class recall, not accuracy alone."
         )

@@ -133,6 +133,8 @@ tab_counts, tab_hist, tab_mean = st.tabs(["Class distribution", "Pixel histogram
 with tab_counts:
     fig = charts.grouped_bars(ds.class_names, counts, xaxis_title="class", yaxis_title="images")
     st.plotly_chart(fig, key="dataset_counts_chart")
+    if "train" in counts:
+        st.caption(datastats.imbalance_summary(counts["train"], ds.class_names))
 with tab_hist:
     edges = histograms["edges"]
     fig = charts.pixel_histograms(edges, histograms["counts"])

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import streamlit as st
 
-from core import inspect, registry
+from core import datastats, inspect, registry
 from core.datastats import enlarge
 from core.evaluate import (
     Report,
@@ -87,6 +87,14 @@ st.caption(
     f"{low:.1%} and {high:.1%} (95% Wilson interval of {len(report.y_true):,} images; four "
     "times as many images halve its width)."
 )
+support = report.confusion.sum(axis=1)
+if (uneven := datastats.imbalance(support)) >= datastats.UNEVEN:
+    st.metric("Balanced accuracy", f"{report.balanced_accuracy():.2%}")
+    st.caption(
+        f"The mean of the per-class recalls: every class counts the same, where the accuracy "
+        f"counts every image (here the largest class has {uneven:.1f}x the images of the "
+        "smallest, so a model that favours it scores a higher accuracy than it deserves)."
+    )
 near_duplicates.evaluate_line(dataset, split, report, entry["card"])
 
 

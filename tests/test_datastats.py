@@ -8,6 +8,8 @@ from core.datastats import (
     class_counts,
     enlarge,
     image_grid,
+    imbalance,
+    imbalance_summary,
     mean_image_per_class,
     round_robin_sample,
 )
@@ -110,3 +112,18 @@ def test_image_grid_tiles_with_padding():
     assert image_grid(images, cols=8, pad=0).shape == (2, 9, 3)  # one row of three
     with pytest.raises(ValueError):
         image_grid(images[:0], cols=2)
+
+
+def test_imbalance_says_how_uneven_the_classes_are_and_what_helps():
+    assert imbalance(np.array([50, 0, 600, 100])) == 12.0  # an empty class is left aside
+    assert imbalance(np.array([7])) == imbalance(np.array([0, 3])) == 1.0
+    names = ["cat", "none", "dog", "frog"]
+    assert imbalance_summary(np.array([50, 0, 600, 100]), names) == (
+        "The largest class has 12.0x the training images of the smallest (dog: 600; cat: "
+        "50). A model learns to favour the common classes: the Train page's \"Balance the "
+        "classes\" weighs every class the same, and the Evaluate page's balanced accuracy "
+        "counts every class the same."
+    )
+    assert imbalance_summary(np.array([100, 0, 120, 110]), names) == (
+        "The classes are about the same size (the largest 1.20x the smallest)."
+    )

@@ -402,4 +402,20 @@ def test_a_report_gives_its_accuracy_and_each_recall_an_interval(capsys):
     text = ev.format_report(report)
     lo, hi = report.accuracy_interval()
     assert f"accuracy 0.9500 (95% interval {lo:.4f}-{hi:.4f})" in text
-    assert f"{low[0]:.3f}-{high[0]:.3f}" in text.splitlines()[3]
+    row_a = next(line for line in text.splitlines() if line.startswith("a "))
+    assert f"{low[0]:.3f}-{high[0]:.3f}" in row_a
+
+
+def test_balanced_accuracy_counts_every_class_the_same():
+    # Always the common class: 90% accurate, 50% balanced; a class with no images here
+    # is left out of the mean rather than counted as a recall of 0.
+    y = np.repeat([0, 1], [90, 10])
+    probs = np.tile([0.8, 0.1, 0.1], (100, 1))
+    report = ev.report_from_probs(probs, y, ["common", "rare", "absent"])
+    assert report.accuracy == pytest.approx(0.9)
+    assert report.balanced_accuracy() == pytest.approx(0.5)
+    assert report.to_dict()["balanced_accuracy"] == pytest.approx(0.5)
+    assert "balanced accuracy 0.5000 (the mean of the class recalls)" in ev.format_report(report)
+    answers = np.r_[np.zeros(80, int), np.ones(10, int), np.ones(10, int)]  # 80/90, 10/10
+    report = ev.report_from_probs(np.eye(3)[answers], y, ["common", "rare", "absent"])
+    assert report.balanced_accuracy() == pytest.approx((80 / 90 + 1) / 2)

@@ -87,3 +87,31 @@ def test_a_stop_request_ends_a_test_between_batches(tmp_path):
     status = runs.read_status(folder)
     assert status["state"] == "stopped" and status["step"] == 0
     assert not (folder / lrfind.RESULT_FILE).exists()
+
+
+def test_a_test_of_a_balanced_recipe_weighs_its_batches_as_training_does(monkeypatch):
+    import keras
+
+    from core.data import Dataset
+    from core.train import class_weights
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 24 + [1] * 8)
+    x = rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    data = Dataset(["a", "b"], "noise", {"train": (x, y)})
+    weighed = []
+    plain = keras.Model.train_on_batch
+
+    def spy(model, x, y=None, sample_weight=None, **kw):
+        weighed.append(None if sample_weight is None else np.asarray(sample_weight))
+        return plain(model, x, y, sample_weight, **kw)
+
+    monkeypatch.setattr(keras.Model, "train_on_batch", spy)
+    config = TrainConfig(preset="seed", batch_size=32, balance_classes=True)
+    result = lrfind.range_test(config, data, steps=3, lr_min=1e-4, lr_max=1e-3)
+    assert len(result["loss"]) == 3 and all(math.isfinite(v) for v in result["loss"])
+    w = class_weights(y, 2)
+    assert [sorted(b) for b in weighed] == [sorted(w[y])] * 3  # each batch is all 32 images
+    weighed.clear()
+    lrfind.range_test(TrainConfig(preset="seed", batch_size=32), data, 2, 1e-4, 1e-3)
+    assert weighed == [None, None]

@@ -80,6 +80,30 @@ def test_statistics_show_counts_histograms_and_mean_images(page):
 
     means = [img for img in page.image if img.captions == ["cat", "dog", "frog"]]
     assert len(means) == 1
+    assert "The classes are about the same size (the largest 1.00x the smallest)." in [
+        c.value for c in page.caption
+    ]
+
+
+def test_uneven_classes_are_pointed_out_with_what_helps(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "images", per_class=4, classes=("cat", "dog"))
+    write_image_folder(tmp_path / "more", per_class=24, classes=("cat", "dog"))
+    for path in (tmp_path / "more" / "cat").iterdir():  # 28 cats, 4 dogs
+        path.rename(tmp_path / "images" / "cat" / f"more-{path.name}")
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert not page.exception
+    counts = _chart(page, "dataset_counts_chart")
+    train = {t["name"]: plotly_values(t["y"]) for t in counts["data"]}["train"]
+    assert train[0] > 5 * train[1]
+    caption = [c.value for c in page.caption if c.value.startswith("The largest class has")]
+    assert caption == [
+        f"The largest class has {train[0] / train[1]:.1f}x the training images of the "
+        f"smallest (cat: {train[0]}; dog: {train[1]}). A model learns to favour the common "
+        'classes: the Train page\'s "Balance the classes" weighs every class the same, and '
+        "the Evaluate page's balanced accuracy counts every class the same."
+    ]
 
 
 @pytest.mark.parametrize("button", ["dataset_open_filters", "dataset_open_classify"])

@@ -30,6 +30,7 @@ def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_
     assert metrics["Top-3 accuracy"] == f"{report.top3_accuracy:.2%}"
     assert metrics["Loss"] == f"{report.loss:.4f}"
     assert metrics["Images"] == f"{len(report.y_true):,}"
+    assert "Balanced accuracy" not in metrics  # classes of one size: the accuracy says it
     table = app.dataframe[0].value
     np.testing.assert_allclose(table["recall"].to_numpy(), report.per_class["recall"])
     # How sure those figures are: 3 images leave a wide interval.
@@ -909,3 +910,26 @@ def test_a_model_trained_without_the_copies_says_it_never_saw_them(app, trained_
     assert not app.exception
     assert not [c.value for c in app.caption if "left out" in c.value or "never saw" in c.value]
     assert any("are near-duplicates of training images" in c.value for c in app.caption)
+
+
+def test_uneven_classes_get_a_balanced_accuracy_beside_the_accuracy(app, trained_run, image_folder):
+    from PIL import Image
+
+    from core.datastats import imbalance
+
+    for i, path in enumerate(sorted(image_folder.glob("cat/*.png")) * 3):  # 48 cats, 12 others
+        Image.open(path).point(lambda v, k=i: min(255, v + 1 + k % 5)).save(
+            path.with_name(f"more-{i}.png")
+        )
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    report = _expected(trained_run, image_folder)
+    support = report.confusion.sum(axis=1)
+    assert imbalance(support) >= 1.5
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Balanced accuracy"] == f"{report.balanced_accuracy():.2%}"
+    assert any(
+        c.value.startswith("The mean of the per-class recalls")
+        and f"the largest class has {imbalance(support):.1f}x the images" in c.value
+        for c in app.caption
+    )

@@ -132,6 +132,8 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     app.number_input(key="train_adversarial_eps").set_value(2.0)
     assert app.checkbox(key="train_drop_near").value is False  # every image, by default
     app.checkbox(key="train_drop_near").check()
+    assert app.checkbox(key="train_balance").value is False
+    app.checkbox(key="train_balance").check()
     app.button(key="train_start").click().run()
     new = [p for p in _run_dirs() if p != trained_run]
     assert len(new) == 1 and app.success[0].value.startswith(f"Started {new[0].name}.")
@@ -142,7 +144,7 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert config["epochs"] == 1 and config["data"] == str(image_folder)
     assert config["augment"] == AugmentConfig(flip=True, cutout=8).to_dict()
     assert config["lookahead"] is True and config["adversarial_eps"] == 2.0
-    assert config["drop_near_duplicates"] is True
+    assert config["drop_near_duplicates"] is True and config["balance_classes"] is True
     # The child loaded the 40-pixel images at the chosen 64 pixels; the card says so.
     card = read_json(new[0] / "model_card.json")
     assert config["image_size"] == card["input_size"] == card["data"]["image_size"] == 64
@@ -288,18 +290,22 @@ def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_ru
 
     _open(app)
     assert app.expander[0].label == "Search hyperparameters (KerasTuner)"
+    app.selectbox(key="train_preset").set_value("seed").run()
+    # In the New run form: its settings go with the click that starts the search.
     app.number_input(key="train_search_trials").set_value(1)
     app.number_input(key="train_search_epochs").set_value(1)
-    app.selectbox(key="train_preset").set_value("seed").run()
+    app.checkbox(key="train_balance").check()
     app.button(key="train_search_start").click().run()
     assert not app.exception
     (search_dir,) = runs.default_runs_dir().glob(".search-*")
+    assert read_json(search_dir / search.SEARCH_FILE)["balance_classes"] is True
     assert app.success[0].value.startswith(f"Started the search {search_dir.name}.")
     assert jobs.wait_for_state(search_dir, jobs.FINISHED, timeout=120)["state"] == "completed"
     app.run()
     table = app.dataframe(key="train_runs").value
     trial = search.summarise(search_dir)["trials"][0]["run"]
     assert table["run"].tolist() == [trial, trained_run.name]
+    assert read_json(runs.default_runs_dir() / trial / "config.json")["balance_classes"] is True
     assert table["status"].tolist() == ["completed", "completed"]
     assert any(f"Best of {search_dir.name}: {trial}" in c.value for c in app.caption)
 

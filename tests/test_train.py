@@ -759,3 +759,68 @@ def test_a_run_can_leave_out_training_copies_of_held_out_images(tmp_path, capsys
     assert card["data"]["split_sizes"] == {"train": 27, "val": 3}
     assert "near_duplicates_left_out" not in card["data"]
     assert "--drop-near-duplicates" not in card["command"]
+
+
+def test_class_weights_make_every_class_count_the_same():
+    from core.train import class_weights
+
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 3])  # class 2 absent
+    w = class_weights(y, 4)
+    np.testing.assert_allclose(w, [9 / 18, 9 / 6, 0, 9 / 3], rtol=1e-6)
+    assert w.dtype == np.float32
+    per_image = w[y]
+    np.testing.assert_allclose(per_image.mean(), 1.0, rtol=1e-6)  # the loss keeps its scale
+    np.testing.assert_allclose([per_image[y == c].sum() for c in (0, 1, 3)], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(class_weights(np.arange(12) % 3, 3), 1.0)  # equal: no change
+
+
+def test_the_pipeline_gives_each_image_its_class_weight():
+    from core.train import class_weights
+
+    x = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 2])
+    w = class_weights(y, 3)
+    seen = {}
+    for batch in make_pipeline(x, y, 3, 4, shuffle_seed=1, class_weight=w):
+        images, targets, weights = map(np.asarray, batch)
+        for image, target, weight in zip(images, targets, weights, strict=True):
+            seen[int(image[0, 0, 0])] = (int(target.argmax()), float(weight))
+    assert seen == {i: (int(y[i]), pytest.approx(float(w[y[i]]))) for i in range(10)}
+    assert len(next(iter(make_pipeline(x, y, 3, 4)))) == 2  # no weights unless asked
+
+
+def _noise_dataset(minority: int, seed: int = 0):
+    """Two classes of the same uniform noise, 9 images of class 0 to each of class 1:
+    nothing tells them apart but how common they are."""
+    from core.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    y = np.array([0] * (9 * minority) + [1] * minority)
+    x = rng.integers(0, 256, (len(y), 32, 32, 3), dtype=np.uint8)
+    return Dataset(["common", "rare"], "noise", {"train": (x, y)})
+
+
+def test_balancing_the_classes_stops_the_model_favouring_the_common_one():
+    # Unweighted, the best guess for a picture is the common class (p(rare) near 0.1);
+    # balanced, both classes weigh the same and p(rare) moves to about a half.
+    data = _noise_dataset(16)
+    x, y = data.split("train")
+    rare = {}
+    for balance in (False, True):
+        config = _config(epochs=3, batch_size=32, balance_classes=balance, learning_rate=3e-3)
+        run_dir = train(config, data)
+        probs = load_model(run_dir / "model.keras").predict(x, verbose=0)
+        rare[balance] = float(probs[:, 1].mean())
+        saved = json.loads((run_dir / "config.json").read_text())
+        assert saved["balance_classes"] is balance
+    assert rare[False] < 0.25 and 0.35 < rare[True] < 0.65, rare  # 0.10-0.13, 0.45-0.50
+
+
+def test_balance_classes_on_the_command_line_and_back(tmp_path):
+    from core.train import cli_command, parse_args
+
+    config = parse_args(["--preset", "seed", "--balance-classes"])
+    assert config.balance_classes is True
+    assert parse_args(["--preset", "seed"]).balance_classes is False
+    assert "--balance-classes" in cli_command(config)
+    assert parse_args(shlex.split(cli_command(config))[3:]).balance_classes is True

@@ -337,7 +337,9 @@ def test_few_images_and_imbalance_are_warned(tmp_path, check):
         "Very few images in ant (4): with fewer than 10 images a class is barely learnt "
         "and its accuracy means little.",
         "The classes are very unbalanced: bee has 30 images, ant only 4 (8x). The model "
-        "will favour the large classes; look at per-class recall, not accuracy alone.",
+        'will favour the large classes: train with "Balance the classes" '
+        "(--balance-classes), and look at the balanced accuracy and per-class recall, not "
+        "accuracy alone.",
     ]
 
 

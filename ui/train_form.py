@@ -206,6 +206,15 @@ def training_options() -> dict:
             "splits stay as they are, so runs with and without compare on the same images. "
             "Found once for the data (about 12 s for CIFAR-10's 50,000), then kept.",
         ),
+        balance_classes=st.checkbox(
+            "Balance the classes",
+            key="train_balance",
+            help="Weighs each training image by N / (classes x its class's count) in the "
+            "loss, so that a class with few images counts as much as one with many and the "
+            "model does not favour a class for being common. For data whose classes differ "
+            "in size (the Dataset page counts them); with classes of one size it changes "
+            "nothing. The accuracy shown while training stays unweighted.",
+        ),
     )
     return o
 
@@ -327,6 +336,8 @@ def new_run() -> None:
         )
         if custom:
             buttons.form_submit_button("Update the summary", key="train_preview")
+        # In the form: a search takes the settings above as they are when it starts.
+        searched = search_box(preset)
     try:
         if custom:
             model.dense = jobs.parse_widths(widths)
@@ -344,10 +355,13 @@ def new_run() -> None:
     except CnnError as err:
         st.error(str(err))
     lr_test.box()
-    search_box(preset, size, options)
+    if searched:
+        start_search(preset, size, options, searched)
 
 
-def search_box(preset: str, size: int, options: dict) -> None:
+def search_box(preset: str) -> dict | None:
+    """The search's own settings, in the New run form: returned once "Start search" is
+    clicked, None until then (and for a custom architecture)."""
     with st.expander("Search hyperparameters (KerasTuner)"):
         st.caption(
             "Tries learning rates, widths, dropout and augmentation strengths around the "
@@ -358,31 +372,43 @@ def search_box(preset: str, size: int, options: dict) -> None:
             last_search(latest)
         if preset == "custom":
             st.info("A search starts from a preset: choose one above.")
-            return
+            return None
         c = st.columns(3)
-        trials = c[0].number_input("Trials", 1, 200, 8, key="train_search_trials")
-        epochs = c[1].number_input("Epochs per trial", 1, 1000, 3, key="train_search_epochs")
-        algorithm = c[2].selectbox("Algorithm", search.ALGORITHMS, key="train_search_algorithm")
-        if not st.button("Start search", key="train_search_start"):
-            return
-        config = search.SearchConfig(
-            data=state.dataset_spec(),
-            preset=preset,
-            trials=int(trials),
-            epochs=int(epochs),
-            algorithm=algorithm,
-            image_size=size,
-            val_fraction=options["val_fraction"],
-            seed=int(options["seed"]),
-            drop_near_duplicates=options["drop_near_duplicates"],
+        chosen = dict(
+            trials=int(c[0].number_input("Trials", 1, 200, 8, key="train_search_trials")),
+            epochs=int(
+                c[1].number_input("Epochs per trial", 1, 1000, 3, key="train_search_epochs")
+            ),
+            algorithm=c[2].selectbox("Algorithm", search.ALGORITHMS, key="train_search_algorithm"),
         )
-        try:
-            name = jobs.launch_search(config).name
-        except CnnError as err:
-            st.error(str(err))
-            return
-        st.session_state["train_notice"] = f"Started the search {name}."
-        st.rerun()
+        clicked = st.form_submit_button(
+            "Start search",
+            key="train_search_start",
+            help="With the run settings above (validation fraction, seed, leaving out copies, "
+            "balancing the classes); each trial is a run.",
+        )
+        return chosen if clicked else None
+
+
+def start_search(preset: str, size: int, options: dict, chosen: dict) -> None:
+    """Starts a search of `chosen` trials, epochs and algorithm from the form's settings."""
+    config = search.SearchConfig(
+        data=state.dataset_spec(),
+        preset=preset,
+        image_size=size,
+        val_fraction=options["val_fraction"],
+        seed=int(options["seed"]),
+        drop_near_duplicates=options["drop_near_duplicates"],
+        balance_classes=options["balance_classes"],
+        **chosen,
+    )
+    try:
+        name = jobs.launch_search(config).name
+    except CnnError as err:
+        st.error(str(err))
+        return
+    st.session_state["train_notice"] = f"Started the search {name}."
+    st.rerun()
 
 
 def last_search(latest: dict) -> None:
