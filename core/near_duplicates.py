@@ -491,15 +491,17 @@ def main(argv=None) -> int:
         "but one of each) to this CSV, to delete",
     )
     args = p.parse_args(argv)
+    verbose = 1 if sys.stdout.isatty() else 2  # to a file: the totals, not every step
     try:
         dataset = load_dataset(
             args.data,
             image_size=args.image_size,
             val_fraction=args.val_fraction,
             seed=args.seed,
-            progress=progress_bar("Decoding the folder"),
+            progress=progress_bar("Decoding the folder", verbose),
         )
-        found = kept_near_duplicates(dataset, progress=progress_bar("Comparing the images"))
+        comparing = progress_bar("Comparing the images", verbose)
+        found = kept_near_duplicates(dataset, progress=comparing)
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

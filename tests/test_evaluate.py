@@ -293,6 +293,7 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     assert ev.main([run_dir, "--split", "test", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "macro avg" in out and "airplane" in out
+    assert "\r" not in out and "10/10 - " in out  # to a file: the bar's last line only
     metrics = json.loads(out_json.read_text())
     assert metrics["count"] == 10 and len(metrics["confusion"]) == 10
     assert ev.main([run_dir, "--split", "test", "--tta"]) == 0
@@ -317,7 +318,7 @@ def test_cli_measures_robustness_on_as_many_images_of_each_class(trained_run, im
     rows = curve_rows(y, 9)  # 3 of each of the 3 classes
     assert len(rows) == 9 and np.bincount(y[rows]).tolist() == [3, 3, 3]
     found = adversarial.robustness(load_model(trained_run / "model.keras"), x[rows], y[rows])
-    assert ev.format_robustness(found) in out
+    assert ev.format_robustness(found) in out and "\r" not in out
     assert out.splitlines()[-8].startswith("Robustness on 9 images")
     kept = json.loads(out_json.read_text())["robustness"]
     assert kept["images"] == 9 and kept["epsilons"] == [0, 1, 2, 4, 8, 16]

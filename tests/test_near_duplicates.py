@@ -234,6 +234,7 @@ def test_the_cli_prints_what_core_finds_and_writes_the_csv(tmp_path, capsys):
     ds = load_dataset(tmp_path / "d", val_fraction=0.1, seed=0)
     found = nd.near_duplicates(ds)
     printed = capsys.readouterr().out  # Keras's progress bars, then the summary
+    assert "\r" not in printed  # to a file: each bar's last line only
     assert printed.rstrip().endswith(nd.format_summary(found, ds))
     assert nd.format_summary(found, ds).startswith("1 pair of near-duplicates")
     assert "\nThe pairs join into 1 picture saved more than once: 1 twice.\n" in printed
