@@ -76,25 +76,32 @@ names = report.class_names
 temperature = registry.temperature(entry)
 tempered = report_from_probs(with_temperature(report.probs, temperature), report.y_true, names)
 
-m = st.columns(4)
-m[0].metric("Accuracy", f"{report.accuracy:.2%}")
-m[1].metric("Top-3 accuracy", f"{report.top3_accuracy:.2%}")
-m[2].metric("Loss", f"{report.loss:.4f}")
-m[3].metric("Images", f"{len(report.y_true):,}")
+# Uneven classes: the accuracy rewards favouring the large ones; the balanced one does not.
+uneven = datastats.imbalance(report.confusion.sum(axis=1))
+figures = {"Accuracy": f"{report.accuracy:.2%}"}
+if uneven >= datastats.UNEVEN:
+    figures["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"
+figures |= {
+    "Top-3 accuracy": f"{report.top3_accuracy:.2%}",
+    "Loss": f"{report.loss:.4f}",
+    "Images": f"{len(report.y_true):,}",
+}
+for column, (label, value) in zip(st.columns(len(figures)), figures.items(), strict=True):
+    column.metric(label, value)
 low, high = report.accuracy_interval()
 st.caption(
     f"On other images like these, drawn the same way, the accuracy would likely be between "
     f"{low:.1%} and {high:.1%} (95% Wilson interval of {len(report.y_true):,} images; four "
     "times as many images halve its width)."
-)
-support = report.confusion.sum(axis=1)
-if (uneven := datastats.imbalance(support)) >= datastats.UNEVEN:
-    st.metric("Balanced accuracy", f"{report.balanced_accuracy():.2%}")
-    st.caption(
-        f"The mean of the per-class recalls: every class counts the same, where the accuracy "
-        f"counts every image (here the largest class has {uneven:.1f}x the images of the "
-        "smallest, so a model that favours it scores a higher accuracy than it deserves)."
+    + (
+        f" The balanced accuracy is the mean of the per-class recalls: every class counts the "
+        f"same, where the accuracy counts every image (here the largest class has "
+        f"{uneven:.1f}x the images of the smallest, so a model that favours it scores a "
+        "higher accuracy than it deserves)."
+        if "Balanced accuracy" in figures
+        else ""
     )
+)
 near_duplicates.evaluate_line(dataset, split, report, entry["card"])
 
 

@@ -928,8 +928,9 @@ def test_uneven_classes_get_a_balanced_accuracy_beside_the_accuracy(app, trained
     assert imbalance(support) >= 1.5
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Balanced accuracy"] == f"{report.balanced_accuracy():.2%}"
+    assert [m.label for m in app.metric][:2] == ["Accuracy", "Balanced accuracy"]
     assert any(
-        c.value.startswith("The mean of the per-class recalls")
+        "The balanced accuracy is the mean of the per-class recalls" in c.value
         and f"the largest class has {imbalance(support):.1f}x the images" in c.value
         for c in app.caption
     )
