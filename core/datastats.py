@@ -84,7 +84,7 @@ def imbalance(counts: np.ndarray) -> float:
 
 
 def imbalance_summary(counts: np.ndarray, class_names: list[str]) -> str:
-    """The training classes' sizes in a sentence: even, or how uneven and what helps."""
+    """The classes' sizes in a sentence: about even (below `UNEVEN`), or how uneven."""
     ratio = imbalance(counts)
     if ratio < UNEVEN:
         return f"The classes are about the same size (the largest {ratio:.2f}x the smallest)."
@@ -93,10 +93,7 @@ def imbalance_summary(counts: np.ndarray, class_names: list[str]) -> str:
     small = min(present, key=lambda i: counts[i])
     return (
         f"The largest class has {ratio:.1f}x the training images of the smallest "
-        f"({class_names[big]}: {counts[big]:,}; {class_names[small]}: {counts[small]:,}). "
-        "A model learns to favour the common classes: the Train page's \"Balance the "
-        "classes\" weighs every class the same, and the Evaluate page's balanced accuracy "
-        "counts every class the same."
+        f"({class_names[big]}: {counts[big]:,}; {class_names[small]}: {counts[small]:,})."
     )
 
 

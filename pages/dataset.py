@@ -134,7 +134,14 @@ with tab_counts:
     fig = charts.grouped_bars(ds.class_names, counts, xaxis_title="class", yaxis_title="images")
     st.plotly_chart(fig, key="dataset_counts_chart")
     if "train" in counts:
-        st.caption(datastats.imbalance_summary(counts["train"], ds.class_names))
+        sizes = datastats.imbalance_summary(counts["train"], ds.class_names)
+        if datastats.imbalance(counts["train"]) >= datastats.UNEVEN:
+            sizes += (
+                " A model learns to favour the common classes: the Train page's \"Balance "
+                "the classes\" weighs every class the same, and the Evaluate page's balanced "
+                "accuracy counts every class the same."
+            )
+        st.caption(sizes)
 with tab_hist:
     edges = histograms["edges"]
     fig = charts.pixel_histograms(edges, histograms["counts"])
