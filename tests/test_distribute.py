@@ -110,22 +110,28 @@ x, y = class_images(32, 3)
 order = np.arange(96).reshape(3, 32).T.ravel()
 x, y = x[order], y[order]  # classes interleaved
 ds = Dataset(["r", "g", "b"], "gen", {"train": (x[:64], y[:64]), "val": (x[64:], y[64:])})
-def config(strategy, batch_size):
+# Uneven classes (39, 21 and 4 images), balanced: the sample weights split with the batch.
+few = np.r_[np.flatnonzero(y[:64] != 2), np.flatnonzero(y[:64] == 2)[:4]]
+few = np.r_[few, np.flatnonzero(y[:64] == 0)[: 64 - len(few)]]
+uneven = Dataset(["r", "g", "b"], "gen", {"train": (x[few], y[few]), "val": ds.splits["val"]})
+def config(strategy, batch_size, balance=False):
     return TrainConfig(
         preset="custom", model=ModelConfig.from_dict(json.loads(sys.argv[1])), epochs=2,
         batch_size=batch_size, optimizer="momentum", learning_rate=0.02, strategy=strategy,
         augment=AugmentConfig(alternate_flip=True),  # the pipeline reads the epoch variable
+        balance_classes=balance,
     )
 
 out = {}
-for strategy in ("default", "mirrored"):
-    run_config = config(strategy, int(sys.argv[3]))
-    run_dir = train(run_config, ds, start_run(run_config, sys.argv[2]))
-    out[strategy] = {
-        "history": runs.read_history(run_dir),
-        "replicas": runs.read_status(run_dir)["replicas"],
-        "state": runs.read_status(run_dir)["state"],
-    }
+for balance in (False, True):
+    for strategy in ("default", "mirrored"):
+        run_config = config(strategy, int(sys.argv[3]), balance)
+        run_dir = train(run_config, uneven if balance else ds, start_run(run_config, sys.argv[2]))
+        out[strategy + "-balanced" * balance] = {
+            "history": runs.read_history(run_dir),
+            "replicas": runs.read_status(run_dir)["replicas"],
+            "state": runs.read_status(run_dir)["state"],
+        }
 try:
     train(config("mirrored", 33), ds, start_run(config("mirrored", 33), sys.argv[2]))
 except RunError as err:
@@ -165,6 +171,10 @@ def test_mirrored_on_two_cpu_replicas_matches_one_device(tmp_path):
     _assert_same_losses(out["mirrored"]["history"], out["default"]["history"])
     # The model learned something, so equal losses are not two untrained nets' losses.
     assert out["mirrored"]["history"][-1]["loss"] < out["mirrored"]["history"][0]["loss"]
+    # Weighted by class, the same: each replica weighs its half of the batch.
+    balanced = out["mirrored-balanced"]["history"]
+    _assert_same_losses(balanced, out["default-balanced"]["history"])
+    assert out["mirrored-balanced"]["replicas"] == 2
 
 
 def _free_ports(n):
