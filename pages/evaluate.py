@@ -46,10 +46,13 @@ split = cols[0].selectbox(
     index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
 )
 tta = state.tta_select(cols[1], "evaluate_tta")
+sizes = np.bincount(dataset.split(split)[1], minlength=dataset.num_classes)
 normalise = cols[2].toggle(
     "Row-normalised",
+    value=datastats.imbalance(sizes) >= datastats.UNEVEN,
     key="evaluate_norm",
-    help="Show each true class's row as shares that sum to 1.",
+    help="Show each true class's row as shares that sum to 1. On at first when the classes "
+    "are uneven: in counts, a small class's row would look empty.",
 )
 
 

@@ -31,6 +31,7 @@ def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_
     assert metrics["Loss"] == f"{report.loss:.4f}"
     assert metrics["Images"] == f"{len(report.y_true):,}"
     assert "Balanced accuracy" not in metrics  # classes of one size: the accuracy says it
+    assert app.toggle(key="evaluate_norm").value is False
     table = app.dataframe[0].value
     np.testing.assert_allclose(table["recall"].to_numpy(), report.per_class["recall"])
     # How sure those figures are: 3 images leave a wide interval.
@@ -929,6 +930,7 @@ def test_uneven_classes_get_a_balanced_accuracy_beside_the_accuracy(app, trained
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Balanced accuracy"] == f"{report.balanced_accuracy():.2%}"
     assert [m.label for m in app.metric][:2] == ["Accuracy", "Balanced accuracy"]
+    assert app.toggle(key="evaluate_norm").value is True  # the matrix in shares of each row
     assert any(
         "The balanced accuracy is the mean of the per-class recalls" in c.value
         and f"the largest class has {imbalance(support):.1f}x the images" in c.value
