@@ -100,6 +100,8 @@ def provenance(card: dict) -> str:
     bits = [f"trained on {source}" + (f" ({', '.join(classes)})" if classes else "")]
     if left_out := (card.get("data") or {}).get("near_duplicates_left_out"):
         bits[0] += f", less {left_out:,} near-duplicate{'s' * (left_out != 1)} of held-out images"
+    if (card.get("train_config") or {}).get("balance_classes"):
+        bits[0] += ", every class weighed the same"
     if (seconds := card.get("train_seconds")) is not None:
         machine = f" on {card['machine']}" if card.get("machine") else ""
         bits.append(f"in {_duration(seconds)}{machine}")

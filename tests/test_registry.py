@@ -191,6 +191,11 @@ def test_a_cards_provenance_in_one_line():
         "trained on unknown data · in 1 h 02 min · last week"
     )
     assert registry.provenance({"train_seconds": 9}) == "trained on unknown data · in 9 s"
+    balanced = card | {"train_config": {"balance_classes": True}, "train_seconds": None}
+    assert registry.provenance(balanced) == (
+        "trained on image folder pets (cat, dog), every class weighed the same · "
+        "2026-11-30 04:07 UTC"
+    )
 
 
 def test_a_card_says_its_run_left_copies_out_only_for_the_same_held_out_images():
