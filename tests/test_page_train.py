@@ -11,6 +11,7 @@ from PIL import Image
 from core import jobs, runs
 from core.augment import AugmentConfig
 from core.classify import classify_bytes
+from core.data import load_dataset
 from core.fileio import atomic_write_json, read_json
 from core.model import load_model
 from core.train import RECIPES, TrainConfig, parse_augment
@@ -38,6 +39,19 @@ def test_the_form_shows_the_seed_model_before_anything_starts(app, trained_run):
     assert summary["params"].sum() == SEED_PARAMS_3_CLASSES
     assert any(c.value == "For 3 classes of 32x32 images." for c in app.caption)
     assert _run_dirs() == [trained_run]
+    assert not [c for c in app.caption if "balancing the classes is worth a try" in c.value]
+
+
+def test_uneven_classes_suggest_balancing_them(app, trained_run, image_folder):
+    for i, path in enumerate(sorted(image_folder.glob("cat/*.png")) * 2):  # 36 cats, 12 dogs
+        shutil.copy(path, path.with_name(f"more-{i}.png"))
+    _open(app)
+    train = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")[1]
+    counts = np.bincount(train)
+    assert (
+        f"This data's largest class has {counts.max() / counts.min():.1f}x the training "
+        "images of its smallest: balancing the classes is worth a try."
+    ) in [c.value for c in app.caption]
 
 
 def test_a_custom_architecture_is_summarised_and_checked(app, trained_run):

@@ -4,10 +4,11 @@ the start of a run or a hyperparameter search."""
 import json
 from dataclasses import fields
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import jobs, registry, search
+from core import datastats, jobs, registry, search
 from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
 from core.hardware import effective_precision, has_fast_bf16
@@ -102,7 +103,7 @@ def recipe_values(preset: str) -> dict:
     return values | {f"train_aug_{k}": v for k, v in augment.to_dict().items()}
 
 
-def training_options() -> dict:
+def training_options(uneven: float = 1.0) -> dict:
     for key, value in recipe_values(st.session_state["train_preset"]).items():
         st.session_state.setdefault(key, value)
     st.markdown("**Optimisation**")
@@ -216,6 +217,11 @@ def training_options() -> dict:
             "nothing. The accuracy shown while training stays unweighted.",
         ),
     )
+    if uneven >= datastats.UNEVEN:  # the training split's largest class over its smallest
+        st.caption(
+            f"This data's largest class has {uneven:.1f}x the training images of its "
+            "smallest: balancing the classes is worth a try."
+        )
     return o
 
 
@@ -323,7 +329,8 @@ def new_run() -> None:
             st.info("Augmentation settings from the Augmentations page.")
     with st.form("train_form", enter_to_submit=False):
         model, widths = custom_model(blocks) if custom else (None, "")
-        options = training_options() | teacher_options(dataset, size)
+        sizes = np.bincount(dataset.split("train")[1], minlength=dataset.num_classes)
+        options = training_options(datastats.imbalance(sizes)) | teacher_options(dataset, size)
         augment = augment_options(sent)
         buttons = st.container(horizontal=True)
         start = buttons.form_submit_button("Start training", type="primary", key="train_start")
