@@ -22,9 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-
 from core.data import load_dataset  # noqa: E402
+from core.datastats import class_counts  # noqa: E402
 from core.evaluate import evaluate  # noqa: E402
 from core.fileio import read_json  # noqa: E402
 from core.model import load_model  # noqa: E402
@@ -72,7 +71,7 @@ if not run_dirs:
 dataset = load_dataset(args.folder, val_fraction=0.1, seed=0)
 x, y = dataset.split("test")
 rare = dataset.class_names.index(args.rare)
-per_class = np.bincount(dataset.split("train")[1], minlength=dataset.num_classes)
+per_class = class_counts(dataset)["train"]
 sizes = dict(zip(dataset.class_names, per_class.tolist(), strict=True))
 print("training images (less validation):", sizes)
 print(

@@ -912,7 +912,7 @@ def main(argv=None) -> int:
         )
         x, y = dataset.split(args.split)
         model = load_model(path)
-        bar = keras.utils.Progbar(len(x), verbose=_verbose(), unit_name="image")
+        bar = keras.utils.Progbar(len(x), verbose=progress_verbose(), unit_name="image")
         probs = predict_probs(
             model, x, args.batch_size, args.tta, progress=lambda done, _: bar.update(done)
         )
@@ -938,9 +938,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def _verbose() -> int:
-    """A Keras progress bar's `verbose`: 1 on a terminal, 2 (a line at the end, without
-    carriage returns) when the output goes to a file."""
+def progress_verbose() -> int:
+    """A Keras progress bar's `verbose` for the command lines: 1 on a terminal, 2 (a line
+    at the end, without carriage returns) when the output goes to a file."""
     return 1 if sys.stdout.isatty() else 2
 
 
@@ -958,7 +958,7 @@ def _robustness(model, x, y, count: int) -> dict:
 
     def progress(done: int, total: int) -> None:
         if not bars:  # the total (a batch of every image at every rung) comes with the call
-            bars.append(keras.utils.Progbar(total, verbose=_verbose(), unit_name="batch"))
+            bars.append(keras.utils.Progbar(total, verbose=progress_verbose(), unit_name="batch"))
         bars[0].update(done)
 
     return robustness(model, x[rows], y[rows], progress=progress)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 # The Evaluate page's store of kept answers: written atomically, the newest few kept.
-from core.evaluate import _keep, _read_arrays, _read_kept
+from core.evaluate import _keep, _read_arrays, _read_kept, progress_verbose
 
 SIMILAR = 0.93  # this alike: the same picture (docs/BENCHMARKS.md, session 30)
 BLOCK = 1024  # images compared with all others at once, at most
@@ -329,12 +329,11 @@ def groups_summary(groups: list[list[tuple[str, int]]]) -> str:
     )
 
 
-def pairs_csv(pairs: list[Pair], dataset, threshold: float = SIMILAR) -> str:
-    """The pairs as CSV, a row each: the number of its group (`groups` at `threshold`,
-    largest first: the rows of one picture saved several times share it), similarity, then
-    each image's split, index, file (for an image folder, relative to it; empty otherwise)
-    and class."""
-    found_groups = groups(pairs, dataset, threshold)
+def pairs_csv(pairs: list[Pair], dataset, found_groups: list[list[tuple[str, int]]]) -> str:
+    """The pairs as CSV, a row each: the number of its group (in `found_groups`, `groups` of
+    these pairs or of all of them: the rows of one picture saved several times share it),
+    similarity, then each image's split, index, file (for an image folder, relative to it;
+    empty otherwise) and class."""
     group_of = {image: n for n, group in enumerate(found_groups, 1) for image in group}
     out = io.StringIO()
     rows = csv.writer(out)
@@ -444,9 +443,10 @@ def accuracy_by_duplicate(correct: np.ndarray, duplicated: np.ndarray) -> tuple[
     return on, off
 
 
-def format_summary(found: dict, dataset, threshold: float = SIMILAR) -> str:
-    """What the CLI prints: the pairs, those across splits and under two classes, and for
-    each split but train, its images with a near-duplicate in train."""
+def format_summary(found: dict, dataset, threshold: float = SIMILAR, found_groups=None) -> str:
+    """What the CLI prints: the pairs, those across splits and under two classes, the
+    pictures they are (`found_groups`, when the caller has them), and for each split but
+    train, its images with a near-duplicate in train."""
     found_pairs = pairs(found, threshold)
     across = sum(p.a[0] != p.b[0] for p in found_pairs)
     conflicts = sum(len(set(p.labels(dataset))) == 2 for p in found_pairs)
@@ -457,7 +457,9 @@ def format_summary(found: dict, dataset, threshold: float = SIMILAR) -> str:
         f"among {total:,} images: {across:,} across splits, {conflicts:,} under two classes."
     ]
     if found_pairs:
-        lines.append(groups_summary(groups(found_pairs, dataset, threshold)))
+        if found_groups is None:
+            found_groups = groups(found_pairs, dataset, threshold)
+        lines.append(groups_summary(found_groups))
     for split in dataset.splits:
         if split != "train" and "train" in dataset.splits:
             shared = in_split(found, split, "train", threshold)
@@ -491,7 +493,7 @@ def main(argv=None) -> int:
         "but one of each) to this CSV, to delete",
     )
     args = p.parse_args(argv)
-    verbose = 1 if sys.stdout.isatty() else 2  # to a file: the totals, not every step
+    verbose = progress_verbose()
     try:
         dataset = load_dataset(
             args.data,
@@ -506,14 +508,15 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     found_pairs = pairs(found, args.threshold)
+    found_groups = groups(found_pairs, dataset, args.threshold)
     written = {}
     if args.csv:
-        written[args.csv] = pairs_csv(found_pairs, dataset, args.threshold)
+        written[args.csv] = pairs_csv(found_pairs, dataset, found_groups)
     if args.redundant:
         if not dataset.files:
             print("error: --redundant needs an image folder (files to list).", file=sys.stderr)
             return 1
-        rows, mixed = redundant_files(groups(found_pairs, dataset, args.threshold), dataset)
+        rows, mixed = redundant_files(found_groups, dataset)
         written[args.redundant] = redundant_csv(rows)
     for path, text in written.items():
         try:
@@ -521,7 +524,7 @@ def main(argv=None) -> int:
         except OSError as err:
             print(f"error: {path} could not be written ({err.strerror or err}).", file=sys.stderr)
             return 1
-    print(format_summary(found, dataset, args.threshold))
+    print(format_summary(found, dataset, args.threshold, found_groups))
     if args.redundant:
         print(f"{redundant_summary(rows, mixed)} Listed in {args.redundant}.")
     return 0

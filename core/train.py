@@ -311,11 +311,11 @@ def make_pipeline(
     teacher=None,
     flip_turn=None,
     crop_size=None,
-    class_weight=None,
+    balance_classes=False,
 ):
     """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels),
-    and each image's weight as a third element when `class_weight` (`class_weights`) is
-    given: Keras weighs the loss with it, not the accuracy.
+    and with `balance_classes` each image's weight (`class_weights` of `y`) as a third
+    element: Keras weighs the loss with it, not the accuracy.
 
     With `teacher = (probs, weight)` the targets are `(1 - weight) one_hot(y) + weight
     probs[i]`: a trained model's probabilities for each image (`teacher_targets`).
@@ -343,8 +343,8 @@ def make_pipeline(
         sides = tf.constant(rng.integers(0, 2, len(y), dtype=np.int32))
     if teacher is not None:
         soft, weight = tf.constant(teacher[0], tf.float32), float(teacher[1])
-    if class_weight is not None:
-        weighed = tf.constant(np.asarray(class_weight, np.float32))
+    if balance_classes:
+        weighed = tf.constant(class_weights(y, num_classes))
     ds = tf.data.Dataset.range(len(y))
     if shuffle_seed is not None:
         ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
@@ -362,7 +362,7 @@ def make_pipeline(
         target = tf.one_hot(tf.gather(labels, idx), num_classes)
         if teacher is not None:
             target = (1.0 - weight) * target + weight * tf.gather(soft, idx)
-        if class_weight is not None:
+        if balance_classes:
             return batch, target, tf.gather(weighed, tf.gather(labels, idx))
         return batch, target
 
@@ -658,7 +658,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             shuffle_seed=config.seed,
             teacher=teacher,
             flip_turn=flip_turn,
-            class_weight=class_weights(y, dataset.num_classes) if config.balance_classes else None,
+            balance_classes=config.balance_classes,
         )
         train_ds = make_pipeline(**pipeline)
         val_ds = None
@@ -1278,11 +1278,12 @@ def training_data(config: TrainConfig, progress=None):
 
 
 def main(argv=None) -> int:
+    from core.evaluate import progress_verbose
     from core.near_duplicates import progress_bar
 
     args = preset_parser(argv).parse_args(argv)
     # A progress bar on a terminal; one line per epoch when the output goes to a file.
-    verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
+    verbose = 0 if args.quiet else progress_verbose()
     scratch = None
     try:
         if args.resume:

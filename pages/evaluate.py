@@ -46,10 +46,11 @@ split = cols[0].selectbox(
     index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
 )
 tta = state.tta_select(cols[1], "evaluate_tta")
-sizes = np.bincount(dataset.split(split)[1], minlength=dataset.num_classes)
+# Uneven classes: the accuracy rewards favouring the large ones; the balanced one does not.
+uneven = datastats.imbalance(datastats.class_counts(dataset)[split])
 normalise = cols[2].toggle(
     "Row-normalised",
-    value=datastats.imbalance(sizes) >= datastats.UNEVEN,
+    value=uneven >= datastats.UNEVEN,
     key="evaluate_norm",
     help="Show each true class's row as shares that sum to 1. On at first when the classes "
     "are uneven: in counts, a small class's row would look empty.",
@@ -79,8 +80,6 @@ names = report.class_names
 temperature = registry.temperature(entry)
 tempered = report_from_probs(with_temperature(report.probs, temperature), report.y_true, names)
 
-# Uneven classes: the accuracy rewards favouring the large ones; the balanced one does not.
-uneven = datastats.imbalance(report.confusion.sum(axis=1))
 figures = {"Accuracy": f"{report.accuracy:.2%}"}
 if uneven >= datastats.UNEVEN:
     figures["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"

@@ -108,7 +108,7 @@ def test_the_planted_copies_are_the_pairs_found():
 def test_the_pairs_as_csv_name_each_images_file_and_class():
     data, _ = planted()
     pairs = nd.pairs(nd.near_duplicates(data))
-    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data, nd.groups(pairs, data)))))
     assert [(r["split_a"], r["index_a"], r["file_a"], r["class_a"]) for r in rows][:1] == [
         (*map(str, pairs[0].a), "", data.class_names[pairs[0].labels(data)[0]])
     ]
@@ -116,7 +116,7 @@ def test_the_pairs_as_csv_name_each_images_file_and_class():
         name: np.array([f"{name}/{i}.png" for i in range(len(y))])
         for name, (_, y) in data.splits.items()
     }
-    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data, nd.groups(pairs, data)))))
     found = {(r["file_a"], r["class_a"], r["file_b"], r["class_b"]) for r in rows}
     assert found == {
         ("train/2.png", "c", "train/7.png", "a"),
@@ -140,7 +140,7 @@ def test_a_picture_saved_three_times_is_one_group_of_three():
         [("train", 4), ("val", 1)],
         [("val", 0), ("val", 3)],
     ]
-    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data, nd.groups(pairs, data)))))
     by_group = {}
     for r in rows:
         by_group.setdefault(r["group"], set()).update(
@@ -173,7 +173,7 @@ def test_copies_whose_closest_images_are_their_twins_are_still_one_picture():
     assert sorted(map(sorted, twins)) == sorted(
         g for g in nd.groups(pairs, data, threshold=(alike + 1) / 2) if set(g) <= set(four)
     )
-    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data))))
+    rows = list(csv.DictReader(io.StringIO(nd.pairs_csv(pairs, data, nd.groups(pairs, data)))))
     assert len({r["group"] for r in rows if (r["split_a"], int(r["index_a"])) in four}) == 1
 
 

@@ -781,7 +781,7 @@ def test_the_pipeline_gives_each_image_its_class_weight():
     y = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 2])
     w = class_weights(y, 3)
     seen = {}
-    for batch in make_pipeline(x, y, 3, 4, shuffle_seed=1, class_weight=w):
+    for batch in make_pipeline(x, y, 3, 4, shuffle_seed=1, balance_classes=True):
         images, targets, weights = map(np.asarray, batch)
         for image, target, weight in zip(images, targets, weights, strict=True):
             seen[int(image[0, 0, 0])] = (int(target.argmax()), float(weight))

@@ -116,7 +116,8 @@ def dataset_section(ds, factor: int) -> None:
         more = (
             f"The {SHOWN} largest of {len(big):,}; the pairs" if len(big) > SHOWN else "The pairs"
         )
-        _download(f"{more} of them, with their files, classes and groups:", chosen, ds, threshold)
+        sentence = f"{more} of them, with their files, classes and groups:"
+        _download(sentence, chosen, ds, found_groups)
         return
     chosen = [(p, lab) for p, lab in zip(pairs, labels, strict=True) if SHOW[show](p, lab)]
     if not chosen:
@@ -136,14 +137,14 @@ def dataset_section(ds, factor: int) -> None:
         width=pictures[0].shape[1],  # not stretched to a caption's width
     )
     more = f"The {SHOWN} most alike of {len(chosen):,}; all" if len(chosen) > SHOWN else "All"
-    _download(f"{more} of them, with their files and classes:", chosen, ds, threshold)
+    _download(f"{more} of them, with their files and classes:", chosen, ds, found_groups)
 
 
-def _download(sentence: str, chosen: list, ds, threshold: float) -> None:
+def _download(sentence: str, chosen: list, ds, found_groups: list) -> None:
     st.caption(sentence)
     st.download_button(
         "Download the pairs (CSV)",
-        nd.pairs_csv([p for p, _ in chosen], ds, threshold),
+        nd.pairs_csv([p for p, _ in chosen], ds, found_groups),
         file_name="near-duplicates.csv",
         mime="text/csv",
         key="dataset_near_csv",

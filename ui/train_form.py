@@ -4,7 +4,6 @@ the start of a run or a hyperparameter search."""
 import json
 from dataclasses import fields
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -329,8 +328,8 @@ def new_run() -> None:
             st.info("Augmentation settings from the Augmentations page.")
     with st.form("train_form", enter_to_submit=False):
         model, widths = custom_model(blocks) if custom else (None, "")
-        sizes = np.bincount(dataset.split("train")[1], minlength=dataset.num_classes)
-        options = training_options(datastats.imbalance(sizes)) | teacher_options(dataset, size)
+        uneven = datastats.imbalance(datastats.class_counts(dataset)["train"])
+        options = training_options(uneven) | teacher_options(dataset, size)
         augment = augment_options(sent)
         buttons = st.container(horizontal=True)
         start = buttons.form_submit_button("Start training", type="primary", key="train_start")
