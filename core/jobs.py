@@ -448,31 +448,31 @@ def launch_lock(base: Path, name: str = LOCK_FILE):
         yield
 
 
-def _refuse_if_busy(base: Path) -> None:
+def busy(runs_dir=None) -> str | None:
+    """What keeps the machine busy: a sentence naming the learning-rate test, search or
+    run in progress in `runs_dir`, or None when none is."""
+    base = Path(runs_dir or runs.default_runs_dir())
+    search, current = active_search(base), active_run(base)
     if test := _first_active(base, _LRFIND_TESTS):
-        raise RunError(
-            f"A learning-rate test is in progress ({test['name']}). "
-            "Stop it or wait for it to finish."
-        )
-    search = active_search(base)
-    if search is not None:
+        what = f"A learning-rate test is in progress ({test['name']})"
+    elif search is not None:
         where = "starting"
         if search["state"] == "running":
             where = f"trial {search.get('trial') or 1}/{search.get('trials', '?')}"
-        raise RunError(
-            f"A hyperparameter search is in progress ({search['name']}, {where}). "
-            "Stop it or wait for it to finish."
-        )
-    current = active_run(base)
-    if current is None:
-        return
-    where = "starting"
-    if current["state"] == "running":
-        where = f"epoch {max(current.get('epoch') or 1, 1)}/{current.get('epochs', '?')}"
-    raise RunError(
-        f"A training run is in progress ({current['name']}, {where}). "
-        "Stop it or wait for it to finish."
-    )
+        what = f"A hyperparameter search is in progress ({search['name']}, {where})"
+    elif current is not None:
+        where = "starting"
+        if current["state"] == "running":
+            where = f"epoch {max(current.get('epoch') or 1, 1)}/{current.get('epochs', '?')}"
+        what = f"A training run is in progress ({current['name']}, {where})"
+    else:
+        return None
+    return f"{what}. Stop it or wait for it to finish."
+
+
+def _refuse_if_busy(base: Path) -> None:
+    if message := busy(base):
+        raise RunError(message)
 
 
 def spawn(

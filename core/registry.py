@@ -104,7 +104,7 @@ def provenance(card: dict) -> str:
         bits[0] += ", every class weighed the same"
     if (seconds := card.get("train_seconds")) is not None:
         machine = f" on {card['machine']}" if card.get("machine") else ""
-        bits.append(f"in {_duration(seconds)}{machine}")
+        bits.append(f"in {duration(seconds)}{machine}")
     if created := card.get("created"):
         try:
             bits.append(
@@ -115,7 +115,8 @@ def provenance(card: dict) -> str:
     return " · ".join(bits)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """`seconds` as people say it: "45 s", "7 min 05 s", "1 h 05 min"."""
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:

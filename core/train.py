@@ -631,7 +631,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         x, y = dataset.split("train")
         steps = -(-len(y) // config.batch_size)
         with strategy.scope():  # variables made here are mirrored over the replicas
-            model = _compiled_model(config, x, steps, resume_from)
+            model = compiled_model(config, x, steps, resume_from)
         if config.adversarial_eps:
             from core.adversarial import train_against_changes
 
@@ -785,7 +785,9 @@ def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
     return probs
 
 
-def _compiled_model(config, x, steps, resume_from):
+def compiled_model(config, x, steps: int, resume_from=None):
+    """The model a run of `config` trains: built, whitening fitted to `x`, compiled for
+    `steps` batches an epoch (or loaded from the checkpoint `resume_from`)."""
     import keras
 
     from core.model import build_model, init_whitening, load_model

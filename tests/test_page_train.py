@@ -410,3 +410,21 @@ def test_a_learning_rate_result_that_cannot_be_read_is_a_sentence(app, trained_r
     assert not app.exception
     assert "cannot be read: run the test again." in app.warning[-1].value
     assert not [b for b in app.button if b.key == "train_lr_use"]
+
+
+def test_the_time_estimate_is_measured_for_the_form_and_goes_when_it_changes(
+    app, trained_run, image_folder
+):
+    _open(app)
+    app.number_input(key="train_epochs").set_value(4)
+    app.number_input(key="train_batch_size").set_value(8)
+    app.button(key="train_estimate").click().run()
+    assert not app.exception and not app.error
+    [line] = [i.value for i in app.info if i.value.startswith("About ")]
+    train = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")[1]
+    assert f"4 epochs of {-(-len(train) // 8)} batches" in line
+    assert _run_dirs() == [trained_run]  # nothing kept
+    app.run()
+    assert [i.value for i in app.info if i.value.startswith("About ")] == [line]
+    app.selectbox(key="train_image_size").set_value(64).run()  # it holds for 32 pixels only
+    assert not [i for i in app.info if i.value.startswith("About ")]

@@ -2,12 +2,13 @@
 the start of a run or a hyperparameter search."""
 
 import json
+import time
 from dataclasses import fields
 
 import pandas as pd
 import streamlit as st
 
-from core import datastats, jobs, registry, search
+from core import datastats, estimate, jobs, registry, search
 from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
 from core.hardware import effective_precision, has_fast_bf16
@@ -340,6 +341,12 @@ def new_run() -> None:
             "from 1e-5 to 10 and draws the loss against the rate (a learning-rate range "
             "test): a good rate sits where the loss falls fastest.",
         )
+        timing = buttons.form_submit_button(
+            "Estimate the time",
+            key="train_estimate",
+            help="Trains this recipe for a few batches, validates and saves it once, and "
+            "multiplies out: about 10-40 s, and nothing is kept.",
+        )
         if custom:
             buttons.form_submit_button("Update the summary", key="train_preview")
         # In the form: a search takes the settings above as they are when it starts.
@@ -352,8 +359,11 @@ def new_run() -> None:
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
+        config.data = state.dataset_spec()
+        if timing:
+            measure_time(config)
+        estimate_line(config)
         if start or find:
-            config.data = state.dataset_spec()
             started = jobs.launch(config) if start else jobs.launch_lrfind(config)
             what = "the learning-rate test" if find else ""
             st.session_state["train_notice"] = f"Started {what or started.name}."
@@ -363,6 +373,35 @@ def new_run() -> None:
     lr_test.box()
     if searched:
         start_search(preset, size, options, searched)
+
+
+def measure_time(config: TrainConfig) -> None:
+    """Measures how long a run of `config` would take (`core.estimate`, in a process of
+    its own) under a progress bar; keeps the sentence for `estimate_line`."""
+    bar = st.progress(0.0, text="Estimating the time: loading the data and TensorFlow")
+    drawn = [0.0]
+
+    def step(done: int, total: int, doing: str) -> None:
+        # Twice a second at most: the browser's redrawing would take cores from the measuring.
+        if time.monotonic() - drawn[0] >= 0.5:
+            drawn[0] = time.monotonic()
+            bar.progress(done / total, text=f"Estimating the time: {doing}, batch {done}/{total}")
+
+    try:
+        found = estimate.in_subprocess(config, step)
+    except CnnError as err:
+        st.error(str(err))
+        return
+    finally:
+        bar.empty()
+    st.session_state["train_estimate_text"] = (config.to_dict(), found["text"])
+
+
+def estimate_line(config: TrainConfig) -> None:
+    """The last estimate, while the form still holds the settings it was measured for."""
+    measured = st.session_state.get("train_estimate_text")
+    if measured and measured[0] == config.to_dict():
+        st.info(measured[1], icon=":material/timer:")
 
 
 def search_box(preset: str) -> dict | None:
