@@ -57,8 +57,8 @@ def measure(config, dataset, steps=STEPS, on_step=None, min_seconds=MIN_SECONDS)
         A dict: `timed` (training batches timed), `train_step` and `val_step` (median
         seconds per batch), `save` (seconds to save the model once), `teacher_start` and
         `teacher_image` (the teacher's one pass: seconds before its first image and per
-        training image; 0 without a teacher) and `traced` (seconds of the warm-up
-        batches above `train_step` each: tracing).
+        training image; 0 without a teacher) and `traced` (seconds to build the model
+        and of the warm-up batches above `train_step` each: tracing).
 
     Raises:
         RunError: a setting cannot work (a teacher that does not fit, say).
@@ -79,6 +79,7 @@ def measure(config, dataset, steps=STEPS, on_step=None, min_seconds=MIN_SECONDS)
         # The targets' values do not change the step's cost: uniform ones of the real shape.
         uniform = np.full((len(y), dataset.num_classes), 1 / dataset.num_classes, np.float32)
         teacher = (uniform, config.teacher_weight)
+    building = time.perf_counter()
     model = compiled_model(config, x, epoch_steps)
     if config.adversarial_eps:
         train_against_changes(model, config.adversarial_eps)
@@ -122,7 +123,9 @@ def measure(config, dataset, steps=STEPS, on_step=None, min_seconds=MIN_SECONDS)
         "save": save,
         "teacher_start": teacher_start,
         "teacher_image": teacher_image,
-        "traced": max(0.0, sum(clock.trained[:WARMUP]) - WARMUP * train_step),
+        "traced": clock.began
+        - building
+        + max(0.0, sum(clock.trained[:WARMUP]) - WARMUP * train_step),
     }
 
 
@@ -135,7 +138,7 @@ class _Clock(keras.callbacks.Callback):
         super().__init__()
         self.steps, self.min_seconds, self.on_step = steps, min_seconds, on_step
         self.total = WARMUP + steps + checks
-        self.trained, self.checked, self.last = [], [], 0.0
+        self.trained, self.checked, self.last, self.began = [], [], 0.0, 0.0
 
     def _tick(self, seconds: list, doing: str) -> None:
         now = time.perf_counter()
@@ -145,7 +148,7 @@ class _Clock(keras.callbacks.Callback):
             self.on_step(len(self.trained) + len(self.checked), self.total, doing)
 
     def on_train_begin(self, logs=None):
-        self.last = time.perf_counter()
+        self.last = self.began = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         if len(self.trained) == WARMUP:  # the first batch after tracing sets the count
@@ -190,7 +193,7 @@ def estimate(measured: dict, config, train_images: int, val_images: int, start: 
         measured: `measure`'s dict.
         config: the run's `TrainConfig`.
         train_images, val_images: the sizes of its splits.
-        start: seconds from the process's start to its first batch, tracing left out.
+        start: seconds from the process's start to `measure` (imports, loading the data).
 
     Returns:
         A dict of seconds: `start`, `teacher`, `epochs` (training batches, small-crop
