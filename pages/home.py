@@ -41,7 +41,11 @@ links = [
         "Filters & feature maps",
         "Inside the network: filters, maps, Grad-CAM and occlusion, training replayed.",
     ),
-    ("pages/train.py", "Train", "Find a learning rate, train with live curves, stop, resume."),
+    (
+        "pages/train.py",
+        "Train",
+        "Time a run beforehand, find a learning rate, train with live curves, stop, resume.",
+    ),
     ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class scores, why each answer."),
     ("pages/classify.py", "Classify", "Upload your own photos and see what the model says."),
 ]
