@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +123,30 @@ def test_kept_probabilities_are_read_back_until_the_model_images_or_tta_change(
     for n in (3, 4, 5):
         ev.kept_probs(model, path, x[:n])
     assert sorted(len(np.load(f)) for f in cache.glob("probs-*.npy")) == [4, 5]  # newest two
+
+
+def test_questions_about_the_same_model_and_images_hash_them_once(trained_run, monkeypatch):
+    import os
+
+    path = trained_run / "model.keras"
+    x, _ = class_images(3, 3)
+    reads, real = [], Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(ev, "_DIGESTS", [])
+    kept_path = ev._kept_path(ev._content_digest(path, x), "probs|none", "{}", None)
+    for _ in range(3):
+        assert not ev.probs_are_kept(path, x) and not ev.space_is_kept(path, x)
+    assert reads.count(path) == 1
+    # The same bytes in another array, or the file touched: hashed again, to the same key.
+    assert ev._kept_path(ev._content_digest(path, x.copy()), "probs|none", "{}", None) == kept_path
+    assert reads.count(path) == 2
+    os.utime(path, ns=(1, 1))
+    assert ev._kept_path(ev._content_digest(path, x), "probs|none", "{}", None) == kept_path
+    assert reads.count(path) == 3
+    y = x.copy()
+    ev._content_digest(path, y)
+    del y  # the remembered digest does not keep its images alive
+    assert ev._DIGESTS[-1][1]() is None and ev._DIGESTS[-2][1]() is x
 
 
 @pytest.mark.parametrize("tta", ["none", "flip+shift"])
