@@ -452,15 +452,14 @@ def busy(runs_dir=None) -> str | None:
     """What keeps the machine busy: a sentence naming the learning-rate test, search or
     run in progress in `runs_dir`, or None when none is."""
     base = Path(runs_dir or runs.default_runs_dir())
-    search, current = active_search(base), active_run(base)
     if test := _first_active(base, _LRFIND_TESTS):
         what = f"A learning-rate test is in progress ({test['name']})"
-    elif search is not None:
+    elif (search := active_search(base)) is not None:
         where = "starting"
         if search["state"] == "running":
             where = f"trial {search.get('trial') or 1}/{search.get('trials', '?')}"
         what = f"A hyperparameter search is in progress ({search['name']}, {where})"
-    elif current is not None:
+    elif (current := active_run(base)) is not None:
         where = "starting"
         if current["state"] == "running":
             where = f"epoch {max(current.get('epoch') or 1, 1)}/{current.get('epochs', '?')}"
