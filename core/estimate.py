@@ -275,17 +275,19 @@ def in_subprocess(config, on_step=None, runs_dir=None) -> dict:
     if message := busy(runs_dir):
         raise RunError(f"{message} Measured beside it, the estimate would come out too long.")
     with tempfile.TemporaryDirectory(prefix="cnn-estimate-") as scratch:
-        path = Path(scratch) / "config.json"
+        path, log = Path(scratch) / "config.json", Path(scratch) / "stderr.txt"
         path.write_text(json.dumps(config.to_dict()))
         command = [sys.executable, "-m", "core.estimate", "--config", str(path), "--json"]
-        child = subprocess.Popen(
-            command + ["--progress-lines"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        # Standard error to a file: TensorFlow's warnings could fill a pipe nobody reads yet.
+        with log.open("w") as log_file:
+            child = subprocess.Popen(
+                command + ["--progress-lines"],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         try:
             lines = []
             for line in child.stdout:
@@ -294,12 +296,12 @@ def in_subprocess(config, on_step=None, runs_dir=None) -> dict:
                     on_step(int(done), int(total), doing.strip())
                 else:
                     lines.append(line)
-            errors = child.stderr.read()
             child.wait()
         finally:
             if child.poll() is None:  # the page was left: the measurement goes with it
                 child.kill()
                 child.wait()
+        errors = log.read_text(errors="replace")
     if child.returncode == 0 and lines:
         return json.loads(lines[-1])
     told = [line[len("error: ") :] for line in errors.splitlines() if line.startswith("error: ")]
