@@ -315,6 +315,8 @@ def in_subprocess(config, on_step=None, runs_dir=None) -> dict:
 
 def main(argv=None) -> int:
     started = time.perf_counter()
+    from core.evaluate import progress_verbose
+    from core.near_duplicates import progress_bar
     from core.train import TrainConfig, config_from_args, preset_parser, training_data
 
     argv = sys.argv[1:] if argv is None else argv
@@ -341,7 +343,8 @@ def main(argv=None) -> int:
         if args.progress_lines:
             step = lambda done, total, doing: print(PROGRESS, done, total, doing, flush=True)  # noqa: E731
         else:
-            step = _progress_bar()
+            bar = progress_bar("Timing batches of this recipe", progress_verbose(), "batch")
+            step = lambda done, total, doing: bar(done, total)  # noqa: E731
         measuring = time.perf_counter()
         measured = measure(config, dataset, max(1, args.steps), on_step=step)
         x, y = dataset.split("train")
@@ -356,22 +359,6 @@ def main(argv=None) -> int:
     text = describe(found, config)
     print(json.dumps(found | {"text": text}) if args.json else text, flush=True)
     return 0
-
-
-def _progress_bar():
-    """Keras's progress bar over the measured batches, on the terminal's standard error."""
-    import keras
-
-    from core.evaluate import progress_verbose
-
-    bars = {}
-
-    def step(done, total, doing):
-        if "bar" not in bars:
-            bars["bar"] = keras.utils.Progbar(total, verbose=progress_verbose(), unit_name="batch")
-        bars["bar"].update(done)
-
-    return step
 
 
 if __name__ == "__main__":

@@ -530,10 +530,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def progress_bar(doing: str, verbose: int = 1) -> Callable[[int, int], None]:
-    """A Keras progress bar of images under a line saying what is done, made at the first
-    report (the total comes with it; work that is kept on disk draws none). `verbose` 2:
-    the line and the total only, for output to a file."""
+def progress_bar(doing: str, verbose: int = 1, unit: str = "image") -> Callable[[int, int], None]:
+    """A Keras progress bar of `unit`s under a line saying what is done, made at the first
+    report (the total comes with it, and may grow later; work that is kept on disk draws
+    none). `verbose` 2: the line and the total only, for output to a file."""
     bars = []
 
     def progress(done: int, total: int) -> None:
@@ -541,7 +541,8 @@ def progress_bar(doing: str, verbose: int = 1) -> Callable[[int, int], None]:
 
         if not bars:
             print(doing, file=sys.stderr)
-            bars.append(keras.utils.Progbar(total, verbose=verbose, unit_name="image"))
+            bars.append(keras.utils.Progbar(total, verbose=verbose, unit_name=unit))
+        bars[0].target = total
         bars[0].update(done)
 
     return progress
