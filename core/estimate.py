@@ -64,9 +64,14 @@ def measure(config, dataset, steps=STEPS, on_step=None, min_seconds=MIN_SECONDS)
         RunError: a setting cannot work (a teacher that does not fit, say).
     """
     from core.adversarial import train_against_changes
-    from core.augment import build_augmentation
     from core.averaging import Lookahead
-    from core.train import compiled_model, make_pipeline, resolved_model_config, save_model_atomic
+    from core.train import (
+        compiled_model,
+        make_pipeline,
+        pipeline_options,
+        resolved_model_config,
+        save_model_atomic,
+    )
 
     config = replace(config, model=resolved_model_config(config, dataset.num_classes))
     keras.utils.set_random_seed(config.seed)
@@ -83,20 +88,8 @@ def measure(config, dataset, steps=STEPS, on_step=None, min_seconds=MIN_SECONDS)
     model = compiled_model(config, x, epoch_steps)
     if config.adversarial_eps:
         train_against_changes(model, config.adversarial_eps)
-    augment_config = config.augment
-    if augment_config.alternate_flip:  # mirroring by epoch costs what mirroring at random does
-        augment_config = replace(augment_config, flip=True, alternate_flip=False)
-    augment = build_augmentation(augment_config, config.image_size, seed=config.seed)
-    train_batches = make_pipeline(
-        x,
-        y,
-        dataset.num_classes,
-        config.batch_size,
-        augment,
-        shuffle_seed=config.seed,
-        teacher=teacher,
-        balance_classes=config.balance_classes,
-    ).repeat()
+    pipeline = pipeline_options(config, x, y, dataset.num_classes, teacher)
+    train_batches = make_pipeline(**pipeline).repeat()
     clock = _Clock(steps, min_seconds, 1 + VAL_STEPS if val else 0, on_step)
     averaging = [Lookahead(config.epochs * epoch_steps)] if config.lookahead else []
     model.fit(

@@ -73,9 +73,14 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
     """
     import keras
 
-    from core.augment import build_augmentation
     from core.model import build_model, init_whitening, set_whiten_bias_trainable
-    from core.train import make_loss, make_optimizer, make_pipeline, resolved_model_config
+    from core.train import (
+        make_loss,
+        make_optimizer,
+        make_pipeline,
+        pipeline_options,
+        resolved_model_config,
+    )
 
     if not (0 < lr_min < lr_max) or steps < 2:
         raise RunError("The learning-rate test needs 0 < lr_min < lr_max and 2 steps or more.")
@@ -87,16 +92,7 @@ def range_test(config, dataset, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX, on_st
     schedule = keras.optimizers.schedules.ExponentialDecay(lr_min, steps - 1, lr_max / lr_min)
     model.compile(optimizer=make_optimizer(config, steps, schedule), loss=make_loss(config))
     set_whiten_bias_trainable(model, config.whiten_bias_epochs > 0)
-    augment = build_augmentation(config.augment, config.image_size, seed=config.seed)
-    batches = make_pipeline(
-        x,
-        y,
-        dataset.num_classes,
-        config.batch_size,
-        augment,
-        shuffle_seed=config.seed,
-        balance_classes=config.balance_classes,
-    ).repeat()
+    batches = make_pipeline(**pipeline_options(config, x, y, dataset.num_classes)).repeat()
     result = {"lr": [], "loss": [], "smoothed": [], "steps": steps, "stopped_early": False}
     average = 0.0
     for step, (images, targets, *weighed) in enumerate(batches.take(steps)):

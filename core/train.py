@@ -389,6 +389,36 @@ def _random_windows(batch, size: int, seed=None):
     return tf.ensure_shape(batch, (None, size, size, batch.shape[-1]))
 
 
+def pipeline_options(config: TrainConfig, x, y, num_classes: int, teacher=None) -> dict:
+    """The keyword arguments of `make_pipeline` for a run of `config` on `(x, y)`: its
+    augmentation, shuffling, teacher and class weights, as `train`, the time estimate and
+    the learning-rate test all build them.
+
+    With "flip every other epoch" the pipeline mirrors by epoch (`flip_turn`, a new
+    variable a `FlipTurns` callback keeps at the epoch; left alone it stays 0, which costs
+    what mirroring at random does) and the augmentation does not flip.
+    """
+    import tensorflow as tf
+
+    from core.augment import build_augmentation
+
+    augment_config, flip_turn = config.augment, None
+    if augment_config.alternate_flip:
+        augment_config = replace(augment_config, flip=False, alternate_flip=False)
+        flip_turn = tf.Variable(0, dtype="int32", trainable=False, name="flip_turn")
+    return dict(
+        x=x,
+        y=y,
+        num_classes=num_classes,
+        batch_size=config.batch_size,
+        augment=build_augmentation(augment_config, config.image_size, seed=config.seed),
+        shuffle_seed=config.seed,
+        teacher=teacher,
+        flip_turn=flip_turn,
+        balance_classes=config.balance_classes,
+    )
+
+
 class FlipTurns(keras.callbacks.Callback):
     """Tells `make_pipeline(..., flip_turn=variable)` which epoch it is preparing.
 
@@ -603,10 +633,8 @@ def resume(run_dir, dataset, callbacks=(), verbose=0) -> Path:
 
 def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
     import keras
-    import tensorflow as tf
 
     from core import tensorboard
-    from core.augment import build_augmentation
     from core.averaging import Lookahead
 
     (run_dir / "stop.request").unlink(missing_ok=True)
@@ -640,26 +668,11 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             history = history[: _checkpoint_epochs(resume_from, history)]
             # Restart the interrupted epoch's part of the schedule from its beginning.
             model.optimizer.iterations.assign(len(history) * steps)
-        augment_config, flip_turn = config.augment, None
-        if augment_config.alternate_flip:  # the pipeline mirrors by epoch, not at random
-            augment_config = replace(augment_config, flip=False, alternate_flip=False)
-            flip_turn = tf.Variable(0, dtype="int32", trainable=False, name="flip_turn")
-        augment = build_augmentation(augment_config, config.image_size, seed=config.seed)
         teacher = None
         if config.teacher:
             probs = teacher_targets(config.teacher, x, dataset.num_classes, run_dir, verbose)
             teacher = (probs, config.teacher_weight)
-        pipeline = dict(
-            x=x,
-            y=y,
-            num_classes=dataset.num_classes,
-            batch_size=config.batch_size,
-            augment=augment,
-            shuffle_seed=config.seed,
-            teacher=teacher,
-            flip_turn=flip_turn,
-            balance_classes=config.balance_classes,
-        )
+        pipeline = pipeline_options(config, x, y, dataset.num_classes, teacher)
         train_ds = make_pipeline(**pipeline)
         val_ds = None
         if "val" in dataset.splits:
@@ -680,8 +693,8 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         shown = (xv, yv) if val_ds is not None else (x, y)
         logs = tensorboard.callbacks(run_dir, *shown, dataset.class_names)
         extra = [WhitenBiasEpochs(config.whiten_bias_epochs)]
-        if flip_turn is not None:
-            extra.append(FlipTurns(flip_turn))
+        if pipeline["flip_turn"] is not None:
+            extra.append(FlipTurns(pipeline["flip_turn"]))
         if config.lookahead:  # before early stopping, whose best weights then win
             extra.append(Lookahead(config.epochs * steps))
         if config.early_stopping and val_ds is not None:

@@ -542,6 +542,22 @@ def test_alternate_flip_shows_each_image_mirrored_on_every_other_epoch():
     assert 30 < sum(mirrored[0].values()) < 70  # which side comes first is random
 
 
+def test_pipeline_options_mirror_by_epoch_for_alternate_flip_and_at_random_for_flip():
+    import tensorflow as tf
+
+    x, y = np.zeros((8, 4, 4, 3), np.uint8), np.arange(8) % 2
+    by_epoch = train_mod.pipeline_options(
+        _config(augment=parse_augment("alternate_flip,crop_pad=1"), balance_classes=True), x, y, 2
+    )
+    assert isinstance(by_epoch["flip_turn"], tf.Variable) and by_epoch["balance_classes"]
+    # Mirroring twice would show every image unflipped half the time on each epoch.
+    assert [type(layer).__name__ for layer in by_epoch["augment"].layers] == ["RandomTranslation"]
+    at_random = train_mod.pipeline_options(_config(augment=parse_augment("flip")), x, y, 2)
+    assert at_random["flip_turn"] is None
+    assert [type(layer).__name__ for layer in at_random["augment"].layers] == ["RandomFlip"]
+    assert make_pipeline(**at_random).element_spec[0].shape.as_list() == [None, 4, 4, 3]
+
+
 def test_a_run_trains_with_alternate_flip_and_keeps_it_in_its_config(tiny_dataset):
     config = _config(augment=parse_augment("alternate_flip,crop_pad=2"))
     assert config.augment.alternate_flip and not config.augment.flip
