@@ -428,10 +428,10 @@ else:
         state.open_probe(dataset, split, index, "pages/classify.py")
 
 
+other = evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
 adversarial.robustness_section(
-    entry, model, x_split, report.y_true, names, (state.dataset_spec(), split)
+    entry, model, x_split, report.y_true, names, (state.dataset_spec(), split), other
 )
-evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)
 with st.expander("Export this model"):

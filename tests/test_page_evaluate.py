@@ -798,10 +798,14 @@ def test_robustness_is_compared_with_another_model_on_the_same_images(
     app.switch_page("pages/evaluate.py").run()
     app.button(key="evaluate_robust_run").click().run()
     assert not app.exception
-    choice = app.selectbox(key="evaluate_robust_other")
+    hint = 'Choose a model under "Compare with another model" above'
+    assert any(c.value.startswith(hint) for c in app.caption)
+    choice = app.selectbox(key="evaluate_other")  # one choice for the comparisons above
     [label] = [o for o in choice.options if other.name in o]
     choice.select(label).run()
     assert not app.exception
+    assert not any(c.value.startswith(hint) for c in app.caption)
+    assert app.button(key="evaluate_robust_other_run").label.endswith(f"{other.name} too")
     [chart] = [c for c in app.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
     assert len(json.loads(chart.proto.spec)["data"]) == 2  # not measured yet: one model
     app.button(key="evaluate_robust_other_run").click().run()

@@ -141,7 +141,9 @@ def fool_row(
     )
 
 
-def robustness_section(entry: dict, model, x_split, y_split, names: list[str], what: tuple) -> None:
+def robustness_section(
+    entry: dict, model, x_split, y_split, names: list[str], what: tuple, other=None
+) -> None:
     """The Evaluate page's "Robustness to small changes": accuracy on a stratified share of
     the split when each pixel may change by at most 1, 2, 4, 8 or 16 levels, by the
     gradient attack and by random noise of that size; measured on a button, then kept.
@@ -149,6 +151,8 @@ def robustness_section(entry: dict, model, x_split, y_split, names: list[str], w
     Args:
         names: the class names.
         what: names the images (the dataset and split), for the session's memory.
+        other: the registry entry of the model chosen under "Compare with another model",
+            whose curves, once measured on their own button, are drawn beside these.
     """
     st.subheader("Robustness to small changes")
     st.caption(
@@ -186,12 +190,17 @@ def robustness_section(entry: dict, model, x_split, y_split, names: list[str], w
             "model on 2 cores); kept until the model or the images change."
         )
         return
-    other, theirs = _other_robustness(entry, model, x, y, names, memory, key)
+    theirs = _other_robustness(other, x, y, memory, key)
     labels = (_short(entry), _short(other)) if theirs is not None else ()
     st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
     if theirs is not None:
         st.markdown(f"{labels[1]}: {robustness_summary(theirs, lesson=False)}")
+    elif other is None and state.other_models(entry, names, int(model.input_shape[1])):
+        st.caption(
+            'Choose a model under "Compare with another model" above to draw its curves '
+            "on the same images beside these."
+        )
     fallen = np.flatnonzero(np.isfinite(found["needed"]) & (found["needed"] > 0))
     if not len(fallen):
         return
@@ -257,23 +266,11 @@ def _short(entry: dict) -> str:
     return entry["label"].rsplit(" (", 1)[0]
 
 
-def _other_robustness(entry, model, x, y, names, memory: dict, key: tuple):
-    """`(other model's entry, its robustness on the same images)` for the "Compare with"
-    choice under the curve, measured on its own button; `(None, None)` when none is
-    chosen or it is not measured yet."""
-    others = state.other_models(entry, names, int(model.input_shape[1]))
-    if not others:
-        return None, None
-    other = st.selectbox(
-        "Compare with",
-        others,
-        index=None,
-        format_func=lambda m: m["label"],
-        key="evaluate_robust_other",
-        placeholder="Another model of these classes, on the same images",
-    )
+def _other_robustness(other, x, y, memory: dict, key: tuple):
+    """The robustness of `other` (the model chosen under "Compare with another model",
+    or None) on the same images, measured on its own button and kept; None until then."""
     if other is None:
-        return None, None
+        return None
     their_key = (*key[:-2], other["path"], registry.model_version(other["path"]))
 
     def attack(bar):
@@ -282,13 +279,12 @@ def _other_robustness(entry, model, x, y, names, memory: dict, key: tuple):
             return None
         return evaluate.kept_robustness(loaded, other["path"], x, y, progress=bar)
 
-    found = state.kept_or_button(
+    return state.kept_or_button(
         memory,
         their_key,
         lambda: evaluate.robustness_if_kept(other["path"], x, y),
         attack,
-        ("Measure its robustness too", "evaluate_robust_other_run"),
+        (f"Measure the robustness of {_short(other)} too", "evaluate_robust_other_run"),
         f"Attacking {len(y):,} images with {_short(other)}",
         KEPT,
     )
-    return (other, found) if found is not None else (None, None)

@@ -53,10 +53,13 @@ def confidence(entry: dict, report: Report, tempered: Report, split: str) -> Non
 
 def comparison(
     entry: dict, model, dataset, report: Report, report_of: Callable, gallery: Callable
-) -> None:
+) -> dict | None:
     """Another model scored on the same images: accuracy, McNemar's test, recall per class
     and the images only one of the two gets right. `report_of(entry, model)` scores a model
-    on the page's split; `gallery(indices, captions)` draws images of it."""
+    on the page's split; `gallery(indices, captions)` draws images of it.
+
+    Returns the other model's registry entry (the robustness section below draws its curves
+    too), or None when none is chosen or it could not be loaded."""
     names = report.class_names
     st.subheader("Compare with another model")
     others = state.other_models(entry, dataset.class_names, int(model.input_shape[1]))
@@ -72,7 +75,7 @@ def comparison(
     )
     other_model = state.model_of(other) if other else None
     if other_model is None:
-        return
+        return None
     other_report = report_of(other, other_model)
     diff = compare(report, other_report)
     # Names without the "(preset, accuracy)" of the labels: sentences and tabs stay short.
@@ -108,6 +111,7 @@ def comparison(
         gallery(diff.only_b[:18], wrong_answers(diff.only_b[:18], report, "the active model"))
     with broken:
         gallery(diff.only_a[:18], wrong_answers(diff.only_a[:18], other_report, b_name))
+    return other
 
 
 def int8_copy(entry: dict) -> None:
