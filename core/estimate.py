@@ -249,6 +249,63 @@ def describe(found: dict, config) -> str:
     )
 
 
+def remaining(config, history: list[dict]) -> dict | None:
+    """What resuming a run would take, at its own pace so far: no measuring needed.
+
+    Args:
+        config: the run's `TrainConfig`.
+        history: its epochs (`core.runs.read_history`), each with its `seconds`.
+
+    Returns:
+        `{"epochs": left, "done": timed epochs, "epoch_seconds": a whole-size epoch's
+        median seconds, "seconds": the epochs left}`, small-crop epochs at their share
+        of a whole one's cost; None when no epoch is left or none was timed.
+    """
+    from core.train import SMALL_CROP_COST
+
+    small_cost = min(1.0, SMALL_CROP_COST * (config.small_crop_size / config.image_size) ** 2)
+
+    def cost(epoch: int) -> float:
+        return small_cost if epoch < config.small_crop_epochs else 1.0
+
+    paces = [h["seconds"] / cost(e) for e, h in enumerate(history) if h.get("seconds")]
+    left = config.epochs - len(history)
+    if left <= 0 or not paces:
+        return None
+    pace = statistics.median(paces)
+    return {
+        "epochs": left,
+        "done": len(paces),
+        "epoch_seconds": pace,
+        "seconds": pace * sum(cost(e) for e in range(len(history), config.epochs)),
+    }
+
+
+def describe_remaining(run_dir) -> str | None:
+    """`remaining` for a run folder in a sentence, for the Train page beside "Resume";
+    None when it cannot say (no epoch timed, none left, no readable config)."""
+    from core import runs
+    from core.fileio import read_json
+    from core.registry import duration
+    from core.train import TrainConfig
+
+    try:
+        config = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
+        found = remaining(config, runs.read_history(run_dir))
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None  # a damaged folder: the runs table says what is wrong with it
+    if found is None:
+        return None
+    epochs = "the epoch" if found["epochs"] == 1 else f"the {found['epochs']} epochs"
+    done = "its epoch" if found["done"] == 1 else f"its {found['done']} epochs"
+    ending = " Early stopping may end it sooner." if config.early_stopping else ""
+    return (
+        f"Resuming trains {epochs} left: about {duration(found['seconds'])} at the pace of "
+        f"{done} so far ({duration(found['epoch_seconds'])} an epoch), besides loading the "
+        f"data and the checks after the last epoch.{ending}"
+    )
+
+
 def in_subprocess(config, on_step=None, runs_dir=None) -> dict:
     """`python -m core.estimate` for `config` in a child process: the estimate's dict
     (`estimate`'s, with `text`, the sentence).

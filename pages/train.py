@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import jobs, runs, search
+from core import estimate, jobs, runs, search
 from core.errors import CnnError
 from core.fileio import read_json
 from ui import charts, state, train_form
@@ -58,12 +58,15 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
         c[1].button("Stop training", key="train_stop", on_click=jobs.stop, args=(path,))
         if runs.stop_requested(Path(path)):
             st.caption("Stopping at the end of the current batch…")
-    elif status["state"] in jobs.RESUMABLE and c[1].button("Resume", key="train_resume"):
-        try:
-            jobs.launch_resume(path)
-            st.rerun()
-        except CnnError as err:
-            st.error(str(err))
+    elif status["state"] in jobs.RESUMABLE:
+        if c[1].button("Resume", key="train_resume"):
+            try:
+                jobs.launch_resume(path)
+                st.rerun()
+            except CnnError as err:
+                st.error(str(err))
+        if sentence := estimate.describe_remaining(path):
+            st.caption(sentence)
     if status["state"] in ("failed", "interrupted") and status.get("message"):
         st.error(status["message"])
         with st.expander("End of train.log"):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from core import estimate, jobs, novelty
 from core.averaging import Lookahead
 from core.data import Dataset, load_dataset
 from core.errors import RunError
+from core.fileio import atomic_write_json
 from core.train import SMALL_CROP_COST, TrainConfig, parse_augment
 
 MEASURED = dict(
@@ -65,6 +67,35 @@ def _uneven_dataset():
     x, y = class_images(20, 3)
     keep = np.flatnonzero((y != 2) | (np.arange(len(y)) % 5 == 0))  # class 2 cut to a fifth
     return Dataset(["a", "b", "c"], "generated", {"train": (x[keep], y[keep]), "val": (x, y)})
+
+
+def test_resuming_is_timed_at_the_runs_own_pace_small_crops_at_their_share(tmp_path):
+    config = TrainConfig(epochs=6, small_crop_share=1 / 3, small_crop_size=24, image_size=32)
+    assert config.small_crop_epochs == 2
+    small = SMALL_CROP_COST * (24 / 32) ** 2
+    history = [{"epoch": 1, "seconds": 10 * small}, {"epoch": 2, "seconds": 10 * small}]
+    history.append({"epoch": 3, "seconds": 12.0})
+    found = estimate.remaining(config, history)
+    assert found == pytest.approx({"epochs": 3, "done": 3, "epoch_seconds": 10, "seconds": 30})
+    # Stopped among the small crops: the rest of them cost their share, the others all.
+    found = estimate.remaining(config, history[:1])
+    assert found["epochs"] == 5 and found["seconds"] == pytest.approx(10 * (small + 4))
+    assert estimate.remaining(config, []) is None  # no pace to go by
+    assert estimate.remaining(replace(config, epochs=3), history) is None  # nothing left
+    assert estimate.remaining(config, [{"epoch": 1}]) is None  # an old run: no times
+
+    run = tmp_path / "run"
+    run.mkdir()
+    atomic_write_json(run / "config.json", replace(config, early_stopping=3).to_dict())
+    atomic_write_json(run / "history.json", history)
+    assert estimate.describe_remaining(run) == (
+        "Resuming trains the 3 epochs left: about 30 s at the pace of its 3 epochs so far "
+        "(10 s an epoch), besides loading the data and the checks after the last epoch. "
+        "Early stopping may end it sooner."
+    )
+    (run / "config.json").write_text("{not json")
+    assert estimate.describe_remaining(run) is None
+    assert estimate.describe_remaining(tmp_path / "gone") is None
 
 
 def test_measuring_trains_batches_of_the_real_pipeline_and_validates(monkeypatch):

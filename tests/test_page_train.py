@@ -257,6 +257,23 @@ def test_several_runs_are_deleted_at_once_but_not_one_that_trains(app, trained_r
     assert list(table["run"]) == [running.name]
 
 
+def test_a_stopped_run_says_how_long_resuming_would_take(app):
+    run_dir = runs.default_runs_dir() / "29991231-235959-seed"
+    run_dir.mkdir()
+    atomic_write_json(run_dir / "config.json", {"preset": "seed", "epochs": 10})
+    seconds = [30.0, 20.0, 20.0, 22.0]  # the first epoch traces: the median goes by
+    history = [{"epoch": e + 1, "seconds": s} for e, s in enumerate(seconds)]
+    atomic_write_json(run_dir / "history.json", history)
+    runs.write_status(run_dir, state="stopped", epoch=4, epochs=10)
+    _open(app)
+    assert not app.exception
+    assert app.button(key="train_resume")
+    assert (
+        "Resuming trains the 6 epochs left: about 2 min 06 s at the pace of its 4 epochs so far "
+        "(21 s an epoch), besides loading the data and the checks after the last epoch."
+    ) in [c.value for c in app.caption]
+
+
 def test_a_failed_run_shows_its_reason_and_log(app):
     run_dir = runs.default_runs_dir() / "29991231-235959-seed"
     run_dir.mkdir()
@@ -268,6 +285,7 @@ def test_a_failed_run_shows_its_reason_and_log(app):
     assert [e.value for e in app.error] == ["The disk is full."]
     assert app.code[0].value.endswith("error: The disk is full.")
     assert app.button(key="train_resume")  # a failed run may continue from a checkpoint
+    assert not [c for c in app.caption if c.value.startswith("Resuming")]  # no epoch timed
     app.button(key="train_resume").click().run()
     assert "29991231-235959-seed has no checkpoint to resume from; start it again." in [
         e.value for e in app.error
