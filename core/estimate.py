@@ -257,9 +257,10 @@ def remaining(config, history: list[dict]) -> dict | None:
         history: its epochs (`core.runs.read_history`), each with its `seconds`.
 
     Returns:
-        `{"epochs": left, "done": timed epochs, "epoch_seconds": a whole-size epoch's
-        median seconds, "seconds": the epochs left}`, small-crop epochs at their share
-        of a whole one's cost; None when no epoch is left or none was timed.
+        `{"epochs": left, "epoch_seconds": a whole-size epoch's median seconds, "seconds":
+        the epochs left}`, small-crop epochs at their share of a whole one's cost, the
+        first epoch left out when others were timed (it also traced the model's steps);
+        None when no epoch is left or none was timed.
     """
     from core.train import SMALL_CROP_COST
 
@@ -272,10 +273,9 @@ def remaining(config, history: list[dict]) -> dict | None:
     left = config.epochs - len(history)
     if left <= 0 or not paces:
         return None
-    pace = statistics.median(paces)
+    pace = statistics.median(paces[1:] or paces)
     return {
         "epochs": left,
-        "done": len(paces),
         "epoch_seconds": pace,
         "seconds": pace * sum(cost(e) for e in range(len(history), config.epochs)),
     }
@@ -297,11 +297,10 @@ def describe_remaining(run_dir) -> str | None:
     if found is None:
         return None
     epochs = "the epoch" if found["epochs"] == 1 else f"the {found['epochs']} epochs"
-    done = "its epoch" if found["done"] == 1 else f"its {found['done']} epochs"
     ending = " Early stopping may end it sooner." if config.early_stopping else ""
     return (
-        f"Resuming trains {epochs} left: about {duration(found['seconds'])} at the pace of "
-        f"{done} so far ({duration(found['epoch_seconds'])} an epoch), besides loading the "
+        f"Resuming trains {epochs} left: about {duration(found['seconds'])} at this run's "
+        f"pace so far ({duration(found['epoch_seconds'])} an epoch), besides loading the "
         f"data and the checks after the last epoch.{ending}"
     )
 

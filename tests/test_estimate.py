@@ -73,15 +73,18 @@ def test_resuming_is_timed_at_the_runs_own_pace_small_crops_at_their_share(tmp_p
     config = TrainConfig(epochs=6, small_crop_share=1 / 3, small_crop_size=24, image_size=32)
     assert config.small_crop_epochs == 2
     small = SMALL_CROP_COST * (24 / 32) ** 2
-    history = [{"epoch": 1, "seconds": 10 * small}, {"epoch": 2, "seconds": 10 * small}]
-    history.append({"epoch": 3, "seconds": 12.0})
+    # The first epoch also traced the model's steps: it counts only when alone.
+    history = [{"epoch": 1, "seconds": 30 * small}, {"epoch": 2, "seconds": 10 * small}]
+    history += [{"epoch": 3, "seconds": 12.0}, {"epoch": 4, "seconds": 9.0}]
     found = estimate.remaining(config, history)
-    assert found == pytest.approx({"epochs": 3, "done": 3, "epoch_seconds": 10, "seconds": 30})
+    assert found == pytest.approx({"epochs": 2, "epoch_seconds": 10, "seconds": 20})
     # Stopped among the small crops: the rest of them cost their share, the others all.
     found = estimate.remaining(config, history[:1])
-    assert found["epochs"] == 5 and found["seconds"] == pytest.approx(10 * (small + 4))
+    assert found["epochs"] == 5 and found["seconds"] == pytest.approx(30 * (small + 4))
+    found = estimate.remaining(config, history[:2])
+    assert found["epoch_seconds"] == pytest.approx(10)
     assert estimate.remaining(config, []) is None  # no pace to go by
-    assert estimate.remaining(replace(config, epochs=3), history) is None  # nothing left
+    assert estimate.remaining(replace(config, epochs=4), history) is None  # nothing left
     assert estimate.remaining(config, [{"epoch": 1}]) is None  # an old run: no times
 
     run = tmp_path / "run"
@@ -89,7 +92,7 @@ def test_resuming_is_timed_at_the_runs_own_pace_small_crops_at_their_share(tmp_p
     atomic_write_json(run / "config.json", replace(config, early_stopping=3).to_dict())
     atomic_write_json(run / "history.json", history)
     assert estimate.describe_remaining(run) == (
-        "Resuming trains the 3 epochs left: about 30 s at the pace of its 3 epochs so far "
+        "Resuming trains the 2 epochs left: about 20 s at this run's pace so far "
         "(10 s an epoch), besides loading the data and the checks after the last epoch. "
         "Early stopping may end it sooner."
     )
