@@ -4,6 +4,8 @@ Layout of `runs/<name>/`:
     config.json       the TrainConfig, enough to rebuild the model and redo the run
     status.json       state, pid, heartbeat, batch progress, last checkpoint, message
     history.json      one record per finished epoch
+    batches.csv       the training loss and accuracy as each epoch goes (Keras's running
+                      means, at most twice a second and at each epoch's end): live curves
     checkpoints/      epoch_001.keras ... after every epoch; last.keras on a stop
     model.keras       the final (or stopped) model; model_card.json beside it
     tensorboard/      TensorBoard event files: train/ and validation/ (per-epoch scalars,
@@ -264,6 +266,68 @@ def _fallback_failure(run_dir: Path, status: dict) -> dict | None:
 
 def read_history(run_dir: str | Path) -> list[dict]:
     return read_json(Path(run_dir) / "history.json", []) or []
+
+
+BATCHES = "batches.csv"
+_BATCH_COLUMNS = ("epoch", "batch", "steps", "loss", "accuracy")
+
+
+def append_batch_point(run_dir: Path, epoch: int, batch: int, steps: int, loss, accuracy) -> None:
+    """Adds one point of an epoch in progress (`batch` of `steps` done in 1-based `epoch`;
+    the loss and accuracy so far this epoch, None when not known) to `batches.csv`."""
+    path = Path(run_dir) / BATCHES
+    fresh = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if fresh:
+            writer.writerow(_BATCH_COLUMNS)
+        values = ("" if v is None else f"{v:.6g}" for v in (loss, accuracy))
+        writer.writerow([epoch, batch, steps, *values])
+
+
+def read_batch_points(run_dir: str | Path) -> dict[str, list]:
+    """The points of `append_batch_point` as curves over fractional epochs.
+
+    Keras's values are means since the epoch began; each point here is the mean over the
+    batches since the point before it (from two running means, exactly: a batch's mean
+    weighs all its images alike), so the curve does not saw at every epoch's start.
+
+    Returns:
+        `{"x": epochs done (epoch 3 half done is 2.5), "loss": [...], "accuracy": [...]}`,
+        values None where not known. An epoch begun again (a resumed run restarts its
+        interrupted epoch) replaces what its earlier try wrote from that point on; a
+        damaged line (a run killed while writing) is passed over.
+    """
+    points: list[tuple] = []  # (x, epoch, batch, running loss, running accuracy)
+    try:
+        text = (Path(run_dir) / BATCHES).read_text()
+        lines = text.splitlines()[: None if text.endswith("\n") else -1]  # the last unfinished
+        rows = list(csv.DictReader(lines))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = []
+    for row in rows:
+        try:
+            epoch, batch = int(row["epoch"]), int(row["batch"])
+            x = epoch - 1 + batch / int(row["steps"])
+            means = tuple(float(row[k]) if row[k] else None for k in ("loss", "accuracy"))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        while points and points[-1][0] >= x:
+            points.pop()
+        points.append((x, epoch, batch, *means))
+    curves: dict[str, list] = {"x": [], "loss": [], "accuracy": []}
+    before = (0, 0, None, None)  # epoch, batch, running means of the point before
+    for x, epoch, batch, *means in points:
+        since = before[1] if before[0] == epoch else 0
+        curves["x"].append(x)
+        for key, mean, earlier in zip(("loss", "accuracy"), means, before[2:], strict=True):
+            if mean is None or (since and earlier is None):
+                mean = None
+            elif since:
+                mean = (batch * mean - since * earlier) / (batch - since)
+            curves[key].append(mean)
+        before = (epoch, batch, *means)
+    return curves
 
 
 def request_stop(run_dir: str | Path) -> None:

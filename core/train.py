@@ -512,6 +512,7 @@ class RunRecorder(keras.callbacks.Callback):
         if batch > first:
             self.rate = (batch - first) * self.batch_size / (now - since)
         rate = self.rate
+        loss, accuracy = _float(logs, "loss"), _float(logs, "accuracy")
         runs.write_status(
             self.run_dir,
             epoch=self.epoch + 1,
@@ -519,15 +520,18 @@ class RunRecorder(keras.callbacks.Callback):
             steps=self.steps,
             images_per_sec=round(rate, 1),
             eta_seconds=self.eta(done),
-            batch_loss=_float(logs, "loss"),
-            batch_accuracy=_float(logs, "accuracy"),
+            batch_loss=loss,
+            batch_accuracy=accuracy,
         )
+        runs.append_batch_point(self.run_dir, self.epoch + 1, done, self.steps, loss, accuracy)
 
     def on_epoch_end(self, epoch, logs=None):
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         record["lr"] = current_lr(self.model.optimizer)
         record["seconds"] = round(time.perf_counter() - self.epoch_start, 3)
         self.history.append(record)
+        loss, accuracy = record.get("loss"), record.get("accuracy")
+        runs.append_batch_point(self.run_dir, epoch + 1, self.steps, self.steps, loss, accuracy)
         name = f"checkpoints/epoch_{epoch + 1:03d}.keras"
         save_model_atomic(self.model, self.run_dir / name)
         atomic_write_json(self.run_dir / "history.json", self.history)

@@ -71,11 +71,14 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
         st.error(status["message"])
         with st.expander("End of train.log"):
             st.code(jobs.log_tail(path) or "(empty)", language=None)
-    if history:
+    batches = runs.read_batch_points(path)  # the epoch in progress too: live from the start
+    if history or batches["x"]:
         c = st.columns(2)
         c[0].plotly_chart(
             charts.epoch_lines(
-                "Loss", {"train": curve(history, "loss"), "validation": curve(history, "val_loss")}
+                "Loss",
+                {"train": curve(history, "loss"), "validation": curve(history, "val_loss")},
+                running=(batches["x"], batches["loss"]),
             )
         )
         c[1].plotly_chart(
@@ -83,8 +86,15 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
                 "Accuracy",
                 {"train": curve(history, "accuracy"), "validation": curve(history, "val_accuracy")},
                 percent=True,
+                running=(batches["x"], batches["accuracy"]),
             )
         )
+        if batches["x"]:
+            st.caption(
+                "A point is an epoch: training's over all its batches, while the model was "
+                "still learning, validation's at its end. The thin line is training over the "
+                "last few batches, so it runs ahead of the training point."
+            )
 
 
 def make_active(name: str) -> None:

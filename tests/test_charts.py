@@ -31,6 +31,25 @@ def test_accuracy_lines_read_as_percentages():
     assert fig.layout.colorway[:2] == ("#1F77B4", "#FF7F0E")  # blue, then orange
 
 
+def test_the_training_values_as_epochs_go_are_a_thin_line_in_the_train_colour():
+    running = ([0.5, 1.0, 1.5], [0.4, 0.5, 0.6])
+    train, validation = ([1], [0.45]), ([1], [0.5])
+    fig = charts.epoch_lines(
+        "Accuracy", {"train": train, "validation": validation}, True, running=running
+    )
+    line = fig.data[-1]
+    assert line.name == "train, recent batches" and line.mode == "lines"
+    assert list(line.x) == running[0] and line.line.color == fig.layout.colorway[0]
+    assert line.hovertemplate == "epoch %{x:.2f}: %{y:.2%}"
+    assert fig.layout.xaxis.dtick == 1
+    # The first epoch in progress: the running line alone.
+    alone = charts.epoch_lines("Loss", {"train": ([], []), "validation": ([], [])}, False, running)
+    assert [len(t.x) for t in alone.data] == [0, 0, 3]
+    assert alone.layout.showlegend and list(alone.layout.xaxis.range) == pytest.approx([0, 1.53])
+    assert list(fig.layout.xaxis.range) == pytest.approx([0, 1.53])
+    assert len(charts.epoch_lines("Loss", {"train": train}, running=([], [])).data) == 1
+
+
 @pytest.mark.parametrize("normalised", [False, True])
 def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(normalised):
     names = ["cat", "dog", "frog"]

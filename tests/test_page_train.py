@@ -235,6 +235,26 @@ def test_a_training_run_is_not_deleted(app, trained_run):
     ]
 
 
+def test_the_first_epoch_is_drawn_live_before_it_ends(app):
+    running = runs.default_runs_dir() / "29991231-235959-seed"
+    running.mkdir()
+    atomic_write_json(running / "config.json", {"preset": "seed", "epochs": 20})
+    runs.write_status(running, state="running", epoch=1, epochs=20, **runs.process_identity())
+    _open(app)
+    assert not app.get("plotly_chart")  # nothing to draw yet
+    for batch, loss, accuracy in [(10, 2.2, 0.15), (20, 2.0, 0.25), (30, 1.9, 0.3)]:
+        runs.append_batch_point(running, 1, batch, 40, loss, accuracy)
+    app.run()
+    assert not app.exception
+    loss, accuracy = (json.loads(c.proto.spec) for c in app.get("plotly_chart"))
+    assert loss["layout"]["title"]["text"] == "Loss"
+    [line] = [t for t in loss["data"] if t["name"] == "train, recent batches"]
+    assert line["x"] == [0.25, 0.5, 0.75]
+    assert line["y"] == pytest.approx([2.2, 1.8, 1.7])  # each the mean since the point before
+    [line] = [t for t in accuracy["data"] if t["name"] == "train, recent batches"]
+    assert line["y"] == pytest.approx([0.15, 0.35, 0.4])
+
+
 def test_several_runs_are_deleted_at_once_but_not_one_that_trains(app, trained_run):
     running = runs.default_runs_dir() / "29991231-235959-seed"
     running.mkdir()

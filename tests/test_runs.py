@@ -40,6 +40,23 @@ def test_new_run_dirs_are_unique(tmp_path):
     assert a != b and a.parent == b.parent == tmp_path
 
 
+def test_batch_points_become_the_mean_since_the_point_before(tmp_path):
+    assert runs.read_batch_points(tmp_path) == {"x": [], "loss": [], "accuracy": []}
+    # Keras's running means of 4-batch epochs; epoch 2 begun again after batch 2.
+    points = [(1, 1, 2.0, 0.1), (1, 3, 1.8, 0.3), (1, 4, 1.7, None), (2, 1, 1.5, 0.5)]
+    points += [(2, 2, 1.4, 0.6), (2, 1, 1.45, 0.55), (2, 4, 1.3, 0.7)]
+    for epoch, batch, loss, accuracy in points:
+        runs.append_batch_point(tmp_path, epoch, batch, 4, loss, accuracy)
+    with (tmp_path / runs.BATCHES).open("a") as f:
+        f.write("3,1,4,1.2")  # a run killed while writing: passed over
+    curves = runs.read_batch_points(tmp_path)
+    assert curves["x"] == [0.25, 0.75, 1.0, 1.25, 2.0]
+    # Batches 2-3: (3 x 1.8 - 2.0) / 2; batch 4: 4 x 1.7 - 3 x 1.8; epoch 2's second try.
+    assert curves["loss"] == pytest.approx([2.0, 1.7, 1.4, 1.45, (4 * 1.3 - 1.45) / 3])
+    assert curves["accuracy"][:2] == pytest.approx([0.1, 0.4]) and curves["accuracy"][2] is None
+    assert curves["accuracy"][3:] == pytest.approx([0.55, (4 * 0.7 - 0.55) / 3])
+
+
 def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

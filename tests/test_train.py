@@ -1,3 +1,4 @@
+import csv
 import errno
 import itertools
 import json
@@ -183,6 +184,15 @@ def test_stop_keeps_a_checkpoint_and_resume_continues_the_history(tiny_dataset):
     resume(run_dir, tiny_dataset)
     hist = runs.read_history(run_dir)
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+    # The live curves' points: each epoch's last is the epoch's training loss and accuracy.
+    with (run_dir / runs.BATCHES).open() as f:
+        ends = [r for r in csv.DictReader(f) if r["batch"] == r["steps"]]
+    assert [int(r["epoch"]) for r in ends] == [1, 2, 3]
+    for row, h in zip(ends, hist, strict=True):
+        assert float(row["loss"]) == pytest.approx(h["loss"], rel=1e-5)
+        assert float(row["accuracy"]) == pytest.approx(h["accuracy"], rel=1e-5)
+    x = runs.read_batch_points(run_dir)["x"]
+    assert x == sorted(set(x)) and x[-1] == 3.0 and {1.0, 2.0} < set(x)
     assert runs.read_status(run_dir)["state"] == "completed"
     # The schedule went on from the start of epoch 2, not from zero: the last rate is 0.
     assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)

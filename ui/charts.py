@@ -49,16 +49,37 @@ def layer_novelty(layers: list[str], values, threshold: float) -> go.Figure:
     return fig.update_layout(height=260, margin=dict(t=20, b=10))
 
 
-def epoch_lines(title: str, traces: dict[str, tuple[list, list]], percent: bool = False):
+def epoch_lines(
+    title: str,
+    traces: dict[str, tuple[list, list]],
+    percent: bool = False,
+    running: tuple[list, list] | None = None,
+):
     """One line per named `(epochs, values)`; `percent` for accuracies, which read as
-    percentages as everywhere else in the dashboard."""
-    hover = "epoch %{x}: %{y:" + (".2%" if percent else ".4f") + "}"
+    percentages as everywhere else in the dashboard. `running`: the training values as
+    the epochs went (`core.runs.read_batch_points`), a thin pale line in the first
+    trace's colour."""
+    value = "%{y:" + (".2%" if percent else ".4f") + "}"
+    hover = "epoch %{x}: " + value
     fig = go.Figure(
         [
             go.Scatter(x=x, y=y, name=name, mode="lines+markers", hovertemplate=hover)
             for name, (x, y) in traces.items()
         ]
     )
+    if running and running[0]:
+        fig.add_scatter(
+            x=running[0],
+            y=running[1],
+            name=f"{next(iter(traces), 'train')}, recent batches",
+            mode="lines",
+            line=dict(color=qualitative.D3[0], width=1),
+            opacity=0.45,
+            hovertemplate="epoch %{x:.2f}: " + value,
+        )
+        traces = {**traces, "running": running}
+        # From 0, where the first epoch's line begins; a legend even while it is alone.
+        fig.update_layout(showlegend=True, xaxis_range=[0, 1.02 * max(1, running[0][-1])])
     fig.update_layout(
         title=title,
         xaxis_title="epoch",
