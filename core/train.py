@@ -250,6 +250,8 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int):
     if config.schedule == "step":
         every = max(1, config.step_epochs) * steps_per_epoch
         bounds = list(range(every, total, every))
+        if not bounds:  # no step within the run (Keras's schedule refuses no boundaries)
+            return lr
         values = [lr * config.step_factor**i for i in range(len(bounds) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
     if config.schedule == "cosine":

@@ -264,6 +264,10 @@ def test_schedules_have_the_right_shape():
         _config(schedule="step", learning_rate=1.0, epochs=4, step_epochs=2, step_factor=0.1), steps
     )
     assert [float(step(s)) for s in (0, 19, 21, 39)] == pytest.approx([1, 1, 0.1, 0.1])
+    # No step within the run: the rate stays (Keras's schedule failed on no boundaries).
+    none = _config(schedule="step", learning_rate=1.0, epochs=4, step_epochs=4)
+    assert train_mod.make_schedule(none, steps) == 1.0
+    assert float(train_mod.make_optimizer(none, steps).learning_rate) == 1.0
     cos = train_mod.make_schedule(
         _config(schedule="cosine", learning_rate=1.0, epochs=4, warmup_epochs=1), steps
     )

@@ -123,9 +123,22 @@ def training_options(uneven: float = 1.0) -> dict:
         momentum=c[2].number_input("Momentum", 0.0, 0.999, key="train_momentum"),
         weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%g", key="train_wd"),
         schedule=c[0].selectbox("Schedule", SCHEDULES, key="train_schedule"),
-        warmup_epochs=c[1].number_input("Warm-up epochs", 0.0, 100.0, key="train_warmup"),
+        warmup_epochs=c[1].number_input(
+            "Warm-up epochs",
+            0.0,
+            100.0,
+            key="train_warmup",
+            help="cosine: the rate rises from 0 over these epochs; onecycle: from a tenth "
+            "of it (0: over the first quarter of the run). The other schedules start at "
+            "the full rate.",
+        ),
         step_epochs=c[2].number_input(
-            "Step every (epochs)", 1, 1000, DEFAULT.step_epochs, key="train_step_epochs"
+            "Step every (epochs)",
+            1,
+            1000,
+            DEFAULT.step_epochs,
+            key="train_step_epochs",
+            help="step: the rate is multiplied by the step factor every this many epochs.",
         ),
         step_factor=c[3].number_input(
             "Step factor", 0.001, 1.0, DEFAULT.step_factor, key="train_step_factor"
