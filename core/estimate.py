@@ -285,15 +285,11 @@ def describe_remaining(run_dir) -> str | None:
     """`remaining` for a run folder in a sentence, for the Train page beside "Resume";
     None when it cannot say (no epoch timed, none left, no readable config)."""
     from core import runs
-    from core.fileio import read_json
     from core.registry import duration
-    from core.train import TrainConfig
+    from core.train import run_config
 
-    try:
-        config = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
-        found = remaining(config, runs.read_history(run_dir))
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        return None  # a damaged folder: the runs table says what is wrong with it
+    config = run_config(run_dir)
+    found = remaining(config, runs.read_history(run_dir)) if config else None
     if found is None:
         return None
     epochs = "the epoch" if found["epochs"] == 1 else f"the {found['epochs']} epochs"

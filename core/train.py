@@ -265,6 +265,33 @@ def make_schedule(config: TrainConfig, steps_per_epoch: int):
     return lr
 
 
+def run_config(run_dir) -> TrainConfig | None:
+    """A run folder's saved `TrainConfig`; None when it has none that reads (the runs
+    table says what is wrong with such a folder)."""
+    try:
+        return TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
+def lr_plan(config: TrainConfig, steps_per_epoch: int, points: int = 100):
+    """The learning rate over the run as its optimizer will follow it (`make_schedule`).
+
+    Returns:
+        `(epochs, rates)`: the rate after `epochs` of training (fractions of an epoch too),
+        at `points` evenly spaced steps and on both sides of each of a step schedule's steps.
+    """
+    schedule = make_schedule(config, steps_per_epoch)
+    total = max(1, config.epochs * steps_per_epoch)
+    steps = set(np.linspace(0, total, points + 1).round().astype(int).tolist())
+    for bound in getattr(schedule, "boundaries", ()):
+        steps |= {int(bound), int(bound) + 1}
+    steps = sorted(s for s in steps if s <= total)
+    if not callable(schedule):
+        return [0.0, config.epochs], [float(schedule)] * 2
+    return [s / steps_per_epoch for s in steps], [float(schedule(s)) for s in steps]
+
+
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, learning_rate=None):
     """`config`'s optimizer; `learning_rate` (a float or a schedule) replaces its schedule."""
     import keras

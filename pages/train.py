@@ -8,6 +8,7 @@ import streamlit as st
 from core import estimate, jobs, runs, search
 from core.errors import CnnError
 from core.fileio import read_json
+from core.train import lr_plan, run_config
 from ui import charts, state, train_form
 
 state.ensure_routed()
@@ -95,6 +96,17 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
                 "still learning, validation's at its end. The thin line is training over the "
                 "last few batches, so it runs ahead of the training point."
             )
+    if plan := planned_rates(path, status.get("steps")):
+        at = batches["x"][-1] if status["state"] in jobs.ACTIVE and batches["x"] else None
+        st.plotly_chart(charts.run_learning_rate(plan, curve(history, "lr"), at))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def planned_rates(path: str, steps: int | None) -> tuple[list, list] | None:
+    """The run's schedule (`core.train.lr_plan`) for its saved config, once per run; None
+    before its first batch (the batches an epoch are not known yet)."""
+    config = run_config(path) if steps else None
+    return lr_plan(config, steps) if config else None
 
 
 def make_active(name: str) -> None:

@@ -50,6 +50,16 @@ def test_the_training_values_as_epochs_go_are_a_thin_line_in_the_train_colour():
     assert len(charts.epoch_lines("Loss", {"train": train}, running=([], [])).data) == 1
 
 
+def test_a_runs_learning_rate_is_planned_recorded_and_where_it_is_now():
+    plan = ([0, 1, 2, 3], [0.1, 1.0, 0.5, 0.0])
+    fig = charts.run_learning_rate(plan, ([1, 2], [1.0, 0.5]), now=2.4)
+    planned, recorded = fig.data
+    assert list(planned.x) == plan[0] and planned.mode == "lines"
+    assert list(recorded.y) == [1.0, 0.5] and recorded.mode == "markers"
+    assert [s.x0 for s in fig.layout.shapes] == [2.4]
+    assert not charts.run_learning_rate(plan, ([], [])).layout.shapes  # not running
+
+
 @pytest.mark.parametrize("normalised", [False, True])
 def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(normalised):
     names = ["cat", "dog", "frog"]

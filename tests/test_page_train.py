@@ -255,6 +255,25 @@ def test_the_first_epoch_is_drawn_live_before_it_ends(app):
     assert line["y"] == pytest.approx([0.15, 0.35, 0.4])
 
 
+def test_a_runs_learning_rate_is_drawn_as_planned_and_as_it_went(app, trained_run):
+    from core.train import lr_plan, run_config
+
+    _open(app)
+    assert not app.exception
+    [chart] = [
+        json.loads(c.proto.spec) for c in app.get("plotly_chart") if "Learning rate" in c.proto.spec
+    ]
+    planned, recorded = chart["data"]
+    steps = runs.read_status(trained_run)["steps"]
+    expected = lr_plan(run_config(trained_run), steps)
+    assert planned["x"] == pytest.approx(expected[0]) and planned["y"] == pytest.approx(expected[1])
+    history = runs.read_history(trained_run)
+    assert recorded["y"] == pytest.approx([h["lr"] for h in history])
+    # Each epoch's recorded rate is the plan's at that epoch's end (the seed's is constant).
+    ends = [h["epoch"] for h in history]
+    assert recorded["y"] == pytest.approx(np.interp(ends, *expected)) and recorded["x"] == ends
+
+
 def test_several_runs_are_deleted_at_once_but_not_one_that_trains(app, trained_run):
     running = runs.default_runs_dir() / "29991231-235959-seed"
     running.mkdir()

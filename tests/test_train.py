@@ -276,6 +276,22 @@ def test_schedules_have_the_right_shape():
     assert train_mod.make_schedule(_config(), steps) == 1e-3
 
 
+def test_the_learning_rate_plan_follows_the_optimizers_schedule():
+    steps = 10
+    config = _config(schedule="step", learning_rate=1.0, epochs=4, step_epochs=2, step_factor=0.1)
+    epochs, rates = train_mod.lr_plan(config, steps, points=8)
+    assert epochs[0] == 0 and epochs[-1] == 4 and epochs == sorted(epochs)
+    # Both sides of the step at epoch 2 (step 20 keeps the rate, step 21 has the new one).
+    assert rates[epochs.index(2.0)] == 1.0 and rates[epochs.index(2.1)] == pytest.approx(0.1)
+    schedule = train_mod.make_schedule(config, steps)
+    assert rates == pytest.approx([float(schedule(round(e * steps))) for e in epochs])
+    one = _config(schedule="onecycle", learning_rate=1.0, epochs=4, warmup_epochs=1)
+    epochs, rates = train_mod.lr_plan(one, steps, points=8)
+    assert max(rates) == pytest.approx(1.0) and epochs[rates.index(max(rates))] == 1.0
+    assert rates[0] == pytest.approx(0.1) and rates[-1] == 0.0
+    assert train_mod.lr_plan(_config(learning_rate=0.01), steps) == ([0.0, 2], [0.01, 0.01])
+
+
 @pytest.mark.parametrize("name", train_mod.OPTIMIZERS)
 def test_every_optimizer_and_loss_compiles_and_steps(tiny_dataset, name):
     loss = "mse" if name == "sgd" else "crossentropy"
