@@ -1365,6 +1365,10 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
         if args.resume:
+            from core.estimate import describe_remaining
+
+            if verbose and (sentence := describe_remaining(args.resume)):
+                print(sentence, file=sys.stderr)
             target = _worker_copy(args.resume, scratch) if scratch else args.resume
             run_dir = resume(target, dataset, verbose=verbose)
         else:

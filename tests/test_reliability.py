@@ -94,6 +94,8 @@ def test_five_kills_at_different_moments_five_clean_resumes(tmp_path):
     assert _status(run_dir)["state"] == "completed"
     assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2, 3, 4, 5, 6]
     assert not list(run_dir.rglob(".*.tmp*")), "a partial file survived the resume"
+    x = runs.read_batch_points(run_dir)["x"]  # the live curves, each epoch's last try
+    assert x == sorted(set(x)) and x[-1] == 6.0 and {1.0, 2.0, 3.0, 4.0, 5.0} < set(x)
     load_model(run_dir / "model.keras")
     assert len(survived) == 5
 

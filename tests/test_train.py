@@ -375,6 +375,15 @@ def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):
     card = json.loads((run_dir / "model_card.json").read_text())
     assert card["data"]["split_sizes"] == {"train": 54, "val": 6, "test": 12}
 
+    # As if it had been stopped after the first of two epochs: resuming says how long.
+    saved = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps(saved | {"epochs": 2}))
+    runs.write_status(run_dir, state="stopped", checkpoint="checkpoints/epoch_001.keras")
+    assert train_mod.main(["--resume", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "Resuming trains the epoch left: about " in err
+    assert [h["epoch"] for h in runs.read_history(run_dir)] == [1, 2]
+
 
 def test_cli_reports_a_missing_dataset_as_one_line(capsys, tmp_path):
     assert train_mod.main(["--data", str(tmp_path / "nope"), "--quiet"]) == 1
