@@ -285,12 +285,14 @@ def append_batch_point(run_dir: Path, epoch: int, batch: int, steps: int, loss, 
         writer.writerow([epoch, batch, steps, *values])
 
 
-def read_batch_points(run_dir: str | Path) -> dict[str, list]:
+def read_batch_points(run_dir: str | Path, most: int | None = None) -> dict[str, list]:
     """The points of `append_batch_point` as curves over fractional epochs.
 
     Keras's values are means since the epoch began; each point here is the mean over the
     batches since the point before it (from two running means, exactly: a batch's mean
     weighs all its images alike), so the curve does not saw at every epoch's start.
+    With `most`, at most about that many points: every k-th written one and each epoch's
+    last are kept, each then the mean over the longer stretch since the one before.
 
     Returns:
         `{"x": epochs done (epoch 3 half done is 2.5), "loss": [...], "accuracy": [...]}`,
@@ -301,20 +303,30 @@ def read_batch_points(run_dir: str | Path) -> dict[str, list]:
     points: list[tuple] = []  # (x, epoch, batch, running loss, running accuracy)
     try:
         text = (Path(run_dir) / BATCHES).read_text()
-        lines = text.splitlines()[: None if text.endswith("\n") else -1]  # the last unfinished
-        rows = list(csv.DictReader(lines))
-    except (OSError, UnicodeDecodeError, csv.Error):
-        rows = []
-    for row in rows:
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    lines = text.splitlines()[: None if text.endswith("\n") else -1]  # the last unfinished
+    if not lines or lines[0].split(",") != list(_BATCH_COLUMNS):
+        lines = []
+    for line in lines[1:]:  # split by hand: csv.DictReader took 70 ms for 10,000 lines
         try:
-            epoch, batch = int(row["epoch"]), int(row["batch"])
-            x = epoch - 1 + batch / int(row["steps"])
-            means = tuple(float(row[k]) if row[k] else None for k in ("loss", "accuracy"))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            epoch, batch, steps, loss, accuracy = line.split(",")
+            epoch, batch = int(epoch), int(batch)
+            x = epoch - 1 + batch / int(steps)
+            means = tuple(float(v) if v else None for v in (loss, accuracy))
+        except (TypeError, ValueError, ZeroDivisionError):
             continue
         while points and points[-1][0] >= x:
             points.pop()
         points.append((x, epoch, batch, *means))
+    if most and len(points) > most:
+        k = -(-len(points) // most)
+        ends = {
+            i
+            for i in range(len(points))
+            if i + 1 == len(points) or points[i + 1][1] != points[i][1]
+        }
+        points = [p for i, p in enumerate(points) if i % k == k - 1 or i in ends]
     curves: dict[str, list] = {"x": [], "loss": [], "accuracy": []}
     before = (0, 0, None, None)  # epoch, batch, running means of the point before
     for x, epoch, batch, *means in points:

@@ -72,7 +72,9 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
         st.error(status["message"])
         with st.expander("End of train.log"):
             st.code(jobs.log_tail(path) or "(empty)", language=None)
-    batches = runs.read_batch_points(path)  # the epoch in progress too: live from the start
+    # The epoch in progress too, live from the start; 600 points at most (a long run's file
+    # holds thousands, and the charts are sent again every second).
+    batches = runs.read_batch_points(path, most=600)
     if history or batches["x"]:
         c = st.columns(2)
         c[0].plotly_chart(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core import runs
@@ -55,6 +56,24 @@ def test_batch_points_become_the_mean_since_the_point_before(tmp_path):
     assert curves["loss"] == pytest.approx([2.0, 1.7, 1.4, 1.45, (4 * 1.3 - 1.45) / 3])
     assert curves["accuracy"][:2] == pytest.approx([0.1, 0.4]) and curves["accuracy"][2] is None
     assert curves["accuracy"][3:] == pytest.approx([0.55, (4 * 0.7 - 0.55) / 3])
+
+
+def test_batch_points_are_thinned_to_about_as_many_as_asked_means_kept_exact(tmp_path):
+    losses = {}  # each batch's own loss; the file holds the running means Keras reports
+    for epoch in (1, 2, 3):
+        for batch in range(1, 11):
+            losses[epoch, batch] = 3.0 - 0.3 * epoch - 0.01 * batch**2
+            mean = np.mean([losses[epoch, b] for b in range(1, batch + 1)])
+            runs.append_batch_point(tmp_path, epoch, batch, 10, mean, None)
+    assert len(runs.read_batch_points(tmp_path)["x"]) == 30
+    thin = runs.read_batch_points(tmp_path, most=6)
+    # Every 5th point and each epoch's last: the 5th and 10th batches of each epoch.
+    assert thin["x"] == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    for x, loss in zip(thin["x"], thin["loss"], strict=True):
+        epoch, end = int(-(-x // 1)), round((x % 1 or 1) * 10)
+        batches = range(1, 6) if end == 5 else range(6, 11)
+        assert loss == pytest.approx(np.mean([losses[epoch, b] for b in batches]))
+    assert thin["accuracy"] == [None] * 6
 
 
 def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
