@@ -293,11 +293,13 @@ def describe_remaining(run_dir) -> str | None:
     if found is None:
         return None
     epochs = "the epoch" if found["epochs"] == 1 else f"the {found['epochs']} epochs"
+    pace = found["epoch_seconds"]
+    pace = duration(pace) if pace >= 1 else f"{pace:.2g} s"  # tiny data: not "0 s"
     ending = " Early stopping may end it sooner." if config.early_stopping else ""
     return (
         f"Resuming trains {epochs} left: about {duration(found['seconds'])} at this run's "
-        f"pace so far ({duration(found['epoch_seconds'])} an epoch), besides loading the "
-        f"data and the checks after the last epoch.{ending}"
+        f"pace so far ({pace} an epoch), besides loading the data and the checks after the "
+        f"last epoch.{ending}"
     )
 
 

@@ -308,7 +308,7 @@ def read_batch_points(run_dir: str | Path, most: int | None = None) -> dict[str,
     lines = text.splitlines()[: None if text.endswith("\n") else -1]  # the last unfinished
     if not lines or lines[0].split(",") != list(_BATCH_COLUMNS):
         lines = []
-    for line in lines[1:]:  # split by hand: csv.DictReader took 70 ms for 10,000 lines
+    for line in lines[1:]:  # by hand: csv.DictReader took 1.7 times as long (live_curves.py)
         try:
             epoch, batch, steps, loss, accuracy = line.split(",")
             epoch, batch = int(epoch), int(batch)

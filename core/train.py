@@ -282,13 +282,13 @@ def lr_plan(config: TrainConfig, steps_per_epoch: int, points: int = 100):
         at `points` evenly spaced steps and on both sides of each of a step schedule's steps.
     """
     schedule = make_schedule(config, steps_per_epoch)
+    if not callable(schedule):  # a constant rate
+        return [0.0, config.epochs], [float(schedule)] * 2
     total = max(1, config.epochs * steps_per_epoch)
     steps = set(np.linspace(0, total, points + 1).round().astype(int).tolist())
     for bound in getattr(schedule, "boundaries", ()):
         steps |= {int(bound), int(bound) + 1}
     steps = sorted(s for s in steps if s <= total)
-    if not callable(schedule):
-        return [0.0, config.epochs], [float(schedule)] * 2
     return [s / steps_per_epoch for s in steps], [float(schedule(s)) for s in steps]
 
 

@@ -6,7 +6,7 @@
   a car), so no dataset image reaches the repository;
 - evaluate.png: the shipped model on the validation split of --data, cut above the image
   gallery for the same reason (metrics and the confusion matrix only);
-- train.png: the Train page's live view of the newest run in --runs.
+- train.png: the Train page's live view of the newest run in --runs (curves, learning rate).
 
 The server gets its own empty cache folder; nothing is written outside --out but that.
 """
@@ -132,7 +132,13 @@ def main(argv: list[str] | None = None) -> None:
 
             page.goto(f"{url}/train")
             wait_idle(page)
-            page.screenshot(path=str(out / "train.png"))
+            # The live view: its curves and the learning rate, down to the New run form.
+            form = page.get_by_role("heading", name="New run").bounding_box()
+            page.screenshot(
+                path=str(out / "train.png"),
+                full_page=True,
+                clip={"x": 0, "y": 0, "width": 1400, "height": form["y"] - 10},
+            )
             browser.close()
     print(f"wrote {', '.join(p.name for p in sorted(out.glob('*.png')))} in {out}")
 

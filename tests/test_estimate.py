@@ -96,6 +96,10 @@ def test_resuming_is_timed_at_the_runs_own_pace_small_crops_at_their_share(tmp_p
         "(10 s an epoch), besides loading the data and the checks after the last epoch. "
         "Early stopping may end it sooner."
     )
+    fast = [{"epoch": e, "seconds": 0.37} for e in (1, 2, 3)]  # tiny data, a few images
+    atomic_write_json(run / "history.json", fast)
+    # Small-crop epochs at their share: 0.37 s of one is 0.6 s of a whole epoch.
+    assert "(0.48 s an epoch)" in estimate.describe_remaining(run)  # median of 0.6 and 0.37
     (run / "config.json").write_text("{not json")
     assert estimate.describe_remaining(run) is None
     assert estimate.describe_remaining(tmp_path / "gone") is None

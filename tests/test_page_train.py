@@ -176,9 +176,9 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert table["epochs"].tolist() == ["1/1", "2/2"]
     best = [100 * r["best_val_accuracy"] for r in runs.list_runs()]
     assert table["best val accuracy"].tolist() == best  # percent, shown as "%.2f%%"
-    assert len(app.get("plotly_chart")) == 2  # the live view's loss and accuracy
+    assert len(app.get("plotly_chart")) == 3  # the live view's loss, accuracy, learning rate
     _select(app, 0)
-    assert len(app.get("plotly_chart")) == 4  # plus the overlay of the selected runs
+    assert len(app.get("plotly_chart")) == 5  # plus the overlay of the selected runs
     specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
     ticks = {
         s["layout"]["title"]["text"]: s["layout"].get("yaxis", {}).get("tickformat") for s in specs
@@ -188,6 +188,7 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
         "Accuracy": ".0%",  # percentages, as the runs table and every other page
         "Validation accuracy": ".0%",
         "Validation loss": None,
+        "Learning rate": None,
     }
     app.button(key="train_activate").click().run()
     assert app.session_state["sidebar_model"] == new[0].name

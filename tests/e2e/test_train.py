@@ -69,14 +69,18 @@ def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_dat
         assert time.time() < end, f"the runs table did not follow the run: {row}"
         time.sleep(0.5)
     page.get_by_role("heading", name="Live view").scroll_into_view_if_needed()
-    shot(page, "train-live")
-    asked = time.monotonic()
     # Scoped to the page: Streamlit's own status widget has a "Stop" button of its own.
     main = page.get_by_test_id("stMainBlockContainer")
+    # The curves as the epochs go, and the learning rate planned and where the run is.
+    main.get_by_text("train, recent batches").first.wait_for(timeout=10_000)
+    main.get_by_text("at each epoch's end").first.wait_for(timeout=10_000)
+    shot(page, "train-live")
+    asked = time.monotonic()
     main.get_by_role("button", name="Stop training", exact=True).click()
     _badge(page, "stopped", timeout=30_000)
     assert time.monotonic() - asked < 10  # the click, the stop and the 1 s poll
     wait_idle(page)
+    main.get_by_text(re.compile(r"^Resuming trains the \d+ epochs left: about ")).wait_for()
     shot(page, "train-stopped")
 
     stopped = _states(e2e_data)
