@@ -199,6 +199,31 @@ def wait_idle(page, timeout=90_000):
     page.wait_for_timeout(300)  # let plotly and images paint
 
 
+def choose(page, label: str, option: str, tries: int = 3) -> None:
+    """Picks `option` in the selectbox labelled `label`. After a click in a plotly chart, or
+    when the click first scrolls the box into view past a chart, a click only focuses the
+    box; the arrow key opens its list either way. A rerun that
+    redraws the page while the list is open closes it (seen once on a busy machine: the
+    option detached under the click), so the list is opened again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    box = page.get_by_role("combobox", name=label)
+    for attempt in range(tries):
+        wait_idle(page)
+        box.click()
+        page.keyboard.press("ArrowDown")
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+    wait_idle(page)
+    expect(box).to_have_value(option)
+
+
 def choose_model(page, label_part: str) -> None:
     """Picks the active model in the sidebar by part of its label."""
     page.get_by_role("combobox", name="Active model").click()

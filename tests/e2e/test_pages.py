@@ -10,7 +10,14 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import inotify_watches, open_page, shot, streamlit_server, wait_idle
+from tests.e2e.conftest import (
+    choose,
+    inotify_watches,
+    open_page,
+    shot,
+    streamlit_server,
+    wait_idle,
+)
 
 PAGES = [
     ("", "CNN Lab"),
@@ -183,27 +190,6 @@ def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -
         except PlaywrightTimeout:
             page.mouse.move(0, 0)
     raise AssertionError(f"no hover label {label.pattern!r} on the chart")
-
-
-def choose(page, label: str, option: str, tries: int = 3) -> None:
-    """Picks `option` in the selectbox labelled `label`. After a click in a plotly chart a
-    click only focuses the box; the arrow key opens its list either way. A rerun that
-    redraws the page while the list is open closes it (seen once on a busy machine: the
-    option detached under the click), so the list is opened again."""
-    box = page.get_by_role("combobox", name=label)
-    for attempt in range(tries):
-        wait_idle(page)
-        box.click()
-        page.keyboard.press("ArrowDown")
-        try:
-            page.get_by_role("option", name=option, exact=True).click(timeout=15_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == tries - 1:
-                raise
-            page.keyboard.press("Escape")
-    wait_idle(page)
-    expect(box).to_have_value(option)
 
 
 def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):

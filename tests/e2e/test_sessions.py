@@ -20,7 +20,7 @@ from benchmarks.load_sessions import (
     server_pid,
     session_photos,
 )
-from tests.e2e.conftest import ARTIFACTS, open_page, streamlit_server, wait_idle
+from tests.e2e.conftest import ARTIFACTS, choose, open_page, streamlit_server, wait_idle
 
 SESSIONS = 10
 PEAK_RSS_LIMIT_MB = 1500  # one shared model and TensorFlow; ~700 MiB measured with 10 users
@@ -89,12 +89,6 @@ def _nav(page, name):
     wait_idle(page)
 
 
-def _choose(page, label, option):
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
-
-
 def _active_model(page) -> str:
     return page.get_by_role("combobox", name="Active model").input_value()
 
@@ -116,7 +110,7 @@ def test_two_sessions_never_see_each_others_uploads_results_or_form_state(
     a.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
     a.get_by_text(re.compile(r"^only-in-a\.png → ")).wait_for()
     _nav(a, "Train")
-    _choose(a, "Architecture", "custom")
+    choose(a, "Architecture", "custom")
     # By role: for a moment after a rerun the page also holds a hidden stale copy of the box.
     # The custom form's own button is the sign that the form typed into is the new one.
     update = a.get_by_role("button", name="Update the summary")
@@ -141,7 +135,7 @@ def test_two_sessions_never_see_each_others_uploads_results_or_form_state(
         str(TrainConfig().epochs)
     )
     assert b.get_by_role("button", name="Update the summary").count() == 0  # not custom
-    _choose(b, "Architecture", "vgg_bn")
+    choose(b, "Architecture", "vgg_bn")
     assert _active_model(b).startswith("Shipped default")
 
     # A again, after B's changes: A's choices are still A's.
