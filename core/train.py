@@ -279,7 +279,8 @@ def lr_plan(config: TrainConfig, steps_per_epoch: int, points: int = 100):
 
     Returns:
         `(epochs, rates)`: the rate after `epochs` of training (fractions of an epoch too),
-        at `points` evenly spaced steps and on both sides of each of a step schedule's steps.
+        at `points` evenly spaced steps, on both sides of each of a step schedule's steps
+        and where a warm-up ends.
     """
     schedule = make_schedule(config, steps_per_epoch)
     if not callable(schedule):  # a constant rate
@@ -288,6 +289,7 @@ def lr_plan(config: TrainConfig, steps_per_epoch: int, points: int = 100):
     steps = set(np.linspace(0, total, points + 1).round().astype(int).tolist())
     for bound in getattr(schedule, "boundaries", ()):
         steps |= {int(bound), int(bound) + 1}
+    steps.add(int(getattr(schedule, "warmup_steps", 0) or 0))  # the peak itself, no kink
     steps = sorted(s for s in steps if s <= total)
     return [s / steps_per_epoch for s in steps], [float(schedule(s)) for s in steps]
 

@@ -289,6 +289,10 @@ def test_the_learning_rate_plan_follows_the_optimizers_schedule():
     epochs, rates = train_mod.lr_plan(one, steps, points=8)
     assert max(rates) == pytest.approx(1.0) and epochs[rates.index(max(rates))] == 1.0
     assert rates[0] == pytest.approx(0.1) and rates[-1] == 0.0
+    # The warm-up's end is drawn even when the even steps miss it: the peak, no kink.
+    cos = _config(schedule="cosine", learning_rate=1.0, epochs=4, warmup_epochs=0.7)
+    epochs, rates = train_mod.lr_plan(cos, steps, points=8)
+    assert 0.7 in epochs and rates[epochs.index(0.7)] == pytest.approx(1.0) == max(rates)
     assert train_mod.lr_plan(_config(learning_rate=0.01), steps) == ([0.0, 2], [0.01, 0.01])
 
 
