@@ -196,12 +196,10 @@ def estimate(measured: dict, config, train_images: int, val_images: int, start: 
         `timed` (batches measured).
     """
     from core import evaluate, novelty
-    from core.train import SMALL_CROP_COST
 
     steps = -(-train_images // config.batch_size)
     small = config.small_crop_epochs
-    small_cost = SMALL_CROP_COST * (config.small_crop_size / config.image_size) ** 2
-    epoch_units = (config.epochs - small) + small * min(1.0, small_cost)
+    epoch_units = (config.epochs - small) + small * config.small_crop_cost
     val_image = measured["val_step"] / config.batch_size
     passes = 0  # images through the saved model after the last epoch
     if val_images >= evaluate.MIN_CALIBRATION_IMAGES:
@@ -262,12 +260,9 @@ def remaining(config, history: list[dict]) -> dict | None:
         first epoch left out when others were timed (it also traced the model's steps);
         None when no epoch is left or none was timed.
     """
-    from core.train import SMALL_CROP_COST
-
-    small_cost = min(1.0, SMALL_CROP_COST * (config.small_crop_size / config.image_size) ** 2)
 
     def cost(epoch: int) -> float:
-        return small_cost if epoch < config.small_crop_epochs else 1.0
+        return config.small_crop_cost if epoch < config.small_crop_epochs else 1.0
 
     paces = [h["seconds"] / cost(e) for e, h in enumerate(history) if h.get("seconds")]
     left = config.epochs - len(history)

@@ -183,6 +183,12 @@ class TrainConfig:
         """How many of the first epochs train on small crops (at least one does not)."""
         return int(self.small_crop_share * self.epochs + 1e-9)  # 0.29 x 100 is 29, not 28
 
+    @property
+    def small_crop_cost(self) -> float:
+        """A small-crop epoch's time over a whole-image epoch's (`SMALL_CROP_COST`), at
+        most 1: the live ETA, the time estimate and the resume time all count by it."""
+        return min(1.0, SMALL_CROP_COST * (self.small_crop_size / self.image_size) ** 2)
+
     def validate(self) -> None:
         """Raises `RunError` with a sentence for the first setting that cannot work."""
         checks = [
@@ -723,7 +729,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             config.batch_size,
             history,
             config.small_crop_epochs,
-            SMALL_CROP_COST * (config.small_crop_size / config.image_size) ** 2,
+            config.small_crop_cost,
         )
         shown = (xv, yv) if val_ds is not None else (x, y)
         logs = tensorboard.callbacks(run_dir, *shown, dataset.class_names)
