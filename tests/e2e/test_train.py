@@ -40,6 +40,23 @@ def _wait_states(e2e_data, predicate, timeout=120):
     raise AssertionError(f"runs never reached the expected states: {_states(e2e_data)}")
 
 
+def _stop_times(run_dir, since, timeout=30):
+    """Seconds from `since` to the stop request appearing and to the run's "stopped"."""
+    from core import runs
+
+    requested = None
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        now = time.monotonic() - since
+        if requested is None and runs.stop_requested(run_dir):
+            requested = now
+        if runs.read_status(run_dir).get("state") == "stopped":
+            # A request seen by neither poll lasted under 10 ms: count it as now.
+            return (now if requested is None else requested), now
+        time.sleep(0.01)
+    raise AssertionError(f"the run did not stop within {timeout} s of the click")
+
+
 def _table_rows(page):
     """The runs table's cells, read from the grid's accessible table: `{run: [cells]}`."""
     table = page.get_by_test_id("stDataFrame").last.locator("table")
@@ -77,8 +94,18 @@ def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_dat
     shot(page, "train-live")
     asked = time.monotonic()
     main.get_by_role("button", name="Stop training", exact=True).click()
+    requested, stopped_at = _stop_times(e2e_data["base"] / "runs" / name, asked)
     _badge(page, "stopped", timeout=30_000)
-    assert time.monotonic() - asked < 10  # the click, the stop and the 1 s poll
+    shown = time.monotonic() - asked
+    stages = (
+        f"the page asked after {requested:.1f} s, the run stopped after {stopped_at:.1f} s, "
+        f"the page showed it after {shown:.1f} s"
+    )
+    # The child's part: the end of its batch, two saves of a small model (0.3 s alone here).
+    assert stopped_at - requested < 8, stages
+    # The click and the 1 s poll on both sides (2-5 s here; up to 12 s seen in CI beside
+    # another test worker on 2 cores).
+    assert shown < 20, stages
     wait_idle(page)
     main.get_by_text(re.compile(r"^Resuming trains the \d+ epochs left: about ")).wait_for()
     shot(page, "train-stopped")
