@@ -1,5 +1,6 @@
 """Train: watch a run live, compare and manage runs; the New run form is `ui.train_form`."""
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,11 @@ from ui import charts, state, train_form
 state.ensure_routed()
 
 BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped": "orange"}
+# While a run trains, its status line follows it every STATUS_EVERY seconds and its charts
+# every CHARTS_EVERY: each redraw costs the browser CPU that training on 2 cores then lacks
+# (the Train page open at 1 and 1 s slowed the quick preset to 0.77x of its speed with no
+# page open: benchmarks/watch_cost.py, docs/BENCHMARKS.md session 35).
+STATUS_EVERY, CHARTS_EVERY = 2.0, 5.0
 
 
 def curve(history: list[dict], key: str) -> tuple[list, list]:
@@ -46,8 +52,10 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
     status, history = jobs.status(path), runs.read_history(path)
     if polling and (status["state"], len(history)) != shown:
         # It began training, finished an epoch or ended: redraw the whole page (the runs
-        # table, the sidebar's models).
-        st.rerun()
+        # table, the sidebar's models); for an epoch, not more often than the charts.
+        drawn = st.session_state.get("train_page_drawn", 0.0)
+        if status["state"] != shown[0] or time.monotonic() - drawn >= CHARTS_EVERY:
+            st.rerun()
     c = st.columns([4, 1])
     c[0].markdown(
         f"**{Path(path).name}** :{BADGE.get(status['state'], 'red')}-badge[{status['state']}]"
@@ -72,8 +80,13 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
         st.error(status["message"])
         with st.expander("End of train.log"):
             st.code(jobs.log_tail(path) or "(empty)", language=None)
+
+
+def live_charts(path: str) -> None:
+    """The run's loss, accuracy and learning rate, the epoch in progress included."""
+    status, history = jobs.status(path), runs.read_history(path)
     # The epoch in progress too, live from the start; 600 points at most (a long run's file
-    # holds thousands, and the charts are sent again every second).
+    # holds thousands, and the charts are sent again every few seconds).
     batches = runs.read_batch_points(path, most=600)
     if history or batches["x"]:
         c = st.columns(2)
@@ -97,6 +110,12 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
                 "A point is an epoch: training's over all its batches, while the model was "
                 "still learning, validation's at its end. The thin line is training over the "
                 "last few batches, so it runs ahead of the training point."
+                + (
+                    f" The charts catch up every {CHARTS_EVERY:g} seconds while the run "
+                    "trains (drawing them costs the browser time that training would use)."
+                    if status["state"] in jobs.ACTIVE
+                    else ""
+                )
             )
     if plan := planned_rates(path, status.get("steps")):
         at = batches["x"][-1] if status["state"] in jobs.ACTIVE and batches["x"] else None
@@ -217,16 +236,18 @@ def settings_differences(chosen: list[dict]) -> None:
 
 st.title("Train")
 st.subheader("Live view")
+st.session_state["train_page_drawn"] = time.monotonic()
 rows, searching = state.run_rows(), jobs.active_search()
 active = next((r for r in rows if r["state"] in jobs.ACTIVE), None)  # newest first
 if searching:
     seen = search_moment(searching, active)
-    st.fragment(search_view, run_every=1.0)(searching["path"], seen)
+    st.fragment(search_view, run_every=STATUS_EVERY)(searching["path"], seen)
 if active or rows:
     watched = active or rows[0]
-    st.fragment(live_view, run_every=1.0 if active else None)(
+    st.fragment(live_view, run_every=STATUS_EVERY if active else None)(
         watched["path"], polling=bool(active), shown=(watched["state"], watched["epochs_done"])
     )
+    st.fragment(live_charts, run_every=CHARTS_EVERY if active else None)(watched["path"])
 else:
     st.caption("No run yet: start one below.")
 if error := st.session_state.pop("train_notice_error", None):
