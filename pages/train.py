@@ -17,8 +17,8 @@ state.ensure_routed()
 BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped": "orange"}
 # While a run trains, its status line follows it every STATUS_EVERY seconds and its charts
 # every CHARTS_EVERY: each redraw costs the browser CPU that training on 2 cores then lacks
-# (the Train page open at 1 and 1 s slowed the quick preset to 0.77x of its speed with no
-# page open: benchmarks/watch_cost.py, docs/BENCHMARKS.md session 35).
+# (with both every second, the open page slowed the quick preset to 0.78x of its speed with
+# no page open; 0.97x now: benchmarks/watch_cost.py, docs/BENCHMARKS.md session 35).
 STATUS_EVERY, CHARTS_EVERY = 2.0, 5.0
 
 

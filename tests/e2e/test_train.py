@@ -103,8 +103,8 @@ def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_dat
     )
     # The child's part: the end of its batch, two saves of a small model (0.3 s alone here).
     assert stopped_at - requested < 8, stages
-    # The click and the status line's poll on both sides (2-5 s here; up to 12 s seen in CI beside
-    # another test worker on 2 cores).
+    # The click and the status line's poll on both sides (2-5 s here; up to 12 s seen in
+    # CI beside another test worker on 2 cores).
     assert shown < 20, stages
     wait_idle(page)
     main.get_by_text(re.compile(r"^Resuming trains the \d+ epochs left: about ")).wait_for()
