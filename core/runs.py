@@ -199,7 +199,11 @@ def read_status(run_dir: str | Path) -> dict:
         status.update(failure)
     elif not process_alive(status.get("pid"), status.get("pid_start")):
         status["state"] = "interrupted"
-        status.setdefault("message", "The training process ended without saying why.")
+        # A running status holds "message": null (its start clears an earlier failure's).
+        status["message"] = status.get("message") or (
+            "The training process ended without saying why: it was killed, or its machine "
+            "went down."
+        )
     return status
 
 

@@ -67,7 +67,11 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
         c[1].button("Stop training", key="train_stop", on_click=jobs.stop, args=(path,))
         if runs.stop_requested(Path(path)):
             st.caption("Stopping at the end of the current batch…")
-    elif status["state"] in jobs.RESUMABLE:
+    if status["state"] in ("failed", "interrupted") and status.get("message"):
+        st.error(status["message"])
+        with st.expander("End of train.log"):
+            st.code(jobs.log_tail(path) or "(empty)", language=None)
+    if status["state"] in jobs.RESUMABLE:  # what went wrong first, then what resuming costs
         if c[1].button("Resume", key="train_resume"):
             try:
                 jobs.launch_resume(path)
@@ -76,10 +80,6 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
                 st.error(str(err))
         if sentence := estimate.describe_remaining(path):
             st.caption(sentence)
-    if status["state"] in ("failed", "interrupted") and status.get("message"):
-        st.error(status["message"])
-        with st.expander("End of train.log"):
-            st.code(jobs.log_tail(path) or "(empty)", language=None)
 
 
 def live_charts(path: str) -> None:

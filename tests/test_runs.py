@@ -81,6 +81,11 @@ def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
     proc.wait()
     atomic_write_json(tmp_path / "status.json", {"state": "running", "pid": proc.pid})
     assert runs.read_status(tmp_path)["state"] == "interrupted"
+    # As a training process writes it: its start clears an earlier failure's message.
+    runs.write_status(tmp_path, state="running", pid=proc.pid, message=None)
+    status = runs.read_status(tmp_path)
+    assert status["state"] == "interrupted"
+    assert status["message"].startswith("The training process ended without saying why")
     runs.write_status(tmp_path, state="running", **runs.process_identity())
     assert runs.read_status(tmp_path)["state"] == "running"
 
