@@ -19,7 +19,7 @@ BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped":
 # every CHARTS_EVERY: each redraw costs the browser CPU that training on 2 cores then lacks
 # (with both every second, the open page slowed the quick preset to 0.78x of its speed with
 # no page open; 0.97x now: benchmarks/watch_cost.py, docs/BENCHMARKS.md session 35).
-STATUS_EVERY, CHARTS_EVERY = 2.0, 5.0
+STATUS_EVERY, CHARTS_EVERY = state.POLL_EVERY, 5.0
 
 
 def curve(history: list[dict], key: str) -> tuple[list, list]:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import jobs, lrfind
 from core.fileio import read_json
-from ui import charts
+from ui import charts, state
 
 LR_BOUNDS = (1e-6, 10.0)  # the New run form's Learning rate field takes these
 
@@ -44,7 +44,7 @@ def box() -> None:
     if latest is None:
         return
     if latest["state"] in jobs.ACTIVE:
-        st.fragment(progress, run_every=1.0)(latest["path"])
+        st.fragment(progress, run_every=state.POLL_EVERY)(latest["path"])
         return
     with st.expander("Learning-rate test", expanded=True):
         if latest["state"] == "stopped":

@@ -29,6 +29,10 @@ VAL_FRACTION, SPLIT_SEED = 0.1, 0
 # limit (.streamlit/config.toml); photo uploaders pass this lower per-widget cap so the
 # browser still refuses a large photo before sending it, as core.images does after.
 PHOTO_UPLOAD_MB = images.MAX_UPLOAD_BYTES // (1024 * 1024)
+# How often a page follows a job in another process (a run, a learning-rate test, an int8
+# build): each redraw costs the browser CPU that the job, on 2 cores, then lacks. Every
+# second, a status line alone took Chromium 0.13 CPU s/s (docs/BENCHMARKS.md session 35).
+POLL_EVERY = 2.0
 
 
 _script_run = threading.local()  # Streamlit runs each script run in one thread
@@ -546,7 +550,7 @@ def int8_build(entry: dict, label: str, key: str) -> None:
 
     current = builds.status(entry["path"]) or {}
     if current.get("state") == "building":
-        st.fragment(_int8_build_progress, run_every=1.0)(entry["path"], key)
+        st.fragment(_int8_build_progress, run_every=POLL_EVERY)(entry["path"], key)
         return
     if current.get("state") == "failed":
         st.error(f"The last int8 build failed: {current['message']}")
