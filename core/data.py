@@ -100,6 +100,11 @@ def absolute_spec(spec: str) -> str:
     return str(path.resolve()) if spec != "cifar10" and path.exists() else spec
 
 
+def held_out_count(count: int, fraction: float) -> int:
+    """How many of a class's `count` images `stratified_split` holds out."""
+    return int(round(count * fraction))
+
+
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Splits indices so that every class keeps its share in both parts.
 
@@ -118,7 +123,7 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     for label in np.unique(y):
         idx = np.flatnonzero(y == label)
         rng.shuffle(idx)
-        held.append(idx[: int(round(len(idx) * fraction))])
+        held.append(idx[: held_out_count(len(idx), fraction)])
     held_out = np.sort(np.concatenate(held)) if held else np.empty(0, np.int64)
     keep = np.setdiff1d(np.arange(len(y)), held_out)
     return keep, held_out

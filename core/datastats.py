@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.data import held_out_count
+
 CHANNELS = ("R", "G", "B")
 _MEAN_CHUNK = 2048  # images per block: at most 6 MB copied at 32x32, whatever the dataset size
 
@@ -70,6 +72,15 @@ def class_counts(dataset) -> dict[str, np.ndarray]:
         name: np.bincount(y, minlength=dataset.num_classes).astype(np.int64)
         for name, (_, y) in dataset.splits.items()
     }
+
+
+def training_images(dataset, val_fraction: float) -> int:
+    """How many images a run that holds out `val_fraction` of `dataset`'s training images
+    (its train and validation splits together) trains on, as `core.data.load_dataset`
+    splits them."""
+    counts = class_counts(dataset)
+    every = counts["train"] + counts.get("val", 0)
+    return int(sum(int(n) - held_out_count(int(n), val_fraction) for n in every))
 
 
 UNEVEN = 1.5  # the largest class this many times the smallest: worth saying

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.data import Dataset
+from core.data import Dataset, load_dataset
 from core.datastats import (
     balanced_sample,
     channel_histograms,
@@ -12,6 +12,7 @@ from core.datastats import (
     imbalance_summary,
     mean_image_per_class,
     round_robin_sample,
+    training_images,
 )
 
 Y = np.array([0, 1, 1, 2, 2, 2, 0, 1, 2, 2], np.int32)  # 2 zeros, 3 ones, 5 twos
@@ -52,6 +53,14 @@ def test_class_counts_per_split():
     assert list(counts) == ["train", "val"]
     assert counts["train"].tolist() == [2, 3, 5, 0]
     assert counts["val"].tolist() == [1, 1, 0, 0]
+
+
+@pytest.mark.parametrize("shown", [0.0, 0.1])
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5])
+def test_training_images_counts_what_a_runs_split_trains_on(image_folder, shown, fraction):
+    sidebar = load_dataset(image_folder, val_fraction=shown, seed=0)
+    run = load_dataset(image_folder, val_fraction=fraction, seed=3)
+    assert training_images(sidebar, fraction) == len(run.split("train")[1])
 
 
 def test_channel_histograms_count_every_value_in_its_bin():

@@ -30,6 +30,23 @@ def _select(app, *rows):
     return app.run()
 
 
+PREVIEW = "Learning-rate schedule"  # the New run form's chart
+
+
+def _charts(app) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+
+
+def _run_charts(app) -> list[dict]:
+    """The charts of runs: all but the New run form's schedule."""
+    return [s for s in _charts(app) if s["layout"]["title"]["text"] != PREVIEW]
+
+
+def _schedule_preview(app) -> dict:
+    [chart] = [s for s in _charts(app) if s["layout"]["title"]["text"] == PREVIEW]
+    return chart
+
+
 def test_the_form_shows_the_seed_model_before_anything_starts(app, trained_run):
     _open(app)
     assert app.title[0].value == "Train"
@@ -176,9 +193,10 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert table["epochs"].tolist() == ["1/1", "2/2"]
     best = [100 * r["best_val_accuracy"] for r in runs.list_runs()]
     assert table["best val accuracy"].tolist() == best  # percent, shown as "%.2f%%"
-    assert len(app.get("plotly_chart")) == 3  # the live view's loss, accuracy, learning rate
+    # The form's schedule; the live view's loss, accuracy, learning rate.
+    assert len(app.get("plotly_chart")) == 4
     _select(app, 0)
-    assert len(app.get("plotly_chart")) == 5  # plus the overlay of the selected runs
+    assert len(app.get("plotly_chart")) == 6  # plus the overlay of the selected runs
     specs = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
     ticks = {
         s["layout"]["title"]["text"]: s["layout"].get("yaxis", {}).get("tickformat") for s in specs
@@ -189,6 +207,7 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
         "Validation accuracy": ".0%",
         "Validation loss": None,
         "Learning rate": None,
+        "Learning-rate schedule": None,
     }
     app.button(key="train_activate").click().run()
     assert app.session_state["sidebar_model"] == new[0].name
@@ -242,18 +261,44 @@ def test_the_first_epoch_is_drawn_live_before_it_ends(app):
     atomic_write_json(running / "config.json", {"preset": "seed", "epochs": 20})
     runs.write_status(running, state="running", epoch=1, epochs=20, **runs.process_identity())
     _open(app)
-    assert not app.get("plotly_chart")  # nothing to draw yet
+    assert not _run_charts(app)  # nothing to draw yet
     for batch, loss, accuracy in [(10, 2.2, 0.15), (20, 2.0, 0.25), (30, 1.9, 0.3)]:
         runs.append_batch_point(running, 1, batch, 40, loss, accuracy)
     app.run()
     assert not app.exception
-    loss, accuracy = (json.loads(c.proto.spec) for c in app.get("plotly_chart"))
+    loss, accuracy = _run_charts(app)
     assert loss["layout"]["title"]["text"] == "Loss"
     [line] = [t for t in loss["data"] if t["name"] == "train, recent batches"]
     assert line["x"] == [0.25, 0.5, 0.75]
     assert line["y"] == pytest.approx([2.2, 1.8, 1.7])  # each the mean since the point before
     [line] = [t for t in accuracy["data"] if t["name"] == "train, recent batches"]
     assert line["y"] == pytest.approx([0.15, 0.35, 0.4])
+
+
+def test_the_form_draws_the_schedule_its_settings_give(app, trained_run, image_folder):
+    _open(app)
+    [line] = _schedule_preview(app)["data"]
+    assert set(line["y"]) == {1e-3} and line["x"][-1] == 20  # the seed: Adam at 1e-3, 20 epochs
+    images = len(load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")[1])
+    steps = -(-images // 128)
+    assert any(
+        f"over 20 epochs of {steps} batches ({images} training images)" in c.value
+        for c in app.caption
+    )
+    # The form commits on a button: the schedule follows once one is pressed.
+    app.selectbox(key="train_schedule").set_value("cosine")
+    app.number_input(key="train_warmup").set_value(2.0)
+    app.number_input(key="train_epochs").set_value(8)
+    app.number_input(key="train_lr").set_value(0.01)
+    assert set(_schedule_preview(app)["data"][0]["y"]) == {1e-3}
+    app.button(key="train_preview").click().run()
+    assert not app.exception
+    [line] = _schedule_preview(app)["data"]
+    x, y = np.array(line["x"]), np.array(line["y"])
+    assert x[-1] == 8 and y[0] == 0 and y[-1] == pytest.approx(0, abs=1e-6)
+    assert y.max() == pytest.approx(0.01) and x[y.argmax()] == pytest.approx(2)
+    assert (np.diff(y[x <= 2]) > 0).all() and (np.diff(y[x >= 2]) <= 0).all()
+    assert _run_dirs() == [trained_run]  # nothing started
 
 
 def test_a_runs_learning_rate_is_drawn_as_planned_and_as_it_went(app, trained_run):

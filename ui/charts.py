@@ -151,20 +151,22 @@ def lr_curve(result: dict) -> go.Figure:
     )
 
 
-def run_learning_rate(plan: tuple[list, list], recorded: tuple[list, list], now=None):
+def run_learning_rate(plan: tuple[list, list], recorded: tuple[list, list] | None, now=None):
     """A run's learning rate: as its schedule plans it (`core.train.lr_plan`), a line; as
-    recorded at each epoch's end, points; where a run in progress is (in epochs), a
-    dotted vertical line."""
-    fig = go.Figure(
-        [
-            go.Scatter(
-                x=plan[0],
-                y=plan[1],
-                name="planned",
-                mode="lines",
-                line=dict(color="gray"),
-                hovertemplate="epoch %{x:.2f}: %{y:.3g}",
-            ),
+    recorded at each epoch's end, points (None: a schedule not trained yet, the line
+    alone); where a run in progress is (in epochs), a dotted vertical line."""
+    traces = [
+        go.Scatter(
+            x=plan[0],
+            y=plan[1],
+            name="planned",
+            mode="lines",
+            line=dict(color="gray" if recorded is not None else qualitative.D3[0]),
+            hovertemplate="epoch %{x:.2f}: %{y:.3g}",
+        )
+    ]
+    if recorded is not None:
+        traces.append(
             go.Scatter(
                 x=recorded[0],
                 y=recorded[1],
@@ -172,17 +174,18 @@ def run_learning_rate(plan: tuple[list, list], recorded: tuple[list, list], now=
                 mode="markers",
                 marker=dict(color=qualitative.D3[0]),
                 hovertemplate="epoch %{x}: %{y:.3g}",
-            ),
-        ]
-    )
+            )
+        )
+    fig = go.Figure(traces)
     if now is not None:
         fig.add_vline(x=now, line_dash="dot", annotation_text="now")
     fig.update_yaxes(exponentformat="power", rangemode="tozero")
     fig.update_xaxes(title="epoch", range=[0, 1.02 * max(plan[0][-1], 1)])
     return fig.update_layout(
-        title="Learning rate",
+        title="Learning rate" if recorded is not None else "Learning-rate schedule",
         height=240,
         margin=dict(t=40, b=0),
+        showlegend=recorded is not None,
         legend=dict(orientation="h", yanchor="top", y=-0.35),
     )
 

@@ -22,6 +22,7 @@ from core.model import (
     preset_config,
     pretrained_weights_available,
 )
+from core.optimizers import KERNEL_RATIO
 from core.train import (
     LOSSES,
     MIN_CROP,
@@ -30,10 +31,11 @@ from core.train import (
     RECIPES,
     SCHEDULES,
     TrainConfig,
+    lr_plan,
     parse_augment,
     resolved_model_config,
 )
-from ui import lr_test, state
+from ui import charts, lr_test, state
 
 ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
 DEFAULT = TrainConfig()
@@ -360,8 +362,12 @@ def new_run() -> None:
             help="Trains this recipe for a few batches, validates and saves it once, and "
             "multiplies out: about 10-40 s, and nothing is kept.",
         )
-        if custom:
-            buttons.form_submit_button("Update the summary", key="train_preview")
+        buttons.form_submit_button(
+            "Update the summary",
+            key="train_preview",
+            help="Redraws the model and the learning-rate schedule beside the form from the "
+            "settings above; nothing starts.",
+        )
         # In the form: a search takes the settings above as they are when it starts.
         searched = search_box(preset)
     try:
@@ -372,6 +378,7 @@ def new_run() -> None:
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
+            schedule_preview(config, datastats.training_images(dataset, config.val_fraction))
         config.data = state.dataset_spec()
         if timing:
             measure_time(config)
@@ -386,6 +393,30 @@ def new_run() -> None:
     lr_test.box()
     if searched:
         start_search(preset, size, options, searched)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def schedule_of(config_json: str, steps: int) -> tuple[list, list]:
+    return lr_plan(TrainConfig.from_dict(json.loads(config_json)), steps)
+
+
+def schedule_preview(config: TrainConfig, images: int) -> None:
+    """The learning rate that the form's settings (as last sent) would train with."""
+    steps = -(-images // config.batch_size)
+    plan = schedule_of(json.dumps(config.to_dict()), steps)
+    st.plotly_chart(charts.run_learning_rate(plan, None), key="train_schedule_preview")
+    st.caption(
+        f"What the form's settings give over {config.epochs} epochs of {steps:,} batches "
+        f"({images:,} training images"
+        + (", fewer once near-duplicates are left out" if config.drop_near_duplicates else "")
+        + ")."
+        + (
+            f" Muon steps each conv kernel at {KERNEL_RATIO:g}x this rate."
+            if config.optimizer == "muon"
+            else ""
+        )
+        + " After changing the form, Update the summary redraws it."
+    )
 
 
 def measure_time(config: TrainConfig) -> None:
