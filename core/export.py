@@ -34,7 +34,7 @@ import numpy as np
 from core import registry, runs
 from core.data import CIFAR10_CLASSES
 from core.errors import CnnError
-from core.fileio import atomic_write_json, replace_dir
+from core.fileio import atomic_write_json, file_sha256, read_json, replace_dir
 from core.model import float32_copy, is_bfloat16, load_model
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")  # the model itself, matching Keras
@@ -284,8 +284,8 @@ def _check_against_keras(fmt: str, artifact: Path, model, model_path: Path, note
 
 
 def _check_int8(fmt: str, artifact: Path, model, model_path: Path, note: str) -> dict:
-    """Checks an int8 export against its copy's record: its answers here to the record's
-    fixed pictures (`core.quantize.drift`) must be those it gave where it was built.
+    """Checks an int8 export against the record `_write_int8` put beside it: its answers
+    here to the record's fixed pictures must be those it gave where it was built.
 
     Returns:
         The `ExportResult` fields of the check.
@@ -296,7 +296,7 @@ def _check_int8(fmt: str, artifact: Path, model, model_path: Path, note: str) ->
     """
     from core import quantize
 
-    record = quantize.read_record(model_path) or {}
+    record = read_json(artifact.with_name(quantize.RECORD_FILE), {}) or {}
     if "probe_probs" not in record:
         raise ExportError(
             "The int8 copy's record holds no answers to check the export against: build the "
@@ -425,10 +425,15 @@ def write_onnx(model, target: str | os.PathLike) -> None:
 def _write_int8(model, source: Path, target: Path) -> str:
     from core import quantize
 
-    record = quantize.read_record(source)
+    record = quantize.read_record(source)  # current: its hashes match both files
     if record is None:
         raise ExportError(NO_INT8_COPY)
     shutil.copyfile(quantize.int8_path(source), target)
+    copied = file_sha256(target)
+    if record.get("int8_sha256", copied) != copied:
+        raise ExportError("The int8 copy was built again while it was exported: export it again.")
+    # The export carries the record it is checked against (and its accuracy, for a reader).
+    atomic_write_json(target.with_name(quantize.RECORD_FILE), record)
     return (
         f"The model's int8 copy: {record['accuracy']:.1%} on {record['images']:,} "
         f"{record['check_split']} images against {record['float32_accuracy']:.1%} in float32, "

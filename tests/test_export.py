@@ -248,6 +248,7 @@ def test_the_int8_copy_exports_checked_against_its_own_answers(
     assert 0 <= result.max_abs_diff < 1e-5  # the same CPU: the same integers
     record = quantize.read_record(source)
     assert f"the same top class on {record['agreement']:.1%}" in result.note
+    assert json.loads((result.path.parent / "int8.json").read_text()) == record
     assert "max difference to its answers where it was built" in result.summary()
 
     # The snippet, with nothing but onnxruntime, answers as the dashboard's copy does.
@@ -273,6 +274,28 @@ def test_the_int8_copy_exports_checked_against_its_own_answers(
     with pytest.raises(ExportError, match="does not answer as the copy did where it was built"):
         export.export_model(source, export.INT8)
     assert (result.path.parent / "export.json").read_bytes() == published  # the earlier one
+    assert not [p for p in (trained_run / "exports").iterdir() if p.name.startswith(".")]
+
+
+def test_an_int8_copy_built_again_during_its_export_is_refused(
+    trained_run, image_folder, monkeypatch
+):
+    from core import quantize
+
+    source = trained_run / "model.keras"
+    assert quantize.main([str(trained_run), "--data", str(image_folder)]) == 0
+    read = quantize.read_record
+
+    def read_then_rebuilt(path):  # a build publishes another copy just after the read
+        record = read(path)
+        copy = quantize.int8_path(path)
+        copy.write_bytes(copy.read_bytes() + b"\0")
+        return record
+
+    monkeypatch.setattr(quantize, "read_record", read_then_rebuilt)
+    with pytest.raises(ExportError, match="^The int8 copy was built again while it was export"):
+        export.export_model(source, export.INT8)
+    assert not (trained_run / "exports" / export.INT8).exists()
     assert not [p for p in (trained_run / "exports").iterdir() if p.name.startswith(".")]
 
 
