@@ -58,6 +58,9 @@ def test_a_runs_learning_rate_is_planned_recorded_and_where_it_is_now():
     assert list(recorded.y) == [1.0, 0.5] and recorded.mode == "markers"
     assert [s.x0 for s in fig.layout.shapes] == [2.4]
     assert not charts.run_learning_rate(plan, ([], [])).layout.shapes  # not running
+    preview = charts.run_learning_rate(plan, None)  # a schedule not trained yet: the line alone
+    assert [t.name for t in preview.data] == ["planned"] and not preview.layout.showlegend
+    assert preview.layout.title.text == "Learning-rate schedule"
 
 
 @pytest.mark.parametrize("normalised", [False, True])

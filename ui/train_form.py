@@ -402,7 +402,7 @@ def schedule_of(config_json: str, steps: int) -> tuple[list, list]:
 
 def schedule_preview(config: TrainConfig, images: int) -> None:
     """The learning rate that the form's settings (as last sent) would train with."""
-    steps = -(-images // config.batch_size)
+    steps = max(1, -(-images // config.batch_size))
     plan = schedule_of(json.dumps(config.to_dict()), steps)
     st.plotly_chart(charts.run_learning_rate(plan, None), key="train_schedule_preview")
     st.caption(
