@@ -240,6 +240,11 @@ def describe(found: dict, config) -> str:
     }
     parts += [f"{words} {duration(found[key])}" for key, words in named.items() if found[key] >= 1]
     ending = " Early stopping may end it sooner." if config.early_stopping else ""
+    if config.strategy != "default":  # `measure` trains on one device, in one process
+        ending += (
+            f" Timed on one device of this machine: under the {config.strategy} strategy "
+            "the run splits each batch over its replicas, which this does not measure."
+        )
     return (
         f"About {duration(found['total'])} on this machine: {', '.join(parts)}. Measured "
         f"just now over {found['timed']} batches; a machine's speed can wander by a quarter "

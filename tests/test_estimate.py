@@ -61,6 +61,13 @@ def test_the_sentence_names_the_total_and_its_parts():
     assert "validation 2 min 40 s" in text and "the start (data, model, tracing) 8 s" in text
     assert "teacher" not in text  # parts under a second are left out
     assert text.endswith("Early stopping may end it sooner.")
+    assert "strategy" not in text
+    config.strategy = "multiworker"  # measured on one device: said, not hidden
+    assert estimate.describe(found, config).endswith(
+        "Early stopping may end it sooner. Timed on one device of this machine: under the "
+        "multiworker strategy the run splits each batch over its replicas, which this does "
+        "not measure."
+    )
 
 
 def _uneven_dataset():
