@@ -74,11 +74,10 @@ def class_counts(dataset) -> dict[str, np.ndarray]:
     }
 
 
-def training_images(dataset, val_fraction: float) -> int:
-    """How many images a run that holds out `val_fraction` of `dataset`'s training images
-    (its train and validation splits together) trains on, as `core.data.load_dataset`
-    splits them."""
-    counts = class_counts(dataset)
+def training_images(counts: dict[str, np.ndarray], val_fraction: float) -> int:
+    """How many images a run that holds out `val_fraction` of a dataset's training images
+    (its train and validation splits together; `counts` from `class_counts`) trains on,
+    as `core.data.load_dataset` splits them."""
     every = counts["train"] + counts.get("val", 0)
     return int(sum(int(n) - held_out_count(int(n), val_fraction) for n in every))
 

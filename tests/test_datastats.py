@@ -60,7 +60,7 @@ def test_class_counts_per_split():
 def test_training_images_counts_what_a_runs_split_trains_on(image_folder, shown, fraction):
     sidebar = load_dataset(image_folder, val_fraction=shown, seed=0)
     run = load_dataset(image_folder, val_fraction=fraction, seed=3)
-    assert training_images(sidebar, fraction) == len(run.split("train")[1])
+    assert training_images(class_counts(sidebar), fraction) == len(run.split("train")[1])
 
 
 def test_channel_histograms_count_every_value_in_its_bin():

@@ -344,7 +344,8 @@ def new_run() -> None:
             st.info("Augmentation settings from the Augmentations page.")
     with st.form("train_form", enter_to_submit=False):
         model, widths = custom_model(blocks) if custom else (None, "")
-        uneven = datastats.imbalance(datastats.class_counts(dataset)["train"])
+        counts = datastats.class_counts(dataset)
+        uneven = datastats.imbalance(counts["train"])
         options = training_options(uneven) | teacher_options(dataset, size)
         augment = augment_options(sent)
         buttons = st.container(horizontal=True)
@@ -378,7 +379,7 @@ def new_run() -> None:
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
-            schedule_preview(config, datastats.training_images(dataset, config.val_fraction))
+            schedule_preview(config, datastats.training_images(counts, config.val_fraction))
         config.data = state.dataset_spec()
         if timing:
             measure_time(config)
