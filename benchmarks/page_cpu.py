@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from watch_cost import cpu_of  # noqa: E402
+from watch_cost import chromium, cpu_of  # noqa: E402
 
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
@@ -37,7 +37,6 @@ def main() -> None:
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
-    chromium = lambda cmd: "chrom" in cmd.split(" ")[0]  # noqa: E731
     rates = []
     with sync_playwright() as pw:
         for _ in range(args.windows):

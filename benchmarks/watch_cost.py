@@ -44,6 +44,11 @@ def cpu_of(match) -> float:
     return total
 
 
+def chromium(cmd: str) -> bool:
+    """Whether a command line (as `cpu_of` passes it) is one of Chromium's processes."""
+    return "chrom" in cmd.split(" ")[0]
+
+
 def progress(run_dir: Path) -> tuple[int, int] | None:
     """(epoch, batches trained so far) from status.json, or None before training."""
     from core import runs
@@ -59,7 +64,6 @@ def window(run_dir: Path, seconds: float, server_port: str) -> dict | None:
     """Batches per second over `seconds`, with the server's and Chromium's CPU per second;
     None if an epoch ended inside it."""
     server = lambda cmd: "streamlit" in cmd and f"--server.port {server_port}" in cmd  # noqa: E731
-    chromium = lambda cmd: "chrom" in cmd.split(" ")[0]  # noqa: E731
     start = progress(run_dir)
     t0, s0, c0 = time.monotonic(), cpu_of(server), cpu_of(chromium)
     time.sleep(seconds)
