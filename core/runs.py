@@ -36,6 +36,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,6 +290,56 @@ def append_batch_point(run_dir: Path, epoch: int, batch: int, steps: int, loss, 
         writer.writerow([epoch, batch, steps, *values])
 
 
+_READ_POINTS: dict[str, tuple] = {}  # path: (file identity, bytes read, points, usable)
+_READ_LOCK = threading.Lock()
+_READ_KEPT = 8  # files whose points are kept (a long run's: about 2 MB)
+
+
+def _batch_points(path: Path) -> list[tuple]:
+    """The points of a `batches.csv` as (x, epoch, batch, running loss, running accuracy),
+    reading only the lines written since the last call for the same file: the live view
+    reads a training run's file every few seconds while it grows (a 90-minute run's: 10,800
+    lines, 36 ms to read whole). A file replaced or shorter than what was read is read again."""
+    key = str(path)
+    with _READ_LOCK:  # sessions share what was read; one reader at a time extends it
+        try:
+            with path.open("rb") as f:
+                stat = os.fstat(f.fileno())
+                identity = (stat.st_dev, stat.st_ino)
+                kept = _READ_POINTS.pop(key, None)
+                if kept is None or kept[0] != identity or kept[1] > stat.st_size:
+                    kept = (identity, 0, [], True)
+                _, offset, points, usable = kept
+                f.seek(offset)
+                new = f.read() if usable else b""
+        except OSError:
+            return []
+        complete = new[: new.rfind(b"\n") + 1]  # the last line may still be being written
+        lines = complete.decode("utf-8", errors="replace").splitlines()
+        if offset == 0 and lines:
+            usable = lines.pop(0).split(",") == list(_BATCH_COLUMNS)
+        if usable:
+            _parse_batch_lines(lines, points)
+        _READ_POINTS[key] = (identity, offset + len(complete), points, usable)
+        while len(_READ_POINTS) > _READ_KEPT:
+            _READ_POINTS.pop(next(iter(_READ_POINTS)))
+        return list(points) if usable else []
+
+
+def _parse_batch_lines(lines: list[str], points: list[tuple]) -> None:
+    for line in lines:  # by hand: csv.DictReader took 1.7 times as long (live_curves.py)
+        try:
+            epoch, batch, steps, loss, accuracy = line.split(",")
+            epoch, batch = int(epoch), int(batch)
+            x = epoch - 1 + batch / int(steps)
+            means = tuple(float(v) if v else None for v in (loss, accuracy))
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        while points and points[-1][0] >= x:
+            points.pop()
+        points.append((x, epoch, batch, *means))
+
+
 def read_batch_points(run_dir: str | Path, most: int | None = None) -> dict[str, list]:
     """The points of `append_batch_point` as curves over fractional epochs.
 
@@ -304,25 +355,7 @@ def read_batch_points(run_dir: str | Path, most: int | None = None) -> dict[str,
         interrupted epoch) replaces what its earlier try wrote from that point on; a
         damaged line (a run killed while writing) is passed over.
     """
-    points: list[tuple] = []  # (x, epoch, batch, running loss, running accuracy)
-    try:
-        text = (Path(run_dir) / BATCHES).read_text()
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    lines = text.splitlines()[: None if text.endswith("\n") else -1]  # the last unfinished
-    if not lines or lines[0].split(",") != list(_BATCH_COLUMNS):
-        lines = []
-    for line in lines[1:]:  # by hand: csv.DictReader took 1.7 times as long (live_curves.py)
-        try:
-            epoch, batch, steps, loss, accuracy = line.split(",")
-            epoch, batch = int(epoch), int(batch)
-            x = epoch - 1 + batch / int(steps)
-            means = tuple(float(v) if v else None for v in (loss, accuracy))
-        except (TypeError, ValueError, ZeroDivisionError):
-            continue
-        while points and points[-1][0] >= x:
-            points.pop()
-        points.append((x, epoch, batch, *means))
+    points = _batch_points(Path(run_dir) / BATCHES)
     if most and len(points) > most:
         k = -(-len(points) // most)
         ends = {

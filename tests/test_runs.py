@@ -2,6 +2,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,43 @@ def test_batch_points_are_thinned_to_about_as_many_as_asked_means_kept_exact(tmp
         batches = range(1, 6) if end == 5 else range(6, 11)
         assert loss == pytest.approx(np.mean([losses[epoch, b] for b in batches]))
     assert thin["accuracy"] == [None] * 6
+
+
+def _read_whole(run_dir, copies, most):
+    """`read_batch_points` of a copy of the file, which no call has read before."""
+    copy = copies / str(len(list(copies.iterdir())))
+    copy.mkdir()
+    shutil.copyfile(run_dir / runs.BATCHES, copy / runs.BATCHES)
+    return runs.read_batch_points(copy, most)
+
+
+def test_batch_points_read_as_the_file_grows_are_those_of_a_whole_read(tmp_path):
+    run, copies = tmp_path / "run", tmp_path / "copies"
+    run.mkdir(), copies.mkdir()
+    path = run / runs.BATCHES
+    assert runs.read_batch_points(run) == {"x": [], "loss": [], "accuracy": []}
+    writes = [(1, b, 4, 2.0 - 0.1 * b, 0.1 * b) for b in range(1, 5)] + [(2, 1, 4, 1.5, None)]
+    writes += [(2, 2, 4, 1.4, 0.6), (2, 1, 4, 1.45, 0.55), (2, 3, 4, 1.35, 0.65)]  # a resume
+    for n, point in enumerate(writes):
+        runs.append_batch_point(run, *point)
+        if n == 4:  # a line read before its end is written
+            with path.open("a") as f:
+                f.write("2,4,4,1.3")
+            assert runs.read_batch_points(run) == _read_whole(run, copies, None)
+            with path.open("a") as f:
+                f.write("5,0.7\r\n")
+            assert runs.read_batch_points(run)["x"][-1] == 2.0
+        for most in (None, 3):
+            assert runs.read_batch_points(run, most) == _read_whole(run, copies, most)
+    curves = runs.read_batch_points(run)
+    assert curves["x"] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.75]  # epoch 2's first try replaced
+    assert curves["loss"][-2:] == pytest.approx([1.45, (3 * 1.35 - 1.45) / 2])
+
+    path.unlink()  # a new, shorter file: read from its start
+    runs.append_batch_point(run, 1, 1, 2, 0.9, 0.8)
+    assert runs.read_batch_points(run) == {"x": [0.5], "loss": [0.9], "accuracy": [0.8]}
+    path.write_text("not,the,header\r\n1,1,2,0.5,0.5\r\n")
+    assert runs.read_batch_points(run) == {"x": [], "loss": [], "accuracy": []}
 
 
 def test_running_status_of_a_dead_process_reads_as_interrupted(tmp_path):
