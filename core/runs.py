@@ -2,7 +2,8 @@
 
 Layout of `runs/<name>/`:
     config.json       the TrainConfig, enough to rebuild the model and redo the run
-    status.json       state, pid, heartbeat, batch progress, last checkpoint, message
+    status.json       state, pid, heartbeat, batch progress, last checkpoint, message,
+                      the model's parameter count
     history.json      one record per finished epoch
     batches.csv       the training loss and accuracy as each epoch goes (Keras's running
                       means, at most twice a second and at each epoch's end): live curves
@@ -429,7 +430,7 @@ def run_summary(path: Path, state_of=read_status) -> dict:
         "last_val_accuracy": accs[-1] if accs else None,
         "seconds": sum(h.get("seconds", 0) for h in history),
         "wall_seconds": status.get("wall_seconds"),
-        "params": card.get("params"),
+        "params": card.get("params") or status.get("params"),  # a run without a model yet
         "started": status.get("started"),
         "data": config.get("data"),
         "strategy": config.get("strategy", "default"),

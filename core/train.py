@@ -701,6 +701,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         steps = -(-len(y) // config.batch_size)
         with strategy.scope():  # variables made here are mirrored over the replicas
             model = compiled_model(config, x, steps, resume_from)
+        runs.write_status(run_dir, params=int(model.count_params()))  # for the runs table
         if config.adversarial_eps:
             from core.adversarial import train_against_changes
 

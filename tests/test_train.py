@@ -424,6 +424,8 @@ def test_killed_training_is_interrupted_and_resumes(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert runs.read_status(run_dir)["state"] == "interrupted"
+    [row] = runs.list_runs(run_dir.parent)  # no model card: the count from the run's start
+    assert row["params"] == 167_562 and not (run_dir / "model_card.json").exists()
     done = len(runs.read_history(run_dir))
     assert load_model(runs.latest_checkpoint(run_dir)) is not None
     from core.data import load_dataset
