@@ -36,7 +36,9 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DOWNLOAD_MB = 163
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+# The file types of core.images's formats: an image folder's files, the photo uploaders'.
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "avif"]
+IMAGE_SUFFIXES = {f".{kind}" for kind in UPLOAD_TYPES}
 SPLITS = ("train", "val", "test")
 
 

@@ -10,15 +10,18 @@ Policy:
   a JPEG is decoded as the JPEG it is, while a `photo.png` that is really a
   PDF, an SVG or a TIFF is refused with a message naming what it really is.
   A `filename`, when given, only prefixes the messages.
-* Only JPEG, PNG, WebP, BMP and GIF reach Pillow. Anything else is named
-  from its magic bytes and refused before any parser runs, which keeps the
-  attack surface to five well-fuzzed decoders.
+* Only JPEG, PNG, WebP, BMP, GIF and AVIF reach Pillow. Anything else is
+  named from its magic bytes and refused before any parser runs, which keeps
+  the attack surface to six well-fuzzed decoders (AVIF's is dav1d, bundled
+  with Pillow's wheels; HEIC would need another library and is refused).
 * Sizes are checked in layers, each before the expensive step it guards:
   the byte count before parsing, the pixel count declared in the header
   before Pillow opens the file (opening a GIF or WebP already allocates
-  frame buffers), and Pillow's own reading of the size before any pixel is
-  decoded. Pillow's decompression-bomb warning is turned into an error while
-  it parses headers, as a last line of defence.
+  frame buffers; an AVIF declares sizes in its boxes and in its AV1 data,
+  and the decoder allocates the latter: `core.avif`), and Pillow's own
+  reading of the size before any pixel is decoded. Pillow's
+  decompression-bomb warning is turned into an error while it parses
+  headers, as a last line of defence.
 * Truncated files are refused (`ImageFile.LOAD_TRUNCATED_IMAGES` stays
   False) rather than padded with grey, which would silently feed the model
   a half-blank picture. A PNG whose pixels are complete but whose trailing
@@ -38,6 +41,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from core import avif
 from core.errors import ImageError
 
 # The photo uploaders' `max_upload_size` (ui.state.PHOTO_UPLOAD_MB) is derived
@@ -48,9 +52,9 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # default) while capping one decode at ~160 MB of RGBA. It sits below
 # Pillow's own 89 MP warning, so the explicit check always fires first.
 MAX_PIXELS = 40_000_000
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")
 
-_SUPPORTED = "Supported formats: JPEG, PNG, WebP, BMP, GIF."
+_SUPPORTED = "Supported formats: JPEG, PNG, WebP, BMP, GIF, AVIF."
 _DISPLAY_NAMES = {"WEBP": "WebP"}
 # Transparent pixels become white: most datasets photograph objects on
 # light backgrounds, and black would read as a dark object edge.
@@ -251,6 +255,8 @@ def _open_headers(data, name):
         try:
             return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except Image.UnidentifiedImageError as err:
+            if name == "AVIF":  # libavif reads the whole file on open, not only a header
+                raise ImageError(avif.DAMAGED) from err
             raise ImageError(
                 f"The file starts like a {name} image but its header is damaged, "
                 "so it cannot be read."
@@ -313,7 +319,14 @@ def _sniff(data):
         form = data[8:12].decode("ascii", "replace").strip()
         raise _refusal(f"a RIFF {form + ' ' if form.isalnum() else ''}media file", False)
     if data[4:8] == b"ftyp":
-        raise _refusal(*_iso_media_name(data[8:12]))
+        if _iso_brands(data) & _AVIF_BRANDS:
+            if avif.is_sequence(data):
+                raise ImageError(
+                    "Animated AVIF (an image sequence) is not supported; save one frame as "
+                    f"PNG or JPEG and try again. {_SUPPORTED}"
+                )
+            return "AVIF"
+        raise _refusal(*_iso_media_name(_iso_brands(data)))
     if b"%PDF-" in data[:1024]:  # the PDF spec lets junk precede the header
         raise _refusal("a PDF document", is_image=False)
     if data.endswith(b"TRUEVISION-XFILE.\x00"):  # TGA has only a footer
@@ -323,11 +336,16 @@ def _sniff(data):
     raise _describe_unknown(data[:_SNIFF_BYTES])
 
 
-def _iso_media_name(brand):
-    if brand in _HEIF_BRANDS:
+def _iso_brands(data):
+    """The major and compatible brands of an ISO media file's leading `ftyp` box: an AVIF
+    may name itself `mif1` (any HEIF image) first and `avif` among the others."""
+    end = min(len(data), max(16, struct.unpack(">I", data[:4])[0]))
+    return {data[8:12]} | {data[at : at + 4] for at in range(16, end - 3, 4)}
+
+
+def _iso_media_name(brands):
+    if brands & _HEIF_BRANDS:
         return "HEIC/HEIF", True
-    if brand in _AVIF_BRANDS:
-        return "AVIF", True
     return "an MP4/QuickTime video", False
 
 
@@ -384,6 +402,8 @@ def _declared_size(data, kind):
             return _webp_size(data)
         if kind == "JPEG":
             return _jpeg_size(data)
+        if kind == "AVIF":
+            return avif.declared_size(data)
     except (struct.error, IndexError):  # header cut short: Pillow will explain
         return None
     return None

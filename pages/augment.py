@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import datastats
 from core.augment import CONTROLS, AugmentConfig, augment_images
+from core.data import UPLOAD_TYPES
 from core.errors import ImageError
 from core.images import decode_image
 from ui import state
@@ -63,12 +64,12 @@ def _dataset_images():
 def _uploaded_image():
     upload = st.file_uploader(
         "Image",
-        type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
+        type=UPLOAD_TYPES,
         key="augment_upload",
         max_upload_size=state.PHOTO_UPLOAD_MB,
     )
     if upload is None:
-        st.info("Upload a JPEG, PNG, WebP, BMP or GIF image to see its variants.")
+        st.info("Upload a JPEG, PNG, WebP, BMP, GIF or AVIF image to see its variants.")
         st.stop()
     try:
         pixels = decode_image(upload.getvalue(), UPLOAD_SIZE, filename=upload.name)

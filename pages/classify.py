@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import registry
 from core.classify import classify_batch, results_csv, results_table
+from core.data import UPLOAD_TYPES
 from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import calibration_note
@@ -91,7 +92,7 @@ fooling = options[2].toggle(
 
 uploads = st.file_uploader(
     "Images",
-    type=["jpg", "jpeg", "png", "webp", "bmp", "gif"],
+    type=UPLOAD_TYPES,
     accept_multiple_files=True,
     key="classify_files",
     max_upload_size=state.PHOTO_UPLOAD_MB,

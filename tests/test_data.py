@@ -161,11 +161,23 @@ def test_folder_loads_resizes_and_counts_unreadable_files(tmp_path):
     assert np.bincount(ds.split("val")[1]).tolist() == [2, 2, 2]
     reasons = dict(ds.skipped)
     assert len(reasons) == 2
-    assert "damaged" in reasons[str(tmp_path / "d" / "dog" / "broken.jpg")].lower() or reasons
+    assert "truncated or damaged" in reasons[str(tmp_path / "d" / "dog" / "broken.jpg")]
     assert "not an image file type" in reasons[str(tmp_path / "d" / "dog" / "notes.txt")]
     # the dominant colour of each class survives decoding and resizing
     means = [x[y == c].mean(axis=(0, 1, 2)).argmax() for c in range(3)]
     assert means == [0, 1, 2]
+
+
+def test_a_folder_of_avif_images_loads_as_its_png_copy_does(tmp_path):
+    for fmt in ("PNG", "AVIF"):
+        write_image_folder(tmp_path / fmt, per_class=5, size=40, fmt=fmt)
+    png, avif = (load_dataset(tmp_path / fmt, val_fraction=0.2, seed=1) for fmt in ("PNG", "AVIF"))
+    assert avif.skipped == [] and avif.class_names == png.class_names
+    for split in ("train", "val"):
+        (xp, yp), (xa, ya) = png.split(split), avif.split(split)
+        assert np.array_equal(yp, ya)
+        # Lossy, so each picture's colour within a few levels of its PNG copy's.
+        assert np.abs(xp.mean(axis=(1, 2)) - xa.mean(axis=(1, 2))).max() < 4
 
 
 def _decoded_alone(path: Path) -> np.ndarray:

@@ -10,6 +10,7 @@ import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from core import images
+from core import avif, images
 from core.errors import ImageError
 from core.images import decode_image, open_image, to_model_input
 
@@ -290,6 +291,14 @@ ACCEPTED = [
     ),
     ("bmp_24bit", lambda: encode(Image.new("RGB", (7, 3), RED), "BMP"), check_solid(RED)),
     ("bmp_palette", palette_bmp, check_solid(GREEN)),
+    ("avif", lambda: encode(Image.new("RGB", (40, 20), RED), "AVIF"), check_solid(RED, 6)),
+    (
+        "avif_alpha",
+        lambda: encode(Image.new("RGBA", (16, 16), (0, 0, 0, 0)), "AVIF"),
+        check_solid(WHITE, 2),
+    ),
+    ("avif_exif_orientation_6", lambda: with_orientation("AVIF", 6), check_orientation_6),
+    ("avif_major_brand_mif1", lambda: mif1_avif(GREEN), check_solid(GREEN, 6)),
     ("png_1x1", lambda: encode(Image.new("RGB", (1, 1), BLUE), "PNG"), check_one_by_one),
     ("png_10000x1", wide_png, check_wide),
 ]
@@ -336,6 +345,14 @@ def test_animated_seeds_really_are_animated():
 # --- refused corpus -------------------------------------------------------
 
 
+def mif1_avif(colour):
+    """An AVIF that names itself a HEIF image first and AVIF among its compatible brands."""
+    data = bytearray(encode(Image.new("RGB", (16, 16), colour), "AVIF"))
+    assert data[8:12] == b"avif" and b"mif1" in data[16:32]
+    data[8:12] = b"mif1"
+    return bytes(data)
+
+
 def truncated(fmt):
     data = encode(noise(), fmt)
     return data[: len(data) // 2]
@@ -347,6 +364,20 @@ def minimal_pdf():
         b"2 0 obj <</Type /Pages /Kids [] /Count 0>> endobj\n"
         b"trailer <</Root 1 0 R>>\n%%EOF\n"
     )
+
+
+FRAME_BOMB = Path(__file__).parent / "data" / "frame_larger_than_declared.avif"
+# Made with Pillow 12.3 (libaom): Image.new("RGB", (16384, 16384)).save(f, "AVIF",
+# quality=10, speed=10) (29 s, 5.8 GB), then its one `ispe` box rewritten to 64 x 64: 4 kB
+# whose AV1 frame is 16384 x 16384, decoded in 0.8 s and 550 MB when only `ispe` was read.
+
+
+def avif_with_extents(side):
+    """A real AVIF whose `ispe` box declares `side` x `side`; its AV1 frame stays 64 x 48."""
+    data = bytearray(encode(noise(64, 48), "AVIF"))
+    at = data.index(b"ispe") + 8
+    data[at : at + 8] = struct.pack(">II", side, side)
+    return bytes(data)
 
 
 def tiff_bomb():
@@ -431,6 +462,20 @@ REFUSED = [
     ("truncated_gif", lambda: truncated("GIF"), {}, "truncated or damaged"),
     ("truncated_bmp", lambda: truncated("BMP"), {}, "truncated or damaged"),
     ("truncated_webp", lambda: truncated("WEBP"), {}, "truncated or damaged"),
+    ("truncated_avif", lambda: truncated("AVIF"), {}, "AVIF file is truncated or damaged"),
+    ("avif_declared_bomb", lambda: avif_with_extents(20000), {}, "20000 x 20000 pixels"),
+    (
+        "avif_frame_larger_than_declared",
+        FRAME_BOMB.read_bytes,
+        {},
+        "16384 x 16384 pixels (268.4 megapixels)",
+    ),
+    (
+        "avif_animated",
+        lambda: animated("AVIF"),
+        {},
+        "Animated AVIF (an image sequence) is not supported",
+    ),
     (
         "png_signature_only",
         lambda: b"\x89PNG\r\n\x1a\n",
@@ -463,7 +508,7 @@ REFUSED = [
         "pdf",
         minimal_pdf,
         {},
-        "This is a PDF document, not an image. Supported formats: JPEG, PNG, WebP, BMP, GIF.",
+        "This is a PDF document, not an image. Supported formats: JPEG, PNG, WebP, BMP, GIF, AVIF.",
     ),
     ("tiff", lambda: encode(noise(8, 8), "TIFF"), {}, "The file's format (TIFF) is not supported"),
     ("tiff_bomb_header", tiff_bomb, {}, "(TIFF) is not supported"),
@@ -555,11 +600,13 @@ def test_corpus_is_large_enough():
         bmp_bomb,
         gif_frame_bomb,
         lambda: gif_with_size((60000, 60000), (8, 8)),
+        lambda: avif_with_extents(20000),
+        FRAME_BOMB.read_bytes,
     ],
 )
 def test_declared_bombs_never_reach_pillow(make, monkeypatch):
     data = make()
-    assert len(data) < 2000  # tiny on disk, huge when decoded
+    assert len(data) < 5000  # tiny on disk, huge when decoded
 
     def refuse_open(*args, **kwargs):
         raise AssertionError("Pillow must not open a declared bomb")
@@ -569,7 +616,9 @@ def test_declared_bombs_never_reach_pillow(make, monkeypatch):
         open_image(data)
 
 
-@pytest.mark.parametrize("make", [webp_bomb, jpeg_bomb, bmp_bomb, gif_frame_bomb])
+@pytest.mark.parametrize(
+    "make", [webp_bomb, jpeg_bomb, bmp_bomb, gif_frame_bomb, avif_with_extents]
+)
 def test_pillow_size_is_checked_before_decoding(make, monkeypatch):
     # Second layer: blind the header pre-check, as if it could not parse the
     # header. 7000 x 7000 (49 MP) is above our limit but below Pillow's own
@@ -583,6 +632,89 @@ def test_pillow_size_is_checked_before_decoding(make, monkeypatch):
         open_image(make(7000))
     with pytest.raises(ImageError, match="6000 x 8000 pixels"):
         open_image(png_bomb(6000, 8000))
+
+
+def test_an_avif_is_sized_by_its_av1_frames_as_well_as_its_boxes():
+    # Pillow's encoder writes a reduced still-picture sequence header: the frame's own size.
+    assert avif.declared_size(avif_with_extents(16)) == (64, 48)
+    assert avif.declared_size(avif_with_extents(100)) == (100, 100)  # the larger of the two
+    alpha = encode(Image.new("RGBA", (40, 24), (0, 0, 0, 9)), "AVIF")  # two AV1 pictures
+    assert avif.declared_size(alpha) == (40, 24)
+    assert avif.declared_size(FRAME_BOMB.read_bytes()) == (16384, 16384)
+    with pytest.raises(ImageError, match="AVIF file is truncated or damaged"):
+        avif.declared_size(b"\0\0\0\x10ftypavif\0\0\0\0")  # no picture at all
+    assert not avif.is_sequence(alpha) and avif.is_sequence(animated("AVIF"))
+
+
+class BitWriter:
+    def __init__(self):
+        self.bits = ""
+
+    def f(self, count, value):
+        self.bits += format(value, f"0{count}b") if count else ""
+        return self
+
+    def payload(self):
+        self.bits += "1" + "0" * (-(len(self.bits) + 1) % 8)  # trailing bits
+        return int(self.bits, 2).to_bytes(len(self.bits) // 8, "big")
+
+
+def full_sequence_header(width, height, timing, display):
+    """A sequence header with the optional parts the AV1 specification (5.5.1) allows before
+    the frame size: timing and decoder model information, initial display delays, and three
+    operating points."""
+    w = BitWriter().f(3, 0).f(1, 0).f(1, 0)  # profile 0, not a still picture, not reduced
+    w.f(1, timing)
+    if timing:
+        w.f(32, 1001).f(32, 60000).f(1, 1).f(2, 0).f(1, 1).f(2, 2)  # ...; uvlc() of 5
+        w.f(1, 1).f(5, 9).f(32, 90000).f(5, 31).f(5, 31)  # decoder model: 10-bit delays
+    w.f(1, display).f(5, 2)  # initial display delays; operating_points_cnt_minus_1
+    for level, model, delay in ((8, 1, 1), (3, 0, 1), (12, 1, 0)):
+        w.f(12, 0x103).f(5, level)
+        if level > 7:
+            w.f(1, 1)  # seq_tier
+        if timing:
+            w.f(1, model)
+            if model:
+                w.f(10, 512).f(10, 256).f(1, 0)
+        if display:
+            w.f(1, delay)
+            if delay:
+                w.f(4, 9)
+    w.f(4, 15).f(4, 14).f(16, width - 1).f(15, height - 1)
+    w.f(1, 0).f(1, 1)  # what follows: frame_id_numbers_present_flag, use_128x128_superblock
+    return w.payload()
+
+
+@pytest.mark.parametrize(("timing", "display"), [(1, 1), (0, 1), (1, 0), (0, 0)])
+def test_a_full_av1_sequence_header_gives_its_largest_frame(timing, display):
+    payload = full_sequence_header(60000, 20000, timing, display)
+    temporal_delimiter, header = b"\x12\x00", bytes([0x0A, len(payload)])
+    stream = temporal_delimiter + header + payload
+    assert avif._sequence_header_sizes(stream) == [(60000, 20000)]
+    extension = bytes([0x0E, 0x00, len(payload)])  # an OBU extension byte before the size
+    assert avif._sequence_header_sizes(stream + extension + payload) == [(60000, 20000)] * 2
+    for cut in (1, 3, len(stream) - 4):  # cut short: nothing or what was read before
+        assert avif._sequence_header_sizes(stream[:cut]) == []
+
+
+def test_avif_readings_a_hostile_file_could_make_endless_are_bounded():
+    data = bytearray(encode(noise(16, 16), "AVIF"))
+    iloc = data.index(b"iloc") + 4
+    assert data[iloc : iloc + 6] == b"\0\0\0\0\x44\x00"  # version 0; 32-bit offsets, lengths
+    data[iloc + 4] = 0  # extents of no bytes, then 65,535 of them instead of 1
+    data[iloc + 12 : iloc + 14] = b"\xff\xff"
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="AVIF file is truncated or damaged"):
+        decode_image(bytes(data))
+    assert time.perf_counter() - start < 0.1
+    padding = b"\x7a\x00"  # an empty padding OBU
+    payload = full_sequence_header(64, 64, 0, 0)
+    header = bytes([0x0A, len(payload)]) + payload
+    assert avif._sequence_header_sizes(padding * avif._MOST_OBUS) == []
+    for flood in (padding * (avif._MOST_OBUS + 1), header * (avif._MOST_HEADERS + 2)):
+        with pytest.raises(ValueError, match="too many"):
+            avif._sequence_header_sizes(flood)
 
 
 def test_error_chains_the_pillow_cause():
@@ -726,6 +858,8 @@ def _fuzz_seeds():
         rgba_png(),
         la32_png(),
         mode1_png(),
+        encode(image, "AVIF"),
+        encode(rgba, "AVIF"),
     ]
 
 
@@ -738,6 +872,7 @@ MAGICS = [
     b"BM",
     b"RIFF\x00\x01\x00\x00WEBPVP8 ",
     b"RIFF\x00\x01\x00\x00WEBPVP8X",
+    b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf",
 ]
 
 
@@ -865,7 +1000,7 @@ def test_fuzz_seeds_all_decode():
 
 def test_module_limits_are_documented_values():
     assert images.MAX_UPLOAD_BYTES == 10 * MIB
-    assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+    assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")
 
 
 def _photo(width=1024, height=768) -> bytes:

@@ -17,9 +17,9 @@ def _temperature(run_dir) -> float:
     return (card.get("calibration") or {}).get("temperature", 1.0)
 
 
-def _png(colour):
+def _png(colour, fmt="PNG"):
     buf = io.BytesIO()
-    Image.new("RGB", (48, 36), colour).save(buf, "PNG")
+    Image.new("RGB", (48, 36), colour).save(buf, fmt)
     return buf.getvalue()
 
 
@@ -77,11 +77,12 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
         ("green.png", _png((20, 200, 30)), "image/png"),
         ("notes.png", b"hello, I am text", "image/png"),
         ("red.png", _png((220, 20, 20)), "image/png"),
+        ("blue.avif", _png((20, 30, 210), "AVIF"), "image/avif"),
     ]
     app.file_uploader(key="classify_files").set_value(files).run()
     assert not app.exception
     model = load_model(trained_run / "model.keras")
-    for name, data, _ in (files[0], files[2]):
+    for name, data, _ in (files[0], files[2], files[3]):
         expected = classify_bytes(
             model, data, ["cat", "dog", "frog"], temperature=_temperature(trained_run)
         )
@@ -90,7 +91,7 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     [error] = [e.value for e in app.error]
     assert error.startswith("notes.png: This file is not an image (it looks like text).")
     table = app.dataframe[0].value
-    assert table["file"].tolist() == ["green.png", "notes.png", "red.png"]
+    assert table["file"].tolist() == ["green.png", "notes.png", "red.png", "blue.avif"]
     assert table["prediction"].tolist()[1] == ""
 
 

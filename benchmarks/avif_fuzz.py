@@ -1,0 +1,91 @@
+"""Mutated AVIFs through `core.images.decode_image`: every one must decode or be refused
+with a sentence, quickly and in little memory.
+
+    python benchmarks/avif_fuzz.py [--seed 1] [--count 20000]
+
+Seeds: three AVIFs Pillow writes here (noise, noise with alpha, a flat 8 x 8) and the file in
+tests/data whose AV1 frame is 16384 x 16384 though its `ispe` box says 64 x 64. Each input
+has 1 to 4 mutations (bit flips, bytes set, cut, inserted or deleted, a header byte
+rewritten). Prints the count decoded and refused, the slowest decode and the process's peak
+memory; inputs slower than 0.2 s are written to --slow-dir. The test suite's Hypothesis
+fuzzing includes AVIF seeds too; this runs more of them, on the AVIF path alone.
+"""
+
+import argparse
+import io
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core import images  # noqa: E402
+from core.errors import ImageError  # noqa: E402
+
+
+def encode(picture) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, "AVIF")
+    return buffer.getvalue()
+
+
+def mutated(seed: bytes, rng: random.Random) -> bytes:
+    data = bytearray(seed)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(data))
+        action = rng.choice(["flip", "set", "cut", "insert", "delete", "header"])
+        if action == "flip":
+            data[at] ^= 1 << rng.randrange(8)
+        elif action == "set":
+            data[at] = rng.choice([0, 1, 0x7F, 0x80, 0xFF])
+        elif action == "cut":
+            del data[at + 1 :]
+        elif action == "insert":
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        elif action == "delete":
+            del data[at : at + rng.randint(1, 8)]
+        else:
+            data[rng.randrange(min(len(data), 300))] = rng.randrange(256)
+        if not data:
+            break
+    return bytes(data)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--count", type=int, default=20000)
+    p.add_argument("--slow-dir", type=Path, default=Path("/tmp"))
+    args = p.parse_args()
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), np.uint8))
+    seeds = [encode(noise), encode(noise.convert("RGBA")), encode(Image.new("RGB", (8, 8)))]
+    seeds.append((ROOT / "tests" / "data" / "frame_larger_than_declared.avif").read_bytes())
+    rng, counts, worst, slow = random.Random(args.seed), {"decoded": 0, "refused": 0}, 0.0, 0
+    for _ in range(args.count):
+        data = mutated(rng.choice(seeds), rng)
+        start = time.perf_counter()
+        try:
+            images.decode_image(data, max_pixels=2**20)
+            counts["decoded"] += 1
+        except ImageError:
+            counts["refused"] += 1
+        seconds = time.perf_counter() - start
+        worst = max(worst, seconds)
+        if seconds > 0.2:
+            slow += 1
+            (args.slow_dir / f"avif-fuzz-slow-{args.seed}-{slow}.avif").write_bytes(data)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"seed {args.seed}: {counts['decoded']:,} decoded, {counts['refused']:,} refused, "
+        f"{slow} over 0.2 s, slowest {worst * 1e3:.0f} ms, peak memory {peak:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
