@@ -319,14 +319,15 @@ def _sniff(data):
         form = data[8:12].decode("ascii", "replace").strip()
         raise _refusal(f"a RIFF {form + ' ' if form.isalnum() else ''}media file", False)
     if data[4:8] == b"ftyp":
-        if _iso_brands(data) & _AVIF_BRANDS:
+        brands = _iso_brands(data)
+        if brands & _AVIF_BRANDS:
             if avif.is_sequence(data):
                 raise ImageError(
                     "Animated AVIF (an image sequence) is not supported; save one frame as "
                     f"PNG or JPEG and try again. {_SUPPORTED}"
                 )
             return "AVIF"
-        raise _refusal(*_iso_media_name(_iso_brands(data)))
+        raise _refusal(*_iso_media_name(brands))
     if b"%PDF-" in data[:1024]:  # the PDF spec lets junk precede the header
         raise _refusal("a PDF document", is_image=False)
     if data.endswith(b"TRUEVISION-XFILE.\x00"):  # TGA has only a footer
@@ -339,7 +340,7 @@ def _sniff(data):
 def _iso_brands(data):
     """The major and compatible brands of an ISO media file's leading `ftyp` box: an AVIF
     may name itself `mif1` (any HEIF image) first and `avif` among the others."""
-    end = min(len(data), max(16, struct.unpack(">I", data[:4])[0]))
+    end = min(len(data), _SNIFF_BYTES, max(16, struct.unpack(">I", data[:4])[0]))
     return {data[8:12]} | {data[at : at + 4] for at in range(16, end - 3, 4)}
 
 
