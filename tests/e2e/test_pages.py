@@ -103,15 +103,17 @@ def test_the_menu_offers_themes_but_no_deploy_or_developer_items(server, page):
 
 
 def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
-    photo = tmp_path / "photo.png"
+    photo, web = tmp_path / "photo.png", tmp_path / "web.avif"
     Image.new("RGB", (64, 48), (30, 220, 40)).save(photo)  # green: the "dog" class colour
+    Image.new("RGB", (64, 48), (220, 30, 40)).save(web)  # the uploader lets .avif through
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 nothing after the header")
     open_page(page, server, "classify")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-        [str(photo), str(bad)]
+        [str(photo), str(web), str(bad)]
     )
     page.get_by_text(re.compile(r"photo\.png → (cat|dog|frog)")).wait_for()
+    page.get_by_text(re.compile(r"web\.avif → (cat|dog|frog)")).wait_for()
     page.get_by_text(re.compile(r"broken\.jpg: ")).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "classify-upload")
