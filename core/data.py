@@ -39,6 +39,35 @@ CIFAR10_DOWNLOAD_MB = 163
 # The file types of core.images's formats: an image folder's files, the photo uploaders'.
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "avif"]
 IMAGE_SUFFIXES = {f".{kind}" for kind in UPLOAD_TYPES}
+# Pictures of other formats a folder of photos may hold (a phone's HEIC above all), named in
+# the sentence that passes them over.
+OTHER_PICTURES = {
+    ".heic": "HEIC",
+    ".heif": "HEIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".jxl": "JPEG XL",
+    ".jp2": "JPEG 2000",
+    ".svg": "SVG",
+    ".psd": "Photoshop",
+    ".ico": "ICO",
+    ".dng": "raw (DNG)",
+    ".cr2": "raw (CR2)",
+    ".nef": "raw (NEF)",
+    ".arw": "raw (ARW)",
+}
+
+
+def unsupported_file(path: Path) -> str | None:
+    """Why a folder's file is passed over before it is read (from its suffix), or None."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return None
+    if suffix in OTHER_PICTURES:
+        return f"{OTHER_PICTURES[suffix]} pictures are not supported: convert it to JPEG or PNG"
+    return f"not an image file type ({suffix or 'no extension'})"
+
+
 SPLITS = ("train", "val", "test")
 
 
@@ -583,8 +612,8 @@ def _decode_files(listing, image_size, progress=None):
 
     def decode(item):
         path = Path(item[0])
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            return None, None, f"not an image file type ({path.suffix or 'no extension'})"
+        if reason := unsupported_file(path):
+            return None, None, reason
         try:
             raw = path.read_bytes()
             image = decode_image(raw, image_size)

@@ -19,18 +19,20 @@ import stat
 import tempfile
 import time
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.data import (
     IMAGE_SUFFIXES,
+    OTHER_PICTURES,
     PROGRESS_EVERY,
     FolderListing,
     _is_cifar_batches_dir,
     default_cache_dir,
     folder_contents,
+    unsupported_file,
 )
 from core.errors import CnnError, DataError, ImageError
 from core.fileio import atomic_write_bytes, remove_stale_entries
@@ -94,7 +96,9 @@ def extract_zip(
     `dest_root/<zip name>-<content hash>`, renamed into place only when complete, so
     the same zip uploaded twice reuses the folder and a refusal leaves nothing behind.
     `__MACOSX/`, dotfiles, `Thumbs.db`, `desktop.ini` and files that are not images
-    (by extension) are skipped; a single wrapping top folder is removed.
+    (by extension) are skipped; a single wrapping top folder is removed. Pictures of
+    formats not supported (`core.data.OTHER_PICTURES`: a phone's HEIC) in a class folder
+    are unpacked, so the folder check names them rather than leaving them out unsaid.
 
     Args:
         source: the archive as a path, bytes, or a seekable binary file object (such as
@@ -220,7 +224,7 @@ def _plan(archive, max_total_bytes, max_files, max_ratio):
         raise _too_many(len(infos), max_files)
     if not infos:
         raise DataError(f"The zip is empty. {LAYOUT}")
-    seen, images, total = set(), [], 0
+    seen, images, others, total = set(), [], [], 0
     for info in infos:
         path = _entry_path(info, seen)
         total += info.file_size
@@ -230,14 +234,21 @@ def _plan(archive, max_total_bytes, max_files, max_ratio):
                 "unpacked, the limit for one dataset."
             )
         _check_ratio(info, max_ratio)
-        if not info.is_dir() and not _ignored(path) and path.suffix.lower() in IMAGE_SUFFIXES:
-            images.append((info, path))
+        if not info.is_dir() and not _ignored(path):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append((info, path))
+            elif path.suffix.lower() in OTHER_PICTURES:
+                others.append((info, path))
     if not images:
+        kinds = Counter(OTHER_PICTURES[path.suffix.lower()] for _, path in others)
+        named = ", ".join(f"{count:,} {kind}" for kind, count in kinds.most_common())
         raise DataError(
             f"The zip holds no images: none of its {len(infos):,} entries ends in "
-            f"{', '.join(sorted(IMAGE_SUFFIXES))}. {LAYOUT}"
+            f"{', '.join(sorted(IMAGE_SUFFIXES))}."
+            + (f" Its {named} pictures are not supported: convert them to JPEG." if kinds else "")
+            + f" {LAYOUT}"
         )
-    return _layout(images)
+    return _layout(images, others)
 
 
 def _entry_path(info, seen) -> PurePosixPath:
@@ -295,12 +306,15 @@ def _ignored(path: PurePosixPath) -> bool:
     return any(p in _IGNORED_NAMES or p.startswith(".") for p in path.parts)
 
 
-def _layout(images):
-    """Maps image entries to `<class>/<file>` or `train|test/<class>/<file>`, or refuses."""
+def _layout(images, others=()):
+    """Maps image entries to `<class>/<file>` or `train|test/<class>/<file>`, or refuses;
+    and those of `others` (pictures this cannot read) that lie in one of those folders."""
     parts = [path.parts for _, path in images]
     tops = {p[0] for p in parts}
+    wrapper = None
     if len(tops) == 1 and tops != {"train"} and all(len(p) >= 3 for p in parts):
-        parts = [p[1:] for p in parts]  # one wrapping folder, as "compress folder" makes
+        wrapper = parts[0][0]  # one wrapping folder, as "compress folder" makes
+        parts = [p[1:] for p in parts]
         tops = {p[0] for p in parts}
     split = "train" in tops and tops <= {"train", "test"}
     depth = 3 if split else 2
@@ -316,7 +330,14 @@ def _layout(images):
                 f"The image '{info.filename[:120]}' is nested deeper than a class folder. {LAYOUT}"
             )
     _check_zip_classes(parts, split)
-    return [(info, PurePosixPath(*p)) for (info, _), p in zip(images, parts, strict=True)]
+    mapped = [(info, p) for (info, _), p in zip(images, parts, strict=True)]
+    mapped += [
+        (info, path.parts[1:] if wrapper else path.parts)
+        for info, path in others
+        if wrapper is None or path.parts[0] == wrapper
+    ]
+    folders = {p[:-1] for p in parts}
+    return [(info, PurePosixPath(*p)) for info, p in mapped if p[:-1] in folders]
 
 
 def _check_zip_classes(parts, split):
@@ -629,8 +650,8 @@ def _read_all(root: Path, files, report: FolderReport, progress=None):
     """Decodes and hashes every file; returns `{digest: [(label, part), ...]}`."""
 
     def read(path):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            return None, f"not an image file type ({path.suffix or 'no extension'})"
+        if reason := unsupported_file(path):
+            return None, reason
         try:
             raw = path.read_bytes()
             # A reduced scale still decodes every byte, so refuses what a whole decode

@@ -303,6 +303,34 @@ def test_a_corrupt_image_in_a_zip_is_listed_and_the_dataset_still_loads(dest, ch
     assert [Path(p).name for p, _ in ds.skipped] == ["broken.png"]  # same decoder, same verdict
 
 
+HEIC = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"  # a phone photo's first bytes
+
+
+def test_phone_photos_in_class_folders_are_named_not_left_out_unsaid(dest, check):
+    entries = class_entries(prefix="Pets/", per_class=4) | {
+        "Pets/dog/IMG_0001.HEIC": HEIC,
+        "Pets/cat/IMG_0002.heic": HEIC,
+        "Pets/IMG_0003.heic": HEIC,  # outside the class folders: skipped as before
+        "Pets/dog/scan.tif": b"II*\x00",
+    }
+    folder = extract_zip(make_zip(entries), dest)
+    report = check(folder)
+    assert report.ok and report.counts == {"images": [4, 4]}
+    assert dict(report.unreadable) == {
+        "cat/IMG_0002.heic": "HEIC pictures are not supported: convert it to JPEG or PNG",
+        "dog/IMG_0001.HEIC": "HEIC pictures are not supported: convert it to JPEG or PNG",
+        "dog/scan.tif": "TIFF pictures are not supported: convert it to JPEG or PNG",
+    }
+    ds = load_dataset(folder, val_fraction=0.0)  # the loader passes them over with the same words
+    assert sorted(why for _, why in ds.skipped) == sorted(why for _, why in report.unreadable)
+
+
+def test_a_zip_of_phone_photos_only_says_what_they_are(dest):
+    raw = make_zip({"cat/1.heic": HEIC, "dog/2.HEIC": HEIC, "dog/3.dng": b"II*\x00"})
+    with pytest.raises(DataError, match=r"Its 2 HEIC, 1 raw \(DNG\) pictures are not supported"):
+        extract_zip(raw, dest)
+
+
 def test_duplicates_are_counted_and_those_across_classes_warned(tmp_path, check):
     root = _folder(tmp_path / "dups", {"cat": 12, "dog": 12})
     same = (root / "cat" / "000.png").read_bytes()
