@@ -248,7 +248,7 @@ def test_whitening_decorrelates_the_patches_it_was_fitted_on():
     x = x.astype(np.uint8)
     model = build_model(preset_config("quick"))
     init_whitening(model, x)
-    stem = keras.Model(model.inputs, model.get_layer("whiten").output)
+    stem = keras.Model(model.input, model.get_layer("whiten").output)
     out = np.asarray(stem(x.astype("float32"))).reshape(-1, 24)[:, :12]
     np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-3)
     cov = np.cov(out, rowvar=False)
