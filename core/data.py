@@ -36,6 +36,7 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DOWNLOAD_MB = 163
+SPLITS = ("train", "val", "test")
 # The file types of core.images's formats: an image folder's files, the photo uploaders'.
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "avif"]
 IMAGE_SUFFIXES = {f".{kind}" for kind in UPLOAD_TYPES}
@@ -66,9 +67,6 @@ def unsupported_file(path: Path) -> str | None:
     if suffix in OTHER_PICTURES:
         return f"{OTHER_PICTURES[suffix]} pictures are not supported: convert it to JPEG or PNG"
     return f"not an image file type ({suffix or 'no extension'})"
-
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
