@@ -291,7 +291,7 @@ def append_batch_point(run_dir: Path, epoch: int, batch: int, steps: int, loss, 
         writer.writerow([epoch, batch, steps, *values])
 
 
-_READ_POINTS: dict[str, tuple] = {}  # path: (file identity, bytes read, points, usable)
+_READ_POINTS: dict[str, tuple] = {}  # path: (identity, bytes read, their last line, points, usable)
 _READ_LOCK = threading.Lock()
 _READ_KEPT = 8  # files whose points are kept (a long run's: about 2 MB)
 
@@ -300,7 +300,8 @@ def _batch_points(path: Path) -> list[tuple]:
     """The points of a `batches.csv` as (x, epoch, batch, running loss, running accuracy),
     reading only the lines written since the last call for the same file: the live view
     reads a training run's file every few seconds while it grows (a 90-minute run's: 10,800
-    lines, 36 ms to read whole). A file replaced or shorter than what was read is read again."""
+    lines, 36 ms to read whole). A file replaced, shorter than what was read or whose last
+    line read is no longer there (rewritten in place: a copy over it) is read again."""
     key = str(path)
     with _READ_LOCK:  # sessions share what was read; one reader at a time extends it
         try:
@@ -308,9 +309,12 @@ def _batch_points(path: Path) -> list[tuple]:
                 stat = os.fstat(f.fileno())
                 identity = (stat.st_dev, stat.st_ino)
                 kept = _READ_POINTS.pop(key, None)
-                if kept is None or kept[0] != identity or kept[1] > stat.st_size:
-                    kept = (identity, 0, [], True)
-                _, offset, points, usable = kept
+                if kept and (kept[0] != identity or kept[1] > stat.st_size):
+                    kept = None
+                if kept:  # the last line read must still end where it did
+                    f.seek(kept[1] - len(kept[2]))
+                    kept = kept if f.read(len(kept[2])) == kept[2] else None
+                _, offset, tail, points, usable = kept or (identity, 0, b"", [], True)
                 f.seek(offset)
                 new = f.read() if usable else b""
         except OSError:
@@ -321,7 +325,9 @@ def _batch_points(path: Path) -> list[tuple]:
             usable = lines.pop(0).split(",") == list(_BATCH_COLUMNS)
         if usable:
             _parse_batch_lines(lines, points)
-        _READ_POINTS[key] = (identity, offset + len(complete), points, usable)
+        if complete:  # its last line: checked at the next call to be still there
+            tail = complete[complete.rfind(b"\n", 0, len(complete) - 1) + 1 :]
+        _READ_POINTS[key] = (identity, offset + len(complete), tail, points, usable)
         while len(_READ_POINTS) > _READ_KEPT:
             _READ_POINTS.pop(next(iter(_READ_POINTS)))
         return list(points) if usable else []

@@ -107,6 +107,12 @@ def test_batch_points_read_as_the_file_grows_are_those_of_a_whole_read(tmp_path)
     assert curves["x"] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.75]  # epoch 2's first try replaced
     assert curves["loss"][-2:] == pytest.approx([1.45, (3 * 1.35 - 1.45) / 2])
 
+    other = "".join(f"{1 + n // 8},{n % 8 + 1},8,{2 - n / 100},0.5\r\n" for n in range(24))
+    with path.open("r+") as f:  # another run's file copied over it: the same inode, longer
+        f.write(f"{','.join(runs._BATCH_COLUMNS)}\r\n{other}")
+    assert runs.read_batch_points(run) == _read_whole(run, copies, None)
+    assert len(runs.read_batch_points(run)["x"]) == 24
+
     path.unlink()  # a new, shorter file: read from its start
     runs.append_batch_point(run, 1, 1, 2, 0.9, 0.8)
     assert runs.read_batch_points(run) == {"x": [0.5], "loss": [0.9], "accuracy": [0.8]}
