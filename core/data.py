@@ -6,10 +6,12 @@ class names in label order, a description of where it came from, and its splits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
+import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -603,46 +605,184 @@ def _entry_source(entry: Path) -> tuple[str, str]:
 
 
 PROGRESS_EVERY = 1000  # images between two progress reports while a folder is decoded
+# A folder this large is decoded by worker processes (`core.decode_worker`), one per core
+# and at most 8, each given at least this many files: a worker costs about 0.3 s to start.
+PARALLEL_FROM = 4000
+MOST_WORKERS = 8
+WORKER = [sys.executable, "-m", "core.decode_worker"]
+
+
+def decode_file(path, image_size: int) -> tuple[np.ndarray | None, bytes | None, str | None]:
+    """`(pixels, digest, None)` for one file of a folder, or `(None, None, reason)`.
+
+    The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies.
+    """
+    from core.images import decode_image
+
+    path = Path(path)
+    if reason := unsupported_file(path):
+        return None, None, reason
+    try:
+        raw = path.read_bytes()
+        image = decode_image(raw, image_size)
+    except ImageError as err:
+        return None, None, str(err)
+    except OSError as err:
+        return None, None, f"could not be read ({err.strerror or err})"
+    return image, hashlib.blake2b(raw, digest_size=16).digest(), None
+
+
+def worker_count(files: int) -> int:
+    """How many processes decode `files` files: 1 (this one) below `PARALLEL_FROM`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MOST_WORKERS, files // (PARALLEL_FROM // 2)))
 
 
 def _decode_files(listing, image_size, progress=None):
-    from core.images import decode_image
-
-    def decode(item):
-        path = Path(item[0])
-        if reason := unsupported_file(path):
-            return None, None, reason
-        try:
-            raw = path.read_bytes()
-            image = decode_image(raw, image_size)
-        except ImageError as err:
-            return None, None, str(err)
-        except OSError as err:
-            return None, None, f"could not be read ({err.strerror or err})"
-        return image, hashlib.blake2b(raw, digest_size=16).digest(), None
-
-    x = np.empty((len(listing), image_size, image_size, 3), np.uint8)
-    y = np.empty(len(listing), np.int32)
-    part = np.empty(len(listing), np.int8)
-    digests = np.empty((len(listing), 16), np.uint8)
-    skipped, n = [], 0
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        decoded = pool.map(decode, listing, chunksize=256)
-        for i, ((path, label, p), (img, digest, reason)) in enumerate(
-            zip(listing, decoded, strict=True)
-        ):
-            if progress and i and i % PROGRESS_EVERY == 0:
-                progress(i, len(listing))
-            if img is None:
-                skipped.append((str(path), reason))
-                continue
-            x[n], y[n], part[n] = img, label, p
-            digests[n] = np.frombuffer(digest, np.uint8)
-            n += 1
-    if progress:
-        progress(len(listing), len(listing))
+    n = len(listing)
+    x = np.zeros((n, image_size, image_size, 3), np.uint8)
+    digests = np.zeros((n, 16), np.uint8)
+    reasons: list[str | None] = [None] * n
+    paths = [str(p) for p, _, _ in listing]
+    done = _Progress(n, progress)
+    left = [(0, n)]
+    if n >= PARALLEL_FROM and (workers := worker_count(n)) > 1:
+        left = _decode_in_workers(paths, image_size, x, digests, reasons, workers, done)
+    # Here: a small folder, or what a worker that could not start or stopped left.
+    for start, stop in left:
+        for i in range(start, stop):
+            image, digest, reasons[i] = decode_file(paths[i], image_size)
+            if image is not None:
+                x[i], digests[i] = image, np.frombuffer(digest, np.uint8)
+            done.add(1)
+    done.end()
+    ok = np.array([r is None for r in reasons], bool)
+    skipped = [(paths[i], reasons[i]) for i in np.flatnonzero(~ok)]
+    y = np.array([label for _, label, _ in listing], np.int32).reshape(n)
+    part = np.array([p for _, _, p in listing], np.int8).reshape(n)
     arrays = {"x": x, "y": y, "part": part, "digests": digests}
-    return {name: arr[:n] for name, arr in arrays.items()}, skipped
+    if not ok.all():
+        arrays = {name: arr[ok] for name, arr in arrays.items()}
+    return arrays, skipped
+
+
+class _Progress:
+    """Calls `progress(done, total)` each time `PROGRESS_EVERY` more images are done."""
+
+    def __init__(self, total, progress):
+        self.total, self.progress, self.done, self.told = total, progress, 0, 0
+
+    def add(self, count):
+        self.done += count
+        if self.progress and self.done // PROGRESS_EVERY > self.told // PROGRESS_EVERY:
+            if self.done < self.total:
+                self.progress(self.done, self.total)
+            self.told = self.done
+
+    def end(self):
+        if self.progress:
+            self.progress(self.total, self.total)
+
+
+def _decode_in_workers(paths, image_size, x, digests, reasons, workers, done):
+    """Decodes `paths` into `x`, `digests` and `reasons` in `workers` processes, in
+    contiguous shares; returns the `(start, stop)` ranges that no worker decoded (a worker
+    that could not start, died or wrote something unreadable leaves the rest of its share).
+    """
+    import json
+    import queue
+    import subprocess
+    import threading
+
+    bounds = np.linspace(0, len(paths), workers + 1).astype(int)
+    shares = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    reached = {start: start for start, _ in shares}  # how far each share was decoded
+    counts: queue.Queue = queue.Queue()
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    )
+    image_bytes = image_size * image_size * 3
+
+    def read(proc, start, stop):
+        try:
+            request = json.dumps({"size": image_size, "paths": paths[start:stop]})
+            proc.stdin.write(request.encode())
+            proc.stdin.close()
+            at = start
+            while at < stop and (line := proc.stdout.readline()):
+                message = json.loads(line)
+                count = int(message["n"])
+                if not 0 < count <= stop - at:
+                    break
+                if not _read_into(proc.stdout, x[at : at + count], count * image_bytes):
+                    break
+                if not _read_into(proc.stdout, digests[at : at + count], count * 16):
+                    break
+                failed = {int(i): str(reason) for i, reason in message["failed"]}
+                if not all(0 <= i < count for i in failed):
+                    break
+                for i, reason in failed.items():
+                    reasons[at + i] = reason
+                at += count
+                reached[start] = at
+                counts.put(count)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # what this share has left is decoded by the caller
+        finally:
+            counts.put(None)
+
+    procs, threads = [], []
+    try:
+        for start, stop in shares:
+            try:
+                proc = subprocess.Popen(
+                    WORKER,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            except OSError:
+                continue
+            procs.append(proc)
+            thread = threading.Thread(target=read, args=(proc, start, stop), daemon=True)
+            thread.start()
+            threads.append(thread)
+        running = len(threads)
+        while running:
+            count = counts.get()
+            if count is None:
+                running -= 1
+            else:
+                done.add(count)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        for thread in threads:
+            thread.join()
+    return [(reached[start], stop) for start, stop in shares if reached[start] < stop]
+
+
+def _read_into(stream, array: np.ndarray, size: int) -> bool:
+    """Fills `array` (C-contiguous, `size` bytes) from `stream`; False at an early end."""
+    view, got = memoryview(array).cast("B"), 0
+    while got < size:
+        read = stream.readinto(view[got:])
+        if not read:
+            return False
+        got += read
+    return True
 
 
 def _check_classes(y, class_names, folder):

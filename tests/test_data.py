@@ -324,3 +324,109 @@ def test_decoding_a_folder_reports_progress_and_a_cached_one_needs_none(tmp_path
     listing = data.folder_listing(tmp_path / "d")
     assert listing.describes(tmp_path / "d" / "cat" / "..", 32)  # however the path is spelt
     assert not listing.describes(tmp_path / "d", 64) and not listing.describes(tmp_path)
+
+
+def _mixed_folder(root: Path) -> data.FolderListing:
+    """60 pictures in three classes, JPEG and PNG, with files that fail in between."""
+    write_image_folder(root, per_class=12, fmt="JPEG")
+    write_image_folder(root, per_class=8, fmt="PNG")
+    (root / "cat" / "005-broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (root / "dog" / "011-notes.txt").write_text("not an image")
+    (root / "frog" / "002-phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (root / "frog" / "030-empty.png").write_bytes(b"")
+    return data.folder_listing(root)
+
+
+def _in_this_process(listing) -> tuple[dict, list]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "PARALLEL_FROM", float("inf"))
+        return data._decode_files(listing.files, 32)
+
+
+def _same(a, b) -> None:
+    assert a[1] == b[1]  # the skipped files and their reasons, in listing order
+    assert a[0].keys() == b[0].keys()
+    for name in a[0]:
+        np.testing.assert_array_equal(a[0][name], b[0][name])
+
+
+def test_worker_processes_decode_a_folder_as_this_process_does(tmp_path, monkeypatch):
+    listing = _mixed_folder(tmp_path / "d")
+    alone = _in_this_process(listing)
+    assert len(alone[0]["x"]) == 60 and len(alone[1]) == 4
+    assert (
+        "HEIC pictures are not supported" in dict(alone[1])[str(tmp_path / "d/frog/002-phone.heic")]
+    )
+    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(data, "worker_count", lambda files: 3)  # whatever the machine's cores
+    monkeypatch.setattr(data, "PROGRESS_EVERY", 7)
+
+    def not_here(*args):
+        raise AssertionError("decoded in the parent: a worker failed")
+
+    monkeypatch.setattr(data, "decode_file", not_here)
+    calls = []
+    _same(data._decode_files(listing.files, 32, lambda d, t: calls.append((d, t))), alone)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and calls[-1] == (64, 64) and len(calls) >= 3
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [
+        # ends after its first chunk of 5, as a worker killed half-way
+        "import os, core.decode_worker as w; w.CHUNK = 5; real = w.send\n"
+        "def send(*a):\n    real(*a); os._exit(9)\n"
+        "w.send = send; w.main()",
+        # writes what is not a message
+        "import sys; sys.stdin.read(); print('Traceback (most recent call last):')",
+        # reads nothing and ends
+        "raise SystemExit(1)",
+    ],
+    ids=["killed", "garbage", "dead"],
+)
+def test_what_a_failing_worker_leaves_is_decoded_here(tmp_path, monkeypatch, worker):
+    listing = _mixed_folder(tmp_path / "d")
+    alone = _in_this_process(listing)
+    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(data, "worker_count", lambda files: 2)
+    monkeypatch.setattr(data, "WORKER", [data.sys.executable, "-c", worker])
+    here = []
+    decode_file = data.decode_file
+    monkeypatch.setattr(data, "decode_file", lambda *a: here.append(a) or decode_file(*a))
+    _same(data._decode_files(listing.files, 32), alone)
+    # The killed worker's first 5 files came from it; the others' whole shares from here.
+    assert len(here) == (64 - 2 * 5 if "os._exit" in worker else 64)
+
+
+def test_no_worker_outlives_a_stopped_decode(tmp_path, monkeypatch):
+    import subprocess
+
+    listing = _mixed_folder(tmp_path / "d")
+    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(data, "worker_count", lambda files: 2)
+    monkeypatch.setattr(data, "PROGRESS_EVERY", 1)
+    # Workers that decode one file and then wait for ever, as a slow disk would.
+    slow = (
+        "import time, core.decode_worker as w; w.CHUNK = 1; real = w.send\n"
+        "def send(*a):\n    real(*a); time.sleep(600)\n"
+        "w.send = send; w.main()"
+    )
+    monkeypatch.setattr(data, "WORKER", [data.sys.executable, "-c", slow])
+    started = []
+    popen = subprocess.Popen
+
+    def recorded(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", recorded)
+
+    def stop(done, total):  # as the page's rerun does, from its progress bar
+        raise KeyboardInterrupt
+
+    begun = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        data._decode_files(listing.files, 32, stop)
+    assert len(started) == 2 and all(p.poll() is not None for p in started)
+    assert time.monotonic() - begun < 60

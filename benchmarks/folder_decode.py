@@ -1,0 +1,44 @@
+"""The first load of an image folder: every file decoded into an empty cache folder.
+
+    python benchmarks/folder_decode.py --data ../shared/datasets/cifar10-jpeg [--in-process]
+
+Times `core.data.load_dataset` on `--data` with a new temporary cache folder (removed at
+the end), so nothing decoded before is read back; prints the seconds, the images per
+second and how many processes decoded. `--in-process` decodes in this process only (as
+for a folder under `core.data.PARALLEL_FROM` files), for an A/B in the same run. Whole
+process timings: `farm-bench -n 3 --timeout 600 -- python benchmarks/folder_decode.py ...`.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core import data  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--in-process", action="store_true", help="no worker processes")
+    args = p.parse_args()
+    if args.in_process:
+        data.PARALLEL_FROM = float("inf")
+    with tempfile.TemporaryDirectory() as cache:
+        listing = data.folder_listing(args.data, 32, cache)
+        if listing is None:
+            sys.exit(f"{args.data} is not an image folder")
+        files = len(listing.files)
+        workers = getattr(data, "worker_count", lambda n: "threads")(files)
+        start = time.perf_counter()
+        data.load_dataset(args.data, cache_dir=cache, listing=listing)
+        seconds = time.perf_counter() - start
+    workers = 1 if args.in_process else workers
+    print(f"{files:,} files in {seconds:.2f} s: {files / seconds:,.0f} images/s, workers {workers}")
+
+
+if __name__ == "__main__":
+    main()
