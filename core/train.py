@@ -1311,13 +1311,15 @@ def config_from_args(args) -> TrainConfig:
     return config
 
 
-def training_data(config: TrainConfig, progress=None):
+def training_data(config: TrainConfig, progress=None, decoding=None):
     """The `core.data.Dataset` a run of `config` trains on: its data at its image size,
     split as it says, less the training copies of held-out images if it says so.
 
     Args:
         progress: `progress(done, total)` while near-duplicates are looked for (the first
             time for these images: about 12 s for CIFAR-10; then read from the cache).
+        decoding: `progress(done, total)` while an image folder is decoded (the first
+            time at this size: about 8 s for CIFAR-10's JPEGs on 2 cores; then cached).
     """
     from core.data import load_dataset
 
@@ -1326,6 +1328,7 @@ def training_data(config: TrainConfig, progress=None):
         image_size=config.image_size,
         val_fraction=config.val_fraction,
         seed=config.seed,
+        progress=decoding,
     )
     if config.drop_near_duplicates:
         from core.near_duplicates import without_copies
@@ -1359,8 +1362,17 @@ def main(argv=None) -> int:
         if not distribute.is_chief(config.strategy):
             # Only the chief keeps the run; this worker runs the same steps in a scratch copy.
             scratch = Path(tempfile.mkdtemp(prefix="cnn-worker-"))
-        look = progress_bar("Looking for near-duplicates", verbose) if verbose else None
-        dataset = training_data(config, progress=look)
+        look, decoding = (
+            (
+                progress_bar("Looking for near-duplicates", verbose),
+                progress_bar(
+                    "Decoding the image folder (once: it is kept for later runs)", verbose
+                ),
+            )
+            if verbose
+            else (None, None)
+        )
+        dataset = training_data(config, progress=look, decoding=decoding)
         if dataset.left_out:
             print(
                 f"Left out {dataset.left_out:,} training image(s): near-duplicates of "

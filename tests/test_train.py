@@ -886,3 +886,13 @@ def test_balance_classes_on_the_command_line_and_back(tmp_path):
     assert parse_args(["--preset", "seed"]).balance_classes is False
     assert "--balance-classes" in cli_command(config)
     assert parse_args(shlex.split(cli_command(config))[3:]).balance_classes is True
+
+
+def test_cli_shows_progress_while_it_decodes_a_folder_the_first_time(image_folder, capsys):
+    args = ["--data", str(image_folder), "--epochs", "1", "--batch-size", "16"]
+    assert train_mod.main(args) == 0
+    said = capsys.readouterr()
+    assert "Decoding the image folder (once: it is kept for later runs)" in said.err
+    assert "36/36" in said.out  # Keras's bar, at its end (one line when not a terminal)
+    assert train_mod.main(args) == 0
+    assert "Decoding the image folder" not in capsys.readouterr().err  # from the cache
