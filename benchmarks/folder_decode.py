@@ -1,12 +1,15 @@
 """The first load of an image folder: every file decoded into an empty cache folder.
 
     python benchmarks/folder_decode.py --data ../shared/datasets/cifar10-jpeg [--in-process]
+    python benchmarks/folder_decode.py --data FOLDER --check
 
 Times `core.data.load_dataset` on `--data` with a new temporary cache folder (removed at
 the end), so nothing decoded before is read back; prints the seconds, the images per
 second and how many processes decoded. `--in-process` decodes in this process only (as
 for a folder under `core.data.PARALLEL_FROM` files), for an A/B in the same run. Whole
 process timings: `farm-bench -n 3 --timeout 600 -- python benchmarks/folder_decode.py ...`.
+`--check` times `core.userdata.check_folder` without a listing instead: how the Dataset
+page checks a folder the loader cannot list (an empty class folder, say), nothing cached.
 """
 
 import argparse
@@ -24,9 +27,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--in-process", action="store_true", help="no worker processes")
+    p.add_argument("--check", action="store_true", help="time the folder check instead")
     args = p.parse_args()
     if args.in_process:
         data.PARALLEL_FROM = float("inf")
+    if args.check:
+        from core.userdata import check_folder
+
+        start = time.perf_counter()
+        report = check_folder(args.data)
+        files = sum(map(sum, report.counts.values())) + len(report.unreadable)
+        seconds = time.perf_counter() - start
+        print(f"checked {files:,} files in {seconds:.2f} s; problems: {report.problems}")
+        return
     with tempfile.TemporaryDirectory() as cache:
         listing = data.folder_listing(args.data, 32, cache)
         if listing is None:

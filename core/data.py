@@ -578,7 +578,7 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
             if line
         ]
         return {n: np.load(files[n]) for n in names}, skipped
-    arrays, skipped = _decode_files(folder.files, folder.image_size, progress)
+    arrays, skipped = decode_files(folder.files, folder.image_size, progress)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for name, arr in arrays.items():
@@ -641,7 +641,14 @@ def worker_count(files: int) -> int:
     return max(1, min(cores, MOST_WORKERS, files // (PARALLEL_FROM // 2)))
 
 
-def _decode_files(listing, image_size, progress=None):
+def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
+    """Decodes `(path, label, part)` files, in worker processes from `PARALLEL_FROM`.
+
+    Returns:
+        `({"x", "y", "part", "digests"}, skipped)`: the files that decoded, in listing
+        order (uint8 `(N, S, S, 3)`, int32 `(N,)`, int8 `(N,)`, BLAKE2b uint8 `(N, 16)`), and
+        `(path, reason)` for each of the others. `progress` as for `load_image_folder`.
+    """
     n = len(listing)
     x = np.zeros((n, image_size, image_size, 3), np.uint8)
     digests = np.zeros((n, 16), np.uint8)

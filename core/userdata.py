@@ -20,23 +20,20 @@ import tempfile
 import time
 import zipfile
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.data import (
     IMAGE_SUFFIXES,
     OTHER_PICTURES,
-    PROGRESS_EVERY,
     FolderListing,
     _is_cifar_batches_dir,
+    decode_files,
     default_cache_dir,
     folder_contents,
-    unsupported_file,
 )
-from core.errors import CnnError, DataError, ImageError
+from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
-from core.images import open_image
 
 # 60,000 CIFAR-sized JPEGs unpack to about 150 MB; 1 GiB leaves room for larger photos
 # while one upload cannot fill the disk.
@@ -56,7 +53,7 @@ MAX_ZIP_MB = 200
 # the largest and smallest class makes the model favour the large ones.
 MIN_IMAGES_PER_CLASS = 10
 MAX_IMBALANCE = 5
-# The check decodes JPEGs at the smallest libjpeg scale keeping this side (see `_read_all`).
+# A folder the loader cannot list is checked at half this size (see `_read_all`).
 CHECK_SIDE = 64
 
 LAYOUT = (
@@ -647,39 +644,15 @@ def _class_problems(report: FolderReport, parts):
 
 
 def _read_all(root: Path, files, report: FolderReport, progress=None):
-    """Decodes and hashes every file; returns `{digest: [(label, part), ...]}`."""
-
-    def read(path):
-        if reason := unsupported_file(path):
-            return None, reason
-        try:
-            raw = path.read_bytes()
-            # A reduced scale still decodes every byte, so refuses what a whole decode
-            # refuses, 9-11x faster for a 12-megapixel JPEG (core.images.decode_image).
-            open_image(raw, at_least=CHECK_SIDE)
-        except ImageError as err:
-            return None, str(err)
-        except OSError as err:
-            return None, f"could not be read ({err.strerror or err})"
-        return hashlib.blake2b(raw, digest_size=16).digest(), None
-
-    groups = defaultdict(list)
-    # Pillow and hashlib release the GIL, so threads overlap decoding with file reads.
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = pool.map(read, [f[0] for f in files])
-        for i, ((path, label, part), (digest, reason)) in enumerate(
-            zip(files, results, strict=True)
-        ):
-            if progress and i and i % PROGRESS_EVERY == 0:
-                progress(i, len(files))
-            if digest is None:
-                report.unreadable.append((path.relative_to(root).as_posix(), reason))
-                continue
-            report.counts[part][label] += 1
-            groups[digest].append((label, part))
-    if progress:
-        progress(len(files), len(files))
-    return groups
+    """Decodes and hashes every file as the dataset loader does (worker processes for a
+    large folder), for a folder it cannot list; returns `{digest: [(label, part), ...]}`."""
+    names = list(report.counts)
+    listing = [(path, label, names.index(part)) for path, label, part in files]
+    # JPEGs decode at the smallest libjpeg scale keeping CHECK_SIDE: a reduced scale still
+    # decodes every byte, so refuses what a whole decode refuses, 9-11x faster for a
+    # 12-megapixel photo (core.images.decode_image).
+    arrays, skipped = decode_files(listing, CHECK_SIDE // 2, progress)
+    return _tally(str(root), arrays["y"], arrays["part"], arrays["digests"], skipped, report)
 
 
 def _read_decoded(listing: FolderListing, report: FolderReport, progress=None):
@@ -688,6 +661,12 @@ def _read_decoded(listing: FolderListing, report: FolderReport, progress=None):
     if not listing.describes(report.root) or listing.class_names != report.class_names:
         raise ValueError(f"the listing given is of {root}, not of {report.root}")
     labels, parts, digests, skipped = folder_contents(listing, progress)
+    return _tally(root, labels, parts, digests, skipped, report)
+
+
+def _tally(root: str, labels, parts, digests, skipped, report: FolderReport):
+    """Counts the decoded files into `report`, lists the others as unreadable; returns
+    `{digest: [(label, part), ...]}`."""
     report.unreadable = [(Path(path).relative_to(root).as_posix(), why) for path, why in skipped]
     names = list(report.counts)  # data's part 0 is "images" or "train", its part 1 "test"
     groups = defaultdict(list)

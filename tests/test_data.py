@@ -340,7 +340,7 @@ def _mixed_folder(root: Path) -> data.FolderListing:
 def _in_this_process(listing) -> tuple[dict, list]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(data, "PARALLEL_FROM", float("inf"))
-        return data._decode_files(listing.files, 32)
+        return data.decode_files(listing.files, 32)
 
 
 def _same(a, b) -> None:
@@ -366,7 +366,7 @@ def test_worker_processes_decode_a_folder_as_this_process_does(tmp_path, monkeyp
 
     monkeypatch.setattr(data, "decode_file", not_here)
     calls = []
-    _same(data._decode_files(listing.files, 32, lambda d, t: calls.append((d, t))), alone)
+    _same(data.decode_files(listing.files, 32, lambda d, t: calls.append((d, t))), alone)
     done = [d for d, _ in calls]
     assert done == sorted(done) and calls[-1] == (64, 64) and len(calls) >= 3
 
@@ -394,7 +394,7 @@ def test_what_a_failing_worker_leaves_is_decoded_here(tmp_path, monkeypatch, wor
     here = []
     decode_file = data.decode_file
     monkeypatch.setattr(data, "decode_file", lambda *a: here.append(a) or decode_file(*a))
-    _same(data._decode_files(listing.files, 32), alone)
+    _same(data.decode_files(listing.files, 32), alone)
     # The killed worker's first 5 files came from it; the others' whole shares from here.
     assert len(here) == (64 - 2 * 5 if "os._exit" in worker else 64)
 
@@ -427,6 +427,6 @@ def test_no_worker_outlives_a_stopped_decode(tmp_path, monkeypatch):
 
     begun = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        data._decode_files(listing.files, 32, stop)
+        data.decode_files(listing.files, 32, stop)
     assert len(started) == 2 and all(p.poll() is not None for p in started)
     assert time.monotonic() - begun < 60

@@ -243,18 +243,17 @@ def test_only_the_zip_uploader_takes_more_than_the_photo_limit(data_app):
 
 
 def _counting_decodes(monkeypatch) -> list[int]:
-    """Counts every image decode, the folder check's and the dataset loader's alike."""
-    from core import images, userdata
+    """Counts every image decode, the folder check's and the dataset loader's alike (both
+    decode through `core.images.decode_image`, in this process for a small folder)."""
+    from core import images
 
-    decodes = []
-    for module, name in ((images, "decode_image"), (userdata, "open_image")):
-        real = getattr(module, name)
+    decodes, real = [], images.decode_image
 
-        def counting(*args, _real=real, **kwargs):
-            decodes.append(1)
-            return _real(*args, **kwargs)
+    def counting(*args, **kwargs):
+        decodes.append(1)
+        return real(*args, **kwargs)
 
-        monkeypatch.setattr(module, name, counting)
+    monkeypatch.setattr(images, "decode_image", counting)
     return decodes
 
 

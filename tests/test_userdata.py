@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import userdata
+from core import data, userdata
 from core.data import folder_contents, folder_listing, load_dataset
 from core.errors import DataError
 from core.userdata import check_folder, extract_zip, folder_signature
@@ -440,7 +440,7 @@ def test_large_photos_are_checked_at_a_reduced_scale_and_damaged_ones_still_refu
 def test_a_check_reports_progress_and_its_report_is_kept_per_state_of_the_folder(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(userdata, "PROGRESS_EVERY", 5)
+    monkeypatch.setattr(data, "PROGRESS_EVERY", 5)  # the loader's decode reports
     root = _folder(tmp_path / "kept", {"cat": 6, "dog": 6})
     (root / "dog" / "broken.png").write_bytes(b"not an image")
     calls = []
