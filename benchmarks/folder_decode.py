@@ -6,8 +6,8 @@
 Times `core.data.load_dataset` on `--data` with a new temporary cache folder (removed at
 the end), so nothing decoded before is read back; prints the seconds, the images per
 second and how many processes decoded. `--in-process` decodes in this process only (as
-for a folder under `core.data.PARALLEL_FROM` files), for an A/B in the same run. Whole
-process timings: `farm-bench -n 3 --timeout 600 -- python benchmarks/folder_decode.py ...`.
+files that would take under `core.data.PARALLEL_SECONDS` here are), for an A/B in the
+same run. Whole process timings: `farm-bench -n 3 -- python benchmarks/folder_decode.py ...`.
 `--check` times `core.userdata.check_folder` without a listing instead: how the Dataset
 page checks a folder the loader cannot list (an empty class folder, say), nothing cached.
 """
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--check", action="store_true", help="time the folder check instead")
     args = p.parse_args()
     if args.in_process:
-        data.PARALLEL_FROM = float("inf")
+        data.worker_count = lambda seconds: 1
     if args.check:
         from core.userdata import check_folder
 
@@ -45,7 +45,10 @@ def main() -> None:
         if listing is None:
             sys.exit(f"{args.data} is not an image folder")
         files = len(listing.files)
-        workers = getattr(data, "worker_count", lambda n: "threads")(files)
+        if hasattr(data, "estimated_seconds"):
+            workers = data.worker_count(data.estimated_seconds([p for p, _, _ in listing.files]))
+        else:
+            workers = "threads"  # before session 38
         start = time.perf_counter()
         data.load_dataset(args.data, cache_dir=cache, listing=listing)
         seconds = time.perf_counter() - start

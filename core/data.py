@@ -605,10 +605,14 @@ def _entry_source(entry: Path) -> tuple[str, str]:
 
 
 PROGRESS_EVERY = 1000  # images between two progress reports while a folder is decoded
-# A folder this large is decoded by worker processes (`core.decode_worker`), one per core
-# and at most 8, each given at least this many files: a worker costs about 0.3 s to start.
-PARALLEL_FROM = 4000
-MOST_WORKERS = 8
+# What decoding a file costs here, as measured on a 2-core machine (docs/BENCHMARKS.md,
+# session 38): a 32 x 32 CIFAR-10 JPEG about 250 µs, mostly Pillow's header parsing, and a
+# photo about 14 ns a byte more (1024 x 768 JPEGs of 190 kB: 2.75 ms).
+FILE_SECONDS, BYTE_SECONDS = 250e-6, 14e-9
+# Files whose decode would take this long here go to worker processes (`core.decode_worker`),
+# one per core and at most 8, each given at least WORKER_SECONDS of it: a worker costs
+# about 0.3 s to start.
+PARALLEL_SECONDS, WORKER_SECONDS, MOST_WORKERS = 1.0, 0.5, 8
 WORKER = [sys.executable, "-m", "core.decode_worker"]
 
 
@@ -632,17 +636,32 @@ def decode_file(path, image_size: int) -> tuple[np.ndarray | None, bytes | None,
     return image, hashlib.blake2b(raw, digest_size=16).digest(), None
 
 
-def worker_count(files: int) -> int:
-    """How many processes decode `files` files: 1 (this one) below `PARALLEL_FROM`."""
+def estimated_seconds(paths) -> float:
+    """About how long decoding `paths` in this process would take, from their sizes."""
+    seconds = len(paths) * FILE_SECONDS
+    if seconds >= PARALLEL_SECONDS:
+        return seconds  # enough to go to workers whatever their sizes: no need to stat them
+    size = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            size += os.stat(path).st_size
+    return seconds + size * BYTE_SECONDS
+
+
+def worker_count(seconds: float) -> int:
+    """How many processes decode files that would take `seconds` here: 1 (this one) under
+    `PARALLEL_SECONDS`."""
+    if seconds < PARALLEL_SECONDS:
+        return 1
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         cores = os.cpu_count() or 1
-    return max(1, min(cores, MOST_WORKERS, files // (PARALLEL_FROM // 2)))
+    return max(1, min(cores, MOST_WORKERS, int(seconds / WORKER_SECONDS)))
 
 
 def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
-    """Decodes `(path, label, part)` files, in worker processes from `PARALLEL_FROM`.
+    """Decodes `(path, label, part)` files, in worker processes when it takes a while.
 
     Returns:
         `({"x", "y", "part", "digests"}, skipped)`: the files that decoded, in listing
@@ -656,7 +675,7 @@ def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
     paths = [str(p) for p, _, _ in listing]
     done = _Progress(n, progress)
     left = [(0, n)]
-    if n >= PARALLEL_FROM and (workers := worker_count(n)) > 1:
+    if (workers := worker_count(estimated_seconds(paths))) > 1:
         left = _decode_in_workers(paths, image_size, x, digests, reasons, workers, done)
     # Here: a small folder, or what a worker that could not start or stopped left.
     for start, stop in left:

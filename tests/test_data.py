@@ -339,7 +339,7 @@ def _mixed_folder(root: Path) -> data.FolderListing:
 
 def _in_this_process(listing) -> tuple[dict, list]:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data, "PARALLEL_FROM", float("inf"))
+        mp.setattr(data, "worker_count", lambda seconds: 1)
         return data.decode_files(listing.files, 32)
 
 
@@ -357,8 +357,7 @@ def test_worker_processes_decode_a_folder_as_this_process_does(tmp_path, monkeyp
     assert (
         "HEIC pictures are not supported" in dict(alone[1])[str(tmp_path / "d/frog/002-phone.heic")]
     )
-    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(data, "worker_count", lambda files: 3)  # whatever the machine's cores
+    monkeypatch.setattr(data, "worker_count", lambda seconds: 3)  # whatever the machine's cores
     monkeypatch.setattr(data, "PROGRESS_EVERY", 7)
 
     def not_here(*args):
@@ -388,8 +387,7 @@ def test_worker_processes_decode_a_folder_as_this_process_does(tmp_path, monkeyp
 def test_what_a_failing_worker_leaves_is_decoded_here(tmp_path, monkeypatch, worker):
     listing = _mixed_folder(tmp_path / "d")
     alone = _in_this_process(listing)
-    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(data, "worker_count", lambda files: 2)
+    monkeypatch.setattr(data, "worker_count", lambda seconds: 2)
     monkeypatch.setattr(data, "WORKER", [data.sys.executable, "-c", worker])
     here = []
     decode_file = data.decode_file
@@ -403,8 +401,7 @@ def test_no_worker_outlives_a_stopped_decode(tmp_path, monkeypatch):
     import subprocess
 
     listing = _mixed_folder(tmp_path / "d")
-    monkeypatch.setattr(data, "PARALLEL_FROM", 10)
-    monkeypatch.setattr(data, "worker_count", lambda files: 2)
+    monkeypatch.setattr(data, "worker_count", lambda seconds: 2)
     monkeypatch.setattr(data, "PROGRESS_EVERY", 1)
     # Workers that decode one file and then wait for ever, as a slow disk would.
     slow = (
@@ -430,3 +427,19 @@ def test_no_worker_outlives_a_stopped_decode(tmp_path, monkeypatch):
         data.decode_files(listing.files, 32, stop)
     assert len(started) == 2 and all(p.poll() is not None for p in started)
     assert time.monotonic() - begun < 60
+
+
+def test_a_decode_goes_to_workers_when_it_would_take_a_second_here(tmp_path):
+    tiny = [tmp_path / f"{i}.jpg" for i in range(100)]
+    for path in tiny:
+        path.write_bytes(b"\xff" * 1500)  # a CIFAR-10 JPEG's size
+    assert data.estimated_seconds(tiny) == pytest.approx(100 * (250e-6 + 1500 * 14e-9))
+    assert data.worker_count(data.estimated_seconds(tiny)) == 1  # 27 ms: here
+    photos = [tmp_path / f"photo-{i}.jpg" for i in range(400)]
+    for path in photos:
+        path.write_bytes(b"")
+        os.truncate(path, 190_000)  # 400 photos of 1024 x 768 pixels: about 1.1 s
+    assert data.worker_count(data.estimated_seconds(photos)) == min(2, len(os.sched_getaffinity(0)))
+    many = [tmp_path / "absent.jpg"] * 50_000  # not even looked at: 12.5 s whatever the sizes
+    assert data.estimated_seconds(many) == pytest.approx(12.5)
+    assert data.worker_count(12.5) == min(8, len(os.sched_getaffinity(0)))
