@@ -54,8 +54,9 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")
 
-_SUPPORTED = "Supported formats: JPEG, PNG, WebP, BMP, GIF, AVIF."
 _DISPLAY_NAMES = {"WEBP": "WebP"}
+FORMAT_NAMES = [_DISPLAY_NAMES.get(kind, kind) for kind in ALLOWED_FORMATS]  # as users read them
+_SUPPORTED = f"Supported formats: {', '.join(FORMAT_NAMES)}."
 # Transparent pixels become white: most datasets photograph objects on
 # light backgrounds, and black would read as a dark object edge.
 _BACKGROUND = (255, 255, 255)

@@ -8,7 +8,7 @@ from core import datastats
 from core.augment import CONTROLS, AugmentConfig, augment_images
 from core.data import UPLOAD_TYPES
 from core.errors import ImageError
-from core.images import decode_image
+from core.images import FORMAT_NAMES, decode_image
 from ui import state
 
 state.ensure_routed()
@@ -69,7 +69,8 @@ def _uploaded_image():
         max_upload_size=state.PHOTO_UPLOAD_MB,
     )
     if upload is None:
-        st.info("Upload a JPEG, PNG, WebP, BMP, GIF or AVIF image to see its variants.")
+        kinds = f"{', '.join(FORMAT_NAMES[:-1])} or {FORMAT_NAMES[-1]}"
+        st.info(f"Upload a {kinds} image to see its variants.")
         st.stop()
     try:
         pixels = decode_image(upload.getvalue(), UPLOAD_SIZE, filename=upload.name)
