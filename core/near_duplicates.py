@@ -133,12 +133,26 @@ def both_ways(
         if same:
             rows = np.arange(len(block))
             block[rows, start - first + rows] = -np.inf
-        _keep_best(a_best, slice(start, start + len(block)), first + block.argmax(1), block.max(1))
-        _keep_best(b_best, slice(first, len(b)), start + block.argmax(0), block.max(0))
+        # The best of each row and column read at its argmax: a pass each over the block
+        # instead of two (argmax, then max).
+        row_best, column_best = block.argmax(1), _column_argmax(block)
+        row_similarity = block[np.arange(len(block)), row_best]
+        column_similarity = block[column_best, np.arange(block.shape[1])]
+        _keep_best(a_best, slice(start, start + len(block)), first + row_best, row_similarity)
+        _keep_best(b_best, slice(first, len(b)), start + column_best, column_similarity)
         done += block.shape[1]
         if progress:
             progress(done, work)
     return *a_best, *b_best
+
+
+def _column_argmax(block: np.ndarray, width: int = 128) -> np.ndarray:
+    """`block.argmax(0)`, `width` columns at a time: numpy copies the block transposed for
+    it, which is cache-friendly in narrow strips (1024 x 45,000: 56 ms against 85 ms)."""
+    index = np.empty(block.shape[1], np.int64)
+    for at in range(0, block.shape[1], width):
+        index[at : at + width] = block[:, at : at + width].argmax(0)
+    return index
 
 
 def _keep_best(best, at: slice, index: np.ndarray, similarity: np.ndarray) -> None:
