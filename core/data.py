@@ -787,16 +787,17 @@ def _decode_in_workers(paths, image_size, x, digests, reasons, workers, done):
                 running -= 1
             else:
                 done.add(count)
-    finally:
+    finally:  # a stopped decode (an exception from `progress`) ends its workers too
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        for thread in threads:  # their pipes at an end now; closed once nobody reads them
+            thread.join()
+        for proc in procs:
             for pipe in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
                     pipe.close()
-        for thread in threads:
-            thread.join()
     return [(reached[start], stop) for start, stop in shares if reached[start] < stop]
 
 
