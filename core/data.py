@@ -429,11 +429,13 @@ def load_image_folder(
         raise ValueError(f"the listing given is of {folder.source}, not of {root} at {image_size}")
     arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part"))
     x, y, part = arrays["x"], arrays["y"], arrays["part"]
-    train = (x[part == 0], y[part == 0])
-    test = (x[part == 1], y[part == 1]) if folder.has_test else None
-    _check_classes(train[1], folder.class_names, folder.train_root)
     files = _readable_files(folder, skipped)
-    files = {"train": files[part == 0]} | ({"test": files[part == 1]} if test else {})
+    if folder.has_test:
+        train, test = (x[part == 0], y[part == 0]), (x[part == 1], y[part == 1])
+        files = {"train": files[part == 0], "test": files[part == 1]}
+    else:  # every image is a training image: no copy of them (150 MB for CIFAR-10)
+        train, test, files = (x, y), None, {"train": files}
+    _check_classes(train[1], folder.class_names, folder.train_root)
     return FolderData(train, test, folder.class_names, skipped, files)
 
 
