@@ -61,6 +61,17 @@ OTHER_PICTURES = {
 }
 
 
+def shown(name: str) -> str:
+    """A file name as text a page or a terminal can show: bytes of a name that are not
+    UTF-8 (a photo named on an older system) become U+FFFD. Such a name opens the file
+    only as it was listed, so the loader keeps that form and shows this one."""
+    try:
+        name.encode()
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "replace")
+
+
 def unsupported_file(path: Path) -> str | None:
     """Why a folder's file is passed over before it is read (from its suffix), or None."""
     suffix = path.suffix.lower()
@@ -436,6 +447,8 @@ def load_image_folder(
     else:  # every image is a training image: no copy of them (150 MB for CIFAR-10)
         train, test, files = (x, y), None, {"train": files}
     _check_classes(train[1], folder.class_names, folder.train_root)
+    skipped = [(shown(path), reason) for path, reason in skipped]
+    files = {split: np.array([shown(name) for name in names]) for split, names in files.items()}
     return FolderData(train, test, folder.class_names, skipped, files)
 
 
@@ -548,16 +561,17 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
             e.name for e in os.scandir(class_folder) if e.is_file() and not e.name.startswith(".")
         )
         if not found:
-            raise DataError(f"The class folder {class_folder} is empty.")
+            raise DataError(f"The class folder {shown(class_folder)} is empty.")
         files.extend((os.path.join(class_folder, n), label) for n in found)
-    return classes, files
+    return [shown(name) for name in classes], files  # names as shown; paths as listed
 
 
 def _listing_key(listing, image_size) -> str:
     digest = hashlib.sha256(f"v1|{image_size}".encode())
     for path, label, part in listing:
         st = os.stat(path)
-        digest.update(f"{path}|{label}|{part}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        # A file name need not be valid UTF-8: fsencode gives back its own bytes.
+        digest.update(os.fsencode(f"{path}|{label}|{part}|{st.st_size}|{st.st_mtime_ns}\n"))
     return digest.hexdigest()[:24]
 
 
@@ -576,7 +590,7 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
     if folder.cached():
         skipped = [
             tuple(line.split("\t", 1))
-            for line in (cache / "skipped.txt").read_text().splitlines()
+            for line in os.fsdecode((cache / "skipped.txt").read_bytes()).split("\n")
             if line
         ]
         return {n: np.load(files[n]) for n in names}, skipped
@@ -588,9 +602,9 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
             np.save(buf, arr)
             atomic_write_bytes(files[name], buf.getvalue())
         atomic_write_bytes(
-            cache / "skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped).encode()
+            cache / "skipped.txt", os.fsencode("".join(f"{p}\t{r}\n" for p, r in skipped))
         )
-        atomic_write_bytes(cache / SOURCE_FILE, "|".join(folder.source).encode())
+        atomic_write_bytes(cache / SOURCE_FILE, os.fsencode("|".join(folder.source)))
         remove_stale_entries(cache, "folder-*", _entry_source, folder.source)
     except OSError:
         pass  # a cache we cannot write only costs time on the next load
@@ -602,7 +616,7 @@ SOURCE_FILE = "source.txt"
 
 def _entry_source(entry: Path) -> tuple[str, str]:
     """The `(folder, image size)` a cache entry was decoded from, as its `source.txt` says."""
-    root, size = (entry / SOURCE_FILE).read_text().rsplit("|", 1)
+    root, size = os.fsdecode((entry / SOURCE_FILE).read_bytes()).rsplit("|", 1)
     return root, size
 
 

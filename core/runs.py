@@ -455,9 +455,9 @@ def files_signature(runs_dir, names: tuple[str, ...], also=()) -> str:
         folders = sorted(os.listdir(base))
     except OSError:  # no runs folder yet
         folders = []
-    digest = hashlib.blake2b(base.encode(), digest_size=16)
+    digest = hashlib.blake2b(os.fsencode(base), digest_size=16)
     for folder in [*map(os.fspath, also), *(os.path.join(base, f) for f in folders)]:
-        digest.update(folder.encode())
+        digest.update(os.fsencode(folder))  # a name need not be valid UTF-8
         for name in names:
             try:
                 found = os.stat(os.path.join(folder, name))

@@ -31,6 +31,7 @@ from core.data import (
     decode_files,
     default_cache_dir,
     folder_contents,
+    shown,
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
@@ -521,7 +522,8 @@ def check_folder(
             else f"The path {root} does not exist."
         )
     parts, class_names, stray = _parts(root)
-    report = FolderReport(str(root), class_names, {p: [0] * len(class_names) for p in parts})
+    shown_names = [shown(name) for name in class_names]  # the folders' own names open them
+    report = FolderReport(str(root), shown_names, {p: [0] * len(class_names) for p in parts})
     _class_problems(report, parts)
     if not class_names:
         return report
@@ -596,7 +598,7 @@ def folder_signature(root: str | os.PathLike) -> str:
                 st = os.stat(os.path.join(dirpath, name))
             except OSError:
                 continue
-            digest.update(f"{dirpath}/{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            digest.update(os.fsencode(f"{dirpath}/{name}|{st.st_size}|{st.st_mtime_ns}\n"))
     return digest.hexdigest()[:24]
 
 
@@ -635,7 +637,7 @@ def _class_problems(report: FolderReport, parts):
             "least two classes."
         )
     if "test" in parts:
-        test_names = _subfolders(parts["test"])
+        test_names = [shown(name) for name in _subfolders(parts["test"])]
         if test_names != names:
             report.problems.append(
                 f"The test folder's classes ({', '.join(test_names)}) differ from the "
@@ -667,7 +669,9 @@ def _read_decoded(listing: FolderListing, report: FolderReport, progress=None):
 def _tally(root: str, labels, parts, digests, skipped, report: FolderReport):
     """Counts the decoded files into `report`, lists the others as unreadable; returns
     `{digest: [(label, part), ...]}`."""
-    report.unreadable = [(Path(path).relative_to(root).as_posix(), why) for path, why in skipped]
+    report.unreadable = [
+        (shown(Path(path).relative_to(root).as_posix()), why) for path, why in skipped
+    ]
     names = list(report.counts)  # data's part 0 is "images" or "train", its part 1 "test"
     groups = defaultdict(list)
     rows = zip(map(bytes, digests), labels.tolist(), parts.tolist(), strict=True)
@@ -716,7 +720,7 @@ def _judge(report: FolderReport, stray) -> None:
         )
     if stray:
         report.warnings.append(
-            f"{len(stray):,} file(s) lie outside any class folder (e.g. {stray[0].name}) "
+            f"{len(stray):,} file(s) lie outside any class folder (e.g. {shown(stray[0].name)}) "
             "and are ignored."
         )
 

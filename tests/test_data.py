@@ -334,6 +334,10 @@ def _mixed_folder(root: Path) -> data.FolderListing:
     (root / "dog" / "011-notes.txt").write_text("not an image")
     (root / "frog" / "002-phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
     (root / "frog" / "030-empty.png").write_bytes(b"")
+    # Names a worker gets through JSON: a line break, and bytes that are not UTF-8.
+    cat, dog = (sorted((root / name).glob("*.jpeg"))[1] for name in ("cat", "dog"))
+    os.rename(cat, root / "cat" / "001\nline.jpg")
+    os.rename(dog, os.fsdecode(os.fsencode(root / "dog") + b"/\xe9t\xe9.jpg"))
     return data.folder_listing(root)
 
 

@@ -492,3 +492,34 @@ def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch
         counts.append(int(metrics["Pairs"]))
         assert counts[-1] == len(nd.pairs(found, threshold))
     assert counts[0] < counts[1]
+
+
+def test_names_that_are_not_utf8_are_loaded_checked_and_shown(image_folder, monkeypatch):
+    """Photos and a class folder named on an older system (Latin-1 bytes): the folder
+    loads, its check lists the broken file, and the page shows the names with U+FFFD
+    (Streamlit sends text as UTF-8: the names as listed stopped the page)."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    from core import data
+
+    def odd(folder, name: bytes) -> Path:
+        return Path(os.fsdecode(os.fsencode(folder) + b"/" + name))
+
+    os.rename(image_folder / "cat" / "000.png", odd(image_folder / "cat", b"caf\xe9.png"))
+    odd(image_folder / "dog", b"bro\xefken.png").write_bytes(b"x")
+    os.rename(image_folder / "frog", odd(image_folder, b"fr\xf6g"))
+    monkeypatch.setenv("CNN_DATA", str(image_folder))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/dataset.py").run()
+    assert not at.exception
+    assert _check_label(at) == "Folder check: 3 classes, 36 images, 1 unreadable, 0 duplicates"
+    unreadable = next(df.value for df in at.dataframe if "file" in df.value.columns)
+    assert unreadable["file"].tolist() == ["dog/bro\ufffdken.png"]
+    shown = " ".join(str(m.value) for m in at.markdown)
+    assert "**Classes:** cat, dog, fr\ufffdg" in shown
+    ds = data.load_dataset(image_folder, val_fraction=0.1)  # as the page loaded it
+    names = [*ds.files["train"], *ds.files["val"]]
+    assert "cat/caf\ufffd.png" in names and len(names) == 36
+    assert ds.class_names == ["cat", "dog", "fr\ufffdg"]
