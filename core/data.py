@@ -228,11 +228,11 @@ def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
         raise DataError(f"The path {path} does not exist.")
     if path.is_file() or _is_cifar_batches_dir(path):
         train, test = read_cifar_archive(path, image_size)
-        return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {path}", [], {}
+        return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {shown(str(path))}", [], {}
     if not path.is_dir():
         raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
     folder = load_image_folder(path, image_size, cache_dir, progress, listing)
-    source = f"image folder {path}"
+    source = f"image folder {shown(str(path))}"  # kept in model cards, shown on pages
     return folder.train, folder.test, folder.class_names, source, folder.skipped, folder.files
 
 

@@ -447,3 +447,12 @@ def test_a_decode_goes_to_workers_when_it_would_take_a_second_here(tmp_path):
     many = [tmp_path / "absent.jpg"] * 50_000  # not even looked at: 12.5 s whatever the sizes
     assert data.estimated_seconds(many) == pytest.approx(12.5)
     assert data.worker_count(12.5) == min(8, len(os.sched_getaffinity(0)))
+
+
+def test_a_folder_whose_name_is_not_utf8_loads_and_describes_itself_as_text(tmp_path):
+    root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/photos-\xe9t\xe9"))
+    write_image_folder(root, per_class=4)
+    ds = load_dataset(root, val_fraction=0.25)
+    assert ds.source == f"image folder {tmp_path}/photos-\ufffdt\ufffd"  # what a card keeps
+    assert len(ds.split("train")[1]) == 9
+    assert load_dataset(root, val_fraction=0.25).source == ds.source  # from the cache
