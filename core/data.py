@@ -637,13 +637,17 @@ def decode_file(path, image_size: int) -> tuple[np.ndarray | None, bytes | None,
 
     The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies.
     """
-    from core.images import decode_image
+    from core.images import decode_image, too_large
 
     path = Path(path)
     if reason := unsupported_file(path):
         return None, None, reason
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            # Not read at all when too large: a video or a disk image named .jpg, say.
+            if reason := too_large(os.fstat(file.fileno()).st_size):
+                return None, None, reason
+            raw = file.read()
         image = decode_image(raw, image_size)
     except ImageError as err:
         return None, None, str(err)

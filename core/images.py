@@ -231,9 +231,8 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
     data = _as_bytes(data)
     if not data:
         raise ImageError("This file is empty.")
-    if len(data) > max_bytes:
-        actual, limit = _byte_sizes(len(data), max_bytes)
-        raise ImageError(f"This file is {actual}; the limit is {limit}.")
+    if reason := too_large(len(data), max_bytes):
+        raise ImageError(reason)
     kind = _sniff(data)
     _check_pixels(_declared_size(data, kind), max_pixels)
     name = _DISPLAY_NAMES.get(kind, kind)
@@ -262,6 +261,14 @@ def _open_headers(data, name):
                 f"The file starts like a {name} image but its header is damaged, "
                 "so it cannot be read."
             ) from err
+
+
+def too_large(size: int, max_bytes: int = MAX_UPLOAD_BYTES) -> str | None:
+    """Why a file of `size` bytes is refused unread, or None when it is not too large."""
+    if size <= max_bytes:
+        return None
+    actual, limit = _byte_sizes(size, max_bytes)
+    return f"This file is {actual}; the limit is {limit}."
 
 
 def _as_bytes(data):

@@ -456,3 +456,14 @@ def test_a_folder_whose_name_is_not_utf8_loads_and_describes_itself_as_text(tmp_
     assert ds.source == f"image folder {tmp_path}/photos-\ufffdt\ufffd"  # what a card keeps
     assert len(ds.split("train")[1]) == 9
     assert load_dataset(root, val_fraction=0.25).source == ds.source  # from the cache
+
+
+def test_a_huge_file_in_a_folder_is_refused_without_being_read(tmp_path):
+    write_image_folder(tmp_path / "d", per_class=4)
+    huge = tmp_path / "d" / "cat" / "holiday.jpg"  # a 4 GB video named .jpg (sparse here)
+    huge.write_bytes(b"")
+    os.truncate(huge, 4 * 1024**3)
+    start = time.perf_counter()
+    ds = load_dataset(tmp_path / "d", val_fraction=0.25)
+    assert time.perf_counter() - start < 3  # reading it took seconds and 4 GB of memory
+    assert ds.skipped == [(str(huge), "This file is 4,096 MB; the limit is 10 MB.")]
