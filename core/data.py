@@ -538,10 +538,19 @@ class FolderListing:
         return all(f.exists() for f in files)
 
 
+def is_entry(entry: os.DirEntry, kind: str) -> bool:
+    """Whether a folder's entry is a `kind` ("dir" or "file") to read, not hidden: a link
+    that loops or leads nowhere is neither (asking raised OSError: a traceback)."""
+    if entry.name.startswith("."):
+        return False
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError:
+        return False
+
+
 def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
-    classes = sorted(
-        d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith(".")
-    )
+    classes = sorted(d.name for d in os.scandir(folder) if is_entry(d, "dir"))
     if not classes:
         raise DataError(
             f"{folder} has no class folders. Put each class's images in a subfolder named "
@@ -557,9 +566,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
         # Names sorted and joined as strings: Path objects made this listing 1.0 s instead
         # of 0.1 s for CIFAR-10's 50,000 files, and it runs on every page of a restart.
         class_folder = os.path.join(folder, name)
-        found = sorted(
-            e.name for e in os.scandir(class_folder) if e.is_file() and not e.name.startswith(".")
-        )
+        found = sorted(e.name for e in os.scandir(class_folder) if is_entry(e, "file"))
         if not found:
             raise DataError(f"The class folder {shown(class_folder)} is empty.")
         files.extend((os.path.join(class_folder, n), label) for n in found)

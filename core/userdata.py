@@ -31,6 +31,7 @@ from core.data import (
     decode_files,
     default_cache_dir,
     folder_contents,
+    is_entry,
     shown,
 )
 from core.errors import CnnError, DataError
@@ -616,15 +617,13 @@ def _parts(root: Path):
 
 
 def _subfolders(folder: Path) -> list[str]:
-    return sorted(d.name for d in os.scandir(folder) if d.is_dir() and not d.name.startswith("."))
+    return sorted(d.name for d in os.scandir(folder) if is_entry(d, "dir"))
 
 
 def _files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(
-        Path(e.path) for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")
-    )
+    return sorted(Path(e.path) for e in os.scandir(folder) if is_entry(e, "file"))
 
 
 def _class_problems(report: FolderReport, parts):

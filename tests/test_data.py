@@ -467,3 +467,20 @@ def test_a_huge_file_in_a_folder_is_refused_without_being_read(tmp_path):
     ds = load_dataset(tmp_path / "d", val_fraction=0.25)
     assert time.perf_counter() - start < 3  # reading it took seconds and 4 GB of memory
     assert ds.skipped == [(str(huge), "This file is 4,096 MB; the limit is 10 MB.")]
+
+
+def test_links_that_loop_and_pipes_in_a_folder_are_not_read(tmp_path):
+    from core.userdata import check_folder
+
+    root = tmp_path / "d"
+    write_image_folder(root, per_class=4)
+    (root / "loop").symlink_to(root / "loop")  # asking whether it is a folder raised ELOOP
+    (root / "cat" / "self.jpg").symlink_to(root / "cat" / "self.jpg")
+    (root / "dog" / "up").symlink_to(root)  # a folder inside a class: not a file
+    os.mkfifo(root / "frog" / "pipe.jpg")  # reading it would wait for ever
+    ds = load_dataset(root, val_fraction=0.25)
+    assert ds.class_names == ["cat", "dog", "frog"] and len(ds.split("train")[1]) == 9
+    assert ds.skipped == []
+    for listing in (data.folder_listing(root), None):
+        report = check_folder(root, listing=listing)
+        assert report.summary() == "3 classes, 12 images, 0 unreadable, 0 duplicates"
