@@ -226,6 +226,8 @@ def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"The path {path} does not exist.")
+    if path.is_file() and (wrong := _not_an_archive(path)):
+        raise DataError(wrong)
     if path.is_file() or _is_cifar_batches_dir(path):
         train, test = read_cifar_archive(path, image_size)
         return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {shown(str(path))}", [], {}
@@ -234,6 +236,23 @@ def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
     folder = load_image_folder(path, image_size, cache_dir, progress, listing)
     source = f"image folder {shown(str(path))}"  # kept in model cards, shown on pages
     return folder.train, folder.test, folder.class_names, source, folder.skipped, folder.files
+
+
+def _not_an_archive(path: Path) -> str | None:
+    """What a file given as the data is when it is a zip or a picture, not an archive."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return (
+            f"{path} is a zip file, not a folder: unzip it and give the folder it makes (the "
+            'Dataset page\'s "Use your own images (.zip)" unpacks and checks it for you).'
+        )
+    if path.suffix.lower() in IMAGE_SUFFIXES or path.suffix.lower() in OTHER_PICTURES:
+        return (
+            f"{path} is a single picture: give the folder that holds a folder per class "
+            "(e.g. cats/001.jpg and dogs/002.jpg)."
+        )
+    return None
 
 
 def keras_home() -> Path:

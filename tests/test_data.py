@@ -484,3 +484,18 @@ def test_links_that_loop_and_pipes_in_a_folder_are_not_read(tmp_path):
     for listing in (data.folder_listing(root), None):
         report = check_folder(root, listing=listing)
         assert report.summary() == "3 classes, 12 images, 0 unreadable, 0 duplicates"
+
+
+def test_a_zip_or_a_picture_given_as_the_data_is_named_for_what_it_is(tmp_path):
+    import zipfile
+
+    write_image_folder(tmp_path / "d", per_class=2)
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        archive.write(tmp_path / "d" / "cat" / "000.png", "cat/000.png")
+    with pytest.raises(DataError, match=r"photos.zip is a zip file, not a folder: unzip it"):
+        load_dataset(tmp_path / "photos.zip")
+    with pytest.raises(DataError, match=r"000.png is a single picture: give the folder"):
+        load_dataset(tmp_path / "d" / "cat" / "000.png")
+    (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b not really")  # still an archive's
+    with pytest.raises(DataError, match="is corrupt or not a CIFAR-10 python archive"):
+        load_dataset(tmp_path / "broken.tar.gz")
