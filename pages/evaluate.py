@@ -31,9 +31,13 @@ model, entry = state.require_model()
 dataset = state.require_dataset(image_size=int(model.input_shape[1]))
 card_classes = entry["card"].get("class_names")
 if card_classes and card_classes != dataset.class_names:
+
+    def few(names: list[str]) -> str:
+        return ", ".join(names[:5]) + ("…" if len(names) > 5 else "")
+
     st.error(
-        f"The model knows {len(card_classes)} classes ({', '.join(card_classes[:5])}…) but the "
-        f"dataset has {len(dataset.class_names)} ({', '.join(dataset.class_names[:5])}…). "
+        f"The model knows {len(card_classes)} classes ({few(card_classes)}) but the dataset "
+        f"has {len(dataset.class_names)} ({few(dataset.class_names)}). "
         "Choose a matching model or dataset in the sidebar."
     )
     st.stop()

@@ -940,3 +940,14 @@ def test_uneven_classes_get_a_balanced_accuracy_beside_the_accuracy(app, trained
         and f"the largest class has {imbalance(support):.1f}x the images" in c.value
         for c in app.caption
     )
+
+
+def test_a_model_of_other_classes_is_refused_with_both_lists(data_app):
+    """The shipped model (10 CIFAR-10 classes) on the 3-class folder: a sentence, no page."""
+    at = data_app
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception
+    assert at.error[0].value == (
+        "The model knows 10 classes (airplane, automobile, bird, cat, deer…) but the dataset "
+        "has 3 (cat, dog, frog). Choose a matching model or dataset in the sidebar."
+    )
