@@ -30,6 +30,7 @@ import numpy as np
 
 from core import distribute, runs
 from core.augment import AugmentConfig
+from core.data import shown
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from core.hardware import effective_precision, precision_warning
@@ -1042,7 +1043,9 @@ def cli_command(config: TrainConfig) -> str:
             args += [flag, str(value)]
     if d.augment != default.augment:
         args += ["--augment", format_augment(d.augment)]
-    return shlex.join(args)
+    # As text: a data path whose bytes are not UTF-8 has U+FFFD there (the pages show the
+    # line; config.json keeps the path itself for resuming).
+    return shown(shlex.join(args))
 
 
 def preset_defaults(preset: str) -> TrainConfig:

@@ -896,3 +896,24 @@ def test_cli_shows_progress_while_it_decodes_a_folder_the_first_time(image_folde
     assert "36/36" in said.out  # Keras's bar, at its end (one line when not a terminal)
     assert train_mod.main(args) == 0
     assert "Decoding the image folder" not in capsys.readouterr().err  # from the cache
+
+
+def test_a_run_on_a_folder_whose_name_is_not_utf8_is_shown_on_home(tmp_path, capsys):
+    """The card's reproducing line has U+FFFD where the path's byte is not UTF-8 (Streamlit
+    sends text as UTF-8: Home stopped on the path as given); config.json keeps the path."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT, write_image_folder
+
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/photos-\xe9"))
+    write_image_folder(folder, per_class=12)
+    assert train_mod.main(["--data", str(folder), "--epochs", "1", "--quiet"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert f"--data '{tmp_path}/photos-\ufffd' " in card["command"]
+    assert json.loads((run_dir / "config.json").read_text())["data"] == str(folder)  # resumes there
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["sidebar_model"] = run_dir.name
+    at.run()
+    assert not at.exception
+    assert at.code[0].value == card["command"]
