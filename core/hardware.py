@@ -8,10 +8,18 @@ ask for "auto", which `effective_precision` turns into what this machine runs fa
 """
 
 import functools
+import os
 
 # /proc/cpuinfo flags of bf16 arithmetic: x86 (AVX-512 BF16, AMX) and Arm (the BF16
 # extension, a "Features" entry).
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS, Windows
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:

@@ -33,7 +33,7 @@ from core.augment import AugmentConfig
 from core.data import shown
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
-from core.hardware import effective_precision, precision_warning
+from core.hardware import effective_precision, precision_warning, usable_cores
 from core.model import ModelConfig, check_pretrained, preset_config, set_whiten_bias_trainable
 from core.optimizers import KERNEL_RATIO, Muon
 
@@ -1000,7 +1000,9 @@ def model_card(model, config: TrainConfig, dataset, history: list[dict], wall_se
         "train_seconds": round(sum(h.get("seconds", 0) for h in history), 1),
         "created": runs.now_iso(),
         "wall_seconds": wall_seconds,
-        "machine": f"{_cpu_name()}, {platform.machine()} {platform.system()}, {_cpu_count()} cores",
+        "machine": (
+            f"{_cpu_name()}, {platform.machine()} {platform.system()}, {usable_cores()} cores"
+        ),
         "keras_version": keras.__version__,
         "command": cli_command(config),
     }
@@ -1013,12 +1015,6 @@ def _cpu_name() -> str:
     except OSError:
         names = []
     return names[0] if names else platform.processor() or "unknown CPU"
-
-
-def _cpu_count():
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 # --- command line -------------------------------------------------------------------
