@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -46,20 +47,42 @@ def small_disk(path: Path, size: str = "2m"):
 
 
 @contextlib.contextmanager
-def read_only(path: Path):
+def read_only(path: Path, pause_group: int | None = None):
     """Makes the folder `path` read-only for every new open, rename or mkdir through it.
 
     A read-only bind mount of the folder over itself: `mount -o remount,ro` of a file
     system is refused ("busy") while a training holds its log open for writing; a bind
     mount is not. Files opened before stay writable (the log keeps the child's last
     words); everything done by path afterwards (a status, a checkpoint) fails EROFS.
+
+    Args:
+        path: the folder.
+        pause_group: a process group writing into `path`, stopped while the mount is
+            made: a file it opens for writing between the bind and the remount would be
+            on the new mount, which then refuses to turn read-only ("busy").
     """
-    _mount("--bind", str(path), str(path))
+    with _paused(pause_group):
+        _mount("--bind", str(path), str(path))
+        try:
+            _mount("-o", "remount,bind,ro", str(path))
+        except BaseException:
+            _umount(path)
+            raise
     try:
-        _mount("-o", "remount,bind,ro", str(path))
         yield path
     finally:
         _umount(path)
+
+
+@contextlib.contextmanager
+def _paused(group: int | None):
+    if group is not None:
+        os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if group is not None:
+            os.killpg(group, signal.SIGCONT)
 
 
 def fill(folder: Path, leave: int = 0) -> Path:

@@ -270,7 +270,8 @@ def test_a_runs_folder_turning_read_only_mid_training_ends_the_run_as_failed(
         jobs.wait_for_state(run_dir, ("running",), timeout=120)
         # In epoch 2 the TensorBoard writers are open; what fails next is the run's own write.
         _wait_until(lambda: (runs.read_status(run_dir).get("epoch") or 0) >= 2)
-        with read_only(base):
+        pgid = json.loads((run_dir / jobs.JOB_FILE).read_text())["pid"]
+        with read_only(base, pause_group=pgid):
             turned = time.monotonic()
             current = jobs.wait_for_state(run_dir, jobs.FINISHED, timeout=60)
             seconds = time.monotonic() - turned
