@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import pickle
 import sys
@@ -564,7 +565,7 @@ class FolderListing:
         return {n: self.cache / f"{n}.npy" for n in _ARRAYS}
 
     def cached(self) -> bool:
-        files = [*self.arrays().values(), self.cache / "skipped.txt"]
+        files = [*self.arrays().values(), self.cache / SKIPPED_FILE]
         return all(f.exists() for f in files)
 
 
@@ -604,7 +605,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 def _listing_key(listing, image_size) -> str:
-    digest = hashlib.sha256(f"v1|{image_size}".encode())
+    digest = hashlib.sha256(f"v2|{image_size}".encode())  # v2: skipped files as JSON
     for path, label, part in listing:
         st = os.stat(path)
         # A file name need not be valid UTF-8: fsencode gives back its own bytes.
@@ -625,11 +626,7 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
     """
     cache, files = folder.cache, folder.arrays()
     if folder.cached():
-        skipped = [
-            tuple(line.split("\t", 1))
-            for line in os.fsdecode((cache / "skipped.txt").read_bytes()).split("\n")
-            if line
-        ]
+        skipped = [tuple(pair) for pair in json.loads((cache / SKIPPED_FILE).read_bytes())]
         return {n: np.load(files[n]) for n in names}, skipped
     arrays, skipped = decode_files(folder.files, folder.image_size, progress)
     try:
@@ -638,9 +635,9 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
             buf = io.BytesIO()
             np.save(buf, arr)
             atomic_write_bytes(files[name], buf.getvalue())
-        atomic_write_bytes(
-            cache / "skipped.txt", os.fsencode("".join(f"{p}\t{r}\n" for p, r in skipped))
-        )
+        # JSON, not lines: a name may hold a line break or a tab, and escapes keep the
+        # bytes of one that is not UTF-8 (lone surrogates) as they were.
+        atomic_write_bytes(cache / SKIPPED_FILE, json.dumps(skipped).encode("ascii"))
         atomic_write_bytes(cache / SOURCE_FILE, os.fsencode("|".join(folder.source)))
         remove_stale_entries(cache, "folder-*", _entry_source, folder.source)
     except OSError:
@@ -648,7 +645,7 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
     return {n: arrays[n] for n in names}, skipped
 
 
-SOURCE_FILE = "source.txt"
+SOURCE_FILE, SKIPPED_FILE = "source.txt", "skipped.json"
 
 
 def _entry_source(entry: Path) -> tuple[str, str]:

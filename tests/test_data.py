@@ -458,6 +458,18 @@ def test_a_folder_whose_name_is_not_utf8_loads_and_describes_itself_as_text(tmp_
     assert load_dataset(root, val_fraction=0.25).source == ds.source  # from the cache
 
 
+def test_skipped_files_come_back_from_the_cache_whatever_their_names(tmp_path):
+    write_image_folder(tmp_path / "d", per_class=4)
+    odd = ["two\nlines.jpg", "tab\there.jpg", "caf\udce9.jpg", "end\\n.jpg"]  # \udce9: a byte
+    for name in odd:
+        Path(os.fsdecode(os.fsencode(tmp_path / "d" / "cat" / name))).write_bytes(b"\xff\xd8")
+    first = load_dataset(tmp_path / "d", val_fraction=0.25, cache_dir=tmp_path / "c")
+    shown = sorted(name.replace("\udce9", "\ufffd") for name in odd)
+    assert sorted(Path(p).name for p, _ in first.skipped) == shown
+    again = load_dataset(tmp_path / "d", val_fraction=0.25, cache_dir=tmp_path / "c")
+    assert again.skipped == first.skipped  # a line break or a tab in a name split the entry
+
+
 def test_a_huge_file_in_a_folder_is_refused_without_being_read(tmp_path):
     write_image_folder(tmp_path / "d", per_class=4)
     huge = tmp_path / "d" / "cat" / "holiday.jpg"  # a 4 GB video named .jpg (sparse here)
