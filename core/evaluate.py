@@ -6,6 +6,7 @@ python -m core.evaluate runs/<run> --data cifar10 --split test
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import io
 import json
@@ -471,6 +472,9 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+_INTERVAL = ("recall_low", "recall_high")  # the recall's 95% interval, in the CSV
+
+
 @dataclass
 class Report:
     """Everything the Evaluate page and the CLI show for one model on one split."""
@@ -540,17 +544,17 @@ class Report:
     def per_class_csv(self) -> str:
         """Per-class precision, recall, F1, support and the recall's 95% interval, then
         the two averages, as CSV."""
-        lines = ["class,precision,recall,f1,support,recall_low,recall_high"]
+        out = io.StringIO()
+        rows = csv.writer(out, lineterminator="\n")  # quotes a class name with a comma
+        rows.writerow(["class", "precision", "recall", "f1", "support", *_INTERVAL])
         for r in self.per_class_rows():
-            lines.append(
-                f"{r['class']},{r['precision']:.6f},{r['recall']:.6f},{r['f1']:.6f},"
-                f"{int(r['support'])},{r['recall_low']:.6f},{r['recall_high']:.6f}"
-            )
+            scores = [r[k] for k in ("precision", "recall", "f1")]
+            interval = [f"{r[k]:.6f}" for k in _INTERVAL]
+            rows.writerow([r["class"], *(f"{v:.6f}" for v in scores), int(r["support"]), *interval])
         for kind, avg in self.averages.items():
-            lines.append(
-                f"{kind} avg,{avg['precision']:.6f},{avg['recall']:.6f},{avg['f1']:.6f},,,"
-            )
-        return "\n".join(lines) + "\n"
+            scores = [f"{avg[k]:.6f}" for k in ("precision", "recall", "f1")]
+            rows.writerow([f"{kind} avg", *scores, "", "", ""])
+        return out.getvalue()
 
     def cell(self, true_class: int, pred_class: int) -> np.ndarray:
         """Indices of the images in one confusion-matrix cell, most confident first."""

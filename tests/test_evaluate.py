@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -362,11 +364,16 @@ def test_cells_csv_and_top_k_of_a_report():
     assert report.cell(1, 0).tolist() == [0, 1]  # 0.7 before 0.6
     assert report.cell(0, 0).tolist() == [3] and report.cell(2, 2).tolist() == []
     assert report.top_k(2, 2) == [("b", 0.8), ("a", pytest.approx(0.1))]
-    csv = report.per_class_csv().splitlines()
-    assert csv[0] == "class,precision,recall,f1,support,recall_low,recall_high"
-    assert csv[1] == "a,0.333333,1.000000,0.500000,1,0.206543,1.000000"  # 1 of 1: Wilson
-    assert csv[2].startswith("b,1.000000,0.333333,0.500000,3")
-    assert csv[-1].startswith("weighted avg,")
+    lines = report.per_class_csv().splitlines()
+    assert lines[0] == "class,precision,recall,f1,support,recall_low,recall_high"
+    assert lines[1] == "a,0.333333,1.000000,0.500000,1,0.206543,1.000000"  # 1 of 1: Wilson
+    assert lines[2].startswith("b,1.000000,0.333333,0.500000,3")
+    assert lines[-1].startswith("weighted avg,")
+    # A class folder's name may hold a comma or a quote: the row keeps its columns.
+    odd = ev.report_from_probs(probs, np.array([1, 1, 1, 0]), ["cat, big", 'say "hi"', "c"])
+    rows = list(csv.reader(io.StringIO(odd.per_class_csv())))
+    assert [r[0] for r in rows[1:4]] == ["cat, big", 'say "hi"', "c"]
+    assert {len(r) for r in rows} == {7}
 
 
 def test_novelty_scores_are_kept_until_the_check_or_the_images_change(trained_run, tmp_path):
