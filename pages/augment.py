@@ -10,6 +10,7 @@ from core.data import UPLOAD_TYPES
 from core.errors import ImageError
 from core.images import FORMAT_NAMES, decode_image
 from ui import state
+from ui.text import md, md_sentence
 
 state.ensure_routed()
 
@@ -75,7 +76,7 @@ def _uploaded_image():
     try:
         pixels = decode_image(upload.getvalue(), UPLOAD_SIZE, filename=upload.name)
     except ImageError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         st.stop()
     return pixels[None], [upload.name]
 
@@ -119,7 +120,7 @@ else:
 out = _variants(images, config.to_dict(), variants, int(seed))
 factor = max(1, DISPLAY_PX // images.shape[1])
 for original, copies, caption in zip(images, out, captions, strict=True):
-    st.markdown(f"**{caption}**")
+    st.markdown(f"**{md(caption)}**")
     st.image(
         [datastats.enlarge(img, factor) for img in [original, *copies]],
         caption=["original"] + [f"variant {k + 1}" for k in range(variants)],

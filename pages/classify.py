@@ -13,6 +13,7 @@ from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
 from ui import adversarial, charts, state
+from ui.text import md, md_sentence
 
 state.ensure_routed()
 
@@ -22,7 +23,7 @@ ORIGINAL_WIDTH = 160  # the uploaded photo beside what the model sees, in CSS pi
 st.title("Classify")
 model, entry = state.require_model()
 class_names = entry["card"].get("class_names") or [str(i) for i in range(model.output_shape[-1])]
-st.caption(f"Model: {entry['label']} · classes: {', '.join(class_names)}")
+st.caption(f"Model: {md(entry['label'])} · classes: {', '.join(map(md, class_names))}")
 engine, record = state.int8_engine(entry)
 fast = engine is not None and st.toggle(
     "Fast int8 answers",
@@ -143,12 +144,13 @@ def evidence_for(pred) -> tuple:
     rank first where the float32 model does not), by the method chosen."""
     shown = int(pred.probs.argmax())
     if evidence == "Grad-CAM":
-        return state.grad_cam_view(entry, model, pred.pixels, shown)[0], f"Grad-CAM: {pred.label}"
+        view = state.grad_cam_view(entry, model, pred.pixels, shown)[0]
+        return view, f"Grad-CAM: {md(pred.label)}"
     found = state.occlusions(entry, model, pred.pixels)[shown]
     scale = strongest_change(found)
     view = enlarge(signed_overlay(pred.pixels, found.drop, scale=scale), 5)
     return view, (
-        f"Occlusion: {pred.label}, red for, blue against (hiding one square leaves "
+        f"Occlusion: {md(pred.label)}, red for, blue against (hiding one square leaves "
         f"{found.lowest:.0%})"
     )
 
@@ -178,7 +180,7 @@ ANSWERED_BY = ("int8 copy" if fast else "float32 model") + (
 
 
 def show(name, original, pred, slot: str):
-    st.markdown(f"**{name}** → **{pred.label}** ({pred.confidence:.1%})")
+    st.markdown(f"**{md(name)}** → **{md(pred.label)}** ({pred.confidence:.1%})")
     if pred.unfamiliar:
         share = check.typical_share(pred.novelty)
         than = (
@@ -216,7 +218,7 @@ if probe is not None:
 for n, (name, pred, error) in enumerate(results[:DETAILED]):
     with st.container(border=True):
         if error:
-            st.error(f"{name}: {error}")
+            st.error(f"{md(name)}: {md_sentence(error)}")
             continue
         show(name, _original(files[n][1]), pred, str(n))
 

@@ -6,6 +6,7 @@ import streamlit as st
 from core import datastats, userdata
 from core.errors import CnnError
 from ui import charts, near_duplicates, state
+from ui.text import md, md_sentence
 
 state.ensure_routed()
 
@@ -38,19 +39,19 @@ def _zip_uploader():
         help=f"{userdata.LAYOUT} Up to {userdata.MAX_ZIP_MB} MB.",
     )
     if error := state.take_zip_upload(upload):
-        st.error(error)
+        st.error(md_sentence(error))
 
 
 def _folder_check(path):
     try:
         report = state.folder_report(path)
     except CnnError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         st.stop()
     for problem in report.problems:
-        st.error(problem)
+        st.error(md_sentence(problem))
     for warning in report.warnings:
-        st.warning(warning)
+        st.warning(md_sentence(warning))
     with st.expander(
         f"Folder check: {report.summary()}", expanded=not report.ok or bool(report.unreadable)
     ):
@@ -77,8 +78,8 @@ ds = state.require_dataset()
 counts = _counts(_key(ds), ds)
 factor = max(1, DISPLAY_PX // ds.image_size)
 
-st.caption(f"Source: {ds.source} · {ds.image_size}x{ds.image_size} pixels")
-st.write("**Classes:** " + ", ".join(ds.class_names))
+st.caption(f"Source: {md(ds.source)} · {ds.image_size}x{ds.image_size} pixels")
+st.write("**Classes:** " + ", ".join(md(name) for name in ds.class_names))
 columns = st.columns(len(ds.splits) + 1)
 for column, (name, (_, y)) in zip(columns, ds.splits.items(), strict=False):
     column.metric(f"{name} images", f"{len(y):,}")
@@ -109,7 +110,7 @@ if not len(picked):
     st.info("Choose at least one class to see samples.")
 for label in sorted(labels):
     rows = picked[y[picked] == label]
-    st.markdown(f"**{ds.class_names[label]}** · {len(rows)} of {counts[split][label]:,}")
+    st.markdown(f"**{md(ds.class_names[label])}** · {len(rows)} of {counts[split][label]:,}")
     st.image([datastats.enlarge(x[i], factor) for i in rows], caption=[f"#{i}" for i in rows])
 
 if len(picked):
@@ -141,7 +142,7 @@ with tab_counts:
                 "the classes\" weighs every class the same, and the Evaluate page's balanced "
                 "accuracy counts every class the same."
             )
-        st.caption(sizes)
+        st.caption(md_sentence(sizes))
 with tab_hist:
     edges = histograms["edges"]
     fig = charts.pixel_histograms(edges, histograms["counts"])
@@ -150,7 +151,7 @@ with tab_hist:
     share = f"all {total:,}" if counted == total else f"a random {counted:,} of the {total:,}"
     st.caption(f"Pixel values of {share} {split} images, in bins of {edges[1] - edges[0]:g}.")
 with tab_mean:
-    st.image([datastats.enlarge(m, factor) for m in means], caption=ds.class_names)
+    st.image([datastats.enlarge(m, factor) for m in means], caption=list(map(md, ds.class_names)))
     st.caption(f"The average of every {split} image of each class, pixel by pixel.")
 
 near_duplicates.dataset_section(ds, factor)

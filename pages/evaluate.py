@@ -19,6 +19,7 @@ from core.evaluate import (
     with_temperature,
 )
 from ui import adversarial, charts, evaluate_sections, near_duplicates, state
+from ui.text import md, md_sentence
 
 state.ensure_routed()
 
@@ -33,7 +34,7 @@ card_classes = entry["card"].get("class_names")
 if card_classes and card_classes != dataset.class_names:
 
     def few(names: list[str]) -> str:
-        return ", ".join(names[:5]) + ("…" if len(names) > 5 else "")
+        return ", ".join(map(md, names[:5])) + ("…" if len(names) > 5 else "")
 
     st.error(
         f"The model knows {len(card_classes)} classes ({few(card_classes)}) but the dataset "
@@ -139,7 +140,7 @@ def gallery(indices, captions, columns=6):
     for start in range(0, len(items), columns):
         row = items[start : start + columns]  # the last row may be shorter
         for col, (i, caption) in zip(st.columns(columns), row, strict=False):
-            col.image(enlarge(x_split[i], 4), caption=caption, width="stretch")
+            col.image(enlarge(x_split[i], 4), caption=md(caption), width="stretch")
 
 
 def look_at(true_name: str, pred_name: str) -> None:
@@ -152,9 +153,9 @@ if confusions := top_confusions(report.confusion, 5):
     for col, (t, p, n) in zip(st.columns(len(confusions)), confusions, strict=False):
         of = int(report.per_class["support"][t])
         col.button(
-            f"{names[t]} → {names[p]} · {n:,}",
-            help=f"{n:,} of the {of:,} {names[t]} images ({n / of:.0%}) were answered "
-            f"{names[p]}. Show them.",
+            f"{md(names[t])} → {md(names[p])} · {n:,}",
+            help=f"{n:,} of the {of:,} {md(names[t])} images ({n / of:.0%}) were answered "
+            f"{md(names[p])}. Show them.",
             key=f"evaluate_pair_{t}_{p}",
             on_click=look_at,
             args=(names[t], names[p]),
@@ -168,7 +169,7 @@ pred_name = pick[1].selectbox(
 )
 cell = report.cell(names.index(true_name), names.index(pred_name))
 st.write(
-    f"**{len(cell)}** image(s) of *{true_name}* predicted as *{pred_name}*"
+    f"**{len(cell)}** image(s) of *{md(true_name)}* predicted as *{md(pred_name)}*"
     + (" (first 24 shown)" if len(cell) > 24 else "")
 )
 if temperature != 1.0 and len(cell):
@@ -347,7 +348,7 @@ if st.toggle(
     try:
         picked = draw_space(feature_space())
     except ValueError as err:  # a model without a Dense layer has no classifier input
-        st.info(f"No feature space for this model: {err}")
+        st.info(f"No feature space for this model: {md_sentence(err)}")
     if picked and picked != st.session_state.get("_evaluate_picked"):
         st.session_state["evaluate_why_from"] = SPACE  # a new selection: look at it below
     st.session_state["_evaluate_picked"] = picked
@@ -384,7 +385,7 @@ else:
     cols = st.columns(3)
     cols[0].image(
         enlarge(x_split[index], scale),
-        caption=f"{split} #{index}, labelled {names[true]}",
+        caption=md(f"{split} #{index}, labelled {names[true]}"),
         width="stretch",  # three equal images: a long caption widens none of them
     )
     pairs = [
@@ -396,8 +397,10 @@ else:
             view, found = state.grad_cam_view(entry, model, x_split[index], c, scale)
             col.image(
                 view,
-                caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%})"
-                + ("" if found else ": none found"),
+                caption=md(
+                    f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%})"
+                    + ("" if found else ": none found")
+                ),
                 width="stretch",
             )
         st.caption(
@@ -413,8 +416,10 @@ else:
             view = inspect.signed_overlay(x_split[index], hidden[c].drop, scale=strongest)
             col.image(
                 enlarge(view, scale),
-                caption=f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%}): "
-                f"hiding one square leaves {hidden[c].lowest:.0%}",
+                caption=md(
+                    f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%}): "
+                    f"hiding one square leaves {hidden[c].lowest:.0%}"
+                ),
                 width="stretch",
             )
         side = hidden[answer].side

@@ -9,6 +9,7 @@ from core.errors import CnnError
 from core.evaluate import with_temperature
 from core.images import decode_image
 from ui import charts, class_curves, state, units
+from ui.text import md, md_sentence
 
 state.ensure_routed()
 
@@ -66,7 +67,7 @@ def choose_image(size):
     default = 0 if probe or state.dataset_ready() else len(sources) - 1
     labels = {"Upload": "Upload an image"}
     if probe:
-        labels["Probe"] = f"The image sent here: {probe['caption']}"
+        labels["Probe"] = f"The image sent here: {md(probe['caption'])}"
     source = st.radio(
         "Image",
         sources,
@@ -86,7 +87,7 @@ def choose_image(size):
         try:
             return decode_image(file.getvalue(), size, filename=file.name), file.name
         except CnnError as err:
-            st.error(str(err))
+            st.error(md_sentence(err))
             return None, None
     dataset = state.require_dataset()
     split = st.selectbox("Split", list(dataset.splits), key="filters_split")
@@ -151,7 +152,7 @@ def maps_tab():
             st.info("Choose an image to look through the network.")
             return None, None
         pixels = inspect.model_image(model, pixels)
-        st.image(inspect.upscale(pixels, max(1, 192 // size)), caption=caption)
+        st.image(inspect.upscale(pixels, max(1, 192 // size)), caption=md(caption))
     with right:
         names = inspect.map_layers(model)
         layer = st.selectbox("Layer", names, key="filters_map_layer")
@@ -193,7 +194,7 @@ def maps_tab():
     )
     if method == "Grad-CAM":
         big = inspect.upscale(inspect.overlay(pixels, heat, alpha), max(1, 256 // size))
-        cols[1].image(big, caption=f"Evidence for {class_names[explained]} ({cam_layer})")
+        cols[1].image(big, caption=md(f"Evidence for {class_names[explained]} ({cam_layer})"))
     else:
         occluded(cols[1], pixels, explained, alpha)
     cols[2].plotly_chart(
@@ -212,7 +213,7 @@ def occluded(where, pixels, explained, alpha) -> None:
     strongest = inspect.strongest_change(found)
     view = inspect.signed_overlay(pixels, found.drop, alpha, scale=strongest)
     big = inspect.upscale(view, max(1, 256 // size))
-    name = class_names[explained]
+    name = md(class_names[explained])
     where.image(big, caption=f"Evidence for {name} (occlusion): red for, blue against")
     where.caption(
         f"Each pixel is coloured by how much the probability of {name} "
@@ -360,7 +361,7 @@ def replay_view(run_dir, epochs, pixels, caption, playing):
     try:
         rec = replay_epoch(run_dir, epoch, registry.model_version(path), pixels)
     except (CnnError, OSError) as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         return
     labels = rec["class_names"] or [f"class {i}" for i in range(len(rec["probs"]))]
     st.subheader(f"Epoch {epoch}")
@@ -368,7 +369,7 @@ def replay_view(run_dir, epochs, pixels, caption, playing):
     with left:
         st.caption("First-layer filters")
         tile_images(rec["tiles"])
-    right.caption(f"Predicted probabilities for {caption}")
+    right.caption(f"Predicted probabilities for {md(caption)}")
     right.image(inspect.upscale(pixels, max(1, 96 // size)))
     right.plotly_chart(
         charts.top_answers(top_classes(rec["probs"], labels, 10)),

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import registry
 from ui import state
+from ui.text import md
 
 state.ensure_routed()
 
@@ -27,7 +28,7 @@ else:
     acc = metrics.get("val_accuracy")
     cols[2].metric("Validation accuracy", f"{acc:.1%}" if acc is not None else "–")
     cols[3].metric("Epochs", card.get("epochs", "–"))
-    st.caption(f"{entry['label']} · {registry.provenance(card)}")
+    st.caption(md(f"{entry['label']} · {registry.provenance(card)}"))
     if card.get("command"):
         st.code(card["command"], language="bash", wrap_lines=True)
 

@@ -11,6 +11,7 @@ from core.errors import CnnError
 from core.fileio import read_json
 from core.train import lr_plan, run_config
 from ui import charts, state, train_form
+from ui.text import md, md_sentence
 
 state.ensure_routed()
 
@@ -58,7 +59,7 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
             st.rerun()
     c = st.columns([4, 1])
     c[0].markdown(
-        f"**{Path(path).name}** :{BADGE.get(status['state'], 'red')}-badge[{status['state']}]"
+        f"**{md(Path(path).name)}** :{BADGE.get(status['state'], 'red')}-badge[{status['state']}]"
     )
     if status["state"] in jobs.ACTIVE:
         fraction, text = jobs.progress(status)
@@ -68,7 +69,7 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
         if runs.stop_requested(Path(path)):
             st.caption("Stopping at the end of the current batch…")
     if status["state"] in ("failed", "interrupted") and status.get("message"):
-        st.error(status["message"])
+        st.error(md_sentence(status["message"]))
         with st.expander("End of train.log"):
             st.code(jobs.log_tail(path) or "(empty)", language=None)
     if status["state"] in jobs.RESUMABLE:  # what went wrong first, then what resuming costs
@@ -77,7 +78,7 @@ def live_view(path: str, polling: bool, shown: tuple) -> None:
                 jobs.launch_resume(path)
                 st.rerun()
             except CnnError as err:
-                st.error(str(err))
+                st.error(md_sentence(err))
         if sentence := estimate.describe_remaining(path):
             st.caption(sentence)
 
@@ -216,7 +217,7 @@ def runs_table(rows: list[dict]) -> None:
     names = [r["name"] for r in chosen]
     # The confirmation belongs to this selection: a new selection asks again.
     what = names[0] if len(names) == 1 else f"these {len(names)} runs"
-    sure = c[0].checkbox(f"Yes, delete {what}", key=f"train_confirm_{'+'.join(names)}")
+    sure = c[0].checkbox(f"Yes, delete {md(what)}", key=f"train_confirm_{'+'.join(names)}")
     c[1].button("Delete", key="train_delete", on_click=delete, args=(chosen,), disabled=not sure)
 
 
@@ -251,11 +252,12 @@ if active or rows:
 else:
     st.caption("No run yet: start one below.")
 if error := st.session_state.pop("train_notice_error", None):
-    st.error(error)
+    st.error(md_sentence(error))
 new_run_box = st.container()
 runs_table(rows)
 with new_run_box:
     # Drawn last: without a dataset the form stops the script, and the runs stay visible.
     if notice := st.session_state.pop("train_notice", None):
-        st.success(notice + " It trains in its own process: closing this tab does not stop it.")
+        closing = " It trains in its own process: closing this tab does not stop it."
+        st.success(md_sentence(notice) + closing)
     train_form.new_run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def write_cifar_archive(path, per_batch: int = 20, seed: int = 0) -> dict:
             tar.addfile(info, io.BytesIO(raw))
             arrays[name] = (x, y)
     return arrays
+
+
+def as_read(markdown: str) -> str:
+    """What a reader sees of markdown that `ui.text.md` escaped: its backslashes gone."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
 
 
 def write_image_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), size=40, fmt="PNG"):

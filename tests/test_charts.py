@@ -65,16 +65,23 @@ def test_a_runs_learning_rate_is_planned_recorded_and_where_it_is_now():
 
 @pytest.mark.parametrize("normalised", [False, True])
 def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(normalised):
-    names = ["cat", "dog", "frog"]
+    names = ["cat", "<b>dog", "frog"]  # a folder's name: shown as written, not in bold
+    escaped = {"<b>dog": "&lt;b&gt;dog"}
     shown = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 9]], float)
     if normalised:
         shown = shown / shown.sum(axis=1, keepdims=True)
-    heat, cells = charts.confusion_matrix(shown, names, normalised).data
+    fig = charts.confusion_matrix(shown, names, normalised)
+    heat, cells = fig.data
     np.testing.assert_array_equal(heat.z, shown)
     assert heat.text[1][0] == (f"{2 / 10:.2f}" if normalised else "2")
     assert len(cells.x) == 9 and cells.marker.opacity == 0.01
-    for true, predicted, value in zip(cells.y, cells.x, cells.customdata, strict=True):
-        assert value == shown[names.index(true), names.index(predicted)]
+    # A click gives back the names themselves; the ticks and the hover show them escaped.
+    for true, predicted, (value, *said) in zip(cells.y, cells.x, cells.customdata, strict=True):
+        t, p = names.index(true), names.index(predicted)
+        assert value == shown[t, p]
+        assert said == [escaped.get(n, n) for n in (names[t], names[p])]
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert list(axis.tickvals) == names and list(axis.ticktext)[1] == escaped["<b>dog"]
 
 
 def test_reliability_draws_a_group_of_bars_per_calibration_and_the_diagonal():

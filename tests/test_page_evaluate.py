@@ -12,6 +12,7 @@ import pytest
 from core.data import load_dataset
 from core.evaluate import evaluate, wilson_interval
 from core.model import load_model
+from tests.conftest import as_read
 from tests.mounts import needs_root, read_only
 
 
@@ -686,7 +687,7 @@ def test_an_int8_copy_that_cannot_be_written_is_a_sentence_and_nothing_is_writte
     with read_only(trained_run):
         app.button(key="evaluate_int8").click().run()
     assert not app.exception
-    assert [e.value for e in app.error] == [
+    assert [as_read(e.value) for e in app.error] == [
         f"The int8 copy could not be written to {trained_run}: Read-only file system."
     ]
     assert sorted(p.name for p in trained_run.iterdir()) == before

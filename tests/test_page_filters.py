@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import inspect
 from core.model import load_model
-from tests.conftest import ROOT, plotly_values
+from tests.conftest import ROOT, as_read, plotly_values
 
 PAGE = "pages/filters.py"
 
@@ -59,7 +59,7 @@ def test_filters_maps_and_grad_cam(app, trained_run):
     assert any(c.startswith("conv2_1: 64 filters × 32 input channels of 3×3") for c in captions)
     assert any("the first 16 × 16 shown" in c for c in captions)
     assert any(c.startswith("pool2: 6×6×64") for c in captions)
-    assert "Evidence for frog (act2_1)" in app.get("image")[2].captions[0]
+    assert "Evidence for frog (act2_1)" in as_read(app.get("image")[2].captions[0])
 
 
 def test_upload_explains_refusals_and_accepts_images(app):
@@ -235,7 +235,7 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
 
     app.switch_page(PAGE).run()
     # The session's run trained on a twin folder with a quarter held out: not the sidebar's.
-    [info] = [i.value for i in app.info if i.value.startswith("This run trained on")]
+    [info] = [as_read(i.value) for i in app.info if i.value.startswith("This run trained on")]
     assert read_json(trained_run / "config.json")["data"] in info
     assert not [t for t in app.toggle if t.key == "filters_curves"]
 
@@ -279,14 +279,14 @@ def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_
     (trained_run / "checkpoints" / "epoch_002.keras").write_bytes(b"not a model")
     app.run()
     assert not app.exception
-    [error] = [e.value for e in app.error if e.value.startswith("The run's checkpoints")]
+    [error] = [as_read(e.value) for e in app.error if e.value.startswith("The run's checkpoints")]
     assert "epoch_002.keras could not be loaded" in error  # the replay's own error above too
     # One listed but gone when read (a dangling link stands in for a file deleted meanwhile).
     (trained_run / "checkpoints" / "epoch_002.keras").unlink()
     (trained_run / "checkpoints" / "epoch_003.keras").symlink_to(trained_run / "gone.keras")
     app.run()
     assert not app.exception
-    [error] = [e.value for e in app.error if e.value.startswith("The run's checkpoints")]
+    [error] = [as_read(e.value) for e in app.error if e.value.startswith("The run's checkpoints")]
     assert error.endswith(f"No such file or directory: {trained_run}/checkpoints/epoch_003.keras")
 
 

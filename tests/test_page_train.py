@@ -15,6 +15,7 @@ from core.data import load_dataset
 from core.fileio import atomic_write_json, read_json
 from core.model import load_model
 from core.train import RECIPES, TrainConfig, parse_augment
+from tests.conftest import as_read
 
 SEED_PARAMS_3_CLASSES = 167_562 - 650 + 64 * 3 + 3
 
@@ -387,13 +388,13 @@ def test_the_transfer_preset_warns_without_weights_and_offers_scratch_presets(ap
     app.selectbox(key="train_preset").set_value("mobilenet").run()
     assert not app.exception
     assert app.selectbox(key="train_image_size").value == 96  # the preset's recipe size
-    (warning,) = [w.value for w in app.warning]
+    (warning,) = [as_read(w.value) for w in app.warning]
     assert warning.startswith("ImageNet weights for MobileNetV3Small are not on this machine")
     assert warning.endswith("choose a from-scratch preset such as quick or fast.")
     assert any(c.value == "For 3 classes of 96x96 images." for c in app.caption)
     assert "conv_1" in app.dataframe[0].value["layer"].tolist()  # the summary needs no weights
     app.button(key="train_start").click().run()
-    assert [e.value for e in app.error] == [warning]
+    assert [as_read(e.value) for e in app.error] == [warning]
     assert _run_dirs() == [trained_run]  # nothing was launched
 
     app.button(key="train_use_quick").click().run()

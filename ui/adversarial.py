@@ -16,6 +16,7 @@ from core.adversarial import EPSILONS, STEPS
 from core.datastats import enlarge
 from core.inspect import curve_rows
 from ui import charts, state
+from ui.text import md
 
 LADDER = ", ".join(str(e) for e in EPSILONS)
 HOW = (
@@ -86,12 +87,12 @@ def fool_row(
     )
     if target is not None:
         found = fooled(entry, model, pred.pixels, target)
-    was = f"**{class_names[own]}** ({found.before[own]:.1%})"
+    was = f"**{md(class_names[own])}** ({found.before[own]:.1%})"
     if np.isinf(found.epsilon):
         goal = (
             f"turns the float32 model's answer away from {was}"
             if target is None
-            else f"makes the float32 model answer **{class_names[target]}** instead of {was}"
+            else f"makes the float32 model answer **{md(class_names[target])}** instead of {was}"
         )
         st.info(
             f"No change of up to {EPSILONS[-1]} of 255 levels in each pixel that the search "
@@ -106,12 +107,12 @@ def fool_row(
         enlarge(difference_image(pred.pixels, found.image, eps), 5),
         caption=f"The change, {127 / eps:.0f}x stronger (grey: none)",
     )
-    now = f"**{class_names[found.class_after]}** ({found.after[found.class_after]:.1%})"
+    now = f"**{md(class_names[found.class_after])}** ({found.after[found.class_after]:.1%})"
     level = "level" if eps == 1 else "levels"
     lines = [
         f"Moving no pixel more than **{eps} {level} of 255** turns the float32 model's "
         f"{was} into {now}.",
-        f"This page ({how}) answers the changed picture **{again.label}** "
+        f"This page ({how}) answers the changed picture **{md(again.label)}** "
         f"({again.confidence:.1%})"
         + (
             ", and flags it as unlike the training images."
@@ -195,7 +196,7 @@ def robustness_section(
     st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
     if theirs is not None:
-        st.markdown(f"{labels[1]}: {robustness_summary(theirs, lesson=False)}")
+        st.markdown(f"{md(labels[1])}: {robustness_summary(theirs, lesson=False)}")
     elif other is None and state.other_models(entry, names, int(model.input_shape[1])):
         st.caption(
             'Choose a model under "Compare with another model" above to draw its curves '
@@ -218,7 +219,7 @@ def robustness_section(
         pair = np.concatenate([x[picks[n]], changed[n]], axis=1)
         col.image(
             enlarge(pair, 3),
-            caption=f"{names[y[picks[n]]]} → {names[answers[n]]}, {eps} {level}",
+            caption=md(f"{names[y[picks[n]]]} → {names[answers[n]]}, {eps} {level}"),
             width="stretch",
         )
 

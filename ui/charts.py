@@ -13,6 +13,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from ui.text import chart, charted
+
 CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
 
 
@@ -22,7 +24,7 @@ def top_answers(pairs: list[tuple[str, float]]) -> go.Figure:
     Args:
         pairs: `(class name, probability)`, likeliest first.
     """
-    names, probs = [n for n, _ in pairs], [float(p) for _, p in pairs]
+    names, probs = [chart(n) for n, _ in pairs], [float(p) for _, p in pairs]
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs]))
     fig.update_traces(textposition="auto")
     fig.update_yaxes(autorange="reversed")
@@ -63,7 +65,7 @@ def epoch_lines(
     hover = "epoch %{x}: " + value
     fig = go.Figure(
         [
-            go.Scatter(x=x, y=y, name=name, mode="lines+markers", hovertemplate=hover)
+            go.Scatter(x=x, y=y, name=chart(name), mode="lines+markers", hovertemplate=hover)
             for name, (x, y) in traces.items()
         ]
     )
@@ -71,7 +73,7 @@ def epoch_lines(
         fig.add_scatter(
             x=running[0],
             y=running[1],
-            name=f"{next(iter(traces), 'train')}, recent batches",
+            name=chart(f"{next(iter(traces), 'train')}, recent batches"),
             mode="lines",
             line=dict(color=qualitative.D3[0], width=1),
             opacity=0.45,
@@ -198,6 +200,7 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
         names: the `C` class names.
     """
     text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in row] for row in shown]
+    shown_names = charted(names)  # the categories stay the names a click gives back
     fig = go.Figure(
         go.Heatmap(
             z=shown,
@@ -217,10 +220,13 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
         y=[names[t] for t, _ in cells],
         mode="markers",
         marker=dict(symbol="square", size=max(12, 320 // len(names)), opacity=0.01),
-        customdata=[shown[t, p] for t, p in cells],
-        hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
+        customdata=[[shown[t, p], shown_names[t], shown_names[p]] for t, p in cells],
+        hovertemplate="true %{customdata[1]}<br>predicted %{customdata[2]}<br>"
+        "%{customdata[0]}<extra></extra>",
         showlegend=False,
     )
+    fig.update_xaxes(tickvals=names, ticktext=shown_names)
+    fig.update_yaxes(tickvals=names, ticktext=shown_names)
     return fig.update_layout(
         xaxis_title="Predicted",
         yaxis_title="True",
@@ -274,7 +280,7 @@ def feature_space(space: dict, truth, answers, names: list[str], captions: list[
         captions: one hover text per dot.
     """
     index, xy = space["index"], space["xy"]
-    captions = np.asarray(captions, dtype=object)
+    captions = np.asarray(charted(captions), dtype=object)
     # Ten clearly different colours (the theme's palette alternates dark and pale shades).
     palette = qualitative.D3 if len(names) <= 10 else qualitative.Alphabet
     fig = go.Figure()
@@ -286,7 +292,7 @@ def feature_space(space: dict, truth, answers, names: list[str], captions: list[
                 x=xy[mine, 0],
                 y=xy[mine, 1],
                 mode="markers",
-                name=name,
+                name=chart(name),
                 legendgroup=name,
                 showlegend=right,
                 marker=dict(
@@ -359,9 +365,9 @@ def bars(x: list, y, title: str) -> go.Figure:
 def grouped_bars(x: list, series: dict, percent: bool = False, **layout) -> go.Figure:
     """A group of bars per `x`, one bar per named series (`{name: values}`); `percent`
     for shares; `layout`: plotly layout settings (title, axis titles)."""
-    fig = go.Figure(
-        [go.Bar(name=name, x=x, y=np.asarray(y).tolist()) for name, y in series.items()]
-    )
+    x = charted(x)
+    traces = [go.Bar(name=chart(n), x=x, y=np.asarray(y).tolist()) for n, y in series.items()]
+    fig = go.Figure(traces)
     fig.update_layout(barmode="group", **layout)
     return fig.update_yaxes(tickformat=".0%" if percent else None)
 
@@ -410,7 +416,7 @@ def robustness(found: dict, other: dict | None = None, names: tuple = ()) -> go.
                 ),
                 customdata=np.stack([low, high], axis=1),
                 mode="lines+markers",
-                name=f"{model}: changed by {name}" if model else f"changed by {name}",
+                name=chart(f"{model}: changed by {name}" if model else f"changed by {name}"),
                 line=dict(color=colour, dash=dash),
                 hovertemplate="at most %{x} of 255 levels a pixel<br>%{y:.1%} right "
                 "(95% interval %{customdata[0]:.1%} to %{customdata[1]:.1%})<extra></extra>",

@@ -11,6 +11,7 @@ from core.errors import CnnError
 from core.evaluate import top_confusions
 from core.fileio import read_json
 from ui import charts, state
+from ui.text import md, md_sentence
 
 
 def section(run_dir, image_size: int) -> None:
@@ -22,7 +23,7 @@ def section(run_dir, image_size: int) -> None:
     except (OSError, ValueError):  # gone or cut short: the sentence below says no more
         config = {}
     if why_not := held_out_mismatch(config):
-        st.info(why_not)
+        st.info(md_sentence(why_not))
         return
     if not st.toggle(
         "Score every checkpoint on held-out images",
@@ -45,13 +46,13 @@ def section(run_dir, image_size: int) -> None:
         with state.progress_bar("Scoring checkpoints", note, lazy=True) as progress:
             curves = inspect.class_curves(run_dir, x, y, classes, progress)
     except CnnError as err:
-        st.error(f"The run's checkpoints cannot be read: {err}")
+        st.error(f"The run's checkpoints cannot be read: {md_sentence(err)}")
         return
     except OSError as err:  # deleted between the listing and the read
-        st.error(f"The run's checkpoints cannot be read: {err.strerror}: {err.filename}")
+        st.error(f"The run's checkpoints cannot be read: {err.strerror}: {md(err.filename)}")
         return
     st.plotly_chart(charts.class_curves(curves, ds.class_names), key="filters_curves_chart")
-    st.caption(inspect.curves_summary(curves, ds.class_names))
+    st.caption(md_sentence(inspect.curves_summary(curves, ds.class_names)))
     confusions_at(curves, ds.class_names)
 
 
@@ -68,7 +69,7 @@ def confusions_at(curves: dict, names: list[str]) -> None:
     shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     st.plotly_chart(charts.confusion_matrix(shares, names, True), key="filters_curves_cm")
     mistakes = [
-        f"{names[t]} → {names[p]} {n / max(cm[t].sum(), 1):.1%}"
+        f"{md(names[t])} → {md(names[p])} {n / max(cm[t].sum(), 1):.1%}"
         for t, p, n in top_confusions(cm, 3)
     ]
     st.caption(

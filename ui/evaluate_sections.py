@@ -1,7 +1,6 @@
 """Sections of the Evaluate page that stand on their own: confidence, a comparison with
 another model, the int8 copy and the export."""
 
-import re
 from collections.abc import Callable
 
 import streamlit as st
@@ -10,6 +9,7 @@ from core import export, quantize, registry
 from core.errors import CnnError
 from core.evaluate import Report, calibration, calibration_note, compare
 from ui import charts, state
+from ui.text import md, md_sentence
 
 
 def confidence(entry: dict, report: Report, tempered: Report, split: str) -> None:
@@ -46,7 +46,7 @@ def confidence(entry: dict, report: Report, tempered: Report, split: str) -> Non
                 st.session_state["evaluate_calibrated"] = calibration_note(record)
                 st.rerun()
             except CnnError as err:
-                st.error(str(err))
+                st.error(md_sentence(err))
     if note := st.session_state.pop("evaluate_calibrated", None):
         st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
 
@@ -89,8 +89,7 @@ def comparison(
     c[1].metric("Right only with it", f"{len(diff.only_b):,}")
     c[2].metric("Right only with the active model", f"{len(diff.only_a):,}")
     c[3].metric("McNemar p-value", f"{diff.p_value:.2g}")
-    # Run names may hold "_" or "*": shown as typed, not as Markdown emphasis.
-    st.markdown(re.sub(r"([\\`*_~|\[\]])", r"\\\1", diff.verdict("the active model", b_name)))
+    st.markdown(md_sentence(diff.verdict("the active model", b_name)))
     recalls = {f"{a_name} (active)": report.per_class["recall"]}
     recalls[b_name] = other_report.per_class["recall"]
     recall = charts.grouped_bars(
@@ -106,7 +105,7 @@ def comparison(
     def wrong_answers(indices, wrong: Report, who: str) -> list[str]:
         return [f"{names[wrong.y_true[i]]}; {who} said {wrong.top_k(i, 1)[0][0]}" for i in indices]
 
-    fixed, broken = st.tabs([f"Right only with {b_name}", "Right only with the active model"])
+    fixed, broken = st.tabs([f"Right only with {md(b_name)}", "Right only with the active model"])
     with fixed:
         gallery(diff.only_b[:18], wrong_answers(diff.only_b[:18], report, "the active model"))
     with broken:
@@ -162,7 +161,7 @@ def export_box(entry: dict, model, names: list[str]) -> None:
                 result = export.export_model(entry["path"], fmt)
                 st.session_state.evaluate_export = {"model": model_key, "result": result}
             except CnnError as err:
-                st.error(str(err))
+                st.error(md_sentence(err))
     done = st.session_state.get("evaluate_export")
     if done and done["model"] == model_key:  # not an export of another (or older) model
         result = done["result"]
@@ -179,7 +178,7 @@ def export_box(entry: dict, model, names: list[str]) -> None:
         st.caption(f"Checked with {result.runtime}. {result.note}")
         name, mime = export.download_name(result)
         st.download_button(
-            f"Download {name}",
+            f"Download {md(name)}",
             lambda: export.download_bytes(result),
             file_name=name,
             mime=mime,

@@ -7,6 +7,7 @@ import streamlit as st
 from core import jobs, lrfind
 from core.fileio import read_json
 from ui import charts, state
+from ui.text import md, md_sentence
 
 LR_BOUNDS = (1e-6, 10.0)  # the New run form's Learning rate field takes these
 
@@ -53,10 +54,11 @@ def box() -> None:
         path = Path(latest["path"]) / lrfind.RESULT_FILE
         result = read_json(path)
         if latest["state"] == "completed" and not _readable(result):
-            st.warning(f"The last test's result ({path}) cannot be read: run the test again.")
+            st.warning(f"The last test's result ({md(path)}) cannot be read: run the test again.")
             return
         if latest["state"] != "completed":
-            st.error(latest.get("message") or "The learning-rate test ended without a result.")
+            ended = latest.get("message") or "The learning-rate test ended without a result."
+            st.error(md_sentence(ended))
             st.caption("The end of its log:")  # an expander may not hold another
             st.code(jobs.log_tail(latest["path"]) or "(empty)", language=None)
             return

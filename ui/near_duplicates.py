@@ -12,6 +12,7 @@ from core import registry
 from core.datastats import enlarge, image_grid
 from core.evaluate import wilson_interval
 from ui import state
+from ui.text import md, md_sentence
 
 SHOWN = 24  # pairs drawn at most
 MARGIN = 10  # white pixels left and right of a pair
@@ -100,7 +101,7 @@ def dataset_section(ds, factor: int) -> None:
         "measures memory, not generalisation; a pair under two classes has a wrong label. "
         "A run can leave out the training images that copy a validation or test image (the "
         'Train page\'s "Run" options; `--drop-near-duplicates` on the command line).'
-        + (f" {nd.groups_summary(found_groups)}" if found_groups else "")
+        + (f" {md_sentence(nd.groups_summary(found_groups))}" if found_groups else "")
     )
     if ds.files and found_groups:
         _redundant(found_groups, ds)
@@ -133,7 +134,7 @@ def dataset_section(ds, factor: int) -> None:
     ]
     st.image(
         pictures,
-        caption=[_caption(p, lab, ds) for p, lab in chosen[:SHOWN]],
+        caption=[md(_caption(p, lab, ds)) for p, lab in chosen[:SHOWN]],
         width=pictures[0].shape[1],  # not stretched to a caption's width
     )
     more = f"The {SHOWN} most alike of {len(chosen):,}; all" if len(chosen) > SHOWN else "All"
@@ -154,7 +155,7 @@ def _download(sentence: str, chosen: list, ds, found_groups: list) -> None:
 def _redundant(found_groups: list, ds) -> None:
     """The files to delete to keep one of each picture, as a sentence and a CSV."""
     rows, mixed = nd.redundant_files(found_groups, ds)
-    st.caption(f"To clean the folder: {nd.redundant_summary(rows, mixed)}")
+    st.caption(f"To clean the folder: {md_sentence(nd.redundant_summary(rows, mixed))}")
     st.download_button(
         "Download the files to delete (CSV)",
         nd.redundant_csv(rows),
@@ -173,7 +174,7 @@ def _draw_groups(groups: list, ds, factor: int) -> None:
             ((0, 0), (MARGIN, MARGIN), (0, 0)),
             constant_values=255,
         )
-        st.image(picture, caption=_group_caption(group, ds), width=picture.shape[1])
+        st.image(picture, caption=md(_group_caption(group, ds)), width=picture.shape[1])
 
 
 def _group_caption(group: list, ds) -> str:

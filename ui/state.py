@@ -17,6 +17,7 @@ import streamlit as st
 
 from core import data, datastats, evaluate, images, jobs, registry, runs, userdata
 from core.errors import CnnError
+from ui.text import md, md_sentence
 
 SOURCES = {
     "cifar10": "CIFAR-10 (Keras download)",
@@ -113,7 +114,7 @@ def sidebar() -> None:
 
 def _uploaded_caption() -> None:
     uploaded = st.session_state.get("sidebar_upload")
-    st.caption(f"Using {uploaded['name']}" if uploaded else "Nothing uploaded yet.")
+    st.caption(f"Using {md(uploaded['name'])}" if uploaded else "Nothing uploaded yet.")
     st.page_link("pages/dataset.py", label="Upload a .zip on the Dataset page")
 
 
@@ -288,7 +289,7 @@ def _offer_cifar_download() -> bool:
     try:
         data.download_cifar10(progress=lambda f: bar.progress(f, text=f"Downloading… {f:.0%}"))
     except CnnError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         return False
     return True
 
@@ -312,7 +313,7 @@ def require_dataset(image_size: int = 32) -> data.Dataset:
         listing = _decode_with_progress(spec, image_size)
         return _load(spec, VAL_FRACTION, SPLIT_SEED, image_size, listing)
     except CnnError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         st.stop()
 
 
@@ -516,7 +517,7 @@ def int8_engine(entry: dict):
         version = registry.model_version(path)
         engine = _int8(str(path), version)
     except (CnnError, OSError) as err:
-        st.warning(f"{err} The answers come from the float32 model.")
+        st.warning(f"{md_sentence(err)} The answers come from the float32 model.")
         return None, None
     apart = _int8_drift(str(path), version, record_version, engine, record)
     if apart is not None and apart > quantize.PROBE_TOLERANCE:
@@ -553,17 +554,17 @@ def int8_build(entry: dict, label: str, key: str) -> None:
         st.fragment(_int8_build_progress, run_every=POLL_EVERY)(entry["path"], key)
         return
     if current.get("state") == "failed":
-        st.error(f"The last int8 build failed: {current['message']}")
+        st.error(f"The last int8 build failed: {md_sentence(current['message'])}")
     elif current.get("state") == "stopped":
         st.caption("The last int8 build was stopped; nothing it wrote is used.")
     refusal = _int8_refusal()
     if refusal:
-        st.info(refusal)
+        st.info(md_sentence(refusal))
     if st.button(label, key=key, disabled=bool(refusal)):
         try:
             builds.launch(entry["path"], dataset_spec())
         except CnnError as err:
-            st.error(str(err))
+            st.error(md_sentence(err))
             return
         st.rerun()  # its progress
 
@@ -650,7 +651,7 @@ def model_of(entry: dict):
     try:
         return _model(entry["path"], registry.model_version(entry["path"]))
     except (CnnError, OSError) as err:
-        st.error(f"The model {entry['label']} cannot be used: {err}")
+        st.error(f"The model {md(entry['label'])} cannot be used: {md_sentence(err)}")
         return None
 
 

@@ -36,6 +36,7 @@ from core.train import (
     resolved_model_config,
 )
 from ui import charts, lr_test, state
+from ui.text import md, md_sentence
 
 ACTIVATIONS = ("relu", "gelu", "elu", "swish", "tanh")
 DEFAULT = TrainConfig()
@@ -390,7 +391,7 @@ def new_run() -> None:
             st.session_state["train_notice"] = f"Started {what or started.name}."
             st.rerun()
     except CnnError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
     lr_test.box()
     if searched:
         start_search(preset, size, options, searched)
@@ -435,7 +436,7 @@ def measure_time(config: TrainConfig) -> None:
     try:
         found = estimate.in_subprocess(config, step)
     except CnnError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         return
     finally:
         bar.empty()
@@ -495,7 +496,7 @@ def start_search(preset: str, size: int, options: dict, chosen: dict) -> None:
     try:
         name = jobs.launch_search(config).name
     except CnnError as err:
-        st.error(str(err))
+        st.error(md_sentence(err))
         return
     st.session_state["train_notice"] = f"Started the search {name}."
     st.rerun()
@@ -503,7 +504,7 @@ def start_search(preset: str, size: int, options: dict, chosen: dict) -> None:
 
 def last_search(latest: dict) -> None:
     if latest["state"] == "failed":
-        st.error(f"{latest['name']} failed: {latest.get('message')}")
+        st.error(f"{md(latest['name'])} failed: {md_sentence(latest.get('message'))}")
     if best := search.summarise(latest["path"])["best"]:
         choices = search.describe_choices(best["hyperparameters"])
         st.caption(

@@ -10,6 +10,7 @@ from core import registry, visualise
 from core.datastats import enlarge
 from core.inspect import curve_rows
 from ui import state
+from ui.text import md
 
 PER_PAGE = 16  # pictures drawn at a time: a few seconds for the shipped model here
 COLUMNS = 8
@@ -76,7 +77,7 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
     examples = _examples(entry, model, layer, units) if with_examples else None
     if layer == visualise.CLASSES:
         names = [class_names[u] for u in units]
-        captions = [f"{n} · {a:.1f}" for n, a in zip(names, activations, strict=True)]
+        captions = [f"{md(n)} · {a:.1f}" for n, a in zip(names, activations, strict=True)]
     else:
         # GELU dips a little below 0: "-0.00" would read as a sign that means something.
         captions = [
@@ -171,7 +172,7 @@ def _examples(entry, model, layer, units):
         labels = np.bincount(y[found], minlength=len(dataset.class_names))
         top = int(labels.argmax())
         mosaics.append(mosaic(x[found]))
-        captions.append(f"{labels[top]} of {len(found)}: {dataset.class_names[top]}")
+        captions.append(f"{labels[top]} of {len(found)}: {md(dataset.class_names[top])}")
     return mosaics, captions
 
 

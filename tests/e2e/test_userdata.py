@@ -82,3 +82,28 @@ def test_upload_a_zip_and_use_its_classes_on_every_page(upload_server, page, tmp
     page.locator('[data-testid="stSidebar"]').get_by_text("Using big.zip").wait_for()
     wait_idle(page)
     page.get_by_text("Classes: big, small").wait_for()
+
+
+def test_class_folder_names_are_shown_as_written_not_as_markup(tmp_path, page):
+    # A link, emphasis, an emoji and an HTML tag, had they been read as markup.
+    write_image_folder(tmp_path / "images", per_class=6, classes=CLASSES_AS_MARKUP, size=32)
+    env = {
+        "CNN_RUNS_DIR": str(tmp_path / "runs"),
+        "CNN_CACHE_DIR": str(tmp_path / "cache"),
+        "CNN_DATA": str(tmp_path / "images"),
+        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+    }
+    with streamlit_server({"env": env, "base": tmp_path}) as url:
+        page.goto(f"{url}/dataset")
+        wait_idle(page)
+        main = page.locator('[data-testid="stMain"]')
+        main.get_by_text("Classes: :cat:, <b>x, [a](e.com), c*a*t", exact=True).wait_for()
+        for name in CLASSES_AS_MARKUP:  # each class's heading over its samples
+            assert main.get_by_text(re.compile(rf"^{re.escape(name)} · \d+ of \d+$")).count() == 1
+        assert main.locator('a[href*="e.com"], em, strong em, img.emoji').count() == 0
+        counts = main.locator(".js-plotly-plot").first  # the class distribution
+        ticks = counts.locator(".xtick text").all_text_contents()
+        assert sorted(ticks) == sorted(CLASSES_AS_MARKUP), ticks
+
+
+CLASSES_AS_MARKUP = ("[a](e.com)", "c*a*t", ":cat:", "<b>x")

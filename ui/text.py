@@ -1,0 +1,56 @@
+"""Names from users (class folders, files, runs, paths) shown as the text they are.
+
+Streamlit renders markdown in captions, messages and widget labels, and Plotly renders
+HTML tags in its labels: a class folder named "[a](e.com)" became a link, "c*a*t" an
+italic "a", ":cat:" an emoji and "<b>x" a bold "x" on the confusion matrix.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Marks that format wherever they stand; "(", "!", "." and the like only after one of them
+# or at a line's start, so sentences keep their source readable (tests read it too).
+_ALWAYS = re.compile(r"([\\`*_\[\]<>~$&|])")
+# The colons of :cat: (an emoji), :red[...] (a colour) and :material/home: (an icon, which
+# needs its slash escaped too). A link shows its own address: left as it is.
+_OPENING = re.compile(r":(?=[A-Za-z])")
+_CLOSING = re.compile(r"(:[^\s:]+):")
+_ICON = re.compile(r"(material)/", re.IGNORECASE)
+_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)  # headings, lists
+_CODE = re.compile(r"(`[^`\n]*`)")
+
+
+def md(text) -> str:
+    """`text` for markdown (`st.markdown`, `st.caption`, messages, labels), shown as written.
+
+    The marks that format are escaped with a backslash, as CommonMark allows, and so are
+    the colons of Streamlit's emoji, icons and colours (`$math$` stops at the escaped `$`).
+    """
+    text = _CLOSING.sub(r"\1\\:", _ALWAYS.sub(r"\\\1", str(text)))
+    text = _ICON.sub(r"\1\\/", _OPENING.sub(r"\\:", text))
+    return _LINE_START.sub(_escape_line_start, text)
+
+
+def _escape_line_start(found: re.Match) -> str:
+    indent, mark = found.groups()
+    # "1." is a list: the dot is escaped (a backslash before a digit would show).
+    return f"{indent}{mark}\\" if mark[0].isdigit() else f"{indent}\\{mark}"
+
+
+def md_sentence(text) -> str:
+    """A sentence of the app's (an error, a summary) for markdown: escaped as `md`, except
+    its `code` spans, which markdown shows as written already."""
+    parts = _CODE.split(str(text))
+    return "".join(part if i % 2 else md(part) for i, part in enumerate(parts))
+
+
+def chart(text) -> str:
+    """`text` for a Plotly label, title or hover text: its HTML tags shown, not applied."""
+    return html.escape(str(text), quote=False)
+
+
+def charted(names) -> list[str]:
+    """`chart` of each name."""
+    return [chart(name) for name in names]
