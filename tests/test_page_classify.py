@@ -76,7 +76,7 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     files = [
         ("green.png", _png((20, 200, 30)), "image/png"),
         ("notes.png", b"hello, I am text", "image/png"),
-        ("red.png", _png((220, 20, 20)), "image/png"),
+        ("my_[red].png", _png((220, 20, 20)), "image/png"),  # shown as named, not as markup
         ("blue.avif", _png((20, 30, 210), "AVIF"), "image/avif"),
     ]
     app.file_uploader(key="classify_files").set_value(files).run()
@@ -86,12 +86,13 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
         expected = classify_bytes(
             model, data, ["cat", "dog", "frog"], temperature=_temperature(trained_run)
         )
-        line = f"**{name}** → **{expected.label}** ({expected.confidence:.1%})"
+        shown = {"my_[red].png": r"my\_\[red\].png"}.get(name, name)
+        line = f"**{shown}** → **{expected.label}** ({expected.confidence:.1%})"
         assert line in [m.value for m in app.markdown], line
     [error] = [e.value for e in app.error]
     assert error.startswith("notes.png: This file is not an image (it looks like text).")
     table = app.dataframe[0].value
-    assert table["file"].tolist() == ["green.png", "notes.png", "red.png", "blue.avif"]
+    assert table["file"].tolist() == ["green.png", "notes.png", "my_[red].png", "blue.avif"]
     assert table["prediction"].tolist()[1] == ""
 
 

@@ -194,7 +194,7 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     if report is None:
         # None for a folder that cannot be loaded: the check reads it alone and says why.
         listing = data.folder_listing(path)
-        doing = f"Reading and checking every image of {Path(path).name}"
+        doing = f"Reading and checking every image of {md(Path(path).name)}"
         with progress_bar(doing, "once; the result is kept until a file changes") as progress:
             report = userdata.check_folder(path, progress=progress, listing=listing)
         userdata.save_check(report, signature)
@@ -253,7 +253,7 @@ def take_zip_upload(upload) -> str | None:
 
 def _unpack(upload) -> str | None:
     try:
-        with st.spinner(f"Unpacking {upload.name}…"):
+        with st.spinner(f"Unpacking {md(upload.name)}…"):
             folder = userdata.extract_zip(upload, name=upload.name)
         report = folder_report(folder)
     except CnnError as err:
@@ -340,7 +340,7 @@ def _decode_with_progress(spec: str, image_size: int) -> data.FolderListing | No
     if listing is None or not listing.describes(spec, image_size):
         listing = data.folder_listing(spec, image_size)
     if listing is not None and not listing.cached():
-        doing = f"Reading the images of {Path(spec).expanduser().name}"
+        doing = f"Reading the images of {md(Path(spec).expanduser().name)}"
         with progress_bar(doing, "once; later visits load them from the cache") as progress:
             data.load_image_folder(spec, image_size, progress=progress, listing=listing)
     seen.add(key)
