@@ -188,7 +188,7 @@ def maps_tab():
     predicted = int(np.argmax(probs))
     cols[0].metric(
         "Predicted class",
-        class_names[predicted],
+        md(class_names[predicted]),
         f"{probs[predicted]:.0%} probability",
         delta_color="off",
     )

@@ -23,7 +23,7 @@ else:
     metrics = card.get("metrics") or {}
     st.subheader("Active model")
     cols = st.columns(4)
-    cols[0].metric("Preset", card.get("preset", "?"))
+    cols[0].metric("Preset", md(card.get("preset", "?")))  # a card from elsewhere, say
     cols[1].metric("Parameters", f"{card.get('params', 0):,}")
     acc = metrics.get("val_accuracy")
     cols[2].metric("Validation accuracy", f"{acc:.1%}" if acc is not None else "–")
