@@ -84,6 +84,22 @@ def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(no
         assert list(axis.tickvals) == names and list(axis.ticktext)[1] == escaped["<b>dog"]
 
 
+def test_a_confusion_matrix_of_many_classes_stays_on_a_screen_its_numbers_on_hover():
+    names = [f"class {i}" for i in range(100)]  # a folder such as CIFAR-100's
+    shown = np.eye(100) * 3
+    fig = charts.confusion_matrix(shown, names, False)
+    heat, cells = fig.data
+    assert heat.texttemplate is None and heat.text is None  # 10,000 digits were unreadable
+    assert fig.layout.height <= 1000  # 4,120 px before
+    assert cells.marker.size <= fig.layout.height / 100  # a click hits its own cell
+    assert [list(c) for c in cells.customdata[101:103]] == [
+        [3.0, "class 1", "class 1"],
+        [0.0, "class 1", "class 2"],
+    ]
+    few = charts.confusion_matrix(np.eye(20), names[:20], False)
+    assert few.data[0].texttemplate == "%{text}" and few.layout.height == 120 + 40 * 20
+
+
 def test_reliability_draws_a_group_of_bars_per_calibration_and_the_diagonal():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), 200).astype(np.float32)
@@ -122,6 +138,10 @@ def test_the_feature_space_draws_each_dot_once_in_its_class_colour_and_symbol():
         8: (6, 7, "dog", "circle", "#FF7F0E", "d"),
     }
     assert [t.showlegend for t in fig.data] == [True, False, True, False]  # one entry a class
+    # A class the model never gets right keeps its entry, on its crosses (an empty trace
+    # has none: 98 of 100 classes of a weak model were missing from the legend).
+    never = charts.feature_space(space, truth, np.array([1, 1, 1, 1]), ["cat", "dog"], list("abcd"))
+    assert [(t.name, len(t.x)) for t in never.data if t.showlegend] == [("cat", 2), ("dog", 2)]
     assert fig.layout.xaxis.title.text == "first direction (40% of the variance)"
     assert fig.layout.yaxis.title.text == "second direction (25%)"
 
@@ -200,3 +220,8 @@ def test_class_curves_draw_each_class_and_all_of_them():
     assert fig.data[2].line.color == "black" and fig.data[2].line.width == 4
     assert fig.data[0].line.color is None  # the palette's colours for the classes
     assert fig.layout.yaxis.tickformat == ".0%" and list(fig.layout.yaxis.range) == [0, 1.02]
+    assert all(t.showlegend is not False for t in fig.data)
+    # 100 entries under the chart left its plot 110 px high: the classes go on hover only.
+    many = {**curves, "recall": np.tile(curves["recall"][:, :1], (1, 100))}
+    fig = charts.class_curves(many, [f"class {i}" for i in range(100)])
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["all classes"]

@@ -16,6 +16,9 @@ from plotly.colors import qualitative
 from ui.text import chart, charted
 
 CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
+# More classes than this: a confusion matrix's cells say their numbers on hover only, and
+# the recall curves name their classes on hover, not in a legend.
+MANY_CLASSES = 20
 
 
 def top_answers(pairs: list[tuple[str, float]]) -> go.Figure:
@@ -106,7 +109,11 @@ def class_curves(curves: dict, names: list[str]) -> go.Figure:
     traces = {name: (epochs, curves["recall"][:, i]) for i, name in enumerate(names)}
     traces["all classes"] = (epochs, curves["accuracy"])
     fig = epoch_lines("Recall per class", traces, percent=True)
-    fig.update_traces(selector=dict(name="all classes"), line=dict(color="black", width=4))
+    if len(names) > MANY_CLASSES:  # 100 entries left the plot 110 px: names on hover
+        fig.update_traces(showlegend=False)
+    fig.update_traces(
+        selector=dict(name="all classes"), line=dict(color="black", width=4), showlegend=True
+    )
     return fig.update_yaxes(range=[0, 1.02])
 
 
@@ -199,7 +206,12 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
         shown: `(C, C)` counts, or row shares when `normalised`; rows are true classes.
         names: the `C` class names.
     """
-    text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in row] for row in shown]
+    count = len(names)
+    many = count > MANY_CLASSES
+    # Rows of 40 px hold a number each; with many classes (100 gave a 4,120 px column of
+    # 10,000 unreadable digits) the matrix stays about 800 px tall, its numbers on hover.
+    row = max(4, 800 // count) if many else 40
+    text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in values] for values in shown]
     shown_names = charted(names)  # the categories stay the names a click gives back
     fig = go.Figure(
         go.Heatmap(
@@ -207,34 +219,36 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
             x=names,
             y=names,
             colorscale="Blues",
-            text=text,
-            texttemplate="%{text}",
+            text=None if many else text,
+            texttemplate=None if many else "%{text}",
             hoverinfo="skip",
         )
     )
     # Heatmap cells cannot be selected by a click; one nearly invisible square marker per
     # cell can, and carries the hover text.
-    cells = [(t, p) for t in range(len(names)) for p in range(len(names))]
+    cells = [(t, p) for t in range(count) for p in range(count)]
+    marker = max(4, min(row, 320 // count)) if many else max(12, 320 // count)
     fig.add_scatter(
         x=[names[p] for _, p in cells],
         y=[names[t] for t, _ in cells],
         mode="markers",
-        marker=dict(symbol="square", size=max(12, 320 // len(names)), opacity=0.01),
+        # With many classes no larger than a cell: it would take the clicks of its neighbours.
+        marker=dict(symbol="square", size=marker, opacity=0.01),
         customdata=[[shown[t, p], shown_names[t], shown_names[p]] for t, p in cells],
         hovertemplate="true %{customdata[1]}<br>predicted %{customdata[2]}<br>"
         "%{customdata[0]}<extra></extra>",
         showlegend=False,
     )
-    fig.update_xaxes(tickvals=names, ticktext=shown_names)
-    fig.update_yaxes(tickvals=names, ticktext=shown_names)
+    ticks = dict(tickvals=names, ticktext=shown_names, tickfont_size=min(12, max(6, row)))
+    fig.update_xaxes(**ticks).update_yaxes(**ticks)  # a row's height at most: no overlap
     return fig.update_layout(
         xaxis_title="Predicted",
         yaxis_title="True",
         # Fixed ranges: the large selection markers would otherwise pad the axes and leave
         # an empty band around the matrix.
-        xaxis_range=[-0.5, len(names) - 0.5],
-        yaxis_range=[len(names) - 0.5, -0.5],
-        height=120 + 40 * len(names),
+        xaxis_range=[-0.5, count - 0.5],
+        yaxis_range=[count - 0.5, -0.5],
+        height=120 + row * count,
         margin=dict(t=20),
         clickmode="event+select",
     )
@@ -285,16 +299,19 @@ def feature_space(space: dict, truth, answers, names: list[str], captions: list[
     palette = qualitative.D3 if len(names) <= 10 else qualitative.Alphabet
     fig = go.Figure()
     for c, name in enumerate(names):
-        # Right answers and mistakes as two traces of one legend entry: its symbol a dot.
+        # Right answers and mistakes as two traces of one legend entry: its symbol a dot,
+        # or a cross for a class the model never gets right (an empty trace has no entry).
+        ours = truth == c
+        some_right = bool((ours & (answers == c)).any())
         for right in (True, False):
-            mine = (truth == c) & ((answers == c) == right)
+            mine = ours & ((answers == c) == right)
             fig.add_scattergl(
                 x=xy[mine, 0],
                 y=xy[mine, 1],
                 mode="markers",
                 name=chart(name),
                 legendgroup=name,
-                showlegend=right,
+                showlegend=right == some_right,
                 marker=dict(
                     size=6 if right else 7,
                     symbol="circle" if right else "x",
