@@ -85,6 +85,21 @@ def test_statistics_show_counts_histograms_and_mean_images(page):
     ]
 
 
+def test_a_folder_of_many_classes_shows_samples_of_the_first_ten_to_start(tmp_path, monkeypatch):
+    names = tuple(f"class {i:02d}" for i in range(25))
+    write_image_folder(tmp_path / "images", per_class=2, classes=names, size=32)
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert not page.exception
+    assert page.multiselect(key="dataset_classes").value == list(names[:10])
+    headings = [m.value for m in page.markdown if m.value.startswith("**class ")]
+    assert len(headings) == 10  # 25 rows of pictures before
+    assert "10 of the 25 classes: choose others above." in [c.value for c in page.caption]
+    page.multiselect(key="dataset_classes").set_value(list(names)).run()
+    assert len([m for m in page.markdown if m.value.startswith("**class ")]) == 25
+
+
 def test_uneven_classes_are_pointed_out_with_what_helps(tmp_path, monkeypatch):
     write_image_folder(tmp_path / "images", per_class=4, classes=("cat", "dog"))
     write_image_folder(tmp_path / "more", per_class=24, classes=("cat", "dog"))
