@@ -472,7 +472,8 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-_INTERVAL = ("recall_low", "recall_high")  # the recall's 95% interval, in the CSV
+# The per-class CSV's columns after the class: its scores, support, the recall's interval.
+_SCORES, _INTERVAL = ("precision", "recall", "f1"), ("recall_low", "recall_high")
 
 
 @dataclass
@@ -546,14 +547,12 @@ class Report:
         the two averages, as CSV."""
         out = io.StringIO()
         rows = csv.writer(out, lineterminator="\n")  # quotes a class name with a comma
-        rows.writerow(["class", "precision", "recall", "f1", "support", *_INTERVAL])
+        rows.writerow(["class", *_SCORES, "support", *_INTERVAL])
         for r in self.per_class_rows():
-            scores = [r[k] for k in ("precision", "recall", "f1")]
-            interval = [f"{r[k]:.6f}" for k in _INTERVAL]
-            rows.writerow([r["class"], *(f"{v:.6f}" for v in scores), int(r["support"]), *interval])
+            scores, interval = ([f"{r[k]:.6f}" for k in keys] for keys in (_SCORES, _INTERVAL))
+            rows.writerow([r["class"], *scores, int(r["support"]), *interval])
         for kind, avg in self.averages.items():
-            scores = [f"{avg[k]:.6f}" for k in ("precision", "recall", "f1")]
-            rows.writerow([f"{kind} avg", *scores, "", "", ""])
+            rows.writerow([f"{kind} avg", *(f"{avg[k]:.6f}" for k in _SCORES), "", "", ""])
         return out.getvalue()
 
     def cell(self, true_class: int, pred_class: int) -> np.ndarray:
