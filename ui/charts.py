@@ -239,8 +239,10 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
         "%{customdata[0]}<extra></extra>",
         showlegend=False,
     )
-    ticks = dict(tickvals=names, ticktext=shown_names, tickfont_size=min(12, max(6, row)))
-    fig.update_xaxes(**ticks).update_yaxes(**ticks)  # a row's height at most: no overlap
+    ticks = dict(tickvals=names, ticktext=shown_names)
+    if many:
+        ticks["tickfont_size"] = min(12, max(6, row))  # a row's height at most: no overlap
+    fig.update_xaxes(**ticks).update_yaxes(**ticks)
     return fig.update_layout(
         xaxis_title="Predicted",
         yaxis_title="True",
