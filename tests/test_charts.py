@@ -100,6 +100,19 @@ def test_a_confusion_matrix_of_many_classes_stays_on_a_screen_its_numbers_on_hov
     assert few.data[0].texttemplate == "%{text}" and few.layout.height == 120 + 40 * 20
 
 
+def test_long_class_names_are_cut_on_the_axes_and_whole_on_hover():
+    names = [f"n0144076{i}_a_long_class_name_from_a_research_dataset_{i}" for i in range(3)]
+    fig = charts.confusion_matrix(np.eye(3), names, False)
+    assert list(fig.layout.xaxis.ticktext) == [f"n0144076{i}…_dataset_{i}" for i in range(3)]
+    assert list(fig.layout.yaxis.tickvals) == names  # a click still gives the name back
+    assert fig.data[1].customdata[1][1:] == [names[0], names[1]]
+    bars = charts.grouped_bars(names, {"train": [1, 2, 3]})
+    assert list(bars.layout.xaxis.ticktext) == list(fig.layout.xaxis.ticktext)
+    assert list(bars.data[0].x) == names
+    answers = charts.top_answers([(names[2], 0.7), (names[0], 0.3)])
+    assert list(answers.layout.yaxis.ticktext) == ["n01440762…_dataset_2", "n01440760…_dataset_0"]
+
+
 def test_reliability_draws_a_group_of_bars_per_calibration_and_the_diagonal():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), 200).astype(np.float32)

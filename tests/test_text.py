@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import as_read
-from ui.text import chart, md, md_sentence
+from ui.text import chart, md, md_sentence, tick
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,9 @@ def test_md_sentence_keeps_code_spans_and_escapes_the_rest():
 def test_chart_shows_html_tags_as_text():
     assert chart("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
     assert chart('say "hi"') == 'say "hi"'
+
+
+def test_tick_cuts_a_long_name_in_the_middle_and_keeps_a_short_one():
+    assert tick("n01440764_tench_Tinca_tinca") == "n01440764…inca_tinca"
+    assert tick("x" * 20) == "x" * 20 and len(tick("y" * 21)) == 20
+    assert tick("<b>" + "z" * 30) == "&lt;b&gt;zzzzzz…" + "z" * 10  # escaped after the cut

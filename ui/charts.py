@@ -13,7 +13,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from ui.text import chart, charted
+from ui.text import chart, charted, tick
 
 CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
 # More classes than this: a confusion matrix's cells say their numbers on hover only, and
@@ -30,7 +30,7 @@ def top_answers(pairs: list[tuple[str, float]]) -> go.Figure:
     names, probs = [chart(n) for n, _ in pairs], [float(p) for _, p in pairs]
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs]))
     fig.update_traces(textposition="auto")
-    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed", tickvals=names, ticktext=[tick(n) for n, _ in pairs])
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     return fig.update_layout(height=60 + 32 * len(pairs), margin=dict(l=0, r=0, t=10, b=10))
 
@@ -239,7 +239,7 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
         "%{customdata[0]}<extra></extra>",
         showlegend=False,
     )
-    ticks = dict(tickvals=names, ticktext=shown_names)
+    ticks = dict(tickvals=names, ticktext=[tick(name) for name in names])  # hover: whole
     if many:
         ticks["tickfont_size"] = min(12, max(6, row))  # a row's height at most: no overlap
     fig.update_xaxes(**ticks).update_yaxes(**ticks)
@@ -384,10 +384,11 @@ def bars(x: list, y, title: str) -> go.Figure:
 def grouped_bars(x: list, series: dict, percent: bool = False, **layout) -> go.Figure:
     """A group of bars per `x`, one bar per named series (`{name: values}`); `percent`
     for shares; `layout`: plotly layout settings (title, axis titles)."""
-    x = charted(x)
+    names, x = x, charted(x)
     traces = [go.Bar(name=chart(n), x=x, y=np.asarray(y).tolist()) for n, y in series.items()]
     fig = go.Figure(traces)
     fig.update_layout(barmode="group", **layout)
+    fig.update_xaxes(tickvals=x, ticktext=[tick(name) for name in names])
     return fig.update_yaxes(tickformat=".0%" if percent else None)
 
 

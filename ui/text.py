@@ -54,3 +54,15 @@ def chart(text) -> str:
 def charted(names) -> list[str]:
     """`chart` of each name."""
     return [chart(name) for name in names]
+
+
+def tick(name, most: int = 20) -> str:
+    """A name for an axis's tick: `chart`ed, and cut in the middle when it is longer than
+    `most` characters ("n01440764_tench_Tinca_tinca" -> "n01440764…inca_tinca"), where
+    names of one dataset tend to differ: at the start (an id) or at the end (a number).
+    80-character class names squeezed the confusion matrix to a 60 px strip."""
+    name = str(name)
+    if len(name) > most:
+        head = (most - 1) // 2
+        name = f"{name[:head]}…{name[-(most - 1 - head) :]}"
+    return chart(name)
