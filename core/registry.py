@@ -86,6 +86,17 @@ def temperature(entry: dict) -> float:
     return (entry["card"].get("calibration") or {}).get("temperature", 1.0)
 
 
+LISTED_CLASSES = 12  # the classes a line names; of more, how many others
+
+
+def class_list(names: list[str]) -> str:
+    """`names` for a line of text: "cat, dog", or the first `LISTED_CLASSES` and how many
+    more ("c0, c1, …, c11, … 88 more": 100 names made Home's line a paragraph)."""
+    if len(names) > LISTED_CLASSES:
+        names = [*names[:LISTED_CLASSES], f"… {len(names) - LISTED_CLASSES} more"]
+    return ", ".join(names)
+
+
 def provenance(card: dict) -> str:
     """Where a model card says its model came from, in one line.
 
@@ -97,7 +108,7 @@ def provenance(card: dict) -> str:
 
     source = (card.get("data") or {}).get("source", "unknown data")
     classes = card.get("class_names") or []
-    bits = [f"trained on {source}" + (f" ({', '.join(classes)})" if classes else "")]
+    bits = [f"trained on {source}" + (f" ({class_list(classes)})" if classes else "")]
     if left_out := (card.get("data") or {}).get("near_duplicates_left_out"):
         bits[0] += f", less {left_out:,} near-duplicate{'s' * (left_out != 1)} of held-out images"
     if (card.get("train_config") or {}).get("balance_classes"):

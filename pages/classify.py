@@ -23,7 +23,7 @@ ORIGINAL_WIDTH = 160  # the uploaded photo beside what the model sees, in CSS pi
 st.title("Classify")
 model, entry = state.require_model()
 class_names = entry["card"].get("class_names") or [str(i) for i in range(model.output_shape[-1])]
-st.caption(f"Model: {md(entry['label'])} · classes: {', '.join(map(md, class_names))}")
+st.caption(f"Model: {md(entry['label'])} · classes: {md(registry.class_list(class_names))}")
 engine, record = state.int8_engine(entry)
 fast = engine is not None and st.toggle(
     "Fast int8 answers",

@@ -191,6 +191,10 @@ def test_a_cards_provenance_in_one_line():
         "trained on unknown data · in 1 h 02 min · last week"
     )
     assert registry.provenance({"train_seconds": 9}) == "trained on unknown data · in 9 s"
+    many = {"data": {"source": "image folder c100"}, "class_names": [f"c{i}" for i in range(100)]}
+    assert registry.provenance(many) == (
+        "trained on image folder c100 (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, … 88 more)"
+    )
     balanced = card | {"train_config": {"balance_classes": True}, "train_seconds": None}
     assert registry.provenance(balanced) == (
         "trained on image folder pets (cat, dog), every class weighed the same · "
