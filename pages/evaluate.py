@@ -32,13 +32,10 @@ model, entry = state.require_model()
 dataset = state.require_dataset(image_size=int(model.input_shape[1]))
 card_classes = entry["card"].get("class_names")
 if card_classes and card_classes != dataset.class_names:
-
-    def few(names: list[str]) -> str:
-        return ", ".join(map(md, names[:5])) + ("…" if len(names) > 5 else "")
-
+    listed = [md(registry.class_list(names)) for names in (card_classes, dataset.class_names)]
     st.error(
-        f"The model knows {len(card_classes)} classes ({few(card_classes)}) but the dataset "
-        f"has {len(dataset.class_names)} ({few(dataset.class_names)}). "
+        f"The model knows {len(card_classes)} classes ({listed[0]}) but the dataset "
+        f"has {len(dataset.class_names)} ({listed[1]}). "
         "Choose a matching model or dataset in the sidebar."
     )
     st.stop()

@@ -949,6 +949,7 @@ def test_a_model_of_other_classes_is_refused_with_both_lists(data_app):
     at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     assert at.error[0].value == (
-        "The model knows 10 classes (airplane, automobile, bird, cat, deer…) but the dataset "
-        "has 3 (cat, dog, frog). Choose a matching model or dataset in the sidebar."
+        "The model knows 10 classes (airplane, automobile, bird, cat, deer, dog, frog, horse, "
+        "ship, truck) but the dataset has 3 (cat, dog, frog). Choose a matching model or "
+        "dataset in the sidebar."
     )
