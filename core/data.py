@@ -106,6 +106,9 @@ class Dataset:
         skipped: `(path, reason)` for every file that could not be read.
         files: for an image folder, each split's image files as paths relative to the
             folder (str arrays, one per image of `splits`); empty for CIFAR-10 sources.
+        stored: for an image folder, how each split's files stored their pictures: int32
+            `(N, 3)` of width, height (upright, before resizing) and flags
+            (`core.images.GREYSCALE`, `TRANSPARENT`); empty for CIFAR-10 sources.
         left_out: training images left out as near-duplicates of held-out images
             (`core.near_duplicates.without_copies`).
     """
@@ -116,6 +119,7 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     files: dict[str, np.ndarray] = field(default_factory=dict)
     left_out: int = 0
+    stored: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -213,27 +217,27 @@ def load_dataset(
     Raises:
         DataError: the source is missing, empty, malformed or has fewer than 2 classes.
     """
-    train, test, class_names, source, skipped, paths = _read_source(
-        spec, image_size, cache_dir, progress, listing
-    )
-    x, y = train
-    keep, held = stratified_split(y, val_fraction, seed)
-    splits = {"train": (x[keep], y[keep])}
-    files = {"train": paths["train"][keep]} if paths else {}
-    if len(held):
-        splits["val"] = (x[held], y[held])
-        files |= {"val": paths["train"][held]} if paths else {}
-    if test is not None:
-        splits["test"] = test
-        files |= {"test": paths["test"]} if paths else {}
-    return Dataset(class_names, source, splits, skipped, files)
+    folder, source = _read_source(spec, image_size, cache_dir, progress, listing)
+    keep, held = stratified_split(folder.train[1], val_fraction, seed)
+    chosen = {"train": keep} | ({"val": held} if len(held) else {})
+
+    def per_split(arrays: dict) -> dict:
+        """`{"train": a, "test": b}`, an array per image of each part, as the splits are."""
+        test = {"test": arrays["test"]} if "test" in arrays else {}
+        return {n: arrays["train"][i] for n, i in chosen.items()} | test if arrays else {}
+
+    parts = {"train": folder.train} | ({"test": folder.test} if folder.test else {})
+    x, y = (per_split({part: xy[k] for part, xy in parts.items()}) for k in (0, 1))
+    splits = {n: (x[n], y[n]) for n in x}
+    files, stored = per_split(folder.files), per_split(folder.stored)
+    return Dataset(folder.class_names, source, splits, folder.skipped, files, stored=stored)
 
 
 def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
     if str(spec).lower() in ("cifar10", "cifar-10"):
         path = download_cifar10()
         train, test = read_cifar_archive(path, image_size)
-        return train, test, list(CIFAR10_CLASSES), "CIFAR-10 (Keras download)", [], {}
+        return FolderData(train, test, list(CIFAR10_CLASSES)), "CIFAR-10 (Keras download)"
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"The path {path} does not exist.")
@@ -241,12 +245,13 @@ def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
         raise DataError(wrong)
     if path.is_file() or _is_cifar_batches_dir(path):
         train, test = read_cifar_archive(path, image_size)
-        return train, test, list(CIFAR10_CLASSES), f"CIFAR-10 archive {shown(str(path))}", [], {}
+        return FolderData(
+            train, test, list(CIFAR10_CLASSES)
+        ), f"CIFAR-10 archive {shown(str(path))}"
     if not path.is_dir():
         raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
-    folder = load_image_folder(path, image_size, cache_dir, progress, listing)
     source = f"image folder {shown(str(path))}"  # kept in model cards, shown on pages
-    return folder.train, folder.test, folder.class_names, source, folder.skipped, folder.files
+    return load_image_folder(path, image_size, cache_dir, progress, listing), source
 
 
 def _not_an_archive(path: Path) -> str | None:
@@ -424,13 +429,17 @@ def _resized(split, image_size):
 
 @dataclass
 class FolderData:
-    """What `load_image_folder` returns."""
+    """What `load_image_folder` returns (and `load_dataset` reads from a CIFAR-10 archive,
+    with no files)."""
 
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray] | None
     class_names: list[str]
-    skipped: list[tuple[str, str]]
-    files: dict[str, np.ndarray]  # "train" (and "test"): each image's file, relative to root
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    # "train" (and "test"): each image's file, relative to root, and how it stored its
+    # picture (`Dataset.stored`)
+    files: dict[str, np.ndarray] = field(default_factory=dict)
+    stored: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def default_cache_dir() -> Path:
@@ -469,18 +478,18 @@ def load_image_folder(
     folder = listing or FolderListing(root, image_size, cache_dir)
     if not folder.describes(root, image_size):
         raise ValueError(f"the listing given is of {folder.source}, not of {root} at {image_size}")
-    arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part"))
-    x, y, part = arrays["x"], arrays["y"], arrays["part"]
-    files = _readable_files(folder, skipped)
+    arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part", "stored"))
+    x, y, part, stored = (arrays[n] for n in ("x", "y", "part", "stored"))
+    files = _shown_all(_readable_files(folder, skipped))
     if folder.has_test:
         train, test = (x[part == 0], y[part == 0]), (x[part == 1], y[part == 1])
         files = {"train": files[part == 0], "test": files[part == 1]}
+        stored = {"train": stored[part == 0], "test": stored[part == 1]}
     else:  # every image is a training image: no copy of them (150 MB for CIFAR-10)
-        train, test, files = (x, y), None, {"train": files}
+        train, test, files, stored = (x, y), None, {"train": files}, {"train": stored}
     _check_classes(train[1], folder.class_names, folder.train_root)
     skipped = [(shown(path), reason) for path, reason in skipped]
-    files = {split: _shown_all(names) for split, names in files.items()}
-    return FolderData(train, test, folder.class_names, skipped, files)
+    return FolderData(train, test, folder.class_names, skipped, files, stored)
 
 
 def _readable_files(folder: FolderListing, skipped) -> np.ndarray:
@@ -605,7 +614,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 def _listing_key(listing, image_size) -> str:
-    digest = hashlib.sha256(f"v2|{image_size}".encode())  # v2: skipped files as JSON
+    digest = hashlib.sha256(f"v3|{image_size}".encode())  # v3: what each file held
     for path, label, part in listing:
         st = os.stat(path)
         # A file name need not be valid UTF-8: fsencode gives back its own bytes.
@@ -613,7 +622,7 @@ def _listing_key(listing, image_size) -> str:
     return digest.hexdigest()[:24]
 
 
-_ARRAYS = ("x", "y", "part", "digests")  # the arrays of a decoded folder's cache entry
+_ARRAYS = ("x", "y", "part", "digests", "stored")  # the arrays of a decoded folder's cache entry
 
 
 def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
@@ -666,28 +675,30 @@ PARALLEL_SECONDS, WORKER_SECONDS, MOST_WORKERS = 1.0, 0.5, 8
 WORKER = [sys.executable, "-m", "core.decode_worker"]
 
 
-def decode_file(path, image_size: int) -> tuple[np.ndarray | None, bytes | None, str | None]:
-    """`(pixels, digest, None)` for one file of a folder, or `(None, None, reason)`.
+def decode_file(path, image_size: int) -> tuple:
+    """`(pixels, digest, stored, None)` for one file of a folder, or `(None, None, None,
+    reason)`.
 
-    The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies.
+    The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies; `stored`
+    is `(width, height, flags)` as `core.images.decode_described` gives it.
     """
-    from core.images import decode_image, too_large
+    from core.images import decode_described, too_large
 
     path = Path(path)
     if reason := unsupported_file(path):
-        return None, None, reason
+        return None, None, None, reason
     try:
         with path.open("rb") as file:
             # Not read at all when too large: a video or a disk image named .jpg, say.
             if reason := too_large(os.fstat(file.fileno()).st_size):
-                return None, None, reason
+                return None, None, None, reason
             raw = file.read()
-        image = decode_image(raw, image_size)
+        image, stored = decode_described(raw, image_size)
     except ImageError as err:
-        return None, None, str(err)
+        return None, None, None, str(err)
     except OSError as err:
-        return None, None, f"could not be read ({err.strerror or err})"
-    return image, hashlib.blake2b(raw, digest_size=16).digest(), None
+        return None, None, None, f"could not be read ({err.strerror or err})"
+    return image, hashlib.blake2b(raw, digest_size=16).digest(), stored, None
 
 
 def estimated_seconds(paths) -> float:
@@ -716,32 +727,35 @@ def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
     """Decodes `(path, label, part)` files, in worker processes when it takes a while.
 
     Returns:
-        `({"x", "y", "part", "digests"}, skipped)`: the files that decoded, in listing
-        order (uint8 `(N, S, S, 3)`, int32 `(N,)`, int8 `(N,)`, BLAKE2b uint8 `(N, 16)`), and
-        `(path, reason)` for each of the others. `progress` as for `load_image_folder`.
+        `({"x", "y", "part", "digests", "stored"}, skipped)`: the files that decoded, in
+        listing order (uint8 `(N, S, S, 3)`, int32 `(N,)`, int8 `(N,)`, BLAKE2b uint8
+        `(N, 16)`, int32 `(N, 3)` of each file's width, height and flags as
+        `core.images.decode_described` says), and `(path, reason)` for each of the others.
+        `progress` as for `load_image_folder`.
     """
     n = len(listing)
     x = np.zeros((n, image_size, image_size, 3), np.uint8)
-    digests = np.zeros((n, 16), np.uint8)
+    out = {"x": x, "digests": np.zeros((n, 16), np.uint8), "stored": np.zeros((n, 3), np.int32)}
     reasons: list[str | None] = [None] * n
     paths = [str(p) for p, _, _ in listing]
     done = _Progress(n, progress)
     left = [(0, n)]
     if (workers := worker_count(estimated_seconds(paths))) > 1:
-        left = _decode_in_workers(paths, image_size, x, digests, reasons, workers, done)
+        left = _decode_in_workers(paths, image_size, out, reasons, workers, done)
     # Here: a small folder, or what a worker that could not start or stopped left.
     for start, stop in left:
         for i in range(start, stop):
-            image, digest, reasons[i] = decode_file(paths[i], image_size)
+            image, digest, stored, reasons[i] = decode_file(paths[i], image_size)
             if image is not None:
-                x[i], digests[i] = image, np.frombuffer(digest, np.uint8)
+                x[i], out["digests"][i] = image, np.frombuffer(digest, np.uint8)
+                out["stored"][i] = stored
             done.add(1)
     done.end()
     ok = np.array([r is None for r in reasons], bool)
     skipped = [(paths[i], reasons[i]) for i in np.flatnonzero(~ok)]
     y = np.array([label for _, label, _ in listing], np.int32).reshape(n)
     part = np.array([p for _, _, p in listing], np.int8).reshape(n)
-    arrays = {"x": x, "y": y, "part": part, "digests": digests}
+    arrays = {**out, "y": y, "part": part}
     if not ok.all():
         arrays = {name: arr[ok] for name, arr in arrays.items()}
     return arrays, skipped
@@ -765,10 +779,11 @@ class _Progress:
             self.progress(self.total, self.total)
 
 
-def _decode_in_workers(paths, image_size, x, digests, reasons, workers, done):
-    """Decodes `paths` into `x`, `digests` and `reasons` in `workers` processes, in
-    contiguous shares; returns the `(start, stop)` ranges that no worker decoded (a worker
-    that could not start, died or wrote something unreadable leaves the rest of its share).
+def _decode_in_workers(paths, image_size, out, reasons, workers, done):
+    """Decodes `paths` into `out`'s arrays (`decode_files`'s x, digests and stored) and
+    `reasons` in `workers` processes, in contiguous shares; returns the `(start, stop)`
+    ranges that no worker decoded (a worker that could not start, died or wrote something
+    unreadable leaves the rest of its share).
     """
     import json
     import queue
@@ -785,7 +800,6 @@ def _decode_in_workers(paths, image_size, x, digests, reasons, workers, done):
             filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
         ),
     )
-    image_bytes = image_size * image_size * 3
 
     def read(proc, start, stop):
         try:
@@ -798,9 +812,9 @@ def _decode_in_workers(paths, image_size, x, digests, reasons, workers, done):
                 count = int(message["n"])
                 if not 0 < count <= stop - at:
                     break
-                if not _read_into(proc.stdout, x[at : at + count], count * image_bytes):
-                    break
-                if not _read_into(proc.stdout, digests[at : at + count], count * 16):
+                # The chunk's pixels, digests and what each file held, in that order.
+                arrays = (out[name][at : at + count] for name in ("x", "digests", "stored"))
+                if not all(_read_into(proc.stdout, a, a.nbytes) for a in arrays):
                     break
                 failed = {int(i): str(reason) for i, reason in message["failed"]}
                 if not all(0 <= i < count for i in failed):

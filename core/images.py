@@ -141,6 +141,10 @@ def open_image(
         ImageError: For every file that cannot be used: empty, too large,
             not an allowed format, damaged, truncated or a pixel bomb.
     """
+    return _open_named(data, max_bytes, max_pixels, at_least, filename)[0]
+
+
+def _open_named(data, max_bytes, max_pixels, at_least, filename):
     try:
         return _open_image(data, max_bytes, max_pixels, at_least)
     except ImageError as err:
@@ -215,16 +219,45 @@ def decode_image(
         ImageError: For every file that cannot be used, as in `open_image`.
         ValueError: If `size` is not a positive int.
     """
+    return decode_described(
+        data, size, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename
+    )[0]
+
+
+# What `decode_described` says a file held besides its size: bits of its flags.
+GREYSCALE, TRANSPARENT = 1, 2  # one grey channel; a transparency channel or colour key
+
+
+def decode_described(
+    data: bytes | bytearray | memoryview,
+    size: int = 32,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    filename: str | None = None,
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Turns untrusted file bytes into one model input array, and says what the file held.
+
+    Args:
+        data, size, max_bytes, max_pixels, filename: as for `decode_image`.
+
+    Returns:
+        `(pixels, (width, height, flags))`: the array of `decode_image`, the picture's
+        size upright (EXIF orientation applied) before it was resized, and `GREYSCALE`
+        and/or `TRANSPARENT` as the file stored it.
+
+    Raises:
+        ImageError: For every file that cannot be used, as in `open_image`.
+        ValueError: If `size` is not a positive int.
+    """
     _check_size_argument(size)  # a caller's bug should not cost a decode
     # A JPEG photo is decoded at a reduced scale that keeps twice the output's side, so
     # the BOX filter still averages 2x2 or more pixels into each input pixel: a 640x480
     # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
     # same class as from the full decode for 99.4-99.5% of CIFAR-10 validation images
     # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
-    image = open_image(
-        data, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename, at_least=2 * size
-    )
-    return to_model_input(image, size)
+    image, held = _open_named(data, max_bytes, max_pixels, 2 * size, filename)
+    return to_model_input(image, size), held
 
 
 def _open_image(data, max_bytes, max_pixels, at_least=None):
@@ -242,10 +275,24 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
         _check_pixels(image.size, max_pixels)
         if 0 in image.size:
             raise ImageError("The image is 0 pixels wide or high: it is empty.")
+        stored, held = image.size, _flags(image)
         if at_least and image.format == "JPEG":
             image.draft(image.mode, (at_least, at_least))  # same mode, smaller scale
         image.load()
-        return _to_rgb(_apply_orientation(image))
+        drawn = image.size
+        image = _apply_orientation(image)
+        turned = image.size != drawn  # a quarter turn swaps the sides
+        width, height = stored[::-1] if turned else stored
+        return _to_rgb(image), (width, height, held)
+
+
+def _flags(image):
+    """`GREYSCALE` and `TRANSPARENT` bits of an opened, not yet decoded, image."""
+    grey = image.mode in ("1", "L", "LA", "La", "I", "F") or image.mode.startswith("I;16")
+    clear = image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        image.info.get("transparency") is not None
+    )
+    return GREYSCALE * grey + TRANSPARENT * clear
 
 
 def _open_headers(data, name):

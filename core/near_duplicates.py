@@ -226,13 +226,15 @@ def without_copies(dataset, cache_dir=None, progress=None):
             copies |= in_split(found, "train", split)
     keep = ~copies
     x, y = dataset.splits["train"]
-    files = dict(dataset.files)
-    if "train" in files:
-        files["train"] = files["train"][keep]
+    files, stored = dict(dataset.files), dict(dataset.stored)
+    for per_file in (files, stored):
+        if "train" in per_file:
+            per_file["train"] = per_file["train"][keep]
     return replace(
         dataset,
         splits=dataset.splits | {"train": (x[keep], y[keep])},
         files=files,
+        stored=stored,
         left_out=dataset.left_out + int(copies.sum()),
     )
 

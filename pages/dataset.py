@@ -1,9 +1,10 @@
-"""Dataset: your own images, what they look like, how many of each class, pixel statistics."""
+"""Dataset: your own images, what they look like, how many of each class, pixel statistics,
+and what their files were like before they became squares of the model's size."""
 
 import numpy as np
 import streamlit as st
 
-from core import datastats, userdata
+from core import datastats, filestats, userdata
 from core.errors import CnnError
 from ui import charts, near_duplicates, state
 from ui.text import md, md_sentence
@@ -18,7 +19,7 @@ FIRST_SHOWN = 10
 
 def _key(ds) -> tuple:
     # Splits are a pure function of the spec (state loads with a fixed fraction and seed).
-    return state.dataset_spec(), tuple((k, len(v[1])) for k, v in ds.splits.items())
+    return state.dataset_key(), tuple((k, len(v[1])) for k, v in ds.splits.items())
 
 
 @st.cache_data(show_spinner="Counting classes…", max_entries=4)
@@ -31,6 +32,38 @@ def _pixel_stats(key, split, _ds):
     x, y = _ds.split(split)
     means = datastats.mean_image_per_class(x, y, _ds.num_classes)
     return datastats.channel_histograms(x), np.rint(means).astype(np.uint8)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _files_stored(key, _ds):
+    splits = list(_ds.stored)
+    stored = np.concatenate([_ds.stored[s] for s in splits])
+    y = np.concatenate([_ds.splits[s][1] for s in splits])
+    return (
+        filestats.summary(stored, _ds.image_size),
+        filestats.class_differences(stored, y, _ds.class_names),
+        filestats.class_table(stored, y, _ds.class_names),
+        filestats.size_counts(stored),
+    )
+
+
+def _files_tab(ds):
+    sentences, differences, table, sizes = _files_stored(_key(ds), ds)
+    st.markdown("\n".join(f"- {md_sentence(sentence)}" for sentence in sentences))
+    for sentence in differences:
+        st.warning(md_sentence(sentence))
+    shares = ("not square", "greyscale", "with transparency")
+    if len(sizes[2]) == 1 and not any(row[k] for row in table for k in shares):
+        return  # one size, no greyscale, no transparency: the sentence says all
+    st.plotly_chart(charts.file_sizes(*sizes, ds.image_size), key="dataset_sizes_chart")
+    percent = st.column_config.NumberColumn(format="%.0f%%")
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={"files": st.column_config.NumberColumn(format="localized")}
+        | {k: percent for k in shares},
+    )
+    st.caption("Every file of the folder, in all splits; the table has a row per class.")
 
 
 def _zip_uploader():
@@ -137,7 +170,8 @@ if len(picked):
 
 st.header("Statistics")
 histograms, means = _pixel_stats(_key(ds), split, ds)
-tab_counts, tab_hist, tab_mean = st.tabs(["Class distribution", "Pixel histograms", "Mean images"])
+names = ["Class distribution", "Pixel histograms", "Mean images"]
+tab_counts, tab_hist, tab_mean, *tab_files = st.tabs(names + ["Image files"] * bool(ds.stored))
 with tab_counts:
     fig = charts.grouped_bars(ds.class_names, counts, xaxis_title="class", yaxis_title="images")
     st.plotly_chart(fig, key="dataset_counts_chart")
@@ -160,5 +194,8 @@ with tab_hist:
 with tab_mean:
     st.image([datastats.enlarge(m, factor) for m in means], caption=list(map(md, ds.class_names)))
     st.caption(f"The average of every {split} image of each class, pixel by pixel.")
+for tab in tab_files:  # an image folder's: CIFAR-10's arrays are all 32 x 32 colour
+    with tab:
+        _files_tab(ds)
 
 near_duplicates.dataset_section(ds, factor)

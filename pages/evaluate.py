@@ -60,14 +60,14 @@ normalise = cols[2].toggle(
 
 
 @st.cache_data(show_spinner="Evaluating…", max_entries=8)
-def _report(model_path: str, version: int, spec: str, split: str, tta: str, _model, _data):
+def _report(model_path: str, version: int, data_key: str, split: str, tta: str, _model, _data):
     x, y = _data.split(split)
     return report_from_probs(kept_probs(_model, model_path, x, tta), y, _data.class_names)
 
 
 def report_of(model_entry: dict, loaded) -> Report:
     """A model's report on the chosen split: predicted under a progress bar the first time."""
-    where = (state.dataset_spec(), split)
+    where = (state.dataset_key(), split)
     state.predict_with_progress(model_entry, loaded, x_split, tta, where)
     version = registry.model_version(model_entry["path"])
     return _report(model_entry["path"], version, *where, tta, loaded, dataset)
@@ -215,7 +215,7 @@ evaluate_sections.confidence(entry, report, tempered, split)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _space(model_path: str, version: int, spec: str, split: str, _model, _data) -> dict:
+def _space(model_path: str, version: int, data_key: str, split: str, _model, _data) -> dict:
     x, _ = _data.split(split)
     return kept_space(_model, model_path, x)
 
@@ -223,7 +223,7 @@ def _space(model_path: str, version: int, spec: str, split: str, _model, _data) 
 def feature_space() -> dict:
     """The feature space of the split: kept on disk by the prediction, or computed under a
     progress bar the first time."""
-    where = (state.dataset_spec(), split)
+    where = (state.dataset_key(), split)
     state.space_with_progress(entry, model, x_split, where)
     return _space(entry["path"], registry.model_version(entry["path"]), *where, model, dataset)
 
@@ -261,7 +261,7 @@ def why_caption(i: int) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _novelty(model_path: str, version: int, spec: str, split: str, fitted, _check, _data):
+def _novelty(model_path: str, version: int, data_key: str, split: str, fitted, _check, _data):
     x, _ = _data.split(split)
     return kept_novelty(_check, model_path, x)
 
@@ -270,7 +270,7 @@ def least_typical(check) -> list[int]:
     """Scores the split with the model's novelty check (under a progress bar the first
     time), says how many it flags and how the model does on them; returns the 18 least
     typical images, least typical first."""
-    where = (state.dataset_spec(), split)
+    where = (state.dataset_key(), split)
     state.novelty_with_progress(entry, check, x_split, where)
     version = registry.model_version(entry["path"])
     scores = _novelty(entry["path"], version, *where, check.calibration, check, dataset)
@@ -436,7 +436,7 @@ else:
 
 other = evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
 adversarial.robustness_section(
-    entry, model, x_split, report.y_true, names, (state.dataset_spec(), split), other
+    entry, model, x_split, report.y_true, names, (state.dataset_key(), split), other
 )
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)

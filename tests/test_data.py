@@ -12,6 +12,7 @@ from PIL import Image
 from core import data
 from core.data import load_dataset, read_cifar_archive, stratified_split
 from core.errors import DataError
+from core.images import GREYSCALE, TRANSPARENT
 from tests.conftest import cifar_batch_bytes, class_images, write_cifar_archive, write_image_folder
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cifar10-jpeg"
@@ -180,10 +181,10 @@ def test_a_folder_of_avif_images_loads_as_its_png_copy_does(tmp_path):
         assert np.abs(xp.mean(axis=(1, 2)) - xa.mean(axis=(1, 2))).max() < 4
 
 
-def _decoded_alone(path: Path) -> np.ndarray:
-    from core.images import decode_image
+def _decoded_alone(path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
+    from core.images import decode_described
 
-    return decode_image(path.read_bytes(), 32)
+    return decode_described(path.read_bytes(), 32)
 
 
 @pytest.mark.parametrize("cached", [False, True])
@@ -191,24 +192,35 @@ def test_each_image_of_each_split_names_its_file(tmp_path, cached):
     write_image_folder(tmp_path / "d" / "train", per_class=6)
     write_image_folder(tmp_path / "d" / "test", per_class=2, fmt="JPEG")
     (tmp_path / "d" / "train" / "dog" / "000-broken.png").write_bytes(b"not a png")
+    # Files of other sizes and kinds: what each stored comes back beside its pixels.
+    Image.new("LA", (50, 30)).save(tmp_path / "d" / "train" / "cat" / "grey.png")
+    Image.new("RGB", (64, 48)).save(tmp_path / "d" / "test" / "frog" / "wide.jpg")
     if cached:
         load_dataset(tmp_path / "d", val_fraction=0.5, seed=3)
     ds = load_dataset(tmp_path / "d", val_fraction=0.5, seed=3)
-    assert {k: len(v) for k, v in ds.files.items()} == {"train": 9, "val": 9, "test": 6}
+    assert {k: len(v) for k, v in ds.files.items()} == {"train": 9, "val": 10, "test": 7}
     for split, (x, y) in ds.splits.items():
-        for image, label, name in zip(x, y, ds.files[split], strict=True):
+        rows = zip(x, y, ds.files[split], ds.stored[split], strict=True)
+        for image, label, name, stored in rows:
             assert name.split("/")[:2] == [
                 "train" if split != "test" else "test",
                 ds.class_names[label],
             ]
-            np.testing.assert_array_equal(image, _decoded_alone(tmp_path / "d" / name))
+            pixels, held = _decoded_alone(tmp_path / "d" / name)
+            np.testing.assert_array_equal(image, pixels)
+            assert tuple(stored) == held
+    names, stored = (np.concatenate(list(d.values())) for d in (ds.files, ds.stored))
+    stored = dict(zip(names.tolist(), map(tuple, stored.tolist()), strict=True))
+    assert stored.pop("train/cat/grey.png") == (50, 30, GREYSCALE | TRANSPARENT)
+    assert stored.pop("test/frog/wide.jpg") == (64, 48, 0)
+    assert set(stored.values()) == {(40, 40, 0)}  # write_image_folder's RGB squares
     assert "train/dog/000-broken.png" not in ds.files["train"].tolist() + ds.files["val"].tolist()
 
 
 def test_a_cifar_archive_names_no_files(tmp_path):
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
     ds = load_dataset(tmp_path / "cifar-10-python.tar.gz", val_fraction=0.2)
-    assert ds.files == {} and len(ds.split("val")[1]) > 0
+    assert ds.files == {} and ds.stored == {} and len(ds.split("val")[1]) > 0
 
 
 def test_folder_with_train_and_test_subfolders(tmp_path):

@@ -20,7 +20,14 @@ from PIL import Image, ImageFile
 
 from core import avif, images
 from core.errors import ImageError
-from core.images import decode_image, open_image, to_model_input
+from core.images import (
+    GREYSCALE,
+    TRANSPARENT,
+    decode_described,
+    decode_image,
+    open_image,
+    to_model_input,
+)
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
@@ -1030,3 +1037,33 @@ def test_a_damaged_large_jpeg_is_refused_at_a_reduced_scale_too():
     data = _photo()
     with pytest.raises(ImageError, match="truncated or damaged"):
         decode_image(data[: len(data) // 2], 32)
+
+
+@pytest.mark.parametrize(
+    ("image", "flags"),
+    [
+        (Image.new("RGB", (40, 20)), 0),
+        (Image.new("L", (40, 20)), GREYSCALE),
+        (Image.new("1", (40, 20)), GREYSCALE),
+        (Image.new("I;16", (40, 20)), GREYSCALE),
+        (Image.new("LA", (40, 20)), GREYSCALE | TRANSPARENT),
+        (Image.new("RGBA", (40, 20)), TRANSPARENT),
+        (Image.new("P", (40, 20)), 0),
+    ],
+    ids=["rgb", "grey", "bilevel", "16-bit", "grey-alpha", "rgba", "palette"],
+)
+def test_decode_described_says_what_the_file_stored(image, flags):
+    pixels, stored = decode_described(encode(image, "PNG"), 32)
+    assert stored == (40, 20, flags)
+    np.testing.assert_array_equal(pixels, decode_image(encode(image, "PNG"), 32))
+
+
+def test_a_colour_key_is_transparency_and_sizes_are_upright_and_whole():
+    keyed = encode(Image.new("P", (40, 20)), "PNG", transparency=0)
+    assert decode_described(keyed)[1] == (40, 20, TRANSPARENT)
+    # Orientation 6 turns the stored 40 x 20 a quarter: the picture is 20 wide, 40 high.
+    assert decode_described(with_orientation("JPEG", 6))[1] == (20, 40, 0)
+    # A photo decoded at a reduced scale (1/8 here) still reports its own size.
+    photo = encode(noise(1024, 768), "JPEG")
+    assert open_image(photo, at_least=64).size == (128, 96)
+    assert decode_described(photo, 32)[1] == (1024, 768, 0)

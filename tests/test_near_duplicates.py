@@ -273,6 +273,7 @@ def test_without_copies_leaves_out_the_training_copies_of_held_out_images_only()
     data.files = {
         s: np.array([f"{s}/{i}.png" for i in range(len(y))]) for s, (_, y) in data.splits.items()
     }
+    data.stored = {s: np.arange(len(y) * 3).reshape(-1, 3) for s, (_, y) in data.splits.items()}
     kept = nd.without_copies(data)
     # Train 4 (val 1's original) and train 11 (test 2's) go; train 2 and 7 copy each other
     # within train and stay; val and test are as they were.
@@ -280,9 +281,11 @@ def test_without_copies_leaves_out_the_training_copies_of_held_out_images_only()
     np.testing.assert_array_equal(kept.splits["train"][0], data.splits["train"][0][expected])
     np.testing.assert_array_equal(kept.splits["train"][1], data.splits["train"][1][expected])
     assert kept.files["train"].tolist() == [f"train/{i}.png" for i in expected]
+    np.testing.assert_array_equal(kept.stored["train"], data.stored["train"][expected])
     for split in ("val", "test"):
         assert kept.splits[split][0] is data.splits[split][0]
         assert kept.files[split] is data.files[split]
+        assert kept.stored[split] is data.stored[split]
     assert kept.left_out == 2 and data.left_out == 0
     assert kept.summary()["near_duplicates_left_out"] == 2
     assert "near_duplicates_left_out" not in data.summary()

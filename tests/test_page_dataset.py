@@ -1,6 +1,7 @@
 """AppTest of the Dataset page on the 3-class `image_folder` (11 train + 1 val per class)."""
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, plotly_values, write_image_folder
+from tests.conftest import ROOT, as_read, plotly_values, write_cifar_archive, write_image_folder
 from tests.test_userdata import class_entries, make_zip, png_bytes
 
 
@@ -259,16 +260,16 @@ def test_only_the_zip_uploader_takes_more_than_the_photo_limit(data_app):
 
 def _counting_decodes(monkeypatch) -> list[int]:
     """Counts every image decode, the folder check's and the dataset loader's alike (both
-    decode through `core.images.decode_image`, in this process for a small folder)."""
+    decode through `core.images.decode_described`, in this process for a small folder)."""
     from core import images
 
-    decodes, real = [], images.decode_image
+    decodes, real = [], images.decode_described
 
     def counting(*args, **kwargs):
         decodes.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(images, "decode_image", counting)
+    monkeypatch.setattr(images, "decode_described", counting)
     return decodes
 
 
@@ -538,3 +539,94 @@ def test_names_that_are_not_utf8_are_loaded_checked_and_shown(image_folder, monk
     names = [*ds.files["train"], *ds.files["val"]]
     assert "cat/caf\ufffd.png" in names and len(names) == 36
     assert ds.class_names == ["cat", "dog", "fr\ufffdg"]
+
+
+def _thirty_seconds_later() -> None:
+    """The folder's signature is looked at every 30 s at most: as if they had gone by."""
+    from ui import state
+
+    state._signature.clear()
+
+
+def test_images_added_to_the_folder_are_seen_at_the_next_look(page, image_folder):
+    page.run()
+    assert {m.label: m.value for m in page.metric}["train images"] == "33"
+    write_image_folder(image_folder / "more", per_class=4, size=40)
+    for path in (image_folder / "more" / "frog").iterdir():
+        path.rename(image_folder / "frog" / f"more-{path.name}")
+    shutil.rmtree(image_folder / "more")
+    page.run()  # within the 30 s: as it was
+    assert {m.label: m.value for m in page.metric}["train images"] == "33"
+    _thirty_seconds_later()
+    page.run()
+    assert not page.exception
+    assert _check_label(page) == "Folder check: 3 classes, 40 images, 0 unreadable, 0 duplicates"
+    metrics = {m.label: m.value for m in page.metric}  # 36 before: the first load kept
+    assert (int(metrics["train images"]), int(metrics["val images"])) == (36, 4)
+    counts = _chart(page, "dataset_counts_chart")
+    assert {t["name"]: plotly_values(t["y"]) for t in counts["data"]}["train"] == [11, 11, 14]
+    assert _files_tab(page) == ["All 40 files are 40 x 40 pixels, shown and trained on at 32 x 32."]
+
+
+def _files_tab(page) -> list[str]:
+    """The Image files tab's bullet list, one sentence a line, as read."""
+    tab = next(t for t in page.tabs if t.label == "Image files")
+    return [line.removeprefix("- ") for line in as_read(tab.markdown[0].value).splitlines()]
+
+
+def test_the_image_files_tab_says_how_the_files_stored_their_pictures(page, image_folder):
+    from PIL import Image
+
+    page.run()
+    tab = next(t for t in page.tabs if t.label == "Image files")
+    assert _files_tab(page) == ["All 36 files are 40 x 40 pixels, shown and trained on at 32 x 32."]
+    assert not tab.dataframe and not tab.get("plotly_chart")  # nothing varies: no chart, no table
+    frog = sorted((image_folder / "frog").iterdir())[0]
+    Image.open(frog).resize((80, 80)).save(frog)
+    _thirty_seconds_later()
+    page.run()
+    assert _files_tab(page)[0] == (
+        "The 36 files are 40-80 pixels wide and 40-80 high (the median 40 x 40), shown and "
+        "trained on at 32 x 32."
+    )
+    sizes = _chart(page, "dataset_sizes_chart")["data"][0]
+    assert plotly_values(sizes["x"]) == [40, 80] and plotly_values(sizes["y"]) == [40, 80]
+    assert plotly_values(sizes["customdata"]) == [35, 1]
+    table = next(t for t in page.tabs if t.label == "Image files").dataframe[0].value
+    assert table["class"].tolist() == ["cat", "dog", "frog"]
+    assert table["files"].tolist() == [12, 12, 12] and set(table["median size"]) == {"40 x 40"}
+    assert not page.warning
+
+
+def test_a_class_whose_files_differ_is_named_as_a_shortcut(tmp_path, monkeypatch):
+    from PIL import Image
+
+    write_image_folder(tmp_path / "images", per_class=6, size=40)
+    for path in (tmp_path / "images" / "cat").iterdir():  # every cat a grey 96 x 64
+        Image.open(path).convert("L").resize((96, 64)).save(path)
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert not page.exception
+    assert _files_tab(page)[:3] == [
+        "The 18 files are 40-96 pixels wide and 40-64 high (the median 40 x 40), shown and "
+        "trained on at 32 x 32.",
+        "6 (33%) are not square: each is squashed to the square, not cropped, so what they "
+        "show looks narrower or flatter.",
+        "6 (33%) are greyscale: their grey fills all three colours.",
+    ]
+    assert [as_read(w.value) for w in page.warning][1:] == [  # after the folder check's
+        "100% of the files of cat are not square, 0% of the other classes': a model can tell "
+        "cat by that rather than by what the pictures show.",
+        "100% of the files of cat are greyscale, 0% of the other classes': a model can tell "
+        "cat by that rather than by what the pictures show.",
+    ]
+
+
+def test_a_cifar_archive_has_no_image_files_tab(tmp_path, monkeypatch):
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "cifar-10-python.tar.gz"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert not page.exception
+    assert [t.label for t in page.tabs] == ["Class distribution", "Pixel histograms", "Mean images"]

@@ -448,3 +448,40 @@ def robustness(found: dict, other: dict | None = None, names: tuple = ()) -> go.
         margin=dict(t=20),
         legend=dict(orientation="h", y=-0.3),
     )
+
+
+def file_sizes(widths, heights, counts, image_size: int) -> go.Figure:
+    """Each distinct file size as a dot whose area grows with its number of files, the
+    squares as a dashed diagonal and the model's input size as a red cross; log axes when
+    the sizes span more than 8x (photos of 100 to 4,000 pixels)."""
+    counts = np.asarray(counts)
+    fig = go.Figure(
+        go.Scatter(
+            x=widths,
+            y=heights,
+            mode="markers",
+            name="files",
+            customdata=counts,
+            marker=dict(size=6 + 24 * np.sqrt(counts / counts.max()), opacity=0.6),
+            hovertemplate="%{x} x %{y} pixels: %{customdata:,} files<extra></extra>",
+        )
+    )
+    ends = [min(np.min(widths), np.min(heights), image_size)]
+    ends.append(max(np.max(widths), np.max(heights), image_size))
+    fig.add_scatter(
+        x=ends, y=ends, mode="lines", name="square", line=dict(dash="dash", color="grey")
+    )
+    fig.add_scatter(
+        x=[image_size],
+        y=[image_size],
+        mode="markers",
+        name=f"model input, {image_size} x {image_size}",
+        marker=dict(symbol="x", size=12, color="#d62728"),
+    )
+    axes = dict(type="linear", tickformat=",d")  # whole pixels
+    if ends[1] > 8 * ends[0]:  # powers of two: plotly's own log ticks label 2, 5 and 9
+        powers = 2 ** np.arange(int(np.log2(ends[0])), int(np.log2(ends[1])) + 2)
+        axes = dict(type="log", tickvals=powers, ticktext=[f"{p:,}" for p in powers])
+    fig.update_xaxes(title="width (pixels)", **axes)
+    fig.update_yaxes(title="height (pixels)", **axes)
+    return fig.update_layout(height=420, margin=dict(t=20, b=0))

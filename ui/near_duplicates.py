@@ -31,7 +31,7 @@ def _memory() -> dict:
 
 def _key(ds) -> tuple:
     return (
-        state.dataset_spec(),
+        state.dataset_key(),
         ds.image_size,
         tuple((k, len(v[1])) for k, v in ds.splits.items()),
     )

@@ -169,6 +169,15 @@ def dataset_spec() -> str:
     return st.session_state.sidebar_path.strip()
 
 
+def dataset_key() -> str:
+    """The active dataset as the pages' caches know it: its spec and, for a folder, its
+    files' signature (looked at every 30 s at most), so a folder whose files change is
+    loaded again and nothing computed on its old images is shown for the new ones."""
+    spec = dataset_spec()
+    path = Path(spec).expanduser()
+    return f"{spec}|{_signature(str(path.resolve()))}" if spec and path.is_dir() else spec
+
+
 def dataset_ready() -> bool:
     """Whether the sidebar names a dataset that can be loaded without a download."""
     spec = dataset_spec()
@@ -267,7 +276,7 @@ def _unpack(upload) -> str | None:
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
 def _load(
-    spec: str, val_fraction: float, seed: int, image_size: int = 32, _listing=None
+    key: str, spec: str, val_fraction: float, seed: int, image_size: int = 32, _listing=None
 ) -> data.Dataset:
     return data.load_dataset(
         spec, image_size=image_size, val_fraction=val_fraction, seed=seed, listing=_listing
@@ -310,8 +319,9 @@ def require_dataset(image_size: int = 32) -> data.Dataset:
     if spec == "cifar10" and not _offer_cifar_download():
         st.stop()
     try:
-        listing = _decode_with_progress(spec, image_size)
-        return _load(spec, VAL_FRACTION, SPLIT_SEED, image_size, listing)
+        key = dataset_key()  # a folder changed since its last load is loaded again
+        listing = _decode_with_progress(key, spec, image_size)
+        return _load(key, spec, VAL_FRACTION, SPLIT_SEED, image_size, listing)
     except CnnError as err:
         st.error(md_sentence(err))
         st.stop()
@@ -324,16 +334,17 @@ def _kept_on_disk() -> set:
     return set()
 
 
-def _decode_with_progress(spec: str, image_size: int) -> data.FolderListing | None:
+def _decode_with_progress(key: str, spec: str, image_size: int) -> data.FolderListing | None:
     """Decodes a folder not in the disk cache yet under a progress bar, not a spinner.
 
     The first load of CIFAR-10's 50,000 JPEGs takes about 8 s on 2 cores. `_load` cannot draw
     the bar itself (a cached function may not update elements made outside it), so the
     folder is decoded into the disk cache here first, and `_load` then reads it in a
     second or two. Looked at once per folder and size: the listing stats every file, and
-    is returned for `_load` to use rather than list the folder again.
+    is returned for `_load` to use rather than list the folder again. `key`: the folder's
+    `dataset_key`, which a change to its files changes.
     """
-    seen, key = _kept_on_disk(), ("folder", spec, image_size)
+    seen, key = _kept_on_disk(), ("folder", key, image_size)
     listing = st.session_state.pop(_LISTED, None)  # folder_report's, when it just checked
     if key in seen:
         return None

@@ -122,7 +122,7 @@ def tab(entry: dict, model, class_names: list[str]) -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner="Finding the images that excite each unit most…")
-def _strongest(model_path: str, version: int, spec: str, split: str, layer: str, _model, _x):
+def _strongest(model_path: str, version: int, data_key: str, split: str, layer: str, _model, _x):
     return visualise.strongest_images(_model, layer, _x)
 
 
@@ -163,9 +163,7 @@ def _examples(entry, model, layer, units):
     x, y = dataset.split(split)
     rows = curve_rows(y, EXAMPLE_POOL)
     version = registry.model_version(entry["path"])
-    index, _ = _strongest(
-        entry["path"], version, state.dataset_spec(), split, layer, model, x[rows]
-    )
+    index, _ = _strongest(entry["path"], version, state.dataset_key(), split, layer, model, x[rows])
     mosaics, captions = [], []
     for u in units:
         found = rows[index[u]]

@@ -1,0 +1,69 @@
+import numpy as np
+
+from core import filestats
+from core.images import GREYSCALE, TRANSPARENT
+
+
+def _stored(*rows, times=1):
+    return np.array([row for row in rows for _ in range(times)], np.int32)
+
+
+def test_files_all_of_the_model_size_say_so_in_one_sentence():
+    assert filestats.summary(_stored((32, 32, 0), times=5), 32) == [
+        "All 5 files are 32 x 32 pixels."
+    ]
+
+
+def test_the_summary_counts_what_is_squashed_enlarged_grey_and_transparent():
+    stored = _stored((100, 75, 0), (100, 100, GREYSCALE), (20, 30, TRANSPARENT), (160, 90, 0))
+    assert filestats.summary(stored, 32) == [
+        "The 4 files are 20-160 pixels wide and 30-100 high (the median 100 x 82.5), shown and "
+        "trained on at 32 x 32.",
+        "3 (75%) are not square: each is squashed to the square, not cropped, so what they show "
+        "looks narrower or flatter.",
+        "1 (25%) has a side shorter than 32 pixels and are enlarged, which blurs them.",
+        "1 (25%) is greyscale: their grey fills all three colours.",
+        "1 (25%) has transparency: white shows through.",
+        # shorter sides 75, 100, 20, 90: the median 82.5 holds 64 but not 96
+        "Half the files have 82.5 pixels or more on their shorter side: a model of 64 x 64 "
+        "pixels (the Train page's Image size) sees more of their detail, at about 4 times the "
+        "time per epoch.",
+    ]
+    # Already at 64: no larger size fits, nothing to suggest.
+    assert not any("Half the files" in s for s in filestats.summary(stored, 64))
+
+
+def test_the_table_gives_each_class_its_median_size_and_shares():
+    stored = _stored((64, 48, GREYSCALE), (64, 64, 0), (32, 32, TRANSPARENT), (32, 32, 0))
+    rows = filestats.class_table(stored, np.array([0, 0, 2, 2]), ["cat", "dog", "frog"])
+    assert rows == [  # dog has no file: no row
+        {"class": "cat", "files": 2, "median size": "64 x 56", "not square": 50.0,
+         "greyscale": 50.0, "with transparency": 0.0},
+        {"class": "frog", "files": 2, "median size": "32 x 32", "not square": 0.0,
+         "greyscale": 0.0, "with transparency": 50.0},
+    ]  # fmt: skip
+
+
+def test_a_class_that_differs_from_the_others_is_named():
+    y = np.repeat([0, 1, 2], 10)
+    even = _stored((64, 64, 0), times=30)
+    assert filestats.class_differences(even, y, ["cat", "dog", "frog"]) == []
+    grey = even.copy()
+    grey[y == 1, 2] = GREYSCALE
+    grey[y == 2, :2] = 256
+    assert filestats.class_differences(grey, y, ["cat", "dog", "frog"]) == [
+        "100% of the files of dog are greyscale, 0% of the other classes': a model can tell "
+        "dog by that rather than by what the pictures show.",
+        "The files of frog are much larger than the other classes' (a median of 65,536 pixels "
+        "against 4,096): resized to one size they look sharper, which a model can learn "
+        "instead of what they show.",
+    ]
+    # A difference under APART (40 points here) is left alone.
+    grey[y == 1, 2] = np.where(np.arange(10) < 4, GREYSCALE, 0)
+    assert not any("greyscale" in s for s in filestats.class_differences(grey, y, ["a", "b", "c"]))
+
+
+def test_size_counts_counts_each_distinct_size():
+    stored = _stored((64, 48, 0), (64, 48, GREYSCALE), (32, 32, 0))
+    widths, heights, counts = filestats.size_counts(stored)
+    assert list(zip(widths, heights, counts, strict=True)) == [(32, 32, 1), (64, 48, 2)]
