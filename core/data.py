@@ -245,9 +245,8 @@ def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
         raise DataError(wrong)
     if path.is_file() or _is_cifar_batches_dir(path):
         train, test = read_cifar_archive(path, image_size)
-        return FolderData(
-            train, test, list(CIFAR10_CLASSES)
-        ), f"CIFAR-10 archive {shown(str(path))}"
+        source = f"CIFAR-10 archive {shown(str(path))}"
+        return FolderData(train, test, list(CIFAR10_CLASSES)), source
     if not path.is_dir():
         raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
     source = f"image folder {shown(str(path))}"  # kept in model cards, shown on pages
@@ -614,7 +613,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 def _listing_key(listing, image_size) -> str:
-    digest = hashlib.sha256(f"v3|{image_size}".encode())  # v3: what each file held
+    digest = hashlib.sha256(f"v3|{image_size}".encode())  # v3: each file's size and kind
     for path, label, part in listing:
         st = os.stat(path)
         # A file name need not be valid UTF-8: fsencode gives back its own bytes.
@@ -676,10 +675,10 @@ WORKER = [sys.executable, "-m", "core.decode_worker"]
 
 
 def decode_file(path, image_size: int) -> tuple:
-    """`(pixels, digest, stored, None)` for one file of a folder, or `(None, None, None,
+    """`(pixels, digest, held, None)` for one file of a folder, or `(None, None, None,
     reason)`.
 
-    The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies; `stored`
+    The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies; `held`
     is `(width, height, flags)` as `core.images.decode_described` gives it.
     """
     from core.images import decode_described, too_large
@@ -693,12 +692,12 @@ def decode_file(path, image_size: int) -> tuple:
             if reason := too_large(os.fstat(file.fileno()).st_size):
                 return None, None, None, reason
             raw = file.read()
-        image, stored = decode_described(raw, image_size)
+        image, held = decode_described(raw, image_size)
     except ImageError as err:
         return None, None, None, str(err)
     except OSError as err:
         return None, None, None, f"could not be read ({err.strerror or err})"
-    return image, hashlib.blake2b(raw, digest_size=16).digest(), stored, None
+    return image, hashlib.blake2b(raw, digest_size=16).digest(), held, None
 
 
 def estimated_seconds(paths) -> float:
@@ -745,10 +744,10 @@ def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
     # Here: a small folder, or what a worker that could not start or stopped left.
     for start, stop in left:
         for i in range(start, stop):
-            image, digest, stored, reasons[i] = decode_file(paths[i], image_size)
+            image, digest, held, reasons[i] = decode_file(paths[i], image_size)
             if image is not None:
                 x[i], out["digests"][i] = image, np.frombuffer(digest, np.uint8)
-                out["stored"][i] = stored
+                out["stored"][i] = held
             done.add(1)
     done.end()
     ok = np.array([r is None for r in reasons], bool)

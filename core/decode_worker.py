@@ -6,8 +6,8 @@ The request on stdin is `{"size": S, "paths": [...]}`. For every `CHUNK` paths (
 the end) it writes one message to stdout: a JSON line `{"n": k, "failed": [[i, reason],
 ...]}` (`i` counted from the chunk's first path), then the chunk's pixels, uint8 `(k, S, S,
 3)` with zeros where a file failed, then their BLAKE2b digests, uint8 `(k, 16)`, then what
-each file stored, int32 `(k, 3)` (width, height, flags). A worker
-that stops half-way leaves its remaining paths to the process that started it.
+each file stored, int32 `(k, 3)` (width, height, flags). A worker that stops half-way
+leaves its remaining paths to the process that started it.
 
 Pillow parses a small JPEG's headers in Python holding the GIL (about 200 of the 250 µs a
 32 x 32 CIFAR-10 file costs), so threads do not decode faster than one; processes do.
@@ -44,11 +44,11 @@ def main() -> None:
         stored = np.zeros((len(chunk), 3), np.int32)
         failed = []
         for i, path in enumerate(chunk):
-            image, digest, source, reason = decode_file(path, size)
+            image, digest, held, reason = decode_file(path, size)
             if reason is not None:
                 failed.append([i, reason])
                 continue
-            pixels[i], digests[i], stored[i] = image, np.frombuffer(digest, np.uint8), source
+            pixels[i], digests[i], stored[i] = image, np.frombuffer(digest, np.uint8), held
         send(out, pixels, digests, stored, failed)
 
 

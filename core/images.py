@@ -141,10 +141,11 @@ def open_image(
         ImageError: For every file that cannot be used: empty, too large,
             not an allowed format, damaged, truncated or a pixel bomb.
     """
-    return _open_named(data, max_bytes, max_pixels, at_least, filename)[0]
+    return _open_described(data, max_bytes, max_pixels, at_least, filename)[0]
 
 
-def _open_named(data, max_bytes, max_pixels, at_least, filename):
+def _open_described(data, max_bytes, max_pixels, at_least, filename):
+    """`(image, (width, height, flags))`: `open_image`'s image and what the file held."""
     try:
         return _open_image(data, max_bytes, max_pixels, at_least)
     except ImageError as err:
@@ -256,7 +257,7 @@ def decode_described(
     # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
     # same class as from the full decode for 99.4-99.5% of CIFAR-10 validation images
     # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
-    image, held = _open_named(data, max_bytes, max_pixels, 2 * size, filename)
+    image, held = _open_described(data, max_bytes, max_pixels, 2 * size, filename)
     return to_model_input(image, size), held
 
 
@@ -275,15 +276,15 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
         _check_pixels(image.size, max_pixels)
         if 0 in image.size:
             raise ImageError("The image is 0 pixels wide or high: it is empty.")
-        stored, held = image.size, _flags(image)
+        (width, height), flags = image.size, _flags(image)
         if at_least and image.format == "JPEG":
             image.draft(image.mode, (at_least, at_least))  # same mode, smaller scale
         image.load()
-        drawn = image.size
+        loaded = image.size
         image = _apply_orientation(image)
-        turned = image.size != drawn  # a quarter turn swaps the sides
-        width, height = stored[::-1] if turned else stored
-        return _to_rgb(image), (width, height, held)
+        if image.size != loaded:  # a quarter turn swapped the sides
+            width, height = height, width
+        return _to_rgb(image), (width, height, flags)
 
 
 def _flags(image):
