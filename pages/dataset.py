@@ -4,7 +4,7 @@ and what their files were like before they became squares of the model's size.""
 import numpy as np
 import streamlit as st
 
-from core import datastats, filestats, userdata
+from core import datastats, filestats, registry, userdata
 from core.errors import CnnError
 from ui import charts, near_duplicates, state
 from ui.text import md, md_sentence
@@ -115,7 +115,8 @@ counts = _counts(_key(ds), ds)
 factor = max(1, DISPLAY_PX // ds.image_size)
 
 st.caption(f"Source: {md(ds.source)} · {ds.image_size}x{ds.image_size} pixels")
-st.write("**Classes:** " + ", ".join(md(name) for name in ds.class_names))
+# Of many classes the first few: the picker below and the Class distribution tab name all.
+st.write("**Classes:** " + md(registry.class_list(ds.class_names)))
 columns = st.columns(len(ds.splits) + 1)
 for column, (name, (_, y)) in zip(columns, ds.splits.items(), strict=False):
     column.metric(f"{name} images", f"{len(y):,}")

@@ -94,6 +94,8 @@ def test_a_folder_of_many_classes_shows_samples_of_the_first_ten_to_start(tmp_pa
     page.switch_page("pages/dataset.py").run()
     assert not page.exception
     assert page.multiselect(key="dataset_classes").value == list(names[:10])
+    listed = ", ".join(names[:12])  # 25 names in a paragraph before
+    assert f"**Classes:** {listed}, … 13 more" in [m.value for m in page.markdown]
     headings = [m.value for m in page.markdown if m.value.startswith("**class ")]
     assert len(headings) == 10  # 25 rows of pictures before
     assert "10 of the 25 classes: choose others above." in [c.value for c in page.caption]
