@@ -693,6 +693,33 @@ MIN_CALIBRATION_IMAGES = 200  # fewer validation images fit a temperature to noi
 MIN_CALIBRATION_MISTAKES = 10  # with none, the best fit is "always certain": no fit at all
 
 
+def too_few_to_calibrate(probs: np.ndarray, y_true: np.ndarray) -> str | None:
+    """Why no temperature can be fitted on these validation probabilities, or None.
+
+    Args:
+        probs: float `(N, C)` probabilities of images the model did not train on.
+        y_true: int `(N,)` their labels.
+
+    Returns:
+        A sentence when there are fewer than `MIN_CALIBRATION_IMAGES` images or
+        `MIN_CALIBRATION_MISTAKES` mistakes among them; None when a fit is possible.
+    """
+    n = len(y_true)
+    if n < MIN_CALIBRATION_IMAGES:
+        return (
+            f"{n:,} validation images are too few to fit a temperature on (it takes "
+            f"{MIN_CALIBRATION_IMAGES:,} or more)."
+        )
+    mistakes = int(np.sum(probs.argmax(axis=1) != np.asarray(y_true)))
+    if mistakes < MIN_CALIBRATION_MISTAKES:
+        right = f"all {n:,}" if mistakes == 0 else f"all but {mistakes} of {n:,}"
+        return (
+            f"The model gets {right} validation images right: a temperature needs at least "
+            f"{MIN_CALIBRATION_MISTAKES} mistakes among them to fit on."
+        )
+    return None
+
+
 def calibration_record(probs: np.ndarray, y_true: np.ndarray) -> dict | None:
     """The `"calibration"` entry of a model card, from its validation probabilities.
 
@@ -703,8 +730,7 @@ def calibration_record(probs: np.ndarray, y_true: np.ndarray) -> dict | None:
         with fewer than `MIN_CALIBRATION_IMAGES` images or `MIN_CALIBRATION_MISTAKES`
         mistakes among them, too few to say how sure the model should be.
     """
-    mistakes = int(np.sum(probs.argmax(axis=1) != np.asarray(y_true)))
-    if len(y_true) < MIN_CALIBRATION_IMAGES or mistakes < MIN_CALIBRATION_MISTAKES:
+    if too_few_to_calibrate(probs, y_true):
         return None
     temperature = fit_temperature(probs, y_true)
     return {

@@ -291,17 +291,13 @@ def write_calibration(model_path: str | os.PathLike, probs, y_true) -> dict:
         RunError: the model has no card, or too few images or mistakes to fit on.
     """
     from core.errors import RunError
-    from core.evaluate import MIN_CALIBRATION_IMAGES, MIN_CALIBRATION_MISTAKES, calibration_record
+    from core.evaluate import calibration_record, too_few_to_calibrate
     from core.fileio import atomic_write_json
 
     card = _card_of(model_path)
-    record = calibration_record(probs, y_true)
-    if record is None:
-        raise RunError(
-            f"{len(y_true)} validation images are too few to fit a temperature on (it takes "
-            f"{MIN_CALIBRATION_IMAGES} and {MIN_CALIBRATION_MISTAKES} mistakes among them)."
-        )
-    card["calibration"] = record
+    if reason := too_few_to_calibrate(probs, y_true):
+        raise RunError(reason)
+    card["calibration"] = record = calibration_record(probs, y_true)
     atomic_write_json(Path(model_path).parent / "model_card.json", card)
     return record
 

@@ -262,6 +262,15 @@ def test_a_temperature_is_fitted_back_and_keeps_every_prediction():
     assert ev.calibration_record(overconfident[:150], y[:150]) is None  # too few images
     right = np.eye(5)[y[:500]] * 0.9 + 0.02
     assert ev.calibration_record(right, y[:500]) is None  # no mistake to learn doubt from
+    assert ev.too_few_to_calibrate(overconfident[:150], y[:150]) == (
+        "150 validation images are too few to fit a temperature on (it takes 200 or more)."
+    )
+    right[:1] = np.roll(right[:1], 1, axis=1)  # one mistake
+    assert ev.too_few_to_calibrate(right, y[:500]) == (
+        "The model gets all but 1 of 500 validation images right: a temperature needs at least "
+        "10 mistakes among them to fit on."
+    )
+    assert ev.too_few_to_calibrate(overconfident, y) is None
 
 
 def test_the_held_out_error_scores_each_half_with_the_other_halfs_temperature():

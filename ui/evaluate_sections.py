@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import export, quantize, registry
 from core.errors import CnnError
-from core.evaluate import Report, calibration, calibration_note, compare
+from core.evaluate import Report, calibration, calibration_note, compare, too_few_to_calibrate
 from ui import charts, state
 from ui.text import md, md_sentence
 
@@ -35,20 +35,29 @@ def confidence(entry: dict, report: Report, tempered: Report, split: str) -> Non
     elif split == "val" and registry.validates_on(
         entry["card"], state.VAL_FRACTION, state.SPLIT_SEED
     ):
-        # A stopped run, or a model from before cards carried a temperature.
-        st.caption(
-            "This model's card has no temperature (a run stopped early gets none). One can be "
-            "fitted on this validation split, which the run held out from training."
-        )
-        if st.button("Fit a temperature on these images", key="evaluate_calibrate"):
-            try:
-                record = registry.write_calibration(entry["path"], report.probs, report.y_true)
-                st.session_state["evaluate_calibrated"] = calibration_note(record)
-                st.rerun()
-            except CnnError as err:
-                st.error(md_sentence(err))
+        _offer_calibration(entry, report)
     if note := st.session_state.pop("evaluate_calibrated", None):
         st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
+
+
+def _offer_calibration(entry: dict, report: Report) -> None:
+    """Fits a temperature on the model's validation split on a click, where one can be."""
+    if reason := too_few_to_calibrate(report.probs, report.y_true):
+        # The run had these images at its end: it could not fit one either.
+        st.caption(f"This model's card has no temperature, and none can be fitted: {reason}")
+        return
+    # A stopped run, or a model from before cards carried a temperature.
+    st.caption(
+        "This model's card has no temperature (a run stopped early gets none). One can be "
+        "fitted on this validation split, which the run held out from training."
+    )
+    if st.button("Fit a temperature on these images", key="evaluate_calibrate"):
+        try:
+            record = registry.write_calibration(entry["path"], report.probs, report.y_true)
+            st.session_state["evaluate_calibrated"] = calibration_note(record)
+            st.rerun()
+        except CnnError as err:
+            st.error(md_sentence(err))
 
 
 def comparison(
