@@ -86,6 +86,27 @@ def temperature(entry: dict) -> float:
     return (entry["card"].get("calibration") or {}).get("temperature", 1.0)
 
 
+def no_temperature_reason(card: dict) -> str:
+    """Why a model card has no calibration temperature and how one is had, for a sentence
+    that says it has none: too few validation images in its run, or how to fit one."""
+    from core.evaluate import MIN_CALIBRATION_IMAGES
+
+    sizes = (card.get("data") or {}).get("split_sizes")
+    val = None if sizes is None else sizes.get("val", 0)
+    if val == 0:
+        return "its run held out no validation images to fit one on"
+    if val is not None and val < MIN_CALIBRATION_IMAGES:
+        held = f"{val:,} validation images were" if val != 1 else "1 validation image was"
+        return (
+            f"its run's {held} too few to fit one on: it takes {MIN_CALIBRATION_IMAGES:,} or more"
+        )
+    return (
+        "a completed run gets one; for a stopped run or another model, fit one in the "
+        "Evaluate page's Confidence section on its validation split, or run `python -m "
+        "core.registry calibrate --model <model.keras> --data <its data>`"
+    )
+
+
 LISTED_CLASSES = 12  # the classes a line names; of more, how many others
 
 

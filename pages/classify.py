@@ -60,9 +60,7 @@ if calib:
 else:
     st.caption(
         "Probabilities as the model gives them: its card has no calibration temperature "
-        "(a completed run gets one; for a stopped run or another model, fit one in the "
-        "Evaluate page's Confidence section on its validation split, or run `python -m "
-        "core.registry calibrate --model <model.keras> --data <its data>`)."
+        f"({registry.no_temperature_reason(entry['card'])})."
     )
 # The int8 copy's own check reads its channel means in the pass that answers; a copy
 # without one (too few training images to fit it) leaves the check to the float model.

@@ -218,3 +218,20 @@ def test_a_card_says_its_run_left_copies_out_only_for_the_same_held_out_images()
     assert registry.copies_left_out(card, data(5), 0.2, 0) is None  # another split
     kept_all = card | {"train_config": card["train_config"] | {"drop_near_duplicates": False}}
     assert registry.copies_left_out(kept_all, data(5), 0.1, 0) is None
+
+
+def test_no_temperature_reason_says_what_the_card_shows():
+    def card(**sizes):
+        return {"data": {"split_sizes": {"train": 900, **sizes}}}
+
+    assert registry.no_temperature_reason(card(val=60)) == (
+        "its run's 60 validation images were too few to fit one on: it takes 200 or more"
+    )
+    assert registry.no_temperature_reason(card(val=1)).startswith(
+        "its run's 1 validation image was"
+    )
+    assert registry.no_temperature_reason(card()) == (
+        "its run held out no validation images to fit one on"
+    )
+    for enough in (card(val=5000), {}):  # a stopped run, or a card that does not say
+        assert registry.no_temperature_reason(enough).startswith("a completed run gets one;")
