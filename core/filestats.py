@@ -79,15 +79,22 @@ def summary(stored: np.ndarray, image_size: int, sizes=(32, 64, 96)) -> list[str
         sentences.append(f"{_share(count, n)} greyscale: their grey fills all three colours.")
     if count := int(kinds["with transparency"].sum()):
         sentences.append(f"{_share(count, n, 'have/has')} transparency: white shows through.")
-    shorter = float(np.median(np.minimum(width, height)))
-    if larger := [s for s in sizes if image_size < s <= shorter]:
+    if found := larger_size(stored, image_size, sizes):
+        larger, shorter = found
         sentences.append(
             f"Half the files have {shorter:g} pixels or more on their shorter side: a model "
-            f"of {larger[-1]} x {larger[-1]} pixels (the Train page's Image size) sees more "
-            f"of their detail, at about {(larger[-1] / image_size) ** 2:.0f} times the time "
-            "per epoch."
+            f"of {larger} x {larger} pixels (the Train page's Image size) sees more of their "
+            f"detail, at about {(larger / image_size) ** 2:.0f} times the time per epoch."
         )
     return sentences
+
+
+def larger_size(stored: np.ndarray, image_size: int, sizes=(32, 64, 96)):
+    """The largest of `sizes` above `image_size` that half the files have on their shorter
+    side, and that median side: `(size, median)`; None when no larger size is that small."""
+    shorter = float(np.median(np.minimum(stored[:, 0], stored[:, 1])))
+    larger = [s for s in sizes if image_size < s <= shorter]
+    return (larger[-1], shorter) if larger else None
 
 
 def class_table(stored: np.ndarray, y: np.ndarray, class_names: list[str]) -> list[dict]:

@@ -5,10 +5,11 @@ import json
 import time
 from dataclasses import fields
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import datastats, estimate, jobs, registry, search
+from core import datastats, estimate, filestats, jobs, registry, search
 from core.augment import CONTROLS, AugmentConfig
 from core.errors import CnnError
 from core.hardware import effective_precision, has_fast_bf16
@@ -46,6 +47,14 @@ IMAGE_SIZES = (32, 64, 96)
 @st.cache_data(max_entries=32, show_spinner="Building the model…")
 def model_summary(model_json: str) -> list[dict]:
     return jobs.model_summary(ModelConfig.from_dict(json.loads(model_json)))
+
+
+def _larger_size(dataset, size: int) -> tuple[int, float] | None:
+    """`core.filestats.larger_size` of the folder's files (all splits), or None for a
+    source without files (CIFAR-10 arrays are 32 x 32)."""
+    if not dataset.stored:
+        return None
+    return filestats.larger_size(np.concatenate(list(dataset.stored.values())), size, IMAGE_SIZES)
 
 
 def block_editor(b: int) -> ConvBlock:
@@ -334,6 +343,13 @@ def new_run() -> None:
             key="train_image_size",
             help="Every image is resized to this; the model card records it.",
         )
+        if size < IMAGE_SIZES[-1] and (larger := _larger_size(dataset, size)):
+            st.caption(
+                f"Half this folder's files have {larger[1]:g} pixels or more on their shorter "
+                f"side: at {larger[0]}x{larger[0]} a model sees more of their detail, at about "
+                f"{(larger[0] / size) ** 2:.0f} times the time per epoch (the Dataset page's "
+                "Image files tab)."
+            )
         # Outside the form: the form can only show as many block editors as chosen here.
         blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
         if not custom:
