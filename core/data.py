@@ -598,7 +598,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     if len(classes) < 2:
         raise DataError(
             f"{folder} has a single class folder ({classes[0]}); a classifier needs at "
-            "least two classes."
+            f"least two classes.{classes_inside(folder / classes[0])}"
         )
     files = []
     for label, name in enumerate(classes):
@@ -610,6 +610,23 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
             raise DataError(f"The class folder {shown(class_folder)} is empty.")
         files.extend((os.path.join(class_folder, n), label) for n in found)
     return [shown(name) for name in classes], files  # names as shown; paths as listed
+
+
+def classes_inside(folder: Path) -> str:
+    """What to say of a folder given as the only class when it holds class folders itself
+    (a path one level too high, as a copied or unzipped tree often is): a sentence naming
+    the path to give instead, or "" when it holds fewer than two folders."""
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if is_entry(e, "dir"))
+    except OSError:
+        return ""
+    if len(names) < 2:
+        return ""
+    listed = ", ".join(shown(n) for n in names[:3]) + (", …" if len(names) > 3 else "")
+    return (
+        f" It holds {len(names)} folders itself ({listed}): if those are the classes, give "
+        f"{shown(str(folder))} instead."
+    )
 
 
 def _listing_key(listing, image_size) -> str:
@@ -774,7 +791,7 @@ class _Progress:
             self.told = self.done
 
     def end(self):
-        if self.progress:
+        if self.progress and self.total:  # no file, nothing to report: "0 of 0" divides by 0
             self.progress(self.total, self.total)
 
 

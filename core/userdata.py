@@ -28,6 +28,7 @@ from core.data import (
     OTHER_PICTURES,
     FolderListing,
     _is_cifar_batches_dir,
+    classes_inside,
     decode_files,
     default_cache_dir,
     folder_contents,
@@ -631,9 +632,11 @@ def _class_problems(report: FolderReport, parts):
     if not names:
         report.problems.append(f"{report.root} has no class folders. {LAYOUT}")
     elif len(names) < 2:
+        train = next(iter(parts.values()))  # "images" or "train": where the classes are
+        only = train / _subfolders(train)[0]  # its own name, not as shown
         report.problems.append(
             f"{report.root} has a single class folder ({names[0]}); a classifier needs at "
-            "least two classes."
+            f"least two classes.{classes_inside(only)}"
         )
     if "test" in parts:
         test_names = [shown(name) for name in _subfolders(parts["test"])]

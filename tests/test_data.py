@@ -288,6 +288,13 @@ def test_a_new_cache_entry_removes_those_of_deleted_folders_and_old_versions(tmp
         (lambda r: None, "does not exist"),
         (lambda r: r.mkdir(), "has no class folders"),
         (lambda r: (r / "only").mkdir(parents=True), "single class folder"),
+        # One level too high, as a copied tree often is: the path to give instead.
+        (
+            lambda r: write_image_folder(r / "top", per_class=2),
+            r"single class folder \(top\); a classifier needs at least two classes\. It holds "
+            r"3 folders itself \(cat, dog, frog\): if those are the classes, give .*/d/top "
+            r"instead\.",
+        ),
         (lambda r: [(r / c).mkdir(parents=True) for c in ("a", "b")], "is empty"),
     ],
 )
@@ -523,3 +530,9 @@ def test_a_zip_or_a_picture_given_as_the_data_is_named_for_what_it_is(tmp_path):
     (tmp_path / "broken.tar.gz").write_bytes(b"\x1f\x8b not really")  # still an archive's
     with pytest.raises(DataError, match="is corrupt or not a CIFAR-10 python archive"):
         load_dataset(tmp_path / "broken.tar.gz")
+
+
+def test_decoding_no_file_reports_no_progress():
+    calls = []
+    arrays, skipped = data.decode_files([], 32, lambda done, total: calls.append((done, total)))
+    assert calls == [] and skipped == [] and arrays["x"].shape == (0, 32, 32, 3)

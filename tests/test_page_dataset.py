@@ -182,6 +182,19 @@ def test_folder_check_lists_unreadable_files_and_warns_of_duplicates(
     assert {m.label: m.value for m in at.metric}["Skipped files"] == "1"
 
 
+def test_a_single_class_folder_holding_only_folders_stops_with_a_sentence(tmp_path, monkeypatch):
+    (tmp_path / "images" / "photos" / "2024").mkdir(parents=True)  # no file to read at all
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert not page.exception  # ZeroDivisionError: the check's bar at "0 of 0" files
+    assert [as_read(e.value) for e in page.error] == [
+        f"{tmp_path / 'images'} has a single class folder (photos); a classifier needs at "
+        "least two classes.",
+        "No readable image in the class folder(s) photos.",
+    ]
+
+
 def test_a_folder_that_cannot_be_used_stops_with_its_problems(tmp_path, monkeypatch):
     write_image_folder(tmp_path / "pets", per_class=12, classes=("cat", "dog"))
     for png in (tmp_path / "pets" / "dog").iterdir():

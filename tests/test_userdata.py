@@ -377,6 +377,12 @@ def test_blocking_problems(tmp_path, check):
         f"{tmp_path / 'one'} has a single class folder (cat); a classifier needs at least "
         "two classes."
     ]
+    top = _folder(tmp_path / "high" / "top", {"cat": 12, "dog": 12})
+    assert check(top.parent).problems[0] == (
+        f"{tmp_path / 'high'} has a single class folder (top); a classifier needs at least "
+        f"two classes. It holds 2 folders itself (cat, dog): if those are the classes, give "
+        f"{top} instead."
+    )
     root = _folder(tmp_path / "unreadable", {"cat": 12, "dog": 0})
     (root / "dog" / "a.jpg").write_bytes(b"not a jpeg")
     (root / "stray.png").write_bytes(png_bytes(1))

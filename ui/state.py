@@ -224,7 +224,9 @@ def progress_bar(doing: str, note: str, lazy: bool = False):
         bar.progress(0.0, text=f"{doing}…")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"{doing} ({note}): {done:,} of {total:,}")
+        bar.progress(
+            done / total if total else 1.0, text=f"{doing} ({note}): {done:,} of {total:,}"
+        )
 
     try:
         yield progress
