@@ -20,14 +20,14 @@ APART = 0.5
 AREA_APART = 4.0
 
 
+KINDS = ("not square", "greyscale", "with transparency")  # the kinds of file counted
+
+
 def _kinds(stored: np.ndarray) -> dict[str, np.ndarray]:
-    """`{description: bool (N,)}` of the kinds of file the sentences count."""
+    """`{kind: bool (N,)}` for each of `KINDS`."""
     width, height, flags = stored[:, 0], stored[:, 1], stored[:, 2]
-    return {
-        "not square": width != height,
-        "greyscale": (flags & GREYSCALE) > 0,
-        "with transparency": (flags & TRANSPARENT) > 0,
-    }
+    found = (width != height, (flags & GREYSCALE) > 0, (flags & TRANSPARENT) > 0)
+    return dict(zip(KINDS, found, strict=True))
 
 
 def _share(count: int, total: int, verbs: str = "are/is") -> str:

@@ -18,7 +18,8 @@ FIRST_SHOWN = 10
 
 
 def _key(ds) -> tuple:
-    # Splits are a pure function of the spec (state loads with a fixed fraction and seed).
+    # Splits are a pure function of the files (state loads with a fixed fraction and seed),
+    # which the key follows.
     return state.dataset_key(), tuple((k, len(v[1])) for k, v in ds.splits.items())
 
 
@@ -52,8 +53,7 @@ def _files_tab(ds):
     st.markdown("\n".join(f"- {md_sentence(sentence)}" for sentence in sentences))
     for sentence in differences:
         st.warning(md_sentence(sentence))
-    shares = ("not square", "greyscale", "with transparency")
-    if len(sizes[2]) == 1 and not any(row[k] for row in table for k in shares):
+    if len(sizes[2]) == 1 and not any(row[k] for row in table for k in filestats.KINDS):
         return  # one size, no greyscale, no transparency: the sentence says all
     st.plotly_chart(charts.file_sizes(*sizes, ds.image_size), key="dataset_sizes_chart")
     percent = st.column_config.NumberColumn(format="%.0f%%")
@@ -61,7 +61,7 @@ def _files_tab(ds):
         table,
         hide_index=True,
         column_config={"files": st.column_config.NumberColumn(format="localized")}
-        | {k: percent for k in shares},
+        | {k: percent for k in filestats.KINDS},
     )
     st.caption("Every file of the folder, in all splits; the table has a row per class.")
 
@@ -171,8 +171,8 @@ if len(picked):
 
 st.header("Statistics")
 histograms, means = _pixel_stats(_key(ds), split, ds)
-names = ["Class distribution", "Pixel histograms", "Mean images"]
-tab_counts, tab_hist, tab_mean, *tab_files = st.tabs(names + ["Image files"] * bool(ds.stored))
+tabs = ["Class distribution", "Pixel histograms", "Mean images"] + ["Image files"] * bool(ds.stored)
+tab_counts, tab_hist, tab_mean, *tab_files = st.tabs(tabs)
 with tab_counts:
     fig = charts.grouped_bars(ds.class_names, counts, xaxis_title="class", yaxis_title="images")
     st.plotly_chart(fig, key="dataset_counts_chart")
