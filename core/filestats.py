@@ -38,13 +38,16 @@ def _share(count: int, total: int, verbs: str = "are/is") -> str:
     return f"{count:,} ({count / total:.0%}) {singular if count == 1 else plural}"
 
 
-def summary(stored: np.ndarray, image_size: int, sizes=(32, 64, 96)) -> list[str]:
+def summary(
+    stored: np.ndarray, image_size: int, sizes=(32, 64, 96), where="the Train page's Image size"
+) -> list[str]:
     """What the files are like, in sentences, and what happens to them on the way in.
 
     Args:
         stored: int32 `(N, 3)`: width, height, flags of each file (N > 0).
         image_size: side of the squares the pages show and models train on.
         sizes: the image sizes a model can be trained at (the Train page's choices).
+        where: where that size is chosen.
 
     Returns:
         Sentences: the sizes; how many files are not square (squashed), smaller than
@@ -83,7 +86,7 @@ def summary(stored: np.ndarray, image_size: int, sizes=(32, 64, 96)) -> list[str
         larger, shorter = found
         sentences.append(
             f"Half the files have {shorter:g} pixels or more on their shorter side: a model "
-            f"of {larger} x {larger} pixels (the Train page's Image size) sees more of their "
+            f"of {larger} x {larger} pixels ({where}) sees more of their "
             f"detail, at about {(larger / image_size) ** 2:.0f} times the time per epoch."
         )
     return sentences
@@ -168,3 +171,67 @@ def size_counts(stored: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """`(widths, heights, counts)`: each distinct file size and how many files have it."""
     sizes, counts = np.unique(stored[:, :2], axis=0, return_counts=True)
     return sizes[:, 0], sizes[:, 1], counts
+
+
+def dataset_files(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """`(stored, y)` of every file of a `core.data.Dataset`, all splits together (empty
+    arrays for a source without files)."""
+    splits = list(dataset.stored)
+    if not splits:
+        return np.zeros((0, 3), np.int32), np.zeros(0, np.int32)
+    y = np.concatenate([dataset.splits[s][1] for s in splits])
+    return np.concatenate([dataset.stored[s] for s in splits]), y
+
+
+def format_table(rows: list[dict]) -> str:
+    """`class_table`'s rows as aligned text, shares in whole percent."""
+    head = ["class", "files", "median size", *KINDS]
+    cells = [
+        [str(r["class"]), f"{r['files']:,}", r["median size"], *(f"{r[k]:.0f}%" for k in KINDS)]
+        for r in rows
+    ]
+    table = [head, *cells]
+    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
+    aligned = [[c.rjust(w) for c, w in zip(row, widths, strict=True)] for row in table]
+    for row, first in zip(aligned, table, strict=True):
+        row[0] = first[0].ljust(widths[0])  # names to the left, numbers to the right
+    return "\n".join("  ".join(row) for row in aligned)
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from core.data import load_dataset
+    from core.errors import CnnError
+    from core.evaluate import progress_verbose
+    from core.near_duplicates import progress_bar
+
+    p = argparse.ArgumentParser(
+        prog="python -m core.filestats",
+        description="What an image folder's files are like before they become squares of the "
+        "model's size (the Dataset page's Image files tab).",
+    )
+    p.add_argument("data", help="an image folder: root/<class>/* or root/train/<class>/*")
+    p.add_argument("--image-size", type=int, default=32, help="default %(default)s")
+    args = p.parse_args(argv)
+    try:
+        progress = progress_bar("Decoding the folder", progress_verbose())
+        dataset = load_dataset(args.data, image_size=args.image_size, progress=progress)
+    except CnnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    stored, y = dataset_files(dataset)
+    if not len(stored):
+        print(f"error: {args.data} is not an image folder: no files to describe.", file=sys.stderr)
+        return 1
+    print("\n".join(summary(stored, args.image_size, where="core.train's --image-size")))
+    for sentence in class_differences(stored, y, dataset.class_names):
+        print(f"Warning: {sentence}")
+    print()
+    print(format_table(class_table(stored, y, dataset.class_names)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

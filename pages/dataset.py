@@ -37,9 +37,7 @@ def _pixel_stats(key, split, _ds):
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _files_stored(key, _ds):
-    splits = list(_ds.stored)
-    stored = np.concatenate([_ds.stored[s] for s in splits])
-    y = np.concatenate([_ds.splits[s][1] for s in splits])
+    stored, y = filestats.dataset_files(_ds)
     return (
         filestats.summary(stored, _ds.image_size),
         filestats.class_differences(stored, y, _ds.class_names),

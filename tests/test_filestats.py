@@ -67,3 +67,32 @@ def test_size_counts_counts_each_distinct_size():
     stored = _stored((64, 48, 0), (64, 48, GREYSCALE), (32, 32, 0))
     widths, heights, counts = filestats.size_counts(stored)
     assert list(zip(widths, heights, counts, strict=True)) == [(32, 32, 1), (64, 48, 2)]
+
+
+def test_the_command_line_describes_a_folder_and_refuses_what_has_no_files(tmp_path, capsys):
+    from PIL import Image
+
+    from tests.conftest import write_cifar_archive, write_image_folder
+
+    write_image_folder(tmp_path / "d", per_class=4, size=40)
+    for path in (tmp_path / "d" / "dog").iterdir():
+        Image.open(path).convert("L").resize((96, 96)).save(path)
+    assert filestats.main([str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out.splitlines()  # after the decode's progress bar
+    assert (
+        "The 12 files are 40-96 pixels wide and 40-96 high (the median 40 x 40), shown and "
+        "trained on at 32 x 32."
+    ) in out
+    assert "4 (33%) are greyscale: their grey fills all three colours." in out
+    assert out[-4:] == [
+        "class  files  median size  not square  greyscale  with transparency",
+        "cat        4      40 x 40          0%         0%                 0%",
+        "dog        4      96 x 96          0%       100%                 0%",
+        "frog       4      40 x 40          0%         0%                 0%",
+    ]
+    assert any(line.startswith("Warning: 100% of the files of dog are greyscale") for line in out)
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
+    assert filestats.main([str(tmp_path / "cifar-10-python.tar.gz")]) == 1
+    assert "is not an image folder: no files to describe." in capsys.readouterr().err
+    assert filestats.main([str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err == f"error: The path {tmp_path / 'nothing'} does not exist.\n"

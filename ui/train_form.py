@@ -5,7 +5,6 @@ import json
 import time
 from dataclasses import fields
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -52,9 +51,8 @@ def model_summary(model_json: str) -> list[dict]:
 def _larger_size(dataset, size: int) -> tuple[int, float] | None:
     """`core.filestats.larger_size` of the folder's files (all splits), or None for a
     source without files (CIFAR-10 arrays are 32 x 32)."""
-    if not dataset.stored:
-        return None
-    return filestats.larger_size(np.concatenate(list(dataset.stored.values())), size, IMAGE_SIZES)
+    stored, _ = filestats.dataset_files(dataset)
+    return filestats.larger_size(stored, size, IMAGE_SIZES) if len(stored) else None
 
 
 def block_editor(b: int) -> ConvBlock:
