@@ -612,6 +612,22 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return [shown(name) for name in classes], files  # names as shown; paths as listed
 
 
+def class_names_of(spec: str | os.PathLike) -> list[str] | None:
+    """The classes `load_dataset(spec)` would have, from folder names alone (no file is
+    listed or read): CIFAR-10's ten for its sources, None for what is not a dataset."""
+    if str(spec).lower() in ("cifar10", "cifar-10"):
+        return list(CIFAR10_CLASSES)
+    path = Path(spec).expanduser()
+    if path.is_file() or _is_cifar_batches_dir(path):
+        return list(CIFAR10_CLASSES) if _not_an_archive(path) is None else None
+    root = path / "train" if (path / "train").is_dir() else path
+    try:
+        names = sorted(d.name for d in os.scandir(root) if is_entry(d, "dir"))
+    except OSError:
+        return None
+    return [shown(name) for name in names]  # as `_list_classes` gives them
+
+
 def classes_inside(folder: Path) -> str:
     """What to say of a folder given as the only class when it holds class folders itself
     (a path one level too high, as a copied or unzipped tree often is): a sentence naming

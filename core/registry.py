@@ -118,6 +118,21 @@ def class_list(names: list[str]) -> str:
     return ", ".join(names)
 
 
+def classes_differ(card_classes: list[str], names: list[str], models: list[dict]) -> str:
+    """What to say when a model's classes are not the dataset's: both lists, and the models
+    that know the dataset's classes (of `models`, `available_models` entries) or, without
+    one, that a model can be trained on it."""
+    said = (
+        f"The model knows {len(card_classes)} classes ({class_list(card_classes)}) but the "
+        f"dataset has {len(names)} ({class_list(names)}): "
+    )
+    fitting = [m["label"] for m in models if m["card"].get("class_names") == names]
+    if not fitting:
+        return said + "train a model on it on the Train page, or choose another dataset."
+    more = f" (or {len(fitting) - 3} more)" if len(fitting) > 3 else ""
+    return said + f"choose {' or '.join(fitting[:3])}{more} as the sidebar's Active model."
+
+
 def provenance(card: dict) -> str:
     """Where a model card says its model came from, in one line.
 

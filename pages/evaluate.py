@@ -32,12 +32,8 @@ model, entry = state.require_model()
 dataset = state.require_dataset(image_size=int(model.input_shape[1]))
 card_classes = entry["card"].get("class_names")
 if card_classes and card_classes != dataset.class_names:
-    listed = [md(registry.class_list(names)) for names in (card_classes, dataset.class_names)]
-    st.error(
-        f"The model knows {len(card_classes)} classes ({listed[0]}) but the dataset "
-        f"has {len(dataset.class_names)} ({listed[1]}). "
-        "Choose a matching model or dataset in the sidebar."
-    )
+    models = state.available_models()
+    st.error(md(registry.classes_differ(card_classes, dataset.class_names, models)))
     st.stop()
 
 cols = st.columns([2, 1, 1])

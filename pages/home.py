@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import registry
+from core import data, registry
 from ui import state
 from ui.text import md
 
@@ -31,6 +31,10 @@ else:
     st.caption(md(f"{entry['label']} · {registry.provenance(card)}"))
     if card.get("command"):
         st.code(card["command"], language="bash", wrap_lines=True)
+    names = data.class_names_of(state.dataset_spec()) if state.dataset_ready() else None
+    if names and card.get("class_names") and names != card["class_names"]:
+        models = state.available_models()
+        st.info(md(registry.classes_differ(card["class_names"], names, models)))
 
 st.subheader("Pages")
 cols = st.columns(3)

@@ -536,3 +536,18 @@ def test_decoding_no_file_reports_no_progress():
     calls = []
     arrays, skipped = data.decode_files([], 32, lambda done, total: calls.append((done, total)))
     assert calls == [] and skipped == [] and arrays["x"].shape == (0, 32, 32, 3)
+
+
+def test_class_names_of_reads_folder_names_only(tmp_path):
+    write_image_folder(tmp_path / "flat", per_class=1)
+    write_image_folder(tmp_path / "split" / "train", per_class=1, classes=("b", "a"))
+    write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=2)
+    (tmp_path / "photos.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    assert data.class_names_of(tmp_path / "flat") == ["cat", "dog", "frog"]
+    assert data.class_names_of(tmp_path / "split") == ["a", "b"]
+    assert data.class_names_of("cifar10") == list(data.CIFAR10_CLASSES)
+    assert data.class_names_of(tmp_path / "cifar-10-python.tar.gz") == list(data.CIFAR10_CLASSES)
+    assert data.class_names_of(tmp_path / "photos.zip") is None
+    assert data.class_names_of(tmp_path / "nothing") is None
+    for spec in ("flat", "split"):  # as the loader has them
+        assert data.class_names_of(tmp_path / spec) == load_dataset(tmp_path / spec).class_names

@@ -954,6 +954,25 @@ def test_a_model_of_other_classes_is_refused_with_both_lists(data_app):
     assert not at.exception
     assert at.error[0].value == (
         "The model knows 10 classes (airplane, automobile, bird, cat, deer, dog, frog, horse, "
-        "ship, truck) but the dataset has 3 (cat, dog, frog). Choose a matching model or "
-        "dataset in the sidebar."
+        "ship, truck) but the dataset has 3 (cat, dog, frog): train a model on it on the Train "
+        "page, or choose another dataset."
     )
+
+
+def test_a_model_of_other_classes_names_the_models_that_know_the_datasets(data_app, trained_run):
+    from core import registry, runs
+
+    label = next(
+        m["label"]
+        for m in registry.available_models(runs.default_runs_dir())
+        if m["id"] != "default"
+    )
+    assert trained_run.name in label
+    data_app.switch_page("pages/evaluate.py").run()
+    said = as_read(data_app.error[0].value)
+    assert said.endswith(
+        f"but the dataset has 3 (cat, dog, frog): choose {label} as the sidebar's Active model."
+    )
+    data_app.switch_page("pages/home.py").run()  # Home says so too, without loading the data
+    assert not data_app.exception
+    assert [as_read(i.value) for i in data_app.info] == [said]

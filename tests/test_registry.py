@@ -235,3 +235,17 @@ def test_no_temperature_reason_says_what_the_card_shows():
     )
     for enough in (card(val=5000), {}):  # a stopped run, or a card that does not say
         assert registry.no_temperature_reason(enough).startswith("a completed run gets one;")
+
+
+def test_classes_differ_names_up_to_three_models_that_fit():
+    def model(label, names):
+        return {"label": label, "card": {"class_names": names}}
+
+    said = "The model knows 2 classes (a, b) but the dataset has 2 (c, d): "
+    assert registry.classes_differ(["a", "b"], ["c", "d"], [model("x", ["a", "b"])]) == (
+        said + "train a model on it on the Train page, or choose another dataset."
+    )
+    fitting = [model(f"run {i}", ["c", "d"]) for i in range(5)]
+    assert registry.classes_differ(["a", "b"], ["c", "d"], fitting) == (
+        said + "choose run 0 or run 1 or run 2 (or 2 more) as the sidebar's Active model."
+    )
