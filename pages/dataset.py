@@ -37,7 +37,7 @@ def _pixel_stats(key, split, _ds):
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _files_stored(key, _ds):
-    stored, y = filestats.dataset_files(_ds)
+    stored, y = filestats.dataset_files(_ds, grey_pixels=True)
     return (
         filestats.summary(stored, _ds.image_size),
         filestats.class_differences(stored, y, _ds.class_names),
@@ -53,7 +53,8 @@ def _files_tab(ds):
         st.warning(md_sentence(sentence))
     if len(sizes[2]) == 1 and not any(row[k] for row in table for k in filestats.KINDS):
         return  # one size, no greyscale, no transparency: the sentence says all
-    st.plotly_chart(charts.file_sizes(*sizes, ds.image_size), key="dataset_sizes_chart")
+    if len(sizes[2]) > 1:  # one size is one dot: the sentence says it
+        st.plotly_chart(charts.file_sizes(*sizes, ds.image_size), key="dataset_sizes_chart")
     percent = st.column_config.NumberColumn(format="%.0f%%")
     st.dataframe(
         table,

@@ -96,3 +96,30 @@ def test_the_command_line_describes_a_folder_and_refuses_what_has_no_files(tmp_p
     assert "is not an image folder: no files to describe." in capsys.readouterr().err
     assert filestats.main([str(tmp_path / "nothing")]) == 1
     assert capsys.readouterr().err == f"error: The path {tmp_path / 'nothing'} does not exist.\n"
+
+
+def test_looks_grey_finds_grey_pictures_whatever_their_files_stored():
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (3000, 32, 32, 3), np.uint8)
+    grey = np.repeat(rng.integers(0, 256, (3000, 32, 32, 1), np.uint8), 3, axis=-1)
+    x = np.concatenate([colour, grey])
+    x[3000, 5, 7, 0] = np.clip(int(x[3000, 5, 7, 1]) + 4, 0, 255)  # JPEG-like noise: still grey
+    x[3001, 9, 9] = [0, 0, 200]  # one blue pixel off the coarse grid: colour
+    expected = np.r_[np.zeros(3000, bool), np.ones(3000, bool)]
+    expected[3001] = False
+    np.testing.assert_array_equal(filestats.looks_grey(x), expected)  # over two chunks
+
+
+def test_dataset_files_counts_grey_pixels_only_when_asked(tiny_dataset):
+    n = sum(len(y) for _, y in tiny_dataset.splits.values())
+    tiny_dataset.stored = {
+        s: np.full((len(y), 3), 32, np.int32) * [1, 1, 0]
+        for s, (_, y) in tiny_dataset.splits.items()
+    }
+    x, y = tiny_dataset.splits["train"]
+    x[:4] = x[:4].mean(axis=-1, keepdims=True).astype(np.uint8)  # 4 pictures made grey
+    stored, labels = filestats.dataset_files(tiny_dataset)
+    assert len(stored) == len(labels) == n and not stored[:, 2].any()
+    stored, _ = filestats.dataset_files(tiny_dataset, grey_pixels=True)
+    assert stored[:4, 2].tolist() == [GREYSCALE] * 4 and not stored[4:, 2].any()
+    assert not any(s[:, 2].any() for s in tiny_dataset.stored.values())  # its own arrays kept

@@ -638,6 +638,25 @@ def test_a_class_whose_files_differ_is_named_as_a_shortcut(tmp_path, monkeypatch
     ]
 
 
+def test_grey_pictures_saved_as_colour_files_count_as_greyscale(tmp_path, monkeypatch):
+    from PIL import Image
+
+    write_image_folder(tmp_path / "images", per_class=6, size=40)
+    for path in (tmp_path / "images" / "frog").iterdir():  # black-and-white, saved as RGB
+        Image.open(path).convert("L").convert("RGB").save(path)
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "images"))
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    page.switch_page("pages/dataset.py").run()
+    assert "6 (33%) are greyscale: their grey fills all three colours." in _files_tab(page)
+    assert (
+        "100% of the files of frog are greyscale, 0% of the other classes': a model can tell "
+        "frog by that rather than by what the pictures show."
+    ) in [as_read(w.value) for w in page.warning]
+    tab = next(t for t in page.tabs if t.label == "Image files")
+    assert not tab.get("plotly_chart")  # one size: one dot, said in the sentence
+    assert tab.dataframe[0].value["greyscale"].tolist() == [0, 0, 100]
+
+
 def test_a_cifar_archive_has_no_image_files_tab(tmp_path, monkeypatch):
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
     monkeypatch.setenv("CNN_DATA", str(tmp_path / "cifar-10-python.tar.gz"))
