@@ -217,17 +217,13 @@ def dataset_files(dataset, grey_pixels: bool = False) -> tuple[np.ndarray, np.nd
 
 def format_table(rows: list[dict]) -> str:
     """`class_table`'s rows as aligned text, shares in whole percent."""
-    head = ["class", "files", "median size", *KINDS]
+    from core.cli import text_table
+
     cells = [
         [str(r["class"]), f"{r['files']:,}", r["median size"], *(f"{r[k]:.0f}%" for k in KINDS)]
         for r in rows
     ]
-    table = [head, *cells]
-    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
-    aligned = [[c.rjust(w) for c, w in zip(row, widths, strict=True)] for row in table]
-    for row, first in zip(aligned, table, strict=True):
-        row[0] = first[0].ljust(widths[0])  # names to the left, numbers to the right
-    return "\n".join("  ".join(row) for row in aligned)
+    return text_table([["class", "files", "median size", *KINDS], *cells])
 
 
 def main(argv=None) -> int:

@@ -42,6 +42,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.cli import text_table
 from core.errors import RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, read_json
 
@@ -580,12 +581,7 @@ def format_differences(rows: list[dict]) -> str:
     """`settings_that_differ` as an aligned plain-text table (a column per run)."""
     if not rows:
         return "The runs were started with the same settings."
-    lines = [list(rows[0])] + [list(row.values()) for row in rows]
-    widths = [min(40, max(len(line[i]) for line in lines)) for i in range(len(lines[0]))]
-    return "\n".join(
-        "  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    return text_table([list(rows[0])] + [list(row.values()) for row in rows], widest=40)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -607,10 +603,7 @@ def format_table(rows: list[dict]) -> str:
                 str(r["data"]),
             )
         )
-    widths = [max(len(cell) for cell in column) for column in zip(*lines, strict=True)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
+    return text_table(lines)
 
 
 def _percent(value) -> str:

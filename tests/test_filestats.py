@@ -86,9 +86,9 @@ def test_the_command_line_describes_a_folder_and_refuses_what_has_no_files(tmp_p
     assert "4 (33%) are greyscale: their grey fills all three colours." in out
     assert out[-4:] == [
         "class  files  median size  not square  greyscale  with transparency",
-        "cat        4      40 x 40          0%         0%                 0%",
-        "dog        4      96 x 96          0%       100%                 0%",
-        "frog       4      40 x 40          0%         0%                 0%",
+        "cat    4      40 x 40      0%          0%         0%",
+        "dog    4      96 x 96      0%          100%       0%",
+        "frog   4      40 x 40      0%          0%         0%",
     ]
     assert any(line.startswith("Warning: 100% of the files of dog are greyscale") for line in out)
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
