@@ -577,21 +577,35 @@ def download_bytes(result: ExportResult) -> bytes:
 # --- "use this model elsewhere" ----------------------------------------------------------
 
 
+# How every snippet turns a photo into the model's input: as `core.images.decode_image` does
+# for the dashboard, so that an exported model gets the pixels the dashboard gives its own. A
+# one-line reading sent a phone's portrait photo on its side (EXIF orientation), a transparent
+# PNG on black instead of white, and a picture smaller than the input blocky (BOX enlarges).
+PREPARE = """\
+photo = Image.open(IMAGE)
+photo.draft(photo.mode, (2 * SIZE, 2 * SIZE))  # a large JPEG decodes at a smaller scale
+photo = ImageOps.exif_transpose(photo).convert("RGBA")  # upright, as the camera held it
+photo = Image.alpha_composite(Image.new("RGBA", photo.size, "white"), photo).convert("RGB")
+grows = min(photo.size) < SIZE  # squashed to a square: averaged, or smoothly enlarged
+photo = photo.resize((SIZE, SIZE), Image.Resampling.BICUBIC if grows else Image.Resampling.BOX)
+image = np.asarray(photo, dtype=np.float32)[None]
+"""
+
+
 def _template(imports: str, run: str) -> str:
     return f"""\
 {imports}
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 MODEL = "$path"
 IMAGE = "$image"
 CLASSES = $classes
+SIZE = $size
 
-# The model takes raw RGB pixels (0..255), shape (1, $size, $size, 3), and returns class
+# The model takes raw RGB pixels (0..255), shape (1, SIZE, SIZE, 3), and returns class
 # probabilities: the scaling is inside it.
-photo = Image.open(IMAGE).convert("RGB").resize(($size, $size), Image.Resampling.BOX)
-image = np.asarray(photo, dtype=np.float32)[None]
-
+{PREPARE}
 {run}
 best = int(np.argmax(probs))
 print(f"{{CLASSES[best]}} {{probs[best]:.4f}}")

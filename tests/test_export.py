@@ -13,9 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from core import export
+from core import export, images
 from core.export import ExportError
 from core.model import ConvBlock, ModelConfig, build_model
 from core.registry import DEFAULT_MODEL_DIR
@@ -103,12 +103,52 @@ def test_a_damaged_file_is_reported_not_run(exported, tmp_path):
         export.verify_export("savedmodel", broken, exported["model"])
 
 
+def _photos() -> dict[str, bytes]:
+    """Files the dashboard reads in different ways: scaled down, turned upright, put on
+    white, enlarged."""
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (300, 500, 3), np.uint8)
+    big, exif = Image.fromarray(pixels), Image.Exif()
+    exif[0x0112] = 6  # the EXIF Orientation tag: stored on its side, shown upright
+    alpha = (pixels[:40, :40, :1] > 128).astype(np.uint8) * 255
+    clear = Image.fromarray(np.concatenate([pixels[:40, :40], alpha], axis=2))
+    gif = Image.fromarray(pixels[:24, :30, 0] // 64).convert("P")
+    gif.putpalette([0, 200, 0, 200, 0, 0, 0, 0, 200, 90, 90, 90] + [0] * 756)
+
+    def saved(image, fmt, **params) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **params)
+        return buffer.getvalue()
+
+    return {
+        "large JPEG": saved(big, "JPEG", quality=90),
+        "portrait JPEG": saved(big, "JPEG", exif=exif.tobytes()),
+        "grey JPEG": saved(big.convert("L"), "JPEG"),
+        "CMYK JPEG": saved(big.convert("CMYK"), "JPEG"),
+        "transparent PNG": saved(clear, "PNG"),
+        "grey-alpha PNG": saved(clear.convert("LA"), "PNG"),
+        "GIF with a transparent colour": saved(gif, "GIF", transparency=0),
+        "small PNG": saved(big.resize((20, 12)), "PNG"),
+        "thin WebP": saved(clear.resize((400, 8)), "WEBP", lossless=True),
+    }
+
+
+def test_the_snippets_prepare_a_photo_as_the_dashboard_does(tmp_path):
+    for kind, data in _photos().items():
+        path = tmp_path / "photo"
+        path.write_bytes(data)
+        scope = {"np": np, "Image": Image, "ImageOps": ImageOps, "IMAGE": str(path), "SIZE": 32}
+        exec(export.PREPARE, scope)
+        dashboard = images.decode_image(data, 32)
+        np.testing.assert_array_equal(scope["image"][0], dashboard, err_msg=kind)
+        assert scope["image"].shape == (1, 32, 32, 3) and scope["image"].dtype == np.float32
+
+
 def test_each_snippet_classifies_an_image_on_its_own(exported, tmp_path):
-    x, _ = class_images(1, 3, size=40, seed=5)
     photo = tmp_path / "photo.png"
-    Image.fromarray(x[0]).save(photo)
-    resized = Image.open(photo).convert("RGB").resize((16, 16), Image.Resampling.BOX)
-    probs = np.asarray(exported["model"](np.asarray(resized, np.float32)[None]))[0]
+    photo.write_bytes(_photos()["transparent PNG"])
+    resized = images.decode_image(photo.read_bytes(), 16)  # as the Classify page reads it
+    probs = np.asarray(exported["model"](resized[None].astype(np.float32)))[0]
     best = int(np.argmax(probs))
     # No project code on the path: the snippet runs from an empty folder.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -252,11 +292,10 @@ def test_the_int8_copy_exports_checked_against_its_own_answers(
     assert "max difference to its answers where it was built" in result.summary()
 
     # The snippet, with nothing but onnxruntime, answers as the dashboard's copy does.
-    x, _ = class_images(1, 3, size=40, seed=5)
-    photo = tmp_path / "photo.png"
-    Image.fromarray(x[0]).save(photo)
-    resized = Image.open(photo).convert("RGB").resize((32, 32), Image.Resampling.BOX)
-    probs = quantize.Int8Model(result.path).predict_on_batch(np.asarray(resized)[None])[0]
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_photos()["portrait JPEG"])
+    resized = images.decode_image(photo.read_bytes(), 32)
+    probs = quantize.Int8Model(result.path).predict_on_batch(resized[None])[0]
     code = export.snippet(export.INT8, result.path, 32, ["cat", "dog", "frog"], str(photo))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run(
