@@ -57,6 +57,7 @@ def test_a_runs_learning_rate_is_planned_recorded_and_where_it_is_now():
     assert list(planned.x) == plan[0] and planned.mode == "lines"
     assert list(recorded.y) == [1.0, 0.5] and recorded.mode == "markers"
     assert [s.x0 for s in fig.layout.shapes] == [2.4]
+    assert fig.layout.shapes[0].line.color == planned.line.color == charts.NEUTRAL
     assert not charts.run_learning_rate(plan, ([], [])).layout.shapes  # not running
     preview = charts.run_learning_rate(plan, None)  # a schedule not trained yet: the line alone
     assert [t.name for t in preview.data] == ["planned"] and not preview.layout.showlegend
@@ -201,7 +202,10 @@ def test_layer_novelty_reds_the_layers_above_the_threshold_and_draws_it():
     assert list(bar.marker.color) == ["#1f77b4", "#d62728", "#1f77b4"]
     (line,) = fig.layout.shapes
     assert line.y0 == line.y1 == 1.2 and line.line.dash == "dash"
-    assert fig.layout.annotations[0].text == "unfamiliar above this"
+    # Named in the legend, in a grey the dark theme shows too: no label box over the bars.
+    assert line.name == "unfamiliar above this" and line.showlegend
+    assert line.line.color == charts.NEUTRAL and not fig.layout.annotations
+    assert bar.showlegend is False
 
 
 def test_the_learning_rate_curve_marks_its_suggestion_on_the_log_axis():
@@ -216,6 +220,7 @@ def test_the_learning_rate_curve_marks_its_suggestion_on_the_log_axis():
     [label] = fig.layout.annotations
     assert label.x == pytest.approx(-3) and label.text == "suggested 0.001"
     assert fig.layout.shapes[0].x0 == 1e-3
+    assert fig.layout.shapes[0].line.color == charts.NEUTRAL  # not near-black: the dark theme
     assert fig.layout.yaxis.range == pytest.approx((0.95 * 1.8, 1.5 * 2.3))
     plain = charts.lr_curve(result | {"suggested": None})
     assert not plain.layout.annotations and not plain.layout.shapes
@@ -230,7 +235,8 @@ def test_class_curves_draw_each_class_and_all_of_them():
     fig = charts.class_curves(curves, ["cat", "dog"])
     assert [t.name for t in fig.data] == ["cat", "dog", "all classes"]
     assert list(fig.data[1].y) == pytest.approx([0.5, 0.6, 0.7])
-    assert fig.data[2].line.color == "black" and fig.data[2].line.width == 4
+    everyone = fig.data[2].line  # black vanished on the dark theme
+    assert (everyone.color, everyone.width, everyone.dash) == (charts.NEUTRAL, 4, "dash")
     assert fig.data[0].line.color is None  # the palette's colours for the classes
     assert fig.layout.yaxis.tickformat == ".0%" and list(fig.layout.yaxis.range) == [0, 1.02]
     assert all(t.showlegend is not False for t in fig.data)

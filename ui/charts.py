@@ -16,6 +16,10 @@ from plotly.colors import qualitative
 from ui.text import chart, charted, tick
 
 CHANNEL_COLOURS = {"R": "#d62728", "G": "#2ca02c", "B": "#1f77b4"}
+# Lines drawn over the data (thresholds, "now", all classes together): a grey that reads on
+# Streamlit's light and dark themes alike. Plotly's default for such lines is near-black,
+# and a black line vanished on the dark theme, a white label box hid its light text.
+NEUTRAL = "#8c8c8c"
 # More classes than this: a confusion matrix's cells say their numbers on hover only, and
 # the recall curves name their classes on hover, not in a legend.
 MANY_CLASSES = 20
@@ -43,15 +47,20 @@ def layer_novelty(layers: list[str], values, threshold: float) -> go.Figure:
     fig = go.Figure(
         go.Bar(x=layers, y=values, marker_color=colours, text=[f"{v:.2f}" for v in values])
     )
+    # Named in the legend rather than labelled on the plot, where a bar could cover the label.
     fig.add_hline(
         y=threshold,
-        line_dash="dash",
-        annotation_text="unfamiliar above this",
-        annotation_position="top left",
-        annotation_bgcolor="rgba(255, 255, 255, 0.8)",  # readable over a bar
+        line=dict(dash="dash", color=NEUTRAL),
+        showlegend=True,
+        name="unfamiliar above this",
     )
+    fig.update_traces(showlegend=False)
     fig.update_yaxes(title="novelty", rangemode="tozero")
-    return fig.update_layout(height=260, margin=dict(t=20, b=10))
+    return fig.update_layout(
+        height=260,
+        margin=dict(t=20, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+    )
 
 
 def epoch_lines(
@@ -104,7 +113,7 @@ def epoch_lines(
 
 def class_curves(curves: dict, names: list[str]) -> go.Figure:
     """Each class's recall at every checkpoint (`core.inspect.class_curves`), and all
-    classes together as a thick black line."""
+    classes together as a thick dashed grey line."""
     epochs = curves["epochs"]
     traces = {name: (epochs, curves["recall"][:, i]) for i, name in enumerate(names)}
     traces["all classes"] = (epochs, curves["accuracy"])
@@ -112,7 +121,9 @@ def class_curves(curves: dict, names: list[str]) -> go.Figure:
     if len(names) > MANY_CLASSES:  # 100 entries left the plot 110 px: names on hover
         fig.update_traces(showlegend=False)
     fig.update_traces(
-        selector=dict(name="all classes"), line=dict(color="black", width=4), showlegend=True
+        selector=dict(name="all classes"),
+        line=dict(color=NEUTRAL, width=4, dash="dash"),
+        showlegend=True,
     )
     return fig.update_yaxes(range=[0, 1.02])
 
@@ -134,7 +145,7 @@ def lr_curve(result: dict) -> go.Figure:
     )
     fig.update_traces(hovertemplate="rate %{x:.2g}: loss %{y:.4f}")
     if rate := result.get("suggested"):
-        fig.add_vline(x=rate, line_dash="dash")
+        fig.add_vline(x=rate, line=dict(dash="dash", color=NEUTRAL))
         # Placed by hand: on a log axis add_vline's own label lands at 10**rate.
         fig.add_annotation(
             x=math.log10(rate),
@@ -170,7 +181,7 @@ def run_learning_rate(plan: tuple[list, list], recorded: tuple[list, list] | Non
             y=plan[1],
             name="planned",
             mode="lines",
-            line=dict(color="gray" if recorded is not None else qualitative.D3[0]),
+            line=dict(color=NEUTRAL if recorded is not None else qualitative.D3[0]),
             hovertemplate="epoch %{x:.2f}: %{y:.3g}",
         )
     ]
@@ -187,7 +198,7 @@ def run_learning_rate(plan: tuple[list, list], recorded: tuple[list, list] | Non
         )
     fig = go.Figure(traces)
     if now is not None:
-        fig.add_vline(x=now, line_dash="dot", annotation_text="now")
+        fig.add_vline(x=now, line=dict(dash="dot", color=NEUTRAL), annotation_text="now")
     fig.update_yaxes(exponentformat="power", rangemode="tozero")
     fig.update_xaxes(title="epoch", range=[0, 1.02 * max(plan[0][-1], 1)])
     return fig.update_layout(
