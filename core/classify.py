@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from core.images import decode_image
+from core.errors import CnnError
+from core.images import MAX_UPLOAD_BYTES, decode_image, too_large
 
 UNSURE_TOP = 0.5  # below this top probability the answer is flagged as unsure
 UNSURE_ENTROPY = 0.6  # above this share of the maximum entropy, likewise
@@ -198,3 +203,179 @@ def results_csv(results) -> str:
     writer.writeheader()
     writer.writerows(results_table(results))
     return out.getvalue()
+
+
+# --- command line: the Classify page for files on disk -----------------------------------
+
+
+def photo_files(paths: list[str | os.PathLike]) -> list[tuple[str, Path, str | None]]:
+    """The files `python -m core.classify` reads: each path given, and every file under a
+    folder given (in path order, hidden files left out).
+
+    Returns:
+        `[(name as shown, path, why it is passed over unread or None), ...]`; a folder's
+        files are named by the folder as given and their place in it, and files of other
+        types are passed over with the folder check's sentence (`core.data.unsupported_file`).
+    """
+    from core.data import unsupported_file
+
+    found = []
+    for given in map(Path, paths):
+        if not given.is_dir():
+            found.append((str(given), given, None))
+            continue
+        for path in sorted(given.rglob("*")):
+            inside = path.relative_to(given)
+            if path.is_file() and not any(part.startswith(".") for part in inside.parts):
+                found.append((str(given / inside), path, unsupported_file(path)))
+    return found
+
+
+def classify_files(model, files, class_names, chunk=256, progress=None, **options) -> list:
+    """`classify_batch` over files on disk, `chunk` files at a time so that memory stays
+    bounded, in the order of `files` (`photo_files`' rows).
+
+    Args:
+        options: `k`, `tta`, `temperature` and `check`, as for `classify_batch`.
+        progress: `progress(files done)` after each chunk, or None.
+
+    Returns:
+        `classify_batch`'s `(name, Prediction or None, error or None)` per file; a file
+        passed over, missing, unreadable or over `MAX_UPLOAD_BYTES` gets its sentence.
+    """
+    results = []
+    for start in range(0, len(files), chunk):
+        read, early = [], {}
+        for name, path, why in files[start : start + chunk]:
+            if why is None:
+                why, data = _read(path)
+            if why is None:
+                read.append((name, data))
+            else:
+                early[len(read) + len(early)] = (name, None, why)
+        answers = iter(classify_batch(model, read, class_names, **options))
+        count = len(read) + len(early)
+        results += [early[i] if i in early else next(answers) for i in range(count)]
+        if progress is not None:
+            progress(len(results))
+    return results
+
+
+def _read(path: Path) -> tuple[str | None, bytes | None]:
+    """A file's bytes, or why they are not read (a 4 GB file is refused from its size)."""
+    try:
+        if not path.is_file():
+            return ("no such file" if not path.exists() else "not a file"), None
+        if reason := too_large(path.stat().st_size, MAX_UPLOAD_BYTES):
+            return reason, None
+        return None, path.read_bytes()
+    except OSError as err:
+        return f"could not be read ({err.strerror or err})", None
+
+
+def format_results(results) -> str:
+    """The results as an aligned text table: file, answer, its probability, the next likeliest
+    classes, and a note (unsure, unfamiliar, or why the file was not classified)."""
+    from core.cli import text_table
+
+    lines = [["file", "answer", "probability", "then", "note"]]
+    for name, pred, error in results:
+        if pred is None:
+            lines.append([name, "", "", "", error])
+            continue
+        then = ", ".join(f"{label} {prob:.1%}" for label, prob in pred.top[1:])
+        note = "unfamiliar picture" if pred.unfamiliar else "unsure" if pred.unsure else ""
+        lines.append([name, pred.label, f"{pred.confidence:.1%}", then, note])
+    return text_table(lines)
+
+
+def summary(results) -> str:
+    """One sentence: how many files were classified, unsure, unfamiliar, not read."""
+    answered = [pred for _, pred, _ in results if pred is not None]
+    unsure = sum(p.unsure and not p.unfamiliar for p in answered)
+    unfamiliar = sum(p.unfamiliar for p in answered)
+    counts = ((unsure, "unsure"), (unfamiliar, "unfamiliar"))
+    flagged = [f"{n:,} {what}" for n, what in counts if n]
+    text = f"{len(answered):,} of {len(results):,} files classified"
+    text += f" ({', '.join(flagged)})" if flagged else ""
+    missed = len(results) - len(answered)
+    return text + (f"; {missed:,} not: see their notes." if missed else ".")
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can use
+    from core.evaluate import TTA_MODES  # core.evaluate imports this module
+
+    p = argparse.ArgumentParser(
+        prog="python -m core.classify",
+        description="Classify image files or folders of them with a trained model, as the "
+        "dashboard's Classify page does (its float32 answers).",
+    )
+    p.add_argument("model", help="run directory, .keras file, or 'default' (the shipped model)")
+    p.add_argument("paths", nargs="+", help="image files, or folders of them (read recursively)")
+    p.add_argument("--csv", type=Path, help="also write one row per file to this CSV file")
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        default="none",
+        choices=list(TTA_MODES),
+        help="average over views: 'flip' (the default with a bare --tta) or 'flip+shift'",
+    )
+    p.add_argument("--top", type=int, default=3, help="classes per file in the table (default 3)")
+    args = p.parse_args(argv)
+    try:
+        return _classify_cli(args)
+    except CnnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def _classify_cli(args) -> int:
+    import keras
+
+    from core import novelty
+    from core.evaluate import resolve_model_path
+    from core.fileio import read_json
+    from core.model import load_model
+    from core.registry import default_model_path
+
+    path = default_model_path() if args.model == "default" else resolve_model_path(args.model)
+    files = photo_files(args.paths)
+    if not files:
+        raise CnnError("Those folders hold no files to classify.")
+    model = load_model(path)
+    card = read_json(path.parent / "model_card.json", {}) or {}
+    names = card.get("class_names") or [str(i) for i in range(model.output_shape[-1])]
+    temperature = (card.get("calibration") or {}).get("temperature", 1.0)
+    check = novelty.load(path.parent / novelty.FILE, model, path)
+    print(
+        f"{path}: {len(names)} classes"
+        + (f"; probabilities after its temperature {temperature:.4g}" if temperature != 1 else "")
+        + ("" if check else "; no check for unfamiliar pictures (python -m core.registry novelty)"),
+        file=sys.stderr,
+    )
+    # Keras's bar writes to stdout: on a terminal only, so that piped output is the table alone.
+    bar = keras.utils.Progbar(len(files), verbose=int(sys.stdout.isatty()), unit_name="file")
+    results = classify_files(
+        model,
+        files,
+        names,
+        progress=bar.update,
+        k=max(1, args.top),
+        tta=args.tta,
+        temperature=temperature,
+        check=check,
+    )
+    print(format_results(results))
+    print(summary(results), file=sys.stderr)
+    if args.csv:
+        try:
+            args.csv.write_text(results_csv(results))
+        except OSError as err:
+            raise CnnError(f"Could not write {args.csv}: {err.strerror or err}.") from err
+    return 0 if all(pred is not None for _, pred, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,6 @@
+import csv
 import io
+import json
 
 import numpy as np
 import pytest
@@ -7,14 +9,19 @@ from PIL import Image
 from core.classify import (
     classify_batch,
     classify_bytes,
+    classify_files,
     describe,
     normalised_entropy,
+    photo_files,
     predict_pixels,
     results_csv,
     results_table,
 )
+from core.classify import main as classify_main
 from core.errors import ImageError
+from core.images import MAX_UPLOAD_BYTES
 from core.model import build_model, preset_config
+from core.registry import DEFAULT_MODEL_DIR
 from tests.conftest import smooth_images
 
 
@@ -97,3 +104,100 @@ def test_with_a_novelty_check_each_picture_says_whether_it_is_unfamiliar(model):
     assert results[2][1].unfamiliar == (scores[1] > check.threshold)
     rows = results_table(results)
     assert [r["unfamiliar"] for r in rows] == [True, None, results[2][1].unfamiliar]
+
+
+# --- python -m core.classify -------------------------------------------------------------
+
+
+def test_photo_files_walks_folders_in_order_and_names_what_it_passes_over(tmp_path):
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    for name in ("b/deep/z.png", "b/a.jpg", "b/notes.txt", "b/.hidden.jpg", "b/IMG_1.HEIC"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "b" / ".git").mkdir()
+    (tmp_path / "b" / ".git" / "c.png").write_bytes(b"x")
+    found = photo_files([tmp_path / "b", tmp_path / "given.webp"])
+    named = [(name, why) for name, _, why in found]
+    b = tmp_path / "b"
+    assert named == [
+        (str(b / "IMG_1.HEIC"), "HEIC pictures are not supported: convert it to JPEG or PNG"),
+        (str(b / "a.jpg"), None),
+        (str(b / "deep" / "z.png"), None),
+        (str(b / "notes.txt"), "not an image file type (.txt)"),
+        (str(tmp_path / "given.webp"), None),  # a file given is read whatever it is called
+    ]
+
+
+def test_files_on_disk_are_classified_in_chunks_in_order_with_a_sentence_for_each_miss(
+    model, tmp_path
+):
+    (tmp_path / "red.png").write_bytes(_png((255, 0, 0)))
+    (tmp_path / "blue.png").write_bytes(_png((0, 0, 255)))
+    (tmp_path / "broken.png").write_bytes(_png((0, 0, 255))[:60])
+    with open(tmp_path / "huge.jpg", "wb") as f:  # sparse: refused from its size, unread
+        f.truncate(MAX_UPLOAD_BYTES + 1)
+    names = ["red.png", "missing.png", "huge.jpg", "broken.png", "blue.png"]
+    files = [(n, tmp_path / n, None) for n in names] + [("a.txt", tmp_path / "a.txt", "why")]
+    done = []
+    results = classify_files(model, files, ["a", "b", "c"], chunk=2, progress=done.append)
+    assert [name for name, _, _ in results] == [*names, "a.txt"]
+    assert done == [2, 4, 6]
+    errors = [error for _, _, error in results]
+    assert errors[1] == "no such file" and "the limit is 10,485,760 bytes" in errors[2]
+    assert "truncated or damaged" in errors[3] and errors[5] == "why"
+    direct = classify_batch(model, [("red", _png((255, 0, 0))), ("blue", _png((0, 0, 255)))], "abc")
+    np.testing.assert_allclose(results[0][1].probs, direct[0][1].probs, rtol=1e-6)
+    np.testing.assert_allclose(results[4][1].probs, direct[1][1].probs, rtol=1e-6)
+
+
+def test_the_command_line_classifies_a_folder_with_the_models_classes_and_temperature(
+    model, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    card = {"class_names": ["cat", "dog", "frog"], "calibration": {"temperature": 2.0}}
+    (run / "model_card.json").write_text(json.dumps(card))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "red.png").write_bytes(_png((255, 0, 0)))
+    (photos / "blue.png").write_bytes(_png((0, 0, 255)))
+    out_csv = tmp_path / "answers.csv"
+    assert classify_main([str(run), str(photos), "--csv", str(out_csv), "--top", "2"]) == 0
+    out, err = capsys.readouterr()
+    expected = classify_batch(
+        model,
+        [("blue", _png((0, 0, 255))), ("red", _png((255, 0, 0)))],
+        card["class_names"],
+        temperature=2.0,
+    )
+    header, blue, red = out.splitlines()
+    assert header.split() == ["file", "answer", "probability", "then", "note"]
+    for line, (_, pred, _) in zip((blue, red), expected, strict=True):
+        assert line.split()[1:3] == [pred.label, f"{pred.confidence:.1%}"]
+        assert f"{pred.top[1][0]} {pred.top[1][1]:.1%}" in line and pred.top[2][0] not in line
+    assert "probabilities after its temperature 2" in err and "2 of 2 files classified" in err
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["file"] for r in rows] == [str(photos / "blue.png"), str(photos / "red.png")]
+    assert float(rows[1]["confidence"]) == pytest.approx(expected[1][1].confidence, rel=1e-5)
+
+    (photos / "notes.txt").write_text("not a picture")
+    assert classify_main([str(run), str(photos)]) == 1  # a file not classified: said, rc 1
+    out, err = capsys.readouterr()
+    assert "not an image file type (.txt)" in out and "1 not: see their notes." in err
+    assert classify_main([str(tmp_path / "nowhere"), str(photos)]) == 1
+    assert "error: No model at" in capsys.readouterr().err
+    nowhere = tmp_path / "no folder" / "answers.csv"
+    assert classify_main([str(run), str(photos / "red.png"), "--csv", str(nowhere)]) == 1
+    said = capsys.readouterr().err
+    assert f"error: Could not write {nowhere}: No such file or directory." in said
+    assert classify_main([str(run), str(tmp_path / "missing.png")]) == 1
+    assert "no such file" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert classify_main([str(run), str(tmp_path / "empty")]) == 1
+    assert "error: Those folders hold no files to classify." in capsys.readouterr().err
+    # The shipped model by name, its ten classes and its own temperature.
+    assert classify_main(["default", str(photos / "red.png")]) == 0
+    out, err = capsys.readouterr()
+    shipped = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    said = f"{len(shipped['class_names'])} classes; probabilities after its temperature "
+    assert said + f"{shipped['calibration']['temperature']:.4g}" in err
