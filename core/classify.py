@@ -91,10 +91,11 @@ def predict_checked(model, pixels: np.ndarray, batch_size=256, tta="none", check
     Args:
         model: the float model or the int8 copy that answers.
         tta: a key of `core.evaluate.TTA_MODES`.
-        check: a `core.novelty.Novelty`, or None. When it is the int8 copy's own check and
-            there is no test-time augmentation, one pass of the copy's graph gives the
-            answers and the channel means the check needs; otherwise the check reads its
-            own model (up to its deepest layer: about another forward pass).
+        check: a `core.novelty.Novelty`, or None. When it reads `model` itself (the float
+            model's check, or the int8 copy's own) and there is no test-time augmentation,
+            one forward pass gives the answers and the channel means the check needs;
+            otherwise the check reads its own model (up to its deepest layer: about another
+            forward pass).
 
     Returns:
         `(float32 (N, C), float32 (N,) or None)`.
@@ -103,12 +104,22 @@ def predict_checked(model, pixels: np.ndarray, batch_size=256, tta="none", check
 
     if check is None:
         return predict_probs(model, pixels, batch_size, tta), None
-    if tta == "none" and len(pixels) and check.reader == getattr(model, "channel_means", None):
+    if tta == "none" and len(pixels) and (one_pass := _one_pass(model, check)):
         from core.novelty import in_batches
 
-        probs, *means = in_batches(model.predict_with_means, pixels, batch_size)
+        probs, *means = in_batches(one_pass, pixels, batch_size)
         return probs, check.layer_scores_of(means).max(axis=1, initial=0)
     return predict_probs(model, pixels, batch_size, tta), check.scores(pixels, batch_size)
+
+
+def _one_pass(model, check):
+    """What gives `model`'s answers and `check`'s channel means in one forward pass, or None
+    when the check reads another model (an int8 copy with the float model's check)."""
+    if check.reader == getattr(model, "channel_means", None):
+        return model.predict_with_means
+    if getattr(check.reader, "model", None) is model:
+        return check.reader.with_answers
+    return None
 
 
 def classify_bytes(

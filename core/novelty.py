@@ -191,13 +191,33 @@ def mean_reader(model, names: list[str] | None = None):
     if hasattr(model, "channel_means"):
         return list(model.means_layers), model.channel_means
     names = names or novelty_layers(model)
-    reader = channel_means_model(model, names)
+    return names, MeansReader(model, names)
 
-    def read(images):
-        out = reader.predict_on_batch(np.asarray(images, np.float32))
-        return [np.asarray(o, np.float32) for o in (out if isinstance(out, list) else [out])]
 
-    return names, read
+class MeansReader:
+    """A Keras model's `Novelty.reader`: the channel means of its measured layers for a batch
+    of uint8 images, or (`with_answers`) its probabilities and those means from one forward
+    pass, as the int8 copy's `predict_with_means` gives them: the float model's answers and
+    its check cost one pass, not two (the layers measured lie on the answer's path)."""
+
+    def __init__(self, model, names: list[str]):
+        self.model, self.means = model, channel_means_model(model, names)
+        self._both = None  # built on first use: fitting a check never needs it
+
+    def __call__(self, images) -> list[np.ndarray]:
+        return _float_arrays(self.means.predict_on_batch(np.asarray(images, np.float32)))
+
+    def with_answers(self, images) -> list[np.ndarray]:
+        """`[probabilities (N, C), means of each layer...]` of uint8 images `(N, S, S, 3)`."""
+        if self._both is None:
+            import keras
+
+            self._both = keras.Model(self.model.input, [self.model.output, *self.means.outputs])
+        return _float_arrays(self._both.predict_on_batch(np.asarray(images, np.float32)))
+
+
+def _float_arrays(out) -> list[np.ndarray]:
+    return [np.asarray(o, np.float32) for o in (out if isinstance(out, list) else [out])]
 
 
 def fit(model, images: np.ndarray, seed: int = 0, progress=None) -> Novelty:

@@ -13,6 +13,7 @@ from core.classify import (
     describe,
     normalised_entropy,
     photo_files,
+    predict_checked,
     predict_pixels,
     results_csv,
     results_table,
@@ -104,6 +105,28 @@ def test_with_a_novelty_check_each_picture_says_whether_it_is_unfamiliar(model):
     assert results[2][1].unfamiliar == (scores[1] > check.threshold)
     rows = results_table(results)
     assert [r["unfamiliar"] for r in rows] == [True, None, results[2][1].unfamiliar]
+
+
+def test_the_float_models_answers_and_its_check_come_from_one_forward_pass(model):
+    from core import novelty
+
+    check = novelty.fit(model, smooth_images(300))
+    pixels = np.concatenate([smooth_images(5, seed=9), np.zeros((1, 32, 32, 3), np.uint8)])
+    probs, scores = predict_checked(model, pixels, batch_size=4, check=check)
+    np.testing.assert_allclose(probs, predict_pixels(model, pixels), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scores, check.scores(pixels), rtol=1e-5)
+    passes = []
+    check.reader.means = None  # the means alone are not read: one model gives both
+    check.reader._both.predict_on_batch = lambda x, f=check.reader._both.predict_on_batch: (
+        passes.append(len(x)) or f(x)
+    )
+    predict_checked(model, pixels, batch_size=4, check=check)
+    assert passes == [4, 2]
+    # A check that reads another model (an int8 copy answering with the float model's
+    # check), or test-time augmentation: the check reads its own model.
+    other = build_model(preset_config("seed", num_classes=3))
+    _, alone = predict_checked(other, pixels, check=novelty.fit(model, smooth_images(300)))
+    np.testing.assert_allclose(alone, scores, rtol=1e-5)
 
 
 # --- python -m core.classify -------------------------------------------------------------
