@@ -76,7 +76,8 @@ else:
     st.caption(
         f"Pictures unlike the training images are flagged: what the {seen_by} "
         f"{', '.join(check.layers)} layers see is compared with {check.fit_images:,} training "
-        "images" + (f" (flags {flagged:.1%} of validation images)." if flagged is not None else ".")
+        f"images, and {len(check.calibration):,} others set the line"
+        + (f" (it flags {flagged:.1%} of validation images)." if flagged is not None else ".")
     )
 options = st.columns([1, 1, 1])
 tta = state.tta_select(options[0], "classify_tta")
@@ -186,7 +187,7 @@ def show(name, original, pred, slot: str):
         )
         st.warning(
             f"This picture is unlike the images the model learnt from: less typical than "
-            f"{than} training images checked. The model still answers with one of its "
+            f"{than} training images that set the line. The model still answers with one of its "
             f'{len(class_names)} classes (it has no "none of these"), so this answer is a '
             "guess, however confident it looks."
         )

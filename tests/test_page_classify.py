@@ -207,7 +207,8 @@ def test_a_picture_unlike_the_training_images_is_flagged(data_app):
             w.value for w in data_app.warning if "unlike the images the model learnt" in w.value
         ]
         assert len(warnings) == flagged.sum()
-        assert "less typical than every one of the 2,000 training images checked" in warnings[0]
+        assert "less typical than every one of the 2,000 training images that set" in warnings[0]
+        assert f"compared with {check.fit_images:,} training images, and 2,000 others" in captions
         assert data_app.dataframe[0].value["unfamiliar"].tolist() == flagged.tolist()
 
 
