@@ -315,7 +315,7 @@ def summary(results) -> str:
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can use
-    from core.evaluate import TTA_MODES  # core.evaluate imports this module
+    from core.evaluate import add_tta_argument  # core.evaluate imports this module
 
     p = argparse.ArgumentParser(
         prog="python -m core.classify",
@@ -325,14 +325,7 @@ def main(argv=None) -> int:
     p.add_argument("model", help="run directory, .keras file, or 'default' (the shipped model)")
     p.add_argument("paths", nargs="+", help="image files, or folders of them (read recursively)")
     p.add_argument("--csv", type=Path, help="also write one row per file to this CSV file")
-    p.add_argument(
-        "--tta",
-        nargs="?",
-        const="flip",
-        default="none",
-        choices=list(TTA_MODES),
-        help="average over views: 'flip' (the default with a bare --tta) or 'flip+shift'",
-    )
+    add_tta_argument(p)
     p.add_argument("--top", type=int, default=3, help="classes per file in the table (default 3)")
     args = p.parse_args(argv)
     try:

@@ -933,14 +933,7 @@ def main(argv=None) -> int:
         help="default: the run's, so 'val' is the run's own validation split",
     )
     p.add_argument("--seed", type=int, default=None, help="split seed; default: the run's")
-    p.add_argument(
-        "--tta",
-        nargs="?",
-        const="flip",
-        default="none",
-        choices=list(TTA_MODES),
-        help="average over views: 'flip' (the default with a bare --tta) or 'flip+shift'",
-    )
+    add_tta_argument(p)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument(
         "--robustness",
@@ -994,6 +987,18 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2))
     return 0
+
+
+def add_tta_argument(parser: argparse.ArgumentParser) -> None:
+    """`--tta [flip|flip+shift]` for the command lines that answer (evaluate, classify)."""
+    parser.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        default="none",
+        choices=list(TTA_MODES),
+        help="average over views: 'flip' (the default with a bare --tta) or 'flip+shift'",
+    )
 
 
 def progress_verbose() -> int:
