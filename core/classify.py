@@ -204,15 +204,20 @@ def results_table(results) -> list[dict]:
     ]
 
 
-def results_csv(results) -> str:
-    """`results_table` as CSV text (quoted as the csv module does)."""
+def results_csv(results, class_names: list[str] | None = None) -> str:
+    """`results_table` as CSV text (quoted as the csv module does), and with `class_names`
+    each class's probability as a column `p(<class>)` after those, to analyse elsewhere."""
     import csv
     import io
 
+    columns = [f"p({name})" for name in class_names or []]
+    rows = results_table(results)
+    for row, (_, pred, _) in zip(rows, results, strict=True):
+        row |= dict(zip(columns, pred.probs.tolist() if pred else [], strict=False))
     out = io.StringIO()
-    writer = csv.DictWriter(out, list(RESULT_COLUMNS))
+    writer = csv.DictWriter(out, [*RESULT_COLUMNS, *columns])
     writer.writeheader()
-    writer.writerows(results_table(results))
+    writer.writerows(rows)
     return out.getvalue()
 
 
@@ -324,7 +329,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("model", help="run directory, .keras file, or 'default' (the shipped model)")
     p.add_argument("paths", nargs="+", help="image files, or folders of them (read recursively)")
-    p.add_argument("--csv", type=Path, help="also write one row per file to this CSV file")
+    p.add_argument(
+        "--csv",
+        type=Path,
+        help="also write one row per file to this CSV file, with every class's probability",
+    )
     add_tta_argument(p)
     p.add_argument("--top", type=int, default=3, help="classes per file in the table (default 3)")
     args = p.parse_args(argv)
@@ -375,7 +384,7 @@ def _classify_cli(args) -> int:
     print(summary(results), file=sys.stderr)
     if args.csv:
         try:
-            args.csv.write_text(results_csv(results))
+            args.csv.write_text(results_csv(results, names))
         except OSError as err:
             raise CnnError(f"Could not write {args.csv}: {err.strerror or err}.") from err
     return 0 if all(pred is not None for _, pred, _ in results) else 1

@@ -229,5 +229,9 @@ if len(results) > 1:
         column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1)},
     )
     st.download_button(
-        "Download results (CSV)", results_csv(results), file_name="predictions.csv", mime="text/csv"
+        "Download results (CSV)",
+        results_csv(results, class_names),
+        file_name="predictions.csv",
+        mime="text/csv",
+        help="One row per photo, with each class's probability in a column of its own.",
     )

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from csv import DictReader
 
 import numpy as np
 import pytest
@@ -73,6 +74,13 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_classified(model):
     assert csv[0] == "file,prediction,confidence,unsure,unfamiliar,error"
     assert csv[2].startswith("notes.png,,,,,") and len(csv) == 4
     assert results[0][1].novelty is None and csv[1].split(",")[4] == ""  # no check, no verdict
+    # With the classes: each one's probability, to analyse elsewhere; none for a bad file.
+    wide = list(DictReader(io.StringIO(results_csv(results, ["a", "b, c", "d"]))))
+    assert list(wide[0])[-3:] == ["p(a)", "p(b, c)", "p(d)"]
+    assert [float(wide[2][f"p({n})"]) for n in ("a", "b, c", "d")] == pytest.approx(
+        results[2][1].probs.tolist()
+    )
+    assert wide[1]["p(a)"] == "" and wide[1]["error"] == results[1][2]
     with pytest.raises(ImageError):
         classify_bytes(model, b"", ["a", "b", "c"])
 
@@ -202,6 +210,8 @@ def test_the_command_line_classifies_a_folder_with_the_models_classes_and_temper
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["file"] for r in rows] == [str(photos / "blue.png"), str(photos / "red.png")]
     assert float(rows[1]["confidence"]) == pytest.approx(expected[1][1].confidence, rel=1e-5)
+    probs = [float(rows[1][f"p({name})"]) for name in card["class_names"]]
+    assert probs == pytest.approx(expected[1][1].probs.tolist(), rel=1e-5)  # after temperature
 
     (photos / "notes.txt").write_text("not a picture")
     assert classify_main([str(run), str(photos)]) == 1  # a file not classified: said, rc 1
