@@ -555,6 +555,26 @@ class Report:
             rows.writerow([f"{kind} avg", *(f"{avg[k]:.6f}" for k in _SCORES), "", "", ""])
         return out.getvalue()
 
+    def predictions_csv(self, files=None) -> str:
+        """One row per image, in the split's order, as CSV: its index, its file (`files`,
+        an image folder's paths for the split, or None), label, answer, whether it is right,
+        the answer's probability and each class's (`p(<class>)`): sorted by the answer's
+        probability, the right=False rows on top are the confident mistakes, where a
+        wrong label is often found."""
+        out = io.StringIO()
+        rows = csv.writer(out, lineterminator="\n")
+        rows.writerow(
+            ["index", "file", "label", "answer", "right", "probability"]
+            + [f"p({name})" for name in self.class_names]
+        )
+        names, answers = self.class_names, self.probs.argmax(axis=1)
+        for i, probs in enumerate(self.probs):
+            label, answer = self.y_true[i], answers[i]
+            file = "" if files is None else str(files[i])
+            said = [names[label], names[answer], bool(label == answer), f"{probs[answer]:.6f}"]
+            rows.writerow([i, file, *said, *(f"{p:.6f}" for p in probs)])
+        return out.getvalue()
+
     def cell(self, true_class: int, pred_class: int) -> np.ndarray:
         """Indices of the images in one confusion-matrix cell, most confident first."""
         pred = self.probs.argmax(axis=1)
@@ -945,6 +965,13 @@ def main(argv=None) -> int:
         "about 0.07 s an image for the shipped model on 2 cores)",
     )
     p.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    p.add_argument(
+        "--answers",
+        type=Path,
+        metavar="CSV",
+        help="also write every image's answer to this CSV file: its file (image folders), "
+        "label, answer, whether right, each class's probability (Report.predictions_csv)",
+    )
     args = p.parse_args(argv)
     try:
         path = resolve_model_path(args.target)
@@ -986,6 +1013,8 @@ def main(argv=None) -> int:
         }
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2))
+    if args.answers:
+        args.answers.write_text(report.predictions_csv(dataset.files.get(args.split)))
     return 0
 
 

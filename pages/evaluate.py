@@ -70,6 +70,7 @@ def report_of(model_entry: dict, loaded) -> Report:
 
 
 x_split, _ = dataset.split(split)
+split_files = dataset.files.get(split)  # an image folder's paths; None for CIFAR-10 archives
 report = report_of(entry, model)
 names = report.class_names
 # Galleries show percentages as the Classify page does: after the card's temperature (it
@@ -133,7 +134,13 @@ def gallery(indices, captions, columns=6):
     for start in range(0, len(items), columns):
         row = items[start : start + columns]  # the last row may be shorter
         for col, (i, caption) in zip(st.columns(columns), row, strict=False):
-            col.image(enlarge(x_split[i], 4), caption=md(caption), width="stretch")
+            col.image(enlarge(x_split[i], 4), caption=md(caption) + file_line(i), width="stretch")
+
+
+def file_line(i: int) -> str:
+    """An image folder's file of image `i`, as a caption's second line: where to fix a
+    wrong label. Nothing for CIFAR-10 archives, whose images have no files."""
+    return "" if split_files is None else f"  \n{md(str(split_files[i]))}"
 
 
 def look_at(true_name: str, pred_name: str) -> None:
@@ -194,7 +201,7 @@ st.dataframe(
 )
 avg = report.averages
 st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
-d = st.columns(2)
+d = st.columns(3)
 d[0].download_button(
     "Download per-class metrics (CSV)",
     report.per_class_csv(),
@@ -206,6 +213,18 @@ d[1].download_button(
     json.dumps(report.to_dict(), indent=2),
     file_name=f"metrics-{split}.json",
     mime="application/json",
+)
+d[2].download_button(
+    "Download every image's answer (CSV)",
+    lambda: tempered.predictions_csv(split_files),  # written on the click, not every rerun
+    file_name=f"answers-{split}.csv",
+    mime="text/csv",
+    on_click="ignore",
+    help="One row per image: "
+    + ("its file, " if split_files is not None else "")
+    + "its label, the answer, whether it is right and each class's probability"
+    + (f" (after the temperature {temperature:g})" if temperature != 1.0 else "")
+    + ". Sorted by probability, the confident mistakes are where wrong labels are found.",
 )
 evaluate_sections.confidence(entry, report, tempered, split)
 
@@ -378,7 +397,7 @@ else:
     cols = st.columns(3)
     cols[0].image(
         enlarge(x_split[index], scale),
-        caption=md(f"{split} #{index}, labelled {names[true]}"),
+        caption=md(f"{split} #{index}, labelled {names[true]}") + file_line(index),
         width="stretch",  # three equal images: a long caption widens none of them
     )
     pairs = [

@@ -332,6 +332,12 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     assert "\r" not in out and "10/10 - " in out  # to a file: the bar's last line only
     metrics = json.loads(out_json.read_text())
     assert metrics["count"] == 10 and len(metrics["confusion"]) == 10
+    answers = tmp_path / "answers.csv"
+    assert ev.main([run_dir, "--split", "test", "--answers", str(answers)]) == 0
+    rows = list(csv.DictReader(answers.open()))
+    right = [r["right"] == "True" for r in rows]
+    assert len(rows) == 10 and {r["file"] for r in rows} == {""}  # an archive: no files
+    assert f"accuracy {np.mean(right):.4f}" in capsys.readouterr().out
     assert ev.main([run_dir, "--split", "test", "--tta"]) == 0
     assert "split 'test' with flip TTA" in capsys.readouterr().out
     assert ev.main([run_dir, "--split", "test", "--tta", "flip+shift"]) == 0
@@ -383,6 +389,27 @@ def test_cells_csv_and_top_k_of_a_report():
     rows = list(csv.reader(io.StringIO(odd.per_class_csv())))
     assert [r[0] for r in rows[1:4]] == ["cat, big", 'say "hi"', "c"]
     assert {len(r) for r in rows} == {7}
+
+
+def test_every_images_answer_as_csv_with_its_file():
+    probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]], np.float32)
+    report = ev.report_from_probs(probs, np.array([1, 0, 1]), ["cat, big", "dog", "frog"])
+    files = np.array(["dog/1.jpg", "cat, big/2.png", "dog/3.webp"])
+    rows = list(csv.DictReader(io.StringIO(report.predictions_csv(files))))
+    assert list(rows[0]) == [
+        *("index", "file", "label", "answer", "right", "probability"),
+        *("p(cat, big)", "p(dog)", "p(frog)"),
+    ]
+    assert [(r["index"], r["file"], r["label"], r["answer"], r["right"]) for r in rows] == [
+        ("0", "dog/1.jpg", "dog", "cat, big", "False"),
+        ("1", "cat, big/2.png", "cat, big", "cat, big", "True"),
+        ("2", "dog/3.webp", "dog", "dog", "True"),
+    ]
+    assert [float(rows[0][k]) for k in ("probability", "p(cat, big)", "p(frog)")] == (
+        pytest.approx([0.7, 0.7, 0.1])
+    )
+    # A CIFAR-10 archive's images have no files: the column stays, empty.
+    assert [r["file"] for r in csv.DictReader(io.StringIO(report.predictions_csv()))] == [""] * 3
 
 
 def test_novelty_scores_are_kept_until_the_check_or_the_images_change(trained_run, tmp_path):

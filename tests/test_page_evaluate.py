@@ -16,6 +16,11 @@ from tests.conftest import as_read
 from tests.mounts import needs_root, read_only
 
 
+def _said(caption: str) -> str:
+    """An image caption's first line: what the model said (the second is its file)."""
+    return caption.split("  \n")[0]
+
+
 def _expected(trained_run, image_folder, split="val", tta="none"):
     ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
     x, y = ds.split(split)
@@ -172,7 +177,10 @@ def test_a_cell_gallery_reads_in_rows_left_to_right(app, trained_run, image_fold
     assert len(cell) > 6
     expected = [" · ".join(f"{c} {p:.0%}" for c, p in report.top_k(i)) for i in cell]
     shown = [img.captions[0] for img in app.image if img.captions and "·" in img.captions[0]]
-    assert shown == expected  # one row of six columns after another, not column by column
+    assert [_said(c) for c in shown] == expected  # row after row, not column by column
+    # Under each, its file in the folder: where to fix a wrong label.
+    files = load_dataset(image_folder, val_fraction=0.1, seed=0).files["train"]
+    assert [c.split("  \n")[1] for c in shown] == [str(files[i]) for i in cell]
 
 
 def test_a_model_without_a_temperature_gets_one_fitted_on_its_validation_split(
@@ -222,7 +230,7 @@ def test_gallery_percentages_follow_the_cards_temperature(app, trained_run, imag
     from core.evaluate import mistakes, with_temperature
 
     def captions():
-        return [i.proto.imgs[0].caption for i in app.get("image")]
+        return [_said(i.proto.imgs[0].caption) for i in app.get("image")]
 
     app.switch_page("pages/evaluate.py").run()
     report = _expected(trained_run, image_folder)
@@ -340,7 +348,7 @@ def _explained(monkeypatch) -> list[tuple[int, np.ndarray, bool]]:
 
 
 def _why_captions(app) -> list[str]:
-    return [i.proto.imgs[0].caption for i in app.get("image")][-3:]
+    return [_said(i.proto.imgs[0].caption) for i in app.get("image")][-3:]
 
 
 def test_why_this_answer_sets_a_mistakes_answer_against_its_label(
@@ -606,7 +614,7 @@ def test_the_least_typical_images_are_those_the_novelty_check_scores_highest(
     [said] = [c.value for c in app.caption if "less typical than 99% of held-out" in c.value]
     assert said.startswith(f"{flagged.sum():,} of these {len(x):,} images ({flagged.mean():.1%})")
     expected = [f"{scores[i]:.1f}" for i in np.argsort(-scores, kind="stable")]
-    tails = [c.rsplit(" · ", 1)[-1] for img in app.image for c in img.captions]
+    tails = [_said(c).rsplit(" · ", 1)[-1] for img in app.image for c in img.captions]
     runs = [tails[k : k + len(x)] for k in range(len(tails))]
     assert expected in runs  # the gallery, least typical first
     assert "the least typical" in app.selectbox(key="evaluate_why_from").options

@@ -1,5 +1,6 @@
 """Every page in a real browser: it renders without an exception and shows its content."""
 
+import csv
 import re
 import time
 from pathlib import Path
@@ -202,6 +203,10 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     page.mouse.click(*point)
     page.get_by_text("image(s) of frog predicted as frog").wait_for()
     wait_idle(page)
+    # Each image's file under it (an image folder's), first in the cell's gallery.
+    files = re.compile(r"\n\w+/\d+\.png$")
+    captions = page.locator('[data-testid="stCaptionContainer"]:visible', has_text=files)
+    expect(captions.first).to_contain_text(re.compile(r"^frog \d+%.*\nfrog/\d+\.png$"))
     source = page.get_by_role("combobox", name="Images from")
     expect(source).to_have_value("the chosen cell")  # "Why this answer?" follows the click
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -214,6 +219,14 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     wait_idle(page)
     expect(page.get_by_text("image(s) of cat predicted as frog")).to_be_visible()
     expect(source).to_have_value("the chosen cell")
+    # Every image's answer as CSV, with its file: where to fix a wrong label.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download every image's answer (CSV)").click()
+    rows = list(csv.DictReader(Path(download.value.path()).read_text().splitlines()))
+    metrics = page.get_by_test_id("stMetric").all_inner_texts()
+    images = int(next(m for m in metrics if m.startswith("Images")).split()[-1])
+    assert len(rows) == images and all(r["file"].startswith(r["label"] + "/") for r in rows)
+    assert {r["label"] for r in rows} == {"cat", "dog", "frog"}
 
 
 def test_occlusion_explains_an_answer_on_the_evaluate_and_filters_pages(server, page):
@@ -310,8 +323,6 @@ def test_a_deep_link_on_a_fresh_server_goes_through_the_router(e2e_data, page):
 
 
 def test_near_duplicates_of_a_folder_are_found_and_their_files_downloaded(server, page, tmp_path):
-    import csv
-
     from tests.conftest import write_image_folder
 
     folder = tmp_path / "dups"
