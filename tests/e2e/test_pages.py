@@ -273,8 +273,10 @@ def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page
     open_page(page, server, "evaluate")
     page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
     choose(page, "Images from", "the least confident correct")
-    caption = page.get_by_text(re.compile(r"^val #\d+, labelled \w+$")).inner_text()
-    index, label = re.fullmatch(r"val #(\d+), labelled (\w+)", caption).groups()
+    said = r"val #(\d+), labelled (\w+)\n(\w+)/\d+\.png"  # and its file, in its class folder
+    caption = page.get_by_text(re.compile(f"^{said}$")).inner_text()
+    index, label, folder = re.fullmatch(said, caption).groups()
+    assert folder == label
     expect(page.get_by_text(re.compile(r"\(the runner-up, \d+%\)"))).to_be_visible()
     page.get_by_role("button", name="Open on Filters page").click()
     page.get_by_role("heading", name="Filters & feature maps").wait_for()
@@ -306,7 +308,7 @@ def test_dots_lassoed_in_the_feature_space_are_looked_at_below(server, page):
     page.mouse.up()
     wait_idle(page)
     expect(source).to_have_value("the points selected in the feature space")
-    expect(page.get_by_text(re.compile(r"^val #\d+, labelled \w+$"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^val #\d+, labelled \w+\n\w+/\d+\.png$"))).to_be_visible()
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "evaluate-feature-space")
 
