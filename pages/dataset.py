@@ -1,6 +1,8 @@
 """Dataset: your own images, what they look like, how many of each class, pixel statistics,
 and what their files were like before they became squares of the model's size."""
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -142,6 +144,14 @@ st.button(
 )
 
 x, y = ds.split(split)
+files = ds.files.get(split)  # an image folder's paths; None for CIFAR-10 archives
+
+
+def sample_name(i: int) -> str:
+    """A sample by its file's name in an image folder (where to find it), else by index."""
+    return f"#{i}" if files is None else Path(str(files[i])).name
+
+
 labels = [ds.class_names.index(name) for name in chosen]
 picked = datastats.balanced_sample(y, per_class, int(seed), classes=labels)
 if not len(picked):
@@ -151,7 +161,8 @@ elif many and len(chosen) < len(ds.class_names):
 for label in sorted(labels):
     rows = picked[y[picked] == label]
     st.markdown(f"**{md(ds.class_names[label])}** · {len(rows)} of {counts[split][label]:,}")
-    st.image([datastats.enlarge(x[i], factor) for i in rows], caption=[f"#{i}" for i in rows])
+    shown = [datastats.enlarge(x[i], factor) for i in rows]
+    st.image(shown, caption=[md(sample_name(i)) for i in rows])
 
 if len(picked):
     st.subheader("Open a sample")
@@ -159,7 +170,9 @@ if len(picked):
     index = st.selectbox(
         "Sample",
         options,
-        format_func=lambda i: f"{ds.class_names[y[i]]} #{i}",
+        format_func=lambda i: (
+            f"{ds.class_names[y[i]]} #{i}" + ("" if files is None else f" · {files[i]}")
+        ),
         key="dataset_probe",
     )
     left, right = st.columns(2)

@@ -1,6 +1,7 @@
 """AppTest of the Dataset page on the 3-class `image_folder` (11 train + 1 val per class)."""
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from core.data import load_dataset
 from tests.conftest import ROOT, as_read, plotly_values, write_cifar_archive, write_image_folder
 from tests.test_userdata import class_entries, make_zip, png_bytes
 
@@ -21,12 +23,14 @@ def page(data_app):
 
 
 def _grid(at):
-    """The sample grid: one `st.image` per class, captions `#index`."""
-    return [img for img in at.image if img.captions and img.captions[0].startswith("#")]
+    """The sample grid: one `st.image` per class, each image captioned with its file's name
+    (an image folder's; `#index` for a CIFAR-10 archive)."""
+    return [img for img in at.image if img.captions and img.captions[0].endswith(".png")]
 
 
 def _indices(at):
-    return [int(c[1:]) for img in _grid(at) for c in img.captions]
+    """The samples shown, by their files' names (as shown: markdown's escapes dropped)."""
+    return [c.replace("\\", "") for img in _grid(at) for c in img.captions]
 
 
 def _chart(at, key):
@@ -41,6 +45,11 @@ def test_shows_source_splits_and_a_balanced_grid(page, image_folder):
     assert metrics == {"train images": "33", "val images": "3", "Skipped files": "0"}
     assert "cat, dog, frog" in page.markdown[0].value
     assert len(_grid(page)) == 3 and len(_indices(page)) == 3 * 8  # defaults: all, 8 each
+    # Each under its file's name, the class's files in its row: where to find it.
+    files = load_dataset(image_folder, val_fraction=0.1, seed=0).files["train"]
+    for img, name in zip(_grid(page), ("cat", "dog", "frog"), strict=True):
+        shown = {c.replace("\\", "") for c in img.captions}
+        assert shown <= {Path(f).name for f in files if f.startswith(name + "/")}
 
     page.multiselect(key="dataset_classes").set_value(["cat", "frog"])
     page.slider(key="dataset_per_class").set_value(4).run()
@@ -126,14 +135,13 @@ def test_uneven_classes_are_pointed_out_with_what_helps(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("button", ["dataset_open_filters", "dataset_open_classify"])
 def test_open_on_another_page_sends_the_chosen_sample(page, image_folder, button):
-    from core.data import load_dataset
 
     page.run()
     sample = page.selectbox(key="dataset_probe")
     assert len(sample.options) == 3 * 8
     shown = sample.options[9]  # the second class's second image
-    assert shown.startswith("dog #")
-    i = int(shown.split("#")[1])
+    assert re.fullmatch(r"dog #\d+ · dog/\w+\.png", shown)  # its index and its file
+    i = int(shown.split("#")[1].split()[0])
     sample.set_value(i)
     page.button(key=button).click().run()
 
@@ -456,7 +464,6 @@ def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch
     from PIL import Image
 
     from core import near_duplicates as nd
-    from core.data import load_dataset
     from tests.conftest import smooth_images
     from tests.test_near_duplicates import jpeg
 
@@ -501,7 +508,6 @@ def test_a_picture_saved_three_times_is_drawn_as_one_group(tmp_path, monkeypatch
 def test_the_near_duplicates_threshold_counts_as_core_does(tmp_path, monkeypatch):
 
     from core import near_duplicates as nd
-    from core.data import load_dataset
     from tests.conftest import smooth_images
 
     images = list(smooth_images(20, seed=8))
