@@ -135,6 +135,13 @@ class Dataset:
             raise DataError(f"This dataset has no '{name}' split; it has {', '.join(self.splits)}.")
         return self.splits[name]
 
+    def image_name(self, split: str, index: int) -> str:
+        """One image as the pages name it: "val #12 (cat)", and for an image folder its file
+        after it ("val #12 (cat) · cat/013.png"), where to find it."""
+        label = self.class_names[int(self.splits[split][1][index])]
+        file = self.files.get(split)
+        return f"{split} #{index} ({label})" + ("" if file is None else f" · {file[index]}")
+
     def summary(self) -> dict:
         """Returns a JSON-ready description: source, classes, split sizes, skipped count
         (and the training images left out, when some were)."""

@@ -59,7 +59,7 @@ def _dataset_images():
         ),
     )
     picked = datastats.round_robin_sample(y, count, st.session_state.get("augment_pick", 0))
-    return x[picked], [f"train #{i} ({ds.class_names[y[i]]})" for i in picked]
+    return x[picked], [ds.image_name("train", i) for i in picked]
 
 
 def _uploaded_image():

@@ -91,10 +91,10 @@ def choose_image(size):
             return None, None
     dataset = state.require_dataset()
     split = st.selectbox("Split", list(dataset.splits), key="filters_split")
-    x, y = dataset.split(split)
+    x, _ = dataset.split(split)
     clamp("filters_index", len(x) - 1)
     index = int(st.number_input("Index", 0, len(x) - 1, key="filters_index"))
-    return x[index], f"{split} #{index} ({dataset.class_names[int(y[index])]})"
+    return x[index], dataset.image_name(split, index)
 
 
 def clamp(key, high):

@@ -209,6 +209,8 @@ def test_each_image_of_each_split_names_its_file(tmp_path, cached):
             pixels, held = _decoded_alone(tmp_path / "d" / name)
             np.testing.assert_array_equal(image, pixels)
             assert tuple(stored) == held
+    label = ds.class_names[int(ds.splits["test"][1][2])]
+    assert ds.image_name("test", 2) == f"test #2 ({label}) · {ds.files['test'][2]}"
     names, stored = (np.concatenate(list(d.values())) for d in (ds.files, ds.stored))
     stored = dict(zip(names.tolist(), map(tuple, stored.tolist()), strict=True))
     assert stored.pop("train/cat/grey.png") == (50, 30, GREYSCALE | TRANSPARENT)
@@ -221,6 +223,7 @@ def test_a_cifar_archive_names_no_files(tmp_path):
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
     ds = load_dataset(tmp_path / "cifar-10-python.tar.gz", val_fraction=0.2)
     assert ds.files == {} and ds.stored == {} and len(ds.split("val")[1]) > 0
+    assert ds.image_name("val", 1) == f"val #1 ({ds.class_names[ds.split('val')[1][1]]})"
 
 
 def test_folder_with_train_and_test_subfolders(tmp_path):

@@ -1,6 +1,7 @@
 """AppTest of the Augmentations page: dataset, probe and uploaded images."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -50,7 +51,9 @@ def test_shows_each_image_beside_its_variants(page):
     assert len(rows) == 3  # default: three images, one class after the other
     assert all(len(r.captions) == 1 + 6 for r in rows)
     shown = [m.value for m in page.markdown if m.value.startswith("**train #")]
-    assert [s.split("(")[1] for s in shown] == ["cat)**", "dog)**", "frog)**"]
+    # "train #i (class) · class/file.png": the class, and its file in the folder
+    said = [re.fullmatch(r"\*\*train #\d+ \((\w+)\) · (\w+)/\d+\.png\*\*", s) for s in shown]
+    assert [m.groups() for m in said] == [("cat", "cat"), ("dog", "dog"), ("frog", "frog")]
 
     page.slider(key="augment_variants").set_value(2)
     page.slider(key="augment_count").set_value(5).run()

@@ -148,7 +148,8 @@ def test_open_on_another_page_sends_the_chosen_sample(page, image_folder, button
     probe = page.session_state["probe"]
     x, y = load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")
     assert probe["label"] == 1 == int(y[i])
-    assert probe["caption"] == f"train #{i} (dog)"
+    files = load_dataset(image_folder, val_fraction=0.1, seed=0).files["train"]
+    assert probe["caption"] == f"train #{i} (dog) · {files[i]}"
     np.testing.assert_array_equal(probe["pixels"], x[i])
     assert not page.title or page.title[0].value != "Dataset"  # switched page
 
@@ -240,7 +241,7 @@ def test_an_uploaded_zip_becomes_the_dataset_of_every_page(image_folder, tmp_pat
     at.switch_page("pages/augment.py").run()  # the choice persists across pages
     assert not at.exception
     shown = [m.value for m in at.markdown if m.value.startswith("**train #")]
-    assert [s.rsplit("(", 1)[1] for s in shown] == ["rose)**", "tulip)**", "rose)**"]
+    assert [s.split(" · ")[0].rsplit("(", 1)[1] for s in shown] == ["rose)", "tulip)", "rose)"]
 
 
 def test_a_refused_zip_explains_why_and_changes_nothing(tmp_path, monkeypatch):

@@ -521,11 +521,10 @@ def test_why_this_answer_opens_the_image_on_another_page(
     app.button(key=button).click().run()
     assert not app.exception
     probe = app.session_state["probe"]
-    x, y = load_dataset(mislabelled, val_fraction=0.1, seed=0).split("train")
-    assert (
-        probe["label"] == int(y[i])
-        and probe["caption"] == f"train #{i} ({report.class_names[y[i]]})"
-    )
+    ds = load_dataset(mislabelled, val_fraction=0.1, seed=0)
+    x, y = ds.split("train")
+    said = f"train #{i} ({report.class_names[y[i]]}) · {ds.files['train'][i]}"
+    assert probe["label"] == int(y[i]) and probe["caption"] == said
     np.testing.assert_array_equal(probe["pixels"], x[i])
     assert title in app.title[0].value
 

@@ -723,7 +723,7 @@ def open_probe(ds: data.Dataset, split: str, index: int, target: str) -> None:
     label = int(y[index])
     st.session_state["probe"] = {
         "pixels": x[index].copy(),
-        "caption": f"{split} #{index} ({ds.class_names[label]})",
+        "caption": ds.image_name(split, index),
         "label": label,
     }
     st.switch_page(target)
