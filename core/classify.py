@@ -351,7 +351,7 @@ def _classify_cli(args) -> int:
     from core.evaluate import resolve_model_path
     from core.fileio import read_json
     from core.model import load_model
-    from core.registry import default_model_path
+    from core.registry import card_temperature, default_model_path
 
     path = default_model_path() if args.model == "default" else resolve_model_path(args.model)
     files = photo_files(args.paths)
@@ -360,7 +360,7 @@ def _classify_cli(args) -> int:
     model = load_model(path)
     card = read_json(path.parent / "model_card.json", {}) or {}
     names = card.get("class_names") or [str(i) for i in range(model.output_shape[-1])]
-    temperature = (card.get("calibration") or {}).get("temperature", 1.0)
+    temperature = card_temperature(card)
     check = novelty.load(path.parent / novelty.FILE, model, path)
     print(
         f"{path}: {len(names)} classes"

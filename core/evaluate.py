@@ -970,7 +970,8 @@ def main(argv=None) -> int:
         type=Path,
         metavar="CSV",
         help="also write every image's answer to this CSV file: its file (image folders), "
-        "label, answer, whether right, each class's probability (Report.predictions_csv)",
+        "label, answer, whether right, each class's probability after the model's "
+        "temperature, as the Evaluate page's download (Report.predictions_csv)",
     )
     args = p.parse_args(argv)
     try:
@@ -1014,7 +1015,11 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2))
     if args.answers:
-        args.answers.write_text(report.predictions_csv(dataset.files.get(args.split)))
+        from core.registry import card_temperature
+
+        tempered = with_temperature(probs, card_temperature(card))
+        tempered = report_from_probs(tempered, y, report.class_names)
+        args.answers.write_text(tempered.predictions_csv(dataset.files.get(args.split)))
     return 0
 
 

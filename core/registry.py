@@ -83,7 +83,12 @@ def model_version(path: str | os.PathLike) -> float:
 
 def temperature(entry: dict) -> float:
     """The calibration temperature in an `available_models` entry's card; 1.0 without one."""
-    return (entry["card"].get("calibration") or {}).get("temperature", 1.0)
+    return card_temperature(entry["card"])
+
+
+def card_temperature(card: dict) -> float:
+    """The calibration temperature in a model card; 1.0 without one."""
+    return (card.get("calibration") or {}).get("temperature", 1.0)
 
 
 def no_temperature_reason(card: dict) -> str:

@@ -338,6 +338,15 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     right = [r["right"] == "True" for r in rows]
     assert len(rows) == 10 and {r["file"] for r in rows} == {""}  # an archive: no files
     assert f"accuracy {np.mean(right):.4f}" in capsys.readouterr().out
+    # With a temperature in the card, the probabilities after it, as the page's download.
+    card_path = Path(run_dir) / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps(card | {"calibration": {"temperature": 2.0}}))
+    assert ev.main([run_dir, "--split", "test", "--answers", str(answers)]) == 0
+    columns = [k for k in rows[0] if k.startswith("p(")]
+    before = np.array([[float(r[k]) for k in columns] for r in rows])
+    after = np.array([[float(r[k]) for k in columns] for r in csv.DictReader(answers.open())])
+    np.testing.assert_allclose(after, ev.with_temperature(before, 2.0), atol=2e-6)
     assert ev.main([run_dir, "--split", "test", "--tta"]) == 0
     assert "split 'test' with flip TTA" in capsys.readouterr().out
     assert ev.main([run_dir, "--split", "test", "--tta", "flip+shift"]) == 0
