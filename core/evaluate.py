@@ -1012,14 +1012,21 @@ def main(argv=None) -> int:
             "images": len(robust["needed"]),
             **{k: robust[k].tolist() for k in ("epsilons", "attacked", "noise")},
         }
-    if args.json:
-        args.json.write_text(json.dumps(metrics, indent=2))
+    outputs = [(args.json, lambda: json.dumps(metrics, indent=2))]
     if args.answers:
         from core.registry import card_temperature
 
         tempered = with_temperature(probs, card_temperature(card))
         tempered = report_from_probs(tempered, y, report.class_names)
-        args.answers.write_text(tempered.predictions_csv(dataset.files.get(args.split)))
+        images = dataset.files.get(args.split)
+        outputs.append((args.answers, lambda: tempered.predictions_csv(images)))
+    for path, text in outputs:
+        try:
+            if path is not None:
+                path.write_text(text())
+        except OSError as err:
+            print(f"error: could not write {path}: {err.strerror or err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -347,6 +347,9 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     before = np.array([[float(r[k]) for k in columns] for r in rows])
     after = np.array([[float(r[k]) for k in columns] for r in csv.DictReader(answers.open())])
     np.testing.assert_allclose(after, ev.with_temperature(before, 2.0), atol=2e-6)
+    nowhere = tmp_path / "no folder" / "answers.csv"
+    assert ev.main([run_dir, "--split", "test", "--answers", str(nowhere)]) == 1
+    assert f"could not write {nowhere}: No such file" in capsys.readouterr().err
     assert ev.main([run_dir, "--split", "test", "--tta"]) == 0
     assert "split 'test' with flip TTA" in capsys.readouterr().out
     assert ev.main([run_dir, "--split", "test", "--tta", "flip+shift"]) == 0
