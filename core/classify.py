@@ -289,6 +289,9 @@ def _read(path: Path) -> tuple[str | None, bytes | None]:
         return f"could not be read ({err.strerror or err})", None
 
 
+_ESCAPED = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
 def format_results(results) -> str:
     """The results as an aligned text table: file, answer, its probability, the next likeliest
     classes, and a note (unsure, unfamiliar, or why the file was not classified)."""
@@ -296,6 +299,7 @@ def format_results(results) -> str:
 
     lines = [["file", "answer", "probability", "then", "note"]]
     for name, pred, error in results:
+        name = name.translate(_ESCAPED)  # a file name's line break would break the table
         if pred is None:
             lines.append([name, "", "", "", error])
             continue

@@ -214,9 +214,11 @@ def test_the_command_line_classifies_a_folder_with_the_models_classes_and_temper
     assert probs == pytest.approx(expected[1][1].probs.tolist(), rel=1e-5)  # after temperature
 
     (photos / "notes.txt").write_text("not a picture")
+    (photos / "two\nlines.png").write_bytes(_png((0, 0, 255)))  # one row of the table still
     assert classify_main([str(run), str(photos)]) == 1  # a file not classified: said, rc 1
     out, err = capsys.readouterr()
     assert "not an image file type (.txt)" in out and "1 not: see their notes." in err
+    assert len(out.splitlines()) == 1 + 4 and f"{photos}/two\\nlines.png  " in out
     assert classify_main([str(tmp_path / "nowhere"), str(photos)]) == 1
     assert "error: No model at" in capsys.readouterr().err
     nowhere = tmp_path / "no folder" / "answers.csv"
