@@ -125,7 +125,7 @@ def test_the_float_models_answers_and_its_check_come_from_one_forward_pass(model
     np.testing.assert_allclose(scores, check.scores(pixels), rtol=1e-5)
     passes = []
     check.reader.means = None  # the means alone are not read: one model gives both
-    check.reader._both.predict_on_batch = lambda x, f=check.reader._both.predict_on_batch: (
+    check.reader.both.predict_on_batch = lambda x, f=check.reader.both.predict_on_batch: (
         passes.append(len(x)) or f(x)
     )
     predict_checked(model, pixels, batch_size=4, check=check)
