@@ -19,7 +19,7 @@ from core.evaluate import (
     with_temperature,
 )
 from ui import adversarial, charts, evaluate_sections, near_duplicates, state
-from ui.text import md, md_sentence
+from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
 
@@ -137,6 +137,14 @@ def gallery(indices, captions, columns=6):
             col.image(enlarge(x_split[i], 4), caption=md(caption) + file_line(i), width="stretch")
 
 
+def top_answers(i: int) -> str:
+    """An image's likeliest classes, "cat 48% · frog 34% · dog 18%", after the card's
+    temperature; runners-up under 1% left out ("airplane >99%")."""
+    (first, p), *others = tempered.top_k(i)
+    shown = [(first, p)] + [(c, q) for c, q in others if q >= 0.01]
+    return " · ".join(f"{c} {probability(q)}" for c, q in shown)
+
+
 def file_line(i: int) -> str:
     """An image folder's file of image `i`, as a caption's second line: where to fix a
     wrong label. Nothing for CIFAR-10 archives, whose images have no files."""
@@ -174,7 +182,7 @@ st.write(
 )
 if temperature != 1.0 and len(cell):
     st.caption(f"Percentages after the model's temperature {temperature:g}, as on Classify.")
-gallery(cell[:24], [" · ".join(f"{c} {p:.0%}" for c, p in tempered.top_k(i)) for i in cell[:24]])
+gallery(cell[:24], [top_answers(i) for i in cell[:24]])
 
 
 def shown_row(row: dict) -> dict:
@@ -272,7 +280,7 @@ def why_caption(i: int) -> str:
     temperature, as all the galleries show them."""
     true, answer = names[report.y_true[i]], names[int(tempered.probs[i].argmax())]
     said = true if answer == true else f"{true} → {answer}"
-    return f"{said} {tempered.probs[i].max():.0%}"
+    return f"{said} {probability(tempered.probs[i].max())}"
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -410,7 +418,7 @@ else:
             col.image(
                 view,
                 caption=md(
-                    f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%})"
+                    f"Evidence for {names[c]} ({role}, {probability(tempered.probs[index, c])})"
                     + ("" if found else ": none found")
                 ),
                 width="stretch",
@@ -429,8 +437,8 @@ else:
             col.image(
                 enlarge(view, scale),
                 caption=md(
-                    f"Evidence for {names[c]} ({role}, {tempered.probs[index, c]:.0%}): "
-                    f"hiding one square leaves {hidden[c].lowest:.0%}"
+                    f"Evidence for {names[c]} ({role}, {probability(tempered.probs[index, c])}): "
+                    f"hiding one square leaves {probability(hidden[c].lowest)}"
                 ),
                 width="stretch",
             )

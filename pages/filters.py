@@ -9,7 +9,7 @@ from core.errors import CnnError
 from core.evaluate import with_temperature
 from core.images import decode_image
 from ui import charts, class_curves, state, units
-from ui.text import md, md_sentence
+from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
 
@@ -189,7 +189,7 @@ def maps_tab():
     cols[0].metric(
         "Predicted class",
         md(class_names[predicted]),
-        f"{probs[predicted]:.0%} probability",
+        f"{probability(probs[predicted])} probability",
         delta_color="off",
     )
     if method == "Grad-CAM":

@@ -14,6 +14,15 @@ from core.evaluate import evaluate, wilson_interval
 from core.model import load_model
 from tests.conftest import as_read
 from tests.mounts import needs_root, read_only
+from ui.text import probability
+
+
+def _top(pairs) -> str:
+    """A gallery caption's first line as the page builds it: the answer, then runners-up of
+    1% or more, each with `ui.text.probability`."""
+    first, *others = pairs
+    shown = [first, *(pair for pair in others if pair[1] >= 0.01)]
+    return " · ".join(f"{c} {probability(q)}" for c, q in shown)
 
 
 def _said(caption: str) -> str:
@@ -175,7 +184,7 @@ def test_a_cell_gallery_reads_in_rows_left_to_right(app, trained_run, image_fold
     assert not app.exception
     cell = report.cell(right, right)[:24]
     assert len(cell) > 6
-    expected = [" · ".join(f"{c} {p:.0%}" for c, p in report.top_k(i)) for i in cell]
+    expected = [_top(report.top_k(i)) for i in cell]
     shown = [img.captions[0] for img in app.image if img.captions and "·" in img.captions[0]]
     assert [_said(c) for c in shown] == expected  # row after row, not column by column
     # Under each, its file in the folder: where to fix a wrong label.
@@ -236,7 +245,7 @@ def test_gallery_percentages_follow_the_cards_temperature(app, trained_run, imag
     report = _expected(trained_run, image_folder)
     names = report.class_names
     first = report.cell(0, 0)[0]  # the default cell: the first class predicted as itself
-    raw = " · ".join(f"{c} {p:.0%}" for c, p in report.top_k(first))
+    raw = _top(report.top_k(first))
     assert captions()[0] == raw
     card_path = trained_run / "model_card.json"
     card = json.loads(card_path.read_text())
@@ -246,7 +255,7 @@ def test_gallery_percentages_follow_the_cards_temperature(app, trained_run, imag
     assert not app.exception
     sharp = with_temperature(report.probs, 0.25)
     order = np.argsort(-sharp[first])[:3]
-    assert captions()[0] == " · ".join(f"{names[c]} {sharp[first, c]:.0%}" for c in order)
+    assert captions()[0] == _top([(names[c], sharp[first, c]) for c in order])
     assert captions()[0] != raw
     assert "Percentages after the model's temperature 0.25, as on Classify." in [
         c.value for c in app.caption
@@ -254,7 +263,7 @@ def test_gallery_percentages_follow_the_cards_temperature(app, trained_run, imag
     wrong = mistakes(sharp, report.y_true)
     if len(wrong["index"]):  # the most confident mistake, as sharpened
         t, p, conf = wrong["true"][0], wrong["pred"][0], wrong["confidence"][0]
-        assert f"{names[t]} → {names[p]} {conf:.0%}" in captions()
+        assert f"{names[t]} → {names[p]} {probability(conf)}" in captions()
 
 
 def _default_model_app(tmp_path, monkeypatch):
@@ -369,7 +378,7 @@ def test_why_this_answer_sets_a_mistakes_answer_against_its_label(
     assert (
         chosen.options
         == [
-            f"#{i}: {names[t]} → {names[p]} {c:.0%}"
+            f"#{i}: {names[t]} → {names[p]} {probability(c)}"
             for i, t, p, c in zip(
                 wrong["index"], wrong["true"], wrong["pred"], wrong["confidence"], strict=True
             )
@@ -388,8 +397,9 @@ def test_why_this_answer_sets_a_mistakes_answer_against_its_label(
         for caption, (_, _, found) in zip(captions[1:], calls[-2:], strict=True):
             assert caption.endswith(": none found") != found
         assert captions[0] == f"train #{i}, labelled {names[t]}"
-        assert captions[1].startswith(f"Evidence for {names[p]} (the answer, {probs[i, p]:.0%})")
-        assert captions[2].startswith(f"Evidence for {names[t]} (the label, {probs[i, t]:.0%})")
+        answer, label = probability(probs[i, p]), probability(probs[i, t])
+        assert captions[1].startswith(f"Evidence for {names[p]} (the answer, {answer})")
+        assert captions[2].startswith(f"Evidence for {names[t]} (the label, {label})")
     chosen.set_value(int(wrong["index"][0])).run()
     assert not app.exception and len(calls) == 4  # kept: not computed again
 
@@ -417,7 +427,7 @@ def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     assert [c for c, _, _ in calls][-2:] == [answer, runner_up]
     name = report.class_names[runner_up]
     assert _why_captions(app)[2].startswith(
-        f"Evidence for {name} (the runner-up, {report.probs[i, runner_up]:.0%})"
+        f"Evidence for {name} (the runner-up, {probability(report.probs[i, runner_up])})"
     )
 
 
@@ -440,11 +450,12 @@ def test_why_this_answer_by_occlusion_hides_each_part_for_both_classes(
     names, probs = report.class_names, report.probs
     captions = _why_captions(app)
     assert captions[1] == (
-        f"Evidence for {names[p]} (the answer, {probs[i, p]:.0%}): hiding one square "
-        f"leaves {hidden[p].lowest:.0%}"
+        f"Evidence for {names[p]} (the answer, {probability(probs[i, p])}): hiding one square "
+        f"leaves {probability(hidden[p].lowest)}"
     )
-    assert captions[2].startswith(f"Evidence for {names[t]} (the label, {probs[i, t]:.0%}): ")
-    assert captions[2].endswith(f"leaves {hidden[t].lowest:.0%}")
+    label = probability(probs[i, t])
+    assert captions[2].startswith(f"Evidence for {names[t]} (the label, {label}): ")
+    assert captions[2].endswith(f"leaves {probability(hidden[t].lowest)}")
     strongest = max(np.abs(hidden[p].drop).max(), np.abs(hidden[t].drop).max())
     [caption] = [c.value for c in app.caption if c.value.startswith("Occlusion hides each 8×8")]
     assert caption.endswith(f"a change of {strongest * 100:.1f} points.")

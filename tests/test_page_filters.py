@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import inspect
 from core.model import load_model
 from tests.conftest import ROOT, as_read, plotly_values
+from ui.text import probability
 
 PAGE = "pages/filters.py"
 
@@ -206,7 +207,8 @@ def test_probabilities_follow_the_cards_temperature_as_on_classify(app, trained_
     _, _, raw = inspect.grad_cam(load_model(trained_run / "model.keras"), x[0])
     sharp = with_temperature(raw, 0.5)
     [metric] = [m for m in app.metric if m.label == "Predicted class"]
-    assert metric.proto.delta == f"{sharp.max():.0%} probability" != f"{raw.max():.0%} probability"
+    said = f"{probability(sharp.max())} probability"
+    assert metric.proto.delta == said != f"{probability(raw.max())} probability"
 
 
 def test_occlusion_shows_what_hiding_each_part_costs(app, trained_run, image_folder):

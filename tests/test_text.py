@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import as_read
-from ui.text import chart, md, md_sentence, tick
+from ui.text import chart, md, md_sentence, probability, tick
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,8 @@ def test_tick_cuts_a_long_name_in_the_middle_and_keeps_a_short_one():
     assert tick("n01440764_tench_Tinca_tinca") == "n01440764…inca_tinca"
     assert tick("x" * 20) == "x" * 20 and len(tick("y" * 21)) == 20
     assert tick("<b>" + "z" * 30) == "&lt;b&gt;zzzzzz…" + "z" * 10  # escaped after the cut
+
+
+def test_a_probability_never_rounds_to_a_certainty():
+    said = [probability(p) for p in (0.0, 0.004, 0.0099, 0.01, 0.425, 0.99, 0.991, 0.9996, 1.0)]
+    assert said == ["<1%", "<1%", "<1%", "1%", "42%", "99%", ">99%", ">99%", ">99%"]

@@ -22,6 +22,13 @@ _LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)  # headin
 _CODE = re.compile(r"(`[^`\n]*`)")
 
 
+def probability(p) -> str:
+    """A probability in whole percent that never rounds to a certainty: "<1%" under 1% and
+    ">99%" over 99% (a model's 99.7% is not "100%", nor its 0.3% "0%"), else "42%"."""
+    p = float(p)
+    return "<1%" if p < 0.01 else ">99%" if p > 0.99 else f"{p:.0%}"
+
+
 def md(text) -> str:
     """`text` for markdown (`st.markdown`, `st.caption`, messages, labels), shown as written.
 
