@@ -13,7 +13,7 @@ from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
 from ui import adversarial, charts, state
-from ui.text import md, md_sentence
+from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
 
@@ -150,7 +150,7 @@ def evidence_for(pred) -> tuple:
     view = enlarge(signed_overlay(pred.pixels, found.drop, scale=scale), 5)
     return view, (
         f"Occlusion: {md(pred.label)}, red for, blue against (hiding one square leaves "
-        f"{found.lowest:.0%})"
+        f"{probability(found.lowest)})"
     )
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 from core.classify import classify_bytes
 from core.evaluate import with_temperature
 from core.model import load_model
+from ui.text import probability
 
 
 def _temperature(run_dir) -> float:
@@ -292,7 +293,7 @@ def test_occlusion_shows_what_hiding_each_part_of_an_upload_costs(app, trained_r
         label = ["cat", "dog", "frog"][shown]
         assert image.captions == [
             f"Occlusion: {label}, red for, blue against (hiding one square leaves "
-            f"{hidden[shown].lowest:.0%})"
+            f"{probability(hidden[shown].lowest)})"
         ], name
 
 
