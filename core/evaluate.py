@@ -777,6 +777,32 @@ def calibration_note(record: dict) -> str:
     )
 
 
+def selective(probs: np.ndarray, y_true: np.ndarray, points: int = 100) -> dict:
+    """What answering only when sure buys: the model answers the images whose top
+    probability is at least a threshold and abstains on the rest.
+
+    Args:
+        probs: float `(N, C)`; a temperature changes the thresholds, not the curve.
+        points: coverages measured, evenly from 1/points to all images.
+
+    Returns:
+        `{"coverage", "accuracy", "threshold"}`, float arrays `(points,)` (fewer for fewer
+        images): the share of images answered, the accuracy on them, and the lowest top
+        probability among them (answering when the top probability is at least this).
+    """
+    if not len(y_true):
+        return {k: np.zeros(0) for k in ("coverage", "accuracy", "threshold")}
+    top = probs.max(axis=1)
+    order = np.argsort(-top, kind="stable")
+    right = np.cumsum(probs.argmax(axis=1)[order] == np.asarray(y_true)[order])
+    counts = np.unique(np.ceil(np.linspace(1, points, points) / points * len(top)).astype(int))
+    return {
+        "coverage": counts / len(top),
+        "accuracy": right[counts - 1] / counts,
+        "threshold": top[order][counts - 1],
+    }
+
+
 def calibration(probs: np.ndarray, y_true: np.ndarray, bins: int = CALIBRATION_BINS) -> Calibration:
     """Bins images by their top probability and compares it with how often they are right.
 

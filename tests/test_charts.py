@@ -244,3 +244,12 @@ def test_class_curves_draw_each_class_and_all_of_them():
     many = {**curves, "recall": np.tile(curves["recall"][:, :1], (1, 100))}
     fig = charts.class_curves(many, [f"class {i}" for i in range(100)])
     assert [t.name for t in fig.data if t.showlegend is not False] == ["all classes"]
+
+
+def test_the_selective_curve_draws_accuracy_against_the_share_answered():
+    curve = {"coverage": np.array([0.5, 1.0]), "accuracy": np.array([1.0, 0.75])}
+    fig = charts.selective(curve | {"threshold": np.array([0.9, 0.4])})
+    (line,) = fig.data
+    assert list(line.x) == [0.5, 1.0] and list(line.y) == [1.0, 0.75]
+    assert list(line.customdata) == [0.9, 0.4] and "surest" in line.hovertemplate
+    assert fig.layout.xaxis.tickformat == fig.layout.yaxis.tickformat == ".0%"

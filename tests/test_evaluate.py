@@ -500,3 +500,19 @@ def test_balanced_accuracy_counts_every_class_the_same():
     answers = np.r_[np.zeros(80, int), np.ones(10, int), np.ones(10, int)]  # 80/90, 10/10
     report = ev.report_from_probs(np.eye(3)[answers], y, ["common", "rare", "absent"])
     assert report.balanced_accuracy() == pytest.approx((80 / 90 + 1) / 2)
+
+
+def test_answering_only_the_surest_images_measures_coverage_and_accuracy():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55]])
+    curve = ev.selective(probs, np.array([0, 1, 1, 0]), points=4)
+    # Surest first: 0.9 right, 0.8 right, 0.6 wrong, 0.55 wrong.
+    assert curve["coverage"].tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert curve["accuracy"].tolist() == pytest.approx([1, 1, 2 / 3, 1 / 2])
+    assert curve["threshold"].tolist() == pytest.approx([0.9, 0.8, 0.6, 0.55])
+    # A temperature moves the thresholds, never the curve.
+    sharp = ev.selective(ev.with_temperature(probs, 0.5), np.array([0, 1, 1, 0]), points=4)
+    assert sharp["accuracy"].tolist() == curve["accuracy"].tolist()
+    assert (sharp["threshold"] > curve["threshold"]).all()
+    many = ev.selective(np.random.default_rng(0).dirichlet(np.ones(3), 1000), np.zeros(1000, int))
+    assert len(many["coverage"]) == 100 and many["coverage"][-1] == 1
+    assert ev.selective(np.zeros((0, 3)), np.zeros(0, int))["coverage"].size == 0

@@ -12,7 +12,7 @@ import pytest
 from core.data import load_dataset
 from core.evaluate import evaluate, wilson_interval
 from core.model import load_model
-from tests.conftest import as_read
+from tests.conftest import as_read, plotly_values
 from tests.mounts import needs_root, read_only
 from ui.text import probability
 
@@ -153,6 +153,38 @@ def test_the_confidence_section_shows_calibration_before_and_after_the_temperatu
         "was fitted on)." in c
         for c in captions
     )
+
+
+def test_answering_only_when_sure_is_measured_on_the_split(app, trained_run, image_folder):
+    from core.evaluate import selective, with_temperature
+
+    app.switch_page("pages/evaluate.py").run()
+    assert not any(c.proto.id.endswith("evaluate_selective") for c in app.get("plotly_chart"))
+    app.selectbox(key="evaluate_split").select("train").run()  # 3 val images: too few
+    assert not app.exception
+    report = _expected(trained_run, image_folder, split="train")
+    curve = selective(report.probs, report.y_true)
+    [said] = [c.value for c in app.caption if c.value.startswith("A model that may abstain")]
+    i = int(np.searchsorted(curve["coverage"], 0.9 - 1e-9))
+    assert (
+        f"answering the {curve['coverage'][i]:.0%} it is surest of (top probability "
+        f"{curve['threshold'][i]:.2f} or more), it is right on {curve['accuracy'][i]:.1%}"
+    ) in said
+    assert f"answering all, {report.accuracy:.1%}." in said and "temperature" not in said
+    chart = next(c for c in app.get("plotly_chart") if "evaluate_selective" in c.proto.id)
+    assert plotly_values(json.loads(chart.proto.spec)["data"][0]["y"]) == pytest.approx(
+        curve["accuracy"].tolist()
+    )
+    # After a temperature the thresholds are those Classify shows; the curve is the same.
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["calibration"] = {"temperature": 0.5, "images": 500, "ece": 0.2, "ece_scaled": 0.01}
+    card_path.write_text(json.dumps(card))
+    app.run()
+    sharp = selective(with_temperature(report.probs, 0.5), report.y_true)
+    [said] = [c.value for c in app.caption if c.value.startswith("A model that may abstain")]
+    assert f"(top probability {sharp['threshold'][i]:.2f} or more)" in said
+    assert "(after the temperature 0.5, as Classify shows it)" in said
 
 
 def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):

@@ -267,6 +267,24 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
     )
 
 
+def selective(curve: dict) -> go.Figure:
+    """Accuracy on the images answered against the share answered, the surest first
+    (`core.evaluate.selective`), the threshold on the top probability on hover."""
+    fig = go.Figure(
+        go.Scatter(
+            x=curve["coverage"],
+            y=curve["accuracy"],
+            mode="lines",
+            customdata=curve["threshold"],
+            hovertemplate="answering the %{x:.0%} it is surest of<br>(top probability "
+            "%{customdata:.2f} or more)<br>right on %{y:.1%} of them<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title="Share of images answered, the surest first", tickformat=".0%")
+    fig.update_yaxes(title="Accuracy on them", tickformat=".0%")
+    return fig.update_layout(height=300, margin=dict(t=20, b=10), xaxis_range=[0, 1])
+
+
 def reliability(calibrations: dict) -> go.Figure:
     """Share right against confidence: a group of bars per named `core.evaluate.Calibration`
     and the diagonal of a perfectly calibrated model."""

@@ -3,11 +3,19 @@ another model, the int8 copy and the export."""
 
 from collections.abc import Callable
 
+import numpy as np
 import streamlit as st
 
 from core import export, quantize, registry
 from core.errors import CnnError
-from core.evaluate import Report, calibration, calibration_note, compare, too_few_to_calibrate
+from core.evaluate import (
+    Report,
+    calibration,
+    calibration_note,
+    compare,
+    selective,
+    too_few_to_calibrate,
+)
 from ui import charts, state
 from ui.text import md, md_sentence
 
@@ -38,6 +46,30 @@ def confidence(entry: dict, report: Report, tempered: Report, split: str) -> Non
         _offer_calibration(entry, report)
     if note := st.session_state.pop("evaluate_calibrated", None):
         st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
+    _selective(tempered, temperature)
+
+
+def _selective(tempered: Report, temperature: float) -> None:
+    """How accurate the model is when it answers only the images it is surest of."""
+    curve = selective(tempered.probs, tempered.y_true)
+    if len(curve["coverage"]) < 10:
+        return  # too few images for a curve
+    st.markdown("**Answering only when sure**")
+    st.plotly_chart(charts.selective(curve), key="evaluate_selective")
+    said = []
+    for share in (0.9, 0.5):
+        i = int(np.searchsorted(curve["coverage"], share - 1e-9))
+        said.append(
+            f"the {curve['coverage'][i]:.0%} it is surest of (top probability "
+            f"{curve['threshold'][i]:.2f} or more), it is right on {curve['accuracy'][i]:.1%}"
+        )
+    after = f" (after the temperature {temperature:g}, as Classify shows it)"
+    st.caption(
+        f"A model that may abstain: answering {said[0]}; answering {said[1]}; answering all, "
+        f"{curve['accuracy'][-1]:.1%}. A threshold on the top probability"
+        + (after if temperature != 1 else "")
+        + " sets how often it answers and how often it is right, on images like these."
+    )
 
 
 def _offer_calibration(entry: dict, report: Report) -> None:
