@@ -82,22 +82,24 @@ def summary(
         sentences.append(f"{_share(count, n)} greyscale: their grey fills all three colours.")
     if count := int(kinds["with transparency"].sum()):
         sentences.append(f"{_share(count, n, 'have/has')} transparency: white shows through.")
-    if found := larger_size(stored, image_size, sizes):
-        larger, shorter = found
-        sentences.append(
-            f"Half the files have {shorter:g} pixels or more on their shorter side: a model "
-            f"of {larger} x {larger} pixels ({where}) sees more of their "
-            f"detail, at about {(larger / image_size) ** 2:.0f} times the time per epoch."
-        )
+    if said := larger_size(stored, image_size, sizes, f" ({where})"):
+        sentences.append(said)
     return sentences
 
 
-def larger_size(stored: np.ndarray, image_size: int, sizes=(32, 64, 96)):
-    """The largest of `sizes` above `image_size` that half the files have on their shorter
-    side, and that median side: `(size, median)`; None when no larger size is that small."""
+def larger_size(stored, image_size: int, sizes=(32, 64, 96), where="", files="the files"):
+    """The sentence that suggests the largest of `sizes` above `image_size` that half the
+    files have on their shorter side (`where` it is chosen, after the size), or None when
+    no larger size is that small: a model of it sees more of them."""
     shorter = float(np.median(np.minimum(stored[:, 0], stored[:, 1])))
     larger = [s for s in sizes if image_size < s <= shorter]
-    return (larger[-1], shorter) if larger else None
+    if not larger:
+        return None
+    return (
+        f"Half {files} have {shorter:g} pixels or more on their shorter side: a model of "
+        f"{larger[-1]} x {larger[-1]} pixels{where} sees more of their detail, at about "
+        f"{(larger[-1] / image_size) ** 2:.0f} times the time per epoch."
+    )
 
 
 def class_table(stored: np.ndarray, y: np.ndarray, class_names: list[str]) -> list[dict]:

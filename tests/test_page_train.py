@@ -85,9 +85,9 @@ def test_a_folder_of_larger_files_suggests_a_larger_image_size(app, trained_run,
     state._signature.clear()  # as 30 s later
     _open(app)
     assert hint() == [
-        "Half this folder's files have 80 pixels or more on their shorter side: at 64x64 a "
-        "model sees more of their detail, at about 4 times the time per epoch (the Dataset "
-        "page's Image files tab)."
+        "Half this folder's files have 80 pixels or more on their shorter side: a model of "
+        "64 x 64 pixels sees more of their detail, at about 4 times the time per epoch. The "
+        "Dataset page's Image files tab says more of them."
     ]
     app.selectbox(key="train_image_size").set_value(64).run()
     assert not app.exception and not hint()  # 96 is more than they have

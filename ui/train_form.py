@@ -48,11 +48,13 @@ def model_summary(model_json: str) -> list[dict]:
     return jobs.model_summary(ModelConfig.from_dict(json.loads(model_json)))
 
 
-def _larger_size(dataset, size: int) -> tuple[int, float] | None:
+def _larger_size(dataset, size: int) -> str | None:
     """`core.filestats.larger_size` of the folder's files (all splits), or None for a
     source without files (CIFAR-10 arrays are 32 x 32)."""
     stored, _ = filestats.dataset_files(dataset)
-    return filestats.larger_size(stored, size, IMAGE_SIZES) if len(stored) else None
+    if not len(stored):
+        return None
+    return filestats.larger_size(stored, size, IMAGE_SIZES, files="this folder's files")
 
 
 def block_editor(b: int) -> ConvBlock:
@@ -342,12 +344,7 @@ def new_run() -> None:
             help="Every image is resized to this; the model card records it.",
         )
         if size < IMAGE_SIZES[-1] and (larger := _larger_size(dataset, size)):
-            st.caption(
-                f"Half this folder's files have {larger[1]:g} pixels or more on their shorter "
-                f"side: at {larger[0]}x{larger[0]} a model sees more of their detail, at about "
-                f"{(larger[0] / size) ** 2:.0f} times the time per epoch (the Dataset page's "
-                "Image files tab)."
-            )
+            st.caption(f"{larger} The Dataset page's Image files tab says more of them.")
         # Outside the form: the form can only show as many block editors as chosen here.
         blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
         if not custom:
