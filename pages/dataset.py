@@ -170,9 +170,7 @@ if len(picked):
     index = st.selectbox(
         "Sample",
         options,
-        format_func=lambda i: (
-            f"{ds.class_names[y[i]]} #{i}" + ("" if files is None else f" · {files[i]}")
-        ),
+        format_func=lambda i: ds.image_name(split, i),
         key="dataset_probe",
     )
     left, right = st.columns(2)

@@ -140,7 +140,7 @@ def test_open_on_another_page_sends_the_chosen_sample(page, image_folder, button
     sample = page.selectbox(key="dataset_probe")
     assert len(sample.options) == 3 * 8
     shown = sample.options[9]  # the second class's second image
-    assert re.fullmatch(r"dog #\d+ · dog/\w+\.png", shown)  # its index and its file
+    assert re.fullmatch(r"train #\d+ \(dog\) · dog/\w+\.png", shown)  # index, class, file
     i = int(shown.split("#")[1].split()[0])
     sample.set_value(i)
     page.button(key=button).click().run()
