@@ -198,13 +198,14 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
         return userdata.check_folder(path)  # raises the sentence for a missing folder
     # One kept report per folder however its path is written, as for the decoded images.
     path = str(Path(path).expanduser().resolve())
-    signature = _signature(path)
+    signature, slot = _signature(path), _bar_slot()
     report = userdata.saved_check(path, signature)
     if report is None:
         # None for a folder that cannot be loaded: the check reads it alone and says why.
         listing = data.folder_listing(path)
         doing = f"Reading and checking every image of {md(Path(path).name)}"
-        with progress_bar(doing, "once; the result is kept until a file changes") as progress:
+        note = "once; the result is kept until a file changes"
+        with progress_bar(doing, note, slot=slot) as progress:
             report = userdata.check_folder(path, progress=progress, listing=listing)
         userdata.save_check(report, signature)
         if report.ok:  # require_dataset follows, and would list the folder again
@@ -212,14 +213,24 @@ def folder_report(path: str | os.PathLike) -> userdata.FolderReport:
     return report
 
 
+def _bar_slot():
+    """The place of a progress bar that only a first run draws, kept in every run.
+
+    Streamlit places each element by how many came before it: a bar drawn in one run only
+    moves every element below it one place in the next, and while that run draws, the
+    page shows those widgets twice (the old one greyed at its old place)."""
+    return st.empty()
+
+
 _LISTED = "_state_listing"  # a listing folder_report made, until the load that follows
 
 
 @contextlib.contextmanager
-def progress_bar(doing: str, note: str, lazy: bool = False):
+def progress_bar(doing: str, note: str, lazy: bool = False, slot=None):
     """Yields a `progress(done, total)` callback drawn as a bar, which goes when done;
-    `lazy`: drawn at the first call only, so work that turns out to be kept draws nothing."""
-    bar = st.empty()
+    `lazy`: drawn at the first call only, so work that turns out to be kept draws nothing.
+    `slot`: the `st.empty()` to draw in, made whether or not there is work (`_bar_slot`)."""
+    bar = st.empty() if slot is None else slot
     if not lazy:
         bar.progress(0.0, text=f"{doing}…")
 
@@ -346,7 +357,7 @@ def _decode_with_progress(key: str, spec: str, image_size: int) -> data.FolderLi
     is returned for `_load` to use rather than list the folder again. `key`: the folder's
     `dataset_key`, which a change to its files changes.
     """
-    seen, key = _kept_on_disk(), ("folder", key, image_size)
+    seen, key, slot = _kept_on_disk(), ("folder", key, image_size), _bar_slot()
     listing = st.session_state.pop(_LISTED, None)  # folder_report's, when it just checked
     if key in seen:
         return None
@@ -354,7 +365,8 @@ def _decode_with_progress(key: str, spec: str, image_size: int) -> data.FolderLi
         listing = data.folder_listing(spec, image_size)
     if listing is not None and not listing.cached():
         doing = f"Reading the images of {md(Path(spec).expanduser().name)}"
-        with progress_bar(doing, "once; later visits load them from the cache") as progress:
+        note = "once; later visits load them from the cache"
+        with progress_bar(doing, note, slot=slot) as progress:
             data.load_image_folder(spec, image_size, progress=progress, listing=listing)
     seen.add(key)
     return listing
@@ -427,11 +439,12 @@ def kept_or_button(
 
 def _keep_with_progress(key: tuple, kept, work, doing: str) -> None:
     """Calls `work(progress)` under a progress bar unless `kept()`; asks once per `key`."""
-    seen = _kept_on_disk()
+    seen, slot = _kept_on_disk(), _bar_slot()
     if key in seen:
         return
     if not kept():
-        with progress_bar(doing, "once; kept until the model or the images change") as progress:
+        note = "once; kept until the model or the images change"
+        with progress_bar(doing, note, slot=slot) as progress:
             work(progress)
     seen.add(key)
 
