@@ -19,6 +19,7 @@ from core.evaluate import (
     with_temperature,
 )
 from ui import adversarial, charts, evaluate_sections, near_duplicates, state
+from ui import report as report_page
 from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
@@ -209,20 +210,20 @@ st.dataframe(
 )
 avg = report.averages
 st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
-d = st.columns(3)
-d[0].download_button(
+downloads = st.container(horizontal=True)  # each button as wide as its label, wrapped
+downloads.download_button(
     "Download per-class metrics (CSV)",
     report.per_class_csv(),
     file_name=f"metrics-{split}.csv",
     mime="text/csv",
 )
-d[1].download_button(
+downloads.download_button(
     "Download all metrics (JSON)",
     json.dumps(report.to_dict(), indent=2),
     file_name=f"metrics-{split}.json",
     mime="application/json",
 )
-d[2].download_button(
+downloads.download_button(
     "Download every image's answer (CSV)",
     lambda: tempered.predictions_csv(split_files),  # written on the click, not every rerun
     file_name=f"answers-{split}.csv",
@@ -233,6 +234,24 @@ d[2].download_button(
     + "its label, the answer, whether it is right and each class's probability"
     + (f" (after the temperature {temperature:g})" if temperature != 1.0 else "")
     + ". Sorted by probability, the confident mistakes are where wrong labels are found.",
+)
+downloads.download_button(
+    "Download a report (HTML)",
+    lambda: report_page.evaluation_html(  # written on the click, not every rerun
+        report,
+        tempered,
+        x_split,
+        split_files,
+        f"{entry['label']}: {split} split",
+        report_page.facts(entry["label"], entry["card"], dataset.source, split, tta, temperature),
+        normalise,
+    ),
+    file_name=f"evaluation-{split}.html",
+    mime="text/html",
+    on_click="ignore",
+    help="This page's figures in one file to keep, print or send: the metrics, the "
+    "confusion matrix as chosen above, the per-class table and the most confident mistakes. "
+    "It opens in any browser, offline (about 5 MB: the chart's script is inside).",
 )
 evaluate_sections.confidence(entry, report, tempered, split)
 

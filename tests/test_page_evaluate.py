@@ -64,6 +64,8 @@ def test_metrics_match_core_for_the_same_model_and_data(app, trained_run, image_
     ]
     assert "recall_low" not in table.columns
 
+    downloads = [b.label for b in app.get("download_button")]
+    assert "Download a report (HTML)" in downloads  # its contents: tests/test_report.py, e2e
     app.selectbox(key="evaluate_tta").select("flip+shift").run()
     assert not app.exception
     shifted = _expected(trained_run, image_folder, tta="flip+shift")

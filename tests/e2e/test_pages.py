@@ -229,6 +229,38 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     assert {r["label"] for r in rows} == {"cat", "dog", "frog"}
 
 
+def test_the_evaluation_report_opens_offline_with_the_pages_figures(
+    server, page, browser, tmp_path
+):
+    open_page(page, server, "evaluate")
+    button = page.get_by_role("button", name="Download a report (HTML)")
+    button.wait_for()
+    wait_idle(page)
+    shown = page.get_by_test_id("stMetric").all_inner_texts()
+    metrics = dict([line for line in m.splitlines() if line.strip()][:2] for m in shown)
+    with page.expect_download() as download:
+        button.click()
+    saved = tmp_path / download.value.suggested_filename
+    assert saved.name == "evaluation-val.html"
+    download.value.save_as(saved)
+    offline = browser.new_context(offline=True)
+    try:
+        report = offline.new_page()
+        report.route(re.compile(r"^https?://"), lambda route: route.abort())  # no network
+        report.goto(saved.as_uri())
+        expect(report.get_by_role("heading", level=1)).to_have_text(re.compile(r": val split$"))
+        for label in ("Accuracy", "Top-3 accuracy", "Loss", "Images"):
+            expect(report.get_by_text(label, exact=True)).to_be_visible()
+            expect(report.get_by_text(metrics[label], exact=True).first).to_be_visible()
+        # The confusion matrix drawn by the plotly.js inside the file: its class ticks.
+        ticks = report.locator(".xtick text")
+        expect(ticks).to_have_count(3)
+        assert sorted(ticks.all_text_contents()) == ["cat", "dog", "frog"]
+        shot(report, "evaluation-report")
+    finally:
+        offline.close()
+
+
 def test_occlusion_explains_an_answer_on_the_evaluate_and_filters_pages(server, page):
     open_page(page, server, "evaluate")
     page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()

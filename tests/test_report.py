@@ -1,0 +1,163 @@
+"""ui.report: the evaluation as one HTML file says what core.evaluate computed."""
+
+import base64
+import io
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+from PIL import Image
+
+from core.evaluate import mistakes, report_from_probs, with_temperature
+from ui.report import GALLERY, evaluation_html, facts
+from ui.text import probability
+
+NAMES = ["air<b>plane</b>", "cat & dog", "</script><i>x"]
+
+
+class _Page(HTMLParser):
+    """The tags, the text and the images of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text, self.images, self.captions = [], [], [], []
+        self._caption = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag == "figcaption":
+            self._caption = []
+
+    def handle_endtag(self, tag):
+        if tag == "figcaption":
+            self.captions.append(" ".join(self._caption))
+            self._caption = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._caption is not None:
+            self._caption.append(data)
+
+
+def _array(encoded) -> np.ndarray:
+    """A plotly JSON array: a list, or a typed array (dtype, base64 bytes, shape)."""
+    if not isinstance(encoded, dict):
+        return np.array(encoded, float)
+    flat = np.frombuffer(base64.b64decode(encoded["bdata"]), encoded["dtype"])
+    return flat.reshape([int(n) for n in str(encoded["shape"]).split(",")])
+
+
+def _evaluation(n=40, classes=3, seed=0, uneven=False):
+    rng = np.random.default_rng(seed)
+    y = (
+        rng.integers(0, classes, n)
+        if not uneven
+        else np.r_[np.zeros(n - 6, int), [1, 1, 1, 2, 2, 2]]
+    )
+    probs = rng.dirichlet(np.ones(classes), n).astype(np.float32)
+    probs[: n // 2] = np.eye(classes, dtype=np.float32)[y[: n // 2]] * 0.9 + 0.1 / classes
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    report = report_from_probs(probs, y, NAMES[:classes])
+    tempered = report_from_probs(with_temperature(probs, 2.0), y, NAMES[:classes])
+    return report, tempered, images
+
+
+def _page(report, tempered, images, files=None, normalised=False):
+    said = evaluation_html(
+        report, tempered, images, files, "run <1>: val split", {"Model": "run <1>"}, normalised
+    )
+    page = _Page()
+    page.feed(said)
+    return said, page
+
+
+def test_the_figures_are_the_reports():
+    report, tempered, images = _evaluation()
+    said, page = _page(report, tempered, images)
+    text = " ".join(page.text)
+    assert "run <1>: val split" in page.text  # the title, as written: escaped, not a tag
+    for figure in (f"{report.accuracy:.2%}", f"{report.top3_accuracy:.2%}", f"{report.loss:.4f}"):
+        assert figure in page.text
+    assert "Balanced accuracy" not in text  # classes of about one size
+    low, high = report.accuracy_interval()
+    assert f"between {low:.1%} and {high:.1%}" in text
+    for row in report.per_class_rows():
+        cells = [
+            row["class"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['recall_low']:.3f}-{row['recall_high']:.3f}",
+            f"{row['f1']:.3f}",
+            f"{int(row['support']):,}",
+        ]
+        at = page.text.index(row["class"], page.text.index("Per class"))
+        assert page.text[at : at + 6] == cells
+    # The names' marks are text: the page's only tags are its own.
+    assert "b" not in page.tags and "i" not in page.tags
+    assert said.count("<script") == said.count("</script>")
+
+
+def test_the_matrix_is_drawn_with_its_script_inside_the_file():
+    report, tempered, images = _evaluation()
+    for normalised in (False, True):
+        said, page = _page(report, tempered, images, normalised=normalised)
+        figure = json.loads(
+            re.search(r"Plotly\.newPlot\(\s*\"[^\"]+\",\s*(\[.*?\]),\s*\{", said, re.S).group(1)
+        )
+        cm = report.confusion.astype(float)
+        shown = cm / cm.sum(axis=1, keepdims=True) if normalised else cm
+        np.testing.assert_allclose(_array(figure[0]["z"]), shown)
+        assert figure[0]["x"] == NAMES
+        assert "plotly.js v" in said  # the library itself, not a link: it opens offline
+
+
+def test_the_most_confident_mistakes_are_shown_with_their_files():
+    report, tempered, images = _evaluation()
+    files = [f"{NAMES[c]}/{i}.png" for i, c in enumerate(report.y_true)]
+    _, page = _page(report, tempered, images, files)
+    wrong = mistakes(tempered.probs, tempered.y_true)
+    assert 0 < len(wrong["index"]) < GALLERY
+    assert len(page.images) == len(wrong["index"])
+    for k, (src, caption) in enumerate(zip(page.images, page.captions, strict=True)):
+        i = wrong["index"][k]
+        png = base64.b64decode(src.removeprefix("data:image/png;base64,"))
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), images[i])
+        answer = f"answered {NAMES[wrong['pred'][k]]} {probability(wrong['confidence'][k])}"
+        assert caption == f"#{i}, labelled {NAMES[report.y_true[i]]} {answer} {files[i]}"
+
+
+def test_a_long_list_of_mistakes_is_cut_and_none_is_said():
+    report, tempered, images = _evaluation(n=200)
+    _, page = _page(report, tempered, images)
+    assert len(page.images) == GALLERY
+    right = report_from_probs(np.eye(3, dtype=np.float32)[report.y_true], report.y_true, NAMES)
+    _, page = _page(right, right, images)
+    assert not page.images and "No mistakes on this split." in page.text
+
+
+def test_uneven_classes_get_their_balanced_accuracy():
+    report, tempered, images = _evaluation(uneven=True)
+    _, page = _page(report, tempered, images)
+    assert f"{report.balanced_accuracy():.2%}" in page.text
+
+
+def test_the_facts_name_the_model_its_training_and_the_images():
+    card = {"epochs": 20, "params": 1973944, "data": {"source": "image folder cifar"}}
+    rows = facts("seed (68% val)", card, "image folder mine", "val", "flip", 1.5)
+    assert rows["Model"] == "seed (68% val)"
+    assert rows["Trained"] == "20 epochs on image folder cifar"
+    assert rows["Parameters"] == "1,973,944"
+    assert rows["Evaluated on"] == "the val split of image folder mine"
+    assert rows["Test-time augmentation"] == "flip"
+    assert rows["Temperature"].startswith("1.5: ")
+    assert facts("x", {}, "s", "val", "none", 1.0)["Temperature"].startswith("none: ")
+    assert set(facts("x", {}, "s", "test", "none", 1.0)) == {
+        "Model",
+        "Evaluated on",
+        "Test-time augmentation",
+        "Temperature",
+        "Written",
+    }

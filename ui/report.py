@@ -1,0 +1,208 @@
+"""An evaluation as one HTML file to keep, print or send: the Evaluate page's figures of a
+model on a split, readable without the dashboard (plotly's script is inside the file, so
+it opens offline; about 5 MB)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import UTC, datetime
+from html import escape
+
+import numpy as np
+from PIL import Image
+
+from core import datastats
+from core.evaluate import Report, mistakes, top_confusions
+from ui import charts
+from ui.text import probability
+
+GALLERY = 18  # confident mistakes shown, as on the page
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.8em; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.metrics { display: flex; flex-wrap: wrap; gap: 1.5em; }
+.metrics div { font-size: 0.85em; color: #555; } .metrics strong { display: block; font-size: 1.7em;
+       color: #222; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr));
+       gap: 1em; }
+.gallery img { width: 128px; image-rendering: pixelated; }
+figure { margin: 0; } figcaption { font-size: 0.8em; overflow-wrap: anywhere; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def evaluation_html(
+    report: Report,
+    tempered: Report,
+    images: np.ndarray,
+    files: list | None,
+    title: str,
+    facts: dict[str, str],
+    normalised: bool,
+) -> str:
+    """The evaluation as a self-contained HTML page.
+
+    Args:
+        report: the model's report on the split (metrics, matrix, per class).
+        tempered: the same after the model's temperature, whose percentages the captions
+            of the confident mistakes give, as the Evaluate page's galleries do.
+        images: uint8 `(N, H, W, 3)`, the split's images in the report's order.
+        files: the split's files (an image folder), or None (a CIFAR-10 archive).
+        title: the page's heading, e.g. "seed-20 on cifar10-jpeg, val".
+        facts: what was evaluated, row by row (model, data, split, test-time augmentation).
+        normalised: the matrix in row shares (as chosen on the page), else in counts.
+
+    Returns:
+        The HTML document.
+    """
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>",
+        _table([(k, escape(v)) for k, v in facts.items()], header=None),
+        _metrics(report),
+        _matrix(report, normalised),
+        _per_class(report),
+        _gallery(tempered, images, files),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def facts(label: str, card: dict, source: str, split: str, tta: str, temperature: float):
+    """What an evaluation was of, row by row: the model and its training, the images, the
+    test-time augmentation, the temperature of the captions' percentages, when."""
+    trained = card.get("data") or {}
+    rows = {"Model": label}
+    if card.get("epochs"):
+        rows["Trained"] = f"{card['epochs']} epochs on {trained.get('source', 'unknown data')}"
+    if card.get("params"):
+        rows["Parameters"] = f"{card['params']:,}"
+    return rows | {
+        "Evaluated on": f"the {split} split of {source}",
+        "Test-time augmentation": tta,
+        "Temperature": "none: the model's own probabilities"
+        if temperature == 1.0
+        else f"{temperature:g}: the mistakes' percentages below are after it, as on Classify",
+        "Written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _table(rows: list, header: tuple | None, numeric: set = frozenset()) -> str:
+    """An HTML table of already escaped cells; columns in `numeric` right-aligned."""
+    head = "" if header is None else "<tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td class='n'>{c}</td>" if i in numeric else f"<td>{c}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def _metrics(report: Report) -> str:
+    figures = {"Accuracy": f"{report.accuracy:.2%}"}
+    uneven = datastats.imbalance(report.per_class["support"])
+    if uneven >= datastats.UNEVEN:
+        figures["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"
+    figures |= {
+        "Top-3 accuracy": f"{report.top3_accuracy:.2%}",
+        "Loss": f"{report.loss:.4f}",
+        "Images": f"{len(report.y_true):,}",
+    }
+    low, high = report.accuracy_interval()
+    cells = "".join(
+        f"<div><span>{label}</span><strong>{value}</strong></div>"
+        for label, value in figures.items()
+    )
+    return (
+        f"<div class='metrics'>{cells}</div><p class='note'>On other images like these, drawn "
+        f"the same way, the accuracy would likely be between {low:.1%} and {high:.1%} (95% "
+        f"Wilson interval of {len(report.y_true):,} images).</p>"
+    )
+
+
+def _matrix(report: Report, normalised: bool) -> str:
+    cm = report.confusion.astype(float)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalised else cm
+    fig = charts.confusion_matrix(shown, report.class_names, normalised)
+    # Streamlit's own template holds colours its page fills in: near-black in a file.
+    width = min(980, 240 + 60 * len(report.class_names))
+    fig.update_layout(template="plotly_white", clickmode="none", width=width)
+    fig.update_traces(marker_opacity=0, selector=dict(mode="markers"))  # hover, no click
+    chart = fig.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
+    names = report.class_names
+    support = report.per_class["support"]
+    frequent = [
+        f"<li>{escape(names[t])} → {escape(names[p])}: {n:,} of {int(support[t]):,} "
+        f"({n / support[t]:.0%})</li>"
+        for t, p, n in top_confusions(report.confusion, 5)
+    ]
+    said = "row shares (each true class's row sums to 1)" if normalised else "image counts"
+    return (
+        f"<h2>Confusion matrix</h2><p class='note'>Rows: the true class; columns: the "
+        f"answer; {said}.</p>{chart}"
+        + (
+            f"<p>The most frequent mistakes, true → answer:</p><ul>{''.join(frequent)}</ul>"
+            if frequent
+            else ""
+        )
+    )
+
+
+def _per_class(report: Report) -> str:
+    rows = [
+        (
+            escape(r["class"]),
+            f"{r['precision']:.3f}",
+            f"{r['recall']:.3f}",
+            f"{r['recall_low']:.3f}-{r['recall_high']:.3f}",
+            f"{r['f1']:.3f}",
+            f"{int(r['support']):,}",
+        )
+        for r in report.per_class_rows()
+    ]
+    avg = report.averages
+    header = ("class", "precision", "recall", "recall 95% interval", "f1", "support")
+    return (
+        "<h2>Per class</h2>"
+        + _table(rows, header, numeric={1, 2, 3, 4, 5})
+        + f"<p class='note'>Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 "
+        f"{avg['weighted']['f1']:.3f}</p>"
+    )
+
+
+def _png(image: np.ndarray) -> str:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def _gallery(tempered: Report, images: np.ndarray, files: list | None) -> str:
+    wrong = mistakes(tempered.probs, tempered.y_true)
+    if not len(wrong["index"]):
+        return "<h2>The most confident mistakes</h2><p>No mistakes on this split.</p>"
+    names, figures = tempered.class_names, []
+    for k, i in enumerate(wrong["index"][:GALLERY]):
+        true, pred = wrong["true"][k], wrong["pred"][k]
+        file = "" if files is None else f"<br>{escape(str(files[i]))}"
+        figures.append(
+            f"<figure><img alt='image {i}' src='data:image/png;base64,{_png(images[i])}'>"
+            f"<figcaption>#{i}, labelled {escape(names[true])}<br>answered "
+            f"{escape(names[pred])} {probability(wrong['confidence'][k])}{file}</figcaption>"
+            "</figure>"
+        )
+    shown = min(GALLERY, len(wrong["index"]))
+    return (
+        "<h2>The most confident mistakes</h2><p class='note'>The "
+        f"{shown} of {len(wrong['index']):,} wrong answers the model was surest of: where a "
+        "wrong label is often found.</p>"
+        f"<div class='gallery'>{''.join(figures)}</div>"
+    )
