@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint browser
 
+# A .venv made before requirements.txt named tensorflow-cpu holds tensorflow, whose files
+# tensorflow-cpu shares: it is removed first, or the two packages would claim the same files.
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	if $(BIN)/pip show --quiet tensorflow 2>/dev/null; then \
+	  $(BIN)/pip uninstall --quiet --yes tensorflow; fi
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 

@@ -362,17 +362,21 @@ def runtime_version(fmt: str) -> str:
     """The runtime that loads `fmt` back, with its version, e.g. "onnxruntime 1.23.2"."""
     from importlib.metadata import PackageNotFoundError, version
 
-    package = {
-        "keras": "keras",
-        "savedmodel": "tensorflow",
-        "tflite": LITERT_PACKAGE,
-        "onnx": "onnxruntime",
-        INT8: "onnxruntime",
+    # TensorFlow is one of two packages: its CPU build (requirements.txt) or the CUDA one.
+    packages = {
+        "keras": ["keras"],
+        "savedmodel": ["tensorflow-cpu", "tensorflow"],
+        "tflite": [LITERT_PACKAGE],
+        "onnx": ["onnxruntime"],
+        INT8: ["onnxruntime"],
     }[fmt]
-    try:
-        return f"{package} {version(package)}"
-    except PackageNotFoundError:
-        return f"{package} (not installed)"
+    name = packages[-1]
+    for package in packages:
+        try:
+            return f"{name} {version(package)}"
+        except PackageNotFoundError:
+            continue
+    return f"{name} (not installed)"
 
 
 # --- writing an export -------------------------------------------------------------------

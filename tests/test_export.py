@@ -346,3 +346,15 @@ def test_exporting_all_formats_skips_the_int8_copy_of_a_model_without_one(capsys
     assert f"skipped {export.INT8}: the model has no int8 copy" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(export.FORMATS)
     assert not export._has_no_int8_copy("default")  # the shipped model has one
+
+
+def test_each_format_names_the_runtime_that_loads_it_back_with_its_version():
+    import onnxruntime
+    import tensorflow as tf
+
+    from core.export import runtime_version
+
+    # TensorFlow's CPU build (requirements.txt) is the package tensorflow-cpu.
+    assert runtime_version("savedmodel") == f"tensorflow {tf.__version__}"
+    assert runtime_version("keras") == f"keras {keras.__version__}"
+    assert runtime_version("onnx") == f"onnxruntime {onnxruntime.__version__}"
