@@ -803,6 +803,16 @@ def selective(probs: np.ndarray, y_true: np.ndarray, points: int = 100) -> dict:
     }
 
 
+def selective_at(curve: dict, share: float) -> tuple[float, float, float]:
+    """The point of a `selective` curve that answers at least `share` of the images.
+
+    Returns:
+        (share answered, accuracy on them, the lowest top probability among them).
+    """
+    i = min(int(np.searchsorted(curve["coverage"], share - 1e-9)), len(curve["coverage"]) - 1)
+    return tuple(float(curve[k][i]) for k in ("coverage", "accuracy", "threshold"))
+
+
 def calibration(probs: np.ndarray, y_true: np.ndarray, bins: int = CALIBRATION_BINS) -> Calibration:
     """Bins images by their top probability and compares it with how often they are right.
 

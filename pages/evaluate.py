@@ -245,12 +245,14 @@ downloads.download_button(
         f"{entry['label']}: {split} split",
         report_page.facts(entry["label"], entry["card"], dataset.source, split, tta, temperature),
         normalise,
+        temperature,
     ),
     file_name=f"evaluation-{split}.html",
     mime="text/html",
     on_click="ignore",
     help="This page's figures in one file to keep, print or send: the metrics, the "
-    "confusion matrix as chosen above, the per-class table and the most confident mistakes. "
+    "confusion matrix as chosen above, the per-class table, how far the probabilities can be "
+    "trusted (calibration, answering only when sure) and the most confident mistakes. "
     "It opens in any browser, offline (about 5 MB: the chart's script is inside).",
 )
 evaluate_sections.confidence(entry, report, tempered, split)

@@ -516,3 +516,7 @@ def test_answering_only_the_surest_images_measures_coverage_and_accuracy():
     many = ev.selective(np.random.default_rng(0).dirichlet(np.ones(3), 1000), np.zeros(1000, int))
     assert len(many["coverage"]) == 100 and many["coverage"][-1] == 1
     assert ev.selective(np.zeros((0, 3)), np.zeros(0, int))["coverage"].size == 0
+    # A share reads the first point that answers at least that much.
+    assert ev.selective_at(curve, 0.5) == pytest.approx((0.5, 1.0, 0.8))
+    assert ev.selective_at(curve, 0.6) == pytest.approx((0.75, 2 / 3, 0.6))
+    assert ev.selective_at(curve, 1.0) == pytest.approx((1.0, 0.5, 0.55))

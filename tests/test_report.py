@@ -9,7 +9,14 @@ from html.parser import HTMLParser
 import numpy as np
 from PIL import Image
 
-from core.evaluate import mistakes, report_from_probs, with_temperature
+from core.evaluate import (
+    calibration,
+    mistakes,
+    report_from_probs,
+    selective,
+    selective_at,
+    with_temperature,
+)
 from ui.report import GALLERY, evaluation_html, facts
 from ui.text import probability
 
@@ -65,10 +72,9 @@ def _evaluation(n=40, classes=3, seed=0, uneven=False):
     return report, tempered, images
 
 
-def _page(report, tempered, images, files=None, normalised=False):
-    said = evaluation_html(
-        report, tempered, images, files, "run <1>: val split", {"Model": "run <1>"}, normalised
-    )
+def _page(report, tempered, images, files=None, normalised=False, temperature=2.0):
+    title, facts = "run <1>: val split", {"Model": "run <1>"}
+    said = evaluation_html(report, tempered, images, files, title, facts, normalised, temperature)
     page = _Page()
     page.feed(said)
     return said, page
@@ -111,7 +117,8 @@ def test_the_matrix_is_drawn_with_its_script_inside_the_file():
         shown = cm / cm.sum(axis=1, keepdims=True) if normalised else cm
         np.testing.assert_allclose(_array(figure[0]["z"]), shown)
         assert figure[0]["x"] == NAMES
-        assert "plotly.js v" in said  # the library itself, not a link: it opens offline
+        assert said.count("plotly.js v") == 1  # the library itself, once: it opens offline
+        assert said.count("Plotly.newPlot(") == 2  # the matrix and the calibration's bars
 
 
 def test_the_most_confident_mistakes_are_shown_with_their_files():
@@ -161,3 +168,23 @@ def test_the_facts_name_the_model_its_training_and_the_images():
         "Temperature",
         "Written",
     }
+
+
+def test_the_confidence_section_says_what_the_page_does():
+    report, tempered, images = _evaluation(n=200)
+    _, page = _page(report, tempered, images)
+    text = " ".join(page.text)
+    for name, r in (("as the model gives them", report), ("after its temperature 2", tempered)):
+        assert f"Probabilities {name}. {calibration(r.probs, r.y_true).summary()}" in text
+    curve = selective(tempered.probs, tempered.y_true)
+    at = page.text.index("top probability at least") + 1
+    for share in (0.5, 0.8, 0.9, 1.0):
+        answered, right, threshold = selective_at(curve, share)
+        assert page.text[at : at + 3] == [f"{answered:.0%}", f"{right:.1%}", f"{threshold:.2f}"]
+        at += 3
+    # Without a temperature, one view; with 9 images, no curve (as on the page).
+    _, page = _page(report, report, images, temperature=1.0)
+    assert "after its temperature" not in " ".join(page.text)
+    few = report_from_probs(report.probs[:9], report.y_true[:9], report.class_names)
+    _, page = _page(few, few, images[:9], temperature=1.0)
+    assert "Answering only when sure:" not in page.text

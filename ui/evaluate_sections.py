@@ -3,7 +3,6 @@ another model, the int8 copy and the export."""
 
 from collections.abc import Callable
 
-import numpy as np
 import streamlit as st
 
 from core import export, quantize, registry
@@ -14,6 +13,7 @@ from core.evaluate import (
     calibration_note,
     compare,
     selective,
+    selective_at,
     too_few_to_calibrate,
 )
 from ui import charts, state
@@ -58,10 +58,10 @@ def _selective(tempered: Report, temperature: float) -> None:
     st.plotly_chart(charts.selective(curve), key="evaluate_selective")
     said = []
     for share in (0.9, 0.5):
-        i = int(np.searchsorted(curve["coverage"], share - 1e-9))
+        answered, right, threshold = selective_at(curve, share)
         said.append(
-            f"the {curve['coverage'][i]:.0%} it is surest of (top probability "
-            f"{curve['threshold'][i]:.2f} or more), it is right on {curve['accuracy'][i]:.1%}"
+            f"the {answered:.0%} it is surest of (top probability {threshold:.2f} or more), "
+            f"it is right on {right:.1%}"
         )
     after = f" (after the temperature {temperature:g}, as Classify shows it)"
     st.caption(

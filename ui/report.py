@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from core import datastats
-from core.evaluate import Report, mistakes, top_confusions
+from core.evaluate import Report, calibration, mistakes, selective, selective_at, top_confusions
 from ui import charts
 from ui.text import probability
 
@@ -44,6 +44,7 @@ def evaluation_html(
     title: str,
     facts: dict[str, str],
     normalised: bool,
+    temperature: float = 1.0,
 ) -> str:
     """The evaluation as a self-contained HTML page.
 
@@ -56,6 +57,7 @@ def evaluation_html(
         title: the page's heading, e.g. "seed-20 on cifar10-jpeg, val".
         facts: what was evaluated, row by row (model, data, split, test-time augmentation).
         normalised: the matrix in row shares (as chosen on the page), else in counts.
+        temperature: the card's, which `tempered` is after (1.0: none).
 
     Returns:
         The HTML document.
@@ -67,6 +69,7 @@ def evaluation_html(
         _metrics(report),
         _matrix(report, normalised),
         _per_class(report),
+        _confidence(report, tempered, temperature),
         _gallery(tempered, images, files),
         "</body></html>",
     ]
@@ -133,11 +136,9 @@ def _matrix(report: Report, normalised: bool) -> str:
     cm = report.confusion.astype(float)
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalised else cm
     fig = charts.confusion_matrix(shown, report.class_names, normalised)
-    # Streamlit's own template holds colours its page fills in: near-black in a file.
-    width = min(980, 240 + 60 * len(report.class_names))
-    fig.update_layout(template="plotly_white", clickmode="none", width=width)
+    fig.update_layout(clickmode="none", width=min(980, 240 + 60 * len(report.class_names)))
     fig.update_traces(marker_opacity=0, selector=dict(mode="markers"))  # hover, no click
-    chart = fig.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})
+    chart = _chart(fig, with_script=True)  # the file's first chart brings plotly.js
     names = report.class_names
     support = report.per_class["support"]
     frequent = [
@@ -155,6 +156,14 @@ def _matrix(report: Report, normalised: bool) -> str:
             else ""
         )
     )
+
+
+def _chart(fig, with_script: bool = False) -> str:
+    """A plotly figure as an HTML fragment, plotly.js inside it `with_script`."""
+    # Streamlit's own template holds colours its page fills in: near-black in a file.
+    fig.update_layout(template="plotly_white")
+    config = {"displaylogo": False}
+    return fig.to_html(full_html=False, include_plotlyjs=with_script, config=config)
 
 
 def _per_class(report: Report) -> str:
@@ -177,6 +186,31 @@ def _per_class(report: Report) -> str:
         + f"<p class='note'>Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 "
         f"{avg['weighted']['f1']:.3f}</p>"
     )
+
+
+def _confidence(report: Report, tempered: Report, temperature: float) -> str:
+    """How far the probabilities can be trusted, as the Evaluate page's Confidence section
+    says it: their calibration, and the accuracy when answering only the surest images."""
+    views = {"as the model gives them": report}
+    if temperature != 1.0:
+        views[f"after its temperature {temperature:g}"] = tempered
+    calibrations = {name: calibration(r.probs, r.y_true) for name, r in views.items()}
+    said = [
+        f"<p>Probabilities {name}. {escape(calib.summary())}</p>"
+        for name, calib in calibrations.items()
+    ]
+    said.append(_chart(charts.reliability(calibrations).update_layout(width=760)))
+    curve = selective(tempered.probs, tempered.y_true)
+    if len(curve["coverage"]) >= 10:  # as on the page: too few images for a curve
+        rows = [
+            (f"{answered:.0%}", f"{right:.1%}", f"{threshold:.2f}")
+            for answered, right, threshold in (
+                selective_at(curve, share) for share in (0.5, 0.8, 0.9, 1.0)
+            )
+        ]
+        header = ("answered (the surest first)", "right on them", "top probability at least")
+        said.append("<p>Answering only when sure:</p>" + _table(rows, header, {0, 1, 2}))
+    return "<h2>Confidence</h2>" + "".join(said)
 
 
 def _png(image: np.ndarray) -> str:
