@@ -329,7 +329,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m core.classify",
         description="Classify image files or folders of them with a trained model, as the "
-        "dashboard's Classify page does (its float32 answers).",
+        "dashboard's Classify page does: from the model's int8 copy where it has one that "
+        "computes here as where it was built, else from the float32 model.",
     )
     p.add_argument("model", help="run directory, .keras file, or 'default' (the shipped model)")
     p.add_argument("paths", nargs="+", help="image files, or folders of them (read recursively)")
@@ -340,6 +341,12 @@ def main(argv=None) -> int:
     )
     add_tta_argument(p)
     p.add_argument("--top", type=int, default=3, help="classes per file in the table (default 3)")
+    p.add_argument(
+        "--float32",
+        action="store_true",
+        help="answer with the float32 model even where an int8 copy would (the page's "
+        '"Fast int8 answers" off)',
+    )
     args = p.parse_args(argv)
     try:
         return _classify_cli(args)
@@ -348,26 +355,46 @@ def main(argv=None) -> int:
         return 1
 
 
+def _answerer(path: Path, float32: bool):
+    """What answers and what checks, as the Classify page chooses them: the int8 copy and
+    its own check where it has a good one, else the float32 model (loaded only then) and
+    its check. Returns `(answerer, check)`; the check is None without one."""
+    from core import novelty, quantize
+    from core.model import load_model
+
+    copy = None
+    if not float32:
+        copy, _, why = quantize.checked_copy(path)
+        if why:
+            print(why, file=sys.stderr)
+    if copy is not None:
+        check = novelty.load(quantize.novelty_path(path), copy, copy.path)
+        if check is not None:
+            return copy, check
+    model = load_model(path)  # for the answers, or to check the copy's answers
+    return copy or model, novelty.load(path.parent / novelty.FILE, model, path)
+
+
 def _classify_cli(args) -> int:
     import keras
 
-    from core import novelty
     from core.evaluate import resolve_model_path
     from core.fileio import read_json
-    from core.model import load_model
+    from core.quantize import Int8Model
     from core.registry import card_temperature, default_model_path
 
     path = default_model_path() if args.model == "default" else resolve_model_path(args.model)
     files = photo_files(args.paths)
     if not files:
         raise CnnError("Those folders hold no files to classify.")
-    model = load_model(path)
+    answerer, check = _answerer(path, args.float32)
     card = read_json(path.parent / "model_card.json", {}) or {}
-    names = card.get("class_names") or [str(i) for i in range(model.output_shape[-1])]
+    names = card.get("class_names") or [str(i) for i in range(answerer.output_shape[-1])]
     temperature = card_temperature(card)
-    check = novelty.load(path.parent / novelty.FILE, model, path)
+    fast = isinstance(answerer, Int8Model)
     print(
-        f"{path}: {len(names)} classes"
+        f"{path}: {len(names)} classes; answers from "
+        + ("its int8 copy (--float32: the float32 model)" if fast else "the float32 model")
         + (f"; probabilities after its temperature {temperature:.4g}" if temperature != 1 else "")
         + ("" if check else "; no check for unfamiliar pictures (python -m core.registry novelty)"),
         file=sys.stderr,
@@ -375,7 +402,7 @@ def _classify_cli(args) -> int:
     # Keras's bar writes to stdout: on a terminal only, so that piped output is the table alone.
     bar = keras.utils.Progbar(len(files), verbose=int(sys.stdout.isatty()), unit_name="file")
     results = classify_files(
-        model,
+        answerer,
         files,
         names,
         progress=bar.update,

@@ -385,6 +385,39 @@ def drift(int8: Int8Model, record: dict) -> float | None:
     return probe_gap(int8.predict_on_batch(probe_images(int(int8.input_shape[1]))), record)
 
 
+def drift_refusal(apart: float | None) -> str | None:
+    """Why a copy whose answers to `probe_images` are `apart` (`drift`) from those recorded
+    where it was built is not used here, or None when it computes as it did there."""
+    if apart is None or apart <= PROBE_TOLERANCE:
+        return None
+    return (
+        f"The int8 copy computes differently on this CPU: its answers to fixed test pictures "
+        f"are up to {apart:.2f} apart from those it gave where it was built. The answers come "
+        "from the float32 model until a copy is built here (the Evaluate page's \"Fast int8 "
+        'answers" section, or `python -m core.quantize <run> --data <its data>`).'
+    )
+
+
+def checked_copy(model_path: str | os.PathLike) -> tuple[Int8Model | None, dict | None, str]:
+    """The model's int8 copy, where it has a current one that computes here as it did
+    where it was built (`drift`): what the Classify page answers with by default.
+
+    Returns:
+        `(copy, its record, "")`; `(None, None, "")` for a model without a current copy;
+        `(None, None, why)` for a copy that cannot be loaded or computes otherwise here.
+    """
+    record = read_record(model_path)
+    if record is None:
+        return None, None, ""
+    try:
+        copy = Int8Model(int8_path(model_path))
+    except QuantizeError as err:
+        return None, None, f"{err} The answers come from the float32 model."
+    if refusal := drift_refusal(drift(copy, record)):
+        return None, None, refusal
+    return copy, record, ""
+
+
 def probe_gap(probs: np.ndarray, record: dict) -> float:
     """Largest difference of answers `(PROBE_IMAGES, C)` to `probe_images` from those the
     record holds (it must hold them)."""

@@ -234,5 +234,50 @@ def test_the_command_line_classifies_a_folder_with_the_models_classes_and_temper
     assert classify_main(["default", str(photos / "red.png")]) == 0
     out, err = capsys.readouterr()
     shipped = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
-    said = f"{len(shipped['class_names'])} classes; probabilities after its temperature "
-    assert said + f"{shipped['calibration']['temperature']:.4g}" in err
+    said = f"{len(shipped['class_names'])} classes; answers from its int8 copy "
+    assert said in err  # as the Classify page: tests below
+    said = f"; probabilities after its temperature {shipped['calibration']['temperature']:.4g}"
+    assert said in err
+
+
+def test_the_command_line_answers_from_the_int8_copy_as_the_classify_page_does(tmp_path, capsys):
+    import shutil
+
+    from core import quantize
+    from core.model import load_model
+
+    photo = tmp_path / "red.png"
+    photo.write_bytes(_png((255, 0, 0)))
+    card = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    names, temperature = card["class_names"], card["calibration"]["temperature"]
+
+    def answered(*options) -> tuple[str, list[float]]:
+        out_csv = tmp_path / "answers.csv"
+        assert classify_main([*options, str(photo), "--csv", str(out_csv)]) == 0
+        row = next(csv.DictReader(out_csv.open()))
+        return capsys.readouterr().err, [float(row[f"p({name})"]) for name in names]
+
+    def expected(answerer) -> list[float]:
+        photos = [("red.png", _png((255, 0, 0)))]
+        batch = classify_batch(answerer, photos, names, temperature=temperature)
+        return batch[0][1].probs.tolist()
+
+    copy, record, why = quantize.checked_copy(DEFAULT_MODEL_DIR / "model.keras")
+    assert copy is not None and record is not None and why == ""
+    err, probs = answered("default")
+    assert "10 classes; answers from its int8 copy (--float32: the float32 model)" in err
+    assert probs == pytest.approx(expected(copy), rel=1e-5)
+    err, probs = answered("default", "--float32")
+    assert "10 classes; answers from the float32 model; probabilities" in err
+    assert probs == pytest.approx(expected(load_model(DEFAULT_MODEL_DIR / "model.keras")), rel=1e-5)
+
+    # A copy that computes otherwise on this CPU than where it was built is left unused.
+    shipped = tmp_path / "shipped"
+    shutil.copytree(DEFAULT_MODEL_DIR, shipped)
+    kept = json.loads((shipped / quantize.RECORD_FILE).read_text())
+    kept["probe_probs"] = (np.asarray(kept["probe_probs"]) + 0.5).tolist()
+    (shipped / quantize.RECORD_FILE).write_text(json.dumps(kept))
+    copy, record, why = quantize.checked_copy(shipped / "model.keras")
+    assert copy is None and why.startswith("The int8 copy computes differently on this CPU")
+    err, probs = answered(str(shipped / "model.keras"))
+    assert why in err and "answers from the float32 model" in err

@@ -546,14 +546,8 @@ def int8_engine(entry: dict):
         st.warning(f"{md_sentence(err)} The answers come from the float32 model.")
         return None, None
     apart = _int8_drift(str(path), version, record_version, engine, record)
-    if apart is not None and apart > quantize.PROBE_TOLERANCE:
-        st.warning(
-            f"The int8 copy computes differently on this CPU: its answers to fixed test "
-            f"pictures are up to {apart:.2f} apart from those it gave where it was built. The "
-            "answers come from the float32 model until a copy is built here (the Evaluate "
-            'page\'s "Fast int8 answers" section, or `python -m core.quantize <run> --data '
-            "<its data>`)."
-        )
+    if refusal := quantize.drift_refusal(apart):
+        st.warning(md_sentence(refusal))
         return None, None
     return engine, record
 
