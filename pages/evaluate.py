@@ -80,14 +80,7 @@ names = report.class_names
 temperature = registry.temperature(entry)
 tempered = report_from_probs(with_temperature(report.probs, temperature), report.y_true, names)
 
-figures = {"Accuracy": f"{report.accuracy:.2%}"}
-if uneven >= datastats.UNEVEN:
-    figures["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"
-figures |= {
-    "Top-3 accuracy": f"{report.top3_accuracy:.2%}",
-    "Loss": f"{report.loss:.4f}",
-    "Images": f"{len(report.y_true):,}",
-}
+figures = report_page.figures(report)  # the downloadable report shows the same
 for column, (label, value) in zip(st.columns(len(figures)), figures.items(), strict=True):
     column.metric(label, value)
 low, high = report.accuracy_interval()

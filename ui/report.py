@@ -110,20 +110,25 @@ def _table(rows: list, header: tuple | None, numeric: set = frozenset()) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _metrics(report: Report) -> str:
-    figures = {"Accuracy": f"{report.accuracy:.2%}"}
-    uneven = datastats.imbalance(report.per_class["support"])
-    if uneven >= datastats.UNEVEN:
-        figures["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"
-    figures |= {
+def figures(report: Report) -> dict[str, str]:
+    """The headline figures, label to value, as the Evaluate page's metrics show them: the
+    balanced accuracy too where the largest class has `datastats.UNEVEN` times the images
+    of the smallest."""
+    shown = {"Accuracy": f"{report.accuracy:.2%}"}
+    if datastats.imbalance(report.per_class["support"]) >= datastats.UNEVEN:
+        shown["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"
+    return shown | {
         "Top-3 accuracy": f"{report.top3_accuracy:.2%}",
         "Loss": f"{report.loss:.4f}",
         "Images": f"{len(report.y_true):,}",
     }
+
+
+def _metrics(report: Report) -> str:
     low, high = report.accuracy_interval()
     cells = "".join(
         f"<div><span>{label}</span><strong>{value}</strong></div>"
-        for label, value in figures.items()
+        for label, value in figures(report).items()
     )
     return (
         f"<div class='metrics'>{cells}</div><p class='note'>On other images like these, drawn "
