@@ -28,13 +28,14 @@ class _Page(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.tags, self.text, self.images, self.captions = [], [], [], []
+        self.tags, self.text, self.images, self.alts, self.captions = [], [], [], [], []
         self._caption = None
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
         if tag == "img":
             self.images.append(dict(attrs)["src"])
+            self.alts.append(dict(attrs)["alt"])
         if tag == "figcaption":
             self._caption = []
 
@@ -133,7 +134,9 @@ def test_the_most_confident_mistakes_are_shown_with_their_files():
         png = base64.b64decode(src.removeprefix("data:image/png;base64,"))
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), images[i])
         answer = f"answered {NAMES[wrong['pred'][k]]} {probability(wrong['confidence'][k])}"
-        assert caption == f"#{i}, labelled {NAMES[report.y_true[i]]} {answer} {files[i]}"
+        said = f"#{i}, labelled {NAMES[report.y_true[i]]}"
+        assert caption == f"{said} {answer} {files[i]}"
+        assert page.alts[k] == f"{said}, {answer}"  # for a screen reader: the caption's words
 
 
 def test_a_long_list_of_mistakes_is_cut_and_none_is_said():

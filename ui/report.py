@@ -33,6 +33,7 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .gallery img { width: 128px; image-rendering: pixelated; }
 figure { margin: 0; } figcaption { font-size: 0.8em; overflow-wrap: anywhere; }
 .note { color: #555; font-size: 0.9em; }
+@media print { figure, table, .plotly-graph-div { break-inside: avoid; } }
 """
 
 
@@ -232,11 +233,12 @@ def _gallery(tempered: Report, images: np.ndarray, files: list | None) -> str:
     for k, i in enumerate(wrong["index"][:GALLERY]):
         true, pred = wrong["true"][k], wrong["pred"][k]
         file = "" if files is None else f"<br>{escape(str(files[i]))}"
+        said = f"#{i}, labelled {escape(names[true])}"
+        answer = f"answered {escape(names[pred])} {probability(wrong['confidence'][k])}"
         figures.append(
-            f"<figure><img alt='image {i}' src='data:image/png;base64,{_png(images[i])}'>"
-            f"<figcaption>#{i}, labelled {escape(names[true])}<br>answered "
-            f"{escape(names[pred])} {probability(wrong['confidence'][k])}{file}</figcaption>"
-            "</figure>"
+            f"<figure><img alt='{said}, {answer}' "
+            f"src='data:image/png;base64,{_png(images[i])}'>"
+            f"<figcaption>{said}<br>{answer}{file}</figcaption></figure>"
         )
     shown = min(GALLERY, len(wrong["index"]))
     return (
