@@ -51,7 +51,11 @@ links = [
         "Train",
         "Time a run beforehand, find a learning rate, train with live curves, stop, resume.",
     ),
-    ("pages/evaluate.py", "Evaluate", "Confusion matrix, per-class scores, why each answer."),
+    (
+        "pages/evaluate.py",
+        "Evaluate",
+        "Confusion matrix, per-class scores, why each answer, a report.",
+    ),
     ("pages/classify.py", "Classify", "Upload your own photos and see what the model says."),
 ]
 for i, (page, label, text) in enumerate(links):
