@@ -970,6 +970,7 @@ def main(argv=None) -> int:
     from core.data import load_dataset
     from core.fileio import read_json
     from core.model import load_model
+    from core.registry import card_temperature
 
     p = argparse.ArgumentParser(
         prog="python -m core.evaluate",
@@ -1008,6 +1009,13 @@ def main(argv=None) -> int:
         help="also write every image's answer to this CSV file: its file (image folders), "
         "label, answer, whether right, each class's probability after the model's "
         "temperature, as the Evaluate page's download (Report.predictions_csv)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="HTML",
+        help="also write the evaluation as one HTML file to print or send, as the Evaluate "
+        "page's 'Download a report (HTML)'",
     )
     args = p.parse_args(argv)
     try:
@@ -1049,13 +1057,14 @@ def main(argv=None) -> int:
             **{k: robust[k].tolist() for k in ("epsilons", "attacked", "noise")},
         }
     outputs = [(args.json, lambda: json.dumps(metrics, indent=2))]
+    temperature = card_temperature(card)
+    tempered = report_from_probs(with_temperature(probs, temperature), y, report.class_names)
     if args.answers:
-        from core.registry import card_temperature
-
-        tempered = with_temperature(probs, card_temperature(card))
-        tempered = report_from_probs(tempered, y, report.class_names)
-        images = dataset.files.get(args.split)
-        outputs.append((args.answers, lambda: tempered.predictions_csv(images)))
+        files = dataset.files.get(args.split)
+        outputs.append((args.answers, lambda: tempered.predictions_csv(files)))
+    if args.report:
+        said = (path.parent.name, card, dataset, args.split, args.tta, temperature)
+        outputs.append((args.report, lambda: _report_html(report, tempered, *said)))
     for path, text in outputs:
         try:
             if path is not None:
@@ -1064,6 +1073,19 @@ def main(argv=None) -> int:
             print(f"error: could not write {path}: {err.strerror or err}", file=sys.stderr)
             return 1
     return 0
+
+
+def _report_html(report, tempered, name, card, dataset, split, tta, temperature) -> str:
+    """The Evaluate page's HTML report of a command-line evaluation; the matrix in row
+    shares where the classes are uneven, as the page first shows it."""
+    from core import datastats
+    from ui import report as page  # the dashboard's charts: ui/ modules without streamlit
+
+    facts = page.facts(name, card, dataset.source, split, tta, temperature)
+    uneven = datastats.imbalance(report.per_class["support"]) >= datastats.UNEVEN
+    x, title = dataset.split(split)[0], f"{name}: {split} split"
+    files = dataset.files.get(split)
+    return page.evaluation_html(report, tempered, x, files, title, facts, uneven, temperature)
 
 
 def add_tta_argument(parser: argparse.ArgumentParser) -> None:

@@ -347,6 +347,15 @@ def test_cli_prints_metrics_for_a_run(tmp_path, capsys):
     before = np.array([[float(r[k]) for k in columns] for r in rows])
     after = np.array([[float(r[k]) for k in columns] for r in csv.DictReader(answers.open())])
     np.testing.assert_allclose(after, ev.with_temperature(before, 2.0), atol=2e-6)
+    # The Evaluate page's HTML report, from the command line.
+    html = tmp_path / "report.html"
+    assert ev.main([run_dir, "--split", "test", "--report", str(html)]) == 0
+    said = html.read_text()
+    assert f"<h1>{Path(run_dir).name}: test split</h1>" in said
+    assert f"<strong>{np.mean(right):.2%}</strong>" in said  # the accuracy, as above
+    assert "Probabilities after its temperature 2." in said and said.count("plotly.js v") == 1
+    wrong = len(right) - sum(right)
+    assert f"of {wrong:,} wrong answers" in said if wrong else "No mistakes" in said
     nowhere = tmp_path / "no folder" / "answers.csv"
     assert ev.main([run_dir, "--split", "test", "--answers", str(nowhere)]) == 1
     assert f"could not write {nowhere}: No such file" in capsys.readouterr().err
