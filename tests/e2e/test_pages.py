@@ -253,7 +253,7 @@ def test_the_evaluation_report_opens_offline_with_the_pages_figures(
             expect(report.get_by_text(label, exact=True)).to_be_visible()
             expect(report.get_by_text(metrics[label], exact=True).first).to_be_visible()
         # The confusion matrix drawn by the plotly.js inside the file: its class ticks.
-        ticks = report.locator(".xtick text")
+        ticks = report.locator(".plotly-graph-div").first.locator(".xtick text")
         expect(ticks).to_have_count(3)
         assert sorted(ticks.all_text_contents()) == ["cat", "dog", "frog"]
         shot(report, "evaluation-report")
