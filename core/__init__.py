@@ -14,3 +14,6 @@ import sys
 # this package; a value the user set wins.
 if "streamlit" not in sys.modules:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# TensorFlow's C++ log says at every start what a user cannot act on (the CPU features it was
+# built for, oneDNN being on): errors only, as the command lines always asked.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -323,7 +323,6 @@ def summary(results) -> str:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can use
     from core.evaluate import add_tta_argument  # core.evaluate imports this module
 
     p = argparse.ArgumentParser(

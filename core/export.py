@@ -689,7 +689,6 @@ def snippet(
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log to what a user can use
     p = argparse.ArgumentParser(
         prog="python -m core.export",
         description="Export a trained model to another runtime and check that it gives the "
