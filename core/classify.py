@@ -341,6 +341,13 @@ def main(argv=None) -> int:
     add_tta_argument(p)
     p.add_argument("--top", type=int, default=3, help="classes per file in the table (default 3)")
     p.add_argument(
+        "--report",
+        type=Path,
+        metavar="HTML",
+        help="also write a contact sheet to this HTML file: each picture as the model saw it, "
+        "its answer and flags (the Classify page's 'Download a contact sheet')",
+    )
+    p.add_argument(
         "--float32",
         action="store_true",
         help="answer with the float32 model even where an int8 copy would (the page's "
@@ -412,11 +419,22 @@ def _classify_cli(args) -> int:
     )
     print(format_results(results))
     print(summary(results), file=sys.stderr)
-    if args.csv:
+
+    def sheet() -> str:
+        from ui import report  # the dashboard's pages as files: ui/ without streamlit
+
+        answered_by = "int8 copy" if fast else "float32 model"
+        answered_by += "" if args.tta == "none" else f", {args.tta} test-time augmentation"
+        facts = report.classification_facts(path.parent.name, answered_by, temperature, check)
+        title = f"{path.parent.name}: {len(results):,} files"
+        return report.classification_html(results, title, facts)
+
+    for out, text in ((args.csv, lambda: results_csv(results, names)), (args.report, sheet)):
         try:
-            args.csv.write_text(results_csv(results, names))
+            if out is not None:
+                out.write_text(text())
         except OSError as err:
-            raise CnnError(f"Could not write {args.csv}: {err.strerror or err}.") from err
+            raise CnnError(f"Could not write {out}: {err.strerror or err}.") from err
     return 0 if all(pred is not None for _, pred, _ in results) else 1
 
 

@@ -12,7 +12,7 @@ from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import ALLOWED_FORMATS, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
-from ui import adversarial, charts, state
+from ui import adversarial, charts, report, state
 from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
@@ -228,10 +228,24 @@ if len(results) > 1:
         hide_index=True,
         column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1)},
     )
-    st.download_button(
+    downloads = st.container(horizontal=True)
+    downloads.download_button(
         "Download results (CSV)",
         results_csv(results, class_names),
         file_name="predictions.csv",
         mime="text/csv",
         help="One row per photo, with each class's probability in a column of its own.",
+    )
+    downloads.download_button(
+        "Download a contact sheet (HTML)",
+        lambda: report.classification_html(  # written on the click, not every rerun
+            results,
+            f"{entry['label']}: {len(results):,} photos",
+            report.classification_facts(entry["label"], ANSWERED_BY, temperature, check),
+        ),
+        file_name="predictions.html",
+        mime="text/html",
+        on_click="ignore",
+        help="Every photo as the model saw it, with its answer, the runners-up and what it "
+        "flagged, in one file to print or send; it opens in any browser, offline.",
     )

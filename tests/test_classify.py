@@ -267,6 +267,12 @@ def test_the_command_line_answers_from_the_int8_copy_as_the_classify_page_does(t
     err, probs = answered("default")
     assert "10 classes; answers from its int8 copy (--float32: the float32 model)" in err
     assert probs == pytest.approx(expected(copy), rel=1e-5)
+    sheet = tmp_path / "sheet.html"  # the page's contact sheet, from the command line
+    assert classify_main(["default", str(photo), "--report", str(sheet), "--tta"]) == 0
+    said = sheet.read_text()
+    assert "<td>Answered by</td><td>int8 copy, flip test-time augmentation</td>" in said
+    assert "1 of 1 files classified" in said and said.count("<img ") == 1
+    capsys.readouterr()
     err, probs = answered("default", "--float32")
     assert "10 classes; answers from the float32 model; probabilities" in err
     assert probs == pytest.approx(expected(load_model(DEFAULT_MODEL_DIR / "model.keras")), rel=1e-5)

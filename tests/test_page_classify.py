@@ -95,6 +95,8 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     table = app.dataframe[0].value
     assert table["file"].tolist() == ["green.png", "notes.png", "my_[red].png", "blue.avif"]
     assert table["prediction"].tolist()[1] == ""
+    downloads = [b.label for b in app.get("download_button")]
+    assert downloads == ["Download results (CSV)", "Download a contact sheet (HTML)"]
 
 
 def test_the_cards_temperature_calibrates_the_probabilities_shown(app, trained_run):

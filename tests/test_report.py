@@ -17,7 +17,13 @@ from core.evaluate import (
     selective_at,
     with_temperature,
 )
-from ui.report import GALLERY, evaluation_html, facts
+from ui.report import (
+    GALLERY,
+    classification_facts,
+    classification_html,
+    evaluation_html,
+    facts,
+)
 from ui.text import probability
 
 NAMES = ["air<b>plane</b>", "cat & dog", "</script><i>x"]
@@ -162,7 +168,7 @@ def test_the_facts_name_the_model_its_training_and_the_images():
     assert rows["Parameters"] == "1,973,944"
     assert rows["Evaluated on"] == "the val split of image folder mine"
     assert rows["Test-time augmentation"] == "flip"
-    assert rows["Temperature"].startswith("1.5: ")
+    assert rows["Temperature"] == "1.5: the mistakes' percentages below are after it"
     assert facts("x", {}, "s", "val", "none", 1.0)["Temperature"].startswith("none: ")
     assert set(facts("x", {}, "s", "test", "none", 1.0)) == {
         "Model",
@@ -191,3 +197,39 @@ def test_the_confidence_section_says_what_the_page_does():
     few = report_from_probs(report.probs[:9], report.y_true[:9], report.class_names)
     _, page = _page(few, few, images[:9], temperature=1.0)
     assert "Answering only when sure:" not in page.text
+
+
+def test_the_contact_sheet_shows_each_photo_as_the_model_saw_it():
+    from core.classify import describe, summary
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    sure = describe(pixels[0], np.array([0.95, 0.03, 0.02], np.float32), NAMES)
+    unsure = describe(pixels[1], np.array([0.4, 0.35, 0.25], np.float32), NAMES)
+    strange = describe(pixels[2], np.array([0.9, 0.005, 0.095], np.float32), NAMES)
+    strange.unfamiliar = True
+    results = [
+        ("<i>cat</i>.png", sure, None),
+        ("notes.png", None, "This file is not an image (it looks like text)."),
+        ("b.jpg", unsure, None),
+        ("c.jpg", strange, None),
+    ]
+    facts = classification_facts("run <1>", "int8 copy", 1.0, None)
+    said = classification_html(results, "run <1>: 4 photos", facts)
+    page = _Page()
+    page.feed(said)
+    assert "run <1>: 4 photos" in page.text and summary(results) in page.text
+    assert "i" not in page.tags  # a name's marks are text
+    # Three answered, as the model saw them; the file it could not read, with why.
+    assert len(page.images) == 3
+    for src, image in zip(page.images, pixels, strict=True):
+        png = base64.b64decode(src.removeprefix("data:image/png;base64,"))
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), image)
+    first, error, second, third = page.captions
+    assert first == f"<i>cat</i>.png {NAMES[0]} 95% then {NAMES[1]} 3% · {NAMES[2]} 2%"
+    assert error == "notes.png This file is not an image (it looks like text)."
+    assert second.endswith(" unsure") and third.endswith(" unlike the training images")
+    at = page.text.index("photos") + 1  # the answers table: each class's count
+    assert page.text[at : at + 2] == [NAMES[0], "3"]
+    assert facts["Unfamiliar pictures"] == "not checked: this model has no check"
+    assert facts["Temperature"] == "none: the model's own probabilities"

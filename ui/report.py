@@ -1,11 +1,12 @@
-"""An evaluation as one HTML file to keep, print or send: the Evaluate page's figures of a
-model on a split, readable without the dashboard (plotly's script is inside the file, so
-it opens offline; about 5 MB)."""
+"""Pages of the dashboard as one HTML file to keep, print or send, readable without it: the
+Evaluate page's figures of a model on a split (plotly's script is inside the file, so it
+opens offline; about 5 MB) and the Classify page's answers as a contact sheet."""
 
 from __future__ import annotations
 
 import base64
 import io
+from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from core import datastats
+from core.classify import summary
 from core.evaluate import Report, calibration, mistakes, selective, selective_at, top_confusions
 from ui import charts
 from ui.text import probability
@@ -63,18 +65,99 @@ def evaluation_html(
     Returns:
         The HTML document.
     """
-    parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}"
-        f"</title><style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>",
-        _table([(k, escape(v)) for k, v in facts.items()], header=None),
+    return _document(
+        title,
+        facts,
         _metrics(report),
         _matrix(report, normalised),
         _per_class(report),
         _confidence(report, tempered, temperature),
         _gallery(tempered, images, files),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    )
+
+
+def classification_html(results: list, title: str, facts: dict[str, str]) -> str:
+    """The Classify page's answers as a self-contained HTML page: a contact sheet of what
+    the model saw in each photo, its answer and runners-up, and what it flagged.
+
+    Args:
+        results: `(name, core.classify.Prediction or None, error or None)` per photo, as
+            `core.classify.classify_batch` returns them.
+        title: the page's heading.
+        facts: what answered, row by row (model, engine, temperature, check).
+
+    Returns:
+        The HTML document.
+    """
+    counts = Counter(pred.label for _, pred, _ in results if pred is not None)
+    rows = [(escape(label), f"{n:,}") for label, n in counts.most_common()]
+    sheet = [_photo(escape(name), pred, error) for name, pred, error in results]
+    return _document(
+        title,
+        facts,
+        f"<p>{escape(summary(results))}</p>",
+        "<h2>Answers</h2>" + _table(rows, ("answer", "photos"), numeric={1}) if rows else "",
+        f"<h2>Each photo, as the model saw it</h2><div class='gallery'>{''.join(sheet)}</div>",
+    )
+
+
+def classification_facts(label: str, answered_by: str, temperature: float, check) -> dict:
+    """What answered the Classify page's photos, row by row."""
+    return {
+        "Model": label,
+        "Answered by": answered_by,
+        "Temperature": _temperature(temperature, "the percentages"),
+        "Unfamiliar pictures": "flagged by the model's check"
+        if check is not None
+        else "not checked: this model has no check",
+        "Written": _now(),
+    }
+
+
+def _photo(name: str, pred, error: str | None) -> str:
+    """One photo of the contact sheet: what the model saw, its answer, runners-up of 1% or
+    more and its flag; a file it could not read, with why. `name`: escaped."""
+    if pred is None:
+        return (
+            f"<figure><figcaption><strong>{name}</strong><br>{escape(error)}</figcaption></figure>"
+        )
+    answer = f"{escape(pred.label)} {probability(pred.confidence)}"
+    caption = f"{name}<br><strong>{answer}</strong>"
+    if then := " · ".join(f"{escape(c)} {probability(q)}" for c, q in pred.top[1:] if q >= 0.01):
+        caption += f"<br>then {then}"
+    if pred.unfamiliar or pred.unsure:
+        flag = "unlike the training images" if pred.unfamiliar else "unsure"
+        caption += f"<br><em>{flag}</em>"
+    return _figure(pred.pixels, f"{name}: {answer}", caption)
+
+
+def _temperature(temperature: float, what: str) -> str:
+    """The facts' line on the card's temperature, which `what` is after."""
+    if temperature == 1.0:
+        return "none: the model's own probabilities"
+    return f"{temperature:g}: {what} are after it"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _document(title: str, facts: dict[str, str], *parts: str) -> str:
+    head = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}"
+        f"</title><style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+    )
+    table = _table([(k, escape(v)) for k, v in facts.items()], header=None)
+    return "\n".join([head, table, *parts, "</body></html>"])
+
+
+def _figure(pixels: np.ndarray, alt: str, caption: str) -> str:
+    """An image (embedded as PNG, enlarged by the page with sharp pixels) and its caption,
+    both already escaped."""
+    return (
+        f"<figure><img alt='{alt}' src='data:image/png;base64,{_png(pixels)}'>"
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
 
 
 def facts(label: str, card: dict, source: str, split: str, tta: str, temperature: float):
@@ -89,10 +172,8 @@ def facts(label: str, card: dict, source: str, split: str, tta: str, temperature
     return rows | {
         "Evaluated on": f"the {split} split of {source}",
         "Test-time augmentation": tta,
-        "Temperature": "none: the model's own probabilities"
-        if temperature == 1.0
-        else f"{temperature:g}: the mistakes' percentages below are after it, as on Classify",
-        "Written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "Temperature": _temperature(temperature, "the mistakes' percentages below"),
+        "Written": _now(),
     }
 
 
@@ -235,11 +316,7 @@ def _gallery(tempered: Report, images: np.ndarray, files: list | None) -> str:
         file = "" if files is None else f"<br>{escape(str(files[i]))}"
         said = f"#{i}, labelled {escape(names[true])}"
         answer = f"answered {escape(names[pred])} {probability(wrong['confidence'][k])}"
-        figures.append(
-            f"<figure><img alt='{said}, {answer}' "
-            f"src='data:image/png;base64,{_png(images[i])}'>"
-            f"<figcaption>{said}<br>{answer}{file}</figcaption></figure>"
-        )
+        figures.append(_figure(images[i], f"{said}, {answer}", f"{said}<br>{answer}{file}"))
     shown = min(GALLERY, len(wrong["index"]))
     return (
         "<h2>The most confident mistakes</h2><p class='note'>The "
