@@ -118,6 +118,18 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     page.get_by_text(re.compile(r"broken\.jpg: ")).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "classify-upload")
+    # The contact sheet: the same answers in one file, with the file it could not read.
+    answers = page.get_by_test_id("stMarkdown").filter(has_text=re.compile(r"→")).all_inner_texts()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download a contact sheet (HTML)").click()
+    sheet = tmp_path / download.value.suggested_filename
+    download.value.save_as(sheet)
+    said = sheet.read_text()
+    assert re.search(r"<p>2 of 3 files classified( \(.+\))?; 1 not: see their notes\.</p>", said)
+    assert said.count("<img ") == 2 and "<strong>broken.jpg</strong>" in said
+    for line in answers:  # "photo.png → dog (97.3%)": the sheet rounds to whole percent
+        name, label = re.match(r"(\S+) → (\w+)", line).groups()
+        assert f"{name}<br><strong>{label} " in said
 
 
 def test_the_shipped_model_answers_from_its_int8_copy_or_in_float32(server, page, tmp_path):
