@@ -1,4 +1,4 @@
-"""ui.report: the evaluation as one HTML file says what core.evaluate computed."""
+"""ui.report: the evaluation and the contact sheet as HTML files say what core computed."""
 
 import base64
 import io
