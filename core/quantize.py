@@ -398,15 +398,20 @@ def drift_refusal(apart: float | None) -> str | None:
     )
 
 
-def checked_copy(model_path: str | os.PathLike) -> tuple[Int8Model | None, dict | None, str]:
+def checked_copy(
+    model_path: str | os.PathLike, record: dict | None = None
+) -> tuple[Int8Model | None, dict | None, str]:
     """The model's int8 copy, where it has a current one that computes here as it did
     where it was built (`drift`): what the Classify page answers with by default.
+
+    Args:
+        record: the copy's `read_record`, when the caller has read it already.
 
     Returns:
         `(copy, its record, "")`; `(None, None, "")` for a model without a current copy;
         `(None, None, why)` for a copy that cannot be loaded or computes otherwise here.
     """
-    record = read_record(model_path)
+    record = record or read_record(model_path)
     if record is None:
         return None, None, ""
     try:

@@ -83,11 +83,8 @@ tempered = report_from_probs(with_temperature(report.probs, temperature), report
 figures = report_page.figures(report)  # the downloadable report shows the same
 for column, (label, value) in zip(st.columns(len(figures)), figures.items(), strict=True):
     column.metric(label, value)
-low, high = report.accuracy_interval()
 st.caption(
-    f"On other images like these, drawn the same way, the accuracy would likely be between "
-    f"{low:.1%} and {high:.1%} (95% Wilson interval of {len(report.y_true):,} images; four "
-    "times as many images halve its width)."
+    report_page.interval_sentence(report)
     + (
         f" The balanced accuracy is the mean of the per-class recalls: every class counts the "
         f"same, where the accuracy counts every image (here the largest class has "

@@ -206,17 +206,22 @@ def figures(report: Report) -> dict[str, str]:
     }
 
 
-def _metrics(report: Report) -> str:
+def interval_sentence(report: Report) -> str:
+    """Where the accuracy would likely lie on other images like these, as a sentence."""
     low, high = report.accuracy_interval()
+    return (
+        f"On other images like these, drawn the same way, the accuracy would likely be between "
+        f"{low:.1%} and {high:.1%} (95% Wilson interval of {len(report.y_true):,} images; four "
+        "times as many images halve its width)."
+    )
+
+
+def _metrics(report: Report) -> str:
     cells = "".join(
         f"<div><span>{label}</span><strong>{value}</strong></div>"
         for label, value in figures(report).items()
     )
-    return (
-        f"<div class='metrics'>{cells}</div><p class='note'>On other images like these, drawn "
-        f"the same way, the accuracy would likely be between {low:.1%} and {high:.1%} (95% "
-        f"Wilson interval of {len(report.y_true):,} images).</p>"
-    )
+    return f"<div class='metrics'>{cells}</div><p class='note'>{interval_sentence(report)}</p>"
 
 
 def _matrix(report: Report, normalised: bool) -> str:

@@ -499,10 +499,10 @@ def _model(path: str, version: int):
 
 
 @st.cache_resource(show_spinner="Loading the int8 copy…", max_entries=4)
-def _int8(path: str, version: int):
-    from core.quantize import Int8Model
+def _checked_int8(model_path: str, version: int, record_version: int, copy_version: int, _record):
+    from core import quantize
 
-    return Int8Model(path)
+    return quantize.checked_copy(model_path, _record)  # asks it 32 pictures: once per copy
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -512,17 +512,16 @@ def _int8_record(model_path: str, version: int, record_version: int, copy_versio
     return quantize.read_record(model_path)  # hashes both files: once per version
 
 
-def _versioned_int8_record(entry: dict) -> tuple[dict | None, int]:
+def _versioned_int8_record(entry: dict) -> tuple[dict | None, tuple]:
     from core import quantize
 
     try:
         record_version = registry.model_version(quantize.record_path(entry["path"]))
         copy_version = registry.model_version(quantize.int8_path(entry["path"]))
     except OSError:
-        return None, 0  # none yet: the Evaluate page or `python -m core.quantize` writes one
-    model_version = registry.model_version(entry["path"])
-    record = _int8_record(entry["path"], model_version, record_version, copy_version)
-    return record, record_version
+        return None, ()  # none yet: the Evaluate page or `python -m core.quantize` writes one
+    versions = (registry.model_version(entry["path"]), record_version, copy_version)
+    return _int8_record(entry["path"], *versions), versions
 
 
 def int8_record(entry: dict) -> dict | None:
@@ -533,22 +532,13 @@ def int8_record(entry: dict) -> dict | None:
 def int8_engine(entry: dict):
     """Returns `(Int8Model, its check record)` for a model with a current int8 copy,
     `(None, None)` otherwise; a copy that cannot be loaded is said, not fatal."""
-    from core import quantize
 
-    record, record_version = _versioned_int8_record(entry)
+    record, versions = _versioned_int8_record(entry)
     if record is None:
         return None, None
-    path = quantize.int8_path(entry["path"])
-    try:
-        version = registry.model_version(path)
-        engine = _int8(str(path), version)
-    except (CnnError, OSError) as err:
-        st.warning(f"{md_sentence(err)} The answers come from the float32 model.")
-        return None, None
-    apart = _int8_drift(str(path), version, record_version, engine, record)
-    if refusal := quantize.drift_refusal(apart):
-        st.warning(md_sentence(refusal))
-        return None, None
+    engine, record, why = _checked_int8(entry["path"], *versions, record)
+    if why:
+        st.warning(md_sentence(why))
     return engine, record
 
 
@@ -607,12 +597,6 @@ def _int8_build_progress(model_path: str, key: str) -> None:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _int8_drift(path: str, version: int, record_version: int, _engine, _record):
-    from core import quantize
-
-    return quantize.drift(_engine, _record)  # 32 pictures, once per copy and record
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _novelty(path: str, version: int, model_path: str, model_version: int, _model):
     from core import novelty
