@@ -10,12 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data import load_dataset  # noqa: E402
-from core.evaluate import predict_probs, selective, with_temperature  # noqa: E402
+from core.evaluate import predict_probs, selective, selective_at, with_temperature  # noqa: E402
 from core.model import load_model  # noqa: E402
 from core.registry import DEFAULT_MODEL_DIR, card_temperature, default_model_path  # noqa: E402
 
@@ -28,8 +26,8 @@ x, y = load_dataset(args.data).split("val")
 probs = predict_probs(load_model(default_model_path()), x)
 curve = selective(with_temperature(probs, card_temperature(card)), y)
 for share in (0.5, 0.8, 0.9, 1.0):
-    i = int(np.searchsorted(curve["coverage"], share - 1e-9))
+    answered, right, threshold = selective_at(curve, share)
     print(
-        f"answering the surest {curve['coverage'][i]:.0%}: right on {curve['accuracy'][i]:.1%} "
-        f"(top probability {curve['threshold'][i]:.2f} or more)"
+        f"answering the surest {answered:.0%}: right on {right:.1%} "
+        f"(top probability {threshold:.2f} or more)"
     )
