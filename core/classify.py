@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import CnnError
-from core.images import MAX_UPLOAD_BYTES, decode_image, too_large
+from core.images import FITS, MAX_UPLOAD_BYTES, decode_image, too_large
 
 UNSURE_TOP = 0.5  # below this top probability the answer is flagged as unsure
 UNSURE_ENTROPY = 0.6  # above this share of the maximum entropy, likewise
@@ -123,9 +123,15 @@ def _one_pass(model, check):
 
 
 def classify_bytes(
-    model, data: bytes, class_names: list[str], k: int = 3, temperature: float = 1.0
+    model,
+    data: bytes,
+    class_names: list[str],
+    k: int = 3,
+    temperature: float = 1.0,
+    fit: str = "squash",
 ) -> Prediction:
-    """Decodes untrusted bytes and classifies them (`temperature` as for `classify_batch`).
+    """Decodes untrusted bytes and classifies them (`temperature` and `fit` as for
+    `classify_batch`).
 
     Raises:
         ImageError: the bytes are not a usable image (the message is for the user).
@@ -133,7 +139,7 @@ def classify_bytes(
     from core.evaluate import with_temperature  # core.evaluate imports this module
 
     size = int(model.input_shape[1])
-    pixels = decode_image(data, size)
+    pixels = decode_image(data, size, fit=fit)
     probs = predict_pixels(model, pixels[None])
     return describe(pixels, with_temperature(probs, temperature)[0], class_names, k)
 
@@ -147,6 +153,7 @@ def classify_batch(
     tta="none",
     temperature=1.0,
     check=None,
+    fit="squash",
 ):
     """Classifies many uploads in batched forward passes; bad files do not stop the rest.
 
@@ -157,6 +164,8 @@ def classify_batch(
             probabilities (`core.evaluate.with_temperature`); 1.0 leaves them as they are.
         check: the model's `core.novelty.Novelty`, or None: with it, each prediction says
             whether its picture is unlike the training images.
+        fit: how a photo that is not square is made square, one of `core.images.FITS`:
+            squashed whole, or its centre square cropped.
 
     Returns:
         `[(name, Prediction or None, error message or None), ...]` in input order.
@@ -168,7 +177,7 @@ def classify_batch(
     decoded = []
     for name, data in files:
         try:
-            decoded.append((name, decode_image(data, size), None))
+            decoded.append((name, decode_image(data, size, fit=fit), None))
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
@@ -252,7 +261,7 @@ def classify_files(model, files, class_names, chunk=256, progress=None, **option
     bounded, in the order of `files` (`photo_files`' rows).
 
     Args:
-        options: `k`, `tta`, `temperature` and `check`, as for `classify_batch`.
+        options: `k`, `tta`, `temperature`, `check` and `fit`, as for `classify_batch`.
         progress: `progress(files done)` after each chunk, or None.
 
     Returns:
@@ -348,6 +357,14 @@ def main(argv=None) -> int:
         "its answer and flags (the Classify page's 'Download a contact sheet')",
     )
     p.add_argument(
+        "--fit",
+        choices=FITS,
+        help="how a photo that is not square is made square: 'squash' the whole photo, or "
+        "'crop' its centre square (objects keep their shape); by default as the Classify "
+        "page's Framing starts, from the model's card: 'crop' for a model that learnt from "
+        "square images",
+    )
+    p.add_argument(
         "--float32",
         action="store_true",
         help="answer with the float32 model even where an int8 copy would (the page's "
@@ -387,7 +404,7 @@ def _classify_cli(args) -> int:
     from core.evaluate import resolve_model_path
     from core.fileio import read_json
     from core.quantize import Int8Model
-    from core.registry import card_temperature, default_model_path
+    from core.registry import card_temperature, default_model_path, framing
 
     path = default_model_path() if args.model == "default" else resolve_model_path(args.model)
     files = photo_files(args.paths)
@@ -397,12 +414,18 @@ def _classify_cli(args) -> int:
     card = read_json(path.parent / "model_card.json", {}) or {}
     names = card.get("class_names") or [str(i) for i in range(answerer.output_shape[-1])]
     temperature = card_temperature(card)
+    fit = args.fit or framing(card)
     fast = isinstance(answerer, Int8Model)
     print(
         f"{path}: {len(names)} classes; answers from "
         + ("its int8 copy (--float32: the float32 model)" if fast else "the float32 model")
         + (f"; probabilities after its temperature {temperature:.4g}" if temperature != 1 else "")
-        + ("" if check else "; no check for unfamiliar pictures (python -m core.registry novelty)"),
+        + ("" if check else "; no check for unfamiliar pictures (python -m core.registry novelty)")
+        + (
+            "; photos cropped to their centre square (--fit squash: whole)"
+            if fit == "crop"
+            else "; photos squashed whole (--fit crop: their centre square)"
+        ),
         file=sys.stderr,
     )
     # Keras's bar writes to stdout: on a terminal only, so that piped output is the table alone.
@@ -416,6 +439,7 @@ def _classify_cli(args) -> int:
         tta=args.tta,
         temperature=temperature,
         check=check,
+        fit=fit,
     )
     print(format_results(results))
     print(summary(results), file=sys.stderr)
@@ -425,7 +449,7 @@ def _classify_cli(args) -> int:
 
         answered_by = "int8 copy" if fast else "float32 model"
         answered_by += "" if args.tta == "none" else f", {args.tta} test-time augmentation"
-        facts = report.classification_facts(path.parent.name, answered_by, temperature, check)
+        facts = report.classification_facts(path.parent.name, answered_by, temperature, check, fit)
         title = f"{path.parent.name}: {len(results):,} files"
         return report.classification_html(results, title, facts)
 

@@ -143,13 +143,17 @@ class Dataset:
         return f"{split} #{index} ({label})" + ("" if file is None else f" · {file[index]}")
 
     def summary(self) -> dict:
-        """Returns a JSON-ready description: source, classes, split sizes, skipped count
-        (and the training images left out, when some were)."""
+        """Returns a JSON-ready description: source, classes, image size, split sizes, the
+        share of training images that were not square (CIFAR-10's are all 32 x 32), skipped
+        count (and the training images left out, when some were)."""
+        sides = self.stored.get("train")
+        not_square = 0.0 if sides is None or not len(sides) else np.mean(sides[:, 0] != sides[:, 1])
         return {
             "source": self.source,
             "class_names": self.class_names,
             "image_size": self.image_size,
             "split_sizes": {k: int(len(v[1])) for k, v in self.splits.items()},
+            "not_square": round(float(not_square), 4),
             "skipped_files": len(self.skipped),
         } | ({"near_duplicates_left_out": self.left_out} if self.left_out else {})
 

@@ -105,6 +105,10 @@ _AVIF_BRANDS = {b"avif", b"avis"}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
 _GIF_BLOCK = re.compile(rb"[!,;]")  # Pillow skips any other byte between blocks
+# How a picture that is not square becomes the model's square input: "squash" resizes the
+# whole picture (its objects look narrower or taller), "crop" resizes its centre square
+# (objects keep their shape; the edges of the longer side are left out).
+FITS = ("squash", "crop")
 
 
 def open_image(
@@ -154,11 +158,13 @@ def _open_described(data, max_bytes, max_pixels, at_least, filename):
         raise
 
 
-def to_model_input(image: Image.Image, size: int = 32) -> np.ndarray:
+def to_model_input(image: Image.Image, size: int = 32, fit: str = "squash") -> np.ndarray:
     """Resizes an image to the model's square input as a uint8 array.
 
-    The whole image is squashed to `size` x `size` without cropping, like
-    Keras' `image_dataset_from_directory` default. When neither side grows,
+    With `fit="squash"` the whole image is squashed to `size` x `size` without
+    cropping, like Keras' `image_dataset_from_directory` default (and as image
+    folders are read for training); with `fit="crop"` its centre square
+    (`centre_square`) is cut out and resized instead. When neither side grows,
     the BOX filter averages every source pixel into its output pixel: it is
     exact area averaging with no ringing, which matters at 32 px where a
     Lanczos halo would be a sizeable part of the picture. When a side grows
@@ -177,6 +183,7 @@ def to_model_input(image: Image.Image, size: int = 32) -> np.ndarray:
         image: A `PIL.Image.Image` of any mode. Its size is not limited
             here: open untrusted files with `open_image`.
         size: Side of the output square, a positive int.
+        fit: One of `FITS`.
 
     Returns:
         A writable `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
@@ -184,16 +191,43 @@ def to_model_input(image: Image.Image, size: int = 32) -> np.ndarray:
     Raises:
         ImageError: If Pillow cannot decode or convert the image.
         TypeError: If `image` is not a PIL image.
-        ValueError: If `size` is not a positive int.
+        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
     """
     _check_size_argument(size)
+    _check_fit(fit)
     if not isinstance(image, Image.Image):
         raise TypeError(f"Expected a PIL image, got {type(image).__name__}.")
     with _pillow_errors("image"):
         rgb = _to_rgb(image)
+        # Cropped first, not passed as `resize`'s box: BICUBIC would read past its edges.
+        rgb = rgb.crop(centre_square(*rgb.size)) if fit == "crop" else rgb
         grows = size > rgb.width or size > rgb.height
         resample = Image.Resampling.BICUBIC if grows else Image.Resampling.BOX
         return np.array(rgb.resize((size, size), resample), dtype=np.uint8)
+
+
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """`(left, top, right, bottom)`: the largest square centred in a `width` x `height`
+    picture (an odd pixel left over goes to the right or bottom)."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def dim_outside_centre(image: Image.Image, keep: float = 0.35) -> Image.Image:
+    """A copy of an RGB `image` whose parts outside `centre_square` are darkened to `keep`
+    of their brightness: what `fit="crop"` leaves out, shown on the photo."""
+    left, top, right, bottom = centre_square(*image.size)
+    pixels = np.array(image.convert("RGB"))
+    inside = pixels[top:bottom, left:right].copy()
+    pixels = (pixels * keep).astype(np.uint8)
+    pixels[top:bottom, left:right] = inside
+    return Image.fromarray(pixels)
+
+
+def _check_fit(fit):
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}.")
 
 
 def decode_image(
@@ -203,6 +237,7 @@ def decode_image(
     max_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
     filename: str | None = None,
+    fit: str = "squash",
 ) -> np.ndarray:
     """Turns untrusted file bytes into one model input array.
 
@@ -212,16 +247,18 @@ def decode_image(
         max_bytes: Largest accepted `len(data)`.
         max_pixels: Largest accepted width * height.
         filename: Optional name, used only to prefix error messages.
+        fit: How a picture that is not square is made square: one of `FITS`, as for
+            `to_model_input`.
 
     Returns:
         An `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
 
     Raises:
         ImageError: For every file that cannot be used, as in `open_image`.
-        ValueError: If `size` is not a positive int.
+        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
     """
     return decode_described(
-        data, size, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename
+        data, size, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename, fit=fit
     )[0]
 
 
@@ -236,11 +273,12 @@ def decode_described(
     max_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
     filename: str | None = None,
+    fit: str = "squash",
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Turns untrusted file bytes into one model input array, and says what the file held.
 
     Args:
-        data, size, max_bytes, max_pixels, filename: as for `decode_image`.
+        data, size, max_bytes, max_pixels, filename, fit: as for `decode_image`.
 
     Returns:
         `(pixels, (width, height, flags))`: the array of `decode_image`, the picture's
@@ -249,16 +287,17 @@ def decode_described(
 
     Raises:
         ImageError: For every file that cannot be used, as in `open_image`.
-        ValueError: If `size` is not a positive int.
+        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
     """
     _check_size_argument(size)  # a caller's bug should not cost a decode
+    _check_fit(fit)
     # A JPEG photo is decoded at a reduced scale that keeps twice the output's side, so
     # the BOX filter still averages 2x2 or more pixels into each input pixel: a 640x480
     # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
     # same class as from the full decode for 99.4-99.5% of CIFAR-10 validation images
     # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
     image, held = _open_described(data, max_bytes, max_pixels, 2 * size, filename)
-    return to_model_input(image, size), held
+    return to_model_input(image, size, fit), held
 
 
 def _open_image(data, max_bytes, max_pixels, at_least=None):

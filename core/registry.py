@@ -91,6 +91,15 @@ def card_temperature(card: dict) -> float:
     return (card.get("calibration") or {}).get("temperature", 1.0)
 
 
+def framing(card: dict) -> str:
+    """How to make a photo square for a model, a `core.images.FITS` key: "crop" (its centre
+    square, objects keep their shape) when fewer than half its training images were not
+    square, as CIFAR-10's 32 x 32 are; "squash" when more were (the model learnt from
+    squashed images) or its card does not say (runs before the field was recorded)."""
+    share = (card.get("data") or {}).get("not_square")
+    return "crop" if share is not None and share < 0.5 else "squash"
+
+
 def no_temperature_reason(card: dict) -> str:
     """Why a model card has no calibration temperature and how one is had, for a sentence
     that says it has none: too few validation images in its run, or how to fit one."""

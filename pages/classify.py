@@ -10,7 +10,7 @@ from core.data import UPLOAD_TYPES
 from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import calibration_note
-from core.images import ALLOWED_FORMATS, open_image
+from core.images import ALLOWED_FORMATS, FITS, dim_outside_centre, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
 from ui import adversarial, charts, report, state
 from ui.text import md, md_sentence, probability
@@ -18,6 +18,14 @@ from ui.text import md, md_sentence, probability
 state.ensure_routed()
 
 DETAILED = 12  # files shown with pictures; the table lists them all
+FRAMING_ADVICE = {  # why the page starts with the framing `registry.framing` suggests
+    "crop": "This model learnt from square images, so it starts cropped: CIFAR-10 validation "
+    "images made into 16:9 photos cost the shipped model 18-19 points of accuracy squashed, "
+    "none cropped with the subject in the middle (with it at one edge, cropping lost 7-9 "
+    "points more than squashing; `benchmarks/framing.py`).",
+    "squash": "This model starts squashed: most of its training images were not square and "
+    "were squashed too, or its card does not say.",
+}
 ORIGINAL_WIDTH = 160  # the uploaded photo beside what the model sees, in CSS pixels
 
 st.title("Classify")
@@ -79,10 +87,23 @@ else:
         f"images, and {len(check.calibration):,} others set the line"
         + (f" (it flags {flagged:.1%} of validation images)." if flagged is not None else ".")
     )
-options = st.columns([1, 1, 1])
-tta = state.tta_select(options[0], "classify_tta")
-evidence = state.evidence_method(options[1], "classify_evidence")
-fooling = options[2].toggle(
+options = st.columns([1, 1, 1, 1])
+suggested = registry.framing(entry["card"])
+fit = options[0].selectbox(
+    "Framing",
+    FITS,
+    index=FITS.index(suggested),
+    key="classify_fit",
+    format_func={"squash": "Whole photo, squashed", "crop": "Centre square, cropped"}.get,
+    help="How a photo that is not square becomes the model's square input. **Whole photo**: "
+    "all of it, squashed (objects look narrower or taller), as image folders are read for "
+    "training. **Centre square**: objects keep their shape, the edges of the longer side are "
+    'left out (dimmed on the original). "What the model sees" shows the result. '
+    + FRAMING_ADVICE[suggested],
+)
+tta = state.tta_select(options[1], "classify_tta")
+evidence = state.evidence_method(options[2], "classify_evidence")
+fooling = options[3].toggle(
     "Try to fool it",
     key="classify_fool",
     help="For each picture, search for the smallest change to its pixels that changes the "
@@ -114,10 +135,12 @@ if not files and probe is None:
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=32)
-def _classify(key: tuple, t: float, tta: str, _files, _model, _names, _check):
+def _classify(key: tuple, t: float, tta: str, fit: str, _files, _model, _names, _check):
     """`key`: what else decides the answers (the files, model, engine and check)."""
     k = min(5, len(_names))
-    return classify_batch(_model, _files, _names, k=k, tta=tta, temperature=t, check=_check)
+    return classify_batch(
+        _model, _files, _names, k=k, tta=tta, temperature=t, check=_check, fit=fit
+    )
 
 
 digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
@@ -125,17 +148,21 @@ version = registry.model_version(entry["path"])
 # A refitted check has other calibration scores, so its answers are not reused.
 answered_by = (entry["path"], version, fast, None if check is None else check.calibration)
 key = (digest, *answered_by)
-results = _classify(key, temperature, tta, files, answerer, class_names, check) if files else []
+results = (
+    _classify(key, temperature, tta, fit, files, answerer, class_names, check) if files else []
+)
 
 
 @st.cache_data(max_entries=DETAILED, show_spinner=False)
-def _original(data: bytes):
-    """The uploaded photo for display, or None. Twice the shown width is enough for sharp
-    screens: a 12-megapixel JPEG decodes at 1/8 of its size, about 10x faster than whole."""
+def _original(data: bytes, fit: str):
+    """The uploaded photo for display, or None; cropped, with the edges left out dimmed.
+    Twice the shown width is enough for sharp screens: a 12-megapixel JPEG decodes at 1/8
+    of its size, about 10x faster than whole."""
     try:
-        return open_image(data, at_least=2 * ORIGINAL_WIDTH)
+        photo = open_image(data, at_least=2 * ORIGINAL_WIDTH)
     except CnnError:
         return None
+    return dim_outside_centre(photo) if fit == "crop" else photo
 
 
 def evidence_for(pred) -> tuple:
@@ -198,7 +225,9 @@ def show(name, original, pred, slot: str):
         )
     cols = st.columns([1, 1, 1, 2])
     if original is not None:
-        cols[0].image(original, caption="Original", width=ORIGINAL_WIDTH)
+        cropped = fit == "crop" and original.width != original.height
+        caption = "Original, dimmed where cropped" if cropped else "Original"
+        cols[0].image(original, caption=caption, width=ORIGINAL_WIDTH)
     cols[1].image(enlarge(pred.pixels, 5), caption=f"What the model sees ({len(pred.pixels)} px)")
     cols[2].image(*evidence_for(pred))
     cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
@@ -219,7 +248,7 @@ for n, (name, pred, error) in enumerate(results[:DETAILED]):
         if error:
             st.error(f"{md(name)}: {md_sentence(error)}")
             continue
-        show(name, _original(files[n][1]), pred, str(n))
+        show(name, _original(files[n][1], fit), pred, str(n))
 
 if len(results) > 1:
     st.subheader("All results")
@@ -241,7 +270,7 @@ if len(results) > 1:
         lambda: report.classification_html(  # written on the click, not every rerun
             results,
             f"{entry['label']}: {len(results):,} photos",
-            report.classification_facts(entry["label"], ANSWERED_BY, temperature, check),
+            report.classification_facts(entry["label"], ANSWERED_BY, temperature, check, fit),
         ),
         file_name="predictions.html",
         mime="text/html",

@@ -2,6 +2,7 @@ import csv
 import io
 import json
 from csv import DictReader
+from html import escape
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from core.classify import (
 )
 from core.classify import main as classify_main
 from core.errors import ImageError
-from core.images import MAX_UPLOAD_BYTES
+from core.images import FITS, MAX_UPLOAD_BYTES
 from core.model import build_model, preset_config
 from core.registry import DEFAULT_MODEL_DIR
 from tests.conftest import smooth_images
@@ -83,6 +84,68 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_classified(model):
     assert wide[1]["p(a)"] == "" and wide[1]["error"] == results[1][2]
     with pytest.raises(ImageError):
         classify_bytes(model, b"", ["a", "b", "c"])
+
+
+def _banded(size=(90, 30)) -> bytes:
+    """A landscape PNG: red thirds at each side, a blue centre square."""
+    image = Image.new("RGB", size, (255, 0, 0))
+    image.paste((0, 0, 255), ((size[0] - size[1]) // 2, 0, (size[0] + size[1]) // 2, size[1]))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_photo_is_squashed_whole_or_cropped_to_its_centre_square(model):
+    files = [("banded.png", _banded()), ("notes.png", b"not an image")]
+    whole, crop = (classify_batch(model, files, ["a", "b", "c"], fit=f) for f in FITS)
+    assert (crop[0][1].pixels == (0, 0, 255)).all()  # the centre square alone
+    assert (whole[0][1].pixels[:, :10] == (255, 0, 0)).all()  # its red sides squashed in
+    np.testing.assert_allclose(
+        crop[0][1].probs, predict_pixels(model, crop[0][1].pixels[None])[0], rtol=1e-5
+    )
+    alone = classify_bytes(model, files[0][1], ["a", "b", "c"], fit="crop")
+    np.testing.assert_array_equal(alone.pixels, crop[0][1].pixels)
+    assert crop[1][1] is None and "not an image" in crop[1][2]
+
+
+def test_the_command_line_frames_photos_as_the_models_card_suggests_or_as_asked(
+    model, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (tmp_path / "banded.png").write_bytes(_banded())
+    out_csv, sheet = tmp_path / "answers.csv", tmp_path / "sheet.html"
+    framings = {
+        "squash": ("photos squashed whole", "the whole photo, squashed to a square"),
+        "crop": ("photos cropped to their centre square", "the photo's centre square, cropped"),
+    }
+    cases = [  # the card's share of training images not square, the option, what is used
+        (None, [], "squash"),  # a card that does not say: squashed, as before
+        (None, ["--fit", "crop"], "crop"),
+        (0.0, [], "crop"),  # learnt from square images
+        (0.0, ["--fit", "squash"], "squash"),
+        (0.8, [], "squash"),  # learnt from squashed ones
+    ]
+    for not_square, option, fit in cases:
+        data = {} if not_square is None else {"data": {"not_square": not_square}}
+        (run / "model_card.json").write_text(json.dumps(data))
+        photo = str(tmp_path / "banded.png")
+        assert (
+            classify_main([str(run), photo, "--csv", str(out_csv), "--report", str(sheet), *option])
+            == 0
+        )
+        said, shown = framings[fit]
+        assert f"; {said} (--fit " in capsys.readouterr().err
+        [row] = csv.DictReader(out_csv.open())
+        [(_, pred, _)] = classify_batch(model, [("b", _banded())], ["0", "1", "2"], fit=fit)
+        probs = [float(row[f"p({n})"]) for n in ("0", "1", "2")]
+        assert probs == pytest.approx(pred.probs.tolist(), rel=1e-5)
+        assert f"<td>Framing</td><td>{escape(shown)}</td>" in sheet.read_text()
+    squashed, cropped = (
+        classify_batch(model, [("b", _banded())], ["0", "1", "2"], fit=f)[0][1].probs for f in FITS
+    )
+    assert not np.allclose(squashed, cropped, rtol=1e-5)  # else the probabilities tell nothing
 
 
 def test_flip_tta_averages_each_image_with_its_mirror(model):

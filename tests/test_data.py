@@ -217,12 +217,16 @@ def test_each_image_of_each_split_names_its_file(tmp_path, cached):
     assert stored.pop("test/frog/wide.jpg") == (64, 48, 0)
     assert set(stored.values()) == {(40, 40, 0)}  # write_image_folder's RGB squares
     assert "train/dog/000-broken.png" not in ds.files["train"].tolist() + ds.files["val"].tolist()
+    # The card's share of training images not square (the Classify page's framing reads it).
+    grey_trains = "train/cat/grey.png" in ds.files["train"].tolist()
+    assert ds.summary()["not_square"] == (round(1 / 9, 4) if grey_trains else 0.0)
 
 
 def test_a_cifar_archive_names_no_files(tmp_path):
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", per_batch=4)
     ds = load_dataset(tmp_path / "cifar-10-python.tar.gz", val_fraction=0.2)
     assert ds.files == {} and ds.stored == {} and len(ds.split("val")[1]) > 0
+    assert ds.summary()["not_square"] == 0.0  # CIFAR-10's images are all 32 x 32
     assert ds.image_name("val", 1) == f"val #1 ({ds.class_names[ds.split('val')[1][1]]})"
 
 

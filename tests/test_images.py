@@ -23,8 +23,10 @@ from core.errors import ImageError
 from core.images import (
     GREYSCALE,
     TRANSPARENT,
+    centre_square,
     decode_described,
     decode_image,
+    dim_outside_centre,
     open_image,
     to_model_input,
 )
@@ -803,6 +805,51 @@ def test_squashes_without_cropping():
     image.paste(RED, (0, 0, 10, 30))  # a sliver at the far left
     array = to_model_input(image, size=30)
     assert tuple(array[15, 0]) == RED and tuple(array[15, -1]) == BLUE
+
+
+@pytest.mark.parametrize("landscape", [True, False])
+def test_crop_resizes_the_centre_square_and_keeps_shapes(landscape):
+    image = Image.new("RGB", (300, 30), RED)  # red edges, left out
+    image.paste(GREEN, (135, 0, 150, 30))  # the centre square: green, then blue
+    image.paste(BLUE, (150, 0, 165, 30))
+    image = image if landscape else image.transpose(Image.Transpose.ROTATE_90)
+    array = to_model_input(image, size=10, fit="crop")
+    halves = (array[:, :5], array[:, 5:]) if landscape else (array[5:], array[:5])
+    assert {tuple(p) for p in halves[0].reshape(-1, 3)} == {GREEN}
+    assert {tuple(p) for p in halves[1].reshape(-1, 3)} == {BLUE}
+    square = noise(20, 20)  # a square picture: both fits are the same resize
+    np.testing.assert_array_equal(
+        to_model_input(square, 8, "crop"), to_model_input(square, 8, "squash")
+    )
+
+
+def test_the_centre_square_and_what_cropping_leaves_out():
+    assert centre_square(5, 2) == (1, 0, 3, 2)  # the odd pixel: on the right
+    assert centre_square(3, 8) == (0, 2, 3, 5)
+    assert centre_square(4, 4) == (0, 0, 4, 4)
+    photo = Image.new("RGB", (40, 20), (200, 100, 50))
+    shown = np.asarray(dim_outside_centre(photo))
+    assert shown.shape == (20, 40, 3)
+    assert shown[:, 10:30].tolist() == np.asarray(photo)[:, 10:30].tolist()
+    assert {tuple(p) for p in shown[:, :10].reshape(-1, 3)} == {(70, 35, 17)}
+    assert {tuple(p) for p in shown[:, 30:].reshape(-1, 3)} == {(70, 35, 17)}
+
+
+def test_a_large_jpeg_is_cropped_after_its_reduced_decode():
+    """The crop box is taken on the JPEG decoded at a smaller scale (and upright): a 12:4
+    photo whose centre third is blue answers blue whatever it decodes at."""
+    image = Image.new("RGB", (1200, 400), RED)
+    image.paste(BLUE, (400, 0, 800, 400))
+    array = decode_image(encode(image, "JPEG", quality=95), size=32, fit="crop")
+    assert np.abs(array.astype(int) - BLUE).max() <= 8
+    squashed = decode_image(encode(image, "JPEG", quality=95), size=32)
+    assert np.abs(squashed[:, :8].astype(int) - RED).max() <= 8  # the whole photo: red sides
+
+
+@pytest.mark.parametrize("fit", ["centre", "", None])
+def test_an_unknown_fit_is_a_programming_error(fit):
+    with pytest.raises(ValueError, match="fit must be one of squash, crop"):
+        decode_image(encode(noise(8, 8), "PNG"), fit=fit)
 
 
 def test_output_is_writable_and_sized():

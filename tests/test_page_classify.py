@@ -132,6 +132,31 @@ def test_the_cards_temperature_calibrates_the_probabilities_shown(app, trained_r
     ]
 
 
+def test_framing_crops_each_photo_to_its_centre_square(app, trained_run):
+    image = Image.new("RGB", (96, 32), (220, 20, 20))  # red sides, a green centre square
+    image.paste((20, 200, 30), (32, 0, 64, 32))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    app.switch_page("pages/classify.py").run()
+    app.file_uploader(key="classify_files").set_value([("wide.png", buf.getvalue(), "image/png")])
+    app.run()
+    # The run learnt from square images (its card says none were not): cropped first.
+    assert json.loads((trained_run / "model_card.json").read_text())["data"]["not_square"] == 0
+    assert app.selectbox(key="classify_fit").value == "crop"
+    model = load_model(trained_run / "model.keras")
+    lines = []
+    for fit in ("squash", "crop"):
+        app.selectbox(key="classify_fit").set_value(fit).run()
+        assert not app.exception
+        t = _temperature(trained_run)
+        pred = classify_bytes(model, buf.getvalue(), ["cat", "dog", "frog"], temperature=t, fit=fit)
+        lines.append(f"**wide.png** → **{pred.label}** ({pred.confidence:.1%})")
+        assert lines[-1] in [m.value for m in app.markdown], lines[-1]
+        original = app.get("image")[0].proto.imgs[0].caption
+        assert original == {"squash": "Original", "crop": "Original, dimmed where cropped"}[fit]
+    assert lines[0] != lines[1]  # the two framings answer differently: the check bites
+
+
 def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):
     """Both ways in, a dataset sample and an upload, answer from the image and its mirror."""
     from core.classify import describe, predict_pixels

@@ -249,3 +249,13 @@ def test_classes_differ_names_up_to_three_models_that_fit():
     assert registry.classes_differ(["a", "b"], ["c", "d"], fitting) == (
         said + "choose run 0 or run 1 or run 2 (or 2 more) as the sidebar's Active model."
     )
+
+
+def test_photos_are_cropped_for_a_model_that_learnt_from_square_images():
+    assert registry.framing({"data": {"not_square": 0.0}}) == "crop"
+    assert registry.framing({"data": {"not_square": 0.49}}) == "crop"
+    assert registry.framing({"data": {"not_square": 0.5}}) == "squash"  # learnt squashed
+    assert registry.framing({"data": {"source": "image folder x"}}) == "squash"  # not said
+    assert registry.framing({}) == "squash"
+    shipped = json.loads((registry.DEFAULT_MODEL_DIR / "model_card.json").read_text())
+    assert registry.framing(shipped) == "crop"  # CIFAR-10's 32 x 32 images

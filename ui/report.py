@@ -101,11 +101,20 @@ def classification_html(results: list, title: str, facts: dict[str, str]) -> str
     )
 
 
-def classification_facts(label: str, answered_by: str, temperature: float, check) -> dict:
+FRAMINGS = {  # each `core.images.FITS` key as the contact sheet and the page name it
+    "squash": "the whole photo, squashed to a square",
+    "crop": "the photo's centre square, cropped",
+}
+
+
+def classification_facts(
+    label: str, answered_by: str, temperature: float, check, fit: str = "squash"
+) -> dict:
     """What answered the Classify page's photos, row by row."""
     return {
         "Model": label,
         "Answered by": answered_by,
+        "Framing": FRAMINGS[fit],
         "Temperature": _temperature(temperature, "the percentages"),
         "Unfamiliar pictures": "flagged by the model's check"
         if check is not None
