@@ -130,6 +130,13 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     for line in answers:  # "photo.png → dog (97.3%)": the sheet rounds to whole percent
         name, label = re.match(r"(\S+) → (\w+)", line).groups()
         assert f"{name}<br><strong>{label} " in said
+    # The model learnt from square images: a 64 x 48 photo starts cropped, its edges dimmed.
+    assert "<td>Framing</td><td>the photo&#x27;s centre square, cropped</td>" in said
+    page.get_by_text("Original, dimmed where cropped").first.wait_for()
+    choose(page, "Framing", "Whole photo, squashed")
+    page.get_by_text("Original, dimmed where cropped").first.wait_for(state="detached")
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
 
 
 def test_the_shipped_model_answers_from_its_int8_copy_or_in_float32(server, page, tmp_path):
