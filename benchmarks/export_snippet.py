@@ -1,7 +1,7 @@
 """Does an exported model, run by its README snippet, answer as the dashboard does? Phone-style
 photos: validation images enlarged to 480 x 640 portrait and stored on their side with an EXIF
 orientation (as phones save them), JPEG quality 90; each is read by the snippet's code
-(`core.export.PREPARE`, or the one-line reading before session 41 with --old) and by the
+(`core.export.PREPARE["squash"]`, or the one-line reading before session 41 with --old) and by the
 dashboard's (`core.images.decode_image`), and classified by the shipped model.
 
     python benchmarks/export_snippet.py --data ../shared/datasets/cifar10-jpeg --images 500
@@ -55,7 +55,7 @@ with tempfile.TemporaryDirectory() as tmp:
         )
         photo.write_bytes(buffer.getvalue())
         inputs["dashboard"].append(images.decode_image(buffer.getvalue(), 32))
-        for name, code in (("snippet", export.PREPARE), ("snippet before", BEFORE)):
+        for name, code in (("snippet", export.PREPARE["squash"]), ("snippet before", BEFORE)):
             scope = {"np": np, "Image": Image, "ImageOps": ImageOps, "SIZE": 32}
             scope["IMAGE"] = str(photo)
             exec(code, scope)

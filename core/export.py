@@ -581,19 +581,34 @@ def download_bytes(result: ExportResult) -> bytes:
 # --- "use this model elsewhere" ----------------------------------------------------------
 
 
-# How every snippet turns a photo into the model's input: as `core.images.decode_image` does
-# for the dashboard, so that an exported model gets the pixels the dashboard gives its own. A
-# one-line reading sent a phone's portrait photo on its side (EXIF orientation), a transparent
-# PNG on black instead of white, and a picture smaller than the input blocky (BOX enlarges).
-PREPARE = """\
+# How every snippet turns a photo into the model's input, for each `core.images.FITS` key:
+# as `core.images.decode_image` does for the dashboard, so that an exported model gets the
+# pixels the dashboard gives its own. A one-line reading sent a phone's portrait photo on its
+# side (EXIF orientation), a transparent PNG on black instead of white, and a picture smaller
+# than the input blocky (BOX enlarges).
+_OPEN = """\
 photo = Image.open(IMAGE)
 photo.draft(photo.mode, (2 * SIZE, 2 * SIZE))  # a large JPEG decodes at a smaller scale
 photo = ImageOps.exif_transpose(photo).convert("RGBA")  # upright, as the camera held it
 photo = Image.alpha_composite(Image.new("RGBA", photo.size, "white"), photo).convert("RGB")
-grows = min(photo.size) < SIZE  # squashed to a square: averaged, or smoothly enlarged
+"""
+_RESIZE = """\
 photo = photo.resize((SIZE, SIZE), Image.Resampling.BICUBIC if grows else Image.Resampling.BOX)
 image = np.asarray(photo, dtype=np.float32)[None]
 """
+PREPARE = {
+    "squash": _OPEN
+    + "grows = min(photo.size) < SIZE  # squashed to a square: averaged, or smoothly enlarged\n"
+    + _RESIZE,
+    "crop": _OPEN
+    + """\
+side = min(photo.size)  # its centre square, cropped: objects keep their shape
+left, top = (photo.width - side) // 2, (photo.height - side) // 2
+photo = photo.crop((left, top, left + side, top + side))
+grows = side < SIZE  # averaged, or smoothly enlarged
+"""
+    + _RESIZE,
+}
 
 
 def _template(imports: str, run: str) -> str:
@@ -609,7 +624,7 @@ SIZE = $size
 
 # The model takes raw RGB pixels (0..255), shape (1, SIZE, SIZE, 3), and returns class
 # probabilities: the scaling is inside it.
-{PREPARE}
+$prepare
 {run}
 best = int(np.argmax(probs))
 print(f"{{CLASSES[best]}} {{probs[best]:.4f}}")
@@ -661,6 +676,7 @@ def snippet(
     size: int,
     class_names: list[str] | None = None,
     image: str = "photo.jpg",
+    fit: str = "squash",
 ) -> str:
     """A self-contained Python script that classifies one image with an export.
 
@@ -670,6 +686,8 @@ def snippet(
         size: the model's input side in pixels.
         class_names: the model's classes, in order; default CIFAR-10's.
         image: the image file the script opens.
+        fit: how it makes a photo square, a `core.images.FITS` key (`PREPARE`): as the
+            Classify page starts for the model, `core.registry.framing`.
 
     Returns:
         Python source that needs only the format's runtime, numpy and Pillow; it prints
@@ -682,6 +700,7 @@ def snippet(
         image=image,
         size=int(size),
         classes=json.dumps(list(class_names or EXAMPLE_CLASSES)),
+        prepare=PREPARE[fit],
     )
 
 

@@ -9,6 +9,7 @@ from core.errors import CnnError
 from core.evaluate import with_temperature
 from core.images import decode_image
 from ui import charts, class_curves, state, units
+from ui.report import FRAMINGS
 from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
@@ -79,13 +80,18 @@ def choose_image(size):
     if source == "Probe":
         return probe["pixels"], probe["caption"]
     if source == "Upload":
+        fit = registry.framing(entry["card"])  # as the Classify page starts for this model
         file = st.file_uploader(
-            "Image file", key="filters_upload", max_upload_size=state.PHOTO_UPLOAD_MB
+            "Image file",
+            key="filters_upload",
+            max_upload_size=state.PHOTO_UPLOAD_MB,
+            help=f"A photo that is not square is made square as the Classify page starts for "
+            f"this model: {FRAMINGS[fit]}.",
         )
         if file is None:
             return None, None
         try:
-            return decode_image(file.getvalue(), size, filename=file.name), file.name
+            return decode_image(file.getvalue(), size, filename=file.name, fit=fit), file.name
         except CnnError as err:
             st.error(md_sentence(err))
             return None, None

@@ -133,15 +133,18 @@ def _photos() -> dict[str, bytes]:
     }
 
 
-def test_the_snippets_prepare_a_photo_as_the_dashboard_does(tmp_path):
+@pytest.mark.parametrize("fit", images.FITS)
+def test_the_snippets_prepare_a_photo_as_the_dashboard_does(tmp_path, fit):
     for kind, data in _photos().items():
         path = tmp_path / "photo"
         path.write_bytes(data)
         scope = {"np": np, "Image": Image, "ImageOps": ImageOps, "IMAGE": str(path), "SIZE": 32}
-        exec(export.PREPARE, scope)
-        dashboard = images.decode_image(data, 32)
+        exec(export.PREPARE[fit], scope)
+        dashboard = images.decode_image(data, 32, fit=fit)
         np.testing.assert_array_equal(scope["image"][0], dashboard, err_msg=kind)
         assert scope["image"].shape == (1, 32, 32, 3) and scope["image"].dtype == np.float32
+    other = next(f for f in images.FITS if f != fit)  # the photos tell the two apart
+    assert not np.array_equal(scope["image"][0], images.decode_image(data, 32, fit=other))
 
 
 def test_each_snippet_classifies_an_image_on_its_own(exported, tmp_path):
@@ -173,6 +176,9 @@ def test_readme_shows_each_snippet_as_the_code_has_it():
     readme = (ROOT / "README.md").read_text()
     for fmt in export.FORMATS:
         assert export.snippet(fmt, export.example_path(fmt), 32) in readme, fmt
+    squash, crop = (export.PREPARE[fit].splitlines() for fit in ("squash", "crop"))
+    cropping = "\n".join(line for line in crop if line not in squash)  # the lines it changes
+    assert f"```python\n{cropping}\n```" in readme
 
 
 def test_a_bf16_model_exports_a_float32_copy_within_the_bf16_tolerance(tmp_path):

@@ -336,8 +336,13 @@ def test_export_section_exports_the_default_model(tmp_path, monkeypatch):
     assert metrics["Tolerance"] == f"{tolerance:.0e}"
     assert metrics["Size"] == export.human_size(written.stat().st_size)
     assert "Download model.keras" in [b.label for b in at.get("download_button")]
-    code = export.snippet("keras", written, 32, export.EXAMPLE_CLASSES)
+    # The shipped model learnt from CIFAR-10's square images: its snippet crops, as the
+    # Classify page starts for it.
+    code = export.snippet("keras", written, 32, export.EXAMPLE_CLASSES, fit="crop")
     assert code.strip() in [c.value.strip() for c in at.code]
+    assert "photo = photo.crop((left, top, left + side, top + side))" in code
+    said = " ".join(m.value for m in at.markdown)
+    assert "as the Classify page starts for this model: the photo's centre square, cropped" in said
 
 
 def test_export_section_says_why_onnx_is_unavailable(tmp_path, monkeypatch):
@@ -767,8 +772,8 @@ def test_the_export_section_offers_the_int8_copy_once_there_is_one(app, trained_
     assert f"Exported and checked: `{written}`" in [s.value for s in app.success]
     assert {m.label: m.value for m in app.metric}["Tolerance"] == "1e-02"
     assert any("The model's int8 copy:" in c.value for c in app.caption)
-    code = export.snippet(export.INT8, written, 32, ["cat", "dog", "frog"])
-    assert code.strip() in [c.value.strip() for c in app.code]
+    code = export.snippet(export.INT8, written, 32, ["cat", "dog", "frog"], fit="crop")
+    assert code.strip() in [c.value.strip() for c in app.code]  # a run of square images
 
 
 def test_robustness_is_measured_on_a_click_and_then_read_from_disk(

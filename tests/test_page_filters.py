@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import inspect
+from core import inspect, registry
+from core.classify import classify_bytes
 from core.model import load_model
 from tests.conftest import ROOT, as_read, plotly_values
 from ui.text import probability
@@ -63,7 +64,7 @@ def test_filters_maps_and_grad_cam(app, trained_run):
     assert "Evidence for frog (act2_1)" in as_read(app.get("image")[2].captions[0])
 
 
-def test_upload_explains_refusals_and_accepts_images(app):
+def test_upload_explains_refusals_and_accepts_images(app, trained_run):
     app.switch_page(PAGE).run()
     app.radio(key="filters_source").set_value("Upload").run()
     assert any("Choose an image" in i.value for i in app.info)
@@ -71,12 +72,26 @@ def test_upload_explains_refusals_and_accepts_images(app):
     assert not app.exception
     assert app.error[0].value.startswith("notes.png: This file is not an image")
 
+    wide = Image.new("RGB", (96, 32), (220, 20, 20))  # red sides, a green centre square
+    wide.paste((20, 200, 30), (32, 0, 64, 32))
     png = io.BytesIO()
-    Image.fromarray(probe_pixels()).resize((64, 48)).save(png, "PNG")
+    wide.save(png, "PNG")
     app.file_uploader(key="filters_upload").set_value(("ok.png", png.getvalue(), "image/png"))
     app.run()
     assert not app.exception and not app.error
-    assert metrics(app)["Predicted class"] in {"cat", "dog", "frog"}
+    # The run learnt from square images: the upload is cropped, as the Classify page starts.
+    assert app.file_uploader(key="filters_upload").proto.help.endswith("centre square, cropped.")
+    card = json.loads((trained_run / "model_card.json").read_text())
+    model, t = load_model(trained_run / "model.keras"), registry.card_temperature(card)
+    shown = [
+        f"{probability(p.confidence)} probability"
+        for p in (
+            classify_bytes(model, png.getvalue(), card["class_names"], temperature=t, fit=fit)
+            for fit in ("crop", "squash")
+        )
+    ]
+    assert shown[0] != shown[1]  # the framings differ here: the check bites
+    assert app.metric[0].label == "Predicted class" and app.metric[0].proto.delta == shown[0]
 
 
 def test_explainer_and_replay_show_the_real_numbers(app, trained_run):

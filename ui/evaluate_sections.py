@@ -17,6 +17,7 @@ from core.evaluate import (
     too_few_to_calibrate,
 )
 from ui import charts, state
+from ui.report import FRAMINGS
 from ui.text import md, md_sentence
 
 
@@ -226,9 +227,13 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             on_click="ignore",
             key="evaluate_export_download",
         )
-        st.markdown("**Use this model elsewhere** (needs only its runtime, numpy and Pillow):")
+        fit = registry.framing(entry["card"])
+        st.markdown(
+            "**Use this model elsewhere** (needs only its runtime, numpy and Pillow; it reads "
+            f"a photo as the Classify page starts for this model: {FRAMINGS[fit]}):"
+        )
         st.code(
-            export.snippet(result.format, result.path, model.input_shape[1], names),
+            export.snippet(result.format, result.path, model.input_shape[1], names, fit=fit),
             language="python",
             wrap_lines=True,
         )
