@@ -256,6 +256,8 @@ def test_photos_are_cropped_for_a_model_that_learnt_from_square_images():
     assert registry.framing({"data": {"not_square": 0.49}}) == "crop"
     assert registry.framing({"data": {"not_square": 0.5}}) == "squash"  # learnt squashed
     assert registry.framing({"data": {"source": "image folder x"}}) == "squash"  # not said
+    for source in ("CIFAR-10 (Keras download)", "CIFAR-10 archive ~/cifar-10-python.tar.gz"):
+        assert registry.framing({"data": {"source": source}}) == "crop"  # all 32 x 32
     assert registry.framing({}) == "squash"
     shipped = json.loads((registry.DEFAULT_MODEL_DIR / "model_card.json").read_text())
     assert registry.framing(shipped) == "crop"  # CIFAR-10's 32 x 32 images
