@@ -17,3 +17,8 @@ if "streamlit" not in sys.modules:
 # TensorFlow's C++ log says at every start what a user cannot act on (the CPU features it was
 # built for, oneDNN being on): errors only, as the command lines always asked.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# ... and the lines it writes before it reads the level (oneDNN being on), which
+# `core.tflog` holds back from the process's first `import tensorflow`.
+from core import tflog  # noqa: E402
+
+tflog.install()
