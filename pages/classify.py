@@ -27,6 +27,7 @@ FRAMING_ADVICE = {  # why the page starts with the framing `registry.framing` su
     "were squashed too, or its card does not say.",
 }
 ORIGINAL_WIDTH = 160  # the uploaded photo beside what the model sees, in CSS pixels
+OPTION_WIDTH = 220  # each select of the options row: its longest choice and label, whole
 
 st.title("Classify")
 model, entry = state.require_model()
@@ -87,13 +88,16 @@ else:
         f"images, and {len(check.calibration):,} others set the line"
         + (f" (it flags {flagged:.1%} of validation images)." if flagged is not None else ".")
     )
-options = st.columns([1, 1, 1, 1])
+# A row that wraps where the page is narrow (four columns cut "Try to fool it" short at 1024
+# pixels with the sidebar open).
+options = st.container(horizontal=True, gap="medium")
 suggested = registry.framing(entry["card"])
-fit = options[0].selectbox(
+fit = options.selectbox(
     "Framing",
     FITS,
     index=FITS.index(suggested),
     key="classify_fit",
+    width=OPTION_WIDTH,
     format_func={"squash": "Whole photo, squashed", "crop": "Centre square, cropped"}.get,
     help="How a photo that is not square becomes the model's square input. **Whole photo**: "
     "all of it, squashed (objects look narrower or taller), as image folders are read for "
@@ -101,9 +105,9 @@ fit = options[0].selectbox(
     'left out (dimmed on the original). "What the model sees" shows the result. '
     + FRAMING_ADVICE[suggested],
 )
-tta = state.tta_select(options[1], "classify_tta")
-evidence = state.evidence_method(options[2], "classify_evidence")
-fooling = options[3].toggle(
+tta = state.tta_select(options, "classify_tta", width=OPTION_WIDTH)
+evidence = state.evidence_method(options, "classify_evidence")
+fooling = options.toggle(
     "Try to fool it",
     key="classify_fool",
     help="For each picture, search for the smallest change to its pixels that changes the "

@@ -723,15 +723,16 @@ def open_probe(ds: data.Dataset, split: str, index: int, target: str) -> None:
 TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
 
 
-def tta_select(where, key: str) -> str:
+def tta_select(where, key: str, width: int | str = "stretch") -> str:
     """The "Test-time augmentation" choice (a key of `core.evaluate.TTA_MODES`) in `where`,
-    a container or `st`."""
+    a container or `st`, `width` pixels wide or as wide as it."""
     from core.evaluate import TTA_MODES
 
     return where.selectbox(
         "Test-time augmentation",
         list(TTA_MODES),
         key=key,
+        width=width,
         format_func=TTA_LABELS.get,
         help="Average each prediction over several views of the image. "
         + " ".join(f"**{TTA_LABELS[k]}**: {v}." for k, v in TTA_MODES.items() if k != "none")
