@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import CnnError
-from core.images import FITS, MAX_UPLOAD_BYTES, decode_image, too_large
+from core.images import FITS, MAX_UPLOAD_BYTES, decode_views, too_large
 
 UNSURE_TOP = 0.5  # below this top probability the answer is flagged as unsure
 UNSURE_ENTROPY = 0.6  # above this share of the maximum entropy, likewise
@@ -30,6 +30,8 @@ class Prediction:
         novelty: how unlike the training images the picture is (`core.novelty`; above
             about 1 is rarer than 99% of them), or None without a check.
         unfamiliar: True when the novelty is above the check's threshold.
+        views: uint8 `(V, S, S, 3)`, the views whose answers were averaged when there were
+            several (`fit="three"`; `pixels` is the middle one), else None.
     """
 
     pixels: np.ndarray
@@ -39,6 +41,7 @@ class Prediction:
     unsure: bool
     novelty: float | None = None
     unfamiliar: bool = False
+    views: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -138,10 +141,9 @@ def classify_bytes(
     """
     from core.evaluate import with_temperature  # core.evaluate imports this module
 
-    size = int(model.input_shape[1])
-    pixels = decode_image(data, size, fit=fit)
-    probs = predict_pixels(model, pixels[None])
-    return describe(pixels, with_temperature(probs, temperature)[0], class_names, k)
+    views = decode_views(data, int(model.input_shape[1]), fit)
+    probs = with_temperature(predict_pixels(model, views).mean(axis=0, keepdims=True), temperature)
+    return _described(views, probs[0], class_names, k)
 
 
 def classify_batch(
@@ -165,7 +167,8 @@ def classify_batch(
         check: the model's `core.novelty.Novelty`, or None: with it, each prediction says
             whether its picture is unlike the training images.
         fit: how a photo that is not square is made square, one of `core.images.FITS`:
-            squashed whole, or its centre square cropped.
+            squashed whole, its centre square cropped, or three squares whose
+            probabilities are averaged (and whose most familiar one is checked).
 
     Returns:
         `[(name, Prediction or None, error message or None), ...]` in input order.
@@ -177,21 +180,38 @@ def classify_batch(
     decoded = []
     for name, data in files:
         try:
-            decoded.append((name, decode_image(data, size, fit=fit), None))
+            decoded.append((name, decode_views(data, size, fit), None))
         except ImageError as err:
             decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
     probs, novelty = (
-        predict_checked(model, np.stack(good), batch_size, tta, check) if good else ([], None)
+        predict_checked(model, np.concatenate(good), batch_size, tta, check) if good else ([], None)
     )
-    probs = iter(with_temperature(probs, temperature) if good else [])
-    novelty = iter([None] * len(good) if novelty is None else novelty)
+    # Each file's views: their probabilities averaged (then the temperature, as after
+    # test-time augmentation), the most familiar view's novelty.
+    ends = np.cumsum([len(views) for views in good])[:-1]
+    probs = iter(
+        with_temperature(np.stack([p.mean(0) for p in np.split(probs, ends)]), temperature)
+        if good
+        else []
+    )
+    novelty = iter(
+        [None] * len(good) if novelty is None else [n.min() for n in np.split(novelty, ends)]
+    )
     return [
-        (name, describe(px, next(probs), class_names, k, next(novelty), check), None)
-        if px is not None
+        (name, _described(views, next(probs), class_names, k, next(novelty), check), None)
+        if views is not None
         else (name, None, err)
-        for name, px, err in decoded
+        for name, views, err in decoded
     ]
+
+
+def _described(views, probs, class_names, k, novelty=None, check=None) -> Prediction:
+    """`describe` for a picture's views (`core.images.decode_views`): the middle one as
+    its pixels, and all of them when there are several."""
+    pred = describe(views[len(views) // 2], probs, class_names, k, novelty, check)
+    pred.views = views if len(views) > 1 else None
+    return pred
 
 
 RESULT_COLUMNS = ("file", "prediction", "confidence", "unsure", "unfamiliar", "error")
@@ -359,10 +379,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--fit",
         choices=FITS,
-        help="how a photo that is not square is made square: 'squash' the whole photo, or "
-        "'crop' its centre square (objects keep their shape); by default as the Classify "
-        "page's Framing starts, from the model's card: 'crop' for a model that learnt from "
-        "square images",
+        help="how a photo that is not square is made square: 'squash' the whole photo, "
+        "'crop' its centre square (objects keep their shape), or 'three': its squares at both "
+        "ends and in the middle, their answers averaged (for a subject that may not be in the "
+        "middle; three times the work); by default as the Classify page's Framing starts, from "
+        "the model's card: 'crop' for a model that learnt from square images",
     )
     p.add_argument(
         "--float32",
@@ -421,11 +442,11 @@ def _classify_cli(args) -> int:
         + ("its int8 copy (--float32: the float32 model)" if fast else "the float32 model")
         + (f"; probabilities after its temperature {temperature:.4g}" if temperature != 1 else "")
         + ("" if check else "; no check for unfamiliar pictures (python -m core.registry novelty)")
-        + (
-            "; photos cropped to their centre square (--fit squash: whole)"
-            if fit == "crop"
-            else "; photos squashed whole (--fit crop: their centre square)"
-        ),
+        + {
+            "squash": "; photos squashed whole (--fit crop: their centre square)",
+            "crop": "; photos cropped to their centre square (--fit squash: whole)",
+            "three": "; each photo's answers from three of its squares (--fit crop: one)",
+        }[fit],
         file=sys.stderr,
     )
     # Keras's bar writes to stdout: on a terminal only, so that piped output is the table alone.

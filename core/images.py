@@ -107,8 +107,11 @@ _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
 _GIF_BLOCK = re.compile(rb"[!,;]")  # Pillow skips any other byte between blocks
 # How a picture that is not square becomes the model's square input: "squash" resizes the
 # whole picture (its objects look narrower or taller), "crop" resizes its centre square
-# (objects keep their shape; the edges of the longer side are left out).
-FITS = ("squash", "crop")
+# (objects keep their shape; the edges of the longer side are left out): one view each.
+# "three" gives three views, its squares at both ends of the longer side and in its middle,
+# whose answers a classifier averages (`decode_views`).
+ONE_VIEW = ("squash", "crop")
+FITS = (*ONE_VIEW, "three")
 
 
 def open_image(
@@ -183,7 +186,7 @@ def to_model_input(image: Image.Image, size: int = 32, fit: str = "squash") -> n
         image: A `PIL.Image.Image` of any mode. Its size is not limited
             here: open untrusted files with `open_image`.
         size: Side of the output square, a positive int.
-        fit: One of `FITS`.
+        fit: One of `ONE_VIEW`.
 
     Returns:
         A writable `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
@@ -191,10 +194,10 @@ def to_model_input(image: Image.Image, size: int = 32, fit: str = "squash") -> n
     Raises:
         ImageError: If Pillow cannot decode or convert the image.
         TypeError: If `image` is not a PIL image.
-        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
+        ValueError: If `size` is not a positive int or `fit` not one of `ONE_VIEW`.
     """
     _check_size_argument(size)
-    _check_fit(fit)
+    _check_fit(fit, ONE_VIEW)
     if not isinstance(image, Image.Image):
         raise TypeError(f"Expected a PIL image, got {type(image).__name__}.")
     with _pillow_errors("image"):
@@ -225,9 +228,31 @@ def dim_outside_centre(image: Image.Image, keep: float = 0.35) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def _check_fit(fit):
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {', '.join(FITS)}, not {fit!r}.")
+def three_squares(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """The boxes of the three squares of `fit="three"`: at the start, middle (`centre_square`)
+    and end of the longer side; one box for a square picture."""
+    if width == height:
+        return [(0, 0, width, height)]
+    side, long = min(width, height), max(width, height)
+    starts = (0, (long - side) // 2, long - side)
+    return [(a, 0, a + side, height) if width > height else (0, a, width, a + side) for a in starts]
+
+
+def model_views(image: Image.Image, size: int = 32, fit: str = "squash") -> np.ndarray:
+    """The views of an image a classifier answers for `fit` (one of `FITS`), as uint8
+    `(V, size, size, 3)`: one for "squash" and "crop" (`to_model_input`), three for "three"
+    (`three_squares`, each resized as `to_model_input` resizes; one for a square image)."""
+    _check_fit(fit, FITS)
+    if fit != "three":
+        return to_model_input(image, size, fit)[None]
+    with _pillow_errors("image"):
+        rgb = _to_rgb(image)
+        return np.stack([to_model_input(rgb.crop(box), size) for box in three_squares(*rgb.size)])
+
+
+def _check_fit(fit, allowed):
+    if fit not in allowed:
+        raise ValueError(f"fit must be one of {', '.join(allowed)}, not {fit!r}.")
 
 
 def decode_image(
@@ -247,15 +272,15 @@ def decode_image(
         max_bytes: Largest accepted `len(data)`.
         max_pixels: Largest accepted width * height.
         filename: Optional name, used only to prefix error messages.
-        fit: How a picture that is not square is made square: one of `FITS`, as for
-            `to_model_input`.
+        fit: How a picture that is not square is made square: one of `ONE_VIEW`, as
+            for `to_model_input`.
 
     Returns:
         An `np.ndarray` of shape `(size, size, 3)`, dtype uint8.
 
     Raises:
         ImageError: For every file that cannot be used, as in `open_image`.
-        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
+        ValueError: If `size` is not a positive int or `fit` not one of `ONE_VIEW`.
     """
     return decode_described(
         data, size, max_bytes=max_bytes, max_pixels=max_pixels, filename=filename, fit=fit
@@ -287,10 +312,10 @@ def decode_described(
 
     Raises:
         ImageError: For every file that cannot be used, as in `open_image`.
-        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
+        ValueError: If `size` is not a positive int or `fit` not one of `ONE_VIEW`.
     """
     _check_size_argument(size)  # a caller's bug should not cost a decode
-    _check_fit(fit)
+    _check_fit(fit, ONE_VIEW)
     # A JPEG photo is decoded at a reduced scale that keeps twice the output's side, so
     # the BOX filter still averages 2x2 or more pixels into each input pixel: a 640x480
     # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
@@ -298,6 +323,22 @@ def decode_described(
     # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
     image, held = _open_described(data, max_bytes, max_pixels, 2 * size, filename)
     return to_model_input(image, size, fit), held
+
+
+def decode_views(
+    data: bytes | bytearray | memoryview, size: int = 32, fit: str = "squash"
+) -> np.ndarray:
+    """Untrusted file bytes as the views a classifier answers for `fit`, one of `FITS`
+    (`model_views`): uint8 `(V, size, size, 3)`, decoded as `decode_image` decodes.
+
+    Raises:
+        ImageError: For every file that cannot be used, as in `open_image`.
+        ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
+    """
+    _check_size_argument(size)
+    _check_fit(fit, FITS)
+    image, _ = _open_described(data, MAX_UPLOAD_BYTES, MAX_PIXELS, 2 * size, None)
+    return model_views(image, size, fit)
 
 
 def _open_image(data, max_bytes, max_pixels, at_least=None):

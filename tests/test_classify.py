@@ -22,7 +22,7 @@ from core.classify import (
 )
 from core.classify import main as classify_main
 from core.errors import ImageError
-from core.images import FITS, MAX_UPLOAD_BYTES
+from core.images import MAX_UPLOAD_BYTES, ONE_VIEW
 from core.model import build_model, preset_config
 from core.registry import DEFAULT_MODEL_DIR
 from tests.conftest import smooth_images
@@ -97,7 +97,7 @@ def _banded(size=(90, 30)) -> bytes:
 
 def test_a_photo_is_squashed_whole_or_cropped_to_its_centre_square(model):
     files = [("banded.png", _banded()), ("notes.png", b"not an image")]
-    whole, crop = (classify_batch(model, files, ["a", "b", "c"], fit=f) for f in FITS)
+    whole, crop = (classify_batch(model, files, ["a", "b", "c"], fit=f) for f in ONE_VIEW)
     assert (crop[0][1].pixels == (0, 0, 255)).all()  # the centre square alone
     assert (whole[0][1].pixels[:, :10] == (255, 0, 0)).all()  # its red sides squashed in
     np.testing.assert_allclose(
@@ -106,6 +106,49 @@ def test_a_photo_is_squashed_whole_or_cropped_to_its_centre_square(model):
     alone = classify_bytes(model, files[0][1], ["a", "b", "c"], fit="crop")
     np.testing.assert_array_equal(alone.pixels, crop[0][1].pixels)
     assert crop[1][1] is None and "not an image" in crop[1][2]
+
+
+def test_three_squares_average_the_answers_of_both_ends_and_the_middle(model):
+    from core.evaluate import with_temperature
+
+    wide = Image.new("RGB", (90, 30), (255, 0, 0))  # red, green and blue squares
+    wide.paste((0, 255, 0), (30, 0, 60, 30))
+    wide.paste((0, 0, 255), (60, 0, 90, 30))
+    buf = io.BytesIO()
+    wide.transpose(Image.Transpose.ROTATE_90).save(buf, "PNG")  # portrait: top to bottom
+    files = [("tall.png", buf.getvalue()), ("square.png", _png((9, 9, 9), (30, 30)))]
+    tall, square = classify_batch(model, files, ["a", "b", "c"], fit="three", temperature=2.0)
+    views = tall[1].views
+    assert views.shape == (3, 32, 32, 3)
+    colours = [tuple(v[16, 16]) for v in views]
+    assert colours == [(0, 0, 255), (0, 255, 0), (255, 0, 0)]  # top, middle, bottom
+    np.testing.assert_array_equal(tall[1].pixels, views[1])  # the middle one shown
+    mean = predict_pixels(model, views).mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(tall[1].probs, with_temperature(mean, 2.0)[0], rtol=1e-5)
+    alone = [predict_pixels(model, v[None])[0] for v in views]
+    assert not np.allclose(alone[0], alone[1])  # else the average would change nothing
+    assert square[1].views is None  # a square photo: one view, the same as the others
+    np.testing.assert_array_equal(
+        square[1].pixels, classify_batch(model, files[1:], ["a", "b", "c"])[0][1].pixels
+    )
+    one = classify_bytes(model, files[0][1], ["a", "b", "c"], temperature=2.0, fit="three")
+    np.testing.assert_allclose(one.probs, tall[1].probs, rtol=1e-5)
+
+
+def test_each_picture_of_three_squares_is_as_familiar_as_its_most_familiar_square(model):
+    from core import novelty
+
+    train = smooth_images(300)
+    check = novelty.fit(model, train)
+    noise = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate([train[0], noise], axis=1)).save(buf, "PNG")
+    [(_, pred, _)] = classify_batch(
+        model, [("w", buf.getvalue())], ["a", "b", "c"], check=check, fit="three"
+    )
+    scores = check.scores(pred.views)  # a training image, noise in the middle and at the end
+    assert scores[0] < check.threshold < scores[1:].min()
+    assert pred.novelty == pytest.approx(float(scores.min()), rel=1e-5) and not pred.unfamiliar
 
 
 def test_the_command_line_frames_photos_as_the_models_card_suggests_or_as_asked(
@@ -119,6 +162,7 @@ def test_the_command_line_frames_photos_as_the_models_card_suggests_or_as_asked(
     framings = {
         "squash": ("photos squashed whole", "the whole photo, squashed to a square"),
         "crop": ("photos cropped to their centre square", "the photo's centre square, cropped"),
+        "three": ("each photo's answers from three of its squares", "three squares of the photo"),
     }
     cases = [  # the card's share of training images not square, the option, what is used
         (None, [], "squash"),  # a card that does not say: squashed, as before
@@ -126,6 +170,7 @@ def test_the_command_line_frames_photos_as_the_models_card_suggests_or_as_asked(
         (0.0, [], "crop"),  # learnt from square images
         (0.0, ["--fit", "squash"], "squash"),
         (0.8, [], "squash"),  # learnt from squashed ones
+        (0.0, ["--fit", "three"], "three"),
     ]
     for not_square, option, fit in cases:
         data = {} if not_square is None else {"data": {"not_square": not_square}}
@@ -141,9 +186,10 @@ def test_the_command_line_frames_photos_as_the_models_card_suggests_or_as_asked(
         [(_, pred, _)] = classify_batch(model, [("b", _banded())], ["0", "1", "2"], fit=fit)
         probs = [float(row[f"p({n})"]) for n in ("0", "1", "2")]
         assert probs == pytest.approx(pred.probs.tolist(), rel=1e-5)
-        assert f"<td>Framing</td><td>{escape(shown)}</td>" in sheet.read_text()
+        assert f"<td>Framing</td><td>{escape(shown)}" in sheet.read_text()
     squashed, cropped = (
-        classify_batch(model, [("b", _banded())], ["0", "1", "2"], fit=f)[0][1].probs for f in FITS
+        classify_batch(model, [("b", _banded())], ["0", "1", "2"], fit=f)[0][1].probs
+        for f in ONE_VIEW
     )
     assert not np.allclose(squashed, cropped, rtol=1e-5)  # else the probabilities tell nothing
 

@@ -133,7 +133,7 @@ def _photos() -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("fit", images.FITS)
+@pytest.mark.parametrize("fit", images.ONE_VIEW)
 def test_the_snippets_prepare_a_photo_as_the_dashboard_does(tmp_path, fit):
     for kind, data in _photos().items():
         path = tmp_path / "photo"
@@ -143,7 +143,7 @@ def test_the_snippets_prepare_a_photo_as_the_dashboard_does(tmp_path, fit):
         dashboard = images.decode_image(data, 32, fit=fit)
         np.testing.assert_array_equal(scope["image"][0], dashboard, err_msg=kind)
         assert scope["image"].shape == (1, 32, 32, 3) and scope["image"].dtype == np.float32
-    other = next(f for f in images.FITS if f != fit)  # the photos tell the two apart
+    other = next(f for f in images.ONE_VIEW if f != fit)  # the photos tell the two apart
     assert not np.array_equal(scope["image"][0], images.decode_image(data, 32, fit=other))
 
 

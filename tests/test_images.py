@@ -26,8 +26,11 @@ from core.images import (
     centre_square,
     decode_described,
     decode_image,
+    decode_views,
     dim_outside_centre,
+    model_views,
     open_image,
+    three_squares,
     to_model_input,
 )
 
@@ -846,10 +849,31 @@ def test_a_large_jpeg_is_cropped_after_its_reduced_decode():
     assert np.abs(squashed[:, :8].astype(int) - RED).max() <= 8  # the whole photo: red sides
 
 
-@pytest.mark.parametrize("fit", ["centre", "", None])
+@pytest.mark.parametrize("fit", ["centre", "", None, "three"])
 def test_an_unknown_fit_is_a_programming_error(fit):
-    with pytest.raises(ValueError, match="fit must be one of squash, crop"):
-        decode_image(encode(noise(8, 8), "PNG"), fit=fit)
+    with pytest.raises(ValueError, match="fit must be one of squash, crop, not"):
+        decode_image(encode(noise(8, 8), "PNG"), fit=fit)  # one picture: not three
+    if fit != "three":
+        with pytest.raises(ValueError, match="fit must be one of squash, crop, three, not"):
+            decode_views(encode(noise(8, 8), "PNG"), fit=fit)
+
+
+def test_three_squares_are_both_ends_and_the_middle_of_the_longer_side():
+    assert three_squares(7, 3) == [(0, 0, 3, 3), (2, 0, 5, 3), (4, 0, 7, 3)]
+    assert three_squares(3, 8) == [(0, 0, 3, 3), (0, 2, 3, 5), (0, 5, 3, 8)]
+    assert three_squares(4, 4) == [(0, 0, 4, 4)]  # a square: one view
+    image = Image.new("RGB", (90, 30), RED)
+    image.paste(GREEN, (30, 0, 60, 30))
+    image.paste(BLUE, (60, 0, 90, 30))
+    views = decode_views(encode(image, "PNG"), 10, "three")
+    assert views.shape == (3, 10, 10, 3) and views.dtype == np.uint8
+    assert [{tuple(p) for p in v.reshape(-1, 3)} for v in views] == [{RED}, {GREEN}, {BLUE}]
+    for fit in ("squash", "crop"):  # one view, as decode_image gives it
+        np.testing.assert_array_equal(
+            decode_views(encode(image, "PNG"), 10, fit)[0],
+            decode_image(encode(image, "PNG"), 10, fit=fit),
+        )
+    assert model_views(noise(20, 20), 8, "three").shape == (1, 8, 8, 3)
 
 
 def test_output_is_writable_and_sized():

@@ -145,16 +145,19 @@ def test_framing_crops_each_photo_to_its_centre_square(app, trained_run):
     assert app.selectbox(key="classify_fit").value == "crop"
     model = load_model(trained_run / "model.keras")
     lines = []
-    for fit in ("squash", "crop"):
+    for fit in ("squash", "crop", "three"):
         app.selectbox(key="classify_fit").set_value(fit).run()
         assert not app.exception
         t = _temperature(trained_run)
         pred = classify_bytes(model, buf.getvalue(), ["cat", "dog", "frog"], temperature=t, fit=fit)
         lines.append(f"**wide.png** → **{pred.label}** ({pred.confidence:.1%})")
         assert lines[-1] in [m.value for m in app.markdown], lines[-1]
-        original = app.get("image")[0].proto.imgs[0].caption
-        assert original == {"squash": "Original", "crop": "Original, dimmed where cropped"}[fit]
-    assert lines[0] != lines[1]  # the two framings answer differently: the check bites
+        original, seen = (app.get("image")[i].proto.imgs[0].caption for i in (0, 1))
+        dimmed = "Original, dimmed where cropped"
+        assert original == {"squash": "Original", "crop": dimmed, "three": "Original"}[fit]
+        three = "What the model sees: 3 squares, answers averaged"
+        assert seen == (three if fit == "three" else "What the model sees (32 px)")
+    assert len(set(lines)) == 3  # the framings answer differently: the check bites
 
 
 def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):

@@ -104,6 +104,8 @@ def classification_html(results: list, title: str, facts: dict[str, str]) -> str
 FRAMINGS = {  # each `core.images.FITS` key as the contact sheet and the page name it
     "squash": "the whole photo, squashed to a square",
     "crop": "the photo's centre square, cropped",
+    "three": "three squares of the photo (both ends and the middle of its longer side), their "
+    "answers averaged; the middle one shown",
 }
 
 
