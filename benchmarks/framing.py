@@ -1,14 +1,15 @@
-"""Squashed or cropped: the Classify page's two framings of a photo that is not square, on
-photos made from a dataset's validation images (the shipped model's, by default).
+"""Squashed, cropped or three squares: the Classify page's framings of a photo that is not
+square, on photos made from a dataset's validation images (the shipped model's, by default).
 
 Each 32-pixel image is enlarged 4x (bicubic) and widened to 4:3 or 16:9, by mirroring its
 edges (the subject's mirror images beside it: hard for a squash) or by repeating its edge
 columns (a plain background), once with the subject in the middle and once at the left
 edge, and saved as a JPEG of quality 90; each such photo is then classified as an upload is
-(`core.classify.classify_batch`, float32 model, no test-time augmentation), squashed whole
-and cropped to its centre square. The square photos give the figure to compare with. A
-third column, not a choice on the page, averages the probabilities of three squares (the
-left, centre and right ones of a landscape photo) as multi-crop evaluation does.
+(`core.classify.classify_batch`, float32 model, no test-time augmentation): squashed whole,
+cropped to its centre square, and as three squares (the left, centre and right ones of a
+landscape photo) whose probabilities are averaged, as multi-crop evaluation does: the
+page's three framings (`core.images.FITS`). The square photos give the figure to compare
+with.
 
     python benchmarks/framing.py --data ../shared/datasets/cifar10-jpeg
 """
@@ -24,8 +25,8 @@ import numpy as np  # noqa: E402
 from common import model_and_its_split  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.classify import classify_batch, predict_pixels  # noqa: E402
-from core.images import FITS, open_image, to_model_input  # noqa: E402
+from core.classify import classify_batch  # noqa: E402
+from core.images import FITS  # noqa: E402
 from core.model import load_model  # noqa: E402
 
 SCALE = 4  # 32-pixel images as 128-pixel photos
@@ -44,23 +45,6 @@ def photo(pixels: np.ndarray, ratio: float, where: str, sides: str) -> bytes:
     return buf.getvalue()
 
 
-def three_squares(model, files) -> np.ndarray:
-    """Each photo's class from the mean probabilities of its left, centre and right squares
-    (top, centre and bottom for a portrait one), decoded as an upload is."""
-    views = []
-    for _, data in files:
-        photo = open_image(data, at_least=64)
-        w, h = photo.size
-        side = min(w, h)
-        starts = (0, (max(w, h) - side) // 2, max(w, h) - side)
-        boxes = [(a, 0, a + side, h) if w >= h else (0, a, w, a + side) for a in starts]
-        views += [to_model_input(photo.crop(box), 32) for box in boxes]
-    probs = np.concatenate(
-        [predict_pixels(model, np.stack(views[i : i + 768])) for i in range(0, len(views), 768)]
-    )
-    return probs.reshape(len(files), 3, -1).mean(axis=1).argmax(axis=1)
-
-
 def main():
     args, card, data = model_and_its_split(
         __doc__.splitlines()[0],
@@ -74,7 +58,7 @@ def main():
     print(
         f"{'photo':<8} {'sides':<10} {'subject':<8} "
         + " ".join(f"{fit:>8}" for fit in FITS)
-        + "   three   seconds"
+        + "   seconds"
     )
     cases = [("square", 1.0, "-", "middle")] + [
         (shape, ratio, sides, where)
@@ -91,9 +75,6 @@ def main():
             seconds.append(time.perf_counter() - start)
             answers = np.array([names.index(pred.label) for _, pred, _ in results])
             row.append(f"{np.mean(answers == y):>8.2%}")
-        start = time.perf_counter()
-        row.append(f"{np.mean(three_squares(model, files) == y):>8.2%}")
-        seconds.append(time.perf_counter() - start)
         times = "/".join(f"{s:.1f}" for s in seconds)
         print(f"{shape:<8} {sides:<10} {where:<8} " + " ".join(row) + f"   {times}")
 

@@ -169,7 +169,7 @@ results = (
 
 @st.cache_data(max_entries=DETAILED, show_spinner=False)
 def _original(data: bytes, fit: str):
-    """The uploaded photo for display, or None; cropped, with the edges left out dimmed.
+    """The uploaded photo for display, or None; framed by cropping, its edges left out dimmed.
     Twice the shown width is enough for sharp screens: a 12-megapixel JPEG decodes at 1/8
     of its size, about 10x faster than whole."""
     try:
