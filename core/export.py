@@ -634,7 +634,7 @@ print(f"{{CLASSES[best]}} {{probs[best]:.4f}}")
 # Templates for `snippet`: $path, $image, $size and $classes are filled in there.
 SNIPPETS = {
     "keras": _template(
-        "import keras  # pip install keras tensorflow",
+        "import keras  # pip install keras tensorflow$project",
         """\
 model = keras.saving.load_model(MODEL, compile=False)  # safe_mode is on by default
 probs = np.asarray(model(image))[0]""",
@@ -670,6 +670,30 @@ def example_path(fmt: str) -> str:
     return f"runs/RUN/exports/{fmt}/{ARTIFACTS[fmt]}"
 
 
+def project_layers(path: str | os.PathLike) -> dict[str, list[str]]:
+    """This project's own classes that a .keras file's model is built of, by the module that
+    registers them (`{"core.model": ["ScaledBias"]}`), which Keras needs imported to load it;
+    empty for a model of Keras's own layers. Read from the file's config, nothing loaded."""
+    import keras
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    found: dict[str, set[str]] = {}
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack += node
+        elif isinstance(node, dict):
+            stack += node.values()
+            name = node.get("registered_name")
+            if isinstance(name, str) and ">" in name:  # "package>Class": registered, not Keras's
+                known = keras.saving.get_registered_object(name)
+                if known is not None:
+                    found.setdefault(known.__module__, set()).add(known.__name__)
+    return {module: sorted(names) for module, names in sorted(found.items())}
+
+
 def snippet(
     fmt: str,
     path: str | os.PathLike,
@@ -677,6 +701,7 @@ def snippet(
     class_names: list[str] | None = None,
     image: str = "photo.jpg",
     fit: str = "squash",
+    project: dict[str, list[str]] | None = None,
 ) -> str:
     """A self-contained Python script that classifies one image with an export.
 
@@ -686,8 +711,10 @@ def snippet(
         size: the model's input side in pixels.
         class_names: the model's classes, in order; default CIFAR-10's.
         image: the image file the script opens.
-        fit: how it makes a photo square, a `core.images.FITS` key (`PREPARE`): as the
-            Classify page starts for the model, `core.registry.framing`.
+        fit: how it makes a photo square, a `core.images.ONE_VIEW` key (`PREPARE`): as
+            the Classify page starts for the model, `core.registry.framing`.
+        project: for "keras", `project_layers` of the file: the snippet then imports those
+            modules (the script saved in the project's folder); the other formats need none.
 
     Returns:
         Python source that needs only the format's runtime, numpy and Pillow; it prints
@@ -701,6 +728,10 @@ def snippet(
         size=int(size),
         classes=json.dumps(list(class_names or EXAMPLE_CLASSES)),
         prepare=PREPARE[fit],
+        project="".join(
+            f"\nimport {module}  # this project's {', '.join(names)}: save this file in its folder"
+            for module, names in (project or {}).items()
+        ),
     )
 
 

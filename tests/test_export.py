@@ -172,6 +172,38 @@ def test_each_snippet_classifies_an_image_on_its_own(exported, tmp_path):
         assert float(prob) == pytest.approx(float(probs[best]), abs=1e-4), fmt
 
 
+def test_a_keras_snippet_imports_the_projects_own_layers_the_model_is_built_of(tmp_path):
+    """The shipped fast model has a layer of this project's (ScaledBias): Keras cannot load
+    its .keras file without it registered, so its snippet imports core.model."""
+    from core.classify import classify_bytes
+    from core.model import load_model
+
+    shipped = DEFAULT_MODEL_DIR / "model.keras"
+    project = export.project_layers(shipped)
+    assert project == {"core.model": ["ScaledBias"]}
+    (tmp_path / "tiny").mkdir()
+    assert export.project_layers(_save(_tiny_model(0), tmp_path / "tiny")) == {}
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(_photos()["large JPEG"])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    said = []
+    for layers in (project, None):
+        code = export.snippet("keras", shipped, 32, image=str(photo), fit="crop", project=layers)
+        assert ("import core.model  # this project's ScaledBias" in code) == bool(layers)
+        run = [sys.executable, "-c", code]  # as a script saved in the project's folder
+        said.append(subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True))
+    assert said[1].returncode != 0 and "Could not locate class 'ScaledBias'" in said[1].stderr
+    assert said[0].returncode == 0, said[0].stderr[-2000:]
+    name, prob = said[0].stdout.split()
+    expected = classify_bytes(
+        load_model(shipped), photo.read_bytes(), list(export.EXAMPLE_CLASSES), fit="crop"
+    )
+    # The file computes in bf16 (the dashboard loads it in float32): the bf16 tolerance.
+    assert name == expected.label
+    assert float(prob) == pytest.approx(expected.confidence, abs=export.BFLOAT16_TOLERANCE)
+
+
 def test_readme_shows_each_snippet_as_the_code_has_it():
     readme = (ROOT / "README.md").read_text()
     for fmt in export.FORMATS:

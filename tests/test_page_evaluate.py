@@ -338,8 +338,16 @@ def test_export_section_exports_the_default_model(tmp_path, monkeypatch):
     assert "Download model.keras" in [b.label for b in at.get("download_button")]
     # The shipped model learnt from CIFAR-10's square images: its snippet crops, as the
     # Classify page starts for it.
-    code = export.snippet("keras", written, 32, export.EXAMPLE_CLASSES, fit="crop")
+    code = export.snippet(
+        "keras",
+        written,
+        32,
+        export.EXAMPLE_CLASSES,
+        fit="crop",
+        project=export.project_layers(written),
+    )
     assert code.strip() in [c.value.strip() for c in at.code]
+    assert "\nimport core.model  # this project's ScaledBias" in code  # Keras needs it to load
     assert "photo = photo.crop((left, top, left + side, top + side))" in code
     said = " ".join(m.value for m in at.markdown)
     assert "as the Classify page starts for this model: the photo's centre square, cropped" in said

@@ -233,7 +233,14 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             f"a photo as the Classify page starts for this model: {FRAMINGS[fit]}):"
         )
         st.code(
-            export.snippet(result.format, result.path, model.input_shape[1], names, fit=fit),
+            export.snippet(
+                result.format,
+                result.path,
+                model.input_shape[1],
+                names,
+                fit=fit,
+                project=export.project_layers(result.path) if result.format == "keras" else None,
+            ),
             language="python",
             wrap_lines=True,
         )
