@@ -581,7 +581,7 @@ def download_bytes(result: ExportResult) -> bytes:
 # --- "use this model elsewhere" ----------------------------------------------------------
 
 
-# How every snippet turns a photo into the model's input, for each `core.images.FITS` key:
+# How every snippet turns a photo into the model's input, for each `core.images.ONE_VIEW` key:
 # as `core.images.decode_image` does for the dashboard, so that an exported model gets the
 # pixels the dashboard gives its own. A one-line reading sent a phone's portrait photo on its
 # side (EXIF orientation), a transparent PNG on black instead of white, and a picture smaller

@@ -350,6 +350,7 @@ def test_export_section_exports_the_default_model(tmp_path, monkeypatch):
     assert "\nimport core.model  # this project's ScaledBias" in code  # Keras needs it to load
     assert "photo = photo.crop((left, top, left + side, top + side))" in code
     said = " ".join(m.value for m in at.markdown)
+    assert "(needs its runtime, numpy, Pillow and this project's `core.model` (the" in said
     assert "as the Classify page starts for this model: the photo's centre square, cropped" in said
 
 

@@ -228,18 +228,21 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             key="evaluate_export_download",
         )
         fit = registry.framing(entry["card"])
+        project = export.project_layers(result.path) if result.format == "keras" else {}
+        needs = (
+            "its runtime, numpy, Pillow and this project's "
+            + ", ".join(f"`{module}`" for module in project)
+            + " (the .keras file is built of its layers)"
+            if project
+            else "only its runtime, numpy and Pillow"
+        )
         st.markdown(
-            "**Use this model elsewhere** (needs only its runtime, numpy and Pillow; it reads "
-            f"a photo as the Classify page starts for this model: {FRAMINGS[fit]}):"
+            f"**Use this model elsewhere** (needs {needs}; it reads a photo as the Classify "
+            f"page starts for this model: {FRAMINGS[fit]}):"
         )
         st.code(
             export.snippet(
-                result.format,
-                result.path,
-                model.input_shape[1],
-                names,
-                fit=fit,
-                project=export.project_layers(result.path) if result.format == "keras" else None,
+                result.format, result.path, model.input_shape[1], names, fit=fit, project=project
             ),
             language="python",
             wrap_lines=True,
