@@ -314,14 +314,7 @@ def decode_described(
         ImageError: For every file that cannot be used, as in `open_image`.
         ValueError: If `size` is not a positive int or `fit` not one of `ONE_VIEW`.
     """
-    _check_size_argument(size)  # a caller's bug should not cost a decode
-    _check_fit(fit, ONE_VIEW)
-    # A JPEG photo is decoded at a reduced scale that keeps twice the output's side, so
-    # the BOX filter still averages 2x2 or more pixels into each input pixel: a 640x480
-    # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
-    # same class as from the full decode for 99.4-99.5% of CIFAR-10 validation images
-    # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
-    image, held = _open_described(data, max_bytes, max_pixels, 2 * size, filename)
+    image, held = _open_for(data, size, fit, ONE_VIEW, max_bytes, max_pixels, filename)
     return to_model_input(image, size, fit), held
 
 
@@ -335,10 +328,21 @@ def decode_views(
         ImageError: For every file that cannot be used, as in `open_image`.
         ValueError: If `size` is not a positive int or `fit` not one of `FITS`.
     """
-    _check_size_argument(size)
-    _check_fit(fit, FITS)
-    image, _ = _open_described(data, MAX_UPLOAD_BYTES, MAX_PIXELS, 2 * size, None)
+    image, _ = _open_for(data, size, fit, FITS, MAX_UPLOAD_BYTES, MAX_PIXELS, None)
     return model_views(image, size, fit)
+
+
+def _open_for(data, size, fit, fits, max_bytes, max_pixels, filename):
+    """`_open_described` for a model input of side `size`, `size` and `fit` (of `fits`)
+    checked first: a caller's bug should not cost a decode."""
+    _check_size_argument(size)
+    _check_fit(fit, fits)
+    # A JPEG photo is decoded at a reduced scale that keeps twice the output's side, so
+    # the BOX filter still averages 2x2 or more pixels into each input pixel: a 640x480
+    # upload decodes 3.4-3.8x faster, a 12-megapixel one 9-11x, and the shipped model gave the
+    # same class as from the full decode for 99.4-99.5% of CIFAR-10 validation images
+    # enlarged to those sizes (docs/BENCHMARKS.md, session 16).
+    return _open_described(data, max_bytes, max_pixels, 2 * size, filename)
 
 
 def _open_image(data, max_bytes, max_pixels, at_least=None):

@@ -201,7 +201,13 @@ def export_box(entry: dict, model, names: list[str]) -> None:
         with st.spinner(f"Exporting and checking {export.FORMAT_LABELS[fmt]}…"):
             try:
                 result = export.export_model(entry["path"], fmt)
-                st.session_state.evaluate_export = {"model": model_key, "result": result}
+                # The project's layers a .keras file needs, read once, not on every rerun.
+                project = export.project_layers(result.path) if fmt == "keras" else {}
+                st.session_state.evaluate_export = {
+                    "model": model_key,
+                    "result": result,
+                    "project": project,
+                }
             except CnnError as err:
                 st.error(md_sentence(err))
     done = st.session_state.get("evaluate_export")
@@ -228,7 +234,7 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             key="evaluate_export_download",
         )
         fit = registry.framing(entry["card"])
-        project = export.project_layers(result.path) if result.format == "keras" else {}
+        project = done["project"]
         needs = (
             "its runtime, numpy, Pillow and this project's "
             + ", ".join(f"`{module}`" for module in project)
