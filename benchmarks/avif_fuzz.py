@@ -1,14 +1,16 @@
-"""Mutated AVIFs through `core.images.decode_image`: every one must decode or be refused
-with a sentence, quickly and in little memory.
+"""Mutated AVIFs (or HEICs) through `core.images.decode_image`: every one must decode or be
+refused with a sentence, quickly and in little memory.
 
-    python benchmarks/avif_fuzz.py [--seed 1] [--count 20000]
+    python benchmarks/avif_fuzz.py [--seed 1] [--count 20000] [--format heic]
 
-Seeds: three AVIFs Pillow writes here (noise, noise with alpha, a flat 8 x 8) and the file in
-tests/data whose AV1 frame is 16384 x 16384 though its `ispe` box says 64 x 64. Each input
-has 1 to 4 mutations (bit flips, bytes set, cut, inserted or deleted, a header byte
-rewritten). Prints the count decoded and refused, the slowest decode and the process's peak
-memory; inputs slower than 0.2 s are written to --slow-dir. The test suite's Hypothesis
-fuzzing includes AVIF seeds too; this runs more of them, on the AVIF path alone.
+AVIF seeds: three AVIFs Pillow writes here (noise, noise with alpha, a flat 8 x 8) and the
+file in tests/data whose AV1 frame is 16384 x 16384 though its `ispe` box says 64 x 64.
+HEIC seeds (Pillow writes none): the four HEIC files of tests/data (tests/data/make_heic.py),
+one of them an 8192 x 8192 HEVC frame whose `ispe` box says 64 x 64. Each input has 1 to 4
+mutations (bit flips, bytes set, cut, inserted or deleted, a header byte rewritten). Prints
+the count decoded and refused, the slowest decode and the process's peak memory; inputs
+slower than 0.2 s are written to --slow-dir. The test suite's Hypothesis fuzzing includes
+AVIF and HEIC seeds too; this runs more of them, on one format's path alone.
 """
 
 import argparse
@@ -62,10 +64,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--count", type=int, default=20000)
     p.add_argument("--slow-dir", type=Path, default=Path("/tmp"))
+    p.add_argument("--format", choices=("avif", "heic"), default="avif")
     args = p.parse_args()
-    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), np.uint8))
-    seeds = [encode(noise), encode(noise.convert("RGBA")), encode(Image.new("RGB", (8, 8)))]
-    seeds.append((ROOT / "tests" / "data" / "frame_larger_than_declared.avif").read_bytes())
+    seeds = [path.read_bytes() for path in (ROOT / "tests" / "data").glob(f"*.{args.format}")]
+    if args.format == "avif":
+        noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), np.uint8))
+        seeds += [encode(noise), encode(noise.convert("RGBA")), encode(Image.new("RGB", (8, 8)))]
     rng, counts, worst, slow = random.Random(args.seed), {"decoded": 0, "refused": 0}, 0.0, 0
     for _ in range(args.count):
         data = mutated(rng.choice(seeds), rng)
@@ -79,7 +83,8 @@ def main() -> None:
         worst = max(worst, seconds)
         if seconds > 0.2:
             slow += 1
-            (args.slow_dir / f"avif-fuzz-slow-{args.seed}-{slow}.avif").write_bytes(data)
+            name = f"{args.format}-fuzz-slow-{args.seed}-{slow}.{args.format}"
+            (args.slow_dir / name).write_bytes(data)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"seed {args.seed}: {counts['decoded']:,} decoded, {counts['refused']:,} refused, "

@@ -41,13 +41,11 @@ CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DOWNLOAD_MB = 163
 SPLITS = ("train", "val", "test")
 # The file types of core.images's formats: an image folder's files, the photo uploaders'.
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "avif"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "avif", "heic", "heif"]
 IMAGE_SUFFIXES = {f".{kind}" for kind in UPLOAD_TYPES}
-# Pictures of other formats a folder of photos may hold (a phone's HEIC above all), named in
-# the sentence that passes them over.
+# Pictures of other formats a folder of photos may hold (a scanner's TIFF, a camera's raw
+# files), named in the sentence that passes them over.
 OTHER_PICTURES = {
-    ".heic": "HEIC",
-    ".heif": "HEIF",
     ".tif": "TIFF",
     ".tiff": "TIFF",
     ".jxl": "JPEG XL",
@@ -711,6 +709,9 @@ PROGRESS_EVERY = 1000  # images between two progress reports while a folder is d
 # session 38): a 32 x 32 CIFAR-10 JPEG about 250 µs, mostly Pillow's header parsing, and a
 # photo about 14 ns a byte more (1024 x 768 JPEGs of 190 kB: 2.75 ms).
 FILE_SECONDS, BYTE_SECONDS = 250e-6, 14e-9
+# A HEIC's decode starts a process (`core.heif`, about 0.1 s) and then costs about 0.4 µs a
+# byte (a 12-megapixel photo of 1.4 MB: 0.65 s in all; docs/BENCHMARKS.md, session 44).
+HEIC_SUFFIXES, HEIC_FILE_SECONDS, HEIC_BYTE_SECONDS = (".heic", ".heif"), 0.1, 400e-9
 # Files whose decode would take this long here go to worker processes (`core.decode_worker`),
 # one per core and at most 8, each given at least WORKER_SECONDS of it: a worker costs
 # about 0.3 s to start.
@@ -746,14 +747,14 @@ def decode_file(path, image_size: int) -> tuple:
 
 def estimated_seconds(paths) -> float:
     """About how long decoding `paths` in this process would take, from their sizes."""
-    seconds = len(paths) * FILE_SECONDS
+    heic = {path for path in paths if os.fspath(path).lower().endswith(HEIC_SUFFIXES)}
+    seconds = len(paths) * FILE_SECONDS + len(heic) * HEIC_FILE_SECONDS
     if seconds >= PARALLEL_SECONDS:
         return seconds  # enough to go to workers whatever their sizes: no need to stat them
-    size = 0
     for path in paths:
         with contextlib.suppress(OSError):
-            size += os.stat(path).st_size
-    return seconds + size * BYTE_SECONDS
+            seconds += os.stat(path).st_size * (HEIC_BYTE_SECONDS if path in heic else BYTE_SECONDS)
+    return seconds
 
 
 def worker_count(seconds: float) -> int:

@@ -10,15 +10,16 @@ Policy:
   a JPEG is decoded as the JPEG it is, while a `photo.png` that is really a
   PDF, an SVG or a TIFF is refused with a message naming what it really is.
   A `filename`, when given, only prefixes the messages.
-* Only JPEG, PNG, WebP, BMP, GIF and AVIF reach Pillow. Anything else is
-  named from its magic bytes and refused before any parser runs, which keeps
-  the attack surface to six well-fuzzed decoders (AVIF's is dav1d, bundled
-  with Pillow's wheels; HEIC would need another library and is refused).
+* Only JPEG, PNG, WebP, BMP, GIF, AVIF and HEIC reach Pillow. Anything else
+  is named from its magic bytes and refused before any parser runs, which
+  keeps the attack surface to seven fuzzed decoders (AVIF's is dav1d, bundled
+  with Pillow's wheels; HEIC's is libheif with libde265, from pi-heif).
 * Sizes are checked in layers, each before the expensive step it guards:
   the byte count before parsing, the pixel count declared in the header
   before Pillow opens the file (opening a GIF or WebP already allocates
-  frame buffers; an AVIF declares sizes in its boxes and in its AV1 data,
-  and the decoder allocates the latter: `core.avif`), and Pillow's own
+  frame buffers; an AVIF or a HEIC declares sizes in its boxes and in its
+  AV1 or HEVC data, and the decoder allocates the latter: `core.avif`,
+  `core.heif`), and Pillow's own
   reading of the size before any pixel is decoded. Pillow's
   decompression-bomb warning is turned into an error while it parses
   headers, as a last line of defence.
@@ -41,7 +42,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from core import avif
+from core import avif, heif
 from core.errors import ImageError
 
 # The photo uploaders' `max_upload_size` (ui.state.PHOTO_UPLOAD_MB) is derived
@@ -52,9 +53,10 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # default) while capping one decode at ~160 MB of RGBA. It sits below
 # Pillow's own 89 MP warning, so the explicit check always fires first.
 MAX_PIXELS = 40_000_000
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")  # decoded in this process
+ALLOWED_FORMATS = (*_PILLOW_FORMATS, "HEIF")  # HEIC in a process of its own: `core.heif`
 
-_DISPLAY_NAMES = {"WEBP": "WebP"}
+_DISPLAY_NAMES = {"WEBP": "WebP", "HEIF": "HEIC"}
 FORMAT_NAMES = [_DISPLAY_NAMES.get(kind, kind) for kind in ALLOWED_FORMATS]  # as users read them
 _SUPPORTED = f"Supported formats: {', '.join(FORMAT_NAMES)}."
 # Transparent pixels become white: most datasets photograph objects on
@@ -102,6 +104,9 @@ _SIGNATURES = (
 )
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
+# Formats whose library reads the whole file on open, not only a header: a file it cannot
+# open is damaged anywhere, not in its header.
+_READ_WHOLE = {"AVIF": avif.DAMAGED, "HEIC": heif.DAMAGED}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
 _GIF_BLOCK = re.compile(rb"[!,;]")  # Pillow skips any other byte between blocks
@@ -355,11 +360,13 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
     _check_pixels(_declared_size(data, kind), max_pixels)
     name = _DISPLAY_NAMES.get(kind, kind)
     with _pillow_errors(name):
+        if kind == "HEIF":  # decoded upright, reduced as a JPEG's draft would be
+            image, stored = heif.decode(data, max_pixels, at_least)
+            _check_opened(stored, max_pixels)
+            return _to_rgb(image), (*stored, _flags(image))
         image = _open_headers(data, name)
         # Pillow's reading of the size is authoritative; still nothing decoded.
-        _check_pixels(image.size, max_pixels)
-        if 0 in image.size:
-            raise ImageError("The image is 0 pixels wide or high: it is empty.")
+        _check_opened(image.size, max_pixels)
         (width, height), flags = image.size, _flags(image)
         if at_least and image.format == "JPEG":
             image.draft(image.mode, (at_least, at_least))  # same mode, smaller scale
@@ -369,6 +376,12 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
         if image.size != loaded:  # a quarter turn swapped the sides
             width, height = height, width
         return _to_rgb(image), (width, height, flags)
+
+
+def _check_opened(size, max_pixels):
+    _check_pixels(size, max_pixels)
+    if 0 in size:
+        raise ImageError("The image is 0 pixels wide or high: it is empty.")
 
 
 def _flags(image):
@@ -385,10 +398,10 @@ def _open_headers(data, name):
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
         except Image.UnidentifiedImageError as err:
-            if name == "AVIF":  # libavif reads the whole file on open, not only a header
-                raise ImageError(avif.DAMAGED) from err
+            if name in _READ_WHOLE:
+                raise ImageError(_READ_WHOLE[name]) from err
             raise ImageError(
                 f"The file starts like a {name} image but its header is damaged, "
                 "so it cannot be read."
@@ -467,7 +480,14 @@ def _sniff(data):
                     f"PNG or JPEG and try again. {_SUPPORTED}"
                 )
             return "AVIF"
-        raise _refusal(*_iso_media_name(brands))
+        if brands & _HEIF_BRANDS:
+            if heif.is_sequence(data):
+                raise ImageError(
+                    "A HEIC image sequence (a burst or an animation) is not supported; save "
+                    f"one photo as JPEG or PNG and try again. {_SUPPORTED}"
+                )
+            return "HEIF"
+        raise _refusal("an MP4/QuickTime video", is_image=False)
     if b"%PDF-" in data[:1024]:  # the PDF spec lets junk precede the header
         raise _refusal("a PDF document", is_image=False)
     if data.endswith(b"TRUEVISION-XFILE.\x00"):  # TGA has only a footer
@@ -482,12 +502,6 @@ def _iso_brands(data):
     may name itself `mif1` (any HEIF image) first and `avif` among the others."""
     end = min(len(data), _SNIFF_BYTES, max(16, struct.unpack(">I", data[:4])[0]))
     return {data[8:12]} | {data[at : at + 4] for at in range(16, end - 3, 4)}
-
-
-def _iso_media_name(brands):
-    if brands & _HEIF_BRANDS:
-        return "HEIC/HEIF", True
-    return "an MP4/QuickTime video", False
 
 
 def _refusal(name, is_image):
@@ -545,6 +559,8 @@ def _declared_size(data, kind):
             return _jpeg_size(data)
         if kind == "AVIF":
             return avif.declared_size(data)
+        if kind == "HEIF":
+            return heif.declared_size(data)
     except (struct.error, IndexError):  # header cut short: Pillow will explain
         return None
     return None

@@ -11,7 +11,7 @@ from core.data import UPLOAD_TYPES
 from core.datastats import enlarge
 from core.errors import CnnError
 from core.evaluate import calibration_note
-from core.images import ALLOWED_FORMATS, FITS, dim_outside_centre, open_image
+from core.images import FITS, FORMAT_NAMES, dim_outside_centre, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
 from ui import adversarial, charts, report, state
 from ui.text import md, md_sentence, probability
@@ -131,7 +131,7 @@ uploads = st.file_uploader(
     accept_multiple_files=True,
     key="classify_files",
     max_upload_size=state.PHOTO_UPLOAD_MB,
-    help=f"{', '.join(ALLOWED_FORMATS)}; up to 10 MB each. Nothing leaves this server.",
+    help=f"{', '.join(FORMAT_NAMES)}; up to 10 MB each. Nothing leaves this server.",
 )
 files = [(f.name, f.getvalue()) for f in uploads or []]
 if st.toggle("Use the camera", key="classify_camera_on"):

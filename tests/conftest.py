@@ -142,6 +142,8 @@ def tiny_dataset():
 
 
 ROOT = Path(__file__).resolve().parent.parent
+# A real HEIC photo, 48 x 32, a red square in its top-left corner (tests/data/make_heic.py).
+HEIC_PHOTO = Path(__file__).parent / "data" / "photo.heic"
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ def test_the_float_models_answers_and_its_check_come_from_one_forward_pass(model
 
 def test_photo_files_walks_folders_in_order_and_names_what_it_passes_over(tmp_path):
     (tmp_path / "b" / "deep").mkdir(parents=True)
-    for name in ("b/deep/z.png", "b/a.jpg", "b/notes.txt", "b/.hidden.jpg", "b/IMG_1.HEIC"):
+    for name in ("b/deep/z.png", "b/a.jpg", "b/notes.txt", "b/.hidden.jpg", "b/scan.TIF"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "b" / ".git").mkdir()
     (tmp_path / "b" / ".git" / "c.png").write_bytes(b"x")
@@ -259,10 +259,10 @@ def test_photo_files_walks_folders_in_order_and_names_what_it_passes_over(tmp_pa
     named = [(name, why) for name, _, why in found]
     b = tmp_path / "b"
     assert named == [
-        (str(b / "IMG_1.HEIC"), "HEIC pictures are not supported: convert it to JPEG or PNG"),
         (str(b / "a.jpg"), None),
         (str(b / "deep" / "z.png"), None),
         (str(b / "notes.txt"), "not an image file type (.txt)"),
+        (str(b / "scan.TIF"), "TIFF pictures are not supported: convert it to JPEG or PNG"),
         (str(tmp_path / "given.webp"), None),  # a file given is read whatever it is called
     ]
 

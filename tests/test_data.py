@@ -13,7 +13,13 @@ from core import data
 from core.data import load_dataset, read_cifar_archive, stratified_split
 from core.errors import DataError
 from core.images import GREYSCALE, TRANSPARENT
-from tests.conftest import cifar_batch_bytes, class_images, write_cifar_archive, write_image_folder
+from tests.conftest import (
+    HEIC_PHOTO,
+    cifar_batch_bytes,
+    class_images,
+    write_cifar_archive,
+    write_image_folder,
+)
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cifar10-jpeg"
 
@@ -353,12 +359,13 @@ def test_decoding_a_folder_reports_progress_and_a_cached_one_needs_none(tmp_path
 
 
 def _mixed_folder(root: Path) -> data.FolderListing:
-    """60 pictures in three classes, JPEG and PNG, with files that fail in between."""
+    """61 pictures in three classes, JPEG, PNG and a HEIC, with files that fail in between."""
     write_image_folder(root, per_class=12, fmt="JPEG")
     write_image_folder(root, per_class=8, fmt="PNG")
     (root / "cat" / "005-broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     (root / "dog" / "011-notes.txt").write_text("not an image")
     (root / "frog" / "002-phone.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    shutil.copy(HEIC_PHOTO, root / "frog" / "003-phone.heic")
     (root / "frog" / "030-empty.png").write_bytes(b"")
     # Names a worker gets through JSON: a line break, and bytes that are not UTF-8.
     cat, dog = (sorted((root / name).glob("*.jpeg"))[1] for name in ("cat", "dog"))
@@ -383,9 +390,10 @@ def _same(a, b) -> None:
 def test_worker_processes_decode_a_folder_as_this_process_does(tmp_path, monkeypatch):
     listing = _mixed_folder(tmp_path / "d")
     alone = _in_this_process(listing)
-    assert len(alone[0]["x"]) == 60 and len(alone[1]) == 4
+    assert len(alone[0]["x"]) == 61 and len(alone[1]) == 4
     assert (
-        "HEIC pictures are not supported" in dict(alone[1])[str(tmp_path / "d/frog/002-phone.heic")]
+        dict(alone[1])[str(tmp_path / "d/frog/002-phone.heic")]
+        == "The HEIC file is truncated or damaged, so it cannot be read."
     )
     monkeypatch.setattr(data, "worker_count", lambda seconds: 3)  # whatever the machine's cores
     monkeypatch.setattr(data, "PROGRESS_EVERY", 7)
@@ -397,7 +405,7 @@ def test_worker_processes_decode_a_folder_as_this_process_does(tmp_path, monkeyp
     calls = []
     _same(data.decode_files(listing.files, 32, lambda d, t: calls.append((d, t))), alone)
     done = [d for d, _ in calls]
-    assert done == sorted(done) and calls[-1] == (64, 64) and len(calls) >= 3
+    assert done == sorted(done) and calls[-1] == (65, 65) and len(calls) >= 3
 
 
 @pytest.mark.parametrize(
@@ -424,7 +432,7 @@ def test_what_a_failing_worker_leaves_is_decoded_here(tmp_path, monkeypatch, wor
     monkeypatch.setattr(data, "decode_file", lambda *a: here.append(a) or decode_file(*a))
     _same(data.decode_files(listing.files, 32), alone)
     # The killed worker's first 5 files came from it; the others' whole shares from here.
-    assert len(here) == (64 - 2 * 5 if "os._exit" in worker else 64)
+    assert len(here) == (65 - 2 * 5 if "os._exit" in worker else 65)
 
 
 def test_no_worker_outlives_a_stopped_decode(tmp_path, monkeypatch):
@@ -473,6 +481,12 @@ def test_a_decode_goes_to_workers_when_it_would_take_a_second_here(tmp_path):
     many = [tmp_path / "absent.jpg"] * 50_000  # not even looked at: 12.5 s whatever the sizes
     assert data.estimated_seconds(many) == pytest.approx(12.5)
     assert data.worker_count(12.5) == min(8, len(os.sched_getaffinity(0)))
+    phone = [tmp_path / f"IMG_{i}.HEIC" for i in range(4)]  # each decoded by a process of its own
+    for path in phone:
+        path.write_bytes(b"")
+        os.truncate(path, 1_500_000)  # 12-megapixel photos
+    assert data.estimated_seconds(phone) == pytest.approx(4 * (250e-6 + 0.1 + 1_500_000 * 400e-9))
+    assert data.worker_count(data.estimated_seconds(phone)) == min(2, len(os.sched_getaffinity(0)))
 
 
 def test_a_folder_whose_name_is_not_utf8_loads_and_describes_itself_as_text(tmp_path):

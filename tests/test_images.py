@@ -3,6 +3,7 @@ a fuzz test. Every file is built here from Pillow or raw bytes, tiny."""
 
 import gzip
 import io
+import re
 import struct
 import sys
 import time
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from core import avif, images
+from core import avif, heif, images
 from core.errors import ImageError
 from core.images import (
     GREYSCALE,
@@ -33,10 +34,12 @@ from core.images import (
     three_squares,
     to_model_input,
 )
+from tests.conftest import HEIC_PHOTO
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 MIB = 1024 * 1024
+DATA = Path(__file__).parent / "data"
 
 
 # --- builders -------------------------------------------------------------
@@ -195,6 +198,18 @@ def check_orientation_3(image, array):
     assert tuple(array[-1, -1]) == RED and tuple(array[0, 0]) == BLUE
 
 
+def check_heic_photo(image, array):
+    # tests/data/make_heic.py: a gradient whose blue is 128, its top-left corner red.
+    assert image.size == (48, 32)
+    assert near(array[0, 0], RED, 12) and near(array[-1, -1], (245, 245, 128), 12)
+
+
+def check_heic_turned(image, array):
+    # Stored 48 x 32 with an irot box: upright it is portrait, the red corner top-right.
+    assert image.size == (32, 48)
+    assert near(array[0, -1], RED, 12) and array[0, 0, 2] > 100
+
+
 def check_halves(left, right, tolerance=0):
     def check(image, array):
         assert near(array[0, 0], left, tolerance)
@@ -311,6 +326,9 @@ ACCEPTED = [
     ),
     ("avif_exif_orientation_6", lambda: with_orientation("AVIF", 6), check_orientation_6),
     ("avif_major_brand_mif1", lambda: mif1_avif(GREEN), check_solid(GREEN, 6)),
+    ("heic", HEIC_PHOTO.read_bytes, check_heic_photo),
+    ("heic_turned_by_irot", (DATA / "turned.heic").read_bytes, check_heic_turned),
+    ("heic_transparent", (DATA / "transparent.heic").read_bytes, check_halves(BLACK, WHITE, 12)),
     ("png_1x1", lambda: encode(Image.new("RGB", (1, 1), BLUE), "PNG"), check_one_by_one),
     ("png_10000x1", wide_png, check_wide),
 ]
@@ -378,10 +396,25 @@ def minimal_pdf():
     )
 
 
-FRAME_BOMB = Path(__file__).parent / "data" / "frame_larger_than_declared.avif"
+FRAME_BOMB = DATA / "frame_larger_than_declared.avif"
 # Made with Pillow 12.3 (libaom): Image.new("RGB", (16384, 16384)).save(f, "AVIF",
 # quality=10, speed=10) (29 s, 5.8 GB), then its one `ispe` box rewritten to 64 x 64: 4 kB
 # whose AV1 frame is 16384 x 16384, decoded in 0.8 s and 550 MB when only `ispe` was read.
+
+
+HEIC_FRAME_BOMB = DATA / "frame_larger_than_declared.heic"
+# tests/data/make_heic.py: 16 kB whose HEVC frame is 8192 x 8192 and whose `ispe` box says
+# 64 x 64. libheif 1.23 refuses its decode by itself (a frame larger than the `ispe` allows
+# exceeds its security limit); `core.heif` reads the frame's size so that the refusal does
+# not hang on that limit and names the size.
+
+
+def heic_with_extents(side):
+    """The real HEIC photo with its `ispe` box declaring `side` x `side`."""
+    data = bytearray(HEIC_PHOTO.read_bytes())
+    at = data.index(b"ispe") + 8
+    data[at : at + 8] = struct.pack(">II", side, side)
+    return bytes(data)
 
 
 def avif_with_extents(side):
@@ -520,7 +553,8 @@ REFUSED = [
         "pdf",
         minimal_pdf,
         {},
-        "This is a PDF document, not an image. Supported formats: JPEG, PNG, WebP, BMP, GIF, AVIF.",
+        "This is a PDF document, not an image. "
+        "Supported formats: JPEG, PNG, WebP, BMP, GIF, AVIF, HEIC.",
     ),
     ("tiff", lambda: encode(noise(8, 8), "TIFF"), {}, "The file's format (TIFF) is not supported"),
     ("tiff_bomb_header", tiff_bomb, {}, "(TIFF) is not supported"),
@@ -528,10 +562,30 @@ REFUSED = [
     ("tga", lambda: encode(noise(8, 8), "TGA"), {}, "(TGA) is not supported"),
     ("ppm", lambda: encode(noise(8, 8), "PPM"), {}, "(PPM/PNM) is not supported"),
     (
-        "heic_header",
+        "heic_header_only",
         lambda: b"\0\0\0\x18ftypheic\0\0\0\0mif1heic",
         {},
-        "(HEIC/HEIF) is not supported",
+        "HEIC file is truncated or damaged",
+    ),
+    ("truncated_heic", lambda: HEIC_PHOTO.read_bytes()[:500], {}, "HEIC file is truncated"),
+    ("heic_declared_bomb", lambda: heic_with_extents(20000), {}, "20000 x 20000 pixels"),
+    (
+        "heic_frame_larger_than_declared",
+        HEIC_FRAME_BOMB.read_bytes,
+        {},
+        "8192 x 8192 pixels (67.1 megapixels)",
+    ),
+    (
+        "heic_sequence",
+        lambda: HEIC_PHOTO.read_bytes() + b"\0\0\0\x08moov",
+        {},
+        "A HEIC image sequence (a burst or an animation) is not supported",
+    ),
+    (
+        "heif_of_jpeg_pictures",
+        lambda: HEIC_PHOTO.read_bytes().replace(b"hvc1", b"jpeg"),
+        {},
+        "This HEIF file holds no HEVC picture",
     ),
     ("zip", zip_file, {}, "This is a ZIP archive"),
     ("gzip_svgz", lambda: gzip.compress(SVG), {}, "gzip-compressed"),
@@ -614,11 +668,13 @@ def test_corpus_is_large_enough():
         lambda: gif_with_size((60000, 60000), (8, 8)),
         lambda: avif_with_extents(20000),
         FRAME_BOMB.read_bytes,
+        lambda: heic_with_extents(20000),
+        HEIC_FRAME_BOMB.read_bytes,
     ],
 )
 def test_declared_bombs_never_reach_pillow(make, monkeypatch):
     data = make()
-    assert len(data) < 5000  # tiny on disk, huge when decoded
+    assert len(data) < 16_000  # tiny on disk, huge when decoded
 
     def refuse_open(*args, **kwargs):
         raise AssertionError("Pillow must not open a declared bomb")
@@ -628,6 +684,8 @@ def test_declared_bombs_never_reach_pillow(make, monkeypatch):
         open_image(data)
 
 
+# Not a HEIC: Pillow reports its picture's size after its clean aperture (`clap`), which
+# crops the `ispe` size (x265's frames are whole 64 x 64 blocks): the first layer reads both.
 @pytest.mark.parametrize(
     "make", [webp_bomb, jpeg_bomb, bmp_bomb, gif_frame_bomb, avif_with_extents]
 )
@@ -727,6 +785,86 @@ def test_avif_readings_a_hostile_file_could_make_endless_are_bounded():
     for flood in (padding * (avif._MOST_OBUS + 1), header * (avif._MOST_HEADERS + 2)):
         with pytest.raises(ValueError, match="too many"):
             avif._sequence_header_sizes(flood)
+
+
+def test_a_heic_is_sized_by_its_hevc_frames_as_well_as_its_boxes():
+    # x265 codes whole 64 x 64 blocks; the clean aperture (`clap`) crops them to 48 x 32.
+    assert heif.declared_size(HEIC_PHOTO.read_bytes()) == (64, 64)
+    assert heif.declared_size(heic_with_extents(16)) == (64, 64)  # the frame, not the box
+    assert heif.declared_size(heic_with_extents(100)) == (100, 100)  # the larger of the two
+    assert heif.declared_size(HEIC_FRAME_BOMB.read_bytes()) == (8192, 8192)
+    for no_picture in (b"\0\0\0\x10ftypheic\0\0\0\0", HEIC_PHOTO.read_bytes()[:300]):
+        with pytest.raises(ImageError, match="HEIC file is truncated or damaged"):
+            heif.declared_size(no_picture)
+    assert heif.is_sequence(HEIC_PHOTO.read_bytes() + b"\0\0\0\x08moov")
+    assert not heif.is_sequence(HEIC_PHOTO.read_bytes())
+
+
+def with_emulation_prevention(payload):
+    """An HEVC payload as encoders store it: 03 after every 00 00 that precedes 00 to 03."""
+    out, zeros = bytearray(), 0
+    for byte in payload:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+def ue(w, value):
+    """HEVC's ue(v): as many zeros as value + 1 has bits after its first, then value + 1."""
+    bits = format(value + 1, "b")
+    return w.f(len(bits) - 1, 0).f(len(bits), value + 1)
+
+
+def sequence_parameter_set(width, height, sub_layers=2, chroma=3):
+    """An SPS (H.265 7.3.2.2) up to its picture size, with sub-layers whose profile and level
+    come before it and an all-zero profile that needs emulation prevention bytes."""
+    w = BitWriter().f(4, 0).f(3, sub_layers).f(1, 1).f(96, 0)
+    present = [(1, 1), (0, 1), (1, 0)][:sub_layers]
+    for profile, level in present:
+        w.f(1, profile).f(1, level)
+    if sub_layers:
+        w.f(2 * (8 - sub_layers), 0)
+    for profile, level in present:
+        w.f(88 * profile + 8 * level, 0)
+    ue(ue(w, 0), chroma)  # sps_seq_parameter_set_id, chroma_format_idc
+    if chroma == 3:
+        w.f(1, 0)
+    ue(ue(w, width), height)
+    return b"\x42\x01" + with_emulation_prevention(w.payload())
+
+
+@pytest.mark.parametrize(("sub_layers", "chroma"), [(0, 1), (2, 3), (3, 1)])
+def test_a_full_hevc_sequence_parameter_set_gives_its_picture_size(sub_layers, chroma):
+    nal = sequence_parameter_set(60000, 20000, sub_layers, chroma)
+    assert b"\0\0\3" in nal  # the zeros of its profile were escaped
+    assert heif._sps_size(nal) == (60000, 20000)
+    assert heif._sps_size(b"\x40\x01\x0c\x01") == (0, 0)  # a VPS: not a size
+    with pytest.raises(ValueError, match="cut short"):
+        heif._sps_size(nal[:12])
+    stream = b"".join(len(unit).to_bytes(4, "big") + unit for unit in (b"\x40\x01", nal, nal))
+    assert [heif._sps_size(unit) for unit in heif._stream_units(stream)][1:] == [(60000, 20000)] * 2
+
+
+def test_grid_and_overlay_canvases_are_read_in_both_widths():
+    small, large = bytes([0, 0, 1, 2]), bytes([0, 1, 0, 0])  # flags 0: 16-bit sides
+    assert heif._canvas_size(b"grid", small + struct.pack(">HH", 4032, 3024)) == (4032, 3024)
+    assert heif._canvas_size(b"grid", large + struct.pack(">II", 70000, 9)) == (70000, 9)
+    overlay = bytes([0, 0]) + bytes(8) + struct.pack(">HH", 640, 480) + bytes(8)
+    assert heif._canvas_size(b"iovl", overlay) == (640, 480)
+    with pytest.raises(ValueError, match="cut short"):
+        heif._canvas_size(b"grid", bytes([0, 1, 0, 0, 0, 0]))
+
+
+def test_heic_readings_a_hostile_file_could_make_endless_are_bounded():
+    empty = b"\0\0\0\0"  # a NAL unit of no bytes
+    assert list(heif._stream_units(empty * heif._MOST_NALS)) == [b""] * heif._MOST_NALS
+    with pytest.raises(ValueError, match="too many NAL units"):
+        list(heif._stream_units(empty * (heif._MOST_NALS + 1)))
+    with pytest.raises(ValueError, match="cut short"):
+        list(heif._stream_units(b"\0\0\1\0" + bytes(10)))  # says 256 bytes, holds 10
 
 
 def test_error_chains_the_pillow_cause():
@@ -938,6 +1076,8 @@ def _fuzz_seeds():
         mode1_png(),
         encode(image, "AVIF"),
         encode(rgba, "AVIF"),
+        HEIC_PHOTO.read_bytes(),
+        (DATA / "transparent.heic").read_bytes(),
     ]
 
 
@@ -951,6 +1091,7 @@ MAGICS = [
     b"RIFF\x00\x01\x00\x00WEBPVP8 ",
     b"RIFF\x00\x01\x00\x00WEBPVP8X",
     b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf",
+    b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
 ]
 
 
@@ -1078,7 +1219,7 @@ def test_fuzz_seeds_all_decode():
 
 def test_module_limits_are_documented_values():
     assert images.MAX_UPLOAD_BYTES == 10 * MIB
-    assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")
+    assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF", "HEIF")
 
 
 def _photo(width=1024, height=768) -> bytes:
@@ -1138,3 +1279,39 @@ def test_a_colour_key_is_transparency_and_sizes_are_upright_and_whole():
     photo = encode(noise(1024, 768), "JPEG")
     assert open_image(photo, at_least=64).size == (128, 96)
     assert decode_described(photo, 32)[1] == (1024, 768, 0)
+
+
+def test_a_heic_is_decoded_in_a_process_of_its_own_reduced_as_a_jpeg_draft():
+    image, stored = heif.decode(HEIC_PHOTO.read_bytes(), images.MAX_PIXELS, at_least=16)
+    assert stored == (48, 32) and image.size == (24, 16) and image.mode == "RGB"
+    assert near(image.getpixel((0, 0)), RED, 12)
+    assert heif.decode(HEIC_PHOTO.read_bytes(), images.MAX_PIXELS)[0].size == (48, 32)
+    assert heif.decode(HEIC_PHOTO.read_bytes(), 48 * 32 - 1) == (None, (48, 32))  # not decoded
+    with pytest.raises(RuntimeError):  # pillow-heif's own words, which images turns to a sentence
+        heif.decode(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", images.MAX_PIXELS)
+    assert "pillow_heif" not in sys.modules  # libheif never runs in this process
+
+
+@pytest.mark.parametrize(
+    ("child", "seconds", "message"),
+    [
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", 30, heif.CRASHED),
+        (
+            "import sys; sys.stdin.read(); print('Traceback (most recent call last):')",
+            30,
+            heif.CRASHED,
+        ),
+        ("import time; time.sleep(60)", 1, "The HEIC file took over 1 s to decode"),
+    ],
+    ids=["crashed", "garbage", "hung"],
+)
+def test_a_heic_decoder_that_crashes_or_hangs_costs_one_refused_file(
+    monkeypatch, child, seconds, message
+):
+    monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", child])
+    monkeypatch.setattr(heif, "DECODE_SECONDS", seconds)
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match=re.escape(message)):
+        decode_image(HEIC_PHOTO.read_bytes(), filename="IMG_0001.HEIC")
+    assert time.perf_counter() - start < seconds + 5
+    assert decode_image(encode(Image.new("RGB", (8, 8), RED), "PNG")).shape == (32, 32, 3)

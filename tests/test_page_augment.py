@@ -113,7 +113,7 @@ def test_works_on_an_upload_without_a_dataset(no_dataset):
     assert at.radio(key="augment_source").value == "upload"
     # Every format the uploader takes is named, in the order of core.images's formats.
     assert at.info[0].value == (
-        "Upload a JPEG, PNG, WebP, BMP, GIF or AVIF image to see its variants."
+        "Upload a JPEG, PNG, WebP, BMP, GIF, AVIF or HEIC image to see its variants."
     )
     at.file_uploader(key="augment_upload").set_value(("red.png", _png(), "image/png")).run()
     assert len(_rows(at)) == 1 and len(_rows(at)[0].captions) == 7

@@ -18,6 +18,7 @@ from core import data, userdata
 from core.data import folder_contents, folder_listing, load_dataset
 from core.errors import DataError
 from core.userdata import check_folder, extract_zip, folder_signature
+from tests.conftest import HEIC_PHOTO
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cifar10-jpeg"
 
@@ -303,31 +304,29 @@ def test_a_corrupt_image_in_a_zip_is_listed_and_the_dataset_still_loads(dest, ch
     assert [Path(p).name for p, _ in ds.skipped] == ["broken.png"]  # same decoder, same verdict
 
 
-HEIC = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"  # a phone photo's first bytes
-
-
-def test_phone_photos_in_class_folders_are_named_not_left_out_unsaid(dest, check):
+def test_phone_photos_in_class_folders_are_read_and_other_pictures_named(dest, check):
+    heic = HEIC_PHOTO.read_bytes()
     entries = class_entries(prefix="Pets/", per_class=4) | {
-        "Pets/dog/IMG_0001.HEIC": HEIC,
-        "Pets/cat/IMG_0002.heic": HEIC,
-        "Pets/IMG_0003.heic": HEIC,  # outside the class folders: skipped as before
+        "Pets/dog/IMG_0001.HEIC": heic,
+        "Pets/cat/IMG_0002.heic": heic[:-200],  # cut short on its way
+        "Pets/IMG_0003.dng": b"II*\x00",  # outside the class folders: skipped as before
         "Pets/dog/scan.tif": b"II*\x00",
     }
     folder = extract_zip(make_zip(entries), dest)
     report = check(folder)
-    assert report.ok and report.counts == {"images": [4, 4]}
+    assert report.ok and report.counts == {"images": [4, 5]}
     assert dict(report.unreadable) == {
-        "cat/IMG_0002.heic": "HEIC pictures are not supported: convert it to JPEG or PNG",
-        "dog/IMG_0001.HEIC": "HEIC pictures are not supported: convert it to JPEG or PNG",
+        "cat/IMG_0002.heic": "The HEIC file is truncated or damaged, so it cannot be read.",
         "dog/scan.tif": "TIFF pictures are not supported: convert it to JPEG or PNG",
     }
     ds = load_dataset(folder, val_fraction=0.0)  # the loader passes them over with the same words
     assert sorted(why for _, why in ds.skipped) == sorted(why for _, why in report.unreadable)
+    assert len(ds.split("train")[1]) == 9  # the phone photo among them
 
 
-def test_a_zip_of_phone_photos_only_says_what_they_are(dest):
-    raw = make_zip({"cat/1.heic": HEIC, "dog/2.HEIC": HEIC, "dog/3.dng": b"II*\x00"})
-    with pytest.raises(DataError, match=r"Its 2 HEIC, 1 raw \(DNG\) pictures are not supported"):
+def test_a_zip_of_pictures_of_other_formats_only_says_what_they_are(dest):
+    raw = make_zip({"cat/1.tif": b"II*\x00", "dog/2.TIFF": b"MM\x00*", "dog/3.dng": b"II*\x00"})
+    with pytest.raises(DataError, match=r"Its 2 TIFF, 1 raw \(DNG\) pictures are not supported"):
         extract_zip(raw, dest)
 
 

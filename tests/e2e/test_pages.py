@@ -2,6 +2,7 @@
 
 import csv
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
+from tests.conftest import HEIC_PHOTO
 from tests.e2e.conftest import (
     choose,
     inotify_watches,
@@ -107,14 +109,16 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     photo, web = tmp_path / "photo.png", tmp_path / "web.avif"
     Image.new("RGB", (64, 48), (30, 220, 40)).save(photo)  # green: the "dog" class colour
     Image.new("RGB", (64, 48), (220, 30, 40)).save(web)  # the uploader lets .avif through
-    bad = tmp_path / "broken.jpg"
+    bad, phone = tmp_path / "broken.jpg", tmp_path / "IMG_0001.HEIC"
     bad.write_bytes(b"\xff\xd8\xff\xe0 nothing after the header")
+    shutil.copy(HEIC_PHOTO, phone)  # a phone's photo, decoded in a process of its own
     open_page(page, server, "classify")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-        [str(photo), str(web), str(bad)]
+        [str(photo), str(web), str(bad), str(phone)]
     )
     page.get_by_text(re.compile(r"photo\.png → (cat|dog|frog)")).wait_for()
     page.get_by_text(re.compile(r"web\.avif → (cat|dog|frog)")).wait_for()
+    page.get_by_text(re.compile(r"IMG_0001\.HEIC → (cat|dog|frog)")).wait_for()
     page.get_by_text(re.compile(r"broken\.jpg: ")).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     shot(page, "classify-upload")
@@ -125,8 +129,8 @@ def test_upload_a_photo_and_see_a_prediction(server, page, tmp_path):
     sheet = tmp_path / download.value.suggested_filename
     download.value.save_as(sheet)
     said = sheet.read_text()
-    assert re.search(r"<p>2 of 3 files classified( \(.+\))?; 1 not: see their notes\.</p>", said)
-    assert said.count("<img ") == 2 and "<strong>broken.jpg</strong>" in said
+    assert re.search(r"<p>3 of 4 files classified( \(.+\))?; 1 not: see their notes\.</p>", said)
+    assert said.count("<img ") == 3 and "<strong>broken.jpg</strong>" in said
     for line in answers:  # "photo.png → dog (97.3%)": the sheet rounds to whole percent
         name, label = re.match(r"(\S+) → (\w+)", line).groups()
         assert f"{name}<br><strong>{label} " in said

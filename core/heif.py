@@ -1,0 +1,237 @@
+"""The largest picture a HEIC photo would have its decoder make, read without decoding it.
+
+A HEIC (a phone's HEIF photo) is an ISO media file (`core.isobmff`) whose pictures are HEVC
+images, often a grid of 512 x 512 tiles. A picture's size appears in its `ispe` box, which
+Pillow reports, in a grid's or an overlay's canvas, and in the HEVC sequence parameter set
+(SPS) that the decoder (libde265) allocates its frames from. A file can make them disagree,
+as an AVIF can (`core.avif`): a 16 kB file whose `ispe` says 64 x 64 holds an SPS of
+8192 x 8192 (tests/data/frame_larger_than_declared.heic), so `core.images` checks them all.
+
+    declared_size(data)   # (width, height) of the largest picture the file can make
+    is_sequence(data)     # a burst or an animation, whose frames libheif takes from a track
+    decode(data, max_pixels, at_least)   # (picture, (width, height)), in a process of its own
+
+Every SPS of the file, in the pictures' `hvcC` properties or among their own bytes, must be
+read here; one that cannot be is refused as damaged rather than left to the decoder.
+
+The decoder (pillow-heif: libheif and libde265) runs in a child process, `python -m
+core.heif`, never in the dashboard's: HEVC decoders have a long record of memory errors on
+crafted files, and a crash there would end every user's session. A crash, a hang or a child
+out of memory is one refused file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import resource
+import subprocess
+import sys
+
+from PIL import Image
+
+from core import isobmff
+from core.errors import ImageError
+
+DAMAGED = "The HEIC file is truncated or damaged, so it cannot be read."
+NOT_HEVC = (
+    "This HEIF file holds no HEVC picture (the kind a phone's HEIC photo holds), so it "
+    "cannot be read here; convert it to JPEG or PNG and try again."
+)
+
+CRASHED = "The HEIC file is damaged: its decoder failed on it, so it cannot be read."
+TOO_SLOW = "The HEIC file took over {seconds} s to decode, so it was given up."
+DECODER = [sys.executable, "-m", "core.heif"]
+DECODE_SECONDS = 30  # a 40-megapixel HEIC decodes in about 1.5 s here
+# The child's address space: a 40-megapixel picture's planes and RGBA copy are about 0.5 GB,
+# libheif's threads reserve their stacks and malloc arenas besides.
+CHILD_BYTES = 3 << 30
+MODES = ("RGB", "RGBA", "L", "LA")  # what pillow-heif gives (HDR is brought to 8 bits)
+
+_HEVC_ITEM, _CANVASES = b"hvc1", (b"grid", b"iovl")  # a grid of tiles, an overlay
+_SPS = 33  # HEVC's NAL unit type of a sequence parameter set
+# Bounds on the reading (a hostile file could repeat an item or a NAL unit millions of
+# times), far above what encoders write: a 48-megapixel grid is 192 tiles of a few units.
+_MOST_PICTURES = 4096  # HEVC pictures and canvases of a file
+_MOST_NALS = 1000  # NAL units walked in one picture
+_SPS_BYTES = 256  # what the size is read from: it comes within 30 bytes
+_HVCC_ARRAYS = 22  # where an hvcC box's arrays of NAL units begin
+
+
+def declared_size(data: bytes) -> tuple[int, int]:
+    """The largest (width, height), by area, of the file's `ispe` boxes, its grids' and
+    overlays' canvases and its HEVC sequence parameter sets.
+
+    Raises:
+        ImageError: the file has no HEVC picture, or one whose parameter sets cannot be read.
+    """
+    sizes, pictures = [], 0
+    for meta, meta_end in isobmff.boxes(data, 0, len(data), b"meta"):
+        meta += 4  # a full box: version and flags first
+        sizes += isobmff.spatial_extents(data, meta, meta_end)
+        try:
+            for hvcc, hvcc_end in isobmff.properties(data, meta, meta_end, b"hvcC"):
+                sizes += [_sps_size(nal) for nal in _configured_units(data, hvcc, hvcc_end)]
+            kinds = {_HEVC_ITEM, *_CANVASES}
+            for kind, stream in isobmff.item_streams(data, meta, meta_end, kinds, _MOST_PICTURES):
+                if kind == _HEVC_ITEM:
+                    sizes += [_sps_size(nal) for nal in _stream_units(stream)]
+                    pictures += 1
+                else:
+                    sizes.append(_canvas_size(kind, stream))
+        except ValueError as err:
+            raise ImageError(DAMAGED) from err
+    if not pictures:
+        raise ImageError(NOT_HEVC if sizes else DAMAGED)
+    return max(sizes, key=lambda size: size[0] * size[1])
+
+
+def is_sequence(data: bytes) -> bool:
+    """Whether the file holds an image sequence (a `moov` box): libheif would then decode
+    its track's frames, whose sizes this module does not read."""
+    return isobmff.has_track(data)
+
+
+def _configured_units(data, start, end):
+    """The parameter sets (VPS, SPS, PPS, ...) an `hvcC` property holds, which the decoder
+    reads before the picture's own bytes."""
+    reader = isobmff.Bytes(data, start, end)
+    reader.take(8), reader.take(8), reader.take(4), reader.take(2)  # up to its arrays
+    for _ in range(reader.take(1)):
+        reader.take(1)  # completeness and the units' type, which each unit repeats
+        for _ in range(reader.take(2)):
+            length = reader.take(2)
+            if reader.pos + length > end:
+                raise ValueError("parameter set cut short")
+            reader.pos += length
+            yield data[reader.pos - length : reader.pos]
+
+
+def _stream_units(stream):
+    """The NAL units of a picture's bytes, each after its 4-byte length (as libheif hands
+    them to libde265)."""
+    pos = 0
+    for _ in range(_MOST_NALS):
+        if pos + 4 > len(stream):
+            return
+        length = int.from_bytes(stream[pos : pos + 4], "big")
+        pos += 4
+        if pos + length > len(stream):
+            raise ValueError("NAL unit cut short")
+        yield stream[pos : pos + length]
+        pos += length
+    if pos < len(stream):
+        raise ValueError("too many NAL units")
+
+
+def _sps_size(nal: bytes) -> tuple[int, int]:
+    """pic_width_in_luma_samples and pic_height_in_luma_samples of a sequence parameter
+    set (H.265 7.3.2.2), the size of every frame it codes; (0, 0) for any other unit."""
+    if len(nal) < 2 or (nal[0] >> 1) & 63 != _SPS:
+        return 0, 0
+    # The payload with its emulation prevention bytes (00 00 03) taken out.
+    bits = isobmff.Bits(nal[2 : 2 + _SPS_BYTES].replace(b"\0\0\3", b"\0\0"))
+    bits.f(4)  # sps_video_parameter_set_id
+    sub_layers = bits.f(3)  # sps_max_sub_layers_minus1
+    bits.f(1)  # sps_temporal_id_nesting_flag
+    bits.f(96)  # profile_tier_level: the general profile, tier and level
+    present = [(bits.f(1), bits.f(1)) for _ in range(sub_layers)]  # profile, level flags
+    if sub_layers:
+        bits.f(2 * (8 - sub_layers))  # reserved_zero_2bits
+    for profile, level in present:
+        bits.f(88 * profile + 8 * level)
+    bits.uvlc()  # sps_seq_parameter_set_id
+    if bits.uvlc() == 3:  # chroma_format_idc 4:4:4
+        bits.f(1)  # separate_colour_plane_flag
+    return bits.uvlc(), bits.uvlc()
+
+
+def _canvas_size(kind, stream):
+    """The output size of a grid's or an overlay's data (ISO/IEC 23008-12 6.6.2.3, 6.6.2.2):
+    16-bit sides, or 32-bit ones when the first flag is set."""
+    reader = isobmff.Bytes(stream, 0, len(stream))
+    reader.take(1)  # version
+    side = 4 if reader.take(1) & 1 else 2
+    reader.take(2) if kind == b"grid" else reader.take(8)  # rows and columns; fill values
+    return reader.take(side), reader.take(side)
+
+
+def decode(data: bytes, max_pixels: int, at_least: int | None = None):
+    """The primary picture of a HEIC whose sizes `core.images` has checked, decoded by
+    pillow-heif in a child process.
+
+    Args:
+        data: The file's bytes.
+        max_pixels: Largest width * height decoded; a larger picture comes back as its size
+            alone, for the caller's refusal.
+        at_least: Optional side in pixels that both sides must keep: the picture is then
+            reduced by 2, 4 or 8 (box averaging, as `Image.reduce`), the most that keeps
+            both, before it is sent back (a 12-megapixel photo's pixels are 36 MB).
+
+    Returns:
+        `(image, (width, height))`: a loaded `PIL.Image.Image` in one of `MODES`, upright
+        (libheif applies the file's rotation and mirroring), None when the picture is over
+        `max_pixels`; and the size the file stores, before any reduction.
+
+    Raises:
+        ImageError: the child crashed, ran out of memory or time.
+        RuntimeError: pillow-heif could not read the file; its message (`core.images`
+            words it as a damaged file).
+    """
+    command = [*DECODER, str(max_pixels), str(at_least or 0)]
+    try:
+        done = subprocess.run(command, input=data, capture_output=True, timeout=DECODE_SECONDS)
+    except subprocess.TimeoutExpired as err:
+        raise ImageError(TOO_SLOW.format(seconds=DECODE_SECONDS)) from err
+    header, _, pixels = done.stdout.partition(b"\n")
+    try:
+        answer = json.loads(header)
+    except ValueError:
+        answer = None
+    if done.returncode or not isinstance(answer, dict):
+        raise ImageError(CRASHED)
+    if "error" in answer:
+        raise RuntimeError(answer["error"])
+    size = tuple(answer["size"])
+    if "mode" not in answer:
+        return None, size
+    return Image.frombytes(answer["mode"], tuple(answer["shape"]), pixels), size
+
+
+def main() -> None:
+    """The child of `decode`: the file on stdin; on stdout a JSON line (`size`, and `mode`
+    and `shape` when pixels follow, or `error`), then the pixels."""
+    max_pixels, at_least = int(sys.argv[1]), int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_AS, (CHILD_BYTES, CHILD_BYTES))
+    data = sys.stdin.buffer.read()
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    out = sys.stdout.buffer
+    try:
+        image = Image.open(io.BytesIO(data), formats=["HEIF"])
+        answer = {"size": image.size}
+        if image.size[0] * image.size[1] <= max_pixels:
+            image.load()
+            if image.mode not in MODES:
+                raise ValueError(f"pictures of mode {image.mode} are not read here")
+            image = _reduced(image, at_least)
+            answer |= {"mode": image.mode, "shape": image.size}
+    except Exception as err:  # pillow-heif's failures are RuntimeError, ValueError, ...
+        out.write(json.dumps({"error": str(err).strip() or type(err).__name__}).encode())
+        return
+    out.write(json.dumps(answer).encode() + b"\n")
+    if "mode" in answer:
+        out.write(image.tobytes())
+
+
+def _reduced(image, at_least):
+    """`image` reduced by the largest of 8, 4 and 2 that keeps both sides at `at_least`."""
+    for factor in (8, 4, 2):
+        if at_least and min(image.size) >= factor * at_least:
+            return image.reduce(factor)
+    return image
+
+
+if __name__ == "__main__":
+    main()
