@@ -1281,7 +1281,8 @@ def test_a_colour_key_is_transparency_and_sizes_are_upright_and_whole():
     assert decode_described(photo, 32)[1] == (1024, 768, 0)
 
 
-def test_a_heic_is_decoded_in_a_process_of_its_own_reduced_as_a_jpeg_draft():
+def test_a_heic_is_decoded_in_a_process_of_its_own_reduced_as_a_jpeg_draft(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as a command run from another folder
     image, stored = heif.decode(HEIC_PHOTO.read_bytes(), images.MAX_PIXELS, at_least=16)
     assert stored == (48, 32) and image.size == (24, 16) and image.mode == "RGB"
     assert near(image.getpixel((0, 0)), RED, 12)
