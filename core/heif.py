@@ -65,27 +65,30 @@ def declared_size(data: bytes) -> tuple[int, int]:
     overlays' canvases and its HEVC sequence parameter sets.
 
     Raises:
-        ImageError: the file has no HEVC picture, or one whose parameter sets cannot be read.
+        ImageError: the file has no HEVC picture, no parameter set to decode one with, or
+            one that cannot be read.
     """
-    sizes, pictures = [], 0
+    boxes, frames, pictures = [], [], 0
     for meta, meta_end in isobmff.boxes(data, 0, len(data), b"meta"):
         meta += 4  # a full box: version and flags first
-        sizes += isobmff.spatial_extents(data, meta, meta_end)
+        boxes += isobmff.spatial_extents(data, meta, meta_end)
         try:
             for hvcc, hvcc_end in isobmff.properties(data, meta, meta_end, b"hvcC"):
-                sizes += [_sps_size(nal) for nal in _configured_units(data, hvcc, hvcc_end)]
+                frames += _frame_sizes(_configured_units(data, hvcc, hvcc_end))
             kinds = {_HEVC_ITEM, *_CANVASES}
             for kind, stream in isobmff.item_streams(data, meta, meta_end, kinds, _MOST_PICTURES):
                 if kind == _HEVC_ITEM:
-                    sizes += [_sps_size(nal) for nal in _stream_units(stream)]
+                    frames += _frame_sizes(_stream_units(stream))
                     pictures += 1
                 else:
-                    sizes.append(_canvas_size(kind, stream))
+                    boxes.append(_canvas_size(kind, stream))
         except ValueError as err:
             raise ImageError(DAMAGED) from err
     if not pictures:
-        raise ImageError(NOT_HEVC if sizes else DAMAGED)
-    return max(sizes, key=lambda size: size[0] * size[1])
+        raise ImageError(NOT_HEVC if boxes or frames else DAMAGED)
+    if not frames:  # the decoder starts no picture without a sequence parameter set
+        raise ImageError(DAMAGED)
+    return max(boxes + frames, key=lambda size: size[0] * size[1])
 
 
 def is_sequence(data: bytes) -> bool:
@@ -97,8 +100,7 @@ def is_sequence(data: bytes) -> bool:
 def _configured_units(data, start, end):
     """The parameter sets (VPS, SPS, PPS, ...) an `hvcC` property holds, which the decoder
     reads before the picture's own bytes."""
-    reader = isobmff.Bytes(data, start, end)
-    reader.take(8), reader.take(8), reader.take(4), reader.take(2)  # up to its arrays
+    reader = isobmff.Bytes(data, start + _HVCC_ARRAYS, end)
     for _ in range(reader.take(1)):
         reader.take(1)  # completeness and the units' type, which each unit repeats
         for _ in range(reader.take(2)):
@@ -126,11 +128,16 @@ def _stream_units(stream):
         raise ValueError("too many NAL units")
 
 
-def _sps_size(nal: bytes) -> tuple[int, int]:
+def _frame_sizes(units) -> list[tuple[int, int]]:
+    """The frame size of each sequence parameter set among the NAL `units`."""
+    return [size for unit in units if (size := _sps_size(unit))]
+
+
+def _sps_size(nal: bytes) -> tuple[int, int] | None:
     """pic_width_in_luma_samples and pic_height_in_luma_samples of a sequence parameter
-    set (H.265 7.3.2.2), the size of every frame it codes; (0, 0) for any other unit."""
+    set (H.265 7.3.2.2), the size of every frame it codes; None for any other unit."""
     if len(nal) < 2 or (nal[0] >> 1) & 63 != _SPS:
-        return 0, 0
+        return None
     # The payload with its emulation prevention bytes (00 00 03) taken out.
     bits = isobmff.Bits(nal[2 : 2 + _SPS_BYTES].replace(b"\0\0\3", b"\0\0"))
     bits.f(4)  # sps_video_parameter_set_id
