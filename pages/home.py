@@ -37,7 +37,6 @@ else:
         st.info(md(registry.classes_differ(card["class_names"], names, models)))
 
 st.subheader("Pages")
-cols = st.columns(3)
 links = [
     ("pages/dataset.py", "Dataset", "Samples, class balance, pixel statistics."),
     ("pages/augment.py", "Augmentations", "What each random change does to an image."),
@@ -58,10 +57,11 @@ links = [
     ),
     ("pages/classify.py", "Classify", "Upload your own photos and see what the model says."),
 ]
-for i, (page, label, text) in enumerate(links):
-    with cols[i % 3]:
-        st.page_link(page, label=label)
-        st.caption(text)
+for row in range(0, len(links), 3):  # row by row, so that a row's links line up
+    for col, (page, label, text) in zip(st.columns(3), links[row : row + 3], strict=True):
+        with col:
+            st.page_link(page, label=label)
+            st.caption(text)
 
 # Keras and TensorFlow for the next page, imported while the user reads this one.
 state.warm_up()
