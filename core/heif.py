@@ -22,9 +22,9 @@ out of memory is one refused file.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -212,8 +212,11 @@ def decode(data: bytes, max_pixels: int, at_least: int | None = None):
 def main() -> None:
     """The child of `decode`: the file on stdin; on stdout a JSON line (`size`, and `mode`
     and `shape` when pixels follow, or `error`), then the pixels."""
+    import resource  # POSIX only, as this child
+
     max_pixels, at_least = int(sys.argv[1]), int(sys.argv[2])
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_BYTES, CHILD_BYTES))
+    with contextlib.suppress(ValueError, OSError):  # a system that does not bound it
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_BYTES, CHILD_BYTES))
     data = sys.stdin.buffer.read()
     import pillow_heif
 
