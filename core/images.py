@@ -10,10 +10,11 @@ Policy:
   a JPEG is decoded as the JPEG it is, while a `photo.png` that is really a
   PDF, an SVG or a TIFF is refused with a message naming what it really is.
   A `filename`, when given, only prefixes the messages.
-* Only JPEG, PNG, WebP, BMP, GIF, AVIF and HEIC reach Pillow. Anything else
-  is named from its magic bytes and refused before any parser runs, which
-  keeps the attack surface to seven fuzzed decoders (AVIF's is dav1d, bundled
-  with Pillow's wheels; HEIC's is libheif with libde265, from pi-heif).
+* Only JPEG, PNG, WebP, BMP, GIF and AVIF reach Pillow, and HEIC reaches
+  pillow-heif (libheif with libde265) in a process of its own (`core.heif`):
+  a crash there is one refused file. Anything else is named from its magic
+  bytes and refused before any parser runs, which keeps the attack surface to
+  seven fuzzed decoders (AVIF's is dav1d, bundled with Pillow's wheels).
 * Sizes are checked in layers, each before the expensive step it guards:
   the byte count before parsing, the pixel count declared in the header
   before Pillow opens the file (opening a GIF or WebP already allocates
