@@ -157,7 +157,12 @@ def _classify(key: tuple, t: float, tta: str, fit: str, _files, _model, _names, 
     )
 
 
-digest = hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in files)).hexdigest()
+# The names too: the answers carry them, and the cache is shared by every session.
+digest = hashlib.sha256(
+    b"".join(
+        hashlib.sha256(name.encode()).digest() + hashlib.sha256(d).digest() for name, d in files
+    )
+).hexdigest()
 version = registry.model_version(entry["path"])
 # A refitted check has other calibration scores, so its answers are not reused.
 answered_by = (entry["path"], version, fast, None if check is None else check.calibration)

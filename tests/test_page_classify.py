@@ -99,6 +99,18 @@ def test_uploads_are_classified_and_a_bad_file_gets_its_own_sentence(app, traine
     assert downloads == ["Download results (CSV)", "Download a contact sheet (HTML)"]
 
 
+def test_the_same_photo_under_another_name_is_shown_under_that_name(app, trained_run):
+    # The answers are cached across sessions by what decides them: once by the bytes alone,
+    # which showed a second user the first one's file name.
+    app.switch_page("pages/classify.py").run()
+    green, blue = _png((20, 200, 30)), _png((20, 30, 210))
+    for names in (("IMG_0001.png", "blue.png"), ("cat.png", "sky.png")):
+        files = [(name, data, "image/png") for name, data in zip(names, (green, blue), strict=True)]
+        app.file_uploader(key="classify_files").set_value(files).run()
+        assert not app.exception
+        assert app.dataframe[0].value["file"].tolist() == list(names)
+
+
 def test_the_cards_temperature_calibrates_the_probabilities_shown(app, trained_run):
     app.switch_page("pages/classify.py").run()
     assert (  # a completed run, but on a folder of 36 images
