@@ -1,5 +1,6 @@
 """Tests for core.images: a generated corpus of good and hostile files, plus
-a fuzz test. Every file is built here from Pillow or raw bytes, tiny."""
+a fuzz test. Every file is built here from Pillow or raw bytes, tiny, but the HEICs of
+tests/data (Pillow writes none: tests/data/make_heic.py)."""
 
 import gzip
 import io
@@ -10,6 +11,7 @@ import time
 import warnings
 import zipfile
 import zlib
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -1316,8 +1318,26 @@ def test_a_heic_decoder_that_crashes_or_hangs_costs_one_refused_file(
 ):
     monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", child])
     monkeypatch.setattr(heif, "DECODE_SECONDS", seconds)
+    monkeypatch.setattr(heif, "_RECENT", OrderedDict())  # not a picture decoded before
     start = time.perf_counter()
     with pytest.raises(ImageError, match=re.escape(message)):
         decode_image(HEIC_PHOTO.read_bytes(), filename="IMG_0001.HEIC")
     assert time.perf_counter() - start < seconds + 5
     assert decode_image(encode(Image.new("RGB", (8, 8), RED), "PNG")).shape == (32, 32, 3)
+
+
+def test_a_heic_asked_for_again_at_the_same_reduction_is_not_decoded_again(monkeypatch):
+    monkeypatch.setattr(heif, "_RECENT", OrderedDict())
+    data, limit = HEIC_PHOTO.read_bytes(), images.MAX_PIXELS
+    first, stored = heif.decode(data, limit, at_least=16)  # 48 x 32, halved
+    monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", "raise SystemExit(1)"])
+    again, same = heif.decode(data, limit, at_least=12)  # halved too: from memory
+    assert same == stored and again.tobytes() == first.tobytes() and again is not first
+    with pytest.raises(ImageError, match="decoder failed"):
+        heif.decode(data, limit)  # whole: another decode (here, one that fails)
+    with pytest.raises(ImageError, match="decoder failed"):
+        heif.decode(data[:-1] + b"\0", limit, at_least=16)  # other bytes
+    monkeypatch.setattr(heif, "RECENT", 1)
+    monkeypatch.setattr(heif, "DECODER", [sys.executable, "-m", "core.heif"])
+    heif.decode(data, limit)  # kept in place of the halved one
+    assert [factor for _, factor, _ in heif._RECENT.values()] == [1]
