@@ -197,7 +197,7 @@ def decode(data: bytes, max_pixels: int, at_least: int | None = None):
             words it as a damaged file).
     """
     # The Classify page asks twice for each photo (its answer, its display): a phone's
-    # photo is reduced by 8 for both, so the second is the first one's pixels (0.6 s less).
+    # photo is reduced by 8 for both, so the second is the first one's pixels (0.5 s less).
     key = (hashlib.blake2b(data, digest_size=16).digest(), max_pixels)
     with _RECENT_LOCK:
         size, factor, image = _RECENT.get(key, (None, None, None))
