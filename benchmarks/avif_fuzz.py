@@ -71,7 +71,9 @@ def main() -> None:
     p.add_argument("--slow-dir", type=Path, default=Path("/tmp"))
     p.add_argument("--format", choices=("avif", "heic"), default="avif")
     args = p.parse_args()
-    seeds = [path.read_bytes() for path in (ROOT / "tests" / "data").glob(f"*.{args.format}")]
+    seeds = [
+        path.read_bytes() for path in sorted((ROOT / "tests" / "data").glob(f"*.{args.format}"))
+    ]
     if args.format == "avif":
         noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 40, 3), np.uint8))
         seeds += [encode(noise), encode(noise.convert("RGBA")), encode(Image.new("RGB", (8, 8)))]

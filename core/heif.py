@@ -1,11 +1,14 @@
-"""The largest picture a HEIC photo would have its decoder make, read without decoding it.
+"""HEIC photos: the largest picture one would have its decoder make, read without decoding
+it, and its decoding, in a process of its own.
 
 A HEIC (a phone's HEIF photo) is an ISO media file (`core.isobmff`) whose pictures are HEVC
-images, often a grid of 512 x 512 tiles. A picture's size appears in its `ispe` box, which
-Pillow reports, in a grid's or an overlay's canvas, and in the HEVC sequence parameter set
-(SPS) that the decoder (libde265) allocates its frames from. A file can make them disagree,
-as an AVIF can (`core.avif`): a 16 kB file whose `ispe` says 64 x 64 holds an SPS of
-8192 x 8192 (tests/data/frame_larger_than_declared.heic), so `core.images` checks them all.
+images, often a grid of 512 x 512 tiles. A picture's size appears in its `ispe` box, in a
+grid's or an overlay's canvas, and in the HEVC sequence parameter set (SPS) that the
+decoder (libde265) allocates its frames from. A file can make them disagree, as an AVIF can
+(`core.avif`): a 16 kB file whose `ispe` says 64 x 64 holds an SPS of 8192 x 8192
+(tests/data/frame_larger_than_declared.heic), so `core.images` checks them all. (libheif
+1.23 refuses that frame by itself; this reading names the size and does not hang on a
+limit that pillow-heif can switch off.)
 
     declared_size(data)   # (width, height) of the largest picture the file can make
     is_sequence(data)     # a burst or an animation, whose frames libheif takes from a track
@@ -46,7 +49,7 @@ NOT_HEVC = (
 CRASHED = "The HEIC file is damaged: its decoder failed on it, so it cannot be read."
 TOO_SLOW = "The HEIC file took over {seconds} s to decode, so it was given up."
 DECODER = [sys.executable, "-m", "core.heif"]  # run from the project's folder, whatever ours
-DECODE_SECONDS = 30  # a 39-megapixel HEIC took 1.8 s here, whole
+DECODE_SECONDS = 30  # a 39-megapixel HEIC took 1.7 s here, whole
 # The child's address space: decoding a 39-megapixel HEIC whole peaked at 0.42 GB of memory;
 # libheif's threads reserve their stacks and malloc arenas besides.
 CHILD_BYTES = 3 << 30
@@ -189,7 +192,7 @@ def decode(data: bytes, max_pixels: int, at_least: int | None = None):
     Returns:
         `(image, (width, height))`: a loaded `PIL.Image.Image` in one of `MODES`, upright
         (libheif applies the file's rotation and mirroring), None when the picture is over
-        `max_pixels`; and the size the file stores, before any reduction.
+        `max_pixels`; and the picture's size, upright, before any reduction.
 
     Raises:
         ImageError: the child crashed, ran out of memory or time.

@@ -105,9 +105,6 @@ _SIGNATURES = (
 )
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
-# Formats whose library reads the whole file on open, not only a header: a file it cannot
-# open is damaged anywhere, not in its header.
-_READ_WHOLE = {"AVIF": avif.DAMAGED, "HEIC": heif.DAMAGED}
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xDA)}
 _GIF_BLOCK = re.compile(rb"[!,;]")  # Pillow skips any other byte between blocks
@@ -401,8 +398,8 @@ def _open_headers(data, name):
         try:
             return Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
         except Image.UnidentifiedImageError as err:
-            if name in _READ_WHOLE:
-                raise ImageError(_READ_WHOLE[name]) from err
+            if name == "AVIF":  # libavif reads the whole file on open, not only a header
+                raise ImageError(avif.DAMAGED) from err
             raise ImageError(
                 f"The file starts like a {name} image but its header is damaged, "
                 "so it cannot be read."
