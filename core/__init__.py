@@ -2,6 +2,10 @@
 
 import os
 import sys
+from pathlib import Path
+
+# The project's folder, where the processes `core` starts run from (`python -m core...`).
+ROOT = Path(__file__).resolve().parent.parent
 
 # TensorFlow runs convolutions on oneDNN's kernels only on CPUs it counts as built for neural
 # networks (AVX512_VNNI, AVX512_BF16, AMX and the like), and on its own slower Eigen kernels

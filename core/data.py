@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import ROOT
 from core.errors import DataError, ImageError
 from core.fileio import atomic_write_bytes, remove_stale_entries
 
@@ -840,9 +841,7 @@ def _decode_in_workers(paths, image_size, out, reasons, workers, done):
     counts: queue.Queue = queue.Queue()
     env = dict(
         os.environ,
-        PYTHONPATH=os.pathsep.join(
-            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
-        ),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )
 
     def read(proc, start, stop):

@@ -317,7 +317,8 @@ def in_subprocess(config, on_step=None, runs_dir=None) -> dict:
             (it would slow the measurement down and be slowed down by it), or the child
             failed (its message) or was killed.
     """
-    from core.jobs import ROOT, busy
+    from core import ROOT
+    from core.jobs import busy
 
     if message := busy(runs_dir):
         raise RunError(f"{message} Measured beside it, the estimate would come out too long.")

@@ -33,11 +33,10 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
 from PIL import Image
 
-from core import isobmff
+from core import ROOT, isobmff
 from core.errors import ImageError
 
 DAMAGED = "The HEIC file is truncated or damaged, so it cannot be read."
@@ -61,7 +60,6 @@ RECENT, RECENT_PIXELS = 16, 1_000_000  # pictures kept, and the largest (up to 4
 _RECENT: OrderedDict = OrderedDict()
 _RECENT_LOCK = threading.Lock()
 
-_PROJECT = Path(__file__).resolve().parents[1]
 _HEVC_ITEM, _CANVASES = b"hvc1", (b"grid", b"iovl")  # a grid of tiles, an overlay
 _SPS = 33  # HEVC's NAL unit type of a sequence parameter set
 # Bounds on the reading (a hostile file could repeat an item or a NAL unit millions of
@@ -220,7 +218,7 @@ def _decoded_by_child(data, max_pixels, at_least):
     command = [*DECODER, str(max_pixels), str(at_least or 0)]
     try:
         done = subprocess.run(
-            command, input=data, capture_output=True, timeout=DECODE_SECONDS, cwd=_PROJECT
+            command, input=data, capture_output=True, timeout=DECODE_SECONDS, cwd=ROOT
         )
     except subprocess.TimeoutExpired as err:
         raise ImageError(TOO_SLOW.format(seconds=DECODE_SECONDS)) from err

@@ -30,12 +30,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from core import lrfind, runs
+from core import ROOT, lrfind, runs
 from core.data import absolute_spec
 from core.errors import RunError
 from core.fileio import atomic_write_json, read_json
 
-ROOT = Path(__file__).resolve().parent.parent
 LOG_FILE, JOB_FILE, LOCK_FILE = "train.log", "job.json", ".launch.lock"
 ACTIVE = ("starting", "running")  # "starting": launched, not yet training
 FINISHED = ("completed", "stopped", "failed", "interrupted")
