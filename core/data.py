@@ -205,6 +205,7 @@ def load_dataset(
     cache_dir: str | os.PathLike | None = None,
     progress=None,
     listing: FolderListing | None = None,
+    fit: str = "squash",
 ) -> Dataset:
     """Loads a dataset from any supported source and splits off a validation set.
 
@@ -218,8 +219,12 @@ def load_dataset(
         cache_dir: where decoded folders are cached; default `default_cache_dir()`.
         progress: `progress(done, total)` while a folder's images are decoded (see
             `load_image_folder`).
-        listing: `folder_listing(spec, image_size, cache_dir)` made moments before, so the
-            folder is not listed again (50,000 files: about 0.5 s).
+        listing: `folder_listing(spec, image_size, cache_dir, fit)` made moments before, so
+            the folder is not listed again (50,000 files: about 0.5 s).
+        fit: how an image folder's pictures that are not square become square, one of
+            `core.images.ONE_VIEW`: "squash" (whole, as Keras's `image_dataset_from_directory`
+            reads them by default) or "crop" (their centre square, as its
+            `crop_to_aspect_ratio=True`). CIFAR-10's images are square either way.
 
     Returns:
         A `Dataset`.
@@ -227,7 +232,7 @@ def load_dataset(
     Raises:
         DataError: the source is missing, empty, malformed or has fewer than 2 classes.
     """
-    folder, source = _read_source(spec, image_size, cache_dir, progress, listing)
+    folder, source = _read_source(spec, image_size, cache_dir, progress, listing, fit)
     keep, held = stratified_split(folder.train[1], val_fraction, seed)
     chosen = {"train": keep} | ({"val": held} if len(held) else {})
 
@@ -243,7 +248,7 @@ def load_dataset(
     return Dataset(folder.class_names, source, splits, folder.skipped, files, stored=stored)
 
 
-def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
+def _read_source(spec, image_size, cache_dir, progress=None, listing=None, fit="squash"):
     if str(spec).lower() in ("cifar10", "cifar-10"):
         path = download_cifar10()
         train, test = read_cifar_archive(path, image_size)
@@ -260,7 +265,7 @@ def _read_source(spec, image_size, cache_dir, progress=None, listing=None):
     if not path.is_dir():
         raise DataError(f"{path} is neither a folder nor a CIFAR-10 archive.")
     source = f"image folder {shown(str(path))}"  # kept in model cards, shown on pages
-    return load_image_folder(path, image_size, cache_dir, progress, listing), source
+    return load_image_folder(path, image_size, cache_dir, progress, listing, fit), source
 
 
 def _not_an_archive(path: Path) -> str | None:
@@ -462,6 +467,7 @@ def load_image_folder(
     cache_dir=None,
     progress=None,
     listing: FolderListing | None = None,
+    fit: str = "squash",
 ) -> FolderData:
     """Decodes a folder of class subfolders, optionally split into `train/` and `test/`.
 
@@ -475,8 +481,9 @@ def load_image_folder(
         cache_dir: cache folder; default `default_cache_dir()`.
         progress: called as `progress(done, total)` while images are decoded (not on a
             cache hit), every `PROGRESS_EVERY` images and at the end.
-        listing: `folder_listing(root, image_size, cache_dir)` made moments before; by
+        listing: `folder_listing(root, image_size, cache_dir, fit)` made moments before; by
             default the folder is listed here.
+        fit: "squash" or "crop", as for `load_dataset`.
 
     Returns:
         A `FolderData` with uint8 images and int32 labels.
@@ -484,9 +491,11 @@ def load_image_folder(
     Raises:
         DataError: no class folders, a single class, an empty class, or no readable image.
     """
-    folder = listing or FolderListing(root, image_size, cache_dir)
-    if not folder.describes(root, image_size):
-        raise ValueError(f"the listing given is of {folder.source}, not of {root} at {image_size}")
+    folder = listing or FolderListing(root, image_size, cache_dir, fit)
+    if not folder.describes(root, image_size, fit):
+        raise ValueError(
+            f"the listing given is of {folder.source}, not of {root} at {image_size} ({fit})"
+        )
     arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part", "stored"))
     x, y, part, stored = (arrays[n] for n in ("x", "y", "part", "stored"))
     files = _shown_all(_readable_files(folder, skipped))
@@ -510,7 +519,7 @@ def _readable_files(folder: FolderListing, skipped) -> np.ndarray:
 
 
 def folder_listing(
-    spec: str | os.PathLike, image_size: int = 32, cache_dir=None
+    spec: str | os.PathLike, image_size: int = 32, cache_dir=None, fit: str = "squash"
 ) -> FolderListing | None:
     """What loading `spec` would read: its files and their cache entry, or None.
 
@@ -523,7 +532,7 @@ def folder_listing(
     if not path.is_dir() or _is_cifar_batches_dir(path):
         return None
     try:
-        return FolderListing(path, image_size, cache_dir)
+        return FolderListing(path, image_size, cache_dir, fit)
     except (DataError, OSError):
         return None  # loading it says what is wrong
 
@@ -553,7 +562,11 @@ def folder_contents(
 class FolderListing:
     """An image folder's files and labels, and the cache entry they decode into."""
 
-    def __init__(self, root, image_size: int, cache_dir):
+    def __init__(self, root, image_size: int, cache_dir, fit: str = "squash"):
+        from core.images import ONE_VIEW
+
+        if fit not in ONE_VIEW:
+            raise ValueError(f"fit must be one of {ONE_VIEW}, not {fit!r}")
         # One cache entry per folder however its path is spelt (relative, absolute, a link).
         root = Path(root).expanduser().resolve()
         self.train_root = root / "train" if (root / "train").is_dir() else root
@@ -569,15 +582,20 @@ class FolderListing:
         self.has_test = test_files is not None
         self.files = [(p, lbl, 0) for p, lbl in train_files]
         self.files += [(p, lbl, 1) for p, lbl in test_files or []]
-        key = _listing_key(self.files, image_size)
+        key = _listing_key(self.files, image_size, fit)
         self.cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
-        self.image_size = image_size
-        self.source = (str(root), str(image_size))
+        self.image_size, self.fit = image_size, fit
+        # Cropped and squashed pictures of one folder are two entries, kept side by side.
+        self.source = (str(root), str(image_size) + ("" if fit == "squash" else f" {fit}"))
 
-    def describes(self, root: str | os.PathLike, image_size: int | None = None) -> bool:
-        """Whether this is a listing of `root` (however its path is spelt), at `image_size`."""
-        same_size = image_size is None or str(image_size) == self.source[1]
-        return same_size and str(Path(root).expanduser().resolve()) == self.source[0]
+    def describes(
+        self, root: str | os.PathLike, image_size: int | None = None, fit: str = "squash"
+    ) -> bool:
+        """Whether this is a listing of `root` (however its path is spelt), at `image_size`
+        (any when None) and made square by `fit`."""
+        same_size = image_size is None or image_size == self.image_size
+        same = same_size and fit == self.fit
+        return same and str(Path(root).expanduser().resolve()) == self.source[0]
 
     def arrays(self) -> dict[str, Path]:
         return {n: self.cache / f"{n}.npy" for n in _ARRAYS}
@@ -655,8 +673,9 @@ def classes_inside(folder: Path) -> str:
     )
 
 
-def _listing_key(listing, image_size) -> str:
-    digest = hashlib.sha256(f"v3|{image_size}".encode())  # v3: each file's size and kind
+def _listing_key(listing, image_size, fit="squash") -> str:
+    # v3: each file's size and kind. A squashed folder's key is as it was before crops.
+    digest = hashlib.sha256(f"v3|{image_size}{'' if fit == 'squash' else '|' + fit}".encode())
     for path, label, part in listing:
         st = os.stat(path)
         # A file name need not be valid UTF-8: fsencode gives back its own bytes.
@@ -679,7 +698,7 @@ def _cached_decode(folder: FolderListing, progress=None, names=_ARRAYS):
     if folder.cached():
         skipped = [tuple(pair) for pair in json.loads((cache / SKIPPED_FILE).read_bytes())]
         return {n: np.load(files[n]) for n in names}, skipped
-    arrays, skipped = decode_files(folder.files, folder.image_size, progress)
+    arrays, skipped = decode_files(folder.files, folder.image_size, progress, folder.fit)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for name, arr in arrays.items():
@@ -720,9 +739,9 @@ PARALLEL_SECONDS, WORKER_SECONDS, MOST_WORKERS = 1.0, 0.5, 8
 WORKER = [sys.executable, "-m", "core.decode_worker"]
 
 
-def decode_file(path, image_size: int) -> tuple:
-    """`(pixels, digest, held, None)` for one file of a folder, or `(None, None, None,
-    reason)`.
+def decode_file(path, image_size: int, fit: str = "squash") -> tuple:
+    """`(pixels, digest, held, None)` for one file of a folder, made square by `fit`, or
+    `(None, None, None, reason)`.
 
     The digest is the BLAKE2b (16 bytes) of the file's bytes, which finds copies; `held`
     is `(width, height, flags)` as `core.images.decode_described` gives it.
@@ -738,7 +757,7 @@ def decode_file(path, image_size: int) -> tuple:
             if reason := too_large(os.fstat(file.fileno()).st_size):
                 return None, None, None, reason
             raw = file.read()
-        image, held = decode_described(raw, image_size)
+        image, held = decode_described(raw, image_size, fit=fit)
     except ImageError as err:
         return None, None, None, str(err)
     except OSError as err:
@@ -768,8 +787,9 @@ def worker_count(seconds: float) -> int:
     return max(1, min(usable_cores(), MOST_WORKERS, int(seconds / WORKER_SECONDS)))
 
 
-def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
-    """Decodes `(path, label, part)` files, in worker processes when it takes a while.
+def decode_files(listing, image_size: int, progress=None, fit: str = "squash") -> tuple[dict, list]:
+    """Decodes `(path, label, part)` files, in worker processes when it takes a while,
+    each made square by `fit` ("squash" or "crop").
 
     Returns:
         `({"x", "y", "part", "digests", "stored"}, skipped)`: the files that decoded, in
@@ -786,11 +806,11 @@ def decode_files(listing, image_size: int, progress=None) -> tuple[dict, list]:
     done = _Progress(n, progress)
     left = [(0, n)]
     if (workers := worker_count(estimated_seconds(paths))) > 1:
-        left = _decode_in_workers(paths, image_size, out, reasons, workers, done)
+        left = _decode_in_workers(paths, (image_size, fit), out, reasons, workers, done)
     # Here: a small folder, or what a worker that could not start or stopped left.
     for start, stop in left:
         for i in range(start, stop):
-            image, digest, held, reasons[i] = decode_file(paths[i], image_size)
+            image, digest, held, reasons[i] = decode_file(paths[i], image_size, fit)
             if image is not None:
                 x[i], out["digests"][i] = image, np.frombuffer(digest, np.uint8)
                 out["stored"][i] = held
@@ -824,11 +844,11 @@ class _Progress:
             self.progress(self.total, self.total)
 
 
-def _decode_in_workers(paths, image_size, out, reasons, workers, done):
-    """Decodes `paths` into `out`'s arrays (`decode_files`'s x, digests and stored) and
-    `reasons` in `workers` processes, in contiguous shares; returns the `(start, stop)`
-    ranges that no worker decoded (a worker that could not start, died or wrote something
-    unreadable leaves the rest of its share).
+def _decode_in_workers(paths, size_and_fit, out, reasons, workers, done):
+    """Decodes `paths`, each made square as `size_and_fit` (`(side, fit)`) says, into `out`'s
+    arrays (`decode_files`'s x, digests and stored) and `reasons` in `workers` processes, in
+    contiguous shares; returns the `(start, stop)` ranges that no worker decoded (a worker
+    that could not start, died or wrote something unreadable leaves the rest of its share).
     """
     import json
     import queue
@@ -846,7 +866,8 @@ def _decode_in_workers(paths, image_size, out, reasons, workers, done):
 
     def read(proc, start, stop):
         try:
-            request = json.dumps({"size": image_size, "paths": paths[start:stop]})
+            size, fit = size_and_fit
+            request = json.dumps({"size": size, "fit": fit, "paths": paths[start:stop]})
             proc.stdin.write(request.encode())
             proc.stdin.close()
             at = start

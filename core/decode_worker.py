@@ -2,7 +2,8 @@
 
     python -m core.decode_worker < request.json > messages
 
-The request on stdin is `{"size": S, "paths": [...]}`. For every `CHUNK` paths (fewer at
+The request on stdin is `{"size": S, "fit": F, "paths": [...]}` (F as
+`core.data.decode_file` takes it, "squash" when left out). For every `CHUNK` paths (fewer at
 the end) it writes one message to stdout: a JSON line `{"n": k, "failed": [[i, reason],
 ...]}` (`i` counted from the chunk's first path), then the chunk's pixels, uint8 `(k, S, S,
 3)` with zeros where a file failed, then their BLAKE2b digests, uint8 `(k, 16)`, then what
@@ -36,6 +37,7 @@ def send(out, pixels: np.ndarray, digests: np.ndarray, stored: np.ndarray, faile
 def main() -> None:
     request = json.load(sys.stdin)
     size, paths = int(request["size"]), request["paths"]
+    fit = str(request.get("fit", "squash"))
     out = sys.stdout.buffer
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
@@ -44,7 +46,7 @@ def main() -> None:
         stored = np.zeros((len(chunk), 3), np.int32)
         failed = []
         for i, path in enumerate(chunk):
-            image, digest, held, reason = decode_file(path, size)
+            image, digest, held, reason = decode_file(path, size, fit)
             if reason is not None:
                 failed.append([i, reason])
                 continue

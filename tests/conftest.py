@@ -91,6 +91,21 @@ def write_image_folder(root: Path, per_class=6, classes=("cat", "dog", "frog"), 
     return x, y
 
 
+def write_framed_folder(root: Path, per_class=4, classes=("cat", "dog", "frog")) -> None:
+    """Writes `root/<class>/NNN.png` pictures of 48 x 24 (2:1): a class colour without red
+    in their centre square, pure red in the quarters at each end, which a crop to the centre
+    square cuts off and a squash keeps."""
+    from PIL import Image
+
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            colour = np.array([(0, 1, 0), (0, 0, 1), (0, 1, 1)][label % 3]) * (100 + 20 * i)
+            pixels = np.zeros((24, 48, 3), np.uint8) + colour.astype(np.uint8)  # no red in it
+            pixels[:, :12] = pixels[:, 36:] = (255, 0, 0)
+            Image.fromarray(pixels).save(root / name / f"{i:03d}.png")
+
+
 def plant_a_copy_of_a_val_image(folder: Path) -> str:
     """Rewrites a training file of `folder` (as split 90/10 with seed 0) as a recompressed
     copy of a validation image of its class, and returns that file. The folder lists the

@@ -18,6 +18,7 @@ from tests.conftest import (
     cifar_batch_bytes,
     class_images,
     write_cifar_archive,
+    write_framed_folder,
     write_image_folder,
 )
 
@@ -372,6 +373,46 @@ def _mixed_folder(root: Path) -> data.FolderListing:
     os.rename(cat, root / "cat" / "001\nline.jpg")
     os.rename(dog, os.fsdecode(os.fsencode(root / "dog") + b"/\xe9t\xe9.jpg"))
     return data.folder_listing(root)
+
+
+def test_a_folder_is_read_squashed_or_cropped_each_kept_in_its_own_cache_entry(tmp_path):
+    root, cache = tmp_path / "d", tmp_path / "cache"
+    write_framed_folder(root)
+
+    def load(fit):
+        return load_dataset(root, image_size=8, val_fraction=0.25, cache_dir=cache, fit=fit)
+
+    squashed, cropped = load("squash"), load("crop")
+    for split in ("train", "val"):
+        x, y = squashed.split(split)
+        assert (x[:, :, :2] == (255, 0, 0)).all() and (x[:, :, -2:] == (255, 0, 0)).all()
+        x, y_cropped = cropped.split(split)
+        assert (x[..., 0] == 0).all() and x[..., 1:].max() >= 100  # no red: the centre only
+        np.testing.assert_array_equal(y, y_cropped)  # the same split, the same labels
+    assert cropped.summary()["not_square"] == 1.0
+    # Each entry stays (neither is stale) and is read again without a decode.
+    entries = [e.joinpath("source.txt").read_text() for e in cache.glob("folder-*")]
+    assert sorted(entries) == [f"{root}|8", f"{root}|8 crop"]
+    assert data.folder_listing(root, 8, cache).cached()
+    assert data.folder_listing(root, 8, cache, fit="crop").cached()
+    with pytest.raises(ValueError, match="fit must be one of"):
+        data.folder_listing(root, 8, cache, fit="three")
+    with pytest.raises(ValueError, match="listing given"):  # a listing of the other framing
+        data.load_image_folder(
+            root, 8, cache, listing=data.folder_listing(root, 8, cache), fit="crop"
+        )
+
+
+def test_worker_processes_crop_as_this_process_does(tmp_path, monkeypatch):
+    write_framed_folder(tmp_path / "d", per_class=5)
+    listing = data.folder_listing(tmp_path / "d", fit="crop")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "worker_count", lambda seconds: 1)
+        alone = data.decode_files(listing.files, 16, fit="crop")
+    assert (alone[0]["x"][..., 0] == 0).all()
+    monkeypatch.setattr(data, "worker_count", lambda seconds: 2)
+    monkeypatch.setattr(data, "decode_file", lambda *a: pytest.fail("decoded here: no worker"))
+    _same(data.decode_files(listing.files, 16, fit="crop"), alone)
 
 
 def _in_this_process(listing) -> tuple[dict, list]:

@@ -331,12 +331,12 @@ def test_a_checked_folder_not_decoded_yet_is_read_under_a_progress_bar(
     userdata.save_check(userdata.check_folder(path), userdata.folder_signature(path))
     reports, load = [], data.load_image_folder
 
-    def recording(root, image_size=32, cache_dir=None, progress=None, listing=None):
+    def recording(root, image_size=32, cache_dir=None, progress=None, listing=None, fit="squash"):
         def report(done, total):
             reports.append((done, total))
             progress(done, total)
 
-        return load(root, image_size, cache_dir, report if progress else None, listing)
+        return load(root, image_size, cache_dir, report if progress else None, listing, fit)
 
     monkeypatch.setattr(data, "load_image_folder", recording)
     assert not data.folder_listing(image_folder).cached()
@@ -634,7 +634,8 @@ def test_a_class_whose_files_differ_is_named_as_a_shortcut(tmp_path, monkeypatch
         "The 18 files are 40-96 pixels wide and 40-64 high (the median 40 x 40), shown and "
         "trained on at 32 x 32.",
         "6 (33%) are not square: each is squashed to the square, not cropped, so what they "
-        "show looks narrower or flatter.",
+        "show looks narrower or flatter (a run can crop them to their centre square instead: "
+        "the Train page's 'Pictures that are not square', or `--fit crop`).",
         "6 (33%) are greyscale: their grey fills all three colours.",
     ]
     assert [as_read(w.value) for w in page.warning][1:] == [  # after the folder check's
