@@ -970,7 +970,7 @@ def main(argv=None) -> int:
     from core.data import load_dataset
     from core.fileio import read_json
     from core.model import load_model
-    from core.registry import card_temperature
+    from core.registry import card_temperature, config_fit
 
     p = argparse.ArgumentParser(
         prog="python -m core.evaluate",
@@ -1032,6 +1032,7 @@ def main(argv=None) -> int:
             if args.val_fraction is not None
             else train_cfg.get("val_fraction", 0.1),
             seed=args.seed if args.seed is not None else train_cfg.get("seed", 0),
+            fit=config_fit(train_cfg),  # its pictures made square as it learnt from them
         )
         x, y = dataset.split(args.split)
         model = load_model(path)

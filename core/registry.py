@@ -91,12 +91,26 @@ def card_temperature(card: dict) -> float:
     return (card.get("calibration") or {}).get("temperature", 1.0)
 
 
+def trained_fit(card: dict) -> str:
+    """How the run a model card describes made its image folder's pictures square
+    (`core.train.TrainConfig.fit`): "crop" or "squash" (also for cards from before the
+    choice, whose runs squashed). Its data is read the same way to evaluate it."""
+    return config_fit(card.get("train_config") or {})
+
+
+def config_fit(config: dict) -> str:
+    """`trained_fit` of a run's `config.json` (a `TrainConfig` as a dict)."""
+    return "crop" if config.get("fit") == "crop" else "squash"
+
+
 def framing(card: dict) -> str:
     """How to make a photo square for a model, a `core.images.FITS` key: "crop" (its centre
-    square, objects keep their shape) when fewer than half its training images were not
-    square, as CIFAR-10's 32 x 32 are; "squash" when more were (the model learnt from
-    squashed images) or its card does not say (an image folder's run before the share was
-    recorded; CIFAR-10's source says it)."""
+    square, objects keep their shape) when its run cropped its pictures (`trained_fit`) or
+    fewer than half its training images were not square, as CIFAR-10's 32 x 32 are;
+    "squash" when more were (the model learnt from squashed images) or its card does not
+    say (an image folder's run before the share was recorded; CIFAR-10's source says it)."""
+    if trained_fit(card) == "crop":
+        return "crop"
     data = card.get("data") or {}
     share = data.get("not_square")
     if share is None and str(data.get("source", "")).startswith("CIFAR-10"):

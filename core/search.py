@@ -49,6 +49,7 @@ class SearchConfig:
     epochs: int = 3  # per trial; Hyperband's most, its first rounds train fewer
     algorithm: str = "hyperband"  # one of ALGORITHMS
     image_size: int = 0  # 0: the preset recipe's size, else 32
+    fit: str = "squash"  # as for `core.train.TrainConfig.fit`, for every trial
     batch_size: int = 0  # 0: the preset recipe's batch size
     val_fraction: float = 0.1  # trials are compared on this held-out share
     seed: int = 0  # fixes the split, every trial's initialisation and the tuner
@@ -101,6 +102,7 @@ def base_config(search: SearchConfig):
         balance_classes=search.balance_classes,
         augment=augment,
         image_size=search.image_size or config.image_size,
+        fit=search.fit,
         batch_size=search.batch_size or config.batch_size,
     )
     config.model = preset_config(search.preset, config.image_size)
@@ -393,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=d.preset, help="the base architecture and its recipe")
     p.add_argument("--algorithm", choices=ALGORITHMS, default=d.algorithm)
     p.add_argument("--image-size", type=int, default=0, help="0: the preset's recipe, else 32")
+    p.add_argument(
+        "--fit",
+        choices=("squash", "crop"),
+        default=d.fit,
+        help="an image folder's pictures that are not square, as python -m core.train takes it",
+    )
     p.add_argument("--batch-size", type=int, default=0, help="0: the preset's recipe")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
     p.add_argument("--seed", type=int, default=d.seed)

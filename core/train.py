@@ -34,6 +34,7 @@ from core.data import shown
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from core.hardware import effective_precision, precision_warning, usable_cores
+from core.images import ONE_VIEW
 from core.model import ModelConfig, check_pretrained, preset_config, set_whiten_bias_trainable
 from core.optimizers import KERNEL_RATIO, Muon
 
@@ -110,6 +111,7 @@ MIN_CROP = 9
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "muon", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("crossentropy", "mse")
+FOLDER_FITS = ONE_VIEW  # how an image folder's pictures become squares (core.data.load_dataset)
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
@@ -121,6 +123,9 @@ class TrainConfig:
     model: ModelConfig | None = None  # filled from the preset when the run starts
     data: str = "cifar10"  # "cifar10", an image folder, or a CIFAR-10 python archive
     image_size: int = 32
+    # How an image folder's pictures that are not square become image_size squares: "squash"
+    # (whole, Keras's default) or "crop" (their centre square); see core.data.load_dataset.
+    fit: str = "squash"
     val_fraction: float = 0.1  # stratified, fixed by `seed`
     seed: int = 0
     # Leave out the training images that are near-duplicates of a validation or test image
@@ -196,6 +201,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}"),
+            (self.fit in FOLDER_FITS, f"fit must be one of {', '.join(FOLDER_FITS)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (
                 self.strategy in distribute.STRATEGIES,
@@ -1053,6 +1059,7 @@ _FLAGS = [
     ("--epochs", "epochs"),
     ("--batch-size", "batch_size"),
     ("--image-size", "image_size"),
+    ("--fit", "fit"),
     ("--val-fraction", "val_fraction"),
     ("--seed", "seed"),
     ("--drop-near-duplicates", "drop_near_duplicates"),
@@ -1149,6 +1156,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--image-size", type=int, default=d.image_size, help="images are resized to this"
+    )
+    p.add_argument(
+        "--fit",
+        choices=FOLDER_FITS,
+        default=d.fit,
+        help="an image folder's pictures that are not square: squashed whole to a square "
+        "(Keras's default) or cropped to their centre square; CIFAR-10's are square",
     )
     p.add_argument(
         "--val-fraction",
@@ -1328,6 +1342,7 @@ def training_data(config: TrainConfig, progress=None, decoding=None):
         val_fraction=config.val_fraction,
         seed=config.seed,
         progress=decoding,
+        fit=config.fit,
     )
     if config.drop_near_duplicates:
         from core.near_duplicates import without_copies

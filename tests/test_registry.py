@@ -259,5 +259,9 @@ def test_photos_are_cropped_for_a_model_that_learnt_from_square_images():
     for source in ("CIFAR-10 (Keras download)", "CIFAR-10 archive ~/cifar-10-python.tar.gz"):
         assert registry.framing({"data": {"source": source}}) == "crop"  # all 32 x 32
     assert registry.framing({}) == "squash"
+    # A run that cropped its pictures learnt from centre squares, whatever their share.
+    cropped = {"train_config": {"fit": "crop"}, "data": {"not_square": 1.0}}
+    assert registry.trained_fit(cropped) == registry.framing(cropped) == "crop"
+    assert registry.trained_fit({"train_config": {"image_size": 32}}) == "squash"  # before fit
     shipped = json.loads((registry.DEFAULT_MODEL_DIR / "model_card.json").read_text())
     assert registry.framing(shipped) == "crop"  # CIFAR-10's 32 x 32 images

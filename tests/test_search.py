@@ -109,6 +109,8 @@ def test_the_base_run_is_the_preset_with_its_recipe():
     assert quick.precision == "auto" and quick.epochs == 4
     assert quick.augment == AugmentConfig(flip=True, crop_pad=2)
     assert search.base_config(SearchConfig(data="x", preset="seed", batch_size=8)).batch_size == 8
+    assert quick.fit == "squash"  # an image folder's pictures as every run reads them
+    assert search.base_config(SearchConfig(data="x", fit="crop")).fit == "crop"
 
 
 @pytest.mark.parametrize(
@@ -147,6 +149,7 @@ def test_cli_help_names_every_option():
         "--epochs",
         "--preset",
         "--algorithm",
+        "--fit",
         "--runs-dir",
         "--drop-near-duplicates",
     ):

@@ -349,6 +349,7 @@ def test_cli_help_documents_every_option(capsys):
         "--resume",
         "--model-config",
         "--batch-size",
+        "--fit",
         "--strategy",
     ):
         assert flag in out, flag
@@ -917,3 +918,29 @@ def test_a_run_on_a_folder_whose_name_is_not_utf8_is_shown_on_home(tmp_path, cap
     at.run()
     assert not at.exception
     assert at.code[0].value == card["command"]
+
+
+def test_a_run_can_crop_a_folders_pictures_and_everything_after_reads_them_so(tmp_path, capsys):
+    """`--fit crop`: the run learns from centre squares, its card and reproducing line say
+    so, the Classify page starts cropped, and evaluating it reads the folder cropped (the
+    decoded cache holds only the cropped entry: no squashed copy was ever made)."""
+    from core import evaluate, registry
+    from tests.conftest import write_framed_folder
+
+    folder = tmp_path / "photos"
+    write_framed_folder(folder, per_class=8)
+    args = ["--data", str(folder), "--fit", "crop", "--epochs", "1", "--batch-size", "8"]
+    assert train_mod.main([*args, "--quiet"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["train_config"]["fit"] == "crop" and card["data"]["not_square"] == 1.0
+    assert "--fit crop" in card["command"]
+    assert registry.trained_fit(card) == registry.framing(card) == "crop"
+    assert train_mod.parse_args(shlex.split(card["command"])[3:]).fit == "crop"
+    assert evaluate.main([str(run_dir)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+    sources = [e.joinpath("source.txt").read_text() for e in cache.glob("folder-*")]
+    assert sources == [f"{folder}|32 crop"]
+    with pytest.raises(RunError, match="Fit must be one of squash, crop"):
+        _config(fit="three").validate()
