@@ -71,7 +71,8 @@ def summary(
     if count := int(kinds["not square"].sum()):
         sentences.append(
             f"{_share(count, n)} not square: each is squashed to the square, not cropped, "
-            "so what they show looks narrower or flatter."
+            "so what they show looks narrower or flatter (a run can crop them to their centre "
+            "square instead: the Train page's 'Pictures that are not square', or `--fit crop`)."
         )
     if count := int((np.minimum(width, height) < image_size).sum()):
         sentences.append(

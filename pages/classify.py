@@ -31,6 +31,8 @@ FRAMING_ADVICE = {  # why the page starts with the framing `registry.framing` su
     "points more than squashing; `benchmarks/framing.py`).",
     "squash": "This model starts squashed: most of its training images were not square and "
     "were squashed too, or its card does not say.",
+    "trained cropped": "This model starts cropped: its run cut the centre square out of each "
+    "of its training pictures.",
 }
 ORIGINAL_WIDTH = 160  # the uploaded photo beside what the model sees, in CSS pixels
 OPTION_WIDTH = 220  # each select of the options row: its longest choice and label, whole
@@ -98,6 +100,7 @@ else:
 # pixels with the sidebar open).
 options = st.container(horizontal=True, gap="medium")
 suggested = registry.framing(entry["card"])
+advice = "trained cropped" if registry.trained_fit(entry["card"]) == "crop" else suggested
 fit = options.selectbox(
     "Framing",
     FITS,
@@ -107,13 +110,13 @@ fit = options.selectbox(
     format_func=FRAMING_LABELS.get,
     help="How a photo that is not square becomes the model's square input. **Whole photo**: "
     "all of it, squashed (objects look narrower or taller), as image folders are read for "
-    "training. **Centre square**: objects keep their shape, the edges of the longer side are "
+    "training unless a run crops them. **Centre square**: objects keep their shape, the edges of the longer side are "
     "left out (dimmed on the original). **Three squares**: both ends and the middle of the "
     "longer side, their answers averaged: for a subject that may not be in the middle "
     "(CIFAR-10 images made into 16:9 photos with the subject at one edge: 83-85% right, "
     "against 60-64% cropped and 70-71% squashed; 5-6 points below the crop with it in the "
     'middle), three times the work. "What the model sees" shows the result. '
-    + FRAMING_ADVICE[suggested],
+    + FRAMING_ADVICE[advice],
 )
 tta = state.tta_select(options, "classify_tta", width=OPTION_WIDTH)
 evidence = state.evidence_method(options, "classify_evidence")

@@ -30,7 +30,9 @@ SPACE = "the points selected in the feature space"
 
 st.title("Evaluate")
 model, entry = state.require_model()
-dataset = state.require_dataset(image_size=int(model.input_shape[1]))
+dataset = state.require_dataset(
+    image_size=int(model.input_shape[1]), fit=registry.trained_fit(entry["card"])
+)
 card_classes = entry["card"].get("class_names")
 if card_classes and card_classes != dataset.class_names:
     models = state.available_models()

@@ -95,7 +95,7 @@ def choose_image(size):
         except CnnError as err:
             st.error(md_sentence(err))
             return None, None
-    dataset = state.require_dataset()
+    dataset = state.require_dataset(fit=registry.trained_fit(entry["card"]))
     split = st.selectbox("Split", list(dataset.splits), key="filters_split")
     x, _ = dataset.split(split)
     clamp("filters_index", len(x) - 1)

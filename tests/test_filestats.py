@@ -20,7 +20,8 @@ def test_the_summary_counts_what_is_squashed_enlarged_grey_and_transparent():
         "The 4 files are 20-160 pixels wide and 30-100 high (the median 100 x 82.5), shown and "
         "trained on at 32 x 32.",
         "3 (75%) are not square: each is squashed to the square, not cropped, so what they show "
-        "looks narrower or flatter.",
+        "looks narrower or flatter (a run can crop them to their centre square instead: the "
+        "Train page's 'Pictures that are not square', or `--fit crop`).",
         "1 (25%) has a side shorter than 32 pixels and are enlarged, which blurs them.",
         "1 (25%) is greyscale: their grey fills all three colours.",
         "1 (25%) has transparency: white shows through.",

@@ -433,3 +433,28 @@ def test_the_changed_pictures_answers_are_not_computed_again_on_a_rerun(app, mon
     answered = len(calls)
     app.run()  # any widget change reruns the page
     assert not app.exception and len(calls) == answered
+
+
+def test_a_model_whose_run_cropped_its_pictures_starts_cropped_and_says_why(app, trained_run):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["data"]["not_square"] = 1.0  # every picture was wide: squashed, it would start so
+    card_path.write_text(json.dumps(card))
+    app.switch_page("pages/classify.py").run()
+    assert app.selectbox(key="classify_fit").value == "squash"
+    card["train_config"]["fit"] = "crop"  # as `--fit crop` writes it
+    card_path.write_text(json.dumps(card))
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a new session
+    fresh.session_state["sidebar_model"] = trained_run.name
+    fresh.switch_page("pages/classify.py").run()
+    assert not fresh.exception
+    fit = fresh.selectbox(key="classify_fit")
+    assert fit.value == "crop"
+    assert fit.help.endswith(
+        "This model starts cropped: its run cut the centre square out of each of its training "
+        "pictures."
+    )

@@ -1042,3 +1042,27 @@ def test_a_model_of_other_classes_names_the_models_that_know_the_datasets(data_a
     data_app.switch_page("pages/home.py").run()  # Home says so too, without loading the data
     assert not data_app.exception
     assert [as_read(i.value) for i in data_app.info] == [said]
+
+
+def test_a_model_that_learnt_from_centre_squares_is_evaluated_on_centre_squares(
+    app, trained_run, image_folder
+):
+    from tests.conftest import write_framed_folder
+
+    for name in ("model_card.json", "config.json"):
+        path = trained_run / name
+        saved = json.loads(path.read_text())
+        (saved.get("train_config") or saved)["fit"] = "crop"  # as `--fit crop` writes it
+        path.write_text(json.dumps(saved))
+    shutil.rmtree(image_folder)
+    write_framed_folder(image_folder, per_class=12)
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    model = load_model(trained_run / "model.keras")
+
+    def loss(fit):
+        ds = load_dataset(image_folder, val_fraction=0.1, seed=0, fit=fit)
+        return evaluate(model, *ds.split("val"), ds.class_names).loss
+
+    shown = {m.label: m.value for m in app.metric}["Loss"]
+    assert shown == f"{loss('crop'):.4f}" != f"{loss('squash'):.4f}"

@@ -93,6 +93,32 @@ def test_a_folder_of_larger_files_suggests_a_larger_image_size(app, trained_run,
     assert not app.exception and not hint()  # 96 is more than they have
 
 
+def test_a_folder_of_photos_that_are_not_square_may_be_cropped_for_training(
+    app, trained_run, image_folder
+):
+    from tests.conftest import write_framed_folder
+    from ui import state
+
+    _open(app)
+    assert "train_fit" not in [s.key for s in app.selectbox]  # square: nothing to choose
+    shutil.rmtree(image_folder)
+    write_framed_folder(image_folder, per_class=8)
+    state._signature.clear()  # as 30 s later
+    _open(app)
+    fit = app.selectbox(key="train_fit")
+    assert fit.label == "Pictures that are not square" and fit.value == "squash"
+    assert fit.help.startswith("100% of this dataset's training pictures are not square.")
+    fit.set_value("crop")
+    app.number_input(key="train_epochs").set_value(1)
+    app.number_input(key="train_batch_size").set_value(8)
+    app.button(key="train_start").click().run()
+    assert not app.exception
+    [new] = [p for p in _run_dirs() if p != trained_run]
+    assert jobs.wait_for_state(new, jobs.FINISHED, timeout=90)["state"] == "completed"
+    assert read_json(new / "config.json")["fit"] == "crop"
+    assert "--fit crop" in read_json(new / "model_card.json")["command"]
+
+
 def test_a_custom_architecture_is_summarised_and_checked(app, trained_run):
     _open(app)
     app.selectbox(key="train_preset").set_value("custom").run()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import data, inspect
+from core import data, inspect, registry
 from core.errors import CnnError
 from core.evaluate import top_confusions
 from core.fileio import read_json
@@ -33,7 +33,8 @@ def section(run_dir, image_size: int) -> None:
         "new checkpoints are scored next time.",
     ):
         return
-    ds = state.require_dataset(image_size=int(config.get("image_size") or image_size))
+    size = int(config.get("image_size") or image_size)
+    ds = state.require_dataset(image_size=size, fit=registry.config_fit(config))
     x, y = ds.split("val")
     rows = inspect.curve_rows(y)
     x, y = x[rows], y[rows]

@@ -289,10 +289,16 @@ def _unpack(upload) -> str | None:
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=3)
 def _load(
-    key: str, spec: str, val_fraction: float, seed: int, image_size: int = 32, _listing=None
+    key: str,
+    spec: str,
+    val_fraction: float,
+    seed: int,
+    image_size: int = 32,
+    _listing=None,
+    fit: str = "squash",
 ) -> data.Dataset:
     return data.load_dataset(
-        spec, image_size=image_size, val_fraction=val_fraction, seed=seed, listing=_listing
+        spec, image_size=image_size, val_fraction=val_fraction, seed=seed, listing=_listing, fit=fit
     )
 
 
@@ -316,11 +322,13 @@ def _offer_cifar_download() -> bool:
     return True
 
 
-def require_dataset(image_size: int = 32) -> data.Dataset:
+def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
     """Returns the active dataset at `image_size` pixels, or explains and stops the page.
 
-    Pages that feed a model pass its input size, so a 64- or 96-pixel model sees images
-    resized once from the originals (a folder's files, CIFAR's 32-pixel arrays).
+    Pages that feed a model pass its input size and how its run made a folder's pictures
+    square (`core.registry.trained_fit`), so a 64- or 96-pixel model, or one that learnt
+    from centre squares, sees images made as it learnt from them, once, from the originals
+    (a folder's files, CIFAR's 32-pixel arrays).
     """
     spec = dataset_spec()
     if not spec and st.session_state.sidebar_source == "upload":
@@ -333,8 +341,8 @@ def require_dataset(image_size: int = 32) -> data.Dataset:
         st.stop()
     try:
         key = dataset_key()  # a folder changed since its last load is loaded again
-        listing = _decode_with_progress(key, spec, image_size)
-        return _load(key, spec, VAL_FRACTION, SPLIT_SEED, image_size, listing)
+        listing = _decode_with_progress(key, spec, image_size, fit)
+        return _load(key, spec, VAL_FRACTION, SPLIT_SEED, image_size, listing, fit)
     except CnnError as err:
         st.error(md_sentence(err))
         st.stop()
@@ -347,27 +355,29 @@ def _kept_on_disk() -> set:
     return set()
 
 
-def _decode_with_progress(key: str, spec: str, image_size: int) -> data.FolderListing | None:
+def _decode_with_progress(
+    key: str, spec: str, image_size: int, fit: str = "squash"
+) -> data.FolderListing | None:
     """Decodes a folder not in the disk cache yet under a progress bar, not a spinner.
 
     The first load of CIFAR-10's 50,000 JPEGs takes about 8 s on 2 cores. `_load` cannot draw
     the bar itself (a cached function may not update elements made outside it), so the
     folder is decoded into the disk cache here first, and `_load` then reads it in a
-    second or two. Looked at once per folder and size: the listing stats every file, and
+    second or two. Looked at once per folder, size and fit: the listing stats every file, and
     is returned for `_load` to use rather than list the folder again. `key`: the folder's
     `dataset_key`, which a change to its files changes.
     """
-    seen, key, slot = _kept_on_disk(), ("folder", key, image_size), _bar_slot()
+    seen, key, slot = _kept_on_disk(), ("folder", key, image_size, fit), _bar_slot()
     listing = st.session_state.pop(_LISTED, None)  # folder_report's, when it just checked
     if key in seen:
         return None
-    if listing is None or not listing.describes(spec, image_size):
-        listing = data.folder_listing(spec, image_size)
+    if listing is None or not listing.describes(spec, image_size, fit):
+        listing = data.folder_listing(spec, image_size, fit=fit)
     if listing is not None and not listing.cached():
         doing = f"Reading the images of {md(Path(spec).expanduser().name)}"
         note = "once; later visits load them from the cache"
         with progress_bar(doing, note, slot=slot) as progress:
-            data.load_image_folder(spec, image_size, progress=progress, listing=listing)
+            data.load_image_folder(spec, image_size, progress=progress, listing=listing, fit=fit)
     seen.add(key)
     return listing
 

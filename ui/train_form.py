@@ -57,6 +57,31 @@ def _larger_size(dataset, size: int) -> str | None:
     return filestats.larger_size(stored, size, IMAGE_SIZES, files="this folder's files")
 
 
+FITS = {  # `TrainConfig.fit` as the form offers it
+    "squash": "Squashed whole (Keras's default)",
+    "crop": "Cropped to their centre square",
+}
+
+
+def fit_choice(dataset) -> str:
+    """How the run makes the folder's pictures that are not square into squares: asked only
+    when some are (CIFAR-10's are all square), "squash" otherwise."""
+    share = dataset.summary()["not_square"]
+    if not share:
+        return "squash"
+    return st.selectbox(
+        "Pictures that are not square",
+        list(FITS),
+        format_func=FITS.get,
+        key="train_fit",
+        help=f"{share:.0%} of this dataset's training pictures are not square. Squashed, a "
+        "picture keeps everything in it but objects change shape; cropped, objects keep "
+        "their shape but the picture loses its edges (a 4:3 photo a quarter of its width). "
+        "The run and its model card keep the choice: evaluation reads the images the same "
+        "way, and the Classify page starts with the same framing for uploads.",
+    )
+
+
 def block_editor(b: int) -> ConvBlock:
     c = st.columns(7)
     k = f"train_block{b}_"
@@ -345,6 +370,7 @@ def new_run() -> None:
         )
         if size < IMAGE_SIZES[-1] and (larger := _larger_size(dataset, size)):
             st.caption(f"{larger} The Dataset page's Image files tab says more of them.")
+        fit = fit_choice(dataset)
         # Outside the form: the form can only show as many block editors as chosen here.
         blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
         if not custom:
@@ -387,7 +413,7 @@ def new_run() -> None:
         if custom:
             model.dense = jobs.parse_widths(widths)
         config = TrainConfig(
-            preset=preset, model=model, image_size=size, augment=augment, **options
+            preset=preset, model=model, image_size=size, fit=fit, augment=augment, **options
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
@@ -405,7 +431,7 @@ def new_run() -> None:
         st.error(md_sentence(err))
     lr_test.box()
     if searched:
-        start_search(preset, size, options, searched)
+        start_search(preset, (size, fit), options, searched)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -492,12 +518,13 @@ def search_box(preset: str) -> dict | None:
         return chosen if clicked else None
 
 
-def start_search(preset: str, size: int, options: dict, chosen: dict) -> None:
+def start_search(preset: str, size_and_fit: tuple, options: dict, chosen: dict) -> None:
     """Starts a search of `chosen` trials, epochs and algorithm from the form's settings."""
     config = search.SearchConfig(
         data=state.dataset_spec(),
         preset=preset,
-        image_size=size,
+        image_size=size_and_fit[0],
+        fit=size_and_fit[1],
         val_fraction=options["val_fraction"],
         seed=int(options["seed"]),
         drop_near_duplicates=options["drop_near_duplicates"],

@@ -158,7 +158,7 @@ def _examples(entry, model, layer, units):
     """`(mosaics, captions)`: for each unit, the images of the validation split (or the
     dataset's first split) that excite it most, and which class most of them are."""
     size = int(model.input_shape[1])
-    dataset = state.require_dataset(image_size=size)
+    dataset = state.require_dataset(image_size=size, fit=registry.trained_fit(entry["card"]))
     split = "val" if "val" in dataset.splits else next(iter(dataset.splits))
     x, y = dataset.split(split)
     rows = curve_rows(y, EXAMPLE_POOL)
