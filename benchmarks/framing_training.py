@@ -7,7 +7,9 @@ sits, JPEG quality 90) from the first --per-class files of each class of --data,
 temporary folder removed at the end. Each framing then trains --preset on that folder with
 the project's command line (`python -m core.train`, its own runs and cache folders), on the
 same stratified split (seed 0); the table gives each run's validation accuracy, its epochs'
-seconds and the whole process's wall time (decoding the photos included).
+seconds and the whole process's wall time (decoding the photos included), then each model's
+validation accuracy with the photos read squashed and read cropped: what evaluating a model
+on its pictures framed otherwise than its run framed them would report.
 
     python benchmarks/framing_training.py --data ../shared/datasets/cifar10-jpeg --per-class 2000
 """
@@ -32,8 +34,8 @@ from core import ROOT  # noqa: E402
 
 def write_photos(data: Path, out: Path, per_class: int, ratio: float, where, sides) -> int:
     """Writes `out/<class>/<file>.jpg` photos of the first `per_class` files of each class
-    folder of `data`; returns how many."""
-    count = 0
+    folder of `data` (or of `data/train`); returns how many."""
+    data, count = data / "train" if (data / "train").is_dir() else data, 0
     for name in sorted(p.name for p in data.iterdir() if p.is_dir()):
         (out / name).mkdir(parents=True)
         for path in sorted((data / name).iterdir())[:per_class]:
@@ -66,6 +68,7 @@ def main() -> None:
         )
         env = dict(os.environ, CNN_RUNS_DIR=f"{tmp}/runs", CNN_CACHE_DIR=f"{tmp}/cache")
         print(f"{'fit':<8} {'val accuracy':>12} {'epochs':>6} {'epoch s':>8} {'wall s':>7}")
+        models = {}
         for fit in ("squash", "crop"):
             command = [sys.executable, "-m", "core.train", "--preset", args.preset]
             command += ["--data", str(folder), "--fit", fit, "--quiet", "--name", fit]
@@ -83,6 +86,21 @@ def main() -> None:
                 f"{card['train_seconds']:>8.0f} {wall:>7.0f}",
                 flush=True,
             )
+            models[fit] = run_dir / "model.keras"
+        os.environ["CNN_CACHE_DIR"] = env["CNN_CACHE_DIR"]  # the runs' decoded photos
+        from core.data import load_dataset
+        from core.evaluate import evaluate
+        from core.model import load_model
+
+        print(f"{'trained':<8} {'read squashed':>14} {'read cropped':>13}")
+        split = {
+            f: load_dataset(folder, val_fraction=0.1, seed=0, fit=f).split("val") for f in models
+        }
+        names = sorted(p.name for p in folder.iterdir())
+        for fit, path in models.items():
+            model = load_model(path)
+            read = [evaluate(model, *split[f], names).accuracy for f in models]
+            print(f"{fit:<8} {read[0]:>14.2%} {read[1]:>13.2%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -110,13 +110,13 @@ fit = options.selectbox(
     format_func=FRAMING_LABELS.get,
     help="How a photo that is not square becomes the model's square input. **Whole photo**: "
     "all of it, squashed (objects look narrower or taller), as image folders are read for "
-    "training unless a run crops them. **Centre square**: objects keep their shape, the edges of the longer side are "
-    "left out (dimmed on the original). **Three squares**: both ends and the middle of the "
-    "longer side, their answers averaged: for a subject that may not be in the middle "
-    "(CIFAR-10 images made into 16:9 photos with the subject at one edge: 83-85% right, "
-    "against 60-64% cropped and 70-71% squashed; 5-6 points below the crop with it in the "
-    'middle), three times the work. "What the model sees" shows the result. '
-    + FRAMING_ADVICE[advice],
+    "training unless a run crops them. **Centre square**: objects keep their shape, the "
+    "edges of the longer side are left out (dimmed on the original). **Three squares**: both "
+    "ends and the middle of the longer side, their answers averaged: for a subject that may "
+    "not be in the middle (CIFAR-10 images made into 16:9 photos with the subject at one "
+    "edge: 83-85% right, against 60-64% cropped and 70-71% squashed; 5-6 points below the "
+    'crop with it in the middle), three times the work. "What the model sees" shows the '
+    "result. " + FRAMING_ADVICE[advice],
 )
 tta = state.tta_select(options, "classify_tta", width=OPTION_WIDTH)
 evidence = state.evidence_method(options, "classify_evidence")

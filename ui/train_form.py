@@ -370,13 +370,13 @@ def new_run() -> None:
         )
         if size < IMAGE_SIZES[-1] and (larger := _larger_size(dataset, size)):
             st.caption(f"{larger} The Dataset page's Image files tab says more of them.")
-        fit = fit_choice(dataset)
         # Outside the form: the form can only show as many block editors as chosen here.
         blocks = st.number_input("Conv blocks", 1, 5, 2, key="train_blocks") if custom else 0
         if not custom:
             st.caption(PRESET_DESCRIPTIONS[preset])
         if preset in TRANSFER_PRESETS:
             weights_warning(preset)
+        fit = fit_choice(dataset)
         sent = st.session_state.get("train_augment")
         if sent:
             st.info("Augmentation settings from the Augmentations page.")
