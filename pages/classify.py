@@ -8,7 +8,7 @@ import streamlit as st
 from core import registry
 from core.classify import classify_batch, results_csv, results_table
 from core.data import UPLOAD_TYPES
-from core.datastats import enlarge
+from core.datastats import enlarge, image_grid
 from core.errors import CnnError
 from core.evaluate import calibration_note
 from core.images import FITS, FORMAT_NAMES, dim_outside_centre, open_image
@@ -187,22 +187,39 @@ def _original(data: bytes, fit: str):
     return dim_outside_centre(photo) if fit == "crop" else photo
 
 
-MIDDLE = ", in the middle square"  # the evidence of three squares' answer: the middle one's
+SCALE = 5  # the model's pixels as 5 x 5 squares of the screen's
+
+
+def side_by_side(images: list) -> np.ndarray:
+    """One picture of a photo's views (three squares') in a row, a white column between
+    them (one of the model's pixels wide); a single view as it is."""
+    return images[0] if len(images) == 1 else image_grid(images, len(images), pad=SCALE)
 
 
 def evidence_for(pred) -> tuple:
     """The image and caption of the evidence for the class shown (which the int8 copy may
-    rank first where the float32 model does not), by the method chosen."""
+    rank first where the float32 model does not), by the method chosen: of each square,
+    side by side as "What the model sees" shows them, when three squares answered."""
     shown = int(pred.probs.argmax())
+    views = [pred.pixels] if pred.views is None else list(pred.views)
+    each = "" if len(views) == 1 else ", each square's own"
     if evidence == "Grad-CAM":
-        view = state.grad_cam_view(entry, model, pred.pixels, shown)[0]
-        return view, f"Grad-CAM: {md(pred.label)}" + MIDDLE * (pred.views is not None)
-    found = state.occlusions(entry, model, pred.pixels)[shown]
-    scale = strongest_change(found)
-    view = enlarge(signed_overlay(pred.pixels, found.drop, scale=scale), 5)
-    return view, (
-        f"Occlusion: {md(pred.label)}, red for, blue against (hiding one square leaves "
-        f"{probability(found.lowest)})" + MIDDLE * (pred.views is not None)
+        maps = [state.grad_cam_view(entry, model, view, shown)[0] for view in views]
+        return side_by_side(maps), f"Grad-CAM: {md(pred.label)}{each}"
+    found = [state.occlusions(entry, model, view)[shown] for view in views]
+    scale = strongest_change(*found)  # one colour scale for the squares
+    maps = [
+        enlarge(signed_overlay(view, f.drop, scale=scale), SCALE)
+        for view, f in zip(views, found, strict=True)
+    ]
+    lowest = probability(min(f.lowest for f in found))
+    leaves = (
+        f"hiding one square leaves {lowest}"
+        if len(views) == 1
+        else f"hiding one patch of a square leaves as little as {lowest}"
+    )
+    return side_by_side(maps), (
+        f"Occlusion: {md(pred.label)}{each}, red for, blue against ({leaves})"
     )
 
 
@@ -254,12 +271,11 @@ def show(name, original, pred, slot: str):
         caption = "Original, dimmed where cropped" if cropped else "Original"
         cols[0].image(original, caption=caption, width=ORIGINAL_WIDTH)
     if pred.views is None:
-        seen, said = pred.pixels, f"What the model sees ({len(pred.pixels)} px)"
-    else:  # side by side, a white column between
-        gap = np.full((len(pred.pixels), 1, 3), 255, np.uint8)
-        seen = np.concatenate([part for v in pred.views for part in (v, gap)][:-1], axis=1)
+        seen, said = [enlarge(pred.pixels, SCALE)], f"What the model sees ({len(pred.pixels)} px)"
+    else:
+        seen = [enlarge(view, SCALE) for view in pred.views]
         said = f"What the model sees: {len(pred.views)} squares, answers averaged"
-    cols[1].image(enlarge(seen, 5), caption=said)
+    cols[1].image(side_by_side(seen), caption=said)
     cols[2].image(*evidence_for(pred))
     cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
     if fooling:

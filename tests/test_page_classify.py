@@ -6,8 +6,10 @@ import json
 import numpy as np
 from PIL import Image
 
+from core import inspect
 from core.classify import classify_bytes
 from core.evaluate import with_temperature
+from core.images import decode_views
 from core.model import load_model
 from ui.text import probability
 
@@ -169,7 +171,24 @@ def test_framing_crops_each_photo_to_its_centre_square(app, trained_run):
         assert original == {"squash": "Original", "crop": dimmed, "three": "Original"}[fit]
         three = "What the model sees: 3 squares, answers averaged"
         assert seen == (three if fit == "three" else "What the model sees (32 px)")
+        evidence = app.get("image")[2].proto.imgs[0].caption
+        each = ", each square's own" if fit == "three" else ""
+        assert evidence == f"Grad-CAM: {pred.label}{each}"
     assert len(set(lines)) == 3  # the framings answer differently: the check bites
+    # Three squares' occlusion: each square answered alone, on one colour scale.
+    app.radio(key="classify_evidence").set_value("Occlusion").run()
+    assert not app.exception
+    views = decode_views(buf.getvalue(), 32, "three")
+    t = _temperature(trained_run)
+    found = [
+        inspect.occlusions(model, view, temperature=t)[["cat", "dog", "frog"].index(pred.label)]
+        for view in views
+    ]
+    lowest = min(f.lowest for f in found)
+    assert app.get("image")[2].proto.imgs[0].caption == (
+        f"Occlusion: {pred.label}, each square's own, red for, blue against (hiding one patch "
+        f"of a square leaves as little as {probability(lowest)})"
+    )
 
 
 def test_flip_tta_averages_the_answer_with_the_mirror_images(app, trained_run):
