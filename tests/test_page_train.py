@@ -2,7 +2,9 @@
 
 import io
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +118,10 @@ def test_a_folder_of_photos_that_are_not_square_may_be_cropped_for_training(
     [new] = [p for p in _run_dirs() if p != trained_run]
     assert jobs.wait_for_state(new, jobs.FINISHED, timeout=90)["state"] == "completed"
     assert read_json(new / "config.json")["fit"] == "crop"
+    # The page decoded the folder cropped under its bar, before the run's process started.
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+    [source] = [s for s in cache.glob("folder-*/source.txt") if s.read_text().endswith("crop")]
+    assert source.stat().st_mtime < read_json(new / "job.json")["launched"]
     assert "--fit crop" in read_json(new / "model_card.json")["command"]
 
 

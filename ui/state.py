@@ -348,6 +348,21 @@ def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
         st.stop()
 
 
+def decode_folder(image_size: int, fit: str) -> None:
+    """Decodes the active image folder at `image_size`, made square by `fit`, into the disk
+    cache under a progress bar here, when it is not there yet: a run, learning-rate test or
+    time estimate started next then finds it decoded, where its own process would decode it
+    with nothing to show but "starting" (a folder of photos: minutes). Nothing to do for
+    CIFAR-10 sources, or a folder decoded at that size and fit before.
+
+    Raises:
+        CnnError: the folder cannot be read (`core.data.load_image_folder`'s reasons).
+    """
+    spec = dataset_spec()
+    if spec and Path(spec).expanduser().is_dir():
+        _decode_with_progress(dataset_key(), spec, image_size, fit)
+
+
 @st.cache_resource(show_spinner=False)
 def _kept_on_disk() -> set:
     """Keys of slow first steps (decoding a folder, predicting a split) that this server

@@ -419,6 +419,8 @@ def new_run() -> None:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
             schedule_preview(config, datastats.training_images(counts, config.val_fraction))
         config.data = state.dataset_spec()
+        if timing or start or find:
+            state.decode_folder(size, fit)  # under a bar here, not unseen in the child
         if timing:
             measure_time(config)
         estimate_line(config)
@@ -532,6 +534,7 @@ def start_search(preset: str, size_and_fit: tuple, options: dict, chosen: dict) 
         **chosen,
     )
     try:
+        state.decode_folder(*size_and_fit)  # as for a run: under a bar here
         name = jobs.launch_search(config).name
     except CnnError as err:
         st.error(md_sentence(err))
