@@ -233,3 +233,24 @@ def test_the_contact_sheet_shows_each_photo_as_the_model_saw_it():
     assert page.text[at : at + 2] == [NAMES[0], "3"]
     assert facts["Unfamiliar pictures"] == "not checked: this model has no check"
     assert facts["Temperature"] == "none: the model's own probabilities"
+
+
+def test_three_squares_are_shown_side_by_side_on_the_contact_sheet():
+    from core.classify import _described
+
+    rng = np.random.default_rng(2)
+    views = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    pred = _described(views, np.array([0.7, 0.2, 0.1], np.float32), NAMES, 3)
+    facts = classification_facts("run", "float32 model", 1.0, None, fit="three")
+    said = classification_html([("wide.jpg", pred, None)], "run: 1 photo", facts)
+    page = _Page()
+    page.feed(said)
+    [src] = page.images
+    png = base64.b64decode(src.removeprefix("data:image/png;base64,"))
+    shown = np.asarray(Image.open(io.BytesIO(png)))
+    assert shown.shape == (32, 3 * 32 + 2, 3)  # the squares in a row, a white column between
+    for i, view in enumerate(views):
+        np.testing.assert_array_equal(shown[:, 33 * i : 33 * i + 32], view)
+    assert (shown[:, [32, 65]] == 255).all()
+    assert "<figure style='grid-column: span 3'>" in said  # three cells of the gallery wide
+    assert facts["Framing"].endswith("their answers averaged; all three shown")

@@ -32,7 +32,7 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
        color: #222; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(140px, 1fr));
        gap: 1em; }
-.gallery img { width: 128px; image-rendering: pixelated; }
+.gallery img { height: 128px; image-rendering: pixelated; }  /* width: as the picture's */
 figure { margin: 0; } figcaption { font-size: 0.8em; overflow-wrap: anywhere; }
 .note { color: #555; font-size: 0.9em; }
 @media print { figure, table, .plotly-graph-div { break-inside: avoid; } }
@@ -105,7 +105,7 @@ FRAMINGS = {  # each `core.images.FITS` key as the contact sheet and the page na
     "squash": "the whole photo, squashed to a square",
     "crop": "the photo's centre square, cropped",
     "three": "three squares of the photo (both ends and the middle of its longer side), their "
-    "answers averaged; the middle one shown",
+    "answers averaged; all three shown",
 }
 
 
@@ -139,7 +139,11 @@ def _photo(name: str, pred, error: str | None) -> str:
     if pred.unfamiliar or pred.unsure:
         flag = "unlike the training images" if pred.unfamiliar else "unsure"
         caption += f"<br><em>{flag}</em>"
-    return _figure(pred.pixels, f"{name}: {answer}", caption)
+    if pred.views is None:
+        return _figure(pred.pixels, f"{name}: {answer}", caption)
+    # Three squares: side by side, a grid cell each, as the Classify page shows them.
+    views = datastats.image_grid(list(pred.views), len(pred.views), pad=1)
+    return _figure(views, f"{name}: {answer}", caption, span=len(pred.views))
 
 
 def _temperature(temperature: float, what: str) -> str:
@@ -162,11 +166,12 @@ def _document(title: str, facts: dict[str, str], *parts: str) -> str:
     return "\n".join([head, table, *parts, "</body></html>"])
 
 
-def _figure(pixels: np.ndarray, alt: str, caption: str) -> str:
+def _figure(pixels: np.ndarray, alt: str, caption: str, span: int = 1) -> str:
     """An image (embedded as PNG, enlarged by the page with sharp pixels) and its caption,
-    both already escaped."""
+    both already escaped; `span` gallery cells wide (every picture is as high)."""
+    wide = "" if span == 1 else f" style='grid-column: span {span}'"
     return (
-        f"<figure><img alt='{alt}' src='data:image/png;base64,{_png(pixels)}'>"
+        f"<figure{wide}><img alt='{alt}' src='data:image/png;base64,{_png(pixels)}'>"
         f"<figcaption>{caption}</figcaption></figure>"
     )
 
