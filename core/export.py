@@ -581,7 +581,7 @@ def download_bytes(result: ExportResult) -> bytes:
 # --- "use this model elsewhere" ----------------------------------------------------------
 
 
-# How every snippet turns a photo into the model's input, for each `core.images.ONE_VIEW` key:
+# How every snippet turns a photo into the model's input, for each `core.images.FITS` key:
 # as `core.images.decode_image` does for the dashboard, so that an exported model gets the
 # pixels the dashboard gives its own. A one-line reading sent a phone's portrait photo on its
 # side (EXIF orientation), a transparent PNG on black instead of white, and a picture smaller
@@ -608,6 +608,18 @@ photo = photo.crop((left, top, left + side, top + side))
 grows = side < SIZE  # averaged, or smoothly enlarged
 """
     + _RESIZE,
+    "three": _OPEN
+    + """\
+side, long = min(photo.size), max(photo.size)  # three squares: both ends and the middle
+starts = (0, (long - side) // 2, long - side) if long > side else (0,)  # of its longer side
+views = []
+for start in starts:
+    across = photo.width > photo.height
+    box = (start, 0, start + side, side) if across else (0, start, side, start + side)
+    resample = Image.Resampling.BICUBIC if side < SIZE else Image.Resampling.BOX
+    views.append(np.asarray(photo.crop(box).resize((SIZE, SIZE), resample), dtype=np.float32))
+image = np.stack(views)  # their answers are averaged
+""",
 }
 
 
@@ -622,8 +634,8 @@ IMAGE = "$image"
 CLASSES = $classes
 SIZE = $size
 
-# The model takes raw RGB pixels (0..255), shape (1, SIZE, SIZE, 3), and returns class
-# probabilities: the scaling is inside it.
+# The model takes raw RGB pixels (0..255), shape (N, SIZE, SIZE, 3), and returns class
+# probabilities: the scaling is inside it. One view of the photo, or several averaged.
 $prepare
 {run}
 best = int(np.argmax(probs))
@@ -637,28 +649,30 @@ SNIPPETS = {
         "import keras  # pip install keras tensorflow$project",
         """\
 model = keras.saving.load_model(MODEL, compile=False)  # safe_mode is on by default
-probs = np.asarray(model(image))[0]""",
+probs = np.asarray(model(image)).mean(axis=0)""",
     ),
     "savedmodel": _template(
         "import tensorflow as tf  # pip install tensorflow",
         """\
 model = tf.saved_model.load(MODEL)  # MODEL is the SavedModel folder
-probs = model.serve(tf.constant(image)).numpy()[0]""",
+probs = model.serve(tf.constant(image)).numpy().mean(axis=0)""",
     ),
     "tflite": _template(
         "from ai_edge_litert.interpreter import Interpreter  # pip install ai-edge-litert",
         """\
 interpreter = Interpreter(model_path=MODEL)
+index = interpreter.get_input_details()[0]["index"]
+interpreter.resize_tensor_input(index, list(image.shape))  # as many images as views
 interpreter.allocate_tensors()
-interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image)
+interpreter.set_tensor(index, image)
 interpreter.invoke()
-probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]""",
+probs = interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).mean(axis=0)""",
     ),
     "onnx": _template(
         "import onnxruntime as ort  # pip install onnxruntime",
         """\
 session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
-probs = session.run(None, {session.get_inputs()[0].name: image})[0][0]""",
+probs = session.run(None, {session.get_inputs()[0].name: image})[0].mean(axis=0)""",
     ),
 }
 SNIPPETS[INT8] = SNIPPETS["onnx"]  # the same runtime and call; outputs after the first differ
@@ -711,8 +725,8 @@ def snippet(
         size: the model's input side in pixels.
         class_names: the model's classes, in order; default CIFAR-10's.
         image: the image file the script opens.
-        fit: how it makes a photo square, a `core.images.ONE_VIEW` key (`PREPARE`): as
-            the Classify page starts for the model, `core.registry.framing`.
+        fit: how it makes a photo square, a `core.images.FITS` key (`PREPARE`): as the
+            Classify page starts for the model (`core.registry.framing`), or "three".
         project: for "keras", `project_layers` of the file: the snippet then imports those
             modules (the script saved in the project's folder); the other formats need none.
 

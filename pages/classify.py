@@ -14,16 +14,12 @@ from core.evaluate import calibration_note
 from core.images import FITS, FORMAT_NAMES, dim_outside_centre, open_image
 from core.inspect import model_image, signed_overlay, strongest_change
 from ui import adversarial, charts, report, state
+from ui.report import FRAMING_LABELS
 from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
 
 DETAILED = 12  # files shown with pictures; the table lists them all
-FRAMING_LABELS = {
-    "squash": "Whole photo, squashed",
-    "crop": "Centre square, cropped",
-    "three": "Three squares, averaged",
-}
 FRAMING_ADVICE = {  # why the page starts with the framing `registry.framing` suggests
     "crop": "This model learnt from square images, so it starts cropped: CIFAR-10 validation "
     "images made into 16:9 photos cost the shipped model 18-19 points of accuracy squashed, "

@@ -133,31 +133,38 @@ def _photos() -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("fit", images.ONE_VIEW)
+@pytest.mark.parametrize("fit", images.FITS)
 def test_the_snippets_prepare_a_photo_as_the_dashboard_does(tmp_path, fit):
     for kind, data in _photos().items():
         path = tmp_path / "photo"
         path.write_bytes(data)
         scope = {"np": np, "Image": Image, "ImageOps": ImageOps, "IMAGE": str(path), "SIZE": 32}
         exec(export.PREPARE[fit], scope)
-        dashboard = images.decode_image(data, 32, fit=fit)
-        np.testing.assert_array_equal(scope["image"][0], dashboard, err_msg=kind)
-        assert scope["image"].shape == (1, 32, 32, 3) and scope["image"].dtype == np.float32
-    other = next(f for f in images.ONE_VIEW if f != fit)  # the photos tell the two apart
-    assert not np.array_equal(scope["image"][0], images.decode_image(data, 32, fit=other))
+        dashboard = images.decode_views(data, 32, fit=fit)  # one view, or three squares
+        np.testing.assert_array_equal(scope["image"], dashboard, err_msg=kind)
+        assert scope["image"].dtype == np.float32 and scope["image"].shape[1:] == (32, 32, 3)
+        if kind == "portrait JPEG":  # three squares, from top to bottom once turned upright
+            assert len(scope["image"]) == (3 if fit == "three" else 1)
+    for other in images.FITS:  # the last photo (a thin WebP) tells the three apart
+        if other != fit:
+            assert not np.array_equal(scope["image"][0], images.decode_views(data, 32, other)[0])
 
 
-def test_each_snippet_classifies_an_image_on_its_own(exported, tmp_path):
+@pytest.mark.parametrize("fit", ["squash", "three"])
+def test_each_snippet_classifies_an_image_on_its_own(exported, tmp_path, fit):
     photo = tmp_path / "photo.png"
-    photo.write_bytes(_photos()["transparent PNG"])
-    resized = images.decode_image(photo.read_bytes(), 16)  # as the Classify page reads it
-    probs = np.asarray(exported["model"](resized[None].astype(np.float32)))[0]
+    photo.write_bytes(
+        _photos()["transparent PNG" if fit == "squash" else "GIF with a transparent colour"]
+    )
+    views = images.decode_views(photo.read_bytes(), 16, fit)  # as the Classify page reads it
+    assert len(views) == (1 if fit == "squash" else 3)  # a 30 x 24 GIF: three squares
+    probs = np.asarray(exported["model"](views.astype(np.float32))).mean(axis=0)
     best = int(np.argmax(probs))
     # No project code on the path: the snippet runs from an empty folder.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     for fmt, result in exported["results"].items():
-        code = export.snippet(fmt, result.path, 16, CLASSES, image=str(photo))
+        code = export.snippet(fmt, result.path, 16, CLASSES, image=str(photo), fit=fit)
         out = subprocess.run(
             [sys.executable, "-c", code],
             cwd=tmp_path,

@@ -315,9 +315,16 @@ def _default_model_app(tmp_path, monkeypatch):
 
 
 def test_export_section_exports_the_default_model(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
     from core import export
+    from core.classify import classify_bytes
     from core.model import load_model
     from core.registry import DEFAULT_MODEL_DIR
+    from tests.conftest import ROOT
 
     at = _default_model_app(tmp_path, monkeypatch)
     at.selectbox(key="evaluate_export_format").select("keras").run()
@@ -352,6 +359,38 @@ def test_export_section_exports_the_default_model(tmp_path, monkeypatch):
     said = " ".join(m.value for m in at.markdown)
     assert "(needs its runtime, numpy, Pillow and this project's `core.model` (the" in said
     assert "as the Classify page starts for this model: the photo's centre square, cropped" in said
+    # Three squares, chosen: the code reads a wide photo as the Classify page does.
+    at.selectbox(key="evaluate_snippet_fit").select("three").run()
+    assert not at.exception
+    photo = tmp_path / "wide.jpg"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (60, 150, 3), np.uint8)).save(photo)
+    code = export.snippet(
+        "keras",
+        written,
+        32,
+        export.EXAMPLE_CLASSES,
+        image=str(photo),
+        fit="three",
+        project=export.project_layers(written),
+    )
+    shown = [c.value.strip() for c in at.code]
+    assert code.replace(str(photo), "photo.jpg").strip() in shown
+    said = " ".join(m.value for m in at.markdown)
+    assert "it reads a photo as chosen: three squares of the photo (both ends and the" in said
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    ran = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    name, prob = ran.stdout.split()
+    expected = classify_bytes(
+        load_model(DEFAULT_MODEL_DIR / "model.keras"),
+        photo.read_bytes(),
+        list(export.EXAMPLE_CLASSES),
+        fit="three",
+    )
+    assert name == expected.label  # the file computes in bf16: the bf16 tolerance
+    assert float(prob) == pytest.approx(expected.confidence, abs=export.BFLOAT16_TOLERANCE)
 
 
 def test_export_section_says_why_onnx_is_unavailable(tmp_path, monkeypatch):

@@ -16,8 +16,9 @@ from core.evaluate import (
     selective_at,
     too_few_to_calibrate,
 )
+from core.images import FITS
 from ui import charts, state
-from ui.report import FRAMINGS
+from ui.report import FRAMING_LABELS, FRAMINGS
 from ui.text import md, md_sentence
 
 
@@ -233,7 +234,17 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             on_click="ignore",
             key="evaluate_export_download",
         )
-        fit = registry.framing(entry["card"])
+        starts, head = registry.framing(entry["card"]), st.empty()  # the sentence, above
+        fit = st.selectbox(
+            "Framing of the photo",
+            FITS,
+            index=FITS.index(starts),
+            format_func=FRAMING_LABELS.get,
+            key="evaluate_snippet_fit",
+            help="How the code below makes a photo that is not square into the model's "
+            "square input, as the Classify page's Framing: it starts as that page starts "
+            "for this model.",
+        )
         project = done["project"]
         needs = (
             "its runtime, numpy, Pillow and this project's "
@@ -242,9 +253,10 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             if project
             else "only its runtime, numpy and Pillow"
         )
-        st.markdown(
-            f"**Use this model elsewhere** (needs {needs}; it reads a photo as the Classify "
-            f"page starts for this model: {FRAMINGS[fit]}):"
+        as_page = "as the Classify page starts for this model" if fit == starts else "as chosen"
+        head.markdown(
+            f"**Use this model elsewhere** (needs {needs}; it reads a photo {as_page}: "
+            f"{FRAMINGS[fit]}):"
         )
         st.code(
             export.snippet(

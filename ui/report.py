@@ -101,11 +101,16 @@ def classification_html(results: list, title: str, facts: dict[str, str]) -> str
     )
 
 
+FRAMING_LABELS = {  # each `core.images.FITS` key as the pages' Framing choices name it
+    "squash": "Whole photo, squashed",
+    "crop": "Centre square, cropped",
+    "three": "Three squares, averaged",
+}
 FRAMINGS = {  # each `core.images.FITS` key as the contact sheet and the page name it
     "squash": "the whole photo, squashed to a square",
     "crop": "the photo's centre square, cropped",
     "three": "three squares of the photo (both ends and the middle of its longer side), their "
-    "answers averaged; all three shown",
+    "answers averaged",
 }
 
 
@@ -116,7 +121,7 @@ def classification_facts(
     return {
         "Model": label,
         "Answered by": answered_by,
-        "Framing": FRAMINGS[fit],
+        "Framing": FRAMINGS[fit] + ("; all three shown" if fit == "three" else ""),
         "Temperature": _temperature(temperature, "the percentages"),
         "Unfamiliar pictures": "flagged by the model's check"
         if check is not None
