@@ -241,6 +241,7 @@ def export_box(entry: dict, model, names: list[str]) -> None:
             index=FITS.index(starts),
             format_func=FRAMING_LABELS.get,
             key="evaluate_snippet_fit",
+            width=260,  # its longest choice, whole
             help="How the code below makes a photo that is not square into the model's "
             "square input, as the Classify page's Framing: it starts as that page starts "
             "for this model.",
