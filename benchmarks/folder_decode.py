@@ -1,13 +1,16 @@
 """The first load of an image folder: every file decoded into an empty cache folder.
 
     python benchmarks/folder_decode.py --data ../shared/datasets/cifar10-jpeg [--in-process]
+        [--process-per-heic]
     python benchmarks/folder_decode.py --data FOLDER --check
 
 Times `core.data.load_dataset` on `--data` with a new temporary cache folder (removed at
 the end), so nothing decoded before is read back; prints the seconds, the images per
 second and how many processes decoded. `--in-process` decodes in this process only (as
 files that would take under `core.data.PARALLEL_SECONDS` here are), for an A/B in the
-same run. Whole process timings: `farm-bench -n 3 -- python benchmarks/folder_decode.py ...`.
+same run; `--process-per-heic` (with `--in-process`) starts a decoding process for each
+HEIC file, as before session 45, instead of one for them all (`core.heif.kept_decoder`).
+Whole process timings: `farm-bench -n 3 -- python benchmarks/folder_decode.py ...`.
 `--check` times `core.userdata.check_folder` without a listing instead: how the Dataset
 page checks a folder the loader cannot list (an empty class folder, say), nothing cached.
 """
@@ -28,9 +31,16 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--in-process", action="store_true", help="no worker processes")
     p.add_argument("--check", action="store_true", help="time the folder check instead")
+    p.add_argument("--process-per-heic", action="store_true", help="with --in-process")
     args = p.parse_args()
     if args.in_process:
         data.worker_count = lambda seconds: 1
+    if args.process_per_heic:
+        import contextlib
+
+        from core import heif
+
+        heif.kept_decoder = contextlib.nullcontext
     if args.check:
         from core.userdata import check_folder
 

@@ -729,9 +729,11 @@ PROGRESS_EVERY = 1000  # images between two progress reports while a folder is d
 # session 38): a 32 x 32 CIFAR-10 JPEG about 250 µs, mostly Pillow's header parsing, and a
 # photo about 14 ns a byte more (1024 x 768 JPEGs of 190 kB: 2.75 ms).
 FILE_SECONDS, BYTE_SECONDS = 250e-6, 14e-9
-# A HEIC's decode starts a process (`core.heif`, about 0.1 s) and then costs about 0.4 µs a
-# byte (a 12-megapixel photo of 1.4 MB: 0.65 s in all; docs/BENCHMARKS.md, session 44).
-HEIC_SUFFIXES, HEIC_FILE_SECONDS, HEIC_BYTE_SECONDS = (".heic", ".heif"), 0.1, 400e-9
+# HEIC files are decoded by a process (`core.heif.kept_decoder`, about 0.1 s to start, once),
+# then each costs about 1 ms and 0.4 µs a byte (a 12-megapixel photo of 1.4 MB: 0.55 s;
+# docs/BENCHMARKS.md, sessions 44 and 45).
+HEIC_SUFFIXES, HEIC_START_SECONDS = (".heic", ".heif"), 0.1
+HEIC_FILE_SECONDS, HEIC_BYTE_SECONDS = 1e-3, 400e-9
 # Files whose decode would take this long here go to worker processes (`core.decode_worker`),
 # one per core and at most 8, each given at least WORKER_SECONDS of it: a worker costs
 # about 0.3 s to start.
@@ -769,6 +771,7 @@ def estimated_seconds(paths) -> float:
     """About how long decoding `paths` in this process would take, from their sizes."""
     heic = {path for path in paths if os.fspath(path).lower().endswith(HEIC_SUFFIXES)}
     seconds = len(paths) * FILE_SECONDS + len(heic) * HEIC_FILE_SECONDS
+    seconds += HEIC_START_SECONDS if heic else 0.0
     if seconds >= PARALLEL_SECONDS:
         return seconds  # enough to go to workers whatever their sizes: no need to stat them
     for path in paths:
@@ -807,14 +810,18 @@ def decode_files(listing, image_size: int, progress=None, fit: str = "squash") -
     left = [(0, n)]
     if (workers := worker_count(estimated_seconds(paths))) > 1:
         left = _decode_in_workers(paths, (image_size, fit), out, reasons, workers, done)
-    # Here: a small folder, or what a worker that could not start or stopped left.
-    for start, stop in left:
-        for i in range(start, stop):
-            image, digest, held, reasons[i] = decode_file(paths[i], image_size, fit)
-            if image is not None:
-                x[i], out["digests"][i] = image, np.frombuffer(digest, np.uint8)
-                out["stored"][i] = held
-            done.add(1)
+    # Here: a small folder, or what a worker that could not start or stopped left; its HEIC
+    # files through one decoding process (`core.heif.kept_decoder`), not one each.
+    from core import heif
+
+    with heif.kept_decoder():
+        for start, stop in left:
+            for i in range(start, stop):
+                image, digest, held, reasons[i] = decode_file(paths[i], image_size, fit)
+                if image is not None:
+                    x[i], out["digests"][i] = image, np.frombuffer(digest, np.uint8)
+                    out["stored"][i] = held
+                done.add(1)
     done.end()
     ok = np.array([r is None for r in reasons], bool)
     skipped = [(paths[i], reasons[i]) for i in np.flatnonzero(~ok)]

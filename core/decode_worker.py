@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 
+from core import heif
 from core.data import decode_file
 
 CHUNK = 250
@@ -39,6 +40,11 @@ def main() -> None:
     size, paths = int(request["size"]), request["paths"]
     fit = str(request.get("fit", "squash"))
     out = sys.stdout.buffer
+    with heif.kept_decoder():  # its HEIC files through one decoding process, not one each
+        _decode(paths, size, fit, out)
+
+
+def _decode(paths, size, fit, out) -> None:
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
         pixels = np.zeros((len(chunk), size, size, 3), np.uint8)

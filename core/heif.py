@@ -13,6 +13,7 @@ limit that pillow-heif can switch off.)
     declared_size(data)   # (width, height) of the largest picture the file can make
     is_sequence(data)     # a burst or an animation, whose frames libheif takes from a track
     decode(data, max_pixels, at_least)   # (picture, (width, height)), in a process of its own
+    with kept_decoder(): ...             # one such process for many files (a folder's)
 
 Every SPS of the file, in the pictures' `hvcC` properties or among their own bytes, must be
 read here; one that cannot be is refused as damaged rather than left to the decoder.
@@ -20,18 +21,25 @@ read here; one that cannot be is refused as damaged rather than left to the deco
 The decoder (pillow-heif: libheif and libde265) runs in a child process, `python -m
 core.heif`, never in the dashboard's: HEVC decoders have a long record of memory errors on
 crafted files, and a crash there would end every user's session. A crash, a hang or a child
-out of memory is one refused file.
+out of memory is one refused file. A folder's files go to one process, one after another,
+within `kept_decoder()` (a process costs about 0.1 s to start, more than a small HEIC's
+decode); it is started again after a file that ends it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import io
 import json
+import os
+import selectors
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict
 
 from PIL import Image
@@ -205,7 +213,11 @@ def decode(data: bytes, max_pixels: int, at_least: int | None = None):
         if image is not None and factor == _factor(size, at_least):
             _RECENT.move_to_end(key)
             return image.copy(), size
-    image, size = _decoded_by_child(data, max_pixels, at_least)
+    kept = _KEPT.get()
+    if kept is None:
+        image, size = _decoded_by_child(data, max_pixels, at_least)
+    else:
+        image, size = kept.decode(data, max_pixels, at_least)
     if image is not None and image.width * image.height <= RECENT_PIXELS:
         with _RECENT_LOCK:
             _RECENT[key] = size, _factor(size, at_least), image.copy()
@@ -222,34 +234,130 @@ def _decoded_by_child(data, max_pixels, at_least):
         )
     except subprocess.TimeoutExpired as err:
         raise ImageError(TOO_SLOW.format(seconds=DECODE_SECONDS)) from err
-    header, _, pixels = done.stdout.partition(b"\n")
+    if done.returncode:
+        raise ImageError(CRASHED)
+    return _parsed(done.stdout)
+
+
+def _parsed(reply: bytes):
+    """`decode`'s result from the child's reply to one file (`_answer`)."""
+    header, _, pixels = reply.partition(b"\n")
     try:
         answer = json.loads(header)
     except ValueError:
         answer = None
-    if done.returncode or not isinstance(answer, dict):
+    if not isinstance(answer, dict):
         raise ImageError(CRASHED)
     if "error" in answer:
         raise RuntimeError(answer["error"])
-    size = tuple(answer["size"])
-    if "mode" not in answer:
-        return None, size
-    return Image.frombytes(answer["mode"], tuple(answer["shape"]), pixels), size
+    try:
+        size = tuple(answer["size"])
+        if "mode" not in answer:
+            return None, size
+        return Image.frombytes(answer["mode"], tuple(answer["shape"]), pixels), size
+    except (KeyError, TypeError, ValueError) as err:  # a reply cut short or garbled
+        raise ImageError(CRASHED) from err
 
 
-def main() -> None:
-    """The child of `decode`: the file on stdin; on stdout a JSON line (`size`, and `mode`
-    and `shape` when pixels follow, or `error`), then the pixels."""
-    import resource  # POSIX only, as this child
+# `kept_decoder`'s messages: a request is (max_pixels, at_least, length) then the file's
+# bytes; a reply is its length then `_answer`'s bytes.
+_REQUEST, _REPLY = struct.Struct("<QIQ"), struct.Struct("<Q")
+_KEPT: contextvars.ContextVar = contextvars.ContextVar("kept_heic_decoder", default=None)
 
-    max_pixels, at_least = int(sys.argv[1]), int(sys.argv[2])
-    with contextlib.suppress(ValueError, OSError):  # a system that does not bound it
-        resource.setrlimit(resource.RLIMIT_AS, (CHILD_BYTES, CHILD_BYTES))
-    data = sys.stdin.buffer.read()
-    import pillow_heif
 
-    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
-    out = sys.stdout.buffer
+@contextlib.contextmanager
+def kept_decoder():
+    """Within it, `decode` sends this context's HEIC files to one child process, one after
+    another, started at the first and ended on leaving: the same pictures, the same limits
+    (its address space, `DECODE_SECONDS` a file) and the same refusals as a process per
+    file, without a process's start (about 0.1 s) per file. A file that crashes, hangs or
+    garbles the child ends it; the next file starts another."""
+    decoder = _KeptDecoder()
+    token = _KEPT.set(decoder)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+        decoder.close()
+
+
+class _KeptDecoder:
+    def __init__(self):
+        self._proc = None
+
+    def decode(self, data, max_pixels, at_least):
+        request = _REQUEST.pack(max_pixels, at_least or 0, len(data)) + data
+        deadline = time.monotonic() + DECODE_SECONDS
+        for attempt in (1, 2):
+            if self._proc is None:
+                self._proc = subprocess.Popen(
+                    [*DECODER, "serve"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    cwd=ROOT,
+                )
+            try:
+                self._send(request, deadline)
+                break
+            except BrokenPipeError:  # it ended since its last file: another one, once
+                self.close()
+                if attempt == 2:
+                    raise ImageError(CRASHED) from None
+            except TimeoutError:
+                self.close()
+                raise ImageError(TOO_SLOW.format(seconds=DECODE_SECONDS)) from None
+        try:
+            (length,) = _REPLY.unpack(self._receive(_REPLY.size, deadline))
+            if length > 4 * max_pixels + 4096:  # more than any picture's reply: garbage
+                raise EOFError
+            return _parsed(self._receive(length, deadline))
+        except TimeoutError:
+            self.close()
+            raise ImageError(TOO_SLOW.format(seconds=DECODE_SECONDS)) from None
+        except (EOFError, OSError, ImageError):
+            self.close()
+            raise ImageError(CRASHED) from None
+
+    def _send(self, request: bytes, deadline: float) -> None:
+        fd, view = self._proc.stdin.fileno(), memoryview(request)
+        os.set_blocking(fd, False)  # a child that stops reading must not block us
+        with selectors.DefaultSelector() as wait:
+            wait.register(fd, selectors.EVENT_WRITE)
+            while view:
+                if not wait.select(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError
+                with contextlib.suppress(BlockingIOError):
+                    view = view[os.write(fd, view[: 1 << 16]) :]
+
+    def _receive(self, count: int, deadline: float) -> bytes:
+        fd, parts, got = self._proc.stdout.fileno(), [], 0
+        with selectors.DefaultSelector() as wait:
+            wait.register(fd, selectors.EVENT_READ)
+            while got < count:
+                if not wait.select(max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError
+                part = os.read(fd, min(count - got, 1 << 20))
+                if not part:
+                    raise EOFError
+                parts.append(part)
+                got += len(part)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            self._proc.wait()
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+            self._proc = None
+
+
+def _answer(data: bytes, max_pixels: int, at_least: int) -> bytes:
+    """The child's reply to one file: a JSON line (`size`, and `mode` and `shape` when
+    pixels follow, or `error`), then the pixels."""
     try:
         image = Image.open(io.BytesIO(data), formats=["HEIF"])
         answer = {"size": image.size}
@@ -260,11 +368,30 @@ def main() -> None:
             image = _reduced(image, at_least)
             answer |= {"mode": image.mode, "shape": image.size}
     except Exception as err:  # pillow-heif's failures are RuntimeError, ValueError, ...
-        out.write(json.dumps({"error": str(err).strip() or type(err).__name__}).encode())
+        return json.dumps({"error": str(err).strip() or type(err).__name__}).encode()
+    reply = json.dumps(answer).encode() + b"\n"
+    return reply + image.tobytes() if "mode" in answer else reply
+
+
+def main() -> None:
+    """The child of `decode`: `MAX_PIXELS AT_LEAST` decodes the file on stdin and writes
+    `_answer`'s reply; `serve` answers `kept_decoder`'s requests until stdin ends."""
+    import resource  # POSIX only, as this child
+
+    with contextlib.suppress(ValueError, OSError):  # a system that does not bound it
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_BYTES, CHILD_BYTES))
+    import pillow_heif
+
+    pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    stdin, out = sys.stdin.buffer, sys.stdout.buffer
+    if sys.argv[1:] != ["serve"]:
+        out.write(_answer(stdin.read(), int(sys.argv[1]), int(sys.argv[2])))
         return
-    out.write(json.dumps(answer).encode() + b"\n")
-    if "mode" in answer:
-        out.write(image.tobytes())
+    while len(head := stdin.read(_REQUEST.size)) == _REQUEST.size:
+        max_pixels, at_least, length = _REQUEST.unpack(head)
+        reply = _answer(stdin.read(length), max_pixels, at_least)
+        out.write(_REPLY.pack(len(reply)) + reply)
+        out.flush()
 
 
 def _factor(size, at_least):

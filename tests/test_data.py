@@ -522,11 +522,12 @@ def test_a_decode_goes_to_workers_when_it_would_take_a_second_here(tmp_path):
     many = [tmp_path / "absent.jpg"] * 50_000  # not even looked at: 12.5 s whatever the sizes
     assert data.estimated_seconds(many) == pytest.approx(12.5)
     assert data.worker_count(12.5) == min(8, len(os.sched_getaffinity(0)))
-    phone = [tmp_path / f"IMG_{i}.HEIC" for i in range(4)]  # each decoded by a process of its own
+    phone = [tmp_path / f"IMG_{i}.HEIC" for i in range(4)]  # a decoding process for them all
     for path in phone:
         path.write_bytes(b"")
         os.truncate(path, 1_500_000)  # 12-megapixel photos
-    assert data.estimated_seconds(phone) == pytest.approx(4 * (250e-6 + 0.1 + 1_500_000 * 400e-9))
+    each = 250e-6 + 1e-3 + 1_500_000 * 400e-9
+    assert data.estimated_seconds(phone) == pytest.approx(0.1 + 4 * each)
     assert data.worker_count(data.estimated_seconds(phone)) == min(2, len(os.sched_getaffinity(0)))
 
 

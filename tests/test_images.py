@@ -1326,6 +1326,98 @@ def test_a_heic_decoder_that_crashes_or_hangs_costs_one_refused_file(
     assert decode_image(encode(Image.new("RGB", (8, 8), RED), "PNG")).shape == (32, 32, 3)
 
 
+def _heic_files() -> list[bytes]:
+    """Three HEIC files of other pictures and sizes (tests/data/make_heic.py)."""
+    return [(HEIC_PHOTO.parent / name).read_bytes() for name in _HEIC_NAMES]
+
+
+_HEIC_NAMES = ("photo.heic", "turned.heic", "transparent.heic")
+
+
+def _started(monkeypatch) -> list:
+    """The decoding processes `core.heif` starts from now on (real ones, counted)."""
+    import subprocess
+
+    started, popen = [], subprocess.Popen
+
+    def counted(*args, **kwargs):
+        started.append(args)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)  # subprocess.run's too
+    monkeypatch.setattr(heif, "_RECENT", OrderedDict())
+    return started
+
+
+def test_a_folders_heic_files_go_to_one_decoding_process(monkeypatch):
+    files = _heic_files()
+    alone = [heif.decode(data, images.MAX_PIXELS, 8) for data in files]  # a process each
+    started = _started(monkeypatch)
+    with heif.kept_decoder():
+        kept = [heif.decode(data, images.MAX_PIXELS, 8) for data in files]
+        with pytest.raises(RuntimeError):  # pillow-heif's words for a damaged file, as alone
+            heif.decode(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic", images.MAX_PIXELS)
+        assert heif.decode(files[0], 10) == (None, alone[0][1])  # over the limit: its size
+    assert len(started) == 1  # one process for all of them, the damaged one included
+    assert len({image.tobytes() for image, _ in alone}) == 3  # three pictures
+    for (image, size), (same, same_size) in zip(alone, kept, strict=True):
+        assert size == same_size and image.mode == same.mode
+        assert image.size == same.size and image.tobytes() == same.tobytes()
+    assert "pillow_heif" not in sys.modules  # libheif never runs in this process
+
+
+# A decoding process that fails on its second file, run as `kept_decoder` runs it.
+_SECOND = (
+    "import os, sys, time, core.heif as h\n"
+    "real, calls = h._answer, []\n"
+    "def answer(*a):\n"
+    "    calls.append(1)\n"
+    "    if len(calls) == 2:\n"
+    "        {fail}\n"
+    "    return real(*a)\n"
+    "h._answer = answer\n"
+    "h.main()"
+)
+
+
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [
+        ("os.kill(os.getpid(), 11)", heif.CRASHED),
+        ("sys.stdout.buffer.write(b'\\xff' * 8); sys.stdout.flush(); time.sleep(60)", heif.CRASHED),
+        ("time.sleep(60)", "The HEIC file took over 2 s to decode"),
+    ],
+    ids=["crashed", "garbage", "hung"],
+)
+def test_a_file_that_ends_the_kept_decoder_is_refused_and_the_next_gets_another(
+    monkeypatch, fail, message
+):
+    monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", _SECOND.format(fail=fail)])
+    monkeypatch.setattr(heif, "DECODE_SECONDS", 2)
+    files = _heic_files()
+    started = _started(monkeypatch)
+    begun = time.perf_counter()
+    with heif.kept_decoder():
+        assert heif.decode(files[0], images.MAX_PIXELS)[1] == (48, 32)
+        with pytest.raises(ImageError, match=re.escape(message)):
+            heif.decode(files[1], images.MAX_PIXELS)
+        assert heif.decode(files[2], images.MAX_PIXELS)[0] is not None  # another process
+    assert len(started) == 2 and time.perf_counter() - begun < 30
+
+
+def test_a_kept_decoder_that_ended_between_files_is_started_again(monkeypatch):
+    ends = "import threading; threading.Timer(0.2, os._exit, (0,)).start()"
+    child = _SECOND.format(fail="pass").replace("calls.append(1)", f"calls.append(1); {ends}")
+    monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", child])
+    files = _heic_files()
+    started = _started(monkeypatch)
+    with heif.kept_decoder():
+        assert heif.decode(files[0], images.MAX_PIXELS)[1] == (48, 32)
+        time.sleep(1.5)  # it ends meanwhile, as one killed from outside would
+        assert heif.decode(files[1], images.MAX_PIXELS)[0] is not None  # not refused
+    assert len(started) == 2
+
+
 def test_a_heic_asked_for_again_at_the_same_reduction_is_not_decoded_again(monkeypatch):
     monkeypatch.setattr(heif, "_RECENT", OrderedDict())
     data, limit = HEIC_PHOTO.read_bytes(), images.MAX_PIXELS
