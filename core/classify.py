@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import heif
 from core.errors import CnnError
 from core.images import FITS, MAX_UPLOAD_BYTES, decode_views, too_large
 
@@ -178,11 +179,12 @@ def classify_batch(
 
     size = int(model.input_shape[1])
     decoded = []
-    for name, data in files:
-        try:
-            decoded.append((name, decode_views(data, size, fit), None))
-        except ImageError as err:
-            decoded.append((name, None, str(err)))
+    with heif.kept_decoder():  # the batch's HEIC photos through one decoding process
+        for name, data in files:
+            try:
+                decoded.append((name, decode_views(data, size, fit), None))
+            except ImageError as err:
+                decoded.append((name, None, str(err)))
     good = [d[1] for d in decoded if d[1] is not None]
     probs, novelty = (
         predict_checked(model, np.concatenate(good), batch_size, tta, check) if good else ([], None)

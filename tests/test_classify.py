@@ -396,3 +396,32 @@ def test_the_command_line_answers_from_the_int8_copy_as_the_classify_page_does(t
     assert copy is None and why.startswith("The int8 copy computes differently on this CPU")
     err, probs = answered(str(shipped / "model.keras"))
     assert why in err and "answers from the float32 model" in err
+
+
+def test_a_batchs_heic_photos_go_to_one_decoding_process(model, monkeypatch):
+    import subprocess
+    from collections import OrderedDict
+
+    from core import heif
+    from tests.conftest import HEIC_PHOTO
+
+    photos = [
+        (name, (HEIC_PHOTO.parent / name).read_bytes())
+        for name in ("photo.heic", "turned.heic", "transparent.heic")
+    ]
+    names = [f"c{i}" for i in range(model.output_shape[-1])]
+    alone = [classify_bytes(model, data, names, fit="three") for _, data in photos]
+    started, popen = [], subprocess.Popen
+
+    def counted(*args, **kwargs):
+        started.append(args)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)
+    monkeypatch.setattr(heif, "_RECENT", OrderedDict())  # nothing decoded before
+    results = classify_batch(model, [*photos, ("cut.heic", photos[0][1][:200])], names, fit="three")
+    assert len(started) == 1  # one process for the batch, the cut file's refusal included
+    for (_, pred, error), one in zip(results, alone, strict=False):
+        assert error is None and pred.label == one.label
+        np.testing.assert_allclose(pred.probs, one.probs, rtol=1e-5, atol=1e-6)
+    assert results[-1][1] is None and "HEIC" in results[-1][2]

@@ -350,10 +350,10 @@ def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
 
 def decode_folder(image_size: int, fit: str) -> None:
     """Decodes the active image folder at `image_size`, made square by `fit`, into the disk
-    cache under a progress bar here, when it is not there yet: a run, learning-rate test or
-    time estimate started next then finds it decoded, where its own process would decode it
-    with nothing to show but "starting" (a folder of photos: minutes). Nothing to do for
-    CIFAR-10 sources, or a folder decoded at that size and fit before.
+    cache under a progress bar here, when it is not there yet: a run, learning-rate test,
+    time estimate or search started next then finds it decoded, where its own process would
+    decode it with nothing to show but "starting" (a folder of photos: minutes). Nothing to
+    do for CIFAR-10 sources, or a folder decoded at that size and fit before.
 
     Raises:
         CnnError: the folder cannot be read (`core.data.load_image_folder`'s reasons).
