@@ -809,7 +809,7 @@ def decode_files(listing, image_size: int, progress=None, fit: str = "squash") -
     done = _Progress(n, progress)
     left = [(0, n)]
     if (workers := worker_count(estimated_seconds(paths))) > 1:
-        left = _decode_in_workers(paths, (image_size, fit), out, reasons, workers, done)
+        left = _decode_in_workers(paths, image_size, fit, out, reasons, workers, done)
     # Here: a small folder, or what a worker that could not start or stopped left; its HEIC
     # files through one decoding process (`core.heif.kept_decoder`), not one each.
     from core import heif
@@ -851,9 +851,9 @@ class _Progress:
             self.progress(self.total, self.total)
 
 
-def _decode_in_workers(paths, size_and_fit, out, reasons, workers, done):
-    """Decodes `paths`, each made square as `size_and_fit` (`(side, fit)`) says, into `out`'s
-    arrays (`decode_files`'s x, digests and stored) and `reasons` in `workers` processes, in
+def _decode_in_workers(paths, image_size, fit, out, reasons, workers, done):
+    """Decodes `paths`, each made square by `fit` at `image_size`, into `out`'s arrays
+    (`decode_files`'s x, digests and stored) and `reasons` in `workers` processes, in
     contiguous shares; returns the `(start, stop)` ranges that no worker decoded (a worker
     that could not start, died or wrote something unreadable leaves the rest of its share).
     """
@@ -873,8 +873,7 @@ def _decode_in_workers(paths, size_and_fit, out, reasons, workers, done):
 
     def read(proc, start, stop):
         try:
-            size, fit = size_and_fit
-            request = json.dumps({"size": size, "fit": fit, "paths": paths[start:stop]})
+            request = json.dumps({"size": image_size, "fit": fit, "paths": paths[start:stop]})
             proc.stdin.write(request.encode())
             proc.stdin.close()
             at = start

@@ -3,7 +3,7 @@
     python -m core.decode_worker < request.json > messages
 
 The request on stdin is `{"size": S, "fit": F, "paths": [...]}` (F as
-`core.data.decode_file` takes it, "squash" when left out). For every `CHUNK` paths (fewer at
+`core.data.decode_file` takes it). For every `CHUNK` paths (fewer at
 the end) it writes one message to stdout: a JSON line `{"n": k, "failed": [[i, reason],
 ...]}` (`i` counted from the chunk's first path), then the chunk's pixels, uint8 `(k, S, S,
 3)` with zeros where a file failed, then their BLAKE2b digests, uint8 `(k, 16)`, then what
@@ -38,7 +38,7 @@ def send(out, pixels: np.ndarray, digests: np.ndarray, stored: np.ndarray, faile
 def main() -> None:
     request = json.load(sys.stdin)
     size, paths = int(request["size"]), request["paths"]
-    fit = str(request.get("fit", "squash"))
+    fit = str(request["fit"])
     out = sys.stdout.buffer
     with heif.kept_decoder():  # its HEIC files through one decoding process, not one each
         _decode(paths, size, fit, out)

@@ -23,6 +23,7 @@ from pathlib import Path
 from core import runs
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_json, read_json
+from core.images import ONE_VIEW
 
 SEARCH_FILE, TRIALS_FILE, SUMMARY_FILE = "search.json", "trials.json", "summary.json"
 # KerasTuner's Bayesian oracle would need scipy and scikit-learn on top.
@@ -397,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=0, help="0: the preset's recipe, else 32")
     p.add_argument(
         "--fit",
-        choices=("squash", "crop"),
+        choices=ONE_VIEW,
         default=d.fit,
         help="an image folder's pictures that are not square, as python -m core.train takes it",
     )

@@ -57,7 +57,7 @@ def _larger_size(dataset, size: int) -> str | None:
     return filestats.larger_size(stored, size, IMAGE_SIZES, files="this folder's files")
 
 
-FITS = {  # `TrainConfig.fit` as the form offers it
+FIT_LABELS = {  # `TrainConfig.fit` as the form offers it
     "squash": "Squashed whole (Keras's default)",
     "crop": "Cropped to their centre square",
 }
@@ -71,8 +71,8 @@ def fit_choice(dataset) -> str:
         return "squash"
     return st.selectbox(
         "Pictures that are not square",
-        list(FITS),
-        format_func=FITS.get,
+        list(FIT_LABELS),
+        format_func=FIT_LABELS.get,
         key="train_fit",
         help=f"{share:.0%} of this dataset's training pictures are not square. Squashed, a "
         "picture keeps everything in it but objects change shape; cropped, objects keep "
