@@ -293,13 +293,19 @@ def describe_remaining(run_dir) -> str | None:
     if found is None:
         return None
     epochs = "the epoch" if found["epochs"] == 1 else f"the {found['epochs']} epochs"
-    pace = found["epoch_seconds"]
-    pace = duration(pace) if pace >= 1 else f"{pace:.2g} s"  # tiny data: not "0 s"
+
+    def said(seconds: float) -> str:
+        return duration(seconds) if seconds >= 1 else f"{seconds:.2g} s"  # tiny data: not "0 s"
+
+    pace = f"{said(found['epoch_seconds'])} an epoch"
+    if config.epochs - found["epochs"] < config.small_crop_epochs:  # small crops still to come
+        crop = said(found["epoch_seconds"] * config.small_crop_cost)
+        pace = f"{crop} a {config.small_crop_size}-pixel epoch, {pace} of whole images"
     ending = " Early stopping may end it sooner." if config.early_stopping else ""
     return (
         f"Resuming trains {epochs} left: about {duration(found['seconds'])} at this run's "
-        f"pace so far ({pace} an epoch), besides loading the data and the checks after the "
-        f"last epoch.{ending}"
+        f"pace so far ({pace}), besides loading the data and the checks after the last "
+        f"epoch.{ending}"
     )
 
 

@@ -107,6 +107,11 @@ def test_resuming_is_timed_at_the_runs_own_pace_small_crops_at_their_share(tmp_p
     atomic_write_json(run / "history.json", fast)
     # Small-crop epochs at their share: 0.37 s of one is 0.6 s of a whole epoch.
     assert "(0.48 s an epoch)" in estimate.describe_remaining(run)  # median of 0.6 and 0.37
+    # Stopped among the small crops: their pace is said beside a whole epoch's.
+    atomic_write_json(run / "history.json", [{"epoch": 1, "seconds": 30 * small}])
+    assert "(19 s a 24-pixel epoch, 30 s an epoch of whole images)" in (
+        estimate.describe_remaining(run)
+    )
     (run / "config.json").write_text("{not json")
     assert estimate.describe_remaining(run) is None
     assert estimate.describe_remaining(tmp_path / "gone") is None
