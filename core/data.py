@@ -767,6 +767,20 @@ def decode_file(path, image_size: int, fit: str = "squash") -> tuple:
     return image, hashlib.blake2b(raw, digest_size=16).digest(), held, None
 
 
+def decode_framed(paths, image_size: int, fit: str) -> list:
+    """Each of `paths` as `decode_file` makes it square by `fit`, its HEIC files through one
+    decoding process (`core.heif.kept_decoder`): a few files shown again another way.
+
+    Returns:
+        A list of uint8 `(image_size, image_size, 3)` arrays, None for a file that does
+        not decode (now).
+    """
+    from core import heif
+
+    with heif.kept_decoder():
+        return [decode_file(path, image_size, fit)[0] for path in paths]
+
+
 def estimated_seconds(paths) -> float:
     """About how long decoding `paths` in this process would take, from their sizes."""
     heic = {path for path in paths if os.fspath(path).lower().endswith(HEIC_SUFFIXES)}

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import datastats, filestats, registry, userdata
+from core import data, datastats, filestats, registry, userdata
 from core.errors import CnnError
 from ui import charts, near_duplicates, state
 from ui.text import md, md_sentence
+from ui.train_form import FIT_LABELS
 
 state.ensure_routed()
 
@@ -46,6 +47,11 @@ def _files_stored(key, _ds):
         filestats.class_table(stored, y, _ds.class_names),
         filestats.size_counts(stored),
     )
+
+
+@st.cache_data(show_spinner="Reading the pictures again…", max_entries=16)
+def _framed(paths: tuple[str, ...], size: int, fit: str) -> list:
+    return data.decode_framed(paths, size, fit)
 
 
 def _files_tab(ds):
@@ -136,7 +142,8 @@ default = ds.class_names[:FIRST_SHOWN] if many else ds.class_names
 chosen = mid.multiselect("Classes", ds.class_names, default=default, key="dataset_classes")
 per_class = right.slider("Images per class", 1, 20, 8, key="dataset_per_class")
 seed = last.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed")
-st.button(
+reshuffle, framing = st.columns([1, 6], vertical_alignment="bottom")  # under Split
+reshuffle.button(
     "Reshuffle",
     key="dataset_reshuffle",
     help="Draw other images (the seed goes up by one).",
@@ -145,6 +152,18 @@ st.button(
 
 x, y = ds.split(split)
 files = ds.files.get(split)  # an image folder's paths; None for CIFAR-10 archives
+fit = "squash"
+if files is not None and (share := ds.summary()["not_square"]):
+    fit = framing.selectbox(
+        "Pictures that are not square",
+        list(FIT_LABELS),
+        format_func=FIT_LABELS.get,
+        key="dataset_fit",
+        width=320,
+        help=f"{share:.0%} of the training pictures are not square. The Train page asks "
+        "which way a run reads them: see both here before you choose. The statistics below "
+        "count them squashed.",
+    )
 
 
 def sample_name(i: int) -> str:
@@ -158,10 +177,17 @@ if not len(picked):
     st.info("Choose at least one class to see samples.")
 elif many and len(chosen) < len(ds.class_names):
     st.caption(f"{len(chosen)} of the {len(ds.class_names)} classes: choose others above.")
+pixels = {int(i): x[i] for i in picked}
+if fit != "squash":  # only pictures that are not square differ
+    sides = ds.stored[split][picked]
+    reframe = [int(i) for i, (w, h, _) in zip(picked, sides, strict=True) if w != h]
+    root = Path(spec).expanduser()  # the folder: `files` are relative to it
+    found = _framed(tuple(str(root / files[i]) for i in reframe), ds.image_size, fit)
+    pixels |= {i: image for i, image in zip(reframe, found, strict=True) if image is not None}
 for label in sorted(labels):
     rows = picked[y[picked] == label]
     st.markdown(f"**{md(ds.class_names[label])}** · {len(rows)} of {counts[split][label]:,}")
-    shown = [datastats.enlarge(x[i], factor) for i in rows]
+    shown = [datastats.enlarge(pixels[i], factor) for i in rows]
     st.image(shown, caption=[md(sample_name(i)) for i in rows])
 
 if len(picked):
@@ -175,9 +201,9 @@ if len(picked):
     )
     left, right = st.columns(2)
     if left.button("Open on Filters page", key="dataset_open_filters"):
-        state.open_probe(ds, split, index, "pages/filters.py")
+        state.open_probe(ds, split, index, "pages/filters.py", pixels[index])
     if right.button("Open on Classify page", key="dataset_open_classify"):
-        state.open_probe(ds, split, index, "pages/classify.py")
+        state.open_probe(ds, split, index, "pages/classify.py", pixels[index])
 
 st.header("Statistics")
 histograms, means = _pixel_stats(_key(ds), split, ds)

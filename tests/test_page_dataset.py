@@ -11,8 +11,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.data import load_dataset
-from tests.conftest import ROOT, as_read, plotly_values, write_cifar_archive, write_image_folder
+from core.data import decode_file, load_dataset
+from tests.conftest import (
+    ROOT,
+    as_read,
+    plotly_values,
+    write_cifar_archive,
+    write_framed_folder,
+    write_image_folder,
+)
 from tests.test_userdata import class_entries, make_zip, png_bytes
 
 
@@ -51,6 +58,7 @@ def test_shows_source_splits_and_a_balanced_grid(page, image_folder):
         shown = {c.replace("\\", "") for c in img.captions}
         assert shown <= {Path(f).name for f in files if f.startswith(name + "/")}
 
+    assert "dataset_fit" not in [box.key for box in page.selectbox]  # all square: no choice
     page.multiselect(key="dataset_classes").set_value(["cat", "frog"])
     page.slider(key="dataset_per_class").set_value(4).run()
     grid = _grid(page)
@@ -152,6 +160,46 @@ def test_open_on_another_page_sends_the_chosen_sample(page, image_folder, button
     assert probe["caption"] == f"train #{i} (dog) · {files[i]}"
     np.testing.assert_array_equal(probe["pixels"], x[i])
     assert not page.title or page.title[0].value != "Dataset"  # switched page
+
+
+def test_pictures_that_are_not_square_are_shown_squashed_or_cropped(tmp_path, monkeypatch):
+    from core import datastats
+
+    folder = tmp_path / "framed"
+    write_framed_folder(folder, per_class=5)  # 2:1, red ends that only a crop cuts off
+    at = _app(monkeypatch, tmp_path, folder)
+    shown = []  # the grid's pictures (then the mean images), before they are enlarged
+    enlarge = datastats.enlarge
+    monkeypatch.setattr(
+        datastats, "enlarge", lambda image, factor: shown.append(image) or enlarge(image, factor)
+    )
+    at.run()
+    assert not at.exception
+    box = at.selectbox(key="dataset_fit")
+    assert box.value == "squash" and box.options == [
+        "Squashed whole (Keras's default)",
+        "Cropped to their centre square",
+    ]
+    assert "100% of the training pictures are not square" in box.help
+    count = len(_indices(at))
+    assert count == int(at.metric[0].value) > 8  # every training picture (5 a class at most)
+
+    def reds(images) -> list[bool]:
+        return [bool(((img[..., 0] > 200) & (img[..., 1] < 60)).any()) for img in images]
+
+    assert reds(shown[:count]) == [True] * count
+    shown.clear()
+    box.set_value("crop").run()
+    assert not at.exception and len(_indices(at)) == count
+    assert reds(shown[:count]) == [False] * count
+
+    label = at.selectbox(key="dataset_probe").options[0]
+    at.button(key="dataset_open_classify").click().run()  # the first sample, cropped
+    probe = at.session_state["probe"]
+    assert probe["caption"] == label
+    cropped, *_ = decode_file(folder / label.split(" · ")[1], 32, "crop")
+    np.testing.assert_array_equal(probe["pixels"], cropped)
+    assert reds([cropped]) == [False]
 
 
 def _check_label(at) -> str:

@@ -732,13 +732,14 @@ def occlusions(entry: dict, model, pixels) -> list:
     return _occlusions(entry["path"], version, pixels, registry.temperature(entry), model)
 
 
-def open_probe(ds: data.Dataset, split: str, index: int, target: str) -> None:
+def open_probe(ds: data.Dataset, split: str, index: int, target: str, pixels=None) -> None:
     """Hands one image of a split to another page (`pages/filters.py`, `pages/classify.py`,
-    where it stays until cleared) and goes there."""
+    where it stays until cleared) and goes there: its `pixels` as the page showed them
+    (the Dataset page's cropped pictures), else as `ds` holds them."""
     x, y = ds.split(split)
     label = int(y[index])
     st.session_state["probe"] = {
-        "pixels": x[index].copy(),
+        "pixels": (x[index] if pixels is None else pixels).copy(),
         "caption": ds.image_name(split, index),
         "label": label,
     }
