@@ -10,7 +10,6 @@ from core import data, datastats, filestats, registry, userdata
 from core.errors import CnnError
 from ui import charts, near_duplicates, state
 from ui.text import md, md_sentence
-from ui.train_form import FIT_LABELS
 
 state.ensure_routed()
 
@@ -156,8 +155,8 @@ fit = "squash"
 if files is not None and (share := ds.summary()["not_square"]):
     fit = framing.selectbox(
         "Pictures that are not square",
-        list(FIT_LABELS),
-        format_func=FIT_LABELS.get,
+        list(state.FIT_LABELS),
+        format_func=state.FIT_LABELS.get,
         key="dataset_fit",
         width=320,
         help=f"{share:.0%} of the training pictures are not square. The Train page asks "

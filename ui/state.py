@@ -747,6 +747,10 @@ def open_probe(ds: data.Dataset, split: str, index: int, target: str, pixels=Non
 
 
 TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
+FIT_LABELS = {  # `TrainConfig.fit` as the Train and Dataset pages offer it
+    "squash": "Squashed whole (Keras's default)",
+    "crop": "Cropped to their centre square",
+}
 
 
 def tta_select(where, key: str, width: int | str = "stretch") -> str:

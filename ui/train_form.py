@@ -57,12 +57,6 @@ def _larger_size(dataset, size: int) -> str | None:
     return filestats.larger_size(stored, size, IMAGE_SIZES, files="this folder's files")
 
 
-FIT_LABELS = {  # `TrainConfig.fit` as the form offers it
-    "squash": "Squashed whole (Keras's default)",
-    "crop": "Cropped to their centre square",
-}
-
-
 def fit_choice(dataset) -> str:
     """How the run makes the folder's pictures that are not square into squares: asked only
     when some are (CIFAR-10's are all square), "squash" otherwise."""
@@ -71,8 +65,8 @@ def fit_choice(dataset) -> str:
         return "squash"
     return st.selectbox(
         "Pictures that are not square",
-        list(FIT_LABELS),
-        format_func=FIT_LABELS.get,
+        list(state.FIT_LABELS),
+        format_func=state.FIT_LABELS.get,
         key="train_fit",
         help=f"{share:.0%} of this dataset's training pictures are not square. Squashed, a "
         "picture keeps everything in it but objects change shape; cropped, objects keep "
