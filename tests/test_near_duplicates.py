@@ -189,12 +189,13 @@ def test_most_similar_matches_a_brute_force_search(monkeypatch, block, floats):
     np.fill_diagonal(whole, -np.inf)
     index, similar = nd.most_similar(prints, prints, same=True)
     np.testing.assert_array_equal(index, whole.argmax(axis=1))
-    np.testing.assert_allclose(similar, whole.max(axis=1), rtol=1e-6)
+    # float32 sums in another order (blocks): 1.2e-6 apart on an AVX-512 host's BLAS.
+    np.testing.assert_allclose(similar, whole.max(axis=1), rtol=1e-5)
     others = nd.fingerprints(smooth_images(20, seed=6))
     index, similar, back, back_similar = nd.both_ways(others, prints)
     np.testing.assert_array_equal(index, (others @ prints.T).argmax(axis=1))
     np.testing.assert_array_equal(back, (prints @ others.T).argmax(axis=1))  # one pass, both
-    np.testing.assert_allclose(back_similar, (prints @ others.T).max(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(back_similar, (prints @ others.T).max(axis=1), rtol=1e-5)
 
 
 def test_kept_on_disk_and_read_back_without_comparing(tmp_path, monkeypatch):
