@@ -719,7 +719,8 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
             model.optimizer.iterations.assign(len(history) * steps)
         teacher = None
         if config.teacher:
-            probs = teacher_targets(config.teacher, x, dataset.num_classes, run_dir, verbose)
+            seen = teacher_images(config, dataset)
+            probs = teacher_targets(config.teacher, seen, dataset.num_classes, run_dir, verbose)
             teacher = (probs, config.teacher_weight)
         pipeline = pipeline_options(config, x, y, dataset.num_classes, teacher)
         train_ds = make_pipeline(**pipeline)
@@ -804,6 +805,32 @@ def _fit_small_crops(model, small_ds, config: TrainConfig, start: int, fit: dict
     finally:
         model.input_spec = whole
         model.train_function = None  # whole images get a step traced for their own size
+
+
+def teacher_images(config: TrainConfig, dataset):
+    """The run's training images as its teacher's own run made an image folder's pictures
+    square (`TrainConfig.fit`): a teacher that learnt from centre squares answers for
+    centre squares, whatever this run does with the pictures.
+
+    Returns:
+        uint8 `(N, S, S, 3)`, row for row the run's training images: `dataset`'s own when
+        the teacher framed them as this run does (or its model card does not say).
+    """
+    from core.evaluate import resolve_model_path
+    from core.registry import trained_fit
+
+    x = dataset.split("train")[0]
+    card = read_json(resolve_model_path(config.teacher).parent / "model_card.json")
+    fit = trained_fit(card or {})
+    if fit == config.fit or not dataset.files:  # CIFAR-10's arrays: all square
+        return x
+    framed = training_data(replace(config, fit=fit, drop_near_duplicates=False))
+    where = {name: i for i, name in enumerate(framed.files["train"])}
+    xf = framed.split("train")[0]
+    # The split is a function of the files, so every row is found; one that failed to
+    # decode this time keeps the run's own picture.
+    rows = [where.get(name) for name in dataset.files["train"]]
+    return np.stack([x[i] if j is None else xf[j] for i, j in enumerate(rows)])
 
 
 def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):

@@ -944,3 +944,21 @@ def test_a_run_can_crop_a_folders_pictures_and_everything_after_reads_them_so(tm
     assert sources == [f"{folder}|32 crop"]
     with pytest.raises(RunError, match="Fit must be one of squash, crop"):
         _config(fit="three").validate()
+
+    # A student that squashes learns from this teacher's answers for the centre squares.
+    from core.data import load_dataset
+    from core.evaluate import predict_probs
+
+    student = train_mod.main([*args[:2], *args[4:], "--teacher", str(run_dir), "--quiet"])
+    assert student == 0
+    student_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((student_dir / "config.json").read_text())["fit"] == "squash"
+    kept = np.load(student_dir / "teacher_probs.npy")
+    teacher = load_model(run_dir / "model.keras", as_saved=True)
+
+    def answers(fit):
+        x = load_dataset(folder, val_fraction=0.1, seed=0, fit=fit).split("train")[0]
+        return predict_probs(teacher, x, tta="flip")
+
+    np.testing.assert_allclose(kept, answers("crop"), atol=1e-5)
+    assert np.abs(kept - answers("squash")).max() > 1e-3  # the red ends change its answers
