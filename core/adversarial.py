@@ -37,7 +37,7 @@ class Attack(NamedTuple):
 
 
 class Fooled(NamedTuple):
-    image: np.ndarray  # uint8 (S, S, 3): the changed picture (the original if not fooled)
+    image: np.ndarray  # uint8 (S, S, 3), or (S, V * S, 3) for V squares: the changed picture
     epsilon: float  # levels of 255 it needed; inf when no rung of the ladder fooled it
     class_before: int
     class_after: int
@@ -220,11 +220,51 @@ def fool(
     Raises:
         ValueError: `target` is not a class of the model.
     """
-    from core.classify import predict_pixels
-    from core.evaluate import with_temperature
     from core.inspect import model_image
 
-    pixels = model_image(model, image)
+    return _fooled(model, model_image(model, image), temperature, target)
+
+
+def fool_views(
+    model: keras.Model, views: np.ndarray, temperature: float = 1.0, target: int | None = None
+) -> Fooled:
+    """`fool` for a photo read as several squares whose probabilities are averaged
+    (`core.images.decode_views`, "three"): the smallest change to the squares that changes
+    the answer of their average.
+
+    Args:
+        views: uint8 `(V, S, S, 3)` at the model's input size.
+
+    Returns:
+        A `Fooled` whose `image` is the squares side by side, uint8 `(S, V * S, 3)`: a
+        picture that three squares (`core.images.three_squares`) read as these squares
+        again, so it fools the model as a file too.
+    """
+    strip = np.concatenate(list(np.asarray(views, np.uint8)), axis=1)
+    return _fooled(squares_model(model, len(views)), strip, temperature, target)
+
+
+def squares_model(model: keras.Model, count: int) -> keras.Model:
+    """`model` for `count` squares side by side, `(N, S, count * S, 3)`: the mean of its
+    probabilities for each square. Kept on `model` (built and traced once)."""
+    from core.inspect import kept_on_model
+
+    def make():
+        size = int(model.input_shape[1])
+        strip = keras.Input((size, count * size, 3))
+        answers = [
+            model(layers.Cropping2D(((0, 0), (i * size, (count - 1 - i) * size)))(strip))
+            for i in range(count)
+        ]
+        return keras.Model(strip, layers.Average()(answers))
+
+    return kept_on_model(model, ("squares", count), make)
+
+
+def _fooled(model: keras.Model, pixels: np.ndarray, temperature: float, target) -> Fooled:
+    from core.classify import predict_pixels
+    from core.evaluate import with_temperature
+
     before = with_temperature(predict_pixels(model, pixels[None]), temperature)[0]
     own = int(before.argmax())
     if target is not None and not 0 <= target < len(before):

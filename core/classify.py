@@ -208,6 +208,20 @@ def classify_batch(
     ]
 
 
+def classify_views(
+    model, views: np.ndarray, class_names, k=3, tta="none", temperature=1.0, check=None
+) -> Prediction:
+    """One picture's answer from its views, uint8 `(V, S, S, 3)` (`decode_views`), as
+    `classify_batch` gives it: their probabilities averaged, then the temperature; the most
+    familiar view's novelty. Arguments as for `classify_batch`."""
+    from core.evaluate import with_temperature  # it imports this module
+
+    probs, novelty = predict_checked(model, views, tta=tta, check=check)
+    probs = with_temperature(probs.mean(axis=0, keepdims=True), temperature)[0]
+    novelty = None if novelty is None else novelty.min()
+    return _described(views, probs, class_names, k, novelty, check)
+
+
 def _described(views, probs, class_names, k, novelty=None, check=None) -> Prediction:
     """`describe` for a picture's views (`core.images.decode_views`): the middle one as
     its pixels, and all of them when there are several."""

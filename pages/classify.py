@@ -121,7 +121,8 @@ fooling = options.toggle(
     key="classify_fool",
     help="For each picture, search for the smallest change to its pixels that changes the "
     "float32 model's answer (an adversarial example), and show it with the change. About "
-    "0.1 s a picture for the shipped model (the first takes a second more).",
+    "0.1 s a picture for the shipped model, 0.25 s read as three squares (the first takes a "
+    "second more).",
 )
 
 uploads = st.file_uploader(
@@ -220,22 +221,19 @@ def evidence_for(pred) -> tuple:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _answer(key: tuple, pixels, tta: str, t: float, _answerer, _names, _check):
+def _answer(key: tuple, views, tta: str, t: float, _answerer, _names, _check):
     """`key`: what else decides the answer (model, engine and check), as for `_classify`."""
-    from core.classify import describe, predict_checked
-    from core.evaluate import with_temperature
+    from core.classify import classify_views
 
-    probs, novelty = predict_checked(_answerer, pixels[None], tta=tta, check=_check)
-    novelty = None if novelty is None else novelty[0]
-    probs = with_temperature(probs, t)[0]
-    return describe(pixels, probs, _names, novelty=novelty, check=_check)
+    return classify_views(_answerer, views, _names, tta=tta, temperature=t, check=_check)
 
 
-def answer(pixels):
-    """The page's `Prediction` for uint8 pixels at the model's size: its engine, test-time
-    augmentation, temperature and check for unfamiliar pictures; once per picture, not on
-    every rerun (a changed picture under each photo, a sample sent from another page)."""
-    return _answer(answered_by, pixels, tta, temperature, answerer, class_names, check)
+def answer(views):
+    """The page's `Prediction` for a picture's uint8 views `(V, S, S, 3)` at the model's
+    size: its engine, test-time augmentation, temperature and check for unfamiliar
+    pictures; once per picture, not on every rerun (a changed picture under each photo, a
+    sample sent from another page)."""
+    return _answer(answered_by, views, tta, temperature, answerer, class_names, check)
 
 
 ANSWERED_BY = ("int8 copy" if fast else "float32 model") + (
@@ -275,13 +273,11 @@ def show(name, original, pred, slot: str):
     cols[2].image(*evidence_for(pred))
     cols[3].plotly_chart(charts.top_answers(pred.top), key=f"classify_top_{name}_{id(pred)}")
     if fooling:
-        if pred.views is not None:
-            st.caption("Three squares: the search changes the middle one, answered alone.")
         adversarial.fool_row(entry, model, pred, class_names, answer, ANSWERED_BY, name, slot)
 
 
 if probe is not None:
-    pred = answer(model_image(model, probe["pixels"]))  # a dataset sample may be smaller
+    pred = answer(model_image(model, probe["pixels"])[None])  # a sample may be smaller
     with st.container(border=True):
         show(probe["caption"], None, pred, "probe")
         if st.button("Clear this sample", key="classify_clear_probe"):

@@ -83,6 +83,32 @@ def test_fool_moves_away_from_the_models_own_answer(model, monkeypatch):
     np.testing.assert_array_equal(untouched.image, flat(255, 0))
 
 
+def test_three_squares_are_changed_together_against_their_averaged_answer(model):
+    from core.evaluate import with_temperature
+    from core.images import decode_views
+    from ui.adversarial import png_bytes
+
+    # Red over green by 12, 2 and 8: the middle square alone flips at 2 levels (one ties);
+    # the average of the three first at 4 (probabilities 0.531, 0.453 and 0.5).
+    views = np.stack([flat(140, 128), flat(130, 128), flat(136, 128)])
+    assert adversarial.fool(model, views[1]).epsilon == 2.0
+    found = adversarial.fool_views(model, views, temperature=0.5)
+    assert (found.epsilon, found.class_before, found.class_after) == (4.0, 0, 1)
+    assert found.image.shape == (16, 48, 3)  # the squares side by side
+    moved = found.image.astype(int) - np.concatenate(views, axis=1)
+    assert np.abs(moved).max() == 4 and (moved[..., 2] == 0).all()
+    # Read as three squares, the picture is these squares again, with the answer found.
+    again = decode_views(png_bytes(found.image), 16, "three")
+    np.testing.assert_array_equal(np.concatenate(again, axis=1), found.image)
+    averaged = predict_pixels(model, again).mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(found.after, with_temperature(averaged, 0.5)[0], atol=1e-6)
+    before = predict_pixels(model, views).mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(found.before, with_temperature(before, 0.5)[0], atol=1e-6)
+    # Out of reach for the average, though not for its middle square alone.
+    strong = np.stack([flat(255, 0), flat(130, 128), flat(255, 0)])
+    assert np.isinf(adversarial.fool_views(model, strong).epsilon)
+
+
 def test_the_changed_picture_fools_the_model_as_a_png_file():
     from ui.adversarial import png_bytes
 

@@ -433,6 +433,42 @@ def test_try_to_fool_it_shows_the_smallest_change_core_finds(app, trained_run):
     assert not app.info
 
 
+def test_three_squares_are_fooled_together_and_the_picture_found_holds_all_three(app, trained_run):
+    from core.adversarial import fool_views
+    from core.images import decode_views
+    from ui.adversarial import png_bytes
+
+    image = Image.new("RGB", (96, 32), (128, 128, 128))  # grey: near a tie (above)
+    image.paste((120, 136, 128), (64, 0, 96, 32))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    app.switch_page("pages/classify.py").run()
+    app.selectbox(key="classify_fit").set_value("three")
+    app.toggle(key="classify_fool").set_value(True)
+    app.file_uploader(key="classify_files").set_value([("wide.png", buf.getvalue(), "image/png")])
+    app.run()
+    assert not app.exception
+    model, names = load_model(trained_run / "model.keras"), ["cat", "dog", "frog"]
+    t = _temperature(trained_run)
+    found = fool_views(model, decode_views(buf.getvalue(), 32, "three"), t)
+    assert np.isfinite(found.epsilon) and found.image.shape == (32, 96, 3)
+    eps = int(found.epsilon)
+    # The page's answer for the PNG of the squares side by side, read as three squares.
+    again = classify_bytes(model, png_bytes(found.image), names, temperature=t, fit="three")
+    assert again.label == names[found.class_after]
+    [text] = [m.value for m in app.markdown if m.value.startswith("Moving no pixel")]
+    assert text.split("  \n")[1] == (
+        f"This page (float32 model) answers the changed picture **{again.label}** "
+        f"({again.confidence:.1%})."
+    )
+    before = found.before[found.class_before]
+    assert f"float32 model's **{names[found.class_before]}** ({before:.1%})" in text
+    captions = [c for image in app.image for c in image.captions]
+    assert f"Changed by at most {eps} of 255, the squares side by side" in captions
+    [note] = [c.value for c in app.caption if "The PNG below" in c.value]
+    assert note.endswith("upload it again, read as three squares, and the model answers as here.")
+
+
 def test_the_changed_pictures_answers_are_not_computed_again_on_a_rerun(app, monkeypatch):
     from core import classify
 

@@ -32,19 +32,22 @@ KEPT = "once; kept until the model or the images change"  # the progress bars' n
 
 
 @st.cache_data(max_entries=64, show_spinner="Looking for the smallest change that fools it…")
-def _fool(model_path: str, version: int, pixels, temperature: float, target, _model):
-    from core.adversarial import fool
+def _fool(model_path: str, version: int, views, temperature: float, target, _model):
+    from core.adversarial import fool, fool_views
 
-    return fool(_model, pixels, temperature, target)
+    if len(views) == 1:
+        return fool(_model, views[0], temperature, target)
+    return fool_views(_model, views, temperature, target)
 
 
-def fooled(entry: dict, model, pixels, target: int | None = None):
-    """`core.adversarial.fool` of an image at the model's size (to `target`, or away from
-    the model's answer), after the card's temperature; computed once per image, model and
-    target (about 0.1 s for the shipped model here, and a second more for a model's first
+def fooled(entry: dict, model, views, target: int | None = None):
+    """`core.adversarial.fool` of a picture's one view at the model's size, `fool_views` of
+    its squares (`views`: uint8 `(V, S, S, 3)`), to `target` or away from the model's
+    answer, after the card's temperature; computed once per picture, model and target
+    (about 0.1 s for the shipped model here, and a second more for a model's first
     picture, which compiles its gradient)."""
     version = registry.model_version(entry["path"])
-    return _fool(entry["path"], version, pixels, registry.temperature(entry), target, model)
+    return _fool(entry["path"], version, views, registry.temperature(entry), target, model)
 
 
 def difference_image(original: np.ndarray, changed: np.ndarray, epsilon: float) -> np.ndarray:
@@ -69,13 +72,15 @@ def fool_row(
 
     Args:
         pred: the photo's `core.classify.Prediction`.
-        answer: pixels -> the page's `Prediction` (its engine, test-time augmentation,
-            temperature and check for unfamiliar pictures).
+        answer: a picture's views `(V, S, S, 3)` -> the page's `Prediction` (its engine,
+            test-time augmentation, temperature and check for unfamiliar pictures).
         how: what answers on the page, e.g. "int8 copy, flip test-time augmentation".
         name: the file's name, for the download.
         slot: tells this photo's widgets from another's of the same name.
     """
-    found = fooled(entry, model, pred.pixels)
+    # A photo read as three squares: all three change, answered together, side by side.
+    views = pred.pixels[None] if pred.views is None else pred.views
+    found = fooled(entry, model, views)
     own = found.class_before
     target = st.columns([1, 2])[0].selectbox(
         "Make it answer",
@@ -86,7 +91,7 @@ def fool_row(
         "the smallest change that makes the model answer that class (usually more).",
     )
     if target is not None:
-        found = fooled(entry, model, pred.pixels, target)
+        found = fooled(entry, model, views, target)
     was = f"**{md(class_names[own])}** ({found.before[own]:.1%})"
     if np.isinf(found.epsilon):
         goal = (
@@ -100,11 +105,13 @@ def fool_row(
         )
         return
     eps = int(found.epsilon)
-    again = answer(found.image)
-    cols = st.columns([1, 1, 3])
-    cols[0].image(enlarge(found.image, 5), caption=f"Changed by at most {eps} of 255")
+    again = answer(np.stack(np.split(found.image, len(views), axis=1)))  # the views changed
+    squares = len(views) > 1
+    side = ", the squares side by side" if squares else ""
+    cols = st.columns([3, 3, 4] if squares else [1, 1, 3])
+    cols[0].image(enlarge(found.image, 5), caption=f"Changed by at most {eps} of 255{side}")
     cols[1].image(
-        enlarge(difference_image(pred.pixels, found.image, eps), 5),
+        enlarge(difference_image(np.concatenate(list(views), axis=1), found.image, eps), 5),
         caption=f"The change, {127 / eps:.0f}x stronger (grey: none)",
     )
     now = f"**{md(class_names[found.class_after])}** ({found.after[found.class_after]:.1%})"
@@ -129,10 +136,12 @@ def fool_row(
         if eps <= 4
         else ""
     )
-    cols[2].caption(
-        f"{HOW}{unseen} The PNG below is exactly this picture: upload it again and the model "
-        "answers as here."
+    again_how = (
+        "upload it again, read as three squares, and the model answers as here"
+        if squares
+        else "upload it again and the model answers as here"
     )
+    cols[2].caption(f"{HOW}{unseen} The PNG below is exactly this picture: {again_how}.")
     cols[2].download_button(
         "Download the changed picture (PNG)",
         png_bytes(found.image),
