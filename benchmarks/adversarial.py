@@ -7,7 +7,8 @@ that fools it (Classify's "Try to fool it") and accuracy against the size of the
 
 On the model's own validation split (as its run split it; the shipped model by default):
 `core.adversarial.fool` on the first 20 images of it (the first call, which traces the
-compiled gradient, timed apart; then the median and the 95th percentile), and
+compiled gradient, timed apart; then the median and the 95th percentile), `fool_views` on
+20 photos read as three squares (three validation images standing in for each), and
 `robustness` on `--images` of it, as many of each class, as the Evaluate page chooses
 them. `--eager` times the gradient steps without `tf.function` (how they ran first).
 """
@@ -75,6 +76,21 @@ def main() -> None:
     print(
         f"fool, 20 images: median {1000 * statistics.median(times):.0f} ms, p95 "
         f"{1000 * p95:.0f} ms; epsilons {sorted(needed)}"
+    )
+
+    # Three squares of a photo (`fool_views`): three validation images stand in for them.
+    start = time.perf_counter()
+    adversarial.fool_views(model, x[21:24])
+    print(f"fool_views, first call: {time.perf_counter() - start:.2f} s (builds, traces)")
+    times = []
+    for i in range(24, 84, 3):
+        start = time.perf_counter()
+        adversarial.fool_views(model, x[i : i + 3])
+        times.append(time.perf_counter() - start)
+    p95 = sorted(times)[int(0.95 * len(times)) - 1]
+    print(
+        f"fool_views, 20 photos of three squares: median {1000 * statistics.median(times):.0f} "
+        f"ms, p95 {1000 * p95:.0f} ms"
     )
 
     rows = curve_rows(y, args.images)
