@@ -2,6 +2,7 @@
 
 from dataclasses import fields
 
+import numpy as np
 import streamlit as st
 
 from core import datastats
@@ -47,7 +48,7 @@ def _settings(start: AugmentConfig) -> AugmentConfig:
 
 def _dataset_images():
     ds = state.require_dataset()
-    x, y = ds.split("train")
+    y = ds.split("train")[1]
     count = st.slider(
         "How many images", 1, 8, 3, key="augment_count", help="One class after the other."
     )
@@ -58,8 +59,16 @@ def _dataset_images():
             augment_pick=st.session_state.get("augment_pick", 0) + 1
         ),
     )
+    fit = state.fit_select(
+        st,
+        ds,
+        "augment_fit",
+        "A run reads them as the Train page's choice says: see what augmentation does to either.",
+        width=320,
+    )
     picked = datastats.round_robin_sample(y, count, st.session_state.get("augment_pick", 0))
-    return x[picked], [ds.image_name("train", i) for i in picked]
+    images = np.stack(state.framed(ds, "train", picked, fit))
+    return images, [ds.image_name("train", i) for i in picked]
 
 
 def _uploaded_image():

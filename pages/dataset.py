@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import data, datastats, filestats, registry, userdata
+from core import datastats, filestats, registry, userdata
 from core.errors import CnnError
 from ui import charts, near_duplicates, state
 from ui.text import md, md_sentence
@@ -46,11 +46,6 @@ def _files_stored(key, _ds):
         filestats.class_table(stored, y, _ds.class_names),
         filestats.size_counts(stored),
     )
-
-
-@st.cache_data(show_spinner="Reading the pictures again…", max_entries=16)
-def _framed(paths: tuple[str, ...], size: int, fit: str) -> list:
-    return data.decode_framed(paths, size, fit)
 
 
 def _files_tab(ds):
@@ -149,20 +144,16 @@ reshuffle.button(
     on_click=lambda: st.session_state.update(dataset_seed=st.session_state.dataset_seed + 1),
 )
 
-x, y = ds.split(split)
+y = ds.split(split)[1]
 files = ds.files.get(split)  # an image folder's paths; None for CIFAR-10 archives
-fit = "squash"
-if files is not None and (share := ds.summary()["not_square"]):
-    fit = framing.selectbox(
-        "Pictures that are not square",
-        list(state.FIT_LABELS),
-        format_func=state.FIT_LABELS.get,
-        key="dataset_fit",
-        width=320,
-        help=f"{share:.0%} of the training pictures are not square. The Train page asks "
-        "which way a run reads them: see both here before you choose. The statistics below "
-        "count them squashed.",
-    )
+fit = state.fit_select(
+    framing,
+    ds,
+    "dataset_fit",
+    "The Train page asks which way a run reads them: see both here before you choose. The "
+    "statistics below count them squashed.",
+    width=320,
+)
 
 
 def sample_name(i: int) -> str:
@@ -176,13 +167,7 @@ if not len(picked):
     st.info("Choose at least one class to see samples.")
 elif many and len(chosen) < len(ds.class_names):
     st.caption(f"{len(chosen)} of the {len(ds.class_names)} classes: choose others above.")
-pixels = {int(i): x[i] for i in picked}
-if fit != "squash":  # only pictures that are not square differ
-    sides = ds.stored[split][picked]
-    reframe = [int(i) for i, (w, h, _) in zip(picked, sides, strict=True) if w != h]
-    root = Path(spec).expanduser()  # the folder: `files` are relative to it
-    found = _framed(tuple(str(root / files[i]) for i in reframe), ds.image_size, fit)
-    pixels |= {i: image for i, image in zip(reframe, found, strict=True) if image is not None}
+pixels = dict(zip(map(int, picked), state.framed(ds, split, picked, fit), strict=True))
 for label in sorted(labels):
     rows = picked[y[picked] == label]
     st.markdown(f"**{md(ds.class_names[label])}** · {len(rows)} of {counts[split][label]:,}")

@@ -121,3 +121,26 @@ def test_works_on_an_upload_without_a_dataset(no_dataset):
     at.file_uploader(key="augment_upload").set_value(("notes.png", b"hello", "image/png")).run()
     assert not at.exception and not _rows(at)
     assert at.error[0].value.startswith("notes.png: This file is not an image")
+
+
+def test_pictures_that_are_not_square_are_augmented_squashed_or_cropped(tmp_path, monkeypatch):
+    from core import augment
+    from tests.conftest import write_framed_folder
+
+    write_framed_folder(tmp_path / "framed", per_class=5)  # 2:1, red ends
+    monkeypatch.setenv("CNN_DATA", str(tmp_path / "framed"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("pages/augment.py")
+    seen = []  # the originals handed to the augmentation layers
+    real = augment.augment_images
+    monkeypatch.setattr(
+        augment, "augment_images", lambda images, *a: seen.append(images) or real(images, *a)
+    )
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="augment_fit").value == "squash"
+    red = [bool((img[..., 0] > 200).any()) for img in seen[-1]]
+    assert red == [True] * 3
+    at.selectbox(key="augment_fit").set_value("crop").run()
+    assert not at.exception and len(_rows(at)) == 3
+    assert [bool((img[..., 0] > 200).any()) for img in seen[-1]] == [False] * 3

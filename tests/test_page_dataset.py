@@ -180,7 +180,7 @@ def test_pictures_that_are_not_square_are_shown_squashed_or_cropped(tmp_path, mo
         "Squashed whole (Keras's default)",
         "Cropped to their centre square",
     ]
-    assert "100% of the training pictures are not square" in box.help
+    assert box.help.startswith("100% of this dataset's training pictures are not square.")
     count = len(_indices(at))
     assert count == int(at.metric[0].value) > 8  # every training picture (5 a class at most)
 

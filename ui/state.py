@@ -753,6 +753,45 @@ FIT_LABELS = {  # `TrainConfig.fit` as the Train and Dataset pages offer it
 }
 
 
+def fit_select(where, ds: data.Dataset, key: str, help: str, width="stretch") -> str:
+    """The "Pictures that are not square" choice (a key of `FIT_LABELS`) in `where`, a
+    container or `st`, asked only of an image folder some of whose training pictures are
+    not square; "squash" otherwise (CIFAR-10's are all square)."""
+    share = ds.summary()["not_square"]
+    if not ds.files or not share:
+        return "squash"
+    return where.selectbox(
+        "Pictures that are not square",
+        list(FIT_LABELS),
+        format_func=FIT_LABELS.get,
+        key=key,
+        width=width,
+        help=f"{share:.0%} of this dataset's training pictures are not square. {help}",
+    )
+
+
+def framed(ds: data.Dataset, split: str, rows, fit: str) -> list:
+    """Images `rows` of a split of the active dataset with its pictures that are not square
+    made square by `fit`: as `ds` holds them (squashed) where that is the same, read again
+    from their files otherwise (`core.data.decode_framed`, kept for the next reruns)."""
+    x = ds.split(split)[0]
+    shown = [x[i] for i in rows]
+    if fit == "squash":
+        return shown
+    again = [k for k, (w, h, _) in enumerate(ds.stored[split][rows]) if w != h]
+    root = Path(dataset_spec()).expanduser()  # the folder: `files` are relative to it
+    paths = tuple(str(root / ds.files[split][rows[k]]) for k in again)
+    for k, image in zip(again, _decode_framed(paths, ds.image_size, fit), strict=True):
+        if image is not None:  # a file that no longer decodes keeps its squashed picture
+            shown[k] = image
+    return shown
+
+
+@st.cache_data(show_spinner="Reading the pictures again…", max_entries=16)
+def _decode_framed(paths: tuple[str, ...], size: int, fit: str) -> list:
+    return data.decode_framed(paths, size, fit)
+
+
 def tta_select(where, key: str, width: int | str = "stretch") -> str:
     """The "Test-time augmentation" choice (a key of `core.evaluate.TTA_MODES`) in `where`,
     a container or `st`, `width` pixels wide or as wide as it."""

@@ -60,19 +60,14 @@ def _larger_size(dataset, size: int) -> str | None:
 def fit_choice(dataset) -> str:
     """How the run makes the folder's pictures that are not square into squares: asked only
     when some are (CIFAR-10's are all square), "squash" otherwise."""
-    share = dataset.summary()["not_square"]
-    if not share:
-        return "squash"
-    return st.selectbox(
-        "Pictures that are not square",
-        list(state.FIT_LABELS),
-        format_func=state.FIT_LABELS.get,
-        key="train_fit",
-        help=f"{share:.0%} of this dataset's training pictures are not square. Squashed, a "
-        "picture keeps everything in it but objects change shape; cropped, objects keep "
-        "their shape but the picture loses its edges (a 4:3 photo a quarter of its width). "
-        "The run and its model card keep the choice: evaluation reads the images the same "
-        "way, and the Classify page starts with the same framing for uploads.",
+    return state.fit_select(
+        st,
+        dataset,
+        "train_fit",
+        "Squashed, a picture keeps everything in it but objects change shape; cropped, "
+        "objects keep their shape but the picture loses its edges (a 4:3 photo a quarter of "
+        "its width). The run and its model card keep the choice: evaluation reads the images "
+        "the same way, and the Classify page starts with the same framing for uploads.",
     )
 
 
