@@ -161,6 +161,25 @@ ROOT = Path(__file__).resolve().parent.parent
 HEIC_PHOTO = Path(__file__).parent / "data" / "photo.heic"
 
 
+def heic_processes(monkeypatch) -> list:
+    """The decoding processes `core.heif` starts from now on (real ones, counted), none of
+    its recent answers kept: each file is decoded again."""
+    import subprocess
+    from collections import OrderedDict
+
+    from core import heif
+
+    started, popen = [], subprocess.Popen
+
+    def counted(*args, **kwargs):
+        started.append(args)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)  # subprocess.run's too
+    monkeypatch.setattr(heif, "_RECENT", OrderedDict())
+    return started
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     """A 3-class folder (cat, dog, frog) of 12 PNGs each, 40x40, one colour per class."""

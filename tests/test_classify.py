@@ -399,11 +399,7 @@ def test_the_command_line_answers_from_the_int8_copy_as_the_classify_page_does(t
 
 
 def test_a_batchs_heic_photos_go_to_one_decoding_process(model, monkeypatch):
-    import subprocess
-    from collections import OrderedDict
-
-    from core import heif
-    from tests.conftest import HEIC_PHOTO
+    from tests.conftest import HEIC_PHOTO, heic_processes
 
     photos = [
         (name, (HEIC_PHOTO.parent / name).read_bytes())
@@ -411,14 +407,7 @@ def test_a_batchs_heic_photos_go_to_one_decoding_process(model, monkeypatch):
     ]
     names = [f"c{i}" for i in range(model.output_shape[-1])]
     alone = [classify_bytes(model, data, names, fit="three") for _, data in photos]
-    started, popen = [], subprocess.Popen
-
-    def counted(*args, **kwargs):
-        started.append(args)
-        return popen(*args, **kwargs)
-
-    monkeypatch.setattr(subprocess, "Popen", counted)
-    monkeypatch.setattr(heif, "_RECENT", OrderedDict())  # nothing decoded before
+    started = heic_processes(monkeypatch)
     results = classify_batch(model, [*photos, ("cut.heic", photos[0][1][:200])], names, fit="three")
     assert len(started) == 1  # one process for the batch, the cut file's refusal included
     for (_, pred, error), one in zip(results, alone, strict=False):

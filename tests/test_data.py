@@ -416,11 +416,7 @@ def test_worker_processes_crop_as_this_process_does(tmp_path, monkeypatch):
 
 
 def test_a_few_files_are_decoded_again_framed_their_heic_through_one_process(tmp_path, monkeypatch):
-    import subprocess
-    from collections import OrderedDict
-
-    from core import heif
-    from tests.conftest import HEIC_PHOTO
+    from tests.conftest import HEIC_PHOTO, heic_processes
 
     write_framed_folder(tmp_path / "d", per_class=1)
     pngs = sorted((tmp_path / "d").rglob("*.png"))
@@ -428,14 +424,7 @@ def test_a_few_files_are_decoded_again_framed_their_heic_through_one_process(tmp
     gone = tmp_path / "d" / "cat" / "gone.png"
     squashed = data.decode_framed(pngs, 8, "squash")
     assert all((x[:, :2] == (255, 0, 0)).all() for x in squashed)  # the red ends kept
-    started, popen = [], subprocess.Popen
-
-    def counted(*args, **kwargs):
-        started.append(args)
-        return popen(*args, **kwargs)
-
-    monkeypatch.setattr(subprocess, "Popen", counted)
-    monkeypatch.setattr(heif, "_RECENT", OrderedDict())  # nothing decoded before
+    started = heic_processes(monkeypatch)
     *cropped, gone_one = data.decode_framed([*pngs, *heics, gone], 8, "crop")
     assert len(started) == 1  # both HEIC photos through one decoding process
     assert gone_one is None

@@ -36,7 +36,7 @@ from core.images import (
     three_squares,
     to_model_input,
 )
-from tests.conftest import HEIC_PHOTO
+from tests.conftest import HEIC_PHOTO, heic_processes
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 WHITE, BLACK = (255, 255, 255), (0, 0, 0)
@@ -1334,25 +1334,10 @@ def _heic_files() -> list[bytes]:
 _HEIC_NAMES = ("photo.heic", "turned.heic", "transparent.heic")
 
 
-def _started(monkeypatch) -> list:
-    """The decoding processes `core.heif` starts from now on (real ones, counted)."""
-    import subprocess
-
-    started, popen = [], subprocess.Popen
-
-    def counted(*args, **kwargs):
-        started.append(args)
-        return popen(*args, **kwargs)
-
-    monkeypatch.setattr(subprocess, "Popen", counted)  # subprocess.run's too
-    monkeypatch.setattr(heif, "_RECENT", OrderedDict())
-    return started
-
-
 def test_a_folders_heic_files_go_to_one_decoding_process(monkeypatch):
     files = _heic_files()
     alone = [heif.decode(data, images.MAX_PIXELS, 8) for data in files]  # a process each
-    started = _started(monkeypatch)
+    started = heic_processes(monkeypatch)
     with heif.kept_decoder():
         kept = [heif.decode(data, images.MAX_PIXELS, 8) for data in files]
         with pytest.raises(RuntimeError):  # pillow-heif's words for a damaged file, as alone
@@ -1395,7 +1380,7 @@ def test_a_file_that_ends_the_kept_decoder_is_refused_and_the_next_gets_another(
     monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", _SECOND.format(fail=fail)])
     monkeypatch.setattr(heif, "DECODE_SECONDS", 2)
     files = _heic_files()
-    started = _started(monkeypatch)
+    started = heic_processes(monkeypatch)
     begun = time.perf_counter()
     with heif.kept_decoder():
         assert heif.decode(files[0], images.MAX_PIXELS)[1] == (48, 32)
@@ -1410,7 +1395,7 @@ def test_a_kept_decoder_that_ended_between_files_is_started_again(monkeypatch):
     child = _SECOND.format(fail="pass").replace("calls.append(1)", f"calls.append(1); {ends}")
     monkeypatch.setattr(heif, "DECODER", [sys.executable, "-c", child])
     files = _heic_files()
-    started = _started(monkeypatch)
+    started = heic_processes(monkeypatch)
     with heif.kept_decoder():
         assert heif.decode(files[0], images.MAX_PIXELS)[1] == (48, 32)
         time.sleep(1.5)  # it ends meanwhile, as one killed from outside would
