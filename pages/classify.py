@@ -30,7 +30,10 @@ FRAMING_ADVICE = {  # why the page starts with the framing `registry.framing` su
     "trained cropped": "This model starts cropped: its run cut the centre square out of each "
     "of its training pictures.",
 }
-ORIGINAL_WIDTH = 160  # the uploaded photo beside what the model sees, in CSS pixels
+# The uploaded photo beside what the model sees fills its column (about 170 CSS pixels on a
+# wide window, 110 at 1024: a fixed 160 ran over the next picture there); decoded at twice
+# this width, it stays sharp on sharp screens.
+ORIGINAL_WIDTH = 160
 OPTION_WIDTH = 220  # each select of the options row: its longest choice and label, whole
 
 st.title("Classify")
@@ -263,7 +266,7 @@ def show(name, original, pred, slot: str):
     if original is not None:
         cropped = fit == "crop" and original.width != original.height
         caption = "Original, dimmed where cropped" if cropped else "Original"
-        cols[0].image(original, caption=caption, width=ORIGINAL_WIDTH)
+        cols[0].image(original, caption=caption, width="stretch")
     if pred.views is None:
         seen, said = [enlarge(pred.pixels, SCALE)], f"What the model sees ({len(pred.pixels)} px)"
     else:

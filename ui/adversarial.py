@@ -108,7 +108,8 @@ def fool_row(
     again = answer(np.stack(np.split(found.image, len(views), axis=1)))  # the views changed
     squares = len(views) > 1
     side = ", the squares side by side" if squares else ""
-    cols = st.columns([3, 3, 4] if squares else [1, 1, 3])
+    # Three squares side by side are wide: the words go under them, not in a narrow column.
+    cols = [*st.columns(2), st.container()] if squares else st.columns([1, 1, 3])
     cols[0].image(enlarge(found.image, 5), caption=f"Changed by at most {eps} of 255{side}")
     cols[1].image(
         enlarge(difference_image(np.concatenate(list(views), axis=1), found.image, eps), 5),

@@ -197,6 +197,41 @@ def test_a_picture_changed_to_fool_the_model_fools_it_again_when_uploaded(server
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+def test_three_squares_are_fooled_together_on_a_narrow_window(server, page, tmp_path):
+    """At 1024 px, as a classroom projector shows it: the photo beside what the model sees
+    (a fixed 160 px ran over it), the changed squares side by side, and their PNG, uploaded
+    again and read as three squares, answered as the page said."""
+    photo = tmp_path / "wide.png"
+    Image.new("RGB", (96, 32), (40, 90, 200)).save(photo)
+    open_page(page, server, "classify", model="Shipped default")
+    page.set_viewport_size({"width": 1024, "height": 768})
+    choose(page, "Framing", "Three squares, averaged")
+    page.get_by_text("Try to fool it", exact=True).click()
+    wait_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    told = page.get_by_text(re.compile(r"answers the changed picture"))
+    told.wait_for(timeout=120_000)
+    said = re.search(r"answers the changed picture (\w+) \((\d+\.\d%)\)", told.inner_text())
+    assert said, told.inner_text()
+    wait_idle(page)
+    original, seen = (
+        page.get_by_test_id("stImage").filter(has_text=text).first.locator("img").bounding_box()
+        for text in ("Original", "What the model sees")
+    )
+    assert original["x"] + original["width"] <= seen["x"] + 1  # side by side, not over
+    page.get_by_text("the squares side by side").wait_for()
+    with page.expect_download() as download:
+        page.get_by_text("Download the changed picture (PNG)").click()
+    changed = tmp_path / download.value.suggested_filename
+    download.value.save_as(changed)
+    assert Image.open(changed).size == (96, 32)  # the three squares of 32, side by side
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(changed))
+    page.get_by_text(f"{changed.name} → {said[1]} ({said[2]})").wait_for(timeout=120_000)
+    wait_idle(page)
+    shot(page, "classify-three-squares-fooled")
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -> tuple:
     """Moves the mouse to a point of the first plotly chart, given as fractions of its plot
     area, until plotly shows a hover label matching `label`; returns the point.
