@@ -39,17 +39,20 @@ if card_classes and card_classes != dataset.class_names:
     st.error(md(registry.classes_differ(card_classes, dataset.class_names, models)))
     st.stop()
 
-cols = st.columns([2, 1, 1])
-split = cols[0].selectbox(
+# A row that wraps where the page is narrow (three columns cut "Row-normalised" short at
+# 1024 pixels with the sidebar open), as the Classify page's options.
+options = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
+split = options.selectbox(
     "Split",
     list(dataset.splits),
     key="evaluate_split",
     index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
+    width=260,
 )
-tta = state.tta_select(cols[1], "evaluate_tta")
+tta = state.tta_select(options, "evaluate_tta", width=220)
 # Uneven classes: the accuracy rewards favouring the large ones; the balanced one does not.
 uneven = datastats.imbalance(datastats.class_counts(dataset)[split])
-normalise = cols[2].toggle(
+normalise = options.toggle(
     "Row-normalised",
     value=uneven >= datastats.UNEVEN,
     key="evaluate_norm",
