@@ -143,10 +143,9 @@ def filters_tab():
     hists = inspect.weight_histograms(model)
     cols = st.columns(2)
     for i, (name, weights) in enumerate(hists.items()):
-        title = (
-            f"{name}: {weights.size:,} weights, mean {weights.mean():.3f}, std {weights.std():.3f}"
-        )
-        fig = charts.histogram(weights, title)
+        # Two lines: one ran past a chart half as wide as a 1024-pixel window's page.
+        stats = f"mean {weights.mean():.3f}, std {weights.std():.3f}"
+        fig = charts.histogram(weights, f"{name}: {weights.size:,} weights<br><sup>{stats}</sup>")
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"filters_hist_{name}")
 
 

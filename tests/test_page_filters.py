@@ -52,6 +52,13 @@ def test_filters_maps_and_grad_cam(app, trained_run):
     assert opening_tab(app) == "Filters"
     assert metrics(app)["Predicted class"] in {"cat", "dog", "frog"}
     assert any(c.value.startswith("act1_1: 30×30×32") for c in app.caption)
+    # Each layer's weights: how many, then their mean and spread, on a line of their own.
+    [chart] = [c for c in app.get("plotly_chart") if c.key == "filters_hist_conv1_1"]
+    weights = load_model(trained_run / "model.keras").get_layer("conv1_1").kernel.numpy()
+    assert json.loads(chart.proto.spec)["layout"]["title"]["text"] == (
+        f"conv1_1: {weights.size:,} weights<br><sup>mean {weights.mean():.3f}, std "
+        f"{weights.std():.3f}</sup>"
+    )
 
     app.selectbox(key="filters_cam_class").set_value(2)
     app.selectbox(key="filters_map_layer").set_value("pool2")

@@ -398,10 +398,10 @@ def number_grid(values: np.ndarray, title: str, diverging: bool, zrange=(None, N
 
 
 def histogram(values: np.ndarray, title: str, bins: int = 60) -> go.Figure:
-    """The values' histogram as touching bars."""
+    """The values' histogram as touching bars, under a title of up to two lines."""
     counts, edges = np.histogram(values, bins=bins)
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, marker_line_width=0))
-    return fig.update_layout(title=title, height=220, bargap=0, margin=dict(l=0, r=0, t=40, b=0))
+    return fig.update_layout(title=title, height=236, bargap=0, margin=dict(l=0, r=0, t=56, b=0))
 
 
 def bars(x: list, y, title: str) -> go.Figure:
