@@ -129,15 +129,17 @@ if st.session_state.get("dataset_classes_of") != ds.class_names:
     # Streamlit would otherwise keep, filtered down to nothing.
     st.session_state.pop("dataset_classes", None)
     st.session_state["dataset_classes_of"] = ds.class_names
-left, mid, right, last = st.columns([1, 3, 2, 1], vertical_alignment="bottom")
-split = left.selectbox("Split", list(ds.splits), key="dataset_split")
+# Rows that wrap where the page is narrow (columns cut "train" and "Reshuffle" short at
+# 1024 pixels with the sidebar open).
+row = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
+split = row.selectbox("Split", list(ds.splits), key="dataset_split", width=120)
 many = len(ds.class_names) > charts.MANY_CLASSES
 default = ds.class_names[:FIRST_SHOWN] if many else ds.class_names
-chosen = mid.multiselect("Classes", ds.class_names, default=default, key="dataset_classes")
-per_class = right.slider("Images per class", 1, 20, 8, key="dataset_per_class")
-seed = last.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed")
-reshuffle, framing = st.columns([1, 6], vertical_alignment="bottom")  # under Split
-reshuffle.button(
+chosen = row.multiselect("Classes", ds.class_names, default=default, key="dataset_classes")
+per_class = row.slider("Images per class", 1, 20, 8, key="dataset_per_class", width=200)
+framing = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
+seed = framing.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed", width=140)
+framing.button(
     "Reshuffle",
     key="dataset_reshuffle",
     help="Draw other images (the seed goes up by one).",
