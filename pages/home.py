@@ -22,12 +22,14 @@ else:
     card = entry["card"]
     metrics = card.get("metrics") or {}
     st.subheader("Active model")
-    cols = st.columns(4)
-    cols[0].metric("Preset", md(card.get("preset", "?")))  # a card from elsewhere, say
-    cols[1].metric("Parameters", f"{card.get('params', 0):,}")
+    # Each as wide as it is, in a row that wraps: four columns cut "1,973,944" to "1,973,…"
+    # at 1024 pixels with the sidebar open.
+    row = st.container(horizontal=True, gap="large")
+    row.metric("Preset", md(card.get("preset", "?")), width="content")  # a card from elsewhere
+    row.metric("Parameters", f"{card.get('params', 0):,}", width="content")
     acc = metrics.get("val_accuracy")
-    cols[2].metric("Validation accuracy", f"{acc:.1%}" if acc is not None else "–")
-    cols[3].metric("Epochs", card.get("epochs", "–"))
+    row.metric("Validation accuracy", f"{acc:.1%}" if acc is not None else "–", width="content")
+    row.metric("Epochs", card.get("epochs", "–"), width="content")
     st.caption(md(f"{entry['label']} · {registry.provenance(card)}"))
     if card.get("command"):
         st.code(card["command"], language="bash", wrap_lines=True)
