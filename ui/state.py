@@ -747,16 +747,17 @@ def open_probe(ds: data.Dataset, split: str, index: int, target: str, pixels=Non
 
 
 TTA_LABELS = {"none": "None", "flip": "Flip", "flip+shift": "Flip and shift"}
-FIT_LABELS = {  # `TrainConfig.fit` as the Train and Dataset pages offer it
+FIT_LABELS = {  # `TrainConfig.fit` as the Train, Dataset and Augmentations pages offer it
     "squash": "Squashed whole (Keras's default)",
     "crop": "Cropped to their centre square",
 }
 
 
-def fit_select(where, ds: data.Dataset, key: str, help: str, width="stretch") -> str:
+def fit_select(where, ds: data.Dataset, key: str, why: str, width="stretch") -> str:
     """The "Pictures that are not square" choice (a key of `FIT_LABELS`) in `where`, a
     container or `st`, asked only of an image folder some of whose training pictures are
-    not square; "squash" otherwise (CIFAR-10's are all square)."""
+    not square; "squash" otherwise (CIFAR-10's are all square). `why`: its help, after
+    the share of such pictures."""
     share = ds.summary()["not_square"]
     if not ds.files or not share:
         return "squash"
@@ -766,7 +767,7 @@ def fit_select(where, ds: data.Dataset, key: str, help: str, width="stretch") ->
         format_func=FIT_LABELS.get,
         key=key,
         width=width,
-        help=f"{share:.0%} of this dataset's training pictures are not square. {help}",
+        help=f"{share:.0%} of this dataset's training pictures are not square. {why}",
     )
 
 
