@@ -104,6 +104,8 @@ with st.container(border=True):
     seed = right.number_input("Seed", 0, 2**31 - 1, 0, key="augment_seed")
 if st.button("Use these settings for training", key="augment_use", type="primary"):
     st.session_state["train_augment"] = config.to_dict()
+    if fit := st.session_state.get("augment_fit"):  # chosen below, for pictures not square
+        st.session_state["train_fit_sent"] = fit
     st.switch_page("pages/train.py")
 if config.is_identity():
     st.info("Every setting is off: training would see the images unchanged.")

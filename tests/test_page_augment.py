@@ -144,3 +144,13 @@ def test_pictures_that_are_not_square_are_augmented_squashed_or_cropped(tmp_path
     at.selectbox(key="augment_fit").set_value("crop").run()
     assert not at.exception and len(_rows(at)) == 3
     assert [bool((img[..., 0] > 200).any()) for img in seen[-1]] == [False] * 3
+    # Sent to training with the augmentation: the Train page's form starts cropped.
+    at.button(key="augment_use").click().run()
+    assert not at.exception and at.title[0].value == "Train"
+    assert at.selectbox(key="train_fit").value == "crop"
+    assert "Augmentation settings and framing from the Augmentations page." in [
+        i.value for i in at.info
+    ]
+    at.switch_page("pages/train.py")  # AppTest's next run is of the page it was given
+    at.selectbox(key="train_fit").set_value("squash").run()  # changed here: it stays
+    assert at.selectbox(key="train_fit").value == "squash"

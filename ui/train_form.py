@@ -59,7 +59,11 @@ def _larger_size(dataset, size: int) -> str | None:
 
 def fit_choice(dataset) -> str:
     """How the run makes the folder's pictures that are not square into squares: asked only
-    when some are (CIFAR-10's are all square), "squash" otherwise."""
+    when some are (CIFAR-10's are all square), "squash" otherwise; the Augmentations page's
+    choice once, when it sends its settings."""
+    sent = st.session_state.get("train_fit_sent")
+    if sent and sent != st.session_state.get("train_fit_applied"):
+        st.session_state["train_fit"] = st.session_state["train_fit_applied"] = sent
     return state.fit_select(
         st,
         dataset,
@@ -368,7 +372,8 @@ def new_run() -> None:
         fit = fit_choice(dataset)
         sent = st.session_state.get("train_augment")
         if sent:
-            st.info("Augmentation settings from the Augmentations page.")
+            framing = " and framing" if st.session_state.get("train_fit_sent") else ""
+            st.info(f"Augmentation settings{framing} from the Augmentations page.")
     with st.form("train_form", enter_to_submit=False):
         model, widths = custom_model(blocks) if custom else (None, "")
         counts = datastats.class_counts(dataset)
