@@ -16,6 +16,7 @@ from ui.text import md, md_sentence
 state.ensure_routed()
 
 DISPLAY_PX = 96  # shown size of one image; pixels are repeated, never blurred
+CONTROL = 200  # each setting's width in CSS pixels: four to a row on a wide page
 UPLOAD_SIZE = 32  # uploads are squashed to the input size every preset is built for
 # Flip plus 4-pixel pad-and-crop: the classic CIFAR-10 recipe (He et al., 2016).
 STARTING_POINT = AugmentConfig(flip=True, crop_pad=4)
@@ -32,16 +33,24 @@ def _variants(images, config: dict, variants: int, seed: int):
 
 
 def _settings(start: AugmentConfig) -> AugmentConfig:
-    values, columns = {}, st.columns(4)
-    for i, f in enumerate(fields(AugmentConfig)):
+    # A row that wraps, each control as wide: four columns cut "Horizontal flip" short at
+    # 1024 pixels with the sidebar open.
+    values, row = {}, st.container(horizontal=True, gap="small")
+    for f in fields(AugmentConfig):
         c, current, key = CONTROLS[f.name], getattr(start, f.name), f"augment_{f.name}"
-        column = columns[i % 4]
         if f.type == "bool":
-            values[f.name] = column.checkbox(c.label, current, key=key, help=c.help)
+            values[f.name] = row.checkbox(c.label, current, key=key, help=c.help, width=CONTROL)
             continue
         cast = int if f.type == "int" else float
-        values[f.name] = column.slider(
-            c.label, cast(0), cast(c.maximum), cast(current), cast(c.step), key=key, help=c.help
+        values[f.name] = row.slider(
+            c.label,
+            cast(0),
+            cast(c.maximum),
+            cast(current),
+            cast(c.step),
+            key=key,
+            help=c.help,
+            width=CONTROL,
         )
     return AugmentConfig(**values)
 
