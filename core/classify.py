@@ -140,11 +140,8 @@ def classify_bytes(
     Raises:
         ImageError: the bytes are not a usable image (the message is for the user).
     """
-    from core.evaluate import with_temperature  # core.evaluate imports this module
-
     views = decode_views(data, int(model.input_shape[1]), fit)
-    probs = with_temperature(predict_pixels(model, views).mean(axis=0, keepdims=True), temperature)
-    return _described(views, probs[0], class_names, k)
+    return classify_views(model, views, class_names, k, temperature=temperature)
 
 
 def classify_batch(
