@@ -16,7 +16,6 @@ from ui.text import md, md_sentence
 state.ensure_routed()
 
 DISPLAY_PX = 96  # shown size of one image; pixels are repeated, never blurred
-CONTROL = 200  # each setting's width in CSS pixels: four to a row on a wide page
 UPLOAD_SIZE = 32  # uploads are squashed to the input size every preset is built for
 # Flip plus 4-pixel pad-and-crop: the classic CIFAR-10 recipe (He et al., 2016).
 STARTING_POINT = AugmentConfig(flip=True, crop_pad=4)
@@ -33,13 +32,13 @@ def _variants(images, config: dict, variants: int, seed: int):
 
 
 def _settings(start: AugmentConfig) -> AugmentConfig:
-    # A row that wraps, each control as wide: four columns cut "Horizontal flip" short at
-    # 1024 pixels with the sidebar open.
-    values, row = {}, st.container(horizontal=True, gap="small")
+    values, row = {}, state.settings_row()
     for f in fields(AugmentConfig):
         c, current, key = CONTROLS[f.name], getattr(start, f.name), f"augment_{f.name}"
         if f.type == "bool":
-            values[f.name] = row.checkbox(c.label, current, key=key, help=c.help, width=CONTROL)
+            values[f.name] = row.checkbox(
+                c.label, current, key=key, help=c.help, width=state.CONTROL
+            )
             continue
         cast = int if f.type == "int" else float
         values[f.name] = row.slider(
@@ -50,7 +49,7 @@ def _settings(start: AugmentConfig) -> AugmentConfig:
             cast(c.step),
             key=key,
             help=c.help,
-            width=CONTROL,
+            width=state.CONTROL,
         )
     return AugmentConfig(**values)
 

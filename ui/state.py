@@ -34,6 +34,16 @@ PHOTO_UPLOAD_MB = images.MAX_UPLOAD_BYTES // (1024 * 1024)
 # build): each redraw costs the browser CPU that the job, on 2 cores, then lacks. Every
 # second, a status line alone took Chromium 0.13 CPU s/s (docs/BENCHMARKS.md session 35).
 POLL_EVERY = 2.0
+# Settings sit in rows that wrap, each this many CSS pixels wide (`settings_row`): four to
+# a row on a wide page, two at 1024 pixels with the sidebar open.
+CONTROL = 200
+NUMBER = 112  # a short number's or word's: seven to a row on a wide page, four at 1024
+
+
+def settings_row(where=st):
+    """A row of settings that wraps, each as wide as its `width=`: a fixed count of columns
+    cut labels and values short ("Weight av...", "crossentrop") at 1024 pixels."""
+    return where.container(horizontal=True, gap="small")
 
 
 _script_run = threading.local()  # Streamlit runs each script run in one thread

@@ -76,30 +76,42 @@ def fit_choice(dataset) -> str:
 
 
 def block_editor(b: int) -> ConvBlock:
-    c = st.columns(7)
+    row = state.settings_row()
     k = f"train_block{b}_"
     return ConvBlock(
-        filters=c[0].number_input(
-            f"Block {b} filters", 1, 512, min(16 * 2**b, 512), key=k + "filters"
+        filters=row.number_input(
+            f"Block {b} filters", 1, 512, min(16 * 2**b, 512), key=k + "filters", width=state.NUMBER
         ),
-        kernel_size=c[1].selectbox("Kernel", (1, 3, 5, 7), index=1, key=k + "kernel"),
-        convs=c[2].number_input("Convs", 1, 4, 1, key=k + "convs"),
-        activation=c[3].selectbox("Activation", ACTIVATIONS, key=k + "activation"),
-        batch_norm=c[4].checkbox("Batch norm", key=k + "bn"),
-        padding=c[5].selectbox("Padding", ("same", "valid"), key=k + "padding"),
-        dropout=c[6].number_input("Dropout", 0.0, 0.9, 0.25, 0.05, key=k + "dropout"),
+        kernel_size=row.selectbox(
+            "Kernel", (1, 3, 5, 7), index=1, key=k + "kernel", width=state.NUMBER
+        ),
+        convs=row.number_input("Convs", 1, 4, 1, key=k + "convs", width=state.NUMBER),
+        activation=row.selectbox(
+            "Activation", ACTIVATIONS, key=k + "activation", width=state.NUMBER
+        ),
+        batch_norm=row.checkbox("Batch norm", key=k + "bn", width=state.NUMBER),
+        padding=row.selectbox("Padding", ("same", "valid"), key=k + "padding", width=state.NUMBER),
+        dropout=row.number_input(
+            "Dropout", 0.0, 0.9, 0.25, 0.05, key=k + "dropout", width=state.NUMBER
+        ),
     )
 
 
 def custom_model(blocks: int) -> tuple[ModelConfig, str]:
     st.markdown("**Architecture**")
     config = ModelConfig(blocks=[block_editor(b) for b in range(1, blocks + 1)])
-    c = st.columns(4)
-    config.pooling = c[0].selectbox("Pooling", ("max", "avg"), key="train_pooling")
-    config.head = c[1].selectbox("Head", ("flatten", "global_avg"), key="train_head")
-    widths = c[2].text_input("Dense layer widths", "64", key="train_dense", help="e.g. 128,64")
-    config.dense_dropout = c[3].number_input(
-        "Dense dropout", 0.0, 0.9, 0.5, 0.05, key="train_dense_dropout"
+    row = state.settings_row()
+    config.pooling = row.selectbox(
+        "Pooling", ("max", "avg"), key="train_pooling", width=state.CONTROL
+    )
+    config.head = row.selectbox(
+        "Head", ("flatten", "global_avg"), key="train_head", width=state.CONTROL
+    )
+    widths = row.text_input(
+        "Dense layer widths", "64", key="train_dense", width=state.CONTROL, help="e.g. 128,64"
+    )
+    config.dense_dropout = row.number_input(
+        "Dense dropout", 0.0, 0.9, 0.5, 0.05, key="train_dense_dropout", width=state.CONTROL
     )
     return config, widths
 
@@ -137,90 +149,112 @@ def training_options(uneven: float = 1.0) -> dict:
     for key, value in recipe_values(st.session_state["train_preset"]).items():
         st.session_state.setdefault(key, value)
     st.markdown("**Optimisation**")
-    c = st.columns(4)
+    row = state.settings_row()
     o = dict(
-        optimizer=c[0].selectbox(
+        optimizer=row.selectbox(
             "Optimizer",
             OPTIMIZERS,
             key="train_optimizer",
+            width=state.CONTROL,
             help="muon: Nesterov SGD for biases and the classifier; each conv kernel keeps a "
             "fixed norm and takes steps of equal size in every direction (orthogonalised "
             "momentum, airbench's newest recipe).",
         ),
-        learning_rate=c[1].number_input(
-            "Learning rate", *lr_test.LR_BOUNDS, format="%g", key="train_lr"
+        learning_rate=row.number_input(
+            "Learning rate", *lr_test.LR_BOUNDS, format="%g", key="train_lr", width=state.CONTROL
         ),
-        momentum=c[2].number_input("Momentum", 0.0, 0.999, key="train_momentum"),
-        weight_decay=c[3].number_input("Weight decay", 0.0, 1.0, format="%g", key="train_wd"),
-        schedule=c[0].selectbox("Schedule", SCHEDULES, key="train_schedule"),
-        warmup_epochs=c[1].number_input(
+        momentum=row.number_input(
+            "Momentum", 0.0, 0.999, key="train_momentum", width=state.CONTROL
+        ),
+        weight_decay=row.number_input(
+            "Weight decay", 0.0, 1.0, format="%g", key="train_wd", width=state.CONTROL
+        ),
+        schedule=row.selectbox("Schedule", SCHEDULES, key="train_schedule", width=state.CONTROL),
+        warmup_epochs=row.number_input(
             "Warm-up epochs",
             0.0,
             100.0,
             key="train_warmup",
+            width=state.CONTROL,
             help="cosine: the rate rises from 0 over these epochs; onecycle: from a tenth "
             "of it (0: over the first quarter of the run). The other schedules start at "
             "the full rate.",
         ),
-        step_epochs=c[2].number_input(
+        step_epochs=row.number_input(
             "Step every (epochs)",
             1,
             1000,
             DEFAULT.step_epochs,
             key="train_step_epochs",
+            width=state.CONTROL,
             help="step: the rate is multiplied by the step factor every this many epochs.",
         ),
-        step_factor=c[3].number_input(
-            "Step factor", 0.001, 1.0, DEFAULT.step_factor, key="train_step_factor"
+        step_factor=row.number_input(
+            "Step factor",
+            0.001,
+            1.0,
+            DEFAULT.step_factor,
+            key="train_step_factor",
+            width=state.CONTROL,
         ),
-        loss=c[0].selectbox("Loss", LOSSES, key="train_loss"),
-        label_smoothing=c[1].number_input(
-            "Label smoothing", 0.0, 0.9, step=0.05, key="train_smoothing"
+        loss=row.selectbox("Loss", LOSSES, key="train_loss", width=state.CONTROL),
+        label_smoothing=row.number_input(
+            "Label smoothing", 0.0, 0.9, step=0.05, key="train_smoothing", width=state.CONTROL
         ),
-        precision=c[2].selectbox(
+        precision=row.selectbox(
             "Precision",
             PRECISIONS,
             key="train_precision",
+            width=state.CONTROL,
             format_func=precision_label,
             help="mixed_bfloat16 computes in bf16 with float32 weights and outputs: about 2x "
             "faster on CPUs with bf16 units (AVX-512 BF16, AMX) and on GPUs, several times "
             "slower on other CPUs. auto picks the faster of the two for this machine.",
         ),
-        lookahead=c[3].checkbox(
+        lookahead=row.checkbox(
             "Weight averaging",
             key="train_lookahead",
+            width=state.CONTROL,
             help="Lookahead, as in airbench: every 5 steps the weights (batch-norm "
             "statistics too) move to their moving average, and the run ends on it.",
         ),
-        small_crop_share=c[0].number_input(
+        small_crop_share=row.number_input(
             "Small-crop share",
             0.0,
             0.95,
             step=0.05,
             key="train_small_crop_share",
+            width=state.CONTROL,
             help="Progressive resizing: this share of the epochs, the first ones, trains on "
             "a random crop of each image, which takes less compute; the rest on whole "
             "images (0.5 of 12 epochs: 6). Quick, fast and wide presets only.",
         ),
-        small_crop_size=c[1].number_input(
-            "Small-crop size", MIN_CROP, 1024, key="train_small_crop_size", help="pixels"
+        small_crop_size=row.number_input(
+            "Small-crop size",
+            MIN_CROP,
+            1024,
+            key="train_small_crop_size",
+            width=state.CONTROL,
+            help="pixels",
         ),
-        whiten_bias_epochs=c[2].number_input(
+        whiten_bias_epochs=row.number_input(
             "Whitening-bias epochs",
             0,
             1000,
             key="train_whiten_bias_epochs",
+            width=state.CONTROL,
             help="The speed presets' first layer whitens 2x2 patches with a kernel computed "
             "from the data, which never trains; its bias trains for this many first epochs "
             "(airbench: 3), then stays.",
         ),
-        adversarial_eps=c[3].number_input(
+        adversarial_eps=row.number_input(
             "Adversarial training (levels)",
             0.0,
             32.0,
             step=1.0,
             format="%g",
             key="train_adversarial_eps",
+            width=state.CONTROL,
             help="0 = off. Otherwise each batch is first moved up to this many levels of 255 "
             "a pixel the way that most raises the loss (one gradient sign step from a random "
             "start), and the model learns from the moved images: it gives up some accuracy "
@@ -229,18 +263,36 @@ def training_options(uneven: float = 1.0) -> dict:
         ),
     )
     st.markdown("**Run**")
-    c = st.columns(6)
+    row = state.settings_row()
     o |= dict(
-        batch_size=c[0].number_input("Batch size", 1, 4096, key="train_batch_size"),
-        epochs=c[1].number_input("Epochs", 1, 1000, key="train_epochs"),
-        val_fraction=c[2].number_input(
-            "Validation fraction", 0.0, 0.5, DEFAULT.val_fraction, 0.05, key="train_val"
+        batch_size=row.number_input(
+            "Batch size", 1, 4096, key="train_batch_size", width=state.NUMBER
         ),
-        seed=c[3].number_input("Seed", 0, 2**31 - 1, DEFAULT.seed, key="train_seed"),
-        early_stopping=c[4].number_input(
-            "Early stopping patience", 0, 100, 0, key="train_patience", help="epochs; 0 = off"
+        epochs=row.number_input("Epochs", 1, 1000, key="train_epochs", width=state.NUMBER),
+        val_fraction=row.number_input(
+            "Validation fraction",
+            0.0,
+            0.5,
+            DEFAULT.val_fraction,
+            0.05,
+            key="train_val",
+            width=state.NUMBER,
         ),
-        name=c[5].text_input("Run name", key="train_name", placeholder="optional"),
+        seed=row.number_input(
+            "Seed", 0, 2**31 - 1, DEFAULT.seed, key="train_seed", width=state.NUMBER
+        ),
+        early_stopping=row.number_input(
+            "Early stopping patience",
+            0,
+            100,
+            0,
+            key="train_patience",
+            width=state.NUMBER,
+            help="epochs; 0 = off",
+        ),
+        name=row.text_input(
+            "Run name", key="train_name", width=state.NUMBER, placeholder="optional"
+        ),
         drop_near_duplicates=st.checkbox(
             "Leave out training images that copy a validation or test image",
             key="train_drop_near",
@@ -305,18 +357,22 @@ def augment_options(sent: dict | None) -> AugmentConfig:
         st.session_state["train_augment_applied"] = sent
     defaults = {**AugmentConfig().to_dict(), **(sent or {})}
     st.markdown("**Augmentation**")
-    values = {}
-    for i, f in enumerate(fields(AugmentConfig)):
-        if i % 4 == 0:
-            row = st.columns(4)
+    values, row = {}, state.settings_row()
+    for f in fields(AugmentConfig):
         key, c = f"train_aug_{f.name}", CONTROLS[f.name]
         cast = {"bool": bool, "int": int, "float": float}[f.type]
         st.session_state[key] = cast(st.session_state.get(key, defaults[f.name]))
         if f.type == "bool":
-            values[f.name] = row[i % 4].checkbox(c.label, key=key, help=c.help)
+            values[f.name] = row.checkbox(c.label, key=key, help=c.help, width=state.CONTROL)
         else:
-            values[f.name] = row[i % 4].number_input(
-                c.label, cast(0), cast(c.maximum), step=cast(c.step), key=key, help=c.help
+            values[f.name] = row.number_input(
+                c.label,
+                cast(0),
+                cast(c.maximum),
+                step=cast(c.step),
+                key=key,
+                help=c.help,
+                width=state.CONTROL,
             )
     return AugmentConfig(**values)
 

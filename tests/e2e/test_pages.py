@@ -232,6 +232,33 @@ def test_three_squares_are_fooled_together_on_a_narrow_window(server, page, tmp_
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
+# Text that a page cuts short: a label ended by an ellipsis, a field's value wider than
+# its box (a selectbox's "crossentropy" as "crossentrop").
+CUT_SHORT = """root => [
+  ...[...root.querySelectorAll('*')]
+    .filter(e => getComputedStyle(e).textOverflow === 'ellipsis')
+    .filter(e => e.scrollWidth > e.clientWidth + 1 && e.innerText.trim())
+    .map(e => e.innerText.trim()),
+  ...[...root.querySelectorAll('input:not([type=checkbox])')]
+    .filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.value),
+]"""
+
+
+@pytest.mark.parametrize("architecture", ["seed", "custom"])
+def test_train_form_shows_every_label_and_value_whole_at_1024_px(server, page, architecture):
+    """At 1024 px with the sidebar open, the form's four (and a custom block's seven)
+    columns cut "Weight averaging", "Batch norm", "Horizontal flip" and "crossentropy"
+    short: its settings now sit in rows that wrap."""
+    open_page(page, server, "train")
+    page.set_viewport_size({"width": 1024, "height": 768})
+    choose(page, "Architecture", architecture)
+    page.get_by_text("Batch norm" if architecture == "custom" else "Optimisation").first.wait_for()
+    wait_idle(page)
+    assert page.get_by_test_id("stForm").first.evaluate(CUT_SHORT) == []
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
 def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -> tuple:
     """Moves the mouse to a point of the first plotly chart, given as fractions of its plot
     area, until plotly shows a hover label matching `label`; returns the point.
