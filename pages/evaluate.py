@@ -27,6 +27,7 @@ state.ensure_routed()
 # Sources of "Why this answer?" that other sections choose: a cell, dots in the space.
 CELL = "the chosen cell"
 SPACE = "the points selected in the feature space"
+PICK = 320  # CSS pixels: SPACE whole in its selectbox
 
 st.title("Evaluate")
 model, entry = state.require_model()
@@ -154,16 +155,16 @@ def look_at(true_name: str, pred_name: str) -> None:
 
 if confusions := top_confusions(report.confusion, 5):
     st.caption("The most frequent mistakes, true → predicted:")
-    for col, (t, p, n) in zip(st.columns(len(confusions)), confusions, strict=False):
+    pairs = st.container(horizontal=True, gap="small")  # wraps: five columns cut the counts
+    for t, p, n in confusions:
         of = int(report.per_class["support"][t])
-        col.button(
+        pairs.button(
             f"{md(names[t])} → {md(names[p])} · {n:,}",
             help=f"{n:,} of the {of:,} {md(names[t])} images ({n / of:.0%}) were answered "
             f"{md(names[p])}. Show them.",
             key=f"evaluate_pair_{t}_{p}",
             on_click=look_at,
             args=(names[t], names[p]),
-            width="stretch",
         )
 st.caption("Select a cell to see its images, or pick the pair here.")
 pick = st.columns(2)
@@ -401,22 +402,24 @@ if seen:
     groups["the ones seen in training"] = seen[:24]
 if picked:
     groups[SPACE] = picked
-choose = st.columns([1, 2, 1])
-group = choose[0].selectbox("Images from", list(groups), key="evaluate_why_from")
+# A row that wraps: a quarter of the page cut "the most confident mistakes" short at 1024 px.
+choose = st.container(horizontal=True, gap="medium")
+group = choose.selectbox("Images from", list(groups), key="evaluate_why_from", width=PICK)
 shown = [int(i) for i in groups[group]]
 if not shown:
     st.info(f"No images in {group}.")
 else:
-    index = choose[1].selectbox(
+    index = choose.selectbox(
         "Image",
         shown,
         format_func=lambda i: f"#{i}: {why_caption(i)}",
         key=f"evaluate_why_{group.split()[-1]}",  # one choice per group, kept while switching
+        width=PICK,
     )
     true, answer = int(report.y_true[index]), int(tempered.probs[index].argmax())
     # A mistake against its label; a right answer against the class it almost chose.
     rival = true if answer != true else int(np.argsort(-tempered.probs[index])[1])
-    method = state.evidence_method(choose[2], "evaluate_why_method", horizontal=False)
+    method = state.evidence_method(choose, "evaluate_why_method", horizontal=False)
     scale = max(1, 320 // x_split.shape[1])  # about a column's width: sharp when stretched
     cols = st.columns(3)
     cols[0].image(
