@@ -135,6 +135,28 @@ def make_active(name: str) -> None:
     st.session_state["sidebar_model"] = name
 
 
+def next_steps(run: dict) -> None:
+    """Where a run that ended with a model leads: the active model, the Evaluate page, the
+    Classify page, one click each (the runs table's selection was the only way before)."""
+    if run["state"] not in ("completed", "stopped") or not run["has_model"]:
+        return
+    active = st.session_state.get("sidebar_model") == run["name"]
+    row = st.container(horizontal=True, gap="small")
+    row.button(
+        "Make active model",
+        key="train_live_activate",
+        on_click=make_active,
+        args=(run["name"],),
+        disabled=active,
+        help="It is the active model on every page."
+        if active
+        else "Use this run's model on every page.",
+    )
+    for label, target in (("Evaluate it", "evaluate"), ("Classify photos with it", "classify")):
+        if row.button(label, key=f"train_live_{target}", on_click=make_active, args=(run["name"],)):
+            st.switch_page(f"pages/{target}.py")
+
+
 def delete(chosen: list[dict]) -> None:
     refused = []
     for run in chosen:
@@ -248,6 +270,7 @@ if active or rows:
     st.fragment(live_view, run_every=STATUS_EVERY if active else None)(
         watched["path"], polling=bool(active), shown=(watched["state"], watched["epochs_done"])
     )
+    next_steps(watched)
     st.fragment(live_charts, run_every=CHARTS_EVERY if active else None)(watched["path"])
 else:
     st.caption("No run yet: start one below.")

@@ -278,6 +278,38 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert "seed" not in by_setting.index and "name" not in by_setting.index
 
 
+@pytest.mark.parametrize("target, title", [("evaluate", "Evaluate"), ("classify", "Classify")])
+def test_a_finished_run_leads_on_in_one_click(app, trained_run, target, title):
+    """Under a finished run's name: make its model the active one, or go and evaluate it or
+    classify photos with it, which makes it the active model too."""
+    app.session_state["sidebar_model"] = "default"
+    _open(app)
+    activate = app.button(key="train_live_activate")
+    assert not activate.disabled
+    activate.click().run()
+    assert app.session_state["sidebar_model"] == trained_run.name
+    assert app.button(key="train_live_activate").disabled  # it is the active model now
+
+    app.session_state["sidebar_model"] = "default"
+    app.run()
+    app.button(key=f"train_live_{target}").click().run()
+    assert not app.exception
+    assert app.session_state["sidebar_model"] == trained_run.name
+    assert app.title[0].value == title  # switched page
+    assert app.selectbox(key="sidebar_model").value == trained_run.name
+
+
+def test_a_running_run_offers_no_model_yet(app, trained_run):
+    running = runs.default_runs_dir() / "29991231-235959-seed"
+    running.mkdir()
+    atomic_write_json(running / "config.json", {"preset": "seed", "epochs": 20})
+    runs.write_status(running, state="running", epoch=3, epochs=20, **runs.process_identity())
+    _open(app)
+    assert app.button(key="train_stop")
+    keys = {b.key for b in app.button}
+    assert not keys & {"train_live_activate", "train_live_evaluate", "train_live_classify"}
+
+
 def test_a_run_is_deleted_only_after_confirmation(app, trained_run):
     _open(app)
     _select(app, 0)
