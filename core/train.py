@@ -1062,6 +1062,8 @@ def cli_command(config: TrainConfig) -> str:
     """
     d, default = config, preset_defaults(config.preset)
     args = ["python", "-m", "core.train", "--preset", d.preset, "--data", d.data]
+    if d.preset == "custom" and d.model:  # "--preset custom" alone cannot build it
+        args += ["--model-config", model_config_json(d.model)]
     for flag, attr in _FLAGS:
         value = getattr(d, attr)
         if value == getattr(default, attr):
@@ -1163,9 +1165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=d.preset, help=f"architecture preset ({presets})")
     p.add_argument(
         "--model-config",
-        type=Path,
-        help="JSON file with a custom ModelConfig (blocks, pooling, head, dense); "
-        "sets --preset custom",
+        type=model_config_arg,
+        help="a custom architecture, as JSON text or a JSON file: ModelConfig's fields "
+        "(blocks, pooling, head, dense, ...), a run's config.json or a model card; sets "
+        "--preset custom",
     )
     p.add_argument(
         "--data",
@@ -1347,8 +1350,56 @@ def config_from_args(args) -> TrainConfig:
         learning_rate=args.lr,
     )
     if args.model_config:
-        config.model = ModelConfig.from_dict(json.loads(args.model_config.read_text()))
+        config.model = args.model_config
     return config
+
+
+# Architecture fields that the run sets, whatever a model config says: --image-size, the
+# data's classes, --precision.
+_RUN_SETS = ("input_size", "num_classes", "precision")
+
+
+def model_config_arg(text: str) -> ModelConfig:
+    """`--model-config`: JSON text (what `cli_command` writes), or a JSON file of
+    `ModelConfig`'s fields, a run's config.json (its "model") or a model card (its
+    "model_config"). Fields left out take their defaults.
+
+    Raises:
+        argparse.ArgumentTypeError: with a sentence, for text that is none of these.
+    """
+    try:
+        if text.lstrip().startswith(("{", "[")):
+            found = json.loads(text)
+        else:
+            found = json.loads(Path(text).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} cannot be read: {err.strerror or err}."
+        ) from err
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{shown(text)[:80]} is not valid JSON: {err}.") from err
+    if isinstance(found, dict):
+        found = found.get("model_config") or found.get("model") or found
+    try:
+        return ModelConfig.from_dict({k: v for k, v in found.items() if k not in _RUN_SETS})
+    except (AttributeError, TypeError) as err:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)[:80]} does not describe an architecture ({err}); it holds "
+            'ModelConfig\'s fields, e.g. {"blocks": [{"filters": 32}, {"filters": 64}]}.'
+        ) from err
+
+
+def model_config_json(model: ModelConfig) -> str:
+    """`model` as `--model-config` takes it: compact JSON of the fields (a block's too)
+    that differ from their defaults, less those the run sets."""
+    default, block = ModelConfig().to_dict(), asdict(ModelConfig().blocks[0])
+    out = {}
+    for key, value in model.to_dict().items():
+        if key == "blocks":
+            out[key] = [{k: v for k, v in b.items() if v != block[k]} for b in value]
+        elif key not in _RUN_SETS and value != default[key]:
+            out[key] = value
+    return json.dumps(out, separators=(",", ":"))
 
 
 def training_data(config: TrainConfig, progress=None, decoding=None):

@@ -527,6 +527,67 @@ def test_the_reproduce_command_gives_back_the_config_whatever_the_preset_default
     assert cli_command(fast) == f"python -m core.train --preset fast --data {fast.data}"
 
 
+def test_a_custom_architectures_reproduce_command_builds_it_again(image_folder, tmp_path, capsys):
+    """A search trial's architecture (the quick net, narrower, another dropout), as the Train
+    form's custom ones: its card's command said "--preset custom" alone, which the command
+    line refuses ("A custom preset needs a model config"). It now carries the architecture,
+    and the run it starts writes the same command on its own card."""
+    from core.model import preset_config
+    from core.train import cli_command, parse_args, preset_defaults, resolved_model_config
+
+    quick = preset_config("quick")
+    model = replace(
+        quick, blocks=[replace(b, filters=b.filters // 2) for b in quick.blocks], dense_dropout=0.2
+    )
+    config = replace(
+        preset_defaults("quick"),
+        preset="custom",
+        model=model,
+        data=str(image_folder),
+        epochs=1,
+        batch_size=16,
+        precision="float32",  # a run writes "auto" as what it chose
+        name="again",
+    )
+    command = cli_command(config)
+    assert "--model-config" in command
+    again = parse_args(shlex.split(command)[3:])
+    assert replace(again, model=None) == replace(config, model=None)
+    assert resolved_model_config(again, 3) == resolved_model_config(config, 3)
+
+    argv = [*shlex.split(command)[3:], "--runs-dir", str(tmp_path / "runs"), "--quiet"]
+    assert train_mod.main(argv) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    card = json.loads((run_dir / "model_card.json").read_text())
+    assert card["command"] == command
+    assert card["model_config"] == resolved_model_config(config, 3).to_dict()
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ('{"blocks": 3}', "does not describe an architecture"),
+        ('{"blokcs": []}', "unexpected keyword argument 'blokcs'"),
+        ("{bad", "is not valid JSON"),
+        ("missing.json", "missing.json cannot be read: No such file or directory."),
+    ],
+)
+def test_a_model_config_that_cannot_be_used_is_a_sentence(text, says, capsys):
+    with pytest.raises(SystemExit):
+        train_mod.main(["--model-config", text])
+    assert says in capsys.readouterr().err
+
+
+def test_a_model_config_may_be_a_runs_config_or_card(trained_run):
+    from core.train import model_config_arg
+
+    card = json.loads((trained_run / "model_card.json").read_text())
+    for name in ("config.json", "model_card.json"):
+        found = model_config_arg(str(trained_run / name))
+        assert found.blocks == model_config_arg(json.dumps(card["model_config"])).blocks
+        assert [b.filters for b in found.blocks] == [32, 64]  # the seed preset's
+
+
 def test_pipeline_mixes_a_teachers_probabilities_into_the_targets():
     x = np.zeros((4, 8, 8, 3), np.uint8)
     y = np.array([0, 1, 2, 0])
