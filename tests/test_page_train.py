@@ -493,7 +493,8 @@ def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_ru
     assert not app.exception
     (search_dir,) = runs.default_runs_dir().glob(".search-*")
     assert read_json(search_dir / search.SEARCH_FILE)["balance_classes"] is True
-    assert app.success[0].value.startswith(f"Started the search {search_dir.name}.")
+    ident = search_dir.name.removeprefix(".search-")  # the hidden folder's name is not shown
+    assert app.success[0].value.startswith(f"Started the search {ident}.")
     assert jobs.wait_for_state(search_dir, jobs.FINISHED, timeout=120)["state"] == "completed"
     app.run()
     table = app.dataframe(key="train_runs").value
@@ -501,7 +502,7 @@ def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_ru
     assert table["run"].tolist() == [trial, trained_run.name]
     assert read_json(runs.default_runs_dir() / trial / "config.json")["balance_classes"] is True
     assert table["status"].tolist() == ["completed", "completed"]
-    assert any(f"Best of {search_dir.name}: {trial}" in c.value for c in app.caption)
+    assert any(f"Best of the search {ident}: {trial}" in c.value for c in app.caption)
 
     app.selectbox(key="train_preset").set_value("custom").run()
     assert "A search starts from a preset: choose one above." in [i.value for i in app.info]

@@ -589,17 +589,23 @@ def start_search(preset: str, size_and_fit: tuple, options: dict, chosen: dict) 
     except CnnError as err:
         st.error(md_sentence(err))
         return
-    st.session_state["train_notice"] = f"Started the search {name}."
+    st.session_state["train_notice"] = f"Started the {search_title(name)}."
     st.rerun()
 
 
+def search_title(folder: str) -> str:
+    """A search as the page names it, "search <id>": its folder, `.search-<id>`, is hidden."""
+    return f"search {folder.removeprefix('.search-')}"
+
+
 def last_search(latest: dict) -> None:
+    name = search_title(latest["name"])
     if latest["state"] == "failed":
-        st.error(f"{md(latest['name'])} failed: {md_sentence(latest.get('message'))}")
+        st.error(f"The {md(name)} failed: {md_sentence(latest.get('message'))}")
     if best := search.summarise(latest["path"])["best"]:
         choices = search.describe_choices(best["hyperparameters"])
         st.caption(
-            f"Best of {latest['name']}: {best['run']}, validation accuracy "
+            f"Best of the {md(name)}: {best['run']}, validation accuracy "
             f"{best['val_accuracy']:.2%} with {choices}."
         )
 
