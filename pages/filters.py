@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from core import inspect, registry
+from core import inspect, jobs, registry
 from core.classify import top_classes
 from core.errors import CnnError
 from core.evaluate import with_temperature
@@ -361,7 +361,12 @@ def replay_view(run_dir, epochs, pixels, caption, playing):
         epoch = st.select_slider("Epoch", epochs, key="filters_replay_epoch")
     else:
         epoch = epochs[0]
-        st.caption(f"Only epoch {epoch} has a checkpoint so far.")
+        training = jobs.status(run_dir)["state"] in jobs.ACTIVE
+        st.caption(
+            f"Only epoch {epoch} has a checkpoint so far."
+            if training
+            else f"The run kept one checkpoint, of epoch {epoch}: nothing to play."
+        )
     path = f"{run_dir}/checkpoints/epoch_{epoch:03d}.keras"
     try:
         rec = replay_epoch(run_dir, epoch, registry.model_version(path), pixels)

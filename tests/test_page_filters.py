@@ -146,6 +146,21 @@ def test_explainer_and_replay_show_the_real_numbers(app, trained_run):
     assert app.select_slider(key="filters_replay_epoch").value == 1
 
 
+def test_a_run_of_one_checkpoint_says_whether_more_may_come(app, trained_run):
+    from core import runs
+
+    (trained_run / "checkpoints" / "epoch_002.keras").unlink()  # a run of one epoch
+    app.session_state["probe"] = {"pixels": probe_pixels(), "caption": "probe", "label": None}
+    app.switch_page(PAGE).run()
+    assert not app.exception
+    captions = [c.value for c in app.caption]
+    assert "The run kept one checkpoint, of epoch 1: nothing to play." in captions
+    assert not app.select_slider  # no epochs to choose between
+    runs.write_status(trained_run, state="running", **runs.process_identity())
+    app.run()
+    assert "Only epoch 1 has a checkpoint so far." in [c.value for c in app.caption]
+
+
 def test_the_explainer_grids_show_three_digits_and_the_image_at_its_brightness(app):
     app.session_state["probe"] = {"pixels": probe_pixels(), "caption": "probe", "label": None}
     app.switch_page(PAGE).run()
