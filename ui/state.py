@@ -40,10 +40,10 @@ CONTROL = 200
 NUMBER = 112  # a short number's or word's: seven to a row on a wide page, four at 1024
 
 
-def settings_row(where=st):
+def settings_row():
     """A row of settings that wraps, each as wide as its `width=`: a fixed count of columns
     cut labels and values short ("Weight av...", "crossentrop") at 1024 pixels."""
-    return where.container(horizontal=True, gap="small")
+    return st.container(horizontal=True, gap="small")
 
 
 _script_run = threading.local()  # Streamlit runs each script run in one thread
