@@ -188,12 +188,23 @@ def trials(search_dir) -> list[dict]:
     return read_json(Path(search_dir) / TRIALS_FILE, []) or []
 
 
+def kept_accuracy(run_dir) -> float | None:
+    """The validation accuracy of the model a trial kept, as its model card says (of the
+    epoch whose weights it has, its last: an earlier epoch may have scored higher, but its
+    weights are gone), else its last epoch's; None when it has none (or not a number)."""
+    card = read_json(Path(run_dir) / "model_card.json", {}) or {}
+    acc = (card.get("metrics") or {}).get("val_accuracy")
+    if acc is None and (history := runs.read_history(run_dir)):
+        acc = history[-1].get("val_accuracy")
+    return acc if isinstance(acc, int | float) and math.isfinite(acc) else None
+
+
 def summarise(search_dir) -> dict:
     """Returns the search's outcome: its trials and the best completed one.
 
     Returns:
         `{"trials": [...], "best": record or None}`; a record has `trial`, `run`,
-        `run_dir`, `hyperparameters`, `state` and `val_accuracy` (the best epoch's).
+        `run_dir`, `hyperparameters`, `state` and `val_accuracy` (`kept_accuracy`).
     """
     done = [t for t in trials(search_dir) if t.get("val_accuracy") is not None]
     best = max(done, key=lambda t: t["val_accuracy"], default=None)
@@ -259,13 +270,12 @@ def _tuner_class():
             except CnnError as err:
                 self._record({**record, "state": "failed"})
                 raise SearchStopped(str(err)) from err
-            accs = [h.get("val_accuracy") for h in runs.read_history(run_dir)]
-            accs = [a for a in accs if a is not None and math.isfinite(a)]
+            acc = kept_accuracy(run_dir)
             state = runs.read_status(run_dir).get("state")
-            self._record({**record, "state": state, "val_accuracy": max(accs, default=None)})
+            self._record({**record, "state": state, "val_accuracy": acc})
             if state == "stopped":  # the search's stop, or the trial's own Stop button
                 raise SearchStopped()
-            return {"val_accuracy": max(accs, default=0.0)}
+            return {"val_accuracy": 0.0 if acc is None else acc}
 
         def _record(self, record: dict) -> None:
             rows = [t for t in trials(self.search_dir) if t["trial"] != record["trial"]]

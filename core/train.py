@@ -1013,7 +1013,8 @@ def model_card(model, config: TrainConfig, dataset, history: list[dict], wall_se
     import keras
 
     best = max(history, key=lambda h: h.get("val_accuracy", -1), default={})
-    last = history[-1] if history else {}
+    # The epoch whose weights the model has: early stopping restores its best epoch's.
+    kept = best if config.early_stopping else history[-1] if history else {}
     return {
         "preset": config.preset,
         "class_names": dataset.class_names,
@@ -1024,9 +1025,9 @@ def model_card(model, config: TrainConfig, dataset, history: list[dict], wall_se
         "data": dataset.summary(),
         "epochs": len(history),
         "metrics": {
-            "val_accuracy": last.get("val_accuracy"),
-            "val_loss": last.get("val_loss"),
-            "train_accuracy": last.get("accuracy"),
+            "val_accuracy": kept.get("val_accuracy"),
+            "val_loss": kept.get("val_loss"),
+            "train_accuracy": kept.get("accuracy"),
             "best_val_accuracy": best.get("val_accuracy"),
             "best_epoch": best.get("epoch"),
         },

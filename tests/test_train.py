@@ -253,6 +253,24 @@ def test_early_stopping_ends_before_the_last_epoch(tiny_dataset):
     assert len(runs.read_history(run_dir)) < 15
 
 
+def test_the_card_gives_the_accuracy_of_the_epoch_whose_weights_the_model_has(tiny_dataset):
+    """Early stopping restores its best epoch's weights, so the card (the sidebar's label,
+    the Home page) gives that epoch's accuracy, not the last epoch's; without it, the last."""
+    history = [
+        {"epoch": 1, "val_accuracy": 0.6, "val_loss": 1.0, "accuracy": 0.5},
+        {"epoch": 2, "val_accuracy": 0.8, "val_loss": 0.7, "accuracy": 0.7},
+        {"epoch": 3, "val_accuracy": 0.7, "val_loss": 0.8, "accuracy": 0.8},
+    ]
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+    def metrics(**kw):
+        m = train_mod.model_card(model, _config(epochs=3, **kw), tiny_dataset, history)["metrics"]
+        return m["val_accuracy"], m["val_loss"], m["train_accuracy"], m["best_epoch"]
+
+    assert metrics() == (0.7, 0.8, 0.8, 2)
+    assert metrics(early_stopping=1) == (0.8, 0.7, 0.7, 2)
+
+
 def test_schedules_have_the_right_shape():
     steps = 10
     one = train_mod.make_schedule(
