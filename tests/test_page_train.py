@@ -125,6 +125,41 @@ def test_a_folder_of_photos_that_are_not_square_may_be_cropped_for_training(
     assert "--fit crop" in read_json(new / "model_card.json")["command"]
 
 
+def test_a_teacher_of_other_framing_has_the_folder_decoded_its_way_before_the_run(
+    app, trained_run, image_folder
+):
+    """A squashing student of a cropping teacher: the teacher answers for the pictures
+    cropped (`core.train.teacher_images`), so the page decodes them so under its bar too,
+    where the run's process did it before with nothing to show but "starting"."""
+    from core.train import train, training_data
+    from tests.conftest import write_framed_folder
+    from ui import state
+
+    shutil.rmtree(image_folder)
+    write_framed_folder(image_folder, per_class=8)
+    state._signature.clear()  # as 30 s later
+    taught = TrainConfig(data=str(image_folder), fit="crop", epochs=1, batch_size=8, name="crop")
+    teacher = train(taught, training_data(taught)) / "model.keras"
+    cache = Path(os.environ["CNN_CACHE_DIR"])
+
+    def cropped():
+        return [s for s in cache.glob("folder-*/source.txt") if s.read_text().endswith("crop")]
+
+    shutil.rmtree(cropped()[0].parent)  # as when the teacher was trained elsewhere
+    _open(app)
+    assert app.selectbox(key="train_fit").value == "squash"
+    app.selectbox(key="train_teacher").set_value(str(teacher))
+    app.number_input(key="train_epochs").set_value(1)
+    app.number_input(key="train_batch_size").set_value(8)
+    app.button(key="train_start").click().run()
+    assert not app.exception
+    [new] = [p for p in _run_dirs() if p not in (trained_run, teacher.parent)]
+    assert read_json(new / "config.json")["teacher"] == str(teacher)
+    [source] = cropped()
+    assert source.stat().st_mtime < read_json(new / "job.json")["launched"]
+    assert jobs.wait_for_state(new, jobs.FINISHED, timeout=90)["state"] == "completed"
+
+
 def test_a_custom_architecture_is_summarised_and_checked(app, trained_run):
     _open(app)
     app.selectbox(key="train_preset").set_value("custom").run()

@@ -471,6 +471,8 @@ def new_run() -> None:
         config.data = state.dataset_spec()
         if timing or start or find:
             state.decode_folder(size, fit)  # under a bar here, not unseen in the child
+            if (framing := teacher_fit(options["teacher"])) not in (None, fit):
+                state.decode_folder(size, framing)  # the teacher answers for its own framing
         if timing:
             measure_time(config)
         estimate_line(config)
@@ -484,6 +486,13 @@ def new_run() -> None:
     lr_test.box()
     if searched:
         start_search(preset, (size, fit), options, searched)
+
+
+def teacher_fit(teacher: str) -> str | None:
+    """How the teacher's run made this folder's pictures square (`registry.trained_fit`;
+    `core.train.teacher_images` reads them so for it), or None without a teacher."""
+    card = next((m["card"] for m in state.available_models() if m["path"] == teacher), None)
+    return None if card is None else registry.trained_fit(card)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
