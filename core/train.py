@@ -104,6 +104,10 @@ RECIPES = {
 # 24-pixel crops of 32-pixel images took 0.61x (docs/BENCHMARKS.md, session 8) for 0.56x.
 SMALL_CROP_COST = 1.1
 
+# An epoch of fewer steps than this learns little: the speed presets' batch of 512 suits
+# CIFAR-10's 45,000 training images (88 steps), not a folder of a few hundred (`batch_advice`).
+MIN_STEPS = 10
+
 # The smallest small-crop size: the speed layout's 2x2 whitening conv and three 2x2 poolings
 # leave a 1x1 map of a 9-pixel image.
 MIN_CROP = 9
@@ -1080,6 +1084,22 @@ def cli_command(config: TrainConfig) -> str:
     return shown(shlex.join(args))
 
 
+def batch_advice(images: int, batch_size: int) -> str | None:
+    """A sentence when `images` training images at `batch_size` make fewer than `MIN_STEPS`
+    steps an epoch, naming the largest power-of-two batch that makes that many; else None."""
+    steps = -(-images // batch_size)
+    fits = [2**k for k in range(3, 12) if -(-images // 2**k) >= MIN_STEPS]
+    better = max(fits, default=batch_size)
+    if steps >= MIN_STEPS or better >= batch_size:
+        return None
+    return (
+        f"{images:,} training images at a batch of {batch_size} make {steps} "
+        f"step{'s' if steps > 1 else ''} an epoch, few to learn from: a batch of {better} makes "
+        f"{-(-images // better)} and usually learns more in the same time (the quick preset on "
+        "810 pictures of three CIFAR-10 classes, 3 epochs: 63% at 512, 74% at 64)."
+    )
+
+
 def preset_defaults(preset: str) -> TrainConfig:
     """Returns the `TrainConfig` that `python -m core.train --preset PRESET` starts from."""
     return parse_args(["--preset", preset])
@@ -1466,6 +1486,8 @@ def main(argv=None) -> int:
             else (None, None)
         )
         dataset = training_data(config, progress=look, decoding=decoding)
+        if advice := batch_advice(len(dataset.split("train")[1]), config.batch_size):
+            print(f"warning: {advice}", file=sys.stderr)
         if dataset.left_out:
             print(
                 f"Left out {dataset.left_out:,} training image(s): near-duplicates of "

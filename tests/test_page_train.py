@@ -413,6 +413,26 @@ def test_the_form_draws_the_schedule_its_settings_give(app, trained_run, image_f
     assert _run_dirs() == [trained_run]  # nothing started
 
 
+def test_a_batch_too_large_for_the_folder_gets_a_smaller_one_suggested(app, image_folder):
+    """The speed presets' batch of 512 makes one step an epoch of a folder of 108 training
+    images: the form suggests the batch that makes ten, and is quiet once it is chosen."""
+    from tests.conftest import write_image_folder
+    from ui import state
+
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder, per_class=40)  # 108 training images, 12 validation
+    state._signature.clear()  # as 30 s later
+    _open(app)
+    app.selectbox(key="train_preset").set_value("quick").run()
+    assert app.number_input(key="train_batch_size").value == 512
+    [advice] = [i.value for i in app.info if "few to learn from" in i.value]
+    assert advice.startswith("108 training images at a batch of 512 make 1 step an epoch")
+    assert "a batch of 8 makes 14" in advice
+    app.number_input(key="train_batch_size").set_value(8)
+    app.button(key="train_preview").click().run()
+    assert not [i for i in app.info if "few to learn from" in i.value]
+
+
 def test_a_runs_learning_rate_is_drawn_as_planned_and_as_it_went(app, trained_run):
     from core.train import lr_plan, run_config
 

@@ -271,6 +271,18 @@ def test_the_card_gives_the_accuracy_of_the_epoch_whose_weights_the_model_has(ti
     assert metrics(early_stopping=1) == (0.8, 0.7, 0.7, 2)
 
 
+def test_a_batch_that_leaves_few_steps_an_epoch_gets_a_smaller_one_named():
+    from core.train import MIN_STEPS, batch_advice
+
+    said = batch_advice(810, 512)  # a folder of 900 pictures, the speed presets' batch
+    assert said.startswith("810 training images at a batch of 512 make 2 steps an epoch")
+    assert "a batch of 64 makes 13" in said  # 128 would make 7
+    assert batch_advice(300, 128).split(": ")[1].startswith("a batch of 32 makes 10")
+    assert batch_advice(45_000, 512) is None  # CIFAR-10: 88 steps
+    assert batch_advice(810, 64) is None and batch_advice(MIN_STEPS * 512, 512) is None
+    assert batch_advice(60, 16) is None  # even a batch of 8 would make fewer than ten
+
+
 def test_schedules_have_the_right_shape():
     steps = 10
     one = train_mod.make_schedule(

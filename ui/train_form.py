@@ -31,6 +31,7 @@ from core.train import (
     RECIPES,
     SCHEDULES,
     TrainConfig,
+    batch_advice,
     lr_plan,
     parse_augment,
     resolved_model_config,
@@ -517,6 +518,8 @@ def schedule_preview(config: TrainConfig, images: int) -> None:
         )
         + " After changing the form, Update the summary redraws it."
     )
+    if advice := batch_advice(images, config.batch_size):
+        st.info(advice, icon=":material/lightbulb:")
 
 
 def measure_time(config: TrainConfig) -> None:
