@@ -176,11 +176,16 @@ def start_search(search: SearchConfig, runs_dir=None) -> Path:
     return path
 
 
+def ident(search_dir) -> str:
+    """A search's id: the name of its folder, `.search-<id>`, without the prefix."""
+    return Path(search_dir).name.removeprefix(".search-")
+
+
 def read_search(search_dir) -> tuple[SearchConfig, str]:
     """Returns the `SearchConfig` saved in a search folder and the search's id."""
     saved = dict(read_json(Path(search_dir) / SEARCH_FILE) or {})
-    ident = saved.pop("id", Path(search_dir).name.removeprefix(".search-"))
-    return SearchConfig(**saved), ident
+    name = saved.pop("id", None) or ident(search_dir)
+    return SearchConfig(**saved), name
 
 
 def trials(search_dir) -> list[dict]:

@@ -811,6 +811,16 @@ def _fit_small_crops(model, small_ds, config: TrainConfig, start: int, fit: dict
         model.train_function = None  # whole images get a step traced for their own size
 
 
+def teacher_fit(teacher: str) -> str:
+    """How a teacher's own run made its image folder's pictures square (its model card's
+    `TrainConfig.fit`; "squash" when the card does not say)."""
+    from core.evaluate import resolve_model_path
+    from core.registry import trained_fit
+
+    card = read_json(resolve_model_path(teacher).parent / "model_card.json")
+    return trained_fit(card or {})
+
+
 def teacher_images(config: TrainConfig, dataset):
     """The run's training images as its teacher's own run made an image folder's pictures
     square (`TrainConfig.fit`): a teacher that learnt from centre squares answers for
@@ -820,12 +830,8 @@ def teacher_images(config: TrainConfig, dataset):
         uint8 `(N, S, S, 3)`, row for row the run's training images: `dataset`'s own when
         the teacher framed them as this run does (or its model card does not say).
     """
-    from core.evaluate import resolve_model_path
-    from core.registry import trained_fit
-
     x = dataset.split("train")[0]
-    card = read_json(resolve_model_path(config.teacher).parent / "model_card.json")
-    fit = trained_fit(card or {})
+    fit = teacher_fit(config.teacher)
     if fit == config.fit or not dataset.files:  # CIFAR-10's arrays: all square
         return x
     framed = training_data(replace(config, fit=fit, drop_near_duplicates=False))

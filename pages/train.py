@@ -38,7 +38,7 @@ def search_view(path: str, seen: tuple) -> None:
     best = search.summarise(path)["best"]
     c = st.columns([4, 1])
     c[0].markdown(
-        f"**Search {Path(path).name.removeprefix('.search-')}** · trial "
+        f"**Search {search.ident(path)}** · trial "
         f"{status.get('trial') or 0}/{status.get('trials', '?')}"
         + (f" · best so far {best['val_accuracy']:.2%} ({best['run']})" if best else "")
     )

@@ -35,6 +35,7 @@ from core.train import (
     lr_plan,
     parse_augment,
     resolved_model_config,
+    teacher_fit,
 )
 from ui import charts, lr_test, state
 from ui.text import md, md_sentence
@@ -472,8 +473,8 @@ def new_run() -> None:
         config.data = state.dataset_spec()
         if timing or start or find:
             state.decode_folder(size, fit)  # under a bar here, not unseen in the child
-            if (framing := teacher_fit(options["teacher"])) not in (None, fit):
-                state.decode_folder(size, framing)  # the teacher answers for its own framing
+            if options["teacher"] and (framing := teacher_fit(options["teacher"])) != fit:
+                state.decode_folder(size, framing)  # teacher_images: as the teacher saw them
         if timing:
             measure_time(config)
         estimate_line(config)
@@ -487,13 +488,6 @@ def new_run() -> None:
     lr_test.box()
     if searched:
         start_search(preset, (size, fit), options, searched)
-
-
-def teacher_fit(teacher: str) -> str | None:
-    """How the teacher's run made this folder's pictures square (`registry.trained_fit`;
-    `core.train.teacher_images` reads them so for it), or None without a teacher."""
-    card = next((m["card"] for m in state.available_models() if m["path"] == teacher), None)
-    return None if card is None else registry.trained_fit(card)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -601,17 +595,12 @@ def start_search(preset: str, size_and_fit: tuple, options: dict, chosen: dict) 
     except CnnError as err:
         st.error(md_sentence(err))
         return
-    st.session_state["train_notice"] = f"Started the {search_title(name)}."
+    st.session_state["train_notice"] = f"Started the search {search.ident(name)}."
     st.rerun()
 
 
-def search_title(folder: str) -> str:
-    """A search as the page names it, "search <id>": its folder, `.search-<id>`, is hidden."""
-    return f"search {folder.removeprefix('.search-')}"
-
-
 def last_search(latest: dict) -> None:
-    name = search_title(latest["name"])
+    name = f"search {search.ident(latest['name'])}"  # its folder is hidden
     if latest["state"] == "failed":
         st.error(f"The {md(name)} failed: {md_sentence(latest.get('message'))}")
     if best := search.summarise(latest["path"])["best"]:
