@@ -133,23 +133,26 @@ if st.session_state.get("dataset_classes_of") != ds.class_names:
 # 1024 pixels with the sidebar open).
 row = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
 split = row.selectbox("Split", list(ds.splits), key="dataset_split", width=120)
-many = len(ds.class_names) > charts.MANY_CLASSES
-default = ds.class_names[:FIRST_SHOWN] if many else ds.class_names
-chosen = row.multiselect("Classes", ds.class_names, default=default, key="dataset_classes")
 per_class = row.slider("Images per class", 1, 20, 8, key="dataset_per_class", width=200)
-framing = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
-seed = framing.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed", width=140)
-framing.button(
+seed = row.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed", width=140)
+row.button(
     "Reshuffle",
     key="dataset_reshuffle",
     help="Draw other images (the seed goes up by one).",
     on_click=lambda: st.session_state.update(dataset_seed=st.session_state.dataset_seed + 1),
 )
+many = len(ds.class_names) > charts.MANY_CLASSES
+default = ds.class_names[:FIRST_SHOWN] if many else ds.class_names
+# A row of its own, its chips wrapping: beside the other settings (where Streamlit keeps
+# them on one line that scrolls sideways) CIFAR-10's showed "airplane" to "deer" at 1280 px.
+chosen = st.multiselect(
+    "Classes", ds.class_names, default=default, key="dataset_classes", wrap=True
+)
 
 y = ds.split(split)[1]
 files = ds.files.get(split)  # an image folder's paths; None for CIFAR-10 archives
 fit = state.fit_select(
-    framing,
+    row,
     ds,
     "dataset_fit",
     "The Train page asks which way a run reads them: see both here before you choose. The "

@@ -242,6 +242,12 @@ CUT_SHORT = """root => [
   ...[...root.querySelectorAll('input:not([type=checkbox]):not([type=file])')]
     .filter(e => e.scrollWidth > e.clientWidth + 1)
     .map(e => e.value),
+  ...[...root.querySelectorAll('[data-testid=stMultiSelect] *')]
+    .filter(e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)
+      && e.scrollWidth > e.clientWidth + 1
+      || ['auto', 'scroll'].includes(getComputedStyle(e).overflowY)
+      && e.scrollHeight > e.clientHeight + 1)
+    .map(e => e.innerText.trim()),
 ]"""
 
 
