@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,35 @@ def test_noise_is_unfamiliar_to_a_check_fitted_on_smooth_pictures(net, check):
     assert check.unfamiliar(check.scores(noise)).all()
     flat = np.broadcast_to(np.uint8([[[90, 140, 30]]]), (1, 32, 32, 3))
     assert check.unfamiliar(check.scores(flat)).all()  # no texture at all: unlike the fields
+
+
+def test_scores_are_mahalanobis_distances_taken_on_one_blas_thread(check, monkeypatch):
+    """The distances as matrix products, numpy's BLAS held to one thread while they run (its
+    idle thread spun on and slowed the next batch's forward pass) and given back after."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    images = smooth_images(30, seed=4)
+    means = check.reader(images)
+    squared = [
+        np.einsum("nd,de,ne->n", m - mu, p, m - mu)
+        for m, mu, p in zip(means, check.means, check.precisions, strict=True)
+    ]
+    expected = np.stack(squared, axis=1) / check.scales
+    before = blas_threads()
+    inside = []
+    one_thread = novelty._one_blas_thread
+
+    def watched():
+        with one_thread():
+            inside.append(blas_threads())
+            yield
+
+    monkeypatch.setattr(novelty, "_one_blas_thread", contextlib.contextmanager(watched))
+    np.testing.assert_allclose(check.layer_scores(images), expected, rtol=1e-4)
+    assert before and inside and inside[0] == [1] * len(before) and blas_threads() == before
 
 
 def test_the_threshold_flags_one_percent_of_the_calibration_images(check):
