@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.classify import predict_pixels, top_classes
-from core.errors import CnnError, RunError
+from core.errors import CnnError, DataError, RunError
 from core.fileio import atomic_write_bytes
 
 
@@ -609,6 +609,105 @@ def evaluate(model, images, labels, class_names, batch_size=256, tta="none") -> 
     return report_from_probs(predict_probs(model, images, batch_size, tta), labels, class_names)
 
 
+def class_subset(model_classes: list[str], num_outputs: int, data_classes: list[str]) -> list[int]:
+    """Which of a model's outputs is each of a dataset's classes: the shipped CIFAR-10 model
+    can be scored on a folder of `cat/` and `dog/` photos, its answers among those two.
+
+    Names match exactly, else ignoring case and the spaces around them ("Cat" is "cat").
+
+    Args:
+        model_classes: the model card's class names; empty when the card has none, which
+            counts the dataset's as the model's when the numbers agree.
+        num_outputs: how many classes the model answers.
+        data_classes: the dataset's class names, in label order.
+
+    Returns:
+        The model's output index of each dataset class, `range(num_outputs)` as a list when
+        they are the model's own classes in its order.
+
+    Raises:
+        DataError: the model does not know every class of the dataset; the sentence names both.
+    """
+    from core.registry import class_list
+
+    known = list(model_classes) or (list(data_classes) if num_outputs == len(data_classes) else [])
+    loose: dict[str, int | None] = {}
+    for i, name in enumerate(known):
+        key = name.strip().casefold()
+        loose[key] = None if key in loose else i  # two names alike: only exact ones count
+    found = [
+        known.index(name) if name in known else loose.get(name.strip().casefold())
+        for name in data_classes
+    ]
+    if not known or None in found or len(set(found)) < len(found):
+        missing = [n for n, i in zip(data_classes, found, strict=True) if i is None]
+        said = f" It does not know {class_list(missing)}." if known and missing else ""
+        raise DataError(
+            f"The model answers {num_outputs} classes"
+            + (f" ({class_list(known)})" if known else "")
+            + f" and the dataset has {len(data_classes)} ({class_list(data_classes)}): it "
+            f"can score only images of classes it knows.{said}"
+        )
+    return found
+
+
+def restricted(probs: np.ndarray, subset: list[int]) -> np.ndarray:
+    """A model's probabilities `(N, C)` among the classes `subset`, renormalised to sum to
+    1: float32 `(N, len(subset))` (uniform where it gave them nothing at all)."""
+    part = np.asarray(probs, np.float64)[:, subset]
+    total = part.sum(axis=1, keepdims=True)
+    even = np.full_like(part, 1 / max(1, len(subset)))
+    return np.where(total > 0, part / np.where(total > 0, total, 1), even).astype(np.float32)
+
+
+def all_answers(probs: np.ndarray, y_true: np.ndarray, subset: list[int], model_classes):
+    """How a model answered a dataset's images over all its classes, the dataset's
+    `subset` of them among them, as the Classify page answers a photo.
+
+    Returns:
+        dict: `images`; `right`, the share answered with their own class; `outside`, the
+        share answered with a class the dataset does not have; `others`, those answers as
+        `(class name, count)`, most frequent first; `matrix`, int64 `(len(subset),
+        len(model_classes))` counts of each true class's answers.
+    """
+    answers = np.asarray(probs).argmax(axis=1)
+    truth = np.asarray(subset, np.int64)[np.asarray(y_true, np.int64)]
+    outside = ~np.isin(answers, subset)
+    counts = np.bincount(answers[outside], minlength=len(model_classes))
+    others = [(model_classes[i], int(counts[i])) for i in np.argsort(-counts, kind="stable")]
+    matrix = np.zeros((len(subset), len(model_classes)), np.int64)
+    np.add.at(matrix, (np.asarray(y_true, np.int64), answers), 1)
+    n = max(1, len(answers))
+    return {
+        "images": len(answers),
+        "right": float((answers == truth).sum() / n),
+        "outside": float(outside.sum() / n),
+        "others": [(name, c) for name, c in others if c],
+        "matrix": matrix,
+    }
+
+
+def subset_sentence(answers: dict, model_classes: list[str], data_classes: list[str]) -> str:
+    """What scoring a model on a dataset of some of its classes means, and how it answered
+    over all of them (`all_answers`)."""
+    from core.registry import class_list
+
+    others = ", ".join(f"{name} {count:,}" for name, count in answers["others"][:5])
+    return (
+        f"The model knows {len(model_classes)} classes and the dataset has "
+        f"{len(data_classes)} of them ({class_list(data_classes)}): the figures count its "
+        f"answers among those {len(data_classes)}. Over all {len(model_classes)}, as it "
+        f"answers a photo, it was right on {answers['right']:.1%} of the "
+        f"{answers['images']:,} images"
+        + (
+            f"; on {answers['outside']:.1%} it answered a class the dataset does not have "
+            f"({others})."
+            if answers["others"]
+            else ", and never answered a class the dataset does not have."
+        )
+    )
+
+
 CALIBRATION_BINS = 10
 
 
@@ -1036,12 +1135,19 @@ def main(argv=None) -> int:
         )
         x, y = dataset.split(args.split)
         model = load_model(path)
+        known, outputs = card.get("class_names") or [], int(model.output_shape[-1])
+        subset = class_subset(known, outputs, dataset.class_names)
         bar = keras.utils.Progbar(len(x), verbose=progress_verbose(), unit_name="image")
         probs = predict_probs(
             model, x, args.batch_size, args.tta, progress=lambda done, _: bar.update(done)
         )
+        answers = None
+        if subset != list(range(outputs)):  # some of the model's classes: scored among them
+            answers = all_answers(probs, y, subset, known)
+            probs = restricted(probs, subset)
         report = report_from_probs(probs, y, dataset.class_names)
-        robust = _robustness(model, x, y, args.robustness) if args.robustness > 0 else None
+        labels = np.asarray(subset)[y]  # the model's own, for the attack
+        robust = _robustness(model, x, labels, args.robustness) if args.robustness > 0 else None
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -1049,8 +1155,17 @@ def main(argv=None) -> int:
         f"{path} on {dataset.source}, split '{args.split}'"
         + ("" if args.tta == "none" else f" with {args.tta} TTA")
     )
+    if answers is not None:
+        print(subset_sentence(answers, known, dataset.class_names))
     print(format_report(report))
     metrics = report.to_dict()
+    if answers is not None:
+        metrics["all_classes"] = {
+            "model_classes": known,
+            "accuracy": answers["right"],
+            "outside": answers["outside"],
+            "confusion": answers["matrix"].tolist(),
+        }
     if robust is not None:
         print(format_robustness(robust))
         metrics["robustness"] = {

@@ -1,12 +1,14 @@
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core import evaluate as ev
+from core.errors import DataError
 from core.train import TrainConfig, train
 from tests.conftest import class_images
 
@@ -391,6 +393,74 @@ def test_cli_measures_robustness_on_as_many_images_of_each_class(trained_run, im
     assert ev.main([*args, "--json", str(out_json)]) == 0
     assert "Robustness" not in capsys.readouterr().out
     assert "robustness" not in json.loads(out_json.read_text())
+
+
+def test_a_model_is_scored_among_the_classes_of_a_dataset_of_some_of_them(
+    trained_run, tmp_path, capsys
+):
+    """The run knows cat, dog and frog; a folder of "Frog" and "Cat" photos is scored among
+    those two (its labels in its own order), with how it answered over all three. A folder
+    with a class the model does not know is a sentence, where it was a traceback."""
+    from core.data import load_dataset
+    from core.model import load_model
+    from tests.conftest import write_image_folder
+
+    import shutil
+
+    folder = tmp_path / "two"
+    write_image_folder(folder, per_class=12, classes=("Cat", "dog", "Frog"), size=40)
+    shutil.rmtree(folder / "dog")  # the others keep the colours the model learnt
+    out_json = tmp_path / "m.json"
+    args = [str(trained_run), "--data", str(folder), "--split", "train"]
+    assert ev.main([*args, "--json", str(out_json), "--robustness", "2"]) == 0
+    out = capsys.readouterr().out
+    x, y = load_dataset(folder, val_fraction=0.25, seed=0).split("train")  # the run's
+    probs = ev.predict_probs(load_model(trained_run / "model.keras"), x)
+    among = probs[:, [0, 2]] / probs[:, [0, 2]].sum(axis=1, keepdims=True)  # Cat, Frog
+    right = float(np.mean(probs.argmax(axis=1) == np.array([0, 2])[y]))
+    assert "The model knows 3 classes and the dataset has 2 of them (Cat, Frog)" in out
+    assert right > 0.5 and f"it was right on {right:.1%} of the {len(y)} images" in out
+    kept = json.loads(out_json.read_text())
+    assert kept["accuracy"] == pytest.approx(float(np.mean(among.argmax(axis=1) == y)))
+    assert kept["all_classes"]["accuracy"] == pytest.approx(right)
+    assert np.sum(kept["all_classes"]["confusion"]) == len(y)
+    assert kept["robustness"]["images"] == 2
+    other = tmp_path / "other"
+    write_image_folder(other, per_class=12, classes=("bird", "cat"), size=40)
+    assert ev.main([str(trained_run), "--data", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "can score only images of classes it knows. It does not know bird." in err
+    assert "Traceback" not in err
+
+
+def test_class_subset_matches_names_loosely_and_refuses_unknown_ones():
+    assert ev.class_subset(["cat", "dog"], 2, ["cat", "dog"]) == [0, 1]
+    assert ev.class_subset(["cat", "dog", "frog"], 3, ["Frog ", "CAT"]) == [2, 0]
+    assert ev.class_subset(["cat", "dog"], 2, ["dog", "cat"]) == [1, 0]
+    assert ev.class_subset([], 2, ["a", "b"]) == [0, 1]  # no names: the dataset's, if as many
+    assert ev.class_subset(["Cat", "cat"], 2, ["cat"]) == [1]  # alike: the exact one
+    for known, outputs, data, said in (
+        (["Cat", "cat"], 2, ["CAT"], "It does not know CAT."),
+        (["cat", "dog"], 2, ["cat", "bird"], "It does not know bird."),
+        ([], 3, ["a", "b"], "The model answers 3 classes and the dataset has 2 (a, b)"),
+    ):
+        with pytest.raises(DataError, match=re.escape(said)):
+            ev.class_subset(known, outputs, data)
+
+
+def test_restricted_probabilities_and_all_answers():
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.0, 1.0, 0.0], [0.2, 0.2, 0.6]])
+    among = ev.restricted(probs, [0, 2])
+    np.testing.assert_allclose(among, [[5 / 7, 2 / 7], [1 / 9, 8 / 9], [0.5, 0.5], [0.25, 0.75]])
+    answers = ev.all_answers(probs, np.array([0, 1, 0, 1]), [0, 2], ["a", "b", "c"])
+    assert answers["images"] == 4 and answers["right"] == 0.75  # all but image 2
+    assert answers["outside"] == 0.25 and answers["others"] == [("b", 1)]
+    assert answers["matrix"].tolist() == [[1, 1, 0], [0, 0, 2]]
+    said = ev.subset_sentence(answers, ["a", "b", "c"], ["a", "c"])
+    assert said.endswith(
+        "it was right on 75.0% of the 4 images; on 25.0% it answered a "
+        "class the dataset does not have (b 1)."
+    )
 
 
 def test_cells_csv_and_top_k_of_a_report():
