@@ -1180,7 +1180,8 @@ def main(argv=None) -> int:
         outputs.append((args.answers, lambda: tempered.predictions_csv(files)))
     if args.report:
         said = (path.parent.name, card, dataset, args.split, args.tta, temperature)
-        outputs.append((args.report, lambda: _report_html(report, tempered, *said)))
+        among = None if answers is None else subset_sentence(answers, known, dataset.class_names)
+        outputs.append((args.report, lambda: _report_html(report, tempered, *said, among)))
     for path, text in outputs:
         try:
             if path is not None:
@@ -1191,13 +1192,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def _report_html(report, tempered, name, card, dataset, split, tta, temperature) -> str:
+def _report_html(report, tempered, name, card, dataset, split, tta, temperature, among) -> str:
     """The Evaluate page's HTML report of a command-line evaluation; the matrix in row
-    shares where the classes are uneven, as the page first shows it."""
+    shares where the classes are uneven, as the page first shows it; `among`, the
+    `subset_sentence` of a model scored among some of its classes, or None."""
     from core import datastats
     from ui import report as page  # the dashboard's charts: ui/ modules without streamlit
 
     facts = page.facts(name, card, dataset.source, split, tta, temperature)
+    facts |= {"Classes": among} if among else {}
     uneven = datastats.imbalance(report.per_class["support"]) >= datastats.UNEVEN
     x, title = dataset.split(split)[0], f"{name}: {split} split"
     files = dataset.files.get(split)

@@ -153,16 +153,30 @@ def class_list(names: list[str]) -> str:
 def classes_differ(card_classes: list[str], names: list[str], models: list[dict]) -> str:
     """What to say when a model's classes are not the dataset's: both lists, and the models
     that know the dataset's classes (of `models`, `available_models` entries) or, without
-    one, that a model can be trained on it."""
-    said = (
-        f"The model knows {len(card_classes)} classes ({class_list(card_classes)}) but the "
-        f"dataset has {len(names)} ({class_list(names)}): "
-    )
+    one, that a model can be trained on it; when the dataset's are some of the model's,
+    that the Evaluate page scores it among them."""
+    from core.errors import DataError
+    from core.evaluate import class_subset
+
     fitting = [m["label"] for m in models if m["card"].get("class_names") == names]
-    if not fitting:
-        return said + "train a model on it on the Train page, or choose another dataset."
     more = f" (or {len(fitting) - 3} more)" if len(fitting) > 3 else ""
-    return said + f"choose {' or '.join(fitting[:3])}{more} as the sidebar's Active model."
+    choose = f"choose {' or '.join(fitting[:3])}{more} as the sidebar's Active model."
+    try:
+        class_subset(card_classes, len(card_classes), names)
+    except DataError:
+        said = (
+            f"The model knows {len(card_classes)} classes ({class_list(card_classes)}) but "
+            f"the dataset has {len(names)} ({class_list(names)}): "
+        )
+        if not fitting:
+            return said + "train a model on it on the Train page, or choose another dataset."
+        return said + choose
+    return (
+        f"The dataset has {len(names)} of the model's {len(card_classes)} classes "
+        f"({class_list(names)}): the Evaluate page scores its answers among them, the "
+        f"Classify page answers with all {len(card_classes)}. For a model of these alone, "
+        + (choose if fitting else "train one on the Train page.")
+    )
 
 
 def provenance(card: dict) -> str:

@@ -7,14 +7,19 @@ import streamlit as st
 
 from core import datastats, inspect, registry
 from core.datastats import enlarge
+from core.errors import DataError
 from core.evaluate import (
     Report,
+    all_answers,
+    class_subset,
     kept_novelty,
     kept_probs,
     kept_space,
     least_confident_correct,
     mistakes,
     report_from_probs,
+    restricted,
+    subset_sentence,
     top_confusions,
     with_temperature,
 )
@@ -34,10 +39,23 @@ model, entry = state.require_model()
 dataset = state.require_dataset(
     image_size=int(model.input_shape[1]), fit=registry.trained_fit(entry["card"])
 )
-card_classes = entry["card"].get("class_names")
-if card_classes and card_classes != dataset.class_names:
+card_classes = entry["card"].get("class_names") or []
+
+
+def subset_of(model_entry: dict, loaded) -> tuple | None:
+    """The model's outputs of the dataset's classes when it knows more (the shipped model on
+    a folder of cat and dog photos), None when they are its own classes."""
+    known, outputs = model_entry["card"].get("class_names") or [], int(loaded.output_shape[-1])
+    subset = class_subset(known, outputs, dataset.class_names)
+    return None if subset == list(range(outputs)) else tuple(subset)
+
+
+try:
+    subset = subset_of(entry, model)
+except DataError as err:
     models = state.available_models()
-    st.error(md(registry.classes_differ(card_classes, dataset.class_names, models)))
+    said = registry.classes_differ(card_classes, dataset.class_names, models)
+    st.error(md(said if card_classes else str(err)))
     st.stop()
 
 # A row that wraps where the page is narrow (three columns cut "Row-normalised" short at
@@ -63,17 +81,37 @@ normalise = options.toggle(
 
 
 @st.cache_data(show_spinner="Evaluating…", max_entries=8)
-def _report(model_path: str, version: int, data_key: str, split: str, tta: str, _model, _data):
+def _report(
+    model_path: str, version: int, data_key: str, split: str, tta: str, subset, _model, _data
+):
     x, y = _data.split(split)
-    return report_from_probs(kept_probs(_model, model_path, x, tta), y, _data.class_names)
+    probs = kept_probs(_model, model_path, x, tta)
+    return report_from_probs(
+        probs if subset is None else restricted(probs, list(subset)), y, _data.class_names
+    )
 
 
 def report_of(model_entry: dict, loaded) -> Report:
-    """A model's report on the chosen split: predicted under a progress bar the first time."""
+    """A model's report on the chosen split: predicted under a progress bar the first time;
+    among the dataset's classes when the model knows more."""
     where = (state.dataset_key(), split)
     state.predict_with_progress(model_entry, loaded, x_split, tta, where)
     version = registry.model_version(model_entry["path"])
-    return _report(model_entry["path"], version, *where, tta, loaded, dataset)
+    chosen = subset_of(model_entry, loaded)
+    return _report(model_entry["path"], version, *where, tta, chosen, loaded, dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _all_answers(
+    model_path: str, version: int, data_key: str, split: str, tta: str, subset, _model, _data
+):
+    x, y = _data.split(split)
+    return all_answers(kept_probs(_model, model_path, x, tta), y, list(subset), card_classes)
+
+
+def model_class(c: int) -> int:
+    """The model's output of the dataset's class `c`."""
+    return c if subset is None else subset[c]
 
 
 x_split, _ = dataset.split(split)
@@ -86,6 +124,19 @@ names = report.class_names
 temperature = registry.temperature(entry)
 tempered = report_from_probs(with_temperature(report.probs, temperature), report.y_true, names)
 
+if subset is not None:
+    answers = _all_answers(
+        entry["path"],
+        registry.model_version(entry["path"]),
+        *(state.dataset_key(), split),
+        tta,
+        subset,
+        model,
+        dataset,
+    )
+    among = subset_sentence(answers, card_classes, dataset.class_names)
+    st.info(md(among))
+scored_among = {} if subset is None else {"Classes": among}  # the HTML report says so too
 figures = report_page.figures(report)  # the downloadable report shows the same
 for column, (label, value) in zip(st.columns(len(figures)), figures.items(), strict=True):
     column.metric(label, value)
@@ -121,6 +172,9 @@ if clicked and clicked != st.session_state.get("_evaluate_clicked"):
     st.session_state.evaluate_true, st.session_state.evaluate_pred = clicked
     look_at_the_cell()
 st.session_state["_evaluate_clicked"] = clicked
+if subset is not None:
+    with st.expander(f"Every answer, over all {len(card_classes)} of the model's classes"):
+        st.plotly_chart(charts.answers_matrix(answers["matrix"], names, card_classes))
 
 
 def gallery(indices, captions, columns=6):
@@ -239,7 +293,8 @@ downloads.download_button(
         x_split,
         split_files,
         f"{entry['label']}: {split} split",
-        report_page.facts(entry["label"], entry["card"], dataset.source, split, tta, temperature),
+        report_page.facts(entry["label"], entry["card"], dataset.source, split, tta, temperature)
+        | scored_among,
         normalise,
         temperature,
     ),
@@ -433,7 +488,7 @@ else:
     ]
     if method == "Grad-CAM":
         for col, c, role in pairs:
-            view, found = state.grad_cam_view(entry, model, x_split[index], c, scale)
+            view, found = state.grad_cam_view(entry, model, x_split[index], model_class(c), scale)
             col.image(
                 view,
                 caption=md(
@@ -450,7 +505,8 @@ else:
     else:
         hidden = state.occlusions(entry, model, x_split[index])
         # One colour scale for both: the stronger evidence looks stronger.
-        strongest = inspect.strongest_change(*(hidden[c] for _, c, _ in pairs))
+        hidden = {c: hidden[model_class(c)] for _, c, _ in pairs}  # the dataset's classes
+        strongest = inspect.strongest_change(*hidden.values())
         for col, c, role in pairs:
             view = inspect.signed_overlay(x_split[index], hidden[c].drop, scale=strongest)
             col.image(
@@ -458,6 +514,7 @@ else:
                 caption=md(
                     f"Evidence for {names[c]} ({role}, {probability(tempered.probs[index, c])}): "
                     f"hiding one square leaves {probability(hidden[c].lowest)}"
+                    + ("" if subset is None else f" (among all {len(card_classes)} classes)")
                 ),
                 width="stretch",
             )
@@ -477,10 +534,11 @@ else:
 
 
 other = evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
-adversarial.robustness_section(
-    entry, model, x_split, report.y_true, names, (state.dataset_key(), split), other
+own = (
+    (report.y_true, names) if subset is None else (np.asarray(subset)[report.y_true], card_classes)
 )
+adversarial.robustness_section(entry, model, x_split, *own, (state.dataset_key(), split), other)
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)
 with st.expander("Export this model"):
-    evaluate_sections.export_box(entry, model, names)
+    evaluate_sections.export_box(entry, model, card_classes or names)

@@ -425,6 +425,9 @@ def test_a_model_is_scored_among_the_classes_of_a_dataset_of_some_of_them(
     assert kept["all_classes"]["accuracy"] == pytest.approx(right)
     assert np.sum(kept["all_classes"]["confusion"]) == len(y)
     assert kept["robustness"]["images"] == 2
+    html = tmp_path / "report.html"
+    assert ev.main([*args, "--report", str(html)]) == 0
+    assert "The model knows 3 classes and the dataset has 2 of them" in html.read_text()
     other = tmp_path / "other"
     write_image_folder(other, per_class=12, classes=("bird", "cat"), size=40)
     assert ev.main([str(trained_run), "--data", str(other)]) == 1

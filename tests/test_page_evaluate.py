@@ -12,7 +12,7 @@ import pytest
 from core.data import load_dataset
 from core.evaluate import evaluate, wilson_interval
 from core.model import load_model
-from tests.conftest import as_read, plotly_values
+from tests.conftest import ROOT, as_read, plotly_values
 from tests.mounts import needs_root, read_only
 from ui.text import probability
 
@@ -1052,35 +1052,63 @@ def test_uneven_classes_get_a_balanced_accuracy_beside_the_accuracy(app, trained
     )
 
 
-def test_a_model_of_other_classes_is_refused_with_both_lists(data_app):
-    """The shipped model (10 CIFAR-10 classes) on the 3-class folder: a sentence, no page."""
+def test_a_model_of_other_classes_is_refused_with_both_lists(data_app, image_folder):
+    """The shipped model (10 CIFAR-10 classes) on a folder with a class it does not know: a
+    sentence, no page."""
+    (image_folder / "frog").rename(image_folder / "unicorn")
     at = data_app
     at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     assert at.error[0].value == (
         "The model knows 10 classes (airplane, automobile, bird, cat, deer, dog, frog, horse, "
-        "ship, truck) but the dataset has 3 (cat, dog, frog): train a model on it on the Train "
-        "page, or choose another dataset."
+        "ship, truck) but the dataset has 3 (cat, dog, unicorn): train a model on it on the "
+        "Train page, or choose another dataset."
     )
 
 
-def test_a_model_of_other_classes_names_the_models_that_know_the_datasets(data_app, trained_run):
+def test_a_model_of_more_classes_is_scored_among_the_datasets(
+    data_app, trained_run, image_folder, monkeypatch
+):
+    """The shipped model on the cat, dog and frog folder: its answers among those three (its
+    outputs 3, 5 and 6), how it answered over all ten, Grad-CAM and the attack on its own
+    outputs; Home names the run of these classes alone."""
     from core import registry, runs
+    from core.evaluate import (
+        all_answers,
+        predict_probs,
+        report_from_probs,
+        restricted,
+        subset_sentence,
+    )
 
-    label = next(
-        m["label"]
-        for m in registry.available_models(runs.default_runs_dir())
-        if m["id"] != "default"
-    )
+    calls = _explained(monkeypatch)
+    cifar = registry.available_models(runs.default_runs_dir())[0]["card"]["class_names"]
+    at = data_app
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception and not at.error
+    x, y = load_dataset(image_folder, val_fraction=0.1, seed=0).split("val")
+    probs = predict_probs(load_model(ROOT / "assets/default_model/model.keras"), x)
+    among = report_from_probs(restricted(probs, [3, 5, 6]), y, ["cat", "dog", "frog"])
+    answers = all_answers(probs, y, [3, 5, 6], cifar)
+    assert as_read(at.info[0].value) == subset_sentence(answers, cifar, ["cat", "dog", "frog"])
+    assert {m.label: m.value for m in at.metric}["Accuracy"] == f"{among.accuracy:.2%}"
+    assert at.expander[0].label == "Every answer, over all 10 of the model's classes"
+    matrix = at.get("plotly_chart")[1].proto.spec
+    assert '"x":["airplane","automobile","bird","cat"' in matrix.replace(" ", "")
+    assert calls and {c for c, _, _ in calls} <= {3, 5, 6}  # Grad-CAM of the model's outputs
+    at.button(key="evaluate_robust_run").click().run()
+    assert not at.exception
+    attacked = at.session_state["_evaluate_robustness"]
+    (found,) = attacked.values()
+    assert found["attacked"][0] == pytest.approx(answers["right"])  # at 0: its own outputs
+    label = next(m["label"] for m in registry.available_models(runs.default_runs_dir())[1:])
     assert trained_run.name in label
-    data_app.switch_page("pages/evaluate.py").run()
-    said = as_read(data_app.error[0].value)
-    assert said.endswith(
-        f"but the dataset has 3 (cat, dog, frog): choose {label} as the sidebar's Active model."
-    )
-    data_app.switch_page("pages/home.py").run()  # Home says so too, without loading the data
-    assert not data_app.exception
-    assert [as_read(i.value) for i in data_app.info] == [said]
+    at.switch_page("pages/home.py").run()
+    assert [as_read(i.value) for i in at.info] == [
+        "The dataset has 3 of the model's 10 classes (cat, dog, frog): the Evaluate page "
+        "scores its answers among them, the Classify page answers with all 10. For a model "
+        f"of these alone, choose {label} as the sidebar's Active model."
+    ]
 
 
 def test_a_model_that_learnt_from_centre_squares_is_evaluated_on_centre_squares(

@@ -267,6 +267,29 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
     )
 
 
+def answers_matrix(counts: np.ndarray, true_names: list[str], model_names: list[str]):
+    """A model's answers over all its classes to images of some of them: `(T, M)` counts,
+    a row per true class, a column per class the model knows."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            x=model_names,
+            y=true_names,
+            colorscale="Blues",
+            text=counts,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}<br>answered %{x}<br>%{z}<extra></extra>",
+        )
+    )
+    return fig.update_layout(
+        xaxis_title="Answered",
+        yaxis_title="True",
+        yaxis_autorange="reversed",
+        height=120 + 40 * len(true_names),
+        margin=dict(t=20),
+    )
+
+
 def selective(curve: dict) -> go.Figure:
     """Accuracy on the images answered against the share answered, the surest first
     (`core.evaluate.selective`), the threshold on the top probability on hover."""
