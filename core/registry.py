@@ -315,13 +315,23 @@ def calibrate(model_path: str | os.PathLike, data: str) -> dict:
         The card's new `"calibration"` entry (see `core.evaluate.calibration_record`).
 
     Raises:
-        RunError: the model has no card, or its validation split is too small to fit on.
+        RunError: the model has no card, `data` has other classes than the card's, or its
+            validation split is too small to fit on.
     """
+    from core.errors import RunError
     from core.evaluate import predict_probs
     from core.model import load_model
 
     card = _card_of(model_path)
-    x, y = split_as_trained(card, data).split("val")
+    dataset = split_as_trained(card, data)
+    known = card.get("class_names")
+    if known and known != dataset.class_names:  # its labels would mean other classes
+        raise RunError(
+            f"The model knows {len(known)} classes ({class_list(known)}) and {data} has "
+            f"{len(dataset.class_names)} ({class_list(dataset.class_names)}): a temperature "
+            "is fitted on the data the model was trained on."
+        )
+    x, y = dataset.split("val")
     return write_calibration(model_path, predict_probs(load_model(model_path), x), y)
 
 

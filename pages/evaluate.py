@@ -306,7 +306,8 @@ downloads.download_button(
     "trusted (calibration, answering only when sure) and the most confident mistakes. "
     "It opens in any browser, offline (about 5 MB: the chart's script is inside).",
 )
-evaluate_sections.confidence(entry, report, tempered, split)
+# A temperature is the model's, fitted on its own classes: not on some of them.
+evaluate_sections.confidence(entry, report, tempered, split, own=subset is None)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

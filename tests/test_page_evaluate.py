@@ -189,6 +189,31 @@ def test_answering_only_when_sure_is_measured_on_the_split(app, trained_run, ima
     assert "(after the temperature 0.5, as Classify shows it)" in said
 
 
+def test_no_temperature_is_fitted_on_some_of_the_models_classes(
+    app, trained_run, tmp_path, monkeypatch
+):
+    """A model without a temperature, scored on a folder of two of its three classes: no
+    offer to fit one there (the card's temperature is for all its classes)."""
+    import core.evaluate as ev
+    from tests.conftest import write_image_folder
+
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["train_config"]["val_fraction"] = 0.1  # its validation split, as the page splits
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_IMAGES", 1)
+    monkeypatch.setattr(ev, "MIN_CALIBRATION_MISTAKES", 0)
+    folder = tmp_path / "two"
+    write_image_folder(folder, per_class=12, classes=("cat", "dog", "frog"), size=40)
+    shutil.rmtree(folder / "dog")
+    monkeypatch.setenv("CNN_DATA", str(folder))
+    app.switch_page("pages/evaluate.py").run()
+    assert not app.exception
+    assert "the dataset has 2 of them (cat, frog)" in app.info[0].value
+    assert not [b for b in app.button if b.key == "evaluate_calibrate"]
+    assert "calibration" not in json.loads(card_path.read_text())
+
+
 def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     app.switch_page("pages/evaluate.py").run()
     report = _expected(trained_run, image_folder)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from core import registry, runs
+from tests.conftest import write_image_folder
 
 
 def test_the_shipped_default_comes_first_then_runs_with_a_model(trained_run, tmp_path):
@@ -140,7 +141,9 @@ def test_a_distilled_models_card_says_how_to_train_its_teacher(trained_run, tiny
     assert card["teacher"]["preset"] == "seed" and card["teacher"]["epochs"] == 2
 
 
-def test_calibrate_writes_a_temperature_into_an_older_models_card(trained_run, monkeypatch):
+def test_calibrate_writes_a_temperature_into_an_older_models_card(
+    trained_run, monkeypatch, tmp_path
+):
     from core import evaluate as ev
     from core.errors import RunError
 
@@ -153,6 +156,12 @@ def test_calibrate_writes_a_temperature_into_an_older_models_card(trained_run, m
     record = registry.calibrate(trained_run / "model.keras", data)
     assert record["images"] == 9 and record["temperature"] > 0
     assert json.loads(card_path.read_text())["calibration"] == record
+    # Data of other classes: its labels would fit the temperature to other answers.
+    other = tmp_path / "other"
+    write_image_folder(other, per_class=12, classes=("cat", "dog", "unicorn"), size=40)
+    with pytest.raises(RunError, match=r"and .*other has 3 \(cat, dog, unicorn\): a temp"):
+        registry.calibrate(trained_run / "model.keras", other)
+    assert json.loads(card_path.read_text())["calibration"] == record  # unchanged
 
 
 def test_an_older_model_gets_its_novelty_check_from_the_command_line(

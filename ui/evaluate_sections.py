@@ -22,9 +22,10 @@ from ui.report import FRAMING_LABELS, FRAMINGS
 from ui.text import md, md_sentence
 
 
-def confidence(entry: dict, report: Report, tempered: Report, split: str) -> None:
+def confidence(entry: dict, report: Report, tempered: Report, split: str, own=True) -> None:
     """Reliability of the model's probabilities, before and after the card's temperature,
-    and a button that fits one where the card has none."""
+    and a button that fits one where the card has none and `own`: the report is of the
+    model's own classes (not some of them)."""
     temperature = registry.temperature(entry)
     st.subheader("Confidence")
     views = {"as the model gives them": report.probs}
@@ -42,8 +43,10 @@ def confidence(entry: dict, report: Report, tempered: Report, split: str) -> Non
             f"the images it was fitted on; the card: {calibration_note(calib)}. The Classify page "
             "shows probabilities after it."
         )
-    elif split == "val" and registry.validates_on(
-        entry["card"], state.VAL_FRACTION, state.SPLIT_SEED
+    elif (
+        own
+        and split == "val"
+        and registry.validates_on(entry["card"], state.VAL_FRACTION, state.SPLIT_SEED)
     ):
         _offer_calibration(entry, report)
     if note := st.session_state.pop("evaluate_calibrated", None):
