@@ -80,7 +80,7 @@ def measure(config, dataset, steps=STEPS, on_step=None, min_seconds=MIN_SECONDS)
     epoch_steps = -(-len(y) // config.batch_size)
     teacher_start, teacher_image, teacher = 0.0, 0.0, None
     if config.teacher:
-        teacher_start, teacher_image = _teacher_seconds(config.teacher, x, dataset.num_classes)
+        teacher_start, teacher_image = _teacher_seconds(config.teacher, x, dataset.class_names)
         # The targets' values do not change the step's cost: uniform ones of the real shape.
         uniform = np.full((len(y), dataset.num_classes), 1 / dataset.num_classes, np.float32)
         teacher = (uniform, config.teacher_weight)
@@ -160,7 +160,7 @@ class _Clock(keras.callbacks.Callback):
         self._tick(self.checked, "validation")
 
 
-def _teacher_seconds(teacher: str, x, num_classes: int) -> tuple[float, float]:
+def _teacher_seconds(teacher: str, x, class_names: list[str]) -> tuple[float, float]:
     """The teacher's one pass (`core.train.teacher_targets`: loading and tracing it, then
     two views of each training image) as (seconds before its images, seconds per image).
     The first is a pass over a few images, which also checks that the teacher fits."""
@@ -169,7 +169,7 @@ def _teacher_seconds(teacher: str, x, num_classes: int) -> tuple[float, float]:
     from core.train import teacher_targets
 
     started = time.perf_counter()
-    teacher_targets(teacher, x[:8], num_classes)
+    teacher_targets(teacher, x[:8], class_names)
     start = time.perf_counter() - started
     model = load_model(resolve_model_path(teacher), as_saved=True)
     sample = x[:512]

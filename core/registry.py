@@ -62,18 +62,37 @@ def models_signature(runs_dir=None) -> str:
     return runs.files_signature(runs_dir, _READ, also=[DEFAULT_MODEL_DIR])
 
 
-def models_for(models: list[dict], class_names: list[str], image_size: int) -> list[dict]:
+def models_for(
+    models: list[dict], class_names: list[str], image_size: int, knowing_more: bool = False
+) -> list[dict]:
     """The `available_models` entries for a dataset's classes (in its order) and image
     size: teachers to learn from, models to compare with.
 
     A card from before cards recorded the image size counts as 32 pixels.
+
+    Args:
+        knowing_more: also the models that know these classes among others (a teacher
+            answers among them: `core.train.teacher_targets`).
     """
     return [
         m
         for m in models
-        if m["card"].get("class_names") == class_names
-        and int(m["card"].get("input_size") or 32) == image_size
+        if int(m["card"].get("input_size") or 32) == image_size
+        and (
+            m["card"].get("class_names") == class_names
+            or (knowing_more and _knows_all(m["card"].get("class_names") or [], class_names))
+        )
     ]
+
+
+def _knows_all(known: list[str], class_names: list[str]) -> bool:
+    from core.errors import DataError
+    from core.evaluate import class_subset
+
+    try:
+        return bool(known) and bool(class_subset(known, len(known), class_names))
+    except DataError:
+        return False
 
 
 def model_version(path: str | os.PathLike) -> float:

@@ -31,7 +31,7 @@ import numpy as np
 from core import distribute, runs
 from core.augment import AugmentConfig
 from core.data import shown
-from core.errors import CnnError, RunError
+from core.errors import CnnError, DataError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from core.hardware import effective_precision, precision_warning, usable_cores
 from core.images import ONE_VIEW
@@ -724,7 +724,7 @@ def _fit(config, dataset, run_dir, callbacks, verbose, resume_from):
         teacher = None
         if config.teacher:
             seen = teacher_images(config, dataset)
-            probs = teacher_targets(config.teacher, seen, dataset.num_classes, run_dir, verbose)
+            probs = teacher_targets(config.teacher, seen, dataset.class_names, run_dir, verbose)
             teacher = (probs, config.teacher_weight)
         pipeline = pipeline_options(config, x, y, dataset.num_classes, teacher)
         train_ds = make_pipeline(**pipeline)
@@ -843,8 +843,10 @@ def teacher_images(config: TrainConfig, dataset):
     return np.stack([x[i] if j is None else xf[j] for i, j in enumerate(rows)])
 
 
-def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
-    """A teacher model's flip-averaged probabilities for the training images `x`.
+def teacher_targets(teacher: str, x, class_names: list[str], run_dir=None, verbose=0):
+    """A teacher model's flip-averaged probabilities for the training images `x` of the
+    classes `class_names`: among them when the teacher knows more (the shipped CIFAR-10
+    model teaching a cat and dog folder; `core.evaluate.class_subset`).
 
     Computed once per run and kept in its folder (`teacher_probs.npy`), so a resumed run
     learns from the same targets without predicting again.
@@ -852,8 +854,11 @@ def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
     Raises:
         RunError: the teacher cannot be loaded or does not fit the data.
     """
-    from core.evaluate import predict_probs, resolve_model_path
+    from core.evaluate import class_subset, predict_probs, resolve_model_path, restricted
     from core.model import load_model
+    from core.registry import class_list
+
+    num_classes = len(class_names)
 
     cache = Path(run_dir) / "teacher_probs.npy" if run_dir else None
     if cache is not None and cache.is_file():
@@ -868,13 +873,21 @@ def teacher_targets(teacher: str, x, num_classes: int, run_dir=None, verbose=0):
             f"The teacher {path} takes images of {model.input_shape[1:3]} pixels; this run "
             f"trains on {x.shape[1:3]}."
         )
-    if model.output_shape[-1] != num_classes:
+    outputs = int(model.output_shape[-1])
+    known = (read_json(path.parent / "model_card.json", {}) or {}).get("class_names") or []
+    try:
+        subset = class_subset(known, outputs, class_names)
+    except DataError as err:
         raise RunError(
-            f"The teacher {path} tells {model.output_shape[-1]} classes apart; this data "
-            f"has {num_classes}."
-        )
+            f"The teacher {path} tells {outputs} classes apart"
+            + (f" ({class_list(known)})" if known else "")
+            + f"; this data has {num_classes} ({class_list(class_names)}), and a teacher "
+            "must know every class of the data."
+        ) from err
     started = time.perf_counter()
     probs = predict_probs(model, x, batch_size=512, tta="flip").astype(np.float32)
+    if subset != list(range(outputs)):
+        probs = restricted(probs, subset)
     if verbose:
         print(f"Teacher {path}: {len(x):,} images in {time.perf_counter() - started:.0f} s")
     if cache is not None:

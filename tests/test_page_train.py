@@ -582,9 +582,11 @@ def test_a_search_in_progress_is_shown_and_can_be_stopped(app, trained_run):
 def test_a_run_can_learn_from_a_trained_model_of_the_same_classes(app, trained_run):
     _open(app)
     teacher = app.selectbox(key="train_teacher")
-    # The run fits (same classes, 32 pixels); the shipped CIFAR-10 model does not.
-    assert len(teacher.options) == 2 and teacher.options[0] == "nobody (labels only)"
-    assert teacher.options[1].startswith(f"{trained_run.name} (seed")
+    # The run fits (same classes, 32 pixels), and the shipped CIFAR-10 model, which knows
+    # cat, dog and frog among others.
+    labels = teacher.options
+    assert len(labels) == 3 and labels[0] == "nobody (labels only)"
+    assert labels[1].startswith("Shipped default") and labels[2].startswith(trained_run.name)
     app.selectbox(key="train_image_size").set_value(64).run()
     assert app.selectbox(key="train_teacher").options == ["nobody (labels only)"]
     app.selectbox(key="train_image_size").set_value(32).run()

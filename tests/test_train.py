@@ -628,11 +628,14 @@ def test_pipeline_mixes_a_teachers_probabilities_into_the_targets():
 
 
 def test_a_run_learns_from_a_teacher_and_keeps_its_targets(trained_run, tiny_dataset):
+    from dataclasses import replace
+
     from core.evaluate import predict_probs
     from core.train import cli_command, parse_args
 
     config = _config(epochs=1, teacher=str(trained_run), teacher_weight=0.7)
-    run_dir = train(config, tiny_dataset)
+    pets = replace(tiny_dataset, class_names=["cat", "dog", "frog"])  # the teacher's classes
+    run_dir = train(config, pets)
     assert runs.read_status(run_dir)["state"] == "completed"
     x, _ = tiny_dataset.split("train")
     kept = np.load(run_dir / "teacher_probs.npy")
@@ -650,10 +653,32 @@ def test_a_teacher_that_does_not_fit_the_data_is_a_sentence(trained_run, tmp_pat
 
     x, y = class_images(10, 4)  # four classes; the teacher knows three
     ds = Dataset(list("abcd"), "gen", {"train": (x, y)})
-    with pytest.raises(RunError, match="tells 3 classes apart; this data has 4"):
+    said = r"tells 3 classes apart \(cat, dog, frog\); this data has 4 \(a, b, c, d\), and a"
+    with pytest.raises(RunError, match=said):
+        train(_config(epochs=1, teacher=str(trained_run)), ds)
+    x, y = class_images(10, 3)  # as many classes, other ones: it would teach nonsense
+    ds = Dataset(["red", "green", "blue"], "gen", {"train": (x, y)})
+    with pytest.raises(RunError, match="a teacher must know every class of the data"):
         train(_config(epochs=1, teacher=str(trained_run)), ds)
     with pytest.raises(RunError, match="No model at"):
         train(_config(epochs=1, teacher=str(tmp_path / "nothing")), ds)
+
+
+def test_a_teacher_of_more_classes_teaches_its_answers_among_the_datas(trained_run):
+    """The teacher knows cat, dog and frog; a cat and frog dataset learns from its
+    probabilities of those two, renormalised."""
+    from core.data import Dataset
+    from core.evaluate import predict_probs, restricted
+    from tests.conftest import class_images
+
+    x, y = class_images(10, 3)
+    two = y != 1  # the cat (red) and frog (blue) images, labelled 0 and 1
+    ds = Dataset(["Cat", "frog"], "gen", {"train": (x[two], (y[two] // 2).astype(np.int32))})
+    run_dir = train(_config(epochs=1, teacher=str(trained_run)), ds)
+    kept = np.load(run_dir / "teacher_probs.npy")
+    teacher = load_model(trained_run / "model.keras", as_saved=True)
+    expected = restricted(predict_probs(teacher, x[two], tta="flip"), [0, 2])
+    np.testing.assert_allclose(kept, expected, atol=1e-5)
 
 
 def test_alternate_flip_shows_each_image_mirrored_on_every_other_epoch():

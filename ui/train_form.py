@@ -331,8 +331,10 @@ def precision_label(precision: str) -> str:
 
 
 def teacher_options(dataset, size: int) -> dict:
-    """Knowledge distillation: a trained model for the same classes and image size."""
-    fits = registry.models_for(state.available_models(), dataset.class_names, size)
+    """Knowledge distillation: a trained model for the same classes (or more) and image
+    size."""
+    models = state.available_models()
+    fits = registry.models_for(models, dataset.class_names, size, knowing_more=True)
     labels = {"": "nobody (labels only)", **{m["path"]: m["label"] for m in fits}}
     st.markdown("**Learn from a trained model (distillation)**")
     c = st.columns([3, 1])
@@ -344,7 +346,9 @@ def teacher_options(dataset, size: int) -> dict:
         help="Each training image's target mixes its label with the teacher's "
         "probabilities for it (computed once, with flip averaging, before the first "
         "epoch): a small model learns more from a bigger one than from the labels alone. "
-        "Only models trained on these classes at this image size are offered.",
+        "Only models trained on these classes at this image size are offered, or on more "
+        "classes, as the shipped CIFAR-10 model for a folder of cats and dogs: it teaches its "
+        "answers among these.",
     )
     weight = c[1].number_input(
         "Teacher's share", 0.0, 1.0, DEFAULT.teacher_weight, 0.05, key="train_teacher_weight"
