@@ -337,21 +337,30 @@ def calibrate(model_path: str | os.PathLike, data: str) -> dict:
         RunError: the model has no card, `data` has other classes than the card's, or its
             validation split is too small to fit on.
     """
-    from core.errors import RunError
     from core.evaluate import predict_probs
     from core.model import load_model
 
     card = _card_of(model_path)
-    dataset = split_as_trained(card, data)
-    known = card.get("class_names")
-    if known and known != dataset.class_names:  # its labels would mean other classes
-        raise RunError(
-            f"The model knows {len(known)} classes ({class_list(known)}) and {data} has "
-            f"{len(dataset.class_names)} ({class_list(dataset.class_names)}): a temperature "
-            "is fitted on the data the model was trained on."
-        )
+    dataset = _its_data(card, data, "a temperature")
     x, y = dataset.split("val")
     return write_calibration(model_path, predict_probs(load_model(model_path), x), y)
+
+
+def _its_data(card: dict, data: str, what: str):
+    """`split_as_trained`, refused when `data` has other classes than the card's: `what` a
+    model is fitted with describes the images it learnt from (and a temperature's labels
+    would mean other classes)."""
+    from core.errors import RunError
+
+    dataset = split_as_trained(card, data)
+    known = card.get("class_names")
+    if known and known != dataset.class_names:
+        raise RunError(
+            f"The model knows {len(known)} classes ({class_list(known)}) and {data} has "
+            f"{len(dataset.class_names)} ({class_list(dataset.class_names)}): {what} is "
+            "fitted on the data the model was trained on."
+        )
+    return dataset
 
 
 def check_novelty(model_path: str | os.PathLike, data: str) -> dict:
@@ -365,7 +374,8 @@ def check_novelty(model_path: str | os.PathLike, data: str) -> dict:
         The card's new `"novelty"` entry.
 
     Raises:
-        RunError: the model has no card, or no convolution to measure.
+        RunError: the model has no card, `data` has other classes than the card's, or the
+            model has no convolution to measure.
         DataError: too few training images.
     """
     from core import novelty
@@ -374,7 +384,7 @@ def check_novelty(model_path: str | os.PathLike, data: str) -> dict:
     from core.model import load_model
 
     card = _card_of(model_path)
-    dataset = split_as_trained(card, data)
+    dataset = _its_data(card, data, "a check for unfamiliar pictures")
     try:
         record = novelty.write(
             load_model(model_path),

@@ -184,6 +184,13 @@ def test_an_older_model_gets_its_novelty_check_from_the_command_line(
     assert record["threshold"] == pytest.approx(check.threshold, abs=1e-4)
     assert record["fit_images"] + record["calibration_images"] == 27
     assert record["val_images"] == 9
+    other = trained_run.parent / "other"  # a folder of other classes: refused, card kept
+    write_image_folder(other, per_class=12, classes=("cat", "dog", "unicorn"), size=40)
+    assert registry.main(["novelty", "--model", str(model_path), "--data", str(other)]) == 1
+    assert "a check for unfamiliar pictures is fitted on the data the model was trained" in (
+        capsys.readouterr().err
+    )
+    assert json.loads((trained_run / "model_card.json").read_text())["novelty"] == record
 
 
 def test_a_cards_provenance_in_one_line():
