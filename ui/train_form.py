@@ -207,7 +207,8 @@ def training_options(uneven: float = 1.0) -> dict:
             "Precision",
             PRECISIONS,
             key="train_precision",
-            width="stretch",  # "auto (here: mixed_bfloat16)" is wider than the others
+            # "auto (here: mixed_bfloat16)" whole: "stretch" left it 200-odd px at 1280.
+            width=state.CONTROL + 80,
             format_func=precision_label,
             help="mixed_bfloat16 computes in bf16 with float32 weights and outputs: about 2x "
             "faster on CPUs with bf16 units (AVX-512 BF16, AMX) and on GPUs, several times "

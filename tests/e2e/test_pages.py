@@ -251,16 +251,20 @@ CUT_SHORT = """root => [
 ]"""
 
 
-@pytest.mark.parametrize("path, title", [*PAGES, ("train", "custom"), ("train", "quick")])
-def test_every_page_shows_its_text_whole_at_1024_px(server, page, path, title):
+WIDTHS = (1024, 1280)  # a classroom projector's, a laptop's
+WHOLE = [*((path, title, 1024) for path, title in PAGES), ("train", "custom", 1024)]
+
+
+@pytest.mark.parametrize("path, title, width", [*WHOLE, *(("train", "quick", w) for w in WIDTHS)])
+def test_every_page_shows_its_text_whole(server, page, path, title, width):
     """At 1024 px with the sidebar open, as a classroom projector shows a page, no label or
     value is cut short. Columns of a fixed count cut the Train form's "Weight averaging",
     "Batch norm" (a custom block's seven), "Horizontal flip" and "crossentropy", and the
     Evaluate page's mistaken pairs' counts and "the most confident mistakes": they now sit
     in rows that wrap; the quick preset's precision, "auto (here: mixed_bfloat16)" on a CPU
-    with bf16 units, takes the rest of its row."""
+    with bf16 units, is wide enough for it (taking the rest of its row cut it at 1280)."""
     open_page(page, server, path)
-    page.set_viewport_size({"width": 1024, "height": 768})
+    page.set_viewport_size({"width": width, "height": 768})
     if title in ("custom", "quick"):  # a Train form of another architecture
         choose(page, "Architecture", title)
         page.get_by_text(
