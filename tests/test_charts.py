@@ -253,3 +253,6 @@ def test_the_selective_curve_draws_accuracy_against_the_share_answered():
     assert list(line.x) == [0.5, 1.0] and list(line.y) == [1.0, 0.75]
     assert list(line.customdata) == [0.9, 0.4] and "surest" in line.hovertemplate
     assert fig.layout.xaxis.tickformat == fig.layout.yaxis.tickformat == ".0%"
+    assert fig.layout.yaxis.range == (0.7, 1.005)  # from under the lowest to 100%
+    flat = {"coverage": np.array([0.5, 1.0]), "accuracy": np.ones(2), "threshold": np.ones(2)}
+    assert charts.selective(flat).layout.yaxis.range == (0.95, 1.005)  # was 0 to 200%

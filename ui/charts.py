@@ -304,7 +304,11 @@ def selective(curve: dict) -> go.Figure:
         )
     )
     fig.update_xaxes(title="Share of images answered, the surest first", tickformat=".0%")
-    fig.update_yaxes(title="Accuracy on them", tickformat=".0%")
+    # Up to 100% at most: a flat line at 100% had plotly's axis run from 0 to 200%.
+    low = float(np.min(curve["accuracy"], initial=1.0))
+    fig.update_yaxes(
+        title="Accuracy on them", tickformat=".0%", range=[max(0.0, low - 0.05), 1.005]
+    )
     return fig.update_layout(height=300, margin=dict(t=20, b=10), xaxis_range=[0, 1])
 
 
