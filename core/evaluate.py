@@ -1043,8 +1043,9 @@ def format_report(report: Report) -> str:
     low, high = report.accuracy_interval()
     lines = [
         f"accuracy {report.accuracy:.4f} (95% interval {low:.4f}-{high:.4f})   "
-        f"loss {report.loss:.4f}   top-3 {report.top3_accuracy:.4f}   "
-        f"({len(report.y_true)} images)",
+        f"loss {report.loss:.4f}   "
+        + (f"top-3 {report.top3_accuracy:.4f}   " if len(report.class_names) > 3 else "")
+        + f"({len(report.y_true)} images)",
         f"balanced accuracy {report.balanced_accuracy():.4f} (the mean of the class recalls)",
         "",
         f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}{'recall 95%':>15}",

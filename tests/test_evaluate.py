@@ -401,11 +401,11 @@ def test_a_model_is_scored_among_the_classes_of_a_dataset_of_some_of_them(
     """The run knows cat, dog and frog; a folder of "Frog" and "Cat" photos is scored among
     those two (its labels in its own order), with how it answered over all three. A folder
     with a class the model does not know is a sentence, where it was a traceback."""
+    import shutil
+
     from core.data import load_dataset
     from core.model import load_model
     from tests.conftest import write_image_folder
-
-    import shutil
 
     folder = tmp_path / "two"
     write_image_folder(folder, per_class=12, classes=("Cat", "dog", "Frog"), size=40)

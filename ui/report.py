@@ -216,12 +216,13 @@ def _table(rows: list, header: tuple | None, numeric: set = frozenset()) -> str:
 def figures(report: Report) -> dict[str, str]:
     """The headline figures, label to value, as the Evaluate page's metrics show them: the
     balanced accuracy too where the largest class has `datastats.UNEVEN` times the images
-    of the smallest."""
+    of the smallest, the top-3 accuracy where there are more than three classes."""
     shown = {"Accuracy": f"{report.accuracy:.2%}"}
     if datastats.imbalance(report.per_class["support"]) >= datastats.UNEVEN:
         shown["Balanced accuracy"] = f"{report.balanced_accuracy():.2%}"
+    if len(report.class_names) > 3:  # of three classes, the top three are all of them
+        shown["Top-3 accuracy"] = f"{report.top3_accuracy:.2%}"
     return shown | {
-        "Top-3 accuracy": f"{report.top3_accuracy:.2%}",
         "Loss": f"{report.loss:.4f}",
         "Images": f"{len(report.y_true):,}",
     }

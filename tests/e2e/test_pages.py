@@ -352,7 +352,7 @@ def test_the_evaluation_report_opens_offline_with_the_pages_figures(
         report.route(re.compile(r"^https?://"), lambda route: route.abort())  # no network
         report.goto(saved.as_uri())
         expect(report.get_by_role("heading", level=1)).to_have_text(re.compile(r": val split$"))
-        for label in ("Accuracy", "Top-3 accuracy", "Loss", "Images"):
+        for label in ("Accuracy", "Loss", "Images"):
             expect(report.get_by_text(label, exact=True)).to_be_visible()
             expect(report.get_by_text(metrics[label], exact=True).first).to_be_visible()
         # The confusion matrix drawn by the plotly.js inside the file: its class ticks.
