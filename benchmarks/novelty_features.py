@@ -62,8 +62,7 @@ def distances(fit, *others):
     cov = (1 - SHRINK) * cov + SHRINK * np.trace(cov) / len(cov) * np.eye(len(cov))
     precision = np.linalg.inv(cov)
     return [
-        np.sqrt(np.maximum((((o - mean) @ precision) * (o - mean)).sum(axis=1), 0))
-        for o in others
+        np.sqrt(np.maximum((((o - mean) @ precision) * (o - mean)).sum(axis=1), 0)) for o in others
     ]
 
 
