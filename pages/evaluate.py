@@ -535,10 +535,9 @@ else:
 
 
 other = evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
-own = (
-    (report.y_true, names) if subset is None else (np.asarray(subset)[report.y_true], card_classes)
+adversarial.robustness_section(
+    entry, model, x_split, report.y_true, names, (state.dataset_key(), split), other, subset
 )
-adversarial.robustness_section(entry, model, x_split, *own, (state.dataset_key(), split), other)
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)
 with st.expander("Export this model"):

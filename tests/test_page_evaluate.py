@@ -1126,6 +1126,16 @@ def test_a_model_of_more_classes_is_scored_among_the_datasets(
     attacked = at.session_state["_evaluate_robustness"]
     (found,) = attacked.values()
     assert found["attacked"][0] == pytest.approx(answers["right"])  # at 0: its own outputs
+    # Compared with the run of these three classes: scored, and attacked, on the labels.
+    choice = at.selectbox(key="evaluate_other")
+    [run_label] = [o for o in choice.options if trained_run.name in o]
+    choice.select(run_label).run()
+    at.button(key="evaluate_robust_other_run").click().run()
+    assert not at.exception
+    theirs = evaluate(load_model(trained_run / "model.keras"), x, y, ["cat", "dog", "frog"])
+    [chart] = [c for c in at.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
+    attacked = plotly_values(json.loads(chart.proto.spec)["data"][3]["y"])
+    assert theirs.accuracy > 0 and attacked[0] == pytest.approx(theirs.accuracy)
     label = next(m["label"] for m in registry.available_models(runs.default_runs_dir())[1:])
     assert trained_run.name in label
     at.switch_page("pages/home.py").run()

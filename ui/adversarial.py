@@ -153,17 +153,20 @@ def fool_row(
 
 
 def robustness_section(
-    entry: dict, model, x_split, y_split, names: list[str], what: tuple, other=None
+    entry: dict, model, x_split, y_split, names: list[str], what: tuple, other=None, outputs=None
 ) -> None:
     """The Evaluate page's "Robustness to small changes": accuracy on a stratified share of
     the split when each pixel may change by at most 1, 2, 4, 8 or 16 levels, by the
     gradient attack and by random noise of that size; measured on a button, then kept.
 
     Args:
-        names: the class names.
+        y_split, names: the split's labels and the dataset's class names.
         what: names the images (the dataset and split), for the session's memory.
         other: the registry entry of the model chosen under "Compare with another model",
             whose curves, once measured on their own button, are drawn beside these.
+        outputs: the model's output of each of the dataset's classes where it knows more
+            (`core.evaluate.class_subset`), else None: it is attacked on its own outputs,
+            `other` (of the dataset's classes) on the labels.
     """
     st.subheader("Robustness to small changes")
     st.caption(
@@ -182,7 +185,9 @@ def robustness_section(
         format_func=lambda n: f"all {n:,}" if n == total else f"{n:,} (as many of each class)",
     )
     rows = np.arange(total) if count == total else curve_rows(y_split, count)
-    x, y = x_split[rows], y_split[rows]
+    x, labels = x_split[rows], y_split[rows]
+    y = labels if outputs is None else np.asarray(outputs)[labels]
+    answers_in = names if outputs is None else entry["card"]["class_names"]
     version = registry.model_version(entry["path"])
     key = ("robustness", *what, len(rows), entry["path"], version)
     memory = st.session_state.setdefault("_evaluate_robustness", {})
@@ -201,7 +206,7 @@ def robustness_section(
             "model on 2 cores); kept until the model or the images change."
         )
         return
-    theirs = _other_robustness(other, x, y, memory, key)
+    theirs = _other_robustness(other, x, labels, memory, key)
     labels = (_short(entry), _short(other)) if theirs is not None else ()
     st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
@@ -229,7 +234,7 @@ def robustness_section(
         pair = np.concatenate([x[picks[n]], changed[n]], axis=1)
         col.image(
             enlarge(pair, 3),
-            caption=md(f"{names[y[picks[n]]]} → {names[answers[n]]}, {eps} {level}"),
+            caption=md(f"{answers_in[y[picks[n]]]} → {answers_in[answers[n]]}, {eps} {level}"),
             width="stretch",
         )
 
