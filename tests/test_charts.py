@@ -256,3 +256,14 @@ def test_the_selective_curve_draws_accuracy_against_the_share_answered():
     assert fig.layout.yaxis.range == (0.7, 1.005)  # from under the lowest to 100%
     flat = {"coverage": np.array([0.5, 1.0]), "accuracy": np.ones(2), "threshold": np.ones(2)}
     assert charts.selective(flat).layout.yaxis.range == (0.95, 1.005)  # was 0 to 200%
+
+
+def test_every_answer_of_a_model_of_more_classes_is_a_cell():
+    counts = np.array([[5, 0, 1], [0, 2, 3]])
+    fig = charts.answers_matrix(counts, ["cat", "frog"], ["cat", "dog", "frog"])
+    (cells,) = fig.data
+    assert list(cells.x) == ["cat", "dog", "frog"] and list(cells.y) == ["cat", "frog"]
+    assert np.asarray(cells.z).tolist() == counts.tolist()
+    assert cells.texttemplate == "%{text}" and fig.layout.yaxis.autorange == "reversed"
+    many = charts.answers_matrix(np.ones((2, 100), int), ["a", "b"], [f"c{i}" for i in range(100)])
+    assert many.data[0].texttemplate is None  # a hundred columns: numbers on hover

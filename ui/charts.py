@@ -276,8 +276,8 @@ def answers_matrix(counts: np.ndarray, true_names: list[str], model_names: list[
             x=model_names,
             y=true_names,
             colorscale="Blues",
-            text=counts,
-            texttemplate="%{text}",
+            text=None if len(model_names) > MANY_CLASSES else counts,  # on hover, of many
+            texttemplate=None if len(model_names) > MANY_CLASSES else "%{text}",
             hovertemplate="true %{y}<br>answered %{x}<br>%{z}<extra></extra>",
         )
     )
