@@ -224,17 +224,7 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
     row = max(4, 800 // count) if many else 40
     text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in values] for values in shown]
     shown_names = charted(names)  # the categories stay the names a click gives back
-    fig = go.Figure(
-        go.Heatmap(
-            z=shown,
-            x=names,
-            y=names,
-            colorscale="Blues",
-            text=None if many else text,
-            texttemplate=None if many else "%{text}",
-            hoverinfo="skip",
-        )
-    )
+    fig = go.Figure(_blues(shown, names, names, None if many else text, hoverinfo="skip"))
     # Heatmap cells cannot be selected by a click; one nearly invisible square marker per
     # cell can, and carries the hover text.
     cells = [(t, p) for t in range(count) for p in range(count)]
@@ -267,20 +257,18 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
     )
 
 
+def _blues(z, x, y, text, **hover) -> go.Heatmap:
+    """A heatmap of counts or shares in blues, each cell's `text` in it (None: no text)."""
+    template = None if text is None else "%{text}"
+    return go.Heatmap(z=z, x=x, y=y, colorscale="Blues", text=text, texttemplate=template, **hover)
+
+
 def answers_matrix(counts: np.ndarray, true_names: list[str], model_names: list[str]):
     """A model's answers over all its classes to images of some of them: `(T, M)` counts,
     a row per true class, a column per class the model knows."""
-    fig = go.Figure(
-        go.Heatmap(
-            z=counts,
-            x=model_names,
-            y=true_names,
-            colorscale="Blues",
-            text=None if len(model_names) > MANY_CLASSES else counts,  # on hover, of many
-            texttemplate=None if len(model_names) > MANY_CLASSES else "%{text}",
-            hovertemplate="true %{y}<br>answered %{x}<br>%{z}<extra></extra>",
-        )
-    )
+    text = None if len(model_names) > MANY_CLASSES else counts  # of many, on hover only
+    hover = "true %{y}<br>answered %{x}<br>%{z}<extra></extra>"
+    fig = go.Figure(_blues(counts, model_names, true_names, text, hovertemplate=hover))
     return fig.update_layout(
         xaxis_title="Answered",
         yaxis_title="True",
