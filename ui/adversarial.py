@@ -185,8 +185,8 @@ def robustness_section(
         format_func=lambda n: f"all {n:,}" if n == total else f"{n:,} (as many of each class)",
     )
     rows = np.arange(total) if count == total else curve_rows(y_split, count)
-    x, labels = x_split[rows], y_split[rows]
-    y = labels if outputs is None else np.asarray(outputs)[labels]
+    x, truth = x_split[rows], y_split[rows]
+    y = truth if outputs is None else np.asarray(outputs)[truth]
     answers_in = names if outputs is None else entry["card"]["class_names"]
     version = registry.model_version(entry["path"])
     key = ("robustness", *what, len(rows), entry["path"], version)
@@ -206,7 +206,7 @@ def robustness_section(
             "model on 2 cores); kept until the model or the images change."
         )
         return
-    theirs = _other_robustness(other, x, labels, memory, key)
+    theirs = _other_robustness(other, x, truth, memory, key)
     labels = (_short(entry), _short(other)) if theirs is not None else ()
     st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
