@@ -687,9 +687,16 @@ def all_answers(probs: np.ndarray, y_true: np.ndarray, subset: list[int], model_
     }
 
 
-def subset_sentence(answers: dict, model_classes: list[str], data_classes: list[str]) -> str:
+FRAMED = {
+    "crop": "cut to their centre squares",
+    "squash": "squashed whole to squares",
+}
+
+
+def subset_sentence(answers: dict, model_classes, data_classes, framed: str | None = None) -> str:
     """What scoring a model on a dataset of some of its classes means, and how it answered
-    over all of them (`all_answers`)."""
+    over all of them (`all_answers`); `framed`, a `FRAMED` key when its pictures were made
+    square as the Classify page frames a photo for the model, not as its run read its own."""
     from core.registry import class_list
 
     others = ", ".join(f"{name} {count:,}" for name, count in answers["others"][:5])
@@ -704,6 +711,12 @@ def subset_sentence(answers: dict, model_classes: list[str], data_classes: list[
             f"({others})."
             if answers["others"]
             else ", and never answered a class the dataset does not have."
+        )
+        + (
+            f" The pictures were {FRAMED[framed]}, as the Classify page frames a photo for "
+            "this model."
+            if framed
+            else ""
         )
     )
 
@@ -1070,7 +1083,7 @@ def main(argv=None) -> int:
     from core.data import load_dataset
     from core.fileio import read_json
     from core.model import load_model
-    from core.registry import card_temperature, config_fit
+    from core.registry import card_temperature, config_fit, framing
 
     p = argparse.ArgumentParser(
         prog="python -m core.evaluate",
@@ -1125,19 +1138,29 @@ def main(argv=None) -> int:
         data = args.data or train_cfg.get("data")
         if not data:
             raise RunError("Say which data to evaluate on with --data.")
-        dataset = load_dataset(
-            data,
+        val_fraction = args.val_fraction
+        split_as = dict(
             image_size=int(card.get("input_size") or 32),
-            val_fraction=args.val_fraction
-            if args.val_fraction is not None
+            val_fraction=val_fraction
+            if val_fraction is not None
             else train_cfg.get("val_fraction", 0.1),
             seed=args.seed if args.seed is not None else train_cfg.get("seed", 0),
-            fit=config_fit(train_cfg),  # its pictures made square as it learnt from them
         )
-        x, y = dataset.split(args.split)
+        # Its pictures made square as it learnt from them.
+        dataset = load_dataset(data, **split_as, fit=config_fit(train_cfg))
         model = load_model(path)
         known, outputs = card.get("class_names") or [], int(model.output_shape[-1])
         subset = class_subset(known, outputs, dataset.class_names)
+        reframed = None
+        if (
+            subset != list(range(outputs))
+            and framing(card) != config_fit(train_cfg)
+            and dataset.summary()["not_square"] > 0
+        ):
+            # Not its own data: framed as the Classify page frames a photo for it.
+            reframed = framing(card)
+            dataset = load_dataset(data, **split_as, fit=reframed)
+        x, y = dataset.split(args.split)
         bar = keras.utils.Progbar(len(x), verbose=progress_verbose(), unit_name="image")
         probs = predict_probs(
             model, x, args.batch_size, args.tta, progress=lambda done, _: bar.update(done)
@@ -1157,7 +1180,7 @@ def main(argv=None) -> int:
         + ("" if args.tta == "none" else f" with {args.tta} TTA")
     )
     if answers is not None:
-        print(subset_sentence(answers, known, dataset.class_names))
+        print(subset_sentence(answers, known, dataset.class_names, reframed))
     print(format_report(report))
     metrics = report.to_dict()
     if answers is not None:
@@ -1181,7 +1204,11 @@ def main(argv=None) -> int:
         outputs.append((args.answers, lambda: tempered.predictions_csv(files)))
     if args.report:
         said = (path.parent.name, card, dataset, args.split, args.tta, temperature)
-        among = None if answers is None else subset_sentence(answers, known, dataset.class_names)
+        among = (
+            None
+            if answers is None
+            else subset_sentence(answers, known, dataset.class_names, reframed)
+        )
         outputs.append((args.report, lambda: _report_html(report, tempered, *said, among)))
     for path, text in outputs:
         try:

@@ -57,6 +57,16 @@ except DataError as err:
     said = registry.classes_differ(card_classes, dataset.class_names, models)
     st.error(md(said if card_classes else str(err)))
     st.stop()
+reframed = None
+if (
+    subset is not None
+    and registry.framing(entry["card"]) != registry.trained_fit(entry["card"])
+    and dataset.summary()["not_square"] > 0
+):
+    # Not its own data: pictures framed as the Classify page frames a photo for it (the
+    # shipped model's centre squares), not as its run read its folder.
+    reframed = registry.framing(entry["card"])
+    dataset = state.require_dataset(int(model.input_shape[1]), reframed)
 
 # A row that wraps where the page is narrow (three columns cut "Row-normalised" short at
 # 1024 pixels with the sidebar open), as the Classify page's options.
@@ -134,7 +144,7 @@ if subset is not None:
         model,
         dataset,
     )
-    among = subset_sentence(answers, card_classes, dataset.class_names)
+    among = subset_sentence(answers, card_classes, dataset.class_names, reframed)
     st.info(md(among))
 scored_among = {} if subset is None else {"Classes": among}  # the HTML report says so too
 figures = report_page.figures(report)  # the downloadable report shows the same

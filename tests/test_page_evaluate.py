@@ -189,6 +189,39 @@ def test_answering_only_when_sure_is_measured_on_the_split(app, trained_run, ima
     assert "(after the temperature 0.5, as Classify shows it)" in said
 
 
+def test_photos_of_some_of_its_classes_are_framed_as_the_classify_page_frames_them(
+    tmp_path, monkeypatch, capsys
+):
+    """The shipped model learnt from square CIFAR-10 images and its run squashed: the Classify
+    page crops a photo's centre square for it, and so does the Evaluate page for a folder of
+    some of its classes (not its own data), and says so; so does the command line."""
+    from streamlit.testing.v1 import AppTest
+
+    from core import evaluate as ev
+    from tests.conftest import write_framed_folder
+
+    folder = tmp_path / "framed"
+    write_framed_folder(folder, per_class=12)  # 2:1, red ends a crop cuts off
+    monkeypatch.setenv("CNN_DATA", str(folder))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception
+    model = load_model(ROOT / "assets/default_model/model.keras")
+    figures = {}
+    for fit in ("crop", "squash"):
+        x, y = load_dataset(folder, val_fraction=0.1, seed=0, fit=fit).split("val")
+        probs = ev.restricted(ev.predict_probs(model, x), [3, 5, 6])
+        figures[fit] = ev.report_from_probs(probs, y, ["cat", "dog", "frog"]).loss
+    assert figures["crop"] != figures["squash"]
+    assert {m.label: m.value for m in at.metric}["Loss"] == f"{figures['crop']:.4f}"
+    said = "The pictures were cut to their centre squares, as the Classify page frames a photo"
+    assert said in at.info[0].value
+    shipped = ROOT / "assets/default_model/model.keras"
+    assert ev.main([str(shipped), "--data", str(folder), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert said in out and f"loss {figures['crop']:.4f}" in out
+
+
 def test_no_temperature_is_fitted_on_some_of_the_models_classes(
     app, trained_run, tmp_path, monkeypatch
 ):
