@@ -103,12 +103,18 @@ def _report(
 
 def report_of(model_entry: dict, loaded) -> Report:
     """A model's report on the chosen split: predicted under a progress bar the first time;
-    among the dataset's classes when the model knows more."""
+    among the dataset's classes when the model knows more. Another model than the page's
+    reads the folder as its own run did (the page's may frame it as for a photo)."""
     where = (state.dataset_key(), split)
-    state.predict_with_progress(model_entry, loaded, x_split, tta, where)
+    data = dataset
+    if model_entry["path"] != entry["path"]:
+        data = state.require_dataset(
+            loaded.input_shape[1], registry.trained_fit(model_entry["card"])
+        )
+    state.predict_with_progress(model_entry, loaded, data.split(split)[0], tta, where)
     version = registry.model_version(model_entry["path"])
     chosen = subset_of(model_entry, loaded)
-    return _report(model_entry["path"], version, *where, tta, chosen, loaded, dataset)
+    return _report(model_entry["path"], version, *where, tta, chosen, loaded, data)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

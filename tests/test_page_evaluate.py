@@ -220,6 +220,18 @@ def test_photos_of_some_of_its_classes_are_framed_as_the_classify_page_frames_th
     assert ev.main([str(shipped), "--data", str(folder), "--split", "val"]) == 0
     out = capsys.readouterr().out
     assert said in out and f"loss {figures['crop']:.4f}" in out
+    # A run on the folder (squashing), compared beside it, reads the folder its own way.
+    from core.train import TrainConfig, start_run, train
+
+    config = TrainConfig(data=str(folder), epochs=1, batch_size=16)
+    run = train(config, load_dataset(folder, val_fraction=0.1, seed=0), start_run(config))
+    x, y = load_dataset(folder, val_fraction=0.1, seed=0).split("val")
+    own = ev.evaluate(load_model(run / "model.keras"), x, y, ["cat", "dog", "frog"])
+    at.run()
+    choice = at.selectbox(key="evaluate_other")
+    choice.select(next(o for o in choice.options if run.name in o)).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Its accuracy"] == f"{own.accuracy:.2%}"
 
 
 def test_no_temperature_is_fitted_on_some_of_the_models_classes(
