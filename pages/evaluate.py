@@ -101,16 +101,21 @@ def _report(
     )
 
 
+def data_for(model_entry: dict):
+    """The dataset as `model_entry`'s model reads it: another model than the page's (one of
+    these classes and size) reads the folder as its own run did; the page's may frame it
+    as for a photo (`reframed`)."""
+    if model_entry["path"] == entry["path"]:
+        return dataset
+    fit = registry.trained_fit(model_entry["card"])
+    return state.require_dataset(int(model.input_shape[1]), fit)
+
+
 def report_of(model_entry: dict, loaded) -> Report:
     """A model's report on the chosen split: predicted under a progress bar the first time;
-    among the dataset's classes when the model knows more. Another model than the page's
-    reads the folder as its own run did (the page's may frame it as for a photo)."""
+    among the dataset's classes when the model knows more."""
     where = (state.dataset_key(), split)
-    data = dataset
-    if model_entry["path"] != entry["path"]:
-        data = state.require_dataset(
-            loaded.input_shape[1], registry.trained_fit(model_entry["card"])
-        )
+    data = data_for(model_entry)
     state.predict_with_progress(model_entry, loaded, data.split(split)[0], tta, where)
     version = registry.model_version(model_entry["path"])
     chosen = subset_of(model_entry, loaded)
@@ -551,8 +556,9 @@ else:
 
 
 other = evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
+theirs = None if other is None else (other, data_for(other).split(split)[0])
 adversarial.robustness_section(
-    entry, model, x_split, report.y_true, names, (state.dataset_key(), split), other, subset
+    entry, model, x_split, report.y_true, names, (state.dataset_key(), split), theirs, subset
 )
 with st.expander("Fast int8 answers for the Classify page"):
     evaluate_sections.int8_copy(entry)

@@ -232,6 +232,12 @@ def test_photos_of_some_of_its_classes_are_framed_as_the_classify_page_frames_th
     choice.select(next(o for o in choice.options if run.name in o)).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Its accuracy"] == f"{own.accuracy:.2%}"
+    at.button(key="evaluate_robust_run").click().run()
+    at.button(key="evaluate_robust_other_run").click().run()  # on its own reading too
+    assert not at.exception
+    [chart] = [c for c in at.get("plotly_chart") if "evaluate_robust_chart" in c.proto.id]
+    attacked = plotly_values(json.loads(chart.proto.spec)["data"][3]["y"])
+    assert attacked[0] == pytest.approx(own.accuracy)
 
 
 def test_no_temperature_is_fitted_on_some_of_the_models_classes(

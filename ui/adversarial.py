@@ -162,8 +162,9 @@ def robustness_section(
     Args:
         y_split, names: the split's labels and the dataset's class names.
         what: names the images (the dataset and split), for the session's memory.
-        other: the registry entry of the model chosen under "Compare with another model",
-            whose curves, once measured on their own button, are drawn beside these.
+        other: `(entry, images)` of the model chosen under "Compare with another model"
+            and the split's images as it reads them, or None: its curves, once measured on
+            their own button, are drawn beside these.
         outputs: the model's output of each of the dataset's classes where it knows more
             (`core.evaluate.class_subset`), else None: it is attacked on its own outputs,
             `other` (of the dataset's classes) on the labels.
@@ -206,7 +207,10 @@ def robustness_section(
             "model on 2 cores); kept until the model or the images change."
         )
         return
-    theirs = _other_robustness(other, x, truth, memory, key)
+    their_x = x
+    if other is not None:  # the images as the other model reads them
+        other, their_x = other[0], other[1][rows]
+    theirs = _other_robustness(other, their_x, truth, memory, key)
     labels = (_short(entry), _short(other)) if theirs is not None else ()
     st.plotly_chart(charts.robustness(found, theirs, labels), key="evaluate_robust_chart")
     st.markdown(robustness_summary(found))
