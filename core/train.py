@@ -811,14 +811,19 @@ def _fit_small_crops(model, small_ds, config: TrainConfig, start: int, fit: dict
         model.train_function = None  # whole images get a step traced for their own size
 
 
-def teacher_fit(teacher: str) -> str:
+def teacher_fit(teacher: str, class_names: list[str] | None = None) -> str:
     """How a teacher's own run made its image folder's pictures square (its model card's
-    `TrainConfig.fit`; "squash" when the card does not say)."""
+    `TrainConfig.fit`; "squash" when the card does not say), or, for a teacher of more
+    classes than `class_names` (not its own data), as the Classify page frames a photo for
+    it (`core.registry.framing`: the shipped model's centre squares)."""
     from core.evaluate import resolve_model_path
-    from core.registry import trained_fit
+    from core.registry import framing, trained_fit
 
-    card = read_json(resolve_model_path(teacher).parent / "model_card.json")
-    return trained_fit(card or {})
+    card = read_json(resolve_model_path(teacher).parent / "model_card.json") or {}
+    known = card.get("class_names")
+    if class_names is not None and known and len(known) > len(class_names):
+        return framing(card)
+    return trained_fit(card)
 
 
 def teacher_images(config: TrainConfig, dataset):
@@ -831,7 +836,7 @@ def teacher_images(config: TrainConfig, dataset):
         the teacher framed them as this run does (or its model card does not say).
     """
     x = dataset.split("train")[0]
-    fit = teacher_fit(config.teacher)
+    fit = teacher_fit(config.teacher, dataset.class_names)
     if fit == config.fit or not dataset.files:  # CIFAR-10's arrays: all square
         return x
     framed = training_data(replace(config, fit=fit, drop_near_duplicates=False))

@@ -1078,3 +1078,15 @@ def test_a_run_can_crop_a_folders_pictures_and_everything_after_reads_them_so(tm
 
     np.testing.assert_allclose(kept, answers("crop"), atol=1e-5)
     assert np.abs(kept - answers("squash")).max() > 1e-3  # the red ends change its answers
+
+    # The shipped model (its run squashed CIFAR-10's square images) teaching this folder of
+    # some of its classes answers for the pictures as the Classify page frames a photo for
+    # it, centre squares, among cat, dog and frog.
+    from core.evaluate import restricted
+
+    shipped = ROOT / "assets/default_model/model.keras"
+    assert train_mod.main([*args[:2], *args[4:], "--teacher", str(shipped), "--quiet"]) == 0
+    student_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    kept = np.load(student_dir / "teacher_probs.npy")
+    teacher = load_model(shipped, as_saved=True)
+    np.testing.assert_allclose(kept, restricted(answers("crop"), [3, 5, 6]), atol=1e-5)

@@ -478,7 +478,8 @@ def new_run() -> None:
         config.data = state.dataset_spec()
         if timing or start or find:
             state.decode_folder(size, fit)  # under a bar here, not unseen in the child
-            if options["teacher"] and (framing := teacher_fit(options["teacher"])) != fit:
+            framing = options["teacher"] and teacher_fit(options["teacher"], dataset.class_names)
+            if framing and framing != fit:
                 state.decode_folder(size, framing)  # teacher_images: as the teacher saw them
         if timing:
             measure_time(config)
