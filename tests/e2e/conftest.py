@@ -199,6 +199,22 @@ def wait_idle(page, timeout=90_000):
     page.wait_for_timeout(300)  # let plotly and images paint
 
 
+def scroll_to_heading(page, name: str, tries: int = 3) -> None:
+    """Scrolls a page's heading into view once the page has settled. A rerun that starts just
+    after the page drew leaves the heading found first detached, or shown twice (the old one
+    fading) for a moment (seen in CI on the Evaluate page): the last one, found again."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(tries):
+        wait_idle(page)
+        try:
+            page.get_by_role("heading", name=name).last.scroll_into_view_if_needed(timeout=15_000)
+            return
+        except PlaywrightError:
+            if attempt == tries - 1:
+                raise
+
+
 def choose(page, label: str, option: str, tries: int = 3) -> None:
     """Picks `option` in the selectbox labelled `label`. After a click in a plotly chart, or
     when the click first scrolls the box into view past a chart, a click only focuses the

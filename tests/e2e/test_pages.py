@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     choose,
     inotify_watches,
     open_page,
+    scroll_to_heading,
     shot,
     streamlit_server,
     wait_idle,
@@ -366,7 +367,7 @@ def test_the_evaluation_report_opens_offline_with_the_pages_figures(
 
 def test_occlusion_explains_an_answer_on_the_evaluate_and_filters_pages(server, page):
     open_page(page, server, "evaluate")
-    page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
+    scroll_to_heading(page, "Why this answer?")
     choose(page, "Images from", "the least confident correct")
     page.get_by_text("Occlusion", exact=True).click()
     wait_idle(page)
@@ -394,7 +395,7 @@ def test_what_units_look_for_and_robustness_are_drawn_on_a_click(server, page):
     expect(page.get_by_role("button", name="Draw what these units look for")).to_have_count(0)
     shot(page, "filters-units")
     open_page(page, server, "evaluate")
-    page.get_by_role("heading", name="Robustness to small changes").scroll_into_view_if_needed()
+    scroll_to_heading(page, "Robustness to small changes")
     page.get_by_role("button", name="Measure robustness").click()
     summary = re.compile(r"^(Moving each pixel by at most|Even with each pixel|The model gets)")
     page.get_by_text(summary).wait_for(timeout=120_000)
@@ -406,7 +407,7 @@ def test_what_units_look_for_and_robustness_are_drawn_on_a_click(server, page):
 
 def test_an_evaluated_image_opens_on_the_filters_pages_feature_maps(server, page):
     open_page(page, server, "evaluate")
-    page.get_by_role("heading", name="Why this answer?").scroll_into_view_if_needed()
+    scroll_to_heading(page, "Why this answer?")
     choose(page, "Images from", "the least confident correct")
     said = r"val #(\d+), labelled (\w+)\n(\w+)/\d+\.png"  # and its file, in its class folder
     caption = page.get_by_text(re.compile(f"^{said}$")).inner_text()
