@@ -609,7 +609,7 @@ def evaluate(model, images, labels, class_names, batch_size=256, tta="none") -> 
     return report_from_probs(predict_probs(model, images, batch_size, tta), labels, class_names)
 
 
-def class_subset(model_classes: list[str], num_outputs: int, data_classes: list[str]) -> list[int]:
+def class_subset(model_classes: list[str], num_outputs: int, data_classes: list[str]):
     """Which of a model's outputs is each of a dataset's classes: the shipped CIFAR-10 model
     can be scored on a folder of `cat/` and `dog/` photos, its answers among those two.
 
@@ -622,8 +622,8 @@ def class_subset(model_classes: list[str], num_outputs: int, data_classes: list[
         data_classes: the dataset's class names, in label order.
 
     Returns:
-        The model's output index of each dataset class, `range(num_outputs)` as a list when
-        they are the model's own classes in its order.
+        The model's output index of each dataset class, a list; None when they are the
+        model's own classes in its order (nothing to map).
 
     Raises:
         DataError: the model does not know every class of the dataset; the sentence names both.
@@ -648,7 +648,7 @@ def class_subset(model_classes: list[str], num_outputs: int, data_classes: list[
             + f" and the dataset has {len(data_classes)} ({class_list(data_classes)}): it "
             f"can score only images of classes it knows.{said}"
         )
-    return found
+    return None if found == list(range(num_outputs)) else found
 
 
 def restricted(probs: np.ndarray, subset: list[int]) -> np.ndarray:
@@ -1083,7 +1083,7 @@ def main(argv=None) -> int:
     from core.data import load_dataset
     from core.fileio import read_json
     from core.model import load_model
-    from core.registry import card_temperature, config_fit, framing
+    from core.registry import card_temperature, config_fit, data_fit
 
     p = argparse.ArgumentParser(
         prog="python -m core.evaluate",
@@ -1152,13 +1152,9 @@ def main(argv=None) -> int:
         known, outputs = card.get("class_names") or [], int(model.output_shape[-1])
         subset = class_subset(known, outputs, dataset.class_names)
         reframed = None
-        if (
-            subset != list(range(outputs))
-            and framing(card) != config_fit(train_cfg)
-            and dataset.summary()["not_square"] > 0
-        ):
-            # Not its own data: framed as the Classify page frames a photo for it.
-            reframed = framing(card)
+        fit = data_fit(card, dataset.class_names)
+        if fit != config_fit(train_cfg) and dataset.summary()["not_square"] > 0:
+            reframed = fit  # not its own data: framed as the Classify page frames a photo
             dataset = load_dataset(data, **split_as, fit=reframed)
         x, y = dataset.split(args.split)
         bar = keras.utils.Progbar(len(x), verbose=progress_verbose(), unit_name="image")
@@ -1166,11 +1162,11 @@ def main(argv=None) -> int:
             model, x, args.batch_size, args.tta, progress=lambda done, _: bar.update(done)
         )
         answers = None
-        if subset != list(range(outputs)):  # some of the model's classes: scored among them
+        if subset is not None:  # some of the model's classes: scored among them
             answers = all_answers(probs, y, subset, known)
             probs = restricted(probs, subset)
         report = report_from_probs(probs, y, dataset.class_names)
-        labels = np.asarray(subset)[y]  # the model's own, for the attack
+        labels = y if subset is None else np.asarray(subset)[y]  # its own, for the attack
         robust = _robustness(model, x, labels, args.robustness) if args.robustness > 0 else None
     except CnnError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -90,9 +90,10 @@ def _knows_all(known: list[str], class_names: list[str]) -> bool:
     from core.evaluate import class_subset
 
     try:
-        return bool(known) and bool(class_subset(known, len(known), class_names))
+        class_subset(known, len(known), class_names)
     except DataError:
         return False
+    return bool(known)
 
 
 def model_version(path: str | os.PathLike) -> float:
@@ -120,6 +121,15 @@ def trained_fit(card: dict) -> str:
 def config_fit(config: dict) -> str:
     """`trained_fit` of a run's `config.json` (a `TrainConfig` as a dict)."""
     return "crop" if config.get("fit") == "crop" else "squash"
+
+
+def data_fit(card: dict, class_names: list[str]) -> str:
+    """How a model reads a dataset of `class_names` (an image folder's pictures that are not
+    square): as its run read its own folder (`trained_fit`) when they are its classes, else,
+    not its data, as the Classify page frames a photo for it (`framing`: the shipped
+    model's centre squares)."""
+    known = card.get("class_names")
+    return trained_fit(card) if not known or known == list(class_names) else framing(card)
 
 
 def framing(card: dict) -> str:

@@ -811,19 +811,15 @@ def _fit_small_crops(model, small_ds, config: TrainConfig, start: int, fit: dict
         model.train_function = None  # whole images get a step traced for their own size
 
 
-def teacher_fit(teacher: str, class_names: list[str] | None = None) -> str:
-    """How a teacher's own run made its image folder's pictures square (its model card's
-    `TrainConfig.fit`; "squash" when the card does not say), or, for a teacher of more
-    classes than `class_names` (not its own data), as the Classify page frames a photo for
-    it (`core.registry.framing`: the shipped model's centre squares)."""
+def teacher_fit(teacher: str, class_names: list[str]) -> str:
+    """How a teacher reads a folder of `class_names`: `core.registry.data_fit` of its card
+    (as its own run did, or, a teacher of more classes, as for a photo)."""
     from core.evaluate import resolve_model_path
-    from core.registry import framing, trained_fit
+    from core.registry import data_fit
 
-    card = read_json(resolve_model_path(teacher).parent / "model_card.json") or {}
-    known = card.get("class_names")
-    if class_names is not None and known and len(known) > len(class_names):
-        return framing(card)
-    return trained_fit(card)
+    return data_fit(
+        read_json(resolve_model_path(teacher).parent / "model_card.json") or {}, class_names
+    )
 
 
 def teacher_images(config: TrainConfig, dataset):
@@ -891,7 +887,7 @@ def teacher_targets(teacher: str, x, class_names: list[str], run_dir=None, verbo
         ) from err
     started = time.perf_counter()
     probs = predict_probs(model, x, batch_size=512, tta="flip").astype(np.float32)
-    if subset != list(range(outputs)):
+    if subset is not None:
         probs = restricted(probs, subset)
     if verbose:
         print(f"Teacher {path}: {len(x):,} images in {time.perf_counter() - started:.0f} s")

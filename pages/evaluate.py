@@ -47,7 +47,7 @@ def subset_of(model_entry: dict, loaded) -> tuple | None:
     a folder of cat and dog photos), None when they are its own classes."""
     known, outputs = model_entry["card"].get("class_names") or [], int(loaded.output_shape[-1])
     subset = class_subset(known, outputs, dataset.class_names)
-    return None if subset == list(range(outputs)) else tuple(subset)
+    return None if subset is None else tuple(subset)  # hashable: a cache key
 
 
 try:
@@ -58,14 +58,9 @@ except DataError as err:
     st.error(md(said if card_classes else str(err)))
     st.stop()
 reframed = None
-if (
-    subset is not None
-    and registry.framing(entry["card"]) != registry.trained_fit(entry["card"])
-    and dataset.summary()["not_square"] > 0
-):
-    # Not its own data: pictures framed as the Classify page frames a photo for it (the
-    # shipped model's centre squares), not as its run read its folder.
-    reframed = registry.framing(entry["card"])
+fit = registry.data_fit(entry["card"], dataset.class_names)
+if fit != registry.trained_fit(entry["card"]) and dataset.summary()["not_square"] > 0:
+    reframed = fit  # not its own data: framed as the Classify page frames a photo for it
     dataset = state.require_dataset(int(model.input_shape[1]), reframed)
 
 # A row that wraps where the page is narrow (three columns cut "Row-normalised" short at

@@ -283,3 +283,11 @@ def test_photos_are_cropped_for_a_model_that_learnt_from_square_images():
     assert registry.trained_fit({"train_config": {"image_size": 32}}) == "squash"  # before fit
     shipped = json.loads((registry.DEFAULT_MODEL_DIR / "model_card.json").read_text())
     assert registry.framing(shipped) == "crop"  # CIFAR-10's 32 x 32 images
+
+
+def test_a_model_reads_its_own_classes_as_its_run_did_and_others_as_photos():
+    card = {"class_names": ["cat", "dog", "frog"], "train_config": {"fit": "squash"}}
+    card["data"] = {"source": "image folder cifar10-jpeg", "not_square": 0.0}
+    assert registry.data_fit(card, ["cat", "dog", "frog"]) == "squash"  # its run's reading
+    assert registry.data_fit(card, ["cat", "frog"]) == registry.framing(card) == "crop"
+    assert registry.data_fit({}, ["a", "b"]) == "squash"  # a card that does not say
