@@ -17,7 +17,6 @@ import argparse
 import math
 import sys
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 from core import runs
@@ -56,7 +55,7 @@ class SearchConfig:
     seed: int = 0  # fixes the split, every trial's initialisation and the tuner
     drop_near_duplicates: bool = False  # as for `core.train.TrainConfig`, for every trial
     balance_classes: bool = False  # likewise
-    name: str = ""  # the search id; a time stamp when empty
+    name: str = ""  # the search id; when empty the next number (1, 2, ...) in the runs folder
 
     def validate(self) -> None:
         """Raises `RunError` with a sentence for the first setting that cannot work."""
@@ -169,11 +168,21 @@ def start_search(search: SearchConfig, runs_dir=None) -> Path:
     """
     search.validate()
     base_config(search)
-    ident = runs.safe_name(search.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+    ident = runs.safe_name(search.name) if search.name else _next_number(runs_dir)
     path = runs.new_folder(f".search-{ident}", runs_dir)
     atomic_write_json(path / SEARCH_FILE, {**search.to_dict(), "id": path.name[8:]})
     runs.write_status(path, state="created", trials=search.trials, trial=0)
     return path
+
+
+def _next_number(runs_dir=None) -> str:
+    """One more than the highest numbered search in the runs folder: a trial's run is then
+    `<time>-search-3-trial-02`, which its time stamp already dates (a time stamp as the id
+    wrote it twice, and pushed the runs table's other columns out of sight)."""
+    base = Path(runs_dir or runs.default_runs_dir())
+    ids = [ident(p) for p in base.glob(".search-*")]
+    taken = [int(i) for i in ids if i.isascii() and i.isdigit()]
+    return str(max(taken, default=0) + 1)
 
 
 def ident(search_dir) -> str:
@@ -433,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.balance_classes,
         help="weigh every class the same in each trial's loss, as python -m core.train does",
     )
-    p.add_argument("--name", default="", help="the search id (default: a time stamp)")
+    p.add_argument("--name", default="", help="the search id (default: the next number, 1, 2, ...)")
     p.add_argument(
         "--runs-dir",
         type=Path,

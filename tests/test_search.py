@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,19 @@ def test_settings_that_cannot_work_are_refused_with_a_sentence(change, sentence)
         search.start_search(SearchConfig(data="x", **change))
     assert sentence in str(err.value)
     assert not runs.default_runs_dir().exists() or not list(runs.default_runs_dir().iterdir())
+
+
+def test_searches_without_a_name_are_numbered_in_their_runs_folder(hundred_images, tmp_path):
+    base = tmp_path / "runs"
+    config = SearchConfig(data=str(hundred_images), preset="seed", trials=1, epochs=1)
+    first, second = (search.start_search(config, base) for _ in range(2))
+    assert [search.ident(first), search.ident(second)] == ["1", "2"]
+    # Named ones and the time stamps of older versions are not numbers: the count goes on.
+    for name in ("t", "20261205-162036", "9x"):
+        search.start_search(replace(config, name=name), base)
+    (base / ".search-7").mkdir()
+    assert search.ident(search.start_search(config, base)) == "8"
+    assert search.read_search(base / ".search-8")[1] == "8"
 
 
 def test_a_transfer_search_without_weights_is_refused_before_it_starts():

@@ -54,7 +54,8 @@ def _stop_times(run_dir, since, timeout=30):
             # A request seen by neither poll lasted under 10 ms: count it as now.
             return (now if requested is None else requested), now
         time.sleep(0.01)
-    raise AssertionError(f"the run did not stop within {timeout} s of the click")
+    seen = "never asked" if requested is None else f"asked after {requested:.1f} s"
+    raise AssertionError(f"the run did not stop within {timeout} s of the click ({seen})")
 
 
 def _table_rows(page):
