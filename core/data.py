@@ -7,11 +7,13 @@ class names in label order, a description of where it came from, and its splits.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import os
 import pickle
+import socket
 import sys
 import tarfile
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -329,14 +331,62 @@ def download_cifar10(progress=None, poll_seconds: float = 0.25) -> Path:
                 _report(progress)
                 wait([future], timeout=poll_seconds)
             path = future.result()
-    except Exception as err:  # network, HTTP and checksum errors all mean the same here
+    except Exception as err:  # the network, the server, the checksum or the disk
+        if _damaged(err):  # Keras leaves it: the page would take it for the archive
+            with contextlib.suppress(OSError):
+                cifar10_cache_path().unlink(missing_ok=True)
         raise DataError(
-            f"CIFAR-10 could not be downloaded from {CIFAR10_URL} ({err}). Without "
-            "internet, point the dataset at a local cifar-10-python.tar.gz or image folder."
+            f"CIFAR-10 could not be downloaded from `{CIFAR10_URL}`: {_download_failure(err)}"
         ) from err
     if progress is not None:
         progress(1.0)
     return Path(path)
+
+
+def _download_failure(err: BaseException) -> str:
+    """What went wrong in `keras.utils.get_file` and what to do, as the end of a sentence.
+    Keras raises a bare `Exception("URL fetch failure on <url>: None -- [Errno -2] ...")`
+    inside its handler of urllib's error, which stays on as the exception's context."""
+    import urllib.error
+    import urllib.parse
+
+    elsewhere = "point the dataset at a local cifar-10-python.tar.gz or an image folder."
+    cause = err.__cause__ or err.__context__ or err
+    if isinstance(cause, urllib.error.HTTPError):
+        return f"the server answered {cause.code} ({cause.reason}). Try again later, or {elsewhere}"
+    if isinstance(cause, urllib.error.URLError):
+        reason = cause.reason
+        if isinstance(reason, socket.gaierror):
+            host = urllib.parse.urlsplit(CIFAR10_URL).hostname
+            what = f"this machine could not look up `{host}` (no internet connection, or no DNS)"
+        elif isinstance(reason, TimeoutError):
+            what = "the connection timed out"
+        elif isinstance(reason, ConnectionRefusedError):
+            what = "the connection was refused"
+        else:
+            what = f"the connection failed ({getattr(reason, 'strerror', None) or reason})"
+        return f"{what}. Without internet, {elsewhere}"
+    if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk holding {keras_home()} is full (the archive takes {CIFAR10_DOWNLOAD_MB} "
+            "MB): free some space or set KERAS_HOME to another disk, then download again."
+        )
+    if isinstance(cause, OSError) and cause.strerror:
+        return (
+            f"{keras_home()} cannot be written ({cause.strerror}): make it writable or set "
+            "KERAS_HOME to a writable folder."
+        )
+    if _damaged(err):
+        return (
+            "the file that arrived is incomplete or damaged (its checksum does not match). "
+            "It was deleted: downloading again starts afresh."
+        )
+    return f"{err}. Without internet, {elsewhere}"
+
+
+def _damaged(err: BaseException) -> bool:
+    """Whether `get_file` refused what arrived for its checksum."""
+    return isinstance(err, ValueError) and "file hash does not match" in str(err)
 
 
 def _report(progress):

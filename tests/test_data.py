@@ -85,6 +85,83 @@ def test_cifar10_download_with_a_wrong_checksum_is_refused(tmp_path, monkeypatch
         load_dataset("cifar10")
 
 
+@pytest.fixture
+def web_folder(tmp_path):
+    """A real HTTP server on this machine serving `tmp_path/served`: `(folder, base URL)`."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(served))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ELSEWHERE = "point the dataset at a local cifar-10-python.tar.gz or an image folder."
+
+
+@pytest.mark.parametrize(
+    "where, sentence",
+    [
+        (
+            lambda base: base + data.CIFAR10_ARCHIVE,
+            f"the server answered 404 (File not found). Try again later, or {ELSEWHERE}",
+        ),
+        (
+            lambda base: f"http://127.0.0.1:{_closed_port()}/{data.CIFAR10_ARCHIVE}",
+            f"the connection was refused. Without internet, {ELSEWHERE}",
+        ),
+        # .invalid is never a host (RFC 6761): the lookup fails as without a network.
+        (
+            lambda base: f"http://cifar.invalid/{data.CIFAR10_ARCHIVE}",
+            "this machine could not look up `cifar.invalid` (no internet connection, or no DNS). "
+            f"Without internet, {ELSEWHERE}",
+        ),
+    ],
+    ids=["not found", "refused", "no such host"],
+)
+def test_a_download_that_fails_says_why_in_a_sentence(web_folder, monkeypatch, where, sentence):
+    url = where(web_folder[1])
+    monkeypatch.setattr(data, "CIFAR10_URL", url)
+    with pytest.raises(DataError) as err:
+        data.download_cifar10()
+    assert str(err.value) == f"CIFAR-10 could not be downloaded from `{url}`: {sentence}"
+    assert not data.cifar10_cache_path().exists()
+
+
+def test_a_download_whose_checksum_differs_is_deleted_and_said_so(web_folder, monkeypatch):
+    served, base = web_folder
+    write_cifar_archive(served / data.CIFAR10_ARCHIVE, per_batch=4)  # not the real one's bytes
+    monkeypatch.setattr(data, "CIFAR10_URL", base + data.CIFAR10_ARCHIVE)
+    with pytest.raises(DataError) as err:
+        data.download_cifar10()
+    assert str(err.value).endswith(
+        ": the file that arrived is incomplete or damaged (its checksum does not match). "
+        "It was deleted: downloading again starts afresh."
+    )
+    # Keras leaves it in its cache, where it would pass for the archive.
+    assert not data.cifar10_cache_path().exists()
+
+
 # --- local CIFAR archives -------------------------------------------------------------
 
 

@@ -720,3 +720,23 @@ def test_a_cifar_archive_has_no_image_files_tab(tmp_path, monkeypatch):
     page.switch_page("pages/dataset.py").run()
     assert not page.exception
     assert [t.label for t in page.tabs] == ["Class distribution", "Pixel histograms", "Mean images"]
+
+
+def test_a_failed_cifar_download_is_a_sentence_and_can_be_tried_again(tmp_path, monkeypatch):
+    from core import data
+    from tests.test_data import _closed_port
+
+    url = f"http://127.0.0.1:{_closed_port()}/{data.CIFAR10_ARCHIVE}"
+    monkeypatch.setattr(data, "CIFAR10_URL", url)
+    at = _app(monkeypatch, tmp_path, data="")
+    at.run()
+    assert at.warning[0].value.startswith("CIFAR-10 is not on this machine yet")
+    at.button(key="sidebar_download").click().run()
+    assert not at.exception
+    assert [as_read(e.value) for e in at.error] == [
+        f"CIFAR-10 could not be downloaded from `{url}`: the connection was refused. Without "
+        "internet, point the dataset at a local cifar-10-python.tar.gz or an image folder."
+    ]
+    # No transfer left standing at some per cent; the button is there to try again.
+    assert not at.get("progress")
+    assert at.button(key="sidebar_download")

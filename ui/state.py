@@ -327,6 +327,7 @@ def _offer_cifar_download() -> bool:
     try:
         data.download_cifar10(progress=lambda f: bar.progress(f, text=f"Downloading… {f:.0%}"))
     except CnnError as err:
+        bar.empty()  # not a transfer stuck at some per cent
         st.error(md_sentence(err))
         return False
     return True
