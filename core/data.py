@@ -1018,4 +1018,5 @@ def _check_classes(y, class_names, folder):
     if len(y) == 0:
         raise DataError(f"No readable image was found in {folder}.")
     if empty:
-        raise DataError(f"No readable image in the class folder(s) {', '.join(empty)} of {folder}.")
+        folders = "the class folder" if len(empty) == 1 else "the class folders"
+        raise DataError(f"No readable image in {folders} {', '.join(empty)} of {folder}.")

@@ -45,6 +45,7 @@ from pathlib import Path
 from core.cli import text_table
 from core.errors import RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, read_json
+from core.words import counted
 
 STATES = ("created", "running", "completed", "stopped", "failed", "interrupted")
 MAX_NAME = 64
@@ -664,7 +665,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"Wrote {len(rows)} run(s) to {args.csv}.", file=sys.stderr)
+        print(f"Wrote {counted(len(rows), 'run')} to {args.csv}.", file=sys.stderr)
     return 0
 
 

@@ -23,6 +23,7 @@ from core import runs
 from core.errors import CnnError, RunError
 from core.fileio import atomic_write_json, read_json
 from core.images import ONE_VIEW
+from core.words import counted
 
 SEARCH_FILE, TRIALS_FILE, SUMMARY_FILE = "search.json", "trials.json", "summary.json"
 # KerasTuner's Bayesian oracle would need scipy and scikit-learn on top.
@@ -469,7 +470,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     state = runs.read_status(search_dir)["state"]
-    print(f"{state}: {len(summary['trials'])} trial(s)\n" + format_summary(summary))
+    print(f"{state}: {counted(len(summary['trials']), 'trial')}\n" + format_summary(summary))
     return 0
 
 

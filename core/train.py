@@ -37,6 +37,7 @@ from core.hardware import effective_precision, precision_warning, usable_cores
 from core.images import ONE_VIEW
 from core.model import ModelConfig, check_pretrained, preset_config, set_whiten_bias_trainable
 from core.optimizers import KERNEL_RATIO, Muon
+from core.words import counted
 
 # Training defaults that go with a preset; any flag given on the command line wins.
 # seed: the classic Keras recipe (Adam 1e-3, batch 128, 20 epochs) is TrainConfig's own.
@@ -1510,13 +1511,13 @@ def main(argv=None) -> int:
             print(f"warning: {advice}", file=sys.stderr)
         if dataset.left_out:
             print(
-                f"Left out {dataset.left_out:,} training image(s): near-duplicates of "
+                f"Left out {counted(dataset.left_out, 'training image')}: near-duplicates of "
                 "validation or test images.",
                 file=sys.stderr,
             )
         if dataset.skipped:
             print(
-                f"Skipped {len(dataset.skipped)} unreadable file(s), e.g. "
+                f"Skipped {counted(len(dataset.skipped), 'unreadable file')}, e.g. "
                 f"{dataset.skipped[0][0]}: {dataset.skipped[0][1]}",
                 file=sys.stderr,
             )
@@ -1559,11 +1560,12 @@ def _report(run_dir: Path, worker: bool) -> int:
     status = runs.read_status(run_dir)
     hist = runs.read_history(run_dir)
     if worker:
-        print(f"{status['state']}: worker finished {len(hist)} epoch(s); the chief keeps the run")
+        done = counted(len(hist), "epoch")
+        print(f"{status['state']}: worker finished {done}; the chief keeps the run")
         return 0
     acc = hist[-1].get("val_accuracy") if hist else None
     print(
-        f"{status['state']}: {len(hist)} epoch(s) in {status.get('wall_seconds')} s"
+        f"{status['state']}: {counted(len(hist), 'epoch')} in {status.get('wall_seconds')} s"
         + (f", validation accuracy {acc:.4f}" if acc is not None else "")
         + f"\n{run_dir}"
     )

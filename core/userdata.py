@@ -37,6 +37,7 @@ from core.data import (
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
+from core.words import counted
 
 # 60,000 CIFAR-sized JPEGs unpack to about 150 MB; 1 GiB leaves room for larger photos
 # while one upload cannot fill the disk.
@@ -700,7 +701,8 @@ def _judge(report: FolderReport, stray) -> None:
     names = report.class_names
     empty = [n for n, c in zip(names, per_class, strict=True) if c == 0]
     if empty:
-        report.problems.append(f"No readable image in the class folder(s) {', '.join(empty)}.")
+        folders = "the class folder" if len(empty) == 1 else "the class folders"
+        report.problems.append(f"No readable image in {folders} {', '.join(empty)}.")
     few = [
         f"{n} ({c})" for n, c in zip(names, per_class, strict=True) if 0 < c < MIN_IMAGES_PER_CLASS
     ]
@@ -712,18 +714,22 @@ def _judge(report: FolderReport, stray) -> None:
     _warn_imbalance(report, per_class)
     if report.cross_class_duplicates:
         report.warnings.append(
-            f"{report.cross_class_duplicates:,} duplicate image(s) are filed under more than "
+            f"{counted(report.cross_class_duplicates, 'duplicate image')} "
+            f"{'is' if report.cross_class_duplicates == 1 else 'are'} filed under more than "
             "one class: the same picture with two labels confuses training."
         )
     if report.test_in_train:
         report.warnings.append(
-            f"{report.test_in_train:,} test image(s) also appear in train, so test "
+            f"{counted(report.test_in_train, 'test image')} also "
+            f"{'appears' if report.test_in_train == 1 else 'appear'} in train, so test "
             "accuracy will look better than it is."
         )
     if stray:
         report.warnings.append(
-            f"{len(stray):,} file(s) lie outside any class folder (e.g. {shown(stray[0].name)}) "
-            "and are ignored."
+            f"1 file lies outside any class folder ({shown(stray[0].name)}) and is ignored."
+            if len(stray) == 1
+            else f"{len(stray):,} files lie outside any class folder (e.g. "
+            f"{shown(stray[0].name)}) and are ignored."
         )
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import datastats, filestats, registry, userdata
 from core.errors import CnnError
+from core.words import counted
 from ui import charts, near_duplicates, state
 from ui.text import md, md_sentence
 
@@ -94,7 +95,7 @@ def _folder_check(path):
     ):
         st.dataframe(report.class_table(), hide_index=True)
         if report.unreadable:
-            st.markdown(f"**{len(report.unreadable)} unreadable file(s)**, left out:")
+            st.markdown(f"**{counted(len(report.unreadable), 'unreadable file')}**, left out:")
             rows = [{"file": path, "reason": reason} for path, reason in report.unreadable]
             st.dataframe(rows, hide_index=True)
     if not report.ok:

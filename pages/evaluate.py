@@ -23,6 +23,7 @@ from core.evaluate import (
     top_confusions,
     with_temperature,
 )
+from core.words import counted
 from ui import adversarial, charts, evaluate_sections, near_duplicates, state
 from ui import report as report_page
 from ui.text import md, md_sentence, probability
@@ -244,8 +245,8 @@ pred_name = pick[1].selectbox(
 )
 cell = report.cell(names.index(true_name), names.index(pred_name))
 st.write(
-    f"**{len(cell)}** image(s) of *{md(true_name)}* predicted as *{md(pred_name)}*"
-    + (" (first 24 shown)" if len(cell) > 24 else "")
+    f"**{counted(len(cell), 'image')}** of *{md(true_name)}* "
+    f"predicted as *{md(pred_name)}*" + (" (first 24 shown)" if len(cell) > 24 else "")
 )
 if temperature != 1.0 and len(cell):
     st.caption(f"Percentages after the model's temperature {temperature:g}, as on Classify.")

@@ -216,7 +216,7 @@ def test_two_local_workers_train_like_one_process_and_only_the_chief_keeps_the_r
             w.kill()
     for w, (_, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err[-3000:]
-    assert outputs[1][0].startswith("completed: worker finished 2 epoch(s)")
+    assert outputs[1][0].startswith("completed: worker finished 2 epochs;")
     [run_dir] = (tmp_path / "runs").iterdir()  # the chief's run only
     assert Path(outputs[0][0].strip().splitlines()[-1]) == run_dir
     assert (run_dir / "model.keras").is_file()

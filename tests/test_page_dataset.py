@@ -224,7 +224,7 @@ def test_folder_check_lists_unreadable_files_and_warns_of_duplicates(
     at.run()
     assert not at.exception and not at.error
     assert [w.value for w in at.warning] == [
-        "1 duplicate image(s) are filed under more than one class: the same picture with "
+        "1 duplicate image is filed under more than one class: the same picture with "
         "two labels confuses training."
     ]
     assert _check_label(at) == (
@@ -248,7 +248,7 @@ def test_a_single_class_folder_holding_only_folders_stops_with_a_sentence(tmp_pa
     assert [as_read(e.value) for e in page.error] == [
         f"{tmp_path / 'images'} has a single class folder (photos); a classifier needs at "
         "least two classes.",
-        "No readable image in the class folder(s) photos.",
+        "No readable image in the class folder photos.",
     ]
 
 
@@ -259,7 +259,7 @@ def test_a_folder_that_cannot_be_used_stops_with_its_problems(tmp_path, monkeypa
     at = _app(monkeypatch, tmp_path, tmp_path / "pets")
     at.run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["No readable image in the class folder(s) dog."]
+    assert [e.value for e in at.error] == ["No readable image in the class folder dog."]
     assert _check_label(at).startswith("Folder check: 2 classes, 12 images, 12 unreadable")
     assert not at.metric  # the page stopped before loading the dataset
 

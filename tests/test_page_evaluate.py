@@ -277,7 +277,8 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     app.selectbox(key="evaluate_pred").select(names[pred]).run()
     count = int(report.confusion[true, pred])
     assert any(
-        f"**{count}** image(s) of *{names[true]}* predicted as *{names[pred]}*" in m.value
+        f"**{count} image{'' if count == 1 else 's'}** of *{names[true]}* predicted as "
+        f"*{names[pred]}*" in m.value
         for m in app.markdown
     )
     assert not app.exception
@@ -672,7 +673,8 @@ def test_the_most_frequent_mistakes_open_their_cell(app, trained_run, mislabelle
         names[t],
         names[p],
     )
-    assert f"**{n}** image(s) of *{names[t]}* predicted as *{names[p]}*" in [
+    images = "1 image" if n == 1 else f"{n} images"
+    assert f"**{images}** of *{names[t]}* predicted as *{names[p]}*" in [
         m.value for m in app.markdown
     ]
     assert app.selectbox(key="evaluate_why_from").value == "the chosen cell"

@@ -212,7 +212,7 @@ def test_cli_prints_the_runs_table_and_writes_csv(tmp_path, capsys):
     ]  # fmt: skip
     assert oldest.split()[:7] == ["20261125-100000-seed", "completed", "seed", "3/3", "75.00%",
                                   "62.50%", "12.5"]  # fmt: skip
-    assert err.strip() == f"Wrote 2 run(s) to {out_csv}."
+    assert err.strip() == f"Wrote 2 runs to {out_csv}."
 
     with open(out_csv, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -406,7 +406,7 @@ def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert out.startswith("completed: 1 epoch(s)")
+    assert out.startswith("completed: 1 epoch in ")
     run_dir = Path(out.strip().splitlines()[-1])
     card = json.loads((run_dir / "model_card.json").read_text())
     assert card["data"]["split_sizes"] == {"train": 54, "val": 6, "test": 12}
@@ -919,7 +919,7 @@ def test_a_run_can_leave_out_training_copies_of_held_out_images(tmp_path, capsys
     assert train_mod.main([*argv, "--drop-near-duplicates"]) == 0
     out, err = capsys.readouterr()
     run_dir = Path(out.strip().splitlines()[-1])
-    assert "Left out 1 training image(s): near-duplicates of validation or test images." in err
+    assert "Left out 1 training image: near-duplicates of validation or test images." in err
     assert json.loads((run_dir / "config.json").read_text())["drop_near_duplicates"] is True
     card = json.loads((run_dir / "model_card.json").read_text())
     assert card["data"]["split_sizes"] == {"train": 26, "val": 3}

@@ -340,7 +340,7 @@ def test_duplicates_are_counted_and_those_across_classes_warned(tmp_path, check)
     assert report.duplicates == 3 and report.cross_class_duplicates == 2
     assert report.summary().endswith("3 duplicates (2 across classes)")
     assert report.warnings == [
-        "2 duplicate image(s) are filed under more than one class: the same picture with "
+        "2 duplicate images are filed under more than one class: the same picture with "
         "two labels confuses training."
     ]
 
@@ -354,7 +354,7 @@ def test_test_images_that_repeat_train_images_are_warned(tmp_path, check):
     assert report.counts == {"train": [10, 10], "test": [2, 3]}
     assert report.class_table()[1] == {"class": "dog", "train": 10, "test": 3}
     assert report.test_in_train == 1
-    assert any("1 test image(s) also appear in train" in w for w in report.warnings)
+    assert any("1 test image also appears in train" in w for w in report.warnings)
 
 
 def test_few_images_and_imbalance_are_warned(tmp_path, check):
@@ -387,10 +387,11 @@ def test_blocking_problems(tmp_path, check):
     (root / "stray.png").write_bytes(png_bytes(1))
     report = check(root)
     assert not report.ok
-    assert report.problems == ["No readable image in the class folder(s) dog."]
+    assert report.problems == ["No readable image in the class folder dog."]
     assert report.unreadable[0][0] == "dog/a.jpg"
     assert any(
-        "1 file(s) lie outside any class folder (e.g. stray.png)" in w for w in report.warnings
+        "1 file lies outside any class folder (stray.png) and is ignored." in w
+        for w in report.warnings
     )
     empty = check(tmp_path / "one" / "cat")
     assert empty.problems[0].endswith(f"has no class folders. {userdata.LAYOUT}")
