@@ -336,7 +336,7 @@ def download_cifar10(progress=None, poll_seconds: float = 0.25) -> Path:
             with contextlib.suppress(OSError):
                 cifar10_cache_path().unlink(missing_ok=True)
         raise DataError(
-            f"CIFAR-10 could not be downloaded from `{CIFAR10_URL}`: {_download_failure(err)}"
+            f"CIFAR-10 could not be downloaded from {CIFAR10_URL}: {_download_failure(err)}"
         ) from err
     if progress is not None:
         progress(1.0)
@@ -358,7 +358,7 @@ def _download_failure(err: BaseException) -> str:
         reason = cause.reason
         if isinstance(reason, socket.gaierror):
             host = urllib.parse.urlsplit(CIFAR10_URL).hostname
-            what = f"this machine could not look up `{host}` (no internet connection, or no DNS)"
+            what = f"this machine could not look up {host} (no internet connection, or no DNS)"
         elif isinstance(reason, TimeoutError):
             what = "the connection timed out"
         elif isinstance(reason, ConnectionRefusedError):

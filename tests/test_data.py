@@ -133,7 +133,7 @@ ELSEWHERE = "point the dataset at a local cifar-10-python.tar.gz or an image fol
         # .invalid is never a host (RFC 6761): the lookup fails as without a network.
         (
             lambda base: f"http://cifar.invalid/{data.CIFAR10_ARCHIVE}",
-            "this machine could not look up `cifar.invalid` (no internet connection, or no DNS). "
+            "this machine could not look up cifar.invalid (no internet connection, or no DNS). "
             f"Without internet, {ELSEWHERE}",
         ),
     ],
@@ -144,7 +144,7 @@ def test_a_download_that_fails_says_why_in_a_sentence(web_folder, monkeypatch, w
     monkeypatch.setattr(data, "CIFAR10_URL", url)
     with pytest.raises(DataError) as err:
         data.download_cifar10()
-    assert str(err.value) == f"CIFAR-10 could not be downloaded from `{url}`: {sentence}"
+    assert str(err.value) == f"CIFAR-10 could not be downloaded from {url}: {sentence}"
     assert not data.cifar10_cache_path().exists()
 
 

@@ -734,7 +734,7 @@ def test_a_failed_cifar_download_is_a_sentence_and_can_be_tried_again(tmp_path, 
     at.button(key="sidebar_download").click().run()
     assert not at.exception
     assert [as_read(e.value) for e in at.error] == [
-        f"CIFAR-10 could not be downloaded from `{url}`: the connection was refused. Without "
+        f"CIFAR-10 could not be downloaded from {url}: the connection was refused. Without "
         "internet, point the dataset at a local cifar-10-python.tar.gz or an image folder."
     ]
     # No transfer left standing at some per cent; the button is there to try again.

@@ -25,6 +25,11 @@ from ui.text import chart, md, md_sentence, probability, tick
         ("- cats", r"\- cats"),  # a list
         ("1. cats", r"1\. cats"),  # a numbered list: the dot, not the digit
         ("failed: see /tmp/a-b (2).", "failed: see /tmp/a-b (2)."),  # nothing to escape
+        # Addresses GFM would link with the escapes inside shown: they are text to it.
+        ("https://x.edu/~kriz/a_b", r"https\://x.edu/\~kriz/a\_b"),
+        ("see WWW.x.com/a_b", r"see WWW\.x.com/a\_b"),
+        ("me@x_y.com", r"me\@x\_y.com"),
+        ("awww.x and a:/b", "awww.x and a:/b"),  # not addresses
     ],
 )
 def test_md_escapes_what_markdown_would_format_and_reads_back_as_written(name, escaped):

@@ -14,8 +14,13 @@ import re
 # or at a line's start, so sentences keep their source readable (tests read it too).
 _ALWAYS = re.compile(r"([\\`*_\[\]<>~$&|])")
 # The colons of :cat: (an emoji), :red[...] (a colour) and :material/home: (an icon, which
-# needs its slash escaped too). A link shows its own address: left as it is.
+# needs its slash escaped too).
 _OPENING = re.compile(r":(?=[A-Za-z])")
+# What GFM's parser turns into a link by itself: "https://...", "www." and "me@x.com". Inside
+# such a link the escapes above showed as backslashes ("https://x.edu/\~kriz"). With its
+# colon, dot or at sign escaped the parser reads it as text, escapes resolved; Streamlit then
+# still links the address it shows, now the one written.
+_AUTOLINK = re.compile(r"(?<=[A-Za-z]):(?=//)|(?<![A-Za-z0-9])(?i:www)\.|@(?=[\w\\-]+\.)")
 _CLOSING = re.compile(r"(:[^\s:]+):")
 _ICON = re.compile(r"(material)/", re.IGNORECASE)
 _LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)  # headings, lists
@@ -35,9 +40,15 @@ def md(text) -> str:
     The marks that format are escaped with a backslash, as CommonMark allows, and so are
     the colons of Streamlit's emoji, icons and colours (`$math$` stops at the escaped `$`).
     """
-    text = _CLOSING.sub(r"\1\\:", _ALWAYS.sub(r"\\\1", str(text)))
+    text = _AUTOLINK.sub(_escape_autolink, _ALWAYS.sub(r"\\\1", str(text)))
+    text = _CLOSING.sub(r"\1\\:", text)
     text = _ICON.sub(r"\1\\/", _OPENING.sub(r"\\:", text))
     return _LINE_START.sub(_escape_line_start, text)
+
+
+def _escape_autolink(found: re.Match) -> str:
+    mark = found.group()
+    return mark[:3] + "\\." if len(mark) == 4 else "\\" + mark  # www's dot, else the mark
 
 
 def _escape_line_start(found: re.Match) -> str:
