@@ -173,6 +173,14 @@ def _percent(fraction: float | None) -> float | None:
     return None if fraction is None else 100 * fraction
 
 
+def _text_width(texts) -> int:
+    """Pixels for a column of these texts: 6.5 a character (the grid's font: the columns it
+    sized itself gave time-stamped run names 6.2) and the cell's padding; at most 420.
+    The grid sizes a column to its first cells, and kept that width as longer texts came (a
+    search's trials were cut before their number)."""
+    return min(420, 16 + round(6.5 * max(len(str(t)) for t in texts)))
+
+
 def runs_table(rows: list[dict]) -> None:
     st.subheader("Runs")
     if not rows:
@@ -197,6 +205,8 @@ def runs_table(rows: list[dict]) -> None:
         selection_mode="multi-row",
         hide_index=True,
         column_config={
+            "run": st.column_config.TextColumn(width=_text_width(table["run"])),
+            "preset": st.column_config.TextColumn(width=_text_width(["preset", *table["preset"]])),
             # Two decimals for every run: "percent" wrote 81.4% beside 81.48%.
             "best val accuracy": st.column_config.NumberColumn(format="%.2f%%"),
             "parameters": st.column_config.NumberColumn(format="localized"),

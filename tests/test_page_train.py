@@ -282,6 +282,10 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert table["epochs"].tolist() == ["1/1", "2/2"]
     best = [100 * r["best_val_accuracy"] for r in runs.list_runs()]
     assert table["best val accuracy"].tolist() == best  # percent, shown as "%.2f%%"
+    # As wide as the longest name (6.2 px a character where the grid sized it itself): a
+    # grid keeps the widths of its first cells, and a search's trials came cut.
+    columns = json.loads(app.dataframe(key="train_runs").proto.columns)
+    assert columns["run"]["width"] >= 6.2 * max(len(name) for name in table["run"])
     # The form's schedule; the live view's loss, accuracy, learning rate.
     assert len(app.get("plotly_chart")) == 4
     _select(app, 0)
@@ -549,7 +553,7 @@ def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_ru
     (search_dir,) = runs.default_runs_dir().glob(".search-*")
     assert read_json(search_dir / search.SEARCH_FILE)["balance_classes"] is True
     ident = search_dir.name.removeprefix(".search-")  # the hidden folder's name is not shown
-    assert app.success[0].value.startswith(f"Started the search {ident}.")
+    assert app.success[0].value.startswith(f"Started search {ident}.")
     assert jobs.wait_for_state(search_dir, jobs.FINISHED, timeout=120)["state"] == "completed"
     app.run()
     table = app.dataframe(key="train_runs").value
@@ -557,7 +561,7 @@ def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_ru
     assert table["run"].tolist() == [trial, trained_run.name]
     assert read_json(runs.default_runs_dir() / trial / "config.json")["balance_classes"] is True
     assert table["status"].tolist() == ["completed", "completed"]
-    assert any(f"Best of the search {ident}: {trial}" in c.value for c in app.caption)
+    assert any(f"Best of search {ident}: {trial}" in c.value for c in app.caption)
 
     app.selectbox(key="train_preset").set_value("custom").run()
     assert "A search starts from a preset: choose one above." in [i.value for i in app.info]

@@ -601,18 +601,18 @@ def start_search(preset: str, size_and_fit: tuple, options: dict, chosen: dict) 
     except CnnError as err:
         st.error(md_sentence(err))
         return
-    st.session_state["train_notice"] = f"Started the search {search.ident(name)}."
+    st.session_state["train_notice"] = f"Started search {search.ident(name)}."
     st.rerun()
 
 
 def last_search(latest: dict) -> None:
-    name = f"search {search.ident(latest['name'])}"  # its folder is hidden
+    name = md(search.ident(latest["name"]))  # its folder is hidden
     if latest["state"] == "failed":
-        st.error(f"The {md(name)} failed: {md_sentence(latest.get('message'))}")
+        st.error(f"Search {name} failed: {md_sentence(latest.get('message'))}")
     if best := search.summarise(latest["path"])["best"]:
         choices = search.describe_choices(best["hyperparameters"])
         st.caption(
-            f"Best of the {md(name)}: {best['run']}, validation accuracy "
+            f"Best of search {name}: {best['run']}, validation accuracy "
             f"{best['val_accuracy']:.2%} with {choices}."
         )
 
