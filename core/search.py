@@ -226,6 +226,37 @@ def summarise(search_dir) -> dict:
     return {"trials": trials(search_dir), "best": best}
 
 
+def ended_best(latest: dict | None, newest_run: str | None) -> tuple[dict, str] | None:
+    """The best trial of a search that has ended, when no run came after it.
+
+    The Train page then shows that trial, not the search's last one (whose "Make active
+    model" took a trial that was only the last).
+
+    Args:
+        latest: the newest search's status (`core.jobs.latest_search`), or None.
+        newest_run: the name of the newest run in the runs folder, or None.
+
+    Returns:
+        `(record, sentence)`: the best trial's record (as in `summarise`) and a sentence of
+        how the search ended and what the trial chose; None while it runs, when no trial
+        has an accuracy, or when a run newer than its trials exists.
+    """
+    if not latest or latest.get("state") not in ("completed", "stopped", "failed"):
+        return None
+    summary = summarise(latest["path"])
+    best, tried = summary["best"], [t["run"] for t in summary["trials"]]
+    if not best or newest_run not in tried:
+        return None
+    how = {"completed": "ended", "stopped": "was stopped"}.get(latest["state"], "failed")
+    return best, (
+        f"Search {ident(latest['path'])} {how} after {len(tried)} of "
+        f"{latest.get('trials', len(tried))} trials. Its best, trial {best['trial']}, is "
+        f"shown: validation accuracy {best['val_accuracy']:.2%} at its last epoch (the model it "
+        f"kept), with "
+        f"{describe_choices(best['hyperparameters'])}."
+    )
+
+
 # --- the tuner ------------------------------------------------------------------------
 
 

@@ -48,6 +48,13 @@ def search_view(path: str, seen: tuple) -> None:
         st.caption("Stopping the current trial at the end of its batch…")
 
 
+def ended_search(rows: list[dict]) -> tuple[dict, str] | None:
+    """The newest search's best trial's row and `core.search.ended_best`'s sentence."""
+    ended = search.ended_best(jobs.latest_search(), rows[0]["name"] if rows else None)
+    row = ended and next((r for r in rows if r["name"] == ended[0]["run"]), None)
+    return row and (row, ended[1])
+
+
 def live_view(path: str, polling: bool, shown: tuple) -> None:
     """`shown`: the run's state and epochs done as the runs table shows them."""
     status, history = jobs.status(path), runs.read_history(path)
@@ -275,8 +282,11 @@ active = next((r for r in rows if r["state"] in jobs.ACTIVE), None)  # newest fi
 if searching:
     seen = search_moment(searching, active)
     st.fragment(search_view, run_every=STATUS_EVERY)(searching["path"], seen)
+ended = None if active or searching else ended_search(rows)
+if ended:
+    st.caption(md_sentence(ended[1]))
 if active or rows:
-    watched = active or rows[0]
+    watched = active or (ended and ended[0]) or rows[0]
     st.fragment(live_view, run_every=STATUS_EVERY if active else None)(
         watched["path"], polling=bool(active), shown=(watched["state"], watched["epochs_done"])
     )

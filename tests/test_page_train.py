@@ -567,6 +567,43 @@ def test_the_search_option_starts_a_search_whose_trials_are_runs(app, trained_ru
     assert "A search starts from a preset: choose one above." in [i.value for i in app.info]
 
 
+def test_an_ended_search_shows_its_best_trial_not_its_last(app, trained_run):
+    """Two trials of a search that ended: the first scored higher. The live view shows it,
+    and its "Make active model" makes it the active model, not the last trial's."""
+    last = runs.default_runs_dir() / "20991231-235959-search-4-trial-02"
+    shutil.copytree(trained_run, last)  # a real run's files, the newest name
+    search_dir = runs.default_runs_dir() / ".search-4"
+    search_dir.mkdir()
+    atomic_write_json(search_dir / "search.json", {"preset": "seed", "trials": 3, "id": "4"})
+    runs.write_status(search_dir, state="stopped", trial=2, trials=3)
+    choices = {"learning_rate": 0.002, "width": 1.0, "dropout": 0.25, "augment": "light"}
+    atomic_write_json(
+        search_dir / "trials.json",
+        [
+            {"trial": 1, "run": trained_run.name, "val_accuracy": 0.75, "hyperparameters": choices},
+            {"trial": 2, "run": last.name, "val_accuracy": 0.5, "hyperparameters": choices},
+        ],
+    )
+    app.session_state["sidebar_model"] = "default"
+    _open(app)
+    assert app.dataframe(key="train_runs").value["run"].tolist()[0] == last.name
+    assert (
+        "Search 4 was stopped after 2 of 3 trials. Its best, trial 1, is shown: validation "
+        "accuracy 75.00% at its last epoch (the model it kept), with learning_rate=0.002, "
+        "width=1, dropout=0.25, augment=light."
+    ) in [as_read(c.value) for c in app.caption]
+    assert any(m.value.startswith(f"**{trained_run.name}**") for m in app.markdown)
+    app.button(key="train_live_activate").click().run()
+    assert app.session_state["sidebar_model"] == trained_run.name
+
+    # A run after the search: the live view shows the newest run again.
+    newer = runs.default_runs_dir() / "21000101-000000-later"
+    shutil.copytree(trained_run, newer)
+    app.run()
+    assert not any(c.value.startswith("Search 4") for c in app.caption)
+    assert any(m.value.startswith(f"**{newer.name}**") for m in app.markdown)
+
+
 def test_a_search_in_progress_is_shown_and_can_be_stopped(app, trained_run):
     search_dir = runs.default_runs_dir() / ".search-demo"
     search_dir.mkdir()

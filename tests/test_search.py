@@ -74,6 +74,20 @@ def test_two_trials_are_two_completed_runs_and_the_best_is_reported(hundred_imag
         assert saved["model"]["blocks"][0]["filters"] == max(8, 8 * round(32 * hp["width"] / 8))
     assert best["run"] in search.format_summary(summary)
 
+    # Ended, with its trials the newest runs: its best is the one to show; not while it
+    # runs, nor once a run came after it.
+    from core import jobs
+
+    latest = jobs.latest_search()
+    record, sentence = search.ended_best(latest, rows[-1]["name"])
+    assert record == best
+    assert sentence.startswith(
+        f"Search t ended after 2 of 2 trials. Its best, trial {best['trial']}"
+    )
+    assert search.ended_best({**latest, "state": "running"}, rows[-1]["name"]) is None
+    assert search.ended_best(latest, "20991231-235959-later") is None
+    assert search.ended_best(None, None) is None
+
 
 def test_a_trial_scores_the_model_it_kept_not_its_best_epoch(tmp_path):
     """A trial whose second epoch undid its first: its model is the second epoch's, so the
