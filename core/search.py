@@ -252,8 +252,7 @@ def ended_best(latest: dict | None, newest_run: str | None) -> tuple[dict, str] 
         f"Search {ident(latest['path'])} {how} after {len(tried)} of "
         f"{latest.get('trials', len(tried))} trials. Its best, trial {best['trial']}, is "
         f"shown: validation accuracy {best['val_accuracy']:.2%} at its last epoch (the model it "
-        f"kept), with "
-        f"{describe_choices(best['hyperparameters'])}."
+        f"kept), with {describe_choices(best['hyperparameters'])}."
     )
 
 
