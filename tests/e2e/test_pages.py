@@ -301,11 +301,11 @@ def hover_plot(page, fx: float, fy: float, label: re.Pattern, tries: int = 30) -
 
 def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     open_page(page, server, "evaluate")
-    page.get_by_text("image(s) of cat predicted as cat").wait_for()
+    page.get_by_text(re.compile(r"\d+ images? of cat predicted as cat")).wait_for()
     # bottom-right cell of the 3x3 matrix: true frog, predicted frog
     point = hover_plot(page, 5 / 6, 5 / 6, re.compile("true frog.*predicted frog"))
     page.mouse.click(*point)
-    page.get_by_text("image(s) of frog predicted as frog").wait_for()
+    page.get_by_text(re.compile(r"\d+ images? of frog predicted as frog")).wait_for()
     wait_idle(page)
     # Each image's file under it (an image folder's), first in the cell's gallery.
     files = re.compile(r"\n\w+/\d+\.png$")
@@ -319,9 +319,9 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     # and the chart's selection does not win them back on the next rerun.
     choose(page, "Images from", "the most confident mistakes")
     choose(page, "True class", "cat")
-    page.get_by_text("image(s) of cat predicted as frog").wait_for()
+    page.get_by_text(re.compile(r"\d+ images? of cat predicted as frog")).wait_for()
     wait_idle(page)
-    expect(page.get_by_text("image(s) of cat predicted as frog")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+ images? of cat predicted as frog"))).to_be_visible()
     expect(source).to_have_value("the chosen cell")
     # Every image's answer as CSV, with its file: where to fix a wrong label.
     with page.expect_download() as download:
