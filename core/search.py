@@ -226,20 +226,21 @@ def summarise(search_dir) -> dict:
     return {"trials": trials(search_dir), "best": best}
 
 
-def ended_best(latest: dict | None, newest_run: str | None) -> tuple[dict, str] | None:
+def ended_best(latest: dict | None, newest_run: str | None) -> dict | None:
     """The best trial of a search that has ended, when no run came after it.
 
     The Train page then shows that trial, not the search's last one (whose "Make active
-    model" took a trial that was only the last).
+    model" took a trial that was only the last), and every trial's choices.
 
     Args:
         latest: the newest search's status (`core.jobs.latest_search`), or None.
         newest_run: the name of the newest run in the runs folder, or None.
 
     Returns:
-        `(record, sentence)`: the best trial's record (as in `summarise`) and a sentence of
-        how the search ended and what the trial chose; None while it runs, when no trial
-        has an accuracy, or when a run newer than its trials exists.
+        `{"best": record, "sentence": str, "trials": rows}`: the best trial's record (as in
+        `summarise`), a sentence of how the search ended and what that trial chose, and
+        `trial_rows`; None while the search runs, when no trial has an accuracy, or when a
+        run newer than its trials exists.
     """
     if not latest or latest.get("state") not in ("completed", "stopped", "failed"):
         return None
@@ -248,12 +249,32 @@ def ended_best(latest: dict | None, newest_run: str | None) -> tuple[dict, str] 
     if not best or newest_run not in tried:
         return None
     how = {"completed": "ended", "stopped": "was stopped"}.get(latest["state"], "failed")
-    return best, (
+    sentence = (
         f"Search {ident(latest['path'])} {how} after {len(tried)} of "
         f"{latest.get('trials', len(tried))} trials. Its best, trial {best['trial']}, is "
         f"shown: validation accuracy {best['val_accuracy']:.2%} at its last epoch (the model it "
         f"kept), with {describe_choices(best['hyperparameters'])}."
     )
+    return {"best": best, "sentence": sentence, "trials": trial_rows(summary)}
+
+
+def trial_rows(summary: dict) -> list[dict]:
+    """A search's trials as rows of a table, the most accurate first (those without an
+    accuracy last): `trial`, `state`, `val accuracy` (a percentage, of the model it kept,
+    or None), then each choice, `learning rate`, `width`, ... (`_` as spaces)."""
+    scored = sorted(
+        summary["trials"],
+        key=lambda t: (t.get("val_accuracy") is None, -(t.get("val_accuracy") or 0), t["trial"]),
+    )
+    return [
+        {
+            "trial": t["trial"],
+            "state": t.get("state"),
+            "val accuracy": None if t.get("val_accuracy") is None else 100 * t["val_accuracy"],
+        }
+        | {key.replace("_", " "): value for key, value in t["hyperparameters"].items()}
+        for t in scored
+    ]
 
 
 # --- the tuner ------------------------------------------------------------------------

@@ -48,11 +48,24 @@ def search_view(path: str, seen: tuple) -> None:
         st.caption("Stopping the current trial at the end of its batch…")
 
 
-def ended_search(rows: list[dict]) -> tuple[dict, str] | None:
-    """The newest search's best trial's row and `core.search.ended_best`'s sentence."""
+def ended_search(rows: list[dict]) -> dict | None:
+    """The newest search's best trial's row: what the live view shows once the search has
+    ended (`core.search.ended_best`), after a sentence and a table of every trial."""
     ended = search.ended_best(jobs.latest_search(), rows[0]["name"] if rows else None)
-    row = ended and next((r for r in rows if r["name"] == ended[0]["run"]), None)
-    return row and (row, ended[1])
+    row = ended and next((r for r in rows if r["name"] == ended["best"]["run"]), None)
+    if not row:
+        return None
+    st.caption(md_sentence(ended["sentence"]))
+    with st.expander(f"Every trial, the most accurate first ({len(ended['trials'])})"):
+        st.dataframe(
+            ended["trials"],
+            hide_index=True,
+            column_config={
+                "val accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+                "learning rate": st.column_config.NumberColumn(format="%.3g"),
+            },
+        )
+    return row
 
 
 def live_view(path: str, polling: bool, shown: tuple) -> None:
@@ -283,10 +296,8 @@ if searching:
     seen = search_moment(searching, active)
     st.fragment(search_view, run_every=STATUS_EVERY)(searching["path"], seen)
 ended = None if active or searching else ended_search(rows)
-if ended:
-    st.caption(md_sentence(ended[1]))
 if active or rows:
-    watched = active or (ended and ended[0]) or rows[0]
+    watched = active or ended or rows[0]
     st.fragment(live_view, run_every=STATUS_EVERY if active else None)(
         watched["path"], polling=bool(active), shown=(watched["state"], watched["epochs_done"])
     )

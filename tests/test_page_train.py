@@ -593,6 +593,10 @@ def test_an_ended_search_shows_its_best_trial_not_its_last(app, trained_run):
         "width=1, dropout=0.25, augment=light."
     ) in [as_read(c.value) for c in app.caption]
     assert any(m.value.startswith(f"**{trained_run.name}**") for m in app.markdown)
+    (every,) = [e for e in app.expander if e.label.startswith("Every trial")]
+    assert every.label == "Every trial, the most accurate first (2)"
+    trials = every.dataframe[0].value
+    assert trials["trial"].tolist() == [1, 2] and trials["val accuracy"].tolist() == [75.0, 50.0]
     app.button(key="train_live_activate").click().run()
     assert app.session_state["sidebar_model"] == trained_run.name
 

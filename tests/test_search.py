@@ -79,11 +79,17 @@ def test_two_trials_are_two_completed_runs_and_the_best_is_reported(hundred_imag
     from core import jobs
 
     latest = jobs.latest_search()
-    record, sentence = search.ended_best(latest, rows[-1]["name"])
-    assert record == best
-    assert sentence.startswith(
+    ended = search.ended_best(latest, rows[-1]["name"])
+    assert ended["best"] == best
+    assert ended["sentence"].startswith(
         f"Search t ended after 2 of 2 trials. Its best, trial {best['trial']}"
     )
+    assert [r["val accuracy"] for r in ended["trials"]] == sorted(
+        (100 * a for a in accuracies), reverse=True
+    )
+    assert ended["trials"][0]["trial"] == best["trial"]
+    choices = {"learning rate", "width", "dropout", "augment", "epochs"}
+    assert set(ended["trials"][0]) == {"trial", "state", "val accuracy"} | choices
     assert search.ended_best({**latest, "state": "running"}, rows[-1]["name"]) is None
     assert search.ended_best(latest, "20991231-235959-later") is None
     assert search.ended_best(None, None) is None
