@@ -194,8 +194,8 @@ def classes_differ(card_classes: list[str], names: list[str], models: list[dict]
         class_subset(card_classes, len(card_classes), names)
     except DataError:
         said = (
-            f"The model knows {len(card_classes)} classes ({class_list(card_classes)}) but "
-            f"the dataset has {len(names)} ({class_list(names)}): "
+            f"The model's {len(card_classes)} classes ({class_list(card_classes)}) are not "
+            f"the dataset's {len(names)} ({class_list(names)}): "
         )
         if not fitting:
             return said + "train a model on it on the Train page, or choose another dataset."
@@ -366,9 +366,9 @@ def _its_data(card: dict, data: str, what: str):
     known = card.get("class_names")
     if known and known != dataset.class_names:
         raise RunError(
-            f"The model knows {len(known)} classes ({class_list(known)}) and {data} has "
-            f"{len(dataset.class_names)} ({class_list(dataset.class_names)}): {what} is "
-            "fitted on the data the model was trained on."
+            f"The model's {len(known)} classes ({class_list(known)}) are not the "
+            f"{len(dataset.class_names)} of {data} ({class_list(dataset.class_names)}): {what} "
+            "is fitted on the data the model was trained on."
         )
     return dataset
 

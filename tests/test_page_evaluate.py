@@ -1138,8 +1138,8 @@ def test_a_model_of_other_classes_is_refused_with_both_lists(data_app, image_fol
     at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     assert at.error[0].value == (
-        "The model knows 10 classes (airplane, automobile, bird, cat, deer, dog, frog, horse, "
-        "ship, truck) but the dataset has 3 (cat, dog, unicorn): train a model on it on the "
+        "The model's 10 classes (airplane, automobile, bird, cat, deer, dog, frog, horse, "
+        "ship, truck) are not the dataset's 3 (cat, dog, unicorn): train a model on it on the "
         "Train page, or choose another dataset."
     )
 

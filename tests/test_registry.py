@@ -161,7 +161,7 @@ def test_calibrate_writes_a_temperature_into_an_older_models_card(
     # Data of other classes: its labels would fit the temperature to other answers.
     other = tmp_path / "other"
     write_image_folder(other, per_class=12, classes=("cat", "dog", "unicorn"), size=40)
-    with pytest.raises(RunError, match=r"and .*other has 3 \(cat, dog, unicorn\): a temp"):
+    with pytest.raises(RunError, match=r"are not the 3 of .*other \(cat, dog, unicorn\): a temp"):
         registry.calibrate(trained_run / "model.keras", other)
     assert json.loads(card_path.read_text())["calibration"] == record  # unchanged
 
@@ -259,7 +259,7 @@ def test_classes_differ_names_up_to_three_models_that_fit():
     def model(label, names):
         return {"label": label, "card": {"class_names": names}}
 
-    said = "The model knows 2 classes (a, b) but the dataset has 2 (c, d): "
+    said = "The model's 2 classes (a, b) are not the dataset's 2 (c, d): "
     assert registry.classes_differ(["a", "b"], ["c", "d"], [model("x", ["a", "b"])]) == (
         said + "train a model on it on the Train page, or choose another dataset."
     )
