@@ -335,10 +335,11 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, learning_rate=None
 
 # The speed layout's batch norm has no scale, so its nets do not show a step far too large as
 # a rising loss: their weights grow instead, and in mixed bf16 the activations of such weights
-# lose what they carry. White digits on black (whose sparse maps make the first gradients
-# 1e4 times CIFAR-10's) grew conv1_1's kernel 2e5-fold in one step and the quick preset stayed
-# at 10% (float32: 100%). The gradient's norm, at most 1.75 on CIFAR-10 (the fast net's first
-# step; the quick net's 0.78), is bounded far above that: CIFAR-10's steps stay as they were.
+# lose what they carry. White digits on black (whose flat maps made the first gradient's norm
+# 4.9e11) grew conv1_1's kernel 2e5-fold in one step and the quick preset stayed at 10%
+# (float32: 100%). The norm, at most 1.75 on CIFAR-10 (the fast net's first step; the quick
+# net's 0.81), is bounded far above that: CIFAR-10's steps stay as they were
+# (benchmarks/grad_norms.py).
 SPEED_CLIP_NORM = 10.0
 
 
