@@ -579,7 +579,10 @@ def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     report = _expected(trained_run, image_folder, split="train")
     assert report.accuracy == 1.0  # the folder the model was trained on: no mistake
     assert f"No mistakes on these {len(report.y_true)} images." in [c.value for c in app.caption]
-    assert "No images in the most confident mistakes." in [i.value for i in app.info]
+    assert (
+        "No mistakes here: choose the least confident correct to see what it nearly got wrong."
+        in [i.value for i in app.info]
+    )
     app.selectbox(key="evaluate_why_from").select("the least confident correct").run()
     assert not app.exception
     unsure = least_confident_correct(report.probs, report.y_true, 18)
