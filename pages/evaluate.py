@@ -480,7 +480,9 @@ choose = st.container(horizontal=True, gap="medium")
 group = choose.selectbox("Images from", list(groups), key="evaluate_why_from", width=PICK)
 shown = [int(i) for i in groups[group]]
 if not shown and group == "the most confident mistakes":
-    st.info("No mistakes here: choose the least confident correct to see what it nearly got wrong.")
+    st.info(
+        'No mistakes here: choose "the least confident correct" to see what it nearly got wrong.'
+    )
 elif not shown:
     st.info(f"No images in {group}.")
 else:

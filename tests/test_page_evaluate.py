@@ -580,7 +580,7 @@ def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     assert report.accuracy == 1.0  # the folder the model was trained on: no mistake
     assert f"No mistakes on these {len(report.y_true)} images." in [c.value for c in app.caption]
     assert (
-        "No mistakes here: choose the least confident correct to see what it nearly got wrong."
+        'No mistakes here: choose "the least confident correct" to see what it nearly got wrong.'
         in [i.value for i in app.info]
     )
     app.selectbox(key="evaluate_why_from").select("the least confident correct").run()
