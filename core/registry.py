@@ -184,15 +184,10 @@ def classes_differ(card_classes: list[str], names: list[str], models: list[dict]
     that know the dataset's classes (of `models`, `available_models` entries) or, without
     one, that a model can be trained on it; when the dataset's are some of the model's,
     that the Evaluate page scores it among them."""
-    from core.errors import DataError
-    from core.evaluate import class_subset
-
     fitting = [m["label"] for m in models if m["card"].get("class_names") == names]
     more = f" (or {len(fitting) - 3} more)" if len(fitting) > 3 else ""
     choose = f"choose {' or '.join(fitting[:3])}{more} as the sidebar's Active model."
-    try:
-        class_subset(card_classes, len(card_classes), names)
-    except DataError:
+    if not _knows_all(card_classes, names):
         said = (
             f"The model's {len(card_classes)} classes ({class_list(card_classes)}) are not "
             f"the dataset's {len(names)} ({class_list(names)}): "
