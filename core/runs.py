@@ -451,10 +451,13 @@ def files_signature(runs_dir, names: tuple[str, ...], also=()) -> str:
     """A digest of the identity (inode, modification time, size) of the files `names` in
     each run folder of `runs_dir` and in the folders `also`: a cache key for what is read
     from them, computed with one `stat` call per file.
+
+    Hidden folders are no runs (a search's `.search-1`, a learning-rate test's `.lrfind-*`,
+    whose status changes at every step) and are left out.
     """
     base = os.fspath(runs_dir or default_runs_dir())
     try:
-        folders = sorted(os.listdir(base))
+        folders = sorted(f for f in os.listdir(base) if not f.startswith("."))
     except OSError:  # no runs folder yet
         folders = []
     digest = hashlib.blake2b(os.fsencode(base), digest_size=16)

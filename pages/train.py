@@ -21,6 +21,8 @@ BADGE = {"starting": "gray", "running": "blue", "completed": "green", "stopped":
 # (with both every second, the open page slowed the quick preset to 0.78x of its speed with
 # no page open; 0.97x now: benchmarks/watch_cost.py, docs/BENCHMARKS.md session 35).
 STATUS_EVERY, CHARTS_EVERY = state.POLL_EVERY, 5.0
+# With nothing training, the page looks at the runs folder's files every WATCH_EVERY seconds.
+WATCH_EVERY = 5.0
 
 
 def curve(history: list[dict], key: str) -> tuple[list, list]:
@@ -151,6 +153,14 @@ def planned_rates(path: str, steps: int | None) -> tuple[list, list] | None:
     return lr_plan(config, steps) if config else None
 
 
+def runs_watch(signature: str) -> None:
+    """A run started, ended or deleted elsewhere (the command line, another tab) while nothing
+    trains here redraws the page: its live view, the runs table, the sidebar's models.
+    `signature`: `state.runs_signature()` when the page was drawn."""
+    if state.runs_signature() != signature:
+        st.rerun()
+
+
 def make_active(name: str) -> None:
     st.session_state["sidebar_model"] = name
 
@@ -206,6 +216,8 @@ def runs_table(rows: list[dict]) -> None:
     if not rows:
         st.caption("No runs yet.")
         return
+    # No "started" column: a run's name begins with its start time (that column made the
+    # table scroll sideways at 1280 px).
     table = pd.DataFrame(
         {
             "run": [r["name"] for r in rows],
@@ -215,7 +227,6 @@ def runs_table(rows: list[dict]) -> None:
             "epochs": [f"{r['epochs_done']}/{r['epochs']}" for r in rows],
             "duration": [jobs.clock(r["seconds"]) for r in rows],
             "parameters": [r["params"] for r in rows],
-            "started": pd.to_datetime([r["started"] for r in rows], utc=True),
         }
     )
     event = st.dataframe(
@@ -230,7 +241,6 @@ def runs_table(rows: list[dict]) -> None:
             # Two decimals for every run: "percent" wrote 81.4% beside 81.48%.
             "best val accuracy": st.column_config.NumberColumn(format="%.2f%%"),
             "parameters": st.column_config.NumberColumn(format="localized"),
-            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         },
     )
     chosen = [rows[i] for i in event.selection.rows if i < len(rows)]
@@ -290,7 +300,8 @@ def settings_differences(chosen: list[dict]) -> None:
 st.title("Train")
 st.subheader("Live view")
 st.session_state["train_page_drawn"] = time.monotonic()
-rows, searching = state.run_rows(), jobs.active_search()
+signature = state.runs_signature()
+rows, searching = state.run_rows(signature), jobs.active_search()
 active = next((r for r in rows if r["state"] in jobs.ACTIVE), None)  # newest first
 if searching:
     seen = search_moment(searching, active)
@@ -309,6 +320,8 @@ if error := st.session_state.pop("train_notice_error", None):
     st.error(md_sentence(error))
 new_run_box = st.container()
 runs_table(rows)
+if not (active or searching):  # (else the live view follows the runs)
+    st.fragment(runs_watch, run_every=WATCH_EVERY)(signature)
 with new_run_box:
     # Drawn last: without a dataset the form stops the script, and the runs stay visible.
     if notice := st.session_state.pop("train_notice", None):

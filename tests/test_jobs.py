@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from conftest import write_cifar_archive
 
-from core import jobs, runs
+from core import jobs, lrfind, runs
 from core.errors import RunError
 from core.fileio import atomic_write_json
 from core.model import ConvBlock, ModelConfig
@@ -247,6 +247,10 @@ def test_finished_rows_are_kept_until_their_files_change_unfinished_ones_read_ag
         (done.name, "completed"),
     ]
     assert jobs.runs_signature(tmp_path) == signature
+    # A learning-rate test's folder, whose status changes at every step, is no run.
+    test = lrfind.start_folder(TrainConfig(epochs=3), tmp_path)
+    runs.write_status(test, state="running", step=1)
+    assert jobs.list_runs(tmp_path) == rows and jobs.runs_signature(tmp_path) == signature
 
     # Training goes on: an epoch later the unfinished row says so, the finished one is kept.
     atomic_write_json(live / "history.json", [{"epoch": e, "val_accuracy": 0.5} for e in (1, 2)])

@@ -509,14 +509,20 @@ def _run_rows(runs_dir: str, signature: str) -> list[dict]:
     return jobs.list_runs(runs_dir)
 
 
-def run_rows() -> list[dict]:
+def runs_signature() -> str:
+    """`core.jobs.runs_signature` of the runs folder: it changes with the files runs list."""
+    return jobs.runs_signature(runs.default_runs_dir())
+
+
+def run_rows(signature: str | None = None) -> list[dict]:
     """`core.jobs.list_runs`, each finished run's row read again only when its files change.
+    `signature`: `runs_signature()` if the caller has just read it.
 
     The Train page's table reads five files per run on every rerun (about 100 ms for 300
     runs). The rows are shared by every session: read them, never change them.
     """
     runs_dir = str(runs.default_runs_dir())
-    return jobs.refreshed(_run_rows(runs_dir, jobs.runs_signature(runs_dir)))
+    return jobs.refreshed(_run_rows(runs_dir, signature or jobs.runs_signature(runs_dir)))
 
 
 def active_model_entry() -> dict | None:

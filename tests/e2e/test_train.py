@@ -160,3 +160,43 @@ def test_a_learning_rate_test_fills_in_its_suggestion(server, page, e2e_data):
     wait_idle(page)
     assert field.input_value() == "0.000123"
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_run_started_on_the_command_line_shows_without_a_click(server, page, e2e_data):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    open_page(page, server, "train")
+    before = _states(e2e_data)
+    # The page is idle (nothing trains); the CLI starts a run in the same runs folder.
+    env = {**os.environ, **e2e_data["env"], "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["--data", str(e2e_data["folder"]), "--epochs", "1", "--batch-size", "16"]
+    cli = subprocess.run(
+        [sys.executable, "-m", "core.train", *args, "--name", "elsewhere", "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    (name,) = set(_states(e2e_data)) - set(before)
+    try:
+        # Without a click: the page looks at the runs folder every 5 s (WATCH_EVERY).
+        end = time.time() + 30
+        while (row := _table_rows(page).get(name)) is None or row[0] != "completed":
+            assert time.time() < end, f"the runs table never showed {name} completed: {row}"
+            time.sleep(0.5)
+        page.get_by_text(name, exact=True).first.wait_for(timeout=10_000)  # the live view's
+        shutil.rmtree(e2e_data["base"] / "runs" / name)
+        end = time.time() + 30
+        while name in _table_rows(page):
+            assert time.time() < end, f"the runs table still shows the deleted {name}"
+            time.sleep(0.5)
+    finally:
+        shutil.rmtree(e2e_data["base"] / "runs" / name, ignore_errors=True)
+    assert page.locator('[data-testid="stException"]').count() == 0
