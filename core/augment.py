@@ -53,7 +53,13 @@ class Control:
 
 # One table for every page that edits augmentation (the lab and the Train form).
 CONTROLS = {
-    "flip": Control("Horizontal flip", None, None, "Mirror left-right, half the time."),
+    "flip": Control(
+        "Horizontal flip",
+        None,
+        None,
+        "Mirror left-right, half the time. Leave it off where a mirror image is not the same "
+        "class: digits, letters, arrows pointing left or right.",
+    ),
     "alternate_flip": Control(
         "Flip in turns",
         None,
