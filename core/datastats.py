@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.data import held_out_count
+from core.words import counted
 
 CHANNELS = ("R", "G", "B")
 _MEAN_CHUNK = 2048  # images per block: at most 6 MB copied at 32x32, whatever the dataset size
@@ -80,6 +81,49 @@ def training_images(counts: dict[str, np.ndarray], val_fraction: float) -> int:
     as `core.data.load_dataset` splits them."""
     every = counts["train"] + counts.get("val", 0)
     return int(sum(int(n) - held_out_count(int(n), val_fraction) for n in every))
+
+
+def validation_advice(
+    class_names: list[str], counts: dict[str, np.ndarray], val_fraction: float
+) -> str | None:
+    """A sentence when holding out `val_fraction` of each class's training images (as
+    `core.data.load_dataset` splits them) leaves a class without a validation image.
+
+    Args:
+        class_names: the dataset's classes, in label order.
+        counts: `class_counts` of the dataset (its train and validation splits together).
+        val_fraction: the share of each class held out.
+
+    Returns:
+        The classes left unmeasured and the smallest fraction (in steps of 0.05, at most
+        0.5) that holds out an image of each; None when every class holds one out, or
+        when `val_fraction` is 0 (no validation asked for).
+    """
+    every = counts["train"] + counts.get("val", 0)
+    missed = [i for i, n in enumerate(every) if n and not held_out_count(int(n), val_fraction)]
+    if val_fraction <= 0 or not missed:
+        return None
+    smallest = int(min(every[missed]))
+    if len(missed) == int(np.count_nonzero(every)):
+        said = (
+            f"At a validation fraction of {val_fraction:g} no image is held out (the smallest "
+            f"class has {counted(smallest, 'image')}): the run will have no validation "
+            "accuracy, and the Evaluate page can score only images it learnt from."
+        )
+    else:
+        named = ", ".join(class_names[i] for i in missed[:3])
+        named += f" and {len(missed) - 3} more" if len(missed) > 3 else ""
+        said = (
+            f"At a validation fraction of {val_fraction:g}, {len(missed)} of "
+            f"{int(np.count_nonzero(every))} classes {'holds' if len(missed) == 1 else 'hold'} "
+            f"out no image ({named}; the "
+            f"smallest has {counted(smallest, 'image')}): validation will not measure them."
+        )
+    steps = [k / 20 for k in range(1, 11)]
+    fraction = next((f for f in steps if held_out_count(smallest, f)), None)
+    if fraction is None:
+        return said + " A class of one image cannot be both learnt from and validated on."
+    return said + f" A fraction of {fraction:g} holds out at least one image of each class."
 
 
 UNEVEN = 1.5  # the largest class this many times the smallest: worth saying

@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from core.errors import CnnError, RunError
+from core.words import counted
 
 STEPS, WARMUP = 8, 2  # measured training batches at least, and the ones before them (tracing)
 MIN_SECONDS, MAX_STEPS = 4.0, 60  # more batches, up to this many, until they take this long
@@ -228,7 +229,7 @@ def describe(found: dict, config) -> str:
     from core.registry import duration
 
     parts = [
-        f"{config.epochs} epochs of {found['steps']:,} batches at "
+        f"{counted(config.epochs, 'epoch')} of {counted(found['steps'], 'batch', 'batches')} at "
         f"{found['images_per_second']:,.0f} images/s ({duration(found['epochs'])})"
     ]
     named = {
@@ -247,8 +248,8 @@ def describe(found: dict, config) -> str:
         )
     return (
         f"About {duration(found['total'])} on this machine: {', '.join(parts)}. Measured "
-        f"just now over {found['timed']} batches; a machine's speed can wander by a quarter "
-        f"or more over minutes, more while other programs run.{ending}"
+        f"just now over {counted(found['timed'], 'batch', 'batches')}; a machine's speed can "
+        f"wander by a quarter or more over minutes, more while other programs run.{ending}"
     )
 
 

@@ -1485,6 +1485,7 @@ def training_data(config: TrainConfig, progress=None, decoding=None):
 
 
 def main(argv=None) -> int:
+    from core.datastats import class_counts, validation_advice
     from core.evaluate import progress_verbose
     from core.near_duplicates import progress_bar
 
@@ -1521,6 +1522,9 @@ def main(argv=None) -> int:
         )
         dataset = training_data(config, progress=look, decoding=decoding)
         if advice := batch_advice(len(dataset.split("train")[1]), config.batch_size):
+            print(f"warning: {advice}", file=sys.stderr)
+        counts = class_counts(dataset)
+        if advice := validation_advice(dataset.class_names, counts, config.val_fraction):
             print(f"warning: {advice}", file=sys.stderr)
         if dataset.left_out:
             print(

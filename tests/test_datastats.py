@@ -133,3 +133,32 @@ def test_imbalance_says_how_uneven_the_classes_are_and_what_helps():
     assert imbalance_summary(np.array([100, 0, 120, 110]), names) == (
         "The classes are about the same size (the largest 1.20x the smallest)."
     )
+
+
+def test_validation_advice_names_the_classes_left_unmeasured_and_a_fraction_that_measures_them():
+    from core.data import stratified_split
+    from core.datastats import validation_advice
+
+    names = ["ant", "bee", "cow", "dog", "elk"]
+    counts = {"train": np.array([100, 3, 2, 4, 50])}
+    said = validation_advice(names, counts, 0.1)
+    assert said == (
+        "At a validation fraction of 0.1, 3 of 5 classes hold out no image (bee, cow, dog; the "
+        "smallest has 2 images): validation will not measure them. A fraction of 0.3 holds "
+        "out at least one image of each class."
+    )
+    # As the split makes them: 0.25 of 2 rounds to none, 0.3 holds out one of every class.
+    y = np.repeat(np.arange(5), counts["train"])
+    for fraction, unmeasured in [(0.1, 3), (0.25, 1), (0.3, 0)]:
+        held = np.bincount(y[stratified_split(y, fraction, seed=0)[1]], minlength=5)
+        assert int(np.sum(held == 0)) == unmeasured
+    assert validation_advice(names, counts, 0.3) is None
+    # Split already: the train and validation counts together, as the loader splits them.
+    assert validation_advice(names, {"train": counts["train"] - 1, "val": np.ones(5)}, 0.3) is None
+    assert validation_advice(names, counts, 0.0) is None  # no validation asked for
+    one = validation_advice(["a", "b"], {"train": np.array([1, 50])}, 0.1)
+    assert "1 of 2 classes holds out no image (a; the smallest has 1 image)" in one
+    assert one.endswith("A class of one image cannot be both learnt from and validated on.")
+    every = validation_advice(["a", "b", "c"], {"train": np.array([5, 0, 5])}, 0.1)
+    assert every.startswith("At a validation fraction of 0.1 no image is held out (the smallest")
+    assert "the run will have no validation accuracy" in every

@@ -398,7 +398,8 @@ def test_the_form_draws_the_schedule_its_settings_give(app, trained_run, image_f
     images = len(load_dataset(image_folder, val_fraction=0.1, seed=0).split("train")[1])
     steps = -(-images // 128)
     assert any(
-        f"over 20 epochs of {steps} batches ({images} training images)" in c.value
+        f"over 20 epochs of {steps} batch{'es' if steps > 1 else ''} ({images} training images)"
+        in c.value
         for c in app.caption
     )
     # The form commits on a button: the schedule follows once one is pressed.
@@ -435,6 +436,29 @@ def test_a_batch_too_large_for_the_folder_gets_a_smaller_one_suggested(app, imag
     app.number_input(key="train_batch_size").set_value(8)
     app.button(key="train_preview").click().run()
     assert not [i for i in app.info if "few to learn from" in i.value]
+
+
+def test_a_fraction_that_holds_out_no_image_is_said_with_one_that_does(app, image_folder):
+    """Five images a class: 10% of each rounds to none, so the run would have no validation
+    accuracy; the form says so, and which fraction holds out one image of each class."""
+    from tests.conftest import write_image_folder
+    from ui import state
+
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder, per_class=5)
+    state._signature.clear()  # as 30 s later
+    _open(app)
+    assert app.number_input(key="train_val").value == pytest.approx(0.1)
+    [said] = [w.value for w in app.warning if "validation fraction" in w.value]
+    assert said.startswith("At a validation fraction of 0.1 no image is held out")
+    assert said.endswith("A fraction of 0.15 holds out at least one image of each class.")
+    # The schedule's sentence counts the one batch of all 15 images as one.
+    assert any("over 20 epochs of 1 batch (15 training images)" in c.value for c in app.caption)
+    app.number_input(key="train_val").set_value(0.15)
+    app.button(key="train_preview").click().run()
+    assert not [w for w in app.warning if "validation fraction" in w.value]
+    held = load_dataset(image_folder, val_fraction=0.15, seed=0).split("val")[1]
+    assert np.bincount(held).tolist() == [1, 1, 1]
 
 
 def test_a_runs_learning_rate_is_drawn_as_planned_and_as_it_went(app, trained_run):

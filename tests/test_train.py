@@ -440,8 +440,10 @@ def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):
         ]
     )
     assert code == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.startswith("completed: 1 epoch in ")
+    # Six or five images a class: 10% of five rounds to none (`datastats.validation_advice`).
+    assert "warning: At a validation fraction of 0.1, 4 of 10 classes hold out no image (" in err
     run_dir = Path(out.strip().splitlines()[-1])
     card = json.loads((run_dir / "model_card.json").read_text())
     assert card["data"]["split_sizes"] == {"train": 54, "val": 6, "test": 12}

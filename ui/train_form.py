@@ -37,6 +37,7 @@ from core.train import (
     resolved_model_config,
     teacher_fit,
 )
+from core.words import counted
 from ui import charts, lr_test, state
 from ui.text import md, md_sentence
 
@@ -475,6 +476,9 @@ def new_run() -> None:
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
             schedule_preview(config, datastats.training_images(counts, config.val_fraction))
+            fraction = config.val_fraction
+            if advice := datastats.validation_advice(dataset.class_names, counts, fraction):
+                st.warning(md_sentence(advice))
         config.data = state.dataset_spec()
         if timing or start or find:
             state.decode_folder(size, fit)  # under a bar here, not unseen in the child
@@ -507,8 +511,8 @@ def schedule_preview(config: TrainConfig, images: int) -> None:
     plan = schedule_of(json.dumps(config.to_dict()), steps)
     st.plotly_chart(charts.run_learning_rate(plan, None), key="train_schedule_preview")
     st.caption(
-        f"What the form's settings give over {config.epochs} epochs of {steps:,} batches "
-        f"({images:,} training images"
+        f"What the form's settings give over {counted(config.epochs, 'epoch')} of "
+        f"{counted(steps, 'batch', 'batches')} ({counted(images, 'training image')}"
         + (", fewer once near-duplicates are left out" if config.drop_near_duplicates else "")
         + ")."
         + (
