@@ -108,7 +108,7 @@ def validation_advice(
         said = (
             f"At a validation fraction of {val_fraction:g} no image is held out (the smallest "
             f"class has {counted(smallest, 'image')}): the run will have no validation "
-            "accuracy, and the Evaluate page can score only images it learnt from."
+            "accuracy to watch or to keep its best epoch by."
         )
     else:
         named = ", ".join(class_names[i] for i in missed[:3])

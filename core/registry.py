@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core import runs
 from core.fileio import read_json
+from core.words import counted
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default_model"
 
@@ -433,6 +434,70 @@ def validates_on(card: dict, val_fraction: float, seed: int) -> bool:
     card describes (given the same data): its training config used the same two."""
     config = card.get("train_config") or {}
     return config.get("val_fraction") == val_fraction and config.get("seed") == seed
+
+
+def held_out_note(
+    card: dict, run_dir, spec: str, counts, split: str, val_fraction: float, seed: int
+) -> str | None:
+    """Why a split of `val_fraction` and `seed` of the data `spec` does not score the run a
+    card describes on images it never saw, or None (it does, or the run learnt from other
+    data, or its card does not say how it split).
+
+    The split draws each class's images by their rank in the class (`core.data.
+    stratified_split` shuffles each class's indices with one generator), so the class
+    counts alone say which images each split holds out; with the same seed a larger
+    fraction holds out the smaller one's images and more.
+
+    Args:
+        card: a model card; its `train_config` gives the run's data, fraction and seed.
+        run_dir: the folder of the card's run, for the command that scores it.
+        spec: the data the split is of (a folder, an archive, "cifar10").
+        counts: int `(num_classes,)`, each class's images in the split's training and
+            validation parts together (as the folder is now).
+        split: the part scored, "train" or "val" ("test" is held out by every run).
+        val_fraction: the split's share of each class held out, and `seed` its seed.
+
+    Returns:
+        A sentence for "val" when the run trained on some of its images, and for "train"
+        when the split holds out no image (so "train" is all there is to score).
+    """
+    import numpy as np
+
+    from core.data import absolute_spec, stratified_split
+
+    config = card.get("train_config") or {}
+    fraction, own_seed = config.get("val_fraction"), config.get("seed")
+    data = config.get("data")
+    if not (isinstance(fraction, int | float) and isinstance(own_seed, int) and data):
+        return None
+    if absolute_spec(str(data)) != absolute_spec(str(spec)) or split not in ("train", "val"):
+        return None
+    y = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
+    here = stratified_split(y, val_fraction, seed)[1]
+    own = stratified_split(y, float(fraction), own_seed)[1]
+    trained_on = len(np.setdiff1d(here, own))
+    if split == "val" and trained_on:
+        return (
+            f"The run held out its validation images with seed {own_seed} (validation fraction "
+            f"{fraction:g}), this page with seed {seed} ({val_fraction:g}): the run trained on "
+            f"{trained_on} of these {counted(len(here), 'image')}, so the figures below flatter "
+            f"it. `python -m core.evaluate {run_dir}` scores it on the images it held out; a "
+            f"run trained with seed {seed} and a validation fraction of {val_fraction:g} or more "
+            "is scored here on images it never saw."
+        )
+    if split == "train" and not len(here):
+        said = (
+            f"A validation fraction of {val_fraction:g}, this page's, holds out none of these "
+            "images: the run learnt from them"
+        )
+        if not len(own):
+            return said + ", so their accuracy says little about new pictures."
+        return (
+            f"{said}, apart from the {counted(len(own), 'image')} it held out, so their "
+            f"accuracy says little about new pictures. `python -m core.evaluate {run_dir}` "
+            "scores it on those."
+        )
+    return None
 
 
 def copies_left_out(card: dict, dataset, val_fraction: float, seed: int) -> int | None:

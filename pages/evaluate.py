@@ -1,6 +1,7 @@
 """Evaluate: the active model on a split of the active dataset, honestly scored."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -76,7 +77,8 @@ split = options.selectbox(
 )
 tta = state.tta_select(options, "evaluate_tta", width=220)
 # Uneven classes: the accuracy rewards favouring the large ones; the balanced one does not.
-uneven = datastats.imbalance(datastats.class_counts(dataset)[split])
+counts = datastats.class_counts(dataset)
+uneven = datastats.imbalance(counts[split])
 normalise = options.toggle(
     "Row-normalised",
     value=uneven >= datastats.UNEVEN,
@@ -84,6 +86,12 @@ normalise = options.toggle(
     help="Show each true class's row as shares that sum to 1. On at first when the classes "
     "are uneven: in counts, a small class's row would look empty.",
 )
+# A run that split the data another way trained on some of the images held out here.
+every = counts["train"] + counts.get("val", 0)
+run_dir, spec = Path(entry["path"]).parent, state.dataset_spec()
+split_as = (split, state.VAL_FRACTION, state.SPLIT_SEED)
+if note := registry.held_out_note(entry["card"], run_dir, spec, every, *split_as):
+    st.warning(md_sentence(note))
 
 
 @st.cache_data(show_spinner="Evaluating…", max_entries=8)

@@ -1224,3 +1224,22 @@ def test_a_model_that_learnt_from_centre_squares_is_evaluated_on_centre_squares(
 
     shown = {m.label: m.value for m in app.metric}["Loss"]
     assert shown == f"{loss('crop'):.4f}" != f"{loss('squash'):.4f}"
+
+
+def test_a_run_that_held_out_other_images_is_said_to_be_flattered(app, trained_run, image_folder):
+    app.switch_page("pages/evaluate.py").run()
+    assert not [w for w in app.warning if "flatter" in w.value]  # it learnt from a twin folder
+    # As if it had learnt from this folder, holding out its validation images with seed 1.
+    card_path = trained_run / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["train_config"] |= {"data": str(image_folder), "seed": 1}
+    card_path.write_text(json.dumps(card))
+    app.run()
+    assert not app.exception
+    here = load_dataset(image_folder, val_fraction=0.1, seed=0).files["val"]
+    its_training = load_dataset(image_folder, val_fraction=0.1, seed=1).files["train"]
+    trained_on = len(set(here) & set(its_training))
+    assert trained_on  # of the three
+    [said] = [w.value for w in app.warning if "flatter" in w.value]
+    assert f"the run trained on {trained_on} of these 3 images, so the figures" in said
+    assert f"`python -m core.evaluate {trained_run}` scores it" in said

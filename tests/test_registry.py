@@ -291,3 +291,50 @@ def test_a_model_reads_its_own_classes_as_its_run_did_and_others_as_photos():
     assert registry.data_fit(card, ["cat", "dog", "frog"]) == "squash"  # its run's reading
     assert registry.data_fit(card, ["cat", "frog"]) == registry.framing(card) == "crop"
     assert registry.data_fit({}, ["a", "b"]) == "squash"  # a card that does not say
+
+
+def test_held_out_note_counts_the_validation_images_a_run_split_another_way_trained_on(tmp_path):
+    from core.data import stratified_split
+
+    folder = tmp_path / "pets"
+    folder.mkdir()
+
+    def card(fraction, seed, data=folder):
+        return {"train_config": {"data": str(data), "val_fraction": fraction, "seed": seed}}
+
+    counts = np.array([120, 97, 33])
+    # The labels as a folder or an archive interleaves them: the split draws by rank in a
+    # class, so what the note counts from the class counts is what the split holds out.
+    y = np.random.default_rng(3).permutation(np.repeat(np.arange(3), counts))
+    here = stratified_split(y, 0.1, 0)[1]
+    trained_on = len(np.setdiff1d(here, stratified_split(y, 0.1, 1)[1]))
+    assert 0 < trained_on < len(here) == 25
+    note = registry.held_out_note(card(0.1, 1), "runs/x", str(folder), counts, "val", 0.1, 0)
+    assert note.startswith(
+        "The run held out its validation images with seed 1 (validation fraction 0.1), this "
+        f"page with seed 0 (0.1): the run trained on {trained_on} of these 25 images, so the "
+        "figures below flatter it. `python -m core.evaluate runs/x` scores it on the images"
+    )
+    # The same seed: a smaller fraction trained on some, a larger one held them all out.
+    smaller = registry.held_out_note(card(0.05, 0), "r", str(folder), counts, "val", 0.1, 0)
+    extra = len(here) - len(stratified_split(y, 0.05, 0)[1])
+    assert f"the run trained on {extra} of these 25 images" in smaller
+    for same in (card(0.1, 0), card(0.2, 0)):
+        assert registry.held_out_note(same, "r", str(folder), counts, "val", 0.1, 0) is None
+    for other in (card(0.1, 1, data=tmp_path / "other"), {}, {"train_config": {"seed": 1}}):
+        assert registry.held_out_note(other, "r", str(folder), counts, "val", 0.1, 0) is None
+    assert registry.held_out_note(card(0.1, 1), "r", str(folder), counts, "test", 0.1, 0) is None
+    assert registry.held_out_note(card(0.1, 1), "r", str(folder), counts, "train", 0.1, 0) is None
+
+    # Five images a class: 10% holds out none, so the training split is all there is.
+    five = np.array([5, 5])
+    said = registry.held_out_note(card(0.2, 0), "r", str(folder), five, "train", 0.1, 0)
+    assert said == (
+        "A validation fraction of 0.1, this page's, holds out none of these images: the run "
+        "learnt from them, apart from the 2 images it held out, so their accuracy says little "
+        "about new pictures. `python -m core.evaluate r` scores it on those."
+    )
+    alike = registry.held_out_note(card(0.1, 0), "r", str(folder), five, "train", 0.1, 0)
+    assert alike.endswith(
+        "the run learnt from them, so their accuracy says little about new pictures."
+    )
