@@ -37,6 +37,29 @@ SHRINK = 0.1  # covariance shrunk this far towards a multiple of the identity
 FILE = "novelty.npz"  # beside model.keras
 
 
+def why_none(card: dict) -> str:
+    """Why a model has no check, for the sentence "No check for unfamiliar pictures: ...".
+
+    Args:
+        card: the model's card (`core.train.model_card`).
+
+    Returns:
+        A run that learnt from fewer than `MIN_IMAGES` images: that; else where a check
+        comes from.
+    """
+    trained = ((card.get("data") or {}).get("split_sizes") or {}).get("train")
+    if isinstance(trained, int) and trained < MIN_IMAGES:
+        return (
+            f"its run learnt from {trained:,} training images, too few to learn what they "
+            f"look like (it takes {MIN_IMAGES:,})."
+        )
+    return (
+        "this model has none (a completed run fits one when its network has convolutions of "
+        "its own; for a stopped run or an older model, run `python -m core.registry novelty "
+        "--model <model.keras> --data <its data>`)."
+    )
+
+
 @dataclass
 class Novelty:
     """A fitted check: per-layer Gaussians over channel means, their scales, a threshold.

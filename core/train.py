@@ -1035,7 +1035,11 @@ def _novelty_check(run_dir, dataset, verbose=0) -> dict | None:
         print("Learning what the training images look like (for unfamiliar pictures)…", flush=True)
     try:
         return novelty.write(load_model(run_dir / "model.keras"), run_dir / "model.keras", x, val)
-    except (ValueError, CnnError):  # too few images, or nothing to measure
+    except DataError as err:  # too few images
+        if verbose:
+            print(f"No check for unfamiliar pictures: {err}", flush=True)
+        return None
+    except (ValueError, CnnError):  # nothing to measure
         return None
     except OSError as err:
         print(f"No check for unfamiliar pictures: {err.strerror or err}.", flush=True)

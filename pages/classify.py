@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from core import registry
+from core import novelty, registry
 from core.classify import classify_batch, results_csv, results_table
 from core.data import UPLOAD_TYPES
 from core.datastats import enlarge, image_grid
@@ -86,7 +86,7 @@ if check is None:
     check = state.novelty_check(entry, model)
     fitted, seen_by = entry["card"].get("novelty"), "model's"
 if check is None:
-    st.caption(f"No check for unfamiliar pictures: {state.NO_NOVELTY_CHECK}")
+    st.caption(f"No check for unfamiliar pictures: {novelty.why_none(entry['card'])}")
 else:
     flagged = (fitted or {}).get("val_flagged")
     st.caption(

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import datastats, inspect, registry
+from core import datastats, inspect, novelty, registry
 from core.datastats import enlarge
 from core.errors import DataError
 from core.evaluate import (
@@ -426,7 +426,7 @@ with tabs[1]:
 with tabs[2]:
     strange, check = [], state.novelty_check(entry, model)
     if check is None:
-        st.caption(f"No check for unfamiliar pictures: {state.NO_NOVELTY_CHECK}")
+        st.caption(f"No check for unfamiliar pictures: {novelty.why_none(entry['card'])}")
     elif st.toggle(
         "Find the images least like the training images",
         key="evaluate_novelty",

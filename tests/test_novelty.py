@@ -121,3 +121,16 @@ def test_write_saves_the_check_and_reports_the_validation_share(net, tmp_path):
     assert record["val_images"] == 50 and record["val_flagged"] == pytest.approx(flagged)
     assert record["layers"] == check.layers and record["fit_images"] == 280
     assert record["threshold"] == pytest.approx(check.threshold, abs=1e-4)
+
+
+def test_why_a_model_has_no_check_names_too_few_training_images():
+    from core.novelty import MIN_IMAGES, why_none
+
+    few = {"data": {"split_sizes": {"train": MIN_IMAGES - 1, "val": 20}}}
+    assert why_none(few) == (
+        f"its run learnt from {MIN_IMAGES - 1} training images, too few to learn what they "
+        f"look like (it takes {MIN_IMAGES})."
+    )
+    enough = {"data": {"split_sizes": {"train": MIN_IMAGES}}}
+    for card in (enough, {}, {"data": None}):  # a stopped run, an older model's card
+        assert why_none(card).startswith("this model has none (a completed run fits one")

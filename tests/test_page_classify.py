@@ -26,12 +26,20 @@ def _png(colour, fmt="PNG"):
     return buf.getvalue()
 
 
-def test_no_upload_shows_how_to_start(app):
+def test_no_upload_shows_how_to_start(app, trained_run):
+    from core.novelty import MIN_IMAGES
+
     app.switch_page("pages/classify.py").run()
     assert not app.exception
     assert "Upload one or more images" in app.info[0].value
-    # A run of 27 training images is too small for a novelty check: the page says so.
-    assert any(c.value.startswith("No check for unfamiliar pictures:") for c in app.caption)
+    # A run of a few dozen training images is too small for a novelty check: the page says so.
+    card = json.loads((trained_run / "model_card.json").read_text())
+    trained = card["data"]["split_sizes"]["train"]
+    assert trained < MIN_IMAGES and not (trained_run / "novelty.npz").exists()
+    assert (
+        f"No check for unfamiliar pictures: its run learnt from {trained} training images, too "
+        f"few to learn what they look like (it takes {MIN_IMAGES})."
+    ) in [c.value for c in app.caption]
 
 
 def test_probe_from_the_dataset_page_is_classified_like_core_does(app, trained_run):

@@ -126,6 +126,11 @@ def test_a_completed_runs_card_carries_a_temperature_fitted_on_its_validation_sp
     run_dir = train(_config(epochs=1), tiny_dataset, verbose=1)
     said = capsys.readouterr().out
     assert "Calibrating: the 15 validation images once more" in said
+    # Too few for the check for unfamiliar pictures: said, not passed over.
+    assert (
+        "No check for unfamiliar pictures: 60 training images are too few to learn what they "
+        "look like (it takes 200)."
+    ) in said
     card = json.loads((run_dir / "model_card.json").read_text())
     assert f"Calibrated: {ev.calibration_note(card['calibration'])}." in said
     x, y = tiny_dataset.split("val")

@@ -646,13 +646,6 @@ def _novelty(path: str, version: int, model_path: str, model_version: int, _mode
     return novelty.load(path, _model, model_path)
 
 
-NO_NOVELTY_CHECK = (
-    "this model has none (a completed run fits one when its network has convolutions of its "
-    "own; for a stopped run or an older model, run `python -m core.registry novelty --model "
-    "<model.keras> --data <its data>`)."
-)
-
-
 def novelty_check(entry: dict, model):
     """The check for unfamiliar pictures (`core.novelty`) of `model`, or None without one.
 
