@@ -111,28 +111,31 @@ def live_charts(path: str) -> None:
     # The epoch in progress too, live from the start; 600 points at most (a long run's file
     # holds thousands, and the charts are sent again every few seconds).
     batches = runs.read_batch_points(path, most=600)
+    # No validation line for a run that held out no image (it validates at every epoch's end).
+    validated = not history or any("val_loss" in h for h in history)
     if history or batches["x"]:
         c = st.columns(2)
-        c[0].plotly_chart(
-            charts.epoch_lines(
-                "Loss",
-                {"train": curve(history, "loss"), "validation": curve(history, "val_loss")},
-                running=(batches["x"], batches["loss"]),
+        pairs = [("Loss", "loss"), ("Accuracy", "accuracy")]
+        for where, (title, key) in zip(c, pairs, strict=True):
+            lines = {"train": curve(history, key)}
+            if validated:
+                lines["validation"] = curve(history, f"val_{key}")
+            where.plotly_chart(
+                charts.epoch_lines(
+                    title, lines, percent=key == "accuracy", running=(batches["x"], batches[key])
+                )
             )
-        )
-        c[1].plotly_chart(
-            charts.epoch_lines(
-                "Accuracy",
-                {"train": curve(history, "accuracy"), "validation": curve(history, "val_accuracy")},
-                percent=True,
-                running=(batches["x"], batches["accuracy"]),
-            )
-        )
         if batches["x"]:
             st.caption(
                 "A point is an epoch: training's over all its batches, while the model was "
-                "still learning, validation's at its end. The thin line is training over the "
-                "last few batches, so it runs ahead of the training point."
+                "still learning"
+                + (
+                    ", validation's at its end"
+                    if validated
+                    else " (this run held out no images to validate on)"
+                )
+                + ". The thin line is training over the last few batches, so it runs ahead of "
+                "the training point."
                 + (
                     f" The charts catch up every {CHARTS_EVERY:g} seconds while the run "
                     "trains (drawing them costs the browser time that training would use)."

@@ -31,6 +31,25 @@ def test_accuracy_lines_read_as_percentages():
     assert fig.layout.colorway[:2] == ("#1F77B4", "#FF7F0E")  # blue, then orange
 
 
+def test_one_epoch_or_a_flat_line_gets_a_range_of_a_few_points_not_float_noise():
+    # One epoch's loss and accuracy: plotly's own range spanned 1e-7 and wrote "60%" six times.
+    loss = charts.epoch_lines("Loss", {"train": ([1], [0.7120843])})
+    assert list(loss.layout.yaxis.range) == pytest.approx(
+        [0.7120843 - 0.0356, 0.7120843 + 0.0356], abs=1e-4
+    )
+    accuracy = charts.epoch_lines("Accuracy", {"train": ([1], [0.6]), "validation": ([], [])}, True)
+    assert list(accuracy.layout.yaxis.range) == pytest.approx([0.58, 0.62])
+    assert accuracy.layout.yaxis.tickformat == ".1%"
+    # Right on every image: up to 100% and a hair, no tick of 102%.
+    perfect = charts.epoch_lines("Accuracy", {"train": ([1, 2, 3], [1.0, 1.0, 1.0])}, True)
+    assert list(perfect.layout.yaxis.range) == pytest.approx([0.98, 1.005])
+    # Lines that span under five percent get a decimal; wider ones, plotly's own range.
+    close = charts.epoch_lines("Accuracy", {"train": ([1, 2], [0.991, 0.996])}, True)
+    assert close.layout.yaxis.tickformat == ".1%" and close.layout.yaxis.range is None
+    zero = charts.epoch_lines("Loss", {"train": ([1, 2], [0.0, 0.0])})
+    assert list(zero.layout.yaxis.range) == pytest.approx([-0.01, 0.01])
+
+
 def test_the_training_values_as_epochs_go_are_a_thin_line_in_the_train_colour():
     running = ([0.5, 1.0, 1.5], [0.4, 0.5, 0.6])
     train, validation = ([1], [0.45]), ([1], [0.5])

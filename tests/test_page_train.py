@@ -297,7 +297,7 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     assert ticks == {
         "Loss": None,
         "Accuracy": ".0%",  # percentages, as the runs table and every other page
-        "Validation accuracy": ".0%",
+        "Validation accuracy": ".1%",  # one point: a span of four percent, in tenths
         "Validation loss": None,
         "Learning rate": None,
         "Learning-rate schedule": None,
@@ -369,6 +369,21 @@ def test_a_training_run_is_not_deleted(app, trained_run):
     assert "29991231-235959-seed is still training; stop it before deleting it." in [
         e.value for e in app.error
     ]
+
+
+def test_a_run_that_held_out_no_image_draws_no_validation_line(app, image_folder):
+    from core.train import TrainConfig, train
+
+    config = TrainConfig(data=str(image_folder), epochs=1, batch_size=16, val_fraction=0.0)
+    run_dir = train(config, load_dataset(image_folder, val_fraction=0.0))
+    _open(app)
+    assert not app.exception
+    assert any(run_dir.name in m.value for m in app.markdown)  # the live view shows it
+    loss, accuracy = _run_charts(app)[:2]
+    for chart in (loss, accuracy):
+        assert "validation" not in [t["name"] for t in chart["data"]]
+        assert chart["data"][0]["name"] == "train" and len(chart["data"][0]["y"]) == 1
+    assert any("(this run held out no images to validate on)" in c.value for c in app.caption)
 
 
 def test_the_first_epoch_is_drawn_live_before_it_ends(app):

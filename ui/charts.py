@@ -105,7 +105,17 @@ def epoch_lines(
         # shades of one hue), as in the feature space.
         colorway=qualitative.D3,
     )
-    fig.update_yaxes(tickformat=".0%" if percent else None)
+    values = [v for _, y in traces.values() for v in y if v is not None]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if high - low < 0.002 * max(abs(high), 1e-3):
+        # One epoch, or a flat line: plotly zoomed into its float noise (ticks 0.7120840,
+        # 0.7120841, ... and "60%" six times). A span of a few points or percent instead.
+        pad = 0.02 if percent else max(0.05 * abs(high), 0.01)
+        top = min(high + pad, 1.005) if percent else high + pad
+        fig.update_yaxes(range=[max(low - pad, 0.0) if percent else low - pad, top])
+        low, high = low - pad, high + pad
+    # Whole percents repeat where the lines span under five ("99%, 99%, 99%").
+    fig.update_yaxes(tickformat=(".1%" if high - low < 0.05 else ".0%") if percent else None)
     # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
     last = max((x[-1] for x, _ in traces.values() if x), default=1)
     return fig.update_xaxes(dtick=max(1, math.ceil(last / 10)))
