@@ -436,17 +436,47 @@ def validates_on(card: dict, val_fraction: float, seed: int) -> bool:
     return config.get("val_fraction") == val_fraction and config.get("seed") == seed
 
 
+def held_out_by_both(card: dict, spec: str, counts, val_fraction: float, seed: int):
+    """The images a split of `val_fraction` and `seed` of the data `spec` holds out, and
+    those the run a card describes held out of it, as `(here, its_own)` int arrays of
+    positions in `np.repeat(np.arange(len(counts)), counts)` (each class's images by rank:
+    `core.data.stratified_split` shuffles each class's indices with one generator, so the
+    class counts alone say which ranks a split holds out). None when the run learnt from
+    other data or its card does not say its fraction and seed.
+
+    Args:
+        counts: int `(num_classes,)`, each class's images in the split's training and
+            validation parts together (as the data is now).
+    """
+    import numpy as np
+
+    from core.data import absolute_spec, stratified_split
+
+    config = card.get("train_config") or {}
+    fraction, own_seed = config.get("val_fraction"), config.get("seed")
+    data = config.get("data")
+    if not (isinstance(fraction, int | float) and isinstance(own_seed, int) and data):
+        return None
+    if absolute_spec(str(data)) != absolute_spec(str(spec)):
+        return None
+    y = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
+    return stratified_split(y, val_fraction, seed)[1], stratified_split(y, fraction, own_seed)[1]
+
+
+def trained_on_held_out(card: dict, spec: str, counts, val_fraction: float, seed: int) -> int:
+    """How many of the images a split of `val_fraction` and `seed` of `spec` holds out the
+    run a card describes learnt from (`held_out_by_both`); 0 when none or not known."""
+    held = held_out_by_both(card, spec, counts, val_fraction, seed)
+    return 0 if held is None else len(set(held[0]) - set(held[1]))
+
+
 def held_out_note(
     card: dict, run_dir, spec: str, counts, split: str, val_fraction: float, seed: int
 ) -> str | None:
     """Why a split of `val_fraction` and `seed` of the data `spec` does not score the run a
     card describes on images it never saw, or None (it does, or the run learnt from other
-    data, or its card does not say how it split).
-
-    The split draws each class's images by their rank in the class (`core.data.
-    stratified_split` shuffles each class's indices with one generator), so the class
-    counts alone say which images each split holds out; with the same seed a larger
-    fraction holds out the smaller one's images and more.
+    data, or its card does not say how it split: `held_out_by_both`). With the same seed a
+    larger fraction holds out the smaller one's images and more.
 
     Args:
         card: a model card; its `train_config` gives the run's data, fraction and seed.
@@ -461,21 +491,13 @@ def held_out_note(
         A sentence for "val" when the run trained on some of its images, and for "train"
         when the split holds out no image (so "train" is all there is to score).
     """
-    import numpy as np
-
-    from core.data import absolute_spec, stratified_split
-
-    config = card.get("train_config") or {}
-    fraction, own_seed = config.get("val_fraction"), config.get("seed")
-    data = config.get("data")
-    if not (isinstance(fraction, int | float) and isinstance(own_seed, int) and data):
+    held = held_out_by_both(card, spec, counts, val_fraction, seed)
+    if held is None or split not in ("train", "val"):
         return None
-    if absolute_spec(str(data)) != absolute_spec(str(spec)) or split not in ("train", "val"):
-        return None
-    y = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
-    here = stratified_split(y, val_fraction, seed)[1]
-    own = stratified_split(y, float(fraction), own_seed)[1]
-    trained_on = len(np.setdiff1d(here, own))
+    here, own = held
+    config = card["train_config"]
+    fraction, own_seed = config["val_fraction"], config["seed"]
+    trained_on = len(set(here) - set(own))
     if split == "val" and trained_on:
         return (
             f"The run held out its validation images with seed {own_seed} (validation fraction "

@@ -563,7 +563,7 @@ else:
         state.open_probe(dataset, split, index, "pages/classify.py")
 
 
-other = evaluate_sections.comparison(entry, model, dataset, report, report_of, gallery)
+other = evaluate_sections.comparison(entry, model, dataset, split, report, report_of, gallery)
 theirs = None if other is None else (other, data_for(other).split(split)[0])
 adversarial.robustness_section(
     entry, model, x_split, report.y_true, names, (state.dataset_key(), split), theirs, subset

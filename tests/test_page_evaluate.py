@@ -127,6 +127,24 @@ def test_another_model_is_compared_on_the_same_images(app, trained_run, image_fo
     assert metrics["McNemar p-value"] == f"{diff.p_value:.2g}"
     said = diff.verdict("the active model", other.name).replace("_", "\\_")  # not emphasis
     assert said in [m.value for m in app.markdown]
+    assert not [w for w in app.warning if "flatter" in w.value]  # it learnt from a twin folder
+
+    # As if it had learnt from this folder, holding out its validation images with seed 1.
+    card = json.loads((other / "model_card.json").read_text())
+    card["train_config"] |= {"data": str(image_folder), "seed": 1}
+    (other / "model_card.json").write_text(json.dumps(card))
+    app.run()
+    box = app.selectbox(key="evaluate_other")  # a changed card is a new option: chosen again
+    box.select_index(next(i for i, o in enumerate(box.options) if o.startswith(other.name))).run()
+    assert not app.exception
+    its_training = load_dataset(image_folder, val_fraction=0.1, seed=1).files["train"]
+    learnt = len(set(ds.files["val"]) & set(its_training))
+    [warned] = [w.value for w in app.warning if "flatter" in w.value]  # the active one: none
+    name = other.name.replace("_", "\\_")  # markdown's escape, as above
+    assert warned == (
+        f"{name} held out other images than this page when it trained, and learnt from "
+        f"{learnt} of these 3: its figures here flatter it."
+    )
 
 
 def test_the_confidence_section_shows_calibration_before_and_after_the_temperature(

@@ -315,6 +315,8 @@ def test_held_out_note_counts_the_validation_images_a_run_split_another_way_trai
         f"page with seed 0 (0.1): the run trained on {trained_on} of these 25 images, so the "
         "figures below flatter it. `python -m core.evaluate runs/x` scores it on the images"
     )
+    assert registry.trained_on_held_out(card(0.1, 1), str(folder), counts, 0.1, 0) == trained_on
+    assert registry.trained_on_held_out({}, str(folder), counts, 0.1, 0) == 0
     # The same seed: a smaller fraction trained on some, a larger one held them all out.
     smaller = registry.held_out_note(card(0.05, 0), "r", str(folder), counts, "val", 0.1, 0)
     extra = len(here) - len(stratified_split(y, 0.05, 0)[1])
