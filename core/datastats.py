@@ -113,11 +113,11 @@ def validation_advice(
     else:
         named = ", ".join(class_names[i] for i in missed[:3])
         named += f" and {len(missed) - 3} more" if len(missed) > 3 else ""
+        hold = "holds" if len(missed) == 1 else "hold"
         said = (
             f"At a validation fraction of {val_fraction:g}, {len(missed)} of "
-            f"{int(np.count_nonzero(every))} classes {'holds' if len(missed) == 1 else 'hold'} "
-            f"out no image ({named}; the "
-            f"smallest has {counted(smallest, 'image')}): validation will not measure them."
+            f"{int(np.count_nonzero(every))} classes {hold} out no image ({named}; the smallest "
+            f"has {counted(smallest, 'image')}): validation will not measure them."
         )
     steps = [k / 20 for k in range(1, 11)]
     fraction = next((f for f in steps if held_out_count(smallest, f)), None)

@@ -452,15 +452,21 @@ def held_out_by_both(card: dict, spec: str, counts, val_fraction: float, seed: i
 
     from core.data import absolute_spec, stratified_split
 
-    config = card.get("train_config") or {}
-    fraction, own_seed = config.get("val_fraction"), config.get("seed")
-    data = config.get("data")
-    if not (isinstance(fraction, int | float) and isinstance(own_seed, int) and data):
-        return None
-    if absolute_spec(str(data)) != absolute_spec(str(spec)):
+    config, own = card.get("train_config") or {}, run_split(card)
+    if own is None or absolute_spec(str(config["data"])) != absolute_spec(str(spec)):
         return None
     y = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
-    return stratified_split(y, val_fraction, seed)[1], stratified_split(y, fraction, own_seed)[1]
+    return stratified_split(y, val_fraction, seed)[1], stratified_split(y, *own)[1]
+
+
+def run_split(card: dict) -> tuple[float, int] | None:
+    """The validation fraction and seed the run a card describes split its data with;
+    None when the card does not say them or the data."""
+    config = card.get("train_config") or {}
+    fraction, seed = config.get("val_fraction"), config.get("seed")
+    if isinstance(fraction, int | float) and isinstance(seed, int) and config.get("data"):
+        return float(fraction), seed
+    return None
 
 
 def trained_on_held_out(card: dict, spec: str, counts, val_fraction: float, seed: int) -> int:
@@ -495,17 +501,20 @@ def held_out_note(
     if held is None or split not in ("train", "val"):
         return None
     here, own = held
-    config = card["train_config"]
-    fraction, own_seed = config["val_fraction"], config["seed"]
+    fraction, own_seed = run_split(card)
     trained_on = len(set(here) - set(own))
+    if split == "val" and trained_on and not len(own):
+        return (
+            f"The run held out no validation images (validation fraction {fraction:g}): it "
+            f"trained on all {counted(len(here), 'image')} here, so the figures below flatter it."
+        )
     if split == "val" and trained_on:
         return (
             f"The run held out its validation images with seed {own_seed} (validation fraction "
             f"{fraction:g}), this page with seed {seed} ({val_fraction:g}): the run trained on "
             f"{trained_on} of these {counted(len(here), 'image')}, so the figures below flatter "
-            f"it. `python -m core.evaluate {run_dir}` scores it on the images it held out; a "
-            f"run trained with seed {seed} and a validation fraction of {val_fraction:g} or more "
-            "is scored here on images it never saw."
+            "it. Split every page as the run did to score it on the images it held out (or "
+            f"`python -m core.evaluate {run_dir}`)."
         )
     if split == "train" and not len(here):
         said = (
@@ -516,8 +525,8 @@ def held_out_note(
             return said + ", so their accuracy says little about new pictures."
         return (
             f"{said}, apart from the {counted(len(own), 'image')} it held out, so their "
-            f"accuracy says little about new pictures. `python -m core.evaluate {run_dir}` "
-            "scores it on those."
+            "accuracy says little about new pictures. Split every page as the run did to score "
+            f"it on those (or `python -m core.evaluate {run_dir}`)."
         )
     return None
 

@@ -89,9 +89,19 @@ normalise = options.toggle(
 # A run that split the data another way trained on some of the images held out here.
 every = counts["train"] + counts.get("val", 0)
 run_dir, spec = Path(entry["path"]).parent, state.dataset_spec()
-split_as = (split, state.VAL_FRACTION, state.SPLIT_SEED)
-if note := registry.held_out_note(entry["card"], run_dir, spec, every, *split_as):
+held = (split, *state.held_out_split())
+if note := registry.held_out_note(entry["card"], run_dir, spec, every, *held):
     st.warning(md_sentence(note))
+    own = registry.run_split(entry["card"])
+    if own and own[0] > 0 and own != state.held_out_split():
+        st.button(
+            "Split every page as this run did",
+            key="evaluate_run_split",
+            on_click=state.split_as,
+            args=(own,),
+            help=f"A validation fraction of {own[0]:g} and seed {own[1]}, until the sidebar's "
+            "button takes the pages back to the Train form's defaults.",
+        )
 
 
 @st.cache_data(show_spinner="Evaluating…", max_entries=8)

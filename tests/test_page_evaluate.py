@@ -30,8 +30,8 @@ def _said(caption: str) -> str:
     return caption.split("  \n")[0]
 
 
-def _expected(trained_run, image_folder, split="val", tta="none"):
-    ds = load_dataset(image_folder, val_fraction=0.1, seed=0)
+def _expected(trained_run, image_folder, split="val", tta="none", seed=0, fraction=0.1):
+    ds = load_dataset(image_folder, val_fraction=fraction, seed=seed)
     x, y = ds.split(split)
     return evaluate(load_model(trained_run / "model.keras"), x, y, ds.class_names, tta=tta)
 
@@ -129,15 +129,15 @@ def test_another_model_is_compared_on_the_same_images(app, trained_run, image_fo
     assert said in [m.value for m in app.markdown]
     assert not [w for w in app.warning if "flatter" in w.value]  # it learnt from a twin folder
 
-    # As if it had learnt from this folder, holding out its validation images with seed 1.
+    # As if it had learnt from this folder, holding out a quarter of it with seed 1.
     card = json.loads((other / "model_card.json").read_text())
-    card["train_config"] |= {"data": str(image_folder), "seed": 1}
+    card["train_config"] |= {"data": str(image_folder), "val_fraction": 0.25, "seed": 1}
     (other / "model_card.json").write_text(json.dumps(card))
     app.run()
     box = app.selectbox(key="evaluate_other")  # a changed card is a new option: chosen again
     box.select_index(next(i for i, o in enumerate(box.options) if o.startswith(other.name))).run()
     assert not app.exception
-    its_training = load_dataset(image_folder, val_fraction=0.1, seed=1).files["train"]
+    its_training = load_dataset(image_folder, val_fraction=0.25, seed=1).files["train"]
     learnt = len(set(ds.files["val"]) & set(its_training))
     [warned] = [w.value for w in app.warning if "flatter" in w.value]  # the active one: none
     name = other.name.replace("_", "\\_")  # markdown's escape, as above
@@ -1247,17 +1247,34 @@ def test_a_model_that_learnt_from_centre_squares_is_evaluated_on_centre_squares(
 def test_a_run_that_held_out_other_images_is_said_to_be_flattered(app, trained_run, image_folder):
     app.switch_page("pages/evaluate.py").run()
     assert not [w for w in app.warning if "flatter" in w.value]  # it learnt from a twin folder
-    # As if it had learnt from this folder, holding out its validation images with seed 1.
+    # As if it had learnt from this folder, holding out a quarter of it with seed 1.
     card_path = trained_run / "model_card.json"
     card = json.loads(card_path.read_text())
-    card["train_config"] |= {"data": str(image_folder), "seed": 1}
+    card["train_config"] |= {"data": str(image_folder), "val_fraction": 0.25, "seed": 1}
     card_path.write_text(json.dumps(card))
     app.run()
     assert not app.exception
     here = load_dataset(image_folder, val_fraction=0.1, seed=0).files["val"]
-    its_training = load_dataset(image_folder, val_fraction=0.1, seed=1).files["train"]
+    its_training = load_dataset(image_folder, val_fraction=0.25, seed=1).files["train"]
     trained_on = len(set(here) & set(its_training))
     assert trained_on  # of the three
     [said] = [w.value for w in app.warning if "flatter" in w.value]
     assert f"the run trained on {trained_on} of these 3 images, so the figures" in said
-    assert f"`python -m core.evaluate {trained_run}` scores it" in said
+    assert f"(or `python -m core.evaluate {trained_run}`)" in said
+    # Every page split as the run did: the page scores it on the images it held out.
+    assert "dashboard_split" not in app.session_state
+    app.button(key="evaluate_run_split").click().run()
+    assert not app.exception and not [w for w in app.warning if "flatter" in w.value]
+    own = _expected(trained_run, image_folder, seed=1, fraction=0.25)
+    metrics = {m.label: m.value for m in app.metric}
+    assert (metrics["Accuracy"], metrics["Images"]) == (f"{own.accuracy:.2%}", "9")
+    shown = " ".join(c.caption for i in app.get("image") for c in i.proto.imgs)
+    theirs = load_dataset(image_folder, val_fraction=0.25, seed=1).files["val"]
+    assert any(f in shown for f in theirs) and not any(f in shown for f in set(here) - set(theirs))
+    assert (
+        "Split as the run chosen on the Evaluate page: a validation fraction of 0.25, seed 1."
+        in [c.value for c in app.sidebar.caption]
+    )
+    app.sidebar.button(key="sidebar_default_split").click().run()  # back to the defaults
+    assert [w for w in app.warning if "flatter" in w.value]
+    assert app.session_state["dashboard_split"] is None

@@ -310,11 +310,13 @@ def test_held_out_note_counts_the_validation_images_a_run_split_another_way_trai
     trained_on = len(np.setdiff1d(here, stratified_split(y, 0.1, 1)[1]))
     assert 0 < trained_on < len(here) == 25
     note = registry.held_out_note(card(0.1, 1), "runs/x", str(folder), counts, "val", 0.1, 0)
-    assert note.startswith(
+    assert note == (
         "The run held out its validation images with seed 1 (validation fraction 0.1), this "
         f"page with seed 0 (0.1): the run trained on {trained_on} of these 25 images, so the "
-        "figures below flatter it. `python -m core.evaluate runs/x` scores it on the images"
+        "figures below flatter it. Split every page as the run did to score it on the images "
+        "it held out (or `python -m core.evaluate runs/x`)."
     )
+    assert registry.run_split(card(0.1, 1)) == (0.1, 1)
     assert registry.trained_on_held_out(card(0.1, 1), str(folder), counts, 0.1, 0) == trained_on
     assert registry.trained_on_held_out({}, str(folder), counts, 0.1, 0) == 0
     # The same seed: a smaller fraction trained on some, a larger one held them all out.
@@ -325,6 +327,12 @@ def test_held_out_note_counts_the_validation_images_a_run_split_another_way_trai
         assert registry.held_out_note(same, "r", str(folder), counts, "val", 0.1, 0) is None
     for other in (card(0.1, 1, data=tmp_path / "other"), {}, {"train_config": {"seed": 1}}):
         assert registry.held_out_note(other, "r", str(folder), counts, "val", 0.1, 0) is None
+    # A run that held out nothing learnt from every image.
+    none = registry.held_out_note(card(0.0, 0), "r", str(folder), counts, "val", 0.1, 0)
+    assert none == (
+        "The run held out no validation images (validation fraction 0): it trained on all 25 "
+        "images here, so the figures below flatter it."
+    )
     assert registry.held_out_note(card(0.1, 1), "r", str(folder), counts, "test", 0.1, 0) is None
     assert registry.held_out_note(card(0.1, 1), "r", str(folder), counts, "train", 0.1, 0) is None
 
@@ -334,7 +342,8 @@ def test_held_out_note_counts_the_validation_images_a_run_split_another_way_trai
     assert said == (
         "A validation fraction of 0.1, this page's, holds out none of these images: the run "
         "learnt from them, apart from the 2 images it held out, so their accuracy says little "
-        "about new pictures. `python -m core.evaluate r` scores it on those."
+        "about new pictures. Split every page as the run did to score it on those (or "
+        "`python -m core.evaluate r`)."
     )
     alike = registry.held_out_note(card(0.1, 0), "r", str(folder), five, "train", 0.1, 0)
     assert alike.endswith(

@@ -94,10 +94,11 @@ def held_out_mismatch(config: dict) -> str | None:
     split = (config.get("val_fraction"), config.get("seed"))
     if not all(isinstance(v, int | float) for v in split):
         return "This run's config does not say which images it held out."
-    if split != (state.VAL_FRACTION, state.SPLIT_SEED):
+    fraction, seed = state.held_out_split()
+    if split != (fraction, seed):
         return (
             f"This run held out {split[0]:.0%} of its images (seed {split[1]}); the "
-            f"dashboard's validation split ({state.VAL_FRACTION:.0%}, seed "
-            f"{state.SPLIT_SEED}) would hold images it trained on."
+            f"dashboard's validation split ({fraction:.0%}, seed {seed}) would hold images "
+            "it trained on."
         )
     return None

@@ -43,11 +43,7 @@ def confidence(entry: dict, report: Report, tempered: Report, split: str, own=Tr
             f"the images it was fitted on; the card: {calibration_note(calib)}. The Classify page "
             "shows probabilities after it."
         )
-    elif (
-        own
-        and split == "val"
-        and registry.validates_on(entry["card"], state.VAL_FRACTION, state.SPLIT_SEED)
-    ):
+    elif own and split == "val" and registry.validates_on(entry["card"], *state.held_out_split()):
         _offer_calibration(entry, report)
     if note := st.session_state.pop("evaluate_calibrated", None):
         st.success(f"Calibrated: {note}. The Classify page now shows probabilities after it.")
@@ -139,7 +135,7 @@ def comparison(
     if split == "val":  # as the note at the top of the page says of the active model
         counts = datastats.class_counts(dataset)
         every = counts["train"] + counts.get("val", 0)
-        held = (state.dataset_spec(), every, state.VAL_FRACTION, state.SPLIT_SEED)
+        held = (state.dataset_spec(), every, *state.held_out_split())
         if seen := registry.trained_on_held_out(other["card"], *held):
             st.warning(
                 f"{md(b_name)} held out other images than this page when it trained, and "

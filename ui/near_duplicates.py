@@ -198,7 +198,7 @@ def _caption(pair, labels, ds) -> str:
 
 def left_out_by(card: dict, ds) -> int | None:
     """`core.registry.copies_left_out` for the page's split of `ds`."""
-    return registry.copies_left_out(card, ds, state.VAL_FRACTION, state.SPLIT_SEED)
+    return registry.copies_left_out(card, ds, *state.held_out_split())
 
 
 def evaluate_line(ds, split: str, report, card: dict) -> None:

@@ -25,6 +25,8 @@ SOURCES = {
     "archive": "CIFAR-10 archive (.tar.gz)",
     "upload": "Your own images (.zip)",
 }
+# How the pages split a dataset (the Train form's defaults), unless the Evaluate page was
+# asked to split it as the active run did (`held_out_split`).
 VAL_FRACTION, SPLIT_SEED = 0.1, 0
 # Streamlit's server enforces only the global `server.maxUploadSize`, raised to the zip
 # limit (.streamlit/config.toml); photo uploaders pass this lower per-widget cap so the
@@ -112,6 +114,19 @@ def sidebar() -> None:
                 key="sidebar_path",
                 help="A folder of class subfolders, or cifar-10-python.tar.gz",
             )
+        fraction, seed = held_out_split()
+        if (fraction, seed) != (VAL_FRACTION, SPLIT_SEED):
+            st.caption(
+                f"Split as the run chosen on the Evaluate page: a validation fraction of "
+                f"{fraction:g}, seed {seed}."
+            )
+            st.button(
+                f"Back to {VAL_FRACTION:g}, seed {SPLIT_SEED}",
+                key="sidebar_default_split",
+                on_click=split_as,
+                args=(None,),
+                help="Every page splits the data as the Train form does by default.",
+            )
         st.subheader("Model")
         models = available_models()
         st.session_state[_SIDEBAR_MODELS] = models
@@ -179,13 +194,33 @@ def dataset_spec() -> str:
     return st.session_state.sidebar_path.strip()
 
 
-def dataset_key() -> str:
-    """The active dataset as the pages' caches know it: its spec and, for a folder, its
-    files' signature (looked at every 30 s at most), so a folder whose files change is
-    loaded again and nothing computed on its old images is shown for the new ones."""
+def held_out_split() -> tuple[float, int]:
+    """The validation fraction and seed every page splits the active dataset with."""
+    return st.session_state.get("dashboard_split") or (VAL_FRACTION, SPLIT_SEED)
+
+
+def split_as(split: tuple[float, int] | None) -> None:
+    """Has every page split the data with `split`, a run's validation fraction and seed
+    (a button's callback); None for the default."""
+    chosen = None if split is None else (float(split[0]), int(split[1]))
+    st.session_state["dashboard_split"] = None if chosen == (VAL_FRACTION, SPLIT_SEED) else chosen
+
+
+def _files_key() -> str:
+    """The active dataset's spec and, for a folder, its files' signature (looked at every
+    30 s at most)."""
     spec = dataset_spec()
     path = Path(spec).expanduser()
     return f"{spec}|{_signature(str(path.resolve()))}" if spec and path.is_dir() else spec
+
+
+def dataset_key() -> str:
+    """The active dataset as the pages' caches know it: its files (`_files_key`), so a
+    folder whose files change is loaded again and nothing computed on its old images is
+    shown for the new ones, and its split when it is not the default."""
+    fraction, seed = held_out_split()
+    split = "" if (fraction, seed) == (VAL_FRACTION, SPLIT_SEED) else f"|split {fraction:g} {seed}"
+    return _files_key() + split
 
 
 def dataset_ready() -> bool:
@@ -351,9 +386,9 @@ def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
     if spec == "cifar10" and not _offer_cifar_download():
         st.stop()
     try:
-        key = dataset_key()  # a folder changed since its last load is loaded again
-        listing = _decode_with_progress(key, spec, image_size, fit)
-        return _load(key, spec, VAL_FRACTION, SPLIT_SEED, image_size, listing, fit)
+        listing = _decode_with_progress(_files_key(), spec, image_size, fit)
+        # A folder changed since its last load is loaded again.
+        return _load(dataset_key(), spec, *held_out_split(), image_size, listing, fit)
     except CnnError as err:
         st.error(md_sentence(err))
         st.stop()
@@ -371,7 +406,7 @@ def decode_folder(image_size: int, fit: str) -> None:
     """
     spec = dataset_spec()
     if spec and Path(spec).expanduser().is_dir():
-        _decode_with_progress(dataset_key(), spec, image_size, fit)
+        _decode_with_progress(_files_key(), spec, image_size, fit)
 
 
 @st.cache_resource(show_spinner=False)
@@ -391,7 +426,7 @@ def _decode_with_progress(
     folder is decoded into the disk cache here first, and `_load` then reads it in a
     second or two. Looked at once per folder, size and fit: the listing stats every file, and
     is returned for `_load` to use rather than list the folder again. `key`: the folder's
-    `dataset_key`, which a change to its files changes.
+    `_files_key`, which a change to its files changes.
     """
     seen, key, slot = _kept_on_disk(), ("folder", key, image_size, fit), _bar_slot()
     listing = st.session_state.pop(_LISTED, None)  # folder_report's, when it just checked
