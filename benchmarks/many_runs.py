@@ -7,8 +7,8 @@ files linked (not copied) under run names, with a config, status and 12-epoch hi
 their own. Each page (Home, Train, Classify, Filters; `--pages` chooses) then runs in
 Streamlit's AppTest, once to warm up and five more times; prints the median and the fastest
 rerun in milliseconds (a rerun is what every click on a widget costs).
-`registry.available_models` and `core.registry.models_signature` are timed on the same
-folder.
+`registry.available_models`, `core.registry.models_signature` and `core.jobs.runs_signature`
+(what the Train page compares every 5 s while nothing trains) are timed on the same folder.
 """
 
 import argparse
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import registry, runs  # noqa: E402
+from core import jobs, registry, runs  # noqa: E402
 from core.fileio import atomic_write_json, read_json  # noqa: E402
 from core.train import TrainConfig  # noqa: E402
 
@@ -68,15 +68,22 @@ def main() -> None:
     os.environ["CNN_DATA"] = args.data
     import keras  # noqa: F401  (the pages' own warm-up would import it during the reruns)
 
-    print("| runs | page | rerun, median (fastest) | available_models | models_signature |")
-    print("|---|---|---|---|---|")
+    print(
+        "| runs | page | rerun, median (fastest) | available_models | models_signature "
+        "| runs_signature |"
+    )
+    print("|---|---|---|---|---|---|")
     for count in (int(c) for c in args.runs.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             fill(Path(tmp), count)
             os.environ["CNN_RUNS_DIR"] = tmp
             timings = {}
             # models_signature is new in session 26: absent when timing an older tree.
-            for what in (registry.available_models, getattr(registry, "models_signature", None)):
+            for what in (
+                registry.available_models,
+                getattr(registry, "models_signature", None),
+                jobs.runs_signature,
+            ):
                 if what is None:
                     timings["models_signature"] = float("nan")
                     continue
@@ -89,7 +96,8 @@ def main() -> None:
                 print(
                     f"| {count} | {page} | {statistics.median(ms):.0f} ({min(ms):.0f}) ms | "
                     f"{timings['available_models']:.0f} ms | "
-                    f"{timings['models_signature']:.1f} ms |"
+                    f"{timings['models_signature']:.1f} ms | "
+                    f"{timings['runs_signature']:.1f} ms |"
                 )
 
 
