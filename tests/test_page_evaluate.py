@@ -1278,3 +1278,9 @@ def test_a_run_that_held_out_other_images_is_said_to_be_flattered(app, trained_r
     app.sidebar.button(key="sidebar_default_split").click().run()  # back to the defaults
     assert [w for w in app.warning if "flatter" in w.value]
     assert app.session_state["dashboard_split"] is None
+    # Another dataset is split as usual: the run's split was this folder's.
+    app.button(key="evaluate_run_split").click().run()
+    twin = image_folder.parent / "twin"
+    shutil.copytree(image_folder, twin)
+    app.sidebar.text_input(key="sidebar_path").set_value(str(twin)).run()
+    assert not app.exception and not [c for c in app.sidebar.caption if "Split as" in c.value]

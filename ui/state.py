@@ -195,15 +195,18 @@ def dataset_spec() -> str:
 
 
 def held_out_split() -> tuple[float, int]:
-    """The validation fraction and seed every page splits the active dataset with."""
-    return st.session_state.get("dashboard_split") or (VAL_FRACTION, SPLIT_SEED)
+    """The validation fraction and seed every page splits the active dataset with: the
+    defaults, or a run's chosen for this dataset (`split_as`)."""
+    spec, *chosen = st.session_state.get("dashboard_split") or (None,)
+    return tuple(chosen) if chosen and spec == dataset_spec() else (VAL_FRACTION, SPLIT_SEED)
 
 
 def split_as(split: tuple[float, int] | None) -> None:
-    """Has every page split the data with `split`, a run's validation fraction and seed
-    (a button's callback); None for the default."""
+    """Has every page split the active dataset with `split`, a run's validation fraction
+    and seed, until another dataset is chosen (a button's callback); None for the default."""
     chosen = None if split is None else (float(split[0]), int(split[1]))
-    st.session_state["dashboard_split"] = None if chosen == (VAL_FRACTION, SPLIT_SEED) else chosen
+    default = chosen in (None, (VAL_FRACTION, SPLIT_SEED))
+    st.session_state["dashboard_split"] = None if default else (dataset_spec(), *chosen)
 
 
 def _files_key() -> str:
