@@ -13,6 +13,7 @@ import numpy as np
 from core import heif
 from core.errors import CnnError
 from core.images import FITS, MAX_UPLOAD_BYTES, decode_views, too_large
+from core.words import counted
 
 UNSURE_TOP = 0.5  # below this top probability the answer is flagged as unsure
 UNSURE_ENTROPY = 0.6  # above this share of the maximum entropy, likewise
@@ -484,7 +485,7 @@ def _classify_cli(args) -> int:
         answered_by = "int8 copy" if fast else "float32 model"
         answered_by += "" if args.tta == "none" else f", {args.tta} test-time augmentation"
         facts = report.classification_facts(path.parent.name, answered_by, temperature, check, fit)
-        title = f"{path.parent.name}: {len(results):,} files"
+        title = f"{path.parent.name}: {counted(len(results), 'file')}"
         return report.classification_html(results, title, facts)
 
     for out, text in ((args.csv, lambda: results_csv(results, names)), (args.report, sheet)):

@@ -16,6 +16,7 @@ from PIL import Image
 from core import datastats
 from core.classify import summary
 from core.evaluate import Report, calibration, mistakes, selective, selective_at, top_confusions
+from core.words import counted
 from ui import charts
 from ui.text import probability
 
@@ -187,7 +188,9 @@ def facts(label: str, card: dict, source: str, split: str, tta: str, temperature
     trained = card.get("data") or {}
     rows = {"Model": label}
     if card.get("epochs"):
-        rows["Trained"] = f"{card['epochs']} epochs on {trained.get('source', 'unknown data')}"
+        rows["Trained"] = (
+            f"{counted(card['epochs'], 'epoch')} on {trained.get('source', 'unknown data')}"
+        )
     if card.get("params"):
         rows["Parameters"] = f"{card['params']:,}"
     return rows | {
