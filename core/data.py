@@ -174,6 +174,14 @@ def held_out_count(count: int, fraction: float) -> int:
     return int(round(count * fraction))
 
 
+def fewest_to_hold_out(fraction: float) -> int | None:
+    """The fewest images a class needs for `stratified_split` to hold out one of them at
+    `fraction` (6 at 0.1: 10% of 5 rounds to none); None at 0."""
+    if fraction <= 0:
+        return None
+    return next(n for n in range(1, 10**6) if held_out_count(n, fraction))
+
+
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Splits indices so that every class keeps its share in both parts.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import datastats, filestats, registry, userdata
+from core import data, datastats, filestats, registry, userdata
 from core.errors import CnnError
 from core.words import counted
 from ui import charts, near_duplicates, state
@@ -123,6 +123,22 @@ columns = st.columns(len(ds.splits) + 1)
 for column, (name, (_, y)) in zip(columns, ds.splits.items(), strict=False):
     column.metric(f"{name} images", f"{len(y):,}")
 columns[-1].metric("Skipped files", len(ds.skipped))  # listed by the folder check above
+fraction, seed = state.held_out_split()
+chosen = (
+    "as the run chosen on the Evaluate page did"
+    if (fraction, seed) != (state.VAL_FRACTION, state.SPLIT_SEED)
+    else "as the Train form does by default"
+)
+if "val" in ds.splits:
+    st.caption(
+        f"Validation images: {fraction * 100:g}% of each class's, held out with seed {seed} "
+        f"{chosen}; the Evaluate page scores models on them."
+    )
+elif fraction > 0:
+    st.caption(
+        f"No validation images: {fraction * 100:g}% of a class holds out none below "
+        f"{data.fewest_to_hold_out(fraction)} images, and no class here has that many."
+    )
 
 st.header("Samples")
 if st.session_state.get("dataset_classes_of") != ds.class_names:

@@ -709,3 +709,15 @@ def test_class_names_of_reads_folder_names_only(tmp_path):
     assert data.class_names_of(tmp_path / "nothing") is None
     for spec in ("flat", "split"):  # as the loader has them
         assert data.class_names_of(tmp_path / spec) == load_dataset(tmp_path / spec).class_names
+
+
+def test_fewest_to_hold_out_is_the_smallest_class_the_split_takes_one_from():
+    from core.data import fewest_to_hold_out, stratified_split
+
+    assert fewest_to_hold_out(0.0) is None
+    for fraction in (0.05, 0.1, 0.15, 0.25, 0.5):
+        n = fewest_to_hold_out(fraction)
+        y = np.repeat([0, 1], [n - 1, n])  # one class short of it, one with it
+        held = np.bincount(y[stratified_split(y, fraction, seed=0)[1]], minlength=2)
+        assert held.tolist() == [0, 1], fraction
+    assert fewest_to_hold_out(0.1) == 6

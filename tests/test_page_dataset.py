@@ -50,6 +50,10 @@ def test_shows_source_splits_and_a_balanced_grid(page, image_folder):
     assert page.title[0].value == "Dataset"
     metrics = {m.label: m.value for m in page.metric}
     assert metrics == {"train images": "33", "val images": "3", "Skipped files": "0"}
+    assert (
+        "Validation images: 10% of each class's, held out with seed 0 as the Train form does "
+        "by default; the Evaluate page scores models on them."
+    ) in [c.value for c in page.caption]
     assert "cat, dog, frog" in page.markdown[0].value
     assert len(_grid(page)) == 3 and len(_indices(page)) == 3 * 8  # defaults: all, 8 each
     # Each under its file's name, the class's files in its row: where to find it.
@@ -740,3 +744,15 @@ def test_a_failed_cifar_download_is_a_sentence_and_can_be_tried_again(tmp_path, 
     # No transfer left standing at some per cent; the button is there to try again.
     assert not at.get("progress")
     assert at.button(key="sidebar_download")
+
+
+def test_a_folder_too_small_for_a_validation_image_says_so(page, image_folder):
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder, per_class=5)
+    page.run()
+    assert not page.exception
+    assert {m.label: m.value for m in page.metric} == {"train images": "15", "Skipped files": "0"}
+    assert (
+        "No validation images: 10% of a class holds out none below 6 images, and no class "
+        "here has that many."
+    ) in [c.value for c in page.caption]

@@ -1275,6 +1275,13 @@ def test_a_run_that_held_out_other_images_is_said_to_be_flattered(app, trained_r
         "Split as the run chosen on the Evaluate page: a validation fraction of 0.25, seed 1."
         in [c.value for c in app.sidebar.caption]
     )
+    app.switch_page("pages/dataset.py").run()  # every page splits so
+    assert {m.label: m.value for m in app.metric}["val images"] == "9"
+    assert (
+        "Validation images: 25% of each class's, held out with seed 1 as the run chosen on the "
+        "Evaluate page did; the Evaluate page scores models on them."
+    ) in [c.value for c in app.caption]
+    app.switch_page("pages/evaluate.py").run()
     app.sidebar.button(key="sidebar_default_split").click().run()  # back to the defaults
     assert [w for w in app.warning if "flatter" in w.value]
     assert app.session_state["dashboard_split"] is None
