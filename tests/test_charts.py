@@ -42,10 +42,17 @@ def test_one_epoch_or_a_flat_line_gets_a_range_of_a_few_points_not_float_noise()
     assert accuracy.layout.yaxis.tickformat == ".1%"
     # Right on every image: up to 100% and a hair, no tick of 102%.
     perfect = charts.epoch_lines("Accuracy", {"train": ([1, 2, 3], [1.0, 1.0, 1.0])}, True)
-    assert list(perfect.layout.yaxis.range) == pytest.approx([0.98, 1.005])
+    assert list(perfect.layout.yaxis.range) == pytest.approx([0.965, 1.005])
+    nothing = charts.epoch_lines("Accuracy", {"train": ([1], [0.0])}, True)
+    assert list(nothing.layout.yaxis.range) == pytest.approx([0.0, 0.04])
+    # The first batches, a tenth of a point apart: four points, in tenths.
+    first = charts.epoch_lines("Accuracy", {}, True, running=([0.1, 0.2], [0.1015, 0.1025]))
+    assert list(first.layout.yaxis.range) == pytest.approx([0.082, 0.122])
     # Lines that span under five percent get a decimal; wider ones, plotly's own range.
-    close = charts.epoch_lines("Accuracy", {"train": ([1, 2], [0.991, 0.996])}, True)
+    close = charts.epoch_lines("Accuracy", {"train": ([1, 2], [0.95, 0.99])}, True)
     assert close.layout.yaxis.tickformat == ".1%" and close.layout.yaxis.range is None
+    wide = charts.epoch_lines("Accuracy", {"train": ([1, 2], [0.5, 0.6])}, True)
+    assert wide.layout.yaxis.tickformat == ".0%" and wide.layout.yaxis.range is None
     zero = charts.epoch_lines("Loss", {"train": ([1, 2], [0.0, 0.0])})
     assert list(zero.layout.yaxis.range) == pytest.approx([-0.01, 0.01])
 

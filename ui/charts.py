@@ -107,13 +107,19 @@ def epoch_lines(
     )
     values = [v for _, y in traces.values() for v in y if v is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    if high - low < 0.002 * max(abs(high), 1e-3):
-        # One epoch, or a flat line: plotly zoomed into its float noise (ticks 0.7120840,
-        # 0.7120841, ... and "60%" six times). A span of a few points or percent instead.
-        pad = 0.02 if percent else max(0.05 * abs(high), 0.01)
-        top = min(high + pad, 1.005) if percent else high + pad
-        fig.update_yaxes(range=[max(low - pad, 0.0) if percent else low - pad, top])
+    # One epoch, a flat line or the first batches: plotly zoomed into the values' float noise
+    # (ticks 0.7120840, 0.7120841, ...; "10.2%" five times). Accuracies span four points at
+    # least, a flat loss a tenth of its value.
+    if percent and high - low < 0.04:
+        pad = (0.04 - (high - low)) / 2
         low, high = low - pad, high + pad
+        shift = min(0.0, 1.005 - high) or max(0.0, -low)  # inside 0-100.5%
+        low, high = low + shift, high + shift
+        fig.update_yaxes(range=[low, high])
+    elif not percent and high - low < 0.002 * max(abs(high), 1e-3):
+        pad = max(0.05 * abs(high), 0.01)
+        low, high = low - pad, high + pad
+        fig.update_yaxes(range=[low, high])
     # Whole percents repeat where the lines span under five ("99%, 99%, 99%").
     fig.update_yaxes(tickformat=(".1%" if high - low < 0.05 else ".0%") if percent else None)
     # Whole epochs only: plotly's own ticks put 1.5 and 2.5 under a three-epoch run.
