@@ -1262,7 +1262,7 @@ def test_a_run_that_held_out_other_images_is_said_to_be_flattered(app, trained_r
     assert f"the run trained on {trained_on} of these 3 images, so the figures" in said
     assert f"(or `python -m core.evaluate {trained_run}`)" in said
     # Every page split as the run did: the page scores it on the images it held out.
-    assert "dashboard_split" not in app.session_state
+    assert "sidebar_split" not in app.session_state
     app.button(key="evaluate_run_split").click().run()
     assert not app.exception and not [w for w in app.warning if "flatter" in w.value]
     own = _expected(trained_run, image_folder, seed=1, fraction=0.25)
@@ -1284,7 +1284,7 @@ def test_a_run_that_held_out_other_images_is_said_to_be_flattered(app, trained_r
     app.switch_page("pages/evaluate.py").run()
     app.sidebar.button(key="sidebar_default_split").click().run()  # back to the defaults
     assert [w for w in app.warning if "flatter" in w.value]
-    assert app.session_state["dashboard_split"] is None
+    assert app.session_state["sidebar_split"] is None
     # Another dataset is split as usual: the run's split was this folder's.
     app.button(key="evaluate_run_split").click().run()
     twin = image_folder.parent / "twin"

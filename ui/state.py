@@ -197,7 +197,7 @@ def dataset_spec() -> str:
 def held_out_split() -> tuple[float, int]:
     """The validation fraction and seed every page splits the active dataset with: the
     defaults, or a run's chosen for this dataset (`split_as`)."""
-    spec, *chosen = st.session_state.get("dashboard_split") or (None,)
+    spec, *chosen = st.session_state.get("sidebar_split") or (None,)
     return tuple(chosen) if chosen and spec == dataset_spec() else (VAL_FRACTION, SPLIT_SEED)
 
 
@@ -206,7 +206,7 @@ def split_as(split: tuple[float, int] | None) -> None:
     and seed, until another dataset is chosen (a button's callback); None for the default."""
     chosen = None if split is None else (float(split[0]), int(split[1]))
     default = chosen in (None, (VAL_FRACTION, SPLIT_SEED))
-    st.session_state["dashboard_split"] = None if default else (dataset_spec(), *chosen)
+    st.session_state["sidebar_split"] = None if default else (dataset_spec(), *chosen)
 
 
 def _files_key() -> str:

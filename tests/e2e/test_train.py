@@ -1,9 +1,13 @@
 """Training from the browser: live progress, Stop within seconds, and a completed run."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 
-from tests.e2e.conftest import open_page, shot, wait_idle
+from tests.e2e.conftest import ROOT, open_page, shot, wait_idle
 
 
 def _set_number(page, label, value):
@@ -163,13 +167,6 @@ def test_a_learning_rate_test_fills_in_its_suggestion(server, page, e2e_data):
 
 
 def test_a_run_started_on_the_command_line_shows_without_a_click(server, page, e2e_data):
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    from tests.e2e.conftest import ROOT
-
     open_page(page, server, "train")
     before = _states(e2e_data)
     # The page is idle (nothing trains); the CLI starts a run in the same runs folder.
