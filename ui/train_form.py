@@ -283,7 +283,16 @@ def training_options(uneven: float = 1.0) -> dict:
             width=state.NUMBER,
         ),
         seed=row.number_input(
-            "Seed", 0, 2**31 - 1, DEFAULT.seed, key="train_seed", width=state.NUMBER
+            "Seed",
+            0,
+            2**31 - 1,
+            DEFAULT.seed,
+            key="train_seed",
+            width=state.NUMBER,
+            help="Fixes which images the validation fraction holds out, the initial weights "
+            f"and the order of batches. The other pages hold out {state.VAL_FRACTION:g} with "
+            f"seed {state.SPLIT_SEED}: a run split otherwise is scored there on some images it "
+            "trained on, until the Evaluate page splits every page as it did.",
         ),
         early_stopping=row.number_input(
             "Early stopping patience",
