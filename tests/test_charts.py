@@ -109,6 +109,9 @@ def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(no
         assert said == [escaped.get(n, n) for n in (names[t], names[p])]
     for axis in (fig.layout.xaxis, fig.layout.yaxis):
         assert list(axis.tickvals) == names and list(axis.ticktext)[1] == escaped["<b>dog"]
+    # Streamlit's template colours it per theme: plotly's "Blues" lit empty cells white on
+    # the dark page.
+    assert heat.colorscale is None
 
 
 def test_a_confusion_matrix_of_many_classes_stays_on_a_screen_its_numbers_on_hover():

@@ -128,6 +128,8 @@ def test_the_matrix_is_drawn_with_its_script_inside_the_file():
         shown = cm / cm.sum(axis=1, keepdims=True) if normalised else cm
         np.testing.assert_allclose(_array(figure[0]["z"]), shown)
         assert figure[0]["x"] == NAMES
+        # Blues, pale to dark: the page's theme-aware scale would be plotly's default here.
+        assert figure[0]["colorscale"][0][1] == "rgb(247,251,255)"
         assert said.count("plotly.js v") == 1  # the library itself, once: it opens offline
         assert said.count("Plotly.newPlot(") == 2  # the matrix and the calibration's bars
 

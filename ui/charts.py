@@ -274,9 +274,13 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
 
 
 def _blues(z, x, y, text, **hover) -> go.Heatmap:
-    """A heatmap of counts or shares in blues, each cell's `text` in it (None: no text)."""
+    """A heatmap of counts or shares in blues, each cell's `text` in it (None: no text).
+
+    No colorscale of its own: Streamlit's template gives one per theme (pale to dark blue on
+    the light page, dark to pale on the dark one, where plotly's "Blues" lit every empty
+    cell white); the HTML report, which that template does not reach, sets "Blues"."""
     template = None if text is None else "%{text}"
-    return go.Heatmap(z=z, x=x, y=y, colorscale="Blues", text=text, texttemplate=template, **hover)
+    return go.Heatmap(z=z, x=x, y=y, text=text, texttemplate=template, **hover)
 
 
 def answers_matrix(counts: np.ndarray, true_names: list[str], model_names: list[str]):

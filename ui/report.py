@@ -255,6 +255,7 @@ def _matrix(report: Report, normalised: bool) -> str:
     fig = charts.confusion_matrix(shown, report.class_names, normalised)
     fig.update_layout(clickmode="none", width=min(980, 240 + 60 * len(report.class_names)))
     fig.update_traces(marker_opacity=0, selector=dict(mode="markers"))  # hover, no click
+    fig.update_traces(colorscale="Blues", selector=dict(type="heatmap"))
     chart = _chart(fig, with_script=True)  # the file's first chart brings plotly.js
     names = report.class_names
     support = report.per_class["support"]
