@@ -295,13 +295,15 @@ def training_options(uneven: float = 1.0) -> dict:
             "trained on, until the Evaluate page splits every page as it did.",
         ),
         early_stopping=row.number_input(
-            "Early stopping patience",
+            "Patience",  # "Early stopping patience" wrapped to two lines at 1280 px
             0,
             100,
             0,
             key="train_patience",
             width=state.NUMBER,
-            help="epochs; 0 = off",
+            help="Early stopping: the run ends after this many epochs without a better "
+            "validation accuracy, and keeps its best epoch's weights. 0: off, every epoch runs "
+            "(and without validation images there is nothing to stop on).",
         ),
         name=row.text_input(
             "Run name", key="train_name", width=state.NUMBER, placeholder="optional"
