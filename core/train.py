@@ -1054,9 +1054,11 @@ def model_card(model, config: TrainConfig, dataset, history: list[dict], wall_se
     """
     import keras
 
-    best = max(history, key=lambda h: h.get("val_accuracy", -1), default={})
-    # The epoch whose weights the model has: early stopping restores its best epoch's.
-    kept = best if config.early_stopping else history[-1] if history else {}
+    scored = [h for h in history if h.get("val_accuracy") is not None]
+    best = max(scored, key=lambda h: h["val_accuracy"], default={})
+    # The epoch whose weights the model has: early stopping restores its best epoch's
+    # (without validation it has nothing to stop on: the last epoch's).
+    kept = best if config.early_stopping and best else history[-1] if history else {}
     return {
         "preset": config.preset,
         "class_names": dataset.class_names,

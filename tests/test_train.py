@@ -309,6 +309,11 @@ def test_the_card_gives_the_accuracy_of_the_epoch_whose_weights_the_model_has(ti
 
     assert metrics() == (0.7, 0.8, 0.8, 2)
     assert metrics(early_stopping=1) == (0.8, 0.7, 0.7, 2)
+    # Without validation images nothing stopped it: the card said the first epoch's
+    # training accuracy.
+    for h in history:
+        del h["val_accuracy"], h["val_loss"]
+    assert metrics(early_stopping=1) == (None, None, 0.8, None)
 
 
 def test_a_batch_that_leaves_few_steps_an_epoch_gets_a_smaller_one_named():
