@@ -84,7 +84,10 @@ def training_images(counts: dict[str, np.ndarray], val_fraction: float) -> int:
 
 
 def validation_advice(
-    class_names: list[str], counts: dict[str, np.ndarray], val_fraction: float
+    class_names: list[str],
+    counts: dict[str, np.ndarray],
+    val_fraction: float,
+    early_stopping: int = 0,
 ) -> str | None:
     """A sentence when holding out `val_fraction` of each class's training images (as
     `core.data.load_dataset` splits them) leaves a class without a validation image.
@@ -93,15 +96,23 @@ def validation_advice(
         class_names: the dataset's classes, in label order.
         counts: `class_counts` of the dataset (its train and validation splits together).
         val_fraction: the share of each class held out.
+        early_stopping: the run's patience in epochs (0: none).
 
     Returns:
         The classes left unmeasured and the smallest fraction (in steps of 0.05, at most
         0.5) that holds out an image of each; None when every class holds one out, or
-        when `val_fraction` is 0 (no validation asked for).
+        when `val_fraction` is 0 (no validation asked for) and nothing would stop early.
     """
+    if val_fraction <= 0:
+        return (
+            "Early stopping watches validation accuracy, and a validation fraction of 0 "
+            "holds out no image: it will not stop the run."
+            if early_stopping
+            else None
+        )
     every = counts["train"] + counts.get("val", 0)
     missed = [i for i, n in enumerate(every) if n and not held_out_count(int(n), val_fraction)]
-    if val_fraction <= 0 or not missed:
+    if not missed:
         return None
     smallest = int(min(every[missed]))
     if len(missed) == int(np.count_nonzero(every)):

@@ -1530,7 +1530,8 @@ def main(argv=None) -> int:
         if advice := batch_advice(len(dataset.split("train")[1]), config.batch_size):
             print(f"warning: {advice}", file=sys.stderr)
         counts = class_counts(dataset)
-        if advice := validation_advice(dataset.class_names, counts, config.val_fraction):
+        fraction, patience = config.val_fraction, config.early_stopping
+        if advice := validation_advice(dataset.class_names, counts, fraction, patience):
             print(f"warning: {advice}", file=sys.stderr)
         if dataset.left_out:
             print(

@@ -156,6 +156,9 @@ def test_validation_advice_names_the_classes_left_unmeasured_and_a_fraction_that
     # Split already: the train and validation counts together, as the loader splits them.
     assert validation_advice(names, {"train": counts["train"] - 1, "val": np.ones(5)}, 0.3) is None
     assert validation_advice(names, counts, 0.0) is None  # no validation asked for
+    # ... except by early stopping, which then never stops the run.
+    assert "it will not stop the run" in validation_advice(names, counts, 0.0, early_stopping=3)
+    assert validation_advice(names, counts, 0.3, early_stopping=3) is None
     one = validation_advice(["a", "b"], {"train": np.array([1, 50])}, 0.1)
     assert "1 of 2 classes holds out no image (a; the smallest has 1 image)" in one
     assert one.endswith("A class of one image cannot be both learnt from and validated on.")

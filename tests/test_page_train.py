@@ -474,6 +474,12 @@ def test_a_fraction_that_holds_out_no_image_is_said_with_one_that_does(app, imag
     assert not [w for w in app.warning if "validation fraction" in w.value]
     held = load_dataset(image_folder, val_fraction=0.15, seed=0).split("val")[1]
     assert np.bincount(held).tolist() == [1, 1, 1]
+    # No validation asked for: early stopping would watch nothing.
+    app.number_input(key="train_val").set_value(0.0)
+    app.number_input(key="train_patience").set_value(3)
+    app.button(key="train_preview").click().run()
+    [said] = [w.value for w in app.warning if "validation fraction" in w.value]
+    assert said.endswith("holds out no image: it will not stop the run.")
 
 
 def test_a_runs_learning_rate_is_drawn_as_planned_and_as_it_went(app, trained_run):

@@ -487,8 +487,9 @@ def new_run() -> None:
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
             schedule_preview(config, datastats.training_images(counts, config.val_fraction))
-            fraction = config.val_fraction
-            if advice := datastats.validation_advice(dataset.class_names, counts, fraction):
+            fraction, patience = config.val_fraction, config.early_stopping
+            names = dataset.class_names
+            if advice := datastats.validation_advice(names, counts, fraction, patience):
                 st.warning(md_sentence(advice))
         config.data = state.dataset_spec()
         if timing or start or find:
