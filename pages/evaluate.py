@@ -220,7 +220,8 @@ def gallery(indices, captions, columns=6):
     for start in range(0, len(items), columns):
         row = items[start : start + columns]  # the last row may be shorter
         for col, (i, caption) in zip(st.columns(columns), row, strict=False):
-            col.image(enlarge(x_split[i], 4), caption=md(caption) + file_line(i), width="stretch")
+            said = md(caption) + file_line(i, narrow=True)
+            col.image(enlarge(x_split[i], 4), caption=said, width="stretch")
 
 
 def top_answers(i: int) -> str:
@@ -231,10 +232,17 @@ def top_answers(i: int) -> str:
     return " · ".join(f"{c} {probability(q)}" for c, q in shown)
 
 
-def file_line(i: int) -> str:
+def file_line(i: int, narrow: bool = False) -> str:
     """An image folder's file of image `i`, as a caption's second line: where to fix a
-    wrong label. Nothing for CIFAR-10 archives, whose images have no files."""
-    return "" if split_files is None else f"  \n{md(str(split_files[i]))}"
+    wrong label. Nothing for CIFAR-10 archives, whose images have no files.
+
+    `narrow`: for a gallery's column, "2694.jpg in train/horse". A browser breaks no line
+    between "/" and a digit: "train/horse/2694.jpg" was cut as "train/horse/2694.jp", "g"."""
+    if split_files is None:
+        return ""
+    path = Path(split_files[i])
+    said = f"{path.name} in {path.parent}" if narrow and path.parent.name else str(path)
+    return f"  \n{md(said)}"
 
 
 def look_at(true_name: str, pred_name: str) -> None:

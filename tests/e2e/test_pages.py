@@ -308,9 +308,9 @@ def test_selecting_a_confusion_matrix_cell_shows_its_gallery(server, page):
     page.get_by_text(re.compile(r"\d+ images? of frog predicted as frog")).wait_for()
     wait_idle(page)
     # Each image's file under it (an image folder's), first in the cell's gallery.
-    files = re.compile(r"\n\w+/\d+\.png$")
+    files = re.compile(r"\n\d+\.png in \w+$")
     captions = page.locator('[data-testid="stCaptionContainer"]:visible', has_text=files)
-    expect(captions.first).to_contain_text(re.compile(r"^frog (>99|\d+)%.*\nfrog/\d+\.png$"))
+    expect(captions.first).to_contain_text(re.compile(r"^frog (>99|\d+)%.*\n\d+\.png in frog$"))
     source = page.get_by_role("combobox", name="Images from")
     expect(source).to_have_value("the chosen cell")  # "Why this answer?" follows the click
     assert page.locator('[data-testid="stException"]').count() == 0
