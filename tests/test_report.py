@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import re
+from html import escape
 from html.parser import HTMLParser
 
 import numpy as np
@@ -44,10 +45,12 @@ class _Page(HTMLParser):
             self.alts.append(dict(attrs)["alt"])
         if tag == "figcaption":
             self._caption = []
+        if tag == "br" and self._caption is not None:
+            self._caption.append(" ")  # a line break; <wbr>, a place to break one, adds none
 
     def handle_endtag(self, tag):
         if tag == "figcaption":
-            self.captions.append(" ".join(self._caption))
+            self.captions.append("".join(self._caption))
             self._caption = None
 
     def handle_data(self, data):
@@ -137,7 +140,7 @@ def test_the_matrix_is_drawn_with_its_script_inside_the_file():
 def test_the_most_confident_mistakes_are_shown_with_their_files():
     report, tempered, images = _evaluation()
     files = [f"{NAMES[c]}/{i}.png" for i, c in enumerate(report.y_true)]
-    _, page = _page(report, tempered, images, files)
+    html, page = _page(report, tempered, images, files)
     wrong = mistakes(tempered.probs, tempered.y_true)
     assert 0 < len(wrong["index"]) < GALLERY
     assert len(page.images) == len(wrong["index"])
@@ -148,6 +151,8 @@ def test_the_most_confident_mistakes_are_shown_with_their_files():
         answer = f"answered {NAMES[wrong['pred'][k]]} {probability(wrong['confidence'][k])}"
         said = f"#{i}, labelled {NAMES[report.y_true[i]]}"
         assert caption == f"{said} {answer} {files[i]}"
+        # A line may break after the "/", not inside "1.png" (no break before a digit).
+        assert escape(files[i]).replace("/", "/<wbr>") in html
         assert page.alts[k] == f"{said}, {answer}"  # for a screen reader: the caption's words
 
 

@@ -344,7 +344,9 @@ def _gallery(tempered: Report, images: np.ndarray, files: list | None) -> str:
     names, figures = tempered.class_names, []
     for k, i in enumerate(wrong["index"][:GALLERY]):
         true, pred = wrong["true"][k], wrong["pred"][k]
-        file = "" if files is None else f"<br>{escape(str(files[i]))}"
+        # A line may break after each "/" (<wbr>): a browser breaks none before a digit, and
+        # cut "train/automobile/0014.jpg" after "0014.j".
+        file = "" if files is None else "<br>" + escape(str(files[i])).replace("/", "/<wbr>")
         said = f"#{i}, labelled {escape(names[true])}"
         answer = f"answered {escape(names[pred])} {probability(wrong['confidence'][k])}"
         figures.append(_figure(images[i], f"{said}, {answer}", f"{said}<br>{answer}{file}"))
