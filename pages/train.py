@@ -239,7 +239,8 @@ def runs_table(rows: list[dict]) -> None:
         selection_mode="multi-row",
         hide_index=True,
         column_config={
-            "run": st.column_config.TextColumn(width=_text_width(table["run"])),
+            # Pinned: on a narrow screen the table scrolls sideways under the run's name.
+            "run": st.column_config.TextColumn(width=_text_width(table["run"]), pinned=True),
             "preset": st.column_config.TextColumn(width=_text_width(["preset", *table["preset"]])),
             # Two decimals for every run: "percent" wrote 81.4% beside 81.48%.
             "best val accuracy": st.column_config.NumberColumn(format="%.2f%%"),

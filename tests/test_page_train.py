@@ -286,6 +286,7 @@ def test_start_training_runs_a_child_process_to_completion(app, trained_run, ima
     # grid keeps the widths of its first cells, and a search's trials came cut.
     columns = json.loads(app.dataframe(key="train_runs").proto.columns)
     assert columns["run"]["width"] >= 6.2 * max(len(name) for name in table["run"])
+    assert columns["run"]["pinned"]  # on a narrow screen the others scroll under it
     # The form's schedule; the live view's loss, accuracy, learning rate.
     assert len(app.get("plotly_chart")) == 4
     _select(app, 0)
