@@ -32,6 +32,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -274,6 +275,17 @@ def _fallback_failure(run_dir: Path, status: dict) -> dict | None:
 
 def read_history(run_dir: str | Path) -> list[dict]:
     return read_json(Path(run_dir) / "history.json", []) or []
+
+
+def kept_accuracy(run_dir: str | Path) -> float | None:
+    """The validation accuracy of the model a run kept, as its model card says (of the
+    epoch whose weights it has, as the app computes it), else its last epoch's; None when
+    it has none (or not a number)."""
+    card = read_json(Path(run_dir) / "model_card.json", {}) or {}
+    acc = (card.get("metrics") or {}).get("val_accuracy")
+    if acc is None and (history := read_history(run_dir)):
+        acc = history[-1].get("val_accuracy")
+    return acc if isinstance(acc, int | float) and math.isfinite(acc) else None
 
 
 BATCHES = "batches.csv"

@@ -14,7 +14,6 @@ KerasTuner's own bookkeeping, the search's status and its summary live in
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -203,23 +202,12 @@ def trials(search_dir) -> list[dict]:
     return read_json(Path(search_dir) / TRIALS_FILE, []) or []
 
 
-def kept_accuracy(run_dir) -> float | None:
-    """The validation accuracy of the model a trial kept, as its model card says (of the
-    epoch whose weights it has, its last: an earlier epoch may have scored higher, but its
-    weights are gone), else its last epoch's; None when it has none (or not a number)."""
-    card = read_json(Path(run_dir) / "model_card.json", {}) or {}
-    acc = (card.get("metrics") or {}).get("val_accuracy")
-    if acc is None and (history := runs.read_history(run_dir)):
-        acc = history[-1].get("val_accuracy")
-    return acc if isinstance(acc, int | float) and math.isfinite(acc) else None
-
-
 def summarise(search_dir) -> dict:
     """Returns the search's outcome: its trials and the best completed one.
 
     Returns:
         `{"trials": [...], "best": record or None}`; a record has `trial`, `run`,
-        `run_dir`, `hyperparameters`, `state` and `val_accuracy` (`kept_accuracy`).
+        `run_dir`, `hyperparameters`, `state` and `val_accuracy` (`runs.kept_accuracy`).
     """
     done = [t for t in trials(search_dir) if t.get("val_accuracy") is not None]
     best = max(done, key=lambda t: t["val_accuracy"], default=None)
@@ -336,7 +324,7 @@ def _tuner_class():
             except CnnError as err:
                 self._record({**record, "state": "failed"})
                 raise SearchStopped(str(err)) from err
-            acc = kept_accuracy(run_dir)
+            acc = runs.kept_accuracy(run_dir)
             state = runs.read_status(run_dir).get("state")
             self._record({**record, "state": state, "val_accuracy": acc})
             if state == "stopped":  # the search's stop, or the trial's own Stop button

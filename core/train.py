@@ -35,7 +35,13 @@ from core.errors import CnnError, DataError, RunError
 from core.fileio import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
 from core.hardware import effective_precision, precision_warning, usable_cores
 from core.images import ONE_VIEW
-from core.model import ModelConfig, check_pretrained, preset_config, set_whiten_bias_trainable
+from core.model import (
+    ModelConfig,
+    check_pretrained,
+    is_bfloat16,
+    preset_config,
+    set_whiten_bias_trainable,
+)
 from core.optimizers import KERNEL_RATIO, Muon
 from core.words import counted
 
@@ -997,7 +1003,9 @@ def _finish(run_dir, model, config, dataset, history, state, started, verbose=0)
     if state == "completed":  # up to half a minute more: say what it is (`jobs.progress`)
         runs.write_status(run_dir, finishing=FINISHING)
     val_images = len(dataset.splits.get("val", ((), ()))[1])
-    if state == "completed" and val_images >= evaluate.MIN_CALIBRATION_IMAGES:
+    calibrating = val_images >= evaluate.MIN_CALIBRATION_IMAGES
+    bf16 = is_bfloat16(model)
+    if state == "completed" and val_images and (calibrating or bf16):
         from core.model import load_model
 
         x, y = dataset.split("val")
@@ -1007,9 +1015,14 @@ def _finish(run_dir, model, config, dataset, history, state, started, verbose=0)
         # saved file as the app serves it, not `model`: under a distribution strategy
         # its predictions come once per replica.
         if verbose:
-            print(f"Calibrating: the {len(y):,} validation images once more…", flush=True)
-        served = load_model(run_dir / "model.keras")
-        if record := evaluate.calibration_record(evaluate.predict_probs(served, x), y):
+            said = f"Scoring the {len(y):,} validation images as the app computes them…"
+            print(said, flush=True)
+        probs = evaluate.predict_probs(load_model(run_dir / "model.keras"), x)
+        if bf16:  # the app computes a bf16 model's float32 copy: its accuracy, as the pages'
+            metrics = card["metrics"]
+            metrics["val_accuracy_in_training"] = metrics["val_accuracy"]
+            metrics["val_accuracy"] = float(np.mean(np.argmax(probs, axis=1) == y))
+        if calibrating and (record := evaluate.calibration_record(probs, y)):
             card["calibration"] = record
             if verbose:
                 print(f"Calibrated: {evaluate.calibration_note(record)}.", flush=True)
@@ -1587,7 +1600,7 @@ def _report(run_dir: Path, worker: bool) -> int:
         done = counted(len(hist), "epoch")
         print(f"{status['state']}: worker finished {done}; the chief keeps the run")
         return 0
-    acc = hist[-1].get("val_accuracy") if hist else None
+    acc = runs.kept_accuracy(run_dir)  # early stopping's best epoch; bf16's float32 copy
     print(
         f"{status['state']}: {counted(len(hist), 'epoch')} in {status.get('wall_seconds')} s"
         + (f", validation accuracy {acc:.4f}" if acc is not None else "")

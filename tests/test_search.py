@@ -100,16 +100,16 @@ def test_a_trial_scores_the_model_it_kept_not_its_best_epoch(tmp_path):
     search must not recommend it for the first's accuracy (52% said, 31% on Evaluate)."""
     run_dir = tmp_path / "trial"
     run_dir.mkdir()
-    assert search.kept_accuracy(run_dir) is None  # nothing trained yet
+    assert runs.kept_accuracy(run_dir) is None  # nothing trained yet
     history = [{"epoch": 1, "val_accuracy": 0.52}, {"epoch": 2, "val_accuracy": 0.31}]
     (run_dir / "history.json").write_text(json.dumps(history))
-    assert search.kept_accuracy(run_dir) == 0.31  # stopped before its card: the last epoch
+    assert runs.kept_accuracy(run_dir) == 0.31  # stopped before its card: the last epoch
     card = {"metrics": {"val_accuracy": 0.33, "best_val_accuracy": 0.52}}
     (run_dir / "model_card.json").write_text(json.dumps(card))
-    assert search.kept_accuracy(run_dir) == 0.33
+    assert runs.kept_accuracy(run_dir) == 0.33
     card["metrics"]["val_accuracy"] = float("nan")
     (run_dir / "model_card.json").write_text(json.dumps(card))
-    assert search.kept_accuracy(run_dir) is None
+    assert runs.kept_accuracy(run_dir) is None
 
 
 def test_a_stop_request_ends_the_search_before_its_next_trial(hundred_images):
