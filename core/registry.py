@@ -473,7 +473,13 @@ def trained_on_held_out(card: dict, spec: str, counts, val_fraction: float, seed
     """How many of the images a split of `val_fraction` and `seed` of `spec` holds out the
     run a card describes learnt from (`held_out_by_both`); 0 when none or not known."""
     held = held_out_by_both(card, spec, counts, val_fraction, seed)
-    return 0 if held is None else len(set(held[0]) - set(held[1]))
+    return 0 if held is None else _learnt_from(*held)
+
+
+def _learnt_from(here, own) -> int:
+    """How many of the images a split holds out `here` are not among those the run held
+    out (`own`): the run learnt from them."""
+    return len(set(here) - set(own))
 
 
 def held_out_note(
@@ -502,7 +508,7 @@ def held_out_note(
         return None
     here, own = held
     fraction, own_seed = run_split(card)
-    trained_on = len(set(here) - set(own))
+    trained_on = _learnt_from(here, own)
     if split == "val" and trained_on and not len(own):
         return (
             f"The run held out no validation images (validation fraction {fraction:g}): it "

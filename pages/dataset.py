@@ -126,7 +126,7 @@ columns[-1].metric("Skipped files", len(ds.skipped))  # listed by the folder che
 fraction, seed = state.held_out_split()
 chosen = (
     "as the run chosen on the Evaluate page did"
-    if (fraction, seed) != (state.VAL_FRACTION, state.SPLIT_SEED)
+    if state.chosen_split()
     else "as the Train form does by default"
 )
 if "val" in ds.splits:

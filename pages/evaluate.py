@@ -88,12 +88,11 @@ normalise = options.toggle(
 )
 # A run that split the data another way trained on some of the images held out here.
 every = counts["train"] + counts.get("val", 0)
-run_dir, spec = Path(entry["path"]).parent, state.dataset_spec()
-held = (split, *state.held_out_split())
-if note := registry.held_out_note(entry["card"], run_dir, spec, every, *held):
+run_dir, spec, page_split = Path(entry["path"]).parent, state.dataset_spec(), state.held_out_split()
+if note := registry.held_out_note(entry["card"], run_dir, spec, every, split, *page_split):
     st.warning(md_sentence(note))
     own = registry.run_split(entry["card"])
-    if own and own[0] > 0 and own != state.held_out_split():
+    if own and own[0] > 0 and own != page_split:
         st.button(
             "Split every page as this run did",
             key="evaluate_run_split",
@@ -581,7 +580,8 @@ else:
         state.open_probe(dataset, split, index, "pages/classify.py")
 
 
-other = evaluate_sections.comparison(entry, model, dataset, split, report, report_of, gallery)
+held_out = (spec, every, *page_split) if split == "val" else None  # the images it holds out
+other = evaluate_sections.comparison(entry, model, dataset, held_out, report, report_of, gallery)
 theirs = None if other is None else (other, data_for(other).split(split)[0])
 adversarial.robustness_section(
     entry, model, x_split, report.y_true, names, (state.dataset_key(), split), theirs, subset

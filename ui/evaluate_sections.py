@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core import datastats, export, quantize, registry
+from core import export, quantize, registry
 from core.errors import CnnError
 from core.evaluate import (
     Report,
@@ -94,11 +94,20 @@ def _offer_calibration(entry: dict, report: Report) -> None:
 
 
 def comparison(
-    entry: dict, model, dataset, split: str, report: Report, report_of: Callable, gallery: Callable
+    entry: dict,
+    model,
+    dataset,
+    held_out: tuple | None,
+    report: Report,
+    report_of: Callable,
+    gallery: Callable,
 ) -> dict | None:
     """Another model scored on the same images: accuracy, McNemar's test, recall per class
     and the images only one of the two gets right. `report_of(entry, model)` scores a model
-    on the page's split (`split` of `dataset`); `gallery(indices, captions)` draws images of it.
+    on the page's split of `dataset`; `gallery(indices, captions)` draws images of it.
+    `held_out`: `(spec, class counts, fraction, seed)` of the validation split scored, to
+    say whether the other model learnt from some of it (`registry.trained_on_held_out`);
+    None for another split.
 
     Returns the other model's registry entry (the robustness section below draws its curves
     too), or None when none is chosen or it could not be loaded."""
@@ -132,16 +141,13 @@ def comparison(
     c[2].metric("Right only with the active model", f"{len(diff.only_a):,}")
     c[3].metric("McNemar p-value", f"{diff.p_value:.2g}")
     st.markdown(md_sentence(diff.verdict("the active model", b_name)))
-    if split == "val":  # as the note at the top of the page says of the active model
-        counts = datastats.class_counts(dataset)
-        every = counts["train"] + counts.get("val", 0)
-        held = (state.dataset_spec(), every, *state.held_out_split())
-        if seen := registry.trained_on_held_out(other["card"], *held):
-            st.warning(
-                f"{md(b_name)} held out other images than this page when it trained, and "
-                f"learnt from {seen:,} of these {len(report.y_true):,}: its figures here "
-                "flatter it."
-            )
+    # As the note at the top of the page says of the active model.
+    if held_out and (seen := registry.trained_on_held_out(other["card"], *held_out)):
+        st.warning(
+            f"{md(b_name)} held out other images than this page when it trained, and "
+            f"learnt from {seen:,} of these {len(report.y_true):,}: its figures here "
+            "flatter it."
+        )
     recalls = {f"{a_name} (active)": report.per_class["recall"]}
     recalls[b_name] = other_report.per_class["recall"]
     recall = charts.grouped_bars(

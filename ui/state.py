@@ -28,6 +28,7 @@ SOURCES = {
 # How the pages split a dataset (the Train form's defaults), unless the Evaluate page was
 # asked to split it as the active run did (`held_out_split`).
 VAL_FRACTION, SPLIT_SEED = 0.1, 0
+DEFAULT_SPLIT = (VAL_FRACTION, SPLIT_SEED)
 # Streamlit's server enforces only the global `server.maxUploadSize`, raised to the zip
 # limit (.streamlit/config.toml); photo uploaders pass this lower per-widget cap so the
 # browser still refuses a large photo before sending it, as core.images does after.
@@ -114,8 +115,8 @@ def sidebar() -> None:
                 key="sidebar_path",
                 help="A folder of class subfolders, or cifar-10-python.tar.gz",
             )
-        fraction, seed = held_out_split()
-        if (fraction, seed) != (VAL_FRACTION, SPLIT_SEED):
+        if chosen := chosen_split():
+            fraction, seed = chosen
             st.caption(
                 f"Split as the run chosen on the Evaluate page: a validation fraction of "
                 f"{fraction:g}, seed {seed}."
@@ -194,18 +195,23 @@ def dataset_spec() -> str:
     return st.session_state.sidebar_path.strip()
 
 
-def held_out_split() -> tuple[float, int]:
-    """The validation fraction and seed every page splits the active dataset with: the
-    defaults, or a run's chosen for this dataset (`split_as`)."""
+def chosen_split() -> tuple[float, int] | None:
+    """The validation fraction and seed of a run chosen to split the active dataset as it
+    did (`split_as`), or None: the pages split it as the Train form does by default."""
     spec, *chosen = st.session_state.get("sidebar_split") or (None,)
-    return tuple(chosen) if chosen and spec == dataset_spec() else (VAL_FRACTION, SPLIT_SEED)
+    return tuple(chosen) if chosen and spec == dataset_spec() else None
+
+
+def held_out_split() -> tuple[float, int]:
+    """The validation fraction and seed every page splits the active dataset with."""
+    return chosen_split() or DEFAULT_SPLIT
 
 
 def split_as(split: tuple[float, int] | None) -> None:
     """Has every page split the active dataset with `split`, a run's validation fraction
     and seed, until another dataset is chosen (a button's callback); None for the default."""
     chosen = None if split is None else (float(split[0]), int(split[1]))
-    default = chosen in (None, (VAL_FRACTION, SPLIT_SEED))
+    default = chosen in (None, DEFAULT_SPLIT)
     st.session_state["sidebar_split"] = None if default else (dataset_spec(), *chosen)
 
 
@@ -221,9 +227,8 @@ def dataset_key() -> str:
     """The active dataset as the pages' caches know it: its files (`_files_key`), so a
     folder whose files change is loaded again and nothing computed on its old images is
     shown for the new ones, and its split when it is not the default."""
-    fraction, seed = held_out_split()
-    split = "" if (fraction, seed) == (VAL_FRACTION, SPLIT_SEED) else f"|split {fraction:g} {seed}"
-    return _files_key() + split
+    chosen = chosen_split()
+    return _files_key() + ("" if chosen is None else f"|split {chosen[0]:g} {chosen[1]}")
 
 
 def dataset_ready() -> bool:
