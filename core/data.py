@@ -691,11 +691,39 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
         # Names sorted and joined as strings: Path objects made this listing 1.0 s instead
         # of 0.1 s for CIFAR-10's 50,000 files, and it runs on every page of a restart.
         class_folder = os.path.join(folder, name)
-        found = sorted(e.name for e in os.scandir(class_folder) if is_entry(e, "file"))
+        found = class_files(class_folder)
         if not found:
-            raise DataError(f"The class folder {shown(class_folder)} is empty.")
-        files.extend((os.path.join(class_folder, n), label) for n in found)
+            raise DataError(
+                f"The class folder {shown(class_folder)} is empty: every folder is a class, so "
+                "put pictures in it or move it out."
+            )
+        files.extend((path, label) for path in found)
     return [shown(name) for name in classes], files  # names as shown; paths as listed
+
+
+def class_files(class_folder: str | os.PathLike) -> list[str]:
+    """The paths of the files to read in a class folder, those in folders inside it too
+    (photos filed by year, say), sorted. Hidden entries are left out, and a linked folder
+    inside it is not followed (one that links to a folder above would never end).
+
+    Raises:
+        OSError: the class folder cannot be listed.
+    """
+    found, folders = [], [os.fspath(class_folder)]
+    while folders:
+        for entry in os.scandir(folders.pop()):
+            if is_entry(entry, "file"):
+                found.append(entry.path)
+            elif not entry.name.startswith(".") and _is_own_folder(entry):
+                folders.append(entry.path)
+    return sorted(found)
+
+
+def _is_own_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def class_names_of(spec: str | os.PathLike) -> list[str] | None:
@@ -1020,11 +1048,19 @@ def _read_into(stream, array: np.ndarray, size: int) -> bool:
     return True
 
 
+def no_readable_image(empty: list[str], where: str = "") -> str:
+    """The sentence for class folders without a readable image, and what to do."""
+    folders, it = ("the class folder", "it") if len(empty) == 1 else ("the class folders", "them")
+    return (
+        f"No readable image in {folders} {', '.join(empty)}{where}: every folder is a class, "
+        f"so put readable pictures in {it} or move {it} out."
+    )
+
+
 def _check_classes(y, class_names, folder):
     counts = np.bincount(y, minlength=len(class_names))
     empty = [class_names[i] for i in np.flatnonzero(counts == 0)]
     if len(y) == 0:
         raise DataError(f"No readable image was found in {folder}.")
     if empty:
-        folders = "the class folder" if len(empty) == 1 else "the class folders"
-        raise DataError(f"No readable image in {folders} {', '.join(empty)} of {folder}.")
+        raise DataError(no_readable_image(empty, f" of {folder}"))

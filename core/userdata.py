@@ -28,11 +28,13 @@ from core.data import (
     OTHER_PICTURES,
     FolderListing,
     _is_cifar_batches_dir,
+    class_files,
     classes_inside,
     decode_files,
     default_cache_dir,
     folder_contents,
     is_entry,
+    no_readable_image,
     shown,
 )
 from core.errors import CnnError, DataError
@@ -537,7 +539,8 @@ def check_folder(
             (path, label, part)
             for part, folder in parts.items()
             for label, name in enumerate(class_names)
-            for path in _files(folder / name)
+            if (folder / name).is_dir()
+            for path in map(Path, class_files(folder / name))
         ]
         groups = _read_all(root, files, report, progress)
     _count_duplicates(report, groups)
@@ -585,17 +588,20 @@ def _saved_root(path: Path) -> tuple[str, str]:
 
 
 def folder_signature(root: str | os.PathLike) -> str:
-    """A short hash of every file's path, size and modification time under `root`.
+    """A short hash of every folder's path and every file's path, size and modification
+    time under `root`.
 
     Args:
         root: an image folder, as for `check_folder`.
 
     Returns:
-        24 hex digits that change whenever a file is added, removed or rewritten.
+        24 hex digits that change whenever a file is added, removed or rewritten, and
+        whenever a folder is added or removed: an empty class folder is a class.
     """
     digest = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        digest.update(os.fsencode(f"{dirpath}/\n"))
         for name in sorted(filenames):
             try:
                 st = os.stat(os.path.join(dirpath, name))
@@ -701,8 +707,7 @@ def _judge(report: FolderReport, stray) -> None:
     names = report.class_names
     empty = [n for n, c in zip(names, per_class, strict=True) if c == 0]
     if empty:
-        folders = "the class folder" if len(empty) == 1 else "the class folders"
-        report.problems.append(f"No readable image in {folders} {', '.join(empty)}.")
+        report.problems.append(no_readable_image(empty))
     few = [
         f"{n} ({c})" for n, c in zip(names, per_class, strict=True) if 0 < c < MIN_IMAGES_PER_CLASS
     ]

@@ -88,6 +88,8 @@ def _folder_check(path):
         st.stop()
     for problem in report.problems:
         st.error(md_sentence(problem))
+    if not report.ok:
+        state.check_again_button("dataset_check_again")
     for warning in report.warnings:
         st.warning(md_sentence(warning))
     with st.expander(

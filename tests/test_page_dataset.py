@@ -252,7 +252,8 @@ def test_a_single_class_folder_holding_only_folders_stops_with_a_sentence(tmp_pa
     assert [as_read(e.value) for e in page.error] == [
         f"{tmp_path / 'images'} has a single class folder (photos); a classifier needs at "
         "least two classes.",
-        "No readable image in the class folder photos.",
+        "No readable image in the class folder photos: every folder is a class, so put "
+        "readable pictures in it or move it out.",
     ]
 
 
@@ -263,9 +264,31 @@ def test_a_folder_that_cannot_be_used_stops_with_its_problems(tmp_path, monkeypa
     at = _app(monkeypatch, tmp_path, tmp_path / "pets")
     at.run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["No readable image in the class folder dog."]
+    assert [e.value for e in at.error] == [
+        "No readable image in the class folder dog: every folder is a class, so put readable "
+        "pictures in it or move it out."
+    ]
     assert _check_label(at).startswith("Folder check: 2 classes, 12 images, 12 unreadable")
     assert not at.metric  # the page stopped before loading the dataset
+
+
+def test_a_folder_mended_after_its_check_is_checked_again_at_a_click(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "pets", per_class=12, classes=("cat", "dog"))
+    (tmp_path / "pets" / "bird").mkdir()  # a class folder not filled yet
+    at = _app(monkeypatch, tmp_path, tmp_path / "pets")
+    at.run()
+    assert [as_read(e.value) for e in at.error] == [
+        "No readable image in the class folder bird: every folder is a class, so put readable "
+        "pictures in it or move it out."
+    ]
+    assert not at.metric
+    (tmp_path / "pets" / "bird").rmdir()
+    at.run()  # within the 30 s the pages take to notice by themselves
+    assert at.error and not at.metric
+    at.button(key="dataset_check_again").click().run()
+    assert not at.exception and not at.error
+    assert _check_label(at).startswith("Folder check: 2 classes, 24 images")
+    assert {m.label: m.value for m in at.metric}["train images"] == "22"
 
 
 def test_an_uploaded_zip_becomes_the_dataset_of_every_page(image_folder, tmp_path, monkeypatch):

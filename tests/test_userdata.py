@@ -387,7 +387,10 @@ def test_blocking_problems(tmp_path, check):
     (root / "stray.png").write_bytes(png_bytes(1))
     report = check(root)
     assert not report.ok
-    assert report.problems == ["No readable image in the class folder dog."]
+    assert report.problems == [
+        "No readable image in the class folder dog: every folder is a class, so put readable "
+        "pictures in it or move it out."
+    ]
     assert report.unreadable[0][0] == "dog/a.jpg"
     assert any(
         "1 file lies outside any class folder (stray.png) and is ignored." in w
@@ -426,6 +429,33 @@ def test_folder_signature_changes_when_a_file_changes(tmp_path):
     assert folder_signature(root) == first
     (root / "dog" / "new.png").write_bytes(png_bytes(77))
     assert folder_signature(root) != first
+
+
+def test_images_in_folders_inside_a_class_folder_belong_to_that_class(tmp_path, check):
+    root = _folder(tmp_path / "photos", {"cat": 3, "dog": 3})
+    for i, year in enumerate(("2023", "2024/summer")):  # photos filed by year
+        (root / "dog" / year).mkdir(parents=True)
+        (root / "dog" / year / "a.png").write_bytes(png_bytes(50 + i))
+    (root / "dog" / "2024" / "bad.jpg").write_bytes(b"not a jpeg")
+    (root / "dog" / ".thumbs").mkdir()  # hidden: left out, as hidden files are
+    (root / "dog" / ".thumbs" / "t.png").write_bytes(png_bytes(60))
+    (root / "dog" / "loop").symlink_to(root)  # a link to a folder above is not followed
+    report = check(root)
+    assert report.counts == {"images": [3, 5]}
+    assert [name for name, _ in report.unreadable] == ["dog/2024/bad.jpg"]
+    ds = load_dataset(root, val_fraction=0)
+    assert np.bincount(ds.splits["train"][1]).tolist() == [3, 5]
+    assert ds.skipped and ds.skipped[0][0].endswith("dog/2024/bad.jpg")
+
+
+def test_folder_signature_changes_when_an_empty_folder_comes_or_goes(tmp_path):
+    root = _folder(tmp_path / "sig", {"cat": 3, "dog": 3})
+    first = folder_signature(root)
+    (root / "bird").mkdir()  # a class without images: the check refuses the folder
+    second = folder_signature(root)
+    assert second != first
+    (root / "bird").rmdir()  # mended: the kept refusal must not stand
+    assert folder_signature(root) == first
 
 
 def test_large_photos_are_checked_at_a_reduced_scale_and_damaged_ones_still_refused(

@@ -304,6 +304,17 @@ def _signature(path: str) -> str:
     return userdata.folder_signature(path)
 
 
+def check_again_button(key: str) -> None:
+    """Under a folder's problems: a button that looks at its files now, for a user who has
+    just mended them (the pages notice a change by themselves within 30 s)."""
+    st.button(
+        "Check the folder again",
+        key=key,
+        on_click=_signature.clear,
+        help="Once you have changed its files; the pages also notice a change within 30 s.",
+    )
+
+
 def take_zip_upload(upload) -> str | None:
     """Unpacks and checks a newly uploaded zip; a usable one becomes the active dataset.
 
@@ -399,6 +410,8 @@ def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
         return _load(dataset_key(), spec, *held_out_split(), image_size, listing, fit)
     except CnnError as err:
         st.error(md_sentence(err))
+        if Path(spec).expanduser().is_dir():  # its signature is what is kept
+            check_again_button("dataset_check_again")
         st.stop()
 
 
