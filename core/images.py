@@ -48,12 +48,17 @@ from core.errors import ImageError
 
 # The photo uploaders' `max_upload_size` (ui.state.PHOTO_UPLOAD_MB) is derived
 # from this, in the same binary megabytes, so the page and this module refuse
-# the same files.
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-# 40 megapixels holds any phone photo (a 48 MP sensor bins to 12 MP by
-# default) while capping one decode at ~160 MB of RGBA. It sits below
+# the same files. 32 MB holds a full-resolution JPEG of a 48 or 50 MP phone
+# (12-25 MB), which 10 MB refused.
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+# 40 megapixels decoded caps one decode at ~160 MB of RGBA; a phone photo
+# in its default mode is 12 MP (a 48 MP sensor bins to 12). It sits below
 # Pillow's own 89 MP warning, so the explicit check always fires first.
 MAX_PIXELS = 40_000_000
+# A JPEG decoded at a reduced scale (every reader here wants its pictures smaller) may be
+# larger, up to Pillow's own bomb warning (89.5 MP): 48 and 50 MP phone photos, 61 MP
+# cameras. Its decoded size is still held to MAX_PIXELS.
+JPEG_PIXELS = Image.MAX_IMAGE_PIXELS
 _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF")  # decoded in this process
 ALLOWED_FORMATS = (*_PILLOW_FORMATS, "HEIF")  # HEIC in a process of its own: `core.heif`
 
@@ -355,7 +360,11 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
     if reason := too_large(len(data), max_bytes):
         raise ImageError(reason)
     kind = _sniff(data)
-    _check_pixels(_declared_size(data, kind), max_pixels)
+    # A JPEG wanted smaller decodes at 1/2 to 1/8 of its size (`draft`, below): a 50 MP
+    # photo fits `max_pixels` there. Its own size is held to Pillow's bomb limit instead.
+    shrinks = bool(at_least) and kind == "JPEG"
+    stored_limit = max(max_pixels, JPEG_PIXELS) if shrinks else max_pixels
+    _check_pixels(_declared_size(data, kind), stored_limit)
     name = _DISPLAY_NAMES.get(kind, kind)
     with _pillow_errors(name):
         if kind == "HEIF":  # decoded upright, reduced as a JPEG's draft would be
@@ -364,10 +373,12 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
             return _to_rgb(image), (*stored, _flags(image))
         image = _open_headers(data, name)
         # Pillow's reading of the size is authoritative; still nothing decoded.
-        _check_opened(image.size, max_pixels)
+        _check_opened(image.size, stored_limit)
         (width, height), flags = image.size, _flags(image)
-        if at_least and image.format == "JPEG":
+        if shrinks and image.format == "JPEG":
             image.draft(image.mode, (at_least, at_least))  # same mode, smaller scale
+        if image.width * image.height > max_pixels:  # the size it decodes at
+            _check_pixels((width, height), max_pixels)
         image.load()
         loaded = image.size
         image = _apply_orientation(image)

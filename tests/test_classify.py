@@ -282,7 +282,7 @@ def test_files_on_disk_are_classified_in_chunks_in_order_with_a_sentence_for_eac
     assert [name for name, _, _ in results] == [*names, "a.txt"]
     assert done == [2, 4, 6]
     errors = [error for _, _, error in results]
-    assert errors[1] == "no such file" and "the limit is 10,485,760 bytes" in errors[2]
+    assert errors[1] == "no such file" and f"the limit is {MAX_UPLOAD_BYTES:,} bytes" in errors[2]
     assert "truncated or damaged" in errors[3] and errors[5] == "why"
     direct = classify_batch(model, [("red", _png((255, 0, 0))), ("blue", _png((0, 0, 255)))], "abc")
     np.testing.assert_allclose(results[0][1].probs, direct[0][1].probs, rtol=1e-6)

@@ -623,9 +623,9 @@ REFUSED = [
     ("bmp_huge_top_down", bmp_bomb, {}, "30000 x 30000 pixels"),
     (
         "over_default_byte_limit",
-        lambda: b"\xff\xd8\xff" + bytes(14_900_000),
+        lambda: b"\xff\xd8\xff" + bytes(34_900_000),
         {},
-        "This file is 14.2 MB; the limit is 10 MB.",
+        "This file is 33.3 MB; the limit is 32 MB.",
     ),
     (
         "over_custom_byte_limit",
@@ -1225,7 +1225,7 @@ def test_fuzz_seeds_all_decode():
 
 
 def test_module_limits_are_documented_values():
-    assert images.MAX_UPLOAD_BYTES == 10 * MIB
+    assert images.MAX_UPLOAD_BYTES == 32 * MIB
     assert images.ALLOWED_FORMATS == ("JPEG", "PNG", "WEBP", "BMP", "GIF", "AVIF", "HEIF")
 
 
@@ -1418,3 +1418,23 @@ def test_a_heic_asked_for_again_at_the_same_reduction_is_not_decoded_again(monke
     monkeypatch.setattr(heif, "DECODER", [sys.executable, "-m", "core.heif"])
     heif.decode(data, limit)  # kept in place of the halved one
     assert [factor for _, factor, _ in heif._RECENT.values()] == [1]
+
+
+def test_a_50_megapixel_jpeg_photo_is_read_at_a_reduced_scale():
+    # A 50 MP phone's full-resolution photo, over MAX_PIXELS: every reader wants it smaller,
+    # and libjpeg decodes it at 1/4 of its size without holding all 50 MP.
+    photo = encode(Image.new("RGB", (8160, 6120), (200, 30, 30)), "JPEG", quality=90)
+    pixels, (width, height, _) = decode_described(photo, 32)
+    assert (width, height) == (8160, 6120)
+    assert np.abs(pixels.astype(int) - (200, 30, 30)).max() <= 3
+    shown = open_image(photo, at_least=1000)
+    assert shown.size == (2040, 1530)  # the Classify page's picture
+    with pytest.raises(ImageError, match=r"8160 x 6120 pixels \(49.9 megapixels\)"):
+        open_image(photo)  # wanted whole: refused as before
+    thin = encode(Image.new("RGB", (45000, 1000), (200, 30, 30)), "JPEG")
+    with pytest.raises(ImageError, match=r"45000 x 1000 pixels \(45 megapixels\)"):
+        open_image(thin, at_least=1000)  # too thin to decode smaller: 45 MP decoded
+    assert decode_image(thin).shape == (32, 32, 3)  # at 1/8: 5,625 x 125
+    huge = encode(Image.new("RGB", (10000, 9000)), "JPEG")
+    with pytest.raises(ImageError, match="images above 89.5 megapixels are refused"):
+        decode_image(huge)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.images import MAX_UPLOAD_BYTES
 from tests.conftest import write_image_folder
 from tests.e2e.conftest import shot, streamlit_server, wait_idle
 from tests.test_userdata import class_entries, make_zip, png_bytes
@@ -16,12 +17,12 @@ pytestmark = pytest.mark.e2e
 
 
 def _noise_pngs() -> dict:
-    """Two random-noise PNGs of about 6 MB each (noise does not compress) and two small."""
+    """Two random-noise PNGs of about 18 MB each (noise does not compress) and two small."""
     rng = np.random.default_rng(0)
     entries = {}
     for name in ("big", "small"):
         buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (1400, 1500, 3), dtype=np.uint8)).save(buf, "PNG")
+        Image.fromarray(rng.integers(0, 256, (2400, 2500, 3), dtype=np.uint8)).save(buf, "PNG")
         entries[f"{name}/noise.png"] = buf.getvalue()
         entries[f"{name}/tiny.png"] = png_bytes(len(entries))
     return entries
@@ -74,10 +75,10 @@ def test_upload_a_zip_and_use_its_classes_on_every_page(upload_server, page, tmp
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Dataset").click()
     page.get_by_role("heading", name="Your own images").wait_for()
     wait_idle(page)
-    # Larger than the 10 MB photo limit: the server must let a zip of this size through.
+    # Larger than the photo limit: the server must let a zip of this size through.
     big = tmp_path / "big.zip"
     big.write_bytes(make_zip(_noise_pngs(), compression=zipfile.ZIP_STORED))
-    assert big.stat().st_size > 11 * 1024 * 1024
+    assert big.stat().st_size > MAX_UPLOAD_BYTES
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
     page.locator('[data-testid="stSidebar"]').get_by_text("Using big.zip").wait_for()
     wait_idle(page)
