@@ -448,6 +448,27 @@ def test_images_in_folders_inside_a_class_folder_belong_to_that_class(tmp_path, 
     assert ds.skipped and ds.skipped[0][0].endswith("dog/2024/bad.jpg")
 
 
+def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
+    root = tmp_path / "split"
+    _folder(root / "train", {"cat": 3, "dog": 3})
+    _folder(root / "val", {"cat": 2, "dog": 2}, seed=50)  # a validation folder of one's own
+    report = check(root)
+    assert report.counts == {"train": [3, 3]}
+    assert report.warnings[1:] == [  # after "very few images"
+        "Only train/ and test/ are read: the folder val/ beside train/ is not. To score "
+        "models on a folder of held-out images, name it test/ (the Evaluate page's test "
+        "split); the pages hold out their own validation images from train/."
+    ]
+    _folder(root / "test", {"cat": 2, "dog": 2}, seed=60)
+    _folder(root / "valid", {"cat": 2, "dog": 2}, seed=70)
+    (root / "notes.txt").write_text("a file beside train/ is no loss")
+    report = check(root)
+    assert report.counts == {"train": [3, 3], "test": [2, 2]}
+    assert [w.split(" beside")[0] for w in report.warnings[1:]] == [
+        "Only train/ and test/ are read: the folders val/, valid/"
+    ]
+
+
 def test_folder_signature_changes_when_an_empty_folder_comes_or_goes(tmp_path):
     root = _folder(tmp_path / "sig", {"cat": 3, "dog": 3})
     first = folder_signature(root)
