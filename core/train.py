@@ -43,6 +43,7 @@ from core.model import (
     set_whiten_bias_trainable,
 )
 from core.optimizers import KERNEL_RATIO, Muon
+from core.userdata import folders_not_read
 from core.words import counted
 
 # Training defaults that go with a preset; any flag given on the command line wins.
@@ -1552,6 +1553,8 @@ def main(argv=None) -> int:
                 "validation or test images.",
                 file=sys.stderr,
             )
+        if warning := folders_not_read(config.data):
+            print(f"warning: {warning}", file=sys.stderr)
         if dataset.skipped:
             print(
                 f"Skipped {counted(len(dataset.skipped), 'unreadable file')}, e.g. "

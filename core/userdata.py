@@ -545,6 +545,8 @@ def check_folder(
         groups = _read_all(root, files, report, progress)
     _count_duplicates(report, groups)
     _judge(report, stray)
+    if warning := folders_not_read(root):
+        report.warnings.append(warning)
     return report
 
 
@@ -612,19 +614,35 @@ def folder_signature(root: str | os.PathLike) -> str:
 
 
 def _parts(root: Path):
-    """Returns `({part: folder}, class names, files outside class folders)`; with train/,
-    the folders beside it that are not read (a val/ of one's own, say) join those files."""
+    """Returns `({part: folder}, class names, files outside class folders)`."""
     train_root = root / "train" if (root / "train").is_dir() else root
     parts = {"images": root}
-    stray = []
     if train_root != root:
         parts = {"train": train_root}
         if (root / "test").is_dir():
             parts["test"] = root / "test"
-        stray = [root / name for name in _subfolders(root) if name not in ("train", "test")]
     names = _subfolders(train_root)
-    stray += _files(train_root)
+    stray = [p for p in _files(train_root)]
     return parts, names, stray
+
+
+def folders_not_read(root: str | os.PathLike) -> str | None:
+    """The warning for the folders beside `root/train/` other than test/, which are not
+    read (a val/ or valid/ of one's own, as Kaggle and Roboflow exports have), or None."""
+    root = Path(root).expanduser()
+    if not (root / "train").is_dir():
+        return None
+    unread = [name for name in _subfolders(root) if name not in ("train", "test")]
+    if not unread:
+        return None
+    one = len(unread) == 1
+    return (
+        f"Only train/ and test/ are read: the {'folder' if one else 'folders'} "
+        f"{', '.join(shown(name) + '/' for name in unread)} beside train/ "
+        f"{'is' if one else 'are'} not. To score models on a folder of held-out images, name "
+        "it test/ (the Evaluate page's test split); validation images are held out from "
+        "train/."
+    )
 
 
 def _subfolders(folder: Path) -> list[str]:
@@ -732,15 +750,7 @@ def _judge(report: FolderReport, stray) -> None:
             f"{'appears' if report.test_in_train == 1 else 'appear'} in train, so test "
             "accuracy will look better than it is."
         )
-    if unread := [path.name for path in stray if path.is_dir()]:
-        report.warnings.append(
-            f"Only train/ and test/ are read: the {'folder' if len(unread) == 1 else 'folders'} "
-            f"{', '.join(shown(name) + '/' for name in unread)} beside train/ "
-            f"{'is' if len(unread) == 1 else 'are'} not. To score models on a folder of "
-            "held-out images, name it test/ (the Evaluate page's test split); the pages hold "
-            "out their own validation images from train/."
-        )
-    if stray := [path for path in stray if not path.is_dir()]:
+    if stray:
         report.warnings.append(
             f"1 file lies outside any class folder ({shown(stray[0].name)}) and is ignored."
             if len(stray) == 1

@@ -438,6 +438,17 @@ def test_cli_help_documents_every_option(capsys):
     assert "the global batch" in out and "TF_CONFIG" in out
 
 
+def test_cli_names_a_folder_beside_train_that_it_does_not_read(tmp_path, capsys):
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "pets" / "train", per_class=10, classes=("cat", "dog"))
+    write_image_folder(tmp_path / "pets" / "val", per_class=2, classes=("cat", "dog"))
+    args = ["--data", str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "8", "--quiet"]
+    assert train_mod.main([*args, "--runs-dir", str(tmp_path / "runs")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: Only train/ and test/ are read: the folder val/ beside train/ is not." in err
+
+
 def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):
     from tests.conftest import write_cifar_archive
 

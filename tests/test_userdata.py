@@ -457,7 +457,7 @@ def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
     assert report.warnings[1:] == [  # after "very few images"
         "Only train/ and test/ are read: the folder val/ beside train/ is not. To score "
         "models on a folder of held-out images, name it test/ (the Evaluate page's test "
-        "split); the pages hold out their own validation images from train/."
+        "split); validation images are held out from train/."
     ]
     _folder(root / "test", {"cat": 2, "dog": 2}, seed=60)
     _folder(root / "valid", {"cat": 2, "dog": 2}, seed=70)
