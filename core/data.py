@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import socket
 import sys
 import tarfile
@@ -686,6 +687,8 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
             f"{folder} has a single class folder ({classes[0]}); a classifier needs at "
             f"least two classes.{classes_inside(folder / classes[0])}"
         )
+    if said := splits_as_classes(folder, classes):
+        raise DataError(said)
     files = []
     for label, name in enumerate(classes):
         # Names sorted and joined as strings: Path objects made this listing 1.0 s instead
@@ -740,6 +743,27 @@ def class_names_of(spec: str | os.PathLike) -> list[str] | None:
     except OSError:
         return None
     return [shown(name) for name in names]  # as `_list_classes` gives them
+
+
+# Folder names of a dataset's splits, as downloaded datasets call them (training_set/,
+# seg_test/, valid/ ...): such a folder holding folders of its own is not a class.
+_SPLIT_NAME = re.compile(
+    r"(seg_)?(train(ing)?|test(ing)?|val(id(ation)?)?|dev|eval)([ _-]?(set|data|images))?",
+    re.IGNORECASE,
+)
+
+
+def splits_as_classes(folder: str | os.PathLike, classes: list[str]) -> str:
+    """What to say of a folder whose class folders look like splits (training_set/ and
+    test_set/, each holding the class folders): read as classes, their images (in folders
+    inside them) would teach the model which split a picture is from. "" when none does."""
+    for name in sorted(classes, key=lambda n: "train" not in n.lower()):  # train's first
+        if _SPLIT_NAME.fullmatch(name) and (inside := classes_inside(Path(folder) / name)):
+            return (
+                f"{shown(str(folder))} looks like a folder of splits, not of classes: "
+                f"{shown(name)} is a split's name.{inside} Or name the splits train/ and test/."
+            )
+    return ""
 
 
 def classes_inside(folder: Path) -> str:

@@ -36,6 +36,7 @@ from core.data import (
     is_entry,
     no_readable_image,
     shown,
+    splits_as_classes,
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
@@ -657,15 +658,17 @@ def _files(folder: Path) -> list[Path]:
 
 def _class_problems(report: FolderReport, parts):
     names = report.class_names
+    train = next(iter(parts.values()))  # "images" or "train": where the classes are
     if not names:
         report.problems.append(f"{report.root} has no class folders. {LAYOUT}")
     elif len(names) < 2:
-        train = next(iter(parts.values()))  # "images" or "train": where the classes are
         only = train / _subfolders(train)[0]  # its own name, not as shown
         report.problems.append(
             f"{report.root} has a single class folder ({names[0]}); a classifier needs at "
             f"least two classes.{classes_inside(only)}"
         )
+    elif said := splits_as_classes(train, _subfolders(train)):
+        report.problems.append(said)
     if "test" in parts:
         test_names = [shown(name) for name in _subfolders(parts["test"])]
         if test_names != names:

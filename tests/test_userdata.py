@@ -448,6 +448,26 @@ def test_images_in_folders_inside_a_class_folder_belong_to_that_class(tmp_path, 
     assert ds.skipped and ds.skipped[0][0].endswith("dog/2024/bad.jpg")
 
 
+def test_splits_given_as_classes_are_refused_and_years_are_not(tmp_path, check):
+    root = tmp_path / "kaggle"  # the layout of Kaggle's cats and dogs
+    for split, seed in (("training_set", 0), ("test_set", 50)):
+        _folder(root / split, {"cats": 3, "dogs": 3}, seed=seed)
+    said = (
+        f"{root} looks like a folder of splits, not of classes: training_set is a split's "
+        f"name. It holds 2 folders itself (cats, dogs): if those are the classes, give "
+        f"{root / 'training_set'} instead. Or name the splits train/ and test/."
+    )
+    assert check(root).problems == [said]
+    with pytest.raises(DataError) as err:
+        load_dataset(root)
+    assert str(err.value) == said
+    years = tmp_path / "years"  # photos filed by year in each class: classes, as they are
+    for name, seed in (("cats", 0), ("dogs", 50)):
+        _folder(years / name, {"2023": 3, "2024": 3}, seed=seed)
+    assert check(years).ok
+    assert check(years).counts == {"images": [6, 6]}
+
+
 def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
     root = tmp_path / "split"
     _folder(root / "train", {"cat": 3, "dog": 3})
