@@ -18,6 +18,7 @@ import shutil
 import stat
 import tempfile
 import time
+import urllib.parse
 import zipfile
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -588,6 +589,17 @@ def _check_path(signature: str, cache_dir) -> Path:
 
 def _saved_root(path: Path) -> tuple[str, str]:
     return json.loads(path.read_text())["root"], ""
+
+
+def typed_path(text: str) -> str:
+    """A path as typed or pasted: without the quotes a file manager's "Copy as path" puts
+    around it, or the `file://` of a copied location (its %20 and such decoded)."""
+    path = text.strip()
+    if len(path) > 1 and path[0] == path[-1] and path[0] in "\"'":
+        path = path[1:-1].strip()
+    if path.startswith("file://"):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
+    return path
 
 
 def folder_signature(root: str | os.PathLike) -> str:

@@ -291,6 +291,15 @@ def test_a_folder_mended_after_its_check_is_checked_again_at_a_click(tmp_path, m
     assert {m.label: m.value for m in at.metric}["train images"] == "22"
 
 
+def test_a_path_pasted_with_quotes_opens_its_folder(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "my pets", per_class=12, classes=("cat", "dog"))
+    at = _app(monkeypatch, tmp_path, tmp_path / "elsewhere")
+    at.run()
+    at.text_input(key="sidebar_path").set_value(f'"{tmp_path / "my pets"}"').run()
+    assert not at.exception and not at.error
+    assert _check_label(at).startswith("Folder check: 2 classes, 24 images")
+
+
 def test_an_uploaded_zip_becomes_the_dataset_of_every_page(image_folder, tmp_path, monkeypatch):
     at = _app(monkeypatch, tmp_path, image_folder)
     at.run()

@@ -489,6 +489,22 @@ def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
     ]
 
 
+@pytest.mark.parametrize(
+    "typed, path",
+    [
+        ("  /data/my photos ", "/data/my photos"),
+        ('"/data/my photos"', "/data/my photos"),  # Windows' "Copy as path"
+        ("'/data/my photos'", "/data/my photos"),
+        ("file:///data/my%20photos", "/data/my photos"),  # a copied location
+        ('"', '"'),
+        ("'/data/it's'", "/data/it's"),
+        ("/data/'quoted' name", "/data/'quoted' name"),
+    ],
+)
+def test_a_pasted_path_loses_its_quotes_and_file_prefix(typed, path):
+    assert userdata.typed_path(typed) == path
+
+
 def test_folder_signature_changes_when_an_empty_folder_comes_or_goes(tmp_path):
     root = _folder(tmp_path / "sig", {"cat": 3, "dog": 3})
     first = folder_signature(root)

@@ -192,7 +192,7 @@ def dataset_spec() -> str:
         return "cifar10"
     if st.session_state.sidebar_source == "upload":
         return (st.session_state.get("sidebar_upload") or {}).get("path", "")
-    return st.session_state.sidebar_path.strip()
+    return userdata.typed_path(st.session_state.sidebar_path)
 
 
 def chosen_split() -> tuple[float, int] | None:
