@@ -45,7 +45,8 @@ CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DOWNLOAD_MB = 163
 SPLITS = ("train", "val", "test")
 # The file types of core.images's formats: an image folder's files, the photo uploaders'.
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "avif", "heic", "heif"]
+# .jfif and .jpe: JPEGs as Windows and some browsers save pictures from the web.
+UPLOAD_TYPES = ["jpg", "jpeg", "jfif", "jpe", "png", "webp", "bmp", "gif", "avif", "heic", "heif"]
 IMAGE_SUFFIXES = {f".{kind}" for kind in UPLOAD_TYPES}
 # Pictures of other formats a folder of photos may hold (a scanner's TIFF, a camera's raw
 # files), named in the sentence that passes them over.

@@ -721,3 +721,11 @@ def test_fewest_to_hold_out_is_the_smallest_class_the_split_takes_one_from():
         held = np.bincount(y[stratified_split(y, fraction, seed=0)[1]], minlength=2)
         assert held.tolist() == [0, 1], fraction
     assert fewest_to_hold_out(0.1) == 6
+
+
+def test_jpegs_saved_as_jfif_or_jpe_are_read(tmp_path):
+    write_image_folder(tmp_path / "d", per_class=3, classes=("a", "b"), fmt="JPEG")
+    for i, path in enumerate(sorted((tmp_path / "d" / "b").iterdir())):
+        path.rename(path.with_suffix((".jfif", ".JPE", ".jpeg")[i]))  # as browsers save them
+    ds = load_dataset(tmp_path / "d", val_fraction=0)
+    assert np.bincount(ds.splits["train"][1]).tolist() == [3, 3] and not ds.skipped
