@@ -129,9 +129,12 @@ def filters_tab():
     chans = cols[1].slider("Input channels shown", 1, c, min(c, 16), key="filters_chans")
     tiles = grid[:rows, :chans].reshape(-1, k, k)
     peak = float(np.abs(tiles).max()) or 1.0
-    fig = charts.image_grid(
-        inspect.mosaic(tiles, chans), "RdBu_r", -peak, peak, 0, height=120 + 22 * rows * k // 3
-    )
+    laid = inspect.mosaic(tiles, chans)
+    # Up to 16 screen pixels a weight, within a 560 x 640 box: the whitening layer's 2 x 2
+    # filters of 3 channels were a column 44 pixels wide in a height sized for 3 x 3 ones.
+    cell = min(16, 560 / laid.shape[1], 640 / laid.shape[0])
+    height = max(160, round(20 + cell * laid.shape[0]))
+    fig = charts.image_grid(laid, "RdBu_r", -peak, peak, 0, height=height)
     st.plotly_chart(fig, width="stretch")
     st.caption(
         f"{layer}: {f} filters × {c} input channels of {k}×{k}, the first {rows} × {chans} "
