@@ -754,12 +754,17 @@ _SPLIT_NAME = re.compile(
 )
 
 
+def is_split_name(name: str) -> bool:
+    """Whether a folder's name is one a dataset's split goes by (train, test_set, valid...)."""
+    return bool(_SPLIT_NAME.fullmatch(name))
+
+
 def splits_as_classes(folder: str | os.PathLike, classes: list[str]) -> str:
     """What to say of a folder whose class folders look like splits (training_set/ and
     test_set/, each holding the class folders): read as classes, their images (in folders
     inside them) would teach the model which split a picture is from. "" when none does."""
     for name in sorted(classes, key=lambda n: "train" not in n.lower()):  # train's first
-        if _SPLIT_NAME.fullmatch(name) and (inside := classes_inside(Path(folder) / name)):
+        if is_split_name(name) and (inside := classes_inside(Path(folder) / name)):
             return (
                 f"{shown(str(folder))} looks like a folder of splits, not of classes: "
                 f"{shown(name)} is a split's name.{inside} Or name the splits train/ and test/."

@@ -35,6 +35,7 @@ from core.data import (
     default_cache_dir,
     folder_contents,
     is_entry,
+    is_split_name,
     no_readable_image,
     shown,
     splits_as_classes,
@@ -312,17 +313,20 @@ def _ignored(path: PurePosixPath) -> bool:
 
 
 def _layout(images, others=()):
-    """Maps image entries to `<class>/<file>` or `train|test/<class>/<file>`, or refuses;
-    and those of `others` (pictures this cannot read) that lie in one of those folders."""
+    """Maps image entries to `<class>/...` or `train|test/<class>/...`, or refuses; and
+    those of `others` (pictures this cannot read) that lie in one of those class folders.
+    Wrapping folders (a zipped folder's own, and those above it) are left out; folders
+    inside a class folder are kept, as a folder's images in them belong to its class."""
     parts = [path.parts for _, path in images]
     tops = {p[0] for p in parts}
-    wrapper = None
-    if len(tops) == 1 and tops != {"train"} and all(len(p) >= 3 for p in parts):
-        wrapper = parts[0][0]  # one wrapping folder, as "compress folder" makes
+    wrapper = ()
+    # One wrapping folder, as "compress folder" makes, or several (a zip of a deep path).
+    while len(tops) == 1 and tops != {"train"} and all(len(p) >= 3 for p in parts):
+        wrapper += (parts[0][0],)
         parts = [p[1:] for p in parts]
         tops = {p[0] for p in parts}
     split = "train" in tops and tops <= {"train", "test"}
-    depth = 3 if split else 2
+    depth = 3 if split else 2  # a class folder's files; deeper ones are in its folders
     for (info, _), p in zip(images, parts, strict=True):
         if len(p) < depth:
             where = "at the top of the zip" if len(p) == 1 else f"directly in {p[0]}/"
@@ -330,29 +334,30 @@ def _layout(images, others=()):
                 f"The image '{info.filename[:120]}' lies {where}, outside any class "
                 f"folder. {LAYOUT}"
             )
-        if len(p) > depth:
+        if len(p) > depth and is_split_name(p[depth - 2]):  # train/cat/ beside cat/, dog/
             raise DataError(
                 f"The image '{info.filename[:120]}' is nested deeper than a class folder. {LAYOUT}"
             )
-    _check_zip_classes(parts, split)
+    _check_zip_classes([p[: depth - 1] for p in parts], split)
     mapped = [(info, p) for (info, _), p in zip(images, parts, strict=True)]
     mapped += [
-        (info, path.parts[1:] if wrapper else path.parts)
+        (info, path.parts[len(wrapper) :])
         for info, path in others
-        if wrapper is None or path.parts[0] == wrapper
+        if path.parts[: len(wrapper)] == wrapper
     ]
-    folders = {p[:-1] for p in parts}
-    return [(info, PurePosixPath(*p)) for info, p in mapped if p[:-1] in folders]
+    folders = {p[: depth - 1] for p in parts}
+    return [(info, PurePosixPath(*p)) for info, p in mapped if p[: depth - 1] in folders]
 
 
-def _check_zip_classes(parts, split):
-    train = sorted({p[-2] for p in parts if not split or p[0] == "train"})
+def _check_zip_classes(folders, split):
+    """`folders`: each image's class folder, as `(class,)` or `(train|test, class)`."""
+    train = sorted({p[-1] for p in folders if not split or p[0] == "train"})
     if len(train) < 2:
         raise DataError(
             f"The zip has a single class folder ({train[0]}); a classifier needs at least "
             f"two. {LAYOUT}"
         )
-    test = sorted({p[1] for p in parts if split and p[0] == "test"})
+    test = sorted({p[1] for p in folders if split and p[0] == "test"})
     if test and test != train:
         raise DataError(
             f"The zip's test classes ({', '.join(test)}) differ from its train classes "
