@@ -13,6 +13,8 @@ HEIC file, as before session 45, instead of one for them all (`core.heif.kept_de
 Whole process timings: `farm-bench -n 3 -- python benchmarks/folder_decode.py ...`.
 `--check` times `core.userdata.check_folder` without a listing instead: how the Dataset
 page checks a folder the loader cannot list (an empty class folder, say), nothing cached.
+`--listing` times `core.data.folder_listing` alone (no file read), which every page runs
+after a restart: the median of 7.
 """
 
 import argparse
@@ -32,7 +34,17 @@ def main() -> None:
     p.add_argument("--in-process", action="store_true", help="no worker processes")
     p.add_argument("--check", action="store_true", help="time the folder check instead")
     p.add_argument("--process-per-heic", action="store_true", help="with --in-process")
+    p.add_argument("--listing", action="store_true", help="time the folder's listing only")
     args = p.parse_args()
+    if args.listing:
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            listing = data.folder_listing(args.data, 32)
+            times.append(time.perf_counter() - start)
+        files = len(listing.files) if listing else 0
+        print(f"listed {files:,} files in {sorted(times)[3] * 1000:.0f} ms (median of 7)")
+        return
     if args.in_process:
         data.worker_count = lambda seconds: 1
     if args.process_per_heic:
