@@ -33,6 +33,7 @@ state.ensure_routed()
 
 # Sources of "Why this answer?" that other sections choose: a cell, dots in the space.
 CELL = "the chosen cell"
+MISTAKES, UNSURE = "the most confident mistakes", "the least confident correct"
 SPACE = "the points selected in the feature space"
 PICK = 320  # CSS pixels: SPACE whole in its selectbox
 
@@ -489,11 +490,7 @@ if st.toggle(
     st.session_state["_evaluate_picked"] = picked
 
 st.subheader("Why this answer?")
-groups = {
-    "the most confident mistakes": wrong["index"][:18],
-    CELL: cell[:24],
-    "the least confident correct": unsure,
-}
+groups = {MISTAKES: wrong["index"][:18], CELL: cell[:24], UNSURE: unsure}
 if strange:
     groups["the least typical"] = strange
 if seen:
@@ -502,13 +499,23 @@ if picked:
     groups[SPACE] = picked
 # A row that wraps: a quarter of the page cut "the most confident mistakes" short at 1024 px.
 choose = st.container(horizontal=True, gap="medium")
-group = choose.selectbox("Images from", list(groups), key="evaluate_why_from", width=PICK)
+# No mistake to show: what it nearly got wrong instead, until there are mistakes again (a
+# choice the user makes stays).
+from_now, auto = st.session_state.get("evaluate_why_from", MISTAKES), "_evaluate_why_auto"
+if from_now == MISTAKES and not len(wrong["index"]) and len(unsure):
+    st.session_state.update({"evaluate_why_from": UNSURE, auto: True})
+elif from_now == UNSURE and len(wrong["index"]) and st.session_state.get(auto):
+    st.session_state.update({"evaluate_why_from": MISTAKES, auto: False})
+group = choose.selectbox(
+    "Images from",
+    list(groups),
+    key="evaluate_why_from",
+    width=PICK,
+    on_change=st.session_state.update,
+    kwargs={auto: False},
+)
 shown = [int(i) for i in groups[group]]
-if not shown and group == "the most confident mistakes":
-    st.info(
-        'No mistakes here: choose "the least confident correct" to see what it nearly got wrong.'
-    )
-elif not shown:
+if not shown:
     st.info(f"No images in {group}.")
 else:
     index = choose.selectbox(

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -288,7 +289,8 @@ def test_choosing_a_cell_shows_its_images(app, trained_run, image_folder):
     report = _expected(trained_run, image_folder)
     true, pred = np.unravel_index(np.argmax(report.confusion), report.confusion.shape)
     names = report.class_names
-    assert app.selectbox(key="evaluate_why_from").value == "the most confident mistakes"
+    first = "the most confident mistakes" if report.accuracy < 1 else "the least confident correct"
+    assert app.selectbox(key="evaluate_why_from").value == first
     app.selectbox(key="evaluate_true").select(names[1]).run()  # the default is the first
     assert app.selectbox(key="evaluate_why_from").value == "the chosen cell"  # looked at below
     app.selectbox(key="evaluate_true").select(names[true]).run()
@@ -552,7 +554,8 @@ def test_why_this_answer_sets_a_mistakes_answer_against_its_label(
     from core.evaluate import mistakes
 
     calls = _explained(monkeypatch)
-    app.switch_page("pages/evaluate.py").run()
+    app.switch_page("pages/evaluate.py").run()  # the val split first
+    calls.clear()  # those of the train split from here
     app.selectbox(key="evaluate_split").select("train").run()
     assert not app.exception
     report = _expected(trained_run, mislabelled, split="train")
@@ -589,6 +592,20 @@ def test_why_this_answer_sets_a_mistakes_answer_against_its_label(
     assert not app.exception and len(calls) == 4  # kept: not computed again
 
 
+def test_why_this_answer_keeps_the_group_a_user_chose(app, trained_run, mislabelled):
+    app.switch_page("pages/evaluate.py").run()
+    why_from = lambda: app.selectbox(key="evaluate_why_from")  # noqa: E731
+    assert why_from().value == "the least confident correct"  # no mistake on val: shown
+    why_from().select("the chosen cell").run()
+    why_from().select("the least confident correct").run()  # now chosen
+    app.selectbox(key="evaluate_split").select("train").run()  # the cats filed as dogs
+    assert why_from().value == "the least confident correct"
+    why_from().select("the most confident mistakes").run()
+    app.selectbox(key="evaluate_split").select("val").run()
+    app.selectbox(key="evaluate_split").select("train").run()
+    assert why_from().value == "the most confident mistakes"
+
+
 def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     app, trained_run, image_folder, monkeypatch
 ):
@@ -600,16 +617,13 @@ def test_why_this_answer_sets_a_right_answer_against_its_runner_up(
     report = _expected(trained_run, image_folder, split="train")
     assert report.accuracy == 1.0  # the folder the model was trained on: no mistake
     assert f"No mistakes on these {len(report.y_true)} images." in [c.value for c in app.caption]
-    assert (
-        'No mistakes here: choose "the least confident correct" to see what it nearly got wrong.'
-        in [i.value for i in app.info]
-    )
-    app.selectbox(key="evaluate_why_from").select("the least confident correct").run()
-    assert not app.exception
+    # No mistake to show: the least confident right answers instead, without a choice.
+    assert app.selectbox(key="evaluate_why_from").value == "the least confident correct"
+    assert not app.info
     unsure = least_confident_correct(report.probs, report.y_true, 18)
-    assert len(unsure)
-    i = int(unsure[0])
-    assert app.selectbox(key="evaluate_why_correct").value == i
+    # The Image kept from the val split, where there were no mistakes either: one of these.
+    i = int(re.match(r"train #(\d+), labelled ", _why_captions(app)[0]).group(1))
+    assert i in unsure.tolist()
     answer, runner_up = np.argsort(-report.probs[i])[:2]
     assert answer == report.y_true[i]
     assert [c for c, _, _ in calls][-2:] == [answer, runner_up]
