@@ -31,9 +31,10 @@ from ui.text import md, md_sentence, probability
 
 state.ensure_routed()
 
-# Sources of "Why this answer?" that other sections choose: a cell, dots in the space.
-CELL = "the chosen cell"
+# Sources of "Why this answer?": the first two it starts on, and those other sections choose
+# (a cell, dots in the space).
 MISTAKES, UNSURE = "the most confident mistakes", "the least confident correct"
+CELL = "the chosen cell"
 SPACE = "the points selected in the feature space"
 PICK = 320  # CSS pixels: SPACE whole in its selectbox
 
