@@ -500,13 +500,12 @@ if picked:
     groups[SPACE] = picked
 # A row that wraps: a quarter of the page cut "the most confident mistakes" short at 1024 px.
 choose = st.container(horizontal=True, gap="medium")
-# No mistake to show: what it nearly got wrong instead, until there are mistakes again (a
-# choice the user makes stays).
-from_now, auto = st.session_state.get("evaluate_why_from", MISTAKES), "_evaluate_why_auto"
-if from_now == MISTAKES and not len(wrong["index"]) and len(unsure):
-    st.session_state.update({"evaluate_why_from": UNSURE, auto: True})
-elif from_now == UNSURE and len(wrong["index"]) and st.session_state.get(auto):
-    st.session_state.update({"evaluate_why_from": MISTAKES, auto: False})
+# The mistakes, or what it nearly got wrong where it made none, as the images change; until
+# the user chooses a source here (`auto` then False), or another section does.
+now, auto = st.session_state.get("evaluate_why_from"), "_evaluate_why_auto"
+if now is None or (now in (MISTAKES, UNSURE) and st.session_state.get(auto)):
+    start = UNSURE if not len(wrong["index"]) and len(unsure) else MISTAKES
+    st.session_state.update({"evaluate_why_from": start, auto: True})
 group = choose.selectbox(
     "Images from",
     list(groups),

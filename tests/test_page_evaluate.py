@@ -601,7 +601,9 @@ def test_why_this_answer_keeps_the_group_a_user_chose(app, trained_run, mislabel
     app.selectbox(key="evaluate_split").select("train").run()  # the cats filed as dogs
     assert why_from().value == "the least confident correct"
     why_from().select("the most confident mistakes").run()
-    app.selectbox(key="evaluate_split").select("val").run()
+    app.selectbox(key="evaluate_split").select("val").run()  # none there: chosen all the same
+    assert why_from().value == "the most confident mistakes"
+    assert "No images in the most confident mistakes." in [i.value for i in app.info]
     app.selectbox(key="evaluate_split").select("train").run()
     assert why_from().value == "the most confident mistakes"
 

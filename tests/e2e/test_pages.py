@@ -429,7 +429,9 @@ def test_dots_lassoed_in_the_feature_space_are_looked_at_below(server, page):
     page.get_by_text("Select dots (click, lasso or box)").wait_for()
     wait_idle(page)
     source = page.get_by_role("combobox", name="Images from")
-    expect(source).to_have_value("the most confident mistakes")
+    # Its mistakes, or the least confident right answers when it made none.
+    first = re.compile("^the (most confident mistakes|least confident correct)$")
+    expect(source).to_have_value(first)
     # The feature space's own chart: a robustness curve measured by an earlier test is
     # kept on disk and drawn further down the page.
     area = page.locator('.st-key-evaluate_space_chart [data-testid="stPlotlyChart"] .nsewdrag')
