@@ -62,6 +62,7 @@ def ended_search(rows: list[dict]) -> dict | None:
         st.dataframe(
             ended["trials"],
             hide_index=True,
+            placeholder="—",  # a trial stopped before its first epoch
             column_config={
                 "val accuracy": st.column_config.NumberColumn(format="%.2f%%"),
                 "learning rate": st.column_config.NumberColumn(format="%.3g"),
@@ -238,6 +239,7 @@ def runs_table(rows: list[dict]) -> None:
         on_select="rerun",
         selection_mode="multi-row",
         hide_index=True,
+        placeholder="—",  # no accuracy yet: a run before its first epoch (Streamlit: "None")
         column_config={
             # Pinned: on a narrow screen the table scrolls sideways under the run's name.
             "run": st.column_config.TextColumn(width=_text_width(table["run"]), pinned=True),
