@@ -654,12 +654,17 @@ def folders_not_read(root: str | os.PathLike) -> str | None:
     if not unread:
         return None
     one = len(unread) == 1
+    do = (
+        f"To use {'its' if one else 'their'} images, move them into train/ (validation "
+        "images are held out from there) or test/."
+        if (root / "test").is_dir()
+        else "To score models on a folder of held-out images, name it test/ (the Evaluate "
+        "page's test split); validation images are held out from train/."
+    )
     return (
         f"Only train/ and test/ are read: the {'folder' if one else 'folders'} "
         f"{', '.join(shown(name) + '/' for name in unread)} beside train/ "
-        f"{'is' if one else 'are'} not. To score models on a folder of held-out images, name "
-        "it test/ (the Evaluate page's test split); validation images are held out from "
-        "train/."
+        f"{'is' if one else 'are'} not. {do}"
     )
 
 

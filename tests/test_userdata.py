@@ -496,8 +496,10 @@ def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
     (root / "notes.txt").write_text("a file beside train/ is no loss")
     report = check(root)
     assert report.counts == {"train": [3, 3], "test": [2, 2]}
-    assert [w.split(" beside")[0] for w in report.warnings[1:]] == [
-        "Only train/ and test/ are read: the folders val/, valid/"
+    assert report.warnings[1:] == [
+        "Only train/ and test/ are read: the folders val/, valid/ beside train/ are not. To "
+        "use their images, move them into train/ (validation images are held out from there) "
+        "or test/."
     ]
 
 
