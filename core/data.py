@@ -665,13 +665,14 @@ class FolderListing:
         return all(f.exists() for f in files)
 
 
-def is_entry(entry: os.DirEntry, kind: str) -> bool:
+def is_entry(entry: os.DirEntry, kind: str, links: bool = True) -> bool:
     """Whether a folder's entry is a `kind` ("dir" or "file") to read, not hidden: a link
-    that loops or leads nowhere is neither (asking raised OSError: a traceback)."""
+    that loops or leads nowhere is neither (asking raised OSError: a traceback). `links`:
+    whether a link to a `kind` counts."""
     if entry.name.startswith("."):
         return False
     try:
-        return entry.is_dir() if kind == "dir" else entry.is_file()
+        return entry.is_dir(follow_symlinks=links) if kind == "dir" else entry.is_file()
     except OSError:
         return False
 
@@ -718,16 +719,9 @@ def class_files(class_folder: str | os.PathLike) -> list[str]:
         for entry in os.scandir(folders.pop()):
             if is_entry(entry, "file"):
                 found.append(entry.path)
-            elif not entry.name.startswith(".") and _is_own_folder(entry):
+            elif is_entry(entry, "dir", links=False):
                 folders.append(entry.path)
     return sorted(found)
-
-
-def _is_own_folder(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir(follow_symlinks=False)
-    except OSError:
-        return False
 
 
 def class_names_of(spec: str | os.PathLike) -> list[str] | None:

@@ -536,7 +536,7 @@ def check_folder(
     parts, class_names, stray = _parts(root)
     shown_names = [shown(name) for name in class_names]  # the folders' own names open them
     report = FolderReport(str(root), shown_names, {p: [0] * len(class_names) for p in parts})
-    _class_problems(report, parts)
+    _class_problems(report, parts, class_names)
     if not class_names:
         return report
     if listing is not None:
@@ -678,18 +678,18 @@ def _files(folder: Path) -> list[Path]:
     return sorted(Path(e.path) for e in os.scandir(folder) if is_entry(e, "file"))
 
 
-def _class_problems(report: FolderReport, parts):
+def _class_problems(report: FolderReport, parts, folders: list[str]):
+    """`folders`: the class folders' own names (`report.class_names` as shown)."""
     names = report.class_names
     train = next(iter(parts.values()))  # "images" or "train": where the classes are
     if not names:
         report.problems.append(f"{report.root} has no class folders. {LAYOUT}")
     elif len(names) < 2:
-        only = train / _subfolders(train)[0]  # its own name, not as shown
         report.problems.append(
             f"{report.root} has a single class folder ({names[0]}); a classifier needs at "
-            f"least two classes.{classes_inside(only)}"
+            f"least two classes.{classes_inside(train / folders[0])}"
         )
-    elif said := splits_as_classes(train, _subfolders(train)):
+    elif said := splits_as_classes(train, folders):
         report.problems.append(said)
     if "test" in parts:
         test_names = [shown(name) for name in _subfolders(parts["test"])]
