@@ -44,6 +44,12 @@ CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_DOWNLOAD_MB = 163
 SPLITS = ("train", "val", "test")
+# An image folder's parts, by their code in its decoded arrays ("part"): train/ (or the
+# folder itself), test/, and its own validation folder beside train/.
+PARTS = ("train", "test", "val")
+# Names of a folder's own validation images beside train/ (ImageNet and Kaggle's val/,
+# Roboflow's valid/, TensorFlow Datasets' validation/): the first there is read.
+VAL_FOLDERS = ("val", "valid", "validation")
 # The file types of core.images's formats: an image folder's files, the photo uploaders'.
 # .jfif and .jpe: JPEGs as Windows and some browsers save pictures from the web.
 UPLOAD_TYPES = ["jpg", "jpeg", "jfif", "jpe", "png", "webp", "bmp", "gif", "avif", "heic", "heif"]
@@ -105,7 +111,8 @@ class Dataset:
         source: human-readable description of where the data came from.
         splits: `{"train": (x, y), "val": (x, y), "test": (x, y)}`, where `x` is uint8
             `(N, H, W, 3)` and `y` is int32 `(N,)`. "test" is absent when the source has
-            no test split; "val" is absent when `val_fraction` was 0.
+            no test split; "val" is absent when `val_fraction` was 0 (or the folder's own
+            validation folder holds no readable image).
         skipped: `(path, reason)` for every file that could not be read.
         files: for an image folder, each split's image files as paths relative to the
             folder (str arrays, one per image of `splits`); empty for CIFAR-10 sources.
@@ -114,6 +121,8 @@ class Dataset:
             (`core.images.GREYSCALE`, `TRANSPARENT`); empty for CIFAR-10 sources.
         left_out: training images left out as near-duplicates of held-out images
             (`core.near_duplicates.without_copies`).
+        val_folder: the folder beside train/ whose images are the "val" split ("valid"),
+            or "" when they are held out of the training images by fraction and seed.
     """
 
     class_names: list[str]
@@ -123,6 +132,7 @@ class Dataset:
     files: dict[str, np.ndarray] = field(default_factory=dict)
     left_out: int = 0
     stored: dict[str, np.ndarray] = field(default_factory=dict)
+    val_folder: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -148,17 +158,22 @@ class Dataset:
     def summary(self) -> dict:
         """Returns a JSON-ready description: source, classes, image size, split sizes, the
         share of training images that were not square (CIFAR-10's are all 32 x 32), skipped
-        count (and the training images left out, when some were)."""
+        count (and the training images left out, when some were, and the folder of the
+        validation images, when the data has its own)."""
         sides = self.stored.get("train")
         not_square = 0.0 if sides is None or not len(sides) else np.mean(sides[:, 0] != sides[:, 1])
-        return {
-            "source": self.source,
-            "class_names": self.class_names,
-            "image_size": self.image_size,
-            "split_sizes": {k: int(len(v[1])) for k, v in self.splits.items()},
-            "not_square": round(float(not_square), 4),
-            "skipped_files": len(self.skipped),
-        } | ({"near_duplicates_left_out": self.left_out} if self.left_out else {})
+        return (
+            {
+                "source": self.source,
+                "class_names": self.class_names,
+                "image_size": self.image_size,
+                "split_sizes": {k: int(len(v[1])) for k, v in self.splits.items()},
+                "not_square": round(float(not_square), 4),
+                "skipped_files": len(self.skipped),
+            }
+            | ({"near_duplicates_left_out": self.left_out} if self.left_out else {})
+            | ({"val_folder": self.val_folder} if self.val_folder else {})
+        )
 
 
 def absolute_spec(spec: str) -> str:
@@ -226,8 +241,10 @@ def load_dataset(
             inside `train/` and `test/`), a `cifar-10-python.tar.gz` archive, or an
             extracted `cifar-10-batches-py` folder.
         image_size: side of the square images returned; other sizes are resized.
-        val_fraction: stratified share of the training images held out for validation.
-        seed: fixes the validation split.
+        val_fraction: stratified share of the training images held out for validation;
+            not used for a folder with validation images of its own (`VAL_FOLDERS`
+            beside train/), which are the validation split as they are.
+        seed: fixes the validation split (not used either beside a folder's own).
         cache_dir: where decoded folders are cached; default `default_cache_dir()`.
         progress: `progress(done, total)` while a folder's images are decoded (see
             `load_image_folder`).
@@ -245,19 +262,32 @@ def load_dataset(
         DataError: the source is missing, empty, malformed or has fewer than 2 classes.
     """
     folder, source = _read_source(spec, image_size, cache_dir, progress, listing, fit)
-    keep, held = stratified_split(folder.train[1], val_fraction, seed)
-    chosen = {"train": keep} | ({"val": held} if len(held) else {})
+    if folder.val_folder:  # the folder's own: every training image is one
+        chosen = {"train": slice(None)}
+    else:
+        keep, held = stratified_split(folder.train[1], val_fraction, seed)
+        chosen = {"train": keep} | ({"val": held} if len(held) else {})
 
     def per_split(arrays: dict) -> dict:
-        """`{"train": a, "test": b}`, an array per image of each part, as the splits are."""
-        test = {"test": arrays["test"]} if "test" in arrays else {}
-        return {n: arrays["train"][i] for n, i in chosen.items()} | test if arrays else {}
+        """`{"train": a, "val": b, "test": c}`, an array per image of each part, as the
+        splits are, from one per image of each part of the folder."""
+        own = {n: arrays[n] for n in ("val", "test") if n in arrays and len(arrays[n])}
+        return {n: arrays["train"][i] for n, i in chosen.items()} | own if arrays else {}
 
-    parts = {"train": folder.train} | ({"test": folder.test} if folder.test else {})
+    parts = {"train": folder.train, "val": folder.val, "test": folder.test}
+    parts = {name: xy for name, xy in parts.items() if xy is not None}
     x, y = (per_split({part: xy[k] for part, xy in parts.items()}) for k in (0, 1))
     splits = {n: (x[n], y[n]) for n in x}
     files, stored = per_split(folder.files), per_split(folder.stored)
-    return Dataset(folder.class_names, source, splits, folder.skipped, files, stored=stored)
+    return Dataset(
+        folder.class_names,
+        source,
+        splits,
+        folder.skipped,
+        files,
+        stored=stored,
+        val_folder=folder.val_folder,
+    )
 
 
 def _read_source(spec, image_size, cache_dir, progress=None, listing=None, fit="squash"):
@@ -514,6 +544,8 @@ class FolderData:
     # picture (`Dataset.stored`)
     files: dict[str, np.ndarray] = field(default_factory=dict)
     stored: dict[str, np.ndarray] = field(default_factory=dict)
+    val: tuple[np.ndarray, np.ndarray] | None = None  # the folder's own validation images
+    val_folder: str = ""  # their folder's name (`VAL_FOLDERS`), "" when it has none
 
 
 def default_cache_dir() -> Path:
@@ -529,14 +561,16 @@ def load_image_folder(
     listing: FolderListing | None = None,
     fit: str = "squash",
 ) -> FolderData:
-    """Decodes a folder of class subfolders, optionally split into `train/` and `test/`.
+    """Decodes a folder of class subfolders, optionally split into `train/` and `test/`
+    (and a validation folder of its own beside them, `VAL_FOLDERS`).
 
     Decoded arrays are cached under `cache_dir`, keyed by every file's path, size and
     modification time, so a second load is a memory map away and a changed folder is
     decoded again.
 
     Args:
-        root: `root/<class>/*.jpg` or `root/train/<class>/*` (+ `root/test/<class>/*`).
+        root: `root/<class>/*.jpg` or `root/train/<class>/*` (+ `root/test/<class>/*`,
+            + `root/val/<class>/*`).
         image_size: every image is resized to `(image_size, image_size)`.
         cache_dir: cache folder; default `default_cache_dir()`.
         progress: called as `progress(done, total)` while images are decoded (not on a
@@ -559,15 +593,25 @@ def load_image_folder(
     arrays, skipped = _cached_decode(folder, progress, names=("x", "y", "part", "stored"))
     x, y, part, stored = (arrays[n] for n in ("x", "y", "part", "stored"))
     files = _shown_all(_readable_files(folder, skipped))
-    if folder.has_test:
-        train, test = (x[part == 0], y[part == 0]), (x[part == 1], y[part == 1])
-        files = {"train": files[part == 0], "test": files[part == 1]}
-        stored = {"train": stored[part == 0], "test": stored[part == 1]}
+    if len(folder.parts) > 1:
+        masks = {name: part == PARTS.index(name) for name in folder.parts}
+        xy = {name: (x[m], y[m]) for name, m in masks.items()}
+        files = {name: files[m] for name, m in masks.items()}
+        stored = {name: stored[m] for name, m in masks.items()}
     else:  # every image is a training image: no copy of them (150 MB for CIFAR-10)
-        train, test, files, stored = (x, y), None, {"train": files}, {"train": stored}
-    _check_classes(train[1], folder.class_names, folder.train_root)
+        xy, files, stored = {"train": (x, y)}, {"train": files}, {"train": stored}
+    _check_classes(xy["train"][1], folder.class_names, folder.train_root)
     skipped = [(shown(path), reason) for path, reason in skipped]
-    return FolderData(train, test, folder.class_names, skipped, files, stored)
+    return FolderData(
+        xy["train"],
+        xy.get("test"),
+        folder.class_names,
+        skipped,
+        files,
+        stored,
+        val=xy.get("val"),
+        val_folder=folder.val_folder,
+    )
 
 
 def _readable_files(folder: FolderListing, skipped) -> np.ndarray:
@@ -612,7 +656,8 @@ def folder_contents(
 
     Returns:
         `(labels, parts, digests, skipped)` in listing order: int32 labels `(N,)`, int8
-        parts `(N,)` (0 for training images, 1 for `test/`), uint8 BLAKE2b digests
+        parts `(N,)` (their codes in `PARTS`: 0 for training images, 1 for `test/`, 2 for
+        the folder's own validation images), uint8 BLAKE2b digests
         `(N, 16)` of the readable files, and `(path, reason)` for each file skipped.
     """
     arrays, skipped = _cached_decode(listing, progress, names=("y", "part", "digests"))
@@ -631,17 +676,15 @@ class FolderListing:
         root = Path(root).expanduser().resolve()
         self.train_root = root / "train" if (root / "train").is_dir() else root
         self.class_names, train_files = _list_classes(self.train_root)
-        test_files = None
-        if self.train_root != root and (root / "test").is_dir():
-            test_names, test_files = _list_classes(root / "test")
-            if test_names != self.class_names:
-                raise DataError(
-                    f"The test folder's classes ({', '.join(test_names)}) differ from the "
-                    f"training folder's ({', '.join(self.class_names)})."
-                )
-        self.has_test = test_files is not None
         self.files = [(p, lbl, 0) for p, lbl in train_files]
-        self.files += [(p, lbl, 1) for p, lbl in test_files or []]
+        held_out = held_out_folders(root)
+        for part, folder in held_out.items():
+            names, part_files = _list_classes(folder)
+            if differ := classes_differ(folder.name, names, self.class_names):
+                raise DataError(differ)
+            self.files += [(p, lbl, PARTS.index(part)) for p, lbl in part_files]
+        self.parts = ["train", *held_out]  # those read, of `PARTS`
+        self.val_folder = held_out["val"].name if "val" in held_out else ""
         key = _listing_key(self.files, image_size, fit)
         self.cache = Path(cache_dir or default_cache_dir()) / f"folder-{key}"
         self.image_size, self.fit = image_size, fit
@@ -722,6 +765,38 @@ def class_files(class_folder: str | os.PathLike) -> list[str]:
             elif is_entry(entry, "dir", links=False):
                 folders.append(entry.path)
     return sorted(found)
+
+
+def held_out_folders(root: str | os.PathLike) -> dict[str, Path]:
+    """The folders beside `root/train/` read as held-out parts, of those there:
+    `{"val": root / "valid", "test": root / "test"}` (`validation_folder`); none without
+    a train/."""
+    root = Path(root).expanduser()
+    names = {"val": validation_folder(root), "test": "test"}
+    if not (root / "train").is_dir():
+        return {}
+    return {part: root / name for part, name in names.items() if name and (root / name).is_dir()}
+
+
+def validation_folder(root: str | os.PathLike) -> str:
+    """The name of the folder beside `root/train/` whose images are the validation split
+    (the first of `VAL_FOLDERS` there), or "" when there is none (or no train/)."""
+    root = Path(root).expanduser()
+    if not (root / "train").is_dir():
+        return ""
+    return next((name for name in VAL_FOLDERS if (root / name).is_dir()), "")
+
+
+def classes_differ(folder: str, names: list[str], train_names: list[str]) -> str:
+    """The sentence when a held-out folder beside train/ ("test", or a validation folder)
+    has other classes than train/'s, or ""."""
+    if names == train_names:
+        return ""
+    which = "test" if folder == "test" else f"validation ({folder}/)"
+    return (
+        f"The {which} folder's classes ({', '.join(names)}) differ from the training "
+        f"folder's ({', '.join(train_names)})."
+    )
 
 
 def class_names_of(spec: str | os.PathLike) -> list[str] | None:

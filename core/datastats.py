@@ -75,10 +75,13 @@ def class_counts(dataset) -> dict[str, np.ndarray]:
     }
 
 
-def training_images(counts: dict[str, np.ndarray], val_fraction: float) -> int:
+def training_images(counts: dict[str, np.ndarray], val_fraction: float, val_folder="") -> int:
     """How many images a run that holds out `val_fraction` of a dataset's training images
     (its train and validation splits together; `counts` from `class_counts`) trains on,
-    as `core.data.load_dataset` splits them."""
+    as `core.data.load_dataset` splits them: all of its train split when its validation
+    images are a folder of their own (`val_folder`, `core.data.Dataset.val_folder`)."""
+    if val_folder:
+        return int(counts["train"].sum())
     every = counts["train"] + counts.get("val", 0)
     return int(sum(int(n) - held_out_count(int(n), val_fraction) for n in every))
 
@@ -88,6 +91,7 @@ def validation_advice(
     counts: dict[str, np.ndarray],
     val_fraction: float,
     early_stopping: int = 0,
+    val_folder: str = "",
 ) -> str | None:
     """A sentence when holding out `val_fraction` of each class's training images (as
     `core.data.load_dataset` splits them) leaves a class without a validation image.
@@ -97,12 +101,16 @@ def validation_advice(
         counts: `class_counts` of the dataset (its train and validation splits together).
         val_fraction: the share of each class held out.
         early_stopping: the run's patience in epochs (0: none).
+        val_folder: the dataset's own validation folder (`core.data.Dataset.val_folder`),
+            whose images are validated on whatever the fraction: nothing to say then.
 
     Returns:
         The classes left unmeasured and the smallest fraction (in steps of 0.05, at most
         0.5) that holds out an image of each; None when every class holds one out, or
         when `val_fraction` is 0 (no validation asked for) and nothing would stop early.
     """
+    if val_folder:
+        return None
     if val_fraction <= 0:
         return (
             "Early stopping watches validation accuracy, and a validation fraction of 0 "

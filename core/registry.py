@@ -431,9 +431,19 @@ def write_calibration(model_path: str | os.PathLike, probs, y_true) -> dict:
 
 def validates_on(card: dict, val_fraction: float, seed: int) -> bool:
     """Whether a split of `val_fraction` and `seed` holds the validation images of the run a
-    card describes (given the same data): its training config used the same two."""
+    card describes (given the same data): its training config used the same two, or its
+    data had validation images of its own (`own_validation`), which every split holds."""
+    if own_validation(card):
+        return True
     config = card.get("train_config") or {}
     return config.get("val_fraction") == val_fraction and config.get("seed") == seed
+
+
+def own_validation(card: dict) -> str:
+    """The folder of the validation images the run a card describes had in its data
+    (`core.data.Dataset.val_folder`: "valid"), or "" when it held them out of its training
+    images by fraction and seed."""
+    return str((card.get("data") or {}).get("val_folder") or "")
 
 
 def held_out_by_both(card: dict, spec: str, counts, val_fraction: float, seed: int):
@@ -442,7 +452,9 @@ def held_out_by_both(card: dict, spec: str, counts, val_fraction: float, seed: i
     positions in `np.repeat(np.arange(len(counts)), counts)` (each class's images by rank:
     `core.data.stratified_split` shuffles each class's indices with one generator, so the
     class counts alone say which ranks a split holds out). None when the run learnt from
-    other data or its card does not say its fraction and seed.
+    other data or its card does not say its fraction and seed, or when the data's
+    validation images are a folder of their own (`core.data.validation_folder`) now or were
+    when the run trained: no fraction holds them out.
 
     Args:
         counts: int `(num_classes,)`, each class's images in the split's training and
@@ -450,10 +462,12 @@ def held_out_by_both(card: dict, spec: str, counts, val_fraction: float, seed: i
     """
     import numpy as np
 
-    from core.data import absolute_spec, stratified_split
+    from core.data import absolute_spec, stratified_split, validation_folder
 
     config, own = card.get("train_config") or {}, run_split(card)
     if own is None or absolute_spec(str(config["data"])) != absolute_spec(str(spec)):
+        return None
+    if validation_folder(spec):
         return None
     y = np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=np.int64))
     return stratified_split(y, val_fraction, seed)[1], stratified_split(y, *own)[1]
@@ -461,7 +475,10 @@ def held_out_by_both(card: dict, spec: str, counts, val_fraction: float, seed: i
 
 def run_split(card: dict) -> tuple[float, int] | None:
     """The validation fraction and seed the run a card describes split its data with;
-    None when the card does not say them or the data."""
+    None when the card does not say them or the data, or when they chose nothing: its data
+    had validation images of its own (`own_validation`)."""
+    if own_validation(card):
+        return None
     config = card.get("train_config") or {}
     fraction, seed = config.get("val_fraction"), config.get("seed")
     if isinstance(fraction, int | float) and isinstance(seed, int) and config.get("data"):

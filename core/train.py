@@ -1545,8 +1545,16 @@ def main(argv=None) -> int:
             print(f"warning: {advice}", file=sys.stderr)
         counts = class_counts(dataset)
         fraction, patience = config.val_fraction, config.early_stopping
-        if advice := validation_advice(dataset.class_names, counts, fraction, patience):
+        own = dataset.val_folder
+        if advice := validation_advice(dataset.class_names, counts, fraction, patience, own):
             print(f"warning: {advice}", file=sys.stderr)
+        if own and verbose:
+            held = counted(int(counts["val"].sum()) if "val" in counts else 0, "image")
+            print(
+                f"Validating on the folder's own {own}/ ({held}): --val-fraction and --seed "
+                "do not choose them.",
+                file=sys.stderr,
+            )
         if dataset.left_out:
             print(
                 f"Left out {counted(dataset.left_out, 'training image')}: near-duplicates of "

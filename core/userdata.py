@@ -27,18 +27,23 @@ from pathlib import Path, PurePosixPath
 from core.data import (
     IMAGE_SUFFIXES,
     OTHER_PICTURES,
+    PARTS,
+    VAL_FOLDERS,
     FolderListing,
     _is_cifar_batches_dir,
     class_files,
+    classes_differ,
     classes_inside,
     decode_files,
     default_cache_dir,
     folder_contents,
+    held_out_folders,
     is_entry,
     is_split_name,
     no_readable_image,
     shown,
     splits_as_classes,
+    validation_folder,
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
@@ -67,7 +72,8 @@ CHECK_SIDE = 64
 
 LAYOUT = (
     "Expected layout: one folder per class holding its images, e.g. cats/001.jpg and "
-    "dogs/002.jpg, optionally inside one top folder, or train/<class>/… with test/<class>/…."
+    "dogs/002.jpg, optionally inside one top folder, or train/<class>/… with test/<class>/… "
+    "(and val/<class>/… for validation images of your own)."
 )
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -117,7 +123,8 @@ def extract_zip(
         max_ratio: largest uncompressed/compressed ratio of an entry over 1 MiB.
 
     Returns:
-        The extracted folder: `<class>/<image>`, or `train/<class>/…` (+ `test/<class>/…`).
+        The extracted folder: `<class>/<image>`, or `train/<class>/…` (+ `test/<class>/…`,
+        + a validation folder's, `core.data.VAL_FOLDERS`).
 
     Raises:
         DataError: a sentence naming the problem: not a zip or damaged, too large, too
@@ -313,7 +320,8 @@ def _ignored(path: PurePosixPath) -> bool:
 
 
 def _layout(images, others=()):
-    """Maps image entries to `<class>/...` or `train|test/<class>/...`, or refuses; and
+    """Maps image entries to `<class>/...` or `train|test|val/<class>/...` (any of
+    `core.data.VAL_FOLDERS` for val), or refuses; and
     those of `others` (pictures this cannot read) that lie in one of those class folders.
     Wrapping folders (a zipped folder's own, and those above it) are left out; folders
     inside a class folder are kept, as a folder's images in them belong to its class."""
@@ -325,7 +333,7 @@ def _layout(images, others=()):
         wrapper += (parts[0][0],)
         parts = [p[1:] for p in parts]
         tops = {p[0] for p in parts}
-    split = "train" in tops and tops <= {"train", "test"}
+    split = "train" in tops and tops <= {"train", "test", *VAL_FOLDERS}
     depth = 3 if split else 2  # a class folder's files; deeper ones are in its folders
     for (info, _), p in zip(images, parts, strict=True):
         if len(p) < depth:
@@ -350,19 +358,17 @@ def _layout(images, others=()):
 
 
 def _check_zip_classes(folders, split):
-    """`folders`: each image's class folder, as `(class,)` or `(train|test, class)`."""
+    """`folders`: each image's class folder, as `(class,)` or `(split, class)`."""
     train = sorted({p[-1] for p in folders if not split or p[0] == "train"})
     if len(train) < 2:
         raise DataError(
             f"The zip has a single class folder ({train[0]}); a classifier needs at least "
             f"two. {LAYOUT}"
         )
-    test = sorted({p[1] for p in folders if split and p[0] == "test"})
-    if test and test != train:
-        raise DataError(
-            f"The zip's test classes ({', '.join(test)}) differ from its train classes "
-            f"({', '.join(train)})."
-        )
+    for held_out in sorted({p[0] for p in folders if split and p[0] != "train"}):
+        names = sorted({p[1] for p in folders if p[0] == held_out})
+        if differ := classes_differ(held_out, names, train):
+            raise DataError(f"In the zip: {differ}")
 
 
 def _remove_stale_partials(dest_root: Path) -> None:
@@ -441,11 +447,12 @@ class FolderReport:
         class_names: class folder names in label order (sorted, as `core.data` uses).
         counts: readable images per class (a list in `class_names` order) for each part:
             `{"images": [...]}` for a flat folder, `{"train": [...], "test": [...]}` for
-            one split into `train/` and `test/`.
+            one split into `train/` and `test/`, with "val" between them for one with a
+            validation folder of its own (`core.data.VAL_FOLDERS`).
         unreadable: `(path relative to root, sentence)` for every file the decoder refused.
         duplicates: files whose bytes repeat an earlier readable file.
         cross_class_duplicates: of those, copies in a group spread over several classes.
-        test_in_train: test images whose bytes also appear in train.
+        in_train: validation ("val") and test images whose bytes also appear in train.
         problems: reasons the folder cannot be used at all.
         warnings: reasons it can be used, but with care.
     """
@@ -456,7 +463,8 @@ class FolderReport:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     duplicates: int = 0
     cross_class_duplicates: int = 0
-    test_in_train: int = 0
+    # (Was `test_in_train`: a report saved before the folder's val/ was read is not loaded.)
+    in_train: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -509,7 +517,8 @@ def check_folder(
     reads every file once, not twice.
 
     Args:
-        root: `root/<class>/*` or `root/train/<class>/*` (+ `root/test/<class>/*`).
+        root: `root/<class>/*` or `root/train/<class>/*` (+ `root/test/<class>/*`, + a
+            validation folder's, `core.data.VAL_FOLDERS`).
         progress: called as `progress(done, total)` every `core.data.PROGRESS_EVERY`
             files and at the end.
         listing: `core.data.folder_listing(root)`, or None to read the files here (the
@@ -517,10 +526,10 @@ def check_folder(
 
     Returns:
         A `FolderReport`. Its `problems` say why the folder cannot be used (fewer than two
-        classes, a class without a readable image, test classes unlike train's); its
-        `warnings` name classes with fewer than `MIN_IMAGES_PER_CLASS` images, an
-        imbalance over `MAX_IMBALANCE`, duplicates across classes or between test and
-        train, and files outside any class folder.
+        classes, a class without a readable image, test or validation classes unlike
+        train's); its `warnings` name classes with fewer than `MIN_IMAGES_PER_CLASS`
+        images, an imbalance over `MAX_IMBALANCE`, duplicates across classes or between
+        test (or validation) and train, and files outside any class folder.
 
     Raises:
         DataError: `root` does not exist or is not a folder.
@@ -634,37 +643,36 @@ def folder_signature(root: str | os.PathLike) -> str:
 def _parts(root: Path):
     """Returns `({part: folder}, class names, files outside class folders)`."""
     train_root = root / "train" if (root / "train").is_dir() else root
-    parts = {"images": root}
-    if train_root != root:
-        parts = {"train": train_root}
-        if (root / "test").is_dir():
-            parts["test"] = root / "test"
+    parts = {"images": root} if train_root == root else {"train": train_root}
+    parts |= held_out_folders(root)
     names = _subfolders(train_root)
     stray = [p for p in _files(train_root)]
     return parts, names, stray
 
 
 def folders_not_read(root: str | os.PathLike) -> str | None:
-    """The warning for the folders beside `root/train/` other than test/, which are not
-    read (a val/ or valid/ of one's own, as Kaggle and Roboflow exports have), or None."""
+    """The warning for the folders beside `root/train/` that are not read (all but test/
+    and one validation folder: a second one, or a folder by another name), or None."""
     root = Path(root).expanduser()
     if not (root / "train").is_dir():
         return None
-    unread = [name for name in _subfolders(root) if name not in ("train", "test")]
+    own = validation_folder(root)
+    unread = [name for name in _subfolders(root) if name not in ("train", own, "test")]
     if not unread:
         return None
     one = len(unread) == 1
-    do = (
-        f"To use {'its' if one else 'their'} images, move them into train/ (validation "
-        "images are held out from there) or test/."
-        if (root / "test").is_dir()
-        else "To score models on a folder of held-out images, name it test/ (the Evaluate "
-        "page's test split); validation images are held out from train/."
-    )
+    if (root / "test").is_dir():
+        into = ", ".join(f"{name}/" for name in ("train", own) if name)
+        do = f"To use {'its' if one else 'their'} images, move them into {into} or test/."
+    else:
+        do = (
+            "To score models on a folder of held-out images, name it test/ (the Evaluate "
+            "page's test split)."
+        )
     return (
-        f"Only train/ and test/ are read: the {'folder' if one else 'folders'} "
-        f"{', '.join(shown(name) + '/' for name in unread)} beside train/ "
-        f"{'is' if one else 'are'} not. {do}"
+        f"Only train/, test/ and one validation folder ({', '.join(VAL_FOLDERS)}) are read: "
+        f"the {'folder' if one else 'folders'} {', '.join(shown(name) + '/' for name in unread)} "
+        f"beside train/ {'is' if one else 'are'} not. {do}"
     )
 
 
@@ -691,20 +699,17 @@ def _class_problems(report: FolderReport, parts, folders: list[str]):
         )
     elif said := splits_as_classes(train, folders):
         report.problems.append(said)
-    if "test" in parts:
-        test_names = [shown(name) for name in _subfolders(parts["test"])]
-        if test_names != names:
-            report.problems.append(
-                f"The test folder's classes ({', '.join(test_names)}) differ from the "
-                f"training folder's ({', '.join(names)})."
-            )
+    for part in ("val", "test"):
+        if part in parts:
+            held_out = [shown(name) for name in _subfolders(parts[part])]
+            if differ := classes_differ(parts[part].name, held_out, names):
+                report.problems.append(differ)
 
 
 def _read_all(root: Path, files, report: FolderReport, progress=None):
     """Decodes and hashes every file as the dataset loader does (worker processes for a
     large folder), for a folder it cannot list; returns `{digest: [(label, part), ...]}`."""
-    names = list(report.counts)
-    listing = [(path, label, names.index(part)) for path, label, part in files]
+    listing = [(path, label, _code(part)) for path, label, part in files]
     # JPEGs decode at the smallest libjpeg scale keeping CHECK_SIDE: a reduced scale still
     # decodes every byte, so refuses what a whole decode refuses, 9-11x faster for a
     # 12-megapixel photo (core.images.decode_image).
@@ -727,13 +732,19 @@ def _tally(root: str, labels, parts, digests, skipped, report: FolderReport):
     report.unreadable = [
         (shown(Path(path).relative_to(root).as_posix()), why) for path, why in skipped
     ]
-    names = list(report.counts)  # data's part 0 is "images" or "train", its part 1 "test"
+    names = list(report.counts)[:1] + list(PARTS[1:])  # part 0 is "images" or "train"
     groups = defaultdict(list)
     rows = zip(map(bytes, digests), labels.tolist(), parts.tolist(), strict=True)
     for digest, label, part in rows:
         report.counts[names[part]][label] += 1
         groups[digest].append((label, names[part]))
     return groups
+
+
+def _code(part: str) -> int:
+    """A part's code in the decoded arrays (`core.data.PARTS`; a flat folder's "images"
+    are its training images)."""
+    return 0 if part == "images" else PARTS.index(part)
 
 
 def _count_duplicates(report: FolderReport, groups) -> None:
@@ -745,7 +756,9 @@ def _count_duplicates(report: FolderReport, groups) -> None:
             report.cross_class_duplicates += len(members) - 1
         parts = [part for _, part in members]
         if "train" in parts:
-            report.test_in_train += parts.count("test")
+            for held_out in ("val", "test"):
+                if count := parts.count(held_out):
+                    report.in_train[held_out] = report.in_train.get(held_out, 0) + count
 
 
 def _judge(report: FolderReport, stray) -> None:
@@ -769,11 +782,11 @@ def _judge(report: FolderReport, stray) -> None:
             f"{'is' if report.cross_class_duplicates == 1 else 'are'} filed under more than "
             "one class: the same picture with two labels confuses training."
         )
-    if report.test_in_train:
+    for part, count in sorted(report.in_train.items(), reverse=True):  # val's first
+        which = "validation" if part == "val" else "test"
         report.warnings.append(
-            f"{counted(report.test_in_train, 'test image')} also "
-            f"{'appears' if report.test_in_train == 1 else 'appear'} in train, so test "
-            "accuracy will look better than it is."
+            f"{counted(count, which + ' image')} also {'appears' if count == 1 else 'appear'} "
+            f"in train, so {which} accuracy will look better than it is."
         )
     if stray:
         report.warnings.append(

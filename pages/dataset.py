@@ -131,7 +131,13 @@ chosen = (
     if state.chosen_split()
     else "as the Train form does by default"
 )
-if "val" in ds.splits:
+if ds.val_folder:
+    st.caption(
+        f"Validation images: the folder's own {md(ds.val_folder)}/"
+        + ("" if "val" in ds.splits else ", which holds no readable image")
+        + "; the Evaluate page scores models on them."
+    )
+elif "val" in ds.splits:
     st.caption(
         f"Validation images: {fraction * 100:g}% of each class's, held out with seed {seed} "
         f"{chosen}; the Evaluate page scores models on them."

@@ -321,6 +321,36 @@ def test_folder_with_train_and_test_subfolders(tmp_path):
     assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 9, "val": 9, "test": 6}
 
 
+@pytest.mark.parametrize("name", data.VAL_FOLDERS)
+def test_a_folder_of_its_own_validation_images_is_the_val_split(tmp_path, name):
+    write_image_folder(tmp_path / "d" / "train", per_class=6)
+    write_image_folder(tmp_path / "d" / name, per_class=3, fmt="JPEG")
+    write_image_folder(tmp_path / "d" / "test", per_class=2)
+    ds = load_dataset(tmp_path / "d", val_fraction=0.5, seed=3)  # neither is used
+    assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 18, "val": 9, "test": 6}
+    assert ds.val_folder == name and ds.summary()["val_folder"] == name
+    assert {f.split("/")[0] for f in ds.files["val"]} == {name}
+    assert {f.split("/")[0] for f in ds.files["train"]} == {"train"}
+    np.testing.assert_array_equal(np.bincount(ds.split("val")[1]), [3, 3, 3])
+    # From the cache, the same; and without a test/ beside it.
+    assert load_dataset(tmp_path / "d").files["val"].tolist() == ds.files["val"].tolist()
+    shutil.rmtree(tmp_path / "d" / "test")
+    ds = load_dataset(tmp_path / "d", val_fraction=0)
+    assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 18, "val": 9}
+
+
+def test_a_validation_folder_takes_the_training_classes(tmp_path):
+    write_image_folder(tmp_path / "d" / "train", per_class=6)
+    write_image_folder(tmp_path / "d" / "valid", per_class=2, classes=("cat", "dog"))
+    with pytest.raises(DataError, match=r"validation \(valid/\) folder's classes \(cat, dog\)"):
+        load_dataset(tmp_path / "d")
+    # Only beside train/: a flat folder's val/ is a class like any other.
+    write_image_folder(tmp_path / "flat", per_class=6, classes=("cat", "val"))
+    ds = load_dataset(tmp_path / "flat", val_fraction=0.5)
+    assert ds.class_names == ["cat", "val"] and ds.val_folder == ""
+    assert {k: len(v[1]) for k, v in ds.splits.items()} == {"train": 6, "val": 6}
+
+
 def test_second_load_comes_from_the_cache_and_a_change_invalidates_it(tmp_path):
     write_image_folder(tmp_path / "d", per_class=5)
     first = load_dataset(tmp_path / "d", val_fraction=0)

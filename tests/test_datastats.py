@@ -63,6 +63,22 @@ def test_training_images_counts_what_a_runs_split_trains_on(image_folder, shown,
     assert training_images(class_counts(sidebar), fraction) == len(run.split("train")[1])
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.3])
+def test_a_folder_with_its_own_validation_images_trains_on_all_of_train(tmp_path, fraction):
+    from core.datastats import validation_advice
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "d" / "train", per_class=4, classes=("a", "b"))
+    write_image_folder(tmp_path / "d" / "val", per_class=1, classes=("a", "b"))
+    sidebar = load_dataset(tmp_path / "d", val_fraction=0.1)
+    run = load_dataset(tmp_path / "d", val_fraction=fraction, seed=3)
+    counts, own = class_counts(sidebar), sidebar.val_folder
+    assert training_images(counts, fraction, own) == len(run.split("train")[1]) == 8
+    # 10% of 4 images holds out none, but the folder's val/ holds one of each class.
+    assert validation_advice(["a", "b"], counts, 0.1) is not None
+    assert validation_advice(["a", "b"], counts, fraction, early_stopping=2, val_folder=own) is None
+
+
 def test_channel_histograms_count_every_value_in_its_bin():
     x = np.zeros((2, 2, 2, 3), np.uint8)  # 8 pixels
     x[..., 0] = 255

@@ -29,6 +29,26 @@ def page(data_app):
     return data_app.switch_page("pages/dataset.py")
 
 
+def test_a_folders_own_validation_images_are_named_as_its_validation_split(page, image_folder):
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder / "train", per_class=5)
+    write_image_folder(image_folder / "valid", per_class=2)
+    write_image_folder(image_folder / "test", per_class=1)
+    page.run()
+    assert not page.exception
+    assert {m.label: m.value for m in page.metric} == {
+        "train images": "15",
+        "val images": "6",
+        "test images": "3",
+        "Skipped files": "0",
+    }
+    assert (
+        "Validation images: the folder's own valid/; the Evaluate page scores models on them."
+    ) in [c.value for c in page.caption]
+    # valid/ is read: no folder beside train/ is left out (the few images are warned of).
+    assert [w.value for w in page.warning if "beside train/" in w.value] == []
+
+
 def _grid(at):
     """The sample grid: one `st.image` per class, each image captioned with its file's name
     (an image folder's; `#index` for a CIFAR-10 archive)."""

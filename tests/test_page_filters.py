@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -266,6 +267,29 @@ def test_occlusion_shows_what_hiding_each_part_costs(app, trained_run, image_fol
     assert f"a change of {np.abs(found.drop).max() * 100:.1f} points" in caption
     assert caption.endswith(f"leaves {found.lowest:.1%}.")
     assert "a square of 8×8 pixels" in caption  # a quarter of the 32-pixel input
+
+
+def test_a_folders_own_validation_images_score_a_run_split_any_way(app, trained_run, image_folder):
+    from core.data import load_dataset
+    from core.fileio import atomic_write_json, read_json
+    from tests.conftest import write_image_folder
+
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder / "train", per_class=12, size=40)
+    write_image_folder(image_folder / "valid", per_class=3, size=40)
+    config = read_json(trained_run / "config.json")  # a quarter held out, seed 0
+    atomic_write_json(trained_run / "config.json", config | {"data": str(image_folder)})
+    app.switch_page(PAGE).run()
+    assert not [i for i in app.info if i.value.startswith("This run held out")]
+    app.toggle(key="filters_curves").set_value(True).run()
+    assert not app.exception
+    _, y = load_dataset(image_folder, val_fraction=0.25).split("val")
+    assert len(y) == 9  # valid/'s, whatever the fraction
+    [chart] = [c for c in app.get("plotly_chart") if "Recall per class" in c.proto.spec]
+    assert inspect.curves_summary(
+        inspect.class_curves(trained_run, *load_dataset(image_folder).split("val"), 3),
+        ["cat", "dog", "frog"],
+    ) in [c.value for c in app.caption]
 
 
 def test_how_each_class_was_learned_on_the_images_the_run_held_out(app, trained_run, image_folder):

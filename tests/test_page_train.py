@@ -483,6 +483,25 @@ def test_a_fraction_that_holds_out_no_image_is_said_with_one_that_does(app, imag
     assert said.endswith("holds out no image: it will not stop the run.")
 
 
+def test_a_folders_own_validation_images_grey_out_the_fraction(app, image_folder):
+    """Five images a class in train/ and a val/ of their own: no fraction holds images out,
+    the schedule counts all 15 training images, and nothing warns of the fraction."""
+    from tests.conftest import write_image_folder
+    from ui import state
+
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder / "train", per_class=5)
+    write_image_folder(image_folder / "val", per_class=2)
+    state._signature.clear()  # as 30 s later
+    _open(app)
+    fraction = app.number_input(key="train_val")
+    assert fraction.disabled
+    said = "Validation images: this folder's own val/. No fraction of train/ is held out"
+    assert any(c.value.startswith(said) for c in app.caption)
+    assert not [w for w in app.warning if "validation fraction" in w.value]
+    assert any("over 20 epochs of 1 batch (15 training images)" in c.value for c in app.caption)
+
+
 def test_a_runs_learning_rate_is_drawn_as_planned_and_as_it_went(app, trained_run):
     from core.train import lr_plan, run_config
 

@@ -349,3 +349,27 @@ def test_held_out_note_counts_the_validation_images_a_run_split_another_way_trai
     assert alike.endswith(
         "the run learnt from them, so their accuracy says little about new pictures."
     )
+
+
+def test_a_run_on_a_folder_with_its_own_validation_images_is_split_as_every_page(tmp_path):
+    from tests.conftest import write_image_folder
+
+    folder = tmp_path / "export"
+    write_image_folder(folder / "train", per_class=6, classes=("cat", "dog"))
+    own = {
+        "train_config": {"data": str(folder), "val_fraction": 0.3, "seed": 4},
+        "data": {"val_folder": "valid"},
+    }
+    counts = np.array([6, 6])
+    # No fraction chose its validation images, so no page's fraction and seed differ.
+    assert registry.own_validation(own) == "valid" and registry.run_split(own) is None
+    assert registry.validates_on(own, 0.1, 0)
+    assert registry.held_out_note(own, "r", str(folder), counts, "val", 0.1, 0) is None
+    # A run split by fraction, and the folder has a validation folder of its own now: the
+    # page's validation images are that folder's, which no fraction of train/ held out.
+    split = {"train_config": {"data": str(folder), "val_fraction": 0.5, "seed": 1}}
+    assert not registry.validates_on(split, 0.1, 0) and registry.run_split(split) == (0.5, 1)
+    assert registry.trained_on_held_out(split, str(folder), counts, 0.1, 0) > 0
+    write_image_folder(folder / "valid", per_class=2, classes=("cat", "dog"))
+    assert registry.trained_on_held_out(split, str(folder), counts, 0.1, 0) == 0
+    assert registry.held_out_note(split, "r", str(folder), counts, "val", 0.1, 0) is None

@@ -438,15 +438,22 @@ def test_cli_help_documents_every_option(capsys):
     assert "the global batch" in out and "TF_CONFIG" in out
 
 
-def test_cli_names_a_folder_beside_train_that_it_does_not_read(tmp_path, capsys):
+def test_cli_validates_on_the_folders_own_val_and_names_a_folder_it_does_not_read(tmp_path, capsys):
     from tests.conftest import write_image_folder
 
     write_image_folder(tmp_path / "pets" / "train", per_class=10, classes=("cat", "dog"))
     write_image_folder(tmp_path / "pets" / "val", per_class=2, classes=("cat", "dog"))
-    args = ["--data", str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "8", "--quiet"]
-    assert train_mod.main([*args, "--runs-dir", str(tmp_path / "runs")]) == 0
+    write_image_folder(tmp_path / "pets" / "holdout", per_class=2, classes=("cat", "dog"))
+    args = ["--data", str(tmp_path / "pets"), "--epochs", "1", "--batch-size", "8"]
+    args += ["--val-fraction", "0.5", "--runs-dir", str(tmp_path / "runs")]
+    assert train_mod.main(args) == 0
     err = capsys.readouterr().err
-    assert "warning: Only train/ and test/ are read: the folder val/ beside train/ is not." in err
+    assert "warning: Only train/, test/ and one validation folder (val, valid, validation) " in err
+    assert "the folder holdout/ beside train/ is not." in err
+    assert "Validating on the folder's own val/ (4 images): --val-fraction and --seed" in err
+    (card,) = (json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/model_card.json"))
+    assert card["data"]["split_sizes"] == {"train": 20, "val": 4}
+    assert card["data"]["val_folder"] == "val"
 
 
 def test_cli_trains_on_a_cifar_archive_and_reports(tmp_path, capsys):

@@ -176,7 +176,15 @@ def _hostile(name: str, payload: bytes = b"x") -> bytes:
                 class_entries(prefix="train/")
                 | class_entries(prefix="test/", classes=("cat", "cow"))
             ),
-            "test classes (cat, cow) differ from its train classes (cat, dog)",
+            "In the zip: The test folder's classes (cat, cow) differ from the training "
+            "folder's (cat, dog)",
+        ),
+        (
+            make_zip(
+                class_entries(prefix="train/")
+                | class_entries(prefix="valid/", classes=("cat", "cow", "dog"))
+            ),
+            "The validation (valid/) folder's classes (cat, cow, dog) differ",
         ),
     ],
 )
@@ -365,8 +373,38 @@ def test_test_images_that_repeat_train_images_are_warned(tmp_path, check):
     report = check(root)
     assert report.counts == {"train": [10, 10], "test": [2, 3]}
     assert report.class_table()[1] == {"class": "dog", "train": 10, "test": 3}
-    assert report.test_in_train == 1
+    assert report.in_train == {"test": 1}
     assert any("1 test image also appears in train" in w for w in report.warnings)
+
+
+def test_a_validation_folder_of_its_own_is_counted_and_its_copies_of_train_warned(tmp_path, check):
+    root = tmp_path / "export"  # as Roboflow exports: train/, valid/, test/
+    _folder(root / "train", {"cat": 10, "dog": 10})
+    _folder(root / "valid", {"cat": 3, "dog": 3}, seed=50_000)
+    _folder(root / "test", {"cat": 2, "dog": 2}, seed=60_000)
+    for name in ("valid/cat/leak.png", "valid/dog/leak.png", "test/cat/leak.png"):
+        (root / name).write_bytes((root / "train/cat/003.png").read_bytes())
+    report = check(root)
+    assert report.counts == {"train": [10, 10], "val": [4, 4], "test": [3, 2]}
+    assert report.class_table()[0] == {"class": "cat", "train": 10, "val": 4, "test": 3}
+    assert report.in_train == {"val": 2, "test": 1} and report.cross_class_duplicates == 3
+    assert report.warnings[1:] == [
+        "2 validation images also appear in train, so validation accuracy will look better "
+        "than it is.",
+        "1 test image also appears in train, so test accuracy will look better than it is.",
+    ]
+    _folder(root / "valid", {"cow": 1})
+    assert check(root).problems == [
+        "The validation (valid/) folder's classes (cat, cow, dog) differ from the training "
+        "folder's (cat, dog)."
+    ]
+
+
+def test_a_zip_with_a_validation_folder_unpacks_it(dest):
+    entries = class_entries(prefix="train/") | class_entries(prefix="valid/", per_class=2)
+    folder = extract_zip(make_zip(entries), dest)
+    assert sorted(p.name for p in folder.iterdir()) == ["train", "valid"]
+    assert load_dataset(folder).val_folder == "valid"
 
 
 def test_few_images_and_imbalance_are_warned(tmp_path, check):
@@ -483,23 +521,24 @@ def test_splits_given_as_classes_are_refused_and_years_are_not(tmp_path, check):
 def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
     root = tmp_path / "split"
     _folder(root / "train", {"cat": 3, "dog": 3})
-    _folder(root / "val", {"cat": 2, "dog": 2}, seed=50)  # a validation folder of one's own
+    _folder(root / "val data", {"cat": 2, "dog": 2}, seed=50)
     report = check(root)
     assert report.counts == {"train": [3, 3]}
     assert report.warnings[1:] == [  # after "very few images"
-        "Only train/ and test/ are read: the folder val/ beside train/ is not. To score "
-        "models on a folder of held-out images, name it test/ (the Evaluate page's test "
-        "split); validation images are held out from train/."
+        "Only train/, test/ and one validation folder (val, valid, validation) are read: the "
+        "folder val data/ beside train/ is not. To score models on a folder of held-out "
+        "images, name it test/ (the Evaluate page's test split)."
     ]
     _folder(root / "test", {"cat": 2, "dog": 2}, seed=60)
     _folder(root / "valid", {"cat": 2, "dog": 2}, seed=70)
+    _folder(root / "validation", {"cat": 1, "dog": 1}, seed=80)  # valid/ is read, not both
     (root / "notes.txt").write_text("a file beside train/ is no loss")
     report = check(root)
-    assert report.counts == {"train": [3, 3], "test": [2, 2]}
+    assert report.counts == {"train": [3, 3], "val": [2, 2], "test": [2, 2]}
     assert report.warnings[1:] == [
-        "Only train/ and test/ are read: the folders val/, valid/ beside train/ are not. To "
-        "use their images, move them into train/ (validation images are held out from there) "
-        "or test/."
+        "Only train/, test/ and one validation folder (val, valid, validation) are read: the "
+        "folders val data/, validation/ beside train/ are not. To use their images, move them "
+        "into train/, valid/ or test/."
     ]
 
 

@@ -91,6 +91,8 @@ def held_out_mismatch(config: dict) -> str | None:
             f"This run trained on {trained_on or 'another dataset'}: choose it in the "
             "sidebar to score its checkpoints on the images it held out."
         )
+    if data.validation_folder(spec):  # its own validation images: no split chooses them
+        return None
     split = (config.get("val_fraction"), config.get("seed"))
     if not all(isinstance(v, int | float) for v in split):
         return "This run's config does not say which images it held out."

@@ -148,7 +148,10 @@ def recipe_values(preset: str) -> dict:
     return values | {f"train_aug_{k}": v for k, v in augment.to_dict().items()}
 
 
-def training_options(uneven: float = 1.0) -> dict:
+def training_options(uneven: float = 1.0, val_folder: str = "") -> dict:
+    """The form's optimisation, regularisation and run settings; `uneven`: the largest
+    class's share over the smallest's, `val_folder`: the data's own validation folder
+    (`core.data.Dataset.val_folder`), which the validation fraction does not choose."""
     for key, value in recipe_values(st.session_state["train_preset"]).items():
         st.session_state.setdefault(key, value)
     st.markdown("**Optimisation**")
@@ -281,6 +284,7 @@ def training_options(uneven: float = 1.0) -> dict:
             0.05,
             key="train_val",
             width=state.NUMBER,
+            disabled=bool(val_folder),  # said below: a help icon wraps the label
         ),
         seed=row.number_input(
             "Seed",
@@ -308,6 +312,13 @@ def training_options(uneven: float = 1.0) -> dict:
         name=row.text_input(
             "Run name", key="train_name", width=state.NUMBER, placeholder="optional"
         ),
+    )
+    if val_folder:
+        st.caption(
+            f"Validation images: this folder's own {md(val_folder)}/. No fraction of train/ is "
+            "held out, whatever the validation fraction and seed."
+        )
+    o |= dict(
         drop_near_duplicates=st.checkbox(
             "Leave out training images that copy a validation or test image",
             key="train_drop_near",
@@ -453,7 +464,7 @@ def new_run() -> None:
         model, widths = custom_model(blocks) if custom else (None, "")
         counts = datastats.class_counts(dataset)
         uneven = datastats.imbalance(counts["train"])
-        options = training_options(uneven) | teacher_options(dataset, size)
+        options = training_options(uneven, dataset.val_folder) | teacher_options(dataset, size)
         augment = augment_options(sent)
         buttons = st.container(horizontal=True)
         start = buttons.form_submit_button("Start training", type="primary", key="train_start")
@@ -486,10 +497,11 @@ def new_run() -> None:
         )
         with summary:
             model_summary_view(resolved_model_config(config, dataset.num_classes))
-            schedule_preview(config, datastats.training_images(counts, config.val_fraction))
+            own = dataset.val_folder
+            schedule_preview(config, datastats.training_images(counts, config.val_fraction, own))
             fraction, patience = config.val_fraction, config.early_stopping
             names = dataset.class_names
-            if advice := datastats.validation_advice(names, counts, fraction, patience):
+            if advice := datastats.validation_advice(names, counts, fraction, patience, own):
                 st.warning(md_sentence(advice))
         config.data = state.dataset_spec()
         if timing or start or find:
