@@ -836,7 +836,8 @@ def splits_as_classes(folder: str | os.PathLike, classes: list[str]) -> str:
         if is_split_name(name) and (inside := classes_inside(Path(folder) / name)):
             return (
                 f"{shown(str(folder))} looks like a folder of splits, not of classes: "
-                f"{shown(name)} is a split's name.{inside} Or name the splits train/ and test/."
+                f"{shown(name)} is a split's name.{inside} Or name the splits train/ and test/ "
+                "(and val/, for validation images of your own)."
             )
     return ""
 

@@ -505,7 +505,8 @@ def test_splits_given_as_classes_are_refused_and_years_are_not(tmp_path, check):
     said = (
         f"{root} looks like a folder of splits, not of classes: training_set is a split's "
         f"name. It holds 2 folders itself (cats, dogs): if those are the classes, give "
-        f"{root / 'training_set'} instead. Or name the splits train/ and test/."
+        f"{root / 'training_set'} instead. Or name the splits train/ and test/ (and val/, for "
+        "validation images of your own)."
     )
     assert check(root).problems == [said]
     with pytest.raises(DataError) as err:
