@@ -789,13 +789,20 @@ def validation_folder(root: str | os.PathLike) -> str:
 
 def classes_differ(folder: str, names: list[str], train_names: list[str]) -> str:
     """The sentence when a held-out folder beside train/ ("test", or a validation folder)
-    has other classes than train/'s, or ""."""
+    has other class folders than train/'s, or "": which it lacks and which it has more.
+    Labels are positions in the sorted class names, so the two must match."""
     if names == train_names:
         return ""
-    which = "test" if folder == "test" else f"validation ({folder}/)"
+    lacks = [name for name in train_names if name not in names]
+    more = [name for name in names if name not in train_names]
+    said = [f"no folder for {', '.join(lacks)}"] if lacks else []
+    if more:
+        folders = "a folder" if len(more) == 1 else "folders"
+        said.append(f"{folders} {', '.join(more)} that train/ has not")
+    which = "test folder" if folder == "test" else f"validation folder {folder}/"
     return (
-        f"The {which} folder's classes ({', '.join(names)}) differ from the training "
-        f"folder's ({', '.join(train_names)})."
+        f"The {which} has {' and '.join(said)}: its class folders must be the training "
+        f"folder's ({', '.join(train_names)}), each with at least one picture."
     )
 
 

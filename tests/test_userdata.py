@@ -176,15 +176,16 @@ def _hostile(name: str, payload: bytes = b"x") -> bytes:
                 class_entries(prefix="train/")
                 | class_entries(prefix="test/", classes=("cat", "cow"))
             ),
-            "In the zip: The test folder's classes (cat, cow) differ from the training "
-            "folder's (cat, dog)",
+            "In the zip: The test folder has no folder for dog and a folder cow that train/ "
+            "has not: its class folders must be the training folder's (cat, dog), each with at "
+            "least one picture.",
         ),
         (
             make_zip(
                 class_entries(prefix="train/")
                 | class_entries(prefix="valid/", classes=("cat", "cow", "dog"))
             ),
-            "The validation (valid/) folder's classes (cat, cow, dog) differ",
+            "The validation folder valid/ has a folder cow that train/ has not",
         ),
     ],
 )
@@ -395,8 +396,8 @@ def test_a_validation_folder_of_its_own_is_counted_and_its_copies_of_train_warne
     ]
     _folder(root / "valid", {"cow": 1})
     assert check(root).problems == [
-        "The validation (valid/) folder's classes (cat, cow, dog) differ from the training "
-        "folder's (cat, dog)."
+        "The validation folder valid/ has a folder cow that train/ has not: its class folders "
+        "must be the training folder's (cat, dog), each with at least one picture."
     ]
 
 
