@@ -86,6 +86,29 @@ def declared_size(data: bytes) -> tuple[int, int]:
         ImageError: the file has no HEVC picture, no parameter set to decode one with, or
             one that cannot be read.
     """
+    boxes, frames = _sizes(data)
+    return max(boxes + frames, key=lambda size: size[0] * size[1])
+
+
+def frames_fit(data: bytes) -> bool:
+    """Whether every HEVC frame of the file fits its largest picture as its boxes declare it
+    (`ispe`, a grid's canvas), each side rounded up to whole 64-pixel coding blocks: true
+    of what cameras and encoders write (a grid's tiles, or one frame of the picture's
+    size), false of a file whose decoder would make a frame larger than it says.
+
+    Raises:
+        ImageError: as `declared_size`.
+    """
+    boxes, frames = _sizes(data)
+    if not boxes:
+        return False
+    width, height = max(boxes, key=lambda size: size[0] * size[1])
+    return all(w <= -(-width // 64) * 64 and h <= -(-height // 64) * 64 for w, h in frames)
+
+
+def _sizes(data: bytes) -> tuple[list, list]:
+    """The (width, height) of the file's `ispe` boxes and canvases, and of its HEVC
+    sequence parameter sets (the frames the decoder makes); raises as `declared_size`."""
     boxes, frames, pictures = [], [], 0
     for meta, meta_end in isobmff.boxes(data, 0, len(data), b"meta"):
         meta += 4  # a full box: version and flags first
@@ -106,7 +129,7 @@ def declared_size(data: bytes) -> tuple[int, int]:
         raise ImageError(NOT_HEVC if boxes or frames else DAMAGED)
     if not frames:  # the decoder starts no picture without a sequence parameter set
         raise ImageError(DAMAGED)
-    return max(boxes + frames, key=lambda size: size[0] * size[1])
+    return boxes, frames
 
 
 def is_sequence(data: bytes) -> bool:
@@ -392,6 +415,13 @@ def main() -> None:
         reply = _answer(stdin.read(length), max_pixels, at_least)
         out.write(_REPLY.pack(len(reply)) + reply)
         out.flush()
+
+
+def reduced_pixels(size, at_least) -> int:
+    """How many pixels `decode` sends back of a picture of `size` (width, height) asked
+    `at_least` of: `Image.reduce` by `_factor` rounds each side up."""
+    factor = _factor(size, at_least)
+    return -(-size[0] // factor) * -(-size[1] // factor)
 
 
 def _factor(size, at_least):

@@ -360,16 +360,24 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
     if reason := too_large(len(data), max_bytes):
         raise ImageError(reason)
     kind = _sniff(data)
+    declared = _declared_size(data, kind)
     # A JPEG wanted smaller decodes at 1/2 to 1/8 of its size (`draft`, below): a 50 MP
     # photo fits `max_pixels` there. Its own size is held to Pillow's bomb limit instead.
-    shrinks = bool(at_least) and kind == "JPEG"
+    # A HEIC too, when its reduction fits (48 MP, an iPhone's "HEIF Max") and its frames are
+    # the size it says: libheif has no reduced decode, so it is decoded whole, in its
+    # decoder's process (`core.heif`), and only the reduced picture comes back.
+    shrinks = bool(at_least) and (
+        kind == "JPEG" or _heic_shrinks(data, kind, declared, at_least, max_pixels)
+    )
     stored_limit = max(max_pixels, JPEG_PIXELS) if shrinks else max_pixels
-    _check_pixels(_declared_size(data, kind), stored_limit)
+    _check_pixels(declared, stored_limit)
     name = _DISPLAY_NAMES.get(kind, kind)
     with _pillow_errors(name):
         if kind == "HEIF":  # decoded upright, reduced as a JPEG's draft would be
-            image, stored = heif.decode(data, max_pixels, at_least)
-            _check_opened(stored, max_pixels)
+            image, stored = heif.decode(data, stored_limit, at_least)
+            _check_opened(stored, stored_limit)
+            if image.width * image.height > max_pixels:  # it made more than it declared
+                _check_pixels(stored, max_pixels)
             return _to_rgb(image), (*stored, _flags(image))
         image = _open_headers(data, name)
         # Pillow's reading of the size is authoritative; still nothing decoded.
@@ -385,6 +393,14 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
         if image.size != loaded:  # a quarter turn swapped the sides
             width, height = height, width
         return _to_rgb(image), (width, height, flags)
+
+
+def _heic_shrinks(data, kind, declared, at_least, max_pixels) -> bool:
+    """Whether a HEIC is read reduced, as a JPEG is: its reduction (`core.heif.decode`)
+    fits `max_pixels`, and no frame in it is larger than the picture it declares."""
+    if kind != "HEIF" or not declared:
+        return False
+    return heif.reduced_pixels(declared, at_least) <= max_pixels and heif.frames_fit(data)
 
 
 def _check_opened(size, max_pixels):

@@ -1438,3 +1438,23 @@ def test_a_50_megapixel_jpeg_photo_is_read_at_a_reduced_scale():
     huge = encode(Image.new("RGB", (10000, 9000)), "JPEG")
     with pytest.raises(ImageError, match="images above 89.5 megapixels are refused"):
         decode_image(huge)
+
+
+def test_a_heic_over_the_pixel_limit_is_read_when_its_reduction_fits(monkeypatch):
+    # As a 48 MP "HEIF Max" photo against 40 MP: libheif decodes it whole in its own
+    # process, and what comes back is the reduced picture. Here the 48 x 32 photo against a
+    # limit of 500 pixels.
+    from tests.conftest import heic_processes
+
+    data = HEIC_PHOTO.read_bytes()
+    started = heic_processes(monkeypatch)
+    quarter = open_image(data, max_pixels=500, at_least=8)  # 1/4: 12 x 8
+    assert quarter.size == (12, 8) and len(started) == 1
+    pixels, held = decode_described(data, 6, max_pixels=500)  # at least 12: halved, 24 x 16
+    assert pixels.shape == (6, 6, 3) and held[:2] == (48, 32) and len(started) == 2
+    # Asked whole, or too little reduced: refused unread, by the size the file declares (its
+    # HEVC frame, 64 x 64 in whole coding blocks, which a side of 20 only halves).
+    for at_least in (None, 20):
+        with pytest.raises(ImageError, match=r"64 x 64 pixels \(4,096 pixels\)"):
+            open_image(data, max_pixels=500, at_least=at_least)
+    assert len(started) == 2
