@@ -770,21 +770,34 @@ def class_files(class_folder: str | os.PathLike) -> list[str]:
 def held_out_folders(root: str | os.PathLike) -> dict[str, Path]:
     """The folders beside `root/train/` read as held-out parts, of those there:
     `{"val": root / "valid", "test": root / "test"}` (`validation_folder`); none without
-    a train/."""
+    a train/. A test/ without class folders (a competition's unlabelled pictures) is not
+    one: with no labels, it cannot score a model."""
     root = Path(root).expanduser()
     names = {"val": validation_folder(root), "test": "test"}
     if not (root / "train").is_dir():
         return {}
-    return {part: root / name for part, name in names.items() if name and (root / name).is_dir()}
+    return {
+        part: root / name for part, name in names.items() if name and holds_folders(root / name)
+    }
 
 
 def validation_folder(root: str | os.PathLike) -> str:
     """The name of the folder beside `root/train/` whose images are the validation split
-    (the first of `VAL_FOLDERS` there), or "" when there is none (or no train/)."""
+    (the first of `VAL_FOLDERS` there holding class folders), or "" when there is none (or
+    no train/)."""
     root = Path(root).expanduser()
     if not (root / "train").is_dir():
         return ""
-    return next((name for name in VAL_FOLDERS if (root / name).is_dir()), "")
+    return next((name for name in VAL_FOLDERS if holds_folders(root / name)), "")
+
+
+def holds_folders(folder: Path) -> bool:
+    """Whether `folder` is a folder holding a folder to read (`is_entry`)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(is_entry(entry, "dir") for entry in entries)
+    except OSError:  # not there, not a folder, or not ours to list
+        return False
 
 
 def classes_differ(folder: str, names: list[str], train_names: list[str]) -> str:

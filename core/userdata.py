@@ -38,12 +38,12 @@ from core.data import (
     default_cache_dir,
     folder_contents,
     held_out_folders,
+    holds_folders,
     is_entry,
     is_split_name,
     no_readable_image,
     shown,
     splits_as_classes,
-    validation_folder,
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
@@ -652,17 +652,36 @@ def _parts(root: Path):
 
 def folders_not_read(root: str | os.PathLike) -> str | None:
     """The warning for the folders beside `root/train/` that are not read (all but test/
-    and one validation folder: a second one, or a folder by another name), or None."""
+    and one validation folder: a second one, a folder by another name, or one of pictures
+    without class folders, as a competition's unlabelled test/), or None."""
     root = Path(root).expanduser()
     if not (root / "train").is_dir():
         return None
-    own = validation_folder(root)
-    unread = [name for name in _subfolders(root) if name not in ("train", own, "test")]
-    if not unread:
-        return None
-    one = len(unread) == 1
-    if (root / "test").is_dir():
-        into = ", ".join(f"{name}/" for name in ("train", own) if name)
+    held = held_out_folders(root)
+    read = {"train", *(folder.name for folder in held.values())}
+    unread = [name for name in _subfolders(root) if name not in read]
+    flat = [name for name in unread if not holds_folders(root / name)]
+    pictures = [name for name in flat if any(map(_is_picture, _files(root / name)))]
+    said = [_not_read(held, [name for name in unread if name not in flat])]  # flat: no loss
+    if pictures:
+        one = len(pictures) == 1
+        said.append(
+            f"{_listed(pictures)} beside train/ {'holds' if one else 'hold'} pictures without "
+            f"class folders: with no labels to score a model on, {'it is' if one else 'they are'} "
+            "not read. The Classify page (or `python -m core.classify`) answers for such "
+            "pictures."
+        )
+    return " ".join(filter(None, said)) or None
+
+
+def _not_read(held: dict[str, Path], names: list[str]) -> str:
+    """The sentence for class-folder `names` beside train/ that are not read, or "";
+    `held`: the folders read beside it (`core.data.held_out_folders`)."""
+    if not names:
+        return ""
+    one = len(names) == 1
+    if "test" in held:
+        into = ", ".join(f"{name}/" for name in ("train", held.get("val", Path()).name) if name)
         do = f"To use {'its' if one else 'their'} images, move them into {into} or test/."
     else:
         do = (
@@ -671,9 +690,17 @@ def folders_not_read(root: str | os.PathLike) -> str | None:
         )
     return (
         f"Only train/, test/ and one validation folder ({', '.join(VAL_FOLDERS)}) are read: "
-        f"the {'folder' if one else 'folders'} {', '.join(shown(name) + '/' for name in unread)} "
-        f"beside train/ {'is' if one else 'are'} not. {do}"
+        f"the {'folder' if one else 'folders'} {_listed(names)} beside train/ "
+        f"{'is' if one else 'are'} not. {do}"
     )
+
+
+def _is_picture(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(shown(name) + "/" for name in names)
 
 
 def _subfolders(folder: Path) -> list[str]:

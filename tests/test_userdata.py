@@ -544,6 +544,25 @@ def test_folders_beside_train_that_are_not_read_are_named(tmp_path, check):
     ]
 
 
+def test_a_test_folder_of_unlabelled_pictures_is_named_and_not_read(tmp_path, check):
+    root = tmp_path / "competition"  # as Kaggle's: labelled train/, unlabelled test/
+    _folder(root / "train", {"cat": 12, "dog": 12})
+    (root / "test").mkdir()
+    for i in range(3):
+        (root / "test" / f"{i}.png").write_bytes(png_bytes(90_000 + i))
+    (root / "submissions").mkdir()  # no pictures, no class folders: nothing lost, no word
+    (root / "submissions" / "sample.csv").write_text("id,label\n")
+    report = check(root)
+    assert report.ok and report.counts == {"train": [12, 12]}
+    assert report.warnings == [
+        "test/ beside train/ holds pictures without class folders: with no labels to score a "
+        "model on, it is not read. The Classify page (or `python -m core.classify`) answers "
+        "for such pictures."
+    ]
+    ds = load_dataset(root)
+    assert set(ds.splits) == {"train", "val"} and ds.val_folder == ""
+
+
 @pytest.mark.parametrize(
     "typed, path",
     [
