@@ -725,7 +725,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     if not classes:
         raise DataError(
             f"{folder} has no class folders. Put each class's images in a subfolder named "
-            "after the class, e.g. cats/001.jpg and dogs/002.jpg."
+            f"after the class, e.g. cats/001.jpg and dogs/002.jpg.{_named_hint(folder)}"
         )
     if len(classes) < 2:
         raise DataError(
@@ -747,6 +747,12 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
             )
         files.extend((path, label) for path in found)
     return [shown(name) for name in classes], files  # names as shown; paths as listed
+
+
+def _named_hint(folder: Path) -> str:
+    from core.byname import hint  # it reads this module's constants
+
+    return hint(folder)
 
 
 def class_files(class_folder: str | os.PathLike) -> list[str]:

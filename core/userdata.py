@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from core.byname import hint
 from core.data import (
     IMAGE_SUFFIXES,
     OTHER_PICTURES,
@@ -718,7 +719,7 @@ def _class_problems(report: FolderReport, parts, folders: list[str]):
     names = report.class_names
     train = next(iter(parts.values()))  # "images" or "train": where the classes are
     if not names:
-        report.problems.append(f"{report.root} has no class folders. {LAYOUT}")
+        report.problems.append(f"{shown(str(train))} has no class folders. {LAYOUT}{hint(train)}")
     elif len(names) < 2:
         report.problems.append(
             f"{report.root} has a single class folder ({names[0]}); a classifier needs at "

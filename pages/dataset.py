@@ -90,12 +90,14 @@ def _folder_check(path):
         st.error(md_sentence(problem))
     if not report.ok:
         state.check_again_button("dataset_check_again")
+        state.sort_by_name_button(path, "dataset_sort_by_name")
     for warning in report.warnings:
         st.warning(md_sentence(warning))
     with st.expander(
         f"Folder check: {report.summary()}", expanded=not report.ok or bool(report.unreadable)
     ):
-        st.dataframe(report.class_table(), hide_index=True)
+        if report.class_names:  # none: the error above says why
+            st.dataframe(report.class_table(), hide_index=True)
         if report.unreadable:
             st.markdown(f"**{counted(len(report.unreadable), 'unreadable file')}**, left out:")
             rows = [{"file": path, "reason": reason} for path, reason in report.unreadable]

@@ -1,6 +1,7 @@
 """AppTest of the Dataset page on the 3-class `image_folder` (11 train + 1 val per class)."""
 
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -309,6 +310,34 @@ def test_a_folder_mended_after_its_check_is_checked_again_at_a_click(tmp_path, m
     assert not at.exception and not at.error
     assert _check_label(at).startswith("Folder check: 2 classes, 24 images")
     assert {m.label: m.value for m in at.metric}["train images"] == "22"
+
+
+def test_pictures_named_after_their_classes_are_sorted_into_class_folders_at_a_click(
+    tmp_path, monkeypatch
+):
+    """Kaggle's Dogs vs. Cats: cat.0.jpg ... dog.11.jpg in one train/, no class folders."""
+    write_image_folder(tmp_path / "pets" / "flat", per_class=12, classes=("cat", "dog"))
+    (tmp_path / "pets" / "train").mkdir()
+    for png in sorted((tmp_path / "pets" / "flat").rglob("*.png")):
+        png.rename(tmp_path / "pets" / "train" / f"{png.parent.name}.{png.stem}.png")
+    shutil.rmtree(tmp_path / "pets" / "flat")
+    at = _app(monkeypatch, tmp_path, tmp_path / "pets")
+    at.run()
+    assert not at.exception and not at.metric
+    [error] = [as_read(e.value) for e in at.error]
+    assert error.startswith(f"{tmp_path / 'pets' / 'train'} has no class folders.")
+    assert error.endswith(
+        "Its 24 pictures are named after 2 classes (cat, dog: cat.000.png, dog.012.png): "
+        f"`python -m core.byname {tmp_path / 'pets' / 'train'}` (or the Dataset page's \"Sort "
+        'them into class folders") puts them in a folder per class in '
+        f"{tmp_path / 'pets' / 'train-by-class'}, the folder to give then."
+    )
+    at.button(key="dataset_sort_by_name").click().run()
+    assert not at.exception and not at.error
+    assert at.text_input(key="sidebar_path").value == str(tmp_path / "pets" / "train-by-class")
+    assert _check_label(at).startswith("Folder check: 2 classes, 24 images")
+    assert sorted(os.listdir(tmp_path / "pets" / "train-by-class" / "dog"))[0] == "dog.012.png"
+    assert len(os.listdir(tmp_path / "pets" / "train")) == 24  # the user's folder as it was
 
 
 def test_a_path_pasted_with_quotes_opens_its_folder(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import data, datastats, evaluate, images, jobs, registry, runs, userdata
+from core import byname, data, datastats, evaluate, images, jobs, registry, runs, userdata
 from core.errors import CnnError
 from ui.text import md, md_sentence
 
@@ -98,6 +98,8 @@ def _apply_pending_source() -> None:
     pending = st.session_state.pop("sidebar_pending_source", None)
     if pending:
         st.session_state.sidebar_source = pending
+    if path := st.session_state.pop("sidebar_pending_path", None):
+        st.session_state.sidebar_path = path
 
 
 def sidebar() -> None:
@@ -315,6 +317,36 @@ def check_again_button(key: str) -> None:
     )
 
 
+def sort_by_name_button(spec: str, key: str) -> None:
+    """Under a folder's problems: when its pictures (or its train/'s) are named after their
+    classes (`core.byname`: cat.0.jpg, dog.0.jpg), a button that sorts them into a folder per
+    class beside it (hard links: no space taken) and makes that the dataset."""
+    path = Path(spec).expanduser()
+    flat = path / "train" if (path / "train").is_dir() else path
+    if byname.named_classes(flat) is None:
+        return
+    target = byname.sorted_folder(flat)
+    if not st.button(
+        "Sort them into class folders",
+        key=key,
+        type="primary",
+        help=f"Makes {target}: a folder per class, holding links to the pictures (they take "
+        "no space; copies where links cannot be made), and makes it the dataset. Your "
+        "folder stays as it is.",
+    ):
+        return
+    if not target.is_dir():  # sorted before: used as it is
+        bar = st.progress(0.0, text="Sorting the pictures by their names…")
+        try:
+            byname.sort_by_name(flat, lambda done, total: bar.progress(done / total))
+        except CnnError as err:
+            st.error(md_sentence(err))
+            return
+    st.session_state["sidebar_pending_source"] = "folder"
+    st.session_state["sidebar_pending_path"] = str(target)
+    st.rerun()
+
+
 def take_zip_upload(upload) -> str | None:
     """Unpacks and checks a newly uploaded zip; a usable one becomes the active dataset.
 
@@ -412,6 +444,7 @@ def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
         st.error(md_sentence(err))
         if Path(spec).expanduser().is_dir():  # its signature is what is kept
             check_again_button("dataset_check_again")
+            sort_by_name_button(spec, "dataset_sort_by_name")
         st.stop()
 
 

@@ -1,0 +1,107 @@
+import os
+
+import pytest
+
+from core import byname
+from core.data import load_dataset
+from core.errors import DataError
+from tests.conftest import write_image_folder
+
+
+def _flat(folder, names):
+    """Real pictures under the given names, in one folder."""
+    write_image_folder(folder / ".made", per_class=len(names), classes=("x",))
+    folder.mkdir(exist_ok=True)
+    for png, name in zip(sorted((folder / ".made" / "x").iterdir()), names, strict=True):
+        png.rename(folder / name)
+    (folder / ".made" / "x").rmdir()
+    (folder / ".made").rmdir()
+    return folder
+
+
+@pytest.mark.parametrize(
+    "names, classes",
+    [
+        (["cat.0.jpg", "cat.1.jpg", "dog.0.jpg", "dog.10.jpg"], {"cat": 2, "dog": 2}),
+        (["dog_12.png", "dog_3.png", "fox-1.png", "fox-2.png"], {"dog": 2, "fox": 2}),
+        (
+            ["Golden Retriever 3.JPG", "Golden Retriever 4.JPG", "pug 1.jpg", "pug 2.jpg"],
+            {"Golden Retriever": 2, "pug": 2},
+        ),
+        # One camera's names make one "class"; one picture a class is no pattern.
+        (["IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg"], None),
+        (["cat.0.jpg", "dog.0.jpg"], None),
+        # A picture without a number in its name: not every name carries a class.
+        (["cat.0.jpg", "cat.1.jpg", "dog.0.jpg", "dog.1.jpg", "holiday.jpg"], None),
+    ],
+)
+def test_classes_are_read_from_names_that_are_a_class_and_a_number(tmp_path, names, classes):
+    for name in names:
+        (tmp_path / name).write_bytes(b"")  # the names are what is read
+    (tmp_path / "notes.txt").write_text("not a picture, left out")
+    found = byname.named_classes(tmp_path)
+    assert (found and {c: len(f) for c, f in found.items()}) == classes
+
+
+def test_a_folder_is_sorted_beside_itself_into_one_the_loader_takes(tmp_path, capsys):
+    names = [f"{c}.{i}.png" for c in ("cat", "dog") for i in range(6)]
+    flat = _flat(tmp_path / "train", names)
+    assert byname.main([str(flat), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    target = tmp_path / "train-by-class"
+    assert out == f"{target}\n12 pictures in 2 class folders (cat: 6, dog: 6).\n"
+    assert sorted(os.listdir(target / "dog")) == sorted(n for n in names if n.startswith("dog"))
+    assert (target / "cat" / "cat.0.png").samefile(flat / "cat.0.png")  # a link, not a copy
+    assert sorted(os.listdir(flat)) == sorted(names)  # the folder as it was
+    assert load_dataset(target, val_fraction=0).class_names == ["cat", "dog"]
+    # Again: the sorted folder is there already, and nothing is written over it.
+    assert byname.main([str(flat), "--quiet"]) == 1
+    assert "train-by-class exists already: give it as the dataset" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_names_without_classes_are_refused_and_links_fall_back_to_copies(tmp_path, monkeypatch):
+    flat = _flat(tmp_path / "photos", ["IMG_1.png", "IMG_2.png"])
+    with pytest.raises(DataError, match="are not named after their classes"):
+        byname.sort_by_name(flat)
+
+    def no_links(source, target):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    flat = _flat(tmp_path / "pets", ["a.1.png", "a.2.png", "b.1.png", "b.2.png"])
+    target = byname.sort_by_name(flat)
+    copy = target / "b" / "b.2.png"
+    assert copy.read_bytes() == (flat / "b.2.png").read_bytes() and not copy.samefile(
+        flat / "b.2.png"
+    )
+
+
+def test_a_sort_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
+    flat = _flat(tmp_path / "pets", ["a.1.png", "a.2.png", "b.1.png", "b.2.png"])
+    calls = []
+
+    def fails_on_the_third(source, target):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        os.link(source, target)
+
+    monkeypatch.setattr(byname, "_link_or_copy", fails_on_the_third)
+    with pytest.raises(DataError) as err:
+        byname.sort_by_name(flat)
+    assert str(err.value) == (
+        f"The sorted folder could not be written in {tmp_path} (No space left on device)."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pets"]
+
+
+def test_the_loader_refusing_such_a_folder_names_the_command_that_sorts_it(tmp_path):
+    flat = _flat(tmp_path / "train", ["cat.1.png", "cat.2.png", "dog.1.png", "dog.2.png"])
+    with pytest.raises(DataError) as err:
+        load_dataset(tmp_path)
+    assert str(err.value).endswith(
+        f"Its 4 pictures are named after 2 classes (cat, dog: cat.1.png, dog.1.png): `python -m "
+        f'core.byname {flat}` (or the Dataset page\'s "Sort them into class folders") puts '
+        f"them in a folder per class in {tmp_path / 'train-by-class'}, the folder to give then."
+    )
