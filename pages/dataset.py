@@ -93,11 +93,12 @@ def _folder_check(path):
         state.sort_by_name_button(path, "dataset_sort_by_name")
     for warning in report.warnings:
         st.warning(md_sentence(warning))
+    if not report.class_names:  # nothing was read: the error above says why
+        st.stop()
     with st.expander(
         f"Folder check: {report.summary()}", expanded=not report.ok or bool(report.unreadable)
     ):
-        if report.class_names:  # none: the error above says why
-            st.dataframe(report.class_table(), hide_index=True)
+        st.dataframe(report.class_table(), hide_index=True)
         if report.unreadable:
             st.markdown(f"**{counted(len(report.unreadable), 'unreadable file')}**, left out:")
             rows = [{"file": path, "reason": reason} for path, reason in report.unreadable]
