@@ -1,11 +1,12 @@
-"""Pictures whose file names carry their class (cat.0.jpg, dog_12.png), sorted into class
-folders: the layout every reader here takes.
+"""Pictures whose classes are in their file names (cat.0.jpg, dog_12.png) or in a CSV file
+beside them (id,label), sorted into class folders: the layout every reader here takes.
 
-Kaggle's Dogs vs. Cats is the best known such folder: 25,000 pictures named cat.0.jpg to
-dog.12499.jpg in one train/ folder. The loader reads classes from folders only, so it
-refuses such a folder; `named_classes` reads the names' classes (its sentence says so) and
-`sort_by_name` makes the folder the loader takes, beside the original, without copying a
-byte where it can (hard links):
+Kaggle's Dogs vs. Cats is the best known folder of the first kind: 25,000 pictures named
+cat.0.jpg to dog.12499.jpg in one train/ folder; its competitions are the second (train/ of
+pictures named by an id, and train.csv or labels.csv giving each id its class). The loader
+reads classes from folders only, so it refuses such a folder; `labels_of` reads the classes
+(the refusal's sentence names them) and `sort_by_name` makes the folder the loader takes,
+beside the original, without copying a byte where it can (hard links):
 
     python -m core.byname ~/data/dogs-vs-cats/train     # writes .../train-by-class/
 """
@@ -13,12 +14,14 @@ byte where it can (hard links):
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import re
 import shutil
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.data import IMAGE_SUFFIXES, is_entry, shown
@@ -30,6 +33,40 @@ from core.words import counted
 # ends in a character that is not a digit or a separator; the number closes the stem.
 _NAMED = re.compile(r"(?P<label>.*?[^\d._ -])[._ -]*\d+")
 SUFFIX = "-by-class"  # the sorted folder: beside the original, its name and this
+# A CSV of labels: the files looked at (in the folder and the one above it), their largest
+# size, the most classes, and the share of the pictures its rows must label.
+CSV_FILES, CSV_BYTES, MOST_CLASSES, LABELLED = 20, 100 * 2**20, 1000, 0.9
+# Column names a label column goes by, where a CSV has more than one that could be.
+_LABEL_COLUMNS = {"label", "labels", "class", "category", "breed", "species", "target", "y"}
+
+
+@dataclass
+class Labels:
+    """Where a folder's pictures got their classes (`labels_of`).
+
+    Attributes:
+        classes: `{class: [file name, ...]}`, classes and names sorted.
+        csv: the CSV file that labels them, or None when their names do.
+        column: the CSV's label column.
+        unlabelled: pictures the CSV gives no class (left out of the sort).
+    """
+
+    classes: dict[str, list[str]]
+    csv: Path | None = None
+    column: str = ""
+    unlabelled: int = 0
+
+    @property
+    def pictures(self) -> int:
+        return sum(map(len, self.classes.values()))
+
+
+def labels_of(folder: str | os.PathLike) -> Labels | None:
+    """The classes of a folder's pictures, from their names (`named_classes`) or else from a
+    CSV in the folder or the one above it (`csv_classes`); None when neither gives them."""
+    if (classes := named_classes(folder)) is not None:
+        return Labels(classes)
+    return csv_classes(folder)
 
 
 def named_classes(folder: str | os.PathLike) -> dict[str, list[str]] | None:
@@ -44,12 +81,7 @@ def named_classes(folder: str | os.PathLike) -> dict[str, list[str]] | None:
         pictures or more; None otherwise (one camera's IMG_0001.jpg, IMG_0002.jpg ... is
         one "class", so None). Files that are not pictures (by suffix) are left out.
     """
-    try:
-        with os.scandir(folder) as entries:
-            names = sorted(e.name for e in entries if is_entry(e, "file"))
-    except OSError:
-        return None
-    pictures = [name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    pictures = _pictures(folder)
     found = [_NAMED.fullmatch(Path(name).stem) for name in pictures]
     if not pictures or not all(found):
         return None
@@ -61,6 +93,93 @@ def named_classes(folder: str | os.PathLike) -> dict[str, list[str]] | None:
     return dict(sorted(classes.items()))
 
 
+def csv_classes(folder: str | os.PathLike) -> Labels | None:
+    """The classes a CSV file gives a folder's pictures, as Kaggle's competitions give them
+    (train.csv: `id,label`), or None.
+
+    Looks at the CSV files in the folder and in the one above it (`CSV_FILES` at most, none
+    over `CSV_BYTES`). One labels the pictures when a column names them (by file name, or
+    by name without its suffix, as ids are) for `LABELLED` of them or more, and another
+    column gives those from 2 to `MOST_CLASSES` classes, at most one per two pictures: the
+    only such column, or the one with a label's name (`label`, `class`, `breed`...). A
+    picture given two classes (a CSV of several labels a picture) makes it no such CSV.
+    """
+    folder = Path(folder).expanduser()
+    pictures = _pictures(folder)
+    if not pictures:
+        return None
+    by_id = {name: name for name in pictures} | {Path(name).stem: name for name in pictures}
+    found = []
+    for parent in (folder, folder.parent):
+        try:
+            found += sorted(p for p in parent.glob("*.csv") if p.is_file())
+        except OSError:
+            continue
+    for path in found[:CSV_FILES]:
+        if (labels := _csv_labels(path, by_id, len(pictures))) is not None:
+            return labels
+    return None
+
+
+def _csv_labels(path: Path, by_id: dict[str, str], pictures: int) -> Labels | None:
+    try:
+        if path.stat().st_size > CSV_BYTES:
+            return None
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            rows = [row for row in csv.reader(f) if row]
+    except (OSError, csv.Error):
+        return None
+    if len(rows) < 3:
+        return None
+    header, rows = rows[0], [row for row in rows[1:] if len(row) == len(rows[0])]
+    named = [sum(row[i].strip() in by_id for row in rows) for i in range(len(header))]
+    key = max(range(len(header)), key=named.__getitem__)
+    labelled = {by_id[row[key].strip()]: row for row in rows if row[key].strip() in by_id}
+    if len(labelled) < LABELLED * pictures:
+        return None
+    columns = [i for i in range(len(header)) if i != key and _classes(labelled, i, pictures)]
+    if len(columns) > 1:
+        columns = [i for i in columns if header[i].strip().lower() in _LABEL_COLUMNS]
+    if len(columns) != 1:
+        return None
+    column, given = columns[0], {}
+    for row in rows:
+        name = by_id.get(row[key].strip())
+        if name is not None and given.setdefault(name, row[column].strip()) != row[column].strip():
+            return None  # two classes for one picture
+    classes: dict[str, list[str]] = {}
+    for name, label in sorted(given.items()):
+        classes.setdefault(_folder_name(label), []).append(name)
+    classes.pop("", None)
+    if len(classes) < 2:
+        return None
+    left = pictures - sum(map(len, classes.values()))
+    return Labels(dict(sorted(classes.items())), path, header[column].strip(), left)
+
+
+def _classes(labelled: dict[str, list[str]], column: int, pictures: int) -> bool:
+    """Whether a CSV column gives its pictures classes: 2 to `MOST_CLASSES` of them, at most
+    one per two pictures (ids, sizes and free text give one a picture)."""
+    count = len({row[column].strip() for row in labelled.values()} - {""})
+    return 2 <= count <= min(MOST_CLASSES, pictures // 2)
+
+
+def _folder_name(label: str) -> str:
+    """A class as a folder's name: its slashes replaced, "" for what cannot be one."""
+    name = label.replace("/", "_").replace("\\", "_").strip()
+    return "" if name in ("", ".", "..") else name
+
+
+def _pictures(folder) -> list[str]:
+    """The names of a folder's pictures (by suffix), sorted; none when it cannot be read."""
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(e.name for e in entries if is_entry(e, "file"))
+    except OSError:
+        return []
+    return [name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+
+
 def sorted_folder(folder: str | os.PathLike) -> Path:
     """Where `sort_by_name` puts `folder`'s pictures: beside it, `<name>-by-class`."""
     folder = Path(folder).expanduser().resolve()
@@ -68,48 +187,60 @@ def sorted_folder(folder: str | os.PathLike) -> Path:
 
 
 def hint(folder: str | os.PathLike) -> str:
-    """A sentence for a folder without class folders whose pictures are named after their
-    classes (`named_classes`): which classes, and the command that sorts them; or ""."""
-    classes = named_classes(folder)
-    if classes is None:
+    """A sentence for a folder without class folders whose pictures' classes are in their
+    names or a CSV (`labels_of`): which classes, and the command that sorts them; or ""."""
+    labels = labels_of(folder)
+    if labels is None:
         return ""
-    pictures = sum(map(len, classes.values()))
+    classes = labels.classes
     listed = ", ".join(shown(c) for c in list(classes)[:3]) + (", …" if len(classes) > 3 else "")
-    examples = ", ".join(shown(files[0]) for files in list(classes.values())[:2])
+    if labels.csv is None:
+        examples = ", ".join(shown(files[0]) for files in list(classes.values())[:2])
+        said = f"are named after {len(classes)} classes ({listed}: {examples})"
+    else:
+        said = (
+            f"are labelled in {shown(str(labels.csv))} (its column {shown(labels.column)} "
+            f"gives {len(classes)} classes: {listed})"
+        )
+        if labels.unlabelled:
+            said += f", {labels.unlabelled:,} of them not"
     return (
-        f" Its {counted(pictures, 'picture')} are named after {len(classes)} classes ({listed}: "
-        f"{examples}): `python -m core.byname {shown(str(folder))}` (or the Dataset page's "
-        '"Sort them into class folders") puts them in a folder per class in '
-        f"{shown(str(sorted_folder(folder)))}, the folder to give then."
+        f" Its {counted(labels.pictures + labels.unlabelled, 'picture')} {said}: `python -m "
+        f"core.byname {shown(str(folder))}` (or the Dataset page's \"Sort them into class "
+        f'folders") puts them in a folder per class in {shown(str(sorted_folder(folder)))}, '
+        "the folder to give then."
     )
 
 
 def sort_by_name(folder: str | os.PathLike, progress=None) -> Path:
-    """Makes `sorted_folder(folder)`: a folder per class (`named_classes`) holding that
-    class's pictures, as hard links (no space taken; copies where links cannot be made,
-    as across drives).
+    """Makes `sorted_folder(folder)`: a folder per class (`labels_of`: from the pictures'
+    names or a CSV) holding that class's pictures, as hard links (no space taken; copies
+    where links cannot be made, as across drives). Pictures a CSV gives no class are left
+    out.
 
     Written into a hidden folder beside it and renamed into place when complete, so an
     interrupted sort leaves no half-sorted folder.
 
     Args:
-        folder: the folder of pictures named after their classes.
+        folder: the folder of pictures labelled by their names or a CSV.
         progress: called as `progress(done, total)` every 1,000 pictures and at the end.
 
     Returns:
         The sorted folder.
 
     Raises:
-        DataError: the names carry no classes, the sorted folder exists already, or it
-            cannot be written (a sentence with the reason).
+        DataError: neither the names nor a CSV give classes, the sorted folder exists
+            already, or it cannot be written (a sentence with the reason).
     """
     folder = Path(folder).expanduser().resolve()
-    classes = named_classes(folder)
-    if classes is None:
+    labels = labels_of(folder)
+    if labels is None:
         raise DataError(
             f"The pictures in {shown(str(folder))} are not named after their classes (such as "
-            "cat.0.jpg and dog.0.jpg), so they cannot be sorted by their names."
+            "cat.0.jpg and dog.0.jpg), and no CSV file in it or above it gives them classes "
+            "(a column of their names or ids and one of classes), so they cannot be sorted."
         )
+    classes = labels.classes
     final = sorted_folder(folder)
     if final.exists():
         raise DataError(f"{shown(str(final))} exists already: give it as the dataset, or move it.")
@@ -148,14 +279,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m core.byname",
         description="Sort a folder of pictures named after their classes (cat.0.jpg, "
-        "dog.0.jpg) into a folder per class, beside it as <folder>-by-class.",
+        "dog.0.jpg), or labelled by a CSV file in it or above it (id,label), into a folder "
+        "per class, beside it as <folder>-by-class.",
     )
     p.add_argument("folder", help="the folder of pictures")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from core.near_duplicates import progress_bar
 
-    bar = None if args.quiet else progress_bar("Sorting the pictures by their names", unit="file")
+    bar = None if args.quiet else progress_bar("Sorting the pictures by class", unit="file")
     try:
         final = sort_by_name(args.folder, bar)
     except DataError as err:
@@ -163,7 +295,11 @@ def main(argv=None) -> int:
         return 1
     counts = Counter({label: len(os.listdir(final / label)) for label in os.listdir(final)})
     each = ", ".join(f"{shown(label)}: {n:,}" for label, n in sorted(counts.items()))
-    print(f"{final}\n{counted(counts.total(), 'picture')} in {len(counts)} class folders ({each}).")
+    left = len(_pictures(args.folder)) - counts.total()
+    print(
+        f"{final}\n{counted(counts.total(), 'picture')} in {len(counts)} class folders ({each})"
+        + (f"; {counted(left, 'picture')} without a class left out." if left else ".")
+    )
     return 0
 
 

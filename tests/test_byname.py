@@ -105,3 +105,63 @@ def test_the_loader_refusing_such_a_folder_names_the_command_that_sorts_it(tmp_p
         f'core.byname {flat}` (or the Dataset page\'s "Sort them into class folders") puts '
         f"them in a folder per class in {tmp_path / 'train-by-class'}, the folder to give then."
     )
+
+
+def _labelled(root, rows, header="id,label", name="train_labels.csv"):
+    """train/ of pictures named by id (as Kaggle's competitions), and a CSV beside it."""
+    ids = [row.split(",")[0] for row in rows]
+    _flat(root / "train", [f"{i}.png" for i in ids] + ["f00.png"])  # f00: in no row
+    (root / name).write_text("\n".join([header, *rows]) + "\n")
+    return root / "train"
+
+
+def test_classes_are_read_from_a_csv_beside_the_folder(tmp_path, capsys):
+    rows = [f"{i:03x},{'yes' if i % 3 else 'no'}" for i in range(12)]
+    flat = _labelled(tmp_path, rows)
+    (tmp_path / "sample_submission.csv").write_text("id,label\nzz1,0\nzz2,0\nzz3,1\n")
+    labels = byname.labels_of(flat)
+    assert labels.csv == tmp_path / "train_labels.csv" and labels.column == "label"
+    assert {c: len(n) for c, n in labels.classes.items()} == {"no": 4, "yes": 8}
+    assert labels.unlabelled == 1 and labels.classes["no"][:2] == ["000.png", "003.png"]
+    assert byname.hint(flat).startswith(
+        f" Its 13 pictures are labelled in {tmp_path / 'train_labels.csv'} (its column label "
+        "gives 2 classes: no, yes), 1 of them not: `python -m core.byname"
+    )
+    assert byname.main([str(flat), "--quiet"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "12 pictures in 2 class folders (no: 4, yes: 8); 1 picture without a class left out.\n"
+    )
+    assert load_dataset(byname.sorted_folder(flat), val_fraction=0).class_names == ["no", "yes"]
+
+
+@pytest.mark.parametrize(
+    "header, rows, column",
+    [
+        # A fold column could be classes too: the label's name decides.
+        (
+            "image,fold,breed",
+            [f"p{i},{i % 3},{'pug' if i < 6 else 'husky'}" for i in range(12)],
+            "breed",
+        ),
+        # Two columns of classes, neither named as labels are: which is meant is not known.
+        ("id,colour,size", [f"p{i},{'red' if i < 6 else 'blue'},{i % 2}" for i in range(12)], None),
+        # A picture in two rows with two classes: several labels a picture, not classes.
+        ("id,label", [f"p{i},{'a' if i < 6 else 'b'}" for i in range(12)] + ["p0,b"], None),
+        # A class a picture (free text): not classes.
+        ("id,caption", [f"p{i},a photo of thing {i}" for i in range(12)], None),
+    ],
+)
+def test_a_csv_label_column_is_taken_only_when_it_is_plain(tmp_path, header, rows, column):
+    flat = _labelled(tmp_path, rows, header, name="labels.csv")
+    labels = byname.labels_of(flat)
+    assert (labels and labels.column) == column
+
+
+def test_a_csv_that_labels_few_of_the_pictures_is_not_theirs(tmp_path):
+    rows = [f"p{i},{'a' if i < 5 else 'b'}" for i in range(10)]
+    flat = _labelled(tmp_path, rows, name="labels.csv")  # 10 of 11 pictures: 91%
+    assert byname.labels_of(flat).unlabelled == 1
+    _flat(tmp_path / "more", ["q1.png", "q2.png"])  # 10 of 13 now: 77%
+    for png in (tmp_path / "more").iterdir():
+        png.rename(flat / png.name)
+    assert byname.labels_of(flat) is None

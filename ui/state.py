@@ -318,12 +318,13 @@ def check_again_button(key: str) -> None:
 
 
 def sort_by_name_button(spec: str, key: str) -> None:
-    """Under a folder's problems: when its pictures (or its train/'s) are named after their
-    classes (`core.byname`: cat.0.jpg, dog.0.jpg), a button that sorts them into a folder per
-    class beside it (hard links: no space taken) and makes that the dataset."""
+    """Under a folder's problems: when its pictures (or its train/'s) have their classes in
+    their names or a CSV (`core.byname`: cat.0.jpg, dog.0.jpg; train.csv), a button that sorts
+    them into a folder per class beside it (hard links: no space taken) and makes that the
+    dataset."""
     path = Path(spec).expanduser()
     flat = path / "train" if (path / "train").is_dir() else path
-    if byname.named_classes(flat) is None:
+    if byname.labels_of(flat) is None:
         return
     target = byname.sorted_folder(flat)
     if not st.button(
