@@ -85,6 +85,34 @@ def test_upload_a_zip_and_use_its_classes_on_every_page(upload_server, page, tmp
     page.get_by_text("Classes: big, small").wait_for()
 
 
+def test_pictures_labelled_by_a_csv_are_sorted_into_class_folders_at_a_click(
+    upload_server, page, tmp_path
+):
+    # As a Kaggle competition's: train/ of pictures named by id, train.csv beside it.
+    write_image_folder(tmp_path / "made", per_class=8, classes=("no", "yes"), size=32)
+    (tmp_path / "kaggle" / "train").mkdir(parents=True)
+    rows = ["id,label"]
+    for i, png in enumerate(sorted((tmp_path / "made").rglob("*.png"))):
+        png.rename(tmp_path / "kaggle" / "train" / f"{i:08x}.png")
+        rows.append(f"{i:08x},{png.parent.name}")
+    (tmp_path / "kaggle" / "train.csv").write_text("\n".join(rows) + "\n")
+
+    page.goto(f"{upload_server}/dataset")
+    wait_idle(page)
+    path = page.locator('[data-testid="stSidebar"]').get_by_role("textbox", name="Path")
+    path.fill(str(tmp_path / "kaggle"))
+    path.press("Enter")
+    page.get_by_text("(its column label gives 2 classes: no, yes)").wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Sort them into class folders").click()
+    page.get_by_text("Classes: no, yes").wait_for()
+    wait_idle(page)
+    assert path.input_value() == str(tmp_path / "kaggle" / "train-by-class")
+    page.get_by_text("Folder check: 2 classes, 16 images").wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "dataset-sorted-by-csv")
+
+
 def test_class_folder_names_are_shown_as_written_not_as_markup(tmp_path, page):
     # A link, emphasis, an emoji and an HTML tag, had they been read as markup.
     write_image_folder(tmp_path / "images", per_class=6, classes=CLASSES_AS_MARKUP, size=32)
