@@ -160,7 +160,13 @@ if st.session_state.get("dataset_classes_of") != ds.class_names:
 # Rows that wrap where the page is narrow (columns cut "train" and "Reshuffle" short at
 # 1024 pixels with the sidebar open).
 row = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
-split = row.selectbox("Split", list(ds.splits), key="dataset_split", width=120)
+split = row.selectbox(
+    "Split",
+    list(ds.splits),
+    key="dataset_split",
+    width=160 if ds.val_folder else 120,
+    format_func=state.split_name(ds),
+)
 per_class = row.slider("Images per class", 1, 20, 8, key="dataset_per_class", width=200)
 seed = row.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed", width=140)
 row.button(

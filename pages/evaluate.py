@@ -75,6 +75,7 @@ split = options.selectbox(
     list(dataset.splits),
     key="evaluate_split",
     index=list(dataset.splits).index("val") if "val" in dataset.splits else 0,
+    format_func=state.split_name(dataset),
     width=260,
 )
 tta = state.tta_select(options, "evaluate_tta", width=220)

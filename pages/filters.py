@@ -96,7 +96,9 @@ def choose_image(size):
             st.error(md_sentence(err))
             return None, None
     dataset = state.require_dataset(fit=registry.trained_fit(entry["card"]))
-    split = st.selectbox("Split", list(dataset.splits), key="filters_split")
+    split = st.selectbox(
+        "Split", list(dataset.splits), key="filters_split", format_func=state.split_name(dataset)
+    )
     x, _ = dataset.split(split)
     clamp("filters_index", len(x) - 1)
     index = int(st.number_input("Index", 0, len(x) - 1, key="filters_index"))

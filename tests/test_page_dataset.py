@@ -46,6 +46,7 @@ def test_a_folders_own_validation_images_are_named_as_its_validation_split(page,
     assert (
         "Validation images: the folder's own valid/; the Evaluate page scores models on them."
     ) in [c.value for c in page.caption]
+    assert page.selectbox(key="dataset_split").options == ["train", "val (valid/)", "test"]
     # valid/ is read: no folder beside train/ is left out (the few images are warned of).
     assert [w.value for w in page.warning if "beside train/" in w.value] == []
 

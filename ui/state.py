@@ -893,6 +893,13 @@ def _decode_framed(paths: tuple[str, ...], size: int, fit: str) -> list:
     return data.decode_framed(paths, size, fit)
 
 
+def split_name(ds: data.Dataset):
+    """A split picker's `format_func`: "val" named with its folder when the data has its own
+    validation folder ("val (valid/)"), the others as they are."""
+    own = f" ({ds.val_folder}/)" if ds.val_folder else ""
+    return lambda split: split + own if split == "val" else split
+
+
 def tta_select(where, key: str, width: int | str = "stretch") -> str:
     """The "Test-time augmentation" choice (a key of `core.evaluate.TTA_MODES`) in `where`,
     a container or `st`, `width` pixels wide or as wide as it."""
