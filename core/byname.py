@@ -76,17 +76,22 @@ def named_classes(folder: str | os.PathLike) -> dict[str, list[str]] | None:
         folder: a folder of files without class folders.
 
     Returns:
-        `{class: [file name, ...]}` in sorted order when every picture's name is a class
-        and a number (`cat.0.jpg`), there are two classes or more and each has two
-        pictures or more; None otherwise (one camera's IMG_0001.jpg, IMG_0002.jpg ... is
-        one "class", so None). Files that are not pictures (by suffix) are left out.
+        `classes_in_names` of its pictures' names (files that are not pictures, by
+        suffix, left out).
     """
-    pictures = _pictures(folder)
-    found = [_NAMED.fullmatch(Path(name).stem) for name in pictures]
-    if not pictures or not all(found):
+    return classes_in_names(_pictures(folder))
+
+
+def classes_in_names(names: list[str]) -> dict[str, list[str]] | None:
+    """`{class: [name, ...]}` (classes sorted, names in their order) when every name is a
+    class and a number (`cat.0.jpg`, `dog_12.png`, `cat1.jpg`), there are two classes or
+    more and each has two names or more; None otherwise (one camera's IMG_0001.jpg,
+    IMG_0002.jpg ... is one "class", so None)."""
+    found = [_NAMED.fullmatch(Path(name).stem) for name in names]
+    if not names or not all(found):
         return None
     classes: dict[str, list[str]] = {}
-    for name, match in zip(pictures, found, strict=True):
+    for name, match in zip(names, found, strict=True):
         classes.setdefault(match["label"], []).append(name)
     if len(classes) < 2 or min(map(len, classes.values())) < 2:
         return None

@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from core.byname import hint
+from core.byname import classes_in_names, hint
 from core.data import (
     IMAGE_SUFFIXES,
     OTHER_PICTURES,
@@ -74,7 +74,8 @@ CHECK_SIDE = 64
 LAYOUT = (
     "Expected layout: one folder per class holding its images, e.g. cats/001.jpg and "
     "dogs/002.jpg, optionally inside one top folder, or train/<class>/… with test/<class>/… "
-    "(and val/<class>/… for validation images of your own)."
+    "(and val/<class>/… for validation images of your own); or, in a zip, pictures named after "
+    "their classes (cat1.jpg, dog1.jpg)."
 )
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -327,6 +328,8 @@ def _layout(images, others=()):
     Wrapping folders (a zipped folder's own, and those above it) are left out; folders
     inside a class folder are kept, as a folder's images in them belong to its class."""
     parts = [path.parts for _, path in images]
+    if (named := _named_layout(parts)) is not None:
+        return [(info, PurePosixPath(*p)) for (info, _), p in zip(images, named, strict=True)]
     tops = {p[0] for p in parts}
     wrapper = ()
     # One wrapping folder, as "compress folder" makes, or several (a zip of a deep path).
@@ -356,6 +359,19 @@ def _layout(images, others=()):
     ]
     folders = {p[: depth - 1] for p in parts}
     return [(info, PurePosixPath(*p)) for info, p in mapped if p[: depth - 1] in folders]
+
+
+def _named_layout(parts):
+    """Pictures all in one folder of the zip (its top, or a folder inside) named after their
+    classes (`core.byname.classes_in_names`: cat1.jpg, cat2.jpg, dog1.jpg ...): each as
+    `(class, name)`, in class folders; None for any other zip."""
+    if len({p[:-1] for p in parts}) != 1:
+        return None
+    classes = classes_in_names([p[-1] for p in parts])
+    if classes is None:
+        return None
+    label = {name: c for c, names in classes.items() for name in names}
+    return [(label[p[-1]], p[-1]) for p in parts]
 
 
 def _check_zip_classes(folders, split):

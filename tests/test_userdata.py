@@ -401,6 +401,23 @@ def test_a_validation_folder_of_its_own_is_counted_and_its_copies_of_train_warne
     ]
 
 
+@pytest.mark.parametrize("folder", ["", "class photos/"])
+def test_a_zip_of_pictures_named_after_their_classes_unpacks_into_class_folders(dest, folder):
+    # As a teacher zips a folder of cat1.png, cat2.png, dog1.png ...: at its top, or in one
+    # folder (which, read as a class folder, would be the only one).
+    names = ["cat1.png", "cat2.png", "cat3.png", "dog_1.png", "dog_2.png"]
+    entries = {f"{folder}{name}": png_bytes(i) for i, name in enumerate(names)}
+    unpacked = extract_zip(make_zip(entries), dest)
+    assert sorted(p.relative_to(unpacked).as_posix() for p in unpacked.rglob("*.png")) == [
+        "cat/cat1.png",
+        "cat/cat2.png",
+        "cat/cat3.png",
+        "dog/dog_1.png",
+        "dog/dog_2.png",
+    ]
+    assert check_folder(unpacked).counts == {"images": [3, 2]}
+
+
 def test_a_zip_with_a_validation_folder_unpacks_it(dest):
     entries = class_entries(prefix="train/") | class_entries(prefix="valid/", per_class=2)
     folder = extract_zip(make_zip(entries), dest)
