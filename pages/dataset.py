@@ -89,8 +89,7 @@ def _folder_check(path):
     for problem in report.problems:
         st.error(md_sentence(problem))
     if not report.ok:
-        state.check_again_button("dataset_check_again")
-        state.sort_by_name_button(path, "dataset_sort_by_name")
+        state.folder_buttons(path)
     for warning in report.warnings:
         st.warning(md_sentence(warning))
     if not report.class_names:  # nothing was read: the error above says why

@@ -306,30 +306,27 @@ def _signature(path: str) -> str:
     return userdata.folder_signature(path)
 
 
-def check_again_button(key: str) -> None:
-    """Under a folder's problems: a button that looks at its files now, for a user who has
-    just mended them (the pages notice a change by themselves within 30 s)."""
-    st.button(
+def folder_buttons(spec: str) -> None:
+    """Under a folder's problems, side by side: a button that looks at its files now, for a
+    user who has just mended them (the pages notice a change by themselves within 30 s);
+    and, when its pictures (or its train/'s) have their classes in their names or a CSV
+    (`core.byname`: cat.0.jpg, dog.0.jpg; train.csv), one that sorts them into a folder per
+    class beside it (hard links: no space taken) and makes that the dataset."""
+    row = st.container(horizontal=True)
+    row.button(
         "Check the folder again",
-        key=key,
+        key="dataset_check_again",
         on_click=_signature.clear,
         help="Once you have changed its files; the pages also notice a change within 30 s.",
     )
-
-
-def sort_by_name_button(spec: str, key: str) -> None:
-    """Under a folder's problems: when its pictures (or its train/'s) have their classes in
-    their names or a CSV (`core.byname`: cat.0.jpg, dog.0.jpg; train.csv), a button that sorts
-    them into a folder per class beside it (hard links: no space taken) and makes that the
-    dataset."""
     path = Path(spec).expanduser()
     flat = path / "train" if (path / "train").is_dir() else path
     if byname.labels_of(flat) is None:
         return
     target = byname.sorted_folder(flat)
-    if not st.button(
+    if not row.button(
         "Sort them into class folders",
-        key=key,
+        key="dataset_sort_by_name",
         type="primary",
         help=f"Makes {target}: a folder per class, holding links to the pictures (they take "
         "no space; copies where links cannot be made), and makes it the dataset. Your "
@@ -337,7 +334,7 @@ def sort_by_name_button(spec: str, key: str) -> None:
     ):
         return
     if not target.is_dir():  # sorted before: used as it is
-        bar = st.progress(0.0, text="Sorting the pictures by their names…")
+        bar = st.progress(0.0, text="Sorting the pictures by class…")
         try:
             byname.sort_by_name(flat, lambda done, total: bar.progress(done / total))
         except CnnError as err:
@@ -444,8 +441,7 @@ def require_dataset(image_size: int = 32, fit: str = "squash") -> data.Dataset:
     except CnnError as err:
         st.error(md_sentence(err))
         if Path(spec).expanduser().is_dir():  # its signature is what is kept
-            check_again_button("dataset_check_again")
-            sort_by_name_button(spec, "dataset_sort_by_name")
+            folder_buttons(spec)
         st.stop()
 
 
