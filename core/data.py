@@ -750,7 +750,7 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 def _named_hint(folder: Path) -> str:
-    from core.byname import hint  # it reads this module's constants
+    from core.sort_classes import hint  # it reads this module's constants
 
     return hint(folder)
 
@@ -779,12 +779,11 @@ def held_out_folders(root: str | os.PathLike) -> dict[str, Path]:
     a train/. A test/ without class folders (a competition's unlabelled pictures) is not
     one: with no labels, it cannot score a model."""
     root = Path(root).expanduser()
-    names = {"val": validation_folder(root), "test": "test"}
     if not (root / "train").is_dir():
         return {}
-    return {
-        part: root / name for part, name in names.items() if name and holds_folders(root / name)
-    }
+    val = validation_folder(root)
+    held = {"val": root / val} if val else {}
+    return held | ({"test": root / "test"} if holds_folders(root / "test") else {})
 
 
 def validation_folder(root: str | os.PathLike) -> str:

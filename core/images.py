@@ -396,9 +396,10 @@ def _open_image(data, max_bytes, max_pixels, at_least=None):
 
 
 def _heic_shrinks(data, kind, declared, at_least, max_pixels) -> bool:
-    """Whether a HEIC is read reduced, as a JPEG is: its reduction (`core.heif.decode`)
-    fits `max_pixels`, and no frame in it is larger than the picture it declares."""
-    if kind != "HEIF" or not declared:
+    """Whether a HEIC over `max_pixels` is read reduced, as a JPEG is: its reduction
+    (`core.heif.decode`) fits `max_pixels`, and no frame in it is larger than the picture it
+    declares (a second reading of its boxes, for such a HEIC only)."""
+    if kind != "HEIF" or not declared or declared[0] * declared[1] <= max_pixels:
         return False
     return heif.reduced_pixels(declared, at_least) <= max_pixels and heif.frames_fit(data)
 

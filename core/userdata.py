@@ -24,7 +24,6 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from core.byname import classes_in_names, hint
 from core.data import (
     IMAGE_SUFFIXES,
     OTHER_PICTURES,
@@ -48,6 +47,7 @@ from core.data import (
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
+from core.sort_classes import classes_in_names, hint
 from core.words import counted
 
 # 60,000 CIFAR-sized JPEGs unpack to about 150 MB; 1 GiB leaves room for larger photos
@@ -363,7 +363,7 @@ def _layout(images, others=()):
 
 def _named_layout(parts):
     """Pictures all in one folder of the zip (its top, or a folder inside) named after their
-    classes (`core.byname.classes_in_names`: cat1.jpg, cat2.jpg, dog1.jpg ...): each as
+    classes (`core.sort_classes.classes_in_names`: cat1.jpg, cat2.jpg, dog1.jpg ...): each as
     `(class, name)`, in class folders; None for any other zip."""
     if len({p[:-1] for p in parts}) != 1:
         return None

@@ -329,11 +329,11 @@ def test_pictures_named_after_their_classes_are_sorted_into_class_folders_at_a_c
     assert error.startswith(f"{tmp_path / 'pets' / 'train'} has no class folders.")
     assert error.endswith(
         "Its 24 pictures are named after 2 classes (cat, dog: cat.000.png, dog.012.png): "
-        f"`python -m core.byname {tmp_path / 'pets' / 'train'}` (or the Dataset page's \"Sort "
-        'them into class folders") puts them in a folder per class in '
+        f"`python -m core.sort_classes {tmp_path / 'pets' / 'train'}` (or the Dataset page's "
+        '"Sort them into class folders") puts them in a folder per class in '
         f"{tmp_path / 'pets' / 'train-by-class'}, the folder to give then."
     )
-    at.button(key="dataset_sort_by_name").click().run()
+    at.button(key="dataset_sort_into_classes").click().run()
     assert not at.exception and not at.error
     assert at.text_input(key="sidebar_path").value == str(tmp_path / "pets" / "train-by-class")
     assert _check_label(at).startswith("Folder check: 2 classes, 24 images")

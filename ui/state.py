@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import byname, data, datastats, evaluate, images, jobs, registry, runs, userdata
+from core import data, datastats, evaluate, images, jobs, registry, runs, sort_classes, userdata
 from core.errors import CnnError
 from ui.text import md, md_sentence
 
@@ -310,7 +310,7 @@ def folder_buttons(spec: str) -> None:
     """Under a folder's problems, side by side: a button that looks at its files now, for a
     user who has just mended them (the pages notice a change by themselves within 30 s);
     and, when its pictures (or its train/'s) have their classes in their names or a CSV
-    (`core.byname`: cat.0.jpg, dog.0.jpg; train.csv), one that sorts them into a folder per
+    (`core.sort_classes`: cat.0.jpg, dog.0.jpg; train.csv), one that sorts them into a folder per
     class beside it (hard links: no space taken) and makes that the dataset."""
     row = st.container(horizontal=True)
     row.button(
@@ -321,12 +321,12 @@ def folder_buttons(spec: str) -> None:
     )
     path = Path(spec).expanduser()
     flat = path / "train" if (path / "train").is_dir() else path
-    if byname.labels_of(flat) is None:
+    if sort_classes.labels_of(flat) is None:
         return
-    target = byname.sorted_folder(flat)
+    target = sort_classes.sorted_folder(flat)
     if not row.button(
         "Sort them into class folders",
-        key="dataset_sort_by_name",
+        key="dataset_sort_into_classes",
         type="primary",
         help=f"Makes {target}: a folder per class, holding links to the pictures (they take "
         "no space; copies where links cannot be made), and makes it the dataset. Your "
@@ -336,7 +336,7 @@ def folder_buttons(spec: str) -> None:
     if not target.is_dir():  # sorted before: used as it is
         bar = st.progress(0.0, text="Sorting the pictures by class…")
         try:
-            byname.sort_by_name(flat, lambda done, total: bar.progress(done / total))
+            sort_classes.sort_into_classes(flat, lambda done, total: bar.progress(done / total))
         except CnnError as err:
             st.error(md_sentence(err))
             return

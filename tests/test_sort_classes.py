@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from core import byname
+from core import sort_classes
 from core.data import load_dataset
 from core.errors import DataError
 from tests.conftest import write_image_folder
@@ -39,14 +39,14 @@ def test_classes_are_read_from_names_that_are_a_class_and_a_number(tmp_path, nam
     for name in names:
         (tmp_path / name).write_bytes(b"")  # the names are what is read
     (tmp_path / "notes.txt").write_text("not a picture, left out")
-    found = byname.named_classes(tmp_path)
+    found = sort_classes.named_classes(tmp_path)
     assert (found and {c: len(f) for c, f in found.items()}) == classes
 
 
 def test_a_folder_is_sorted_beside_itself_into_one_the_loader_takes(tmp_path, capsys):
     names = [f"{c}.{i}.png" for c in ("cat", "dog") for i in range(6)]
     flat = _flat(tmp_path / "train", names)
-    assert byname.main([str(flat), "--quiet"]) == 0
+    assert sort_classes.main([str(flat), "--quiet"]) == 0
     out = capsys.readouterr().out
     target = tmp_path / "train-by-class"
     assert out == f"{target}\n12 pictures in 2 class folders (cat: 6, dog: 6).\n"
@@ -55,7 +55,7 @@ def test_a_folder_is_sorted_beside_itself_into_one_the_loader_takes(tmp_path, ca
     assert sorted(os.listdir(flat)) == sorted(names)  # the folder as it was
     assert load_dataset(target, val_fraction=0).class_names == ["cat", "dog"]
     # Again: the sorted folder is there already, and nothing is written over it.
-    assert byname.main([str(flat), "--quiet"]) == 1
+    assert sort_classes.main([str(flat), "--quiet"]) == 1
     assert "train-by-class exists already: give it as the dataset" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -63,14 +63,14 @@ def test_a_folder_is_sorted_beside_itself_into_one_the_loader_takes(tmp_path, ca
 def test_names_without_classes_are_refused_and_links_fall_back_to_copies(tmp_path, monkeypatch):
     flat = _flat(tmp_path / "photos", ["IMG_1.png", "IMG_2.png"])
     with pytest.raises(DataError, match="are not named after their classes"):
-        byname.sort_by_name(flat)
+        sort_classes.sort_into_classes(flat)
 
     def no_links(source, target):
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(os, "link", no_links)
     flat = _flat(tmp_path / "pets", ["a.1.png", "a.2.png", "b.1.png", "b.2.png"])
-    target = byname.sort_by_name(flat)
+    target = sort_classes.sort_into_classes(flat)
     copy = target / "b" / "b.2.png"
     assert copy.read_bytes() == (flat / "b.2.png").read_bytes() and not copy.samefile(
         flat / "b.2.png"
@@ -87,9 +87,9 @@ def test_a_sort_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypat
             raise OSError(28, "No space left on device")
         os.link(source, target)
 
-    monkeypatch.setattr(byname, "_link_or_copy", fails_on_the_third)
+    monkeypatch.setattr(sort_classes, "_link_or_copy", fails_on_the_third)
     with pytest.raises(DataError) as err:
-        byname.sort_by_name(flat)
+        sort_classes.sort_into_classes(flat)
     assert str(err.value) == (
         f"The sorted folder could not be written in {tmp_path} (No space left on device)."
     )
@@ -102,7 +102,7 @@ def test_the_loader_refusing_such_a_folder_names_the_command_that_sorts_it(tmp_p
         load_dataset(tmp_path)
     assert str(err.value).endswith(
         f"Its 4 pictures are named after 2 classes (cat, dog: cat.1.png, dog.1.png): `python -m "
-        f'core.byname {flat}` (or the Dataset page\'s "Sort them into class folders") puts '
+        f'core.sort_classes {flat}` (or the Dataset page\'s "Sort them into class folders") puts '
         f"them in a folder per class in {tmp_path / 'train-by-class'}, the folder to give then."
     )
 
@@ -119,19 +119,22 @@ def test_classes_are_read_from_a_csv_beside_the_folder(tmp_path, capsys):
     rows = [f"{i:03x},{'yes' if i % 3 else 'no'}" for i in range(12)]
     flat = _labelled(tmp_path, rows)
     (tmp_path / "sample_submission.csv").write_text("id,label\nzz1,0\nzz2,0\nzz3,1\n")
-    labels = byname.labels_of(flat)
+    labels = sort_classes.labels_of(flat)
     assert labels.csv == tmp_path / "train_labels.csv" and labels.column == "label"
     assert {c: len(n) for c, n in labels.classes.items()} == {"no": 4, "yes": 8}
     assert labels.unlabelled == 1 and labels.classes["no"][:2] == ["000.png", "003.png"]
-    assert byname.hint(flat).startswith(
+    assert sort_classes.hint(flat).startswith(
         f" Its 13 pictures are labelled in {tmp_path / 'train_labels.csv'} (its column label "
-        "gives 2 classes: no, yes), 1 of them not: `python -m core.byname"
+        "gives 2 classes: no, yes), 1 of them not: `python -m core.sort_classes"
     )
-    assert byname.main([str(flat), "--quiet"]) == 0
+    assert sort_classes.main([str(flat), "--quiet"]) == 0
     assert capsys.readouterr().out.endswith(
         "12 pictures in 2 class folders (no: 4, yes: 8); 1 picture without a class left out.\n"
     )
-    assert load_dataset(byname.sorted_folder(flat), val_fraction=0).class_names == ["no", "yes"]
+    assert load_dataset(sort_classes.sorted_folder(flat), val_fraction=0).class_names == [
+        "no",
+        "yes",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -153,15 +156,15 @@ def test_classes_are_read_from_a_csv_beside_the_folder(tmp_path, capsys):
 )
 def test_a_csv_label_column_is_taken_only_when_it_is_plain(tmp_path, header, rows, column):
     flat = _labelled(tmp_path, rows, header, name="labels.csv")
-    labels = byname.labels_of(flat)
+    labels = sort_classes.labels_of(flat)
     assert (labels and labels.column) == column
 
 
 def test_a_csv_that_labels_few_of_the_pictures_is_not_theirs(tmp_path):
     rows = [f"p{i},{'a' if i < 5 else 'b'}" for i in range(10)]
     flat = _labelled(tmp_path, rows, name="labels.csv")  # 10 of 11 pictures: 91%
-    assert byname.labels_of(flat).unlabelled == 1
+    assert sort_classes.labels_of(flat).unlabelled == 1
     _flat(tmp_path / "more", ["q1.png", "q2.png"])  # 10 of 13 now: 77%
     for png in (tmp_path / "more").iterdir():
         png.rename(flat / png.name)
-    assert byname.labels_of(flat) is None
+    assert sort_classes.labels_of(flat) is None

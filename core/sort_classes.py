@@ -5,10 +5,10 @@ Kaggle's Dogs vs. Cats is the best known folder of the first kind: 25,000 pictur
 cat.0.jpg to dog.12499.jpg in one train/ folder; its competitions are the second (train/ of
 pictures named by an id, and train.csv or labels.csv giving each id its class). The loader
 reads classes from folders only, so it refuses such a folder; `labels_of` reads the classes
-(the refusal's sentence names them) and `sort_by_name` makes the folder the loader takes,
+(the refusal's sentence names them) and `sort_into_classes` makes the folder the loader takes,
 beside the original, without copying a byte where it can (hard links):
 
-    python -m core.byname ~/data/dogs-vs-cats/train     # writes .../train-by-class/
+    python -m core.sort_classes ~/data/dogs-vs-cats/train     # writes .../train-by-class/
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def _pictures(folder) -> list[str]:
 
 
 def sorted_folder(folder: str | os.PathLike) -> Path:
-    """Where `sort_by_name` puts `folder`'s pictures: beside it, `<name>-by-class`."""
+    """Where `sort_into_classes` puts `folder`'s pictures: beside it, `<name>-by-class`."""
     folder = Path(folder).expanduser().resolve()
     return folder.with_name(folder.name + SUFFIX)
 
@@ -211,13 +211,13 @@ def hint(folder: str | os.PathLike) -> str:
             said += f", {labels.unlabelled:,} of them not"
     return (
         f" Its {counted(labels.pictures + labels.unlabelled, 'picture')} {said}: `python -m "
-        f"core.byname {shown(str(folder))}` (or the Dataset page's \"Sort them into class "
+        f"core.sort_classes {shown(str(folder))}` (or the Dataset page's \"Sort them into class "
         f'folders") puts them in a folder per class in {shown(str(sorted_folder(folder)))}, '
         "the folder to give then."
     )
 
 
-def sort_by_name(folder: str | os.PathLike, progress=None) -> Path:
+def sort_into_classes(folder: str | os.PathLike, progress=None) -> Path:
     """Makes `sorted_folder(folder)`: a folder per class (`labels_of`: from the pictures'
     names or a CSV) holding that class's pictures, as hard links (no space taken; copies
     where links cannot be made, as across drives). Pictures a CSV gives no class are left
@@ -282,7 +282,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m core.byname",
+        prog="python -m core.sort_classes",
         description="Sort a folder of pictures named after their classes (cat.0.jpg, "
         "dog.0.jpg), or labelled by a CSV file in it or above it (id,label), into a folder "
         "per class, beside it as <folder>-by-class.",
@@ -294,7 +294,7 @@ def main(argv=None) -> int:
 
     bar = None if args.quiet else progress_bar("Sorting the pictures by class", unit="file")
     try:
-        final = sort_by_name(args.folder, bar)
+        final = sort_into_classes(args.folder, bar)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
