@@ -64,9 +64,10 @@ class Labels:
 def labels_of(folder: str | os.PathLike) -> Labels | None:
     """The classes of a folder's pictures, from their names (`named_classes`) or else from a
     CSV in the folder or the one above it (`csv_classes`); None when neither gives them."""
-    if (classes := named_classes(folder)) is not None:
+    pictures = _pictures(folder)  # listed once for both (50,000 names: 0.1 s)
+    if (classes := classes_in_names(pictures)) is not None:
         return Labels(classes)
-    return csv_classes(folder)
+    return csv_classes(folder, pictures)
 
 
 def named_classes(folder: str | os.PathLike) -> dict[str, list[str]] | None:
@@ -87,7 +88,7 @@ def classes_in_names(names: list[str]) -> dict[str, list[str]] | None:
     class and a number (`cat.0.jpg`, `dog_12.png`, `cat1.jpg`), there are two classes or
     more and each has two names or more; None otherwise (one camera's IMG_0001.jpg,
     IMG_0002.jpg ... is one "class", so None)."""
-    found = [_NAMED.fullmatch(Path(name).stem) for name in names]
+    found = [_NAMED.fullmatch(os.path.splitext(name)[0]) for name in names]
     if not names or not all(found):
         return None
     classes: dict[str, list[str]] = {}
@@ -98,7 +99,7 @@ def classes_in_names(names: list[str]) -> dict[str, list[str]] | None:
     return dict(sorted(classes.items()))
 
 
-def csv_classes(folder: str | os.PathLike) -> Labels | None:
+def csv_classes(folder: str | os.PathLike, pictures: list[str] | None = None) -> Labels | None:
     """The classes a CSV file gives a folder's pictures, as Kaggle's competitions give them
     (train.csv: `id,label`), or None.
 
@@ -110,10 +111,11 @@ def csv_classes(folder: str | os.PathLike) -> Labels | None:
     picture given two classes (a CSV of several labels a picture) makes it no such CSV.
     """
     folder = Path(folder).expanduser()
-    pictures = _pictures(folder)
+    pictures = _pictures(folder) if pictures is None else pictures
     if not pictures:
         return None
-    by_id = {name: name for name in pictures} | {Path(name).stem: name for name in pictures}
+    by_id = {name: name for name in pictures}
+    by_id |= {os.path.splitext(name)[0]: name for name in pictures}
     found = []
     for parent in (folder, folder.parent):
         try:
@@ -182,7 +184,7 @@ def _pictures(folder) -> list[str]:
             names = sorted(e.name for e in entries if is_entry(e, "file"))
     except OSError:
         return []
-    return [name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return [name for name in names if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
 
 
 def sorted_folder(folder: str | os.PathLike) -> Path:

@@ -306,6 +306,17 @@ def _signature(path: str) -> str:
     return userdata.folder_signature(path)
 
 
+@st.cache_data(ttl=30, show_spinner=False, max_entries=4)
+def _labels(flat: str) -> sort_classes.Labels | None:
+    # A listing and maybe a CSV read (0.4 s for 50,000 pictures): at most every 30 s too.
+    return sort_classes.labels_of(flat)
+
+
+def _look_again() -> None:
+    _signature.clear()
+    _labels.clear()
+
+
 def folder_buttons(spec: str) -> None:
     """Under a folder's problems, side by side: a button that looks at its files now, for a
     user who has just mended them (the pages notice a change by themselves within 30 s);
@@ -316,12 +327,12 @@ def folder_buttons(spec: str) -> None:
     row.button(
         "Check the folder again",
         key="dataset_check_again",
-        on_click=_signature.clear,
+        on_click=_look_again,
         help="Once you have changed its files; the pages also notice a change within 30 s.",
     )
     path = Path(spec).expanduser()
     flat = path / "train" if (path / "train").is_dir() else path
-    if sort_classes.labels_of(flat) is None:
+    if _labels(str(flat)) is None:
         return
     target = sort_classes.sorted_folder(flat)
     if not row.button(
