@@ -6,6 +6,7 @@ from core import sort_classes
 from core.data import load_dataset
 from core.errors import DataError
 from tests.conftest import write_image_folder
+from tests.mounts import needs_root, read_only
 
 
 def _flat(folder, names):
@@ -168,3 +169,16 @@ def test_a_csv_that_labels_few_of_the_pictures_is_not_theirs(tmp_path):
     for png in (tmp_path / "more").iterdir():
         png.rename(flat / png.name)
     assert sort_classes.labels_of(flat) is None
+
+
+@needs_root
+def test_a_folder_on_a_read_only_disk_is_refused_with_the_reason(tmp_path):
+    flat = _flat(tmp_path / "disk" / "train", ["a.1.png", "a.2.png", "b.1.png", "b.2.png"])
+    with read_only(tmp_path / "disk"):
+        with pytest.raises(DataError) as err:
+            sort_classes.sort_into_classes(flat)
+        assert str(err.value) == (
+            f"The sorted folder could not be written in {tmp_path / 'disk'} "
+            "(Read-only file system)."
+        )
+        assert sorted(os.listdir(tmp_path / "disk")) == ["train"]
