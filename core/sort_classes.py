@@ -62,25 +62,13 @@ class Labels:
 
 
 def labels_of(folder: str | os.PathLike) -> Labels | None:
-    """The classes of a folder's pictures, from their names (`named_classes`) or else from a
-    CSV in the folder or the one above it (`csv_classes`); None when neither gives them."""
+    """The classes of a folder's pictures, from their names (`classes_in_names`) or else
+    from a CSV in the folder or the one above it (`csv_classes`); None when neither gives
+    them. Files that are not pictures (by suffix) are left out."""
     pictures = _pictures(folder)  # listed once for both (50,000 names: 0.1 s)
     if (classes := classes_in_names(pictures)) is not None:
         return Labels(classes)
     return csv_classes(folder, pictures)
-
-
-def named_classes(folder: str | os.PathLike) -> dict[str, list[str]] | None:
-    """Each class's pictures in a folder of pictures named after their classes, or None.
-
-    Args:
-        folder: a folder of files without class folders.
-
-    Returns:
-        `classes_in_names` of its pictures' names (files that are not pictures, by
-        suffix, left out).
-    """
-    return classes_in_names(_pictures(folder))
 
 
 def classes_in_names(names: list[str]) -> dict[str, list[str]] | None:

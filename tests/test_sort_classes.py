@@ -40,7 +40,7 @@ def test_classes_are_read_from_names_that_are_a_class_and_a_number(tmp_path, nam
     for name in names:
         (tmp_path / name).write_bytes(b"")  # the names are what is read
     (tmp_path / "notes.txt").write_text("not a picture, left out")
-    found = sort_classes.named_classes(tmp_path)
+    found = (labels := sort_classes.labels_of(tmp_path)) and labels.classes
     assert (found and {c: len(f) for c, f in found.items()}) == classes
 
 
