@@ -20,7 +20,6 @@ import re
 import shutil
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,7 +206,9 @@ def hint(folder: str | os.PathLike) -> str:
     )
 
 
-def sort_into_classes(folder: str | os.PathLike, progress=None) -> Path:
+def sort_into_classes(
+    folder: str | os.PathLike, progress=None, labels: Labels | None = None
+) -> Path:
     """Makes `sorted_folder(folder)`: a folder per class (`labels_of`: from the pictures'
     names or a CSV) holding that class's pictures, as hard links (no space taken; copies
     where links cannot be made, as across drives). Pictures a CSV gives no class are left
@@ -219,6 +220,8 @@ def sort_into_classes(folder: str | os.PathLike, progress=None) -> Path:
     Args:
         folder: the folder of pictures labelled by their names or a CSV.
         progress: called as `progress(done, total)` every 1,000 pictures and at the end.
+        labels: `labels_of(folder)` made moments before, so it is not read again (a CSV of
+            50,000 rows: about 0.3 s).
 
     Returns:
         The sorted folder.
@@ -228,7 +231,7 @@ def sort_into_classes(folder: str | os.PathLike, progress=None) -> Path:
             already, or it cannot be written (a sentence with the reason).
     """
     folder = Path(folder).expanduser().resolve()
-    labels = labels_of(folder)
+    labels = labels or labels_of(folder)
     if labels is None:
         raise DataError(
             f"The pictures in {shown(str(folder))} are not named after their classes (such as "
@@ -283,17 +286,17 @@ def main(argv=None) -> int:
     from core.near_duplicates import progress_bar
 
     bar = None if args.quiet else progress_bar("Sorting the pictures by class", unit="file")
+    labels = labels_of(args.folder)
     try:
-        final = sort_into_classes(args.folder, bar)
+        final = sort_into_classes(args.folder, bar, labels)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    counts = Counter({label: len(os.listdir(final / label)) for label in os.listdir(final)})
-    each = ", ".join(f"{shown(label)}: {n:,}" for label, n in sorted(counts.items()))
-    left = len(_pictures(args.folder)) - counts.total()
+    each = ", ".join(f"{shown(c)}: {len(names):,}" for c, names in labels.classes.items())
+    left = labels.unlabelled
     print(
-        f"{final}\n{counted(counts.total(), 'picture')} in {len(counts)} class folders ({each})"
-        + (f"; {counted(left, 'picture')} without a class left out." if left else ".")
+        f"{final}\n{counted(labels.pictures, 'picture')} in {len(labels.classes)} class folders "
+        f"({each})" + (f"; {counted(left, 'picture')} without a class left out." if left else ".")
     )
     return 0
 

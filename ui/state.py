@@ -332,7 +332,7 @@ def folder_buttons(spec: str) -> None:
     )
     path = Path(spec).expanduser()
     flat = path / "train" if (path / "train").is_dir() else path
-    if _labels(str(flat)) is None:
+    if (labels := _labels(str(flat))) is None:
         return
     target = sort_classes.sorted_folder(flat)
     if not row.button(
@@ -347,7 +347,7 @@ def folder_buttons(spec: str) -> None:
     if not target.is_dir():  # sorted before: used as it is
         bar = st.progress(0.0, text="Sorting the pictures by class…")
         try:
-            sort_classes.sort_into_classes(flat, lambda done, total: bar.progress(done / total))
+            sort_classes.sort_into_classes(flat, lambda d, t: bar.progress(d / t), labels)
         except CnnError as err:
             st.error(md_sentence(err))
             return
