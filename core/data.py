@@ -679,9 +679,7 @@ class FolderListing:
         self.files = [(p, lbl, 0) for p, lbl in train_files]
         held_out = held_out_folders(root)
         for part, folder in held_out.items():
-            names, part_files = _list_classes(folder)
-            if differ := classes_differ(folder.name, names, self.class_names):
-                raise DataError(differ)
+            part_files = _list_held_out(folder, self.class_names)
             self.files += [(p, lbl, PARTS.index(part)) for p, lbl in part_files]
         self.parts = ["train", *held_out]  # those read, of `PARTS`
         self.val_folder = held_out["val"].name if "val" in held_out else ""
@@ -749,6 +747,21 @@ def _list_classes(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return [shown(name) for name in classes], files  # names as shown; paths as listed
 
 
+def _list_held_out(folder: Path, train_names: list[str]) -> list[tuple[str, int]]:
+    """The files of a held-out folder beside train/ (test/, valid/) with their labels,
+    positions in train/'s `train_names`. It may lack some of train/'s classes (a small
+    export's valid/ without a rare class): its accuracy then says nothing of them, which
+    the folder check says. A class folder train/ has not is refused: no label fits it."""
+    classes = sorted(d.name for d in os.scandir(folder) if is_entry(d, "dir"))
+    if differ := classes_differ(folder.name, [shown(name) for name in classes], train_names):
+        raise DataError(differ)
+    files = []
+    for name in classes:
+        label = train_names.index(shown(name))
+        files.extend((path, label) for path in class_files(os.path.join(folder, name)))
+    return files
+
+
 def _named_hint(folder: Path) -> str:
     from core.sort_classes import hint  # it reads this module's constants
 
@@ -807,20 +820,18 @@ def holds_folders(folder: Path) -> bool:
 
 def classes_differ(folder: str, names: list[str], train_names: list[str]) -> str:
     """The sentence when a held-out folder beside train/ ("test", or a validation folder)
-    has other class folders than train/'s, or "": which it lacks and which it has more.
-    Labels are positions in the sorted class names, so the two must match."""
-    if names == train_names:
-        return ""
-    lacks = [name for name in train_names if name not in names]
+    has class folders train/ has not, or "". One with fewer is read: its accuracy says
+    nothing of the classes it lacks (`userdata` warns of them)."""
     more = [name for name in names if name not in train_names]
-    said = [f"no folder for {', '.join(lacks)}"] if lacks else []
-    if more:
-        folders = "a folder" if len(more) == 1 else "folders"
-        said.append(f"{folders} {', '.join(more)} that train/ has not")
+    if not more:
+        return ""
     which = "test folder" if folder == "test" else f"validation folder {folder}/"
+    folders = f"a folder {more[0]}" if len(more) == 1 else f"folders {', '.join(more)}"
     return (
-        f"The {which} has {' and '.join(said)}: its class folders must be the training "
-        f"folder's ({', '.join(train_names)}), each with at least one picture."
+        f"The {which} has {folders} that train/ has not: a model trained on train/'s "
+        f"classes ({', '.join(train_names)}) has no answer for "
+        f"{'it' if len(more) == 1 else 'them'}. Move {'it' if len(more) == 1 else 'them'} "
+        "out, or give train/ the same class folder."
     )
 
 

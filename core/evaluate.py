@@ -41,11 +41,17 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+# The per-class scores; the CSV's columns after the class: them, support, the recall's interval.
+_SCORES, _INTERVAL = ("precision", "recall", "f1"), ("recall_low", "recall_high")
+
+
 def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     """Precision, recall, F1 and support per class from a confusion matrix.
 
-    A class that is never predicted has precision 0 (not NaN), and likewise recall and
-    F1 for a class with no examples, as scikit-learn's `zero_division=0` does.
+    A class that is never predicted has precision 0 (not NaN), as scikit-learn's
+    `zero_division=0` does. A class with no images here (a test folder without one of
+    train/'s classes) has no recall or F1: NaN, and no precision either unless it was
+    answered (then 0: every such answer is wrong).
 
     Returns:
         `{"precision", "recall", "f1"}` float64 `(C,)` and `"support"` int64 `(C,)`.
@@ -56,6 +62,9 @@ def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    absent = support == 0
+    recall[absent] = f1[absent] = np.nan
+    precision[absent & (predicted == 0)] = np.nan
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
@@ -81,12 +90,20 @@ def wilson_interval(successes, trials, z: float = 1.96) -> tuple[np.ndarray, np.
 
 
 def averages(metrics: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Macro (plain mean) and weighted (by support) averages of precision, recall, F1."""
-    weights = metrics["support"] / max(1, metrics["support"].sum())
+    """Macro (plain mean) and weighted (by support) averages of precision, recall, F1,
+    over the classes with images here (NaN when there are none)."""
+    present = metrics["support"] > 0
+    if not present.any():
+        return {kind: dict.fromkeys(_SCORES, float("nan")) for kind in ("macro", "weighted")}
+    weights = metrics["support"][present] / metrics["support"].sum()
     return {
         kind: {
-            k: float(np.mean(metrics[k]) if kind == "macro" else np.sum(metrics[k] * weights))
-            for k in ("precision", "recall", "f1")
+            k: float(
+                np.mean(metrics[k][present])
+                if kind == "macro"
+                else np.sum(metrics[k][present] * weights)
+            )
+            for k in _SCORES
         }
         for kind in ("macro", "weighted")
     }
@@ -472,8 +489,15 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-# The per-class CSV's columns after the class: its scores, support, the recall's interval.
-_SCORES, _INTERVAL = ("precision", "recall", "f1"), ("recall_low", "recall_high")
+def _scores(values: dict) -> dict[str, float | None]:
+    """Scores as floats, None for NaN (JSON has no NaN)."""
+    return {k: None if np.isnan(v) else float(v) for k, v in values.items()}
+
+
+def figure(value: float | None, spec: str, missing: str = "") -> str:
+    """`value` formatted by `spec`, or `missing` where it is None or NaN (a recall of a
+    class without images)."""
+    return missing if value is None or np.isnan(value) else format(value, spec)
 
 
 @dataclass
@@ -495,13 +519,8 @@ class Report:
         d = asdict(self)
         d.pop("probs"), d.pop("y_true")
         d["confusion"] = self.confusion.tolist()
-        d["per_class"] = {
-            name: {k: float(v[i]) for k, v in self.per_class.items()}
-            for i, name in enumerate(self.class_names)
-        }
-        low, high = self.recall_intervals()
-        for i, name in enumerate(self.class_names):
-            d["per_class"][name] |= {"recall_low": float(low[i]), "recall_high": float(high[i])}
+        d["per_class"] = {row.pop("class"): row for row in self.per_class_rows()}
+        d["averages"] = {k: _scores(v) for k, v in self.averages.items()}
         d["count"] = int(len(self.y_true))
         d["accuracy_interval"] = list(self.accuracy_interval())
         d["balanced_accuracy"] = self.balanced_accuracy()
@@ -525,22 +544,38 @@ class Report:
             return float("nan")
         return float(np.mean(np.diag(self.confusion)[present] / support[present]))
 
+    def averages_summary(self) -> str:
+        """The macro and weighted F1 in a line, and the classes they leave out (those
+        without images here)."""
+        avg = self.averages
+        said = f"Macro average F1 {figure(avg['macro']['f1'], '.3f', '-')} · weighted F1 "
+        said += figure(avg["weighted"]["f1"], ".3f", "-")
+        absent = [
+            n for n, c in zip(self.class_names, self.per_class["support"], strict=True) if not c
+        ]
+        if absent and len(absent) < len(self.class_names):
+            said += (
+                f", over the classes with images here: {', '.join(absent)} "
+                f"{'has' if len(absent) == 1 else 'have'} none, so no recall or F1"
+            )
+        return said + "."
+
     def recall_intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """Each class's recall's 95% Wilson interval, over that class's images."""
         return wilson_interval(np.diag(self.confusion), self.confusion.sum(axis=1))
 
     def per_class_rows(self) -> list[dict]:
-        """Per class: precision, recall, F1, support, and the recall's 95% interval."""
+        """Per class: precision, recall, F1, support, and the recall's 95% interval; None
+        for what a class without images here has not (`per_class_metrics`)."""
         low, high = self.recall_intervals()
-        return [
-            {
-                "class": name,
-                **{k: float(v[i]) for k, v in self.per_class.items()},
-                "recall_low": float(low[i]),
-                "recall_high": float(high[i]),
-            }
-            for i, name in enumerate(self.class_names)
-        ]
+        rows = []
+        for i, name in enumerate(self.class_names):
+            support = int(self.per_class["support"][i])
+            interval = (float(low[i]), float(high[i])) if support else (None, None)
+            scores = _scores({k: self.per_class[k][i] for k in _SCORES})
+            rows.append({"class": name, **scores, "support": support})
+            rows[-1] |= dict(zip(_INTERVAL, interval, strict=True))
+        return rows
 
     def per_class_csv(self) -> str:
         """Per-class precision, recall, F1, support and the recall's 95% interval, then
@@ -549,10 +584,12 @@ class Report:
         rows = csv.writer(out, lineterminator="\n")  # quotes a class name with a comma
         rows.writerow(["class", *_SCORES, "support", *_INTERVAL])
         for r in self.per_class_rows():
-            scores, interval = ([f"{r[k]:.6f}" for k in keys] for keys in (_SCORES, _INTERVAL))
-            rows.writerow([r["class"], *scores, int(r["support"]), *interval])
+            scores, interval = (
+                [figure(r[k], ".6f") for k in keys] for keys in (_SCORES, _INTERVAL)
+            )
+            rows.writerow([r["class"], *scores, r["support"], *interval])
         for kind, avg in self.averages.items():
-            rows.writerow([f"{kind} avg", *(f"{avg[k]:.6f}" for k in _SCORES), "", "", ""])
+            rows.writerow([f"{kind} avg", *(figure(avg[k], ".6f") for k in _SCORES), "", "", ""])
         return out.getvalue()
 
     def predictions_csv(self, files=None) -> str:
@@ -1064,15 +1101,12 @@ def format_report(report: Report) -> str:
         f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}{'recall 95%':>15}",
     ]
     for row in report.per_class_rows():
-        lines.append(
-            f"{row['class'][:13]:<14}{row['precision']:>10.4f}{row['recall']:>10.4f}"
-            f"{row['f1']:>10.4f}{int(row['support']):>9d}"
-            f"{row['recall_low']:>9.3f}-{row['recall_high']:.3f}"
-        )
+        scores = "".join(f"{figure(row[k], '.4f', '-'):>10}" for k in _SCORES)
+        interval = "-".join(figure(row[k], ".3f", "") for k in _INTERVAL)
+        lines.append(f"{row['class'][:13]:<14}{scores}{row['support']:>9d}{interval:>15}")
     for kind, avg in report.averages.items():
-        lines.append(
-            f"{kind + ' avg':<14}{avg['precision']:>10.4f}{avg['recall']:>10.4f}{avg['f1']:>10.4f}"
-        )
+        scores = "".join(f"{figure(avg[k], '.4f', '-'):>10}" for k in _SCORES)
+        lines.append(f"{kind + ' avg':<14}{scores}")
     lines += ["", calibration(report.probs, report.y_true).summary()]
     return "\n".join(lines)
 

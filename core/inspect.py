@@ -785,7 +785,7 @@ def class_curves(
     Returns:
         A dict with `epochs` (list of int, ascending), `confusion` (int64 `(E, C, C)`, row
         = true class, column = answer), `recall` (float32 `(E, C)`, the share of each
-        class's images answered right; 0 for a class without images), `accuracy` (float32
+        class's images answered right; NaN for a class without images), `accuracy` (float32
         `(E,)`) and `images` (N).
 
     Raises:
@@ -823,11 +823,13 @@ def class_curves(
         if progress:
             progress(done, len(todo))
     confusion = np.array([_confusion_of(scored[str(e)], len(labels)) for e in epochs])
-    support = np.maximum(confusion.sum(axis=2), 1)
+    support = confusion.sum(axis=2)
+    right = np.diagonal(confusion, axis1=1, axis2=2)
+    recall = np.divide(right, support, out=np.full(support.shape, np.nan), where=support > 0)
     return {
         "epochs": epochs,
         "confusion": confusion,
-        "recall": (np.diagonal(confusion, axis1=1, axis2=2) / support).astype(np.float32),
+        "recall": recall.astype(np.float32),  # NaN for a class without images here
         "accuracy": (np.trace(confusion, axis1=1, axis2=2) / max(len(labels), 1)).astype(
             np.float32
         ),
@@ -841,15 +843,16 @@ def curves_summary(curves: dict, class_names: list[str]) -> str:
 
     def at(row: int) -> str:
         recall = curves["recall"][row]
-        best, worst = int(np.argmax(recall)), int(np.argmin(recall))
+        best, worst = int(np.nanargmax(recall)), int(np.nanargmin(recall))
         return (
             f"epoch {curves['epochs'][row]}, {curves['accuracy'][row]:.0%} in all, from "
             f"{class_names[worst]} {recall[worst]:.0%} to {class_names[best]} {recall[best]:.0%}"
         )
 
+    none = [n for n, r in zip(class_names, curves["recall"][0], strict=True) if np.isnan(r)]
     scored = (
         f"Each checkpoint as saved, on {curves['images']:,} held-out images, as many of "
-        "each class. "
+        "each class" + (f" (none of {', '.join(none)}). " if none else ". ")
     )
     if len(curves["epochs"]) == 1:
         return scored + f"So far one checkpoint: {at(0)}."

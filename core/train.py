@@ -1550,6 +1550,11 @@ def main(argv=None) -> int:
             print(f"warning: {advice}", file=sys.stderr)
         if own and verbose:
             held = counted(int(counts["val"].sum()) if "val" in counts else 0, "image")
+            none = [
+                n for n, c in zip(dataset.class_names, counts.get("val", []), strict=True) if not c
+            ]
+            if none and len(none) < dataset.num_classes:  # a small export's valid/
+                held += f", none of {', '.join(none)}"
             print(
                 f"Validating on the folder's own {own}/ ({held}): --val-fraction and --seed "
                 "do not choose them.",

@@ -820,6 +820,7 @@ def _judge(report: FolderReport, stray) -> None:
             "images a class is barely learnt and its accuracy means little."
         )
     _warn_imbalance(report, per_class)
+    _warn_lacking(report)
     if report.cross_class_duplicates:
         report.warnings.append(
             f"{counted(report.cross_class_duplicates, 'duplicate image')} "
@@ -838,6 +839,26 @@ def _judge(report: FolderReport, stray) -> None:
             if len(stray) == 1
             else f"{len(stray):,} files lie outside any class folder (e.g. "
             f"{shown(stray[0].name)}) and are ignored."
+        )
+
+
+def _warn_lacking(report: FolderReport) -> None:
+    """A validation or test folder without a readable picture of some class (one class
+    folder fewer than train/, or an empty one) is read; its accuracy says nothing of them."""
+    for part in ("val", "test"):
+        counts = report.counts.get(part)
+        if not counts or not any(counts):  # nothing to read there: nothing to warn of
+            continue
+        lacking = [n for n, c in zip(report.class_names, counts, strict=True) if c == 0]
+        if not lacking:
+            continue
+        which = "validation" if part == "val" else "test"
+        one = len(lacking) == 1
+        report.warnings.append(
+            f"The {which} images hold no picture of {', '.join(lacking)}: {which} accuracy "
+            f"says nothing of {'that class' if one else 'those classes'}, and "
+            f"{'its' if one else 'their'} recall is left blank. Add a few pictures of "
+            f"{'it' if one else 'each'} to the {which} folder for a score of every class."
         )
 
 

@@ -284,7 +284,7 @@ gallery(cell[:24], [top_answers(i) for i in cell[:24]])
 def shown_row(row: dict) -> dict:
     """A per-class row with its recall's interval as one column of text."""
     low, high = row.pop("recall_low"), row.pop("recall_high")
-    return row | {"recall 95% interval": f"{low:.3f}-{high:.3f}"}
+    return row | {"recall 95% interval": f"{low:.3f}-{high:.3f}" if row["support"] else "—"}
 
 
 st.subheader("Per class")
@@ -303,8 +303,7 @@ st.dataframe(
         )
     },
 )
-avg = report.averages
-st.caption(f"Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 {avg['weighted']['f1']:.3f}")
+st.caption(md(report.averages_summary()))
 downloads = st.container(horizontal=True)  # each button as wide as its label, wrapped
 downloads.download_button(
     "Download per-class metrics (CSV)",

@@ -269,6 +269,11 @@ def test_class_curves_draw_each_class_and_all_of_them():
     assert fig.data[0].line.color is None  # the palette's colours for the classes
     assert fig.layout.yaxis.tickformat == ".0%" and list(fig.layout.yaxis.range) == [0, 1.02]
     assert all(t.showlegend is not False for t in fig.data)
+    # A class without images here has no line (nor a legend entry drawn flat at 0).
+    gap = {**curves, "recall": np.c_[curves["recall"], np.full(3, np.nan, np.float32)]}
+    assert [t.name for t in charts.class_curves(gap, ["cat", "dog", "cow"]).data] == [
+        *("cat", "dog", "all classes")
+    ]
     # 100 entries under the chart left its plot 110 px high: the classes go on hover only.
     many = {**curves, "recall": np.tile(curves["recall"][:, :1], (1, 100))}
     fig = charts.class_curves(many, [f"class {i}" for i in range(100)])

@@ -341,8 +341,17 @@ def test_a_folder_of_its_own_validation_images_is_the_val_split(tmp_path, name):
 
 def test_a_validation_folder_takes_the_training_classes(tmp_path):
     write_image_folder(tmp_path / "d" / "train", per_class=6)
-    write_image_folder(tmp_path / "d" / "valid", per_class=2, classes=("cat", "dog"))
-    with pytest.raises(DataError, match=r"^The validation folder valid/ has no folder for frog:"):
+    write_image_folder(tmp_path / "d" / "valid", per_class=2, classes=("cat", "frog"))
+    (tmp_path / "d" / "valid" / "dog").mkdir()  # empty: read as none of dog
+    write_image_folder(tmp_path / "d" / "test", per_class=1, classes=("dog", "frog"))
+    # Labels are train/'s positions, whichever classes a held-out folder lacks.
+    ds = load_dataset(tmp_path / "d")
+    assert ds.class_names == ["cat", "dog", "frog"]
+    assert sorted(ds.split("val")[1].tolist()) == [0, 0, 2, 2]
+    assert [f.split("/")[1] for f in ds.files["val"]] == ["cat", "cat", "frog", "frog"]
+    assert ds.split("test")[1].tolist() == [1, 2]
+    write_image_folder(tmp_path / "d" / "valid", per_class=1, classes=("cow",))
+    with pytest.raises(DataError, match=r"^The validation folder valid/ has a folder cow that "):
         load_dataset(tmp_path / "d")
     # Only beside train/: a flat folder's val/ is a class like any other.
     write_image_folder(tmp_path / "flat", per_class=6, classes=("cat", "val"))

@@ -37,6 +37,44 @@ def test_a_class_never_predicted_has_zero_precision_not_nan():
     assert m["precision"].tolist() == [0.5, 0.0] and m["f1"][1] == 0.0
 
 
+def test_a_class_without_images_has_no_recall_and_stays_out_of_the_averages():
+    # A test folder without one of train/'s classes: "absent" (never the answer) and
+    # "guessed" (answered once, wrongly) have no images; their recall is no figure, not 0.
+    y = np.array([0, 0, 0, 1, 1])
+    answers = np.array([0, 0, 1, 1, 3])
+    names = ["cat", "dog", "absent", "guessed"]
+    report = ev.report_from_probs(np.eye(4)[answers] * 0.9 + 0.025, y, names)
+    m = report.per_class
+    assert np.isnan(m["recall"][2:]).all() and np.isnan(m["f1"][2:]).all()
+    assert np.isnan(m["precision"][2]) and m["precision"][3] == 0.0  # its answer was wrong
+    np.testing.assert_allclose(m["recall"][:2], [2 / 3, 1 / 2])
+    # Averages over cat and dog alone (the mean of four with two zeros was half of it).
+    assert report.averages["macro"]["recall"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert report.averages["weighted"]["recall"] == pytest.approx(3 / 5)
+    rows = {r["class"]: r for r in report.per_class_rows()}
+    assert rows["absent"] == {
+        "class": "absent",
+        **dict.fromkeys(("precision", "recall", "f1"), None),
+        "support": 0,
+        **dict.fromkeys(("recall_low", "recall_high"), None),
+    }
+    assert rows["guessed"]["precision"] == 0.0 and rows["cat"]["recall_low"] > 0
+    json.dumps(report.to_dict(), allow_nan=False)  # what a browser's JSON.parse reads
+    assert report.to_dict()["per_class"]["absent"]["recall"] is None
+    csv_rows = {r[0]: r for r in csv.reader(io.StringIO(report.per_class_csv()))}
+    assert csv_rows["absent"] == ["absent", "", "", "", "0", "", ""]
+    assert csv_rows["guessed"][1:4] == ["0.000000", "", ""]
+    text = ev.format_report(report).splitlines()
+    assert next(line for line in text if line.startswith("absent")).split() == [
+        *("absent", "-", "-", "-", "0", "-")
+    ]
+    assert report.averages_summary().endswith(
+        ", over the classes with images here: absent, guessed have none, so no recall or F1."
+    )
+    whole = ev.report_from_probs(np.eye(2)[[0, 1]], np.array([0, 1]), ["cat", "dog"])
+    assert whole.averages_summary() == "Macro average F1 1.000 · weighted F1 1.000."
+
+
 def test_top_confusions_are_the_largest_off_diagonal_cells():
     cm = np.array([[9, 3, 0], [3, 8, 1], [5, 0, 7]])
     assert ev.top_confusions(cm) == [(2, 0, 5), (0, 1, 3), (1, 0, 3), (1, 2, 1)]

@@ -359,6 +359,7 @@ def test_class_curves_score_each_checkpoint_once(trained_run, image_folder):
     four = inspect.class_curves(trained_run, x, y, 4, progress=lambda *a: calls.append(a))
     assert calls == [(0, 2), (1, 2), (2, 2)] and four["confusion"].shape == (2, 4, 4)
     np.testing.assert_array_equal(four["confusion"][:, :3, :3], curves["confusion"])
+    assert np.isnan(four["recall"][:, 3]).all()  # no image of the fourth: no recall, not 0
     calls.clear()
     second = trained_run / "checkpoints" / "epoch_002.keras"
     os.utime(second, ns=(second.stat().st_atime_ns, second.stat().st_mtime_ns + 10**9))
@@ -402,6 +403,11 @@ def test_class_curves_without_checkpoints_and_in_a_sentence(tmp_path):
         "70% to cat 90%."
     )
     one = {k: v[:1] for k, v in curves.items() if k != "images"} | {"images": 20}
+    # A class without images here (NaN) is neither the best nor the worst.
+    gap = curves | {"recall": np.array([[0.2, np.nan, 0.6], [0.9, np.nan, 0.7]], np.float32)}
+    assert inspect.curves_summary(gap, ["cat", "cow", "dog"]) == inspect.curves_summary(
+        curves, ["cat", "dog"]
+    ).replace("of each class.", "of each class (none of cow).")
     assert inspect.curves_summary(one, ["cat", "dog"]).endswith(
         "So far one checkpoint: epoch 1, 40% in all, from cat 20% to dog 60%."
     )

@@ -165,6 +165,17 @@ def test_a_long_list_of_mistakes_is_cut_and_none_is_said():
     assert not page.images and "No mistakes on this split." in page.text
 
 
+def test_a_class_without_images_has_dashes_and_the_averages_say_so():
+    report, tempered, images = _evaluation()
+    y = np.where(report.y_true == 1, 0, report.y_true)  # a test folder without "cat & dog"
+    lacking = report_from_probs(report.probs, y, report.class_names)
+    _, page = _page(lacking, lacking, images)
+    at = page.text.index("cat & dog", page.text.index("Per class"))
+    # Answered for some images (each answer wrong): precision 0, no recall, F1 or interval.
+    assert page.text[at : at + 6] == ["cat & dog", "0.000", "—", "—", "—", "0"]
+    assert any(t.endswith("cat & dog has none, so no recall or F1.") for t in page.text)
+
+
 def test_uneven_classes_get_their_balanced_accuracy():
     report, tempered, images = _evaluation(uneven=True)
     _, page = _page(report, tempered, images)

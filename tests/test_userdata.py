@@ -176,9 +176,9 @@ def _hostile(name: str, payload: bytes = b"x") -> bytes:
                 class_entries(prefix="train/")
                 | class_entries(prefix="test/", classes=("cat", "cow"))
             ),
-            "In the zip: The test folder has no folder for dog and a folder cow that train/ "
-            "has not: its class folders must be the training folder's (cat, dog), each with at "
-            "least one picture.",
+            "In the zip: The test folder has a folder cow that train/ has not: a model trained "
+            "on train/'s classes (cat, dog) has no answer for it. Move it out, or give train/ "
+            "the same class folder.",
         ),
         (
             make_zip(
@@ -396,8 +396,29 @@ def test_a_validation_folder_of_its_own_is_counted_and_its_copies_of_train_warne
     ]
     _folder(root / "valid", {"cow": 1})
     assert check(root).problems == [
-        "The validation folder valid/ has a folder cow that train/ has not: its class folders "
-        "must be the training folder's (cat, dog), each with at least one picture."
+        "The validation folder valid/ has a folder cow that train/ has not: a model trained on "
+        "train/'s classes (cat, dog) has no answer for it. Move it out, or give train/ the same "
+        "class folder."
+    ]
+
+
+def test_held_out_folders_without_some_classes_are_read_and_warned(tmp_path, check):
+    # A small export's valid/ without a picture of a rare class: read, its gap said.
+    root = tmp_path / "export"
+    _folder(root / "train", {"ant": 10, "bee": 10, "cow": 10})
+    _folder(root / "valid", {"bee": 3}, seed=50_000)  # no ant/, no cow/
+    _folder(root / "test", {"ant": 2, "cow": 2}, seed=60_000)
+    (root / "test" / "bee").mkdir()  # there, empty
+    report = check(root)
+    assert report.ok, report.problems
+    assert report.counts == {"train": [10, 10, 10], "val": [0, 3, 0], "test": [2, 0, 2]}
+    assert report.warnings == [
+        "The validation images hold no picture of ant, cow: validation accuracy says nothing "
+        "of those classes, and their recall is left blank. Add a few pictures of each to the "
+        "validation folder for a score of every class.",
+        "The test images hold no picture of bee: test accuracy says nothing of that class, and "
+        "its recall is left blank. Add a few pictures of it to the test folder for a score of "
+        "every class.",
     ]
 
 
@@ -423,6 +444,10 @@ def test_a_zip_with_a_validation_folder_unpacks_it(dest):
     folder = extract_zip(make_zip(entries), dest)
     assert sorted(p.name for p in folder.iterdir()) == ["train", "valid"]
     assert load_dataset(folder).val_folder == "valid"
+    # One whose valid/ lacks a class unpacks too (the folder check says what it lacks).
+    entries = class_entries(prefix="train/") | class_entries(prefix="valid/", classes=("dog",))
+    folder = extract_zip(make_zip(entries), dest)
+    assert load_dataset(folder).split("val")[1].tolist() == [1, 1, 1]  # dog: train/'s second
 
 
 def test_few_images_and_imbalance_are_warned(tmp_path, check):

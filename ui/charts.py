@@ -131,7 +131,12 @@ def class_curves(curves: dict, names: list[str]) -> go.Figure:
     """Each class's recall at every checkpoint (`core.inspect.class_curves`), and all
     classes together as a thick dashed grey line."""
     epochs = curves["epochs"]
-    traces = {name: (epochs, curves["recall"][:, i]) for i, name in enumerate(names)}
+    recall = curves["recall"]
+    traces = {  # a class without images here has no curve (NaN)
+        name: (epochs, recall[:, i])
+        for i, name in enumerate(names)
+        if not np.isnan(recall[:, i]).all()
+    }
     traces["all classes"] = (epochs, curves["accuracy"])
     fig = epoch_lines("Recall per class", traces, percent=True)
     if len(names) > MANY_CLASSES:  # 100 entries left the plot 110 px: names on hover

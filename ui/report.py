@@ -15,7 +15,15 @@ from PIL import Image
 
 from core import datastats
 from core.classify import summary
-from core.evaluate import Report, calibration, mistakes, selective, selective_at, top_confusions
+from core.evaluate import (
+    Report,
+    calibration,
+    figure,
+    mistakes,
+    selective,
+    selective_at,
+    top_confusions,
+)
 from core.words import counted
 from ui import charts
 from ui.text import probability
@@ -288,21 +296,19 @@ def _per_class(report: Report) -> str:
     rows = [
         (
             escape(r["class"]),
-            f"{r['precision']:.3f}",
-            f"{r['recall']:.3f}",
-            f"{r['recall_low']:.3f}-{r['recall_high']:.3f}",
-            f"{r['f1']:.3f}",
-            f"{int(r['support']):,}",
+            figure(r["precision"], ".3f", "—"),
+            figure(r["recall"], ".3f", "—"),
+            f"{r['recall_low']:.3f}-{r['recall_high']:.3f}" if r["support"] else "—",
+            figure(r["f1"], ".3f", "—"),
+            f"{r['support']:,}",
         )
         for r in report.per_class_rows()
     ]
-    avg = report.averages
     header = ("class", "precision", "recall", "recall 95% interval", "f1", "support")
     return (
         "<h2>Per class</h2>"
         + _table(rows, header, numeric={1, 2, 3, 4, 5})
-        + f"<p class='note'>Macro average F1 {avg['macro']['f1']:.3f} · weighted F1 "
-        f"{avg['weighted']['f1']:.3f}</p>"
+        + f"<p class='note'>{escape(report.averages_summary())}</p>"
     )
 
 
