@@ -101,8 +101,6 @@ def csv_classes(folder: str | os.PathLike, pictures: list[str] | None = None) ->
     pictures = _pictures(folder) if pictures is None else pictures
     if not pictures:
         return None
-    by_id = {name: name for name in pictures}
-    by_id |= {os.path.splitext(name)[0]: name for name in pictures}
     found = []
     for parent in (folder, folder.parent):
         try:
@@ -110,28 +108,33 @@ def csv_classes(folder: str | os.PathLike, pictures: list[str] | None = None) ->
         except OSError:
             continue
     for path in found[:CSV_FILES]:
-        if (labels := _csv_labels(path, by_id, len(pictures))) is not None:
+        try:
+            if path.stat().st_size > CSV_BYTES:
+                continue
+            with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+                rows = [row for row in csv.reader(f) if row]
+        except (OSError, csv.Error):
+            continue
+        if (labels := rows_labels(rows, pictures, path)) is not None:
             return labels
     return None
 
 
-def _csv_labels(path: Path, by_id: dict[str, str], pictures: int) -> Labels | None:
-    try:
-        if path.stat().st_size > CSV_BYTES:
-            return None
-        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-            rows = [row for row in csv.reader(f) if row]
-    except (OSError, csv.Error):
+def rows_labels(rows: list[list[str]], pictures: list[str], source: Path) -> Labels | None:
+    """The classes a CSV's `rows` (its header first) give `pictures` (file names), by the
+    rules of `csv_classes`, or None; `source`: the CSV, for `Labels.csv`. Also for a CSV
+    inside a zip (`core.userdata`)."""
+    if len(rows) < 3 or not pictures:
         return None
-    if len(rows) < 3:
-        return None
+    by_id = {name: name for name in pictures}
+    by_id |= {os.path.splitext(name)[0]: name for name in pictures}
     header, rows = rows[0], [row for row in rows[1:] if len(row) == len(rows[0])]
     named = [sum(row[i].strip() in by_id for row in rows) for i in range(len(header))]
     key = max(range(len(header)), key=named.__getitem__)
     labelled = {by_id[row[key].strip()]: row for row in rows if row[key].strip() in by_id}
-    if len(labelled) < LABELLED * pictures:
+    if len(labelled) < LABELLED * len(pictures):
         return None
-    columns = [i for i in range(len(header)) if i != key and _classes(labelled, i, pictures)]
+    columns = [i for i in range(len(header)) if i != key and _classes(labelled, i, len(pictures))]
     if len(columns) > 1:
         columns = [i for i in columns if header[i].strip().lower() in _LABEL_COLUMNS]
     if len(columns) != 1:
@@ -147,8 +150,8 @@ def _csv_labels(path: Path, by_id: dict[str, str], pictures: int) -> Labels | No
     classes.pop("", None)
     if len(classes) < 2:
         return None
-    left = pictures - sum(map(len, classes.values()))
-    return Labels(dict(sorted(classes.items())), path, header[column].strip(), left)
+    left = len(pictures) - sum(map(len, classes.values()))
+    return Labels(dict(sorted(classes.items())), source, header[column].strip(), left)
 
 
 def _classes(labelled: dict[str, list[str]], column: int, pictures: int) -> bool:

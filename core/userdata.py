@@ -9,6 +9,7 @@ images per class, unreadable files, duplicates and imbalance.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -47,7 +48,7 @@ from core.data import (
 )
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
-from core.sort_classes import classes_in_names, hint
+from core.sort_classes import CSV_BYTES, CSV_FILES, classes_in_names, hint, rows_labels
 from core.words import counted
 
 # 60,000 CIFAR-sized JPEGs unpack to about 150 MB; 1 GiB leaves room for larger photos
@@ -75,7 +76,8 @@ LAYOUT = (
     "Expected layout: one folder per class holding its images, e.g. cats/001.jpg and "
     "dogs/002.jpg, optionally inside one top folder, or train/<class>/… with test/<class>/… "
     "(and val/<class>/… for validation images of your own); or, in a zip, pictures named after "
-    "their classes (cat1.jpg, dog1.jpg)."
+    "their classes (cat1.jpg, dog1.jpg), or in one folder with a CSV of their classes in it or "
+    "beside it (a Kaggle competition's train/ and train.csv)."
 )
 _IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 _ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
@@ -239,7 +241,7 @@ def _plan(archive, max_total_bytes, max_files, max_ratio):
         raise _too_many(len(infos), max_files)
     if not infos:
         raise DataError(f"The zip is empty. {LAYOUT}")
-    seen, images, others, total = set(), [], [], 0
+    seen, images, others, tables, total = set(), [], [], [], 0
     for info in infos:
         path = _entry_path(info, seen)
         total += info.file_size
@@ -254,6 +256,8 @@ def _plan(archive, max_total_bytes, max_files, max_ratio):
                 images.append((info, path))
             elif path.suffix.lower() in OTHER_PICTURES:
                 others.append((info, path))
+            elif path.suffix.lower() == ".csv":
+                tables.append((info, path))
     if not images:
         kinds = Counter(OTHER_PICTURES[path.suffix.lower()] for _, path in others)
         named = ", ".join(f"{count:,} {kind}" for kind, count in kinds.most_common())
@@ -263,7 +267,57 @@ def _plan(archive, max_total_bytes, max_files, max_ratio):
             + (f" Its {named} pictures are not supported: convert them to JPEG." if kinds else "")
             + f" {LAYOUT}"
         )
-    return _layout(images, others)
+    try:
+        return _layout(images, others)
+    except DataError:  # pictures outside class folders: labelled by a CSV beside them?
+        if (labelled := _csv_layout(images, _tables(archive, tables))) is None:
+            raise
+        return labelled
+
+
+def _tables(archive, tables) -> list[tuple[tuple, Path, list[list[str]]]]:
+    """The zip's CSV files (`CSV_FILES` at most, none over `CSV_BYTES`) as `(folder's
+    parts, path, rows)`; one that cannot be read is left out."""
+    read = []
+    for info, path in tables[:CSV_FILES]:
+        if info.file_size > CSV_BYTES:
+            continue
+        try:
+            text = archive.read(info).decode("utf-8-sig", errors="replace")
+            rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+        except (zipfile.BadZipFile, OSError, csv.Error, EOFError):
+            continue
+        read.append((path.parts[:-1], Path(*path.parts), rows))
+    return read
+
+
+def _csv_layout(images, tables):
+    """Pictures in one folder of the zip, labelled by a CSV in it or in the folder above
+    (`core.sort_classes.rows_labels`: a Kaggle competition's train/ and train.csv), mapped
+    as `train/<class>/<name>`; its pictures the CSV does not label to `unlabelled/<name>`,
+    other folders of pictures beside it (the competition's test/) kept as they are, so the
+    folder check names both as not read. None when no CSV labels a folder's pictures."""
+    parts = [path.parts for _, path in images]
+    folders = Counter(p[:-1] for p in parts)
+    for folder, _ in folders.most_common():
+        names = sorted(p[-1] for p in parts if p[:-1] == folder)
+        for where, path, rows in tables:
+            if where in (folder, folder[:-1]) and (labels := rows_labels(rows, names, path)):
+                break
+        else:
+            continue
+        label = {name: c for c, pictures in labels.classes.items() for name in pictures}
+        above = len(folder) - 1  # beside it: what lies in the folder above, as it lies there
+        mapped = []
+        for (info, _), p in zip(images, parts, strict=True):
+            beside = folder and p[:above] == folder[:above] and len(p) - above > 1
+            if p[:-1] == folder:
+                into = ("train", label[p[-1]]) if p[-1] in label else ("unlabelled",)
+                mapped.append((info, PurePosixPath(*into, p[-1])))
+            elif beside and p[above] not in ("train", "unlabelled"):  # not the two made here
+                mapped.append((info, PurePosixPath(*p[above:])))
+        return mapped
+    return None
 
 
 def _entry_path(info, seen) -> PurePosixPath:

@@ -439,6 +439,35 @@ def test_a_zip_of_pictures_named_after_their_classes_unpacks_into_class_folders(
     assert check_folder(unpacked).counts == {"images": [3, 2]}
 
 
+@pytest.mark.parametrize("top", ["", "aerial-cactus/"])
+def test_a_competitions_zip_is_unpacked_into_the_classes_its_csv_gives(dest, top):
+    # As Kaggle's competitions come: train/ of pictures named by id, train.csv (id, label),
+    # test/ of unlabelled pictures, a sample submission; one picture the CSV does not list.
+    ids = [f"{i:04x}" for i in range(12)]
+    entries = {f"{top}train/{name}.png": png_bytes(i) for i, name in enumerate(ids)}
+    entries |= {f"{top}test/t{i}.png": png_bytes(100 + i) for i in range(3)}
+    rows = "".join(f"{name},{'cat' if i % 2 else 'dog'}\n" for i, name in enumerate(ids[:11]))
+    entries[f"{top}train.csv"] = ("id,has_cactus\n" + rows).encode()
+    entries[f"{top}sample_submission.csv"] = b"id,has_cactus\nt0.png,0.5\nt1.png,0.5\n"
+    folder = extract_zip(make_zip(entries), dest)
+    unpacked = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
+    assert unpacked == sorted(
+        [f"train/{'cat' if i % 2 else 'dog'}/{name}.png" for i, name in enumerate(ids[:11])]
+        + ["unlabelled/000b.png", "test/t0.png", "test/t1.png", "test/t2.png"]
+    )
+    report = check_folder(folder)
+    assert report.ok and report.counts == {"train": [5, 6]}
+    assert report.warnings[-1] == (
+        "test/, unlabelled/ beside train/ hold pictures without class folders: with no "
+        "labels to score a model on, they are not read. The Classify page (or `python -m "
+        "core.classify`) answers for such pictures."
+    )
+    # Without a CSV that labels them, the same pictures are refused as before.
+    entries[f"{top}train.csv"] = b"id,width\n" + b"".join(f"{n},32\n".encode() for n in ids)
+    with pytest.raises(DataError, match="directly in train/, outside any class folder"):
+        extract_zip(make_zip(entries), dest)
+
+
 def test_a_zip_with_a_validation_folder_unpacks_it(dest):
     entries = class_entries(prefix="train/") | class_entries(prefix="valid/", per_class=2)
     folder = extract_zip(make_zip(entries), dest)
