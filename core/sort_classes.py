@@ -32,6 +32,13 @@ from core.words import counted
 # ends in a character that is not a digit or a separator; the number closes the stem.
 _NAMED = re.compile(r"(?P<label>.*?[^\d._ -])[._ -]*\d+")
 SUFFIX = "-by-class"  # the sorted folder: beside the original, its name and this
+# What cameras, phones and tools name pictures before a number (IMG_0001.jpg, DSC_0001.JPG,
+# DSCN0001, GOPR0001, "Screenshot 3", "image (2)"...): two phones' photos are not two classes.
+CAMERA_NAMES = {
+    *("img", "image", "images", "dsc", "dscn", "dscf", "dji", "gopr", "pxl", "mvimg", "img_e"),
+    *("photo", "photos", "pic", "picture", "pictures", "screenshot", "screen shot", "snapshot"),
+    *("scan", "frame", "file", "untitled", "unnamed", "download", "capture", "vid", "camera"),
+}
 # A CSV of labels: the files looked at (in the folder and the one above it), their largest
 # size, the most classes, and the share of the pictures its rows must label.
 CSV_FILES, CSV_BYTES, MOST_CLASSES, LABELLED = 20, 100 * 2**20, 1000, 0.9
@@ -74,7 +81,8 @@ def classes_in_names(names: list[str]) -> dict[str, list[str]] | None:
     """`{class: [name, ...]}` (classes sorted, names in their order) when every name is a
     class and a number (`cat.0.jpg`, `dog_12.png`, `cat1.jpg`), there are two classes or
     more and each has two names or more; None otherwise (one camera's IMG_0001.jpg,
-    IMG_0002.jpg ... is one "class", so None)."""
+    IMG_0002.jpg ... is one "class", so None), and None where a "class" is what a camera or a
+    tool names pictures (`CAMERA_NAMES`: two phones' IMG_0001.jpg and DSC_0001.jpg)."""
     found = [_NAMED.fullmatch(os.path.splitext(name)[0]) for name in names]
     if not names or not all(found):
         return None
@@ -82,6 +90,8 @@ def classes_in_names(names: list[str]) -> dict[str, list[str]] | None:
     for name, match in zip(names, found, strict=True):
         classes.setdefault(match["label"], []).append(name)
     if len(classes) < 2 or min(map(len, classes.values())) < 2:
+        return None
+    if any(label.strip(" ._-").lower() in CAMERA_NAMES for label in classes):
         return None
     return dict(sorted(classes.items()))
 

@@ -31,6 +31,10 @@ def _flat(folder, names):
         ),
         # One camera's names make one "class"; one picture a class is no pattern.
         (["IMG_0001.jpg", "IMG_0002.jpg", "IMG_0003.jpg"], None),
+        # Two cameras' names are not two classes, nor are a phone's photos and screenshots.
+        (["IMG_0001.jpg", "IMG_0002.jpg", "DSC_0001.JPG", "DSC_0002.JPG"], None),
+        (["DSCN0001.jpg", "DSCN0002.jpg", "GOPR0001.JPG", "GOPR0002.JPG"], None),
+        (["IMG_7.heic", "IMG_8.heic", "Screenshot 1.png", "Screenshot 2.png"], None),
         (["cat.0.jpg", "dog.0.jpg"], None),
         # A picture without a number in its name: not every name carries a class.
         (["cat.0.jpg", "cat.1.jpg", "dog.0.jpg", "dog.1.jpg", "holiday.jpg"], None),
