@@ -68,6 +68,13 @@ def per_class_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support}
 
 
+def row_shares(cm: np.ndarray) -> np.ndarray:
+    """A confusion matrix's rows as shares of each true class's images (each row sums to
+    1), float64; NaN for a class without images here (a row of no figures, not of 0s)."""
+    totals = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, totals, out=np.full(cm.shape, np.nan), where=totals > 0)
+
+
 def wilson_interval(successes, trials, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
     """Where a rate measured as `successes` of `trials` likely lies: the Wilson score
     interval (95% for z = 1.96). Unlike the textbook p +- z * sqrt(p(1-p)/n) it stays within

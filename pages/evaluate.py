@@ -20,6 +20,7 @@ from core.evaluate import (
     mistakes,
     report_from_probs,
     restricted,
+    row_shares,
     subset_sentence,
     top_confusions,
     with_temperature,
@@ -198,7 +199,7 @@ def look_at_the_cell() -> None:
 
 st.subheader("Confusion matrix")
 cm = report.confusion.astype(float)
-shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalise else cm
+shown = row_shares(cm) if normalise else cm
 fig = charts.confusion_matrix(shown, names, normalise)
 event = st.plotly_chart(fig, key="evaluate_cm", on_select="rerun", selection_mode="points")
 points = (event or {}).get("selection", {}).get("points", []) if event else []

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from core import evaluate as ev
 from core.evaluate import calibration
 from ui import charts
 
@@ -105,13 +106,24 @@ def test_every_cell_of_the_confusion_matrix_can_be_clicked_and_says_its_value(no
     # A click gives back the names themselves; the ticks and the hover show them escaped.
     for true, predicted, (value, *said) in zip(cells.y, cells.x, cells.customdata, strict=True):
         t, p = names.index(true), names.index(predicted)
-        assert value == shown[t, p]
+        assert value == (f"{shown[t, p]:.2f}" if normalised else f"{int(shown[t, p])}")
         assert said == [escaped.get(n, n) for n in (names[t], names[p])]
     for axis in (fig.layout.xaxis, fig.layout.yaxis):
         assert list(axis.tickvals) == names and list(axis.ticktext)[1] == escaped["<b>dog"]
     # Streamlit's template colours it per theme: plotly's "Blues" lit empty cells white on
     # the dark page.
     assert heat.colorscale is None
+
+
+def test_a_class_without_images_has_a_blank_row_of_shares():
+    # A test folder without frog: its row has no shares (not 0s), blank and said on hover.
+    cm = np.array([[5, 1, 0], [2, 7, 1], [0, 0, 0]])
+    shares = ev.row_shares(cm)
+    np.testing.assert_allclose(shares[:2], [[5 / 6, 1 / 6, 0], [0.2, 0.7, 0.1]])
+    assert np.isnan(shares[2]).all()
+    heat, cells = charts.confusion_matrix(shares, ["cat", "dog", "frog"], True).data
+    assert list(heat.text[2]) == ["", "", ""] and list(heat.text[0]) == ["0.83", "0.17", "0.00"]
+    assert list(cells.customdata[6]) == ["no images here", "frog", "cat"]
 
 
 def test_a_confusion_matrix_of_many_classes_stays_on_a_screen_its_numbers_on_hover():
@@ -123,8 +135,8 @@ def test_a_confusion_matrix_of_many_classes_stays_on_a_screen_its_numbers_on_hov
     assert fig.layout.height <= 1000  # 4,120 px before
     assert cells.marker.size <= fig.layout.height / 100  # a click hits its own cell
     assert [list(c) for c in cells.customdata[101:103]] == [
-        [3.0, "class 1", "class 1"],
-        [0.0, "class 1", "class 2"],
+        ["3", "class 1", "class 1"],
+        ["0", "class 1", "class 2"],
     ]
     few = charts.confusion_matrix(np.eye(20), names[:20], False)
     assert few.data[0].texttemplate == "%{text}" and few.layout.height == 120 + 40 * 20

@@ -243,7 +243,11 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
     # Rows of 40 px hold a number each; with many classes (100 gave a 4,120 px column of
     # 10,000 unreadable digits) the matrix stays about 800 px tall, its numbers on hover.
     row = max(4, 800 // count) if many else 40
-    text = [[f"{v:.2f}" if normalised else f"{int(v)}" for v in values] for values in shown]
+    # A class without images here has a row of no shares (NaN): blank cells, said on hover.
+    text = [
+        ["" if np.isnan(v) else f"{v:.2f}" if normalised else f"{int(v)}" for v in values]
+        for values in shown
+    ]
     shown_names = charted(names)  # the categories stay the names a click gives back
     fig = go.Figure(_blues(shown, names, names, None if many else text, hoverinfo="skip"))
     # Heatmap cells cannot be selected by a click; one nearly invisible square marker per
@@ -256,7 +260,9 @@ def confusion_matrix(shown: np.ndarray, names: list[str], normalised: bool) -> g
         mode="markers",
         # With many classes no larger than a cell: it would take the clicks of its neighbours.
         marker=dict(symbol="square", size=marker, opacity=0.01),
-        customdata=[[shown[t, p], shown_names[t], shown_names[p]] for t, p in cells],
+        customdata=[
+            [text[t][p] or "no images here", shown_names[t], shown_names[p]] for t, p in cells
+        ],
         hovertemplate="true %{customdata[1]}<br>predicted %{customdata[2]}<br>"
         "%{customdata[0]}<extra></extra>",
         showlegend=False,

@@ -3,12 +3,11 @@ it held out (`core.inspect.class_curves`), as curves and one checkpoint's confus
 
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from core import data, inspect, registry
 from core.errors import CnnError
-from core.evaluate import top_confusions
+from core.evaluate import row_shares, top_confusions
 from core.fileio import read_json
 from ui import charts, state
 from ui.text import md, md_sentence
@@ -67,7 +66,7 @@ def confusions_at(curves: dict, names: list[str]) -> None:
     if len(epochs) > 1:
         epoch = st.select_slider("Confusions at epoch", epochs, key="filters_curves_epoch")
     cm = curves["confusion"][epochs.index(epoch)]
-    shares = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    shares = row_shares(cm)
     st.plotly_chart(charts.confusion_matrix(shares, names, True), key="filters_curves_cm")
     mistakes = [
         f"{md(names[t])} → {md(names[p])} {n / max(cm[t].sum(), 1):.1%}"

@@ -20,6 +20,7 @@ from core.evaluate import (
     calibration,
     figure,
     mistakes,
+    row_shares,
     selective,
     selective_at,
     top_confusions,
@@ -259,7 +260,7 @@ def _metrics(report: Report) -> str:
 
 def _matrix(report: Report, normalised: bool) -> str:
     cm = report.confusion.astype(float)
-    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalised else cm
+    shown = row_shares(cm) if normalised else cm
     fig = charts.confusion_matrix(shown, report.class_names, normalised)
     fig.update_layout(clickmode="none", width=min(980, 240 + 60 * len(report.class_names)))
     fig.update_traces(marker_opacity=0, selector=dict(mode="markers"))  # hover, no click
