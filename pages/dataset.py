@@ -208,7 +208,11 @@ elif many and len(chosen) < len(ds.class_names):
 pixels = dict(zip(map(int, picked), state.framed(ds, split, picked, fit), strict=True))
 for label in sorted(labels):
     rows = picked[y[picked] == label]
-    st.markdown(f"**{md(ds.class_names[label])}** · {len(rows)} of {counts[split][label]:,}")
+    of = counts[split][label]
+    st.markdown(
+        f"**{md(ds.class_names[label])}** · "
+        + (f"{len(rows)} of {of:,}" if of else f"no {split} images of it in this folder")
+    )
     shown = [datastats.enlarge(pixels[i], factor) for i in rows]
     st.image(shown, caption=[md(sample_name(i)) for i in rows])
 
@@ -251,8 +255,16 @@ with tab_hist:
     share = f"all {total:,}" if counted == total else f"a random {counted:,} of the {total:,}"
     st.caption(f"Pixel values of {share} {split} images, in bins of {edges[1] - edges[0]:g}.")
 with tab_mean:
-    st.image([datastats.enlarge(m, factor) for m in means], caption=list(map(md, ds.class_names)))
-    st.caption(f"The average of every {split} image of each class, pixel by pixel.")
+    held = [i for i in range(ds.num_classes) if counts[split][i]]  # a valid/ may lack some
+    st.image(
+        [datastats.enlarge(means[i], factor) for i in held],
+        caption=[md(ds.class_names[i]) for i in held],
+    )
+    none = [md(ds.class_names[i]) for i in range(ds.num_classes) if not counts[split][i]]
+    st.caption(
+        f"The average of every {split} image of each class, pixel by pixel"
+        + (f" (there are none of {', '.join(none)})." if none else ".")
+    )
 for tab in tab_files:  # an image folder's: CIFAR-10's arrays are all 32 x 32 colour
     with tab:
         _files_tab(ds)

@@ -51,6 +51,30 @@ def test_a_folders_own_validation_images_are_named_as_its_validation_split(page,
     assert [w.value for w in page.warning if "beside train/" in w.value] == []
 
 
+def test_a_validation_folder_without_a_class_is_read_and_its_gap_shown(page, image_folder):
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder / "train", per_class=5)
+    write_image_folder(image_folder / "valid", per_class=2, classes=("cat", "frog"))
+    page.run()
+    assert not page.exception
+    assert any(
+        w.value.startswith("The validation images hold no picture of dog:") for w in page.warning
+    )
+    page.selectbox(key="dataset_split").set_value("val").run()
+    headings = [m.value for m in page.markdown if " · " in m.value]
+    assert headings[:3] == [
+        "**cat** · 2 of 2",
+        "**dog** · no val images of it in this folder",
+        "**frog** · 2 of 2",
+    ]
+    # No black square for dog among the mean images: it has none to average.
+    means = next(i for i in page.image if i.captions == ["cat", "frog"])
+    assert len(means.captions) == 2
+    assert (
+        "The average of every val image of each class, pixel by pixel (there are none of dog)."
+    ) in [c.value for c in page.caption]
+
+
 def _grid(at):
     """The sample grid: one `st.image` per class, each image captioned with its file's name
     (an image folder's; `#index` for a CIFAR-10 archive)."""
