@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from core import ROOT, lrfind, runs
+from core import ROOT, label_check, lrfind, runs
 from core.data import absolute_spec
 from core.errors import RunError
 from core.fileio import atomic_write_json, read_json
@@ -117,6 +117,34 @@ _LRFIND_TESTS = f"{lrfind.FOLDER_PREFIX}*/{lrfind.CONFIG_FILE}"  # a glob of the
 def latest_lrfind(runs_dir=None) -> dict | None:
     """Returns the status of the newest learning-rate test (any state), or None."""
     return _latest(runs_dir, _LRFIND_TESTS)
+
+
+def launch_label_check(config, folds: int = label_check.FOLDS, runs_dir=None) -> Path:
+    """Starts a search for label errors in `config`'s data (`core.label_check`) in a new
+    process, in `runs_dir/.labelcheck-<time>`; earlier finished checks are removed.
+
+    Raises:
+        RunError: a setting cannot work, or a run, a search, a test or a check is in
+            progress.
+    """
+    config = _launchable(config)
+    base = _absolute_runs_dir(runs_dir)
+    with _runs_folder_errors(base), launch_lock(base):
+        _refuse_if_busy(base)
+        folder = label_check.start_folder(config, folds, base)
+        spawn(folder, ["--folder", str(folder)], module="core.label_check")
+    for earlier in base.glob(f"{label_check.FOLDER_PREFIX}*"):
+        if earlier != folder and status(earlier)["state"] in FINISHED:
+            shutil.rmtree(earlier, ignore_errors=True)
+    return folder
+
+
+_LABEL_CHECKS = f"{label_check.FOLDER_PREFIX}*/{label_check.CONFIG_FILE}"
+
+
+def latest_label_check(runs_dir=None) -> dict | None:
+    """Returns the status of the newest search for label errors (any state), or None."""
+    return _latest(runs_dir, _LABEL_CHECKS)
 
 
 def launch_search(config, runs_dir=None) -> Path:
@@ -453,6 +481,8 @@ def busy(runs_dir=None) -> str | None:
     base = Path(runs_dir or runs.default_runs_dir())
     if test := _first_active(base, _LRFIND_TESTS):
         what = f"A learning-rate test is in progress ({test['name']})"
+    elif check := _first_active(base, _LABEL_CHECKS):
+        what = f"A search for label errors is in progress ({check['name']})"
     elif (search := active_search(base)) is not None:
         where = "starting"
         if search["state"] == "running":

@@ -9,7 +9,7 @@ import streamlit as st
 from core import data, datastats, filestats, registry, userdata
 from core.errors import CnnError
 from core.words import counted
-from ui import charts, near_duplicates, state
+from ui import charts, label_check, near_duplicates, state
 from ui.text import md, md_sentence
 
 state.ensure_routed()
@@ -270,3 +270,4 @@ for tab in tab_files:  # an image folder's: CIFAR-10's arrays are all 32 x 32 co
         _files_tab(ds)
 
 near_duplicates.dataset_section(ds, factor)
+label_check.section(ds, fit, factor)

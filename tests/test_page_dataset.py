@@ -75,6 +75,39 @@ def test_a_validation_folder_without_a_class_is_read_and_its_gap_shown(page, ima
     ) in [c.value for c in page.caption]
 
 
+def test_label_errors_are_looked_for_in_a_process_and_shown_likeliest_first(page, image_folder):
+    from core import jobs, label_check
+    from core.train import TrainConfig
+
+    shutil.rmtree(image_folder)
+    write_image_folder(image_folder, per_class=24, size=16)
+    for path in sorted((image_folder / "cat").iterdir())[:2]:  # two cats filed as dogs
+        path.rename(image_folder / "dog" / f"was-cat-{path.name}")
+    page.run()
+    assert not page.exception
+    [start] = [b for b in page.button if b.label == "Look for label errors"]
+    start.click().run()
+    latest = jobs.latest_label_check()
+    assert latest is not None and latest["state"] in jobs.ACTIVE
+    assert any("Looking for label errors" in str(p.proto) for p in page.get("progress"))
+    jobs.stop(latest["path"])
+    assert jobs.wait_for_state(latest["path"], jobs.FINISHED, timeout=120)["state"] == "stopped"
+    page.run()
+    assert "The last search for label errors was stopped." in [c.value for c in page.caption]
+    # A search run to its end (here, in this process) is shown under the page's data.
+    folder = label_check.start_folder(TrainConfig(preset="quick", data=str(image_folder)))
+    result = label_check.run_in_folder(folder)
+    page.run()
+    assert not page.exception
+    said = label_check.describe(result)
+    assert any(m.value == said for m in page.markdown)
+    [shown] = [i for i in page.image if i.captions and "filed as" in i.captions[0]]
+    planted = [c for c in shown.captions[:2] if c.endswith(".png") and "was-cat-" in c]
+    assert len(planted) == 2 and all(c.startswith("filed as dog (") for c in planted)
+    [download] = [b for b in page.get("download_button") if "suspect" in b.proto.label]
+    assert download.proto.label == f"Download the {len(result['suspects'])} suspects (CSV)"
+
+
 def _grid(at):
     """The sample grid: one `st.image` per class, each image captioned with its file's name
     (an image folder's; `#index` for a CIFAR-10 archive)."""
