@@ -278,25 +278,13 @@ def run_in_folder(folder: Path) -> dict:
             raise StopRequested()
         runs.write_status(folder, fold=fold, epoch=epoch)
 
-    try:
+    def work():
         dataset = training_data(config)
         runs.write_status(folder, epochs=fold_config(config, _images(dataset), folds).epochs)
         result = check(config, dataset, folds, on_epoch=report)
-        result["data"], result["split"] = config.data, [config.val_fraction, config.seed]
-    except StopRequested:
-        runs.write_status(folder, state="stopped", ended=runs.now_iso())
-        return {}
-    except CnnError as err:
-        runs.write_status(folder, state="failed", message=str(err), ended=runs.now_iso())
-        raise
-    try:
-        atomic_write_json(folder / RESULT_FILE, result)
-    except OSError as err:  # a full disk: said, not a traceback in the log
-        said = f"The result could not be written in {folder} ({err.strerror or err})."
-        runs.write_status(folder, state="failed", message=said, ended=runs.now_iso())
-        raise DataError(said) from err
-    runs.write_status(folder, state="completed", ended=runs.now_iso())
-    return result
+        return result | {"data": config.data, "split": [config.val_fraction, config.seed]}
+
+    return runs.run_job(folder, work, RESULT_FILE, StopRequested)
 
 
 def _images(dataset) -> int:

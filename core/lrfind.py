@@ -136,18 +136,10 @@ def run_in_folder(folder: Path, steps=STEPS, lr_min=LR_MIN, lr_max=LR_MAX) -> di
             raise StopRequested()
         runs.write_status(folder, step=done, lr=lr, loss=loss)
 
-    try:
-        dataset = training_data(config)
-        result = range_test(config, dataset, steps, lr_min, lr_max, on_step=report)
-    except StopRequested:
-        runs.write_status(folder, state="stopped", ended=runs.now_iso())
-        return {}
-    except CnnError as err:
-        runs.write_status(folder, state="failed", message=str(err), ended=runs.now_iso())
-        raise
-    atomic_write_json(folder / RESULT_FILE, result)
-    runs.write_status(folder, state="completed", ended=runs.now_iso())
-    return result
+    def work():
+        return range_test(config, training_data(config), steps, lr_min, lr_max, on_step=report)
+
+    return runs.run_job(folder, work, RESULT_FILE, StopRequested)
 
 
 def main(argv=None) -> int:

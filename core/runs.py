@@ -409,6 +409,32 @@ def stop_requested(run_dir: Path) -> bool:
     return (run_dir / "stop.request").exists()
 
 
+def run_job(folder: Path, work, result_file: str, stopped: type[BaseException]) -> dict:
+    """Runs `work()` for a job's folder (a learning-rate test's, a search for label
+    errors'), recording how it ended in the folder's status: "stopped" (and `{}`) when it
+    raises `stopped`, "failed" with the sentence of a `CnnError` (raised again), else
+    "completed" once its result is written to `result_file` (a full disk fails with a
+    sentence, not a traceback)."""
+    from core.errors import CnnError, DataError
+
+    try:
+        result = work()
+    except stopped:
+        write_status(folder, state="stopped", ended=now_iso())
+        return {}
+    except CnnError as err:
+        write_status(folder, state="failed", message=str(err), ended=now_iso())
+        raise
+    try:
+        atomic_write_json(folder / result_file, result)
+    except OSError as err:
+        said = f"The result could not be written in {folder} ({err.strerror or err})."
+        write_status(folder, state="failed", message=said, ended=now_iso())
+        raise DataError(said) from err
+    write_status(folder, state="completed", ended=now_iso())
+    return result
+
+
 def list_runs(runs_dir: str | Path | None = None, state_of=read_status) -> list[dict]:
     """Returns a summary per run, newest first.
 

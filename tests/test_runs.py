@@ -306,3 +306,34 @@ def test_the_settings_that_differ_between_runs(tmp_path, capsys):
     assert "nope is not a run: no config.json" in capsys.readouterr().err
     assert runs.main(["diff", "--runs-dir", str(tmp_path), "A"]) == 1
     assert "Name two runs or more" in capsys.readouterr().err
+
+
+def test_a_job_records_how_it_ended_and_a_result_it_cannot_write(tmp_path):
+    from core.errors import DataError
+
+    class Stopped(Exception):
+        pass
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    assert runs.run_job(folder, lambda: {"a": 1}, "result.json", Stopped) == {"a": 1}
+    assert runs.read_status(folder)["state"] == "completed"
+    assert json.loads((folder / "result.json").read_text()) == {"a": 1}
+
+    def stop():
+        raise Stopped()
+
+    assert runs.run_job(folder, stop, "result.json", Stopped) == {}
+    assert runs.read_status(folder)["state"] == "stopped"
+
+    def refuse():
+        raise DataError("No images.")
+
+    with pytest.raises(DataError):
+        runs.run_job(folder, refuse, "result.json", Stopped)
+    assert runs.read_status(folder)["message"] == "No images."
+    (folder / "blocked.json").mkdir()  # where the result goes: a write fails as on a full disk
+    with pytest.raises(DataError, match=r"^The result could not be written in .*job \("):
+        runs.run_job(folder, lambda: {"a": 1}, "blocked.json", Stopped)
+    status = runs.read_status(folder)
+    assert status["state"] == "failed" and status["message"].startswith("The result could not")
