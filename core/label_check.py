@@ -39,8 +39,8 @@ FOLDS = 4
 RESULT_FILE = "label_check.json"
 FOLDER_PREFIX = ".labelcheck-"  # hidden in the runs folder, as a learning-rate test's is
 CONFIG_FILE = "label_check_config.json"
-# Batches each fold model trains at least: the quick preset's 3 epochs of 512 suit 34,000
-# CIFAR-10 images (200 batches), not a folder of 600 (3 batches); smaller folders get
+# Batches each fold model trains at least: the quick preset's 3 epochs of 512 suit 37,500
+# CIFAR-10 images (222 batches), not a folder of 600 (3 batches); smaller folders get
 # smaller batches and more epochs.
 MIN_STEPS, MIN_BATCH, MAX_EPOCHS = 200, 32, 40
 MIN_IMAGES = 20  # per fold model's training images, at the least
