@@ -40,7 +40,7 @@ else:
 
 st.subheader("Pages")
 links = [
-    ("pages/dataset.py", "Dataset", "Samples, class balance, pixel statistics."),
+    ("pages/dataset.py", "Dataset", "Samples, class balance, near-duplicates, label errors."),
     ("pages/augment.py", "Augmentations", "What each random change does to an image."),
     (
         "pages/filters.py",
