@@ -47,23 +47,24 @@ MIN_IMAGES = 20  # per fold model's training images, at the least
 PARTS = ("train", "val", "test")
 
 
-def fold_config(config, images: int, folds: int = FOLDS):
-    """`config` (a `core.train.TrainConfig`) as each fold model trains: on
-    `images * (folds - 1) / folds` images, in batches no larger than a twentieth of them
-    (`MIN_BATCH` at least, a power of two) and for enough epochs to take `MIN_STEPS`
-    batches (`MAX_EPOCHS` at most); no small crops, early stopping or validation."""
+def fold_sizes(images: int, batch: int, epochs: int, folds: int = FOLDS) -> tuple[int, int]:
+    """The batch and epochs each fold model trains with, for a recipe of `batch` and
+    `epochs` on `images` in all: batches no larger than a twentieth of a model's
+    `images * (folds - 1) / folds` (`MIN_BATCH` at least, halving), and enough epochs to
+    take `MIN_STEPS` batches (`MAX_EPOCHS` at most)."""
     train = images * (folds - 1) // folds
-    batch = config.batch_size
     while batch > MIN_BATCH and batch * 20 > train:
         batch //= 2
     steps = max(1, -(-train // batch))
-    epochs = min(MAX_EPOCHS, max(config.epochs, math.ceil(MIN_STEPS / steps)))
+    return batch, min(MAX_EPOCHS, max(epochs, math.ceil(MIN_STEPS / steps)))
+
+
+def fold_config(config, images: int, folds: int = FOLDS):
+    """`config` (a `core.train.TrainConfig`) as each fold model trains (`fold_sizes`); no
+    small crops, early stopping or validation."""
+    batch, epochs = fold_sizes(images, config.batch_size, config.epochs, folds)
     return dataclasses.replace(
-        config,
-        batch_size=batch,
-        epochs=epochs,
-        small_crop_share=0.0,
-        early_stopping=0,
+        config, batch_size=batch, epochs=epochs, small_crop_share=0.0, early_stopping=0
     )
 
 

@@ -10,6 +10,7 @@ from core import datastats, jobs, label_check
 from core.data import absolute_spec
 from core.errors import CnnError
 from core.fileio import read_json
+from core.recipes import RECIPES
 from core.words import counted
 from ui import state
 from ui.text import md, md_sentence
@@ -63,21 +64,16 @@ def section(ds, fit: str, factor: int) -> None:
     if latest is not None and latest["state"] in jobs.ACTIVE:
         st.fragment(progress, run_every=state.POLL_EVERY)(latest["path"])
         return
-    from core.train import preset_defaults  # Keras: imported by then (`state.warm_up`)
-
     spec = state.dataset_spec()
-    config = preset_defaults(PRESET)
-    config.data, config.image_size, config.fit = spec, ds.image_size, fit
-    # Split as the page splits: a suspect's split and index are the page's.
-    config.val_fraction, config.seed = state.held_out_split()
     images = sum(len(y) for _, y in ds.splits.values())
-    plan = label_check.fold_config(config, images)
+    recipe = RECIPES[PRESET]
+    batch, epochs = label_check.fold_sizes(images, recipe["batch_size"], recipe["epochs"])
     parts = {"train": "training", "val": "validation", "test": "test"}
     held = " and ".join(parts[p] for p in label_check.PARTS if p in ds.splits)
     st.caption(
         f"Trains {label_check.FOLDS} {PRESET} models, each on all but a "
-        f"{label_check.FOLDS}th of the {images:,} {held} images for "
-        f"{plan.epochs} epochs, and shows the pictures the model that did not train on them "
+        f"{label_check.FOLDS}th of the {images:,} {held} images for {epochs} epochs (batch "
+        f"{batch}), and shows the pictures the model that did not train on them "
         "answers as another class, the likeliest label errors first (those it is sure of, by "
         "Confident Learning's rule, then the least sure of their own class). About 6.5 "
         "minutes for CIFAR-10's 50,000 on 2 cores, under a minute for a few hundred; in a "
@@ -86,6 +82,13 @@ def section(ds, fit: str, factor: int) -> None:
     if latest is not None and latest["state"] != "running":
         _ended(ds, latest, absolute_spec(spec), factor, fit)
     if st.button("Look for label errors", key="dataset_labels_start"):
+        # Keras, imported here only: the Dataset page runs without it (tests/e2e/test_pages).
+        from core.train import preset_defaults
+
+        config = preset_defaults(PRESET)
+        config.data, config.image_size, config.fit = spec, ds.image_size, fit
+        # Split as the page splits: a suspect's split and index are the page's.
+        config.val_fraction, config.seed = state.held_out_split()
         try:
             jobs.launch_label_check(config)
         except CnnError as err:
