@@ -106,6 +106,16 @@ def test_label_errors_are_looked_for_in_a_process_and_shown_likeliest_first(page
     assert len(planted) == 2 and all(c.startswith("filed as dog (") for c in planted)
     [download] = [b for b in page.get("download_button") if "suspect" in b.proto.label]
     assert download.proto.label == f"Download the {len(result['suspects'])} suspects (CSV)"
+    # The first suspect, opened on Classify: the picture, its class as filed, its file.
+    first = result["suspects"][0]
+    assert page.selectbox(key="dataset_suspect").value == 0
+    page.button(key="dataset_suspect_classify").click().run()
+    probe = page.session_state["probe"]
+    x, y = load_dataset(image_folder, val_fraction=0.1, seed=0).split(first["split"])
+    np.testing.assert_array_equal(probe["pixels"], x[first["index"]])
+    assert probe["label"] == int(y[first["index"]]) == 1  # dog, as it is filed
+    assert probe["caption"].endswith(first["file"])
+    assert not page.title or page.title[0].value != "Dataset"  # switched page
 
 
 def _grid(at):

@@ -142,6 +142,23 @@ def _ended(ds, latest: dict, spec: str, factor: int, fit: str) -> None:
     )
     if len(found) > SHOWN:
         st.caption(f"The {SHOWN} likeliest label errors; the CSV lists all {len(found):,}.")
+    # As a sample above: its answer and evidence on Classify, its feature maps on Filters.
+    pick = st.selectbox(
+        "Open a suspect",
+        range(len(shown)),
+        format_func=lambda n: (
+            f"{ds.image_name(shown[n]['split'], shown[n]['index'])} · looks "
+            f"like {shown[n]['likely']}"
+        ),
+        key="dataset_suspect",
+    )
+    row = shown[pick]
+    where = (ds, row["split"], row["index"])
+    left, right = st.columns(2)
+    if left.button("Open on Filters page", key="dataset_suspect_filters"):
+        state.open_probe(*where, "pages/filters.py", pixels[row["split"], row["index"]])
+    if right.button("Open on Classify page", key="dataset_suspect_classify"):
+        state.open_probe(*where, "pages/classify.py", pixels[row["split"], row["index"]])
     st.download_button(
         f"Download the {counted(len(found), 'suspect')} (CSV)",
         label_check.as_csv({"suspects": found}),
