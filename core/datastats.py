@@ -148,6 +148,12 @@ def validation_advice(
 UNEVEN = 1.5  # the largest class this many times the smallest: worth saying
 
 
+def without_images(class_names: list[str], counts) -> list[str]:
+    """The classes of `class_names` whose count in `counts` (one per class) is 0: those a
+    split lacks (a valid/ without a rare class)."""
+    return [name for name, count in zip(class_names, counts, strict=True) if not count]
+
+
 def imbalance(counts: np.ndarray) -> float:
     """How many times the images of the smallest class the largest has (classes with no
     image left aside; 1.0 for fewer than two such classes)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core import datastats
 from core.classify import predict_pixels, top_classes
 from core.errors import CnnError, DataError, RunError
 from core.fileio import atomic_write_bytes
@@ -545,11 +546,7 @@ class Report:
         """The mean of the recalls of the classes with images here: every class counts the
         same, however many images it has (the accuracy of a model that always answers the
         largest class of a 9:1 split is 90%, its balanced accuracy 50%)."""
-        support = self.confusion.sum(axis=1)
-        present = support > 0
-        if not present.any():
-            return float("nan")
-        return float(np.mean(np.diag(self.confusion)[present] / support[present]))
+        return self.averages["macro"]["recall"]  # over the classes with images (`averages`)
 
     def averages_summary(self) -> str:
         """The macro and weighted F1 in a line, and the classes they leave out (those
@@ -557,9 +554,7 @@ class Report:
         avg = self.averages
         said = f"Macro average F1 {figure(avg['macro']['f1'], '.3f', '-')} · weighted F1 "
         said += figure(avg["weighted"]["f1"], ".3f", "-")
-        absent = [
-            n for n, c in zip(self.class_names, self.per_class["support"], strict=True) if not c
-        ]
+        absent = datastats.without_images(self.class_names, self.per_class["support"])
         if absent and len(absent) < len(self.class_names):
             said += (
                 f", over the classes with images here: {', '.join(absent)} "

@@ -281,14 +281,15 @@ def run_in_folder(folder: Path) -> dict:
 
     def work():
         dataset = training_data(config)
-        runs.write_status(folder, epochs=fold_config(config, _images(dataset), folds).epochs)
+        runs.write_status(folder, epochs=fold_config(config, images_of(dataset), folds).epochs)
         result = check(config, dataset, folds, on_epoch=report)
         return result | {"data": config.data, "split": [config.val_fraction, config.seed]}
 
     return runs.run_job(folder, work, RESULT_FILE, StopRequested)
 
 
-def _images(dataset) -> int:
+def images_of(dataset) -> int:
+    """How many labelled images the search answers for: those of all its `PARTS` there."""
     return sum(len(dataset.splits[p][1]) for p in PARTS if p in dataset.splits)
 
 
@@ -314,7 +315,7 @@ def main(argv=None) -> int:
             config = config_from_args(args)
             config.validate()
             dataset = training_data(config)
-            plan = fold_config(config, _images(dataset), args.folds)
+            plan = fold_config(config, images_of(dataset), args.folds)
             print(
                 f"Training {args.folds} {config.preset} models of {plan.epochs} epochs "
                 f"(batch {plan.batch_size}), each without a {args.folds}th of the images.",

@@ -1444,7 +1444,7 @@ def training_data(config: TrainConfig, progress=None, decoding=None):
 
 
 def main(argv=None) -> int:
-    from core.datastats import class_counts, validation_advice
+    from core.datastats import class_counts, validation_advice, without_images
     from core.evaluate import progress_verbose
     from core.near_duplicates import progress_bar
 
@@ -1489,9 +1489,7 @@ def main(argv=None) -> int:
             print(f"warning: {advice}", file=sys.stderr)
         if own and verbose:
             held = counted(int(counts["val"].sum()) if "val" in counts else 0, "image")
-            none = [
-                n for n, c in zip(dataset.class_names, counts.get("val", []), strict=True) if not c
-            ]
+            none = without_images(dataset.class_names, counts.get("val", []))
             if none and len(none) < dataset.num_classes:  # a small export's valid/
                 held += f", none of {', '.join(none)}"
             print(

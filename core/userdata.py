@@ -46,6 +46,7 @@ from core.data import (
     shown,
     splits_as_classes,
 )
+from core.datastats import without_images
 from core.errors import CnnError, DataError
 from core.fileio import atomic_write_bytes, remove_stale_entries
 from core.sort_classes import CSV_BYTES, CSV_FILES, classes_in_names, hint, rows_labels
@@ -903,7 +904,7 @@ def _warn_lacking(report: FolderReport) -> None:
         counts = report.counts.get(part)
         if not counts or not any(counts):  # nothing to read there: nothing to warn of
             continue
-        lacking = [n for n, c in zip(report.class_names, counts, strict=True) if c == 0]
+        lacking = without_images(report.class_names, counts)
         if not lacking:
             continue
         which = "validation" if part == "val" else "test"

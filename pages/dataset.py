@@ -260,10 +260,10 @@ with tab_mean:
         [datastats.enlarge(means[i], factor) for i in held],
         caption=[md(ds.class_names[i]) for i in held],
     )
-    none = [md(ds.class_names[i]) for i in range(ds.num_classes) if not counts[split][i]]
+    none = datastats.without_images(ds.class_names, counts[split])
     st.caption(
         f"The average of every {split} image of each class, pixel by pixel"
-        + (f" (there are none of {', '.join(none)})." if none else ".")
+        + (f" (there are none of {', '.join(map(md, none))})." if none else ".")
     )
 for tab in tab_files:  # an image folder's: CIFAR-10's arrays are all 32 x 32 colour
     with tab:

@@ -65,7 +65,7 @@ def section(ds, fit: str, factor: int) -> None:
         st.fragment(progress, run_every=state.POLL_EVERY)(latest["path"])
         return
     spec = state.dataset_spec()
-    images = sum(len(y) for _, y in ds.splits.values())
+    images = label_check.images_of(ds)
     recipe = RECIPES[PRESET]
     batch, epochs = label_check.fold_sizes(images, recipe["batch_size"], recipe["epochs"])
     parts = {"train": "training", "val": "validation", "test": "test"}
@@ -117,9 +117,7 @@ def _ended(ds, latest: dict, spec: str, factor: int, fit: str) -> None:
     st.markdown(md_sentence(label_check.describe(result)))
     same_split = result.get("split") == list(state.held_out_split())  # else other indices
     found = [row for row in result["suspects"] if same_split and _still_there(ds, row)]
-    if len(found) < len(result["suspects"]) or result["images"] != sum(
-        len(y) for _, y in ds.splits.values()
-    ):
+    if len(found) < len(result["suspects"]) or result["images"] != label_check.images_of(ds):
         st.info("The data has changed since this search: look again for what it holds now.")
     if not found:
         return
