@@ -1,14 +1,17 @@
-"""Augmentation settings and the one function that turns them into Keras layers.
+"""Augmentation settings and the functions that turn them into Keras layers.
 
-Training and the dashboard's augmentation lab both call `build_augmentation`, so the lab
+Training and the dashboard's augmentation lab both call `build_augmentation` (each image
+changed on its own) and `build_mixing` (images mixed in pairs with their labels), so the lab
 shows exactly what training applies. Layers take float images in [0, 255], `(B, H, W, 3)`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 
@@ -21,16 +24,36 @@ class AugmentConfig:
     # (airbench's "alternating flip": no image sees the same side twice in a row); it
     # implies `flip`, and a single batch (the lab) looks the same either way.
     alternate_flip: bool = False
+    vertical_flip: bool = False  # turn upside down with probability 1/2
     rotation: float = 0.0  # up to +- this many degrees
     zoom: float = 0.0  # zoom in or out by up to this fraction of the size
     translation: float = 0.0  # shift by up to this fraction of the size (reflected border)
     contrast: float = 0.0  # scale contrast by a factor in [1 - c, 1 + c]
     brightness: float = 0.0  # add up to +- this fraction of 255
+    saturation: float = 0.0  # scale colourfulness by a factor in [1 - s, 1 + s]
+    hue: float = 0.0  # turn the colour circle by up to +- this many degrees
+    greyscale: float = 0.0  # this share of the images lose their colour
     crop_pad: int = 0  # pad by this many pixels (zeros), then crop back at random
     cutout: int = 0  # blank one random square of this side (pixels)
+    # Batch-level: each image is mixed with another image of its batch and its label with
+    # that image's label (`build_mixing`); with both, each image gets one of the two.
+    mixup: float = 0.0  # MixUp's alpha: the blend weight is drawn from Beta(alpha, alpha)
+    cutmix: float = 0.0  # CutMix's factor: its alpha is drawn from U(0, factor) per batch
 
     def is_identity(self) -> bool:
         return self == AugmentConfig()
+
+    def mixes(self) -> bool:
+        """Whether images are mixed in pairs (MixUp or CutMix), labels with them."""
+        return bool(self.mixup or self.cutmix)
+
+    def problems(self) -> list[str]:
+        """A sentence for each setting outside its control's range (0 to its maximum)."""
+        return [
+            f"The augmentation's {name} must be between 0 and {c.maximum:g}, not {value:g}."
+            for name, c in CONTROLS.items()
+            if c.maximum is not None and not 0 <= (value := getattr(self, name)) <= c.maximum
+        ]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +90,14 @@ CONTROLS = {
         "In training, mirror each image on every other epoch instead of at random, so "
         "each epoch shows the other side of the last one. Turns on the flip.",
     ),
+    "vertical_flip": Control(
+        "Vertical flip",
+        None,
+        None,
+        "Turn upside down, half the time. For pictures with no up and down: taken from "
+        "above (satellite, aerial), under a microscope, textures. Leave it off for photos of "
+        "things standing on the ground.",
+    ),
     "rotation": Control(
         "Rotation (± degrees)",
         45.0,
@@ -94,6 +125,28 @@ CONTROLS = {
         0.05,
         "Add up to ± this fraction of 255 to every pixel.",
     ),
+    "saturation": Control(
+        "Saturation (± fraction)",
+        1.0,
+        0.05,
+        "Scale how colourful each image is by a random factor in [1 - s, 1 + s]: 1 can take "
+        "all colour away or double it.",
+    ),
+    "hue": Control(
+        "Hue (± degrees)",
+        180.0,
+        5.0,
+        "Turn the colour circle by a random angle up to ± this: red towards yellow or "
+        "purple. Leave it small where colour tells the classes apart (ripe fruit, traffic "
+        "lights).",
+    ),
+    "greyscale": Control(
+        "Greyscale (share)",
+        1.0,
+        0.05,
+        "Take the colour out of this share of the images, so the model learns shapes that "
+        "hold without colour.",
+    ),
     "crop_pad": Control(
         "Pad and crop (pixels)",
         8,
@@ -102,6 +155,25 @@ CONTROLS = {
     ),
     "cutout": Control(
         "Cutout square (pixels)", 16, 1, "Blank one random square of this side (0 turns it off)."
+    ),
+    "mixup": Control(
+        "MixUp (alpha)",
+        1.0,
+        0.05,
+        "Blend each image with another image of its batch, and its label with that image's "
+        "label in the same shares (Zhang et al., 2018). The weight is drawn from "
+        "Beta(alpha, alpha): 0.2 keeps most images nearly whole, 1 blends any share. "
+        "Training accuracy then counts the larger share as the label, so it reads lower; "
+        "validation images are never mixed. 0 turns it off.",
+    ),
+    "cutmix": Control(
+        "CutMix (factor)",
+        1.0,
+        0.05,
+        "Paste a rectangle of another image of the batch into each image; the label takes "
+        "each class's share of the area (Yun et al., 2019). Larger factors give patches of "
+        "more varied size. With MixUp as well, each image gets one of the two. Training "
+        "accuracy reads lower, as with MixUp. 0 turns it off.",
     ),
 }
 
@@ -135,6 +207,38 @@ class RandomCutout(layers.Layer):
         return {**super().get_config(), "size": self.size, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="cnn_dashboard")
+class RandomSaturationBlend(layers.Layer):
+    """Scales each image's colourfulness by a random factor in `[1 - amount, 1 + amount]`:
+    the image is blended with its grey copy (torchvision's `adjust_saturation`) and clipped
+    to [0, 255].
+
+    `keras.layers.RandomSaturation` clips the saturation to `value_range` rather than to 1,
+    so with images in [0, 255] a factor above 1 gives negative pixels (seen with Keras
+    3.15: -69 for a factor of 1.5).
+    """
+
+    def __init__(self, amount: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.amount, self.seed = amount, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training or self.amount <= 0:
+            return images
+        n = ops.shape(images)[0]
+        low, high = 1.0 - self.amount, 1.0 + self.amount
+        factor = keras.random.uniform((n, 1, 1, 1), low, high, seed=self.generator)
+        grey = ops.sum(images * ops.convert_to_tensor(GREY_WEIGHTS, images.dtype), -1, True)
+        return ops.clip(grey + factor * (images - grey), 0.0, 255.0)
+
+    def get_config(self):
+        return {**super().get_config(), "amount": self.amount, "seed": self.seed}
+
+
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert("L")
+
+
 def build_augmentation(
     config: AugmentConfig, image_size: int = 32, seed: int | None = None
 ) -> keras.Sequential:
@@ -147,34 +251,94 @@ def build_augmentation(
 
     Returns:
         A `keras.Sequential` mapping float `(B, S, S, 3)` in [0, 255] to the same shape;
-        call it with `training=True`. With an identity config it has no layers.
+        call it with `training=True`. Without a setting that changes images one by one it
+        has no layers (MixUp and CutMix mix pairs of images: `build_mixing`).
     """
-    c, s = config, seed
-    steps = []
+    c, steps = config, []
+
+    def seeded():
+        # Each layer its own seed: layers seeded alike draw the same numbers, so a
+        # horizontal and a vertical flip came together or not at all (a half turn).
+        return None if seed is None else seed + len(steps)
+
     if c.flip or c.alternate_flip:
-        steps.append(layers.RandomFlip("horizontal", seed=s))
+        steps.append(layers.RandomFlip("horizontal", seed=seeded()))
+    if c.vertical_flip:
+        steps.append(layers.RandomFlip("vertical", seed=seeded()))
     if c.crop_pad:
         # An integer shift of up to crop_pad pixels with zero fill is pad-then-crop.
         f = c.crop_pad / image_size
         steps.append(
-            layers.RandomTranslation(f, f, fill_mode="constant", interpolation="nearest", seed=s)
+            layers.RandomTranslation(
+                f, f, fill_mode="constant", interpolation="nearest", seed=seeded()
+            )
         )
     if c.translation:
-        steps.append(layers.RandomTranslation(c.translation, c.translation, seed=s))
+        steps.append(layers.RandomTranslation(c.translation, c.translation, seed=seeded()))
     if c.rotation:
-        steps.append(layers.RandomRotation(c.rotation / 360.0, fill_mode="reflect", seed=s))
+        steps.append(layers.RandomRotation(c.rotation / 360.0, fill_mode="reflect", seed=seeded()))
     if c.zoom:
-        steps.append(layers.RandomZoom(c.zoom, c.zoom, seed=s))
+        steps.append(layers.RandomZoom(c.zoom, c.zoom, seed=seeded()))
     if c.contrast:
-        steps.append(layers.RandomContrast(c.contrast, seed=s))
+        steps.append(layers.RandomContrast(c.contrast, seed=seeded()))
     if c.brightness:
-        steps.append(layers.RandomBrightness(c.brightness, value_range=(0, 255), seed=s))
+        steps.append(layers.RandomBrightness(c.brightness, value_range=(0, 255), seed=seeded()))
+    if c.saturation:
+        steps.append(RandomSaturationBlend(c.saturation, seed=seeded()))
+    if c.hue:
+        steps.append(layers.RandomHue(c.hue / 180.0, value_range=(0, 255), seed=seeded()))
+    if c.greyscale:
+        steps.append(layers.RandomGrayscale(c.greyscale, seed=seeded()))
     if c.cutout:
-        steps.append(RandomCutout(c.cutout, seed=s))
+        steps.append(RandomCutout(c.cutout, seed=seeded()))
     return keras.Sequential(steps, name="augmentation")
 
 
-def augment_images(images, config: AugmentConfig, variants: int, seed: int = 0):
+def build_mixing(config: AugmentConfig, seed: int | None = None):
+    """Builds the half of augmentation that mixes images in pairs: MixUp and CutMix.
+
+    Args:
+        config: the settings (`mixup`, `cutmix`).
+        seed: with a seed, the same batch is mixed the same way.
+
+    Returns:
+        None where the config mixes nothing; else a function `(images, targets) ->
+        (images, targets)` over a batch, float `(B, S, S, 3)` in [0, 255] and float
+        `(B, C)` class shares (one-hot or soft): each image is mixed with another image of
+        the batch (`keras.layers.MixUp`, `keras.layers.CutMix`) and its target with that
+        image's target in the same shares. With both, each image takes one of the two, at
+        random.
+    """
+    mixers = []
+    if config.mixup:
+        mixers.append(layers.MixUp(alpha=config.mixup, seed=seed))
+    if config.cutmix:
+        mixers.append(layers.CutMix(factor=config.cutmix, seed=None if seed is None else seed + 1))
+    if not mixers:
+        return None
+    coins = keras.random.SeedGenerator(None if seed is None else seed + 2)
+
+    def mix(images, targets):
+        outs = [m({"images": images, "labels": targets}, training=True) for m in mixers]
+        if len(outs) == 1:
+            return outs[0]["images"], outs[0]["labels"]
+        heads = keras.random.uniform((ops.shape(images)[0],), seed=coins) < 0.5
+        images = ops.where(heads[:, None, None, None], outs[0]["images"], outs[1]["images"])
+        return images, ops.where(heads[:, None], outs[0]["labels"], outs[1]["labels"])
+
+    return mix
+
+
+class Variants(NamedTuple):
+    """The lab's augmented copies, and their labels where they are mixed."""
+
+    images: np.ndarray  # uint8 (N, V, S, S, 3)
+    shares: np.ndarray | None  # float (N, V, C): each class's share of each copy's label
+
+
+def augment_images(
+    images, config: AugmentConfig, variants: int, seed: int = 0, labels=None, partners=None
+) -> Variants:
     """Returns `variants` augmented copies of each image, as the lab shows them.
 
     Args:
@@ -182,15 +346,40 @@ def augment_images(images, config: AugmentConfig, variants: int, seed: int = 0):
         config: the settings.
         variants: copies per image.
         seed: same seed, same copies.
+        labels: int `(N,)`, the images' classes. Without them nothing is mixed.
+        partners: `(images, labels)`, uint8 `(M, S, S, 3)` and int `(M,)`: other images
+            that join the batch, as a training batch holds other images to mix with.
 
     Returns:
-        uint8 `(N, variants, S, S, 3)`.
+        `Variants`: the copies, and with MixUp or CutMix and labels each copy's label as
+        class shares `(N, variants, C)`, `C` one more than the largest label given.
     """
-    import numpy as np
-
     n, size = images.shape[0], images.shape[1]
-    pipeline = build_augmentation(config, size, seed=seed)
     batch = np.repeat(images.astype("float32"), variants, axis=0)
-    out = ops.convert_to_numpy(pipeline(batch, training=True)) if pipeline.layers else batch
-    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
-    return out.reshape(n, variants, size, size, 3)
+    mix = build_mixing(config, seed) if labels is not None else None
+    if mix is not None:
+        extra_images, extra_labels = partners if partners is not None else (images[:0], [])
+        batch = np.concatenate([batch, np.asarray(extra_images, "float32")])
+        classes = np.concatenate([np.repeat(labels, variants), extra_labels]).astype(int)
+        targets = np.eye(classes.max() + 1, dtype="float32")[classes]
+    pipeline = build_augmentation(config, size, seed=seed)
+    out = pipeline(batch, training=True) if pipeline.layers else batch
+    shares = None
+    if mix is not None:
+        out, shares = (ops.convert_to_numpy(t)[: n * variants] for t in mix(out, targets))
+        shares = shares.reshape(n, variants, -1)
+    out = np.clip(np.round(ops.convert_to_numpy(out)), 0, 255).astype(np.uint8)
+    return Variants(out.reshape(n, variants, size, size, 3), shares)
+
+
+def describe_shares(shares, class_names) -> str:
+    """A mixed label in words, the larger share first: "62% cat, 38% dog"; "cat" unmixed.
+
+    Args:
+        shares: float `(C,)`, each class's share of the label (`Variants.shares[i, v]`).
+        class_names: at least `C` names.
+    """
+    order = [int(c) for c in np.argsort(-np.asarray(shares)) if shares[c] >= 0.005]
+    if len(order) == 1:
+        return class_names[order[0]]
+    return ", ".join(f"{shares[c]:.0%} {class_names[c]}" for c in order)

@@ -187,6 +187,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise RunError(message[0].upper() + message[1:] + ".")
+        if problems := self.augment.problems():
+            raise RunError(problems[0])
 
 
 def resolved_model_config(config: TrainConfig, num_classes: int) -> ModelConfig:
@@ -320,6 +322,7 @@ def make_pipeline(
     flip_turn=None,
     crop_size=None,
     balance_classes=False,
+    mix=None,
 ):
     """Returns a batched `tf.data.Dataset` of (float images in [0,255], one-hot labels),
     and with `balance_classes` each image's weight (`class_weights` of `y`) as a third
@@ -331,6 +334,10 @@ def make_pipeline(
     With `flip_turn`, an integer `tf.Variable` holding the epoch (`FlipTurns` sets it),
     image i is mirrored when `side[i] + epoch` is odd, `side` a fixed random bit per image
     (seeded by `shuffle_seed`): every image shows each side on alternate epochs.
+
+    With `mix` (`core.augment.build_mixing`), each batch's images are mixed in pairs
+    after augmentation, and their targets (teacher's share included) with them; class
+    weights stay those of each image's own label.
 
     With `crop_size`, each image becomes a random `crop_size`-pixel window of itself after
     augmentation (progressive resizing, `TrainConfig.small_crop_epochs`).
@@ -370,6 +377,8 @@ def make_pipeline(
         target = tf.one_hot(tf.gather(labels, idx), num_classes)
         if teacher is not None:
             target = (1.0 - weight) * target + weight * tf.gather(soft, idx)
+        if mix is not None:
+            batch, target = mix(batch, target)
         if balance_classes:
             return batch, target, tf.gather(weighed, tf.gather(labels, idx))
         return batch, target
@@ -408,7 +417,7 @@ def pipeline_options(config: TrainConfig, x, y, num_classes: int, teacher=None) 
     """
     import tensorflow as tf
 
-    from core.augment import build_augmentation
+    from core.augment import build_augmentation, build_mixing
 
     augment_config, flip_turn = config.augment, None
     if augment_config.alternate_flip:
@@ -420,6 +429,7 @@ def pipeline_options(config: TrainConfig, x, y, num_classes: int, teacher=None) 
         num_classes=num_classes,
         batch_size=config.batch_size,
         augment=build_augmentation(augment_config, config.image_size, seed=config.seed),
+        mix=build_mixing(augment_config, seed=config.seed),
         shuffle_seed=config.seed,
         teacher=teacher,
         flip_turn=flip_turn,

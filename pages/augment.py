@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from core import datastats
-from core.augment import CONTROLS, AugmentConfig, augment_images
+from core.augment import CONTROLS, AugmentConfig, augment_images, describe_shares
 from core.data import UPLOAD_TYPES
 from core.errors import ImageError
 from core.images import FORMAT_NAMES, decode_image
@@ -27,8 +27,18 @@ SOURCES = {
 
 
 @st.cache_data(max_entries=16, show_spinner="Augmenting…")
-def _variants(images, config: dict, variants: int, seed: int):
-    return augment_images(images, AugmentConfig.from_dict(config), variants, seed)
+def _variants(images, config: dict, variants: int, seed: int, labels=None, _partners=None):
+    # The partners are drawn by the seed from the data: the key holds both (`_partners_of`).
+    config = AugmentConfig.from_dict(config)
+    return augment_images(images, config, variants, seed, labels, _partners)
+
+
+def _partners_of(ds, count: int, seed: int, fit: str):
+    """`count` training images, drawn by `seed`, that a batch would mix the shown ones
+    with (MixUp, CutMix), and their labels."""
+    y = ds.split("train")[1]
+    rows = np.sort(np.random.default_rng(seed).choice(len(y), min(count, len(y)), False))
+    return np.stack(state.framed(ds, "train", rows, fit)), y[rows]
 
 
 def _settings(start: AugmentConfig) -> AugmentConfig:
@@ -76,7 +86,7 @@ def _dataset_images():
     )
     picked = datastats.round_robin_sample(y, count, st.session_state.get("augment_pick", 0))
     images = np.stack(state.framed(ds, "train", picked, fit))
-    return images, [ds.image_name("train", i) for i in picked]
+    return images, [ds.image_name("train", i) for i in picked], y[picked]
 
 
 def _uploaded_image():
@@ -95,7 +105,7 @@ def _uploaded_image():
     except ImageError as err:
         st.error(md_sentence(err))
         st.stop()
-    return pixels[None], [upload.name]
+    return pixels[None], [upload.name], None
 
 
 st.title("Augmentations")
@@ -129,18 +139,43 @@ source = st.radio(
     key="augment_source",
 )
 if source == "dataset":
-    images, captions = _dataset_images()
+    images, captions, labels = _dataset_images()
 elif source == "probe":
     probe = st.session_state["probe"]
-    images, captions = probe["pixels"][None], [probe["caption"]]
+    images, captions, labels = probe["pixels"][None], [probe["caption"]], [probe["label"]]
 else:
-    images, captions = _uploaded_image()
+    images, captions, labels = _uploaded_image()
 
-out = _variants(images, config.to_dict(), variants, int(seed))
+partners, names = None, None
+if config.mixes():
+    if not state.dataset_spec():
+        st.info(
+            "MixUp and CutMix mix each image with another image of its training batch: "
+            "choose a dataset in the sidebar to see them."
+        )
+        labels = None
+    else:
+        ds = state.require_dataset()
+        names = [*ds.class_names, "this image"]
+        if labels is None:  # an upload: a class of its own beside the dataset's
+            labels = [len(ds.class_names)]
+        fit = st.session_state.get("augment_fit", "squash")
+        partners = _partners_of(ds, max(32, 2 * len(images) * variants), int(seed), fit)
+        st.caption(
+            f"Each copy is mixed with another image of a batch of {len(images) * variants} "
+            f"copies and {len(partners[1])} training images drawn at random, as a training batch "
+            "mixes its images; under each copy, the shares of its label."
+        )
+
+out = _variants(images, config.to_dict(), variants, int(seed), labels, partners)
 factor = max(1, DISPLAY_PX // images.shape[1])
-for original, copies, caption in zip(images, out, captions, strict=True):
+for k, (original, copies, caption) in enumerate(zip(images, out.images, captions, strict=True)):
     st.markdown(f"**{md(caption)}**")
+    below = [f"variant {v + 1}" for v in range(variants)]
+    if out.shares is not None:
+        below = [describe_shares(shares, names) for shares in out.shares[k]]
     st.image(
         [datastats.enlarge(img, factor) for img in [original, *copies]],
-        caption=["original"] + [f"variant {k + 1}" for k in range(variants)],
+        caption=["original", *below],
+        width=DISPLAY_PX,
     )

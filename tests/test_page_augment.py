@@ -123,6 +123,36 @@ def test_works_on_an_upload_without_a_dataset(no_dataset):
     assert at.error[0].value.startswith("notes.png: This file is not an image")
 
 
+def _percent_shares(caption):
+    return {name: int(pct) for pct, name in re.findall(r"(\d+)% ([\w ]+)", caption)}
+
+
+def test_mixup_and_cutmix_copies_say_their_labels_shares(page):
+    page.run()
+    page.slider(key="augment_mixup").set_value(1.0)
+    page.slider(key="augment_cutmix").set_value(1.0).run()
+    assert not page.exception
+    assert re.search(r"batch of 18 copies and 33 training images drawn", page.caption[1].value)
+    for row, own in zip(_rows(page), ["cat", "dog", "frog"], strict=True):
+        below = row.captions[1:]
+        mixed = [_percent_shares(c) for c in below if "%" in c]
+        assert all(c == own for c in below if "%" not in c)  # paired with its own class
+        assert mixed and all(own in m and 98 <= sum(m.values()) <= 102 for m in mixed)
+    # An upload is a class of its own, "this image", mixed with the dataset's images.
+    page.radio(key="augment_source").set_value("upload").run()
+    page.file_uploader(key="augment_upload").set_value(("red.png", _png(), "image/png")).run()
+    below = _rows(page)[0].captions[1:]
+    assert not page.exception and any("% this image" in c for c in below)
+
+
+def test_mixing_without_a_dataset_says_it_needs_one(no_dataset):
+    at = no_dataset.run()
+    at.slider(key="augment_mixup").set_value(0.5).run()
+    at.file_uploader(key="augment_upload").set_value(("red.png", _png(), "image/png")).run()
+    assert not at.exception and at.info[0].value.startswith("MixUp and CutMix mix each image")
+    assert _rows(at)[0].captions[1:] == [f"variant {k}" for k in range(1, 7)]
+
+
 def test_pictures_that_are_not_square_are_augmented_squashed_or_cropped(tmp_path, monkeypatch):
     from core import augment
     from tests.conftest import write_framed_folder

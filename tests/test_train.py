@@ -803,6 +803,28 @@ def test_a_run_trains_with_alternate_flip_and_keeps_it_in_its_config(tiny_datase
     assert AugmentConfig.from_dict(saved["augment"]) == config.augment
 
 
+def test_mixup_and_cutmix_mix_the_batches_targets_and_a_run_trains_on_them(tiny_dataset):
+    config = _config(augment=parse_augment("mixup=0.4,cutmix=1"), batch_size=60)
+    x, y = tiny_dataset.split("train")
+    images, targets = next(iter(make_pipeline(**train_mod.pipeline_options(config, x, y, 3))))
+    targets = targets.numpy()
+    np.testing.assert_allclose(targets.sum(1), 1, atol=1e-5)
+    mixed = targets.max(1) < 0.99  # a class image mixed with one of another class
+    assert mixed.sum() >= 10 and (np.count_nonzero(targets > 1e-6, axis=1) <= 2).all()
+    # Each class image is one colour: a mixed image holds two.
+    colours = [len(np.unique(im.reshape(-1, 3).round(), axis=0)) for im in images.numpy()]
+    assert all(c > 1 for c, m in zip(colours, mixed, strict=True) if m)
+    run_dir = train(config, tiny_dataset)
+    assert runs.read_status(run_dir)["state"] == "completed"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert AugmentConfig.from_dict(saved["augment"]) == config.augment
+
+
+def test_an_augmentation_setting_out_of_its_range_is_refused_with_its_name():
+    with pytest.raises(RunError, match="augmentation's hue must be between 0 and 180, not 200"):
+        _config(augment=parse_augment("hue=200")).validate()
+
+
 def test_small_crops_are_random_windows_of_each_image():
     # Channel 0 holds each pixel's position (8 row + column), channel 1 the image's number.
     x = np.zeros((64, 8, 8, 3), np.uint8)
