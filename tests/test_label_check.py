@@ -50,8 +50,10 @@ def test_fold_models_train_long_enough_on_small_folders():
     quick = preset_defaults("quick")
     big = label_check.fold_config(quick, 50_000)  # CIFAR-10: the preset as it is
     assert (big.batch_size, big.epochs) == (quick.batch_size, quick.epochs)
+    assert big.learning_rate == quick.learning_rate
     small = label_check.fold_config(quick, 600)  # 450 a model: batches of 16 or more
     assert small.batch_size == 32 and small.epochs == 14  # 15 batches an epoch, 200 at least
+    assert small.learning_rate == pytest.approx(quick.learning_rate / 4)  # sqrt(32 / 512)
     tiny = label_check.fold_config(quick, 40)
     assert tiny.batch_size == 32 and tiny.epochs == label_check.MAX_EPOCHS
     assert small.small_crop_share == 0 and small.early_stopping == 0
