@@ -207,6 +207,9 @@ class RandomCutout(layers.Layer):
         return {**super().get_config(), "size": self.size, "seed": self.seed}
 
 
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert("L")
+
+
 @keras.saving.register_keras_serializable(package="cnn_dashboard")
 class RandomSaturationBlend(layers.Layer):
     """Scales each image's colourfulness by a random factor in `[1 - amount, 1 + amount]`:
@@ -234,9 +237,6 @@ class RandomSaturationBlend(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "amount": self.amount, "seed": self.seed}
-
-
-GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert("L")
 
 
 def build_augmentation(
@@ -309,14 +309,17 @@ def build_mixing(config: AugmentConfig, seed: int | None = None):
         image's target in the same shares. With both, each image takes one of the two, at
         random.
     """
+    # Seeds apart from the augmentation layers' (seed, seed + 1, ...): alike, they would
+    # draw the same numbers.
+    seeds = [None] * 3 if seed is None else [seed + len(CONTROLS) + k for k in range(3)]
     mixers = []
     if config.mixup:
-        mixers.append(layers.MixUp(alpha=config.mixup, seed=seed))
+        mixers.append(layers.MixUp(alpha=config.mixup, seed=seeds[0]))
     if config.cutmix:
-        mixers.append(layers.CutMix(factor=config.cutmix, seed=None if seed is None else seed + 1))
+        mixers.append(layers.CutMix(factor=config.cutmix, seed=seeds[1]))
     if not mixers:
         return None
-    coins = keras.random.SeedGenerator(None if seed is None else seed + 2)
+    coins = keras.random.SeedGenerator(seeds[2])
 
     def mix(images, targets):
         outs = [m({"images": images, "labels": targets}, training=True) for m in mixers]

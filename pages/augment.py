@@ -27,18 +27,34 @@ SOURCES = {
 
 
 @st.cache_data(max_entries=16, show_spinner="Augmenting…")
-def _variants(images, config: dict, variants: int, seed: int, labels=None, _partners=None):
-    # The partners are drawn by the seed from the data: the key holds both (`_partners_of`).
+def _variants(images, config: dict, variants: int, seed: int, labels=None, partners=None):
     config = AugmentConfig.from_dict(config)
-    return augment_images(images, config, variants, seed, labels, _partners)
+    return augment_images(images, config, variants, seed, labels, partners)
 
 
-def _partners_of(ds, count: int, seed: int, fit: str):
-    """`count` training images, drawn by `seed`, that a batch would mix the shown ones
-    with (MixUp, CutMix), and their labels."""
+def _mixing(images, labels, variants: int, seed: int):
+    """What MixUp and CutMix mix the shown images with: their labels (an upload's is a
+    class of its own, "this image"), training images of the dataset drawn by `seed` with
+    their labels, and the class names; no labels where there is no dataset to mix with."""
+    if not state.dataset_spec():
+        st.info(
+            "MixUp and CutMix mix each image with another image of its training batch: "
+            "choose a dataset in the sidebar to see them."
+        )
+        return None, None, None
+    fit = st.session_state.get("augment_fit", "squash")
+    ds = state.require_dataset(images.shape[1])  # a probe may be at a larger model's size
     y = ds.split("train")[1]
-    rows = np.sort(np.random.default_rng(seed).choice(len(y), min(count, len(y)), False))
-    return np.stack(state.framed(ds, "train", rows, fit)), y[rows]
+    count = min(len(y), max(32, 2 * len(images) * variants))
+    rows = np.sort(np.random.default_rng(seed).choice(len(y), count, False))
+    st.caption(
+        f"Each copy is mixed with another image of a batch of {len(images) * variants} "
+        f"copies and {count} training images drawn at random, as a training batch mixes "
+        "its images; under each copy, the shares of its label."
+    )
+    labels = [len(ds.class_names)] if labels is None else labels
+    partners = np.stack(state.framed(ds, "train", rows, fit)), y[rows]
+    return labels, partners, [*ds.class_names, "this image"]
 
 
 def _settings(start: AugmentConfig) -> AugmentConfig:
@@ -148,25 +164,7 @@ else:
 
 partners, names = None, None
 if config.mixes():
-    if not state.dataset_spec():
-        st.info(
-            "MixUp and CutMix mix each image with another image of its training batch: "
-            "choose a dataset in the sidebar to see them."
-        )
-        labels = None
-    else:
-        ds = state.require_dataset()
-        names = [*ds.class_names, "this image"]
-        if labels is None:  # an upload: a class of its own beside the dataset's
-            labels = [len(ds.class_names)]
-        fit = st.session_state.get("augment_fit", "squash")
-        partners = _partners_of(ds, max(32, 2 * len(images) * variants), int(seed), fit)
-        st.caption(
-            f"Each copy is mixed with another image of a batch of {len(images) * variants} "
-            f"copies and {len(partners[1])} training images drawn at random, as a training batch "
-            "mixes its images; under each copy, the shares of its label."
-        )
-
+    labels, partners, names = _mixing(images, labels, variants, int(seed))
 out = _variants(images, config.to_dict(), variants, int(seed), labels, partners)
 factor = max(1, DISPLAY_PX // images.shape[1])
 for k, (original, copies, caption) in enumerate(zip(images, out.images, captions, strict=True)):

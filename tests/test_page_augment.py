@@ -105,6 +105,16 @@ def test_probe_image_is_the_default_when_sent(page):
     assert page.radio(key="augment_source").value == "probe"
     assert len(_rows(page)) == 1
     assert "**val #3 (dog)**" in [m.value for m in page.markdown]
+    # Mixed, its label is its own class's, dog, and a 64-pixel probe (a larger model's
+    # sample) is mixed with the dataset's images at its size.
+    page.slider(key="augment_mixup").set_value(1.0).run()
+    assert any("% dog" in c for c in _rows(page)[0].captions[1:])
+    page.session_state["probe"] = {
+        **page.session_state["probe"],
+        "pixels": pixels.repeat(2, 0).repeat(2, 1),
+    }
+    page.run()
+    assert not page.exception and any("% dog" in c for c in _rows(page)[0].captions[1:])
 
 
 def test_works_on_an_upload_without_a_dataset(no_dataset):
