@@ -164,7 +164,9 @@ CONTROLS = {
         "label in the same shares (Zhang et al., 2018). The weight is drawn from "
         "Beta(alpha, alpha): 0.2 keeps most images nearly whole, 1 blends any share. "
         "Training accuracy then counts the larger share as the label, so it reads lower; "
-        "validation images are never mixed. 0 turns it off.",
+        "validation images are never mixed. A regulariser for long runs of large models: "
+        "on this project's short presets it cost accuracy (docs/BENCHMARKS.md). 0 turns it "
+        "off.",
     ),
     "cutmix": Control(
         "CutMix (factor)",
@@ -173,7 +175,7 @@ CONTROLS = {
         "Paste a rectangle of another image of the batch into each image; the label takes "
         "each class's share of the area (Yun et al., 2019). Larger factors give patches of "
         "more varied size. With MixUp as well, each image gets one of the two. Training "
-        "accuracy reads lower, as with MixUp. 0 turns it off.",
+        "accuracy reads lower, and short runs lose accuracy, as with MixUp. 0 turns it off.",
     ),
 }
 
