@@ -38,7 +38,7 @@ class AugmentConfig:
     # Batch-level: each image is mixed with another image of its batch and its label with
     # that image's label (`build_mixing`); with both, each image gets one of the two.
     mixup: float = 0.0  # MixUp's alpha: the blend weight is drawn from Beta(alpha, alpha)
-    cutmix: float = 0.0  # CutMix's factor: its alpha is drawn from U(0, factor) per batch
+    cutmix: float = 0.0  # CutMix's alpha: the pasted share is drawn from Beta(alpha, alpha)
 
     def is_identity(self) -> bool:
         return self == AugmentConfig()
@@ -169,13 +169,15 @@ CONTROLS = {
         "off.",
     ),
     "cutmix": Control(
-        "CutMix (factor)",
+        "CutMix (alpha)",
         1.0,
         0.05,
         "Paste a rectangle of another image of the batch into each image; the label takes "
-        "each class's share of the area (Yun et al., 2019). Larger factors give patches of "
-        "more varied size. With MixUp as well, each image gets one of the two. Training "
-        "accuracy reads lower, and short runs lose accuracy, as with MixUp. 0 turns it off.",
+        "each class's share of the area (Yun et al., 2019). The share is drawn from "
+        "Beta(alpha, alpha): 1, the paper's, gives every size equally often; smaller alphas "
+        "paste nearly nothing or nearly the whole image. With MixUp as well, each image gets "
+        "one of the two. Training accuracy reads lower, and short runs lose accuracy, as "
+        "with MixUp. 0 turns it off.",
     ),
 }
 
@@ -318,7 +320,9 @@ def build_mixing(config: AugmentConfig, seed: int | None = None):
     if config.mixup:
         mixers.append(layers.MixUp(alpha=config.mixup, seed=seeds[0]))
     if config.cutmix:
-        mixers.append(layers.CutMix(factor=config.cutmix, seed=seeds[1]))
+        # A single factor f would draw alpha from U(0, f) for each batch: mostly small,
+        # pasting all or nothing. Both ends alike fix it.
+        mixers.append(layers.CutMix(factor=(config.cutmix, config.cutmix), seed=seeds[1]))
     if not mixers:
         return None
     coins = keras.random.SeedGenerator(seeds[2])

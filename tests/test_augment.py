@@ -138,6 +138,18 @@ def test_cutmix_pastes_a_rectangle_whose_area_is_the_partners_share():
     assert 0 < (images[0, ..., 0] == 200).mean() < 1
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cutmix_alpha_1_pastes_every_share_equally_often(seed):
+    """Beta(1, 1) is uniform: its mean distance from a half is a quarter. Keras's single
+    factor drew alpha from U(0, 1) for each batch, all or nothing on some (0.37 at seed 2)."""
+    black = np.zeros((1, 16, 16, 3), np.uint8)
+    partners = (np.full((400, 16, 16, 3), 200, np.uint8), np.ones(400, int))
+    config = AugmentConfig(cutmix=1.0)
+    shares = augment_images(black, config, 200, seed, [0], partners).shares[0, :, 1]
+    shares = shares[shares > 0]  # not paired with another black copy
+    assert len(shares) > 100 and 0.21 < np.abs(shares - 0.5).mean() < 0.29
+
+
 def test_with_mixup_and_cutmix_each_image_gets_one_of_the_two():
     images, shares = _mixing_lab(AugmentConfig(mixup=0.5, cutmix=1.0), variants=48, size=32)
     kinds = []
