@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from core.augment import AugmentConfig, RandomCutout, augment_images, build_augmentation
+from core.augment import (
+    AugmentConfig,
+    RandomCutout,
+    augment_images,
+    build_augmentation,
+    describe_shares,
+)
 
 
 def _images(n=2, size=32):
@@ -164,6 +170,13 @@ def test_with_mixup_and_cutmix_each_image_gets_one_of_the_two():
             assert set(np.unique(image)) == {0, 200}
             assert abs((image == 200).mean() - share) <= 65 / 32**2
     assert {"mixup", "cutmix"} == set(kinds)
+
+
+def test_a_mixed_label_is_said_the_larger_share_first():
+    names = ["cat", "dog", "frog"]
+    assert describe_shares(np.array([0.38, 0.62, 0.0]), names) == "62% dog, 38% cat"
+    assert describe_shares(np.array([0.0, 0.0, 1.0]), names) == "frog"
+    assert describe_shares(np.array([0.998, 0.002, 0.0]), names) == "cat"  # under 0.5%
 
 
 def test_without_labels_or_a_mixing_setting_nothing_is_mixed():
