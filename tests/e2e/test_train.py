@@ -74,9 +74,10 @@ def _table_rows(page):
 def test_start_watch_stop_and_complete_runs_in_the_browser(server, page, e2e_data):
     before = _states(e2e_data)
     open_page(page, server, "train")
-    # A long run: 40 epochs of batch 4 on 45 images, to be stopped while it trains.
-    _start(page, epochs=40, batch=4)
-    progress = page.get_by_text(re.compile(r"epoch \d+/40 · batch \d+/\d+"))
+    # A long run: 400 epochs of batch 4 on 45 images, to be stopped while it trains (40
+    # ended before the click on a quiet machine: about 0.6 s an epoch, 25 s of waits).
+    _start(page, epochs=400, batch=4)
+    progress = page.get_by_text(re.compile(r"epoch \d+/400 · batch \d+/\d+"))
     progress.first.wait_for(timeout=120_000)
     first = progress.first.inner_text()
     time.sleep(4.5)  # two polls of the status line (STATUS_EVERY in pages/train.py)
