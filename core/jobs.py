@@ -566,6 +566,11 @@ def end_process(job: dict, grace: float = 5.0) -> bool:
         time.sleep(0.05)
     if alive(job):
         os.killpg(job["pid"], signal.SIGKILL)
+        # The kernel ends it a moment later; callers read its status next and must find it
+        # ended, not running.
+        deadline = time.monotonic() + 2.0
+        while alive(job) and time.monotonic() < deadline:
+            time.sleep(0.01)
     return True
 
 

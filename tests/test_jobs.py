@@ -1,6 +1,9 @@
 """Training jobs in real child processes, on tiny generated CIFAR archives."""
 
 import json
+import subprocess
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -269,3 +272,20 @@ def test_finished_rows_are_kept_until_their_files_change_unfinished_ones_read_ag
         change()
         seen.add(jobs.runs_signature(tmp_path))
     assert len(seen) == 7  # each change to a file a row is read from
+
+
+def test_a_child_that_ignores_sigterm_is_killed_and_found_ended(tmp_path):
+    script = tmp_path / "stubborn.py"
+    # Ignores SIGTERM and holds 400 MB, which the kernel takes a moment to free when killed.
+    script.write_text(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "held = bytearray(400 * 2**20)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, start_new_session=True
+    )
+    threading.Thread(target=proc.wait, daemon=True).start()
+    assert proc.stdout.readline() == b"ready\n"
+    job = {"pid": proc.pid, "pid_start": runs.process_start(proc.pid)}
+    assert jobs.end_process(job, grace=0.2)
+    assert not jobs.alive(job)  # at once, as a page reads it next
