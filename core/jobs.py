@@ -561,6 +561,7 @@ def end_process(job: dict, grace: float = 5.0) -> bool:
     if not alive(job):
         return False
     os.killpg(job["pid"], signal.SIGTERM)
+    os.killpg(job["pid"], signal.SIGCONT)  # a stopped process (Ctrl-Z, SIGSTOP) acts on it
     deadline = time.monotonic() + grace
     while alive(job) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -1,6 +1,8 @@
 """Training jobs in real child processes, on tiny generated CIFAR archives."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -289,3 +291,15 @@ def test_a_child_that_ignores_sigterm_is_killed_and_found_ended(tmp_path):
     job = {"pid": proc.pid, "pid_start": runs.process_start(proc.pid)}
     assert jobs.end_process(job, grace=0.2)
     assert not jobs.alive(job)  # at once, as a page reads it next
+
+
+def test_a_stopped_child_ends_on_sigterm_without_waiting_for_the_grace(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    threading.Thread(target=proc.wait, daemon=True).start()
+    os.kill(proc.pid, signal.SIGSTOP)  # as Ctrl-Z leaves it
+    job = {"pid": proc.pid, "pid_start": runs.process_start(proc.pid)}
+    start = time.monotonic()
+    assert jobs.end_process(job, grace=5.0)
+    assert not jobs.alive(job) and time.monotonic() - start < 2  # SIGTERM, not the SIGKILL
