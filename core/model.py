@@ -167,7 +167,7 @@ PRESET_DESCRIPTIONS = {
     "cores without, in float32).",
     "fast": "Speed-run layout (whitening stem, 64/256/256) for the best time to accuracy, its "
     "first 6 of 12 epochs on 24-pixel crops: about 89.4% on CIFAR-10 (90.1% on average with "
-    "flip test-time augmentation) in 8-15 minutes on 2 CPU cores with bf16 units (45 "
+    "flip test-time augmentation) in 7-15 minutes on 2 CPU cores with bf16 units (45 "
     "minutes on 2 AVX2 cores without, in float32).",
     "wide": "Speed-run layout, wider (128/384/384), trained longer with stronger augmentation, "
     "its first 20 of 40 epochs on 24-pixel crops: about 91-91.6% on CIFAR-10 (92% with flip and "
