@@ -95,7 +95,7 @@ class Block(nn.Module):
         return F.gelu(self.norm2(self.conv2(x)))
 
 
-def make_net(widths: tuple[int, int, int], train_images: torch.Tensor) -> nn.Sequential:
+def make_net(widths: tuple[int, ...], classes: int, train_images: torch.Tensor) -> nn.Sequential:
     whiten = nn.Conv2d(3, 24, 2, bias=True)
     nn.init.zeros_(whiten.bias)
     net = nn.Sequential(
@@ -106,7 +106,7 @@ def make_net(widths: tuple[int, int, int], train_images: torch.Tensor) -> nn.Seq
         Block(widths[1], widths[2]),
         nn.MaxPool2d(3),
         nn.Flatten(),
-        nn.Linear(widths[2], 10, bias=False),
+        nn.Linear(widths[2], classes, bias=False),
     )
     with torch.no_grad():  # eigenvectors of the 2x2 patches' (uncentred) covariance
         x = train_images[:5000]
@@ -161,7 +161,7 @@ def main() -> None:
     yt, yv = torch.from_numpy(yt).long(), torch.from_numpy(yv).long()
     recipe = RECIPES[args.recipe]
     epochs = args.epochs or recipe["epochs"]
-    net = make_net(recipe["widths"], xt)
+    net = make_net(recipe["widths"], data.num_classes, xt)
     amp = dict(device_type="cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     batch, momentum = 1024, 0.85
@@ -178,6 +178,8 @@ def main() -> None:
         nesterov=True,
     )
     steps = len(xt) // batch
+    if not steps:
+        sys.exit(f"airbench's batches hold {batch:,} images; this training split has {len(xt):,}.")
     total = math.ceil(steps * epochs)
     factors = np.interp(np.arange(total + 1), [0, int(0.23 * total), total], [0.2, 1.0, 0.07])
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: float(factors[min(i, total)]))
