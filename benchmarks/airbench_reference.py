@@ -27,7 +27,6 @@ epoch and 2-pixel translations (reflected border). Mixed bf16 here (the GPU runs
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -38,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data import load_dataset  # noqa: E402
+from core.fileio import atomic_write_json  # noqa: E402
 
 try:
     import torch
@@ -233,7 +233,7 @@ def main() -> None:
     if args.json:
         record = dict(vars(args), data=str(args.data), json=None, epochs=epochs, final=final)
         record["history"] = history
-        args.json.write_text(json.dumps(record, indent=1))
+        atomic_write_json(args.json, record)
 
 
 if __name__ == "__main__":
